@@ -1,0 +1,28 @@
+//! watchwire: a push-notification gateway with Google-compatible watch channels.
+//!
+//! Module map (ARCHITECTURE.md has the long version):
+//! - [`protocol`]: wire types shared by the gateway and receivers.
+//! - [`receiver`]: receiver-side validation; builds with `default-features = false`.
+//! - with the `server` feature: [`config`], [`server`] (wires everything together),
+//!   [`api`] (HTTP), [`store`] (durable log and channels), [`delivery`] (routing,
+//!   per-channel queues, retries, outbound client), [`receive_cmd`] (`watchwire receive`).
+
+pub mod protocol;
+pub mod receiver;
+
+#[cfg(feature = "server")]
+pub mod api;
+#[cfg(feature = "server")]
+pub mod config;
+#[cfg(feature = "server")]
+pub mod delivery;
+#[cfg(feature = "server")]
+pub mod model;
+#[cfg(feature = "server")]
+pub mod receive_cmd;
+#[cfg(feature = "server")]
+pub mod server;
+#[cfg(feature = "server")]
+pub mod store;
+#[cfg(feature = "server")]
+mod telemetry;

@@ -1,0 +1,27 @@
+//! Header names of a notification (SPEC §4, §10). Lower case, as `http` stores them.
+
+pub const CHANNEL_ID: &str = "x-goog-channel-id";
+pub const CHANNEL_TOKEN: &str = "x-goog-channel-token";
+pub const CHANNEL_EXPIRATION: &str = "x-goog-channel-expiration";
+pub const RESOURCE_ID: &str = "x-goog-resource-id";
+pub const RESOURCE_URI: &str = "x-goog-resource-uri";
+pub const RESOURCE_STATE: &str = "x-goog-resource-state";
+pub const MESSAGE_NUMBER: &str = "x-goog-message-number";
+pub const CHANGED: &str = "x-goog-changed";
+
+/// The canonical path the event was published on.
+pub const EVENT_RESOURCE: &str = "x-watchwire-event-resource";
+/// The event's cursor (for sync: the log position the channel's coverage starts after).
+pub const CURSOR: &str = "x-watchwire-cursor";
+/// Message number of the previous notification on the channel; absent on sync.
+pub const PREVIOUS_NUMBER: &str = "x-watchwire-previous-number";
+/// The event's metadata as compact JSON, non-ASCII escaped.
+pub const METADATA: &str = "x-watchwire-metadata";
+
+/// Standard Webhooks signature headers.
+pub const WEBHOOK_ID: &str = "webhook-id";
+pub const WEBHOOK_TIMESTAMP: &str = "webhook-timestamp";
+pub const WEBHOOK_SIGNATURE: &str = "webhook-signature";
+
+/// Message number of the sync notification that opens every channel.
+pub const SYNC_MESSAGE_NUMBER: u64 = 1;
