@@ -1,0 +1,67 @@
+//! API errors as Google's envelope (SPEC §10).
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::protocol::ErrorEnvelope;
+use crate::store::StoreError;
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, reason, message: message.into() }
+    }
+
+    /// A field or value the caller must fix.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid", message)
+    }
+
+    pub fn required(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "required", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "notFound", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&ErrorEnvelope::new(self.status.as_u16(), self.reason, self.message))
+            .expect("the envelope always serialises");
+        (self.status, [(header::CONTENT_TYPE, "application/json; charset=UTF-8")], body).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::DuplicateChannel(id) => ApiError::invalid(format!("a live channel with id {id:?} already exists")).with_reason("channelIdNotUnique"),
+            StoreError::NotFound => ApiError::not_found("not found"),
+            StoreError::IdempotencyConflict => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "this Idempotency-Key was already used with a different request body",
+            ),
+            StoreError::Backend(msg) => {
+                tracing::error!(error = %msg, "storage failure");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "backendError", "the store could not complete the request; nothing was changed; try again")
+            }
+            StoreError::Closed => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "backendError", "the gateway is shutting down; try again"),
+        }
+    }
+}
+
+impl ApiError {
+    pub fn with_reason(mut self, reason: &'static str) -> Self {
+        self.reason = reason;
+        self
+    }
+}

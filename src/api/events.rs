@@ -1,0 +1,164 @@
+//! `POST /v1/events` (SPEC §6): publish one event or a batch, durably.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, Uri};
+use axum::Json;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::body::{parse_json, type_name, RawBody};
+use super::error::ApiError;
+use super::AppState;
+use crate::model::{cursor, NewEvent};
+use crate::protocol::state::{is_changed_token, ResourceState};
+use crate::store::Idempotency;
+
+/// Most events in one publish.
+pub const MAX_BATCH: usize = 1000;
+/// Largest metadata, as compact JSON.
+pub const MAX_METADATA_BYTES: usize = 4096;
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// One event as sent. Fields are loose here so that each problem gets its own message.
+#[derive(Deserialize)]
+struct EventInput {
+    resource: Option<Value>,
+    state: Option<Value>,
+    /// Kept as the exact text published: it becomes the notification body.
+    data: Option<Box<RawValue>>,
+    changed: Option<Value>,
+    metadata: Option<Value>,
+}
+
+#[derive(serde::Serialize)]
+pub struct PublishResponse {
+    cursor: String,
+    events: usize,
+}
+
+pub async fn publish(State(app): State<AppState>, uri: Uri, headers: HeaderMap, RawBody(body): RawBody) -> Result<Json<PublishResponse>, ApiError> {
+    let caller = app.keys.authenticate(&headers, &uri)?;
+    let idempotency = idempotency_key(&headers)?.map(|key| Idempotency {
+        owner: caller.owner.clone(),
+        key,
+        body_hash: Sha256::digest(&body).iter().map(|b| format!("{b:02x}")).collect(),
+    });
+    let events = parse_events(&body, &app)?;
+    let receipt = app.store.append(events, idempotency).await?;
+    Ok(Json(PublishResponse { cursor: cursor(receipt.last_seq), events: receipt.count }))
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = value.to_str().ok().filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY && k.bytes().all(|b| (0x20..0x7f).contains(&b)));
+    key.map(|k| Some(k.to_string()))
+        .ok_or_else(|| ApiError::invalid(format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters")))
+}
+
+fn parse_events(body: &[u8], app: &AppState) -> Result<Vec<NewEvent>, ApiError> {
+    // First check the shape with a generic parse, for a clear message about it.
+    let shape: Value = parse_json(body)?;
+    let is_batch = match &shape {
+        Value::Array(items) if items.is_empty() => return Err(ApiError::invalid("the batch is empty: send at least one event")),
+        Value::Array(items) if items.len() > MAX_BATCH => {
+            return Err(ApiError::invalid(format!("a batch holds at most {MAX_BATCH} events; this one holds {}", items.len())))
+        }
+        Value::Array(items) => {
+            if let Some((i, item)) = items.iter().enumerate().find(|(_, v)| !v.is_object()) {
+                return Err(ApiError::invalid(format!("events[{i}] must be an event object, not {}", type_name(item))));
+            }
+            true
+        }
+        Value::Object(_) => false,
+        other => return Err(ApiError::invalid(format!("the request body must be an event object or an array of them, not {}", type_name(other)))),
+    };
+    // `data` is kept as raw text, which serde cannot do inside an untagged enum, so the
+    // shape decided above picks the type.
+    let inputs = if is_batch { serde_json::from_slice::<Vec<EventInput>>(body) } else { serde_json::from_slice::<EventInput>(body).map(|one| vec![one]) };
+    let inputs = inputs.map_err(|e| ApiError::invalid(format!("the events could not be read: {e}")))?;
+    inputs
+        .into_iter()
+        .enumerate()
+        .map(|(i, input)| {
+            let at = if is_batch { format!("events[{i}].") } else { String::new() };
+            validate_event(input, &at, app)
+        })
+        .collect()
+}
+
+fn validate_event(input: EventInput, at: &str, app: &AppState) -> Result<NewEvent, ApiError> {
+    let resource = match input.resource {
+        Some(Value::String(s)) => app.prefixes.canonicalize(&s).map_err(|e| ApiError::invalid(format!("{at}resource: {e}")))?,
+        None | Some(Value::Null) => return Err(ApiError::required(format!("{at}resource is required: the path that changed, e.g. /b/photos/o/cat.jpg"))),
+        Some(other) => return Err(ApiError::invalid(format!("{at}resource must be a string, not {}", type_name(&other)))),
+    };
+    let state = match input.state {
+        Some(Value::String(s)) => match ResourceState::parse_publishable(&s) {
+            Some(state) => state.as_str().to_string(),
+            None => {
+                return Err(ApiError::invalid(format!(
+                    "{at}state {s:?} is not a publishable state: use exists, not_exists, add, remove, update, trash, untrash, change, or an event name like CREATE_USER"
+                )))
+            }
+        },
+        None | Some(Value::Null) => return Err(ApiError::required(format!("{at}state is required, e.g. \"exists\""))),
+        Some(other) => return Err(ApiError::invalid(format!("{at}state must be a string, not {}", type_name(&other)))),
+    };
+    let changed = match input.changed {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|item| match item {
+                Value::String(token) if is_changed_token(&token) => Ok(token),
+                other => Err(ApiError::invalid(format!("{at}changed items must be strings of 1 to 64 characters of A-Z a-z 0-9 _ -; got {other}"))),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => return Err(ApiError::invalid(format!("{at}changed must be an array of strings, not {}", type_name(&other)))),
+    };
+    let metadata = match input.metadata {
+        None | Some(Value::Null) => None,
+        Some(value @ Value::Object(_)) => {
+            let text = ascii_json(&value);
+            if text.len() > MAX_METADATA_BYTES {
+                return Err(ApiError::invalid(format!("{at}metadata is {} bytes as compact JSON; the limit is {MAX_METADATA_BYTES}", text.len())));
+            }
+            Some(text)
+        }
+        Some(other) => return Err(ApiError::invalid(format!("{at}metadata must be an object, not {}", type_name(&other)))),
+    };
+    Ok(NewEvent { resource, state, data: input.data.map(|raw| Bytes::copy_from_slice(raw.get().as_bytes())), changed, metadata })
+}
+
+/// Compact JSON with every non-ASCII character escaped as `\uXXXX`, so it fits a header.
+pub fn ascii_json(value: &Value) -> String {
+    let compact = value.to_string();
+    let mut out = String::with_capacity(compact.len());
+    for c in compact.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_is_ascii_and_round_trips() {
+        let value = serde_json::json!({"who": "Zoë 🐱", "n": 1});
+        let text = ascii_json(&value);
+        assert!(text.is_ascii());
+        assert!(text.contains("\\u00eb") && text.contains("\\ud83d\\udc31"), "{text}");
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), value);
+    }
+}

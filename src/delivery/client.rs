@@ -1,0 +1,173 @@
+//! The outbound HTTP client and the wire form of a notification (SPEC §4, §10).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+
+use super::retry::{classify, parse_retry_after, Verdict};
+use super::target::{PolicyResolver, TargetPolicy};
+use crate::model::{cursor, message_number, NewChannel, Seq, SharedEvent};
+use crate::protocol::headers as h;
+use crate::protocol::httpdate;
+use crate::protocol::signature::SigningSecret;
+
+pub const USER_AGENT: &str = concat!("watchwire/", env!("CARGO_PKG_VERSION"));
+const JSON_CONTENT_TYPE: &str = "application/json; charset=\"utf-8\"";
+
+/// One notification on one channel: the sync, or one event.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    pub number: u64,
+    /// Number of the notification before it on the channel; `None` for the sync.
+    pub previous: Option<u64>,
+    pub state: String,
+    pub cursor: Seq,
+    pub event: Option<SharedEvent>,
+}
+
+impl Notification {
+    pub fn sync(start_seq: Seq) -> Self {
+        Notification { number: h::SYNC_MESSAGE_NUMBER, previous: None, state: "sync".into(), cursor: start_seq, event: None }
+    }
+
+    pub fn event(event: SharedEvent, previous: u64) -> Self {
+        Notification {
+            number: message_number(event.seq),
+            previous: Some(previous),
+            state: event.state.clone(),
+            cursor: event.seq,
+            event: Some(event),
+        }
+    }
+
+    /// The headers and body of this notification on `channel`.
+    pub fn render(&self, channel: &NewChannel, now: chrono::DateTime<chrono::Utc>) -> (HeaderMap, Bytes) {
+        let body = match &self.event {
+            Some(event) if channel.payload => event.data.clone().unwrap_or_default(),
+            _ => Bytes::new(),
+        };
+        let mut headers = HeaderMap::with_capacity(16);
+        let mut put = |name: &'static str, value: &str| {
+            // Every value is built from validated parts; one that is still not a valid
+            // header value is left out rather than failing the delivery.
+            if let Ok(v) = HeaderValue::from_str(value) {
+                headers.insert(HeaderName::from_static(name), v);
+            }
+        };
+        put(h::CHANNEL_ID, &channel.id);
+        if let Some(token) = &channel.token {
+            put(h::CHANNEL_TOKEN, token);
+        }
+        if let Some(expiration) = channel.expiration_ms.and_then(httpdate::format_ms) {
+            put(h::CHANNEL_EXPIRATION, &expiration);
+        }
+        put(h::RESOURCE_ID, &channel.resource_id);
+        put(h::RESOURCE_URI, &channel.resource_uri);
+        put(h::RESOURCE_STATE, &self.state);
+        put(h::MESSAGE_NUMBER, &self.number.to_string());
+        put(h::CURSOR, &cursor(self.cursor));
+        match &self.event {
+            Some(event) => {
+                put(h::EVENT_RESOURCE, &event.resource);
+                if !event.changed.is_empty() {
+                    put(h::CHANGED, &event.changed.join(","));
+                }
+                if let Some(metadata) = &event.metadata {
+                    put(h::METADATA, metadata);
+                }
+            }
+            None => put(h::EVENT_RESOURCE, &channel.resource),
+        }
+        if let Some(previous) = self.previous {
+            put(h::PREVIOUS_NUMBER, &previous.to_string());
+        }
+        if let Some(secret) = channel.signing_secret.as_deref().and_then(|s| SigningSecret::parse(s).ok()) {
+            let msg_id = format!("{}-{}", channel.id, self.number);
+            let timestamp = now.timestamp();
+            put(h::WEBHOOK_SIGNATURE, &secret.sign(&msg_id, timestamp, &body));
+            put(h::WEBHOOK_ID, &msg_id);
+            put(h::WEBHOOK_TIMESTAMP, &timestamp.to_string());
+        }
+        if !body.is_empty() {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_CONTENT_TYPE));
+        }
+        (headers, body)
+    }
+}
+
+/// What one attempt came to.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub verdict: Verdict,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+}
+
+/// One pooled client for every delivery: no redirects, no proxy, explicit timeouts,
+/// and a resolver that enforces the target policy.
+#[derive(Clone)]
+pub struct OutboundClient {
+    http: reqwest::Client,
+    policy: TargetPolicy,
+}
+
+impl OutboundClient {
+    pub fn new(policy: TargetPolicy, connect_timeout: Duration, timeout: Duration) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(connect_timeout)
+            .timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(64)
+            .dns_resolver(PolicyResolver::shared(policy.clone()))
+            .build()?;
+        Ok(OutboundClient { http, policy })
+    }
+
+    /// Sends one notification once.
+    pub async fn attempt(&self, address: &str, headers: HeaderMap, body: Bytes) -> Attempt {
+        let url = match reqwest::Url::parse(address) {
+            Ok(url) => url,
+            Err(e) => return Attempt { verdict: Verdict::Failed, status: None, error: Some(format!("bad address: {e}")) },
+        };
+        // Literal IPs bypass the resolver, so they are checked here, before connecting.
+        if let Err(reason) = self.policy.check_url(&url) {
+            return Attempt { verdict: Verdict::Failed, status: None, error: Some(reason) };
+        }
+        match self.http.post(url).headers(headers).body(body).send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let retry_after = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+                Attempt { verdict: classify(status, retry_after), status: Some(status), error: None }
+            }
+            Err(e) => {
+                let kind = if e.is_timeout() {
+                    "timed out"
+                } else if e.is_connect() {
+                    "connection failed"
+                } else {
+                    "request failed"
+                };
+                Attempt { verdict: Verdict::Retry { retry_after: None }, status: None, error: Some(format!("{kind}: {}", error_chain(&e))) }
+            }
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}

@@ -1,0 +1,139 @@
+//! Which addresses the gateway may deliver to (SPEC §10 Targets).
+//!
+//! By default only `https://` URLs whose addresses are public. Names are checked in the
+//! outbound client's resolver, at connect time, so a name that resolves to a private
+//! address is never connected to; literal IPs are checked before any attempt.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+/// The delivery target policy.
+#[derive(Debug, Clone, Default)]
+pub struct TargetPolicy {
+    /// `--dev`: http:// and any address.
+    pub allow_all: bool,
+}
+
+impl TargetPolicy {
+    /// Checks a channel address before it is accepted. `Err` is a message for a person.
+    pub fn check_url(&self, url: &reqwest::Url) -> Result<(), String> {
+        match url.scheme() {
+            "https" => {}
+            "http" if self.allow_all => {}
+            "http" => return Err("address must be an https:// URL (http:// is allowed only with --dev or --allow-targets)".into()),
+            other => return Err(format!("address must be an https:// URL, not {other}://")),
+        }
+        let Some(host) = url.host() else {
+            return Err("address must name a host".into());
+        };
+        let literal = match host {
+            url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+            url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+            url::Host::Domain(_) => None,
+        };
+        if let Some(ip) = literal {
+            self.check_ip(ip)?;
+        }
+        Ok(())
+    }
+
+    pub fn check_ip(&self, ip: IpAddr) -> Result<(), String> {
+        if self.allow_all || is_public(ip) {
+            Ok(())
+        } else {
+            Err(format!("address {ip} is not a public address; deliveries go only to public addresses"))
+        }
+    }
+}
+
+/// Whether an address is publicly routable (not loopback, private, link-local,
+/// shared, documentation, multicast, reserved, or an IPv4-mapped form of those).
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_public_v4(v4),
+            None => is_public_v6(v6),
+        },
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    !(ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_broadcast()
+        || ip.is_documentation()
+        || ip.is_multicast()
+        || a == 0
+        || (a == 100 && (64..128).contains(&b)) // shared address space
+        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
+        || (a == 198 && (b == 18 || b == 19)) // benchmarking
+        || a >= 240) // reserved
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    let first = ip.segments()[0];
+    !(ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_multicast()
+        || (first & 0xfe00) == 0xfc00 // unique local
+        || (first & 0xffc0) == 0xfe80 // link-local
+        || first == 0x2001 && ip.segments()[1] == 0x0db8 // documentation
+        || first == 0x0064 && ip.segments()[1] == 0xff9b // NAT64 (embeds IPv4)
+        || ip.segments()[..6] == [0, 0, 0, 0, 0, 0]) // IPv4-compatible
+}
+
+/// A resolver for the outbound client that drops every address the policy refuses.
+pub struct PolicyResolver(pub TargetPolicy);
+
+impl reqwest::dns::Resolve for PolicyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.0.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = found.into_iter().filter(|a| policy.check_ip(a.ip()).is_ok()).collect();
+            if allowed.is_empty() {
+                return Err(format!("{host} resolves to no public address").into());
+            }
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+impl PolicyResolver {
+    pub fn shared(policy: TargetPolicy) -> Arc<Self> {
+        Arc::new(PolicyResolver(policy))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_addresses() {
+        for private in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "224.0.0.1", "240.0.0.1"] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    #[test]
+    fn checks_urls() {
+        let strict = TargetPolicy::default();
+        let url = |s: &str| reqwest::Url::parse(s).unwrap();
+        assert!(strict.check_url(&url("https://example.com/hook")).is_ok());
+        assert!(strict.check_url(&url("http://example.com/hook")).is_err());
+        assert!(strict.check_url(&url("https://127.0.0.1/hook")).is_err());
+        assert!(strict.check_url(&url("https://[::ffff:169.254.169.254]/")).is_err());
+        assert!(strict.check_url(&url("ftp://example.com/")).is_err());
+        let dev = TargetPolicy { allow_all: true };
+        assert!(dev.check_url(&url("http://127.0.0.1:9/hook")).is_ok());
+    }
+}

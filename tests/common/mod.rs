@@ -1,0 +1,218 @@
+//! Test harness: a real gateway on loopback and real receivers that record what
+//! arrives and answer as a test scripts them.
+#![allow(dead_code)]
+
+pub mod process;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use watchwire::config::ServeArgs;
+use watchwire::server::RunningServer;
+
+/// How long a test waits for something that should happen.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// One request a receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().expect("header is ASCII"))
+    }
+
+    pub fn number(&self) -> u64 {
+        self.header("x-goog-message-number").expect("message number").parse().expect("numeric message number")
+    }
+
+    pub fn state(&self) -> &str {
+        self.header("x-goog-resource-state").expect("resource state")
+    }
+
+    pub fn body_json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("JSON body")
+    }
+}
+
+/// What a receiver answers: status and extra headers.
+pub type Answer = (u16, Vec<(&'static str, String)>);
+pub type Responder = Arc<dyn Fn(&Received) -> Answer + Send + Sync>;
+
+#[derive(Clone)]
+struct ReceiverState {
+    tx: mpsc::UnboundedSender<Received>,
+    responder: Arc<Mutex<Responder>>,
+}
+
+/// A webhook receiver on 127.0.0.1:0.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Received>>,
+    responder: Arc<Mutex<Responder>>,
+}
+
+impl Receiver {
+    /// A receiver that answers 204 to everything.
+    pub async fn start() -> Receiver {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let responder: Arc<Mutex<Responder>> = Arc::new(Mutex::new(Arc::new(|_: &Received| (204, vec![]))));
+        let state = ReceiverState { tx, responder: responder.clone() };
+        let app = axum::Router::new().fallback(receive).with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver { addr, rx: tokio::sync::Mutex::new(rx), responder }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    /// Decides every later answer.
+    pub fn respond(&self, responder: impl Fn(&Received) -> Answer + Send + Sync + 'static) {
+        *self.responder.lock().unwrap() = Arc::new(responder);
+    }
+
+    /// Answers with these statuses in turn, then 204.
+    pub fn script(&self, statuses: &[u16]) {
+        let queue = Mutex::new(statuses.iter().copied().collect::<VecDeque<u16>>());
+        self.respond(move |_| (queue.lock().unwrap().pop_front().unwrap_or(204), vec![]));
+    }
+
+    /// The next request, or a panic after `PATIENCE`.
+    pub async fn next(&self) -> Received {
+        let mut rx = self.rx.lock().await;
+        tokio::time::timeout(PATIENCE, rx.recv()).await.expect("no notification arrived in time").expect("receiver closed")
+    }
+
+    /// The next `n` requests.
+    pub async fn take(&self, n: usize) -> Vec<Received> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(self.next().await);
+        }
+        out
+    }
+
+    /// Asserts nothing arrives within `window` (used only to show an absence).
+    pub async fn expect_silence(&self, window: Duration) {
+        let mut rx = self.rx.lock().await;
+        if let Ok(Some(got)) = tokio::time::timeout(window, rx.recv()).await {
+            panic!("expected no notification, got {:?} #{}", got.header("x-goog-resource-state"), got.header("x-goog-message-number").unwrap_or("?"));
+        }
+    }
+}
+
+async fn receive(State(state): State<ReceiverState>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
+    let got = Received { headers, body, at: Instant::now() };
+    let responder = state.responder.lock().unwrap().clone();
+    let (status, extra) = responder(&got);
+    let _ = state.tx.send(got);
+    let mut response = StatusCode::from_u16(status).unwrap().into_response();
+    for (name, value) in extra {
+        response.headers_mut().insert(name, value.parse().unwrap());
+    }
+    response
+}
+
+/// A gateway running in this process on 127.0.0.1:0 with its own data directory.
+pub struct Gateway {
+    pub server: Option<RunningServer>,
+    pub url: String,
+    pub http: reqwest::Client,
+    pub dir: tempfile::TempDir,
+}
+
+/// Test defaults: `--dev`, quick retries and sweeps, quiet logs.
+pub fn test_args(dir: &std::path::Path) -> ServeArgs {
+    let mut args = ServeArgs::for_data_dir(dir);
+    args.listen = "127.0.0.1:0".parse().unwrap();
+    args.dev = true;
+    args.retry_schedule = vec![Duration::from_millis(20), Duration::from_millis(40)];
+    args.expiry_sweep = Duration::from_millis(100);
+    args.log = "warn".into();
+    args
+}
+
+impl Gateway {
+    pub async fn start() -> Gateway {
+        Gateway::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(configure: impl FnOnce(&mut ServeArgs)) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = test_args(dir.path());
+        configure(&mut args);
+        let server = watchwire::server::start(args).await.expect("gateway starts");
+        Gateway { url: server.url(), server: Some(server), http: client(), dir }
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.unwrap();
+        }
+    }
+
+    /// POSTs raw bytes; returns status, headers and body text.
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, HeaderMap, String) {
+        let response = self.http.post(format!("{}{path}", self.url)).body(body).send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        (status, headers, response.text().await.unwrap())
+    }
+
+    /// POSTs JSON; returns status and the JSON answer (Null when empty).
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let (status, _, text) = self.post_raw(path, body.to_string()).await;
+        (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("JSON answer") })
+    }
+
+    /// Creates a channel and asserts it worked.
+    pub async fn watch(&self, resource: &str, id: &str, address: &str) -> Value {
+        self.watch_with(resource, json!({"id": id, "type": "web_hook", "address": address})).await
+    }
+
+    pub async fn watch_with(&self, resource: &str, body: Value) -> Value {
+        let (status, answer) = self.post(&format!("{resource}/watch"), &body).await;
+        assert_eq!(status, 200, "watch failed: {answer}");
+        answer
+    }
+
+    /// Publishes and asserts it was accepted; returns the answer.
+    pub async fn publish(&self, events: Value) -> Value {
+        let (status, answer) = self.post("/v1/events", &events).await;
+        assert_eq!(status, 200, "publish failed: {answer}");
+        answer
+    }
+
+    pub async fn stop(&self, id: &str, resource_id: &str) -> u16 {
+        self.post("/channels/stop", &json!({"id": id, "resourceId": resource_id})).await.0
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().timeout(PATIENCE).build().unwrap()
+}
+
+/// Asserts a Google error envelope with this status and reason.
+pub fn assert_error(status: u16, body: &Value, want_status: u16, want_reason: &str) {
+    assert_eq!(status, want_status, "unexpected status; body: {body}");
+    assert_eq!(body["error"]["code"], want_status, "envelope code: {body}");
+    assert_eq!(body["error"]["errors"][0]["domain"], "global", "{body}");
+    assert_eq!(body["error"]["errors"][0]["reason"], want_reason, "{body}");
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(message.len() > 10, "message should explain the problem: {body}");
+}
