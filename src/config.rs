@@ -24,7 +24,12 @@ pub struct ServeArgs {
     pub dev: bool,
 
     /// API key allowed to do everything (repeatable).
-    #[arg(long = "api-key", env = "WATCHWIRE_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long = "api-key",
+        env = "WATCHWIRE_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub api_keys: Vec<String>,
 
     /// Base URL in front of resource paths in `resourceUri` (default `http://{listen}`).
@@ -32,7 +37,11 @@ pub struct ServeArgs {
     pub public_url: Option<String>,
 
     /// Extra service prefix to strip from resource paths, e.g. `/gmail/v1` (repeatable).
-    #[arg(long = "strip-prefix", env = "WATCHWIRE_STRIP_PREFIXES", value_delimiter = ',')]
+    #[arg(
+        long = "strip-prefix",
+        env = "WATCHWIRE_STRIP_PREFIXES",
+        value_delimiter = ','
+    )]
     pub strip_prefixes: Vec<String>,
 
     /// Lifetime of a channel that asks for none.
@@ -104,16 +113,21 @@ impl ServeArgs {
         if self.default_channel_ttl > self.max_channel_ttl {
             anyhow::bail!("--default-channel-ttl is longer than --max-channel-ttl");
         }
-        ServicePrefixes::with_extra(&self.strip_prefixes).map_err(|e| anyhow::anyhow!("--strip-prefix: {e}"))
+        ServicePrefixes::with_extra(&self.strip_prefixes)
+            .map_err(|e| anyhow::anyhow!("--strip-prefix: {e}"))
     }
 }
 
 /// Parses `250ms`, `5s`, `2m`, `1h`, `7d` (or a bare number of seconds).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
-    let value: f64 = number.parse().map_err(|_| format!("{s:?} is not a duration like 500ms, 5s, 2m, 1h or 7d"))?;
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 500ms, 5s, 2m, 1h or 7d"))?;
     let seconds = match unit {
         "ms" => value / 1000.0,
         "" | "s" => value,
@@ -134,7 +148,10 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86400));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86400)
+        );
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("").is_err());
     }
@@ -143,10 +160,16 @@ mod tests {
     fn defaults_and_checks() {
         let mut args = ServeArgs::for_data_dir("/tmp/x");
         assert_eq!(args.retry_schedule.len(), 7);
-        assert!(args.validate().is_err(), "no keys and no --dev must not start");
+        assert!(
+            args.validate().is_err(),
+            "no keys and no --dev must not start"
+        );
         args.dev = true;
         assert!(args.validate().is_ok());
         args.listen = "0.0.0.0:8080".parse().unwrap();
-        assert!(args.validate().is_err(), "--dev must refuse a public listen address");
+        assert!(
+            args.validate().is_err(),
+            "--dev must refuse a public listen address"
+        );
     }
 }

@@ -3,7 +3,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "watchwire", version, about = "Push-notification gateway with Google-compatible watch channels")]
+#[command(
+    name = "watchwire",
+    version,
+    about = "Push-notification gateway with Google-compatible watch channels"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -19,7 +23,9 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(watchwire::server::run(args)),
         Command::Receive(args) => runtime.block_on(watchwire::receive_cmd::run(args)),

@@ -15,7 +15,9 @@ pub fn cursor(seq: Seq) -> String {
 
 /// Parses a cursor produced by [`cursor`].
 pub fn parse_cursor(s: &str) -> Option<Seq> {
-    (s.len() == 16).then(|| u64::from_str_radix(s, 16).ok()).flatten()
+    (s.len() == 16)
+        .then(|| u64::from_str_radix(s, 16).ok())
+        .flatten()
 }
 
 /// The message number a channel gives to the event at `seq`. Derived from the log

@@ -23,16 +23,28 @@ pub struct Caller {
 
 impl Keys {
     pub fn new(keys: &[String]) -> Self {
-        Keys { digests: keys.iter().filter(|k| !k.is_empty()).map(|k| Sha256::digest(k.as_bytes()).into()).collect() }
+        Keys {
+            digests: keys
+                .iter()
+                .filter(|k| !k.is_empty())
+                .map(|k| Sha256::digest(k.as_bytes()).into())
+                .collect(),
+        }
     }
 
     /// Authenticates a request by `Authorization: Bearer KEY` or `?key=KEY`.
     pub fn authenticate(&self, headers: &HeaderMap, uri: &Uri) -> Result<Caller, ApiError> {
         if self.digests.is_empty() {
-            return Ok(Caller { owner: DEV_OWNER.to_string() });
+            return Ok(Caller {
+                owner: DEV_OWNER.to_string(),
+            });
         }
         let presented = bearer(headers).or_else(|| query_key(uri)).ok_or_else(|| {
-            ApiError::new(StatusCode::UNAUTHORIZED, "required", "an API key is required: send Authorization: Bearer KEY or ?key=KEY")
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "required",
+                "an API key is required: send Authorization: Bearer KEY or ?key=KEY",
+            )
         })?;
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut matched = subtle::Choice::from(0);
@@ -40,9 +52,15 @@ impl Keys {
             matched |= known.ct_eq(&digest);
         }
         if bool::from(matched) {
-            Ok(Caller { owner: digest[..12].iter().map(|b| format!("{b:02x}")).collect() })
+            Ok(Caller {
+                owner: digest[..12].iter().map(|b| format!("{b:02x}")).collect(),
+            })
         } else {
-            Err(ApiError::new(StatusCode::UNAUTHORIZED, "authError", "the API key is not valid"))
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "authError",
+                "the API key is not valid",
+            ))
         }
     }
 }
@@ -50,9 +68,13 @@ impl Keys {
 fn bearer(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, key) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim().to_string())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| key.trim().to_string())
 }
 
 fn query_key(uri: &Uri) -> Option<String> {
-    url::form_urlencoded::parse(uri.query()?.as_bytes()).find(|(name, _)| name == "key").map(|(_, v)| v.into_owned())
+    url::form_urlencoded::parse(uri.query()?.as_bytes())
+        .find(|(name, _)| name == "key")
+        .map(|(_, v)| v.into_owned())
 }

@@ -15,12 +15,16 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         match Bytes::from_request(req, state).await {
             Ok(bytes) => Ok(RawBody(bytes)),
-            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "requestTooLarge",
-                "the request body is larger than this gateway accepts",
-            )),
-            Err(rejection) => Err(ApiError::invalid(format!("could not read the request body: {rejection}"))),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "requestTooLarge",
+                    "the request body is larger than this gateway accepts",
+                ))
+            }
+            Err(rejection) => Err(ApiError::invalid(format!(
+                "could not read the request body: {rejection}"
+            ))),
         }
     }
 }
@@ -28,9 +32,15 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
 /// Parses a body as JSON, or says where it is broken.
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::required("the request body is empty; send a JSON object").with_reason("parseError"));
+        return Err(
+            ApiError::required("the request body is empty; send a JSON object")
+                .with_reason("parseError"),
+        );
     }
-    serde_json::from_slice(bytes).map_err(|e| ApiError::invalid(format!("the request body is not valid JSON: {e}")).with_reason("parseError"))
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::invalid(format!("the request body is not valid JSON: {e}"))
+            .with_reason("parseError")
+    })
 }
 
 /// The JSON type of a value, for messages.

@@ -15,7 +15,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, reason, message: message.into() }
+        ApiError {
+            status,
+            reason,
+            message: message.into(),
+        }
     }
 
     /// A field or value the caller must fix.
@@ -34,16 +38,28 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::to_vec(&ErrorEnvelope::new(self.status.as_u16(), self.reason, self.message))
-            .expect("the envelope always serialises");
-        (self.status, [(header::CONTENT_TYPE, "application/json; charset=UTF-8")], body).into_response()
+        let body = serde_json::to_vec(&ErrorEnvelope::new(
+            self.status.as_u16(),
+            self.reason,
+            self.message,
+        ))
+        .expect("the envelope always serialises");
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json; charset=UTF-8")],
+            body,
+        )
+            .into_response()
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::DuplicateChannel(id) => ApiError::invalid(format!("a live channel with id {id:?} already exists")).with_reason("channelIdNotUnique"),
+            StoreError::DuplicateChannel(id) => {
+                ApiError::invalid(format!("a live channel with id {id:?} already exists"))
+                    .with_reason("channelIdNotUnique")
+            }
             StoreError::NotFound => ApiError::not_found("not found"),
             StoreError::IdempotencyConflict => ApiError::new(
                 StatusCode::CONFLICT,
@@ -52,9 +68,17 @@ impl From<StoreError> for ApiError {
             ),
             StoreError::Backend(msg) => {
                 tracing::error!(error = %msg, "storage failure");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "backendError", "the store could not complete the request; nothing was changed; try again")
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "backendError",
+                    "the store could not complete the request; nothing was changed; try again",
+                )
             }
-            StoreError::Closed => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "backendError", "the gateway is shutting down; try again"),
+            StoreError::Closed => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "backendError",
+                "the gateway is shutting down; try again",
+            ),
         }
     }
 }

@@ -39,51 +39,95 @@ pub struct PublishResponse {
     events: usize,
 }
 
-pub async fn publish(State(app): State<AppState>, uri: Uri, headers: HeaderMap, RawBody(body): RawBody) -> Result<Json<PublishResponse>, ApiError> {
+pub async fn publish(
+    State(app): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Json<PublishResponse>, ApiError> {
     let caller = app.keys.authenticate(&headers, &uri)?;
     let idempotency = idempotency_key(&headers)?.map(|key| Idempotency {
         owner: caller.owner.clone(),
         key,
-        body_hash: Sha256::digest(&body).iter().map(|b| format!("{b:02x}")).collect(),
+        body_hash: Sha256::digest(&body)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
     });
     let events = parse_events(&body, &app)?;
     let receipt = app.store.append(events, idempotency).await?;
-    Ok(Json(PublishResponse { cursor: cursor(receipt.last_seq), events: receipt.count }))
+    Ok(Json(PublishResponse {
+        cursor: cursor(receipt.last_seq),
+        events: receipt.count,
+    }))
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
-    let key = value.to_str().ok().filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY && k.bytes().all(|b| (0x20..0x7f).contains(&b)));
-    key.map(|k| Some(k.to_string()))
-        .ok_or_else(|| ApiError::invalid(format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters")))
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().ok().filter(|k| {
+        !k.is_empty()
+            && k.len() <= MAX_IDEMPOTENCY_KEY
+            && k.bytes().all(|b| (0x20..0x7f).contains(&b))
+    });
+    key.map(|k| Some(k.to_string())).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"
+        ))
+    })
 }
 
 fn parse_events(body: &[u8], app: &AppState) -> Result<Vec<NewEvent>, ApiError> {
     // First check the shape with a generic parse, for a clear message about it.
     let shape: Value = parse_json(body)?;
     let is_batch = match &shape {
-        Value::Array(items) if items.is_empty() => return Err(ApiError::invalid("the batch is empty: send at least one event")),
+        Value::Array(items) if items.is_empty() => {
+            return Err(ApiError::invalid(
+                "the batch is empty: send at least one event",
+            ))
+        }
         Value::Array(items) if items.len() > MAX_BATCH => {
-            return Err(ApiError::invalid(format!("a batch holds at most {MAX_BATCH} events; this one holds {}", items.len())))
+            return Err(ApiError::invalid(format!(
+                "a batch holds at most {MAX_BATCH} events; this one holds {}",
+                items.len()
+            )))
         }
         Value::Array(items) => {
             if let Some((i, item)) = items.iter().enumerate().find(|(_, v)| !v.is_object()) {
-                return Err(ApiError::invalid(format!("events[{i}] must be an event object, not {}", type_name(item))));
+                return Err(ApiError::invalid(format!(
+                    "events[{i}] must be an event object, not {}",
+                    type_name(item)
+                )));
             }
             true
         }
         Value::Object(_) => false,
-        other => return Err(ApiError::invalid(format!("the request body must be an event object or an array of them, not {}", type_name(other)))),
+        other => {
+            return Err(ApiError::invalid(format!(
+                "the request body must be an event object or an array of them, not {}",
+                type_name(other)
+            )))
+        }
     };
     // `data` is kept as raw text, which serde cannot do inside an untagged enum, so the
     // shape decided above picks the type.
-    let inputs = if is_batch { serde_json::from_slice::<Vec<EventInput>>(body) } else { serde_json::from_slice::<EventInput>(body).map(|one| vec![one]) };
-    let inputs = inputs.map_err(|e| ApiError::invalid(format!("the events could not be read: {e}")))?;
+    let inputs = if is_batch {
+        serde_json::from_slice::<Vec<EventInput>>(body)
+    } else {
+        serde_json::from_slice::<EventInput>(body).map(|one| vec![one])
+    };
+    let inputs =
+        inputs.map_err(|e| ApiError::invalid(format!("the events could not be read: {e}")))?;
     inputs
         .into_iter()
         .enumerate()
         .map(|(i, input)| {
-            let at = if is_batch { format!("events[{i}].") } else { String::new() };
+            let at = if is_batch {
+                format!("events[{i}].")
+            } else {
+                String::new()
+            };
             validate_event(input, &at, app)
         })
         .collect()
@@ -91,9 +135,21 @@ fn parse_events(body: &[u8], app: &AppState) -> Result<Vec<NewEvent>, ApiError> 
 
 fn validate_event(input: EventInput, at: &str, app: &AppState) -> Result<NewEvent, ApiError> {
     let resource = match input.resource {
-        Some(Value::String(s)) => app.prefixes.canonicalize(&s).map_err(|e| ApiError::invalid(format!("{at}resource: {e}")))?,
-        None | Some(Value::Null) => return Err(ApiError::required(format!("{at}resource is required: the path that changed, e.g. /b/photos/o/cat.jpg"))),
-        Some(other) => return Err(ApiError::invalid(format!("{at}resource must be a string, not {}", type_name(&other)))),
+        Some(Value::String(s)) => app
+            .prefixes
+            .canonicalize(&s)
+            .map_err(|e| ApiError::invalid(format!("{at}resource: {e}")))?,
+        None | Some(Value::Null) => {
+            return Err(ApiError::required(format!(
+                "{at}resource is required: the path that changed, e.g. /b/photos/o/cat.jpg"
+            )))
+        }
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "{at}resource must be a string, not {}",
+                type_name(&other)
+            )))
+        }
     };
     let state = match input.state {
         Some(Value::String(s)) => match ResourceState::parse_publishable(&s) {
@@ -123,13 +179,29 @@ fn validate_event(input: EventInput, at: &str, app: &AppState) -> Result<NewEven
         Some(value @ Value::Object(_)) => {
             let text = ascii_json(&value);
             if text.len() > MAX_METADATA_BYTES {
-                return Err(ApiError::invalid(format!("{at}metadata is {} bytes as compact JSON; the limit is {MAX_METADATA_BYTES}", text.len())));
+                return Err(ApiError::invalid(format!(
+                    "{at}metadata is {} bytes as compact JSON; the limit is {MAX_METADATA_BYTES}",
+                    text.len()
+                )));
             }
             Some(text)
         }
-        Some(other) => return Err(ApiError::invalid(format!("{at}metadata must be an object, not {}", type_name(&other)))),
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "{at}metadata must be an object, not {}",
+                type_name(&other)
+            )))
+        }
     };
-    Ok(NewEvent { resource, state, data: input.data.map(|raw| Bytes::copy_from_slice(raw.get().as_bytes())), changed, metadata })
+    Ok(NewEvent {
+        resource,
+        state,
+        data: input
+            .data
+            .map(|raw| Bytes::copy_from_slice(raw.get().as_bytes())),
+        changed,
+        metadata,
+    })
 }
 
 /// Compact JSON with every non-ASCII character escaped as `\uXXXX`, so it fits a header.
@@ -158,7 +230,10 @@ mod tests {
         let value = serde_json::json!({"who": "Zoë 🐱", "n": 1});
         let text = ascii_json(&value);
         assert!(text.is_ascii());
-        assert!(text.contains("\\u00eb") && text.contains("\\ud83d\\udc31"), "{text}");
+        assert!(
+            text.contains("\\u00eb") && text.contains("\\ud83d\\udc31"),
+            "{text}"
+        );
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), value);
     }
 }

@@ -42,9 +42,18 @@ pub struct App {
 pub fn router(app: AppState) -> Router {
     let max_body = app.config.max_body_bytes;
     Router::new()
-        .route("/healthz", get(ops::healthz).fallback(ops::method_not_allowed))
-        .route("/metrics", get(ops::metrics).fallback(ops::method_not_allowed))
-        .route("/v1/events", post(events::publish).fallback(ops::method_not_allowed))
+        .route(
+            "/healthz",
+            get(ops::healthz).fallback(ops::method_not_allowed),
+        )
+        .route(
+            "/metrics",
+            get(ops::metrics).fallback(ops::method_not_allowed),
+        )
+        .route(
+            "/v1/events",
+            post(events::publish).fallback(ops::method_not_allowed),
+        )
         .fallback(google_style)
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(app)
@@ -57,10 +66,14 @@ async fn google_style(State(app): State<AppState>, request: Request) -> Response
     let is_stop = path.ends_with("/channels/stop");
     let is_watch = !is_stop && path.ends_with("/watch");
     if !is_stop && !is_watch {
-        return ops::not_found(request.method().clone(), request.uri().clone()).await.into_response();
+        return ops::not_found(request.method().clone(), request.uri().clone())
+            .await
+            .into_response();
     }
     if request.method() != Method::POST {
-        return ops::method_not_allowed(request.method().clone(), request.uri().clone()).await.into_response();
+        return ops::method_not_allowed(request.method().clone(), request.uri().clone())
+            .await
+            .into_response();
     }
     if is_stop {
         Handler::call(stop::stop, request, app).await

@@ -9,26 +9,45 @@ use super::error::ApiError;
 use super::AppState;
 use crate::store::{Removal, StoreError};
 
-pub async fn stop(State(app): State<AppState>, uri: Uri, headers: HeaderMap, RawBody(body): RawBody) -> Result<StatusCode, ApiError> {
+pub async fn stop(
+    State(app): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<StatusCode, ApiError> {
     let caller = app.keys.authenticate(&headers, &uri)?;
     let body: Value = parse_json(&body)?;
     let Value::Object(fields) = &body else {
-        return Err(ApiError::invalid(format!("the request body must be a JSON object with id and resourceId, not {}", type_name(&body))));
+        return Err(ApiError::invalid(format!(
+            "the request body must be a JSON object with id and resourceId, not {}",
+            type_name(&body)
+        )));
     };
     let field = |name: &str| match fields.get(name) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-        None | Some(Value::Null) => Err(ApiError::required(format!("{name} is required to stop a channel"))),
-        Some(other) => Err(ApiError::invalid(format!("{name} must be a non-empty string, not {}", type_name(other)))),
+        None | Some(Value::Null) => Err(ApiError::required(format!(
+            "{name} is required to stop a channel"
+        ))),
+        Some(other) => Err(ApiError::invalid(format!(
+            "{name} must be a non-empty string, not {}",
+            type_name(other)
+        ))),
     };
     let (id, resource_id) = (field("id")?, field("resourceId")?);
-    let removal = Removal::Stop { owner: caller.owner, id: id.clone(), resource_id };
+    let removal = Removal::Stop {
+        owner: caller.owner,
+        id: id.clone(),
+        resource_id,
+    };
     match app.store.remove_channels(removal).await {
         Ok((_, feed_no)) => {
             // Once the router has applied the removal, no attempt on the channel starts.
             app.dispatcher.wait_routed(feed_no).await;
             Ok(StatusCode::NO_CONTENT)
         }
-        Err(StoreError::NotFound) => Err(ApiError::not_found(format!("channel {id:?} with that resourceId was not found"))),
+        Err(StoreError::NotFound) => Err(ApiError::not_found(format!(
+            "channel {id:?} with that resourceId was not found"
+        ))),
         Err(e) => Err(e.into()),
     }
 }

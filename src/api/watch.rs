@@ -14,7 +14,9 @@ use super::body::{parse_json, type_name, RawBody};
 use super::error::ApiError;
 use super::AppState;
 use crate::model::{now_ms, NewChannel};
-use crate::protocol::channel::{is_valid_channel_id, is_valid_token, parse_expiration, WatchResponse, MAX_TOKEN_LEN};
+use crate::protocol::channel::{
+    is_valid_channel_id, is_valid_token, parse_expiration, WatchResponse, MAX_TOKEN_LEN,
+};
 use crate::protocol::signature::SigningSecret;
 
 /// A watch request, validated.
@@ -31,14 +33,28 @@ struct WatchRequest {
     payload: bool,
 }
 
-pub async fn watch(State(app): State<AppState>, uri: Uri, headers: HeaderMap, RawBody(body): RawBody) -> Result<Json<WatchResponse>, ApiError> {
+pub async fn watch(
+    State(app): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Json<WatchResponse>, ApiError> {
     let caller = app.keys.authenticate(&headers, &uri)?;
     let raw_resource = uri.path().strip_suffix("/watch").unwrap_or_default();
-    let resource = app.prefixes.canonicalize(raw_resource).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let resource = app
+        .prefixes
+        .canonicalize(raw_resource)
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
     let request = validate(&parse_json(&body)?, &app)?;
 
     let now = now_ms();
-    let expiration_ms = effective_expiration(now, request.expiration_ms, request.ttl, app.config.default_channel_ttl, app.config.max_channel_ttl);
+    let expiration_ms = effective_expiration(
+        now,
+        request.expiration_ms,
+        request.ttl,
+        app.config.default_channel_ttl,
+        app.config.max_channel_ttl,
+    );
     let spec = NewChannel {
         owner: caller.owner,
         id: request.id,
@@ -70,7 +86,13 @@ pub async fn watch(State(app): State<AppState>, uri: Uri, headers: HeaderMap, Ra
 
 /// The earliest of the requested expiration, now + ttl and now + the maximum; the
 /// default lifetime when neither was asked for.
-pub fn effective_expiration(now: i64, requested: Option<i64>, ttl: Option<Duration>, default: Duration, max: Duration) -> i64 {
+pub fn effective_expiration(
+    now: i64,
+    requested: Option<i64>,
+    ttl: Option<Duration>,
+    default: Duration,
+    max: Duration,
+) -> i64 {
     let after = |d: Duration| now.saturating_add(d.as_millis().min(i64::MAX as u128) as i64);
     let asked = [requested, ttl.map(after)].into_iter().flatten().min();
     match asked {
@@ -88,30 +110,51 @@ pub fn resource_id(secret: &[u8], resource: &str) -> String {
 
 fn validate(body: &Value, app: &AppState) -> Result<WatchRequest, ApiError> {
     let Value::Object(fields) = body else {
-        return Err(ApiError::invalid(format!("the request body must be a JSON object (a Channel), not {}", type_name(body))));
+        return Err(ApiError::invalid(format!(
+            "the request body must be a JSON object (a Channel), not {}",
+            type_name(body)
+        )));
     };
     let field = |name: &str| fields.get(name).filter(|v| !v.is_null());
     let string = |name: &str| -> Result<Option<&str>, ApiError> {
         match field(name) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(other) => Err(ApiError::invalid(format!("{name} must be a string, not {}", type_name(other)))),
+            Some(other) => Err(ApiError::invalid(format!(
+                "{name} must be a string, not {}",
+                type_name(other)
+            ))),
         }
     };
 
-    let id = string("id")?.ok_or_else(|| ApiError::required("id is required: a channel id of 1 to 64 characters"))?;
+    let id = string("id")?
+        .ok_or_else(|| ApiError::required("id is required: a channel id of 1 to 64 characters"))?;
     if !is_valid_channel_id(id) {
-        return Err(ApiError::invalid(format!("id {id:?} is not valid: use 1 to 64 characters of A-Z a-z 0-9 - _ + / =")));
+        return Err(ApiError::invalid(format!(
+            "id {id:?} is not valid: use 1 to 64 characters of A-Z a-z 0-9 - _ + / ="
+        )));
     }
 
-    let channel_type = string("type")?.ok_or_else(|| ApiError::required("type is required: \"web_hook\""))?;
-    if !channel_type.eq_ignore_ascii_case("web_hook") && !channel_type.eq_ignore_ascii_case("webhook") {
-        return Err(ApiError::invalid(format!("type {channel_type:?} is not supported: use \"web_hook\"")));
+    let channel_type =
+        string("type")?.ok_or_else(|| ApiError::required("type is required: \"web_hook\""))?;
+    if !channel_type.eq_ignore_ascii_case("web_hook")
+        && !channel_type.eq_ignore_ascii_case("webhook")
+    {
+        return Err(ApiError::invalid(format!(
+            "type {channel_type:?} is not supported: use \"web_hook\""
+        )));
     }
 
-    let address = string("address")?.ok_or_else(|| ApiError::required("address is required: the https:// URL notifications are sent to"))?;
-    let url = reqwest::Url::parse(address).map_err(|e| ApiError::invalid(format!("address {address:?} is not an absolute URL: {e}")))?;
-    app.target_policy.check_url(&url).map_err(|reason| ApiError::invalid(format!("address {address:?} is not allowed: {reason}")).with_reason("pushWebhookBadDomain"))?;
+    let address = string("address")?.ok_or_else(|| {
+        ApiError::required("address is required: the https:// URL notifications are sent to")
+    })?;
+    let url = reqwest::Url::parse(address).map_err(|e| {
+        ApiError::invalid(format!("address {address:?} is not an absolute URL: {e}"))
+    })?;
+    app.target_policy.check_url(&url).map_err(|reason| {
+        ApiError::invalid(format!("address {address:?} is not allowed: {reason}"))
+            .with_reason("pushWebhookBadDomain")
+    })?;
 
     let token = string("token")?;
     if let Some(token) = token {
@@ -139,19 +182,28 @@ fn validate(body: &Value, app: &AppState) -> Result<WatchRequest, ApiError> {
         Some(Value::Object(given)) => {
             for (name, value) in given {
                 let Value::String(text) = value else {
-                    return Err(ApiError::invalid(format!("params.{name} must be a string, not {}", type_name(value))));
+                    return Err(ApiError::invalid(format!(
+                        "params.{name} must be a string, not {}",
+                        type_name(value)
+                    )));
                 };
                 match name.as_str() {
                     "ttl" => {
-                        let secs: u64 = (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
-                            .then(|| text.parse().ok())
-                            .flatten()
-                            .ok_or_else(|| ApiError::invalid(format!("params.ttl {text:?} must be a whole number of seconds")))?;
+                        let secs: u64 = (!text.is_empty()
+                            && text.bytes().all(|b| b.is_ascii_digit()))
+                        .then(|| text.parse().ok())
+                        .flatten()
+                        .ok_or_else(|| {
+                            ApiError::invalid(format!(
+                                "params.ttl {text:?} must be a whole number of seconds"
+                            ))
+                        })?;
                         ttl = Some(Duration::from_secs(secs));
                         params.insert(name.clone(), value.clone());
                     }
                     "signingSecret" => {
-                        SigningSecret::parse(text).map_err(|e| ApiError::invalid(format!("params.signingSecret: {e}")))?;
+                        SigningSecret::parse(text)
+                            .map_err(|e| ApiError::invalid(format!("params.signingSecret: {e}")))?;
                         signing_secret = Some(text.clone());
                     }
                     _ => {
@@ -160,13 +212,23 @@ fn validate(body: &Value, app: &AppState) -> Result<WatchRequest, ApiError> {
                 }
             }
         }
-        Some(other) => return Err(ApiError::invalid(format!("params must be an object of string values, not {}", type_name(other)))),
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "params must be an object of string values, not {}",
+                type_name(other)
+            )))
+        }
     }
 
     let payload = match field("payload") {
         None => true,
         Some(Value::Bool(b)) => *b,
-        Some(other) => return Err(ApiError::invalid(format!("payload must be a boolean, not {}", type_name(other)))),
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "payload must be a boolean, not {}",
+                type_name(other)
+            )))
+        }
     };
 
     Ok(WatchRequest {
@@ -192,12 +254,36 @@ mod tests {
     fn expiration_is_the_earliest_asked_capped_by_the_maximum() {
         let now = 1_000_000;
         let (default, max) = (7 * DAY, 30 * DAY);
-        assert_eq!(effective_expiration(now, None, None, default, max), now + 7 * 86_400_000);
-        assert_eq!(effective_expiration(now, Some(now + 5_000), None, default, max), now + 5_000);
-        assert_eq!(effective_expiration(now, Some(now + 5_000), Some(Duration::from_secs(2)), default, max), now + 2_000);
-        assert_eq!(effective_expiration(now, None, Some(Duration::from_secs(60)), default, max), now + 60_000);
-        assert_eq!(effective_expiration(now, Some(i64::MAX), None, default, max), now + 30 * 86_400_000);
-        assert_eq!(effective_expiration(now, None, Some(Duration::from_secs(u64::MAX)), default, max), now + 30 * 86_400_000);
+        assert_eq!(
+            effective_expiration(now, None, None, default, max),
+            now + 7 * 86_400_000
+        );
+        assert_eq!(
+            effective_expiration(now, Some(now + 5_000), None, default, max),
+            now + 5_000
+        );
+        assert_eq!(
+            effective_expiration(
+                now,
+                Some(now + 5_000),
+                Some(Duration::from_secs(2)),
+                default,
+                max
+            ),
+            now + 2_000
+        );
+        assert_eq!(
+            effective_expiration(now, None, Some(Duration::from_secs(60)), default, max),
+            now + 60_000
+        );
+        assert_eq!(
+            effective_expiration(now, Some(i64::MAX), None, default, max),
+            now + 30 * 86_400_000
+        );
+        assert_eq!(
+            effective_expiration(now, None, Some(Duration::from_secs(u64::MAX)), default, max),
+            now + 30 * 86_400_000
+        );
     }
 
     #[test]

@@ -137,7 +137,9 @@ impl ChannelHandle {
         loop {
             let next = {
                 let mut st = self.state.lock().unwrap();
-                let halted = self.cancel.is_cancelled() || shared.shutdown.is_cancelled() || self.expired(now_ms());
+                let halted = self.cancel.is_cancelled()
+                    || shared.shutdown.is_cancelled()
+                    || self.expired(now_ms());
                 if halted {
                     st.running = false;
                     return;
@@ -156,7 +158,9 @@ impl ChannelHandle {
             match next {
                 Next::Refill(after) => self.refill(after, &shared).await,
                 Next::Sync => {
-                    let end = self.deliver(Notification::sync(self.start_seq), &shared).await;
+                    let end = self
+                        .deliver(Notification::sync(self.start_seq), &shared)
+                        .await;
                     if !self.finish(end, None, &shared).await {
                         return self.halt();
                     }
@@ -164,9 +168,15 @@ impl ChannelHandle {
                 Next::Event(event) => {
                     let previous = {
                         let st = self.state.lock().unwrap();
-                        if st.last_seq <= self.start_seq { crate::protocol::headers::SYNC_MESSAGE_NUMBER } else { message_number(st.last_seq) }
+                        if st.last_seq <= self.start_seq {
+                            crate::protocol::headers::SYNC_MESSAGE_NUMBER
+                        } else {
+                            message_number(st.last_seq)
+                        }
                     };
-                    let end = self.deliver(Notification::event(event.clone(), previous), &shared).await;
+                    let end = self
+                        .deliver(Notification::event(event.clone(), previous), &shared)
+                        .await;
                     if !self.finish(end, Some(&event), &shared).await {
                         return self.halt();
                     }
@@ -186,7 +196,11 @@ impl ChannelHandle {
             End::Gone => {
                 tracing::info!(channel = %self.spec.id, "receiver answered 410 Gone; stopping the channel");
                 self.cancel.cancel();
-                if let Err(e) = shared.store.remove_channels(Removal::Gone { pk: self.pk }).await {
+                if let Err(e) = shared
+                    .store
+                    .remove_channels(Removal::Gone { pk: self.pk })
+                    .await
+                {
                     tracing::error!(channel = %self.spec.id, error = %e, "could not remove a channel after 410 Gone");
                 }
                 false
@@ -204,7 +218,9 @@ impl ChannelHandle {
                         metrics::gauge!("watchwire_pending_notifications").decrement(1.0);
                     }
                 }
-                shared.store.record_progress(self.pk, st.last_seq.max(self.start_seq));
+                shared
+                    .store
+                    .record_progress(self.pk, st.last_seq.max(self.start_seq));
                 true
             }
         }
@@ -213,7 +229,11 @@ impl ChannelHandle {
     /// Backlog mode: loads the next pending events from the store. Leaves backlog mode
     /// once the store has nothing beyond what it returned that the router skipped.
     async fn refill(&self, after: Seq, shared: &Arc<Shared>) {
-        match shared.store.read_matching(&self.spec.resource, after, QUEUE_CAPACITY).await {
+        match shared
+            .store
+            .read_matching(&self.spec.resource, after, QUEUE_CAPACITY)
+            .await
+        {
             Ok((events, head)) => {
                 let mut st = self.state.lock().unwrap();
                 let complete = events.len() < QUEUE_CAPACITY && st.skipped_max <= head;
@@ -251,7 +271,10 @@ impl ChannelHandle {
         let first_try = Instant::now();
         let mut attempts = 0u32;
         loop {
-            if self.cancel.is_cancelled() || shared.shutdown.is_cancelled() || self.expired(now_ms()) {
+            if self.cancel.is_cancelled()
+                || shared.shutdown.is_cancelled()
+                || self.expired(now_ms())
+            {
                 return End::Abandoned;
             }
             attempts += 1;
@@ -274,30 +297,42 @@ impl ChannelHandle {
             };
             match attempt.verdict {
                 Verdict::Delivered => {
-                    metrics::counter!("watchwire_notifications_total", "outcome" => "delivered").increment(1);
+                    metrics::counter!("watchwire_notifications_total", "outcome" => "delivered")
+                        .increment(1);
                     if let Some(event) = &notification.event {
                         let latency_ms = (now_ms() - event.time_ms).max(0) as f64;
-                        metrics::histogram!("watchwire_delivery_latency_seconds").record(latency_ms / 1000.0);
+                        metrics::histogram!("watchwire_delivery_latency_seconds")
+                            .record(latency_ms / 1000.0);
                     }
                     return End::Done(outcome(true, None));
                 }
                 Verdict::Gone => return End::Gone,
                 Verdict::Failed => {
-                    let error = attempt.error.clone().unwrap_or_else(|| format!("receiver answered {}", attempt.status.unwrap_or(0)));
+                    let error = attempt.error.clone().unwrap_or_else(|| {
+                        format!("receiver answered {}", attempt.status.unwrap_or(0))
+                    });
                     tracing::warn!(channel = %self.spec.id, number = notification.number, %error, "notification failed for good");
-                    metrics::counter!("watchwire_notifications_total", "outcome" => "failed").increment(1);
+                    metrics::counter!("watchwire_notifications_total", "outcome" => "failed")
+                        .increment(1);
                     return End::Done(outcome(false, Some(error)));
                 }
                 Verdict::Retry { retry_after } => {
                     let delay = shared.retry.delay(attempts, retry_after);
-                    let error = attempt.error.clone().unwrap_or_else(|| format!("receiver answered {}", attempt.status.unwrap_or(0)));
+                    let error = attempt.error.clone().unwrap_or_else(|| {
+                        format!("receiver answered {}", attempt.status.unwrap_or(0))
+                    });
                     if first_try.elapsed() + delay > shared.retry.budget {
                         tracing::warn!(channel = %self.spec.id, number = notification.number, attempts, %error, "retry budget exhausted");
-                        metrics::counter!("watchwire_notifications_total", "outcome" => "failed").increment(1);
-                        return End::Done(outcome(false, Some(format!("retry budget exhausted; last error: {error}"))));
+                        metrics::counter!("watchwire_notifications_total", "outcome" => "failed")
+                            .increment(1);
+                        return End::Done(outcome(
+                            false,
+                            Some(format!("retry budget exhausted; last error: {error}")),
+                        ));
                     }
                     tracing::debug!(channel = %self.spec.id, number = notification.number, attempts, ?delay, %error, "will retry");
-                    metrics::counter!("watchwire_notifications_total", "outcome" => "retried").increment(1);
+                    metrics::counter!("watchwire_notifications_total", "outcome" => "retried")
+                        .increment(1);
                     if !self.pause(delay, shared).await {
                         return End::Abandoned;
                     }

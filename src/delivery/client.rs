@@ -28,7 +28,13 @@ pub struct Notification {
 
 impl Notification {
     pub fn sync(start_seq: Seq) -> Self {
-        Notification { number: h::SYNC_MESSAGE_NUMBER, previous: None, state: "sync".into(), cursor: start_seq, event: None }
+        Notification {
+            number: h::SYNC_MESSAGE_NUMBER,
+            previous: None,
+            state: "sync".into(),
+            cursor: start_seq,
+            event: None,
+        }
     }
 
     pub fn event(event: SharedEvent, previous: u64) -> Self {
@@ -42,7 +48,11 @@ impl Notification {
     }
 
     /// The headers and body of this notification on `channel`.
-    pub fn render(&self, channel: &NewChannel, now: chrono::DateTime<chrono::Utc>) -> (HeaderMap, Bytes) {
+    pub fn render(
+        &self,
+        channel: &NewChannel,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> (HeaderMap, Bytes) {
         let body = match &self.event {
             Some(event) if channel.payload => event.data.clone().unwrap_or_default(),
             _ => Bytes::new(),
@@ -82,10 +92,17 @@ impl Notification {
         if let Some(previous) = self.previous {
             put(h::PREVIOUS_NUMBER, &previous.to_string());
         }
-        if let Some(secret) = channel.signing_secret.as_deref().and_then(|s| SigningSecret::parse(s).ok()) {
+        if let Some(secret) = channel
+            .signing_secret
+            .as_deref()
+            .and_then(|s| SigningSecret::parse(s).ok())
+        {
             let msg_id = format!("{}-{}", channel.id, self.number);
             let timestamp = now.timestamp();
-            put(h::WEBHOOK_SIGNATURE, &secret.sign(&msg_id, timestamp, &body));
+            put(
+                h::WEBHOOK_SIGNATURE,
+                &secret.sign(&msg_id, timestamp, &body),
+            );
             put(h::WEBHOOK_ID, &msg_id);
             put(h::WEBHOOK_TIMESTAMP, &timestamp.to_string());
         }
@@ -113,7 +130,11 @@ pub struct OutboundClient {
 }
 
 impl OutboundClient {
-    pub fn new(policy: TargetPolicy, connect_timeout: Duration, timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(
+        policy: TargetPolicy,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .redirect(reqwest::redirect::Policy::none())
@@ -131,11 +152,21 @@ impl OutboundClient {
     pub async fn attempt(&self, address: &str, headers: HeaderMap, body: Bytes) -> Attempt {
         let url = match reqwest::Url::parse(address) {
             Ok(url) => url,
-            Err(e) => return Attempt { verdict: Verdict::Failed, status: None, error: Some(format!("bad address: {e}")) },
+            Err(e) => {
+                return Attempt {
+                    verdict: Verdict::Failed,
+                    status: None,
+                    error: Some(format!("bad address: {e}")),
+                }
+            }
         };
         // Literal IPs bypass the resolver, so they are checked here, before connecting.
         if let Err(reason) = self.policy.check_url(&url) {
-            return Attempt { verdict: Verdict::Failed, status: None, error: Some(reason) };
+            return Attempt {
+                verdict: Verdict::Failed,
+                status: None,
+                error: Some(reason),
+            };
         }
         match self.http.post(url).headers(headers).body(body).send().await {
             Ok(response) => {
@@ -145,7 +176,11 @@ impl OutboundClient {
                     .get(reqwest::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
-                Attempt { verdict: classify(status, retry_after), status: Some(status), error: None }
+                Attempt {
+                    verdict: classify(status, retry_after),
+                    status: Some(status),
+                    error: None,
+                }
             }
             Err(e) => {
                 let kind = if e.is_timeout() {
@@ -155,7 +190,11 @@ impl OutboundClient {
                 } else {
                     "request failed"
                 };
-                Attempt { verdict: Verdict::Retry { retry_after: None }, status: None, error: Some(format!("{kind}: {}", error_chain(&e))) }
+                Attempt {
+                    verdict: Verdict::Retry { retry_after: None },
+                    status: None,
+                    error: Some(format!("{kind}: {}", error_chain(&e))),
+                }
             }
         }
     }

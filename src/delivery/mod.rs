@@ -46,12 +46,17 @@ struct ChannelIndex {
 
 impl ChannelIndex {
     fn insert(&mut self, handle: Arc<ChannelHandle>) {
-        self.by_resource.entry(handle.spec.resource.clone()).or_default().push(handle.clone());
+        self.by_resource
+            .entry(handle.spec.resource.clone())
+            .or_default()
+            .push(handle.clone());
         self.by_pk.insert(handle.pk, handle);
     }
 
     fn remove(&mut self, pk: i64) {
-        let Some(handle) = self.by_pk.remove(&pk) else { return };
+        let Some(handle) = self.by_pk.remove(&pk) else {
+            return;
+        };
         handle.close();
         if let Some(list) = self.by_resource.get_mut(&handle.spec.resource) {
             list.retain(|h| h.pk != pk);
@@ -84,7 +89,10 @@ impl Dispatcher {
     /// Loads every channel, re-offers what each still owes from the log, then follows
     /// the store's feed.
     pub async fn start(shared: Arc<Shared>) -> Result<Dispatcher, StoreError> {
-        let feed = shared.store.take_feed().ok_or_else(|| StoreError::Backend("the store's feed was already taken".into()))?;
+        let feed = shared
+            .store
+            .take_feed()
+            .ok_or_else(|| StoreError::Backend("the store's feed was already taken".into()))?;
         let mut index = ChannelIndex::default();
         let channels: Vec<Channel> = shared.store.load_channels().await?;
         let mut from = u64::MAX;
@@ -141,8 +149,14 @@ impl Dispatcher {
                     _ = ticker.tick() => {}
                 }
                 let now_ms = crate::model::now_ms();
-                match shared.store.remove_channels(Removal::ExpiredAt { now_ms }).await {
-                    Ok((removed, _)) if !removed.is_empty() => tracing::info!(count = removed.len(), "removed expired channels"),
+                match shared
+                    .store
+                    .remove_channels(Removal::ExpiredAt { now_ms })
+                    .await
+                {
+                    Ok((removed, _)) if !removed.is_empty() => {
+                        tracing::info!(count = removed.len(), "removed expired channels")
+                    }
                     Ok(_) => {}
                     Err(e) => tracing::error!(error = %e, "expiry sweep failed"),
                 }
@@ -151,7 +165,12 @@ impl Dispatcher {
     }
 }
 
-async fn route_feed(mut feed: mpsc::UnboundedReceiver<FeedItem>, mut index: ChannelIndex, shared: Arc<Shared>, routed: watch::Sender<u64>) {
+async fn route_feed(
+    mut feed: mpsc::UnboundedReceiver<FeedItem>,
+    mut index: ChannelIndex,
+    shared: Arc<Shared>,
+    routed: watch::Sender<u64>,
+) {
     while let Some(item) = feed.recv().await {
         match item.change {
             Committed::Events(events) => {

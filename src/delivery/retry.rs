@@ -7,7 +7,9 @@ use std::time::Duration;
 pub enum Verdict {
     Delivered,
     /// Try again later; `retry_after` is the receiver's own request (429/503).
-    Retry { retry_after: Option<Duration> },
+    Retry {
+        retry_after: Option<Duration>,
+    },
     /// 410: the receiver unsubscribes; the channel is stopped.
     Gone,
     /// Any other status: this notification has failed for good; the channel moves on.
@@ -86,23 +88,47 @@ mod tests {
     fn retry_after_is_clamped() {
         let now = chrono::Utc::now();
         assert_eq!(parse_retry_after("0", now), Some(Duration::from_secs(1)));
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
-        assert_eq!(parse_retry_after("999999", now), Some(Duration::from_secs(3600)));
-        let later = crate::protocol::httpdate::format_ms((now + chrono::Duration::seconds(30)).timestamp_millis()).unwrap();
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("999999", now),
+            Some(Duration::from_secs(3600))
+        );
+        let later = crate::protocol::httpdate::format_ms(
+            (now + chrono::Duration::seconds(30)).timestamp_millis(),
+        )
+        .unwrap();
         let got = parse_retry_after(&later, now).unwrap();
-        assert!((Duration::from_secs(29)..=Duration::from_secs(30)).contains(&got), "{got:?}");
+        assert!(
+            (Duration::from_secs(29)..=Duration::from_secs(30)).contains(&got),
+            "{got:?}"
+        );
         assert_eq!(parse_retry_after("soon", now), None);
     }
 
     #[test]
     fn backoff_follows_the_schedule_with_jitter() {
-        let policy = RetryPolicy { schedule: vec![Duration::from_secs(1), Duration::from_secs(5)], budget: Duration::from_secs(60) };
+        let policy = RetryPolicy {
+            schedule: vec![Duration::from_secs(1), Duration::from_secs(5)],
+            budget: Duration::from_secs(60),
+        };
         for _ in 0..100 {
             let d = policy.delay(1, None);
-            assert!(d >= Duration::from_millis(800) && d <= Duration::from_millis(1200), "{d:?}");
+            assert!(
+                d >= Duration::from_millis(800) && d <= Duration::from_millis(1200),
+                "{d:?}"
+            );
             let d = policy.delay(9, None);
-            assert!(d >= Duration::from_secs(4) && d <= Duration::from_secs(6), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(4) && d <= Duration::from_secs(6),
+                "{d:?}"
+            );
         }
-        assert_eq!(policy.delay(1, Some(Duration::from_secs(42))), Duration::from_secs(42));
+        assert_eq!(
+            policy.delay(1, Some(Duration::from_secs(42))),
+            Duration::from_secs(42)
+        );
     }
 }

@@ -41,7 +41,9 @@ impl TargetPolicy {
         if self.allow_all || is_public(ip) {
             Ok(())
         } else {
-            Err(format!("address {ip} is not a public address; deliveries go only to public addresses"))
+            Err(format!(
+                "address {ip} is not a public address; deliveries go only to public addresses"
+            ))
         }
     }
 }
@@ -94,8 +96,12 @@ impl reqwest::dns::Resolve for PolicyResolver {
         let policy = self.0.clone();
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> = found.into_iter().filter(|a| policy.check_ip(a.ip()).is_ok()).collect();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = found
+                .into_iter()
+                .filter(|a| policy.check_ip(a.ip()).is_ok())
+                .collect();
             if allowed.is_empty() {
                 return Err(format!("{host} resolves to no public address").into());
             }
@@ -116,10 +122,30 @@ mod tests {
 
     #[test]
     fn classifies_addresses() {
-        for private in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "224.0.0.1", "240.0.0.1"] {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "224.0.0.1",
+            "240.0.0.1",
+        ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
-        for public in ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8"] {
+        for public in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "2606:4700:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
             assert!(is_public(public.parse().unwrap()), "{public}");
         }
     }
@@ -131,7 +157,9 @@ mod tests {
         assert!(strict.check_url(&url("https://example.com/hook")).is_ok());
         assert!(strict.check_url(&url("http://example.com/hook")).is_err());
         assert!(strict.check_url(&url("https://127.0.0.1/hook")).is_err());
-        assert!(strict.check_url(&url("https://[::ffff:169.254.169.254]/")).is_err());
+        assert!(strict
+            .check_url(&url("https://[::ffff:169.254.169.254]/"))
+            .is_err());
         assert!(strict.check_url(&url("ftp://example.com/")).is_err());
         let dev = TargetPolicy { allow_all: true };
         assert!(dev.check_url(&url("http://127.0.0.1:9/hook")).is_ok());

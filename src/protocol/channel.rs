@@ -93,10 +93,22 @@ mod tests {
 
     #[test]
     fn expirations_in_every_client_shape() {
-        assert_eq!(parse_expiration(&json!("1893456000000")), Ok(1_893_456_000_000));
-        assert_eq!(parse_expiration(&json!(1893456000000i64)), Ok(1_893_456_000_000));
-        assert_eq!(parse_expiration(&json!(1893456000000.0)), Ok(1_893_456_000_000));
-        assert_eq!(parse_expiration(&json!("1893456000000.0")), Ok(1_893_456_000_000));
+        assert_eq!(
+            parse_expiration(&json!("1893456000000")),
+            Ok(1_893_456_000_000)
+        );
+        assert_eq!(
+            parse_expiration(&json!(1893456000000i64)),
+            Ok(1_893_456_000_000)
+        );
+        assert_eq!(
+            parse_expiration(&json!(1893456000000.0)),
+            Ok(1_893_456_000_000)
+        );
+        assert_eq!(
+            parse_expiration(&json!("1893456000000.0")),
+            Ok(1_893_456_000_000)
+        );
         assert!(parse_expiration(&json!("soon")).is_err());
         assert!(parse_expiration(&json!("")).is_err());
         assert!(parse_expiration(&json!("NaN")).is_err());

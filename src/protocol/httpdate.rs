@@ -25,8 +25,16 @@ mod tests {
     #[test]
     fn formats_googles_example() {
         // 1384823632000 ms = Tue, 19 Nov 2013 01:13:52 GMT (Google's documented example).
-        assert_eq!(format_ms(1_384_823_632_000).unwrap(), "Tue, 19 Nov 2013 01:13:52 GMT");
-        assert_eq!(parse("Tue, 19 Nov 2013 01:13:52 GMT").unwrap().timestamp_millis(), 1_384_823_632_000);
+        assert_eq!(
+            format_ms(1_384_823_632_000).unwrap(),
+            "Tue, 19 Nov 2013 01:13:52 GMT"
+        );
+        assert_eq!(
+            parse("Tue, 19 Nov 2013 01:13:52 GMT")
+                .unwrap()
+                .timestamp_millis(),
+            1_384_823_632_000
+        );
     }
 
     #[test]

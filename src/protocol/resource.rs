@@ -59,7 +59,12 @@ impl ServicePrefixes {
 
     /// The defaults plus `extra`.
     pub fn with_extra(extra: &[String]) -> Result<Self, ResourceError> {
-        ServicePrefixes::new(DEFAULT_SERVICE_PREFIXES.iter().copied().chain(extra.iter().map(|s| s.as_str())))
+        ServicePrefixes::new(
+            DEFAULT_SERVICE_PREFIXES
+                .iter()
+                .copied()
+                .chain(extra.iter().map(|s| s.as_str())),
+        )
     }
 
     /// Canonicalises `raw` (percent-encoded or not), stripping one leading service
@@ -95,7 +100,9 @@ impl ServicePrefixes {
 /// one normal form (RFC 3986 §6.2.2).
 fn canonical_segments(raw: &str) -> Result<Vec<String>, ResourceError> {
     let Some(rest) = raw.strip_prefix('/') else {
-        return Err(ResourceError(format!("resource {raw:?} must start with '/'")));
+        return Err(ResourceError(format!(
+            "resource {raw:?} must start with '/'"
+        )));
     };
     if rest.is_empty() {
         return Ok(Vec::new());
@@ -108,11 +115,18 @@ fn canonical_segments(raw: &str) -> Result<Vec<String>, ResourceError> {
     }
     rest.split('/')
         .map(|segment| {
-            let decoded = percent_decode(segment)
-                .ok_or_else(|| ResourceError(format!("resource {raw:?} has a malformed %-escape in segment {segment:?}")))?;
+            let decoded = percent_decode(segment).ok_or_else(|| {
+                ResourceError(format!(
+                    "resource {raw:?} has a malformed %-escape in segment {segment:?}"
+                ))
+            })?;
             match decoded.as_slice() {
-                b"" => Err(ResourceError(format!("resource {raw:?} has an empty segment ('//' or a trailing '/')"))),
-                b"." | b".." => Err(ResourceError(format!("resource {raw:?} has a '.' or '..' segment"))),
+                b"" => Err(ResourceError(format!(
+                    "resource {raw:?} has an empty segment ('//' or a trailing '/')"
+                ))),
+                b"." | b".." => Err(ResourceError(format!(
+                    "resource {raw:?} has a '.' or '..' segment"
+                ))),
                 bytes => Ok(percent_encode(bytes)),
             }
         })
@@ -194,8 +208,14 @@ mod tests {
 
     #[test]
     fn encodes_one_normal_form() {
-        assert_eq!(canon("/calendars/abc%40group.calendar.google.com/events").unwrap(), "/calendars/abc@group.calendar.google.com/events");
-        assert_eq!(canon("/calendars/abc@group.calendar.google.com/events").unwrap(), "/calendars/abc@group.calendar.google.com/events");
+        assert_eq!(
+            canon("/calendars/abc%40group.calendar.google.com/events").unwrap(),
+            "/calendars/abc@group.calendar.google.com/events"
+        );
+        assert_eq!(
+            canon("/calendars/abc@group.calendar.google.com/events").unwrap(),
+            "/calendars/abc@group.calendar.google.com/events"
+        );
         assert_eq!(canon("/b/my%2fdir/o").unwrap(), "/b/my%2Fdir/o");
         assert_eq!(canon("/b/a b/%7e").unwrap(), "/b/a%20b/~");
         assert_eq!(canon("/b/caf%c3%a9").unwrap(), "/b/caf%C3%A9");
@@ -204,20 +224,45 @@ mod tests {
 
     #[test]
     fn strips_service_prefixes() {
-        assert_eq!(canon("/calendar/v3/calendars/primary/events").unwrap(), "/calendars/primary/events");
+        assert_eq!(
+            canon("/calendar/v3/calendars/primary/events").unwrap(),
+            "/calendars/primary/events"
+        );
         assert_eq!(canon("/storage/v1/b/photos/o").unwrap(), "/b/photos/o");
-        assert_eq!(canon("/admin/reports_v1/activity/users/all/applications/login").unwrap(), "/activity/users/all/applications/login");
+        assert_eq!(
+            canon("/admin/reports_v1/activity/users/all/applications/login").unwrap(),
+            "/activity/users/all/applications/login"
+        );
         assert_eq!(canon("/drive/v3/files/abc").unwrap(), "/files/abc");
         // Only a whole leading segment run is a prefix.
         assert_eq!(canon("/calendar/v33/x").unwrap(), "/calendar/v33/x");
         assert!(canon("/calendar/v3").is_err());
         let custom = ServicePrefixes::with_extra(&["/gmail/v1".into()]).unwrap();
-        assert_eq!(custom.canonicalize("/gmail/v1/users/me").unwrap(), "/users/me");
+        assert_eq!(
+            custom.canonicalize("/gmail/v1/users/me").unwrap(),
+            "/users/me"
+        );
     }
 
     #[test]
     fn rejects_bad_paths() {
-        for bad in ["", "relative", "/", "//a", "/a//b", "/a/", "/a/./b", "/a/../b", "/a/%2E%2E/b", "/a/%zz", "/a/%4", "/v1", "/v1/events", "/healthz", "/metrics/x"] {
+        for bad in [
+            "",
+            "relative",
+            "/",
+            "//a",
+            "/a//b",
+            "/a/",
+            "/a/./b",
+            "/a/../b",
+            "/a/%2E%2E/b",
+            "/a/%zz",
+            "/a/%4",
+            "/v1",
+            "/v1/events",
+            "/healthz",
+            "/metrics/x",
+        ] {
             assert!(canon(bad).is_err(), "{bad:?} should be rejected");
         }
         assert!(canon(&format!("/{}", "a".repeat(1023))).is_ok());
@@ -236,7 +281,10 @@ mod tests {
 
     #[test]
     fn ancestors_and_collections() {
-        assert_eq!(self_and_ancestors("/a/b/c").collect::<Vec<_>>(), ["/a/b/c", "/a/b", "/a"]);
+        assert_eq!(
+            self_and_ancestors("/a/b/c").collect::<Vec<_>>(),
+            ["/a/b/c", "/a/b", "/a"]
+        );
         assert_eq!(self_and_ancestors("/a").collect::<Vec<_>>(), ["/a"]);
         assert_eq!(collection("/b/photos/o/cat.jpg"), "/b/photos/o");
         assert_eq!(collection("/top"), "/top");

@@ -61,7 +61,9 @@ impl SigningSecret {
             .split(' ')
             .filter_map(|entry| entry.strip_prefix("v1,"))
             .filter_map(|b64| BASE64.decode(b64).ok())
-            .fold(false, |found, candidate| found | bool::from(candidate.ct_eq(&expected)))
+            .fold(false, |found, candidate| {
+                found | bool::from(candidate.ct_eq(&expected))
+            })
     }
 }
 

@@ -91,8 +91,18 @@ mod tests {
     #[test]
     fn parses_every_named_state_and_round_trips() {
         for s in [
-            "sync", "exists", "not_exists", "add", "remove", "update", "trash", "untrash",
-            "change", "CREATE_USER", "X", "A1_B2",
+            "sync",
+            "exists",
+            "not_exists",
+            "add",
+            "remove",
+            "update",
+            "trash",
+            "untrash",
+            "change",
+            "CREATE_USER",
+            "X",
+            "A1_B2",
         ] {
             assert_eq!(ResourceState::parse(s).unwrap().as_str(), s);
         }
@@ -100,7 +110,16 @@ mod tests {
 
     #[test]
     fn rejects_unknown_states() {
-        for s in ["", "Exists", "EXISTS ", "created", "_X", "1ABC", "a_b", &"A".repeat(65)] {
+        for s in [
+            "",
+            "Exists",
+            "EXISTS ",
+            "created",
+            "_X",
+            "1ABC",
+            "a_b",
+            &"A".repeat(65),
+        ] {
             assert!(ResourceState::parse(s).is_none(), "{s:?}");
         }
         assert!(ResourceState::parse_publishable("sync").is_none());

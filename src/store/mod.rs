@@ -68,7 +68,11 @@ pub struct PublishReceipt {
 #[derive(Debug, Clone)]
 pub enum Removal {
     /// `channels.stop` by its owner (SPEC §3): id and resourceId must both match.
-    Stop { owner: String, id: String, resource_id: String },
+    Stop {
+        owner: String,
+        id: String,
+        resource_id: String,
+    },
     /// The receiver answered 410 Gone.
     Gone { pk: i64 },
     /// Every channel whose expiration is at or before this instant.
@@ -78,7 +82,11 @@ pub enum Removal {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Appends events durably, in order. All or nothing.
-    async fn append(&self, events: Vec<NewEvent>, idempotency: Option<Idempotency>) -> Result<PublishReceipt, StoreError>;
+    async fn append(
+        &self,
+        events: Vec<NewEvent>,
+        idempotency: Option<Idempotency>,
+    ) -> Result<PublishReceipt, StoreError>;
 
     /// Stores a channel. Its `start_seq` is the log head at commit. Returns the channel
     /// and the feed number of its `ChannelCreated` entry.
@@ -107,7 +115,12 @@ pub trait Store: Send + Sync + 'static {
     /// Events on `resource` or below it with `seq > after`, oldest first, and the log
     /// head this read saw (every event at or below it that matches is in the answer,
     /// unless `limit` cut it).
-    async fn read_matching(&self, resource: &str, after: Seq, limit: usize) -> Result<(Vec<SharedEvent>, Seq), StoreError>;
+    async fn read_matching(
+        &self,
+        resource: &str,
+        after: Seq,
+        limit: usize,
+    ) -> Result<(Vec<SharedEvent>, Seq), StoreError>;
 
     /// The highest `Seq` assigned so far (0 for an empty log).
     async fn head(&self) -> Result<Seq, StoreError>;

@@ -31,15 +31,21 @@ pub struct Received {
 
 impl Received {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|v| v.to_str().expect("header is ASCII"))
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("header is ASCII"))
     }
 
     pub fn number(&self) -> u64 {
-        self.header("x-goog-message-number").expect("message number").parse().expect("numeric message number")
+        self.header("x-goog-message-number")
+            .expect("message number")
+            .parse()
+            .expect("numeric message number")
     }
 
     pub fn state(&self) -> &str {
-        self.header("x-goog-resource-state").expect("resource state")
+        self.header("x-goog-resource-state")
+            .expect("resource state")
     }
 
     pub fn body_json(&self) -> Value {
@@ -68,13 +74,21 @@ impl Receiver {
     /// A receiver that answers 204 to everything.
     pub async fn start() -> Receiver {
         let (tx, rx) = mpsc::unbounded_channel();
-        let responder: Arc<Mutex<Responder>> = Arc::new(Mutex::new(Arc::new(|_: &Received| (204, vec![]))));
-        let state = ReceiverState { tx, responder: responder.clone() };
+        let responder: Arc<Mutex<Responder>> =
+            Arc::new(Mutex::new(Arc::new(|_: &Received| (204, vec![]))));
+        let state = ReceiverState {
+            tx,
+            responder: responder.clone(),
+        };
         let app = axum::Router::new().fallback(receive).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Receiver { addr, rx: tokio::sync::Mutex::new(rx), responder }
+        Receiver {
+            addr,
+            rx: tokio::sync::Mutex::new(rx),
+            responder,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -95,7 +109,10 @@ impl Receiver {
     /// The next request, or a panic after `PATIENCE`.
     pub async fn next(&self) -> Received {
         let mut rx = self.rx.lock().await;
-        tokio::time::timeout(PATIENCE, rx.recv()).await.expect("no notification arrived in time").expect("receiver closed")
+        tokio::time::timeout(PATIENCE, rx.recv())
+            .await
+            .expect("no notification arrived in time")
+            .expect("receiver closed")
     }
 
     /// The next `n` requests.
@@ -111,13 +128,25 @@ impl Receiver {
     pub async fn expect_silence(&self, window: Duration) {
         let mut rx = self.rx.lock().await;
         if let Ok(Some(got)) = tokio::time::timeout(window, rx.recv()).await {
-            panic!("expected no notification, got {:?} #{}", got.header("x-goog-resource-state"), got.header("x-goog-message-number").unwrap_or("?"));
+            panic!(
+                "expected no notification, got {:?} #{}",
+                got.header("x-goog-resource-state"),
+                got.header("x-goog-message-number").unwrap_or("?")
+            );
         }
     }
 }
 
-async fn receive(State(state): State<ReceiverState>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
-    let got = Received { headers, body, at: Instant::now() };
+async fn receive(
+    State(state): State<ReceiverState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    let got = Received {
+        headers,
+        body,
+        at: Instant::now(),
+    };
     let responder = state.responder.lock().unwrap().clone();
     let (status, extra) = responder(&got);
     let _ = state.tx.send(got);
@@ -156,8 +185,15 @@ impl Gateway {
         let dir = tempfile::tempdir().unwrap();
         let mut args = test_args(dir.path());
         configure(&mut args);
-        let server = watchwire::server::start(args).await.expect("gateway starts");
-        Gateway { url: server.url(), server: Some(server), http: client(), dir }
+        let server = watchwire::server::start(args)
+            .await
+            .expect("gateway starts");
+        Gateway {
+            url: server.url(),
+            server: Some(server),
+            http: client(),
+            dir,
+        }
     }
 
     pub async fn shutdown(&mut self) {
@@ -167,8 +203,18 @@ impl Gateway {
     }
 
     /// POSTs raw bytes; returns status, headers and body text.
-    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, HeaderMap, String) {
-        let response = self.http.post(format!("{}{path}", self.url)).body(body).send().await.unwrap();
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, HeaderMap, String) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         (status, headers, response.text().await.unwrap())
@@ -177,12 +223,23 @@ impl Gateway {
     /// POSTs JSON; returns status and the JSON answer (Null when empty).
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         let (status, _, text) = self.post_raw(path, body.to_string()).await;
-        (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("JSON answer") })
+        (
+            status,
+            if text.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&text).expect("JSON answer")
+            },
+        )
     }
 
     /// Creates a channel and asserts it worked.
     pub async fn watch(&self, resource: &str, id: &str, address: &str) -> Value {
-        self.watch_with(resource, json!({"id": id, "type": "web_hook", "address": address})).await
+        self.watch_with(
+            resource,
+            json!({"id": id, "type": "web_hook", "address": address}),
+        )
+        .await
     }
 
     pub async fn watch_with(&self, resource: &str, body: Value) -> Value {
@@ -199,12 +256,21 @@ impl Gateway {
     }
 
     pub async fn stop(&self, id: &str, resource_id: &str) -> u16 {
-        self.post("/channels/stop", &json!({"id": id, "resourceId": resource_id})).await.0
+        self.post(
+            "/channels/stop",
+            &json!({"id": id, "resourceId": resource_id}),
+        )
+        .await
+        .0
     }
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().timeout(PATIENCE).build().unwrap()
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(PATIENCE)
+        .build()
+        .unwrap()
 }
 
 /// Asserts a Google error envelope with this status and reason.
@@ -214,5 +280,8 @@ pub fn assert_error(status: u16, body: &Value, want_status: u16, want_reason: &s
     assert_eq!(body["error"]["errors"][0]["domain"], "global", "{body}");
     assert_eq!(body["error"]["errors"][0]["reason"], want_reason, "{body}");
     let message = body["error"]["message"].as_str().expect("message");
-    assert!(message.len() > 10, "message should explain the problem: {body}");
+    assert!(
+        message.len() > 10,
+        "message should explain the problem: {body}"
+    );
 }

@@ -15,7 +15,16 @@ impl GatewayProcess {
     /// Starts `watchwire serve --dev` on 127.0.0.1:0 and waits for its listening line.
     pub fn start(data_dir: &Path, extra: &[&str]) -> GatewayProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_watchwire"))
-            .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--log", "warn", "--retry-schedule", "20ms,40ms"])
+            .args([
+                "serve",
+                "--dev",
+                "--listen",
+                "127.0.0.1:0",
+                "--log",
+                "warn",
+                "--retry-schedule",
+                "20ms,40ms",
+            ])
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
@@ -32,7 +41,9 @@ impl GatewayProcess {
                 }
             }
         });
-        let url = rx.recv_timeout(Duration::from_secs(30)).expect("gateway printed its address");
+        let url = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("gateway printed its address");
         GatewayProcess { child, url }
     }
 
