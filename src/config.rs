@@ -80,6 +80,43 @@ pub struct ServeArgs {
     #[arg(long, env = "WATCHWIRE_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// TOML file with named API keys, their scopes, prefixes and signing secrets.
+    #[arg(long, env = "WATCHWIRE_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Networks (CIDR) that deliveries may reach even though they are private, over
+    /// http:// too, e.g. `10.0.0.0/8,192.168.1.5/32`.
+    #[arg(long = "allow-targets", env = "WATCHWIRE_ALLOW_TARGETS", value_delimiter = ',')]
+    pub allow_targets: Vec<String>,
+
+    /// PEM file of extra CA certificates trusted for outbound HTTPS.
+    #[arg(long, env = "WATCHWIRE_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+
+    /// Largest request line plus headers, in bytes (`431` beyond).
+    #[arg(long, env = "WATCHWIRE_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+
+    /// Most headers in one request (`431` beyond).
+    #[arg(long, env = "WATCHWIRE_MAX_HEADERS", default_value_t = 100)]
+    pub max_headers: usize,
+
+    /// A client must send its request head within this time, or the connection closes.
+    #[arg(long, env = "WATCHWIRE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// A whole API request (body included) must arrive and be answered within this time.
+    #[arg(long, env = "WATCHWIRE_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Most events in one publish.
+    #[arg(long, env = "WATCHWIRE_MAX_BATCH", default_value_t = 1000)]
+    pub max_batch: usize,
+
+    /// Most live channels one API key may hold.
+    #[arg(long, env = "WATCHWIRE_MAX_CHANNELS_PER_KEY", default_value_t = 100_000)]
+    pub max_channels_per_key: u64,
+
     /// Log filter (tracing `EnvFilter` syntax).
     #[arg(long, env = "WATCHWIRE_LOG", default_value = "info")]
     pub log: String,
@@ -99,9 +136,14 @@ impl ServeArgs {
         args
     }
 
-    /// Checks option combinations and builds what the server needs from them.
-    pub fn validate(&self) -> anyhow::Result<ServicePrefixes> {
-        if !self.dev && self.api_keys.is_empty() {
+    /// Checks option combinations, reads the config file, and builds what the server
+    /// needs from them.
+    pub fn validate(&self) -> anyhow::Result<Settings> {
+        let file = match &self.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        if !self.dev && self.api_keys.is_empty() && file.keys.is_empty() {
             anyhow::bail!("no API key configured: pass --api-key KEY (or WATCHWIRE_API_KEYS), or run with --dev for local development");
         }
         if self.dev && !self.listen.ip().is_loopback() {
@@ -113,8 +155,114 @@ impl ServeArgs {
         if self.default_channel_ttl > self.max_channel_ttl {
             anyhow::bail!("--default-channel-ttl is longer than --max-channel-ttl");
         }
-        ServicePrefixes::with_extra(&self.strip_prefixes)
-            .map_err(|e| anyhow::anyhow!("--strip-prefix: {e}"))
+        if self.max_batch == 0 {
+            anyhow::bail!("--max-batch must be at least 1");
+        }
+        let prefixes = ServicePrefixes::with_extra(&self.strip_prefixes).map_err(|e| anyhow::anyhow!("--strip-prefix: {e}"))?;
+        let allow_targets = self
+            .allow_targets
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.parse::<Cidr>().map_err(|e| anyhow::anyhow!("--allow-targets: {e}")))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Settings { prefixes, keys: file.keys, allow_targets })
+    }
+}
+
+/// What `validate` derives from the options.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub prefixes: ServicePrefixes,
+    pub keys: Vec<KeyConfig>,
+    pub allow_targets: Vec<Cidr>,
+}
+
+/// The `--config` file.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub keys: Vec<KeyConfig>,
+}
+
+/// One named API key (SPEC §10).
+#[derive(Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// Owner name of what the key creates; shown in logs, never secret.
+    pub name: String,
+    /// The key itself, or
+    pub key: Option<String>,
+    /// its SHA-256 as hex, so the file need not hold the key.
+    pub key_sha256: Option<String>,
+    /// `publish`, `subscribe`, `admin`; all three when omitted.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// Resource prefixes the key is limited to; everything when omitted.
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+    /// `whsec_…` that signs notifications of this key's channels without their own.
+    pub signing_secret: Option<String>,
+    /// The secret being rotated out: notifications carry signatures with both until
+    /// `previous_signing_secret_until` (RFC 3339).
+    pub previous_signing_secret: Option<String>,
+    pub previous_signing_secret_until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl std::fmt::Debug for KeyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyConfig").field("name", &self.name).field("scopes", &self.scopes).field("prefixes", &self.prefixes).finish_non_exhaustive()
+    }
+}
+
+impl FileConfig {
+    pub fn load(path: &std::path::Path) -> anyhow::Result<FileConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading --config {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("--config {}: {e}", path.display()))
+    }
+}
+
+/// An IP network such as `10.0.0.0/8` (a bare address is a /32 or /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let (addr, prefix) = s.split_once('/').map_or((s, None), |(a, p)| (a, Some(p)));
+        let addr: std::net::IpAddr = addr.parse().map_err(|_| format!("{s:?} is not an IP network like 10.0.0.0/8"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| format!("{s:?} has a bad prefix length"))?,
+        };
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - self.prefix as u32).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - self.prefix as u32).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
     }
 }
 
@@ -154,6 +302,38 @@ mod tests {
         );
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn cidrs() {
+        let net: Cidr = "10.0.0.0/8".parse().unwrap();
+        assert!(net.contains("10.200.1.1".parse().unwrap()));
+        assert!(net.contains("::ffff:10.0.0.1".parse().unwrap()));
+        assert!(!net.contains("11.0.0.1".parse().unwrap()));
+        let one: Cidr = "127.0.0.1".parse().unwrap();
+        assert!(one.contains("127.0.0.1".parse().unwrap()) && !one.contains("127.0.0.2".parse().unwrap()));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        let v6: Cidr = "fd00::/8".parse().unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()) && !v6.contains("fe80::1".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err() && "ten/8".parse::<Cidr>().is_err());
+    }
+
+    #[test]
+    fn config_file_keys() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            [[keys]]
+            name = "photos"
+            key = "k1"
+            scopes = ["publish"]
+            prefixes = ["/b/photos"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(file.keys[0].name, "photos");
+        assert!(!format!("{:?}", file.keys[0]).contains("k1"), "Debug must not show the key");
+        assert!(toml::from_str::<FileConfig>("[[keys]]\nname = 1").is_err());
     }
 
     #[test]

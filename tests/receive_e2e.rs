@@ -54,15 +54,30 @@ impl Process {
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n @ 1..) = pipe.read(&mut buf) {
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        let mut process = Process { child, stdout: rx, stderr, url: String::new() };
+        let mut process = Process {
+            child,
+            stdout: rx,
+            stderr,
+            url: String::new(),
+        };
         loop {
             let line = process.next_line().await;
             if let Some(rest) = line.split(ready).nth(1) {
-                process.url = rest.split_whitespace().next().unwrap_or_default().trim_end_matches('/').to_string();
-                assert!(process.url.starts_with("http://"), "bad ready line {line:?}");
+                process.url = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .trim_end_matches('/')
+                    .to_string();
+                assert!(
+                    process.url.starts_with("http://"),
+                    "bad ready line {line:?}"
+                );
                 return process;
             }
         }
@@ -71,8 +86,15 @@ impl Process {
     async fn next_line(&mut self) -> String {
         match tokio::time::timeout(TIMEOUT, self.stdout.recv()).await {
             Ok(Some(line)) => line,
-            Ok(None) => panic!("{:?} exited; stderr:\n{}", self.child.id(), self.stderr.lock().unwrap()),
-            Err(_) => panic!("no output within {TIMEOUT:?}; stderr:\n{}", self.stderr.lock().unwrap()),
+            Ok(None) => panic!(
+                "{:?} exited; stderr:\n{}",
+                self.child.id(),
+                self.stderr.lock().unwrap()
+            ),
+            Err(_) => panic!(
+                "no output within {TIMEOUT:?}; stderr:\n{}",
+                self.stderr.lock().unwrap()
+            ),
         }
     }
 
@@ -90,10 +112,26 @@ async fn receiver(extra: &[&str]) -> Process {
 
 #[tokio::test]
 async fn gateway_notifications_arrive_validated_at_watchwire_receive() {
-    let mut receive = receiver(&["--json", "--channel-id", "e2e-1", "--token", "t", "--secret", SECRET]).await;
+    let mut receive = receiver(&[
+        "--json",
+        "--channel-id",
+        "e2e-1",
+        "--token",
+        "t",
+        "--secret",
+        SECRET,
+    ])
+    .await;
     let data_dir = tempfile::tempdir().unwrap();
     let gateway = Process::start(
-        &["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir", data_dir.path().to_str().unwrap()],
+        &[
+            "serve",
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data_dir.path().to_str().unwrap(),
+        ],
         "listening on ",
     )
     .await;
@@ -112,7 +150,9 @@ async fn gateway_notifications_arrive_validated_at_watchwire_receive() {
     let watch: Value = watch.json().await.unwrap();
     let publish = http
         .post(format!("{}/v1/events", gateway.url))
-        .json(&json!({"resource": "/calendars/primary/events", "state": "exists", "data": {"k": 1}}))
+        .json(
+            &json!({"resource": "/calendars/primary/events", "state": "exists", "data": {"k": 1}}),
+        )
         .send()
         .await
         .unwrap();
@@ -135,24 +175,34 @@ async fn gateway_notifications_arrive_validated_at_watchwire_receive() {
     assert_eq!(event["channelId"], "e2e-1");
     assert_eq!(event["state"], "exists");
     assert!(event["messageNumber"].as_u64().unwrap() > 1, "{event}");
-    assert_eq!(event["previousNumber"], 1, "nothing was sent between sync and this event");
+    assert_eq!(
+        event["previousNumber"], 1,
+        "nothing was sent between sync and this event"
+    );
     assert_eq!(event["resourceId"], watch["resourceId"]);
     assert_eq!(event["eventResource"], "/calendars/primary/events");
     assert_eq!(event["body"], json!({"k": 1}));
     assert_ne!(event["cursor"], sync["cursor"]);
-    assert_eq!((event["duplicate"].as_bool(), event["outOfOrder"].as_bool()), (Some(false), Some(false)));
+    assert_eq!(
+        (event["duplicate"].as_bool(), event["outOfOrder"].as_bool()),
+        (Some(false), Some(false))
+    );
     assert_eq!(event["gap"], Value::Null);
 }
 
-/// A notification on channel `c1` with token `t`.
-fn notification(http: &reqwest::Client, url: &str, number: u64, token: &str) -> reqwest::RequestBuilder {
+/// Posts notification `number` on channel `c1` with `token` to the receiver at `url`.
+async fn deliver(http: &reqwest::Client, url: &str, number: u64, token: &str) -> reqwest::Response {
+    let state = if number == 1 { "sync" } else { "not_exists" };
     http.post(format!("{url}/hook"))
         .header("X-Goog-Channel-ID", "c1")
         .header("X-Goog-Channel-Token", token)
         .header("X-Goog-Resource-ID", "rid")
         .header("X-Goog-Resource-URI", "http://gw/b/photos/o")
-        .header("X-Goog-Resource-State", if number == 1 { "sync" } else { "not_exists" })
+        .header("X-Goog-Resource-State", state)
         .header("X-Goog-Message-Number", number.to_string())
+        .send()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -160,28 +210,45 @@ async fn receive_answers_204_for_valid_and_flagged_notifications_and_400_with_th
     let mut receive = receiver(&["--json", "--channel-id", "c1", "--token", "t"]).await;
     let http = reqwest::Client::new();
 
-    assert_eq!(notification(&http, &receive.url, 1, "t").send().await.unwrap().status(), 204);
+    assert_eq!(deliver(&http, &receive.url, 1, "t").await.status(), 204);
     assert_eq!(receive.next_json().await["duplicate"], false);
-    assert_eq!(notification(&http, &receive.url, 1, "t").send().await.unwrap().status(), 204);
+    assert_eq!(deliver(&http, &receive.url, 1, "t").await.status(), 204);
     assert_eq!(receive.next_json().await["duplicate"], true);
-    assert_eq!(notification(&http, &receive.url, 7, "t").send().await.unwrap().status(), 204);
-    assert_eq!(notification(&http, &receive.url, 4, "t").send().await.unwrap().status(), 204);
+    assert_eq!(deliver(&http, &receive.url, 7, "t").await.status(), 204);
+    assert_eq!(deliver(&http, &receive.url, 4, "t").await.status(), 204);
     assert_eq!(receive.next_json().await["outOfOrder"], false);
     assert_eq!(receive.next_json().await["outOfOrder"], true);
 
-    let rejected = notification(&http, &receive.url, 8, "wrong").send().await.unwrap();
+    let rejected = deliver(&http, &receive.url, 8, "wrong").await;
     assert_eq!(rejected.status(), 400);
     let envelope: Value = rejected.json().await.unwrap();
     assert_eq!(envelope["error"]["errors"][0]["reason"], "tokenMismatch");
     let line = receive.next_json().await;
-    assert_eq!((line["valid"].as_bool(), line["error"]["reason"].as_str()), (Some(false), Some("tokenMismatch")));
+    assert_eq!(
+        (line["valid"].as_bool(), line["error"]["reason"].as_str()),
+        (Some(false), Some("tokenMismatch"))
+    );
 
-    let missing = http.post(&receive.url).header("X-Goog-Channel-ID", "c1").send().await.unwrap();
+    let missing = http
+        .post(&receive.url)
+        .header("X-Goog-Channel-ID", "c1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 400);
     let envelope: Value = missing.json().await.unwrap();
     assert_eq!(envelope["error"]["errors"][0]["reason"], "missingHeader");
-    assert!(envelope["error"]["message"].as_str().unwrap().contains("x-goog-message-number"), "{envelope}");
-    assert_eq!(receive.next_json().await["error"]["header"], "x-goog-message-number");
+    assert!(
+        envelope["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("x-goog-message-number"),
+        "{envelope}"
+    );
+    assert_eq!(
+        receive.next_json().await["error"]["header"],
+        "x-goog-message-number"
+    );
 
     assert_eq!(http.get(&receive.url).send().await.unwrap().status(), 405);
 }
@@ -190,10 +257,16 @@ async fn receive_answers_204_for_valid_and_flagged_notifications_and_400_with_th
 async fn receive_prints_readable_lines_by_default() {
     let mut receive = receiver(&[]).await;
     let http = reqwest::Client::new();
-    assert_eq!(notification(&http, &receive.url, 1, "t").send().await.unwrap().status(), 204);
-    assert_eq!(notification(&http, &receive.url, 1, "t").send().await.unwrap().status(), 204);
+    assert_eq!(deliver(&http, &receive.url, 1, "t").await.status(), 204);
+    assert_eq!(deliver(&http, &receive.url, 1, "t").await.status(), 204);
     let first = receive.next_line().await;
-    assert!(first.ends_with(" c1 #1 sync http://gw/b/photos/o"), "{first:?}");
+    assert!(
+        first.ends_with(" c1 #1 sync http://gw/b/photos/o"),
+        "{first:?}"
+    );
     let again = receive.next_line().await;
-    assert!(again.ends_with(" c1 #1 sync http://gw/b/photos/o [duplicate]"), "{again:?}");
+    assert!(
+        again.ends_with(" c1 #1 sync http://gw/b/photos/o [duplicate]"),
+        "{again:?}"
+    );
 }

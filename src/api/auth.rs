@@ -1,80 +1,182 @@
-//! Who is calling (SPEC §10 API keys). Keys are compared by their SHA-256 digests in
-//! constant time; a channel's owner is a digest prefix, never the key itself.
+//! Who is calling and what they may do (SPEC §10 API keys).
+//!
+//! Keys are compared by their SHA-256 digests in constant time, and every key is
+//! compared (no early exit), so timing reveals nothing. A channel's owner is the key's
+//! name (named keys) or a digest prefix (plain `--api-key` keys), never the key.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
+use crate::config::KeyConfig;
+use crate::delivery::client::KeySigning;
+use crate::protocol::resource::{covers, ServicePrefixes};
+use crate::protocol::signature::SigningSecret;
 
 /// The owner every request has in `--dev` without keys.
 const DEV_OWNER: &str = "dev";
 
-#[derive(Debug, Clone)]
-pub struct Keys {
-    digests: Vec<[u8; 32]>,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Publish,
+    Subscribe,
+    Admin,
+}
+
+impl Scope {
+    fn parse(s: &str) -> Option<Scope> {
+        match s {
+            "publish" => Some(Scope::Publish),
+            "subscribe" => Some(Scope::Subscribe),
+            "admin" => Some(Scope::Admin),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Scope::Publish => "publish",
+            Scope::Subscribe => "subscribe",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+/// What one key may do.
+#[derive(Debug)]
+struct Grant {
+    owner: String,
+    scopes: Vec<Scope>,
+    /// Canonical resource prefixes; empty = everything.
+    prefixes: Vec<String>,
 }
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub owner: String,
+    grant: Option<Arc<Grant>>,
+}
+
+impl Caller {
+    /// `403` unless the key has `scope` (admin implies every scope).
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        match &self.grant {
+            Some(g) if !g.scopes.contains(&scope) && !g.scopes.contains(&Scope::Admin) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this API key lacks the {:?} scope this call needs", scope.name()),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// `403` unless the key may use this canonical resource.
+    pub fn require_resource(&self, resource: &str) -> Result<(), ApiError> {
+        match &self.grant {
+            Some(g) if !g.prefixes.is_empty() && !g.prefixes.iter().any(|p| covers(p, resource)) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this API key may not use {resource}; it is limited to {}", g.prefixes.join(", ")),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+pub struct Keys {
+    digests: Vec<([u8; 32], Arc<Grant>)>,
+    /// Signing secrets of keys that have one, by owner.
+    pub signing: HashMap<String, KeySigning>,
 }
 
 impl Keys {
-    pub fn new(keys: &[String]) -> Self {
-        Keys {
-            digests: keys
-                .iter()
-                .filter(|k| !k.is_empty())
-                .map(|k| Sha256::digest(k.as_bytes()).into())
-                .collect(),
+    /// Plain keys may do everything; named keys as configured.
+    pub fn new(plain: &[String], named: &[KeyConfig], prefixes: &ServicePrefixes) -> anyhow::Result<Keys> {
+        let mut digests = Vec::new();
+        let mut signing = HashMap::new();
+        for key in plain.iter().filter(|k| !k.is_empty()) {
+            let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+            let owner = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+            digests.push((digest, Arc::new(Grant { owner, scopes: vec![Scope::Admin], prefixes: vec![] })));
         }
+        for k in named {
+            let context = |what: &str| format!("key {:?}: {what}", k.name);
+            let digest: [u8; 32] = match (&k.key, &k.key_sha256) {
+                (Some(key), None) if !key.is_empty() => Sha256::digest(key.as_bytes()).into(),
+                (None, Some(hex)) => parse_hex32(hex).ok_or_else(|| anyhow::anyhow!(context("key_sha256 must be 64 hex digits")))?,
+                _ => anyhow::bail!(context("give exactly one of key and key_sha256")),
+            };
+            let scopes = match &k.scopes {
+                None => vec![Scope::Admin],
+                Some(names) => names
+                    .iter()
+                    .map(|s| Scope::parse(s).ok_or_else(|| anyhow::anyhow!(context(&format!("unknown scope {s:?}; use publish, subscribe or admin")))))
+                    .collect::<anyhow::Result<_>>()?,
+            };
+            let resource_prefixes = k
+                .prefixes
+                .iter()
+                .map(|p| prefixes.canonicalize(p).map_err(|e| anyhow::anyhow!(context(&e.0))))
+                .collect::<anyhow::Result<_>>()?;
+            if let Some(current) = &k.signing_secret {
+                let current = SigningSecret::parse(current).map_err(|e| anyhow::anyhow!(context(&e)))?;
+                let previous = match (&k.previous_signing_secret, k.previous_signing_secret_until) {
+                    (Some(old), Some(until)) => Some((SigningSecret::parse(old).map_err(|e| anyhow::anyhow!(context(&e)))?, until)),
+                    (None, None) => None,
+                    _ => anyhow::bail!(context("previous_signing_secret and previous_signing_secret_until go together")),
+                };
+                signing.insert(k.name.clone(), KeySigning { current, previous });
+            }
+            digests.push((digest, Arc::new(Grant { owner: k.name.clone(), scopes, prefixes: resource_prefixes })));
+        }
+        Ok(Keys { digests, signing })
     }
 
     /// Authenticates a request by `Authorization: Bearer KEY` or `?key=KEY`.
     pub fn authenticate(&self, headers: &HeaderMap, uri: &Uri) -> Result<Caller, ApiError> {
         if self.digests.is_empty() {
-            return Ok(Caller {
-                owner: DEV_OWNER.to_string(),
-            });
+            return Ok(Caller { owner: DEV_OWNER.to_string(), grant: None });
         }
         let presented = bearer(headers).or_else(|| query_key(uri)).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "required",
-                "an API key is required: send Authorization: Bearer KEY or ?key=KEY",
-            )
+            ApiError::new(StatusCode::UNAUTHORIZED, "required", "an API key is required: send Authorization: Bearer KEY or ?key=KEY")
         })?;
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        let mut matched = subtle::Choice::from(0);
-        for known in &self.digests {
-            matched |= known.ct_eq(&digest);
+        let mut found = None;
+        for (known, grant) in &self.digests {
+            if bool::from(known.ct_eq(&digest)) {
+                found = Some(grant.clone());
+            }
         }
-        if bool::from(matched) {
-            Ok(Caller {
-                owner: digest[..12].iter().map(|b| format!("{b:02x}")).collect(),
-            })
-        } else {
-            Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "authError",
-                "the API key is not valid",
-            ))
+        match found {
+            Some(grant) => Ok(Caller { owner: grant.owner.clone(), grant: Some(grant) }),
+            None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "authError", "the API key is not valid")),
         }
     }
+}
+
+fn parse_hex32(hex: &str) -> Option<[u8; 32]> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        out[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
 }
 
 fn bearer(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, key) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| key.trim().to_string())
+    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim().to_string())
 }
 
 fn query_key(uri: &Uri) -> Option<String> {
-    url::form_urlencoded::parse(uri.query()?.as_bytes())
-        .find(|(name, _)| name == "key")
-        .map(|(_, v)| v.into_owned())
+    url::form_urlencoded::parse(uri.query()?.as_bytes()).find(|(name, _)| name == "key").map(|(_, v)| v.into_owned())
 }

@@ -60,6 +60,11 @@ impl From<StoreError> for ApiError {
                 ApiError::invalid(format!("a live channel with id {id:?} already exists"))
                     .with_reason("channelIdNotUnique")
             }
+            StoreError::TooManyChannels(limit) => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "quotaExceeded",
+                format!("this API key already holds {limit} live channels, the most it may; stop some first"),
+            ),
             StoreError::NotFound => ApiError::not_found("not found"),
             StoreError::IdempotencyConflict => ApiError::new(
                 StatusCode::CONFLICT,

@@ -10,14 +10,13 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::body::{parse_json, type_name, RawBody};
+use super::auth::Scope;
 use super::error::ApiError;
 use super::AppState;
 use crate::model::{cursor, NewEvent};
 use crate::protocol::state::{is_changed_token, ResourceState};
 use crate::store::Idempotency;
 
-/// Most events in one publish.
-pub const MAX_BATCH: usize = 1000;
 /// Largest metadata, as compact JSON.
 pub const MAX_METADATA_BYTES: usize = 4096;
 const MAX_IDEMPOTENCY_KEY: usize = 255;
@@ -54,7 +53,11 @@ pub async fn publish(
             .map(|b| format!("{b:02x}"))
             .collect(),
     });
+    caller.require(Scope::Publish)?;
     let events = parse_events(&body, &app)?;
+    for event in &events {
+        caller.require_resource(&event.resource)?;
+    }
     let receipt = app.store.append(events, idempotency).await?;
     Ok(Json(PublishResponse {
         cursor: cursor(receipt.last_seq),
@@ -87,9 +90,10 @@ fn parse_events(body: &[u8], app: &AppState) -> Result<Vec<NewEvent>, ApiError> 
                 "the batch is empty: send at least one event",
             ))
         }
-        Value::Array(items) if items.len() > MAX_BATCH => {
+        Value::Array(items) if items.len() > app.config.max_batch => {
             return Err(ApiError::invalid(format!(
-                "a batch holds at most {MAX_BATCH} events; this one holds {}",
+                "a batch holds at most {} events; this one holds {}",
+                app.config.max_batch,
                 items.len()
             )))
         }

@@ -4,6 +4,8 @@ pub mod auth;
 pub mod body;
 pub mod error;
 pub mod events;
+pub mod limits;
+pub mod listener;
 pub mod ops;
 pub mod stop;
 pub mod watch;
@@ -41,6 +43,11 @@ pub struct App {
 
 pub fn router(app: AppState) -> Router {
     let max_body = app.config.max_body_bytes;
+    let request_limits = limits::RequestLimits {
+        max_header_bytes: app.config.max_header_bytes,
+        max_headers: app.config.max_headers,
+        request_timeout: app.config.request_timeout,
+    };
     Router::new()
         .route(
             "/healthz",
@@ -56,6 +63,7 @@ pub fn router(app: AppState) -> Router {
         )
         .fallback(google_style)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(request_limits, limits::enforce))
         .with_state(app)
 }
 
@@ -71,9 +79,9 @@ async fn google_style(State(app): State<AppState>, request: Request) -> Response
             .into_response();
     }
     if request.method() != Method::POST {
-        return ops::method_not_allowed(request.method().clone(), request.uri().clone())
-            .await
-            .into_response();
+        // RFC 9110 §15.5.6: a 405 lists the allowed methods.
+        let refusal = ops::method_not_allowed(request.method().clone(), request.uri().clone()).await;
+        return ([(axum::http::header::ALLOW, "POST")], refusal).into_response();
     }
     if is_stop {
         Handler::call(stop::stop, request, app).await

@@ -14,11 +14,14 @@ pub async fn healthz() -> impl IntoResponse {
     )
 }
 
-pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(),
-    )
+/// Prometheus text. An operator's call: with keys configured it needs the admin scope.
+pub async fn metrics(
+    State(app): State<AppState>,
+    uri: Uri,
+    headers: axum::http::HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    app.keys.authenticate(&headers, &uri)?.require(super::auth::Scope::Admin)?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()))
 }
 
 pub async fn not_found(method: Method, uri: Uri) -> ApiError {

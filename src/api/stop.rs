@@ -5,6 +5,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use serde_json::Value;
 
 use super::body::{parse_json, type_name, RawBody};
+use super::auth::Scope;
 use super::error::ApiError;
 use super::AppState;
 use crate::store::{Removal, StoreError};
@@ -16,6 +17,7 @@ pub async fn stop(
     RawBody(body): RawBody,
 ) -> Result<StatusCode, ApiError> {
     let caller = app.keys.authenticate(&headers, &uri)?;
+    caller.require(Scope::Subscribe)?;
     let body: Value = parse_json(&body)?;
     let Value::Object(fields) = &body else {
         return Err(ApiError::invalid(format!(

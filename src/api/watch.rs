@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use sha2::Sha256;
 
 use super::body::{parse_json, type_name, RawBody};
+use super::auth::Scope;
 use super::error::ApiError;
 use super::AppState;
 use crate::model::{now_ms, NewChannel};
@@ -45,6 +46,8 @@ pub async fn watch(
         .prefixes
         .canonicalize(raw_resource)
         .map_err(|e| ApiError::invalid(e.to_string()))?;
+    caller.require(Scope::Subscribe)?;
+    caller.require_resource(&resource)?;
     let request = validate(&parse_json(&body)?, &app)?;
 
     let now = now_ms();
@@ -69,7 +72,7 @@ pub async fn watch(
         signing_secret: request.signing_secret,
         created_ms: now,
     };
-    let (channel, _) = app.store.create_channel(spec).await?;
+    let (channel, _) = app.store.create_channel(spec, app.config.max_channels_per_key).await?;
     let spec = &channel.spec;
     Ok(Json(WatchResponse {
         kind: "api#channel".into(),

@@ -278,7 +278,7 @@ impl ChannelHandle {
                 return End::Abandoned;
             }
             attempts += 1;
-            let (headers, body) = notification.render(&self.spec, chrono::Utc::now());
+            let (headers, body) = notification.render(&self.spec, shared.key_signing.get(&self.spec.owner), chrono::Utc::now());
             let attempt = tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => return End::Abandoned,

@@ -51,6 +51,7 @@ impl Notification {
     pub fn render(
         &self,
         channel: &NewChannel,
+        key_signing: Option<&KeySigning>,
         now: chrono::DateTime<chrono::Utc>,
     ) -> (HeaderMap, Bytes) {
         let body = match &self.event {
@@ -92,17 +93,17 @@ impl Notification {
         if let Some(previous) = self.previous {
             put(h::PREVIOUS_NUMBER, &previous.to_string());
         }
-        if let Some(secret) = channel
-            .signing_secret
-            .as_deref()
-            .and_then(|s| SigningSecret::parse(s).ok())
-        {
+        let own = channel.signing_secret.as_deref().and_then(|s| SigningSecret::parse(s).ok());
+        let secrets: Vec<&SigningSecret> = match (&own, key_signing) {
+            (Some(own), _) => vec![own],
+            (None, Some(key)) => key.secrets_at(now),
+            (None, None) => vec![],
+        };
+        if !secrets.is_empty() {
             let msg_id = format!("{}-{}", channel.id, self.number);
             let timestamp = now.timestamp();
-            put(
-                h::WEBHOOK_SIGNATURE,
-                &secret.sign(&msg_id, timestamp, &body),
-            );
+            let signatures: Vec<String> = secrets.iter().map(|s| s.sign(&msg_id, timestamp, &body)).collect();
+            put(h::WEBHOOK_SIGNATURE, &signatures.join(" "));
             put(h::WEBHOOK_ID, &msg_id);
             put(h::WEBHOOK_TIMESTAMP, &timestamp.to_string());
         }
@@ -110,6 +111,26 @@ impl Notification {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_CONTENT_TYPE));
         }
         (headers, body)
+    }
+}
+
+/// An API key's signing secrets: the current one, and during a rotation the previous
+/// one until a given time (both signatures are sent until then).
+#[derive(Debug, Clone)]
+pub struct KeySigning {
+    pub current: SigningSecret,
+    pub previous: Option<(SigningSecret, chrono::DateTime<chrono::Utc>)>,
+}
+
+impl KeySigning {
+    pub fn secrets_at(&self, now: chrono::DateTime<chrono::Utc>) -> Vec<&SigningSecret> {
+        let mut secrets = vec![&self.current];
+        if let Some((old, until)) = &self.previous {
+            if now < *until {
+                secrets.push(old);
+            }
+        }
+        secrets
     }
 }
 
@@ -130,12 +151,9 @@ pub struct OutboundClient {
 }
 
 impl OutboundClient {
-    pub fn new(
-        policy: TargetPolicy,
-        connect_timeout: Duration,
-        timeout: Duration,
-    ) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+    /// `extra_ca_pem` adds trusted CA certificates (`--ca-file`).
+    pub fn new(policy: TargetPolicy, connect_timeout: Duration, timeout: Duration, extra_ca_pem: Option<&[u8]>) -> anyhow::Result<Self> {
+        let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
@@ -143,8 +161,13 @@ impl OutboundClient {
             .timeout(timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(64)
-            .dns_resolver(PolicyResolver::shared(policy.clone()))
-            .build()?;
+            .dns_resolver(PolicyResolver::shared(policy.clone()));
+        if let Some(pem) = extra_ca_pem {
+            for cert in reqwest::Certificate::from_pem_bundle(pem)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build()?;
         Ok(OutboundClient { http, policy })
     }
 
@@ -161,7 +184,7 @@ impl OutboundClient {
             }
         };
         // Literal IPs bypass the resolver, so they are checked here, before connecting.
-        if let Err(reason) = self.policy.check_url(&url) {
+        if let Err(reason) = self.policy.check_before_connect(&url).await {
             return Attempt {
                 verdict: Verdict::Failed,
                 status: None,

@@ -35,6 +35,8 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// Every worker task, so shutdown can wait for in-flight deliveries.
     pub tasks: TaskTracker,
+    /// Signing secrets of API keys, by owner, for channels without their own.
+    pub key_signing: HashMap<String, client::KeySigning>,
 }
 
 /// The live channels, by watched resource and by key. Owned by the router task.

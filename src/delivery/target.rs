@@ -7,44 +7,73 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
+use crate::config::Cidr;
+
 /// The delivery target policy.
 #[derive(Debug, Clone, Default)]
 pub struct TargetPolicy {
     /// `--dev`: http:// and any address.
     pub allow_all: bool,
+    /// `--allow-targets`: networks reachable although private, over http:// too.
+    pub allow: Vec<Cidr>,
 }
 
 impl TargetPolicy {
-    /// Checks a channel address before it is accepted. `Err` is a message for a person.
-    pub fn check_url(&self, url: &reqwest::Url) -> Result<(), String> {
-        match url.scheme() {
-            "https" => {}
-            "http" if self.allow_all => {}
-            "http" => return Err("address must be an https:// URL (http:// is allowed only with --dev or --allow-targets)".into()),
-            other => return Err(format!("address must be an https:// URL, not {other}://")),
-        }
-        let Some(host) = url.host() else {
-            return Err("address must name a host".into());
-        };
-        let literal = match host {
-            url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
-            url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
-            url::Host::Domain(_) => None,
-        };
-        if let Some(ip) = literal {
-            self.check_ip(ip)?;
-        }
-        Ok(())
+    fn allowed_network(&self, ip: IpAddr) -> bool {
+        self.allow.iter().any(|net| net.contains(ip))
     }
 
+    /// Checks a channel address before it is accepted. `Err` is a message for a person.
+    pub fn check_url(&self, url: &reqwest::Url) -> Result<(), String> {
+        let literal = match url.host() {
+            None => return Err("address must name a host".into()),
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            Some(url::Host::Domain(_)) => None,
+        };
+        let http_allowed = self.allow_all || literal.map_or(!self.allow.is_empty(), |ip| self.allowed_network(ip));
+        match url.scheme() {
+            "https" => {}
+            // http:// only towards allowed networks: a literal IP in them, or a name
+            // that must resolve into them (checked before each attempt).
+            "http" if http_allowed => {}
+            "http" => return Err("address must be an https:// URL (http:// is allowed only with --dev or towards --allow-targets networks)".into()),
+            other => return Err(format!("address must be an https:// URL, not {other}://")),
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("address must not carry credentials (user:password@)".into());
+        }
+        match literal {
+            Some(ip) => self.check_ip(ip),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the resolver may connect to this address.
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), String> {
-        if self.allow_all || is_public(ip) {
+        if self.allow_all || is_public(ip) || self.allowed_network(ip) {
             Ok(())
         } else {
-            Err(format!(
-                "address {ip} is not a public address; deliveries go only to public addresses"
-            ))
+            Err(format!("address {ip} is not a public address; deliveries go only to public addresses or --allow-targets networks"))
         }
+    }
+
+    /// The checks that must hold right before an attempt: literal IPs never reach the
+    /// resolver, and plain http:// to a name must resolve only into allowed networks.
+    pub async fn check_before_connect(&self, url: &reqwest::Url) -> Result<(), String> {
+        self.check_url(url)?;
+        if self.allow_all || url.scheme() != "http" {
+            return Ok(());
+        }
+        if let Some(url::Host::Domain(name)) = url.host() {
+            let port = url.port_or_known_default().unwrap_or(80);
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((name, port)).await.map_err(|e| format!("cannot resolve {name}: {e}"))?.collect();
+            if addrs.is_empty() || addrs.iter().any(|a| !self.allowed_network(a.ip())) {
+                return Err(format!("{name} resolves outside the --allow-targets networks, so http:// is not allowed"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -154,6 +183,7 @@ mod tests {
     fn checks_urls() {
         let strict = TargetPolicy::default();
         let url = |s: &str| reqwest::Url::parse(s).unwrap();
+        assert!(strict.check_url(&url("https://user:pw@example.com/")).is_err());
         assert!(strict.check_url(&url("https://example.com/hook")).is_ok());
         assert!(strict.check_url(&url("http://example.com/hook")).is_err());
         assert!(strict.check_url(&url("https://127.0.0.1/hook")).is_err());
@@ -161,7 +191,13 @@ mod tests {
             .check_url(&url("https://[::ffff:169.254.169.254]/"))
             .is_err());
         assert!(strict.check_url(&url("ftp://example.com/")).is_err());
-        let dev = TargetPolicy { allow_all: true };
+        let dev = TargetPolicy { allow_all: true, allow: vec![] };
         assert!(dev.check_url(&url("http://127.0.0.1:9/hook")).is_ok());
+        let listed = TargetPolicy { allow_all: false, allow: vec!["10.0.0.0/8".parse().unwrap()] };
+        assert!(listed.check_url(&url("http://10.1.2.3/hook")).is_ok());
+        assert!(listed.check_url(&url("https://10.1.2.3/hook")).is_ok());
+        assert!(listed.check_url(&url("http://192.168.1.1/hook")).is_err());
+        assert!(listed.check_url(&url("https://192.168.1.1/hook")).is_err());
+        assert!(listed.check_url(&url("http://8.8.8.8/hook")).is_err(), "http:// only towards listed networks");
     }
 }

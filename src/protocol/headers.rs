@@ -25,3 +25,31 @@ pub const WEBHOOK_SIGNATURE: &str = "webhook-signature";
 
 /// Message number of the sync notification that opens every channel.
 pub const SYNC_MESSAGE_NUMBER: u64 = 1;
+
+/// Every header a notification may carry (SPEC §4, §10), in the order of the §4 table.
+pub const NOTIFICATION_HEADERS: &[&str] = &[
+    CHANNEL_ID,
+    CHANNEL_TOKEN,
+    CHANNEL_EXPIRATION,
+    RESOURCE_ID,
+    RESOURCE_URI,
+    RESOURCE_STATE,
+    MESSAGE_NUMBER,
+    CHANGED,
+    EVENT_RESOURCE,
+    CURSOR,
+    PREVIOUS_NUMBER,
+    METADATA,
+    WEBHOOK_ID,
+    WEBHOOK_TIMESTAMP,
+    WEBHOOK_SIGNATURE,
+];
+
+/// The headers present on every notification, sync included (SPEC §4).
+pub const REQUIRED_HEADERS: &[&str] = &[
+    CHANNEL_ID,
+    MESSAGE_NUMBER,
+    RESOURCE_ID,
+    RESOURCE_STATE,
+    RESOURCE_URI,
+];

@@ -21,6 +21,8 @@ use crate::model::{Channel, NewChannel, NewEvent, Outcome, Seq, SharedEvent};
 pub enum StoreError {
     #[error("a live channel with id {0:?} already exists")]
     DuplicateChannel(String),
+    #[error("the owner already holds {0} live channels")]
+    TooManyChannels(u64),
     #[error("not found")]
     NotFound,
     #[error("this Idempotency-Key was already used with a different request")]
@@ -90,7 +92,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores a channel. Its `start_seq` is the log head at commit. Returns the channel
     /// and the feed number of its `ChannelCreated` entry.
-    async fn create_channel(&self, channel: NewChannel) -> Result<(Channel, u64), StoreError>;
+    /// At most `max_per_owner` live channels per owner (`TooManyChannels` beyond).
+    async fn create_channel(&self, channel: NewChannel, max_per_owner: u64) -> Result<(Channel, u64), StoreError>;
 
     /// Removes channels durably. Returns the removed keys and the feed number of the
     /// last `ChannelRemoved` entry (0 when none was removed).

@@ -88,6 +88,7 @@ enum WriteOp {
     },
     CreateChannel {
         channel: NewChannel,
+        max_per_owner: u64,
         reply: Reply<(Channel, u64)>,
     },
     RemoveChannels {
@@ -137,7 +138,7 @@ impl SqliteStore {
             feed_no: 0,
             progress: HashMap::new(),
             outcomes: Vec::new(),
-            commits: commits.clone(),
+            commits: commits.clone(), owner_counts: HashMap::new(),
         };
         let writer_thread = thread::Builder::new()
             .name("watchwire-store-writer".into())
@@ -225,12 +226,14 @@ struct Writer {
     progress: HashMap<i64, Seq>,
     outcomes: Vec<Outcome>,
     commits: Arc<std::sync::atomic::AtomicU64>,
+    /// Stored channels per owner, counted once per owner and then kept up to date.
+    owner_counts: HashMap<String, u64>,
 }
 
 /// The part of a write request that runs inside the transaction.
 enum Job {
     Append(Vec<NewEvent>, Option<Idempotency>),
-    Create(NewChannel),
+    Create(NewChannel, u64),
     Remove(Removal),
     Flush,
 }
@@ -288,8 +291,8 @@ impl Writer {
                     jobs.push(Job::Append(events, idempotency));
                     slots.push(Slot::Append(reply));
                 }
-                WriteOp::CreateChannel { channel, reply } => {
-                    jobs.push(Job::Create(channel));
+                WriteOp::CreateChannel { channel, max_per_owner, reply } => {
+                    jobs.push(Job::Create(channel, max_per_owner));
                     slots.push(Slot::Create(reply));
                 }
                 WriteOp::RemoveChannels { removal, reply } => {
@@ -315,6 +318,8 @@ impl Writer {
             }
             Err(e) => {
                 tracing::error!(error = %e, "store transaction failed; nothing of it was written");
+                // The counts may have moved inside the rolled-back transaction.
+                self.owner_counts.clear();
                 let err = || StoreError::Backend(format!("the store could not commit: {e}"));
                 for slot in slots {
                     match slot {
@@ -339,8 +344,8 @@ impl Writer {
                 Job::Append(events, idempotency) => {
                     Done::Append(append(&tx, events, idempotency, now)?)
                 }
-                Job::Create(channel) => Done::Create(create_channel(&tx, channel, now)?),
-                Job::Remove(removal) => Done::Remove(remove_channels(&tx, removal, now)?),
+                Job::Create(channel, max) => Done::Create(create_channel(&tx, channel, max, now, &mut self.owner_counts)?),
+                Job::Remove(removal) => Done::Remove(remove_channels(&tx, removal, now, &mut self.owner_counts)?),
                 Job::Flush => Done::Flush,
             });
         }
@@ -502,7 +507,9 @@ fn append(
 fn create_channel(
     tx: &Connection,
     spec: NewChannel,
+    max_per_owner: u64,
     now: i64,
+    counts: &mut HashMap<String, u64>,
 ) -> rusqlite::Result<Result<(Channel, Option<i64>), StoreError>> {
     let existing: Option<(i64, Option<i64>)> = tx
         .query_row(
@@ -516,9 +523,14 @@ fn create_channel(
         if expiration.is_none_or(|ms| ms > now) {
             return Ok(Err(StoreError::DuplicateChannel(spec.id)));
         }
-        delete_channel(tx, pk)?;
+        delete_channel(tx, pk, counts)?;
         replaced = Some(pk);
     }
+    let held = owner_count(tx, &spec.owner, counts)?;
+    if *held >= max_per_owner {
+        return Ok(Err(StoreError::TooManyChannels(max_per_owner)));
+    }
+    *held += 1;
     let head = log_head(tx)?;
     tx.execute(
         "INSERT INTO channels (owner, id, resource, resource_id, resource_uri, address, token, expiration_ms, params, payload,
@@ -553,16 +565,30 @@ fn create_channel(
     )))
 }
 
-fn delete_channel(tx: &Connection, pk: i64) -> rusqlite::Result<()> {
-    tx.execute("DELETE FROM channels WHERE pk = ?1", params![pk])?;
+/// Channels stored for `owner`: counted with one query the first time, then kept.
+fn owner_count<'a>(tx: &Connection, owner: &str, counts: &'a mut HashMap<String, u64>) -> rusqlite::Result<&'a mut u64> {
+    if !counts.contains_key(owner) {
+        let n: i64 = tx.query_row("SELECT COUNT(*) FROM channels WHERE owner = ?1", params![owner], |r| r.get(0))?;
+        counts.insert(owner.to_string(), n as u64);
+    }
+    Ok(counts.get_mut(owner).expect("just inserted"))
+}
+
+/// Deletes a channel and its outcomes. `false` when there was no such channel.
+fn delete_channel(tx: &Connection, pk: i64, counts: &mut HashMap<String, u64>) -> rusqlite::Result<bool> {
+    let owner: Option<String> = tx.query_row("DELETE FROM channels WHERE pk = ?1 RETURNING owner", params![pk], |r| r.get(0)).optional()?;
     tx.execute("DELETE FROM outcomes WHERE channel_pk = ?1", params![pk])?;
-    Ok(())
+    if let Some(count) = owner.as_ref().and_then(|o| counts.get_mut(o)) {
+        *count = count.saturating_sub(1);
+    }
+    Ok(owner.is_some())
 }
 
 fn remove_channels(
     tx: &Connection,
     removal: Removal,
     now: i64,
+    counts: &mut HashMap<String, u64>,
 ) -> rusqlite::Result<Result<Vec<i64>, StoreError>> {
     let pks: Vec<i64> = match removal {
         Removal::Stop {
@@ -599,14 +625,7 @@ fn remove_channels(
     };
     let mut removed = Vec::with_capacity(pks.len());
     for pk in pks {
-        if tx
-            .query_row("SELECT 1 FROM channels WHERE pk = ?1", params![pk], |_| {
-                Ok(())
-            })
-            .optional()?
-            .is_some()
-        {
-            delete_channel(tx, pk)?;
+        if delete_channel(tx, pk, counts)? {
             removed.push(pk);
         }
     }
@@ -712,8 +731,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_channel(&self, channel: NewChannel) -> Result<(Channel, u64), StoreError> {
-        self.call(|reply| WriteOp::CreateChannel { channel, reply })
+    async fn create_channel(&self, channel: NewChannel, max_per_owner: u64) -> Result<(Channel, u64), StoreError> {
+        self.call(|reply| WriteOp::CreateChannel { channel, max_per_owner, reply })
             .await
     }
 

@@ -1,0 +1,121 @@
+//! Helpers shared by the input-validation suites (watch_validation, publish_validation,
+//! bad_input, client_fixtures): requests with any method and headers, raw HTTP for
+//! request targets an URL library would normalise, and table-driven checks.
+#![allow(dead_code)]
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::http::{HeaderMap, HeaderValue, Method};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::common::Gateway;
+
+/// What the gateway answered.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub text: String,
+    /// The body as JSON; `Null` when empty or not JSON.
+    pub json: Value,
+}
+
+impl Reply {
+    fn new(status: u16, headers: HeaderMap, text: String) -> Reply {
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply { status, headers, text, json }
+    }
+}
+
+/// Sends `body` with `method` to `path` (which may carry a query) and these headers.
+/// Header values may hold any byte (they are taken as raw bytes).
+pub async fn send(gw: &Gateway, method: Method, path: &str, headers: &[(&str, &str)], body: impl Into<reqwest::Body>) -> Reply {
+    let mut request = gw.http.request(method, format!("{}{path}", gw.url)).body(body);
+    for (name, value) in headers {
+        request = request.header(*name, HeaderValue::from_bytes(value.as_bytes()).expect("a header value without CR/LF"));
+    }
+    let response = request.send().await.expect("the gateway answers");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    Reply::new(status, headers, response.text().await.unwrap())
+}
+
+/// POSTs JSON with extra headers.
+pub async fn post_json(gw: &Gateway, path: &str, headers: &[(&str, &str)], body: &Value) -> Reply {
+    send(gw, Method::POST, path, headers, body.to_string()).await
+}
+
+/// Writes `request` verbatim on a new connection and reads the answer until the
+/// gateway closes it. For request targets that `reqwest` would normalise (`/a/../b`)
+/// and bodies it cannot frame (chunked without a length). Send `Connection: close`.
+pub async fn raw_http(gw: &Gateway, request: &[u8]) -> Reply {
+    let addr = gw.url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(super::common::PATIENCE, stream.read_to_end(&mut answer));
+    read.await.expect("the gateway answers in time").unwrap();
+    let answer = String::from_utf8(answer).expect("a UTF-8 answer");
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a complete HTTP response");
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status line");
+    Reply::new(status, HeaderMap::new(), body.to_string())
+}
+
+/// A `POST` with a JSON body, as raw HTTP/1.1 bytes.
+pub fn raw_post(path: &str, body: &str) -> Vec<u8> {
+    format!("POST {path} HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+        .into_bytes()
+}
+
+/// Milliseconds since the Unix epoch, as the gateway counts them.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// The reason of a Google error envelope, checking the envelope on the way: code equal
+/// to the status, one `global` error item, and a message a person can act on.
+/// `None` for a success.
+pub fn reason_of(reply: &Reply) -> Option<String> {
+    if reply.status < 400 {
+        return None;
+    }
+    let error = &reply.json["error"];
+    let problems = [
+        (error["code"] != reply.status).then_some("code differs from the status"),
+        (error["errors"][0]["domain"] != "global").then_some("domain is not global"),
+        (error["message"].as_str().is_none_or(|m| m.len() < 10)).then_some("no helpful message"),
+        (error["errors"][0]["message"] != error["message"]).then_some("item message differs"),
+    ];
+    match problems.into_iter().flatten().next() {
+        Some(problem) => Some(format!("malformed envelope ({problem}): {}", reply.text)),
+        None => error["errors"][0]["reason"].as_str().map(str::to_string),
+    }
+}
+
+/// What a case expects: success, or an error with this status and reason.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Want {
+    Ok,
+    Err(u16, &'static str),
+}
+
+/// Bad request with this reason.
+pub const fn bad(reason: &'static str) -> Want {
+    Want::Err(400, reason)
+}
+
+/// Compares an answer with a case's expectation; `Some(description)` when it differs.
+pub fn mismatch(what: &str, reply: &Reply, want: Want) -> Option<String> {
+    let got_ok = (200..300).contains(&reply.status);
+    let ok = match want {
+        Want::Ok => got_ok,
+        Want::Err(status, reason) => reply.status == status && reason_of(reply).as_deref() == Some(reason),
+    };
+    (!ok).then(|| format!("{what}: wanted {want:?}, got {} {}", reply.status, reply.text))
+}
+
+/// Panics with every failed case at once, so one run shows the whole picture.
+pub fn assert_no_failures(failures: Vec<String>) {
+    assert!(failures.is_empty(), "{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
+}
