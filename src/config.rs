@@ -117,6 +117,39 @@ pub struct ServeArgs {
     #[arg(long, env = "WATCHWIRE_MAX_CHANNELS_PER_KEY", default_value_t = 100_000)]
     pub max_channels_per_key: u64,
 
+    /// A channel whose endpoint fails this long without a single success is disabled.
+    #[arg(long, env = "WATCHWIRE_DISABLE_AFTER", default_value = "3d", value_parser = parse_duration)]
+    pub disable_after: Duration,
+
+    /// How long events stay in the log for streams, polling and replay (pending
+    /// deliveries are always kept).
+    #[arg(long, env = "WATCHWIRE_RETENTION", default_value = "24h", value_parser = parse_duration)]
+    pub retention: Duration,
+
+    /// How long delivery-log entries are kept.
+    #[arg(long, env = "WATCHWIRE_LOG_RETENTION", default_value = "7d", value_parser = parse_duration)]
+    pub log_retention: Duration,
+
+    /// How often old events and delivery-log entries are pruned.
+    #[arg(long, env = "WATCHWIRE_PRUNE_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub prune_interval: Duration,
+
+    /// Idle time after which a stream with `checkpoints=true` gets a checkpoint.
+    #[arg(long, env = "WATCHWIRE_CHECKPOINT_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub checkpoint_interval: Duration,
+
+    /// Events a stream may have waiting for a slow consumer before it is cut off.
+    #[arg(long, env = "WATCHWIRE_STREAM_BUFFER", default_value_t = 1024)]
+    pub stream_buffer: usize,
+
+    /// `Cache-Control: max-age` of changeset answers.
+    #[arg(long, env = "WATCHWIRE_CHANGES_MAX_AGE", default_value = "0s", value_parser = parse_duration)]
+    pub changes_max_age: Duration,
+
+    /// `max-age` when `_expected` is already satisfied (the URL then never changes meaning).
+    #[arg(long, env = "WATCHWIRE_CHANGES_EXPECTED_MAX_AGE", default_value = "60s", value_parser = parse_duration)]
+    pub changes_expected_max_age: Duration,
+
     /// Log filter (tracing `EnvFilter` syntax).
     #[arg(long, env = "WATCHWIRE_LOG", default_value = "info")]
     pub log: String,

@@ -53,9 +53,36 @@ pub struct Event {
 
 pub type SharedEvent = Arc<Event>;
 
+/// What kind of subscription a channel row is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelKind {
+    /// Created by `watch` (SPEC §2); expires.
+    Channel,
+    /// Created by `POST /v1/watchers` (SPEC §9); never expires, de-duplicated per endpoint.
+    Watcher,
+}
+
+impl ChannelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Channel => "channel",
+            ChannelKind::Watcher => "watcher",
+        }
+    }
+
+    pub fn parse(s: &str) -> ChannelKind {
+        if s == "watcher" {
+            ChannelKind::Watcher
+        } else {
+            ChannelKind::Channel
+        }
+    }
+}
+
 /// A channel to create (SPEC §2), validated.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NewChannel {
+    pub kind: ChannelKind,
     pub owner: String,
     pub id: String,
     pub resource: String,
@@ -72,6 +99,20 @@ pub struct NewChannel {
     pub created_ms: i64,
 }
 
+/// Never prints the token or the signing secret.
+impl std::fmt::Debug for NewChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewChannel")
+            .field("kind", &self.kind)
+            .field("owner", &self.owner)
+            .field("id", &self.id)
+            .field("resource", &self.resource)
+            .field("address", &self.address)
+            .field("expiration_ms", &self.expiration_ms)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A stored channel: what it is plus how far its delivery has got.
 #[derive(Debug, Clone)]
 pub struct Channel {
@@ -84,20 +125,73 @@ pub struct Channel {
     pub progress_seq: Seq,
     /// Whether the sync notification is done.
     pub synced: bool,
+    /// Disabled after failing without success for the disable window (SPEC §5).
+    pub disabled: bool,
+    /// Since when every attempt has failed; `None` after a success.
+    pub failing_since_ms: Option<i64>,
 }
 
-/// What one notification came to, recorded in the store (SPEC §8).
+/// Where a notification stands (SPEC §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeStatus {
+    /// Attempted, not yet delivered; will be retried.
+    Pending,
+    Delivered,
+    /// Failed for good: a permanent status or the retry budget ran out.
+    Failed,
+}
+
+impl OutcomeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeStatus::Pending => "pending",
+            OutcomeStatus::Delivered => "delivered",
+            OutcomeStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<OutcomeStatus> {
+        match s {
+            "pending" => Some(OutcomeStatus::Pending),
+            "delivered" => Some(OutcomeStatus::Delivered),
+            "failed" => Some(OutcomeStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// What one notification came to so far, recorded in the store (SPEC §8).
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub channel_pk: i64,
+    /// The event's seq; for the sync, the channel's `start_seq`.
     pub seq: Seq,
     pub message_number: u64,
     pub state: String,
-    pub delivered: bool,
+    pub status: OutcomeStatus,
     pub attempts: u32,
     pub last_status: Option<u16>,
     pub last_error: Option<String>,
+    /// When the last attempt ended.
     pub at_ms: i64,
+    pub next_retry_ms: Option<i64>,
+}
+
+/// A delivery-log entry as listed: the outcome and what its event carried.
+#[derive(Debug, Clone)]
+pub struct OutcomeRecord {
+    pub outcome: Outcome,
+    /// `None` for the sync or once the event was pruned from the log.
+    pub resource: Option<String>,
+    pub metadata: Option<String>,
+}
+
+/// A collection's latest change (SPEC §7 polling).
+#[derive(Debug, Clone)]
+pub struct Collection {
+    pub path: String,
+    pub last_seq: Seq,
+    pub last_ms: i64,
 }
 
 pub fn now_ms() -> i64 {

@@ -46,10 +46,12 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         retry: RetryPolicy { schedule: args.retry_schedule.clone(), budget: args.retry_budget },
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),
+        disable_after: args.disable_after,
         key_signing: keys.signing.clone(),
     });
     let dispatcher = Dispatcher::start(shared).await?;
     dispatcher.spawn_expiry_sweep(args.expiry_sweep);
+    dispatcher.spawn_pruning(args.prune_interval, args.retention, args.log_retention);
 
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;

@@ -24,8 +24,20 @@ struct Probe {
     want: Want,
 }
 
-fn probe(what: impl Into<String>, method: Method, path: &str, body: impl Into<Vec<u8>>, want: Want) -> Probe {
-    Probe { what: what.into(), method, path: path.to_string(), body: body.into(), want }
+fn probe(
+    what: impl Into<String>,
+    method: Method,
+    path: &str,
+    body: impl Into<Vec<u8>>,
+    want: Want,
+) -> Probe {
+    Probe {
+        what: what.into(),
+        method,
+        path: path.to_string(),
+        body: body.into(),
+        want,
+    }
 }
 
 /// Sends every probe; reports each answer that differs, and any 5xx above all.
@@ -33,19 +45,27 @@ async fn run_probes(gw: &Gateway, probes: Vec<Probe>) {
     let mut failures = Vec::new();
     for p in probes {
         let reply = send(gw, p.method.clone(), &p.path, &[], p.body).await;
-        failures.extend(mismatch(&format!("{} {} ({})", p.method, p.path, p.what), &reply, p.want));
+        failures.extend(mismatch(
+            &format!("{} {} ({})", p.method, p.path, p.what),
+            &reply,
+            p.want,
+        ));
     }
     assert_no_failures(failures);
 }
 
 /// Malformed JSON in every shape a broken client or a fuzzer produces.
 fn broken_json() -> Vec<(&'static str, Vec<u8>)> {
-    let deep = |open: &str, close: &str, n| format!("{}1{}", open.repeat(n), close.repeat(n)).into_bytes();
+    let deep =
+        |open: &str, close: &str, n| format!("{}1{}", open.repeat(n), close.repeat(n)).into_bytes();
     vec![
         ("truncated", br#"{"id": "a", "type": "web_h"#.to_vec()),
         ("trailing garbage", br#"{"id": "a"} x"#.to_vec()),
         ("two objects", b"{}{}".to_vec()),
-        ("invalid UTF-8", b"{\"id\": \"\xff\xfe\", \"resource\": \"/a\xc3\"}".to_vec()),
+        (
+            "invalid UTF-8",
+            b"{\"id\": \"\xff\xfe\", \"resource\": \"/a\xc3\"}".to_vec(),
+        ),
         ("a lone surrogate escape", br#"{"id": "\ud800"}"#.to_vec()),
         ("single quotes", b"{'id': 'a'}".to_vec()),
         ("a comment", b"{/* note */}".to_vec()),
@@ -78,12 +98,33 @@ async fn json_of_the_wrong_type_is_invalid() {
     let mut probes = Vec::new();
     for path in JSON_ENDPOINTS {
         for body in [json!("text"), json!(5), json!(null), json!(true)] {
-            probes.push(probe(format!("top-level {body}"), Method::POST, path, body.to_string(), bad("invalid")));
+            probes.push(probe(
+                format!("top-level {body}"),
+                Method::POST,
+                path,
+                body.to_string(),
+                bad("invalid"),
+            ));
         }
     }
-    for body in [json!([]), json!([{"id": "a", "type": "web_hook", "address": "http://127.0.0.1:9/"}])] {
-        probes.push(probe(format!("an array {body}"), Method::POST, WATCH, body.to_string(), bad("invalid")));
-        probes.push(probe(format!("an array {body}"), Method::POST, STOP, body.to_string(), bad("invalid")));
+    for body in [
+        json!([]),
+        json!([{"id": "a", "type": "web_hook", "address": "http://127.0.0.1:9/"}]),
+    ] {
+        probes.push(probe(
+            format!("an array {body}"),
+            Method::POST,
+            WATCH,
+            body.to_string(),
+            bad("invalid"),
+        ));
+        probes.push(probe(
+            format!("an array {body}"),
+            Method::POST,
+            STOP,
+            body.to_string(),
+            bad("invalid"),
+        ));
     }
     run_probes(&gw, probes).await;
 }
@@ -93,6 +134,7 @@ async fn unknown_paths_and_wrong_methods() {
     let gw = Gateway::start().await;
     let not_found = Want::Err(404, "notFound");
     let not_allowed = Want::Err(405, "httpMethodNotAllowed");
+    #[rustfmt::skip]
     let probes = vec![
         probe("root", Method::GET, "/", "", not_found),
         probe("unknown", Method::GET, "/nope", "", not_found),
@@ -115,10 +157,22 @@ async fn unknown_paths_and_wrong_methods() {
     run_probes(&gw, probes).await;
 
     // A 405 says what is allowed (RFC 9110 §15.5.6).
-    for (method, path, allowed) in [(Method::GET, PUBLISH, "POST"), (Method::GET, WATCH, "POST"), (Method::PUT, STOP, "POST"), (Method::DELETE, "/healthz", "GET")] {
+    for (method, path, allowed) in [
+        (Method::GET, PUBLISH, "POST"),
+        (Method::GET, WATCH, "POST"),
+        (Method::PUT, STOP, "POST"),
+        (Method::DELETE, "/healthz", "GET"),
+    ] {
         let reply = send(&gw, method.clone(), path, &[], "").await;
-        let allow = reply.headers.get("allow").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
-        assert!(allow.split(',').any(|m| m.trim() == allowed), "{method} {path}: Allow {allow:?} should list {allowed}");
+        let allow = reply
+            .headers
+            .get("allow")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        assert!(
+            allow.split(',').any(|m| m.trim() == allowed),
+            "{method} {path}: Allow {allow:?} should list {allowed}"
+        );
     }
 }
 
@@ -135,31 +189,91 @@ async fn bodies_over_the_limit_are_too_large() {
     let gw = Gateway::start().await;
     let over = (1 << 20) + 1;
     let probes = JSON_ENDPOINTS.iter().flat_map(|path| {
-        [probe("1 MiB + 1 of JSON", Method::POST, path, padded_body(over), too_large), probe("1 MiB + 1 of garbage", Method::POST, path, vec![b'['; over], too_large)]
+        [
+            probe(
+                "1 MiB + 1 of JSON",
+                Method::POST,
+                path,
+                padded_body(over),
+                too_large,
+            ),
+            probe(
+                "1 MiB + 1 of garbage",
+                Method::POST,
+                path,
+                vec![b'['; over],
+                too_large,
+            ),
+        ]
     });
     run_probes(&gw, probes.collect()).await;
     let at_limit = send(&gw, Method::POST, PUBLISH, &[], padded_body(1 << 20)).await;
-    assert_eq!(at_limit.status, 200, "exactly 1 MiB is allowed: {}", at_limit.text);
+    assert_eq!(
+        at_limit.status, 200,
+        "exactly 1 MiB is allowed: {}",
+        at_limit.text
+    );
 
     let small = Gateway::start_with(|a| a.max_body_bytes = 1000).await;
-    let probes = JSON_ENDPOINTS.iter().map(|path| probe("1001 bytes", Method::POST, path, padded_body(1001), too_large));
+    let probes = JSON_ENDPOINTS.iter().map(|path| {
+        probe(
+            "1001 bytes",
+            Method::POST,
+            path,
+            padded_body(1001),
+            too_large,
+        )
+    });
     run_probes(&small, probes.collect()).await;
     let at_limit = send(&small, Method::POST, PUBLISH, &[], padded_body(1000)).await;
-    assert_eq!(at_limit.status, 200, "exactly the limit is allowed: {}", at_limit.text);
+    assert_eq!(
+        at_limit.status, 200,
+        "exactly the limit is allowed: {}",
+        at_limit.text
+    );
     // Without a Content-Length the limit holds too.
     let chunk = String::from_utf8(padded_body(1500)).unwrap();
     let chunked = format!("POST {PUBLISH} HTTP/1.1\r\nHost: gateway\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n", chunk.len());
     let reply = raw_http(&small, chunked.as_bytes()).await;
-    assert_eq!((reply.status, reason_of(&reply).as_deref()), (413, Some("requestTooLarge")), "{}", reply.text);
+    assert_reply(
+        "a chunked body over the limit",
+        &reply,
+        Want::Err(413, "requestTooLarge"),
+    );
+    assert!(
+        reply.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1000 bytes"),
+        "the message states the limit: {}",
+        reply.text
+    );
+}
+
+#[tokio::test]
+async fn a_body_that_cannot_be_read_is_a_client_error() {
+    let gw = Gateway::start().await;
+    for path in JSON_ENDPOINTS {
+        let broken = format!("POST {path} HTTP/1.1\r\nHost: gateway\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n{{}}\r\n0\r\n\r\n");
+        let reply = raw_http(&gw, broken.as_bytes()).await;
+        assert_reply(
+            &format!("malformed chunks on {path}"),
+            &reply,
+            bad("invalid"),
+        );
+    }
 }
 
 #[tokio::test]
 async fn stop_needs_both_fields_and_a_matching_channel() {
     let gw = Gateway::start().await;
     let rx = Receiver::start().await;
-    let channel = gw.watch("/calendars/primary/events", "live", &rx.url()).await;
+    let channel = gw
+        .watch("/calendars/primary/events", "live", &rx.url())
+        .await;
     let resource_id = channel["resourceId"].as_str().unwrap();
     let not_found = Want::Err(404, "notFound");
+    #[rustfmt::skip]
     let cases = [
         ("no fields", json!({}), bad("required")),
         ("no id", json!({"resourceId": resource_id}), bad("required")),
@@ -172,10 +286,54 @@ async fn stop_needs_both_fields_and_a_matching_channel() {
         ("wrong resourceId", json!({"id": "live", "resourceId": "not-the-resource-id"}), not_found),
         ("resourceId of another resource", json!({"id": "live", "resourceId": gw.watch("/other", "other", &rx.url()).await["resourceId"]}), not_found),
     ];
-    run_probes(&gw, cases.into_iter().map(|(what, body, want)| probe(what, Method::POST, STOP, body.to_string(), want)).collect()).await;
-    assert_eq!(gw.stop("live", resource_id).await, 204, "the failed stops left the channel alone");
-    let again = post_json(&gw, STOP, &[], &json!({"id": "live", "resourceId": resource_id})).await;
-    assert_eq!((again.status, reason_of(&again).as_deref()), (404, Some("notFound")), "a stopped channel is gone");
+    run_probes(
+        &gw,
+        cases
+            .into_iter()
+            .map(|(what, body, want)| probe(what, Method::POST, STOP, body.to_string(), want))
+            .collect(),
+    )
+    .await;
+    assert_eq!(
+        gw.stop("live", resource_id).await,
+        204,
+        "the failed stops left the channel alone"
+    );
+    let again = post_json(
+        &gw,
+        STOP,
+        &[],
+        &json!({"id": "live", "resourceId": resource_id}),
+    )
+    .await;
+    assert_reply(
+        "a stopped channel is gone",
+        &again,
+        Want::Err(404, "notFound"),
+    );
+}
+
+#[tokio::test]
+async fn stopping_another_owners_channel_is_not_found() {
+    let gw = Gateway::start_with(|a| a.api_keys = vec!["mine".into(), "theirs".into()]).await;
+    let rx = Receiver::start().await;
+    let mine = [("authorization", "Bearer mine")];
+    let created = post_json(
+        &gw,
+        WATCH,
+        &mine,
+        &json!({"id": "private", "type": "web_hook", "address": rx.url()}),
+    )
+    .await;
+    assert_eq!(created.status, 200, "{}", created.text);
+    let stop = json!({"id": "private", "resourceId": created.json["resourceId"]});
+    let theirs = post_json(&gw, STOP, &[("authorization", "Bearer theirs")], &stop).await;
+    assert_reply("another key's stop", &theirs, Want::Err(404, "notFound"));
+    assert_eq!(
+        post_json(&gw, STOP, &mine, &stop).await.status,
+        204,
+        "the owner's channel survived the other key's stop"
+    );
 }
 
 #[tokio::test]
@@ -185,21 +343,42 @@ async fn the_gateway_keeps_working_after_a_barrage() {
     gw.watch("/survivor", "survivor", &rx.url()).await;
     assert_eq!(rx.next().await.state(), "sync");
 
-    let mut failures = Vec::new();
+    let mut probes = Vec::new();
     for path in JSON_ENDPOINTS {
-        let bodies = broken_json().into_iter().map(|(_, b)| b).chain([padded_body((1 << 20) + 10), vec![0u8; 4096], b"\x00\x01{\"".to_vec()]);
-        for body in bodies {
-            let reply = send(&gw, Method::POST, path, &[], body).await;
-            if !(400..500).contains(&reply.status) || reason_of(&reply).is_none_or(|r| r.starts_with("malformed")) {
-                failures.push(format!("POST {path}: {} {}", reply.status, reply.text));
-            }
+        for (what, body) in broken_json() {
+            probes.push(probe(what, Method::POST, path, body, bad("parseError")));
         }
+        for (what, body) in [
+            ("NUL bytes", vec![0u8; 4096]),
+            ("binary", b"\x00\x01{\"".to_vec()),
+        ] {
+            probes.push(probe(what, Method::POST, path, body, bad("parseError")));
+        }
+        let too_large = Want::Err(413, "requestTooLarge");
+        probes.push(probe(
+            "over 1 MiB",
+            Method::POST,
+            path,
+            padded_body((1 << 20) + 10),
+            too_large,
+        ));
+        probes.push(probe(
+            "wrong method",
+            Method::DELETE,
+            path,
+            "",
+            Want::Err(405, "httpMethodNotAllowed"),
+        ));
     }
-    assert_no_failures(failures);
+    run_probes(&gw, probes).await;
 
     let health = send(&gw, Method::GET, "/healthz", &[], "").await;
     assert_eq!(health.status, 200, "{}", health.text);
-    gw.publish(json!({"resource": "/survivor/x", "state": "exists", "data": {"still": "here"}})).await;
+    gw.publish(json!({"resource": "/survivor/x", "state": "exists", "data": {"still": "here"}}))
+        .await;
     let got = rx.next().await;
-    assert_eq!((got.state(), got.body_json()), ("exists", json!({"still": "here"})));
+    assert_eq!(
+        (got.state(), got.body_json()),
+        ("exists", json!({"still": "here"}))
+    );
 }

@@ -35,7 +35,9 @@ async fn check_publish_cases(gw: &Gateway, cases: &[(String, Value, Want)]) {
 }
 
 fn cases<const N: usize>(list: [(&str, Value, Want); N]) -> Vec<(String, Value, Want)> {
-    list.into_iter().map(|(what, body, want)| (what.to_string(), body, want)).collect()
+    list.into_iter()
+        .map(|(what, body, want)| (what.to_string(), body, want))
+        .collect()
 }
 
 /// A channel on `FEED` whose sync has arrived.
@@ -52,14 +54,26 @@ async fn answers_the_last_cursor_and_the_count() {
     synced_channel(&gw, &rx).await;
 
     let one = gw.publish(event("exists")).await;
-    assert_eq!(one.as_object().unwrap().len(), 2, "only cursor and events: {one}");
+    assert_eq!(
+        one.as_object().unwrap().len(),
+        2,
+        "only cursor and events: {one}"
+    );
     assert_eq!(one["events"], 1);
-    let batch = gw.publish(json!([event("add"), event("update"), event("remove")])).await;
+    let batch = gw
+        .publish(json!([event("add"), event("update"), event("remove")]))
+        .await;
     assert_eq!(batch["events"], 3);
     let after = gw.publish(event("not_exists")).await;
 
-    let cursors: Vec<&str> = [&one, &batch, &after].iter().map(|a| a["cursor"].as_str().expect("a string cursor")).collect();
-    assert!(cursors.windows(2).all(|w| w[0] < w[1]), "cursors increase: {cursors:?}");
+    let cursors: Vec<&str> = [&one, &batch, &after]
+        .iter()
+        .map(|a| a["cursor"].as_str().expect("a string cursor"))
+        .collect();
+    assert!(
+        cursors.windows(2).all(|w| w[0] < w[1]),
+        "cursors increase: {cursors:?}"
+    );
     // The batch's cursor is its last event's.
     let delivered = rx.take(5).await;
     let states: Vec<&str> = delivered.iter().map(Received::state).collect();
@@ -75,95 +89,127 @@ async fn batches_hold_1_to_1000_events() {
     let batch = |n: usize| Value::Array(vec![event("exists"); n]);
     let full = gw.publish(batch(1000)).await;
     assert_eq!(full["events"], 1000);
-    check_publish_cases(
-        &gw,
-        &cases([
-            ("empty batch", json!([]), bad("invalid")),
-            ("1001 events", batch(1001), bad("invalid")),
-            ("a batch with a string", json!([event("exists"), "exists"]), bad("invalid")),
-            ("a batch with null", json!([event("exists"), null]), bad("invalid")),
-            ("a batch of batches", json!([[event("exists")]]), bad("invalid")),
-        ]),
-    )
-    .await;
+    #[rustfmt::skip]
+    let list = cases([
+        ("empty batch", json!([]), bad("invalid")),
+        ("1001 events", batch(1001), bad("invalid")),
+        ("a batch with a string", json!([event("exists"), "exists"]), bad("invalid")),
+        ("a batch with null", json!([event("exists"), null]), bad("invalid")),
+        ("a batch of batches", json!([[event("exists")]]), bad("invalid")),
+    ]);
+    check_publish_cases(&gw, &list).await;
 }
 
 #[tokio::test]
 async fn every_publishable_state_and_no_other() {
     let gw = Gateway::start().await;
-    let accepted = ["exists", "not_exists", "add", "remove", "update", "trash", "untrash", "change", "CREATE_USER", "X", "A1_B2"];
     let long_name = format!("A{}", "B".repeat(63));
     let too_long = format!("A{}", "B".repeat(64));
-    let rejected = ["sync", "created", "Exists", "EXISTS ", "_X", "1ABC", "create_user", "", &too_long];
-    let mut list: Vec<(String, Value, Want)> = accepted.iter().chain([&long_name.as_str()]).map(|s| (format!("state {s:?}"), event(s), Want::Ok)).collect();
-    list.extend(rejected.iter().map(|s| (format!("state {s:?}"), event(s), bad("invalid"))));
-    list.extend(cases([
+    #[rustfmt::skip]
+    let accepted = ["exists", "not_exists", "add", "remove", "update", "trash", "untrash", "change", "CREATE_USER", "X", "A1_B2", &long_name];
+    let rejected = [
+        "sync",
+        "created",
+        "Exists",
+        "EXISTS ",
+        "_X",
+        "1ABC",
+        "create_user",
+        "",
+        &too_long,
+    ];
+    let as_case = |want: Want| move |s: &&str| (format!("state {s:?}"), event(s), want);
+    let mut list: Vec<(String, Value, Want)> = accepted.iter().map(as_case(Want::Ok)).collect();
+    list.extend(rejected.iter().map(as_case(bad("invalid"))));
+    #[rustfmt::skip]
+    let wrong_types = cases([
         ("state as a number", event_with(json!({"state": 1})), bad("invalid")),
         ("state null", event_with(json!({"state": null})), bad("required")),
         ("state absent", json!({"resource": FEED}), bad("required")),
-    ]));
+    ]);
+    list.extend(wrong_types);
     check_publish_cases(&gw, &list).await;
 }
 
 #[tokio::test]
 async fn resource_changed_and_metadata_rules() {
     let gw = Gateway::start().await;
-    check_publish_cases(
-        &gw,
-        &cases([
-            // resource
-            ("resource absent", json!({"state": "exists"}), bad("required")),
-            ("resource null", event_with(json!({"resource": null})), bad("required")),
-            ("resource a number", event_with(json!({"resource": 5})), bad("invalid")),
-            ("resource relative", event_with(json!({"resource": "feeds/main"})), bad("invalid")),
-            ("resource with an empty segment", event_with(json!({"resource": "/a//b"})), bad("invalid")),
-            ("resource with ..", event_with(json!({"resource": "/a/../b"})), bad("invalid")),
-            ("resource reserved", event_with(json!({"resource": "/v1/events"})), bad("invalid")),
-            ("resource only a service prefix", event_with(json!({"resource": "/drive/v3"})), bad("invalid")),
-            ("resource over 1024 bytes", event_with(json!({"resource": format!("/{}", "a".repeat(1024))})), bad("invalid")),
-            // changed
-            ("changed tokens", event_with(json!({"changed": ["content", "a-b_C9", "x".repeat(64)]})), Want::Ok),
-            ("changed empty", event_with(json!({"changed": []})), Want::Ok),
-            ("changed null", event_with(json!({"changed": null})), Want::Ok),
-            ("changed with a comma", event_with(json!({"changed": ["a,b"]})), bad("invalid")),
-            ("changed of 65 characters", event_with(json!({"changed": ["x".repeat(65)]})), bad("invalid")),
-            ("changed with an empty token", event_with(json!({"changed": [""]})), bad("invalid")),
-            ("changed with a space", event_with(json!({"changed": ["a b"]})), bad("invalid")),
-            ("changed with a number", event_with(json!({"changed": [1]})), bad("invalid")),
-            ("changed a string", event_with(json!({"changed": "content"})), bad("invalid")),
-            ("changed an object", event_with(json!({"changed": {"content": true}})), bad("invalid")),
-            // metadata
-            ("metadata an object", event_with(json!({"metadata": {"request_id": "12345", "n": [1, {"x": null}]}})), Want::Ok),
-            ("metadata null", event_with(json!({"metadata": null})), Want::Ok),
-            ("metadata a string", event_with(json!({"metadata": "request_id=1"})), bad("invalid")),
-            ("metadata an array", event_with(json!({"metadata": [1]})), bad("invalid")),
-            ("metadata a number", event_with(json!({"metadata": 1})), bad("invalid")),
-            // data is any JSON
-            ("data an object", event_with(json!({"data": {"a": [1, 2]}})), Want::Ok),
-            ("data a string", event_with(json!({"data": "text"})), Want::Ok),
-            ("data a number", event_with(json!({"data": 1.5})), Want::Ok),
-        ]),
-    )
-    .await;
+    #[rustfmt::skip]
+    let list = cases([
+        // resource
+        ("resource absent", json!({"state": "exists"}), bad("required")),
+        ("resource null", event_with(json!({"resource": null})), bad("required")),
+        ("resource a number", event_with(json!({"resource": 5})), bad("invalid")),
+        ("resource relative", event_with(json!({"resource": "feeds/main"})), bad("invalid")),
+        ("resource with an empty segment", event_with(json!({"resource": "/a//b"})), bad("invalid")),
+        ("resource with ..", event_with(json!({"resource": "/a/../b"})), bad("invalid")),
+        ("resource reserved", event_with(json!({"resource": "/v1/events"})), bad("invalid")),
+        ("resource only a service prefix", event_with(json!({"resource": "/drive/v3"})), bad("invalid")),
+        ("resource over 1024 bytes", event_with(json!({"resource": format!("/{}", "a".repeat(1024))})), bad("invalid")),
+        // changed
+        ("changed tokens", event_with(json!({"changed": ["content", "a-b_C9", "x".repeat(64)]})), Want::Ok),
+        ("changed empty", event_with(json!({"changed": []})), Want::Ok),
+        ("changed null", event_with(json!({"changed": null})), Want::Ok),
+        ("changed with a comma", event_with(json!({"changed": ["a,b"]})), bad("invalid")),
+        ("changed of 65 characters", event_with(json!({"changed": ["x".repeat(65)]})), bad("invalid")),
+        ("changed with an empty token", event_with(json!({"changed": [""]})), bad("invalid")),
+        ("changed with a space", event_with(json!({"changed": ["a b"]})), bad("invalid")),
+        ("changed with a number", event_with(json!({"changed": [1]})), bad("invalid")),
+        ("changed a string", event_with(json!({"changed": "content"})), bad("invalid")),
+        ("changed an object", event_with(json!({"changed": {"content": true}})), bad("invalid")),
+        // metadata
+        ("metadata an object", event_with(json!({"metadata": {"request_id": "12345", "n": [1, {"x": null}]}})), Want::Ok),
+        ("metadata null", event_with(json!({"metadata": null})), Want::Ok),
+        ("metadata a string", event_with(json!({"metadata": "request_id=1"})), bad("invalid")),
+        ("metadata an array", event_with(json!({"metadata": [1]})), bad("invalid")),
+        ("metadata a number", event_with(json!({"metadata": 1})), bad("invalid")),
+        // data is any JSON
+        ("data an object", event_with(json!({"data": {"a": [1, 2]}})), Want::Ok),
+        ("data a string", event_with(json!({"data": "text"})), Want::Ok),
+        ("data a number", event_with(json!({"data": 1.5})), Want::Ok),
+    ]);
+    check_publish_cases(&gw, &list).await;
 }
 
 #[tokio::test]
-async fn metadata_is_limited_to_4_kib_of_compact_json() {
+async fn header_bound_fields_are_limited_to_4_kib() {
     let gw = Gateway::start().await;
     // `{"k":""}` is 8 bytes; the value fills the rest.
     let metadata = |len: usize| json!({"k": "v".repeat(len - 8)});
-    check_publish_cases(
-        &gw,
-        &cases([
-            ("4096 bytes of metadata", event_with(json!({"metadata": metadata(4096)})), Want::Ok),
-            ("4097 bytes of metadata", event_with(json!({"metadata": metadata(4097)})), bad("invalid")),
-        ]),
-    )
-    .await;
+    #[rustfmt::skip]
+    let list = cases([
+        ("changed of 4096 bytes joined", event_with(json!({"changed": changed_list(4096)})), Want::Ok),
+        ("changed of 4097 bytes joined", event_with(json!({"changed": changed_list(4097)})), bad("invalid")),
+        ("4096 bytes of metadata", event_with(json!({"metadata": metadata(4096)})), Want::Ok),
+        ("4097 bytes of metadata", event_with(json!({"metadata": metadata(4097)})), bad("invalid")),
+    ]);
+    check_publish_cases(&gw, &list).await;
     // Whitespace in the request does not count.
     let spaced = format!("{{\"resource\": \"{FEED}\", \"state\": \"exists\", \"metadata\": {{ {:>200}\"k\" :   \"{}\" }} }}", "", "v".repeat(4088));
     let reply = send(&gw, axum::http::Method::POST, "/v1/events", &[], spaced).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
+}
+
+/// `changed` tokens that join (with `,`) to exactly `len` bytes: 64-character tokens
+/// and a shorter last one.
+fn changed_list(len: usize) -> Vec<String> {
+    let mut tokens = vec!["x".repeat(64); (len - 1) / 65];
+    tokens.push("y".repeat(len - tokens.len() * 65));
+    tokens
+}
+
+#[tokio::test]
+async fn the_longest_changed_list_arrives_whole() {
+    let gw = Gateway::start().await;
+    let rx = Receiver::start().await;
+    synced_channel(&gw, &rx).await;
+    let changed = changed_list(4096);
+    gw.publish(event_with(json!({"changed": changed}))).await;
+    let got = rx.next().await;
+    assert_eq!(
+        got.header("x-goog-changed"),
+        Some(changed.join(",").as_str())
+    );
 }
 
 #[tokio::test]
@@ -173,10 +219,18 @@ async fn published_resources_are_canonicalised() {
     let calendar = "/calendars/abc@group.calendar.google.com/events";
     gw.watch(calendar, "cal", &rx.url()).await;
     assert_eq!(rx.next().await.state(), "sync");
-    for published in ["/calendar/v3/calendars/abc%40group.calendar.google.com/events/e1", "/calendars/abc%40group.calendar.google.com/events/e%31"] {
-        gw.publish(json!({"resource": published, "state": "exists"})).await;
+    for published in [
+        "/calendar/v3/calendars/abc%40group.calendar.google.com/events/e1",
+        "/calendars/abc%40group.calendar.google.com/events/e%31",
+    ] {
+        gw.publish(json!({"resource": published, "state": "exists"}))
+            .await;
         let got = rx.next().await;
-        assert_eq!(got.header("x-watchwire-event-resource"), Some(format!("{calendar}/e1").as_str()), "published as {published}");
+        assert_eq!(
+            got.header("x-watchwire-event-resource"),
+            Some(format!("{calendar}/e1").as_str()),
+            "published as {published}"
+        );
     }
 }
 
@@ -187,23 +241,53 @@ async fn one_bad_element_rejects_the_whole_batch() {
     synced_channel(&gw, &rx).await;
     let good = |n: u32| json!({"resource": FEED, "state": "exists", "data": {"n": n}});
     let batches = [
-        ("the last element", json!([good(1), good(2), event("sync")]), "events[2]"),
-        ("the first element", json!([{"resource": "relative", "state": "exists"}, good(3)]), "events[0]"),
-        ("the middle element", json!([good(4), event_with(json!({"changed": ["a,b"]})), good(5)]), "events[1]"),
-        ("a metadata too large", json!([good(6), event_with(json!({"metadata": {"k": "v".repeat(5000)}}))]), "events[1]"),
-        ("a missing state", json!([good(7), {"resource": FEED}]), "events[1]"),
+        (
+            "the last element",
+            json!([good(1), good(2), event("sync")]),
+            "events[2]",
+        ),
+        (
+            "the first element",
+            json!([{"resource": "relative", "state": "exists"}, good(3)]),
+            "events[0]",
+        ),
+        (
+            "the middle element",
+            json!([good(4), event_with(json!({"changed": ["a,b"]})), good(5)]),
+            "events[1]",
+        ),
+        (
+            "a metadata too large",
+            json!([
+                good(6),
+                event_with(json!({"metadata": {"k": "v".repeat(5000)}}))
+            ]),
+            "events[1]",
+        ),
+        (
+            "a missing state",
+            json!([good(7), {"resource": FEED}]),
+            "events[1]",
+        ),
     ];
     for (what, batch, element) in batches {
         let reply = post_json(&gw, "/v1/events", &[], &batch).await;
         assert_eq!(reply.status, 400, "{what}: {}", reply.text);
         let message = reply.json["error"]["message"].as_str().unwrap_or_default();
-        assert!(message.contains(element), "{what}: the message names {element}: {message}");
+        assert!(
+            message.contains(element),
+            "{what}: the message names {element}: {message}"
+        );
     }
     // Nothing of those batches was published: the next notification is this one, and it
     // follows the sync directly.
     gw.publish(good(100)).await;
     let next = rx.next().await;
-    assert_eq!(next.body_json(), json!({"n": 100}), "an event of a rejected batch was delivered");
+    assert_eq!(
+        next.body_json(),
+        json!({"n": 100}),
+        "an event of a rejected batch was delivered"
+    );
     assert_eq!(next.header("x-watchwire-previous-number"), Some("1"));
 }
 
@@ -219,23 +303,48 @@ async fn idempotency_key_repeats_the_first_answer() {
     let first = publish("order-1".into(), json!([event("add"), event("update")])).await;
     assert_eq!(first.status, 200, "{}", first.text);
     let repeat = publish("order-1".into(), json!([event("add"), event("update")])).await;
-    assert_eq!((repeat.status, &repeat.json), (200, &first.json), "a repeat answers as the first time");
+    assert_eq!(
+        (repeat.status, &repeat.json),
+        (200, &first.json),
+        "a repeat answers as the first time"
+    );
     let conflict = publish("order-1".into(), json!(event("remove"))).await;
-    assert_eq!(reason_of(&conflict).as_deref(), Some("conflict"));
-    assert_eq!(conflict.status, 409);
+    assert_reply(
+        "the same key with another body",
+        &conflict,
+        Want::Err(409, "conflict"),
+    );
 
     let longest = publish("k".repeat(255), json!(event("trash"))).await;
-    assert_eq!(longest.status, 200, "255 characters are allowed: {}", longest.text);
+    assert_eq!(
+        longest.status, 200,
+        "255 characters are allowed: {}",
+        longest.text
+    );
     let mut failures = Vec::new();
-    for (what, key) in [("256 characters", "k".repeat(256)), ("empty", String::new()), ("a tab", "a\tb".into()), ("non-ASCII", "clé".into())] {
+    for (what, key) in [
+        ("256 characters", "k".repeat(256)),
+        ("empty", String::new()),
+        ("a tab", "a\tb".into()),
+        ("non-ASCII", "clé".into()),
+    ] {
         let reply = publish(key, json!(event("untrash"))).await;
-        failures.extend(mismatch(&format!("Idempotency-Key {what}"), &reply, bad("invalid")));
+        failures.extend(mismatch(
+            &format!("Idempotency-Key {what}"),
+            &reply,
+            bad("invalid"),
+        ));
     }
     assert_no_failures(failures);
 
     // Delivered: the first publish and the 255-character one; nothing from the repeat,
     // the conflict or the rejected keys.
-    let states: Vec<String> = rx.take(3).await.iter().map(|r| r.state().to_string()).collect();
+    let states: Vec<String> = rx
+        .take(3)
+        .await
+        .iter()
+        .map(|r| r.state().to_string())
+        .collect();
     assert_eq!(states, ["add", "update", "trash"]);
     gw.publish(event("change")).await;
     assert_eq!(rx.next().await.state(), "change");

@@ -32,6 +32,7 @@ fn the_gateway_renders_every_vector_it_is_said_to_emit() {
         let body = vector["body"].as_str().unwrap_or_default();
         let channel = &vector["channel"];
         let spec = NewChannel {
+            kind: watchwire::model::ChannelKind::Channel,
             owner: "o".into(),
             id: channel["id"].as_str().unwrap().into(),
             resource: get("x-watchwire-event-resource").unwrap().into(),

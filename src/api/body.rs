@@ -5,25 +5,30 @@ use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 
 use super::error::ApiError;
+use super::AppState;
 
 /// The raw body of a request, within the configured size limit.
 pub struct RawBody(pub Bytes);
 
-impl<S: Send + Sync> FromRequest<S> for RawBody {
+impl FromRequest<AppState> for RawBody {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match Bytes::from_request(req, state).await {
+    async fn from_request(req: Request, app: &AppState) -> Result<Self, ApiError> {
+        match Bytes::from_request(req, app).await {
             Ok(bytes) => Ok(RawBody(bytes)),
             Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 Err(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "requestTooLarge",
-                    "the request body is larger than this gateway accepts",
+                    format!(
+                        "the request body is larger than {} bytes, the most this gateway accepts",
+                        app.config.max_body_bytes
+                    ),
                 ))
             }
             Err(rejection) => Err(ApiError::invalid(format!(
-                "could not read the request body: {rejection}"
+                "the request body could not be read; the connection ended early or its \
+                 chunked encoding is malformed ({rejection})"
             ))),
         }
     }

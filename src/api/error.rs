@@ -65,6 +65,7 @@ impl From<StoreError> for ApiError {
                 "quotaExceeded",
                 format!("this API key already holds {limit} live channels, the most it may; stop some first"),
             ),
+            StoreError::WatcherConflict(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
             StoreError::NotFound => ApiError::not_found("not found"),
             StoreError::IdempotencyConflict => ApiError::new(
                 StatusCode::CONFLICT,

@@ -19,6 +19,8 @@ use crate::store::Idempotency;
 
 /// Largest metadata, as compact JSON.
 pub const MAX_METADATA_BYTES: usize = 4096;
+/// Longest `changed` list, joined with `,` as `X-Goog-Changed` carries it.
+pub const MAX_CHANGED_BYTES: usize = 4096;
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// One event as sent. Fields are loose here so that each problem gets its own message.
@@ -178,6 +180,18 @@ fn validate_event(input: EventInput, at: &str, app: &AppState) -> Result<NewEven
             .collect::<Result<_, _>>()?,
         Some(other) => return Err(ApiError::invalid(format!("{at}changed must be an array of strings, not {}", type_name(&other)))),
     };
+    // It travels in one header (X-Goog-Changed); beyond this receivers refuse it and the
+    // event could never be delivered.
+    let changed_bytes = changed
+        .iter()
+        .map(|t: &String| t.len() + 1)
+        .sum::<usize>()
+        .saturating_sub(1);
+    if changed_bytes > MAX_CHANGED_BYTES {
+        return Err(ApiError::invalid(format!(
+            "{at}changed is {changed_bytes} bytes joined with ','; the limit is {MAX_CHANGED_BYTES}"
+        )));
+    }
     let metadata = match input.metadata {
         None | Some(Value::Null) => None,
         Some(value @ Value::Object(_)) => {

@@ -2,13 +2,18 @@
 
 pub mod auth;
 pub mod body;
+pub mod changes;
+pub mod channels;
 pub mod error;
 pub mod events;
 pub mod limits;
 pub mod listener;
 pub mod ops;
+pub mod reading;
 pub mod stop;
+pub mod stream;
 pub mod watch;
+pub mod watchers;
 
 use std::sync::Arc;
 
@@ -16,7 +21,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::handler::Handler;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -61,6 +66,16 @@ pub fn router(app: AppState) -> Router {
             "/v1/events",
             post(events::publish).fallback(ops::method_not_allowed),
         )
+        .route("/v1/watch", get(stream::stream).fallback(ops::method_not_allowed))
+        .route("/v1/changes", get(changes::changes).fallback(ops::method_not_allowed))
+        .route("/v1/changeset", get(changes::changeset).fallback(ops::method_not_allowed))
+        .route("/v1/channels", get(channels::list).fallback(ops::method_not_allowed))
+        .route("/v1/channels/{id}", get(channels::show).fallback(ops::method_not_allowed))
+        .route("/v1/channels/{id}/notifications", get(channels::notifications).fallback(ops::method_not_allowed))
+        .route("/v1/channels/{id}/replay", post(channels::replay).fallback(ops::method_not_allowed))
+        .route("/v1/channels/{id}/enable", post(channels::enable).fallback(ops::method_not_allowed))
+        .route("/v1/watchers", post(watchers::create).get(watchers::list).fallback(ops::method_not_allowed))
+        .route("/v1/watchers/{id}", delete(watchers::delete).fallback(ops::method_not_allowed))
         .fallback(google_style)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(request_limits, limits::enforce))

@@ -14,7 +14,7 @@ use super::body::{parse_json, type_name, RawBody};
 use super::auth::Scope;
 use super::error::ApiError;
 use super::AppState;
-use crate::model::{now_ms, NewChannel};
+use crate::model::{now_ms, ChannelKind, NewChannel};
 use crate::protocol::channel::{
     is_valid_channel_id, is_valid_token, parse_expiration, WatchResponse, MAX_TOKEN_LEN,
 };
@@ -59,6 +59,7 @@ pub async fn watch(
         app.config.max_channel_ttl,
     );
     let spec = NewChannel {
+        kind: ChannelKind::Channel,
         owner: caller.owner,
         id: request.id,
         resource_id: resource_id(app.store.instance_secret(), &resource),
@@ -74,17 +75,23 @@ pub async fn watch(
     };
     let (channel, _) = app.store.create_channel(spec, app.config.max_channels_per_key).await?;
     let spec = &channel.spec;
-    Ok(Json(WatchResponse {
+    Ok(Json(channel_resource(spec, request.channel_type)))
+}
+
+/// The Google `Channel` resource of a stored channel, as watch answers it and
+/// listings show it: no secrets.
+pub fn channel_resource(spec: &NewChannel, channel_type: String) -> WatchResponse {
+    WatchResponse {
         kind: "api#channel".into(),
         id: spec.id.clone(),
         resource_id: spec.resource_id.clone(),
         resource_uri: spec.resource_uri.clone(),
         token: spec.token.clone(),
-        expiration: expiration_ms.to_string(),
-        channel_type: request.channel_type,
+        expiration: spec.expiration_ms.map(|ms| ms.to_string()).unwrap_or_default(),
+        channel_type,
         address: spec.address.clone(),
         params: (!spec.params.is_empty()).then(|| spec.params.clone()),
-    }))
+    }
 }
 
 /// The earliest of the requested expiration, now + ttl and now + the maximum; the
@@ -192,15 +199,13 @@ fn validate(body: &Value, app: &AppState) -> Result<WatchRequest, ApiError> {
                 };
                 match name.as_str() {
                     "ttl" => {
-                        let secs: u64 = (!text.is_empty()
-                            && text.bytes().all(|b| b.is_ascii_digit()))
-                        .then(|| text.parse().ok())
-                        .flatten()
-                        .ok_or_else(|| {
-                            ApiError::invalid(format!(
+                        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+                            return Err(ApiError::invalid(format!(
                                 "params.ttl {text:?} must be a whole number of seconds"
-                            ))
-                        })?;
+                            )));
+                        }
+                        // Digits beyond u64 still ask for a lifetime; the maximum caps it.
+                        let secs = text.parse().unwrap_or(u64::MAX);
                         ttl = Some(Duration::from_secs(secs));
                         params.insert(name.clone(), value.clone());
                     }

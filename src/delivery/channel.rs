@@ -7,8 +7,9 @@
 //! grows memory. A worker task exists only while the channel has work.
 //!
 //! Invariants:
-//! - events are delivered in `seq` order, each at most once per process run;
-//! - no attempt starts once `cancel` is cancelled (stop, 410, expiry);
+//! - events are delivered in `seq` order (a replay re-sends an older range first);
+//! - no attempt starts once `cancel` is cancelled (stop, 410, expiry) or while the
+//!   channel is disabled;
 //! - `last_seq` (and the store's progress) only moves past an event once it was
 //!   delivered or failed for good.
 
@@ -21,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 use super::client::Notification;
 use super::retry::Verdict;
 use super::Shared;
-use crate::model::{message_number, now_ms, Channel, NewChannel, Outcome, Seq, SharedEvent};
+use crate::model::{message_number, now_ms, Channel, NewChannel, Outcome, OutcomeStatus, Seq, SharedEvent};
+use crate::protocol::headers::SYNC_MESSAGE_NUMBER;
 use crate::store::Removal;
 
 /// Events a channel holds in memory before it switches to reading from the store.
@@ -46,19 +48,42 @@ struct QueueState {
     /// Highest seq the router skipped while in backlog mode.
     skipped_max: Seq,
     sync_pending: bool,
+    /// A replay in progress: re-send matched events in `(after, upto]` (SPEC §8).
+    replay: Option<(Seq, Seq)>,
+    replay_queue: VecDeque<SharedEvent>,
+    disabled: bool,
+    failing_since_ms: Option<i64>,
+    last_error: Option<String>,
+    next_retry_ms: Option<i64>,
     running: bool,
+}
+
+/// The delivery state of a channel as an operator sees it (SPEC §8).
+#[derive(Debug, Clone)]
+pub struct DeliverySnapshot {
+    pub last_seq: Seq,
+    pub queued: usize,
+    pub backlog: bool,
+    pub sync_pending: bool,
+    pub replaying: bool,
+    pub enabled: bool,
+    pub failing_since_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub next_retry_ms: Option<i64>,
 }
 
 enum Next {
     Sync,
     Event(SharedEvent),
+    Replay(SharedEvent),
+    LoadReplay(Seq, Seq),
     Refill(Seq),
 }
 
 /// How one notification ended.
 enum End {
-    Done(Outcome),
-    /// Stopped, expired or shutting down: progress stays where it was.
+    Done,
+    /// Stopped, expired, disabled or shutting down: progress stays where it was.
     Abandoned,
     Gone,
 }
@@ -76,6 +101,12 @@ impl ChannelHandle {
                 backlog: false,
                 skipped_max: 0,
                 sync_pending: !channel.synced,
+                replay: None,
+                replay_queue: VecDeque::new(),
+                disabled: channel.disabled,
+                failing_since_ms: channel.failing_since_ms,
+                last_error: None,
+                next_retry_ms: None,
                 running: false,
             }),
             spec: channel.spec,
@@ -113,8 +144,8 @@ impl ChannelHandle {
     }
 
     fn ensure_running(self: &Arc<Self>, st: &mut QueueState, shared: &Arc<Shared>) {
-        let has_work = st.sync_pending || !st.queue.is_empty() || st.backlog;
-        if has_work && !st.running && !self.cancel.is_cancelled() {
+        let has_work = st.sync_pending || !st.queue.is_empty() || st.backlog || st.replay.is_some();
+        if has_work && !st.running && !st.disabled && !self.cancel.is_cancelled() {
             st.running = true;
             let (me, shared2) = (self.clone(), shared.clone());
             shared.tasks.spawn(async move { me.work(shared2).await });
@@ -133,19 +164,62 @@ impl ChannelHandle {
         }
     }
 
+    pub fn snapshot(&self) -> DeliverySnapshot {
+        let st = self.state.lock().unwrap();
+        DeliverySnapshot {
+            last_seq: st.last_seq,
+            queued: st.queue.len(),
+            backlog: st.backlog,
+            sync_pending: st.sync_pending,
+            replaying: st.replay.is_some(),
+            enabled: !st.disabled,
+            failing_since_ms: st.failing_since_ms,
+            last_error: st.last_error.clone(),
+            next_retry_ms: st.next_retry_ms,
+        }
+    }
+
+    /// Re-sends what the channel matched after `since`, up to where it has got, with
+    /// the original message numbers; then carries on. `false` when there is nothing.
+    pub fn replay(self: &Arc<Self>, since: Seq, shared: &Arc<Shared>) -> bool {
+        let mut st = self.state.lock().unwrap();
+        let from = since.max(self.start_seq);
+        if from >= st.last_seq {
+            return false;
+        }
+        st.replay = Some((from, st.last_seq));
+        st.replay_queue.clear();
+        self.ensure_running(&mut st, shared);
+        true
+    }
+
+    /// Re-enables a disabled channel: delivery resumes where it stopped.
+    pub fn enable(self: &Arc<Self>, shared: &Arc<Shared>) {
+        let mut st = self.state.lock().unwrap();
+        if st.disabled {
+            st.disabled = false;
+            st.failing_since_ms = None;
+            shared.store.record_health(self.pk, None, false);
+        }
+        self.ensure_running(&mut st, shared);
+    }
+
     async fn work(self: Arc<Self>, shared: Arc<Shared>) {
         loop {
             let next = {
                 let mut st = self.state.lock().unwrap();
-                let halted = self.cancel.is_cancelled()
-                    || shared.shutdown.is_cancelled()
-                    || self.expired(now_ms());
+                let halted = self.cancel.is_cancelled() || shared.shutdown.is_cancelled() || st.disabled || self.expired(now_ms());
                 if halted {
                     st.running = false;
                     return;
                 }
                 if st.sync_pending {
                     Next::Sync
+                } else if let Some((after, upto)) = st.replay {
+                    match st.replay_queue.front() {
+                        Some(event) => Next::Replay(event.clone()),
+                        None => Next::LoadReplay(after, upto),
+                    }
                 } else if let Some(event) = st.queue.front() {
                     Next::Event(event.clone())
                 } else if st.backlog {
@@ -155,33 +229,74 @@ impl ChannelHandle {
                     return;
                 }
             };
-            match next {
-                Next::Refill(after) => self.refill(after, &shared).await,
+            let end = match next {
+                Next::Refill(after) => {
+                    self.refill(after, &shared).await;
+                    End::Done
+                }
+                Next::LoadReplay(after, upto) => {
+                    self.load_replay(after, upto, &shared).await;
+                    End::Done
+                }
                 Next::Sync => {
-                    let end = self
-                        .deliver(Notification::sync(self.start_seq), &shared)
-                        .await;
-                    if !self.finish(end, None, &shared).await {
-                        return self.halt();
+                    let end = self.deliver(Notification::sync(self.start_seq), &shared).await;
+                    if matches!(end, End::Done) {
+                        self.state.lock().unwrap().sync_pending = false;
+                        shared.store.record_progress(self.pk, self.start_seq);
                     }
+                    end
+                }
+                Next::Replay(event) => {
+                    let previous = self.previous_number(event.seq, true);
+                    let end = self.deliver(Notification::event(event.clone(), previous), &shared).await;
+                    if matches!(end, End::Done) {
+                        let mut st = self.state.lock().unwrap();
+                        st.replay_queue.pop_front();
+                        if let Some((_, upto)) = st.replay {
+                            st.replay = Some((event.seq, upto));
+                        }
+                    }
+                    end
                 }
                 Next::Event(event) => {
-                    let previous = {
-                        let st = self.state.lock().unwrap();
-                        if st.last_seq <= self.start_seq {
-                            crate::protocol::headers::SYNC_MESSAGE_NUMBER
-                        } else {
-                            message_number(st.last_seq)
-                        }
-                    };
-                    let end = self
-                        .deliver(Notification::event(event.clone(), previous), &shared)
-                        .await;
-                    if !self.finish(end, Some(&event), &shared).await {
-                        return self.halt();
+                    let previous = self.previous_number(event.seq, false);
+                    let end = self.deliver(Notification::event(event.clone(), previous), &shared).await;
+                    if matches!(end, End::Done) {
+                        let mut st = self.state.lock().unwrap();
+                        st.queue.pop_front();
+                        st.last_seq = event.seq;
+                        metrics::gauge!("watchwire_pending_notifications").decrement(1.0);
+                        shared.store.record_progress(self.pk, event.seq);
                     }
+                    end
+                }
+            };
+            match end {
+                End::Done => {}
+                End::Abandoned => return self.halt(),
+                End::Gone => {
+                    tracing::info!(channel = %self.spec.id, "receiver answered 410 Gone; stopping the channel");
+                    self.cancel.cancel();
+                    self.halt();
+                    if let Err(e) = shared.store.remove_channels(Removal::Gone { pk: self.pk }).await {
+                        tracing::error!(channel = %self.spec.id, error = %e, "could not remove a channel after 410 Gone");
+                    }
+                    return;
                 }
             }
+        }
+    }
+
+    /// The number of the notification before the event at `seq` on this channel. In a
+    /// replay the previous one is the replay's own previous event (or the sync).
+    fn previous_number(&self, seq: Seq, replaying: bool) -> u64 {
+        let st = self.state.lock().unwrap();
+        let before = if replaying { st.replay.map_or(self.start_seq, |(after, _)| after) } else { st.last_seq };
+        let before = before.min(seq.saturating_sub(1));
+        if before <= self.start_seq {
+            SYNC_MESSAGE_NUMBER
+        } else {
+            message_number(before)
         }
     }
 
@@ -189,51 +304,10 @@ impl ChannelHandle {
         self.state.lock().unwrap().running = false;
     }
 
-    /// Applies the end of one notification. `false` when the worker must stop.
-    async fn finish(&self, end: End, event: Option<&SharedEvent>, shared: &Arc<Shared>) -> bool {
-        match end {
-            End::Abandoned => false,
-            End::Gone => {
-                tracing::info!(channel = %self.spec.id, "receiver answered 410 Gone; stopping the channel");
-                self.cancel.cancel();
-                if let Err(e) = shared
-                    .store
-                    .remove_channels(Removal::Gone { pk: self.pk })
-                    .await
-                {
-                    tracing::error!(channel = %self.spec.id, error = %e, "could not remove a channel after 410 Gone");
-                }
-                false
-            }
-            End::Done(outcome) => {
-                if !outcome.delivered || outcome.attempts > 1 {
-                    shared.store.record_outcome(outcome);
-                }
-                let mut st = self.state.lock().unwrap();
-                match event {
-                    None => st.sync_pending = false,
-                    Some(event) => {
-                        st.queue.pop_front();
-                        st.last_seq = event.seq;
-                        metrics::gauge!("watchwire_pending_notifications").decrement(1.0);
-                    }
-                }
-                shared
-                    .store
-                    .record_progress(self.pk, st.last_seq.max(self.start_seq));
-                true
-            }
-        }
-    }
-
     /// Backlog mode: loads the next pending events from the store. Leaves backlog mode
     /// once the store has nothing beyond what it returned that the router skipped.
     async fn refill(&self, after: Seq, shared: &Arc<Shared>) {
-        match shared
-            .store
-            .read_matching(&self.spec.resource, after, QUEUE_CAPACITY)
-            .await
-        {
+        match shared.store.read_matching(&self.spec.resource, after, QUEUE_CAPACITY).await {
             Ok((events, head)) => {
                 let mut st = self.state.lock().unwrap();
                 let complete = events.len() < QUEUE_CAPACITY && st.skipped_max <= head;
@@ -257,6 +331,23 @@ impl ChannelHandle {
         }
     }
 
+    /// Loads the next page of a replay; ends the replay when nothing is left.
+    async fn load_replay(&self, after: Seq, upto: Seq, shared: &Arc<Shared>) {
+        match shared.store.read_matching(&self.spec.resource, after, QUEUE_CAPACITY).await {
+            Ok((events, _)) => {
+                let mut st = self.state.lock().unwrap();
+                st.replay_queue = events.into_iter().filter(|e| e.seq <= upto).collect();
+                if st.replay_queue.is_empty() {
+                    st.replay = None;
+                }
+            }
+            Err(e) => {
+                tracing::error!(channel = %self.spec.id, error = %e, "could not read events to replay; retrying");
+                self.pause(Duration::from_secs(1), shared).await;
+            }
+        }
+    }
+
     /// Sleeps unless the channel is cancelled or the gateway shuts down first.
     async fn pause(&self, delay: Duration, shared: &Arc<Shared>) -> bool {
         tokio::select! {
@@ -266,15 +357,13 @@ impl ChannelHandle {
         }
     }
 
-    /// Delivers one notification, retrying as SPEC §4/§5 say.
+    /// Delivers one notification, retrying as SPEC §4/§5 say, recording each outcome
+    /// in the delivery log and the channel's endpoint health.
     async fn deliver(&self, notification: Notification, shared: &Arc<Shared>) -> End {
         let first_try = Instant::now();
         let mut attempts = 0u32;
         loop {
-            if self.cancel.is_cancelled()
-                || shared.shutdown.is_cancelled()
-                || self.expired(now_ms())
-            {
+            if self.cancel.is_cancelled() || shared.shutdown.is_cancelled() || self.expired(now_ms()) {
                 return End::Abandoned;
             }
             attempts += 1;
@@ -284,60 +373,99 @@ impl ChannelHandle {
                 _ = self.cancel.cancelled() => return End::Abandoned,
                 attempt = shared.client.attempt(&self.spec.address, headers, body) => attempt,
             };
-            let outcome = |delivered: bool, error: Option<String>| Outcome {
+            let error = || attempt.error.clone().unwrap_or_else(|| format!("receiver answered {}", attempt.status.unwrap_or(0)));
+            let mut outcome = Outcome {
                 channel_pk: self.pk,
                 seq: notification.cursor,
                 message_number: notification.number,
                 state: notification.state.clone(),
-                delivered,
+                status: OutcomeStatus::Delivered,
                 attempts,
                 last_status: attempt.status,
-                last_error: error,
+                last_error: None,
                 at_ms: now_ms(),
+                next_retry_ms: None,
             };
             match attempt.verdict {
                 Verdict::Delivered => {
-                    metrics::counter!("watchwire_notifications_total", "outcome" => "delivered")
-                        .increment(1);
+                    metrics::counter!("watchwire_notifications_total", "outcome" => "delivered").increment(1);
                     if let Some(event) = &notification.event {
-                        let latency_ms = (now_ms() - event.time_ms).max(0) as f64;
-                        metrics::histogram!("watchwire_delivery_latency_seconds")
-                            .record(latency_ms / 1000.0);
+                        let latency_ms = (outcome.at_ms - event.time_ms).max(0) as f64;
+                        metrics::histogram!("watchwire_delivery_latency_seconds").record(latency_ms / 1000.0);
                     }
-                    return End::Done(outcome(true, None));
+                    self.healthy(shared);
+                    shared.store.record_outcome(outcome);
+                    return End::Done;
                 }
                 Verdict::Gone => return End::Gone,
                 Verdict::Failed => {
-                    let error = attempt.error.clone().unwrap_or_else(|| {
-                        format!("receiver answered {}", attempt.status.unwrap_or(0))
-                    });
-                    tracing::warn!(channel = %self.spec.id, number = notification.number, %error, "notification failed for good");
-                    metrics::counter!("watchwire_notifications_total", "outcome" => "failed")
-                        .increment(1);
-                    return End::Done(outcome(false, Some(error)));
+                    tracing::warn!(channel = %self.spec.id, number = notification.number, error = %error(), "notification failed for good");
+                    metrics::counter!("watchwire_notifications_total", "outcome" => "failed").increment(1);
+                    outcome.status = OutcomeStatus::Failed;
+                    outcome.last_error = Some(error());
+                    shared.store.record_outcome(outcome);
+                    // Done for good either way; a disabled channel halts before the next one.
+                    self.unhealthy(&error(), None, shared);
+                    return End::Done;
                 }
                 Verdict::Retry { retry_after } => {
                     let delay = shared.retry.delay(attempts, retry_after);
-                    let error = attempt.error.clone().unwrap_or_else(|| {
-                        format!("receiver answered {}", attempt.status.unwrap_or(0))
-                    });
                     if first_try.elapsed() + delay > shared.retry.budget {
-                        tracing::warn!(channel = %self.spec.id, number = notification.number, attempts, %error, "retry budget exhausted");
-                        metrics::counter!("watchwire_notifications_total", "outcome" => "failed")
-                            .increment(1);
-                        return End::Done(outcome(
-                            false,
-                            Some(format!("retry budget exhausted; last error: {error}")),
-                        ));
+                        tracing::warn!(channel = %self.spec.id, number = notification.number, attempts, error = %error(), "retry budget exhausted");
+                        metrics::counter!("watchwire_notifications_total", "outcome" => "failed").increment(1);
+                        outcome.status = OutcomeStatus::Failed;
+                        outcome.last_error = Some(format!("retry budget exhausted; last error: {}", error()));
+                        shared.store.record_outcome(outcome);
+                        // Done for good either way; a disabled channel halts before the next one.
+                    self.unhealthy(&error(), None, shared);
+                    return End::Done;
                     }
-                    tracing::debug!(channel = %self.spec.id, number = notification.number, attempts, ?delay, %error, "will retry");
-                    metrics::counter!("watchwire_notifications_total", "outcome" => "retried")
-                        .increment(1);
-                    if !self.pause(delay, shared).await {
+                    metrics::counter!("watchwire_notifications_total", "outcome" => "retried").increment(1);
+                    let next_retry_ms = outcome.at_ms + delay.as_millis() as i64;
+                    outcome.status = OutcomeStatus::Pending;
+                    outcome.last_error = Some(error());
+                    outcome.next_retry_ms = Some(next_retry_ms);
+                    shared.store.record_outcome(outcome);
+                    if !self.unhealthy(&error(), Some(next_retry_ms), shared) || !self.pause(delay, shared).await {
                         return End::Abandoned;
                     }
                 }
             }
         }
+    }
+
+    /// A success: the endpoint is healthy again.
+    fn healthy(&self, shared: &Arc<Shared>) {
+        let mut st = self.state.lock().unwrap();
+        st.last_error = None;
+        st.next_retry_ms = None;
+        if st.failing_since_ms.take().is_some() {
+            shared.store.record_health(self.pk, None, false);
+        }
+    }
+
+    /// A failure. Disables the channel once its endpoint has failed without a single
+    /// success for the disable window (SPEC §5); `false` then: stop delivering.
+    fn unhealthy(&self, error: &str, next_retry_ms: Option<i64>, shared: &Arc<Shared>) -> bool {
+        let now = now_ms();
+        let mut st = self.state.lock().unwrap();
+        st.last_error = Some(error.to_string());
+        st.next_retry_ms = next_retry_ms;
+        let since = match st.failing_since_ms {
+            Some(since) => since,
+            None => {
+                st.failing_since_ms = Some(now);
+                shared.store.record_health(self.pk, Some(now), false);
+                now
+            }
+        };
+        if now - since >= shared.disable_after.as_millis() as i64 {
+            tracing::warn!(channel = %self.spec.id, "endpoint failing without success for the disable window; channel disabled");
+            st.disabled = true;
+            st.next_retry_ms = None;
+            shared.store.record_health(self.pk, Some(since), true);
+            return false;
+        }
+        true
     }
 }

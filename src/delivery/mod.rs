@@ -12,17 +12,18 @@ pub mod retry;
 pub mod target;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use self::channel::ChannelHandle;
 use self::client::OutboundClient;
 use self::retry::RetryPolicy;
-use crate::model::{Channel, SharedEvent};
+use crate::model::{now_ms, Channel, Seq, SharedEvent};
 use crate::protocol::resource::self_and_ancestors;
 use crate::store::{Committed, FeedItem, Removal, Store, StoreError};
 
@@ -35,28 +36,30 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// Every worker task, so shutdown can wait for in-flight deliveries.
     pub tasks: TaskTracker,
+    /// A channel whose endpoint fails this long without a success is disabled.
+    pub disable_after: Duration,
     /// Signing secrets of API keys, by owner, for channels without their own.
     pub key_signing: HashMap<String, client::KeySigning>,
 }
 
-/// The live channels, by watched resource and by key. Owned by the router task.
-#[derive(Default)]
+/// Live channel handles by key, shared with the API (state, replay, enable).
+pub type Registry = Arc<RwLock<HashMap<i64, Arc<ChannelHandle>>>>;
+
+/// The live channels by watched resource. Owned by the router task; the by-key
+/// registry is shared.
 struct ChannelIndex {
     by_resource: HashMap<String, Vec<Arc<ChannelHandle>>>,
-    by_pk: HashMap<i64, Arc<ChannelHandle>>,
+    by_pk: Registry,
 }
 
 impl ChannelIndex {
     fn insert(&mut self, handle: Arc<ChannelHandle>) {
-        self.by_resource
-            .entry(handle.spec.resource.clone())
-            .or_default()
-            .push(handle.clone());
-        self.by_pk.insert(handle.pk, handle);
+        self.by_resource.entry(handle.spec.resource.clone()).or_default().push(handle.clone());
+        self.by_pk.write().unwrap().insert(handle.pk, handle);
     }
 
     fn remove(&mut self, pk: i64) {
-        let Some(handle) = self.by_pk.remove(&pk) else {
+        let Some(handle) = self.by_pk.write().unwrap().remove(&pk) else {
             return;
         };
         handle.close();
@@ -66,6 +69,10 @@ impl ChannelIndex {
                 self.by_resource.remove(&handle.spec.resource);
             }
         }
+    }
+
+    fn len(&self) -> usize {
+        self.by_pk.read().unwrap().len()
     }
 
     /// Offers an event to every channel whose resource covers it.
@@ -78,10 +85,20 @@ impl ChannelIndex {
     }
 }
 
+/// Batches of committed events for live readers (the stream), in log order.
+pub type EventBatch = Arc<Vec<SharedEvent>>;
+
+/// Batches a live reader may fall behind before it lags (and is cut off).
+const LIVE_CAPACITY: usize = 4096;
+
 /// The running delivery side of the gateway.
 pub struct Dispatcher {
     shared: Arc<Shared>,
     routed: watch::Receiver<u64>,
+    registry: Registry,
+    live: broadcast::Sender<EventBatch>,
+    /// Highest seq routed: every event at or below it has been offered and broadcast.
+    routed_head: Arc<AtomicU64>,
 }
 
 /// Events read per step while catching up at startup.
@@ -91,11 +108,9 @@ impl Dispatcher {
     /// Loads every channel, re-offers what each still owes from the log, then follows
     /// the store's feed.
     pub async fn start(shared: Arc<Shared>) -> Result<Dispatcher, StoreError> {
-        let feed = shared
-            .store
-            .take_feed()
-            .ok_or_else(|| StoreError::Backend("the store's feed was already taken".into()))?;
-        let mut index = ChannelIndex::default();
+        let feed = shared.store.take_feed().ok_or_else(|| StoreError::Backend("the store's feed was already taken".into()))?;
+        let registry: Registry = Arc::default();
+        let mut index = ChannelIndex { by_resource: HashMap::new(), by_pk: registry.clone() };
         let channels: Vec<Channel> = shared.store.load_channels().await?;
         let mut from = u64::MAX;
         for channel in channels {
@@ -118,15 +133,17 @@ impl Dispatcher {
                 }
             }
         }
-        for handle in index.by_pk.values() {
+        for handle in registry.read().unwrap().values() {
             handle.kick(&shared);
         }
-        metrics::gauge!("watchwire_channels_live").set(index.by_pk.len() as f64);
-        tracing::info!(channels = index.by_pk.len(), "delivery recovered");
+        metrics::gauge!("watchwire_channels_live").set(index.len() as f64);
+        tracing::info!(channels = index.len(), "delivery recovered");
 
+        let routed_head = Arc::new(AtomicU64::new(shared.store.head().await?));
+        let (live, _) = broadcast::channel(LIVE_CAPACITY);
         let (routed_tx, routed) = watch::channel(0);
-        tokio::spawn(route_feed(feed, index, shared.clone(), routed_tx));
-        Ok(Dispatcher { shared, routed })
+        tokio::spawn(route_feed(feed, index, shared.clone(), routed_tx, live.clone(), routed_head.clone()));
+        Ok(Dispatcher { shared, routed, registry, live, routed_head })
     }
 
     /// Waits until the router has applied feed entry `no` (for example a stop).
@@ -139,8 +156,27 @@ impl Dispatcher {
         &self.shared
     }
 
-    /// Removes expired channels every `interval` until shutdown.
-    pub fn spawn_expiry_sweep(&self, interval: Duration) {
+    /// The live handle of a channel.
+    pub fn handle(&self, pk: i64) -> Option<Arc<ChannelHandle>> {
+        self.registry.read().unwrap().get(&pk).cloned()
+    }
+
+    /// Every event committed from now on, in batches, in log order.
+    pub fn subscribe(&self) -> broadcast::Receiver<EventBatch> {
+        self.live.subscribe()
+    }
+
+    /// Highest seq routed and broadcast so far.
+    pub fn routed_head(&self) -> Seq {
+        self.routed_head.load(Ordering::Acquire)
+    }
+
+    /// Runs `task` every `interval` until shutdown.
+    fn every<F, Fut>(&self, interval: Duration, mut task: F)
+    where
+        F: FnMut(Arc<Shared>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
         let shared = self.shared.clone();
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
@@ -150,18 +186,34 @@ impl Dispatcher {
                     _ = shared.shutdown.cancelled() => return,
                     _ = ticker.tick() => {}
                 }
-                let now_ms = crate::model::now_ms();
-                match shared
-                    .store
-                    .remove_channels(Removal::ExpiredAt { now_ms })
-                    .await
-                {
-                    Ok((removed, _)) if !removed.is_empty() => {
-                        tracing::info!(count = removed.len(), "removed expired channels")
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::error!(error = %e, "expiry sweep failed"),
+                task(shared.clone()).await;
+            }
+        });
+    }
+
+    /// Removes expired channels every `interval`.
+    pub fn spawn_expiry_sweep(&self, interval: Duration) {
+        self.every(interval, |shared| async move {
+            match shared.store.remove_channels(Removal::ExpiredAt { now_ms: now_ms() }).await {
+                Ok((removed, _)) if !removed.is_empty() => tracing::info!(count = removed.len(), "removed expired channels"),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "expiry sweep failed"),
+            }
+        });
+    }
+
+    /// Prunes events older than `retention` that every channel is past, and
+    /// delivery-log entries older than `log_retention`, a bounded chunk per step.
+    pub fn spawn_pruning(&self, interval: Duration, retention: Duration, log_retention: Duration) {
+        self.every(interval, move |shared| async move {
+            let now = now_ms();
+            let before = |d: Duration| now.saturating_sub(d.as_millis().min(i64::MAX as u128) as i64);
+            match shared.store.prune(before(retention), before(log_retention)).await {
+                Ok(report) if report.events + report.outcomes > 0 => {
+                    tracing::info!(events = report.events, outcomes = report.outcomes, "pruned the log")
                 }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "pruning failed"),
             }
         });
     }
@@ -172,12 +224,21 @@ async fn route_feed(
     mut index: ChannelIndex,
     shared: Arc<Shared>,
     routed: watch::Sender<u64>,
+    live: broadcast::Sender<EventBatch>,
+    routed_head: Arc<AtomicU64>,
 ) {
     while let Some(item) = feed.recv().await {
         match item.change {
             Committed::Events(events) => {
                 for event in &events {
                     index.route(event, &shared);
+                }
+                let last = events.last().map(|e| e.seq);
+                // No live reader is fine; the events are in the log.
+                let _ = live.send(Arc::new(events));
+                // After the send: a reader that sees this head finds the batch queued.
+                if let Some(last) = last {
+                    routed_head.store(last, Ordering::Release);
                 }
             }
             Committed::ChannelCreated(channel) => {
@@ -187,7 +248,7 @@ async fn route_feed(
             }
             Committed::ChannelRemoved { pk } => index.remove(pk),
         }
-        metrics::gauge!("watchwire_channels_live").set(index.by_pk.len() as f64);
+        metrics::gauge!("watchwire_channels_live").set(index.len() as f64);
         routed.send_replace(item.no);
     }
 }

@@ -99,6 +99,11 @@ impl ServicePrefixes {
 /// Splits a path into canonical segments: each percent-decoded and re-encoded in the
 /// one normal form (RFC 3986 §6.2.2).
 fn canonical_segments(raw: &str) -> Result<Vec<String>, ResourceError> {
+    if raw.is_empty() {
+        return Err(ResourceError(
+            "the resource path is empty: give a path such as /calendars/primary/events".into(),
+        ));
+    }
     let Some(rest) = raw.strip_prefix('/') else {
         return Err(ResourceError(format!(
             "resource {raw:?} must start with '/'"

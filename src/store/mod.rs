@@ -7,15 +7,17 @@
 //!   removed) is put on the feed in commit order, each with a larger feed number; a
 //!   channel's `start_seq` is the head of the log at the point its creation committed,
 //!   so every event routed after it on the feed is one the channel must get.
-//! - Progress and outcomes are recorded asynchronously and batched; `flush` makes what
-//!   was recorded so far durable.
+//! - Progress, outcomes and health are recorded asynchronously and batched; `flush`
+//!   makes what was recorded so far durable.
+//! - Pruning never removes an event above any stored channel's progress, and
+//!   `pruned_through` tells readers below which cursor the log is incomplete.
 
 pub mod sqlite;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use crate::model::{Channel, NewChannel, NewEvent, Outcome, Seq, SharedEvent};
+use crate::model::{Channel, ChannelKind, Collection, NewChannel, NewEvent, Outcome, OutcomeRecord, OutcomeStatus, Seq, SharedEvent};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -23,6 +25,9 @@ pub enum StoreError {
     DuplicateChannel(String),
     #[error("the owner already holds {0} live channels")]
     TooManyChannels(u64),
+    /// A watcher rule (SPEC §9); the message is the one the spec names.
+    #[error("{0}")]
+    WatcherConflict(&'static str),
     #[error("not found")]
     NotFound,
     #[error("this Idempotency-Key was already used with a different request")]
@@ -70,29 +75,31 @@ pub struct PublishReceipt {
 #[derive(Debug, Clone)]
 pub enum Removal {
     /// `channels.stop` by its owner (SPEC §3): id and resourceId must both match.
-    Stop {
-        owner: String,
-        id: String,
-        resource_id: String,
-    },
+    Stop { owner: String, id: String, resource_id: String },
+    /// `DELETE /v1/watchers/{id}` by its owner.
+    Watcher { owner: String, id: String },
     /// The receiver answered 410 Gone.
     Gone { pk: i64 },
     /// Every channel whose expiration is at or before this instant.
     ExpiredAt { now_ms: i64 },
 }
 
+/// What a prune removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    pub events: u64,
+    pub outcomes: u64,
+    pub pruned_through: Seq,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Appends events durably, in order. All or nothing.
-    async fn append(
-        &self,
-        events: Vec<NewEvent>,
-        idempotency: Option<Idempotency>,
-    ) -> Result<PublishReceipt, StoreError>;
+    async fn append(&self, events: Vec<NewEvent>, idempotency: Option<Idempotency>) -> Result<PublishReceipt, StoreError>;
 
-    /// Stores a channel. Its `start_seq` is the log head at commit. Returns the channel
-    /// and the feed number of its `ChannelCreated` entry.
-    /// At most `max_per_owner` live channels per owner (`TooManyChannels` beyond).
+    /// Stores a channel or watcher. Its `start_seq` is the log head at commit. At most
+    /// `max_per_owner` per owner. Returns the channel and the feed number of its
+    /// `ChannelCreated` entry.
     async fn create_channel(&self, channel: NewChannel, max_per_owner: u64) -> Result<(Channel, u64), StoreError>;
 
     /// Removes channels durably. Returns the removed keys and the feed number of the
@@ -103,14 +110,33 @@ pub trait Store: Send + Sync + 'static {
     /// its sync). Batched; durable after the next commit.
     fn record_progress(&self, pk: i64, seq: Seq);
 
-    /// Records the outcome of a notification that failed or needed retries.
+    /// Records where a notification stands (SPEC §8). Batched.
     fn record_outcome(&self, outcome: Outcome);
+
+    /// Records a channel's endpoint health (SPEC §5). Batched.
+    fn record_health(&self, pk: i64, failing_since_ms: Option<i64>, disabled: bool);
 
     /// Makes everything recorded so far durable.
     async fn flush(&self) -> Result<(), StoreError>;
 
+    /// Removes a bounded chunk of events older than `events_before_ms` that every
+    /// channel is past, and of delivery-log entries older than `outcomes_before_ms`.
+    async fn prune(&self, events_before_ms: i64, outcomes_before_ms: i64) -> Result<PruneReport, StoreError>;
+
+    /// Every event at or below this was pruned: the log is complete only above it.
+    fn pruned_through(&self) -> Seq;
+
     /// Every stored channel with its progress.
     async fn load_channels(&self) -> Result<Vec<Channel>, StoreError>;
+
+    /// One owner's channel or watcher by id.
+    async fn find_channel(&self, owner: &str, id: &str) -> Result<Option<Channel>, StoreError>;
+
+    /// One owner's channels (or watchers) with `pk > after_pk`, by `pk`.
+    async fn list_channels(&self, owner: &str, kind: ChannelKind, after_pk: i64, limit: usize) -> Result<Vec<Channel>, StoreError>;
+
+    /// A channel's delivery log with `seq > after_seq`, oldest first.
+    async fn list_outcomes(&self, pk: i64, status: Option<OutcomeStatus>, after_seq: Seq, limit: usize) -> Result<Vec<OutcomeRecord>, StoreError>;
 
     /// Events with `seq > after`, oldest first.
     async fn read_log(&self, after: Seq, limit: usize) -> Result<Vec<SharedEvent>, StoreError>;
@@ -118,12 +144,16 @@ pub trait Store: Send + Sync + 'static {
     /// Events on `resource` or below it with `seq > after`, oldest first, and the log
     /// head this read saw (every event at or below it that matches is in the answer,
     /// unless `limit` cut it).
-    async fn read_matching(
-        &self,
-        resource: &str,
-        after: Seq,
-        limit: usize,
-    ) -> Result<(Vec<SharedEvent>, Seq), StoreError>;
+    async fn read_matching(&self, resource: &str, after: Seq, limit: usize) -> Result<(Vec<SharedEvent>, Seq), StoreError>;
+
+    /// How many events on or below `resource` have `seq > after`.
+    async fn count_matching(&self, resource: &str, after: Seq) -> Result<u64, StoreError>;
+
+    /// The latest event on or below `path`: its seq and time.
+    async fn latest_under(&self, path: &str) -> Result<Option<(Seq, i64)>, StoreError>;
+
+    /// Collections (parents of published resources) on or below `prefix`, newest first.
+    async fn list_collections(&self, prefix: Option<&str>, limit: usize) -> Result<Vec<Collection>, StoreError>;
 
     /// The highest `Seq` assigned so far (0 for an empty log).
     async fn head(&self) -> Result<Seq, StoreError>;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod sse;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -24,16 +24,33 @@ pub struct Reply {
 impl Reply {
     fn new(status: u16, headers: HeaderMap, text: String) -> Reply {
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply { status, headers, text, json }
+        Reply {
+            status,
+            headers,
+            text,
+            json,
+        }
     }
 }
 
 /// Sends `body` with `method` to `path` (which may carry a query) and these headers.
 /// Header values may hold any byte (they are taken as raw bytes).
-pub async fn send(gw: &Gateway, method: Method, path: &str, headers: &[(&str, &str)], body: impl Into<reqwest::Body>) -> Reply {
-    let mut request = gw.http.request(method, format!("{}{path}", gw.url)).body(body);
+pub async fn send(
+    gw: &Gateway,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<reqwest::Body>,
+) -> Reply {
+    let mut request = gw
+        .http
+        .request(method, format!("{}{path}", gw.url))
+        .body(body);
     for (name, value) in headers {
-        request = request.header(*name, HeaderValue::from_bytes(value.as_bytes()).expect("a header value without CR/LF"));
+        request = request.header(
+            *name,
+            HeaderValue::from_bytes(value.as_bytes()).expect("a header value without CR/LF"),
+        );
     }
     let response = request.send().await.expect("the gateway answers");
     let status = response.status().as_u16();
@@ -57,8 +74,14 @@ pub async fn raw_http(gw: &Gateway, request: &[u8]) -> Reply {
     let read = tokio::time::timeout(super::common::PATIENCE, stream.read_to_end(&mut answer));
     read.await.expect("the gateway answers in time").unwrap();
     let answer = String::from_utf8(answer).expect("a UTF-8 answer");
-    let (head, body) = answer.split_once("\r\n\r\n").expect("a complete HTTP response");
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status line");
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .expect("a complete HTTP response");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
     Reply::new(status, HeaderMap::new(), body.to_string())
 }
 
@@ -70,7 +93,10 @@ pub fn raw_post(path: &str, body: &str) -> Vec<u8> {
 
 /// Milliseconds since the Unix epoch, as the gateway counts them.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 /// The reason of a Google error envelope, checking the envelope on the way: code equal
@@ -110,12 +136,32 @@ pub fn mismatch(what: &str, reply: &Reply, want: Want) -> Option<String> {
     let got_ok = (200..300).contains(&reply.status);
     let ok = match want {
         Want::Ok => got_ok,
-        Want::Err(status, reason) => reply.status == status && reason_of(reply).as_deref() == Some(reason),
+        Want::Err(status, reason) => {
+            reply.status == status && reason_of(reply).as_deref() == Some(reason)
+        }
     };
-    (!ok).then(|| format!("{what}: wanted {want:?}, got {} {}", reply.status, reply.text))
+    (!ok).then(|| {
+        format!(
+            "{what}: wanted {want:?}, got {} {}",
+            reply.status, reply.text
+        )
+    })
+}
+
+/// Asserts one answer: success, or this error status and reason in a well-formed envelope.
+#[track_caller]
+pub fn assert_reply(what: &str, reply: &Reply, want: Want) {
+    if let Some(problem) = mismatch(what, reply, want) {
+        panic!("{problem}");
+    }
 }
 
 /// Panics with every failed case at once, so one run shows the whole picture.
 pub fn assert_no_failures(failures: Vec<String>) {
-    assert!(failures.is_empty(), "{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

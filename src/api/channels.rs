@@ -1,0 +1,142 @@
+//! Channel management and the delivery log (SPEC §8): list, inspect, see every
+//! notification of a channel, replay from a cursor, re-enable.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::auth::{Caller, Scope};
+use super::body::{parse_json, type_name, RawBody};
+use super::error::ApiError;
+use super::reading::{page_size, query, since_cursor};
+use super::watch::channel_resource;
+use super::AppState;
+use crate::model::{cursor, Channel, ChannelKind, OutcomeStatus};
+
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+
+/// `?page_token=` as the key to continue after.
+fn page_token(params: &std::collections::HashMap<String, String>) -> Result<i64, ApiError> {
+    params.get("page_token").map_or(Ok(0), |t| t.parse().map_err(|_| ApiError::invalid("page_token is not one this gateway gave out")))
+}
+
+/// Lists the caller's channels or watchers, a page at a time.
+pub async fn list_kind(app: &AppState, caller: &Caller, uri: &Uri, kind: ChannelKind, view: fn(&Channel) -> Value) -> Result<Json<Value>, ApiError> {
+    let params = query(uri);
+    let limit = page_size(&params, "max_results", DEFAULT_PAGE, MAX_PAGE)?;
+    let page = app.store.list_channels(&caller.owner, kind, page_token(&params)?, limit).await?;
+    let mut answer = json!({ "items": page.iter().map(view).collect::<Vec<_>>() });
+    if page.len() == limit {
+        answer["nextPageToken"] = json!(page.last().map(|c| c.pk.to_string()));
+    }
+    Ok(Json(answer))
+}
+
+fn channel_view(channel: &Channel) -> Value {
+    serde_json::to_value(channel_resource(&channel.spec, "web_hook".into())).expect("a channel always serialises")
+}
+
+pub async fn list(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let caller = app.keys.authenticate(&headers, &uri)?;
+    caller.require(Scope::Subscribe)?;
+    list_kind(&app, &caller, &uri, ChannelKind::Channel, channel_view).await
+}
+
+/// The caller's channel or watcher by id; `404` for anyone else's.
+async fn owned(app: &AppState, headers: &HeaderMap, uri: &Uri, id: &str) -> Result<Channel, ApiError> {
+    let caller = app.keys.authenticate(headers, uri)?;
+    caller.require(Scope::Subscribe)?;
+    app.store.find_channel(&caller.owner, id).await?.ok_or_else(|| ApiError::not_found(format!("channel {id:?} was not found")))
+}
+
+/// The channel with its delivery state.
+async fn describe(app: &AppState, channel: &Channel) -> Result<Value, ApiError> {
+    let mut view = channel_view(channel);
+    if channel.spec.kind == ChannelKind::Watcher {
+        view["kind"] = json!("watchwire#watcher");
+    }
+    let Some(handle) = app.dispatcher.handle(channel.pk) else {
+        return Ok(view);
+    };
+    let state = handle.snapshot();
+    let pending = app.store.count_matching(&channel.spec.resource, state.last_seq).await? + u64::from(state.sync_pending);
+    view["delivery"] = json!({
+        "cursor": cursor(state.last_seq),
+        "pendingCount": pending,
+        "enabled": state.enabled,
+        "replaying": state.replaying,
+        "lastError": state.last_error,
+        "nextRetry": state.next_retry_ms.map(|ms| ms.to_string()),
+        "failingSince": state.failing_since_ms.map(|ms| ms.to_string()),
+    });
+    Ok(view)
+}
+
+pub async fn show(State(app): State<AppState>, Path(id): Path<String>, uri: Uri, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let channel = owned(&app, &headers, &uri, &id).await?;
+    Ok(Json(describe(&app, &channel).await?))
+}
+
+pub async fn notifications(State(app): State<AppState>, Path(id): Path<String>, uri: Uri, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let channel = owned(&app, &headers, &uri, &id).await?;
+    let params = query(&uri);
+    let status = match params.get("status") {
+        None => None,
+        Some(s) => Some(OutcomeStatus::parse(s).ok_or_else(|| ApiError::invalid(format!("status {s:?} is not one of pending, delivered, failed")))?),
+    };
+    let after = params.get("page_token").map_or(Ok(0), |t| crate::model::parse_cursor(t).ok_or_else(|| ApiError::invalid("page_token is not one this gateway gave out")))?;
+    let limit = page_size(&params, "max_results", DEFAULT_PAGE, MAX_PAGE)?;
+    // Outcomes are recorded in batches; make everything recorded so far visible.
+    app.store.flush().await?;
+    let page = app.store.list_outcomes(channel.pk, status, after, limit).await?;
+    let items: Vec<Value> = page
+        .iter()
+        .map(|record| {
+            let o = &record.outcome;
+            let metadata = record.metadata.as_deref().and_then(|m| serde_json::from_str::<Value>(m).ok());
+            json!({
+                "messageNumber": o.message_number.to_string(),
+                "state": o.state,
+                "cursor": cursor(o.seq),
+                "resource": record.resource,
+                "metadata": metadata,
+                "status": o.status.as_str(),
+                "attempts": o.attempts,
+                "lastStatus": o.last_status,
+                "lastError": o.last_error,
+                "lastAttemptAt": o.at_ms.to_string(),
+                "deliveredAt": (o.status == OutcomeStatus::Delivered).then(|| o.at_ms.to_string()),
+                "nextRetry": o.next_retry_ms.map(|ms| ms.to_string()),
+            })
+        })
+        .collect();
+    let mut answer = json!({ "items": items });
+    if page.len() == limit {
+        answer["nextPageToken"] = json!(page.last().map(|r| cursor(r.outcome.seq)));
+    }
+    Ok(Json(answer))
+}
+
+pub async fn replay(State(app): State<AppState>, Path(id): Path<String>, uri: Uri, headers: HeaderMap, RawBody(body): RawBody) -> Result<Response, ApiError> {
+    let channel = owned(&app, &headers, &uri, &id).await?;
+    let body: Value = parse_json(&body)?;
+    let since = match body.get("since") {
+        Some(Value::String(s)) => since_cursor(&app, "since", s)?,
+        None | Some(Value::Null) => return Err(ApiError::required("since is required: the cursor to replay after")),
+        Some(other) => return Err(ApiError::invalid(format!("since must be a cursor string, not {}", type_name(other)))),
+    };
+    let handle = app.dispatcher.handle(channel.pk).ok_or_else(|| ApiError::not_found(format!("channel {id:?} is no longer live")))?;
+    let replaying = handle.replay(since, app.dispatcher.shared());
+    let upto = handle.snapshot().last_seq;
+    Ok((StatusCode::ACCEPTED, Json(json!({"replaying": replaying, "since": cursor(since), "upto": cursor(upto)}))).into_response())
+}
+
+pub async fn enable(State(app): State<AppState>, Path(id): Path<String>, uri: Uri, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let channel = owned(&app, &headers, &uri, &id).await?;
+    let handle = app.dispatcher.handle(channel.pk).ok_or_else(|| ApiError::not_found(format!("channel {id:?} is no longer live")))?;
+    handle.enable(app.dispatcher.shared());
+    Ok(Json(describe(&app, &channel).await?))
+}

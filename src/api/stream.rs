@@ -1,0 +1,176 @@
+//! `GET /v1/watch` (SPEC §7): a resumable Server-Sent Events stream of the log.
+//!
+//! The stream subscribes to live events *before* reading the store, catches up from
+//! the store after `since` / `Last-Event-ID`, then follows the live feed, skipping
+//! what it already sent: no gap, no duplicate. Events wait for a slow consumer in a
+//! bounded buffer; when it is full, or the consumer fell too far behind the live feed,
+//! the stream ends with `event: cutoff` (its id is the last cursor sent, so a client
+//! resumes from there) instead of slowing anything else.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, Uri};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::{broadcast, mpsc};
+
+use super::auth::Scope;
+use super::error::ApiError;
+use super::reading::{event_json, query, resource_param, since_cursor};
+use super::AppState;
+use crate::delivery::EventBatch;
+use crate::model::{cursor, Event, Seq};
+use crate::protocol::resource::covers;
+
+/// Events read from the store per step while catching up.
+const CATCH_UP_PAGE: usize = 1000;
+
+pub async fn stream(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> Result<Response, ApiError> {
+    let caller = app.keys.authenticate(&headers, &uri)?;
+    caller.require(Scope::Subscribe)?;
+    let params = query(&uri);
+    let resource = resource_param(&app, &params, "resource")?;
+    caller.require_resource(resource.as_deref().unwrap_or("/"))?;
+    // Browsers' EventSource resends the last id it saw; it wins over `since`.
+    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
+    let since = match (last_event_id, params.get("since")) {
+        (Some(id), _) => Some(since_cursor(&app, "Last-Event-ID", id)?),
+        (None, Some(since)) => Some(since_cursor(&app, "since", since)?),
+        (None, None) => None,
+    };
+    let checkpoints = params.get("checkpoints").is_some_and(|v| v == "true" || v == "1");
+
+    let live = app.dispatcher.subscribe();
+    let start = since.unwrap_or_else(|| app.dispatcher.routed_head());
+    let (tx, rx) = mpsc::channel(app.config.stream_buffer.max(1));
+    let follower = Follower { app: app.clone(), resource, sent: start, tx, checkpoints };
+    tokio::spawn(follower.run(live, since.is_some()));
+
+    let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|event| (Ok::<_, Infallible>(event), rx)) });
+    let mut response = Sse::new(body).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, "no-cache".parse().unwrap());
+    h.insert("x-accel-buffering", "no".parse().unwrap());
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*".parse().unwrap());
+    Ok(response)
+}
+
+struct Follower {
+    app: AppState,
+    resource: Option<String>,
+    /// Every matching event at or below this has been sent (or precedes the stream).
+    sent: Seq,
+    tx: mpsc::Sender<SseEvent>,
+    checkpoints: bool,
+}
+
+/// Why a stream stopped.
+enum Stop {
+    /// The consumer went away or the gateway is shutting down.
+    Closed,
+    /// The consumer cannot keep up.
+    Cutoff(&'static str),
+}
+
+impl Follower {
+    async fn run(mut self, mut live: broadcast::Receiver<EventBatch>, catch_up: bool) {
+        let result = async {
+            if catch_up {
+                self.catch_up().await?;
+            }
+            self.follow(&mut live).await
+        }
+        .await;
+        if let Err(Stop::Cutoff(reason)) = result {
+            let data = serde_json::json!({"reason": reason, "cursor": cursor(self.sent)}).to_string();
+            let cutoff = SseEvent::default().event("cutoff").id(cursor(self.sent)).data(data);
+            // The buffer is full by definition: wait a little for room for the last word.
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.tx.send(cutoff)).await;
+        }
+    }
+
+    fn matches(&self, event: &Event) -> bool {
+        self.resource.as_deref().is_none_or(|r| covers(r, &event.resource))
+    }
+
+    fn send(&mut self, event: &Event) -> Result<(), Stop> {
+        if event.seq <= self.sent || !self.matches(event) {
+            return Ok(());
+        }
+        let sse = SseEvent::default().id(cursor(event.seq)).event(&event.state).data(event_json(event));
+        match self.tx.try_send(sse) {
+            Ok(()) => {
+                self.sent = event.seq;
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => Err(Stop::Cutoff("the consumer is not keeping up")),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Stop::Closed),
+        }
+    }
+
+    async fn catch_up(&mut self) -> Result<(), Stop> {
+        loop {
+            let page = match &self.resource {
+                Some(resource) => self.app.store.read_matching(resource, self.sent, CATCH_UP_PAGE).await.map(|(events, _)| events),
+                None => self.app.store.read_log(self.sent, CATCH_UP_PAGE).await,
+            };
+            let page = page.map_err(|e| {
+                tracing::error!(error = %e, "stream catch-up failed");
+                Stop::Closed
+            })?;
+            for event in &page {
+                self.send(event)?;
+            }
+            if page.len() < CATCH_UP_PAGE {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn follow(&mut self, live: &mut broadcast::Receiver<EventBatch>) -> Result<(), Stop> {
+        let idle = self.app.config.checkpoint_interval;
+        let shutdown = self.app.dispatcher.shared().shutdown.clone();
+        loop {
+            let received = tokio::select! {
+                batch = live.recv() => batch,
+                _ = tokio::time::sleep(idle), if self.checkpoints => {
+                    self.checkpoint(live)?;
+                    continue;
+                }
+                _ = self.tx.closed() => return Err(Stop::Closed),
+                _ = shutdown.cancelled() => return Err(Stop::Closed),
+            };
+            match received {
+                Ok(batch) => self.send_batch(&batch)?,
+                Err(broadcast::error::RecvError::Lagged(_)) => return Err(Stop::Cutoff("the consumer fell too far behind the live log")),
+                Err(broadcast::error::RecvError::Closed) => return Err(Stop::Closed),
+            }
+        }
+    }
+
+    fn send_batch(&mut self, batch: &EventBatch) -> Result<(), Stop> {
+        batch.iter().try_for_each(|event| self.send(event))
+    }
+
+    /// "Nothing at or below this cursor will follow." The head is read first and every
+    /// batch already broadcast is drained, so no event at or below it is still pending.
+    fn checkpoint(&mut self, live: &mut broadcast::Receiver<EventBatch>) -> Result<(), Stop> {
+        let head = self.app.dispatcher.routed_head();
+        loop {
+            match live.try_recv() {
+                Ok(batch) => self.send_batch(&batch)?,
+                Err(broadcast::error::TryRecvError::Lagged(_)) => return Err(Stop::Cutoff("the consumer fell too far behind the live log")),
+                Err(_) => break,
+            }
+        }
+        let at = cursor(head.max(self.sent));
+        let data = serde_json::json!({"cursor": at}).to_string();
+        match self.tx.try_send(SseEvent::default().event("checkpoint").id(at).data(data)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(Stop::Cutoff("the consumer is not keeping up")),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Stop::Closed),
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! Watchers (SPEC §9): channels on a resource prefix that never expire, with rules
+//! that keep one endpoint from receiving an event twice from one owner's watchers.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use super::auth::Scope;
+use super::body::{parse_json, type_name, RawBody};
+use super::channels::list_kind;
+use super::error::ApiError;
+use super::watch::resource_id;
+use super::AppState;
+use crate::model::{now_ms, Channel, ChannelKind, NewChannel};
+use crate::store::{Removal, StoreError};
+
+/// Deterministic for (owner, pattern, endpoint), opaque, within the channel-id alphabet.
+pub fn watcher_id(secret: &[u8], owner: &str, pattern: &str, endpoint: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    for part in [owner, pattern, endpoint] {
+        mac.update(part.as_bytes());
+        mac.update(&[0]);
+    }
+    format!("w-{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..24]))
+}
+
+fn watcher_view(channel: &Channel) -> Value {
+    let spec = &channel.spec;
+    json!({
+        "kind": "watchwire#watcher",
+        "id": spec.id,
+        "pattern": spec.resource,
+        "endpoint": spec.address,
+        "resourceId": spec.resource_id,
+        "resourceUri": spec.resource_uri,
+    })
+}
+
+pub async fn create(State(app): State<AppState>, uri: Uri, headers: HeaderMap, RawBody(body): RawBody) -> Result<Response, ApiError> {
+    let caller = app.keys.authenticate(&headers, &uri)?;
+    caller.require(Scope::Subscribe)?;
+    let body: Value = parse_json(&body)?;
+    let field = |name: &str| match body.get(name) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        None | Some(Value::Null) => Err(ApiError::required(format!("{name} is required"))),
+        Some(other) => Err(ApiError::invalid(format!("{name} must be a string, not {}", type_name(other)))),
+    };
+    if !body.is_object() {
+        return Err(ApiError::invalid(format!("the request body must be an object with pattern and endpoint, not {}", type_name(&body))));
+    }
+    let pattern = app.prefixes.canonicalize(&field("pattern")?).map_err(|e| ApiError::invalid(format!("pattern: {e}")))?;
+    caller.require_resource(&pattern)?;
+    let endpoint = field("endpoint")?;
+    let url = reqwest::Url::parse(&endpoint).map_err(|e| ApiError::invalid(format!("endpoint {endpoint:?} is not an absolute URL: {e}")))?;
+    app.target_policy
+        .check_url(&url)
+        .map_err(|reason| ApiError::invalid(format!("endpoint {endpoint:?} is not allowed: {reason}")).with_reason("pushWebhookBadDomain"))?;
+
+    let secret = app.store.instance_secret();
+    let spec = NewChannel {
+        kind: ChannelKind::Watcher,
+        id: watcher_id(secret, &caller.owner, &pattern, &endpoint),
+        resource_id: resource_id(secret, &pattern),
+        resource_uri: format!("{}{}", app.public_url, pattern),
+        resource: pattern,
+        owner: caller.owner,
+        address: endpoint,
+        token: None,
+        expiration_ms: None,
+        params: Default::default(),
+        payload: true,
+        signing_secret: None,
+        created_ms: now_ms(),
+    };
+    match app.store.create_channel(spec, app.config.max_channels_per_key).await {
+        Ok((channel, _)) => Ok((StatusCode::CREATED, Json(watcher_view(&channel))).into_response()),
+        // The id is derived from (owner, pattern, endpoint): the same id is the same record.
+        Err(StoreError::DuplicateChannel(_)) => Err(StoreError::WatcherConflict("Record already exists").into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn list(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let caller = app.keys.authenticate(&headers, &uri)?;
+    caller.require(Scope::Subscribe)?;
+    list_kind(&app, &caller, &uri, ChannelKind::Watcher, watcher_view).await
+}
+
+pub async fn delete(State(app): State<AppState>, Path(id): Path<String>, uri: Uri, headers: HeaderMap) -> Result<StatusCode, ApiError> {
+    let caller = app.keys.authenticate(&headers, &uri)?;
+    caller.require(Scope::Subscribe)?;
+    match app.store.remove_channels(Removal::Watcher { owner: caller.owner, id: id.clone() }).await {
+        Ok((_, feed_no)) => {
+            app.dispatcher.wait_routed(feed_no).await;
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Err(StoreError::NotFound) => Err(ApiError::not_found(format!("watcher {id:?} was not found"))),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,271 @@
+//! The counting receiver: a bare hyper HTTP/1 server on loopback that answers `204` to
+//! every request and counts what arrives.
+//!
+//! It is both the target of the raw loopback ceiling (plain POSTs, no watchwire headers)
+//! and the webhook endpoint of every channel the benchmark creates. For notifications it
+//! also checks per-channel order (message numbers only grow), spots duplicates, and,
+//! when asked, records publish→delivery latency from the timestamp the payload carries.
+//!
+//! Waiting is event-driven: a waiter sets a target count and the request that reaches it
+//! wakes the waiter, so no waiter polls.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use dashmap::DashMap;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use super::clock;
+use super::load::payload_timestamp;
+use crate::protocol::headers as h;
+
+/// Counters of one receiver.
+#[derive(Default)]
+pub struct Counts {
+    /// Every request, notification or not.
+    pub requests: AtomicU64,
+    /// Sync notifications (message number 1).
+    pub syncs: AtomicU64,
+    /// Event notifications (every state but `sync`), duplicates included.
+    pub events: AtomicU64,
+    /// Event notifications whose message number the channel had already delivered.
+    pub duplicates: AtomicU64,
+    /// Notifications whose message number is below one already seen on the channel.
+    pub out_of_order: AtomicU64,
+    /// `clock::now_us` of the first and the latest event notification (0: none yet).
+    pub first_event_us: AtomicU64,
+    pub last_event_us: AtomicU64,
+}
+
+/// What the connection tasks share.
+struct Inner {
+    counts: Counts,
+    /// Highest message number seen per channel id.
+    channels: DashMap<Box<str>, u64>,
+    record_latency: AtomicBool,
+    /// Publish→delivery latencies in µs, while `record_latency` is on.
+    latencies: Mutex<Vec<u32>>,
+    /// Wake the waiter once `syncs` or `events` reach these.
+    want_syncs: AtomicU64,
+    want_events: AtomicU64,
+    reached: Notify,
+}
+
+/// A running counting receiver. Dropping it stops accepting connections.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    inner: Arc<Inner>,
+    _stop: DropGuard,
+}
+
+/// What the per-channel order check found for one notification.
+enum Seen {
+    New,
+    Duplicate,
+    OutOfOrder,
+}
+
+impl Receiver {
+    pub async fn start() -> anyhow::Result<Receiver> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let inner = Arc::new(Inner {
+            counts: Counts::default(),
+            channels: DashMap::new(),
+            record_latency: AtomicBool::new(false),
+            latencies: Mutex::new(Vec::new()),
+            want_syncs: AtomicU64::new(u64::MAX),
+            want_events: AtomicU64::new(u64::MAX),
+            reached: Notify::new(),
+        });
+        let stop = CancellationToken::new();
+        tokio::spawn(accept_loop(listener, inner.clone(), stop.clone()));
+        Ok(Receiver {
+            addr,
+            inner,
+            _stop: stop.drop_guard(),
+        })
+    }
+
+    /// The URL channels deliver to.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn counts(&self) -> &Counts {
+        &self.inner.counts
+    }
+
+    /// Distinct channels that have delivered at least one notification.
+    pub fn channels_seen(&self) -> usize {
+        self.inner.channels.len()
+    }
+
+    /// Starts (or stops) recording latencies; starting clears earlier samples.
+    pub fn record_latency(&self, on: bool) {
+        if on {
+            self.inner.latencies.lock().unwrap().clear();
+        }
+        self.inner.record_latency.store(on, Relaxed);
+    }
+
+    /// The latencies recorded so far, in µs.
+    pub fn take_latencies(&self) -> Vec<u32> {
+        std::mem::take(&mut *self.inner.latencies.lock().unwrap())
+    }
+
+    /// Waits until `n` sync notifications have arrived. Fails if none arrives for
+    /// `stall` (the gateway stopped making progress).
+    pub async fn wait_syncs(&self, n: u64, stall: Duration) -> anyhow::Result<()> {
+        let counts = &self.inner.counts;
+        self.wait(&self.inner.want_syncs, &counts.syncs, n, stall, "sync notifications")
+            .await
+    }
+
+    /// Waits until `n` event notifications have arrived; see [`Receiver::wait_syncs`].
+    pub async fn wait_events(&self, n: u64, stall: Duration) -> anyhow::Result<()> {
+        let counts = &self.inner.counts;
+        self.wait(&self.inner.want_events, &counts.events, n, stall, "event notifications")
+            .await
+    }
+
+    async fn wait(
+        &self,
+        want: &AtomicU64,
+        have: &AtomicU64,
+        n: u64,
+        stall: Duration,
+        what: &str,
+    ) -> anyhow::Result<()> {
+        want.store(n, Relaxed);
+        let mut last = (have.load(Relaxed), clock::now_us());
+        loop {
+            let reached = self.inner.reached.notified();
+            tokio::pin!(reached);
+            reached.as_mut().enable();
+            let now = have.load(Relaxed);
+            if now >= n {
+                want.store(u64::MAX, Relaxed);
+                return Ok(());
+            }
+            if now != last.0 {
+                last = (now, clock::now_us());
+            } else if clock::now_us() - last.1 > stall.as_micros() as u64 {
+                want.store(u64::MAX, Relaxed);
+                anyhow::bail!(
+                    "stalled: {now} of {n} {what} arrived and none for {:.0?}",
+                    stall
+                );
+            }
+            // The timeout only bounds how long a stall goes unnoticed; the wake-up
+            // comes from the request that reaches the target.
+            let _ = tokio::time::timeout(Duration::from_millis(500), reached).await;
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, inner: Arc<Inner>, stop: CancellationToken) {
+    let mut builder = http1::Builder::new();
+    builder.keep_alive(true);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.cancelled() => return,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(_) => {
+                // Out of file descriptors: back off briefly rather than spin.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let inner = inner.clone();
+        let connection = builder.serve_connection(
+            TokioIo::new(stream),
+            service_fn(move |request| {
+                let inner = inner.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(&inner, request).await) }
+            }),
+        );
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
+}
+
+async fn handle(inner: &Inner, request: Request<hyper::body::Incoming>) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(Body::new(body), usize::MAX)
+        .await
+        .unwrap_or_default();
+    let counts = &inner.counts;
+    counts.requests.fetch_add(1, Relaxed);
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    if let (Some(channel), Some(number)) = (header(h::CHANNEL_ID), header(h::MESSAGE_NUMBER)) {
+        let number: u64 = number.parse().unwrap_or(0);
+        let seen = inner.observe(channel, number);
+        if header(h::RESOURCE_STATE) == Some("sync") {
+            let n = counts.syncs.fetch_add(1, Relaxed) + 1;
+            if n >= inner.want_syncs.load(Relaxed) {
+                inner.reached.notify_waiters();
+            }
+        } else {
+            inner.count_event(seen, &body);
+        }
+    }
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}
+
+impl Inner {
+    fn observe(&self, channel: &str, number: u64) -> Seen {
+        let mut last = self.channels.entry(channel.into()).or_insert(0);
+        let seen = match number.cmp(&*last) {
+            std::cmp::Ordering::Greater => Seen::New,
+            std::cmp::Ordering::Equal => Seen::Duplicate,
+            std::cmp::Ordering::Less => Seen::OutOfOrder,
+        };
+        *last = (*last).max(number);
+        seen
+    }
+
+    fn count_event(&self, seen: Seen, body: &Bytes) {
+        let counts = &self.counts;
+        let now = clock::now_us();
+        match seen {
+            Seen::New => {}
+            Seen::Duplicate => {
+                counts.duplicates.fetch_add(1, Relaxed);
+            }
+            Seen::OutOfOrder => {
+                counts.out_of_order.fetch_add(1, Relaxed);
+            }
+        }
+        if self.record_latency.load(Relaxed) {
+            if let Some(sent) = payload_timestamp(body) {
+                let micros = now.saturating_sub(sent).min(u32::MAX as u64) as u32;
+                self.latencies.lock().unwrap().push(micros);
+            }
+        }
+        let _ = counts
+            .first_event_us
+            .compare_exchange(0, now, Relaxed, Relaxed);
+        counts.last_event_us.fetch_max(now, Relaxed);
+        let n = counts.events.fetch_add(1, Relaxed) + 1;
+        if n >= self.want_events.load(Relaxed) {
+            self.reached.notify_waiters();
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! The results of one run: JSON for machines, a Markdown table for BENCHMARKS.md, and
+//! the chart. Targets are the issue's; each is checked against what was measured.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::chart::{self, format_count, ChartData};
+use super::scenarios::backlog::Backlog;
+use super::scenarios::fanout::Fanout;
+use super::scenarios::latency::Latency;
+use super::scenarios::publish::Publish;
+use super::scenarios::raw::Raw;
+use super::scenarios::scale::Scale;
+use super::scenarios::wide::Wide;
+use super::scenarios::Sizes;
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Machine {
+    pub cores: usize,
+    pub cpu: String,
+    pub kernel: String,
+    pub memory_total_mib: u64,
+}
+
+impl Machine {
+    pub fn this() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
+            .unwrap_or_default();
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let memory_kib: u64 = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0);
+        Machine {
+            cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu,
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            memory_total_mib: memory_kib / 1024,
+        }
+    }
+}
+
+/// One target of the issue, against what was measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Check {
+    pub name: String,
+    pub measured: f64,
+    pub unit: String,
+    pub ratio_to_raw: Option<f64>,
+    /// As written in the issue, e.g. "≥ 0.60 × raw"; empty when there is none.
+    pub target: String,
+    pub pass: Option<bool>,
+    /// Size caveats: a figure measured below the issue's size says so here.
+    pub note: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Results {
+    pub watchwire_version: String,
+    pub quick: bool,
+    /// "release" or "debug": debug figures mean nothing.
+    pub build: String,
+    pub command: String,
+    pub machine: Machine,
+    pub sizes: Sizes,
+    pub wall_seconds: f64,
+    pub raw: Option<Raw>,
+    pub fanout: Option<Fanout>,
+    pub publish: Option<Publish>,
+    pub latency: Option<Latency>,
+    pub wide: Option<Wide>,
+    pub scale: Option<Scale>,
+    pub backlog: Option<Backlog>,
+    /// Scenarios that failed, with why.
+    pub failures: Vec<String>,
+    pub checks: Vec<Check>,
+}
+
+impl Results {
+    /// Fills `checks` from the scenario results.
+    pub fn evaluate(&mut self) {
+        let mut checks = Vec::new();
+        let check = |name: &str, measured: f64, unit: &str, ratio: Option<f64>, target: &str, pass: Option<bool>, note: String| Check {
+            name: name.into(),
+            measured,
+            unit: unit.into(),
+            ratio_to_raw: ratio,
+            target: target.into(),
+            pass,
+            note,
+        };
+        if let Some(r) = &self.raw {
+            let note = format!("{} connections, {} B bodies", r.connections, r.payload_bytes);
+            checks.push(check("raw loopback ceiling", r.per_second, "requests/s", Some(1.0), "", None, note));
+        }
+        if let Some(f) = &self.fanout {
+            let h = &f.headline;
+            let note = format!("{} channels, {} events in batches of {}", h.channels, h.events, f.batch);
+            let pass = h.ratio_to_raw.map(|r| r >= 0.60);
+            checks.push(check("fan-out delivered", h.delivered_per_second, "notifications/s", h.ratio_to_raw, "≥ 0.60 × raw", pass, note));
+        }
+        if let Some(p) = &self.publish {
+            let note = format!("{} connections, {:.1} events per fsync", p.connections, p.events_per_commit);
+            let pass = p.ratio_to_raw.map(|r| r >= 0.40);
+            checks.push(check("single-event publishes", p.per_second, "events/s", p.ratio_to_raw, "≥ 0.40 × raw", pass, note));
+        }
+        if let Some(l) = &self.latency {
+            let note = format!("{} ev/s to {} channels, {} samples", l.target_rate, l.channels, l.delivery.samples);
+            let ratio = l.p50_over_raw_round_trip;
+            checks.push(check("latency p50", l.delivery.p50_ms, "ms", ratio, "≤ 1 ms", Some(l.delivery.p50_ms <= 1.0), note.clone()));
+            checks.push(check("latency p99", l.delivery.p99_ms, "ms", None, "≤ 5 ms", Some(l.delivery.p99_ms <= 5.0), note.clone()));
+            checks.push(check("latency p99.9", l.delivery.p999_ms, "ms", None, "", None, note));
+        }
+        if let Some(w) = &self.wide {
+            let note = size_note(w.channels, 100_000, "channels");
+            let pass = (w.channels >= 100_000).then_some(w.last_delivery_seconds <= 3.0);
+            checks.push(check("one event → all channels", w.last_delivery_seconds, "s", w.ratio_to_raw, "≤ 3 s at 100k", pass, note));
+        }
+        if let Some(s) = &self.scale {
+            let full = s.channels >= 1_000_000;
+            let note = size_note(s.channels, 1_000_000, "channels");
+            checks.push(check("channel creation", s.create_per_second, "channels/s", s.create_ratio_to_raw, "", None, note.clone()));
+            let pass = full.then_some(s.bytes_per_channel <= 1024.0);
+            checks.push(check("memory per idle channel", s.bytes_per_channel, "bytes", None, "≤ 1 KiB at 1M", pass, note.clone()));
+            let pass = full.then_some(s.restart_delivering_seconds <= 10.0);
+            checks.push(check("restart → delivering", s.restart_delivering_seconds, "s", None, "≤ 10 s at 1M", pass, note));
+        }
+        if let Some(b) = &self.backlog {
+            let peak = b.peak_rss_bytes as f64 / MIB;
+            let note = size_note(b.pending as usize, 1_000_000, "pending");
+            let pass = (b.pending >= 1_000_000).then_some(peak <= 256.0);
+            checks.push(check("peak RSS, dead endpoint", peak, "MiB", None, "≤ 256 MiB at 1M", pass, note));
+        }
+        self.checks = checks;
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        md.push_str("| figure | measured | ratio to raw | target | pass | conditions |\n");
+        md.push_str("|---|---:|---:|---|---|---|\n");
+        for c in &self.checks {
+            let ratio = c.ratio_to_raw.map_or("—".to_string(), |r| format!("{r:.2}"));
+            let pass = match c.pass {
+                Some(true) => "✅ yes",
+                Some(false) => "❌ no",
+                None => "—",
+            };
+            let target = if c.target.is_empty() { "—" } else { &c.target };
+            md.push_str(&format!(
+                "| {} | {} {} | {} | {} | {} | {} |\n",
+                c.name,
+                format_measured(c.measured),
+                c.unit,
+                ratio,
+                target,
+                pass,
+                c.note
+            ));
+        }
+        md
+    }
+
+    pub fn chart(&self) -> ChartData {
+        let mut latency = Vec::new();
+        let mut caption = "Publish→delivery latency (not run)".to_string();
+        if let Some(l) = &self.latency {
+            let d = &l.delivery;
+            latency = vec![
+                ("p50".to_string(), d.p50_ms),
+                ("p90".to_string(), d.p90_ms),
+                ("p99".to_string(), d.p99_ms),
+                ("p99.9".to_string(), d.p999_ms),
+                ("max".to_string(), d.max_ms),
+            ];
+            caption = format!(
+                "Publish→delivery latency, {} ev/s × {} channels",
+                format_count(l.target_rate as f64),
+                l.channels
+            );
+        }
+        ChartData {
+            title: format!(
+                "watchwire {} bench — {} cores, loopback, synchronous=FULL{}",
+                self.watchwire_version,
+                self.machine.cores,
+                if self.quick { " (quick smoke sizes)" } else { "" }
+            ),
+            latency,
+            latency_caption: caption,
+            latency_targets: vec![("p50".into(), 1.0), ("p99".into(), 5.0)],
+            throughput: self
+                .fanout
+                .iter()
+                .flat_map(|f| f.sweep.iter().map(|p| (p.channels as f64, p.delivered_per_second)))
+                .collect(),
+            wide: self.wide.as_ref().map(|w| (w.channels as f64, w.delivered_per_second)),
+            raw_per_second: self.raw.as_ref().map(|r| r.per_second),
+            target_ratio: 0.60,
+        }
+    }
+
+    /// Writes `results.json`, `results.md` and `chart.svg` into `dir`.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("results.json"), serde_json::to_string_pretty(self)? + "\n")?;
+        let mut md = format!(
+            "# watchwire bench results\n\n`{}` — {} build, {} cores ({}), kernel {}, {:.0} s wall.\n\n",
+            self.command, self.build, self.machine.cores, self.machine.cpu, self.machine.kernel, self.wall_seconds
+        );
+        md.push_str(&self.markdown());
+        if !self.failures.is_empty() {
+            md.push_str("\n**Failed scenarios**\n\n");
+            for f in &self.failures {
+                md.push_str(&format!("- {f}\n"));
+            }
+        }
+        std::fs::write(dir.join("results.md"), md)?;
+        std::fs::write(dir.join("chart.svg"), chart::svg(&self.chart()))?;
+        Ok(())
+    }
+}
+
+fn size_note(measured: usize, issue: usize, what: &str) -> String {
+    if measured >= issue {
+        format!("{} {what}", format_count(measured as f64))
+    } else {
+        format!("{} {what} (issue: {}; pass/fail only at that size)", format_count(measured as f64), format_count(issue as f64))
+    }
+}
+
+fn format_measured(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}

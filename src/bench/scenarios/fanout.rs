@@ -1,0 +1,120 @@
+//! fanout: N channels on one collection, batched publishes of 512-byte events below it;
+//! delivered notifications per second from the first publish to the last delivery. Run
+//! at several channel counts (the sweep); the headline is the 50 channels.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::{check_delivery, create_channels, ratio, Ctx};
+use crate::bench::clock;
+use crate::bench::gateway::Gateway;
+use crate::bench::load;
+use crate::bench::receiver::Receiver;
+use crate::bench::stats::Percentiles;
+
+/// Concurrent publishers (each sends one batch at a time).
+const PUBLISHERS: usize = 4;
+/// Distinct resources the events are spread over, all below the collection.
+const ITEMS: u64 = 1000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Point {
+    pub channels: usize,
+    pub events: u64,
+    pub notifications: u64,
+    pub seconds: f64,
+    pub delivered_per_second: f64,
+    pub ratio_to_raw: Option<f64>,
+    /// Publish→delivery latency at saturation (every event published as fast as it goes).
+    pub latency: Percentiles,
+    /// Gateway CPU time per delivered notification, µs (over 2 cores, 2 s per s at most).
+    pub gateway_cpu_us_per_notification: f64,
+    /// Store transactions (each an fsync) during the point.
+    pub store_commits: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Fanout {
+    pub batch: usize,
+    /// The headline point (the 50 channels).
+    pub headline: Point,
+    /// Throughput against channel count.
+    pub sweep: Vec<Point>,
+}
+
+pub async fn run(ctx: &Ctx, raw_per_second: Option<f64>) -> anyhow::Result<Fanout> {
+    let sizes = &ctx.sizes;
+    let mut counts = sizes.fanout_sweep.clone();
+    counts.push(sizes.fanout_channels);
+    counts.sort_unstable();
+    counts.dedup();
+    let mut sweep = Vec::new();
+    for channels in counts {
+        let events = (sizes.fanout_notifications / channels as u64).max(sizes.batch as u64);
+        let point = point(ctx, channels, events, raw_per_second).await?;
+        println!(
+            "  fanout {channels:>5} channels: {:>9.0} notifications/s ({} in {:.2} s)",
+            point.delivered_per_second, point.notifications, point.seconds
+        );
+        sweep.push(point);
+    }
+    let headline = sweep
+        .iter()
+        .find(|p| p.channels == sizes.fanout_channels)
+        .cloned()
+        .expect("the sweep includes the headline count");
+    Ok(Fanout {
+        batch: sizes.batch,
+        headline,
+        sweep,
+    })
+}
+
+async fn point(ctx: &Ctx, channels: usize, events: u64, raw_per_second: Option<f64>) -> anyhow::Result<Point> {
+    let sizes = &ctx.sizes;
+    let launch = ctx.launch(&format!("fanout-{channels}"))?;
+    let gateway = Gateway::start(&launch).await?;
+    let receiver = Receiver::start().await?;
+    create_channels(&gateway, &receiver, channels, sizes.connections, sizes.stall(), |_| "/bench/fanout".to_string()).await?;
+
+    let client = load::client(PUBLISHERS)?;
+    let commits_before = gateway.metric(&client, "watchwire_store_commits_total").await?.unwrap_or(0.0);
+    let cpu_before = gateway.cpu_seconds()?;
+    receiver.record_latency(true);
+    let batch = sizes.batch as u64;
+    let batches = events.div_ceil(batch);
+    let url = Arc::new(gateway.url.clone());
+    let began = clock::now_us();
+    let publisher = client.clone();
+    load::for_each(batches as usize, PUBLISHERS, move |b| {
+        let (client, url) = (publisher.clone(), url.clone());
+        let first = b * batch;
+        let last = (first + batch).min(events);
+        let resources: Vec<String> = (first..last).map(|i| format!("/bench/fanout/items/{}", i % ITEMS)).collect();
+        async move { load::publish(&client, &url, load::batch_json(resources.iter().map(String::as_str))).await }
+    })
+    .await?;
+    let notifications = events * channels as u64;
+    receiver.wait_events(notifications, sizes.stall()).await?;
+    let counts = receiver.counts();
+    let seconds = clock::secs_between(began, counts.last_event_us.load(std::sync::atomic::Ordering::Relaxed));
+    let cpu = gateway.cpu_seconds()? - cpu_before;
+    let commits = gateway.metric(&client, "watchwire_store_commits_total").await?.unwrap_or(0.0) - commits_before;
+    check_delivery(&receiver, notifications)?;
+    let data = gateway.data_dir.clone();
+    gateway.stop().await?;
+    ctx.discard(&data);
+    let delivered_per_second = notifications as f64 / seconds.max(1e-9);
+    Ok(Point {
+        channels,
+        events,
+        notifications,
+        seconds,
+        delivered_per_second,
+        ratio_to_raw: ratio(delivered_per_second, raw_per_second),
+        latency: Percentiles::of_micros(receiver.take_latencies()),
+        gateway_cpu_us_per_notification: cpu * 1e6 / notifications as f64,
+        store_commits: commits,
+    })
+}

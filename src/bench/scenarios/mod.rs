@@ -1,0 +1,175 @@
+//! The scenarios, one file each, and what they share: sizes, where gateways keep their
+//! data and logs, and channel creation.
+
+pub mod backlog;
+pub mod fanout;
+pub mod latency;
+pub mod publish;
+pub mod raw;
+pub mod scale;
+pub mod wide;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::gateway::{Gateway, Launch};
+use super::load;
+use super::receiver::Receiver;
+
+/// How big each scenario runs.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Sizes {
+    /// Concurrent connections of the raw, publish and channel-creation loads.
+    pub connections: usize,
+    /// How long the raw and publish loads run, seconds.
+    pub seconds: f64,
+    /// Channels of the headline fan-out figure.
+    pub fanout_channels: usize,
+    /// Channel counts of the throughput-vs-channels sweep (includes `fanout_channels`).
+    pub fanout_sweep: Vec<usize>,
+    /// Notifications each sweep point delivers (events = this / channels).
+    pub fanout_notifications: u64,
+    /// Events per publish in the fan-out and backlog loads.
+    pub batch: usize,
+    pub latency_rate: u64,
+    pub latency_channels: usize,
+    pub latency_seconds: f64,
+    pub wide_channels: usize,
+    pub scale_channels: usize,
+    /// Channels per resource in the scale scenario.
+    pub scale_per_resource: usize,
+    pub backlog_events: usize,
+    /// A scenario fails when nothing arrives for this long, seconds.
+    pub stall_seconds: f64,
+}
+
+impl Sizes {
+    /// The sizes, sized to finish in about ten minutes on two cores.
+    pub fn full() -> Sizes {
+        Sizes {
+            connections: 64,
+            seconds: 5.0,
+            fanout_channels: 50,
+            fanout_sweep: vec![1, 10, 50, 200, 1000],
+            fanout_notifications: 300_000,
+            batch: 100,
+            latency_rate: 5000,
+            latency_channels: 10,
+            latency_seconds: 10.0,
+            wide_channels: 100_000,
+            scale_channels: 1_000_000,
+            scale_per_resource: 1000,
+            backlog_events: 1_000_000,
+            stall_seconds: 60.0,
+        }
+    }
+
+    /// The CI smoke: every scenario, tiny, a few seconds in all even in a debug build.
+    pub fn quick() -> Sizes {
+        Sizes {
+            connections: 16,
+            seconds: 0.3,
+            fanout_channels: 5,
+            fanout_sweep: vec![1, 5],
+            fanout_notifications: 200,
+            batch: 10,
+            latency_rate: 200,
+            latency_channels: 3,
+            latency_seconds: 0.5,
+            wide_channels: 200,
+            scale_channels: 500,
+            scale_per_resource: 50,
+            backlog_events: 2000,
+            stall_seconds: 20.0,
+        }
+    }
+
+    pub fn stall(&self) -> Duration {
+        Duration::from_secs_f64(self.stall_seconds)
+    }
+}
+
+/// What every scenario needs.
+pub struct Ctx {
+    pub sizes: Sizes,
+    /// Data directories of the gateways.
+    pub work_dir: PathBuf,
+    /// Gateway logs.
+    pub log_dir: PathBuf,
+    pub log_filter: String,
+}
+
+impl Ctx {
+    /// A fresh data directory and log file for one gateway.
+    pub fn launch(&self, name: &str) -> anyhow::Result<Launch> {
+        let data_dir = self.work_dir.join(name);
+        if data_dir.exists() {
+            std::fs::remove_dir_all(&data_dir)?;
+        }
+        std::fs::create_dir_all(&data_dir)?;
+        let log_file = self.log_dir.join(format!("gateway-{name}.log"));
+        let _ = std::fs::remove_file(&log_file);
+        Ok(Launch::new(&data_dir, &log_file, &self.log_filter))
+    }
+
+    /// Removes a gateway's data once its scenario is done with it.
+    pub fn discard(&self, gateway_data: &std::path::Path) {
+        let _ = std::fs::remove_dir_all(gateway_data);
+    }
+}
+
+/// Creates `n` channels, channel `i` on `resource(i)`, all delivering to `receiver`, over
+/// `connections` concurrent connections, then waits for every sync notification.
+/// Returns (seconds to create, seconds until the last sync arrived), both from the first
+/// request.
+pub async fn create_channels(
+    gateway: &Gateway,
+    receiver: &Receiver,
+    n: usize,
+    connections: usize,
+    stall: Duration,
+    resource: impl Fn(u64) -> String + Send + Sync + 'static,
+) -> anyhow::Result<(f64, f64)> {
+    let client = load::client(connections)?;
+    let address = Arc::new(receiver.url("/notify"));
+    let url = Arc::new(gateway.url.clone());
+    let syncs_before = receiver.counts().syncs.load(std::sync::atomic::Ordering::Relaxed);
+    let began = std::time::Instant::now();
+    let run = load::for_each(n, connections, move |i| {
+        let (client, address, url) = (client.clone(), address.clone(), url.clone());
+        let resource = resource(i);
+        async move { load::watch(&client, &url, &resource, load::watch_body(&address)).await }
+    })
+    .await?;
+    anyhow::ensure!(run.done == n as u64, "created {} of {n} channels", run.done);
+    let created = began.elapsed().as_secs_f64();
+    receiver.wait_syncs(syncs_before + n as u64, stall).await?;
+    Ok((created, began.elapsed().as_secs_f64()))
+}
+
+/// Ratio of a rate to the raw ceiling (`None` without a raw figure).
+pub fn ratio(rate: f64, raw_per_second: Option<f64>) -> Option<f64> {
+    raw_per_second.filter(|r| *r > 0.0).map(|r| rate / r)
+}
+
+/// Checks that what arrived is exactly what was published, in order, once.
+pub fn check_delivery(receiver: &Receiver, expected_events: u64) -> anyhow::Result<()> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let counts = receiver.counts();
+    let (events, duplicates, out_of_order) = (
+        counts.events.load(Relaxed),
+        counts.duplicates.load(Relaxed),
+        counts.out_of_order.load(Relaxed),
+    );
+    anyhow::ensure!(
+        out_of_order == 0,
+        "{out_of_order} notifications arrived out of order"
+    );
+    anyhow::ensure!(
+        events - duplicates == expected_events,
+        "{} distinct notifications arrived, expected {expected_events}",
+        events - duplicates
+    );
+    Ok(())
+}

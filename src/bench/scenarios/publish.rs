@@ -1,0 +1,74 @@
+//! publish: single-event publishes (512-byte data) from `connections` concurrent
+//! connections, each answered only once durable (`synchronous=FULL`); events per second.
+//! No channels, so this is the publish path alone.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ratio, Ctx};
+use crate::bench::gateway::Gateway;
+use crate::bench::load;
+use crate::bench::stats::Percentiles;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Publish {
+    pub connections: usize,
+    pub seconds: f64,
+    pub events: u64,
+    pub per_second: f64,
+    pub ratio_to_raw: Option<f64>,
+    /// From sending a publish to its durable `200`.
+    pub ack: Percentiles,
+    /// Store transactions (each one fsync) and how many publishes each carried.
+    pub store_commits: f64,
+    pub events_per_commit: f64,
+    pub gateway_cpu_us_per_event: f64,
+}
+
+pub async fn run(ctx: &Ctx, raw_per_second: Option<f64>) -> anyhow::Result<Publish> {
+    let sizes = &ctx.sizes;
+    let gateway = Gateway::start(&ctx.launch("publish")?).await?;
+    let client = load::client(sizes.connections)?;
+    let url = Arc::new(gateway.url.clone());
+    let op = {
+        let (client, url) = (client.clone(), url.clone());
+        move |i: u64| {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                let body = load::event_json(&format!("/bench/publish/items/{}", i % 1000));
+                load::publish(&client, &url, body).await
+            }
+        }
+    };
+    // Warm-up: open the connections.
+    load::for_each(sizes.connections * 2, sizes.connections, op.clone()).await?;
+    let commits_before = gateway.metric(&client, "watchwire_store_commits_total").await?.unwrap_or(0.0);
+    let published_before = gateway.metric(&client, "watchwire_events_published_total").await?.unwrap_or(0.0);
+    let cpu_before = gateway.cpu_seconds()?;
+    let run = load::for_duration(sizes.connections, Duration::from_secs_f64(sizes.seconds), op).await?;
+    let cpu = gateway.cpu_seconds()? - cpu_before;
+    let commits = gateway.metric(&client, "watchwire_store_commits_total").await?.unwrap_or(0.0) - commits_before;
+    let published = gateway.metric(&client, "watchwire_events_published_total").await?.unwrap_or(0.0) - published_before;
+    anyhow::ensure!(
+        published as u64 == run.done,
+        "the gateway counted {published} published events, the publishers {}",
+        run.done
+    );
+    let data = gateway.data_dir.clone();
+    gateway.stop().await?;
+    ctx.discard(&data);
+    let per_second = run.per_second();
+    Ok(Publish {
+        connections: sizes.connections,
+        seconds: run.elapsed.as_secs_f64(),
+        events: run.done,
+        per_second,
+        ratio_to_raw: ratio(per_second, raw_per_second),
+        ack: Percentiles::of_micros(run.latencies_us),
+        store_commits: commits,
+        events_per_commit: run.done as f64 / commits.max(1.0),
+        gateway_cpu_us_per_event: cpu * 1e6 / run.done.max(1) as f64,
+    })
+}

@@ -1,0 +1,359 @@
+//! The embedded store: SQLite in WAL mode with `synchronous=FULL`.
+//!
+//! `writer.rs` holds the single writer thread (group commit, the feed); `read.rs` the
+//! read-only connection pool and row mappings; `schema.rs` the tables.
+
+mod read;
+mod schema;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::thread;
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection};
+use tokio::sync::{mpsc, oneshot};
+
+use self::read::{channel_from_row, event_from_row, outcome_from_row, under, ReadPool};
+use self::schema::{backend, log_head, meta_u64, CHANNEL_COLUMNS, EVENT_COLUMNS, SCHEMA};
+use self::writer::{Reply, WriteOp, Writer};
+use super::{FeedItem, Idempotency, PruneReport, PublishReceipt, Removal, Store, StoreError};
+use crate::model::{Channel, ChannelKind, Collection, NewChannel, NewEvent, Outcome, OutcomeRecord, OutcomeStatus, Seq, SharedEvent};
+
+pub struct SqliteStore {
+    writer: Mutex<Option<std_mpsc::Sender<WriteOp>>>,
+    writer_thread: Mutex<Option<thread::JoinHandle<()>>>,
+    readers: ReadPool,
+    secret: Vec<u8>,
+    feed: Mutex<Option<mpsc::UnboundedReceiver<FeedItem>>>,
+    commits: Arc<AtomicU64>,
+    pruned_through: Arc<AtomicU64>,
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(format!("cannot create data dir {}: {e}", dir.display())))?;
+        let path = dir.join("watchwire.db");
+        let conn = Connection::open(&path).map_err(backend)?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;").map_err(backend)?;
+        conn.execute_batch(SCHEMA).map_err(backend)?;
+        let secret = schema::instance_secret(&conn)?;
+        let pruned_through = Arc::new(AtomicU64::new(meta_u64(&conn, "pruned_through").map_err(backend)?));
+
+        let (feed_tx, feed_rx) = mpsc::unbounded_channel();
+        let (op_tx, op_rx) = std_mpsc::channel();
+        let commits = Arc::new(AtomicU64::new(0));
+        let writer = Writer {
+            conn,
+            feed: feed_tx,
+            feed_no: 0,
+            commits: commits.clone(),
+            pruned_through: pruned_through.clone(),
+            progress: HashMap::new(),
+            outcomes: HashMap::new(),
+            health: HashMap::new(),
+            owner_counts: HashMap::new(),
+        };
+        let writer_thread = thread::Builder::new()
+            .name("watchwire-store-writer".into())
+            .spawn(move || writer.run(op_rx))
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+
+        Ok(SqliteStore {
+            writer: Mutex::new(Some(op_tx)),
+            writer_thread: Mutex::new(Some(writer_thread)),
+            readers: ReadPool { path, idle: Arc::new(Mutex::new(Vec::new())) },
+            secret,
+            feed: Mutex::new(Some(feed_rx)),
+            commits,
+            pruned_through,
+        })
+    }
+
+    /// Transactions committed so far (each is one fsync of the WAL).
+    pub fn commit_count(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    fn send(&self, op: WriteOp) -> Result<(), StoreError> {
+        let guard = self.writer.lock().unwrap();
+        guard.as_ref().ok_or(StoreError::Closed)?.send(op).map_err(|_| StoreError::Closed)
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> WriteOp) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx))?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Stops the writer after it has committed everything queued.
+    pub fn close(&self) {
+        self.writer.lock().unwrap().take();
+        if let Some(handle) = self.writer_thread.lock().unwrap().take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn append(&self, events: Vec<NewEvent>, idempotency: Option<Idempotency>) -> Result<PublishReceipt, StoreError> {
+        self.call(|reply| WriteOp::Append { events, idempotency, reply }).await
+    }
+
+    async fn create_channel(&self, channel: NewChannel, max_per_owner: u64) -> Result<(Channel, u64), StoreError> {
+        self.call(|reply| WriteOp::CreateChannel { channel, max_per_owner, reply }).await
+    }
+
+    async fn remove_channels(&self, removal: Removal) -> Result<(Vec<i64>, u64), StoreError> {
+        self.call(|reply| WriteOp::RemoveChannels { removal, reply }).await
+    }
+
+    fn record_progress(&self, pk: i64, seq: Seq) {
+        let _ = self.send(WriteOp::Progress { pk, seq });
+    }
+
+    fn record_outcome(&self, outcome: Outcome) {
+        let _ = self.send(WriteOp::Outcome(outcome));
+    }
+
+    fn record_health(&self, pk: i64, failing_since_ms: Option<i64>, disabled: bool) {
+        let _ = self.send(WriteOp::Health { pk, failing_since_ms, disabled });
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.call(|reply| WriteOp::Flush { reply }).await
+    }
+
+    async fn prune(&self, events_before_ms: i64, outcomes_before_ms: i64) -> Result<PruneReport, StoreError> {
+        self.call(|reply| WriteOp::Prune { events_before_ms, outcomes_before_ms, reply }).await
+    }
+
+    fn pruned_through(&self) -> Seq {
+        self.pruned_through.load(Ordering::Relaxed)
+    }
+
+    async fn load_channels(&self) -> Result<Vec<Channel>, StoreError> {
+        self.readers
+            .with(|conn| {
+                let mut stmt = conn.prepare(&format!("SELECT {CHANNEL_COLUMNS} FROM channels ORDER BY pk"))?;
+                let rows = stmt.query_map([], channel_from_row)?;
+                rows.collect()
+            })
+            .await
+    }
+
+    async fn find_channel(&self, owner: &str, id: &str) -> Result<Option<Channel>, StoreError> {
+        let (owner, id) = (owner.to_string(), id.to_string());
+        self.readers
+            .with(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!("SELECT {CHANNEL_COLUMNS} FROM channels WHERE owner = ?1 AND id = ?2"))?;
+                let mut rows = stmt.query_map(params![owner, id], channel_from_row)?;
+                rows.next().transpose()
+            })
+            .await
+    }
+
+    async fn list_channels(&self, owner: &str, kind: ChannelKind, after_pk: i64, limit: usize) -> Result<Vec<Channel>, StoreError> {
+        let owner = owner.to_string();
+        self.readers
+            .with(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {CHANNEL_COLUMNS} FROM channels WHERE owner = ?1 AND kind = ?2 AND pk > ?3 ORDER BY pk LIMIT ?4"
+                ))?;
+                let rows = stmt.query_map(params![owner, kind.as_str(), after_pk, limit as i64], channel_from_row)?;
+                rows.collect()
+            })
+            .await
+    }
+
+    async fn list_outcomes(&self, pk: i64, status: Option<OutcomeStatus>, after_seq: Seq, limit: usize) -> Result<Vec<OutcomeRecord>, StoreError> {
+        self.readers
+            .with(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT o.channel_pk, o.seq, o.message_number, o.state, o.status, o.attempts, o.last_status, o.last_error, o.at_ms,
+                            o.next_retry_ms, e.resource, e.metadata
+                     FROM outcomes o LEFT JOIN events e ON e.seq = o.seq AND o.message_number > 1
+                     WHERE o.channel_pk = ?1 AND o.seq > ?2 AND (?3 IS NULL OR o.status = ?3)
+                     ORDER BY o.seq LIMIT ?4",
+                )?;
+                let rows = stmt.query_map(params![pk, after_seq as i64, status.map(OutcomeStatus::as_str), limit as i64], outcome_from_row)?;
+                rows.collect()
+            })
+            .await
+    }
+
+    async fn read_log(&self, after: Seq, limit: usize) -> Result<Vec<SharedEvent>, StoreError> {
+        self.readers
+            .with(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2"))?;
+                let rows = stmt.query_map(params![after as i64, limit as i64], event_from_row)?;
+                rows.collect()
+            })
+            .await
+    }
+
+    async fn read_matching(&self, resource: &str, after: Seq, limit: usize) -> Result<(Vec<SharedEvent>, Seq), StoreError> {
+        let resource = resource.to_string();
+        self.readers
+            .with(move |conn| {
+                // One read transaction, so the head we report is the snapshot we read.
+                conn.execute_batch("BEGIN")?;
+                let result = (|| {
+                    let head = log_head(conn)?;
+                    let mut stmt = conn.prepare_cached(&format!(
+                        "SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 AND {} ORDER BY seq LIMIT ?3",
+                        under("resource", "?2")
+                    ))?;
+                    let rows = stmt.query_map(params![after as i64, resource, limit as i64], event_from_row)?;
+                    Ok((rows.collect::<rusqlite::Result<Vec<_>>>()?, head))
+                })();
+                conn.execute_batch("COMMIT")?;
+                result
+            })
+            .await
+    }
+
+    async fn count_matching(&self, resource: &str, after: Seq) -> Result<u64, StoreError> {
+        let resource = resource.to_string();
+        self.readers
+            .with(move |conn| {
+                let sql = format!("SELECT COUNT(*) FROM events WHERE seq > ?1 AND {}", under("resource", "?2"));
+                let n: i64 = conn.prepare_cached(&sql)?.query_row(params![after as i64, resource], |r| r.get(0))?;
+                Ok(n as u64)
+            })
+            .await
+    }
+
+    async fn latest_under(&self, path: &str) -> Result<Option<(Seq, i64)>, StoreError> {
+        let path = path.to_string();
+        self.readers
+            .with(move |conn| {
+                let mut stmt = conn.prepare_cached("SELECT last_seq, last_ms FROM prefixes WHERE path = ?1")?;
+                let mut rows = stmt.query_map(params![path], |r| Ok((r.get::<_, i64>(0)? as Seq, r.get(1)?)))?;
+                rows.next().transpose()
+            })
+            .await
+    }
+
+    async fn list_collections(&self, prefix: Option<&str>, limit: usize) -> Result<Vec<Collection>, StoreError> {
+        let prefix = prefix.map(str::to_string);
+        self.readers
+            .with(move |conn| {
+                let sql = format!(
+                    "SELECT path, last_seq, last_ms FROM prefixes WHERE collection = 1 AND (?1 IS NULL OR {}) ORDER BY last_seq DESC LIMIT ?2",
+                    under("path", "?1")
+                );
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let rows = stmt.query_map(params![prefix, limit as i64], |r| {
+                    Ok(Collection { path: r.get(0)?, last_seq: r.get::<_, i64>(1)? as Seq, last_ms: r.get(2)? })
+                })?;
+                rows.collect()
+            })
+            .await
+    }
+
+    async fn head(&self) -> Result<Seq, StoreError> {
+        self.readers.with(log_head).await
+    }
+
+    fn instance_secret(&self) -> &[u8] {
+        &self.secret
+    }
+
+    fn take_feed(&self) -> Option<mpsc::UnboundedReceiver<FeedItem>> {
+        self.feed.lock().unwrap().take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use crate::store::Idempotency;
+
+    fn event(resource: &str) -> NewEvent {
+        NewEvent {
+            resource: resource.into(),
+            state: "exists".into(),
+            data: Some(Bytes::from_static(b"{}")),
+            changed: vec![],
+            metadata: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_appends_share_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let before = store.commit_count();
+        let appends = (0..200).map(|i| store.append(vec![event(&format!("/r/{i}"))], None));
+        let receipts = futures_util::future::join_all(appends).await;
+        let seqs: std::collections::BTreeSet<Seq> =
+            receipts.into_iter().map(|r| r.unwrap().last_seq).collect();
+        assert_eq!(seqs.len(), 200, "every append got its own position");
+        let commits = store.commit_count() - before;
+        assert!(
+            commits < 20,
+            "200 concurrent appends took {commits} commits; group commit should fold them"
+        );
+    }
+
+    #[tokio::test]
+    async fn log_survives_reopen_and_seqs_never_repeat() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = {
+            let store = SqliteStore::open(dir.path()).unwrap();
+            let receipt = store
+                .append(vec![event("/a"), event("/a/b")], None)
+                .await
+                .unwrap();
+            store.close();
+            receipt.last_seq
+        };
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(store.head().await.unwrap(), first);
+        let (matching, head) = store.read_matching("/a", 0, 10).await.unwrap();
+        assert_eq!(matching.len(), 2);
+        assert_eq!(head, first);
+        let (sibling, _) = store.read_matching("/a/b", 0, 10).await.unwrap();
+        assert_eq!(sibling.len(), 1);
+        let next = store.append(vec![event("/a")], None).await.unwrap();
+        assert!(next.last_seq > first);
+    }
+
+    #[tokio::test]
+    async fn idempotent_appends_replay_or_conflict() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let idem = |hash: &str| {
+            Some(Idempotency {
+                owner: "o".into(),
+                key: "k".into(),
+                body_hash: hash.into(),
+            })
+        };
+        let first = store.append(vec![event("/a")], idem("h1")).await.unwrap();
+        let again = store.append(vec![event("/a")], idem("h1")).await.unwrap();
+        assert!(again.replayed && again.last_seq == first.last_seq);
+        assert!(matches!(
+            store.append(vec![event("/a")], idem("h2")).await,
+            Err(StoreError::IdempotencyConflict)
+        ));
+        assert_eq!(
+            store.head().await.unwrap(),
+            first.last_seq,
+            "nothing new was appended"
+        );
+    }
+}

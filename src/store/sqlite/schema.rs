@@ -1,0 +1,113 @@
+//! Tables of the embedded store, and opening a connection the way every part needs it.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::store::StoreError;
+
+pub(super) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+
+-- The event log. AUTOINCREMENT: a seq is never reused, even after pruning the newest.
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time_ms INTEGER NOT NULL,
+    resource TEXT NOT NULL,
+    state TEXT NOT NULL,
+    data BLOB,
+    changed TEXT NOT NULL DEFAULT '',
+    metadata TEXT
+);
+CREATE INDEX IF NOT EXISTS events_by_resource ON events (resource, seq);
+
+-- Latest change on or below every path that has seen one (polling, SPEC §7).
+CREATE TABLE IF NOT EXISTS prefixes (
+    path TEXT PRIMARY KEY,
+    last_seq INTEGER NOT NULL,
+    last_ms INTEGER NOT NULL,
+    collection INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS channels (
+    pk INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL DEFAULT 'channel',
+    owner TEXT NOT NULL,
+    id TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    resource_uri TEXT NOT NULL,
+    address TEXT NOT NULL,
+    token TEXT,
+    expiration_ms INTEGER,
+    params TEXT NOT NULL,
+    payload INTEGER NOT NULL,
+    signing_secret TEXT,
+    created_ms INTEGER NOT NULL,
+    start_seq INTEGER NOT NULL,
+    progress_seq INTEGER NOT NULL,
+    synced INTEGER NOT NULL DEFAULT 0,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    failing_since_ms INTEGER,
+    UNIQUE (owner, id)
+);
+CREATE INDEX IF NOT EXISTS channels_by_address ON channels (owner, address);
+
+-- The delivery log (SPEC §8): one row per notification attempted.
+CREATE TABLE IF NOT EXISTS outcomes (
+    channel_pk INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    message_number INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    last_status INTEGER,
+    last_error TEXT,
+    at_ms INTEGER NOT NULL,
+    next_retry_ms INTEGER,
+    PRIMARY KEY (channel_pk, seq)
+);
+CREATE INDEX IF NOT EXISTS outcomes_by_time ON outcomes (at_ms);
+
+CREATE TABLE IF NOT EXISTS idempotency (
+    owner TEXT NOT NULL,
+    key TEXT NOT NULL,
+    body_hash TEXT NOT NULL,
+    last_seq INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (owner, key)
+);
+"#;
+
+/// Columns of `events` in the order `read::event_from_row` expects.
+pub(super) const EVENT_COLUMNS: &str = "seq, time_ms, resource, state, data, changed, metadata";
+
+/// Columns of `channels` in the order `read::channel_from_row` expects.
+pub(super) const CHANNEL_COLUMNS: &str = "pk, owner, id, resource, resource_id, resource_uri, address, token, expiration_ms, params, payload,
+     signing_secret, created_ms, start_seq, progress_seq, synced, kind, disabled, failing_since_ms";
+
+pub(super) fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// The highest seq ever assigned.
+pub(super) fn log_head(conn: &Connection) -> rusqlite::Result<u64> {
+    let head: i64 = conn.query_row("SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)", [], |r| r.get(0))?;
+    Ok(head as u64)
+}
+
+pub(super) fn meta_u64(conn: &Connection, key: &str) -> rusqlite::Result<u64> {
+    let value: Option<i64> = conn.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0)).optional()?;
+    Ok(value.unwrap_or(0) as u64)
+}
+
+/// The per-database secret for resource ids, created on first open.
+pub(super) fn instance_secret(conn: &Connection) -> Result<Vec<u8>, StoreError> {
+    let existing: Option<Vec<u8>> =
+        conn.query_row("SELECT value FROM meta WHERE key = 'instance_secret'", [], |r| r.get(0)).optional().map_err(backend)?;
+    if let Some(secret) = existing {
+        return Ok(secret);
+    }
+    let secret: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
+    conn.execute("INSERT INTO meta (key, value) VALUES ('instance_secret', ?1)", params![secret]).map_err(backend)?;
+    Ok(secret)
+}

@@ -1,0 +1,502 @@
+//! The writer thread: the only write connection. It takes every request queued while
+//! the previous transaction was committing and applies them all in one
+//! `BEGIN IMMEDIATE` transaction (group commit: one fsync for many requests). After the
+//! commit it puts the changes on the feed, in order, then answers the callers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc};
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use tokio::sync::{mpsc, oneshot};
+
+use super::schema::log_head;
+use crate::model::{now_ms, Channel, ChannelKind, Event, NewChannel, NewEvent, Outcome, Seq, SharedEvent};
+use crate::protocol::resource::{collection, covers, self_and_ancestors};
+use crate::store::{Committed, FeedItem, Idempotency, PruneReport, PublishReceipt, Removal, StoreError};
+
+/// How long an Idempotency-Key is remembered (SPEC §6).
+const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
+/// Most requests folded into one transaction.
+const MAX_BATCH: usize = 4096;
+/// Most rows one prune step deletes, so a prune never holds the writer for long.
+const PRUNE_CHUNK: i64 = 10_000;
+
+pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+pub(super) enum WriteOp {
+    Append { events: Vec<NewEvent>, idempotency: Option<Idempotency>, reply: Reply<PublishReceipt> },
+    CreateChannel { channel: NewChannel, max_per_owner: u64, reply: Reply<(Channel, u64)> },
+    RemoveChannels { removal: Removal, reply: Reply<(Vec<i64>, u64)> },
+    Prune { events_before_ms: i64, outcomes_before_ms: i64, reply: Reply<PruneReport> },
+    Progress { pk: i64, seq: Seq },
+    Outcome(Outcome),
+    Health { pk: i64, failing_since_ms: Option<i64>, disabled: bool },
+    Flush { reply: Reply<()> },
+}
+
+pub(super) struct Writer {
+    pub conn: Connection,
+    pub feed: mpsc::UnboundedSender<FeedItem>,
+    pub feed_no: u64,
+    pub commits: Arc<AtomicU64>,
+    pub pruned_through: Arc<AtomicU64>,
+    /// Progress not yet committed, coalesced per channel.
+    pub progress: HashMap<i64, Seq>,
+    /// Outcomes not yet committed, the latest per notification.
+    pub outcomes: HashMap<(i64, Seq), Outcome>,
+    pub health: HashMap<i64, (Option<i64>, bool)>,
+    /// Stored channels per owner, counted once per owner and then kept up to date.
+    pub owner_counts: HashMap<String, u64>,
+}
+
+/// The part of a request that runs inside the transaction.
+enum Job {
+    Append(Vec<NewEvent>, Option<Idempotency>),
+    Create(NewChannel, u64),
+    Remove(Removal),
+    Prune(i64, i64),
+    Flush,
+}
+
+/// Who waits for a job's answer.
+enum Slot {
+    Append(Reply<PublishReceipt>),
+    Create(Reply<(Channel, u64)>),
+    Remove(Reply<(Vec<i64>, u64)>),
+    Prune(Reply<PruneReport>),
+    Flush(Reply<()>),
+}
+
+impl Slot {
+    fn fail(self, error: StoreError) {
+        match self {
+            Slot::Append(reply) => drop(reply.send(Err(error))),
+            Slot::Create(reply) => drop(reply.send(Err(error))),
+            Slot::Remove(reply) => drop(reply.send(Err(error))),
+            Slot::Prune(reply) => drop(reply.send(Err(error))),
+            Slot::Flush(reply) => drop(reply.send(Err(error))),
+        }
+    }
+}
+
+/// A job's answer. The outer `rusqlite::Result` of a job function aborts the whole
+/// transaction; these inner errors concern one request only.
+enum Done {
+    Append(Result<(PublishReceipt, Vec<SharedEvent>), StoreError>),
+    Create(Result<(Channel, Option<i64>), StoreError>),
+    Remove(Result<Vec<i64>, StoreError>),
+    Prune(PruneReport),
+    Flush,
+}
+
+impl Writer {
+    pub fn run(mut self, ops: std_mpsc::Receiver<WriteOp>) {
+        while let Ok(first) = ops.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match ops.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(batch);
+        }
+        // Every sender is gone: commit the last records.
+        if !self.progress.is_empty() || !self.outcomes.is_empty() || !self.health.is_empty() {
+            self.commit_batch(Vec::new());
+        }
+    }
+
+    fn commit_batch(&mut self, batch: Vec<WriteOp>) {
+        let mut jobs = Vec::with_capacity(batch.len());
+        let mut slots = Vec::with_capacity(batch.len());
+        for op in batch {
+            match op {
+                WriteOp::Progress { pk, seq } => {
+                    let entry = self.progress.entry(pk).or_insert(seq);
+                    *entry = (*entry).max(seq);
+                }
+                WriteOp::Outcome(outcome) => {
+                    self.outcomes.insert((outcome.channel_pk, outcome.seq), outcome);
+                }
+                WriteOp::Health { pk, failing_since_ms, disabled } => {
+                    self.health.insert(pk, (failing_since_ms, disabled));
+                }
+                WriteOp::Append { events, idempotency, reply } => {
+                    jobs.push(Job::Append(events, idempotency));
+                    slots.push(Slot::Append(reply));
+                }
+                WriteOp::CreateChannel { channel, max_per_owner, reply } => {
+                    jobs.push(Job::Create(channel, max_per_owner));
+                    slots.push(Slot::Create(reply));
+                }
+                WriteOp::RemoveChannels { removal, reply } => {
+                    jobs.push(Job::Remove(removal));
+                    slots.push(Slot::Remove(reply));
+                }
+                WriteOp::Prune { events_before_ms, outcomes_before_ms, reply } => {
+                    jobs.push(Job::Prune(events_before_ms, outcomes_before_ms));
+                    slots.push(Slot::Prune(reply));
+                }
+                WriteOp::Flush { reply } => {
+                    jobs.push(Job::Flush);
+                    slots.push(Slot::Flush(reply));
+                }
+            }
+        }
+        match self.transaction(jobs) {
+            Ok(done) => {
+                metrics::counter!("watchwire_store_commits_total").increment(1);
+                self.commits.fetch_add(1, Ordering::Relaxed);
+                self.progress.clear();
+                self.outcomes.clear();
+                self.health.clear();
+                for (slot, done) in slots.into_iter().zip(done) {
+                    self.answer(slot, done);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store transaction failed; nothing of it was written");
+                // Counts may have moved inside the rolled-back transaction.
+                self.owner_counts.clear();
+                for slot in slots {
+                    slot.fail(StoreError::Backend(format!("the store could not commit: {e}")));
+                }
+            }
+        }
+    }
+
+    fn transaction(&mut self, jobs: Vec<Job>) -> rusqlite::Result<Vec<Done>> {
+        let now = now_ms();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut done = Vec::with_capacity(jobs.len());
+        let mut pruned_through = self.pruned_through.load(Ordering::Relaxed);
+        for job in jobs {
+            done.push(match job {
+                Job::Append(events, idempotency) => Done::Append(append(&tx, events, idempotency, now)?),
+                Job::Create(channel, max) => Done::Create(create_channel(&tx, channel, max, now, &mut self.owner_counts)?),
+                Job::Remove(removal) => Done::Remove(remove_channels(&tx, removal, now, &mut self.owner_counts)?),
+                Job::Prune(events_before, outcomes_before) => {
+                    let report = prune(&tx, pruned_through, events_before, outcomes_before)?;
+                    pruned_through = report.pruned_through;
+                    Done::Prune(report)
+                }
+                Job::Flush => Done::Flush,
+            });
+        }
+        write_records(&tx, &self.progress, &self.outcomes, &self.health)?;
+        tx.commit()?;
+        self.pruned_through.store(pruned_through, Ordering::Relaxed);
+        Ok(done)
+    }
+
+    /// Puts a job's committed changes on the feed, then answers its caller, so that a
+    /// caller who waits for the dispatcher to reach the feed number finds them routed.
+    fn answer(&mut self, slot: Slot, done: Done) {
+        match (slot, done) {
+            (Slot::Append(reply), Done::Append(result)) => {
+                let result = result.map(|(receipt, events)| {
+                    if !events.is_empty() {
+                        self.publish(Committed::Events(events));
+                    }
+                    receipt
+                });
+                let _ = reply.send(result);
+            }
+            (Slot::Create(reply), Done::Create(result)) => {
+                let result = result.map(|(channel, replaced)| {
+                    if let Some(pk) = replaced {
+                        self.publish(Committed::ChannelRemoved { pk });
+                    }
+                    let no = self.publish(Committed::ChannelCreated(channel.clone()));
+                    (channel, no)
+                });
+                let _ = reply.send(result);
+            }
+            (Slot::Remove(reply), Done::Remove(result)) => {
+                let result = result.map(|pks| {
+                    let mut last = 0;
+                    for &pk in &pks {
+                        last = self.publish(Committed::ChannelRemoved { pk });
+                    }
+                    (pks, last)
+                });
+                let _ = reply.send(result);
+            }
+            (Slot::Prune(reply), Done::Prune(report)) => drop(reply.send(Ok(report))),
+            (Slot::Flush(reply), Done::Flush) => drop(reply.send(Ok(()))),
+            _ => unreachable!("slots and results are built pairwise in the same order"),
+        }
+    }
+
+    fn publish(&mut self, change: Committed) -> u64 {
+        self.feed_no += 1;
+        // The dispatcher may be gone during shutdown; the change is durable regardless.
+        let _ = self.feed.send(FeedItem { no: self.feed_no, change });
+        self.feed_no
+    }
+}
+
+fn write_records(
+    tx: &Connection,
+    progress: &HashMap<i64, Seq>,
+    outcomes: &HashMap<(i64, Seq), Outcome>,
+    health: &HashMap<i64, (Option<i64>, bool)>,
+) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached("UPDATE channels SET progress_seq = MAX(progress_seq, ?2), synced = 1 WHERE pk = ?1")?;
+    for (pk, seq) in progress {
+        stmt.execute(params![pk, *seq as i64])?;
+    }
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR REPLACE INTO outcomes (channel_pk, seq, message_number, state, status, attempts, last_status, last_error, at_ms, next_retry_ms)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 WHERE EXISTS (SELECT 1 FROM channels WHERE pk = ?1)",
+    )?;
+    for o in outcomes.values() {
+        stmt.execute(params![
+            o.channel_pk,
+            o.seq as i64,
+            o.message_number as i64,
+            o.state,
+            o.status.as_str(),
+            o.attempts,
+            o.last_status,
+            o.last_error,
+            o.at_ms,
+            o.next_retry_ms
+        ])?;
+    }
+    let mut stmt = tx.prepare_cached("UPDATE channels SET failing_since_ms = ?2, disabled = ?3 WHERE pk = ?1")?;
+    for (pk, (failing_since, disabled)) in health {
+        stmt.execute(params![pk, failing_since, disabled])?;
+    }
+    Ok(())
+}
+
+fn append(
+    tx: &Connection,
+    events: Vec<NewEvent>,
+    idempotency: Option<Idempotency>,
+    now: i64,
+) -> rusqlite::Result<Result<(PublishReceipt, Vec<SharedEvent>), StoreError>> {
+    if let Some(idem) = &idempotency {
+        let previous: Option<(String, i64, i64)> = tx
+            .query_row(
+                "SELECT body_hash, last_seq, count FROM idempotency WHERE owner = ?1 AND key = ?2 AND created_ms > ?3",
+                params![idem.owner, idem.key, now - IDEMPOTENCY_WINDOW_MS],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        if let Some((hash, last_seq, count)) = previous {
+            return Ok(if hash == idem.body_hash {
+                Ok((PublishReceipt { last_seq: last_seq as Seq, count: count as usize, replayed: true }, Vec::new()))
+            } else {
+                Err(StoreError::IdempotencyConflict)
+            });
+        }
+    }
+    let mut insert = tx.prepare_cached("INSERT INTO events (time_ms, resource, state, data, changed, metadata) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
+    let mut stored = Vec::with_capacity(events.len());
+    // Latest seq per path on or above each event, and whether the path is a collection.
+    let mut touched: HashMap<&str, (Seq, bool)> = HashMap::new();
+    for e in events {
+        insert.execute(params![now, e.resource, e.state, e.data.as_deref(), e.changed.join(","), e.metadata])?;
+        let seq = tx.last_insert_rowid() as Seq;
+        stored.push(Arc::new(Event {
+            seq,
+            time_ms: now,
+            resource: e.resource,
+            state: e.state,
+            data: e.data,
+            changed: e.changed,
+            metadata: e.metadata,
+        }));
+    }
+    for event in &stored {
+        let parent = collection(&event.resource);
+        for path in self_and_ancestors(&event.resource) {
+            let entry = touched.entry(path).or_insert((0, false));
+            entry.0 = event.seq;
+            entry.1 |= path == parent;
+        }
+    }
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO prefixes (path, last_seq, last_ms, collection) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (path) DO UPDATE SET last_seq = excluded.last_seq, last_ms = excluded.last_ms,
+                                          collection = MAX(collection, excluded.collection)",
+    )?;
+    for (path, (seq, is_collection)) in &touched {
+        upsert.execute(params![path, *seq as i64, now, is_collection])?;
+    }
+    let last_seq = stored.last().map_or(0, |e| e.seq);
+    if let Some(idem) = idempotency {
+        tx.execute(
+            "INSERT OR REPLACE INTO idempotency (owner, key, body_hash, last_seq, count, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![idem.owner, idem.key, idem.body_hash, last_seq as i64, stored.len() as i64, now],
+        )?;
+    }
+    metrics::counter!("watchwire_events_published_total").increment(stored.len() as u64);
+    Ok(Ok((PublishReceipt { last_seq, count: stored.len(), replayed: false }, stored)))
+}
+
+/// Stores a channel; an expired channel holding the same (owner, id) is replaced.
+fn create_channel(
+    tx: &Connection,
+    spec: NewChannel,
+    max_per_owner: u64,
+    now: i64,
+    counts: &mut HashMap<String, u64>,
+) -> rusqlite::Result<Result<(Channel, Option<i64>), StoreError>> {
+    let existing: Option<(i64, Option<i64>)> = tx
+        .query_row("SELECT pk, expiration_ms FROM channels WHERE owner = ?1 AND id = ?2", params![spec.owner, spec.id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    if spec.kind == ChannelKind::Watcher {
+        if let Some(conflict) = watcher_conflict(tx, &spec)? {
+            return Ok(Err(StoreError::WatcherConflict(conflict)));
+        }
+    }
+    let mut replaced = None;
+    if let Some((pk, expiration)) = existing {
+        if expiration.is_none_or(|ms| ms > now) {
+            return Ok(Err(StoreError::DuplicateChannel(spec.id)));
+        }
+        delete_channel(tx, pk, counts)?;
+        replaced = Some(pk);
+    }
+    let held = owner_count(tx, &spec.owner, counts)?;
+    if *held >= max_per_owner {
+        return Ok(Err(StoreError::TooManyChannels(max_per_owner)));
+    }
+    *held += 1;
+    let head = log_head(tx)?;
+    tx.execute(
+        "INSERT INTO channels (kind, owner, id, resource, resource_id, resource_uri, address, token, expiration_ms, params, payload,
+                               signing_secret, created_ms, start_seq, progress_seq, synced)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, 0)",
+        params![
+            spec.kind.as_str(),
+            spec.owner,
+            spec.id,
+            spec.resource,
+            spec.resource_id,
+            spec.resource_uri,
+            spec.address,
+            spec.token,
+            spec.expiration_ms,
+            serde_json::Value::Object(spec.params.clone()).to_string(),
+            spec.payload,
+            spec.signing_secret,
+            spec.created_ms,
+            head as i64,
+        ],
+    )?;
+    let pk = tx.last_insert_rowid();
+    let channel =
+        Channel { pk, spec: Arc::new(spec), start_seq: head, progress_seq: head, synced: false, disabled: false, failing_since_ms: None };
+    Ok(Ok((channel, replaced)))
+}
+
+/// The rules that keep one owner's watchers from delivering an event twice to one
+/// endpoint (SPEC §9), with the messages the spec gives.
+fn watcher_conflict(tx: &Connection, spec: &NewChannel) -> rusqlite::Result<Option<&'static str>> {
+    let mut stmt = tx.prepare_cached("SELECT resource FROM channels WHERE owner = ?1 AND address = ?2 AND kind = 'watcher'")?;
+    let patterns = stmt.query_map(params![spec.owner, spec.address], |r| r.get::<_, String>(0))?;
+    for existing in patterns {
+        let existing = existing?;
+        if existing == spec.resource {
+            return Ok(Some("Record already exists"));
+        }
+        if covers(&spec.resource, &existing) {
+            return Ok(Some("Pattern would overwrite existing"));
+        }
+        if covers(&existing, &spec.resource) {
+            return Ok(Some("Pattern is already provided"));
+        }
+    }
+    Ok(None)
+}
+
+/// Channels stored for `owner`: counted with one query the first time, then kept.
+fn owner_count<'a>(tx: &Connection, owner: &str, counts: &'a mut HashMap<String, u64>) -> rusqlite::Result<&'a mut u64> {
+    if !counts.contains_key(owner) {
+        let n: i64 = tx.query_row("SELECT COUNT(*) FROM channels WHERE owner = ?1", params![owner], |r| r.get(0))?;
+        counts.insert(owner.to_string(), n as u64);
+    }
+    Ok(counts.get_mut(owner).expect("just inserted"))
+}
+
+/// Deletes a channel and its delivery log. `false` when there was no such channel.
+fn delete_channel(tx: &Connection, pk: i64, counts: &mut HashMap<String, u64>) -> rusqlite::Result<bool> {
+    let owner: Option<String> =
+        tx.query_row("DELETE FROM channels WHERE pk = ?1 RETURNING owner", params![pk], |r| r.get(0)).optional()?;
+    tx.execute("DELETE FROM outcomes WHERE channel_pk = ?1", params![pk])?;
+    if let Some(count) = owner.as_ref().and_then(|o| counts.get_mut(o)) {
+        *count = count.saturating_sub(1);
+    }
+    Ok(owner.is_some())
+}
+
+fn remove_channels(
+    tx: &Connection,
+    removal: Removal,
+    now: i64,
+    counts: &mut HashMap<String, u64>,
+) -> rusqlite::Result<Result<Vec<i64>, StoreError>> {
+    let owned = |owner: &str, id: &str, kind: &str| -> rusqlite::Result<Option<(i64, String)>> {
+        tx.query_row("SELECT pk, resource_id FROM channels WHERE owner = ?1 AND id = ?2 AND kind = ?3", params![owner, id, kind], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()
+    };
+    let pks: Vec<i64> = match removal {
+        Removal::Stop { owner, id, resource_id } => match owned(&owner, &id, "channel")? {
+            Some((pk, stored)) if stored == resource_id => vec![pk],
+            _ => return Ok(Err(StoreError::NotFound)),
+        },
+        Removal::Watcher { owner, id } => match owned(&owner, &id, "watcher")? {
+            Some((pk, _)) => vec![pk],
+            None => return Ok(Err(StoreError::NotFound)),
+        },
+        Removal::Gone { pk } => vec![pk],
+        Removal::ExpiredAt { now_ms } => {
+            tx.execute("DELETE FROM idempotency WHERE created_ms <= ?1", params![now - IDEMPOTENCY_WINDOW_MS])?;
+            let mut stmt = tx.prepare_cached("SELECT pk FROM channels WHERE expiration_ms IS NOT NULL AND expiration_ms <= ?1")?;
+            let pks = stmt.query_map(params![now_ms], |r| r.get(0))?.collect::<rusqlite::Result<Vec<i64>>>()?;
+            pks
+        }
+    };
+    let mut removed = Vec::with_capacity(pks.len());
+    for pk in pks {
+        if delete_channel(tx, pk, counts)? {
+            removed.push(pk);
+        }
+    }
+    Ok(Ok(removed))
+}
+
+/// One bounded prune step. Events go only when old enough *and* every stored channel
+/// is past them; delivery-log entries go by age.
+fn prune(tx: &Connection, pruned_through: Seq, events_before_ms: i64, outcomes_before_ms: i64) -> rusqlite::Result<PruneReport> {
+    let min_progress: Option<i64> = tx.query_row("SELECT MIN(progress_seq) FROM channels", [], |r| r.get(0))?;
+    let head = log_head(tx)? as i64;
+    let safe = min_progress.unwrap_or(head).min(head);
+    let old_enough: Option<i64> = tx.query_row(
+        "SELECT MAX(seq) FROM (SELECT seq, time_ms FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2) WHERE time_ms < ?3",
+        params![pruned_through as i64, PRUNE_CHUNK, events_before_ms],
+        |r| r.get(0),
+    )?;
+    let upto = old_enough.unwrap_or(0).min(safe);
+    let mut report = PruneReport { pruned_through, ..PruneReport::default() };
+    if upto > pruned_through as i64 {
+        report.events = tx.execute("DELETE FROM events WHERE seq > ?1 AND seq <= ?2", params![pruned_through as i64, upto])? as u64;
+        tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('pruned_through', ?1)", params![upto])?;
+        report.pruned_through = upto as Seq;
+    }
+    report.outcomes = tx.execute(
+        "DELETE FROM outcomes WHERE rowid IN (SELECT rowid FROM outcomes WHERE at_ms < ?1 ORDER BY at_ms LIMIT ?2)",
+        params![outcomes_before_ms, PRUNE_CHUNK],
+    )? as u64;
+    Ok(report)
+}
