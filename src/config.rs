@@ -142,6 +142,10 @@ pub struct ServeArgs {
     #[arg(long, env = "WATCHWIRE_STREAM_BUFFER", default_value_t = 1024)]
     pub stream_buffer: usize,
 
+    /// A stream whose consumer takes no event for this long is cut off.
+    #[arg(long, env = "WATCHWIRE_STREAM_STALL_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub stream_stall_timeout: Duration,
+
     /// `Cache-Control: max-age` of changeset answers.
     #[arg(long, env = "WATCHWIRE_CHANGES_MAX_AGE", default_value = "0s", value_parser = parse_duration)]
     pub changes_max_age: Duration,

@@ -276,3 +276,43 @@ async fn slow_clients_are_cut_off() {
     tokio::time::timeout(PATIENCE, slow_head.read_to_end(&mut rest)).await.expect("the gateway closes a stalled head").ok();
     assert_eq!(gw.http.get(format!("{}/healthz", gw.url)).send().await.unwrap().status(), 200);
 }
+
+#[tokio::test]
+async fn logs_replay_and_watchers_belong_to_their_key() {
+    let (gw, _config) = secured(|_| {}).await;
+    let rx = Receiver::start().await;
+    assert_eq!(call(&gw, Some("root-key"), "/r/watch", &watch_body("mine", &rx.url())).await.0, 200);
+    let (status, watcher) = call(&gw, Some("root-key"), "/v1/watchers", &json!({"pattern": "/w", "endpoint": rx.url()})).await;
+    assert_eq!(status, 201);
+    let get = |key: &'static str, path: String| {
+        let request = gw.http.get(format!("{}{path}", gw.url)).bearer_auth(key);
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.json::<Value>().await.unwrap())
+        }
+    };
+    for path in ["/v1/channels/mine", "/v1/channels/mine/notifications"] {
+        assert_eq!(get("root-key", path.to_string()).await.0, 200, "{path}");
+        let (status, body) = get("other-root", path.to_string()).await;
+        assert_error(status, &body, 404, "notFound");
+    }
+    let (_, theirs) = get("other-root", "/v1/channels".into()).await;
+    assert_eq!(theirs["items"].as_array().unwrap().len(), 0, "another key's listing is empty");
+    let (_, theirs) = get("other-root", "/v1/watchers".into()).await;
+    assert_eq!(theirs["items"].as_array().unwrap().len(), 0);
+    let (status, _) = call(&gw, Some("other-root"), "/v1/channels/mine/replay", &json!({"since": "0000000000000000"})).await;
+    assert_eq!(status, 404);
+    let (status, _) = call(&gw, Some("other-root"), "/v1/channels/mine/enable", &json!({})).await;
+    assert_eq!(status, 404);
+    let id = watcher["id"].as_str().unwrap();
+    let deleted = gw.http.delete(format!("{}/v1/watchers/{id}", gw.url)).bearer_auth("other-root").send().await.unwrap();
+    assert_eq!(deleted.status(), 404);
+    // Reading the stream and polling needs a key too.
+    assert_eq!(gw.http.get(format!("{}/v1/watch", gw.url)).send().await.unwrap().status(), 401);
+    assert_eq!(gw.http.get(format!("{}/v1/changes", gw.url)).send().await.unwrap().status(), 401);
+    // A key limited to /b/photos cannot read the whole log or another prefix.
+    let limited = gw.http.get(format!("{}/v1/changeset?resource=/r&_expected=1", gw.url)).bearer_auth("subscribe-key").send().await.unwrap();
+    assert_eq!(limited.status(), 403);
+    let limited = gw.http.get(format!("{}/v1/changes", gw.url)).bearer_auth("subscribe-key").send().await.unwrap();
+    assert_eq!(limited.status(), 403);
+}

@@ -66,6 +66,12 @@ fn many(c: char, n: usize) -> String {
     c.to_string().repeat(n)
 }
 
+/// `url` with a query that makes it exactly `len` bytes long.
+fn padded(url: &str, len: usize) -> String {
+    let base = format!("{url}?pad=");
+    format!("{base}{}", many('p', len - base.len()))
+}
+
 #[tokio::test]
 async fn every_field_rule_in_accepted_and_rejected_forms() {
     let gw = Gateway::start_with(|a| a.max_channel_ttl = 10 * YEAR).await;
@@ -106,6 +112,8 @@ async fn every_field_rule_in_accepted_and_rejected_forms() {
         ("ftp address", json!({"address": "ftp://example.com/hook"}), bad("pushWebhookBadDomain")),
         ("address as a number", json!({"address": 443}), invalid),
         ("address absent", json!({"address": ABSENT}), required),
+        ("address of 2048 bytes", json!({"address": padded(&rx.url(), 2048)}), Want::Ok),
+        ("address of 2049 bytes", json!({"address": padded(&rx.url(), 2049)}), invalid),
         // token
         ("token null", json!({"token": null}), Want::Ok),
         ("token of 256 printable characters", json!({"token": many('t', 256)}), Want::Ok),
@@ -115,6 +123,9 @@ async fn every_field_rule_in_accepted_and_rejected_forms() {
         ("token with a non-ASCII letter", json!({"token": "é"}), invalid),
         ("token with DEL", json!({"token": "a\u{7f}"}), invalid),
         ("token as a number", json!({"token": 5}), invalid),
+        // HTTP drops blanks around a header value: a receiver could never match these.
+        ("token with a leading space", json!({"token": " tok"}), invalid),
+        ("token with a trailing space", json!({"token": "tok "}), invalid),
         // expiration
         ("expiration as a string", json!({"expiration": Y2030_MS.to_string()}), Want::Ok),
         ("expiration as an integer", json!({"expiration": Y2030_MS}), Want::Ok),
@@ -144,6 +155,9 @@ async fn every_field_rule_in_accepted_and_rejected_forms() {
         ("params with a null", json!({"params": {"a": null}}), invalid),
         ("params with an object", json!({"params": {"a": {"b": "c"}}}), invalid),
         ("params.ttl 60", json!({"params": {"ttl": "60"}}), Want::Ok),
+        ("params.ttl 1", json!({"params": {"ttl": "1"}}), Want::Ok),
+        ("params.ttl 0", json!({"params": {"ttl": "0"}}), invalid),
+        ("params.ttl 000", json!({"params": {"ttl": "000"}}), invalid),
         ("params.ttl -1", json!({"params": {"ttl": "-1"}}), invalid),
         ("params.ttl 1.5", json!({"params": {"ttl": "1.5"}}), invalid),
         ("params.ttl abc", json!({"params": {"ttl": "abc"}}), invalid),

@@ -59,3 +59,37 @@ pub fn type_name(value: &serde_json::Value) -> &'static str {
         serde_json::Value::Object(_) => "an object",
     }
 }
+
+/// At most the first 80 characters of a value, for a message: `{:?}` quotes them,
+/// `{}` does not. An error about a huge field stays small.
+pub struct Shortened<'a>(pub &'a str);
+
+impl Shortened<'_> {
+    const KEEP: usize = 80;
+
+    /// The kept part, and whether anything was cut.
+    fn kept(&self) -> (&str, bool) {
+        match self.0.char_indices().nth(Self::KEEP) {
+            None => (self.0, false),
+            Some((end, _)) => (&self.0[..end], true),
+        }
+    }
+}
+
+impl std::fmt::Debug for Shortened<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kept() {
+            (all, false) => write!(f, "{all:?}"),
+            (kept, true) => write!(f, "{kept:?}… ({} bytes)", self.0.len()),
+        }
+    }
+}
+
+impl std::fmt::Display for Shortened<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kept() {
+            (all, false) => f.write_str(all),
+            (kept, true) => write!(f, "{kept}… ({} bytes)", self.0.len()),
+        }
+    }
+}

@@ -87,7 +87,10 @@ pub async fn notifications(State(app): State<AppState>, Path(id): Path<String>, 
         None => None,
         Some(s) => Some(OutcomeStatus::parse(s).ok_or_else(|| ApiError::invalid(format!("status {s:?} is not one of pending, delivered, failed")))?),
     };
-    let after = params.get("page_token").map_or(Ok(0), |t| crate::model::parse_cursor(t).ok_or_else(|| ApiError::invalid("page_token is not one this gateway gave out")))?;
+    let after = params
+        .get("page_token")
+        .map(|t| crate::model::parse_cursor(t).ok_or_else(|| ApiError::invalid("page_token is not one this gateway gave out")))
+        .transpose()?;
     let limit = page_size(&params, "max_results", DEFAULT_PAGE, MAX_PAGE)?;
     // Outcomes are recorded in batches; make everything recorded so far visible.
     app.store.flush().await?;

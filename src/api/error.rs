@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use crate::protocol::ErrorEnvelope;
 use crate::store::StoreError;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
     pub reason: &'static str,

@@ -1,4 +1,8 @@
 //! `POST /v1/events` (SPEC §6): publish one event or a batch, durably.
+//!
+//! The body is read by [`parse_events`], a pure function of the bytes, the service
+//! prefixes and the batch limit, so that the fuzz targets (`fuzz/`) exercise exactly
+//! what the handler runs.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, Uri};
@@ -9,11 +13,12 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::body::{parse_json, type_name, RawBody};
 use super::auth::Scope;
+use super::body::{parse_json, type_name, RawBody, Shortened};
 use super::error::ApiError;
 use super::AppState;
 use crate::model::{cursor, NewEvent};
+use crate::protocol::resource::ServicePrefixes;
 use crate::protocol::state::{is_changed_token, ResourceState};
 use crate::store::Idempotency;
 
@@ -56,7 +61,7 @@ pub async fn publish(
             .collect(),
     });
     caller.require(Scope::Publish)?;
-    let events = parse_events(&body, &app)?;
+    let events = parse_events(&body, &app.prefixes, app.config.max_batch)?;
     for event in &events {
         caller.require_resource(&event.resource)?;
     }
@@ -83,7 +88,14 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     })
 }
 
-fn parse_events(body: &[u8], app: &AppState) -> Result<Vec<NewEvent>, ApiError> {
+/// Reads and validates a publish body: one event object or an array of 1 to
+/// `max_batch` of them, each with its resource canonicalised. A batch is valid or
+/// refused as a whole. Pure: the answer depends only on the arguments.
+pub fn parse_events(
+    body: &[u8],
+    prefixes: &ServicePrefixes,
+    max_batch: usize,
+) -> Result<Vec<NewEvent>, ApiError> {
     // First check the shape with a generic parse, for a clear message about it.
     let shape: Value = parse_json(body)?;
     let is_batch = match &shape {
@@ -92,10 +104,9 @@ fn parse_events(body: &[u8], app: &AppState) -> Result<Vec<NewEvent>, ApiError> 
                 "the batch is empty: send at least one event",
             ))
         }
-        Value::Array(items) if items.len() > app.config.max_batch => {
+        Value::Array(items) if items.len() > max_batch => {
             return Err(ApiError::invalid(format!(
-                "a batch holds at most {} events; this one holds {}",
-                app.config.max_batch,
+                "a batch holds at most {max_batch} events; this one holds {}",
                 items.len()
             )))
         }
@@ -134,15 +145,18 @@ fn parse_events(body: &[u8], app: &AppState) -> Result<Vec<NewEvent>, ApiError> 
             } else {
                 String::new()
             };
-            validate_event(input, &at, app)
+            validate_event(input, &at, prefixes)
         })
         .collect()
 }
 
-fn validate_event(input: EventInput, at: &str, app: &AppState) -> Result<NewEvent, ApiError> {
+fn validate_event(
+    input: EventInput,
+    at: &str,
+    prefixes: &ServicePrefixes,
+) -> Result<NewEvent, ApiError> {
     let resource = match input.resource {
-        Some(Value::String(s)) => app
-            .prefixes
+        Some(Value::String(s)) => prefixes
             .canonicalize(&s)
             .map_err(|e| ApiError::invalid(format!("{at}resource: {e}")))?,
         None | Some(Value::Null) => {
@@ -162,7 +176,7 @@ fn validate_event(input: EventInput, at: &str, app: &AppState) -> Result<NewEven
             Some(state) => state.as_str().to_string(),
             None => {
                 return Err(ApiError::invalid(format!(
-                    "{at}state {s:?} is not a publishable state: use exists, not_exists, add, remove, update, trash, untrash, change, or an event name like CREATE_USER"
+                    "{at}state {:?} is not a publishable state: use exists, not_exists, add, remove, update, trash, untrash, change, or an event name like CREATE_USER", Shortened(&s)
                 )))
             }
         },
@@ -175,7 +189,8 @@ fn validate_event(input: EventInput, at: &str, app: &AppState) -> Result<NewEven
             .into_iter()
             .map(|item| match item {
                 Value::String(token) if is_changed_token(&token) => Ok(token),
-                other => Err(ApiError::invalid(format!("{at}changed items must be strings of 1 to 64 characters of A-Z a-z 0-9 _ -; got {other}"))),
+                Value::String(token) => Err(ApiError::invalid(format!("{at}changed items must be strings of 1 to 64 characters of A-Z a-z 0-9 _ -; got {:?}", Shortened(&token)))),
+                other => Err(ApiError::invalid(format!("{at}changed items must be strings of 1 to 64 characters of A-Z a-z 0-9 _ -, not {}", type_name(&other)))),
             })
             .collect::<Result<_, _>>()?,
         Some(other) => return Err(ApiError::invalid(format!("{at}changed must be an array of strings, not {}", type_name(&other)))),
@@ -222,12 +237,13 @@ fn validate_event(input: EventInput, at: &str, app: &AppState) -> Result<NewEven
     })
 }
 
-/// Compact JSON with every non-ASCII character escaped as `\uXXXX`, so it fits a header.
+/// Compact JSON with every character a header value cannot hold (non-ASCII, and DEL,
+/// which JSON leaves literal) escaped as `\uXXXX`, so it fits a header.
 pub fn ascii_json(value: &Value) -> String {
     let compact = value.to_string();
     let mut out = String::with_capacity(compact.len());
     for c in compact.chars() {
-        if c.is_ascii() {
+        if c.is_ascii() && c != '\u{7f}' {
             out.push(c);
         } else {
             let mut units = [0u16; 2];
@@ -253,5 +269,28 @@ mod tests {
             "{text}"
         );
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), value);
+        // DEL is ASCII but no header value may hold it; JSON leaves it literal.
+        let del = serde_json::json!({"k": "a\u{7f}b"});
+        assert_eq!(ascii_json(&del), r#"{"k":"a\u007fb"}"#);
+        assert_eq!(
+            serde_json::from_str::<Value>(&ascii_json(&del)).unwrap(),
+            del
+        );
+    }
+
+    #[test]
+    fn parses_without_a_server() {
+        let prefixes = ServicePrefixes::default();
+        let events = parse_events(
+            br#"[{"resource": "/storage/v1/b/x", "state": "exists", "data": {"a" : 1}}]"#,
+            &prefixes,
+            1,
+        )
+        .unwrap();
+        assert_eq!(events[0].resource, "/b/x");
+        assert_eq!(events[0].data.as_deref(), Some(&br#"{"a" : 1}"#[..]));
+        let two =
+            br#"[{"resource": "/a", "state": "exists"}, {"resource": "/b", "state": "exists"}]"#;
+        assert_eq!(parse_events(two, &prefixes, 1).unwrap_err().status, 400);
     }
 }

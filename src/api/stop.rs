@@ -4,11 +4,45 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use serde_json::Value;
 
-use super::body::{parse_json, type_name, RawBody};
 use super::auth::Scope;
+use super::body::{parse_json, type_name, RawBody, Shortened};
 use super::error::ApiError;
 use super::AppState;
 use crate::store::{Removal, StoreError};
+
+/// A stop request body, validated: both fields present and non-empty strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopRequest {
+    pub id: String,
+    pub resource_id: String,
+}
+
+impl StopRequest {
+    /// Reads `{"id": …, "resourceId": …}` (other Channel fields ignored). Pure.
+    pub fn parse(body: &[u8]) -> Result<StopRequest, ApiError> {
+        let body: Value = parse_json(body)?;
+        let Value::Object(fields) = &body else {
+            return Err(ApiError::invalid(format!(
+                "the request body must be a JSON object with id and resourceId, not {}",
+                type_name(&body)
+            )));
+        };
+        let field = |name: &str| match fields.get(name) {
+            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            None | Some(Value::Null) => Err(ApiError::required(format!(
+                "{name} is required to stop a channel"
+            ))),
+            Some(other) => Err(ApiError::invalid(format!(
+                "{name} must be a non-empty string, not {}",
+                type_name(other)
+            ))),
+        };
+        Ok(StopRequest {
+            id: field("id")?,
+            resource_id: field("resourceId")?,
+        })
+    }
+}
 
 pub async fn stop(
     State(app): State<AppState>,
@@ -18,24 +52,7 @@ pub async fn stop(
 ) -> Result<StatusCode, ApiError> {
     let caller = app.keys.authenticate(&headers, &uri)?;
     caller.require(Scope::Subscribe)?;
-    let body: Value = parse_json(&body)?;
-    let Value::Object(fields) = &body else {
-        return Err(ApiError::invalid(format!(
-            "the request body must be a JSON object with id and resourceId, not {}",
-            type_name(&body)
-        )));
-    };
-    let field = |name: &str| match fields.get(name) {
-        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-        None | Some(Value::Null) => Err(ApiError::required(format!(
-            "{name} is required to stop a channel"
-        ))),
-        Some(other) => Err(ApiError::invalid(format!(
-            "{name} must be a non-empty string, not {}",
-            type_name(other)
-        ))),
-    };
-    let (id, resource_id) = (field("id")?, field("resourceId")?);
+    let StopRequest { id, resource_id } = StopRequest::parse(&body)?;
     let removal = Removal::Stop {
         owner: caller.owner,
         id: id.clone(),
@@ -48,7 +65,8 @@ pub async fn stop(
             Ok(StatusCode::NO_CONTENT)
         }
         Err(StoreError::NotFound) => Err(ApiError::not_found(format!(
-            "channel {id:?} with that resourceId was not found"
+            "channel {:?} with that resourceId was not found",
+            Shortened(&id)
         ))),
         Err(e) => Err(e.into()),
     }

@@ -2,10 +2,11 @@
 //!
 //! The stream subscribes to live events *before* reading the store, catches up from
 //! the store after `since` / `Last-Event-ID`, then follows the live feed, skipping
-//! what it already sent: no gap, no duplicate. Events wait for a slow consumer in a
-//! bounded buffer; when it is full, or the consumer fell too far behind the live feed,
-//! the stream ends with `event: cutoff` (its id is the last cursor sent, so a client
-//! resumes from there) instead of slowing anything else.
+//! what it already sent: no gap, no duplicate. Events wait for the consumer in a
+//! bounded buffer that absorbs bursts; when the buffer stays full for the stall
+//! timeout, or the consumer fell too far behind the live feed, the stream ends with
+//! `event: cutoff` (its id is the last cursor sent, so a client resumes from there).
+//! Only that stream's own task ever waits: nothing else slows down.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -95,18 +96,21 @@ impl Follower {
         self.resource.as_deref().is_none_or(|r| covers(r, &event.resource))
     }
 
-    fn send(&mut self, event: &Event) -> Result<(), Stop> {
+    async fn send(&mut self, event: &Event) -> Result<(), Stop> {
         if event.seq <= self.sent || !self.matches(event) {
             return Ok(());
         }
-        let sse = SseEvent::default().id(cursor(event.seq)).event(&event.state).data(event_json(event));
-        match self.tx.try_send(sse) {
-            Ok(()) => {
-                self.sent = event.seq;
-                Ok(())
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => Err(Stop::Cutoff("the consumer is not keeping up")),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(Stop::Closed),
+        self.push(SseEvent::default().id(cursor(event.seq)).event(&event.state).data(event_json(event))).await?;
+        self.sent = event.seq;
+        Ok(())
+    }
+
+    /// Queues a frame for the consumer, waiting at most the stall timeout for room.
+    async fn push(&self, frame: SseEvent) -> Result<(), Stop> {
+        match tokio::time::timeout(self.app.config.stream_stall_timeout, self.tx.send(frame)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Stop::Closed),
+            Err(_) => Err(Stop::Cutoff("the consumer is not keeping up")),
         }
     }
 
@@ -121,7 +125,7 @@ impl Follower {
                 Stop::Closed
             })?;
             for event in &page {
-                self.send(event)?;
+                self.send(event).await?;
             }
             if page.len() < CATCH_UP_PAGE {
                 return Ok(());
@@ -136,41 +140,40 @@ impl Follower {
             let received = tokio::select! {
                 batch = live.recv() => batch,
                 _ = tokio::time::sleep(idle), if self.checkpoints => {
-                    self.checkpoint(live)?;
+                    self.checkpoint(live).await?;
                     continue;
                 }
                 _ = self.tx.closed() => return Err(Stop::Closed),
                 _ = shutdown.cancelled() => return Err(Stop::Closed),
             };
             match received {
-                Ok(batch) => self.send_batch(&batch)?,
+                Ok(batch) => self.send_batch(&batch).await?,
                 Err(broadcast::error::RecvError::Lagged(_)) => return Err(Stop::Cutoff("the consumer fell too far behind the live log")),
                 Err(broadcast::error::RecvError::Closed) => return Err(Stop::Closed),
             }
         }
     }
 
-    fn send_batch(&mut self, batch: &EventBatch) -> Result<(), Stop> {
-        batch.iter().try_for_each(|event| self.send(event))
+    async fn send_batch(&mut self, batch: &EventBatch) -> Result<(), Stop> {
+        for event in batch.iter() {
+            self.send(event).await?;
+        }
+        Ok(())
     }
 
     /// "Nothing at or below this cursor will follow." The head is read first and every
     /// batch already broadcast is drained, so no event at or below it is still pending.
-    fn checkpoint(&mut self, live: &mut broadcast::Receiver<EventBatch>) -> Result<(), Stop> {
+    async fn checkpoint(&mut self, live: &mut broadcast::Receiver<EventBatch>) -> Result<(), Stop> {
         let head = self.app.dispatcher.routed_head();
         loop {
             match live.try_recv() {
-                Ok(batch) => self.send_batch(&batch)?,
+                Ok(batch) => self.send_batch(&batch).await?,
                 Err(broadcast::error::TryRecvError::Lagged(_)) => return Err(Stop::Cutoff("the consumer fell too far behind the live log")),
                 Err(_) => break,
             }
         }
         let at = cursor(head.max(self.sent));
         let data = serde_json::json!({"cursor": at}).to_string();
-        match self.tx.try_send(SseEvent::default().event("checkpoint").id(at).data(data)) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => Err(Stop::Cutoff("the consumer is not keeping up")),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(Stop::Closed),
-        }
+        self.push(SseEvent::default().event("checkpoint").id(at).data(data)).await
     }
 }

@@ -1,4 +1,8 @@
 //! `POST {resource}/watch` (SPEC §2): create a channel, Google-compatible.
+//!
+//! The body is read by [`WatchRequest::parse`], a pure function of the bytes, the target
+//! policy and the clock, so that the fuzz targets (`fuzz/`) exercise exactly what the
+//! handler runs.
 
 use std::time::Duration;
 
@@ -10,28 +14,51 @@ use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
-use super::body::{parse_json, type_name, RawBody};
 use super::auth::Scope;
+use super::body::{parse_json, type_name, RawBody, Shortened};
 use super::error::ApiError;
 use super::AppState;
+use crate::delivery::target::TargetPolicy;
 use crate::model::{now_ms, ChannelKind, NewChannel};
 use crate::protocol::channel::{
     is_valid_channel_id, is_valid_token, parse_expiration, WatchResponse, MAX_TOKEN_LEN,
 };
 use crate::protocol::signature::SigningSecret;
 
-/// A watch request, validated.
-#[derive(Debug)]
-struct WatchRequest {
-    id: String,
-    channel_type: String,
-    address: String,
-    token: Option<String>,
-    expiration_ms: Option<i64>,
-    ttl: Option<Duration>,
-    params: Map<String, Value>,
-    signing_secret: Option<String>,
-    payload: bool,
+/// Longest channel address, in bytes.
+pub const MAX_ADDRESS_BYTES: usize = 2048;
+
+/// A watch request body (Google's `Channel` resource), validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchRequest {
+    pub id: String,
+    /// As given (`web_hook` or `webhook`, any letter case); echoed in the response.
+    pub channel_type: String,
+    pub address: String,
+    pub token: Option<String>,
+    /// The requested expiration, ms since the epoch; after `now`.
+    pub expiration_ms: Option<i64>,
+    /// `params.ttl`; at least one second.
+    pub ttl: Option<Duration>,
+    /// `params` as echoed: `signingSecret` taken out.
+    pub params: Map<String, Value>,
+    /// `params.signingSecret`, checked to be a valid `whsec_` secret.
+    pub signing_secret: Option<String>,
+    pub payload: bool,
+}
+
+/// What the gateway adds to a watch request to make it a channel.
+pub struct ChannelContext<'a> {
+    pub owner: String,
+    /// The canonical resource (SPEC §1).
+    pub resource: String,
+    /// The store's secret behind `resourceId`.
+    pub instance_secret: &'a [u8],
+    /// `--public-url` without a trailing slash.
+    pub public_url: &'a str,
+    pub default_ttl: Duration,
+    pub max_ttl: Duration,
+    pub now_ms: i64,
 }
 
 pub async fn watch(
@@ -48,34 +75,23 @@ pub async fn watch(
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     caller.require(Scope::Subscribe)?;
     caller.require_resource(&resource)?;
-    let request = validate(&parse_json(&body)?, &app)?;
-
     let now = now_ms();
-    let expiration_ms = effective_expiration(
-        now,
-        request.expiration_ms,
-        request.ttl,
-        app.config.default_channel_ttl,
-        app.config.max_channel_ttl,
-    );
-    let spec = NewChannel {
-        kind: ChannelKind::Channel,
+    let request = WatchRequest::parse(&body, &app.target_policy, now)?;
+    let channel_type = request.channel_type.clone();
+    let spec = request.into_channel(ChannelContext {
         owner: caller.owner,
-        id: request.id,
-        resource_id: resource_id(app.store.instance_secret(), &resource),
-        resource_uri: format!("{}{}", app.public_url, resource),
         resource,
-        address: request.address,
-        token: request.token,
-        expiration_ms: Some(expiration_ms),
-        params: request.params,
-        payload: request.payload,
-        signing_secret: request.signing_secret,
-        created_ms: now,
-    };
-    let (channel, _) = app.store.create_channel(spec, app.config.max_channels_per_key).await?;
-    let spec = &channel.spec;
-    Ok(Json(channel_resource(spec, request.channel_type)))
+        instance_secret: app.store.instance_secret(),
+        public_url: &app.public_url,
+        default_ttl: app.config.default_channel_ttl,
+        max_ttl: app.config.max_channel_ttl,
+        now_ms: now,
+    });
+    let (channel, _) = app
+        .store
+        .create_channel(spec, app.config.max_channels_per_key)
+        .await?;
+    Ok(Json(channel_resource(&channel.spec, channel_type)))
 }
 
 /// The Google `Channel` resource of a stored channel, as watch answers it and
@@ -87,7 +103,10 @@ pub fn channel_resource(spec: &NewChannel, channel_type: String) -> WatchRespons
         resource_id: spec.resource_id.clone(),
         resource_uri: spec.resource_uri.clone(),
         token: spec.token.clone(),
-        expiration: spec.expiration_ms.map(|ms| ms.to_string()).unwrap_or_default(),
+        expiration: spec
+            .expiration_ms
+            .map(|ms| ms.to_string())
+            .unwrap_or_default(),
         channel_type,
         address: spec.address.clone(),
         params: (!spec.params.is_empty()).then(|| spec.params.clone()),
@@ -118,138 +137,225 @@ pub fn resource_id(secret: &[u8], resource: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..18])
 }
 
-fn validate(body: &Value, app: &AppState) -> Result<WatchRequest, ApiError> {
-    let Value::Object(fields) = body else {
-        return Err(ApiError::invalid(format!(
-            "the request body must be a JSON object (a Channel), not {}",
-            type_name(body)
-        )));
-    };
-    let field = |name: &str| fields.get(name).filter(|v| !v.is_null());
-    let string = |name: &str| -> Result<Option<&str>, ApiError> {
-        match field(name) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(other) => Err(ApiError::invalid(format!(
-                "{name} must be a string, not {}",
-                type_name(other)
-            ))),
-        }
-    };
-
-    let id = string("id")?
-        .ok_or_else(|| ApiError::required("id is required: a channel id of 1 to 64 characters"))?;
-    if !is_valid_channel_id(id) {
-        return Err(ApiError::invalid(format!(
-            "id {id:?} is not valid: use 1 to 64 characters of A-Z a-z 0-9 - _ + / ="
-        )));
+impl WatchRequest {
+    /// Reads and validates a watch body. Pure: the answer depends only on the bytes,
+    /// the target policy and `now_ms` (an expiration at or before it is refused).
+    pub fn parse(
+        body: &[u8],
+        policy: &TargetPolicy,
+        now_ms: i64,
+    ) -> Result<WatchRequest, ApiError> {
+        WatchRequest::from_json(&parse_json(body)?, policy, now_ms)
     }
 
-    let channel_type =
-        string("type")?.ok_or_else(|| ApiError::required("type is required: \"web_hook\""))?;
-    if !channel_type.eq_ignore_ascii_case("web_hook")
-        && !channel_type.eq_ignore_ascii_case("webhook")
-    {
-        return Err(ApiError::invalid(format!(
-            "type {channel_type:?} is not supported: use \"web_hook\""
-        )));
-    }
-
-    let address = string("address")?.ok_or_else(|| {
-        ApiError::required("address is required: the https:// URL notifications are sent to")
-    })?;
-    let url = reqwest::Url::parse(address).map_err(|e| {
-        ApiError::invalid(format!("address {address:?} is not an absolute URL: {e}"))
-    })?;
-    app.target_policy.check_url(&url).map_err(|reason| {
-        ApiError::invalid(format!("address {address:?} is not allowed: {reason}"))
-            .with_reason("pushWebhookBadDomain")
-    })?;
-
-    let token = string("token")?;
-    if let Some(token) = token {
-        if !is_valid_token(token) {
-            return Err(ApiError::invalid(format!("token must be at most {MAX_TOKEN_LEN} printable ASCII characters (it travels in a header)")));
-        }
-    }
-
-    let expiration_ms = match field("expiration") {
-        None => None,
-        Some(value) => {
-            let ms = parse_expiration(value).map_err(ApiError::invalid)?;
-            if ms <= now_ms() {
-                return Err(ApiError::invalid(format!("expiration {ms} is in the past; give a time in ms since the Unix epoch, after now")));
+    /// As [`WatchRequest::parse`], from JSON already read.
+    pub fn from_json(
+        body: &Value,
+        policy: &TargetPolicy,
+        now_ms: i64,
+    ) -> Result<WatchRequest, ApiError> {
+        let Value::Object(fields) = body else {
+            return Err(ApiError::invalid(format!(
+                "the request body must be a JSON object (a Channel), not {}",
+                type_name(body)
+            )));
+        };
+        let field = |name: &str| fields.get(name).filter(|v| !v.is_null());
+        let string = |name: &str| -> Result<Option<&str>, ApiError> {
+            match field(name) {
+                None => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s)),
+                Some(other) => Err(ApiError::invalid(format!(
+                    "{name} must be a string, not {}",
+                    type_name(other)
+                ))),
             }
-            Some(ms)
-        }
-    };
+        };
 
-    let mut params = Map::new();
-    let mut ttl = None;
-    let mut signing_secret = None;
-    match field("params") {
-        None => {}
-        Some(Value::Object(given)) => {
-            for (name, value) in given {
-                let Value::String(text) = value else {
-                    return Err(ApiError::invalid(format!(
-                        "params.{name} must be a string, not {}",
-                        type_name(value)
-                    )));
-                };
-                match name.as_str() {
-                    "ttl" => {
-                        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-                            return Err(ApiError::invalid(format!(
-                                "params.ttl {text:?} must be a whole number of seconds"
-                            )));
+        let id = string("id")?.ok_or_else(|| {
+            ApiError::required("id is required: a channel id of 1 to 64 characters")
+        })?;
+        if !is_valid_channel_id(id) {
+            return Err(ApiError::invalid(format!(
+                "id {:?} is not valid: use 1 to 64 characters of A-Z a-z 0-9 - _ + / =",
+                Shortened(id)
+            )));
+        }
+
+        let channel_type =
+            string("type")?.ok_or_else(|| ApiError::required("type is required: \"web_hook\""))?;
+        if !channel_type.eq_ignore_ascii_case("web_hook")
+            && !channel_type.eq_ignore_ascii_case("webhook")
+        {
+            return Err(ApiError::invalid(format!(
+                "type {:?} is not supported: use \"web_hook\"",
+                Shortened(channel_type)
+            )));
+        }
+
+        let address = string("address")?.ok_or_else(|| {
+            ApiError::required("address is required: the https:// URL notifications are sent to")
+        })?;
+        check_address(address, policy)?;
+
+        let token = string("token")?;
+        if let Some(token) = token {
+            if !is_valid_token(token) {
+                return Err(ApiError::invalid(format!(
+                    "token must be at most {MAX_TOKEN_LEN} printable ASCII characters (it travels in a header)"
+                )));
+            }
+            // HTTP drops blanks around a header value, so a receiver could never match
+            // such a token.
+            if token.starts_with(' ') || token.ends_with(' ') {
+                return Err(ApiError::invalid(
+                    "token must not begin or end with a space: it travels in a header, which drops them",
+                ));
+            }
+        }
+
+        let expiration_ms = match field("expiration") {
+            None => None,
+            Some(value) => {
+                let ms = parse_expiration(value).map_err(ApiError::invalid)?;
+                if ms <= now_ms {
+                    return Err(ApiError::invalid(format!("expiration {ms} is in the past; give a time in ms since the Unix epoch, after now")));
+                }
+                Some(ms)
+            }
+        };
+
+        let mut params = Map::new();
+        let mut ttl = None;
+        let mut signing_secret = None;
+        match field("params") {
+            None => {}
+            Some(Value::Object(given)) => {
+                for (name, value) in given {
+                    let Value::String(text) = value else {
+                        return Err(ApiError::invalid(format!(
+                            "params.{} must be a string, not {}",
+                            Shortened(name),
+                            type_name(value)
+                        )));
+                    };
+                    match name.as_str() {
+                        "ttl" => {
+                            ttl = Some(parse_ttl(text)?);
+                            params.insert(name.clone(), value.clone());
                         }
-                        // Digits beyond u64 still ask for a lifetime; the maximum caps it.
-                        let secs = text.parse().unwrap_or(u64::MAX);
-                        ttl = Some(Duration::from_secs(secs));
-                        params.insert(name.clone(), value.clone());
-                    }
-                    "signingSecret" => {
-                        SigningSecret::parse(text)
-                            .map_err(|e| ApiError::invalid(format!("params.signingSecret: {e}")))?;
-                        signing_secret = Some(text.clone());
-                    }
-                    _ => {
-                        params.insert(name.clone(), value.clone());
+                        "signingSecret" => {
+                            SigningSecret::parse(text).map_err(|e| {
+                                ApiError::invalid(format!("params.signingSecret: {e}"))
+                            })?;
+                            signing_secret = Some(text.clone());
+                        }
+                        _ => {
+                            params.insert(name.clone(), value.clone());
+                        }
                     }
                 }
             }
+            Some(other) => {
+                return Err(ApiError::invalid(format!(
+                    "params must be an object of string values, not {}",
+                    type_name(other)
+                )))
+            }
         }
-        Some(other) => {
-            return Err(ApiError::invalid(format!(
-                "params must be an object of string values, not {}",
-                type_name(other)
-            )))
-        }
+
+        let payload = match field("payload") {
+            None => true,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                return Err(ApiError::invalid(format!(
+                    "payload must be a boolean, not {}",
+                    type_name(other)
+                )))
+            }
+        };
+
+        Ok(WatchRequest {
+            id: id.to_string(),
+            channel_type: channel_type.to_string(),
+            address: address.to_string(),
+            token: token.map(str::to_string),
+            expiration_ms,
+            ttl,
+            params,
+            signing_secret,
+            payload,
+        })
     }
 
-    let payload = match field("payload") {
-        None => true,
-        Some(Value::Bool(b)) => *b,
-        Some(other) => {
-            return Err(ApiError::invalid(format!(
-                "payload must be a boolean, not {}",
-                type_name(other)
-            )))
+    /// The channel to store: the effective expiration (SPEC §2), `resourceId` and
+    /// `resourceUri` of the resource.
+    pub fn into_channel(self, context: ChannelContext<'_>) -> NewChannel {
+        let expiration_ms = effective_expiration(
+            context.now_ms,
+            self.expiration_ms,
+            self.ttl,
+            context.default_ttl,
+            context.max_ttl,
+        );
+        NewChannel {
+            kind: ChannelKind::Channel,
+            owner: context.owner,
+            id: self.id,
+            resource_id: resource_id(context.instance_secret, &context.resource),
+            resource_uri: format!("{}{}", context.public_url, context.resource),
+            resource: context.resource,
+            address: self.address,
+            token: self.token,
+            expiration_ms: Some(expiration_ms),
+            params: self.params,
+            payload: self.payload,
+            signing_secret: self.signing_secret,
+            created_ms: context.now_ms,
         }
-    };
+    }
+}
 
-    Ok(WatchRequest {
-        id: id.to_string(),
-        channel_type: channel_type.to_string(),
-        address: address.to_string(),
-        token: token.map(str::to_string),
-        expiration_ms,
-        ttl,
-        params,
-        signing_secret,
-        payload,
+/// An address must be an absolute URL of bounded length that the target policy allows.
+fn check_address(address: &str, policy: &TargetPolicy) -> Result<(), ApiError> {
+    if address.len() > MAX_ADDRESS_BYTES {
+        return Err(ApiError::invalid(format!(
+            "address is {} bytes long; the limit is {MAX_ADDRESS_BYTES}",
+            address.len()
+        )));
+    }
+    let url = reqwest::Url::parse(address).map_err(|e| {
+        ApiError::invalid(format!(
+            "address {:?} is not an absolute URL: {e}",
+            Shortened(address)
+        ))
+    })?;
+    policy.check_url(&url).map_err(|reason| {
+        ApiError::invalid(format!(
+            "address {:?} is not allowed: {reason}",
+            Shortened(address)
+        ))
+        .with_reason("pushWebhookBadDomain")
     })
+}
+
+/// `params.ttl`: a whole number of seconds, at least 1 (a channel that expires as it is
+/// created is refused like an expiration in the past).
+fn parse_ttl(text: &str) -> Result<Duration, ApiError> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::invalid(format!(
+            "params.ttl {:?} must be a whole number of seconds",
+            Shortened(text)
+        )));
+    }
+    // Digits beyond u64 still ask for a lifetime; the maximum caps it.
+    let secs = text.parse().unwrap_or(u64::MAX);
+    if secs == 0 {
+        return Err(ApiError::invalid(
+            "params.ttl must be at least 1 second; a channel cannot expire as it is created",
+        ));
+    }
+    Ok(Duration::from_secs(secs))
 }
 
 #[cfg(test)]
@@ -291,6 +397,38 @@ mod tests {
         assert_eq!(
             effective_expiration(now, None, Some(Duration::from_secs(u64::MAX)), default, max),
             now + 30 * 86_400_000
+        );
+    }
+
+    #[test]
+    fn parses_without_a_server() {
+        let now = 1_700_000_000_000;
+        let strict = TargetPolicy::default();
+        let body = |extra: &str| {
+            format!(
+                r#"{{"id": "c1", "type": "web_hook", "address": "https://example.com/h"{extra}}}"#
+            )
+        };
+        let request = WatchRequest::parse(body("").as_bytes(), &strict, now).unwrap();
+        assert_eq!((request.id.as_str(), request.payload), ("c1", true));
+        let reason = |extra: &str| {
+            WatchRequest::parse(body(extra).as_bytes(), &strict, now)
+                .unwrap_err()
+                .message
+        };
+        assert!(reason(r#", "params": {"ttl": "0"}"#).contains("at least 1 second"));
+        assert!(reason(r#", "token": " padded""#).contains("space"));
+        assert!(reason(&format!(r#", "expiration": "{now}""#)).contains("in the past"));
+        let long = format!(
+            r#"{{"id": "c1", "type": "web_hook", "address": "https://example.com/{}"}}"#,
+            "a".repeat(MAX_ADDRESS_BYTES)
+        );
+        let message = WatchRequest::parse(long.as_bytes(), &strict, now)
+            .unwrap_err()
+            .message;
+        assert!(
+            message.contains("the limit is 2048") && message.len() < 200,
+            "{message}"
         );
     }
 

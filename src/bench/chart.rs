@@ -8,7 +8,8 @@ use std::fmt::Write;
 pub struct ChartData {
     pub title: String,
     /// (label, milliseconds), e.g. ("p50", 0.8).
-    pub latency: Vec<(String, f64)>,
+    /// One series per rate: (rate label, [(percentile label, ms)]), headline last.
+    pub latency: Vec<(String, Vec<(String, f64)>)>,
     pub latency_caption: String,
     /// (label, target in ms) drawn over the bar of the same label.
     pub latency_targets: Vec<(String, f64)>,
@@ -26,8 +27,10 @@ const HEIGHT: f64 = 430.0;
 const PANEL_W: f64 = 400.0;
 const PANEL_H: f64 = 290.0;
 const TOP: f64 = 70.0;
-const LEFT_X: f64 = 70.0;
+const LEFT_X: f64 = 90.0;
 const RIGHT_X: f64 = 555.0;
+/// Series colours, light to dark; the last series (the headline) is always the darkest.
+const PALETTE: [&str; 4] = ["#b8d0e8", "#80a8d0", "#4878a8", "#1c3c64"];
 const FONT: &str = "font-family=\"Helvetica,Arial,sans-serif\"";
 
 pub fn svg(data: &ChartData) -> String {
@@ -37,7 +40,14 @@ pub fn svg(data: &ChartData) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}">"#
     );
     let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    text(&mut out, WIDTH / 2.0, 28.0, "middle", 17.0, &escape(&data.title));
+    text(
+        &mut out,
+        WIDTH / 2.0,
+        28.0,
+        "middle",
+        17.0,
+        &escape(&data.title),
+    );
     latency_panel(&mut out, data);
     throughput_panel(&mut out, data);
     out.push_str("</svg>\n");
@@ -46,8 +56,18 @@ pub fn svg(data: &ChartData) -> String {
 
 fn latency_panel(out: &mut String, data: &ChartData) {
     let (x0, y0) = (LEFT_X, TOP);
-    text(out, x0 + PANEL_W / 2.0, y0 - 18.0, "middle", 14.0, &escape(&data.latency_caption));
-    let values = data.latency.iter().map(|(_, v)| *v);
+    text(
+        out,
+        x0 + PANEL_W / 2.0,
+        y0 - 18.0,
+        "middle",
+        14.0,
+        &escape(&data.latency_caption),
+    );
+    let values = data
+        .latency
+        .iter()
+        .flat_map(|(_, bars)| bars.iter().map(|(_, v)| *v));
     let targets = data.latency_targets.iter().map(|(_, v)| *v);
     let top = values.chain(targets).fold(0.1_f64, f64::max);
     // Log scale from 0.01 ms to the next power of ten above everything shown.
@@ -58,38 +78,119 @@ fn latency_panel(out: &mut String, data: &ChartData) {
     while decade <= hi {
         let y = y_of(10f64.powf(decade));
         gridline(out, x0, y);
-        text(out, x0 - 6.0, y + 4.0, "end", 11.0, &format_ms(10f64.powf(decade)));
+        text(
+            out,
+            x0 - 6.0,
+            y + 4.0,
+            "end",
+            11.0,
+            &format_ms(10f64.powf(decade)),
+        );
         decade += 1.0;
     }
-    rotated(out, x0 - 48.0, y0 + PANEL_H / 2.0, "milliseconds (log scale)");
-    let n = data.latency.len().max(1) as f64;
-    let slot = PANEL_W / n;
-    for (i, (label, ms)) in data.latency.iter().enumerate() {
-        let x = x0 + slot * i as f64 + slot * 0.2;
-        let (w, y) = (slot * 0.6, y_of(*ms));
-        let _ = writeln!(
+    rotated(
+        out,
+        x0 - 62.0,
+        y0 + PANEL_H / 2.0,
+        "milliseconds (log scale)",
+    );
+    // One group per percentile, one bar per series (rate) in it.
+    let labels: Vec<&String> = data.latency.first().map_or(Vec::new(), |(_, bars)| {
+        bars.iter().map(|(l, _)| l).collect()
+    });
+    let series = data.latency.len().max(1) as f64;
+    let slot = PANEL_W / labels.len().max(1) as f64;
+    let w = slot * 0.8 / series;
+    for (g, label) in labels.iter().enumerate() {
+        let gx = x0 + slot * g as f64 + slot * 0.1;
+        for (s, (_, bars)) in data.latency.iter().enumerate() {
+            let Some((_, ms)) = bars.iter().find(|(l, _)| l == *label) else {
+                continue;
+            };
+            let (x, y) = (gx + w * s as f64, y_of(*ms));
+            let _ = writeln!(
+                out,
+                r##"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{}"/>"##,
+                w - 1.0,
+                y0 + PANEL_H - y,
+                colour(s, data.latency.len())
+            );
+        }
+        text(
             out,
-            r##"<rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{:.1}" fill="#4878a8"/>"##,
-            y0 + PANEL_H - y
+            gx + slot * 0.4,
+            y0 + PANEL_H + 16.0,
+            "middle",
+            12.0,
+            &escape(label),
         );
-        text(out, x + w / 2.0, y - 5.0, "middle", 11.0, &format_ms(*ms));
-        text(out, x + w / 2.0, y0 + PANEL_H + 16.0, "middle", 12.0, &escape(label));
-        if let Some((_, target)) = data.latency_targets.iter().find(|(l, _)| l == label) {
+        if let Some((_, target)) = data.latency_targets.iter().find(|(l, _)| l == *label) {
             let ty = y_of(*target);
             let _ = writeln!(
                 out,
                 r##"<line x1="{:.1}" y1="{ty:.1}" x2="{:.1}" y2="{ty:.1}" stroke="#c03030" stroke-width="2" stroke-dasharray="5,3"/>"##,
-                x - 4.0,
-                x + w + 4.0
+                gx - 3.0,
+                gx + slot * 0.8 + 3.0
             );
-            text(out, x + w + 6.0, ty + 4.0, "start", 10.0, &format!("target {}", format_ms(*target)));
         }
+    }
+    // The last series (the headline) gets its values written above its bars.
+    if let Some((_, bars)) = data.latency.last() {
+        let s = data.latency.len() - 1;
+        for (g, label) in labels.iter().enumerate() {
+            if let Some((_, ms)) = bars.iter().find(|(l, _)| l == *label) {
+                let x = x0 + slot * g as f64 + slot * 0.1 + w * s as f64 + w / 2.0;
+                text(out, x, y_of(*ms) - 5.0, "middle", 10.0, &format_ms(*ms));
+            }
+        }
+    }
+    let mut lx = x0;
+    for (s, (name, _)) in data.latency.iter().enumerate() {
+        let ly = y0 + PANEL_H + 58.0;
+        let _ = writeln!(
+            out,
+            r##"<rect x="{lx:.1}" y="{:.1}" width="9" height="9" fill="{}"/>"##,
+            ly - 8.0,
+            colour(s, data.latency.len())
+        );
+        text(out, lx + 12.0, ly, "start", 10.0, &escape(name));
+        lx += 16.0 + 7.0 * name.len() as f64;
+    }
+    if !data.latency_targets.is_empty() {
+        let legend_y = y0 + PANEL_H + 40.0;
+        let _ = writeln!(
+            out,
+            r##"<line x1="{x0}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#c03030" stroke-width="2" stroke-dasharray="5,3"/>"##,
+            legend_y - 4.0,
+            x0 + 24.0,
+            legend_y - 4.0
+        );
+        let targets: Vec<String> = data
+            .latency_targets
+            .iter()
+            .map(|(label, ms)| format!("{label} ≤ {}", format_ms(*ms)))
+            .collect();
+        text(
+            out,
+            x0 + 30.0,
+            legend_y,
+            "start",
+            11.0,
+            &format!("target: {}", targets.join(", ")),
+        );
     }
 }
 
 fn throughput_panel(out: &mut String, data: &ChartData) {
     let (x0, y0) = (RIGHT_X, TOP);
-    text(out, x0 + PANEL_W / 2.0, y0 - 18.0, "middle", 14.0, "Delivered notifications/s vs channels");
+    text(
+        out,
+        x0 + PANEL_W / 2.0,
+        y0 - 18.0,
+        "middle",
+        14.0,
+        "Delivered notifications/s vs channels",
+    );
     let mut xs: Vec<f64> = data.throughput.iter().map(|p| p.0).collect();
     xs.extend(data.wide.map(|p| p.0));
     let x_hi = xs.iter().copied().fold(10.0_f64, f64::max).log10().ceil();
@@ -103,17 +204,52 @@ fn throughput_panel(out: &mut String, data: &ChartData) {
     for i in 0..=5 {
         let rate = y_hi * i as f64 / 5.0;
         gridline(out, x0, y_of(rate));
-        text(out, x0 - 6.0, y_of(rate) + 4.0, "end", 11.0, &format_count(rate));
+        text(
+            out,
+            x0 - 6.0,
+            y_of(rate) + 4.0,
+            "end",
+            11.0,
+            &format_count(rate),
+        );
     }
     for decade in 0..=x_hi as i32 {
         let channels = 10f64.powi(decade);
-        text(out, x_of(channels), y0 + PANEL_H + 16.0, "middle", 11.0, &format_count(channels));
+        text(
+            out,
+            x_of(channels),
+            y0 + PANEL_H + 16.0,
+            "middle",
+            11.0,
+            &format_count(channels),
+        );
     }
-    text(out, x0 + PANEL_W / 2.0, y0 + PANEL_H + 36.0, "middle", 12.0, "channels (log scale)");
+    text(
+        out,
+        x0 + PANEL_W / 2.0,
+        y0 + PANEL_H + 36.0,
+        "middle",
+        12.0,
+        "channels (log scale)",
+    );
     if let Some(raw) = data.raw_per_second {
-        hline(out, x0, y_of(raw), "#303030", "6,4", &format!("raw loopback {}/s", format_count(raw)));
+        hline(
+            out,
+            x0,
+            y_of(raw),
+            "#303030",
+            "6,4",
+            &format!("raw loopback {}/s", format_count(raw)),
+        );
         let target = raw * data.target_ratio;
-        hline(out, x0, y_of(target), "#c03030", "2,3", &format!("target {:.2} × raw", data.target_ratio));
+        hline(
+            out,
+            x0,
+            y_of(target),
+            "#c03030",
+            "2,3",
+            &format!("target {:.2} × raw", data.target_ratio),
+        );
     }
     let points: Vec<String> = data
         .throughput
@@ -127,7 +263,10 @@ fn throughput_panel(out: &mut String, data: &ChartData) {
     );
     for (channels, rate) in &data.throughput {
         let (x, y) = (x_of(*channels), y_of(*rate));
-        let _ = writeln!(out, r##"<circle cx="{x:.1}" cy="{y:.1}" r="4" fill="#4878a8"/>"##);
+        let _ = writeln!(
+            out,
+            r##"<circle cx="{x:.1}" cy="{y:.1}" r="4" fill="#4878a8"/>"##
+        );
         text(out, x, y - 8.0, "middle", 10.0, &format_count(*rate));
     }
     if let Some((channels, rate)) = data.wide {
@@ -138,7 +277,14 @@ fn throughput_panel(out: &mut String, data: &ChartData) {
             x - 4.0,
             y - 4.0
         );
-        text(out, x - 6.0, y - 8.0, "end", 10.0, &format!("one event: {}/s", format_count(rate)));
+        text(
+            out,
+            x - 6.0,
+            y - 8.0,
+            "end",
+            10.0,
+            &format!("one event: {}/s", format_count(rate)),
+        );
     }
     let legend_y = y0 + PANEL_H + 56.0;
     let _ = writeln!(
@@ -147,7 +293,14 @@ fn throughput_panel(out: &mut String, data: &ChartData) {
         x0,
         legend_y - 4.0
     );
-    text(out, x0 + 8.0, legend_y, "start", 11.0, "batched fan-out (events × channels)");
+    text(
+        out,
+        x0 + 8.0,
+        legend_y,
+        "start",
+        11.0,
+        "batched fan-out (events × channels)",
+    );
     if data.wide.is_some() {
         let _ = writeln!(
             out,
@@ -155,8 +308,20 @@ fn throughput_panel(out: &mut String, data: &ChartData) {
             x0 + 230.0,
             legend_y - 8.0
         );
-        text(out, x0 + 242.0, legend_y, "start", 11.0, "one event, wide fan-out");
+        text(
+            out,
+            x0 + 242.0,
+            legend_y,
+            "start",
+            11.0,
+            "one event, wide fan-out",
+        );
     }
+}
+
+fn colour(series: usize, of: usize) -> &'static str {
+    let first = PALETTE.len().saturating_sub(of);
+    PALETTE[(first + series).min(PALETTE.len() - 1)]
 }
 
 fn axes(out: &mut String, x0: f64, y0: f64) {
@@ -182,7 +347,14 @@ fn hline(out: &mut String, x0: f64, y: f64, colour: &str, dash: &str, label: &st
         r##"<line x1="{x0}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="{colour}" stroke-dasharray="{dash}"/>"##,
         x0 + PANEL_W
     );
-    text(out, x0 + PANEL_W - 4.0, y - 4.0, "end", 10.0, &escape(label));
+    text(
+        out,
+        x0 + PANEL_W - 4.0,
+        y - 4.0,
+        "end",
+        10.0,
+        &escape(label),
+    );
 }
 
 fn text(out: &mut String, x: f64, y: f64, anchor: &str, size: f64, content: &str) {
@@ -200,7 +372,9 @@ fn rotated(out: &mut String, x: f64, y: f64, content: &str) {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// The smallest 1, 2 or 5 × 10^k at or above `v`.
@@ -260,7 +434,16 @@ mod tests {
     fn the_chart_is_one_svg_with_every_series() {
         let data = ChartData {
             title: "t & <u>".into(),
-            latency: vec![("p50".into(), 0.5), ("p99".into(), 4.0)],
+            latency: vec![
+                (
+                    "500 ev/s".into(),
+                    vec![("p50".into(), 0.3), ("p99".into(), 2.0)],
+                ),
+                (
+                    "5k ev/s".into(),
+                    vec![("p50".into(), 0.5), ("p99".into(), 4.0)],
+                ),
+            ],
             latency_caption: "at 5k ev/s".into(),
             latency_targets: vec![("p99".into(), 5.0)],
             throughput: vec![(1.0, 1000.0), (50.0, 20_000.0)],
@@ -273,7 +456,7 @@ mod tests {
         assert!(svg.contains("t &amp; &lt;u&gt;"));
         assert!(svg.contains("<polyline"));
         assert!(svg.contains("raw loopback 50k/s"));
-        assert!(svg.contains("target 5.0 ms"));
+        assert!(svg.contains("target: p99 ≤ 5.0 ms"));
         assert!(!svg.contains("NaN"));
     }
 }

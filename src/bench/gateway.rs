@@ -122,7 +122,12 @@ impl Gateway {
         // Fields after the parenthesised command name; utime and stime are 14 and 15.
         let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
         // Field 3 is the first after ')', so utime (14) is index 11.
         Ok((ticks(11) + ticks(12)) / clock_ticks_per_second())
     }
@@ -136,12 +141,21 @@ impl Gateway {
     }
 
     /// A metric's value from `/metrics` (the sum over its label sets), if present.
-    pub async fn metric(&self, client: &reqwest::Client, name: &str) -> anyhow::Result<Option<f64>> {
+    pub async fn metric(
+        &self,
+        client: &reqwest::Client,
+        name: &str,
+    ) -> anyhow::Result<Option<f64>> {
         self.metric_with(client, name, "").await
     }
 
     /// The sum of a metric's samples whose labels contain `label` (e.g. `outcome="retried"`).
-    pub async fn metric_with(&self, client: &reqwest::Client, name: &str, label: &str) -> anyhow::Result<Option<f64>> {
+    pub async fn metric_with(
+        &self,
+        client: &reqwest::Client,
+        name: &str,
+        label: &str,
+    ) -> anyhow::Result<Option<f64>> {
         let text = client
             .get(format!("{}/metrics", self.url))
             .send()
@@ -192,7 +206,10 @@ fn clock_ticks_per_second() -> f64 {
 /// Sums every sample of `name` in Prometheus text whose line contains `label`.
 fn metric_value(text: &str, name: &str, label: &str) -> Option<f64> {
     let mut found = None;
-    for line in text.lines().filter(|l| !l.starts_with('#') && l.contains(label)) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains(label))
+    {
         let Some(rest) = line.strip_prefix(name) else {
             continue;
         };

@@ -87,7 +87,12 @@ pub fn watch_body(address: &str) -> String {
 }
 
 /// `POST {resource}/watch`; succeeds only on `200`.
-pub async fn watch(client: &reqwest::Client, gateway: &str, resource: &str, body: String) -> anyhow::Result<()> {
+pub async fn watch(
+    client: &reqwest::Client,
+    gateway: &str,
+    resource: &str,
+    body: String,
+) -> anyhow::Result<()> {
     let response = client
         .post(format!("{gateway}{resource}/watch"))
         .header("content-type", "application/json")
@@ -122,7 +127,11 @@ impl Run {
 
 /// Runs `op` back to back on `connections` concurrent tasks until `duration` is over
 /// (a closed loop: each task sends its next request when the previous one answered).
-pub async fn for_duration<F, Fut>(connections: usize, duration: Duration, op: F) -> anyhow::Result<Run>
+pub async fn for_duration<F, Fut>(
+    connections: usize,
+    duration: Duration,
+    op: F,
+) -> anyhow::Result<Run>
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send,

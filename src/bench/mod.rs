@@ -1,6 +1,306 @@
-//! PLACEHOLDER for helper-3: `watchwire bench` (issue 5). Replace this file entirely.
+//! `watchwire bench`: throughput, latency and memory of the gateway on this machine.
+//!
+//! One run starts a counting hyper receiver on loopback ([`receiver`]), runs the gateway
+//! as a `watchwire serve` child process with the embedded store (`synchronous=FULL`,
+//! [`gateway`]), drives it ([`load`]) through each scenario ([`scenarios`]), and writes
+//! `results.json`, `results.md` and `chart.svg` ([`report`], [`chart`]). The raw loopback
+//! ceiling always runs first: every throughput is also given as a ratio to it, because
+//! absolute numbers drift on a shared machine. BENCHMARKS.md explains the figures.
+
+pub mod chart;
+pub mod clock;
+pub mod gateway;
+pub mod load;
+pub mod receiver;
+pub mod report;
+pub mod scenarios;
+pub mod stats;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use self::report::{Machine, Results};
+use self::scenarios::{Ctx, Sizes};
+
+/// The scenarios, in the order a full run takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    Raw,
+    Fanout,
+    Publish,
+    Latency,
+    Wide,
+    Scale,
+    Backlog,
+}
+
+const ALL: [Scenario; 7] = [
+    Scenario::Raw,
+    Scenario::Fanout,
+    Scenario::Publish,
+    Scenario::Latency,
+    Scenario::Wide,
+    Scenario::Scale,
+    Scenario::Backlog,
+];
+
 #[derive(Debug, Clone, clap::Args)]
-pub struct BenchArgs {}
-pub async fn run(_args: BenchArgs) -> anyhow::Result<()> {
-    anyhow::bail!("the benchmark harness is not built yet")
+pub struct BenchArgs {
+    /// The CI smoke: every scenario at tiny sizes (seconds in all), still checking that
+    /// each delivered everything. Its numbers mean nothing.
+    #[arg(long)]
+    pub quick: bool,
+
+    /// Directory for results.json, results.md, chart.svg and the gateways' logs.
+    #[arg(long, default_value = "bench-results")]
+    pub out: PathBuf,
+
+    /// Run only this scenario (repeatable). The raw ceiling always runs too.
+    #[arg(long = "scenario", value_enum)]
+    pub scenarios: Vec<Scenario>,
+
+    /// Where the gateways keep their data (default: a directory under the system's temp
+    /// dir). Use a real disk: the fsync cost is part of every figure.
+    #[arg(long)]
+    pub data_root: Option<PathBuf>,
+
+    /// Keep the gateways' data directories afterwards.
+    #[arg(long)]
+    pub keep_data: bool,
+
+    /// Log filter of the gateways (their logs go to OUT/gateway-*.log).
+    #[arg(long, default_value = "warn")]
+    pub gateway_log: String,
+
+    /// Concurrent connections of the raw, publish and channel-creation loads.
+    #[arg(long)]
+    pub connections: Option<usize>,
+
+    /// Seconds the raw and publish loads run.
+    #[arg(long)]
+    pub seconds: Option<f64>,
+
+    /// Channels of the headline fan-out figure.
+    #[arg(long)]
+    pub fanout_channels: Option<usize>,
+
+    /// Channel counts of the throughput-vs-channels sweep, e.g. 1,10,50,200,1000.
+    #[arg(long, value_delimiter = ',')]
+    pub fanout_sweep: Option<Vec<usize>>,
+
+    /// Notifications each fan-out point delivers.
+    #[arg(long)]
+    pub fanout_notifications: Option<u64>,
+
+    /// Events per publish in the fan-out load.
+    #[arg(long)]
+    pub batch: Option<usize>,
+
+    /// Publishes per second of the latency scenario.
+    #[arg(long)]
+    pub latency_rate: Option<u64>,
+
+    /// Lower publish rates also measured by the latency scenario, e.g. 500,1000,2500.
+    #[arg(long, value_delimiter = ',')]
+    pub latency_sweep: Option<Vec<u64>>,
+
+    /// Channels of the latency scenario.
+    #[arg(long)]
+    pub latency_channels: Option<usize>,
+
+    /// Seconds the latency scenario publishes.
+    #[arg(long)]
+    pub latency_seconds: Option<f64>,
+
+    /// Channels on the one resource of the wide fan-out.
+    #[arg(long)]
+    pub wide_channels: Option<usize>,
+
+    /// Channels registered in the scale scenario.
+    #[arg(long)]
+    pub scale_channels: Option<usize>,
+
+    /// Events pending on the dead endpoint of the backlog scenario.
+    #[arg(long)]
+    pub backlog_events: Option<usize>,
+}
+
+impl BenchArgs {
+    fn sizes(&self) -> Sizes {
+        let mut s = if self.quick {
+            Sizes::quick()
+        } else {
+            Sizes::full()
+        };
+        macro_rules! set {
+            ($($field:ident),*) => {$( if let Some(v) = self.$field.clone() { s.$field = v; } )*};
+        }
+        set!(
+            connections,
+            seconds,
+            fanout_channels,
+            fanout_sweep,
+            fanout_notifications,
+            batch,
+            latency_rate,
+            latency_sweep,
+            latency_channels,
+            latency_seconds,
+            wide_channels,
+            scale_channels,
+            backlog_events
+        );
+        s
+    }
+
+    fn selected(&self) -> Vec<Scenario> {
+        ALL.into_iter()
+            .filter(|s| {
+                *s == Scenario::Raw || self.scenarios.is_empty() || self.scenarios.contains(s)
+            })
+            .collect()
+    }
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    clock::start();
+    let began = Instant::now();
+    let sizes = args.sizes();
+    let work_dir = match &args.data_root {
+        Some(dir) => dir.join(format!("watchwire-bench-{}", std::process::id())),
+        None => std::env::temp_dir().join(format!("watchwire-bench-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&work_dir)?;
+    std::fs::create_dir_all(&args.out)?;
+    let ctx = Ctx {
+        sizes: sizes.clone(),
+        work_dir: work_dir.clone(),
+        log_dir: args.out.clone(),
+        log_filter: args.gateway_log.clone(),
+    };
+    let mut results = Results {
+        watchwire_version: env!("CARGO_PKG_VERSION").to_string(),
+        quick: args.quick,
+        build: if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+        .to_string(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        machine: Machine::this(),
+        sizes,
+        wall_seconds: 0.0,
+        raw: None,
+        fanout: None,
+        publish: None,
+        latency: None,
+        wide: None,
+        scale: None,
+        backlog: None,
+        failures: Vec::new(),
+        checks: Vec::new(),
+    };
+    if results.build == "debug" && !args.quick {
+        eprintln!(
+            "warning: this is a debug build; its figures mean nothing (cargo build --release)"
+        );
+    }
+    println!(
+        "watchwire bench: results to {}, gateway data in {}",
+        args.out.display(),
+        work_dir.display()
+    );
+    for scenario in args.selected() {
+        let name = format!("{scenario:?}").to_lowercase();
+        println!("== {name}");
+        let started = Instant::now();
+        if let Err(e) = run_one(scenario, &ctx, &mut results).await {
+            eprintln!("   {name} FAILED: {e:#}");
+            results.failures.push(format!("{name}: {e:#}"));
+        }
+        println!("   ({name} took {:.1} s)", started.elapsed().as_secs_f64());
+        results.wall_seconds = began.elapsed().as_secs_f64();
+        results.evaluate();
+        // Written after every scenario, so a long run that dies keeps what it measured.
+        results.write(&args.out)?;
+    }
+    if !args.keep_data {
+        let _ = std::fs::remove_dir_all(&work_dir);
+    }
+    println!("\n{}", results.markdown());
+    println!(
+        "wrote {}/results.json, results.md, chart.svg",
+        args.out.display()
+    );
+    if !results.failures.is_empty() {
+        anyhow::bail!(
+            "{} scenario(s) failed: {}",
+            results.failures.len(),
+            results.failures.join("; ")
+        );
+    }
+    Ok(())
+}
+
+async fn run_one(scenario: Scenario, ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
+    let raw = results.raw.as_ref().map(|r| r.per_second);
+    match scenario {
+        Scenario::Raw => {
+            let r = scenarios::raw::run(ctx).await?;
+            println!(
+                "   {:.0} requests/s over {} connections; unloaded round trip p50 {:.3} ms",
+                r.per_second, r.connections, r.unloaded.p50_ms
+            );
+            results.raw = Some(r);
+        }
+        Scenario::Fanout => {
+            let f = scenarios::fanout::run(ctx, raw).await?;
+            results.fanout = Some(f);
+        }
+        Scenario::Publish => {
+            let p = scenarios::publish::run(ctx, raw).await?;
+            println!(
+                "   {:.0} events/s, ack p50 {:.2} ms p99 {:.2} ms, {:.1} events per fsync",
+                p.per_second, p.ack.p50_ms, p.ack.p99_ms, p.events_per_commit
+            );
+            results.publish = Some(p);
+        }
+        Scenario::Latency => {
+            let mut l = scenarios::latency::run(ctx).await?;
+            l.p50_over_raw_round_trip = results
+                .raw
+                .as_ref()
+                .filter(|r| r.unloaded.p50_ms > 0.0)
+                .map(|r| l.headline.delivery.p50_ms / r.unloaded.p50_ms);
+            results.latency = Some(l);
+        }
+        Scenario::Wide => {
+            let w = scenarios::wide::run(ctx, raw).await?;
+            println!(
+                "   one event to {} channels: first {:.3} s, last {:.3} s",
+                w.channels, w.first_delivery_seconds, w.last_delivery_seconds
+            );
+            results.wide = Some(w);
+        }
+        Scenario::Scale => {
+            let s = scenarios::scale::run(ctx, raw).await?;
+            println!(
+                "   {:.0} B per idle channel ({:.0} after restart); restart → delivering {:.2} s",
+                s.bytes_per_channel, s.bytes_per_channel_restarted, s.restart_delivering_seconds
+            );
+            results.scale = Some(s);
+        }
+        Scenario::Backlog => {
+            let b = scenarios::backlog::run(ctx).await?;
+            println!(
+                "   {} pending: peak RSS {:.1} MiB (start {:.1} MiB)",
+                b.pending,
+                b.peak_rss_bytes as f64 / (1024.0 * 1024.0),
+                b.rss_start_bytes as f64 / (1024.0 * 1024.0)
+            );
+            results.backlog = Some(b);
+        }
+    }
+    Ok(())
 }

@@ -37,6 +37,8 @@ pub struct Counts {
     pub syncs: AtomicU64,
     /// Event notifications (every state but `sync`), duplicates included.
     pub events: AtomicU64,
+    /// Event notifications whose message number was new on their channel.
+    pub distinct: AtomicU64,
     /// Event notifications whose message number the channel had already delivered.
     pub duplicates: AtomicU64,
     /// Notifications whose message number is below one already seen on the channel.
@@ -127,15 +129,28 @@ impl Receiver {
     /// `stall` (the gateway stopped making progress).
     pub async fn wait_syncs(&self, n: u64, stall: Duration) -> anyhow::Result<()> {
         let counts = &self.inner.counts;
-        self.wait(&self.inner.want_syncs, &counts.syncs, n, stall, "sync notifications")
-            .await
+        self.wait(
+            &self.inner.want_syncs,
+            &counts.syncs,
+            n,
+            stall,
+            "sync notifications",
+        )
+        .await
     }
 
-    /// Waits until `n` event notifications have arrived; see [`Receiver::wait_syncs`].
+    /// Waits until `n` distinct event notifications have arrived (duplicates, which
+    /// at-least-once delivery allows, do not count); see [`Receiver::wait_syncs`].
     pub async fn wait_events(&self, n: u64, stall: Duration) -> anyhow::Result<()> {
         let counts = &self.inner.counts;
-        self.wait(&self.inner.want_events, &counts.events, n, stall, "event notifications")
-            .await
+        self.wait(
+            &self.inner.want_events,
+            &counts.distinct,
+            n,
+            stall,
+            "event notifications",
+        )
+        .await
     }
 
     async fn wait(
@@ -244,13 +259,16 @@ impl Inner {
     fn count_event(&self, seen: Seen, body: &Bytes) {
         let counts = &self.counts;
         let now = clock::now_us();
+        counts.events.fetch_add(1, Relaxed);
         match seen {
             Seen::New => {}
             Seen::Duplicate => {
                 counts.duplicates.fetch_add(1, Relaxed);
+                return;
             }
             Seen::OutOfOrder => {
                 counts.out_of_order.fetch_add(1, Relaxed);
+                return;
             }
         }
         if self.record_latency.load(Relaxed) {
@@ -263,7 +281,7 @@ impl Inner {
             .first_event_us
             .compare_exchange(0, now, Relaxed, Relaxed);
         counts.last_event_us.fetch_max(now, Relaxed);
-        let n = counts.events.fetch_add(1, Relaxed) + 1;
+        let n = counts.distinct.fetch_add(1, Relaxed) + 1;
         if n >= self.want_events.load(Relaxed) {
             self.reached.notify_waiters();
         }

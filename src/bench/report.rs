@@ -91,7 +91,13 @@ impl Results {
     /// Fills `checks` from the scenario results.
     pub fn evaluate(&mut self) {
         let mut checks = Vec::new();
-        let check = |name: &str, measured: f64, unit: &str, ratio: Option<f64>, target: &str, pass: Option<bool>, note: String| Check {
+        let check = |name: &str,
+                     measured: f64,
+                     unit: &str,
+                     ratio: Option<f64>,
+                     target: &str,
+                     pass: Option<bool>,
+                     note: String| Check {
             name: name.into(),
             measured,
             unit: unit.into(),
@@ -101,46 +107,176 @@ impl Results {
             note,
         };
         if let Some(r) = &self.raw {
-            let note = format!("{} connections, {} B bodies", r.connections, r.payload_bytes);
-            checks.push(check("raw loopback ceiling", r.per_second, "requests/s", Some(1.0), "", None, note));
+            let note = format!(
+                "{} connections, {} B bodies",
+                r.connections, r.payload_bytes
+            );
+            checks.push(check(
+                "raw loopback ceiling",
+                r.per_second,
+                "requests/s",
+                Some(1.0),
+                "",
+                None,
+                note,
+            ));
         }
         if let Some(f) = &self.fanout {
             let h = &f.headline;
-            let note = format!("{} channels, {} events in batches of {}", h.channels, h.events, f.batch);
+            let note = format!(
+                "{} channels, {} events in batches of {}",
+                h.channels, h.events, f.batch
+            );
             let pass = h.ratio_to_raw.map(|r| r >= 0.60);
-            checks.push(check("fan-out delivered", h.delivered_per_second, "notifications/s", h.ratio_to_raw, "≥ 0.60 × raw", pass, note));
+            checks.push(check(
+                "fan-out delivered",
+                h.delivered_per_second,
+                "notifications/s",
+                h.ratio_to_raw,
+                "≥ 0.60 × raw",
+                pass,
+                note,
+            ));
         }
         if let Some(p) = &self.publish {
-            let note = format!("{} connections, {:.1} events per fsync", p.connections, p.events_per_commit);
+            let note = format!(
+                "{} connections, {:.1} events per fsync",
+                p.connections, p.events_per_commit
+            );
             let pass = p.ratio_to_raw.map(|r| r >= 0.40);
-            checks.push(check("single-event publishes", p.per_second, "events/s", p.ratio_to_raw, "≥ 0.40 × raw", pass, note));
+            checks.push(check(
+                "single-event publishes",
+                p.per_second,
+                "events/s",
+                p.ratio_to_raw,
+                "≥ 0.40 × raw",
+                pass,
+                note,
+            ));
         }
-        if let Some(l) = &self.latency {
-            let note = format!("{} ev/s to {} channels, {} samples", l.target_rate, l.channels, l.delivery.samples);
-            let ratio = l.p50_over_raw_round_trip;
-            checks.push(check("latency p50", l.delivery.p50_ms, "ms", ratio, "≤ 1 ms", Some(l.delivery.p50_ms <= 1.0), note.clone()));
-            checks.push(check("latency p99", l.delivery.p99_ms, "ms", None, "≤ 5 ms", Some(l.delivery.p99_ms <= 5.0), note.clone()));
-            checks.push(check("latency p99.9", l.delivery.p999_ms, "ms", None, "", None, note));
+        if let Some(latency) = &self.latency {
+            let l = &latency.headline;
+            let note = format!(
+                "{} ev/s to {} channels ({} notifications/s), {} samples",
+                l.target_rate,
+                latency.channels,
+                format_count(l.notifications_per_second),
+                l.delivery.samples
+            );
+            let ratio = latency.p50_over_raw_round_trip;
+            checks.push(check(
+                "latency p50",
+                l.delivery.p50_ms,
+                "ms",
+                ratio,
+                "≤ 1 ms",
+                Some(l.delivery.p50_ms <= 1.0),
+                note.clone(),
+            ));
+            checks.push(check(
+                "latency p99",
+                l.delivery.p99_ms,
+                "ms",
+                None,
+                "≤ 5 ms",
+                Some(l.delivery.p99_ms <= 5.0),
+                note.clone(),
+            ));
+            checks.push(check(
+                "latency p99.9",
+                l.delivery.p999_ms,
+                "ms",
+                None,
+                "",
+                None,
+                note,
+            ));
+            for p in latency
+                .sweep
+                .iter()
+                .filter(|p| p.target_rate != l.target_rate)
+            {
+                let note = format!(
+                    "{} ev/s to {} channels ({} notifications/s); p99.9 {:.2} ms",
+                    p.target_rate,
+                    latency.channels,
+                    format_count(p.notifications_per_second),
+                    p.delivery.p999_ms
+                );
+                let name = format!(
+                    "latency p50 / p99 at {}",
+                    format_count(p.target_rate as f64)
+                );
+                checks.push(Check {
+                    name,
+                    measured: p.delivery.p50_ms,
+                    unit: format!("/ {} ms", format_measured(p.delivery.p99_ms)),
+                    ratio_to_raw: None,
+                    target: String::new(),
+                    pass: None,
+                    note,
+                });
+            }
         }
         if let Some(w) = &self.wide {
             let note = size_note(w.channels, 100_000, "channels");
             let pass = (w.channels >= 100_000).then_some(w.last_delivery_seconds <= 3.0);
-            checks.push(check("one event → all channels", w.last_delivery_seconds, "s", w.ratio_to_raw, "≤ 3 s at 100k", pass, note));
+            checks.push(check(
+                "one event → all channels",
+                w.last_delivery_seconds,
+                "s",
+                w.ratio_to_raw,
+                "≤ 3 s at 100k",
+                pass,
+                note,
+            ));
         }
         if let Some(s) = &self.scale {
             let full = s.channels >= 1_000_000;
             let note = size_note(s.channels, 1_000_000, "channels");
-            checks.push(check("channel creation", s.create_per_second, "channels/s", s.create_ratio_to_raw, "", None, note.clone()));
+            checks.push(check(
+                "channel creation",
+                s.create_per_second,
+                "channels/s",
+                s.create_ratio_to_raw,
+                "",
+                None,
+                note.clone(),
+            ));
             let pass = full.then_some(s.bytes_per_channel <= 1024.0);
-            checks.push(check("memory per idle channel", s.bytes_per_channel, "bytes", None, "≤ 1 KiB at 1M", pass, note.clone()));
+            checks.push(check(
+                "memory per idle channel",
+                s.bytes_per_channel,
+                "bytes",
+                None,
+                "≤ 1 KiB at 1M",
+                pass,
+                note.clone(),
+            ));
             let pass = full.then_some(s.restart_delivering_seconds <= 10.0);
-            checks.push(check("restart → delivering", s.restart_delivering_seconds, "s", None, "≤ 10 s at 1M", pass, note));
+            checks.push(check(
+                "restart → delivering",
+                s.restart_delivering_seconds,
+                "s",
+                None,
+                "≤ 10 s at 1M",
+                pass,
+                note,
+            ));
         }
         if let Some(b) = &self.backlog {
             let peak = b.peak_rss_bytes as f64 / MIB;
             let note = size_note(b.pending as usize, 1_000_000, "pending");
             let pass = (b.pending >= 1_000_000).then_some(peak <= 256.0);
-            checks.push(check("peak RSS, dead endpoint", peak, "MiB", None, "≤ 256 MiB at 1M", pass, note));
+            checks.push(check(
+                "peak RSS, dead endpoint",
+                peak,
+                "MiB",
+                None,
+                "≤ 256 MiB at 1M",
+                pass,
+                note,
+            ));
         }
         self.checks = checks;
     }
@@ -150,13 +286,19 @@ impl Results {
         md.push_str("| figure | measured | ratio to raw | target | pass | conditions |\n");
         md.push_str("|---|---:|---:|---|---|---|\n");
         for c in &self.checks {
-            let ratio = c.ratio_to_raw.map_or("—".to_string(), |r| format!("{r:.2}"));
+            let ratio = c
+                .ratio_to_raw
+                .map_or("—".to_string(), |r| format!("{r:.2}"));
             let pass = match c.pass {
                 Some(true) => "✅ yes",
                 Some(false) => "❌ no",
                 None => "—",
             };
-            let target = if c.target.is_empty() { "—" } else { &c.target };
+            let target = if c.target.is_empty() {
+                "—"
+            } else {
+                &c.target
+            };
             md.push_str(&format!(
                 "| {} | {} {} | {} | {} | {} | {} |\n",
                 c.name,
@@ -175,26 +317,32 @@ impl Results {
         let mut latency = Vec::new();
         let mut caption = "Publish→delivery latency (not run)".to_string();
         if let Some(l) = &self.latency {
-            let d = &l.delivery;
-            latency = vec![
-                ("p50".to_string(), d.p50_ms),
-                ("p90".to_string(), d.p90_ms),
-                ("p99".to_string(), d.p99_ms),
-                ("p99.9".to_string(), d.p999_ms),
-                ("max".to_string(), d.max_ms),
-            ];
-            caption = format!(
-                "Publish→delivery latency, {} ev/s × {} channels",
-                format_count(l.target_rate as f64),
-                l.channels
-            );
+            for p in &l.sweep {
+                let d = &p.delivery;
+                let label = format!("{} ev/s", format_count(p.target_rate as f64));
+                latency.push((
+                    label,
+                    vec![
+                        ("p50".to_string(), d.p50_ms),
+                        ("p90".to_string(), d.p90_ms),
+                        ("p99".to_string(), d.p99_ms),
+                        ("p99.9".to_string(), d.p999_ms),
+                        ("max".to_string(), d.max_ms),
+                    ],
+                ));
+            }
+            caption = format!("Publish→delivery latency, {} channels", l.channels);
         }
         ChartData {
             title: format!(
                 "watchwire {} bench — {} cores, loopback, synchronous=FULL{}",
                 self.watchwire_version,
                 self.machine.cores,
-                if self.quick { " (quick smoke sizes)" } else { "" }
+                if self.quick {
+                    " (quick smoke sizes)"
+                } else {
+                    ""
+                }
             ),
             latency,
             latency_caption: caption,
@@ -202,9 +350,16 @@ impl Results {
             throughput: self
                 .fanout
                 .iter()
-                .flat_map(|f| f.sweep.iter().map(|p| (p.channels as f64, p.delivered_per_second)))
+                .flat_map(|f| {
+                    f.sweep
+                        .iter()
+                        .map(|p| (p.channels as f64, p.delivered_per_second))
+                })
                 .collect(),
-            wide: self.wide.as_ref().map(|w| (w.channels as f64, w.delivered_per_second)),
+            wide: self
+                .wide
+                .as_ref()
+                .map(|w| (w.channels as f64, w.delivered_per_second)),
             raw_per_second: self.raw.as_ref().map(|r| r.per_second),
             target_ratio: 0.60,
         }
@@ -213,7 +368,10 @@ impl Results {
     /// Writes `results.json`, `results.md` and `chart.svg` into `dir`.
     pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir)?;
-        std::fs::write(dir.join("results.json"), serde_json::to_string_pretty(self)? + "\n")?;
+        std::fs::write(
+            dir.join("results.json"),
+            serde_json::to_string_pretty(self)? + "\n",
+        )?;
         let mut md = format!(
             "# watchwire bench results\n\n`{}` — {} build, {} cores ({}), kernel {}, {:.0} s wall.\n\n",
             self.command, self.build, self.machine.cores, self.machine.cpu, self.machine.kernel, self.wall_seconds
@@ -235,7 +393,11 @@ fn size_note(measured: usize, issue: usize, what: &str) -> String {
     if measured >= issue {
         format!("{} {what}", format_count(measured as f64))
     } else {
-        format!("{} {what} (issue: {}; pass/fail only at that size)", format_count(measured as f64), format_count(issue as f64))
+        format!(
+            "{} {what} (issue: {}; pass/fail only at that size)",
+            format_count(measured as f64),
+            format_count(issue as f64)
+        )
     }
 }
 

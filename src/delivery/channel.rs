@@ -304,47 +304,46 @@ impl ChannelHandle {
         self.state.lock().unwrap().running = false;
     }
 
+    /// Matched events after `after` from the store, and the head that read saw. On a
+    /// store error: logs, backs off a second, and returns `None` (the caller retries).
+    async fn read_after(&self, after: Seq, shared: &Arc<Shared>) -> Option<(Vec<SharedEvent>, Seq)> {
+        match shared.store.read_matching(&self.spec.resource, after, QUEUE_CAPACITY).await {
+            Ok(read) => Some(read),
+            Err(e) => {
+                tracing::error!(channel = %self.spec.id, error = %e, "could not read events from the store; retrying");
+                self.pause(Duration::from_secs(1), shared).await;
+                None
+            }
+        }
+    }
+
     /// Backlog mode: loads the next pending events from the store. Leaves backlog mode
     /// once the store has nothing beyond what it returned that the router skipped.
     async fn refill(&self, after: Seq, shared: &Arc<Shared>) {
-        match shared.store.read_matching(&self.spec.resource, after, QUEUE_CAPACITY).await {
-            Ok((events, head)) => {
-                let mut st = self.state.lock().unwrap();
-                let complete = events.len() < QUEUE_CAPACITY && st.skipped_max <= head;
-                for event in events {
-                    if event.seq > st.tail_seq {
-                        st.tail_seq = event.seq;
-                        st.queue.push_back(event);
-                        metrics::gauge!("watchwire_pending_notifications").increment(1.0);
-                    }
-                }
-                if complete && st.backlog {
-                    st.backlog = false;
-                    st.skipped_max = 0;
-                    metrics::gauge!("watchwire_channels_backlogged").decrement(1.0);
-                }
+        let Some((events, head)) = self.read_after(after, shared).await else { return };
+        let mut st = self.state.lock().unwrap();
+        let complete = events.len() < QUEUE_CAPACITY && st.skipped_max <= head;
+        for event in events {
+            if event.seq > st.tail_seq {
+                st.tail_seq = event.seq;
+                st.queue.push_back(event);
+                metrics::gauge!("watchwire_pending_notifications").increment(1.0);
             }
-            Err(e) => {
-                tracing::error!(channel = %self.spec.id, error = %e, "could not read pending events; retrying");
-                self.pause(Duration::from_secs(1), shared).await;
-            }
+        }
+        if complete && st.backlog {
+            st.backlog = false;
+            st.skipped_max = 0;
+            metrics::gauge!("watchwire_channels_backlogged").decrement(1.0);
         }
     }
 
     /// Loads the next page of a replay; ends the replay when nothing is left.
     async fn load_replay(&self, after: Seq, upto: Seq, shared: &Arc<Shared>) {
-        match shared.store.read_matching(&self.spec.resource, after, QUEUE_CAPACITY).await {
-            Ok((events, _)) => {
-                let mut st = self.state.lock().unwrap();
-                st.replay_queue = events.into_iter().filter(|e| e.seq <= upto).collect();
-                if st.replay_queue.is_empty() {
-                    st.replay = None;
-                }
-            }
-            Err(e) => {
-                tracing::error!(channel = %self.spec.id, error = %e, "could not read events to replay; retrying");
-                self.pause(Duration::from_secs(1), shared).await;
-            }
+        let Some((events, _)) = self.read_after(after, shared).await else { return };
+        let mut st = self.state.lock().unwrap();
+        st.replay_queue = events.into_iter().filter(|e| e.seq <= upto).collect();
+        if st.replay_queue.is_empty() {
+            st.replay = None;
         }
     }
 

@@ -135,8 +135,8 @@ pub trait Store: Send + Sync + 'static {
     /// One owner's channels (or watchers) with `pk > after_pk`, by `pk`.
     async fn list_channels(&self, owner: &str, kind: ChannelKind, after_pk: i64, limit: usize) -> Result<Vec<Channel>, StoreError>;
 
-    /// A channel's delivery log with `seq > after_seq`, oldest first.
-    async fn list_outcomes(&self, pk: i64, status: Option<OutcomeStatus>, after_seq: Seq, limit: usize) -> Result<Vec<OutcomeRecord>, StoreError>;
+    /// A channel's delivery log, oldest first: from the start, or after `after_seq`.
+    async fn list_outcomes(&self, pk: i64, status: Option<OutcomeStatus>, after_seq: Option<Seq>, limit: usize) -> Result<Vec<OutcomeRecord>, StoreError>;
 
     /// Events with `seq > after`, oldest first.
     async fn read_log(&self, after: Seq, limit: usize) -> Result<Vec<SharedEvent>, StoreError>;

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::Ctx;
 use crate::bench::gateway::{rss_of, Gateway};
-use crate::delivery::channel::QUEUE_CAPACITY;
 use crate::bench::load;
+use crate::delivery::channel::QUEUE_CAPACITY;
 
 const RESOURCE: &str = "/bench/backlog";
 /// Concurrent publishers of batches.
@@ -56,24 +56,49 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Backlog> {
     let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
     let (publisher, counter, sampled) = (client.clone(), published.clone(), samples.clone());
     let run = load::for_each(batches as usize, PUBLISHERS, move |b| {
-        let (client, url, counter, samples) = (publisher.clone(), url.clone(), counter.clone(), sampled.clone());
+        let (client, url, counter, samples) = (
+            publisher.clone(),
+            url.clone(),
+            counter.clone(),
+            sampled.clone(),
+        );
         let first = b * batch;
         let last = (first + batch).min(events);
         async move {
-            let resources: Vec<String> = (first..last).map(|i| format!("{RESOURCE}/e{}", i % 1000)).collect();
-            load::publish(&client, &url, load::batch_json(resources.iter().map(String::as_str))).await?;
+            let resources: Vec<String> = (first..last)
+                .map(|i| format!("{RESOURCE}/e{}", i % 1000))
+                .collect();
+            load::publish(
+                &client,
+                &url,
+                load::batch_json(resources.iter().map(String::as_str)),
+            )
+            .await?;
             let done = counter.fetch_add(last - first, Relaxed) + (last - first);
             // Sample at each tenth of the run.
             if (done * 10 / events) != ((done - (last - first)) * 10 / events) {
-                samples.lock().unwrap().push((done, rss_of(pid).unwrap_or(0)));
+                samples
+                    .lock()
+                    .unwrap()
+                    .push((done, rss_of(pid).unwrap_or(0)));
             }
             Ok(())
         }
     })
     .await?;
-    anyhow::ensure!(published.load(Relaxed) == events, "published {} of {events} events", published.load(Relaxed));
-    let queued = gateway.metric(&client, "watchwire_pending_notifications").await?.unwrap_or(0.0);
-    let backlogged = gateway.metric(&client, "watchwire_channels_backlogged").await?.unwrap_or(0.0);
+    anyhow::ensure!(
+        published.load(Relaxed) == events,
+        "published {} of {events} events",
+        published.load(Relaxed)
+    );
+    let queued = gateway
+        .metric(&client, "watchwire_pending_notifications")
+        .await?
+        .unwrap_or(0.0);
+    let backlogged = gateway
+        .metric(&client, "watchwire_channels_backlogged")
+        .await?
+        .unwrap_or(0.0);
     anyhow::ensure!(
         events <= QUEUE_CAPACITY as u64 || backlogged == 1.0,
         "the dead channel is not in backlog mode (gauge {backlogged})"

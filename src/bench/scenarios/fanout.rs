@@ -32,6 +32,8 @@ pub struct Point {
     pub gateway_cpu_us_per_notification: f64,
     /// Store transactions (each an fsync) during the point.
     pub store_commits: f64,
+    /// Notifications that arrived twice (a retry after a lost answer).
+    pub duplicates: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -71,15 +73,31 @@ pub async fn run(ctx: &Ctx, raw_per_second: Option<f64>) -> anyhow::Result<Fanou
     })
 }
 
-async fn point(ctx: &Ctx, channels: usize, events: u64, raw_per_second: Option<f64>) -> anyhow::Result<Point> {
+async fn point(
+    ctx: &Ctx,
+    channels: usize,
+    events: u64,
+    raw_per_second: Option<f64>,
+) -> anyhow::Result<Point> {
     let sizes = &ctx.sizes;
     let launch = ctx.launch(&format!("fanout-{channels}"))?;
     let gateway = Gateway::start(&launch).await?;
     let receiver = Receiver::start().await?;
-    create_channels(&gateway, &receiver, channels, sizes.connections, sizes.stall(), |_| "/bench/fanout".to_string()).await?;
+    create_channels(
+        &gateway,
+        &receiver,
+        channels,
+        sizes.connections,
+        sizes.stall(),
+        |_| "/bench/fanout".to_string(),
+    )
+    .await?;
 
     let client = load::client(PUBLISHERS)?;
-    let commits_before = gateway.metric(&client, "watchwire_store_commits_total").await?.unwrap_or(0.0);
+    let commits_before = gateway
+        .metric(&client, "watchwire_store_commits_total")
+        .await?
+        .unwrap_or(0.0);
     let cpu_before = gateway.cpu_seconds()?;
     receiver.record_latency(true);
     let batch = sizes.batch as u64;
@@ -91,16 +109,34 @@ async fn point(ctx: &Ctx, channels: usize, events: u64, raw_per_second: Option<f
         let (client, url) = (publisher.clone(), url.clone());
         let first = b * batch;
         let last = (first + batch).min(events);
-        let resources: Vec<String> = (first..last).map(|i| format!("/bench/fanout/items/{}", i % ITEMS)).collect();
-        async move { load::publish(&client, &url, load::batch_json(resources.iter().map(String::as_str))).await }
+        let resources: Vec<String> = (first..last)
+            .map(|i| format!("/bench/fanout/items/{}", i % ITEMS))
+            .collect();
+        async move {
+            load::publish(
+                &client,
+                &url,
+                load::batch_json(resources.iter().map(String::as_str)),
+            )
+            .await
+        }
     })
     .await?;
     let notifications = events * channels as u64;
     receiver.wait_events(notifications, sizes.stall()).await?;
     let counts = receiver.counts();
-    let seconds = clock::secs_between(began, counts.last_event_us.load(std::sync::atomic::Ordering::Relaxed));
+    let seconds = clock::secs_between(
+        began,
+        counts
+            .last_event_us
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
     let cpu = gateway.cpu_seconds()? - cpu_before;
-    let commits = gateway.metric(&client, "watchwire_store_commits_total").await?.unwrap_or(0.0) - commits_before;
+    let commits = gateway
+        .metric(&client, "watchwire_store_commits_total")
+        .await?
+        .unwrap_or(0.0)
+        - commits_before;
     check_delivery(&receiver, notifications)?;
     let data = gateway.data_dir.clone();
     gateway.stop().await?;
@@ -116,5 +152,6 @@ async fn point(ctx: &Ctx, channels: usize, events: u64, raw_per_second: Option<f
         latency: Percentiles::of_micros(receiver.take_latencies()),
         gateway_cpu_us_per_notification: cpu * 1e6 / notifications as f64,
         store_commits: commits,
+        duplicates: super::duplicates(&receiver),
     })
 }

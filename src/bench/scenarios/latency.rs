@@ -1,7 +1,11 @@
-//! latency: publish→delivery at a fixed rate. Single-event publishes are sent on a
+//! latency: publish→delivery at fixed rates. Single-event publishes are sent on a
 //! schedule (an open loop: a slow answer does not delay the next publish) to a
 //! collection that `latency_channels` channels watch. Each payload carries the time its
 //! publish was sent; the receiver subtracts it on arrival (same process, same clock).
+//!
+//! The headline rate is the (5k events/s, so 50k notifications/s with 10
+//! channels); lower rates (`latency_sweep`) show where the knee is. Rates run lowest
+//! first on one gateway, each after the previous one has been delivered completely.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,10 +21,11 @@ use crate::bench::receiver::Receiver;
 use crate::bench::stats::Percentiles;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Latency {
+pub struct Point {
     pub target_rate: u64,
     pub achieved_rate: f64,
-    pub channels: usize,
+    /// Notifications per second asked of the gateway: rate × channels.
+    pub notifications_per_second: f64,
     pub seconds: f64,
     pub events: u64,
     pub notifications: u64,
@@ -30,7 +35,16 @@ pub struct Latency {
     pub ack: Percentiles,
     /// How late the load generator sent publishes against its schedule (its own limit).
     pub schedule_lag: Percentiles,
-    /// `delivery.p50` over the raw unloaded round trip (set by the caller).
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Latency {
+    pub channels: usize,
+    /// At the rate.
+    pub headline: Point,
+    /// Every rate run, lowest first (the headline included).
+    pub sweep: Vec<Point>,
+    /// `headline.delivery.p50` over the raw unloaded round trip (set by the caller).
     pub p50_over_raw_round_trip: Option<f64>,
 }
 
@@ -39,26 +53,108 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Latency> {
     let gateway = Gateway::start(&ctx.launch("latency")?).await?;
     let receiver = Receiver::start().await?;
     let channels = sizes.latency_channels;
-    create_channels(&gateway, &receiver, channels, sizes.connections, sizes.stall(), |_| "/bench/latency".to_string()).await?;
+    create_channels(
+        &gateway,
+        &receiver,
+        channels,
+        sizes.connections,
+        sizes.stall(),
+        |_| "/bench/latency".to_string(),
+    )
+    .await?;
 
     let client = load::client(sizes.connections)?;
     // Open the connections the publishes will use, outside the measurement.
     let warm = (client.clone(), Arc::new(gateway.url.clone()));
     load::for_each(sizes.connections, sizes.connections, move |_| {
         let (client, url) = (warm.0.clone(), warm.1.clone());
-        async move { client.get(format!("{url}/healthz")).send().await.map(|_| ()).map_err(Into::into) }
+        async move {
+            client
+                .get(format!("{url}/healthz"))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(Into::into)
+        }
     })
     .await?;
 
+    let mut rates: Vec<u64> = sizes.latency_sweep.clone();
+    rates.retain(|r| *r < sizes.latency_rate);
+    rates.sort_unstable();
+    rates.dedup();
+    let mut sweep = Vec::new();
+    let mut expected = 0;
+    for rate in rates {
+        let seconds = sizes.latency_seconds / 2.0;
+        let p = point(
+            ctx,
+            &gateway,
+            &receiver,
+            &client,
+            rate,
+            seconds,
+            &mut expected,
+        )
+        .await?;
+        print_point(&p);
+        sweep.push(p);
+    }
+    let headline = point(
+        ctx,
+        &gateway,
+        &receiver,
+        &client,
+        sizes.latency_rate,
+        sizes.latency_seconds,
+        &mut expected,
+    )
+    .await?;
+    print_point(&headline);
+    sweep.push(headline.clone());
+    let data = gateway.data_dir.clone();
+    gateway.stop().await?;
+    ctx.discard(&data);
+    Ok(Latency {
+        channels,
+        headline,
+        sweep,
+        p50_over_raw_round_trip: None,
+    })
+}
+
+fn print_point(p: &Point) {
+    println!(
+        "  latency at {:>5} ev/s ({:>6.0} notifications/s): p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms",
+        p.target_rate,
+        p.notifications_per_second,
+        p.delivery.p50_ms,
+        p.delivery.p99_ms,
+        p.delivery.p999_ms
+    );
+}
+
+/// Publishes at `rate` for `seconds`, then waits until every notification arrived.
+/// `expected` counts the notifications of every point so far.
+async fn point(
+    ctx: &Ctx,
+    gateway: &Gateway,
+    receiver: &Receiver,
+    client: &reqwest::Client,
+    rate: u64,
+    seconds: f64,
+    expected: &mut u64,
+) -> anyhow::Result<Point> {
+    let channels = ctx.sizes.latency_channels as u64;
     receiver.record_latency(true);
-    let events = (sizes.latency_rate as f64 * sizes.latency_seconds).round() as u64;
-    let interval = Duration::from_secs_f64(1.0 / sizes.latency_rate as f64);
+    let events = ((rate as f64 * seconds).round() as u64).max(1);
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
     let url = Arc::new(gateway.url.clone());
     let mut sent = JoinSet::new();
     let mut lags = Vec::with_capacity(events as usize);
     let start = Instant::now();
     for i in 0..events {
-        let due = start + interval * i as u32;
+        let due = start + interval.mul_f64(i as f64);
         tokio::time::sleep_until(due).await;
         lags.push(due.elapsed().as_micros().min(u32::MAX as u128) as u32);
         let (client, url) = (client.clone(), url.clone());
@@ -74,25 +170,26 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Latency> {
     while let Some(done) = sent.join_next().await {
         acks.push(done??);
     }
-    let notifications = events * channels as u64;
-    receiver.wait_events(notifications, sizes.stall()).await?;
+    let notifications = events * channels;
+    *expected += notifications;
+    receiver.wait_events(*expected, ctx.sizes.stall()).await?;
     receiver.record_latency(false);
-    check_delivery(&receiver, notifications)?;
+    check_delivery(receiver, *expected)?;
     let samples = receiver.take_latencies();
-    anyhow::ensure!(samples.len() as u64 == notifications, "{} latency samples for {notifications} notifications", samples.len());
-    let data = gateway.data_dir.clone();
-    gateway.stop().await?;
-    ctx.discard(&data);
-    Ok(Latency {
-        target_rate: sizes.latency_rate,
-        achieved_rate: events as f64 / sending.max(1e-9),
-        channels,
+    anyhow::ensure!(
+        samples.len() as u64 == notifications,
+        "{} latency samples for {notifications} notifications",
+        samples.len()
+    );
+    Ok(Point {
+        target_rate: rate,
+        achieved_rate: events as f64 / (sending + interval.as_secs_f64()),
+        notifications_per_second: (rate * channels) as f64,
         seconds: sending,
         events,
         notifications,
         delivery: Percentiles::of_micros(samples),
         ack: Percentiles::of_micros(acks),
         schedule_lag: Percentiles::of_micros(lags),
-        p50_over_raw_round_trip: None,
     })
 }

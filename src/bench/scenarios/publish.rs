@@ -44,13 +44,32 @@ pub async fn run(ctx: &Ctx, raw_per_second: Option<f64>) -> anyhow::Result<Publi
     };
     // Warm-up: open the connections.
     load::for_each(sizes.connections * 2, sizes.connections, op.clone()).await?;
-    let commits_before = gateway.metric(&client, "watchwire_store_commits_total").await?.unwrap_or(0.0);
-    let published_before = gateway.metric(&client, "watchwire_events_published_total").await?.unwrap_or(0.0);
+    let commits_before = gateway
+        .metric(&client, "watchwire_store_commits_total")
+        .await?
+        .unwrap_or(0.0);
+    let published_before = gateway
+        .metric(&client, "watchwire_events_published_total")
+        .await?
+        .unwrap_or(0.0);
     let cpu_before = gateway.cpu_seconds()?;
-    let run = load::for_duration(sizes.connections, Duration::from_secs_f64(sizes.seconds), op).await?;
+    let run = load::for_duration(
+        sizes.connections,
+        Duration::from_secs_f64(sizes.seconds),
+        op,
+    )
+    .await?;
     let cpu = gateway.cpu_seconds()? - cpu_before;
-    let commits = gateway.metric(&client, "watchwire_store_commits_total").await?.unwrap_or(0.0) - commits_before;
-    let published = gateway.metric(&client, "watchwire_events_published_total").await?.unwrap_or(0.0) - published_before;
+    let commits = gateway
+        .metric(&client, "watchwire_store_commits_total")
+        .await?
+        .unwrap_or(0.0)
+        - commits_before;
+    let published = gateway
+        .metric(&client, "watchwire_events_published_total")
+        .await?
+        .unwrap_or(0.0)
+        - published_before;
     anyhow::ensure!(
         published as u64 == run.done,
         "the gateway counted {published} published events, the publishers {}",

@@ -39,7 +39,11 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Raw> {
             let (client, url, body) = (client.clone(), url.clone(), body.clone());
             async move {
                 let response = client.post(url.as_str()).body(body).send().await?;
-                anyhow::ensure!(response.status() == 204, "receiver answered {}", response.status());
+                anyhow::ensure!(
+                    response.status() == 204,
+                    "receiver answered {}",
+                    response.status()
+                );
                 Ok(())
             }
         }
@@ -47,7 +51,12 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Raw> {
 
     // Warm the pool so connection setup is not part of the figure.
     let loaded_client = load::client(sizes.connections)?;
-    load::for_each(sizes.connections * 4, sizes.connections, post(loaded_client.clone())).await?;
+    load::for_each(
+        sizes.connections * 4,
+        sizes.connections,
+        post(loaded_client.clone()),
+    )
+    .await?;
     let before = receiver.counts().requests.load(Relaxed);
     let run = load::for_duration(
         sizes.connections,
@@ -56,7 +65,11 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Raw> {
     )
     .await?;
     let arrived = receiver.counts().requests.load(Relaxed) - before;
-    anyhow::ensure!(arrived == run.done, "the receiver counted {arrived} of {} requests", run.done);
+    anyhow::ensure!(
+        arrived == run.done,
+        "the receiver counted {arrived} of {} requests",
+        run.done
+    );
 
     let single = (sizes.seconds * 1000.0).max(200.0) as usize;
     let unloaded = load::for_each(single, 1, post(load::client(1)?)).await?;

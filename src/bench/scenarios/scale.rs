@@ -71,17 +71,31 @@ pub async fn run(ctx: &Ctx, raw_per_second: Option<f64>) -> anyhow::Result<Scale
     let began = Instant::now();
     let gateway = Gateway::start(&launch).await?;
     let listening = gateway.started_in.as_secs_f64();
-    anyhow::ensure!(gateway.healthy(&client).await, "/healthz did not answer 200 after the restart");
+    anyhow::ensure!(
+        gateway.healthy(&client).await,
+        "/healthz did not answer 200 after the restart"
+    );
     let healthy = began.elapsed().as_secs_f64();
     let probe_channels = channels.div_ceil(resources) as u64;
-    load::publish(&client, &gateway.url, load::event_json("/bench/scale/r0/probe")).await?;
+    load::publish(
+        &client,
+        &gateway.url,
+        load::event_json("/bench/scale/r0/probe"),
+    )
+    .await?;
     receiver.wait_events(probe_channels, sizes.stall()).await?;
     let counts = receiver.counts();
     let first = clock::secs_between(spawned, counts.first_event_us.load(Relaxed));
     let last = clock::secs_between(spawned, counts.last_event_us.load(Relaxed));
     super::check_delivery(&receiver, probe_channels)?;
-    let live = gateway.metric(&client, "watchwire_channels_live").await?.unwrap_or(0.0);
-    anyhow::ensure!(live as usize == channels, "{live} channels live after the restart, expected {channels}");
+    let live = gateway
+        .metric(&client, "watchwire_channels_live")
+        .await?
+        .unwrap_or(0.0);
+    anyhow::ensure!(
+        live as usize == channels,
+        "{live} channels live after the restart, expected {channels}"
+    );
     let rss_restarted = gateway.rss()?;
     let syncs_repeated = receiver.counts().syncs.load(Relaxed) - syncs_before;
     let data = gateway.data_dir.clone();

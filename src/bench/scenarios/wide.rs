@@ -28,6 +28,8 @@ pub struct Wide {
     pub ratio_to_raw: Option<f64>,
     /// Attempts the gateway had to retry (connection failures and the like).
     pub retried_attempts: f64,
+    /// Notifications that arrived twice (a retry after a lost answer).
+    pub duplicates: u64,
     pub gateway_peak_rss_bytes: u64,
 }
 
@@ -36,20 +38,47 @@ pub async fn run(ctx: &Ctx, raw_per_second: Option<f64>) -> anyhow::Result<Wide>
     let gateway = Gateway::start(&ctx.launch("wide")?).await?;
     let receiver = Receiver::start().await?;
     let channels = sizes.wide_channels;
-    let (create_seconds, synced_seconds) =
-        create_channels(&gateway, &receiver, channels, sizes.connections, sizes.stall(), |_| RESOURCE.to_string()).await?;
+    let (create_seconds, synced_seconds) = create_channels(
+        &gateway,
+        &receiver,
+        channels,
+        sizes.connections,
+        sizes.stall(),
+        |_| RESOURCE.to_string(),
+    )
+    .await?;
     println!("  wide: {channels} channels created in {create_seconds:.1} s, synced in {synced_seconds:.1} s");
 
     let client = load::client(1)?;
-    let retried_before = gateway.metric_with(&client, "watchwire_notifications_total", "outcome=\"retried\"").await?.unwrap_or(0.0);
+    let retried_before = gateway
+        .metric_with(
+            &client,
+            "watchwire_notifications_total",
+            "outcome=\"retried\"",
+        )
+        .await?
+        .unwrap_or(0.0);
     let began = clock::now_us();
-    load::publish(&client, &gateway.url, load::event_json(&format!("{RESOURCE}/item"))).await?;
+    load::publish(
+        &client,
+        &gateway.url,
+        load::event_json(&format!("{RESOURCE}/item")),
+    )
+    .await?;
     receiver.wait_events(channels as u64, sizes.stall()).await?;
     let counts = receiver.counts();
     let first = clock::secs_between(began, counts.first_event_us.load(Relaxed));
     let last = clock::secs_between(began, counts.last_event_us.load(Relaxed));
     check_delivery(&receiver, channels as u64)?;
-    let retried_attempts = gateway.metric_with(&client, "watchwire_notifications_total", "outcome=\"retried\"").await?.unwrap_or(0.0) - retried_before;
+    let retried_attempts = gateway
+        .metric_with(
+            &client,
+            "watchwire_notifications_total",
+            "outcome=\"retried\"",
+        )
+        .await?
+        .unwrap_or(0.0)
+        - retried_before;
     let peak = gateway.peak_rss()?;
     let data = gateway.data_dir.clone();
     gateway.stop().await?;
@@ -65,6 +94,7 @@ pub async fn run(ctx: &Ctx, raw_per_second: Option<f64>) -> anyhow::Result<Wide>
         delivered_per_second,
         ratio_to_raw: ratio(delivered_per_second, raw_per_second),
         retried_attempts,
+        duplicates: super::duplicates(&receiver),
         gateway_peak_rss_bytes: peak,
     })
 }

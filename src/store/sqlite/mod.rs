@@ -177,7 +177,9 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn list_outcomes(&self, pk: i64, status: Option<OutcomeStatus>, after_seq: Seq, limit: usize) -> Result<Vec<OutcomeRecord>, StoreError> {
+    async fn list_outcomes(&self, pk: i64, status: Option<OutcomeStatus>, after_seq: Option<Seq>, limit: usize) -> Result<Vec<OutcomeRecord>, StoreError> {
+        // The sync's entry sits at the channel's start, which may be seq 0.
+        let after = after_seq.map_or(-1, |s| s as i64);
         self.readers
             .with(move |conn| {
                 let mut stmt = conn.prepare_cached(
@@ -187,7 +189,7 @@ impl Store for SqliteStore {
                      WHERE o.channel_pk = ?1 AND o.seq > ?2 AND (?3 IS NULL OR o.status = ?3)
                      ORDER BY o.seq LIMIT ?4",
                 )?;
-                let rows = stmt.query_map(params![pk, after_seq as i64, status.map(OutcomeStatus::as_str), limit as i64], outcome_from_row)?;
+                let rows = stmt.query_map(params![pk, after, status.map(OutcomeStatus::as_str), limit as i64], outcome_from_row)?;
                 rows.collect()
             })
             .await

@@ -1,0 +1,161 @@
+//! The CI smoke of the benchmark: `watchwire bench --quick` runs every scenario at tiny
+//! sizes as a child process, and its JSON must hold every scenario with plausible,
+//! non-zero numbers. It checks that the harness works and that everything published was
+//! delivered; it checks no performance figure (the full benchmark does, BENCHMARKS.md).
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn number(results: &Value, path: &str) -> f64 {
+    let mut value = results;
+    for key in path.split('.') {
+        value = &value[key];
+    }
+    value
+        .as_f64()
+        .unwrap_or_else(|| panic!("{path} is not a number in results.json: {value}"))
+}
+
+fn positive(results: &Value, path: &str) -> f64 {
+    let n = number(results, path);
+    assert!(
+        n > 0.0 && n.is_finite(),
+        "{path} = {n}, expected a positive number"
+    );
+    n
+}
+
+fn run_quick_bench(out: &Path, data: &Path) -> Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_watchwire"))
+        .args(["bench", "--quick", "--out"])
+        .arg(out)
+        .arg("--data-root")
+        .arg(data)
+        .output()
+        .expect("watchwire bench starts");
+    assert!(
+        output.status.success(),
+        "watchwire bench --quick failed ({})\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = std::fs::read_to_string(out.join("results.json")).expect("results.json written");
+    serde_json::from_str(&text).expect("results.json is JSON")
+}
+
+#[test]
+fn quick_bench_runs_every_scenario_and_delivers_everything() {
+    let out = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let r = run_quick_bench(out.path(), data.path());
+
+    assert_eq!(r["quick"], true);
+    assert_eq!(r["failures"], Value::Array(vec![]), "no scenario failed");
+    for scenario in [
+        "raw", "fanout", "publish", "latency", "wide", "scale", "backlog",
+    ] {
+        assert!(
+            r[scenario].is_object(),
+            "results.json has no {scenario} result"
+        );
+    }
+
+    // raw: the ceiling every ratio divides by.
+    let raw = positive(&r, "raw.per_second");
+    positive(&r, "raw.requests");
+    positive(&r, "raw.unloaded.p50_ms");
+
+    // fanout: every notification arrived; ratios are against raw.
+    let fanout = &r["fanout"];
+    let sweep = fanout["sweep"].as_array().expect("a sweep");
+    assert!(sweep.len() >= 2, "the sweep has several channel counts");
+    for point in sweep {
+        let (events, channels) = (number(point, "events"), number(point, "channels"));
+        assert!(events > 0.0 && channels > 0.0);
+        assert_eq!(number(point, "notifications"), events * channels);
+        let rate = positive(point, "delivered_per_second");
+        let ratio = positive(point, "ratio_to_raw");
+        assert!((ratio - rate / raw).abs() < 1e-6 * ratio.max(1.0));
+        assert_eq!(number(point, "latency.samples"), events * channels);
+    }
+    positive(&r, "fanout.headline.delivered_per_second");
+
+    // publish: durable acknowledgements, each counted by the gateway too.
+    positive(&r, "publish.events");
+    positive(&r, "publish.per_second");
+    positive(&r, "publish.ratio_to_raw");
+    positive(&r, "publish.store_commits");
+    assert!(number(&r, "publish.events_per_commit") >= 1.0);
+
+    // latency: one sample per notification, percentiles in order, at every rate.
+    let sweep = r["latency"]["sweep"].as_array().expect("a latency sweep");
+    assert!(sweep.len() >= 2, "latency is measured at several rates");
+    assert_eq!(sweep.last(), Some(&r["latency"]["headline"]));
+    let latency = &r["latency"]["headline"];
+    assert_eq!(
+        number(latency, "delivery.samples"),
+        number(latency, "notifications")
+    );
+    assert_eq!(
+        number(latency, "notifications"),
+        number(latency, "events") * number(&r, "latency.channels")
+    );
+    let (p50, p99, p999, max) = (
+        positive(latency, "delivery.p50_ms"),
+        number(latency, "delivery.p99_ms"),
+        number(latency, "delivery.p999_ms"),
+        number(latency, "delivery.max_ms"),
+    );
+    assert!(
+        p50 <= p99 && p99 <= p999 && p999 <= max,
+        "{p50} {p99} {p999} {max}"
+    );
+
+    // wide: one event reached every channel.
+    positive(&r, "wide.channels");
+    positive(&r, "wide.create_per_second");
+    let first = positive(&r, "wide.first_delivery_seconds");
+    assert!(number(&r, "wide.last_delivery_seconds") >= first);
+
+    // scale: memory per channel and a restart that delivers again without resending syncs.
+    positive(&r, "scale.bytes_per_channel");
+    positive(&r, "scale.create_per_second");
+    let listening = positive(&r, "scale.restart_listening_seconds");
+    assert!(number(&r, "scale.restart_delivering_seconds") >= listening);
+    assert_eq!(number(&r, "scale.syncs_repeated"), 0.0);
+
+    // backlog: memory sampled while the pending notifications piled up.
+    positive(&r, "backlog.pending");
+    let start = positive(&r, "backlog.rss_start_bytes");
+    assert!(number(&r, "backlog.peak_rss_bytes") >= start);
+    assert!(!r["backlog"]["rss_samples"].as_array().unwrap().is_empty());
+    assert_eq!(number(&r, "backlog.channels_backlogged"), 1.0);
+
+    // Every target of the issue is reported, and the table and chart are written.
+    let checks: Vec<&str> = r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    for name in [
+        "raw loopback ceiling",
+        "fan-out delivered",
+        "single-event publishes",
+        "latency p50",
+        "latency p99",
+        "one event → all channels",
+        "memory per idle channel",
+        "restart → delivering",
+        "peak RSS, dead endpoint",
+    ] {
+        assert!(checks.contains(&name), "no check {name:?} in {checks:?}");
+    }
+    let md = std::fs::read_to_string(out.path().join("results.md")).unwrap();
+    assert!(md.contains("| figure | measured | ratio to raw |"));
+    let svg = std::fs::read_to_string(out.path().join("chart.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("<polyline"));
+}

@@ -1,0 +1,155 @@
+//! SPEC §7 stream: `GET /v1/watch` as Server-Sent Events, resumable without gap or
+//! duplicate, with checkpoints, an expired-cursor 410, and a cutoff for slow consumers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::sse::SseStream;
+use common::*;
+use serde_json::json;
+
+async fn publish_n(gw: &Gateway, resource: &str, range: std::ops::Range<i64>) -> Vec<String> {
+    let batch: Vec<_> = range.map(|i| json!({"resource": resource, "state": "exists", "data": {"i": i}})).collect();
+    gw.publish(json!(batch)).await;
+    Vec::new()
+}
+
+#[tokio::test]
+async fn resuming_with_last_event_id_sees_every_event_exactly_once() {
+    let gw = Gateway::start().await;
+    let first = gw.publish(json!({"resource": "/s/a", "state": "exists", "data": {"i": -1}})).await;
+    let since = first["cursor"].as_str().unwrap().to_string();
+
+    let url = format!("{}/v1/watch?resource=/s&since={since}", gw.url);
+    let mut stream = SseStream::open(&gw.http, &url, &[]).await;
+    publish_n(&gw, "/s/a", 0..5).await;
+    let mut last_id = String::new();
+    for i in 0..5 {
+        let frame = stream.expect().await;
+        assert_eq!(frame.event.as_deref(), Some("exists"));
+        let data = frame.json();
+        assert_eq!(data["data"]["i"], i);
+        assert_eq!(data["resource"], "/s/a");
+        assert_eq!(Some(data["cursor"].as_str().unwrap()), frame.id.as_deref());
+        assert!(data["time"].as_str().unwrap().ends_with('Z'));
+        last_id = frame.id.unwrap();
+    }
+    drop(stream);
+
+    // Missed while disconnected, plus noise outside the filter.
+    publish_n(&gw, "/s/b", 5..10).await;
+    publish_n(&gw, "/t", 100..103).await;
+    // Last-Event-ID wins over a stale `since`, as for a browser's EventSource.
+    let mut resumed = SseStream::open(&gw.http, &url, &[("last-event-id", &last_id)]).await;
+    let got: Vec<i64> = futures_take(&mut resumed, 5).await.iter().map(|f| f.json()["data"]["i"].as_i64().unwrap()).collect();
+    assert_eq!(got, [5, 6, 7, 8, 9]);
+    publish_n(&gw, "/s", 10..11).await;
+    assert_eq!(resumed.expect().await.json()["data"]["i"], 10, "no duplicate and nothing from /t in between");
+}
+
+async fn futures_take(stream: &mut SseStream, n: usize) -> Vec<common::sse::Frame> {
+    let mut frames = Vec::new();
+    for _ in 0..n {
+        frames.push(stream.expect().await);
+    }
+    frames
+}
+
+#[tokio::test]
+async fn without_since_only_later_events_arrive_and_metadata_is_carried() {
+    let gw = Gateway::start().await;
+    gw.publish(json!({"resource": "/n", "state": "exists", "data": {"old": true}})).await;
+    let mut stream = SseStream::open(&gw.http, &format!("{}/v1/watch?resource=/n", gw.url), &[]).await;
+    gw.publish(json!({"resource": "/n/x", "state": "not_exists", "metadata": {"request_id": "r-1"}})).await;
+    let frame = stream.expect().await;
+    assert_eq!(frame.event.as_deref(), Some("not_exists"));
+    let data = frame.json();
+    assert_eq!(data["metadata"], json!({"request_id": "r-1"}));
+    assert_eq!(data["data"], serde_json::Value::Null);
+}
+
+#[tokio::test]
+async fn checkpoints_arrive_when_idle_and_cover_the_latest_cursor() {
+    let gw = Gateway::start_with(|a| a.checkpoint_interval = Duration::from_millis(100)).await;
+    let answer = gw.publish(json!({"resource": "/other", "state": "exists"})).await;
+    let latest = answer["cursor"].as_str().unwrap().to_string();
+    let mut stream = SseStream::open(&gw.http, &format!("{}/v1/watch?resource=/c&checkpoints=true", gw.url), &[]).await;
+    let checkpoint = stream.expect().await;
+    assert_eq!(checkpoint.event.as_deref(), Some("checkpoint"));
+    assert_eq!(checkpoint.id.as_deref(), Some(latest.as_str()), "the checkpoint covers the log head, even for another resource");
+    assert_eq!(checkpoint.json()["cursor"], latest);
+
+    let next = gw.publish(json!({"resource": "/c", "state": "exists"})).await;
+    let event = stream.expect().await;
+    assert_eq!(event.event.as_deref(), Some("exists"));
+    let after = stream.expect().await;
+    assert_eq!(after.event.as_deref(), Some("checkpoint"));
+    assert!(after.id.unwrap().as_str() >= next["cursor"].as_str().unwrap());
+}
+
+#[tokio::test]
+async fn a_cursor_older_than_retention_gets_410_and_a_bad_one_400() {
+    let gw = Gateway::start_with(|a| {
+        a.retention = Duration::ZERO;
+        a.prune_interval = Duration::from_millis(20);
+    })
+    .await;
+    let first = gw.publish(json!({"resource": "/old", "state": "exists"})).await;
+    gw.publish(json!({"resource": "/old", "state": "exists"})).await;
+    let url = format!("{}/v1/watch?since={}", gw.url, first["cursor"].as_str().unwrap());
+    // Pruning is a background task on its interval; wait for it to pass the cursor.
+    let mut status = 0;
+    for _ in 0..200 {
+        let response = gw.http.get(&url).send().await.unwrap();
+        status = response.status().as_u16();
+        if status == 410 {
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_error(410, &body, 410, "cursorExpired");
+            break;
+        }
+        drop(response);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, 410, "the pruned cursor was still accepted");
+    let response = gw.http.get(format!("{}/v1/watch?since=not-a-cursor", gw.url)).send().await.unwrap();
+    assert_eq!(response.status(), 400);
+}
+
+#[tokio::test]
+async fn a_slow_consumer_is_cut_off_while_a_fast_one_continues() {
+    let gw = Gateway::start_with(|a| {
+        a.stream_buffer = 4;
+        a.stream_stall_timeout = Duration::from_millis(300);
+        a.max_body_bytes = 16 << 20;
+    })
+    .await;
+    let url = format!("{}/v1/watch?resource=/big", gw.url);
+    let mut fast = SseStream::open(&gw.http, &url, &[]).await;
+    let mut slow = SseStream::open(&gw.http, &url, &[]).await;
+    let payload = "x".repeat(64 * 1024);
+    let total = 256;
+    let reader = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while seen.len() < total {
+            let frame = fast.expect().await;
+            seen.push(frame.json()["data"]["i"].as_i64().unwrap());
+        }
+        seen
+    });
+    // 16 MiB in all: far more than the slow stream's socket buffers and its 4 slots.
+    for chunk in 0..(total / 32) {
+        let batch: Vec<_> = (0..32).map(|k| json!({"resource": "/big", "state": "exists", "data": {"i": chunk * 32 + k, "pad": payload}})).collect();
+        gw.publish(json!(batch)).await;
+    }
+    let seen = reader.await.unwrap();
+    assert_eq!(seen, (0..total as i64).collect::<Vec<_>>(), "the fast consumer got everything, in order");
+
+    let mut last = None;
+    while let Some(frame) = slow.next().await {
+        last = Some(frame);
+    }
+    let last = last.expect("the slow stream said something");
+    assert_eq!(last.event.as_deref(), Some("cutoff"), "the slow stream ends with a cutoff");
+    assert!(last.id.is_some(), "the cutoff names the cursor to resume from");
+}
