@@ -68,6 +68,11 @@ pub struct ServeArgs {
     #[arg(long, env = "WATCHWIRE_DELIVERY_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     pub delivery_timeout: Duration,
 
+    /// Most delivery attempts in flight at once, across all channels; also the number
+    /// of warm connections kept per receiving host.
+    #[arg(long, env = "WATCHWIRE_MAX_IN_FLIGHT", default_value_t = 1024)]
+    pub max_in_flight: usize,
+
     /// How often expired channels are removed.
     #[arg(long, env = "WATCHWIRE_EXPIRY_SWEEP", default_value = "30s", value_parser = parse_duration)]
     pub expiry_sweep: Duration,

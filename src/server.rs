@@ -42,7 +42,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
     };
     let shared = Arc::new(Shared {
         store: store.clone(),
-        client: OutboundClient::new(target_policy.clone(), args.connect_timeout, args.delivery_timeout, ca_pem.as_deref())?,
+        client: OutboundClient::new(target_policy.clone(), args.connect_timeout, args.delivery_timeout, ca_pem.as_deref(), args.max_in_flight)?,
         retry: RetryPolicy { schedule: args.retry_schedule.clone(), budget: args.retry_budget },
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),

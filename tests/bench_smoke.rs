@@ -154,6 +154,14 @@ fn quick_bench_runs_every_scenario_and_delivers_everything() {
     ] {
         assert!(checks.contains(&name), "no check {name:?} in {checks:?}");
     }
+    let foreign = r["foreign_cpu"]
+        .as_array()
+        .expect("foreign CPU per scenario");
+    assert_eq!(foreign.len(), 7, "one reading per scenario");
+    for f in foreign {
+        let share = number(f, "share");
+        assert!((0.0..=1.0).contains(&share), "share {share}");
+    }
     let md = std::fs::read_to_string(out.path().join("results.md")).unwrap();
     assert!(md.contains("| figure | measured | ratio to raw |"));
     let svg = std::fs::read_to_string(out.path().join("chart.svg")).unwrap();

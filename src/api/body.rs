@@ -2,6 +2,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
+use axum::http::header::CONTENT_LENGTH;
 use axum::http::StatusCode;
 
 use super::error::ApiError;
@@ -14,17 +15,30 @@ impl FromRequest<AppState> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, app: &AppState) -> Result<Self, ApiError> {
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "requestTooLarge",
+                format!(
+                    "the request body is larger than {} bytes, the most this gateway accepts",
+                    app.config.max_body_bytes
+                ),
+            )
+        };
+        // A declared length over the limit is refused before any of it is read, rather
+        // than waited for until the request times out.
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > app.config.max_body_bytes as u64) {
+            return Err(too_large());
+        }
         match Bytes::from_request(req, app).await {
             Ok(bytes) => Ok(RawBody(bytes)),
             Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "requestTooLarge",
-                    format!(
-                        "the request body is larger than {} bytes, the most this gateway accepts",
-                        app.config.max_body_bytes
-                    ),
-                ))
+                Err(too_large())
             }
             Err(rejection) => Err(ApiError::invalid(format!(
                 "the request body could not be read; the connection ended early or its \

@@ -36,7 +36,8 @@ struct EventInput {
     /// Kept as the exact text published: it becomes the notification body.
     data: Option<Box<RawValue>>,
     changed: Option<Value>,
-    metadata: Option<Value>,
+    /// Kept as text too, so that compacting it never rounds a number.
+    metadata: Option<Box<RawValue>>,
 }
 
 #[derive(serde::Serialize)]
@@ -208,9 +209,9 @@ fn validate_event(
         )));
     }
     let metadata = match input.metadata {
-        None | Some(Value::Null) => None,
-        Some(value @ Value::Object(_)) => {
-            let text = ascii_json(&value);
+        None => None,
+        Some(raw) if raw.get().starts_with('{') => {
+            let text = compact_ascii_json(raw.get());
             if text.len() > MAX_METADATA_BYTES {
                 return Err(ApiError::invalid(format!(
                     "{at}metadata is {} bytes as compact JSON; the limit is {MAX_METADATA_BYTES}",
@@ -219,11 +220,16 @@ fn validate_event(
             }
             Some(text)
         }
-        Some(other) => {
+        Some(raw) => {
+            let kind = match raw.get().as_bytes()[0] {
+                b'[' => "an array",
+                b'"' => "a string",
+                b't' | b'f' => "a boolean",
+                _ => "a number",
+            };
             return Err(ApiError::invalid(format!(
-                "{at}metadata must be an object, not {}",
-                type_name(&other)
-            )))
+                "{at}metadata must be an object, not {kind}"
+            )));
         }
     };
     Ok(NewEvent {
@@ -237,12 +243,27 @@ fn validate_event(
     })
 }
 
-/// Compact JSON with every character a header value cannot hold (non-ASCII, and DEL,
-/// which JSON leaves literal) escaped as `\uXXXX`, so it fits a header.
-pub fn ascii_json(value: &Value) -> String {
-    let compact = value.to_string();
-    let mut out = String::with_capacity(compact.len());
-    for c in compact.chars() {
+/// Valid JSON text made compact (no blanks outside strings), with every character a
+/// header value cannot hold (non-ASCII, and DEL, which JSON leaves literal) escaped as
+/// `\uXXXX`, so that it fits a header. Works on the text: numbers and escapes stay as
+/// written, so nothing is lost to a float round trip.
+pub fn compact_ascii_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in json.chars() {
+        if !in_string {
+            match c {
+                ' ' | '\t' | '\n' | '\r' => continue,
+                '"' => in_string = true,
+                _ => {}
+            }
+        } else if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == '"' {
+            in_string = false;
+        }
         if c.is_ascii() && c != '\u{7f}' {
             out.push(c);
         } else {
@@ -260,22 +281,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn metadata_is_ascii_and_round_trips() {
-        let value = serde_json::json!({"who": "Zoë 🐱", "n": 1});
-        let text = ascii_json(&value);
-        assert!(text.is_ascii());
-        assert!(
-            text.contains("\\u00eb") && text.contains("\\ud83d\\udc31"),
-            "{text}"
-        );
-        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), value);
-        // DEL is ASCII but no header value may hold it; JSON leaves it literal.
-        let del = serde_json::json!({"k": "a\u{7f}b"});
-        assert_eq!(ascii_json(&del), r#"{"k":"a\u007fb"}"#);
+    fn metadata_is_compact_ascii_and_exact() {
+        let text = r#" { "who" : "Zoë 🐱 \" \\ a b", "n" : [ 1 , 2.50 ],"x":{}} "#;
+        let compact = compact_ascii_json(text);
         assert_eq!(
-            serde_json::from_str::<Value>(&ascii_json(&del)).unwrap(),
-            del
+            compact,
+            r#"{"who":"Zo\u00eb \ud83d\udc31 \" \\ a b","n":[1,2.50],"x":{}}"#
         );
+        assert_eq!(
+            serde_json::from_str::<Value>(&compact).unwrap(),
+            serde_json::from_str::<Value>(text).unwrap()
+        );
+        assert_eq!(compact_ascii_json(&compact), compact, "a fixed point");
+        // DEL is ASCII but no header value may hold it; JSON leaves it literal.
+        assert_eq!(
+            compact_ascii_json("{\"k\":\"a\u{7f}b\"}"),
+            r#"{"k":"a\u007fb"}"#
+        );
+        // Numbers keep every digit (a parse and print would round this one).
+        let big = r#"{"n":555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555551.5}"#;
+        assert_eq!(compact_ascii_json(big), big);
     }
 
     #[test]

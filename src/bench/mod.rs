@@ -9,6 +9,7 @@
 
 pub mod chart;
 pub mod clock;
+pub mod cpu;
 pub mod gateway;
 pub mod load;
 pub mod receiver;
@@ -200,6 +201,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         backlog: None,
         failures: Vec::new(),
         checks: Vec::new(),
+        foreign_cpu: Vec::new(),
     };
     if results.build == "debug" && !args.quick {
         eprintln!(
@@ -215,7 +217,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let name = format!("{scenario:?}").to_lowercase();
         println!("== {name}");
         let started = Instant::now();
-        if let Err(e) = run_one(scenario, &ctx, &mut results).await {
+        let before = cpu::Reading::now();
+        let outcome = run_one(scenario, &ctx, &mut results).await;
+        let foreign = before.foreign_since(&name);
+        if foreign.share > 0.05 {
+            eprintln!(
+                "   warning: other processes used {:.0} % of the machine during {name}; its figures are depressed",
+                foreign.share * 100.0
+            );
+        }
+        results.foreign_cpu.push(foreign);
+        if let Err(e) = outcome {
             eprintln!("   {name} FAILED: {e:#}");
             results.failures.push(format!("{name}: {e:#}"));
         }

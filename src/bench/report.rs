@@ -85,6 +85,8 @@ pub struct Results {
     /// Scenarios that failed, with why.
     pub failures: Vec<String>,
     pub checks: Vec<Check>,
+    /// CPU that other processes used during each scenario (the machine is shared).
+    pub foreign_cpu: Vec<super::cpu::Foreign>,
 }
 
 impl Results {
@@ -382,6 +384,19 @@ impl Results {
             for f in &self.failures {
                 md.push_str(&format!("- {f}\n"));
             }
+        }
+        if !self.foreign_cpu.is_empty() {
+            let shares: Vec<String> = self
+                .foreign_cpu
+                .iter()
+                .map(|f| format!("{} {:.0} %", f.scenario, f.share * 100.0))
+                .collect();
+            md.push_str(&format!(
+                "
+Share of the machine used by other processes during each scenario: {}.
+",
+                shares.join(", ")
+            ));
         }
         std::fs::write(dir.join("results.md"), md)?;
         std::fs::write(dir.join("chart.svg"), chart::svg(&self.chart()))?;

@@ -1,8 +1,10 @@
 //! The outbound HTTP client and the wire form of a notification (SPEC §4, §10).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::sync::Semaphore;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 
 use super::retry::{classify, parse_retry_after, Verdict};
@@ -148,11 +150,20 @@ pub struct Attempt {
 pub struct OutboundClient {
     http: reqwest::Client,
     policy: TargetPolicy,
+    /// Bounds attempts in flight across all channels, so a fan-out to many channels
+    /// reuses warm connections instead of opening one socket per channel at once.
+    in_flight: Arc<Semaphore>,
 }
 
 impl OutboundClient {
     /// `extra_ca_pem` adds trusted CA certificates (`--ca-file`).
-    pub fn new(policy: TargetPolicy, connect_timeout: Duration, timeout: Duration, extra_ca_pem: Option<&[u8]>) -> anyhow::Result<Self> {
+    pub fn new(
+        policy: TargetPolicy,
+        connect_timeout: Duration,
+        timeout: Duration,
+        extra_ca_pem: Option<&[u8]>,
+        max_in_flight: usize,
+    ) -> anyhow::Result<Self> {
         let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .redirect(reqwest::redirect::Policy::none())
@@ -160,7 +171,7 @@ impl OutboundClient {
             .connect_timeout(connect_timeout)
             .timeout(timeout)
             .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(64)
+            .pool_max_idle_per_host(max_in_flight)
             .dns_resolver(PolicyResolver::shared(policy.clone()));
         if let Some(pem) = extra_ca_pem {
             for cert in reqwest::Certificate::from_pem_bundle(pem)? {
@@ -168,7 +179,7 @@ impl OutboundClient {
             }
         }
         let http = builder.build()?;
-        Ok(OutboundClient { http, policy })
+        Ok(OutboundClient { http, policy, in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))) })
     }
 
     /// Sends one notification once.
@@ -191,6 +202,9 @@ impl OutboundClient {
                 error: Some(reason),
             };
         }
+        let Ok(_permit) = self.in_flight.acquire().await else {
+            return Attempt { verdict: Verdict::Retry { retry_after: None }, status: None, error: Some("the gateway is shutting down".into()) };
+        };
         match self.http.post(url).headers(headers).body(body).send().await {
             Ok(response) => {
                 let status = response.status().as_u16();

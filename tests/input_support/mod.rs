@@ -165,3 +165,57 @@ pub fn assert_no_failures(failures: Vec<String>) {
         failures.join("\n")
     );
 }
+
+/// Writes `request` verbatim on a new connection and reads until the gateway closes it
+/// (send `Connection: close`). `None` when it closed without answering; an answer that
+/// arrives before the gateway stops reading (an early `431`, say) still counts, as a
+/// client sees it. Panics if the connection is still open after `PATIENCE`.
+pub async fn raw_exchange(gw: &Gateway, request: &[u8]) -> Option<Reply> {
+    let addr = gw.url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // The gateway may answer and close before it has read everything: not an error here.
+    let _ = stream.write_all(request).await;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let read_all = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(super::common::PATIENCE, read_all)
+        .await
+        .expect("the gateway answers or closes in time");
+    parse_response(&answer)
+}
+
+/// Parses one HTTP/1.1 response with a `Content-Length` (or none); `None` when empty.
+pub fn parse_response(bytes: &[u8]) -> Option<Reply> {
+    if bytes.is_empty() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(bytes);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .expect("a complete HTTP response head");
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let mut headers = HeaderMap::new();
+    for line in lines {
+        if let Some((name, value)) = line.split_once(':') {
+            if let (Ok(name), Ok(value)) = (
+                axum::http::HeaderName::from_bytes(name.trim().as_bytes()),
+                HeaderValue::from_str(value.trim()),
+            ) {
+                headers.append(name, value);
+            }
+        }
+    }
+    Some(Reply::new(status, headers, body.to_string()))
+}

@@ -1,0 +1,98 @@
+//! How busy the machine was with other work while a scenario ran. The machine is shared,
+//! so every scenario records the CPU time that neither the benchmark nor its gateways
+//! used: a large share means the figures of that scenario are depressed by a neighbour.
+
+use serde::{Deserialize, Serialize};
+
+/// `USER_HZ` (`getconf CLK_TCK`): 100 on every Linux this runs on.
+pub const TICKS_PER_SECOND: f64 = 100.0;
+
+/// A reading of the machine's and this process tree's CPU counters.
+#[derive(Debug, Clone, Copy)]
+pub struct Reading {
+    machine_busy: f64,
+    ours: f64,
+    at: std::time::Instant,
+}
+
+/// What others used between two readings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Foreign {
+    pub scenario: String,
+    pub wall_seconds: f64,
+    /// CPU seconds used by processes other than the benchmark and its gateways.
+    pub cpu_seconds: f64,
+    /// That as a share of the machine's capacity over the scenario (0 to 1).
+    pub share: f64,
+}
+
+impl Reading {
+    pub fn now() -> Reading {
+        Reading {
+            machine_busy: machine_busy_seconds().unwrap_or(0.0),
+            ours: own_tree_seconds().unwrap_or(0.0),
+            at: std::time::Instant::now(),
+        }
+    }
+
+    /// Foreign CPU use since `self`. Gateways count as ours once they were reaped (every
+    /// scenario stops its gateways before it returns).
+    pub fn foreign_since(&self, scenario: &str) -> Foreign {
+        let now = Reading::now();
+        let wall = now.at.duration_since(self.at).as_secs_f64();
+        let cpu = ((now.machine_busy - self.machine_busy) - (now.ours - self.ours)).max(0.0);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        Foreign {
+            scenario: scenario.to_string(),
+            wall_seconds: wall,
+            cpu_seconds: cpu,
+            share: (cpu / (wall * cores).max(1e-9)).min(1.0),
+        }
+    }
+}
+
+/// Busy CPU time of the whole machine (`/proc/stat`, every state but idle and iowait).
+fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let busy: f64 = fields
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4 && *i < 8)
+        .map(|(_, v)| v)
+        .sum();
+    Some(busy / TICKS_PER_SECOND)
+}
+
+/// CPU time of this process and of its reaped children (`/proc/self/stat` fields 14-17).
+fn own_tree_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<f64> = rest
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // After ')': state is index 0 (not a number, so filtered out); utime..cstime are
+    // fields 14..17, i.e. 11..14 of the remaining numbers once the state is dropped.
+    Some(fields.get(10..14)?.iter().sum::<f64>() / TICKS_PER_SECOND)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_readable_and_an_idle_wait_is_not_foreign_work_of_ours() {
+        assert!(machine_busy_seconds().is_some());
+        assert!(own_tree_seconds().is_some());
+        let start = Reading::now();
+        let f = start.foreign_since("t");
+        assert!(f.cpu_seconds >= 0.0 && (0.0..=1.0).contains(&f.share));
+    }
+}
