@@ -111,7 +111,7 @@ enum Request {
     Http {
         method: Method,
         path: String,
-        headers: Vec<(String, String)>,
+        headers: Headers,
         body: Vec<u8>,
     },
     /// Bytes written verbatim on a fresh connection.
@@ -124,7 +124,10 @@ struct Probe {
     expect: Expect,
 }
 
-fn bearer(key: &str) -> Vec<(String, String)> {
+/// Request headers, as name and value.
+type Headers = Vec<(String, String)>;
+
+fn bearer(key: &str) -> Headers {
     vec![("authorization".into(), format!("Bearer {key}"))]
 }
 
@@ -132,7 +135,7 @@ fn http(
     what: impl Into<String>,
     method: Method,
     path: &str,
-    headers: Vec<(String, String)>,
+    headers: Headers,
     body: impl Into<Vec<u8>>,
     expect: Expect,
 ) -> Probe {
@@ -230,7 +233,7 @@ fn key_probes() -> Vec<Probe> {
         json!({"id": "k", "type": "web_hook", "address": "https://example.com/h"}).to_string();
     let event = json!({"resource": "/victim/x", "state": "exists"}).to_string();
     let stop = json!({"id": "victim", "resourceId": "x"}).to_string();
-    let h = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+    let h = |pairs: &[(&str, &str)]| -> Headers {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -243,7 +246,7 @@ fn key_probes() -> Vec<Probe> {
         ("/channels/stop", &stop),
     ] {
         #[rustfmt::skip]
-        let cases: Vec<(&str, String, Vec<(String, String)>, Expect)> = vec![
+        let cases: Vec<(&str, String, Headers, Expect)> = vec![
             ("no key", path.into(), vec![], NO_KEY),
             ("an empty Bearer", path.into(), h(&[("authorization", "Bearer ")]), NO_KEY),
             ("Bearer without a key", path.into(), h(&[("authorization", "Bearer")]), NO_KEY),
@@ -482,7 +485,7 @@ fn publish_probes() -> Vec<Probe> {
             .into_bytes()
     };
     #[rustfmt::skip]
-    let cases: Vec<(&str, Vec<u8>, Vec<(String, String)>, Expect)> = vec![
+    let cases: Vec<(&str, Vec<u8>, Headers, Expect)> = vec![
         ("state sync", with("state", json!("sync")), vec![], INVALID),
         ("state with markup", with("state", json!("<script>")), vec![], INVALID),
         ("state of 65 capitals", with("state", json!("A".repeat(65))), vec![], INVALID),

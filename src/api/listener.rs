@@ -30,6 +30,23 @@ pub struct ConnectionLimits {
     pub drain: Duration,
 }
 
+/// Waits until the client has sent enough to tell HTTP/1 from HTTP/2, which hyper-util
+/// reads before hyper's header read timeout starts: without this bound, a client that
+/// connects and sends nothing (or part of the HTTP/2 preface) holds a socket forever.
+/// `false` when the client closed first.
+async fn protocol_known(stream: &tokio::net::TcpStream) -> bool {
+    const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut first = [0u8; 24];
+    loop {
+        match stream.peek(&mut first).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) if n == H2_PREFACE.len() || first[..n] != H2_PREFACE[..n] => return true,
+            // A prefix of the preface: peek returns at once until more arrives.
+            Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown`, then drains open connections.
 pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimits, shutdown: CancellationToken) {
     let mut builder = Builder::new(TokioExecutor::new());
@@ -39,7 +56,13 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimi
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(MAX_HEAD_BUFFER)
         .max_headers(MAX_HEADERS_PARSED);
-    builder.http2().timer(TokioTimer::new()).max_header_list_size(MAX_HEAD_BUFFER as u32);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEAD_BUFFER as u32)
+        // A peer that stops answering pings (a stalled client) is disconnected.
+        .keep_alive_interval(limits.header_read_timeout)
+        .keep_alive_timeout(limits.header_read_timeout);
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     loop {
@@ -58,11 +81,22 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimi
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-        let connection = graceful.watch(connection);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let shutdown = shutdown.clone();
+        let header_read_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
+            tokio::select! {
+                started = tokio::time::timeout(header_read_timeout, protocol_known(&stream)) => {
+                    if !matches!(started, Ok(true)) {
+                        return;
+                    }
+                }
+                _ = shutdown.cancelled() => return,
+            }
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
             // Client resets and timeouts end here; they concern that client only.
-            let _ = connection.await;
+            let _ = watcher.watch(connection).await;
         });
     }
     drop(listener);

@@ -220,7 +220,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let before = cpu::Reading::now();
         let outcome = run_one(scenario, &ctx, &mut results).await;
         let foreign = before.foreign_since(&name);
-        if foreign.share > 0.05 {
+        if foreign.share > 0.10 {
             eprintln!(
                 "   warning: other processes used {:.0} % of the machine during {name}; its figures are depressed",
                 foreign.share * 100.0

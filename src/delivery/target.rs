@@ -114,6 +114,10 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || (first & 0xffc0) == 0xfe80 // link-local
         || first == 0x2001 && ip.segments()[1] == 0x0db8 // documentation
         || first == 0x0064 && ip.segments()[1] == 0xff9b // NAT64 (embeds IPv4)
+        || (first & 0xffc0) == 0xfec0 // site-local (deprecated, still routed inside some networks)
+        || ip.segments()[..4] == [0x0100, 0, 0, 0] // discard-only
+        || first == 0x2001 && ip.segments()[1] == 0 // Teredo (embeds IPv4)
+        || first == 0x2002 // 6to4 (embeds IPv4)
         || ip.segments()[..6] == [0, 0, 0, 0, 0, 0]) // IPv4-compatible
 }
 
@@ -164,6 +168,10 @@ mod tests {
             "fd00::1",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            "fec0::1",
+            "100::1",
+            "2002:7f00:1::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
             "224.0.0.1",
             "240.0.0.1",
         ] {

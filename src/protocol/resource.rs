@@ -73,6 +73,13 @@ impl ServicePrefixes {
         let mut segments = canonical_segments(raw)?;
         if let Some(prefix) = self.0.iter().find(|p| segments.starts_with(p)) {
             segments.drain(..prefix.len());
+            // Stripping a second prefix would make the canonical form name another
+            // resource when it is canonicalised again; refuse instead.
+            if self.0.iter().any(|p| segments.starts_with(p)) {
+                return Err(ResourceError(format!(
+                    "resource {raw:?} starts with two service prefixes; give the path with at most one, e.g. /calendar/v3/calendars/primary/events"
+                )));
+            }
         }
         if segments.is_empty() {
             return Err(ResourceError(format!(
@@ -242,6 +249,11 @@ mod tests {
         // Only a whole leading segment run is a prefix.
         assert_eq!(canon("/calendar/v33/x").unwrap(), "/calendar/v33/x");
         assert!(canon("/calendar/v3").is_err());
+        // The canonical form is a fixed point: a path left starting with a prefix
+        // after one is stripped would change meaning when canonicalised again.
+        assert!(canon("/calendar/v3/calendar/v3/x").is_err());
+        assert!(canon("/storage/v1/drive/v3/files").is_err());
+        assert_eq!(canon("/calendar/v3/calendar/v33").unwrap(), "/calendar/v33");
         let custom = ServicePrefixes::with_extra(&["/gmail/v1".into()]).unwrap();
         assert_eq!(
             custom.canonicalize("/gmail/v1/users/me").unwrap(),
