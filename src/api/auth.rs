@@ -137,6 +137,13 @@ impl Keys {
         Ok(Keys { digests, signing })
     }
 
+    /// Authenticates a request and checks it may do calls of `scope`.
+    pub fn authorize(&self, headers: &HeaderMap, uri: &Uri, scope: Scope) -> Result<Caller, ApiError> {
+        let caller = self.authenticate(headers, uri)?;
+        caller.require(scope)?;
+        Ok(caller)
+    }
+
     /// Authenticates a request by `Authorization: Bearer KEY` or `?key=KEY`.
     pub fn authenticate(&self, headers: &HeaderMap, uri: &Uri) -> Result<Caller, ApiError> {
         if self.digests.is_empty() {

@@ -18,8 +18,7 @@ const MAX_COLLECTIONS: usize = 10_000;
 const MAX_CHANGESET: usize = 10_000;
 
 pub async fn changes(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> Result<Response, ApiError> {
-    let caller = app.keys.authenticate(&headers, &uri)?;
-    caller.require(Scope::Subscribe)?;
+    let caller = app.keys.authorize(&headers, &uri, Scope::Subscribe)?;
     let params = query(&uri);
     let prefix = resource_param(&app, &params, "prefix")?;
     caller.require_resource(prefix.as_deref().unwrap_or("/"))?;
@@ -33,8 +32,7 @@ pub async fn changes(State(app): State<AppState>, uri: Uri, headers: HeaderMap) 
 }
 
 pub async fn changeset(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> Result<Response, ApiError> {
-    let caller = app.keys.authenticate(&headers, &uri)?;
-    caller.require(Scope::Subscribe)?;
+    let caller = app.keys.authorize(&headers, &uri, Scope::Subscribe)?;
     let params = query(&uri);
     let resource = resource_param(&app, &params, "resource")?
         .ok_or_else(|| ApiError::required("resource is required: the path whose changes you want, e.g. /b/photos/o"))?;

@@ -40,15 +40,13 @@ fn channel_view(channel: &Channel) -> Value {
 }
 
 pub async fn list(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let caller = app.keys.authenticate(&headers, &uri)?;
-    caller.require(Scope::Subscribe)?;
+    let caller = app.keys.authorize(&headers, &uri, Scope::Subscribe)?;
     list_kind(&app, &caller, &uri, ChannelKind::Channel, channel_view).await
 }
 
 /// The caller's channel or watcher by id; `404` for anyone else's.
 async fn owned(app: &AppState, headers: &HeaderMap, uri: &Uri, id: &str) -> Result<Channel, ApiError> {
-    let caller = app.keys.authenticate(headers, uri)?;
-    caller.require(Scope::Subscribe)?;
+    let caller = app.keys.authorize(&headers, &uri, Scope::Subscribe)?;
     app.store.find_channel(&caller.owner, id).await?.ok_or_else(|| ApiError::not_found(format!("channel {id:?} was not found")))
 }
 

@@ -20,7 +20,7 @@ pub async fn metrics(
     uri: Uri,
     headers: axum::http::HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
-    app.keys.authenticate(&headers, &uri)?.require(super::auth::Scope::Admin)?;
+    app.keys.authorize(&headers, &uri, super::auth::Scope::Admin)?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()))
 }
 

@@ -50,8 +50,7 @@ pub async fn stop(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<StatusCode, ApiError> {
-    let caller = app.keys.authenticate(&headers, &uri)?;
-    caller.require(Scope::Subscribe)?;
+    let caller = app.keys.authorize(&headers, &uri, Scope::Subscribe)?;
     let StopRequest { id, resource_id } = StopRequest::parse(&body)?;
     let removal = Removal::Stop {
         owner: caller.owner,

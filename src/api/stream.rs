@@ -29,8 +29,7 @@ use crate::protocol::resource::covers;
 const CATCH_UP_PAGE: usize = 1000;
 
 pub async fn stream(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> Result<Response, ApiError> {
-    let caller = app.keys.authenticate(&headers, &uri)?;
-    caller.require(Scope::Subscribe)?;
+    let caller = app.keys.authorize(&headers, &uri, Scope::Subscribe)?;
     let params = query(&uri);
     let resource = resource_param(&app, &params, "resource")?;
     caller.require_resource(resource.as_deref().unwrap_or("/"))?;

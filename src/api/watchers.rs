@@ -42,8 +42,7 @@ fn watcher_view(channel: &Channel) -> Value {
 }
 
 pub async fn create(State(app): State<AppState>, uri: Uri, headers: HeaderMap, RawBody(body): RawBody) -> Result<Response, ApiError> {
-    let caller = app.keys.authenticate(&headers, &uri)?;
-    caller.require(Scope::Subscribe)?;
+    let caller = app.keys.authorize(&headers, &uri, Scope::Subscribe)?;
     let body: Value = parse_json(&body)?;
     let field = |name: &str| match body.get(name) {
         Some(Value::String(s)) => Ok(s.clone()),
@@ -86,14 +85,12 @@ pub async fn create(State(app): State<AppState>, uri: Uri, headers: HeaderMap, R
 }
 
 pub async fn list(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let caller = app.keys.authenticate(&headers, &uri)?;
-    caller.require(Scope::Subscribe)?;
+    let caller = app.keys.authorize(&headers, &uri, Scope::Subscribe)?;
     list_kind(&app, &caller, &uri, ChannelKind::Watcher, watcher_view).await
 }
 
 pub async fn delete(State(app): State<AppState>, Path(id): Path<String>, uri: Uri, headers: HeaderMap) -> Result<StatusCode, ApiError> {
-    let caller = app.keys.authenticate(&headers, &uri)?;
-    caller.require(Scope::Subscribe)?;
+    let caller = app.keys.authorize(&headers, &uri, Scope::Subscribe)?;
     match app.store.remove_channels(Removal::Watcher { owner: caller.owner, id: id.clone() }).await {
         Ok((_, feed_no)) => {
             app.dispatcher.wait_routed(feed_no).await;
