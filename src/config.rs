@@ -91,7 +91,11 @@ pub struct ServeArgs {
 
     /// Networks (CIDR) that deliveries may reach even though they are private, over
     /// http:// too, e.g. `10.0.0.0/8,192.168.1.5/32`.
-    #[arg(long = "allow-targets", env = "WATCHWIRE_ALLOW_TARGETS", value_delimiter = ',')]
+    #[arg(
+        long = "allow-targets",
+        env = "WATCHWIRE_ALLOW_TARGETS",
+        value_delimiter = ','
+    )]
     pub allow_targets: Vec<String>,
 
     /// PEM file of extra CA certificates trusted for outbound HTTPS.
@@ -119,7 +123,11 @@ pub struct ServeArgs {
     pub max_batch: usize,
 
     /// Most live channels one API key may hold.
-    #[arg(long, env = "WATCHWIRE_MAX_CHANNELS_PER_KEY", default_value_t = 100_000)]
+    #[arg(
+        long,
+        env = "WATCHWIRE_MAX_CHANNELS_PER_KEY",
+        default_value_t = 100_000
+    )]
     pub max_channels_per_key: u64,
 
     /// A channel whose endpoint fails this long without a single success is disabled.
@@ -200,14 +208,22 @@ impl ServeArgs {
         if self.max_batch == 0 {
             anyhow::bail!("--max-batch must be at least 1");
         }
-        let prefixes = ServicePrefixes::with_extra(&self.strip_prefixes).map_err(|e| anyhow::anyhow!("--strip-prefix: {e}"))?;
+        let prefixes = ServicePrefixes::with_extra(&self.strip_prefixes)
+            .map_err(|e| anyhow::anyhow!("--strip-prefix: {e}"))?;
         let allow_targets = self
             .allow_targets
             .iter()
             .filter(|s| !s.trim().is_empty())
-            .map(|s| s.parse::<Cidr>().map_err(|e| anyhow::anyhow!("--allow-targets: {e}")))
+            .map(|s| {
+                s.parse::<Cidr>()
+                    .map_err(|e| anyhow::anyhow!("--allow-targets: {e}"))
+            })
             .collect::<anyhow::Result<_>>()?;
-        Ok(Settings { prefixes, keys: file.keys, allow_targets })
+        Ok(Settings {
+            prefixes,
+            keys: file.keys,
+            allow_targets,
+        })
     }
 }
 
@@ -253,13 +269,18 @@ pub struct KeyConfig {
 
 impl std::fmt::Debug for KeyConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyConfig").field("name", &self.name).field("scopes", &self.scopes).field("prefixes", &self.prefixes).finish_non_exhaustive()
+        f.debug_struct("KeyConfig")
+            .field("name", &self.name)
+            .field("scopes", &self.scopes)
+            .field("prefixes", &self.prefixes)
+            .finish_non_exhaustive()
     }
 }
 
 impl FileConfig {
     pub fn load(path: &std::path::Path) -> anyhow::Result<FileConfig> {
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading --config {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading --config {}: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("--config {}: {e}", path.display()))
     }
 }
@@ -277,11 +298,17 @@ impl std::str::FromStr for Cidr {
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
         let (addr, prefix) = s.split_once('/').map_or((s, None), |(a, p)| (a, Some(p)));
-        let addr: std::net::IpAddr = addr.parse().map_err(|_| format!("{s:?} is not an IP network like 10.0.0.0/8"))?;
+        let addr: std::net::IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IP network like 10.0.0.0/8"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
-            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| format!("{s:?} has a bad prefix length"))?,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{s:?} has a bad prefix length"))?,
         };
         Ok(Cidr { addr, prefix })
     }
@@ -353,11 +380,16 @@ mod tests {
         assert!(net.contains("::ffff:10.0.0.1".parse().unwrap()));
         assert!(!net.contains("11.0.0.1".parse().unwrap()));
         let one: Cidr = "127.0.0.1".parse().unwrap();
-        assert!(one.contains("127.0.0.1".parse().unwrap()) && !one.contains("127.0.0.2".parse().unwrap()));
+        assert!(
+            one.contains("127.0.0.1".parse().unwrap())
+                && !one.contains("127.0.0.2".parse().unwrap())
+        );
         let all: Cidr = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains("8.8.8.8".parse().unwrap()));
         let v6: Cidr = "fd00::/8".parse().unwrap();
-        assert!(v6.contains("fd12::1".parse().unwrap()) && !v6.contains("fe80::1".parse().unwrap()));
+        assert!(
+            v6.contains("fd12::1".parse().unwrap()) && !v6.contains("fe80::1".parse().unwrap())
+        );
         assert!("10.0.0.0/33".parse::<Cidr>().is_err() && "ten/8".parse::<Cidr>().is_err());
     }
 
@@ -374,7 +406,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(file.keys[0].name, "photos");
-        assert!(!format!("{:?}", file.keys[0]).contains("k1"), "Debug must not show the key");
+        assert!(
+            !format!("{:?}", file.keys[0]).contains("k1"),
+            "Debug must not show the key"
+        );
         assert!(toml::from_str::<FileConfig>("[[keys]]\nname = 1").is_err());
     }
 

@@ -10,7 +10,12 @@ use common::*;
 use serde_json::{json, Value};
 
 async fn get(gw: &Gateway, path: &str) -> (u16, Value) {
-    let response = gw.http.get(format!("{}{path}", gw.url)).send().await.unwrap();
+    let response = gw
+        .http
+        .get(format!("{}{path}", gw.url))
+        .send()
+        .await
+        .unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap())
 }
@@ -22,7 +27,10 @@ async fn the_log_shows_retried_and_failed_notifications_with_metadata() {
     gw.watch("/log", "logged", &rx.url()).await;
     rx.next().await;
     rx.script(&[503]);
-    gw.publish(json!({"resource": "/log/a", "state": "exists", "metadata": {"request_id": "12345"}})).await;
+    gw.publish(
+        json!({"resource": "/log/a", "state": "exists", "metadata": {"request_id": "12345"}}),
+    )
+    .await;
     let retried = rx.take(2).await; // 503, then success (204 after the script's first 503)
     assert_eq!(retried[0].number(), retried[1].number());
     rx.script(&[404]);
@@ -35,13 +43,22 @@ async fn the_log_shows_retried_and_failed_notifications_with_metadata() {
     let (status, log) = get(&gw, "/v1/channels/logged/notifications").await;
     assert_eq!(status, 200);
     let items = log["items"].as_array().unwrap();
-    let by_number = |n: u64| items.iter().find(|i| i["messageNumber"] == n.to_string()).unwrap_or_else(|| panic!("no entry #{n}: {log}"));
+    let by_number = |n: u64| {
+        items
+            .iter()
+            .find(|i| i["messageNumber"] == n.to_string())
+            .unwrap_or_else(|| panic!("no entry #{n}: {log}"))
+    };
     assert_eq!(by_number(1)["state"], "sync");
     let first = by_number(retried[0].number());
     assert_eq!(first["status"], "delivered");
     assert_eq!(first["attempts"], 2);
     assert_eq!(first["lastStatus"], 204);
-    assert_eq!(first["metadata"], json!({"request_id": "12345"}), "metadata reaches the delivery log");
+    assert_eq!(
+        first["metadata"],
+        json!({"request_id": "12345"}),
+        "metadata reaches the delivery log"
+    );
     assert_eq!(first["resource"], "/log/a");
     assert!(first["deliveredAt"].as_str().is_some());
     let gone = by_number(failed.number());
@@ -51,12 +68,21 @@ async fn the_log_shows_retried_and_failed_notifications_with_metadata() {
     assert!(gone["deliveredAt"].is_null());
 
     let (_, only_failed) = get(&gw, "/v1/channels/logged/notifications?status=failed").await;
-    let numbers: Vec<&str> = only_failed["items"].as_array().unwrap().iter().map(|i| i["messageNumber"].as_str().unwrap()).collect();
+    let numbers: Vec<&str> = only_failed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["messageNumber"].as_str().unwrap())
+        .collect();
     assert_eq!(numbers, [failed.number().to_string()]);
     let (_, paged) = get(&gw, "/v1/channels/logged/notifications?max_results=2").await;
     assert_eq!(paged["items"].as_array().unwrap().len(), 2);
     let token = paged["nextPageToken"].as_str().unwrap();
-    let (_, rest) = get(&gw, &format!("/v1/channels/logged/notifications?max_results=10&page_token={token}")).await;
+    let (_, rest) = get(
+        &gw,
+        &format!("/v1/channels/logged/notifications?max_results=10&page_token={token}"),
+    )
+    .await;
     assert_eq!(rest["items"].as_array().unwrap().len(), items.len() - 2);
 }
 
@@ -67,7 +93,10 @@ async fn a_channel_shows_its_delivery_state_and_lists_are_paged() {
     let channel = gw.watch("/st", "state", &rx.url()).await;
     rx.next().await;
     rx.respond(|_| (503, vec![]));
-    gw.publish(json!([{"resource": "/st", "state": "exists"}, {"resource": "/st", "state": "exists"}])).await;
+    gw.publish(
+        json!([{"resource": "/st", "state": "exists"}, {"resource": "/st", "state": "exists"}]),
+    )
+    .await;
     rx.next().await; // the first attempt failed; the next one is 30 s away
 
     let (status, shown) = get(&gw, "/v1/channels/state").await;
@@ -77,8 +106,18 @@ async fn a_channel_shows_its_delivery_state_and_lists_are_paged() {
     let delivery = &shown["delivery"];
     assert_eq!(delivery["enabled"], true);
     assert_eq!(delivery["pendingCount"], 2);
-    assert!(delivery["lastError"].as_str().unwrap().contains("503"), "{shown}");
-    assert!(delivery["nextRetry"].as_str().unwrap().parse::<i64>().unwrap() > chrono::Utc::now().timestamp_millis());
+    assert!(
+        delivery["lastError"].as_str().unwrap().contains("503"),
+        "{shown}"
+    );
+    assert!(
+        delivery["nextRetry"]
+            .as_str()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+            > chrono::Utc::now().timestamp_millis()
+    );
     assert!(shown.to_string().find("signingSecret").is_none());
 
     for i in 0..3 {
@@ -87,7 +126,11 @@ async fn a_channel_shows_its_delivery_state_and_lists_are_paged() {
     let (_, page) = get(&gw, "/v1/channels?max_results=3").await;
     assert_eq!(page["items"].as_array().unwrap().len(), 3);
     let token = page["nextPageToken"].as_str().unwrap();
-    let (_, rest) = get(&gw, &format!("/v1/channels?max_results=3&page_token={token}")).await;
+    let (_, rest) = get(
+        &gw,
+        &format!("/v1/channels?max_results=3&page_token={token}"),
+    )
+    .await;
     assert_eq!(rest["items"].as_array().unwrap().len(), 1);
     let (status, body) = get(&gw, "/v1/channels/nope").await;
     assert_error(status, &body, 404, "notFound");
@@ -101,20 +144,41 @@ async fn replay_resends_with_the_original_numbers_then_carries_on() {
     let sync = rx.next().await;
     let start = sync.header("x-watchwire-cursor").unwrap().to_string();
     gw.publish(json!([{"resource": "/rp", "state": "exists", "data": {"i": 1}}, {"resource": "/rp/x", "state": "exists", "data": {"i": 2}}, {"resource": "/other", "state": "exists"}, {"resource": "/rp", "state": "not_exists"}])).await;
-    let original: Vec<(u64, String)> = rx.take(3).await.iter().map(|r| (r.number(), r.state().to_string())).collect();
+    let original: Vec<(u64, String)> = rx
+        .take(3)
+        .await
+        .iter()
+        .map(|r| (r.number(), r.state().to_string()))
+        .collect();
 
-    let (status, answer) = gw.post("/v1/channels/replayed/replay", &json!({"since": start})).await;
+    let (status, answer) = gw
+        .post("/v1/channels/replayed/replay", &json!({"since": start}))
+        .await;
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer["replaying"], true);
-    let replayed: Vec<(u64, String)> = rx.take(3).await.iter().map(|r| (r.number(), r.state().to_string())).collect();
-    assert_eq!(replayed, original, "same notifications, same numbers, same order");
+    let replayed: Vec<(u64, String)> = rx
+        .take(3)
+        .await
+        .iter()
+        .map(|r| (r.number(), r.state().to_string()))
+        .collect();
+    assert_eq!(
+        replayed, original,
+        "same notifications, same numbers, same order"
+    );
 
-    gw.publish(json!({"resource": "/rp", "state": "exists"})).await;
+    gw.publish(json!({"resource": "/rp", "state": "exists"}))
+        .await;
     let next = rx.next().await;
     assert!(next.number() > original[2].0);
-    assert_eq!(next.header("x-watchwire-previous-number"), Some(original[2].0.to_string().as_str()));
+    assert_eq!(
+        next.header("x-watchwire-previous-number"),
+        Some(original[2].0.to_string().as_str())
+    );
 
-    let (status, body) = gw.post("/v1/channels/replayed/replay", &json!({"since": "garbage"})).await;
+    let (status, body) = gw
+        .post("/v1/channels/replayed/replay", &json!({"since": "garbage"}))
+        .await;
     assert_error(status, &body, 400, "invalid");
     let (status, body) = gw.post("/v1/channels/replayed/replay", &json!({})).await;
     assert_error(status, &body, 400, "required");
@@ -132,8 +196,15 @@ async fn a_failing_endpoint_is_disabled_and_enable_resumes_where_it_stopped() {
     rx.next().await;
     let up = Arc::new(AtomicBool::new(false));
     let gate = up.clone();
-    rx.respond(move |_| if gate.load(Ordering::SeqCst) { (204, vec![]) } else { (503, vec![]) });
-    gw.publish(json!({"resource": "/h", "state": "exists", "data": {"i": 1}})).await;
+    rx.respond(move |_| {
+        if gate.load(Ordering::SeqCst) {
+            (204, vec![])
+        } else {
+            (503, vec![])
+        }
+    });
+    gw.publish(json!({"resource": "/h", "state": "exists", "data": {"i": 1}}))
+        .await;
 
     // Attempts go on until the disable window has passed without a success.
     let first = rx.next().await;
@@ -153,7 +224,10 @@ async fn a_failing_endpoint_is_disabled_and_enable_resumes_where_it_stopped() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(shown["delivery"]["enabled"], false, "{shown}");
-    while tokio::time::timeout(Duration::from_millis(100), rx.next()).await.is_ok() {}
+    while tokio::time::timeout(Duration::from_millis(100), rx.next())
+        .await
+        .is_ok()
+    {}
     rx.expect_silence(Duration::from_millis(150)).await;
 
     up.store(true, Ordering::SeqCst);
@@ -161,6 +235,10 @@ async fn a_failing_endpoint_is_disabled_and_enable_resumes_where_it_stopped() {
     assert_eq!(status, 200);
     assert_eq!(enabled["delivery"]["enabled"], true);
     let resumed = rx.next().await;
-    assert_eq!(resumed.body_json()["i"], 1, "delivery resumes with the notification it stopped at");
+    assert_eq!(
+        resumed.body_json()["i"],
+        1,
+        "delivery resumes with the notification it stopped at"
+    );
     assert_eq!(resumed.number(), first.number());
 }

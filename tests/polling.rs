@@ -9,7 +9,11 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 
-async fn get(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> (u16, reqwest::header::HeaderMap, Value) {
+async fn get(
+    gw: &Gateway,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, Value) {
     let mut request = gw.http.get(format!("{}{path}", gw.url));
     for (name, value) in headers {
         request = request.header(*name, *value);
@@ -18,21 +22,40 @@ async fn get(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> (u16, reqwes
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let text = response.text().await.unwrap();
-    (status, headers, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() })
+    (
+        status,
+        headers,
+        if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap()
+        },
+    )
 }
 
 #[tokio::test]
 async fn changes_lists_every_collection_newest_first() {
     let gw = Gateway::start().await;
-    gw.publish(json!({"resource": "/b/photos/o/cat.jpg", "state": "exists"})).await;
-    gw.publish(json!({"resource": "/b/docs/o/a.txt", "state": "exists"})).await;
-    let last = gw.publish(json!({"resource": "/b/photos/o/dog.jpg", "state": "not_exists"})).await;
+    gw.publish(json!({"resource": "/b/photos/o/cat.jpg", "state": "exists"}))
+        .await;
+    gw.publish(json!({"resource": "/b/docs/o/a.txt", "state": "exists"}))
+        .await;
+    let last = gw
+        .publish(json!({"resource": "/b/photos/o/dog.jpg", "state": "not_exists"}))
+        .await;
 
     let (status, _, body) = get(&gw, "/v1/changes", &[]).await;
     assert_eq!(status, 200);
     let collections = body["collections"].as_array().unwrap();
-    let names: Vec<&str> = collections.iter().map(|c| c["collection"].as_str().unwrap()).collect();
-    assert_eq!(names, ["/b/photos/o", "/b/docs/o"], "newest first, one entry per collection");
+    let names: Vec<&str> = collections
+        .iter()
+        .map(|c| c["collection"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["/b/photos/o", "/b/docs/o"],
+        "newest first, one entry per collection"
+    );
     assert_eq!(collections[0]["cursor"], last["cursor"]);
     assert!(collections[0]["last_modified"].as_i64().unwrap() > 1_600_000_000_000);
 
@@ -40,33 +63,70 @@ async fn changes_lists_every_collection_newest_first() {
     assert_eq!(filtered["collections"].as_array().unwrap().len(), 1);
     assert_eq!(filtered["collections"][0]["collection"], "/b/docs/o");
     let (_, _, sibling) = get(&gw, "/v1/changes?prefix=/b/doc", &[]).await;
-    assert_eq!(sibling["collections"].as_array().unwrap().len(), 0, "prefixes match whole segments");
+    assert_eq!(
+        sibling["collections"].as_array().unwrap().len(),
+        0,
+        "prefixes match whole segments"
+    );
 }
 
 #[tokio::test]
 async fn changeset_pages_with_since_and_limit_and_carries_metadata() {
     let gw = Gateway::start().await;
-    let first = gw.publish(json!({"resource": "/p/o/x", "state": "exists", "data": {"i": 0}})).await;
+    let first = gw
+        .publish(json!({"resource": "/p/o/x", "state": "exists", "data": {"i": 0}}))
+        .await;
     let batch: Vec<_> = (1..6).map(|i| json!({"resource": "/p/o/x", "state": "exists", "data": {"i": i}, "metadata": {"n": i}})).collect();
     let last = gw.publish(json!(batch)).await;
-    gw.publish(json!({"resource": "/q", "state": "exists"})).await;
+    gw.publish(json!({"resource": "/q", "state": "exists"}))
+        .await;
 
     let since = first["cursor"].as_str().unwrap();
-    let (status, headers, page) = get(&gw, &format!("/v1/changeset?resource=/p&_expected=0&_since={since}&_limit=3"), &[]).await;
+    let (status, headers, page) = get(
+        &gw,
+        &format!("/v1/changeset?resource=/p&_expected=0&_since={since}&_limit=3"),
+        &[],
+    )
+    .await;
     assert_eq!(status, 200);
-    let ids: Vec<i64> = page["changes"].as_array().unwrap().iter().map(|c| c["data"]["i"].as_i64().unwrap()).collect();
+    let ids: Vec<i64> = page["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["data"]["i"].as_i64().unwrap())
+        .collect();
     assert_eq!(ids, [1, 2, 3], "oldest first, strictly after _since");
     assert_eq!(page["changes"][0]["metadata"], json!({"n": 1}));
-    assert_eq!(page["timestamp"], last["cursor"], "the latest cursor under the path");
-    assert_eq!(headers["etag"].to_str().unwrap(), format!("\"{}\"", last["cursor"].as_str().unwrap()));
+    assert_eq!(
+        page["timestamp"], last["cursor"],
+        "the latest cursor under the path"
+    );
+    assert_eq!(
+        headers["etag"].to_str().unwrap(),
+        format!("\"{}\"", last["cursor"].as_str().unwrap())
+    );
     let next = page["next"].as_str().expect("_limit cut the list");
-    let (_, _, rest) = get(&gw, &format!("/v1/changeset?resource=/p&_expected=0&_since={next}&_limit=3"), &[]).await;
-    let ids: Vec<i64> = rest["changes"].as_array().unwrap().iter().map(|c| c["data"]["i"].as_i64().unwrap()).collect();
+    let (_, _, rest) = get(
+        &gw,
+        &format!("/v1/changeset?resource=/p&_expected=0&_since={next}&_limit=3"),
+        &[],
+    )
+    .await;
+    let ids: Vec<i64> = rest["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["data"]["i"].as_i64().unwrap())
+        .collect();
     assert_eq!(ids, [4, 5]);
     assert!(rest.get("next").is_none(), "no next once the list is whole");
 
     let (_, _, all) = get(&gw, "/v1/changeset?resource=/p/o/x&_expected=0", &[]).await;
-    assert_eq!(all["changes"].as_array().unwrap().len(), 6, "without _since: everything retained");
+    assert_eq!(
+        all["changes"].as_array().unwrap().len(),
+        6,
+        "without _since: everything retained"
+    );
 }
 
 #[tokio::test]
@@ -76,7 +136,9 @@ async fn changeset_etag_304_and_cache_control() {
         a.changes_expected_max_age = Duration::from_secs(60);
     })
     .await;
-    let published = gw.publish(json!({"resource": "/e/o/1", "state": "exists"})).await;
+    let published = gw
+        .publish(json!({"resource": "/e/o/1", "state": "exists"}))
+        .await;
     let latest = published["cursor"].as_str().unwrap();
     let url = "/v1/changeset?resource=/e&_expected=anything";
     let (status, headers, _) = get(&gw, url, &[]).await;
@@ -92,10 +154,16 @@ async fn changeset_etag_304_and_cache_control() {
     assert_eq!(status, 304, "weak validators match too");
 
     // `_expected` already reached: this URL's answer is final, cache it longer.
-    let (_, headers, _) = get(&gw, &format!("/v1/changeset?resource=/e&_expected={latest}"), &[]).await;
+    let (_, headers, _) = get(
+        &gw,
+        &format!("/v1/changeset?resource=/e&_expected={latest}"),
+        &[],
+    )
+    .await;
     assert_eq!(headers["cache-control"], "max-age=60");
 
-    gw.publish(json!({"resource": "/e/o/2", "state": "exists"})).await;
+    gw.publish(json!({"resource": "/e/o/2", "state": "exists"}))
+        .await;
     let (status, headers, _) = get(&gw, url, &[("if-none-match", &etag)]).await;
     assert_eq!(status, 200, "a new event changes the ETag");
     assert_ne!(headers["etag"].to_str().unwrap(), etag);
@@ -115,9 +183,15 @@ async fn changeset_needs_expected_and_a_resource_and_rejects_expired_cursors() {
     let (status, _, body) = get(&gw, "/v1/changeset?resource=/a&_expected=1&_limit=0", &[]).await;
     assert_error(status, &body, 400, "invalid");
 
-    let first = gw.publish(json!({"resource": "/a", "state": "exists"})).await;
-    gw.publish(json!({"resource": "/a", "state": "exists"})).await;
-    let url = format!("/v1/changeset?resource=/a&_expected=1&_since={}", first["cursor"].as_str().unwrap());
+    let first = gw
+        .publish(json!({"resource": "/a", "state": "exists"}))
+        .await;
+    gw.publish(json!({"resource": "/a", "state": "exists"}))
+        .await;
+    let url = format!(
+        "/v1/changeset?resource=/a&_expected=1&_since={}",
+        first["cursor"].as_str().unwrap()
+    );
     // Pruning runs on its interval in the background; wait for it to pass the cursor.
     for _ in 0..200 {
         let (status, _, body) = get(&gw, &url, &[]).await;

@@ -10,7 +10,9 @@ use common::*;
 use serde_json::json;
 
 async fn publish_n(gw: &Gateway, resource: &str, range: std::ops::Range<i64>) -> Vec<String> {
-    let batch: Vec<_> = range.map(|i| json!({"resource": resource, "state": "exists", "data": {"i": i}})).collect();
+    let batch: Vec<_> = range
+        .map(|i| json!({"resource": resource, "state": "exists", "data": {"i": i}}))
+        .collect();
     gw.publish(json!(batch)).await;
     Vec::new()
 }
@@ -18,7 +20,9 @@ async fn publish_n(gw: &Gateway, resource: &str, range: std::ops::Range<i64>) ->
 #[tokio::test]
 async fn resuming_with_last_event_id_sees_every_event_exactly_once() {
     let gw = Gateway::start().await;
-    let first = gw.publish(json!({"resource": "/s/a", "state": "exists", "data": {"i": -1}})).await;
+    let first = gw
+        .publish(json!({"resource": "/s/a", "state": "exists", "data": {"i": -1}}))
+        .await;
     let since = first["cursor"].as_str().unwrap().to_string();
 
     let url = format!("{}/v1/watch?resource=/s&since={since}", gw.url);
@@ -42,10 +46,18 @@ async fn resuming_with_last_event_id_sees_every_event_exactly_once() {
     publish_n(&gw, "/t", 100..103).await;
     // Last-Event-ID wins over a stale `since`, as for a browser's EventSource.
     let mut resumed = SseStream::open(&gw.http, &url, &[("last-event-id", &last_id)]).await;
-    let got: Vec<i64> = futures_take(&mut resumed, 5).await.iter().map(|f| f.json()["data"]["i"].as_i64().unwrap()).collect();
+    let got: Vec<i64> = futures_take(&mut resumed, 5)
+        .await
+        .iter()
+        .map(|f| f.json()["data"]["i"].as_i64().unwrap())
+        .collect();
     assert_eq!(got, [5, 6, 7, 8, 9]);
     publish_n(&gw, "/s", 10..11).await;
-    assert_eq!(resumed.expect().await.json()["data"]["i"], 10, "no duplicate and nothing from /t in between");
+    assert_eq!(
+        resumed.expect().await.json()["data"]["i"],
+        10,
+        "no duplicate and nothing from /t in between"
+    );
 }
 
 async fn futures_take(stream: &mut SseStream, n: usize) -> Vec<common::sse::Frame> {
@@ -59,9 +71,14 @@ async fn futures_take(stream: &mut SseStream, n: usize) -> Vec<common::sse::Fram
 #[tokio::test]
 async fn without_since_only_later_events_arrive_and_metadata_is_carried() {
     let gw = Gateway::start().await;
-    gw.publish(json!({"resource": "/n", "state": "exists", "data": {"old": true}})).await;
-    let mut stream = SseStream::open(&gw.http, &format!("{}/v1/watch?resource=/n", gw.url), &[]).await;
-    gw.publish(json!({"resource": "/n/x", "state": "not_exists", "metadata": {"request_id": "r-1"}})).await;
+    gw.publish(json!({"resource": "/n", "state": "exists", "data": {"old": true}}))
+        .await;
+    let mut stream =
+        SseStream::open(&gw.http, &format!("{}/v1/watch?resource=/n", gw.url), &[]).await;
+    gw.publish(
+        json!({"resource": "/n/x", "state": "not_exists", "metadata": {"request_id": "r-1"}}),
+    )
+    .await;
     let frame = stream.expect().await;
     assert_eq!(frame.event.as_deref(), Some("not_exists"));
     let data = frame.json();
@@ -72,15 +89,28 @@ async fn without_since_only_later_events_arrive_and_metadata_is_carried() {
 #[tokio::test]
 async fn checkpoints_arrive_when_idle_and_cover_the_latest_cursor() {
     let gw = Gateway::start_with(|a| a.checkpoint_interval = Duration::from_millis(100)).await;
-    let answer = gw.publish(json!({"resource": "/other", "state": "exists"})).await;
+    let answer = gw
+        .publish(json!({"resource": "/other", "state": "exists"}))
+        .await;
     let latest = answer["cursor"].as_str().unwrap().to_string();
-    let mut stream = SseStream::open(&gw.http, &format!("{}/v1/watch?resource=/c&checkpoints=true", gw.url), &[]).await;
+    let mut stream = SseStream::open(
+        &gw.http,
+        &format!("{}/v1/watch?resource=/c&checkpoints=true", gw.url),
+        &[],
+    )
+    .await;
     let checkpoint = stream.expect().await;
     assert_eq!(checkpoint.event.as_deref(), Some("checkpoint"));
-    assert_eq!(checkpoint.id.as_deref(), Some(latest.as_str()), "the checkpoint covers the log head, even for another resource");
+    assert_eq!(
+        checkpoint.id.as_deref(),
+        Some(latest.as_str()),
+        "the checkpoint covers the log head, even for another resource"
+    );
     assert_eq!(checkpoint.json()["cursor"], latest);
 
-    let next = gw.publish(json!({"resource": "/c", "state": "exists"})).await;
+    let next = gw
+        .publish(json!({"resource": "/c", "state": "exists"}))
+        .await;
     // An idle interval may end between the publish and the event: skip checkpoints,
     // which must never claim to cover the event before it arrives.
     let event = loop {
@@ -88,7 +118,10 @@ async fn checkpoints_arrive_when_idle_and_cover_the_latest_cursor() {
         if frame.event.as_deref() != Some("checkpoint") {
             break frame;
         }
-        assert!(frame.id.unwrap().as_str() < next["cursor"].as_str().unwrap(), "a checkpoint covered an event not yet sent");
+        assert!(
+            frame.id.unwrap().as_str() < next["cursor"].as_str().unwrap(),
+            "a checkpoint covered an event not yet sent"
+        );
     };
     assert_eq!(event.event.as_deref(), Some("exists"));
     let after = stream.expect().await;
@@ -103,9 +136,16 @@ async fn a_cursor_older_than_retention_gets_410_and_a_bad_one_400() {
         a.prune_interval = Duration::from_millis(20);
     })
     .await;
-    let first = gw.publish(json!({"resource": "/old", "state": "exists"})).await;
-    gw.publish(json!({"resource": "/old", "state": "exists"})).await;
-    let url = format!("{}/v1/watch?since={}", gw.url, first["cursor"].as_str().unwrap());
+    let first = gw
+        .publish(json!({"resource": "/old", "state": "exists"}))
+        .await;
+    gw.publish(json!({"resource": "/old", "state": "exists"}))
+        .await;
+    let url = format!(
+        "{}/v1/watch?since={}",
+        gw.url,
+        first["cursor"].as_str().unwrap()
+    );
     // Pruning is a background task on its interval; wait for it to pass the cursor.
     let mut status = 0;
     for _ in 0..200 {
@@ -120,7 +160,12 @@ async fn a_cursor_older_than_retention_gets_410_and_a_bad_one_400() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(status, 410, "the pruned cursor was still accepted");
-    let response = gw.http.get(format!("{}/v1/watch?since=not-a-cursor", gw.url)).send().await.unwrap();
+    let response = gw
+        .http
+        .get(format!("{}/v1/watch?since=not-a-cursor", gw.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 400);
 }
 
@@ -151,13 +196,24 @@ async fn a_slow_consumer_is_cut_off_while_a_fast_one_continues() {
         gw.publish(json!(batch)).await;
     }
     let seen = reader.await.unwrap();
-    assert_eq!(seen, (0..total as i64).collect::<Vec<_>>(), "the fast consumer got everything, in order");
+    assert_eq!(
+        seen,
+        (0..total as i64).collect::<Vec<_>>(),
+        "the fast consumer got everything, in order"
+    );
 
     let mut last = None;
     while let Some(frame) = slow.next().await {
         last = Some(frame);
     }
     let last = last.expect("the slow stream said something");
-    assert_eq!(last.event.as_deref(), Some("cutoff"), "the slow stream ends with a cutoff");
-    assert!(last.id.is_some(), "the cutoff names the cursor to resume from");
+    assert_eq!(
+        last.event.as_deref(),
+        Some("cutoff"),
+        "the slow stream ends with a cutoff"
+    );
+    assert!(
+        last.id.is_some(),
+        "the cutoff names the cursor to resume from"
+    );
 }

@@ -9,7 +9,11 @@ use common::*;
 use serde_json::json;
 
 async fn create(gw: &Gateway, pattern: &str, endpoint: &str) -> (u16, serde_json::Value) {
-    gw.post("/v1/watchers", &json!({"pattern": pattern, "endpoint": endpoint})).await
+    gw.post(
+        "/v1/watchers",
+        &json!({"pattern": pattern, "endpoint": endpoint}),
+    )
+    .await
 }
 
 fn assert_conflict(status: u16, body: &serde_json::Value, message: &str) {
@@ -34,7 +38,10 @@ async fn the_three_rules_with_their_messages() {
     let (status, body) = create(&gw, "/apps/x", &a.url()).await;
     assert_conflict(status, &body, "Pattern is already provided");
     let (status, body) = create(&gw, "/apps2", &a.url()).await;
-    assert_eq!(status, 201, "a string-prefix sibling is not covered: {body}");
+    assert_eq!(
+        status, 201,
+        "a string-prefix sibling is not covered: {body}"
+    );
     let (status, _) = create(&gw, "/apps/x", &b.url()).await;
     assert_eq!(status, 201, "the rules are per endpoint");
     let (status, body) = create(&gw, "/", &b.url()).await;
@@ -43,7 +50,15 @@ async fn the_three_rules_with_their_messages() {
     assert_conflict(status, &body, "Pattern would overwrite existing");
 
     // Deterministic: deleting and re-creating gives the same id.
-    assert_eq!(gw.http.delete(format!("{}/v1/watchers/{id}", gw.url)).send().await.unwrap().status(), 204);
+    assert_eq!(
+        gw.http
+            .delete(format!("{}/v1/watchers/{id}", gw.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
     let (status, again) = create(&gw, "/apps", &a.url()).await;
     assert_eq!(status, 201);
     assert_eq!(again["id"], id.as_str());
@@ -57,7 +72,12 @@ async fn watchers_deliver_once_per_endpoint_never_expire_and_survive_deletes() {
     create(&gw, "/apps/chat", &endpoint.url()).await;
     let syncs = endpoint.take(2).await;
     assert!(syncs.iter().all(|s| s.state() == "sync"));
-    assert!(syncs.iter().all(|s| s.header("x-goog-channel-expiration").is_none()), "watchers never expire");
+    assert!(
+        syncs
+            .iter()
+            .all(|s| s.header("x-goog-channel-expiration").is_none()),
+        "watchers never expire"
+    );
 
     gw.publish(json!([
         {"resource": "/apps/mail/inbox/1", "state": "exists"},
@@ -69,22 +89,67 @@ async fn watchers_deliver_once_per_endpoint_never_expire_and_survive_deletes() {
     let got = endpoint.take(4).await;
     let mail = watcher["id"].as_str().unwrap();
     // Order holds per watcher; the two watchers deliver independently.
-    let mail_states: Vec<&str> = got.iter().filter(|r| r.header("x-goog-channel-id") == Some(mail)).map(|r| r.state()).collect();
-    assert_eq!(mail_states, ["exists", "not_exists", "exists"], "deleting the resource keeps the watcher");
-    assert_eq!(got.iter().filter(|r| r.header("x-goog-channel-id") != Some(mail)).count(), 1, "each event once per endpoint");
+    let mail_states: Vec<&str> = got
+        .iter()
+        .filter(|r| r.header("x-goog-channel-id") == Some(mail))
+        .map(|r| r.state())
+        .collect();
+    assert_eq!(
+        mail_states,
+        ["exists", "not_exists", "exists"],
+        "deleting the resource keeps the watcher"
+    );
+    assert_eq!(
+        got.iter()
+            .filter(|r| r.header("x-goog-channel-id") != Some(mail))
+            .count(),
+        1,
+        "each event once per endpoint"
+    );
     endpoint.expect_silence(Duration::from_millis(100)).await;
 
-    let (status, list) = gw.http.get(format!("{}/v1/watchers", gw.url)).send().await.map(|r| (r.status().as_u16(), r)).unwrap();
+    let (status, list) = gw
+        .http
+        .get(format!("{}/v1/watchers", gw.url))
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), r))
+        .unwrap();
     assert_eq!(status, 200);
     let list: serde_json::Value = list.json().await.unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 2);
 
     // Every delivery of a watcher is a listable record of it.
-    let log: serde_json::Value = gw.http.get(format!("{}/v1/channels/{mail}/notifications", gw.url)).send().await.unwrap().json().await.unwrap();
+    let log: serde_json::Value = gw
+        .http
+        .get(format!("{}/v1/channels/{mail}/notifications", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(log["items"].as_array().unwrap().len(), 4, "{log}");
 
-    assert_eq!(gw.http.delete(format!("{}/v1/watchers/{mail}", gw.url)).send().await.unwrap().status(), 204);
-    gw.publish(json!({"resource": "/apps/mail/x", "state": "exists"})).await;
+    assert_eq!(
+        gw.http
+            .delete(format!("{}/v1/watchers/{mail}", gw.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    gw.publish(json!({"resource": "/apps/mail/x", "state": "exists"}))
+        .await;
     endpoint.expect_silence(Duration::from_millis(100)).await;
-    assert_eq!(gw.http.delete(format!("{}/v1/watchers/{mail}", gw.url)).send().await.unwrap().status(), 404);
+    assert_eq!(
+        gw.http
+            .delete(format!("{}/v1/watchers/{mail}", gw.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
 }

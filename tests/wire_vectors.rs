@@ -11,13 +11,21 @@ use watchwire::delivery::client::Notification;
 use watchwire::model::{parse_cursor, Event, NewChannel};
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 #[test]
 fn the_gateway_renders_every_vector_it_is_said_to_emit() {
     let mut checked = 0;
-    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/notifications")).unwrap() {
+    for entry in std::fs::read_dir(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/notifications"
+    ))
+    .unwrap()
+    {
         let path = entry.unwrap().path();
         if path.extension().is_none_or(|e| e != "json") {
             continue;
@@ -27,7 +35,8 @@ fn the_gateway_renders_every_vector_it_is_said_to_emit() {
             continue;
         }
         let name = path.file_name().unwrap().to_string_lossy().to_string();
-        let headers: Vec<(String, String)> = serde_json::from_value(vector["headers"].clone()).unwrap();
+        let headers: Vec<(String, String)> =
+            serde_json::from_value(vector["headers"].clone()).unwrap();
         let get = |n: &str| header(&headers, n);
         let body = vector["body"].as_str().unwrap_or_default();
         let channel = &vector["channel"];
@@ -56,22 +65,34 @@ fn the_gateway_renders_every_vector_it_is_said_to_emit() {
                     resource: spec.resource.clone(),
                     state: state.into(),
                     data: (!body.is_empty()).then(|| Bytes::from(body.to_string())),
-                    changed: get("x-goog-changed").map(|c| c.split(',').map(Into::into).collect()).unwrap_or_default(),
+                    changed: get("x-goog-changed")
+                        .map(|c| c.split(',').map(Into::into).collect())
+                        .unwrap_or_default(),
                     metadata: get("x-watchwire-metadata").map(Into::into),
                 };
-                Notification::event(Arc::new(event), get("x-watchwire-previous-number").unwrap().parse().unwrap())
+                Notification::event(
+                    Arc::new(event),
+                    get("x-watchwire-previous-number").unwrap().parse().unwrap(),
+                )
             }
         };
-        let now = chrono::DateTime::from_timestamp_millis(vector["nowMs"].as_i64().unwrap()).unwrap();
+        let now =
+            chrono::DateTime::from_timestamp_millis(vector["nowMs"].as_i64().unwrap()).unwrap();
         let (rendered, rendered_body) = notification.render(&spec, None, now);
 
-        let expected: BTreeMap<String, String> = headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.clone())).collect();
+        let expected: BTreeMap<String, String> = headers
+            .iter()
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+            .collect();
         let got: BTreeMap<String, String> = rendered
             .iter()
             .filter(|(n, _)| n.as_str() != "content-type")
             .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap().to_string()))
             .collect();
-        assert_eq!(got, expected, "{name}: rendered headers differ from the vector");
+        assert_eq!(
+            got, expected,
+            "{name}: rendered headers differ from the vector"
+        );
         assert_eq!(&rendered_body[..], body.as_bytes(), "{name}: body");
         checked += 1;
     }

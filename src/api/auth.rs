@@ -66,11 +66,16 @@ impl Caller {
     /// `403` unless the key has `scope` (admin implies every scope).
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
         match &self.grant {
-            Some(g) if !g.scopes.contains(&scope) && !g.scopes.contains(&Scope::Admin) => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("this API key lacks the {:?} scope this call needs", scope.name()),
-            )),
+            Some(g) if !g.scopes.contains(&scope) && !g.scopes.contains(&Scope::Admin) => {
+                Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    format!(
+                        "this API key lacks the {:?} scope this call needs",
+                        scope.name()
+                    ),
+                ))
+            }
             _ => Ok(()),
         }
     }
@@ -78,11 +83,18 @@ impl Caller {
     /// `403` unless the key may use this canonical resource.
     pub fn require_resource(&self, resource: &str) -> Result<(), ApiError> {
         match &self.grant {
-            Some(g) if !g.prefixes.is_empty() && !g.prefixes.iter().any(|p| covers(p, resource)) => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("this API key may not use {resource}; it is limited to {}", g.prefixes.join(", ")),
-            )),
+            Some(g)
+                if !g.prefixes.is_empty() && !g.prefixes.iter().any(|p| covers(p, resource)) =>
+            {
+                Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    format!(
+                        "this API key may not use {resource}; it is limited to {}",
+                        g.prefixes.join(", ")
+                    ),
+                ))
+            }
             _ => Ok(()),
         }
     }
@@ -96,49 +108,89 @@ pub struct Keys {
 
 impl Keys {
     /// Plain keys may do everything; named keys as configured.
-    pub fn new(plain: &[String], named: &[KeyConfig], prefixes: &ServicePrefixes) -> anyhow::Result<Keys> {
+    pub fn new(
+        plain: &[String],
+        named: &[KeyConfig],
+        prefixes: &ServicePrefixes,
+    ) -> anyhow::Result<Keys> {
         let mut digests = Vec::new();
         let mut signing = HashMap::new();
         for key in plain.iter().filter(|k| !k.is_empty()) {
             let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
             let owner = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-            digests.push((digest, Arc::new(Grant { owner, scopes: vec![Scope::Admin], prefixes: vec![] })));
+            digests.push((
+                digest,
+                Arc::new(Grant {
+                    owner,
+                    scopes: vec![Scope::Admin],
+                    prefixes: vec![],
+                }),
+            ));
         }
         for k in named {
             let context = |what: &str| format!("key {:?}: {what}", k.name);
             let digest: [u8; 32] = match (&k.key, &k.key_sha256) {
                 (Some(key), None) if !key.is_empty() => Sha256::digest(key.as_bytes()).into(),
-                (None, Some(hex)) => parse_hex32(hex).ok_or_else(|| anyhow::anyhow!(context("key_sha256 must be 64 hex digits")))?,
+                (None, Some(hex)) => parse_hex32(hex)
+                    .ok_or_else(|| anyhow::anyhow!(context("key_sha256 must be 64 hex digits")))?,
                 _ => anyhow::bail!(context("give exactly one of key and key_sha256")),
             };
             let scopes = match &k.scopes {
                 None => vec![Scope::Admin],
                 Some(names) => names
                     .iter()
-                    .map(|s| Scope::parse(s).ok_or_else(|| anyhow::anyhow!(context(&format!("unknown scope {s:?}; use publish, subscribe or admin")))))
+                    .map(|s| {
+                        Scope::parse(s).ok_or_else(|| {
+                            anyhow::anyhow!(context(&format!(
+                                "unknown scope {s:?}; use publish, subscribe or admin"
+                            )))
+                        })
+                    })
                     .collect::<anyhow::Result<_>>()?,
             };
             let resource_prefixes = k
                 .prefixes
                 .iter()
-                .map(|p| prefixes.canonicalize(p).map_err(|e| anyhow::anyhow!(context(&e.0))))
+                .map(|p| {
+                    prefixes
+                        .canonicalize(p)
+                        .map_err(|e| anyhow::anyhow!(context(&e.0)))
+                })
                 .collect::<anyhow::Result<_>>()?;
             if let Some(current) = &k.signing_secret {
-                let current = SigningSecret::parse(current).map_err(|e| anyhow::anyhow!(context(&e)))?;
+                let current =
+                    SigningSecret::parse(current).map_err(|e| anyhow::anyhow!(context(&e)))?;
                 let previous = match (&k.previous_signing_secret, k.previous_signing_secret_until) {
-                    (Some(old), Some(until)) => Some((SigningSecret::parse(old).map_err(|e| anyhow::anyhow!(context(&e)))?, until)),
+                    (Some(old), Some(until)) => Some((
+                        SigningSecret::parse(old).map_err(|e| anyhow::anyhow!(context(&e)))?,
+                        until,
+                    )),
                     (None, None) => None,
-                    _ => anyhow::bail!(context("previous_signing_secret and previous_signing_secret_until go together")),
+                    _ => anyhow::bail!(context(
+                        "previous_signing_secret and previous_signing_secret_until go together"
+                    )),
                 };
                 signing.insert(k.name.clone(), KeySigning { current, previous });
             }
-            digests.push((digest, Arc::new(Grant { owner: k.name.clone(), scopes, prefixes: resource_prefixes })));
+            digests.push((
+                digest,
+                Arc::new(Grant {
+                    owner: k.name.clone(),
+                    scopes,
+                    prefixes: resource_prefixes,
+                }),
+            ));
         }
         Ok(Keys { digests, signing })
     }
 
     /// Authenticates a request and checks it may do calls of `scope`.
-    pub fn authorize(&self, headers: &HeaderMap, uri: &Uri, scope: Scope) -> Result<Caller, ApiError> {
+    pub fn authorize(
+        &self,
+        headers: &HeaderMap,
+        uri: &Uri,
+        scope: Scope,
+    ) -> Result<Caller, ApiError> {
         let caller = self.authenticate(headers, uri)?;
         caller.require(scope)?;
         Ok(caller)
@@ -147,10 +199,17 @@ impl Keys {
     /// Authenticates a request by `Authorization: Bearer KEY` or `?key=KEY`.
     pub fn authenticate(&self, headers: &HeaderMap, uri: &Uri) -> Result<Caller, ApiError> {
         if self.digests.is_empty() {
-            return Ok(Caller { owner: DEV_OWNER.to_string(), grant: None });
+            return Ok(Caller {
+                owner: DEV_OWNER.to_string(),
+                grant: None,
+            });
         }
         let presented = bearer(headers).or_else(|| query_key(uri)).ok_or_else(|| {
-            ApiError::new(StatusCode::UNAUTHORIZED, "required", "an API key is required: send Authorization: Bearer KEY or ?key=KEY")
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "required",
+                "an API key is required: send Authorization: Bearer KEY or ?key=KEY",
+            )
         })?;
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = None;
@@ -160,8 +219,15 @@ impl Keys {
             }
         }
         match found {
-            Some(grant) => Ok(Caller { owner: grant.owner.clone(), grant: Some(grant) }),
-            None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "authError", "the API key is not valid")),
+            Some(grant) => Ok(Caller {
+                owner: grant.owner.clone(),
+                grant: Some(grant),
+            }),
+            None => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "authError",
+                "the API key is not valid",
+            )),
         }
     }
 }
@@ -181,9 +247,13 @@ fn parse_hex32(hex: &str) -> Option<[u8; 32]> {
 fn bearer(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, key) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim().to_string())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| key.trim().to_string())
 }
 
 fn query_key(uri: &Uri) -> Option<String> {
-    url::form_urlencoded::parse(uri.query()?.as_bytes()).find(|(name, _)| name == "key").map(|(_, v)| v.into_owned())
+    url::form_urlencoded::parse(uri.query()?.as_bytes())
+        .find(|(name, _)| name == "key")
+        .map(|(_, v)| v.into_owned())
 }

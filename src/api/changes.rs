@@ -17,41 +17,81 @@ const MAX_COLLECTIONS: usize = 10_000;
 /// Most events one changeset holds.
 const MAX_CHANGESET: usize = 10_000;
 
-pub async fn changes(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn changes(
+    State(app): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let caller = app.keys.authorize(&headers, &uri, Scope::Subscribe)?;
     let params = query(&uri);
     let prefix = resource_param(&app, &params, "prefix")?;
     caller.require_resource(prefix.as_deref().unwrap_or("/"))?;
-    let collections = app.store.list_collections(prefix.as_deref(), MAX_COLLECTIONS).await?;
+    let collections = app
+        .store
+        .list_collections(prefix.as_deref(), MAX_COLLECTIONS)
+        .await?;
     let items: Vec<serde_json::Value> = collections
         .iter()
         .map(|c| serde_json::json!({"collection": c.path, "cursor": cursor(c.last_seq), "last_modified": c.last_ms}))
         .collect();
     let body = serde_json::json!({ "collections": items }).to_string();
-    Ok(([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-cache")], body).into_response())
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response())
 }
 
-pub async fn changeset(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn changeset(
+    State(app): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let caller = app.keys.authorize(&headers, &uri, Scope::Subscribe)?;
     let params = query(&uri);
-    let resource = resource_param(&app, &params, "resource")?
-        .ok_or_else(|| ApiError::required("resource is required: the path whose changes you want, e.g. /b/photos/o"))?;
+    let resource = resource_param(&app, &params, "resource")?.ok_or_else(|| {
+        ApiError::required(
+            "resource is required: the path whose changes you want, e.g. /b/photos/o",
+        )
+    })?;
     caller.require_resource(&resource)?;
-    let expected = params
-        .get("_expected")
-        .ok_or_else(|| ApiError::required("_expected is required (any value; pass the timestamp you expect, to bust caches)"))?;
-    let since = params.get("_since").map(|c| since_cursor(&app, "_since", c)).transpose()?;
+    let expected = params.get("_expected").ok_or_else(|| {
+        ApiError::required(
+            "_expected is required (any value; pass the timestamp you expect, to bust caches)",
+        )
+    })?;
+    let since = params
+        .get("_since")
+        .map(|c| since_cursor(&app, "_since", c))
+        .transpose()?;
     let limit = page_size(&params, "_limit", MAX_CHANGESET, MAX_CHANGESET)?;
 
     // The latest cursor first: if the client already has it, nothing else is read.
-    let latest = app.store.latest_under(&resource).await?.map_or(0, |(seq, _)| seq);
+    let latest = app
+        .store
+        .latest_under(&resource)
+        .await?
+        .map_or(0, |(seq, _)| seq);
     let etag = format!("\"{}\"", cursor(latest));
     // `_expected` already satisfied: this URL's answer can no longer change.
     let settled = parse_cursor(expected.trim_matches('"')).is_some_and(|want| latest >= want);
-    let max_age = if settled { app.config.changes_expected_max_age } else { app.config.changes_max_age };
+    let max_age = if settled {
+        app.config.changes_expected_max_age
+    } else {
+        app.config.changes_max_age
+    };
     let cache_headers = [
-        (header::ETAG, HeaderValue::from_str(&etag).expect("a cursor is a valid header value")),
-        (header::CACHE_CONTROL, HeaderValue::from_str(&format!("max-age={}", max_age.as_secs())).expect("digits")),
+        (
+            header::ETAG,
+            HeaderValue::from_str(&etag).expect("a cursor is a valid header value"),
+        ),
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_str(&format!("max-age={}", max_age.as_secs())).expect("digits"),
+        ),
     ];
     if if_none_match(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, cache_headers).into_response());
@@ -65,13 +105,19 @@ pub async fn changeset(State(app): State<AppState>, uri: Uri, headers: HeaderMap
     });
     let timestamp = cursor(latest.max(events.last().map_or(0, |e| e.seq)));
     let changes: Vec<String> = events.iter().map(|e| event_json(e)).collect();
-    let mut body = format!("{{\"changes\":[{}],\"timestamp\":\"{timestamp}\"", changes.join(","));
+    let mut body = format!(
+        "{{\"changes\":[{}],\"timestamp\":\"{timestamp}\"",
+        changes.join(",")
+    );
     if let Some(next) = next {
         body.push_str(&format!(",\"next\":\"{next}\""));
     }
     body.push('}');
     let mut response = (cache_headers, body).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(response)
 }
 

@@ -20,14 +20,26 @@ const MAX_PAGE: usize = 1000;
 
 /// `?page_token=` as the key to continue after.
 fn page_token(params: &std::collections::HashMap<String, String>) -> Result<i64, ApiError> {
-    params.get("page_token").map_or(Ok(0), |t| t.parse().map_err(|_| ApiError::invalid("page_token is not one this gateway gave out")))
+    params.get("page_token").map_or(Ok(0), |t| {
+        t.parse()
+            .map_err(|_| ApiError::invalid("page_token is not one this gateway gave out"))
+    })
 }
 
 /// Lists the caller's channels or watchers, a page at a time.
-pub async fn list_kind(app: &AppState, caller: &Caller, uri: &Uri, kind: ChannelKind, view: fn(&Channel) -> Value) -> Result<Json<Value>, ApiError> {
+pub async fn list_kind(
+    app: &AppState,
+    caller: &Caller,
+    uri: &Uri,
+    kind: ChannelKind,
+    view: fn(&Channel) -> Value,
+) -> Result<Json<Value>, ApiError> {
     let params = query(uri);
     let limit = page_size(&params, "max_results", DEFAULT_PAGE, MAX_PAGE)?;
-    let page = app.store.list_channels(&caller.owner, kind, page_token(&params)?, limit).await?;
+    let page = app
+        .store
+        .list_channels(&caller.owner, kind, page_token(&params)?, limit)
+        .await?;
     let mut answer = json!({ "items": page.iter().map(view).collect::<Vec<_>>() });
     if page.len() == limit {
         answer["nextPageToken"] = json!(page.last().map(|c| c.pk.to_string()));
@@ -36,18 +48,31 @@ pub async fn list_kind(app: &AppState, caller: &Caller, uri: &Uri, kind: Channel
 }
 
 fn channel_view(channel: &Channel) -> Value {
-    serde_json::to_value(channel_resource(&channel.spec, "web_hook".into())).expect("a channel always serialises")
+    serde_json::to_value(channel_resource(&channel.spec, "web_hook".into()))
+        .expect("a channel always serialises")
 }
 
-pub async fn list(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(app): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     let caller = app.keys.authorize(&headers, &uri, Scope::Subscribe)?;
     list_kind(&app, &caller, &uri, ChannelKind::Channel, channel_view).await
 }
 
 /// The caller's channel or watcher by id; `404` for anyone else's.
-async fn owned(app: &AppState, headers: &HeaderMap, uri: &Uri, id: &str) -> Result<Channel, ApiError> {
+async fn owned(
+    app: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    id: &str,
+) -> Result<Channel, ApiError> {
     let caller = app.keys.authorize(&headers, &uri, Scope::Subscribe)?;
-    app.store.find_channel(&caller.owner, id).await?.ok_or_else(|| ApiError::not_found(format!("channel {id:?} was not found")))
+    app.store
+        .find_channel(&caller.owner, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("channel {id:?} was not found")))
 }
 
 /// The channel with its delivery state.
@@ -60,7 +85,11 @@ async fn describe(app: &AppState, channel: &Channel) -> Result<Value, ApiError> 
         return Ok(view);
     };
     let state = handle.snapshot();
-    let pending = app.store.count_matching(&channel.spec.resource, state.last_seq).await? + u64::from(state.sync_pending);
+    let pending = app
+        .store
+        .count_matching(&channel.spec.resource, state.last_seq)
+        .await?
+        + u64::from(state.sync_pending);
     view["delivery"] = json!({
         "cursor": cursor(state.last_seq),
         "pendingCount": pending,
@@ -73,31 +102,54 @@ async fn describe(app: &AppState, channel: &Channel) -> Result<Value, ApiError> 
     Ok(view)
 }
 
-pub async fn show(State(app): State<AppState>, Path(id): Path<String>, uri: Uri, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub async fn show(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     let channel = owned(&app, &headers, &uri, &id).await?;
     Ok(Json(describe(&app, &channel).await?))
 }
 
-pub async fn notifications(State(app): State<AppState>, Path(id): Path<String>, uri: Uri, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub async fn notifications(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     let channel = owned(&app, &headers, &uri, &id).await?;
     let params = query(&uri);
     let status = match params.get("status") {
         None => None,
-        Some(s) => Some(OutcomeStatus::parse(s).ok_or_else(|| ApiError::invalid(format!("status {s:?} is not one of pending, delivered, failed")))?),
+        Some(s) => Some(OutcomeStatus::parse(s).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "status {s:?} is not one of pending, delivered, failed"
+            ))
+        })?),
     };
     let after = params
         .get("page_token")
-        .map(|t| crate::model::parse_cursor(t).ok_or_else(|| ApiError::invalid("page_token is not one this gateway gave out")))
+        .map(|t| {
+            crate::model::parse_cursor(t)
+                .ok_or_else(|| ApiError::invalid("page_token is not one this gateway gave out"))
+        })
         .transpose()?;
     let limit = page_size(&params, "max_results", DEFAULT_PAGE, MAX_PAGE)?;
     // Outcomes are recorded in batches; make everything recorded so far visible.
     app.store.flush().await?;
-    let page = app.store.list_outcomes(channel.pk, status, after, limit).await?;
+    let page = app
+        .store
+        .list_outcomes(channel.pk, status, after, limit)
+        .await?;
     let items: Vec<Value> = page
         .iter()
         .map(|record| {
             let o = &record.outcome;
-            let metadata = record.metadata.as_deref().and_then(|m| serde_json::from_str::<Value>(m).ok());
+            let metadata = record
+                .metadata
+                .as_deref()
+                .and_then(|m| serde_json::from_str::<Value>(m).ok());
             json!({
                 "messageNumber": o.message_number.to_string(),
                 "state": o.state,
@@ -121,23 +173,53 @@ pub async fn notifications(State(app): State<AppState>, Path(id): Path<String>, 
     Ok(Json(answer))
 }
 
-pub async fn replay(State(app): State<AppState>, Path(id): Path<String>, uri: Uri, headers: HeaderMap, RawBody(body): RawBody) -> Result<Response, ApiError> {
+pub async fn replay(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
     let channel = owned(&app, &headers, &uri, &id).await?;
     let body: Value = parse_json(&body)?;
     let since = match body.get("since") {
         Some(Value::String(s)) => since_cursor(&app, "since", s)?,
-        None | Some(Value::Null) => return Err(ApiError::required("since is required: the cursor to replay after")),
-        Some(other) => return Err(ApiError::invalid(format!("since must be a cursor string, not {}", type_name(other)))),
+        None | Some(Value::Null) => {
+            return Err(ApiError::required(
+                "since is required: the cursor to replay after",
+            ))
+        }
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "since must be a cursor string, not {}",
+                type_name(other)
+            )))
+        }
     };
-    let handle = app.dispatcher.handle(channel.pk).ok_or_else(|| ApiError::not_found(format!("channel {id:?} is no longer live")))?;
+    let handle = app
+        .dispatcher
+        .handle(channel.pk)
+        .ok_or_else(|| ApiError::not_found(format!("channel {id:?} is no longer live")))?;
     let replaying = handle.replay(since, app.dispatcher.shared());
     let upto = handle.snapshot().last_seq;
-    Ok((StatusCode::ACCEPTED, Json(json!({"replaying": replaying, "since": cursor(since), "upto": cursor(upto)}))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"replaying": replaying, "since": cursor(since), "upto": cursor(upto)})),
+    )
+        .into_response())
 }
 
-pub async fn enable(State(app): State<AppState>, Path(id): Path<String>, uri: Uri, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub async fn enable(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     let channel = owned(&app, &headers, &uri, &id).await?;
-    let handle = app.dispatcher.handle(channel.pk).ok_or_else(|| ApiError::not_found(format!("channel {id:?} is no longer live")))?;
+    let handle = app
+        .dispatcher
+        .handle(channel.pk)
+        .ok_or_else(|| ApiError::not_found(format!("channel {id:?} is no longer live")))?;
     handle.enable(app.dispatcher.shared());
     Ok(Json(describe(&app, &channel).await?))
 }

@@ -17,16 +17,26 @@ pub struct RequestLimits {
     pub request_timeout: Duration,
 }
 
-pub async fn enforce(State(limits): State<RequestLimits>, request: Request, next: Next) -> Response {
+pub async fn enforce(
+    State(limits): State<RequestLimits>,
+    request: Request,
+    next: Next,
+) -> Response {
     let headers = request.headers();
     // Counted as on the wire: "name: value\r\n", plus the request line.
     let head_bytes = request.uri().to_string().len()
-        + headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum::<usize>();
+        + headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum::<usize>();
     if head_bytes > limits.max_header_bytes {
         return ApiError::new(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "headersTooLarge",
-            format!("the request line and headers take {head_bytes} bytes; the limit is {}", limits.max_header_bytes),
+            format!(
+                "the request line and headers take {head_bytes} bytes; the limit is {}",
+                limits.max_header_bytes
+            ),
         )
         .into_response();
     }
@@ -34,7 +44,11 @@ pub async fn enforce(State(limits): State<RequestLimits>, request: Request, next
         return ApiError::new(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "headersTooLarge",
-            format!("the request has {} headers; the limit is {}", headers.len(), limits.max_headers),
+            format!(
+                "the request has {} headers; the limit is {}",
+                headers.len(),
+                limits.max_headers
+            ),
         )
         .into_response();
     }
@@ -43,7 +57,10 @@ pub async fn enforce(State(limits): State<RequestLimits>, request: Request, next
         Err(_) => ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             "requestTimeout",
-            format!("the request took longer than {:?} to arrive and be handled", limits.request_timeout),
+            format!(
+                "the request took longer than {:?} to arrive and be handled",
+                limits.request_timeout
+            ),
         )
         .into_response(),
     }

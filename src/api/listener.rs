@@ -48,7 +48,12 @@ async fn protocol_known(stream: &tokio::net::TcpStream) -> bool {
 }
 
 /// Serves `router` on `listener` until `shutdown`, then drains open connections.
-pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimits, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+) {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -94,13 +99,18 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimi
                 }
                 _ = shutdown.cancelled() => return,
             }
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
             // Client resets and timeouts end here; they concern that client only.
             let _ = watcher.watch(connection).await;
         });
     }
     drop(listener);
-    if tokio::time::timeout(limits.drain, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(limits.drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("connections still open after the drain period; closing them");
     }
 }

@@ -66,19 +66,54 @@ pub fn router(app: AppState) -> Router {
             "/v1/events",
             post(events::publish).fallback(ops::method_not_allowed),
         )
-        .route("/v1/watch", get(stream::stream).fallback(ops::method_not_allowed))
-        .route("/v1/changes", get(changes::changes).fallback(ops::method_not_allowed))
-        .route("/v1/changeset", get(changes::changeset).fallback(ops::method_not_allowed))
-        .route("/v1/channels", get(channels::list).fallback(ops::method_not_allowed))
-        .route("/v1/channels/{id}", get(channels::show).fallback(ops::method_not_allowed))
-        .route("/v1/channels/{id}/notifications", get(channels::notifications).fallback(ops::method_not_allowed))
-        .route("/v1/channels/{id}/replay", post(channels::replay).fallback(ops::method_not_allowed))
-        .route("/v1/channels/{id}/enable", post(channels::enable).fallback(ops::method_not_allowed))
-        .route("/v1/watchers", post(watchers::create).get(watchers::list).fallback(ops::method_not_allowed))
-        .route("/v1/watchers/{id}", delete(watchers::delete).fallback(ops::method_not_allowed))
+        .route(
+            "/v1/watch",
+            get(stream::stream).fallback(ops::method_not_allowed),
+        )
+        .route(
+            "/v1/changes",
+            get(changes::changes).fallback(ops::method_not_allowed),
+        )
+        .route(
+            "/v1/changeset",
+            get(changes::changeset).fallback(ops::method_not_allowed),
+        )
+        .route(
+            "/v1/channels",
+            get(channels::list).fallback(ops::method_not_allowed),
+        )
+        .route(
+            "/v1/channels/{id}",
+            get(channels::show).fallback(ops::method_not_allowed),
+        )
+        .route(
+            "/v1/channels/{id}/notifications",
+            get(channels::notifications).fallback(ops::method_not_allowed),
+        )
+        .route(
+            "/v1/channels/{id}/replay",
+            post(channels::replay).fallback(ops::method_not_allowed),
+        )
+        .route(
+            "/v1/channels/{id}/enable",
+            post(channels::enable).fallback(ops::method_not_allowed),
+        )
+        .route(
+            "/v1/watchers",
+            post(watchers::create)
+                .get(watchers::list)
+                .fallback(ops::method_not_allowed),
+        )
+        .route(
+            "/v1/watchers/{id}",
+            delete(watchers::delete).fallback(ops::method_not_allowed),
+        )
         .fallback(google_style)
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(axum::middleware::from_fn_with_state(request_limits, limits::enforce))
+        .layer(axum::middleware::from_fn_with_state(
+            request_limits,
+            limits::enforce,
+        ))
         .with_state(app)
 }
 
@@ -95,7 +130,8 @@ async fn google_style(State(app): State<AppState>, request: Request) -> Response
     }
     if request.method() != Method::POST {
         // RFC 9110 §15.5.6: a 405 lists the allowed methods.
-        let refusal = ops::method_not_allowed(request.method().clone(), request.uri().clone()).await;
+        let refusal =
+            ops::method_not_allowed(request.method().clone(), request.uri().clone()).await;
         return ([(axum::http::header::ALLOW, "POST")], refusal).into_response();
     }
     if is_stop {

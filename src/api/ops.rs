@@ -20,8 +20,12 @@ pub async fn metrics(
     uri: Uri,
     headers: axum::http::HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
-    app.keys.authorize(&headers, &uri, super::auth::Scope::Admin)?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()))
+    app.keys
+        .authorize(&headers, &uri, super::auth::Scope::Admin)?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    ))
 }
 
 pub async fn not_found(method: Method, uri: Uri) -> ApiError {

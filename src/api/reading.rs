@@ -12,21 +12,35 @@ use crate::model::{cursor, parse_cursor, Event, Seq};
 
 /// The query string as a map (the last value of a repeated name wins).
 pub fn query(uri: &Uri) -> HashMap<String, String> {
-    url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect()
+    url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
 }
 
 /// Canonicalises an optional resource parameter.
-pub fn resource_param(app: &AppState, params: &HashMap<String, String>, name: &str) -> Result<Option<String>, ApiError> {
+pub fn resource_param(
+    app: &AppState,
+    params: &HashMap<String, String>,
+    name: &str,
+) -> Result<Option<String>, ApiError> {
     params
         .get(name)
-        .map(|raw| app.prefixes.canonicalize(raw).map_err(|e| ApiError::invalid(format!("{name}: {e}"))))
+        .map(|raw| {
+            app.prefixes
+                .canonicalize(raw)
+                .map_err(|e| ApiError::invalid(format!("{name}: {e}")))
+        })
         .transpose()
 }
 
 /// Parses a cursor a client sent back, and checks the log still holds everything
 /// after it: `410 cursorExpired` otherwise, so the client knows to re-sync.
 pub fn since_cursor(app: &AppState, name: &str, value: &str) -> Result<Seq, ApiError> {
-    let seq = parse_cursor(value).ok_or_else(|| ApiError::invalid(format!("{name} {value:?} is not a cursor this gateway gave out")))?;
+    let seq = parse_cursor(value).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "{name} {value:?} is not a cursor this gateway gave out"
+        ))
+    })?;
     let floor = app.store.pruned_through();
     if seq < floor {
         return Err(ApiError::new(
@@ -50,23 +64,44 @@ pub fn event_json(event: &Event) -> String {
         metadata: Option<&'a RawValue>,
         time: String,
     }
-    let data = event.data.as_deref().and_then(|bytes| std::str::from_utf8(bytes).ok()).and_then(|text| serde_json::from_str::<&RawValue>(text).ok());
-    let metadata = event.metadata.as_deref().and_then(|text| serde_json::from_str::<&RawValue>(text).ok());
+    let data = event
+        .data
+        .as_deref()
+        .and_then(|bytes| std::str::from_utf8(bytes).ok())
+        .and_then(|text| serde_json::from_str::<&RawValue>(text).ok());
+    let metadata = event
+        .metadata
+        .as_deref()
+        .and_then(|text| serde_json::from_str::<&RawValue>(text).ok());
     let time = chrono::DateTime::from_timestamp_millis(event.time_ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default();
-    serde_json::to_string(&View { cursor: cursor(event.seq), resource: &event.resource, state: &event.state, data, metadata, time })
-        .expect("an event view always serialises")
+    serde_json::to_string(&View {
+        cursor: cursor(event.seq),
+        resource: &event.resource,
+        state: &event.state,
+        data,
+        metadata,
+        time,
+    })
+    .expect("an event view always serialises")
 }
 
 /// `max_results` within `1..=max`, `default` when absent.
-pub fn page_size(params: &HashMap<String, String>, name: &str, default: usize, max: usize) -> Result<usize, ApiError> {
+pub fn page_size(
+    params: &HashMap<String, String>,
+    name: &str,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
     match params.get(name) {
         None => Ok(default),
         Some(text) => text
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=max).contains(n))
-            .ok_or_else(|| ApiError::invalid(format!("{name} must be a whole number from 1 to {max}"))),
+            .ok_or_else(|| {
+                ApiError::invalid(format!("{name} must be a whole number from 1 to {max}"))
+            }),
     }
 }

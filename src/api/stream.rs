@@ -28,28 +28,49 @@ use crate::protocol::resource::covers;
 /// Events read from the store per step while catching up.
 const CATCH_UP_PAGE: usize = 1000;
 
-pub async fn stream(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn stream(
+    State(app): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let caller = app.keys.authorize(&headers, &uri, Scope::Subscribe)?;
     let params = query(&uri);
     let resource = resource_param(&app, &params, "resource")?;
     caller.require_resource(resource.as_deref().unwrap_or("/"))?;
     // Browsers' EventSource resends the last id it saw; it wins over `since`.
-    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty());
     let since = match (last_event_id, params.get("since")) {
         (Some(id), _) => Some(since_cursor(&app, "Last-Event-ID", id)?),
         (None, Some(since)) => Some(since_cursor(&app, "since", since)?),
         (None, None) => None,
     };
-    let checkpoints = params.get("checkpoints").is_some_and(|v| v == "true" || v == "1");
+    let checkpoints = params
+        .get("checkpoints")
+        .is_some_and(|v| v == "true" || v == "1");
 
     let live = app.dispatcher.subscribe();
     let start = since.unwrap_or_else(|| app.dispatcher.routed_head());
     let (tx, rx) = mpsc::channel(app.config.stream_buffer.max(1));
-    let follower = Follower { app: app.clone(), resource, sent: start, tx, checkpoints };
+    let follower = Follower {
+        app: app.clone(),
+        resource,
+        sent: start,
+        tx,
+        checkpoints,
+    };
     tokio::spawn(follower.run(live, since.is_some()));
 
-    let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|event| (Ok::<_, Infallible>(event), rx)) });
-    let mut response = Sse::new(body).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response();
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|event| (Ok::<_, Infallible>(event), rx))
+    });
+    let mut response = Sse::new(body)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response();
     let h = response.headers_mut();
     h.insert(header::CACHE_CONTROL, "no-cache".parse().unwrap());
     h.insert("x-accel-buffering", "no".parse().unwrap());
@@ -84,29 +105,42 @@ impl Follower {
         }
         .await;
         if let Err(Stop::Cutoff(reason)) = result {
-            let data = serde_json::json!({"reason": reason, "cursor": cursor(self.sent)}).to_string();
-            let cutoff = SseEvent::default().event("cutoff").id(cursor(self.sent)).data(data);
+            let data =
+                serde_json::json!({"reason": reason, "cursor": cursor(self.sent)}).to_string();
+            let cutoff = SseEvent::default()
+                .event("cutoff")
+                .id(cursor(self.sent))
+                .data(data);
             // The buffer is full by definition: wait a little for room for the last word.
             let _ = tokio::time::timeout(Duration::from_secs(5), self.tx.send(cutoff)).await;
         }
     }
 
     fn matches(&self, event: &Event) -> bool {
-        self.resource.as_deref().is_none_or(|r| covers(r, &event.resource))
+        self.resource
+            .as_deref()
+            .is_none_or(|r| covers(r, &event.resource))
     }
 
     async fn send(&mut self, event: &Event) -> Result<(), Stop> {
         if event.seq <= self.sent || !self.matches(event) {
             return Ok(());
         }
-        self.push(SseEvent::default().id(cursor(event.seq)).event(&event.state).data(event_json(event))).await?;
+        self.push(
+            SseEvent::default()
+                .id(cursor(event.seq))
+                .event(&event.state)
+                .data(event_json(event)),
+        )
+        .await?;
         self.sent = event.seq;
         Ok(())
     }
 
     /// Queues a frame for the consumer, waiting at most the stall timeout for room.
     async fn push(&self, frame: SseEvent) -> Result<(), Stop> {
-        match tokio::time::timeout(self.app.config.stream_stall_timeout, self.tx.send(frame)).await {
+        match tokio::time::timeout(self.app.config.stream_stall_timeout, self.tx.send(frame)).await
+        {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(Stop::Closed),
             Err(_) => Err(Stop::Cutoff("the consumer is not keeping up")),
@@ -116,7 +150,12 @@ impl Follower {
     async fn catch_up(&mut self) -> Result<(), Stop> {
         loop {
             let page = match &self.resource {
-                Some(resource) => self.app.store.read_matching(resource, self.sent, CATCH_UP_PAGE).await.map(|(events, _)| events),
+                Some(resource) => self
+                    .app
+                    .store
+                    .read_matching(resource, self.sent, CATCH_UP_PAGE)
+                    .await
+                    .map(|(events, _)| events),
                 None => self.app.store.read_log(self.sent, CATCH_UP_PAGE).await,
             };
             let page = page.map_err(|e| {
@@ -147,7 +186,11 @@ impl Follower {
             };
             match received {
                 Ok(batch) => self.send_batch(&batch).await?,
-                Err(broadcast::error::RecvError::Lagged(_)) => return Err(Stop::Cutoff("the consumer fell too far behind the live log")),
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    return Err(Stop::Cutoff(
+                        "the consumer fell too far behind the live log",
+                    ))
+                }
                 Err(broadcast::error::RecvError::Closed) => return Err(Stop::Closed),
             }
         }
@@ -167,12 +210,17 @@ impl Follower {
         loop {
             match live.try_recv() {
                 Ok(batch) => self.send_batch(&batch).await?,
-                Err(broadcast::error::TryRecvError::Lagged(_)) => return Err(Stop::Cutoff("the consumer fell too far behind the live log")),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                    return Err(Stop::Cutoff(
+                        "the consumer fell too far behind the live log",
+                    ))
+                }
                 Err(_) => break,
             }
         }
         let at = cursor(head.max(self.sent));
         let data = serde_json::json!({"cursor": at}).to_string();
-        self.push(SseEvent::default().event("checkpoint").id(at).data(data)).await
+        self.push(SseEvent::default().event("checkpoint").id(at).data(data))
+            .await
     }
 }

@@ -26,7 +26,10 @@ pub fn watcher_id(secret: &[u8], owner: &str, pattern: &str, endpoint: &str) -> 
         mac.update(part.as_bytes());
         mac.update(&[0]);
     }
-    format!("w-{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..24]))
+    format!(
+        "w-{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..24])
+    )
 }
 
 fn watcher_view(channel: &Channel) -> Value {
@@ -41,24 +44,41 @@ fn watcher_view(channel: &Channel) -> Value {
     })
 }
 
-pub async fn create(State(app): State<AppState>, uri: Uri, headers: HeaderMap, RawBody(body): RawBody) -> Result<Response, ApiError> {
+pub async fn create(
+    State(app): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
     let caller = app.keys.authorize(&headers, &uri, Scope::Subscribe)?;
     let body: Value = parse_json(&body)?;
     let field = |name: &str| match body.get(name) {
         Some(Value::String(s)) => Ok(s.clone()),
         None | Some(Value::Null) => Err(ApiError::required(format!("{name} is required"))),
-        Some(other) => Err(ApiError::invalid(format!("{name} must be a string, not {}", type_name(other)))),
+        Some(other) => Err(ApiError::invalid(format!(
+            "{name} must be a string, not {}",
+            type_name(other)
+        ))),
     };
     if !body.is_object() {
-        return Err(ApiError::invalid(format!("the request body must be an object with pattern and endpoint, not {}", type_name(&body))));
+        return Err(ApiError::invalid(format!(
+            "the request body must be an object with pattern and endpoint, not {}",
+            type_name(&body)
+        )));
     }
-    let pattern = app.prefixes.canonicalize(&field("pattern")?).map_err(|e| ApiError::invalid(format!("pattern: {e}")))?;
+    let pattern = app
+        .prefixes
+        .canonicalize(&field("pattern")?)
+        .map_err(|e| ApiError::invalid(format!("pattern: {e}")))?;
     caller.require_resource(&pattern)?;
     let endpoint = field("endpoint")?;
-    let url = reqwest::Url::parse(&endpoint).map_err(|e| ApiError::invalid(format!("endpoint {endpoint:?} is not an absolute URL: {e}")))?;
-    app.target_policy
-        .check_url(&url)
-        .map_err(|reason| ApiError::invalid(format!("endpoint {endpoint:?} is not allowed: {reason}")).with_reason("pushWebhookBadDomain"))?;
+    let url = reqwest::Url::parse(&endpoint).map_err(|e| {
+        ApiError::invalid(format!("endpoint {endpoint:?} is not an absolute URL: {e}"))
+    })?;
+    app.target_policy.check_url(&url).map_err(|reason| {
+        ApiError::invalid(format!("endpoint {endpoint:?} is not allowed: {reason}"))
+            .with_reason("pushWebhookBadDomain")
+    })?;
 
     let secret = app.store.instance_secret();
     let spec = NewChannel {
@@ -76,27 +96,51 @@ pub async fn create(State(app): State<AppState>, uri: Uri, headers: HeaderMap, R
         signing_secret: None,
         created_ms: now_ms(),
     };
-    match app.store.create_channel(spec, app.config.max_channels_per_key).await {
+    match app
+        .store
+        .create_channel(spec, app.config.max_channels_per_key)
+        .await
+    {
         Ok((channel, _)) => Ok((StatusCode::CREATED, Json(watcher_view(&channel))).into_response()),
         // The id is derived from (owner, pattern, endpoint): the same id is the same record.
-        Err(StoreError::DuplicateChannel(_)) => Err(StoreError::WatcherConflict("Record already exists").into()),
+        Err(StoreError::DuplicateChannel(_)) => {
+            Err(StoreError::WatcherConflict("Record already exists").into())
+        }
         Err(e) => Err(e.into()),
     }
 }
 
-pub async fn list(State(app): State<AppState>, uri: Uri, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(app): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     let caller = app.keys.authorize(&headers, &uri, Scope::Subscribe)?;
     list_kind(&app, &caller, &uri, ChannelKind::Watcher, watcher_view).await
 }
 
-pub async fn delete(State(app): State<AppState>, Path(id): Path<String>, uri: Uri, headers: HeaderMap) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
     let caller = app.keys.authorize(&headers, &uri, Scope::Subscribe)?;
-    match app.store.remove_channels(Removal::Watcher { owner: caller.owner, id: id.clone() }).await {
+    match app
+        .store
+        .remove_channels(Removal::Watcher {
+            owner: caller.owner,
+            id: id.clone(),
+        })
+        .await
+    {
         Ok((_, feed_no)) => {
             app.dispatcher.wait_routed(feed_no).await;
             Ok(StatusCode::NO_CONTENT)
         }
-        Err(StoreError::NotFound) => Err(ApiError::not_found(format!("watcher {id:?} was not found"))),
+        Err(StoreError::NotFound) => {
+            Err(ApiError::not_found(format!("watcher {id:?} was not found")))
+        }
         Err(e) => Err(e.into()),
     }
 }

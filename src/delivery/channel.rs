@@ -22,7 +22,9 @@ use tokio_util::sync::CancellationToken;
 use super::client::Notification;
 use super::retry::Verdict;
 use super::Shared;
-use crate::model::{message_number, now_ms, Channel, NewChannel, Outcome, OutcomeStatus, Seq, SharedEvent};
+use crate::model::{
+    message_number, now_ms, Channel, NewChannel, Outcome, OutcomeStatus, Seq, SharedEvent,
+};
 use crate::protocol::headers::SYNC_MESSAGE_NUMBER;
 use crate::store::Removal;
 
@@ -208,7 +210,10 @@ impl ChannelHandle {
         loop {
             let next = {
                 let mut st = self.state.lock().unwrap();
-                let halted = self.cancel.is_cancelled() || shared.shutdown.is_cancelled() || st.disabled || self.expired(now_ms());
+                let halted = self.cancel.is_cancelled()
+                    || shared.shutdown.is_cancelled()
+                    || st.disabled
+                    || self.expired(now_ms());
                 if halted {
                     st.running = false;
                     return;
@@ -239,7 +244,9 @@ impl ChannelHandle {
                     End::Done
                 }
                 Next::Sync => {
-                    let end = self.deliver(Notification::sync(self.start_seq), &shared).await;
+                    let end = self
+                        .deliver(Notification::sync(self.start_seq), &shared)
+                        .await;
                     if matches!(end, End::Done) {
                         self.state.lock().unwrap().sync_pending = false;
                         shared.store.record_progress(self.pk, self.start_seq);
@@ -248,7 +255,9 @@ impl ChannelHandle {
                 }
                 Next::Replay(event) => {
                     let previous = self.previous_number(event.seq, true);
-                    let end = self.deliver(Notification::event(event.clone(), previous), &shared).await;
+                    let end = self
+                        .deliver(Notification::event(event.clone(), previous), &shared)
+                        .await;
                     if matches!(end, End::Done) {
                         let mut st = self.state.lock().unwrap();
                         st.replay_queue.pop_front();
@@ -260,7 +269,9 @@ impl ChannelHandle {
                 }
                 Next::Event(event) => {
                     let previous = self.previous_number(event.seq, false);
-                    let end = self.deliver(Notification::event(event.clone(), previous), &shared).await;
+                    let end = self
+                        .deliver(Notification::event(event.clone(), previous), &shared)
+                        .await;
                     if matches!(end, End::Done) {
                         let mut st = self.state.lock().unwrap();
                         st.queue.pop_front();
@@ -278,7 +289,11 @@ impl ChannelHandle {
                     tracing::info!(channel = %self.spec.id, "receiver answered 410 Gone; stopping the channel");
                     self.cancel.cancel();
                     self.halt();
-                    if let Err(e) = shared.store.remove_channels(Removal::Gone { pk: self.pk }).await {
+                    if let Err(e) = shared
+                        .store
+                        .remove_channels(Removal::Gone { pk: self.pk })
+                        .await
+                    {
                         tracing::error!(channel = %self.spec.id, error = %e, "could not remove a channel after 410 Gone");
                     }
                     return;
@@ -291,7 +306,11 @@ impl ChannelHandle {
     /// replay the previous one is the replay's own previous event (or the sync).
     fn previous_number(&self, seq: Seq, replaying: bool) -> u64 {
         let st = self.state.lock().unwrap();
-        let before = if replaying { st.replay.map_or(self.start_seq, |(after, _)| after) } else { st.last_seq };
+        let before = if replaying {
+            st.replay.map_or(self.start_seq, |(after, _)| after)
+        } else {
+            st.last_seq
+        };
         let before = before.min(seq.saturating_sub(1));
         if before <= self.start_seq {
             SYNC_MESSAGE_NUMBER
@@ -306,8 +325,16 @@ impl ChannelHandle {
 
     /// Matched events after `after` from the store, and the head that read saw. On a
     /// store error: logs, backs off a second, and returns `None` (the caller retries).
-    async fn read_after(&self, after: Seq, shared: &Arc<Shared>) -> Option<(Vec<SharedEvent>, Seq)> {
-        match shared.store.read_matching(&self.spec.resource, after, QUEUE_CAPACITY).await {
+    async fn read_after(
+        &self,
+        after: Seq,
+        shared: &Arc<Shared>,
+    ) -> Option<(Vec<SharedEvent>, Seq)> {
+        match shared
+            .store
+            .read_matching(&self.spec.resource, after, QUEUE_CAPACITY)
+            .await
+        {
             Ok(read) => Some(read),
             Err(e) => {
                 tracing::error!(channel = %self.spec.id, error = %e, "could not read events from the store; retrying");
@@ -320,7 +347,9 @@ impl ChannelHandle {
     /// Backlog mode: loads the next pending events from the store. Leaves backlog mode
     /// once the store has nothing beyond what it returned that the router skipped.
     async fn refill(&self, after: Seq, shared: &Arc<Shared>) {
-        let Some((events, head)) = self.read_after(after, shared).await else { return };
+        let Some((events, head)) = self.read_after(after, shared).await else {
+            return;
+        };
         let mut st = self.state.lock().unwrap();
         let complete = events.len() < QUEUE_CAPACITY && st.skipped_max <= head;
         for event in events {
@@ -339,7 +368,9 @@ impl ChannelHandle {
 
     /// Loads the next page of a replay; ends the replay when nothing is left.
     async fn load_replay(&self, after: Seq, upto: Seq, shared: &Arc<Shared>) {
-        let Some((events, _)) = self.read_after(after, shared).await else { return };
+        let Some((events, _)) = self.read_after(after, shared).await else {
+            return;
+        };
         let mut st = self.state.lock().unwrap();
         st.replay_queue = events.into_iter().filter(|e| e.seq <= upto).collect();
         if st.replay_queue.is_empty() {
@@ -362,17 +393,29 @@ impl ChannelHandle {
         let first_try = Instant::now();
         let mut attempts = 0u32;
         loop {
-            if self.cancel.is_cancelled() || shared.shutdown.is_cancelled() || self.expired(now_ms()) {
+            if self.cancel.is_cancelled()
+                || shared.shutdown.is_cancelled()
+                || self.expired(now_ms())
+            {
                 return End::Abandoned;
             }
             attempts += 1;
-            let (headers, body) = notification.render(&self.spec, shared.key_signing.get(&self.spec.owner), chrono::Utc::now());
+            let (headers, body) = notification.render(
+                &self.spec,
+                shared.key_signing.get(&self.spec.owner),
+                chrono::Utc::now(),
+            );
             let attempt = tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => return End::Abandoned,
                 attempt = shared.client.attempt(&self.spec.address, headers, body) => attempt,
             };
-            let error = || attempt.error.clone().unwrap_or_else(|| format!("receiver answered {}", attempt.status.unwrap_or(0)));
+            let error = || {
+                attempt
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| format!("receiver answered {}", attempt.status.unwrap_or(0)))
+            };
             let mut outcome = Outcome {
                 channel_pk: self.pk,
                 seq: notification.cursor,
@@ -387,10 +430,12 @@ impl ChannelHandle {
             };
             match attempt.verdict {
                 Verdict::Delivered => {
-                    metrics::counter!("watchwire_notifications_total", "outcome" => "delivered").increment(1);
+                    metrics::counter!("watchwire_notifications_total", "outcome" => "delivered")
+                        .increment(1);
                     if let Some(event) = &notification.event {
                         let latency_ms = (outcome.at_ms - event.time_ms).max(0) as f64;
-                        metrics::histogram!("watchwire_delivery_latency_seconds").record(latency_ms / 1000.0);
+                        metrics::histogram!("watchwire_delivery_latency_seconds")
+                            .record(latency_ms / 1000.0);
                     }
                     self.healthy(shared);
                     shared.store.record_outcome(outcome);
@@ -399,7 +444,8 @@ impl ChannelHandle {
                 Verdict::Gone => return End::Gone,
                 Verdict::Failed => {
                     tracing::warn!(channel = %self.spec.id, number = notification.number, error = %error(), "notification failed for good");
-                    metrics::counter!("watchwire_notifications_total", "outcome" => "failed").increment(1);
+                    metrics::counter!("watchwire_notifications_total", "outcome" => "failed")
+                        .increment(1);
                     outcome.status = OutcomeStatus::Failed;
                     outcome.last_error = Some(error());
                     shared.store.record_outcome(outcome);
@@ -411,21 +457,26 @@ impl ChannelHandle {
                     let delay = shared.retry.delay(attempts, retry_after);
                     if first_try.elapsed() + delay > shared.retry.budget {
                         tracing::warn!(channel = %self.spec.id, number = notification.number, attempts, error = %error(), "retry budget exhausted");
-                        metrics::counter!("watchwire_notifications_total", "outcome" => "failed").increment(1);
+                        metrics::counter!("watchwire_notifications_total", "outcome" => "failed")
+                            .increment(1);
                         outcome.status = OutcomeStatus::Failed;
-                        outcome.last_error = Some(format!("retry budget exhausted; last error: {}", error()));
+                        outcome.last_error =
+                            Some(format!("retry budget exhausted; last error: {}", error()));
                         shared.store.record_outcome(outcome);
                         // Done for good either way; a disabled channel halts before the next one.
-                    self.unhealthy(&error(), None, shared);
-                    return End::Done;
+                        self.unhealthy(&error(), None, shared);
+                        return End::Done;
                     }
-                    metrics::counter!("watchwire_notifications_total", "outcome" => "retried").increment(1);
+                    metrics::counter!("watchwire_notifications_total", "outcome" => "retried")
+                        .increment(1);
                     let next_retry_ms = outcome.at_ms + delay.as_millis() as i64;
                     outcome.status = OutcomeStatus::Pending;
                     outcome.last_error = Some(error());
                     outcome.next_retry_ms = Some(next_retry_ms);
                     shared.store.record_outcome(outcome);
-                    if !self.unhealthy(&error(), Some(next_retry_ms), shared) || !self.pause(delay, shared).await {
+                    if !self.unhealthy(&error(), Some(next_retry_ms), shared)
+                        || !self.pause(delay, shared).await
+                    {
                         return End::Abandoned;
                     }
                 }

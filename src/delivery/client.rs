@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::Semaphore;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use tokio::sync::Semaphore;
 
 use super::retry::{classify, parse_retry_after, Verdict};
 use super::target::{PolicyResolver, TargetPolicy};
@@ -95,7 +95,10 @@ impl Notification {
         if let Some(previous) = self.previous {
             put(h::PREVIOUS_NUMBER, &previous.to_string());
         }
-        let own = channel.signing_secret.as_deref().and_then(|s| SigningSecret::parse(s).ok());
+        let own = channel
+            .signing_secret
+            .as_deref()
+            .and_then(|s| SigningSecret::parse(s).ok());
         let secrets: Vec<&SigningSecret> = match (&own, key_signing) {
             (Some(own), _) => vec![own],
             (None, Some(key)) => key.secrets_at(now),
@@ -104,7 +107,10 @@ impl Notification {
         if !secrets.is_empty() {
             let msg_id = format!("{}-{}", channel.id, self.number);
             let timestamp = now.timestamp();
-            let signatures: Vec<String> = secrets.iter().map(|s| s.sign(&msg_id, timestamp, &body)).collect();
+            let signatures: Vec<String> = secrets
+                .iter()
+                .map(|s| s.sign(&msg_id, timestamp, &body))
+                .collect();
             put(h::WEBHOOK_SIGNATURE, &signatures.join(" "));
             put(h::WEBHOOK_ID, &msg_id);
             put(h::WEBHOOK_TIMESTAMP, &timestamp.to_string());
@@ -179,7 +185,11 @@ impl OutboundClient {
             }
         }
         let http = builder.build()?;
-        Ok(OutboundClient { http, policy, in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))) })
+        Ok(OutboundClient {
+            http,
+            policy,
+            in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
+        })
     }
 
     /// Sends one notification once.
@@ -203,7 +213,11 @@ impl OutboundClient {
             };
         }
         let Ok(_permit) = self.in_flight.acquire().await else {
-            return Attempt { verdict: Verdict::Retry { retry_after: None }, status: None, error: Some("the gateway is shutting down".into()) };
+            return Attempt {
+                verdict: Verdict::Retry { retry_after: None },
+                status: None,
+                error: Some("the gateway is shutting down".into()),
+            };
         };
         match self.http.post(url).headers(headers).body(body).send().await {
             Ok(response) => {

@@ -54,7 +54,10 @@ struct ChannelIndex {
 
 impl ChannelIndex {
     fn insert(&mut self, handle: Arc<ChannelHandle>) {
-        self.by_resource.entry(handle.spec.resource.clone()).or_default().push(handle.clone());
+        self.by_resource
+            .entry(handle.spec.resource.clone())
+            .or_default()
+            .push(handle.clone());
         self.by_pk.write().unwrap().insert(handle.pk, handle);
     }
 
@@ -108,9 +111,15 @@ impl Dispatcher {
     /// Loads every channel, re-offers what each still owes from the log, then follows
     /// the store's feed.
     pub async fn start(shared: Arc<Shared>) -> Result<Dispatcher, StoreError> {
-        let feed = shared.store.take_feed().ok_or_else(|| StoreError::Backend("the store's feed was already taken".into()))?;
+        let feed = shared
+            .store
+            .take_feed()
+            .ok_or_else(|| StoreError::Backend("the store's feed was already taken".into()))?;
         let registry: Registry = Arc::default();
-        let mut index = ChannelIndex { by_resource: HashMap::new(), by_pk: registry.clone() };
+        let mut index = ChannelIndex {
+            by_resource: HashMap::new(),
+            by_pk: registry.clone(),
+        };
         let channels: Vec<Channel> = shared.store.load_channels().await?;
         let mut from = u64::MAX;
         for channel in channels {
@@ -142,8 +151,21 @@ impl Dispatcher {
         let routed_head = Arc::new(AtomicU64::new(shared.store.head().await?));
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
         let (routed_tx, routed) = watch::channel(0);
-        tokio::spawn(route_feed(feed, index, shared.clone(), routed_tx, live.clone(), routed_head.clone()));
-        Ok(Dispatcher { shared, routed, registry, live, routed_head })
+        tokio::spawn(route_feed(
+            feed,
+            index,
+            shared.clone(),
+            routed_tx,
+            live.clone(),
+            routed_head.clone(),
+        ));
+        Ok(Dispatcher {
+            shared,
+            routed,
+            registry,
+            live,
+            routed_head,
+        })
     }
 
     /// Waits until the router has applied feed entry `no` (for example a stop).
@@ -194,8 +216,14 @@ impl Dispatcher {
     /// Removes expired channels every `interval`.
     pub fn spawn_expiry_sweep(&self, interval: Duration) {
         self.every(interval, |shared| async move {
-            match shared.store.remove_channels(Removal::ExpiredAt { now_ms: now_ms() }).await {
-                Ok((removed, _)) if !removed.is_empty() => tracing::info!(count = removed.len(), "removed expired channels"),
+            match shared
+                .store
+                .remove_channels(Removal::ExpiredAt { now_ms: now_ms() })
+                .await
+            {
+                Ok((removed, _)) if !removed.is_empty() => {
+                    tracing::info!(count = removed.len(), "removed expired channels")
+                }
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "expiry sweep failed"),
             }
@@ -207,10 +235,19 @@ impl Dispatcher {
     pub fn spawn_pruning(&self, interval: Duration, retention: Duration, log_retention: Duration) {
         self.every(interval, move |shared| async move {
             let now = now_ms();
-            let before = |d: Duration| now.saturating_sub(d.as_millis().min(i64::MAX as u128) as i64);
-            match shared.store.prune(before(retention), before(log_retention)).await {
+            let before =
+                |d: Duration| now.saturating_sub(d.as_millis().min(i64::MAX as u128) as i64);
+            match shared
+                .store
+                .prune(before(retention), before(log_retention))
+                .await
+            {
                 Ok(report) if report.events + report.outcomes > 0 => {
-                    tracing::info!(events = report.events, outcomes = report.outcomes, "pruned the log")
+                    tracing::info!(
+                        events = report.events,
+                        outcomes = report.outcomes,
+                        "pruned the log"
+                    )
                 }
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "pruning failed"),

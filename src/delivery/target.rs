@@ -31,7 +31,8 @@ impl TargetPolicy {
             Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
             Some(url::Host::Domain(_)) => None,
         };
-        let http_allowed = self.allow_all || literal.map_or(!self.allow.is_empty(), |ip| self.allowed_network(ip));
+        let http_allowed =
+            self.allow_all || literal.map_or(!self.allow.is_empty(), |ip| self.allowed_network(ip));
         match url.scheme() {
             "https" => {}
             // http:// only towards allowed networks: a literal IP in them, or a name
@@ -67,8 +68,10 @@ impl TargetPolicy {
         }
         if let Some(url::Host::Domain(name)) = url.host() {
             let port = url.port_or_known_default().unwrap_or(80);
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((name, port)).await.map_err(|e| format!("cannot resolve {name}: {e}"))?.collect();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name, port))
+                .await
+                .map_err(|e| format!("cannot resolve {name}: {e}"))?
+                .collect();
             if addrs.is_empty() || addrs.iter().any(|a| !self.allowed_network(a.ip())) {
                 return Err(format!("{name} resolves outside the --allow-targets networks, so http:// is not allowed"));
             }
@@ -191,7 +194,9 @@ mod tests {
     fn checks_urls() {
         let strict = TargetPolicy::default();
         let url = |s: &str| reqwest::Url::parse(s).unwrap();
-        assert!(strict.check_url(&url("https://user:pw@example.com/")).is_err());
+        assert!(strict
+            .check_url(&url("https://user:pw@example.com/"))
+            .is_err());
         assert!(strict.check_url(&url("https://example.com/hook")).is_ok());
         assert!(strict.check_url(&url("http://example.com/hook")).is_err());
         assert!(strict.check_url(&url("https://127.0.0.1/hook")).is_err());
@@ -199,13 +204,22 @@ mod tests {
             .check_url(&url("https://[::ffff:169.254.169.254]/"))
             .is_err());
         assert!(strict.check_url(&url("ftp://example.com/")).is_err());
-        let dev = TargetPolicy { allow_all: true, allow: vec![] };
+        let dev = TargetPolicy {
+            allow_all: true,
+            allow: vec![],
+        };
         assert!(dev.check_url(&url("http://127.0.0.1:9/hook")).is_ok());
-        let listed = TargetPolicy { allow_all: false, allow: vec!["10.0.0.0/8".parse().unwrap()] };
+        let listed = TargetPolicy {
+            allow_all: false,
+            allow: vec!["10.0.0.0/8".parse().unwrap()],
+        };
         assert!(listed.check_url(&url("http://10.1.2.3/hook")).is_ok());
         assert!(listed.check_url(&url("https://10.1.2.3/hook")).is_ok());
         assert!(listed.check_url(&url("http://192.168.1.1/hook")).is_err());
         assert!(listed.check_url(&url("https://192.168.1.1/hook")).is_err());
-        assert!(listed.check_url(&url("http://8.8.8.8/hook")).is_err(), "http:// only towards listed networks");
+        assert!(
+            listed.check_url(&url("http://8.8.8.8/hook")).is_err(),
+            "http:// only towards listed networks"
+        );
     }
 }

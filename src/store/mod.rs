@@ -17,7 +17,10 @@ pub mod sqlite;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use crate::model::{Channel, ChannelKind, Collection, NewChannel, NewEvent, Outcome, OutcomeRecord, OutcomeStatus, Seq, SharedEvent};
+use crate::model::{
+    Channel, ChannelKind, Collection, NewChannel, NewEvent, Outcome, OutcomeRecord, OutcomeStatus,
+    Seq, SharedEvent,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -75,7 +78,11 @@ pub struct PublishReceipt {
 #[derive(Debug, Clone)]
 pub enum Removal {
     /// `channels.stop` by its owner (SPEC §3): id and resourceId must both match.
-    Stop { owner: String, id: String, resource_id: String },
+    Stop {
+        owner: String,
+        id: String,
+        resource_id: String,
+    },
     /// `DELETE /v1/watchers/{id}` by its owner.
     Watcher { owner: String, id: String },
     /// The receiver answered 410 Gone.
@@ -95,12 +102,20 @@ pub struct PruneReport {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Appends events durably, in order. All or nothing.
-    async fn append(&self, events: Vec<NewEvent>, idempotency: Option<Idempotency>) -> Result<PublishReceipt, StoreError>;
+    async fn append(
+        &self,
+        events: Vec<NewEvent>,
+        idempotency: Option<Idempotency>,
+    ) -> Result<PublishReceipt, StoreError>;
 
     /// Stores a channel or watcher. Its `start_seq` is the log head at commit. At most
     /// `max_per_owner` per owner. Returns the channel and the feed number of its
     /// `ChannelCreated` entry.
-    async fn create_channel(&self, channel: NewChannel, max_per_owner: u64) -> Result<(Channel, u64), StoreError>;
+    async fn create_channel(
+        &self,
+        channel: NewChannel,
+        max_per_owner: u64,
+    ) -> Result<(Channel, u64), StoreError>;
 
     /// Removes channels durably. Returns the removed keys and the feed number of the
     /// last `ChannelRemoved` entry (0 when none was removed).
@@ -121,7 +136,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes a bounded chunk of events older than `events_before_ms` that every
     /// channel is past, and of delivery-log entries older than `outcomes_before_ms`.
-    async fn prune(&self, events_before_ms: i64, outcomes_before_ms: i64) -> Result<PruneReport, StoreError>;
+    async fn prune(
+        &self,
+        events_before_ms: i64,
+        outcomes_before_ms: i64,
+    ) -> Result<PruneReport, StoreError>;
 
     /// Every event at or below this was pruned: the log is complete only above it.
     fn pruned_through(&self) -> Seq;
@@ -133,10 +152,22 @@ pub trait Store: Send + Sync + 'static {
     async fn find_channel(&self, owner: &str, id: &str) -> Result<Option<Channel>, StoreError>;
 
     /// One owner's channels (or watchers) with `pk > after_pk`, by `pk`.
-    async fn list_channels(&self, owner: &str, kind: ChannelKind, after_pk: i64, limit: usize) -> Result<Vec<Channel>, StoreError>;
+    async fn list_channels(
+        &self,
+        owner: &str,
+        kind: ChannelKind,
+        after_pk: i64,
+        limit: usize,
+    ) -> Result<Vec<Channel>, StoreError>;
 
     /// A channel's delivery log, oldest first: from the start, or after `after_seq`.
-    async fn list_outcomes(&self, pk: i64, status: Option<OutcomeStatus>, after_seq: Option<Seq>, limit: usize) -> Result<Vec<OutcomeRecord>, StoreError>;
+    async fn list_outcomes(
+        &self,
+        pk: i64,
+        status: Option<OutcomeStatus>,
+        after_seq: Option<Seq>,
+        limit: usize,
+    ) -> Result<Vec<OutcomeRecord>, StoreError>;
 
     /// Events with `seq > after`, oldest first.
     async fn read_log(&self, after: Seq, limit: usize) -> Result<Vec<SharedEvent>, StoreError>;
@@ -144,7 +175,12 @@ pub trait Store: Send + Sync + 'static {
     /// Events on `resource` or below it with `seq > after`, oldest first, and the log
     /// head this read saw (every event at or below it that matches is in the answer,
     /// unless `limit` cut it).
-    async fn read_matching(&self, resource: &str, after: Seq, limit: usize) -> Result<(Vec<SharedEvent>, Seq), StoreError>;
+    async fn read_matching(
+        &self,
+        resource: &str,
+        after: Seq,
+        limit: usize,
+    ) -> Result<(Vec<SharedEvent>, Seq), StoreError>;
 
     /// How many events on or below `resource` have `seq > after`.
     async fn count_matching(&self, resource: &str, after: Seq) -> Result<u64, StoreError>;
@@ -153,7 +189,11 @@ pub trait Store: Send + Sync + 'static {
     async fn latest_under(&self, path: &str) -> Result<Option<(Seq, i64)>, StoreError>;
 
     /// Collections (parents of published resources) on or below `prefix`, newest first.
-    async fn list_collections(&self, prefix: Option<&str>, limit: usize) -> Result<Vec<Collection>, StoreError>;
+    async fn list_collections(
+        &self,
+        prefix: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Collection>, StoreError>;
 
     /// The highest `Seq` assigned so far (0 for an empty log).
     async fn head(&self) -> Result<Seq, StoreError>;

@@ -32,8 +32,14 @@ impl SseStream {
         }
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), 200, "stream did not open");
-        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
-        SseStream { response, buffer: String::new() }
+        assert!(response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"));
+        SseStream {
+            response,
+            buffer: String::new(),
+        }
     }
 
     /// The next frame that carries data (comments and keep-alives skipped); `None`
@@ -59,8 +65,12 @@ impl SseStream {
                 frame.data = data.join("\n");
                 return Some(frame);
             }
-            let chunk = tokio::time::timeout(PATIENCE, self.response.chunk()).await.expect("stream stalled").unwrap()?;
-            self.buffer.push_str(std::str::from_utf8(&chunk).expect("UTF-8 stream"));
+            let chunk = tokio::time::timeout(PATIENCE, self.response.chunk())
+                .await
+                .expect("stream stalled")
+                .unwrap()?;
+            self.buffer
+                .push_str(std::str::from_utf8(&chunk).expect("UTF-8 stream"));
         }
     }
 

@@ -21,7 +21,10 @@ use self::read::{channel_from_row, event_from_row, outcome_from_row, under, Read
 use self::schema::{backend, log_head, meta_u64, CHANNEL_COLUMNS, EVENT_COLUMNS, SCHEMA};
 use self::writer::{Reply, WriteOp, Writer};
 use super::{FeedItem, Idempotency, PruneReport, PublishReceipt, Removal, Store, StoreError};
-use crate::model::{Channel, ChannelKind, Collection, NewChannel, NewEvent, Outcome, OutcomeRecord, OutcomeStatus, Seq, SharedEvent};
+use crate::model::{
+    Channel, ChannelKind, Collection, NewChannel, NewEvent, Outcome, OutcomeRecord, OutcomeStatus,
+    Seq, SharedEvent,
+};
 
 pub struct SqliteStore {
     writer: Mutex<Option<std_mpsc::Sender<WriteOp>>>,
@@ -36,13 +39,20 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(format!("cannot create data dir {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Backend(format!("cannot create data dir {}: {e}", dir.display()))
+        })?;
         let path = dir.join("watchwire.db");
         let conn = Connection::open(&path).map_err(backend)?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;").map_err(backend)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
         let secret = schema::instance_secret(&conn)?;
-        let pruned_through = Arc::new(AtomicU64::new(meta_u64(&conn, "pruned_through").map_err(backend)?));
+        let pruned_through = Arc::new(AtomicU64::new(
+            meta_u64(&conn, "pruned_through").map_err(backend)?,
+        ));
 
         let (feed_tx, feed_rx) = mpsc::unbounded_channel();
         let (op_tx, op_rx) = std_mpsc::channel();
@@ -66,7 +76,10 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: Mutex::new(Some(op_tx)),
             writer_thread: Mutex::new(Some(writer_thread)),
-            readers: ReadPool { path, idle: Arc::new(Mutex::new(Vec::new())) },
+            readers: ReadPool {
+                path,
+                idle: Arc::new(Mutex::new(Vec::new())),
+            },
             secret,
             feed: Mutex::new(Some(feed_rx)),
             commits,
@@ -81,7 +94,11 @@ impl SqliteStore {
 
     fn send(&self, op: WriteOp) -> Result<(), StoreError> {
         let guard = self.writer.lock().unwrap();
-        guard.as_ref().ok_or(StoreError::Closed)?.send(op).map_err(|_| StoreError::Closed)
+        guard
+            .as_ref()
+            .ok_or(StoreError::Closed)?
+            .send(op)
+            .map_err(|_| StoreError::Closed)
     }
 
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> WriteOp) -> Result<T, StoreError> {
@@ -107,16 +124,35 @@ impl Drop for SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn append(&self, events: Vec<NewEvent>, idempotency: Option<Idempotency>) -> Result<PublishReceipt, StoreError> {
-        self.call(|reply| WriteOp::Append { events, idempotency, reply }).await
+    async fn append(
+        &self,
+        events: Vec<NewEvent>,
+        idempotency: Option<Idempotency>,
+    ) -> Result<PublishReceipt, StoreError> {
+        self.call(|reply| WriteOp::Append {
+            events,
+            idempotency,
+            reply,
+        })
+        .await
     }
 
-    async fn create_channel(&self, channel: NewChannel, max_per_owner: u64) -> Result<(Channel, u64), StoreError> {
-        self.call(|reply| WriteOp::CreateChannel { channel, max_per_owner, reply }).await
+    async fn create_channel(
+        &self,
+        channel: NewChannel,
+        max_per_owner: u64,
+    ) -> Result<(Channel, u64), StoreError> {
+        self.call(|reply| WriteOp::CreateChannel {
+            channel,
+            max_per_owner,
+            reply,
+        })
+        .await
     }
 
     async fn remove_channels(&self, removal: Removal) -> Result<(Vec<i64>, u64), StoreError> {
-        self.call(|reply| WriteOp::RemoveChannels { removal, reply }).await
+        self.call(|reply| WriteOp::RemoveChannels { removal, reply })
+            .await
     }
 
     fn record_progress(&self, pk: i64, seq: Seq) {
@@ -128,15 +164,28 @@ impl Store for SqliteStore {
     }
 
     fn record_health(&self, pk: i64, failing_since_ms: Option<i64>, disabled: bool) {
-        let _ = self.send(WriteOp::Health { pk, failing_since_ms, disabled });
+        let _ = self.send(WriteOp::Health {
+            pk,
+            failing_since_ms,
+            disabled,
+        });
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
         self.call(|reply| WriteOp::Flush { reply }).await
     }
 
-    async fn prune(&self, events_before_ms: i64, outcomes_before_ms: i64) -> Result<PruneReport, StoreError> {
-        self.call(|reply| WriteOp::Prune { events_before_ms, outcomes_before_ms, reply }).await
+    async fn prune(
+        &self,
+        events_before_ms: i64,
+        outcomes_before_ms: i64,
+    ) -> Result<PruneReport, StoreError> {
+        self.call(|reply| WriteOp::Prune {
+            events_before_ms,
+            outcomes_before_ms,
+            reply,
+        })
+        .await
     }
 
     fn pruned_through(&self) -> Seq {
@@ -146,7 +195,9 @@ impl Store for SqliteStore {
     async fn load_channels(&self) -> Result<Vec<Channel>, StoreError> {
         self.readers
             .with(|conn| {
-                let mut stmt = conn.prepare(&format!("SELECT {CHANNEL_COLUMNS} FROM channels ORDER BY pk"))?;
+                let mut stmt = conn.prepare(&format!(
+                    "SELECT {CHANNEL_COLUMNS} FROM channels ORDER BY pk"
+                ))?;
                 let rows = stmt.query_map([], channel_from_row)?;
                 rows.collect()
             })
@@ -157,14 +208,22 @@ impl Store for SqliteStore {
         let (owner, id) = (owner.to_string(), id.to_string());
         self.readers
             .with(move |conn| {
-                let mut stmt = conn.prepare_cached(&format!("SELECT {CHANNEL_COLUMNS} FROM channels WHERE owner = ?1 AND id = ?2"))?;
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {CHANNEL_COLUMNS} FROM channels WHERE owner = ?1 AND id = ?2"
+                ))?;
                 let mut rows = stmt.query_map(params![owner, id], channel_from_row)?;
                 rows.next().transpose()
             })
             .await
     }
 
-    async fn list_channels(&self, owner: &str, kind: ChannelKind, after_pk: i64, limit: usize) -> Result<Vec<Channel>, StoreError> {
+    async fn list_channels(
+        &self,
+        owner: &str,
+        kind: ChannelKind,
+        after_pk: i64,
+        limit: usize,
+    ) -> Result<Vec<Channel>, StoreError> {
         let owner = owner.to_string();
         self.readers
             .with(move |conn| {
@@ -177,7 +236,13 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn list_outcomes(&self, pk: i64, status: Option<OutcomeStatus>, after_seq: Option<Seq>, limit: usize) -> Result<Vec<OutcomeRecord>, StoreError> {
+    async fn list_outcomes(
+        &self,
+        pk: i64,
+        status: Option<OutcomeStatus>,
+        after_seq: Option<Seq>,
+        limit: usize,
+    ) -> Result<Vec<OutcomeRecord>, StoreError> {
         // The sync's entry sits at the channel's start, which may be seq 0.
         let after = after_seq.map_or(-1, |s| s as i64);
         self.readers
@@ -198,14 +263,21 @@ impl Store for SqliteStore {
     async fn read_log(&self, after: Seq, limit: usize) -> Result<Vec<SharedEvent>, StoreError> {
         self.readers
             .with(move |conn| {
-                let mut stmt = conn.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2"))?;
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+                ))?;
                 let rows = stmt.query_map(params![after as i64, limit as i64], event_from_row)?;
                 rows.collect()
             })
             .await
     }
 
-    async fn read_matching(&self, resource: &str, after: Seq, limit: usize) -> Result<(Vec<SharedEvent>, Seq), StoreError> {
+    async fn read_matching(
+        &self,
+        resource: &str,
+        after: Seq,
+        limit: usize,
+    ) -> Result<(Vec<SharedEvent>, Seq), StoreError> {
         let resource = resource.to_string();
         self.readers
             .with(move |conn| {
@@ -230,8 +302,13 @@ impl Store for SqliteStore {
         let resource = resource.to_string();
         self.readers
             .with(move |conn| {
-                let sql = format!("SELECT COUNT(*) FROM events WHERE seq > ?1 AND {}", under("resource", "?2"));
-                let n: i64 = conn.prepare_cached(&sql)?.query_row(params![after as i64, resource], |r| r.get(0))?;
+                let sql = format!(
+                    "SELECT COUNT(*) FROM events WHERE seq > ?1 AND {}",
+                    under("resource", "?2")
+                );
+                let n: i64 = conn
+                    .prepare_cached(&sql)?
+                    .query_row(params![after as i64, resource], |r| r.get(0))?;
                 Ok(n as u64)
             })
             .await
@@ -241,14 +318,21 @@ impl Store for SqliteStore {
         let path = path.to_string();
         self.readers
             .with(move |conn| {
-                let mut stmt = conn.prepare_cached("SELECT last_seq, last_ms FROM prefixes WHERE path = ?1")?;
-                let mut rows = stmt.query_map(params![path], |r| Ok((r.get::<_, i64>(0)? as Seq, r.get(1)?)))?;
+                let mut stmt =
+                    conn.prepare_cached("SELECT last_seq, last_ms FROM prefixes WHERE path = ?1")?;
+                let mut rows = stmt.query_map(params![path], |r| {
+                    Ok((r.get::<_, i64>(0)? as Seq, r.get(1)?))
+                })?;
                 rows.next().transpose()
             })
             .await
     }
 
-    async fn list_collections(&self, prefix: Option<&str>, limit: usize) -> Result<Vec<Collection>, StoreError> {
+    async fn list_collections(
+        &self,
+        prefix: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Collection>, StoreError> {
         let prefix = prefix.map(str::to_string);
         self.readers
             .with(move |conn| {
@@ -281,8 +365,8 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
     use crate::store::Idempotency;
+    use bytes::Bytes;
 
     fn event(resource: &str) -> NewEvent {
         NewEvent {

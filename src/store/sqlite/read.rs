@@ -7,7 +7,9 @@ use bytes::Bytes;
 use rusqlite::{Connection, OpenFlags};
 
 use super::schema::backend;
-use crate::model::{Channel, ChannelKind, Event, NewChannel, Outcome, OutcomeRecord, OutcomeStatus, SharedEvent};
+use crate::model::{
+    Channel, ChannelKind, Event, NewChannel, Outcome, OutcomeRecord, OutcomeStatus, SharedEvent,
+};
 use crate::store::StoreError;
 
 /// Read-only connections, opened on demand and reused. WAL lets them read while the
@@ -30,7 +32,10 @@ impl ReadPool {
             let conn = match pooled {
                 Some(conn) => conn,
                 None => {
-                    let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+                    let conn = Connection::open_with_flags(
+                        &path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )?;
                     conn.busy_timeout(std::time::Duration::from_secs(5))?;
                     conn
                 }
@@ -58,7 +63,11 @@ pub(super) fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Shared
         resource: row.get(2)?,
         state: row.get(3)?,
         data: row.get::<_, Option<Vec<u8>>>(4)?.map(Bytes::from),
-        changed: changed.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+        changed: changed
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
         metadata: row.get(6)?,
     }))
 }

@@ -91,23 +91,41 @@ pub(super) fn backend(e: rusqlite::Error) -> StoreError {
 
 /// The highest seq ever assigned.
 pub(super) fn log_head(conn: &Connection) -> rusqlite::Result<u64> {
-    let head: i64 = conn.query_row("SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)", [], |r| r.get(0))?;
+    let head: i64 = conn.query_row(
+        "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
+        [],
+        |r| r.get(0),
+    )?;
     Ok(head as u64)
 }
 
 pub(super) fn meta_u64(conn: &Connection, key: &str) -> rusqlite::Result<u64> {
-    let value: Option<i64> = conn.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0)).optional()?;
+    let value: Option<i64> = conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+            r.get(0)
+        })
+        .optional()?;
     Ok(value.unwrap_or(0) as u64)
 }
 
 /// The per-database secret for resource ids, created on first open.
 pub(super) fn instance_secret(conn: &Connection) -> Result<Vec<u8>, StoreError> {
-    let existing: Option<Vec<u8>> =
-        conn.query_row("SELECT value FROM meta WHERE key = 'instance_secret'", [], |r| r.get(0)).optional().map_err(backend)?;
+    let existing: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'instance_secret'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(backend)?;
     if let Some(secret) = existing {
         return Ok(secret);
     }
     let secret: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
-    conn.execute("INSERT INTO meta (key, value) VALUES ('instance_secret', ?1)", params![secret]).map_err(backend)?;
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('instance_secret', ?1)",
+        params![secret],
+    )
+    .map_err(backend)?;
     Ok(secret)
 }

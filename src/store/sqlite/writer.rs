@@ -11,9 +11,13 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::schema::log_head;
-use crate::model::{now_ms, Channel, ChannelKind, Event, NewChannel, NewEvent, Outcome, Seq, SharedEvent};
+use crate::model::{
+    now_ms, Channel, ChannelKind, Event, NewChannel, NewEvent, Outcome, Seq, SharedEvent,
+};
 use crate::protocol::resource::{collection, covers, self_and_ancestors};
-use crate::store::{Committed, FeedItem, Idempotency, PruneReport, PublishReceipt, Removal, StoreError};
+use crate::store::{
+    Committed, FeedItem, Idempotency, PruneReport, PublishReceipt, Removal, StoreError,
+};
 
 /// How long an Idempotency-Key is remembered (SPEC §6).
 const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
@@ -25,14 +29,38 @@ const PRUNE_CHUNK: i64 = 10_000;
 pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 pub(super) enum WriteOp {
-    Append { events: Vec<NewEvent>, idempotency: Option<Idempotency>, reply: Reply<PublishReceipt> },
-    CreateChannel { channel: NewChannel, max_per_owner: u64, reply: Reply<(Channel, u64)> },
-    RemoveChannels { removal: Removal, reply: Reply<(Vec<i64>, u64)> },
-    Prune { events_before_ms: i64, outcomes_before_ms: i64, reply: Reply<PruneReport> },
-    Progress { pk: i64, seq: Seq },
+    Append {
+        events: Vec<NewEvent>,
+        idempotency: Option<Idempotency>,
+        reply: Reply<PublishReceipt>,
+    },
+    CreateChannel {
+        channel: NewChannel,
+        max_per_owner: u64,
+        reply: Reply<(Channel, u64)>,
+    },
+    RemoveChannels {
+        removal: Removal,
+        reply: Reply<(Vec<i64>, u64)>,
+    },
+    Prune {
+        events_before_ms: i64,
+        outcomes_before_ms: i64,
+        reply: Reply<PruneReport>,
+    },
+    Progress {
+        pk: i64,
+        seq: Seq,
+    },
     Outcome(Outcome),
-    Health { pk: i64, failing_since_ms: Option<i64>, disabled: bool },
-    Flush { reply: Reply<()> },
+    Health {
+        pk: i64,
+        failing_since_ms: Option<i64>,
+        disabled: bool,
+    },
+    Flush {
+        reply: Reply<()>,
+    },
 }
 
 pub(super) struct Writer {
@@ -118,16 +146,29 @@ impl Writer {
                     *entry = (*entry).max(seq);
                 }
                 WriteOp::Outcome(outcome) => {
-                    self.outcomes.insert((outcome.channel_pk, outcome.seq), outcome);
+                    self.outcomes
+                        .insert((outcome.channel_pk, outcome.seq), outcome);
                 }
-                WriteOp::Health { pk, failing_since_ms, disabled } => {
+                WriteOp::Health {
+                    pk,
+                    failing_since_ms,
+                    disabled,
+                } => {
                     self.health.insert(pk, (failing_since_ms, disabled));
                 }
-                WriteOp::Append { events, idempotency, reply } => {
+                WriteOp::Append {
+                    events,
+                    idempotency,
+                    reply,
+                } => {
                     jobs.push(Job::Append(events, idempotency));
                     slots.push(Slot::Append(reply));
                 }
-                WriteOp::CreateChannel { channel, max_per_owner, reply } => {
+                WriteOp::CreateChannel {
+                    channel,
+                    max_per_owner,
+                    reply,
+                } => {
                     jobs.push(Job::Create(channel, max_per_owner));
                     slots.push(Slot::Create(reply));
                 }
@@ -135,7 +176,11 @@ impl Writer {
                     jobs.push(Job::Remove(removal));
                     slots.push(Slot::Remove(reply));
                 }
-                WriteOp::Prune { events_before_ms, outcomes_before_ms, reply } => {
+                WriteOp::Prune {
+                    events_before_ms,
+                    outcomes_before_ms,
+                    reply,
+                } => {
                     jobs.push(Job::Prune(events_before_ms, outcomes_before_ms));
                     slots.push(Slot::Prune(reply));
                 }
@@ -161,7 +206,9 @@ impl Writer {
                 // Counts may have moved inside the rolled-back transaction.
                 self.owner_counts.clear();
                 for slot in slots {
-                    slot.fail(StoreError::Backend(format!("the store could not commit: {e}")));
+                    slot.fail(StoreError::Backend(format!(
+                        "the store could not commit: {e}"
+                    )));
                 }
             }
         }
@@ -169,14 +216,26 @@ impl Writer {
 
     fn transaction(&mut self, jobs: Vec<Job>) -> rusqlite::Result<Vec<Done>> {
         let now = now_ms();
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut done = Vec::with_capacity(jobs.len());
         let mut pruned_through = self.pruned_through.load(Ordering::Relaxed);
         for job in jobs {
             done.push(match job {
-                Job::Append(events, idempotency) => Done::Append(append(&tx, events, idempotency, now)?),
-                Job::Create(channel, max) => Done::Create(create_channel(&tx, channel, max, now, &mut self.owner_counts)?),
-                Job::Remove(removal) => Done::Remove(remove_channels(&tx, removal, now, &mut self.owner_counts)?),
+                Job::Append(events, idempotency) => {
+                    Done::Append(append(&tx, events, idempotency, now)?)
+                }
+                Job::Create(channel, max) => Done::Create(create_channel(
+                    &tx,
+                    channel,
+                    max,
+                    now,
+                    &mut self.owner_counts,
+                )?),
+                Job::Remove(removal) => {
+                    Done::Remove(remove_channels(&tx, removal, now, &mut self.owner_counts)?)
+                }
                 Job::Prune(events_before, outcomes_before) => {
                     let report = prune(&tx, pruned_through, events_before, outcomes_before)?;
                     pruned_through = report.pruned_through;
@@ -233,7 +292,10 @@ impl Writer {
     fn publish(&mut self, change: Committed) -> u64 {
         self.feed_no += 1;
         // The dispatcher may be gone during shutdown; the change is durable regardless.
-        let _ = self.feed.send(FeedItem { no: self.feed_no, change });
+        let _ = self.feed.send(FeedItem {
+            no: self.feed_no,
+            change,
+        });
         self.feed_no
     }
 }
@@ -244,7 +306,9 @@ fn write_records(
     outcomes: &HashMap<(i64, Seq), Outcome>,
     health: &HashMap<i64, (Option<i64>, bool)>,
 ) -> rusqlite::Result<()> {
-    let mut stmt = tx.prepare_cached("UPDATE channels SET progress_seq = MAX(progress_seq, ?2), synced = 1 WHERE pk = ?1")?;
+    let mut stmt = tx.prepare_cached(
+        "UPDATE channels SET progress_seq = MAX(progress_seq, ?2), synced = 1 WHERE pk = ?1",
+    )?;
     for (pk, seq) in progress {
         stmt.execute(params![pk, *seq as i64])?;
     }
@@ -266,7 +330,8 @@ fn write_records(
             o.next_retry_ms
         ])?;
     }
-    let mut stmt = tx.prepare_cached("UPDATE channels SET failing_since_ms = ?2, disabled = ?3 WHERE pk = ?1")?;
+    let mut stmt = tx
+        .prepare_cached("UPDATE channels SET failing_since_ms = ?2, disabled = ?3 WHERE pk = ?1")?;
     for (pk, (failing_since, disabled)) in health {
         stmt.execute(params![pk, failing_since, disabled])?;
     }
@@ -289,7 +354,14 @@ fn append(
             .optional()?;
         if let Some((hash, last_seq, count)) = previous {
             return Ok(if hash == idem.body_hash {
-                Ok((PublishReceipt { last_seq: last_seq as Seq, count: count as usize, replayed: true }, Vec::new()))
+                Ok((
+                    PublishReceipt {
+                        last_seq: last_seq as Seq,
+                        count: count as usize,
+                        replayed: true,
+                    },
+                    Vec::new(),
+                ))
             } else {
                 Err(StoreError::IdempotencyConflict)
             });
@@ -300,7 +372,14 @@ fn append(
     // Latest seq per path on or above each event, and whether the path is a collection.
     let mut touched: HashMap<&str, (Seq, bool)> = HashMap::new();
     for e in events {
-        insert.execute(params![now, e.resource, e.state, e.data.as_deref(), e.changed.join(","), e.metadata])?;
+        insert.execute(params![
+            now,
+            e.resource,
+            e.state,
+            e.data.as_deref(),
+            e.changed.join(","),
+            e.metadata
+        ])?;
         let seq = tx.last_insert_rowid() as Seq;
         stored.push(Arc::new(Event {
             seq,
@@ -336,7 +415,14 @@ fn append(
         )?;
     }
     metrics::counter!("watchwire_events_published_total").increment(stored.len() as u64);
-    Ok(Ok((PublishReceipt { last_seq, count: stored.len(), replayed: false }, stored)))
+    Ok(Ok((
+        PublishReceipt {
+            last_seq,
+            count: stored.len(),
+            replayed: false,
+        },
+        stored,
+    )))
 }
 
 /// Stores a channel; an expired channel holding the same (owner, id) is replaced.
@@ -348,9 +434,11 @@ fn create_channel(
     counts: &mut HashMap<String, u64>,
 ) -> rusqlite::Result<Result<(Channel, Option<i64>), StoreError>> {
     let existing: Option<(i64, Option<i64>)> = tx
-        .query_row("SELECT pk, expiration_ms FROM channels WHERE owner = ?1 AND id = ?2", params![spec.owner, spec.id], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(
+            "SELECT pk, expiration_ms FROM channels WHERE owner = ?1 AND id = ?2",
+            params![spec.owner, spec.id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()?;
     if spec.kind == ChannelKind::Watcher {
         if let Some(conflict) = watcher_conflict(tx, &spec)? {
@@ -393,15 +481,24 @@ fn create_channel(
         ],
     )?;
     let pk = tx.last_insert_rowid();
-    let channel =
-        Channel { pk, spec: Arc::new(spec), start_seq: head, progress_seq: head, synced: false, disabled: false, failing_since_ms: None };
+    let channel = Channel {
+        pk,
+        spec: Arc::new(spec),
+        start_seq: head,
+        progress_seq: head,
+        synced: false,
+        disabled: false,
+        failing_since_ms: None,
+    };
     Ok(Ok((channel, replaced)))
 }
 
 /// The rules that keep one owner's watchers from delivering an event twice to one
 /// endpoint (SPEC §9), with the messages the spec gives.
 fn watcher_conflict(tx: &Connection, spec: &NewChannel) -> rusqlite::Result<Option<&'static str>> {
-    let mut stmt = tx.prepare_cached("SELECT resource FROM channels WHERE owner = ?1 AND address = ?2 AND kind = 'watcher'")?;
+    let mut stmt = tx.prepare_cached(
+        "SELECT resource FROM channels WHERE owner = ?1 AND address = ?2 AND kind = 'watcher'",
+    )?;
     let patterns = stmt.query_map(params![spec.owner, spec.address], |r| r.get::<_, String>(0))?;
     for existing in patterns {
         let existing = existing?;
@@ -419,18 +516,35 @@ fn watcher_conflict(tx: &Connection, spec: &NewChannel) -> rusqlite::Result<Opti
 }
 
 /// Channels stored for `owner`: counted with one query the first time, then kept.
-fn owner_count<'a>(tx: &Connection, owner: &str, counts: &'a mut HashMap<String, u64>) -> rusqlite::Result<&'a mut u64> {
+fn owner_count<'a>(
+    tx: &Connection,
+    owner: &str,
+    counts: &'a mut HashMap<String, u64>,
+) -> rusqlite::Result<&'a mut u64> {
     if !counts.contains_key(owner) {
-        let n: i64 = tx.query_row("SELECT COUNT(*) FROM channels WHERE owner = ?1", params![owner], |r| r.get(0))?;
+        let n: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM channels WHERE owner = ?1",
+            params![owner],
+            |r| r.get(0),
+        )?;
         counts.insert(owner.to_string(), n as u64);
     }
     Ok(counts.get_mut(owner).expect("just inserted"))
 }
 
 /// Deletes a channel and its delivery log. `false` when there was no such channel.
-fn delete_channel(tx: &Connection, pk: i64, counts: &mut HashMap<String, u64>) -> rusqlite::Result<bool> {
-    let owner: Option<String> =
-        tx.query_row("DELETE FROM channels WHERE pk = ?1 RETURNING owner", params![pk], |r| r.get(0)).optional()?;
+fn delete_channel(
+    tx: &Connection,
+    pk: i64,
+    counts: &mut HashMap<String, u64>,
+) -> rusqlite::Result<bool> {
+    let owner: Option<String> = tx
+        .query_row(
+            "DELETE FROM channels WHERE pk = ?1 RETURNING owner",
+            params![pk],
+            |r| r.get(0),
+        )
+        .optional()?;
     tx.execute("DELETE FROM outcomes WHERE channel_pk = ?1", params![pk])?;
     if let Some(count) = owner.as_ref().and_then(|o| counts.get_mut(o)) {
         *count = count.saturating_sub(1);
@@ -445,13 +559,19 @@ fn remove_channels(
     counts: &mut HashMap<String, u64>,
 ) -> rusqlite::Result<Result<Vec<i64>, StoreError>> {
     let owned = |owner: &str, id: &str, kind: &str| -> rusqlite::Result<Option<(i64, String)>> {
-        tx.query_row("SELECT pk, resource_id FROM channels WHERE owner = ?1 AND id = ?2 AND kind = ?3", params![owner, id, kind], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        tx.query_row(
+            "SELECT pk, resource_id FROM channels WHERE owner = ?1 AND id = ?2 AND kind = ?3",
+            params![owner, id, kind],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()
     };
     let pks: Vec<i64> = match removal {
-        Removal::Stop { owner, id, resource_id } => match owned(&owner, &id, "channel")? {
+        Removal::Stop {
+            owner,
+            id,
+            resource_id,
+        } => match owned(&owner, &id, "channel")? {
             Some((pk, stored)) if stored == resource_id => vec![pk],
             _ => return Ok(Err(StoreError::NotFound)),
         },
@@ -461,9 +581,16 @@ fn remove_channels(
         },
         Removal::Gone { pk } => vec![pk],
         Removal::ExpiredAt { now_ms } => {
-            tx.execute("DELETE FROM idempotency WHERE created_ms <= ?1", params![now - IDEMPOTENCY_WINDOW_MS])?;
-            let mut stmt = tx.prepare_cached("SELECT pk FROM channels WHERE expiration_ms IS NOT NULL AND expiration_ms <= ?1")?;
-            let pks = stmt.query_map(params![now_ms], |r| r.get(0))?.collect::<rusqlite::Result<Vec<i64>>>()?;
+            tx.execute(
+                "DELETE FROM idempotency WHERE created_ms <= ?1",
+                params![now - IDEMPOTENCY_WINDOW_MS],
+            )?;
+            let mut stmt = tx.prepare_cached(
+                "SELECT pk FROM channels WHERE expiration_ms IS NOT NULL AND expiration_ms <= ?1",
+            )?;
+            let pks = stmt
+                .query_map(params![now_ms], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<i64>>>()?;
             pks
         }
     };
@@ -478,8 +605,14 @@ fn remove_channels(
 
 /// One bounded prune step. Events go only when old enough *and* every stored channel
 /// is past them; delivery-log entries go by age.
-fn prune(tx: &Connection, pruned_through: Seq, events_before_ms: i64, outcomes_before_ms: i64) -> rusqlite::Result<PruneReport> {
-    let min_progress: Option<i64> = tx.query_row("SELECT MIN(progress_seq) FROM channels", [], |r| r.get(0))?;
+fn prune(
+    tx: &Connection,
+    pruned_through: Seq,
+    events_before_ms: i64,
+    outcomes_before_ms: i64,
+) -> rusqlite::Result<PruneReport> {
+    let min_progress: Option<i64> =
+        tx.query_row("SELECT MIN(progress_seq) FROM channels", [], |r| r.get(0))?;
     let head = log_head(tx)? as i64;
     let safe = min_progress.unwrap_or(head).min(head);
     let old_enough: Option<i64> = tx.query_row(
@@ -488,10 +621,19 @@ fn prune(tx: &Connection, pruned_through: Seq, events_before_ms: i64, outcomes_b
         |r| r.get(0),
     )?;
     let upto = old_enough.unwrap_or(0).min(safe);
-    let mut report = PruneReport { pruned_through, ..PruneReport::default() };
+    let mut report = PruneReport {
+        pruned_through,
+        ..PruneReport::default()
+    };
     if upto > pruned_through as i64 {
-        report.events = tx.execute("DELETE FROM events WHERE seq > ?1 AND seq <= ?2", params![pruned_through as i64, upto])? as u64;
-        tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('pruned_through', ?1)", params![upto])?;
+        report.events = tx.execute(
+            "DELETE FROM events WHERE seq > ?1 AND seq <= ?2",
+            params![pruned_through as i64, upto],
+        )? as u64;
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('pruned_through', ?1)",
+            params![upto],
+        )?;
         report.pruned_through = upto as Seq;
     }
     report.outcomes = tx.execute(
