@@ -92,8 +92,9 @@ pub struct NewChannel {
     pub token: Option<String>,
     /// ms since the epoch; `None` = never expires (watchers).
     pub expiration_ms: Option<i64>,
-    /// Params as echoed to the caller: secrets removed.
-    pub params: serde_json::Map<String, serde_json::Value>,
+    /// Params as echoed to the caller: secrets removed. `None` when there are none
+    /// (most channels), which keeps an idle channel small.
+    pub params: Option<Box<serde_json::Map<String, serde_json::Value>>>,
     pub payload: bool,
     pub signing_secret: Option<String>,
     pub created_ms: i64,

@@ -109,7 +109,7 @@ pub fn channel_resource(spec: &NewChannel, channel_type: String) -> WatchRespons
             .unwrap_or_default(),
         channel_type,
         address: spec.address.clone(),
-        params: (!spec.params.is_empty()).then(|| spec.params.clone()),
+        params: spec.params.as_deref().cloned(),
     }
 }
 
@@ -308,7 +308,7 @@ impl WatchRequest {
             address: self.address,
             token: self.token,
             expiration_ms: Some(expiration_ms),
-            params: self.params,
+            params: (!self.params.is_empty()).then(|| Box::new(self.params)),
             payload: self.payload,
             signing_secret: self.signing_secret,
             created_ms: context.now_ms,

@@ -91,7 +91,7 @@ pub async fn create(
         address: endpoint,
         token: None,
         expiration_ms: None,
-        params: Default::default(),
+        params: None,
         payload: true,
         signing_secret: None,
         created_ms: now_ms(),

@@ -50,14 +50,21 @@ struct QueueState {
     /// Highest seq the router skipped while in backlog mode.
     skipped_max: Seq,
     sync_pending: bool,
-    /// A replay in progress: re-send matched events in `(after, upto]` (SPEC §8).
-    replay: Option<(Seq, Seq)>,
-    replay_queue: VecDeque<SharedEvent>,
+    /// A replay in progress (rare, so boxed: idle channels stay small).
+    replay: Option<Box<Replay>>,
     disabled: bool,
     failing_since_ms: Option<i64>,
     last_error: Option<String>,
     next_retry_ms: Option<i64>,
     running: bool,
+}
+
+/// Re-sending the matched events in `(after, upto]` (SPEC §8); `queue` holds the
+/// next page of them.
+struct Replay {
+    after: Seq,
+    upto: Seq,
+    queue: VecDeque<SharedEvent>,
 }
 
 /// The delivery state of a channel as an operator sees it (SPEC §8).
@@ -104,7 +111,6 @@ impl ChannelHandle {
                 skipped_max: 0,
                 sync_pending: !channel.synced,
                 replay: None,
-                replay_queue: VecDeque::new(),
                 disabled: channel.disabled,
                 failing_since_ms: channel.failing_since_ms,
                 last_error: None,
@@ -189,8 +195,11 @@ impl ChannelHandle {
         if from >= st.last_seq {
             return false;
         }
-        st.replay = Some((from, st.last_seq));
-        st.replay_queue.clear();
+        st.replay = Some(Box::new(Replay {
+            after: from,
+            upto: st.last_seq,
+            queue: VecDeque::new(),
+        }));
         self.ensure_running(&mut st, shared);
         true
     }
@@ -220,10 +229,10 @@ impl ChannelHandle {
                 }
                 if st.sync_pending {
                     Next::Sync
-                } else if let Some((after, upto)) = st.replay {
-                    match st.replay_queue.front() {
+                } else if let Some(replay) = &st.replay {
+                    match replay.queue.front() {
                         Some(event) => Next::Replay(event.clone()),
-                        None => Next::LoadReplay(after, upto),
+                        None => Next::LoadReplay(replay.after, replay.upto),
                     }
                 } else if let Some(event) = st.queue.front() {
                     Next::Event(event.clone())
@@ -260,9 +269,9 @@ impl ChannelHandle {
                         .await;
                     if matches!(end, End::Done) {
                         let mut st = self.state.lock().unwrap();
-                        st.replay_queue.pop_front();
-                        if let Some((_, upto)) = st.replay {
-                            st.replay = Some((event.seq, upto));
+                        if let Some(replay) = &mut st.replay {
+                            replay.queue.pop_front();
+                            replay.after = event.seq;
                         }
                     }
                     end
@@ -307,7 +316,7 @@ impl ChannelHandle {
     fn previous_number(&self, seq: Seq, replaying: bool) -> u64 {
         let st = self.state.lock().unwrap();
         let before = if replaying {
-            st.replay.map_or(self.start_seq, |(after, _)| after)
+            st.replay.as_ref().map_or(self.start_seq, |r| r.after)
         } else {
             st.last_seq
         };
@@ -372,8 +381,11 @@ impl ChannelHandle {
             return;
         };
         let mut st = self.state.lock().unwrap();
-        st.replay_queue = events.into_iter().filter(|e| e.seq <= upto).collect();
-        if st.replay_queue.is_empty() {
+        let Some(replay) = &mut st.replay else {
+            return;
+        };
+        replay.queue = events.into_iter().filter(|e| e.seq <= upto).collect();
+        if replay.queue.is_empty() {
             st.replay = None;
         }
     }
@@ -399,6 +411,15 @@ impl ChannelHandle {
             {
                 return End::Abandoned;
             }
+            let slot = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return End::Abandoned,
+                _ = shared.shutdown.cancelled() => return End::Abandoned,
+                slot = shared.client.slot() => slot,
+            };
+            let Some(slot) = slot else {
+                return End::Abandoned;
+            };
             attempts += 1;
             let (headers, body) = notification.render(
                 &self.spec,
@@ -408,7 +429,7 @@ impl ChannelHandle {
             let attempt = tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => return End::Abandoned,
-                attempt = shared.client.attempt(&self.spec.address, headers, body) => attempt,
+                attempt = shared.client.attempt(slot, &self.spec.address, headers, body) => attempt,
             };
             let error = || {
                 attempt

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::retry::{classify, parse_retry_after, Verdict};
 use super::target::{PolicyResolver, TargetPolicy};
@@ -192,8 +192,21 @@ impl OutboundClient {
         })
     }
 
-    /// Sends one notification once.
-    pub async fn attempt(&self, address: &str, headers: HeaderMap, body: Bytes) -> Attempt {
+    /// Waits for a slot among the attempts in flight. Taken before a notification is
+    /// rendered, so a wide fan-out keeps only in-flight notifications in memory.
+    /// `None` if the slots were closed.
+    pub async fn slot(&self) -> Option<InFlight<'_>> {
+        self.in_flight.acquire().await.ok().map(InFlight)
+    }
+
+    /// Sends one notification once, in the slot it holds.
+    pub async fn attempt(
+        &self,
+        _slot: InFlight<'_>,
+        address: &str,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Attempt {
         let url = match reqwest::Url::parse(address) {
             Ok(url) => url,
             Err(e) => {
@@ -212,13 +225,6 @@ impl OutboundClient {
                 error: Some(reason),
             };
         }
-        let Ok(_permit) = self.in_flight.acquire().await else {
-            return Attempt {
-                verdict: Verdict::Retry { retry_after: None },
-                status: None,
-                error: Some("the gateway is shutting down".into()),
-            };
-        };
         match self.http.post(url).headers(headers).body(body).send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
@@ -250,6 +256,9 @@ impl OutboundClient {
         }
     }
 }
+
+/// One of the `--max-in-flight` slots, held for one attempt.
+pub struct InFlight<'a>(#[allow(dead_code)] SemaphorePermit<'a>);
 
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();

@@ -3,7 +3,9 @@
 //! `writer.rs` holds the single writer thread (group commit, the feed); `read.rs` the
 //! read-only connection pool and row mappings; `schema.rs` the tables.
 
+mod checkpoint;
 mod read;
+mod records;
 mod schema;
 mod writer;
 
@@ -18,6 +20,7 @@ use rusqlite::{params, Connection};
 use tokio::sync::{mpsc, oneshot};
 
 use self::read::{channel_from_row, event_from_row, outcome_from_row, under, ReadPool};
+use self::records::PendingRecords;
 use self::schema::{backend, log_head, meta_u64, CHANNEL_COLUMNS, EVENT_COLUMNS, SCHEMA};
 use self::writer::{Reply, WriteOp, Writer};
 use super::{FeedItem, Idempotency, PruneReport, PublishReceipt, Removal, Store, StoreError};
@@ -34,6 +37,8 @@ pub struct SqliteStore {
     feed: Mutex<Option<mpsc::UnboundedReceiver<FeedItem>>>,
     commits: Arc<AtomicU64>,
     pruned_through: Arc<AtomicU64>,
+    /// Delivery bookkeeping waiting for the writer's next transaction.
+    records: Arc<PendingRecords>,
 }
 
 impl SqliteStore {
@@ -49,6 +54,13 @@ impl SqliteStore {
         )
         .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            checkpoint::WRITER_BACKSTOP_PAGES,
+        )
+        .map_err(backend)?;
+        let checkpointer = checkpoint::Checkpointer::spawn(&path)?;
         let secret = schema::instance_secret(&conn)?;
         let pruned_through = Arc::new(AtomicU64::new(
             meta_u64(&conn, "pruned_through").map_err(backend)?,
@@ -57,15 +69,15 @@ impl SqliteStore {
         let (feed_tx, feed_rx) = mpsc::unbounded_channel();
         let (op_tx, op_rx) = std_mpsc::channel();
         let commits = Arc::new(AtomicU64::new(0));
+        let records = Arc::new(PendingRecords::default());
         let writer = Writer {
             conn,
             feed: feed_tx,
             feed_no: 0,
             commits: commits.clone(),
             pruned_through: pruned_through.clone(),
-            progress: HashMap::new(),
-            outcomes: HashMap::new(),
-            health: HashMap::new(),
+            records: records.clone(),
+            checkpointer: Some(checkpointer),
             owner_counts: HashMap::new(),
         };
         let writer_thread = thread::Builder::new()
@@ -84,12 +96,18 @@ impl SqliteStore {
             feed: Mutex::new(Some(feed_rx)),
             commits,
             pruned_through,
+            records,
         })
     }
 
     /// Transactions committed so far (each is one fsync of the WAL).
     pub fn commit_count(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Tells the writer that records wait (the first since its last commit).
+    fn nudge(&self) {
+        let _ = self.send(WriteOp::RecordsPending);
     }
 
     fn send(&self, op: WriteOp) -> Result<(), StoreError> {
@@ -156,19 +174,21 @@ impl Store for SqliteStore {
     }
 
     fn record_progress(&self, pk: i64, seq: Seq) {
-        let _ = self.send(WriteOp::Progress { pk, seq });
+        if self.records.progress(pk, seq) {
+            self.nudge();
+        }
     }
 
     fn record_outcome(&self, outcome: Outcome) {
-        let _ = self.send(WriteOp::Outcome(outcome));
+        if self.records.outcome(outcome) {
+            self.nudge();
+        }
     }
 
     fn record_health(&self, pk: i64, failing_since_ms: Option<i64>, disabled: bool) {
-        let _ = self.send(WriteOp::Health {
-            pk,
-            failing_since_ms,
-            disabled,
-        });
+        if self.records.health(pk, failing_since_ms, disabled) {
+            self.nudge();
+        }
     }
 
     async fn flush(&self) -> Result<(), StoreError> {

@@ -75,8 +75,8 @@ pub(super) fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Shared
 pub(super) fn channel_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Channel> {
     let params_json: String = row.get(9)?;
     let params = match serde_json::from_str(&params_json) {
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => serde_json::Map::new(),
+        Ok(serde_json::Value::Object(map)) if !map.is_empty() => Some(Box::new(map)),
+        _ => None,
     };
     Ok(Channel {
         pk: row.get(0)?,

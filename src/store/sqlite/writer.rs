@@ -6,14 +6,15 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpoint::Checkpointer;
+use super::records::{PendingRecords, Records};
 use super::schema::log_head;
-use crate::model::{
-    now_ms, Channel, ChannelKind, Event, NewChannel, NewEvent, Outcome, Seq, SharedEvent,
-};
+use crate::model::{now_ms, Channel, ChannelKind, Event, NewChannel, NewEvent, Seq, SharedEvent};
 use crate::protocol::resource::{collection, covers, self_and_ancestors};
 use crate::store::{
     Committed, FeedItem, Idempotency, PruneReport, PublishReceipt, Removal, StoreError,
@@ -23,6 +24,10 @@ use crate::store::{
 const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
 /// Most requests folded into one transaction.
 const MAX_BATCH: usize = 4096;
+/// Longest that delivery bookkeeping waits for a transaction to ride along with.
+const RECORDS_DELAY: Duration = Duration::from_millis(25);
+/// Pending bookkeeping records that make the writer commit without waiting longer.
+const MAX_PENDING_RECORDS: usize = 50_000;
 /// Most rows one prune step deletes, so a prune never holds the writer for long.
 const PRUNE_CHUNK: i64 = 10_000;
 
@@ -48,16 +53,8 @@ pub(super) enum WriteOp {
         outcomes_before_ms: i64,
         reply: Reply<PruneReport>,
     },
-    Progress {
-        pk: i64,
-        seq: Seq,
-    },
-    Outcome(Outcome),
-    Health {
-        pk: i64,
-        failing_since_ms: Option<i64>,
-        disabled: bool,
-    },
+    /// Delivery bookkeeping arrived in an empty `PendingRecords`.
+    RecordsPending,
     Flush {
         reply: Reply<()>,
     },
@@ -69,11 +66,10 @@ pub(super) struct Writer {
     pub feed_no: u64,
     pub commits: Arc<AtomicU64>,
     pub pruned_through: Arc<AtomicU64>,
-    /// Progress not yet committed, coalesced per channel.
-    pub progress: HashMap<i64, Seq>,
-    /// Outcomes not yet committed, the latest per notification.
-    pub outcomes: HashMap<(i64, Seq), Outcome>,
-    pub health: HashMap<i64, (Option<i64>, bool)>,
+    /// Delivery bookkeeping, committed with the next transaction.
+    pub records: Arc<PendingRecords>,
+    /// Stopped when the writer ends, before its connection closes.
+    pub checkpointer: Option<Checkpointer>,
     /// Stored channels per owner, counted once per owner and then kept up to date.
     pub owner_counts: HashMap<String, u64>,
 }
@@ -120,7 +116,26 @@ enum Done {
 
 impl Writer {
     pub fn run(mut self, ops: std_mpsc::Receiver<WriteOp>) {
-        while let Ok(first) = ops.recv() {
+        // When bookkeeping (progress, outcomes, health) first waited uncommitted.
+        let mut records_since: Option<Instant> = None;
+        loop {
+            let first = match records_since {
+                None => match ops.recv() {
+                    Ok(op) => op,
+                    Err(_) => break,
+                },
+                Some(since) => {
+                    match ops.recv_timeout(RECORDS_DELAY.saturating_sub(since.elapsed())) {
+                        Ok(op) => op,
+                        Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                            self.commit(Vec::new(), Vec::new());
+                            records_since = None;
+                            continue;
+                        }
+                        Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            };
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 match ops.try_recv() {
@@ -128,34 +143,38 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit_batch(batch);
+            let (jobs, slots, nudged) = self.take(batch);
+            if nudged {
+                records_since.get_or_insert_with(Instant::now);
+            }
+            // Bookkeeping alone does not need a commit of its own: it rides along with the
+            // next request's transaction, or waits at most RECORDS_DELAY. Losing it in a
+            // crash only means a redelivery with the same message numbers.
+            let overdue = records_since.is_some_and(|since| since.elapsed() >= RECORDS_DELAY);
+            if !jobs.is_empty() || overdue || self.records.len() >= MAX_PENDING_RECORDS {
+                records_since = None;
+                if !self.commit(jobs, slots) {
+                    // The records were put back; try them again later.
+                    records_since = Some(Instant::now());
+                }
+            }
         }
         // Every sender is gone: commit the last records.
-        if !self.progress.is_empty() || !self.outcomes.is_empty() || !self.health.is_empty() {
-            self.commit_batch(Vec::new());
+        if self.records.len() > 0 {
+            self.commit(Vec::new(), Vec::new());
         }
+        drop(self.checkpointer.take());
     }
 
-    fn commit_batch(&mut self, batch: Vec<WriteOp>) {
+    /// Splits a batch into the requests that need the transaction, with who waits for
+    /// each, and whether bookkeeping records started waiting.
+    fn take(&mut self, batch: Vec<WriteOp>) -> (Vec<Job>, Vec<Slot>, bool) {
         let mut jobs = Vec::with_capacity(batch.len());
         let mut slots = Vec::with_capacity(batch.len());
+        let mut nudged = false;
         for op in batch {
             match op {
-                WriteOp::Progress { pk, seq } => {
-                    let entry = self.progress.entry(pk).or_insert(seq);
-                    *entry = (*entry).max(seq);
-                }
-                WriteOp::Outcome(outcome) => {
-                    self.outcomes
-                        .insert((outcome.channel_pk, outcome.seq), outcome);
-                }
-                WriteOp::Health {
-                    pk,
-                    failing_since_ms,
-                    disabled,
-                } => {
-                    self.health.insert(pk, (failing_since_ms, disabled));
-                }
+                WriteOp::RecordsPending => nudged = true,
                 WriteOp::Append {
                     events,
                     idempotency,
@@ -190,18 +209,24 @@ impl Writer {
                 }
             }
         }
-        match self.transaction(jobs) {
+        (jobs, slots, nudged)
+    }
+
+    /// One transaction for the jobs and every pending record; then the answers.
+    /// `false` when it failed (the records are pending again).
+    fn commit(&mut self, jobs: Vec<Job>, slots: Vec<Slot>) -> bool {
+        let records = self.records.take();
+        match self.transaction(jobs, &records) {
             Ok(done) => {
                 metrics::counter!("watchwire_store_commits_total").increment(1);
                 self.commits.fetch_add(1, Ordering::Relaxed);
-                self.progress.clear();
-                self.outcomes.clear();
-                self.health.clear();
                 for (slot, done) in slots.into_iter().zip(done) {
                     self.answer(slot, done);
                 }
+                true
             }
             Err(e) => {
+                self.records.restore(records);
                 tracing::error!(error = %e, "store transaction failed; nothing of it was written");
                 // Counts may have moved inside the rolled-back transaction.
                 self.owner_counts.clear();
@@ -210,11 +235,12 @@ impl Writer {
                         "the store could not commit: {e}"
                     )));
                 }
+                false
             }
         }
     }
 
-    fn transaction(&mut self, jobs: Vec<Job>) -> rusqlite::Result<Vec<Done>> {
+    fn transaction(&mut self, jobs: Vec<Job>, records: &Records) -> rusqlite::Result<Vec<Done>> {
         let now = now_ms();
         let tx = self
             .conn
@@ -244,7 +270,17 @@ impl Writer {
                 Job::Flush => Done::Flush,
             });
         }
-        write_records(&tx, &self.progress, &self.outcomes, &self.health)?;
+        // Once per transaction, not per publish: single-event publishes that share a
+        // commit mostly share their ancestors too.
+        update_prefixes(
+            &tx,
+            done.iter().flat_map(|d| match d {
+                Done::Append(Ok((_, events))) => events.as_slice(),
+                _ => &[],
+            }),
+            now,
+        )?;
+        write_records(&tx, records)?;
         tx.commit()?;
         self.pruned_through.store(pruned_through, Ordering::Relaxed);
         Ok(done)
@@ -300,23 +336,46 @@ impl Writer {
     }
 }
 
-fn write_records(
+/// Moves the polling index (SPEC §7) to the newest event on or below each path the
+/// committed events touched, and marks their collections.
+fn update_prefixes<'a>(
     tx: &Connection,
-    progress: &HashMap<i64, Seq>,
-    outcomes: &HashMap<(i64, Seq), Outcome>,
-    health: &HashMap<i64, (Option<i64>, bool)>,
+    events: impl Iterator<Item = &'a SharedEvent>,
+    now: i64,
 ) -> rusqlite::Result<()> {
+    // Latest seq per path on or above each event, and whether the path is a collection.
+    let mut touched: HashMap<&str, (Seq, bool)> = HashMap::new();
+    for event in events {
+        let parent = collection(&event.resource);
+        for path in self_and_ancestors(&event.resource) {
+            let entry = touched.entry(path).or_insert((0, false));
+            entry.0 = entry.0.max(event.seq);
+            entry.1 |= path == parent;
+        }
+    }
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO prefixes (path, last_seq, last_ms, collection) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (path) DO UPDATE SET last_seq = excluded.last_seq, last_ms = excluded.last_ms,
+                                          collection = MAX(collection, excluded.collection)",
+    )?;
+    for (path, (seq, is_collection)) in &touched {
+        upsert.execute(params![path, *seq as i64, now, is_collection])?;
+    }
+    Ok(())
+}
+
+fn write_records(tx: &Connection, records: &Records) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(
         "UPDATE channels SET progress_seq = MAX(progress_seq, ?2), synced = 1 WHERE pk = ?1",
     )?;
-    for (pk, seq) in progress {
+    for (pk, seq) in &records.progress {
         stmt.execute(params![pk, *seq as i64])?;
     }
     let mut stmt = tx.prepare_cached(
         "INSERT OR REPLACE INTO outcomes (channel_pk, seq, message_number, state, status, attempts, last_status, last_error, at_ms, next_retry_ms)
          SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 WHERE EXISTS (SELECT 1 FROM channels WHERE pk = ?1)",
     )?;
-    for o in outcomes.values() {
+    for o in records.outcomes.values() {
         stmt.execute(params![
             o.channel_pk,
             o.seq as i64,
@@ -332,7 +391,7 @@ fn write_records(
     }
     let mut stmt = tx
         .prepare_cached("UPDATE channels SET failing_since_ms = ?2, disabled = ?3 WHERE pk = ?1")?;
-    for (pk, (failing_since, disabled)) in health {
+    for (pk, (failing_since, disabled)) in &records.health {
         stmt.execute(params![pk, failing_since, disabled])?;
     }
     Ok(())
@@ -369,8 +428,6 @@ fn append(
     }
     let mut insert = tx.prepare_cached("INSERT INTO events (time_ms, resource, state, data, changed, metadata) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
     let mut stored = Vec::with_capacity(events.len());
-    // Latest seq per path on or above each event, and whether the path is a collection.
-    let mut touched: HashMap<&str, (Seq, bool)> = HashMap::new();
     for e in events {
         insert.execute(params![
             now,
@@ -390,22 +447,6 @@ fn append(
             changed: e.changed,
             metadata: e.metadata,
         }));
-    }
-    for event in &stored {
-        let parent = collection(&event.resource);
-        for path in self_and_ancestors(&event.resource) {
-            let entry = touched.entry(path).or_insert((0, false));
-            entry.0 = event.seq;
-            entry.1 |= path == parent;
-        }
-    }
-    let mut upsert = tx.prepare_cached(
-        "INSERT INTO prefixes (path, last_seq, last_ms, collection) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (path) DO UPDATE SET last_seq = excluded.last_seq, last_ms = excluded.last_ms,
-                                          collection = MAX(collection, excluded.collection)",
-    )?;
-    for (path, (seq, is_collection)) in &touched {
-        upsert.execute(params![path, *seq as i64, now, is_collection])?;
     }
     let last_seq = stored.last().map_or(0, |e| e.seq);
     if let Some(idem) = idempotency {
@@ -473,7 +514,8 @@ fn create_channel(
             spec.address,
             spec.token,
             spec.expiration_ms,
-            serde_json::Value::Object(spec.params.clone()).to_string(),
+            serde_json::Value::Object(spec.params.as_deref().cloned().unwrap_or_default())
+                .to_string(),
             spec.payload,
             spec.signing_secret,
             spec.created_ms,

@@ -1,0 +1,155 @@
+//! Delivery bookkeeping (progress, outcomes, endpoint health) waiting for a commit.
+//!
+//! Workers record after every attempt, so this is the hottest write path. Records go
+//! into a shared buffer instead of through the writer's queue: adding one is a short
+//! lock, with no thread wake-up, and only the first record after a commit nudges the
+//! writer. The writer takes the whole buffer into its next transaction — a publish's,
+//! or its own after at most `RECORDS_DELAY`. Losing uncommitted records in a crash
+//! only means a redelivery with the same message numbers.
+
+use std::collections::HashMap;
+use std::mem;
+use std::sync::Mutex;
+
+use crate::model::{Outcome, Seq};
+
+#[derive(Default)]
+pub(super) struct Records {
+    /// Progress per channel, coalesced to the highest.
+    pub progress: HashMap<i64, Seq>,
+    /// The latest outcome per notification.
+    pub outcomes: HashMap<(i64, Seq), Outcome>,
+    /// The latest health per channel: (failing since, disabled).
+    pub health: HashMap<i64, (Option<i64>, bool)>,
+}
+
+impl Records {
+    pub fn len(&self) -> usize {
+        self.progress.len() + self.outcomes.len() + self.health.len()
+    }
+
+    fn add_progress(&mut self, pk: i64, seq: Seq) {
+        let entry = self.progress.entry(pk).or_insert(seq);
+        *entry = (*entry).max(seq);
+    }
+
+    /// Puts back records whose commit failed, under any newer ones added meanwhile.
+    fn restore(&mut self, older: Records) {
+        for (pk, seq) in older.progress {
+            self.add_progress(pk, seq);
+        }
+        for (key, outcome) in older.outcomes {
+            self.outcomes.entry(key).or_insert(outcome);
+        }
+        for (pk, health) in older.health {
+            self.health.entry(pk).or_insert(health);
+        }
+    }
+}
+
+/// The buffer shared by the store's callers and its writer thread.
+#[derive(Default)]
+pub(super) struct PendingRecords(Mutex<Records>);
+
+impl PendingRecords {
+    /// Adds a record; `true` when the buffer was empty, i.e. the writer needs a nudge.
+    fn add(&self, add: impl FnOnce(&mut Records)) -> bool {
+        let mut records = self.0.lock().unwrap();
+        let was_empty = records.len() == 0;
+        add(&mut records);
+        was_empty
+    }
+
+    pub fn progress(&self, pk: i64, seq: Seq) -> bool {
+        self.add(|r| r.add_progress(pk, seq))
+    }
+
+    pub fn outcome(&self, outcome: Outcome) -> bool {
+        self.add(|r| {
+            r.outcomes
+                .insert((outcome.channel_pk, outcome.seq), outcome);
+        })
+    }
+
+    pub fn health(&self, pk: i64, failing_since_ms: Option<i64>, disabled: bool) -> bool {
+        self.add(|r| {
+            r.health.insert(pk, (failing_since_ms, disabled));
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    pub fn take(&self) -> Records {
+        mem::take(&mut *self.0.lock().unwrap())
+    }
+
+    pub fn restore(&self, older: Records) {
+        self.0.lock().unwrap().restore(older);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::OutcomeStatus;
+
+    fn outcome(pk: i64, seq: Seq, attempts: u32) -> Outcome {
+        Outcome {
+            channel_pk: pk,
+            seq,
+            message_number: seq + 1,
+            state: "exists".into(),
+            status: OutcomeStatus::Pending,
+            attempts,
+            last_status: Some(503),
+            last_error: None,
+            at_ms: 0,
+            next_retry_ms: None,
+        }
+    }
+
+    #[test]
+    fn only_the_first_record_after_a_take_asks_for_a_nudge() {
+        let pending = PendingRecords::default();
+        assert!(pending.progress(1, 5));
+        assert!(!pending.outcome(outcome(1, 5, 1)));
+        assert!(!pending.health(1, Some(10), false));
+        assert_eq!(pending.len(), 3);
+        let taken = pending.take();
+        assert_eq!(taken.len(), 3);
+        assert_eq!(pending.len(), 0);
+        assert!(pending.progress(1, 6));
+    }
+
+    #[test]
+    fn progress_only_moves_forward() {
+        let pending = PendingRecords::default();
+        pending.progress(1, 9);
+        pending.progress(1, 4);
+        assert_eq!(pending.take().progress[&1], 9);
+    }
+
+    #[test]
+    fn a_failed_commit_puts_records_back_under_newer_ones() {
+        let pending = PendingRecords::default();
+        pending.progress(1, 5);
+        pending.outcome(outcome(1, 5, 1));
+        pending.health(1, Some(10), false);
+        let failed = pending.take();
+        // Newer records arrive while the commit fails.
+        pending.progress(1, 3);
+        pending.outcome(outcome(1, 5, 2));
+        pending.health(1, None, false);
+        pending.restore(failed);
+        let records = pending.take();
+        assert_eq!(records.progress[&1], 5, "the higher progress wins");
+        assert_eq!(
+            records.outcomes[&(1, 5)].attempts,
+            2,
+            "the newer outcome wins"
+        );
+        assert_eq!(records.health[&1], (None, false), "the newer health wins");
+    }
+}
