@@ -6,9 +6,8 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
-use super::auth::Scope;
 use super::error::ApiError;
-use super::reading::{event_json, page_size, query, resource_param, since_cursor};
+use super::reading::{authorize_reader, authorize_reader_of, event_json, page_size, since_cursor};
 use super::AppState;
 use crate::model::{cursor, parse_cursor};
 
@@ -22,10 +21,7 @@ pub async fn changes(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let caller = app.keys.authorize(&headers, &uri, Scope::Subscribe)?;
-    let params = query(&uri);
-    let prefix = resource_param(&app, &params, "prefix")?;
-    caller.require_resource(prefix.as_deref().unwrap_or("/"))?;
+    let prefix = authorize_reader(&app, &headers, &uri, "prefix")?.resource;
     let collections = app
         .store
         .list_collections(prefix.as_deref(), MAX_COLLECTIONS)
@@ -50,14 +46,13 @@ pub async fn changeset(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let caller = app.keys.authorize(&headers, &uri, Scope::Subscribe)?;
-    let params = query(&uri);
-    let resource = resource_param(&app, &params, "resource")?.ok_or_else(|| {
-        ApiError::required(
-            "resource is required: the path whose changes you want, e.g. /b/photos/o",
-        )
-    })?;
-    caller.require_resource(&resource)?;
+    let (params, resource) = authorize_reader_of(
+        &app,
+        &headers,
+        &uri,
+        "resource",
+        "resource is required: the path whose changes you want, e.g. /b/photos/o",
+    )?;
     let expected = params.get("_expected").ok_or_else(|| {
         ApiError::required(
             "_expected is required (any value; pass the timestamp you expect, to bust caches)",

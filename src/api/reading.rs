@@ -3,9 +3,10 @@
 
 use std::collections::HashMap;
 
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use serde_json::value::RawValue;
 
+use super::auth::Scope;
 use super::error::ApiError;
 use super::AppState;
 use crate::model::{cursor, parse_cursor, Event, Seq};
@@ -15,6 +16,57 @@ pub fn query(uri: &Uri) -> HashMap<String, String> {
     url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
         .into_owned()
         .collect()
+}
+
+/// A log reader's request (stream, changes, changeset): its query parameters and its
+/// resource filter, canonical.
+pub struct ReadRequest {
+    pub params: HashMap<String, String>,
+    pub resource: Option<String>,
+}
+
+/// Authenticates a reader, reads its resource filter from the parameter `name` and
+/// checks the key may read it (no filter: the whole tree).
+pub fn authorize_reader(
+    app: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    name: &str,
+) -> Result<ReadRequest, ApiError> {
+    reader(app, headers, uri, name, None)
+}
+
+/// As `authorize_reader`, for a reader that must name a resource: without one it is a
+/// `400` with `missing`, before any check of what the key may read.
+pub fn authorize_reader_of(
+    app: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    name: &str,
+    missing: &str,
+) -> Result<(HashMap<String, String>, String), ApiError> {
+    let request = reader(app, headers, uri, name, Some(missing))?;
+    match request.resource {
+        Some(resource) => Ok((request.params, resource)),
+        None => Err(ApiError::required(missing)),
+    }
+}
+
+fn reader(
+    app: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    name: &str,
+    required: Option<&str>,
+) -> Result<ReadRequest, ApiError> {
+    let caller = app.keys.authorize(headers, uri, Scope::Subscribe)?;
+    let params = query(uri);
+    let resource = resource_param(app, &params, name)?;
+    if let (None, Some(message)) = (&resource, required) {
+        return Err(ApiError::required(message));
+    }
+    caller.require_resource(resource.as_deref().unwrap_or("/"))?;
+    Ok(ReadRequest { params, resource })
 }
 
 /// Canonicalises an optional resource parameter.

@@ -17,9 +17,8 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{broadcast, mpsc};
 
-use super::auth::Scope;
 use super::error::ApiError;
-use super::reading::{event_json, query, resource_param, since_cursor};
+use super::reading::{authorize_reader, event_json, since_cursor, ReadRequest};
 use super::AppState;
 use crate::delivery::EventBatch;
 use crate::model::{cursor, Event, Seq};
@@ -33,10 +32,7 @@ pub async fn stream(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let caller = app.keys.authorize(&headers, &uri, Scope::Subscribe)?;
-    let params = query(&uri);
-    let resource = resource_param(&app, &params, "resource")?;
-    caller.require_resource(resource.as_deref().unwrap_or("/"))?;
+    let ReadRequest { params, resource } = authorize_reader(&app, &headers, &uri, "resource")?;
     // Browsers' EventSource resends the last id it saw; it wins over `since`.
     let last_event_id = headers
         .get("last-event-id")
