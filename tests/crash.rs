@@ -125,3 +125,44 @@ async fn sigkill_while_publishing_loses_nothing_acknowledged() {
     let cursors: BTreeSet<&String> = acked.values().collect();
     assert_eq!(cursors.len(), acked.len());
 }
+
+/// One data directory, one process: a second `serve` on it refuses to start and names
+/// the holder, so no publish can be acknowledged by a process whose channels are not
+/// the ones stored there. The lock dies with its holder, even under SIGKILL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_gateway_on_a_data_directory_in_use_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = GatewayProcess::start(dir.path(), &[]);
+    let (status, stderr) = GatewayProcess::refused(dir.path(), &[]);
+    assert!(
+        !status.success(),
+        "the second process must exit with an error"
+    );
+    assert!(
+        stderr.contains("in use") && stderr.contains(&format!("pid {}", first.child.id())),
+        "the refusal names the holder: {stderr}"
+    );
+    // The first one is unharmed and still accepts publishes.
+    let http = client();
+    let answer = http
+        .post(format!("{}/v1/events", first.url))
+        .json(&json!({"resource": "/lock/a", "state": "exists"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+
+    first.kill9();
+    let second = GatewayProcess::start(dir.path(), &[]);
+    let answer = http
+        .post(format!("{}/v1/events", second.url))
+        .json(&json!({"resource": "/lock/a", "state": "exists"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.status(),
+        200,
+        "a SIGKILLed holder leaves no stale lock"
+    );
+}

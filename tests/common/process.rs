@@ -47,6 +47,23 @@ impl GatewayProcess {
         GatewayProcess { child, url }
     }
 
+    /// Runs `watchwire serve --dev` on `data_dir` expecting it to refuse to start:
+    /// returns its exit status and what it printed on stderr.
+    pub fn refused(data_dir: &Path, extra: &[&str]) -> (std::process::ExitStatus, String) {
+        let output = Command::new(env!("CARGO_BIN_EXE_watchwire"))
+            .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()
+            .expect("watchwire binary runs");
+        (
+            output.status,
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
     pub fn pid(&self) -> nix::unistd::Pid {
         nix::unistd::Pid::from_raw(self.child.id() as i32)
     }

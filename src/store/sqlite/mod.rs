@@ -30,6 +30,8 @@ use crate::model::{
 };
 
 pub struct SqliteStore {
+    /// The data directory's lock, held for the store's life (see [`DirLock`]).
+    dir_lock: Mutex<Option<DirLock>>,
     writer: Mutex<Option<std_mpsc::Sender<WriteOp>>>,
     writer_thread: Mutex<Option<thread::JoinHandle<()>>>,
     readers: ReadPool,
@@ -47,6 +49,7 @@ impl SqliteStore {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::Backend(format!("cannot create data dir {}: {e}", dir.display()))
         })?;
+        let dir_lock = DirLock::acquire(dir)?;
         let path = dir.join("watchwire.db");
         let conn = Connection::open(&path).map_err(backend)?;
         conn.execute_batch(
@@ -86,6 +89,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Backend(e.to_string()))?;
 
         Ok(SqliteStore {
+            dir_lock: Mutex::new(Some(dir_lock)),
             writer: Mutex::new(Some(op_tx)),
             writer_thread: Mutex::new(Some(writer_thread)),
             readers: ReadPool {
@@ -131,6 +135,64 @@ impl SqliteStore {
         if let Some(handle) = self.writer_thread.lock().unwrap().take() {
             let _ = handle.join();
         }
+        // Only once the writer is done may another process open the directory.
+        self.dir_lock.lock().unwrap().take();
+    }
+}
+
+/// An exclusive OS lock on `watchwire.lock` in the data directory. Two processes on one
+/// directory would each route only their own publishes, so events acknowledged by one
+/// would never reach the other's channels: the second must refuse to start. The kernel
+/// drops the lock when its holder dies, so a `kill -9` never leaves a stale lock.
+struct DirLock {
+    /// Holding the open file is holding the lock.
+    _file: std::fs::File,
+}
+
+impl DirLock {
+    const FILE: &'static str = "watchwire.lock";
+
+    fn acquire(dir: &Path) -> Result<DirLock, StoreError> {
+        use std::io::{Read, Seek, Write};
+        let path = dir.join(Self::FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = match holder.trim() {
+                    "" => "another process".to_string(),
+                    pid => format!("another watchwire process (pid {pid})"),
+                };
+                return Err(StoreError::Backend(format!(
+                    "the data directory {} is in use by {holder}; stop it first, or give this one another --data-dir",
+                    dir.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(StoreError::Backend(format!(
+                    "cannot lock {}: {e}",
+                    path.display()
+                )))
+            }
+        }
+        // Name the holder for whoever tries next.
+        let written = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| write!(file, "{}", std::process::id()))
+            .and_then(|()| file.flush());
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "could not write the pid into the data directory's lock file");
+        }
+        Ok(DirLock { _file: file })
     }
 }
 
@@ -436,6 +498,20 @@ mod tests {
         assert_eq!(sibling.len(), 1);
         let next = store.append(vec![event("/a")], None).await.unwrap();
         assert!(next.last_seq > first);
+    }
+
+    #[tokio::test]
+    async fn a_second_store_on_one_directory_is_refused_until_the_first_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = SqliteStore::open(dir.path()).unwrap();
+        let refused = SqliteStore::open(dir.path()).err().expect("refused");
+        let message = refused.to_string();
+        assert!(
+            message.contains("in use") && message.contains(&std::process::id().to_string()),
+            "{message}"
+        );
+        first.close();
+        SqliteStore::open(dir.path()).expect("free once the first closed");
     }
 
     #[tokio::test]
