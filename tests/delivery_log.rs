@@ -75,12 +75,12 @@ async fn the_log_shows_retried_and_failed_notifications_with_metadata() {
         .map(|i| i["messageNumber"].as_str().unwrap())
         .collect();
     assert_eq!(numbers, [failed.number().to_string()]);
-    let (_, paged) = get(&gw, "/v1/channels/logged/notifications?max_results=2").await;
+    let (_, paged) = get(&gw, "/v1/channels/logged/notifications?maxResults=2").await;
     assert_eq!(paged["items"].as_array().unwrap().len(), 2);
     let token = paged["nextPageToken"].as_str().unwrap();
     let (_, rest) = get(
         &gw,
-        &format!("/v1/channels/logged/notifications?max_results=10&page_token={token}"),
+        &format!("/v1/channels/logged/notifications?maxResults=10&pageToken={token}"),
     )
     .await;
     assert_eq!(rest["items"].as_array().unwrap().len(), items.len() - 2);
@@ -123,14 +123,10 @@ async fn a_channel_shows_its_delivery_state_and_lists_are_paged() {
     for i in 0..3 {
         gw.watch("/st", &format!("more-{i}"), &rx.url()).await;
     }
-    let (_, page) = get(&gw, "/v1/channels?max_results=3").await;
+    let (_, page) = get(&gw, "/v1/channels?maxResults=3").await;
     assert_eq!(page["items"].as_array().unwrap().len(), 3);
     let token = page["nextPageToken"].as_str().unwrap();
-    let (_, rest) = get(
-        &gw,
-        &format!("/v1/channels?max_results=3&page_token={token}"),
-    )
-    .await;
+    let (_, rest) = get(&gw, &format!("/v1/channels?maxResults=3&pageToken={token}")).await;
     assert_eq!(rest["items"].as_array().unwrap().len(), 1);
     let (status, body) = get(&gw, "/v1/channels/nope").await;
     assert_error(status, &body, 404, "notFound");
@@ -179,7 +175,15 @@ async fn replay_resends_with_the_original_numbers_then_carries_on() {
     let (status, body) = gw
         .post("/v1/channels/replayed/replay", &json!({"since": "garbage"}))
         .await;
-    assert_error(status, &body, 400, "invalid");
+    assert_error(status, &body, 400, "invalidCursor");
+    let (status, body) = gw
+        .post(
+            "/v1/channels/replayed/replay",
+            &json!({"since": "00000000000f0000"}),
+        )
+        .await;
+    assert_error(status, &body, 400, "invalidCursor");
+    assert!(body.to_string().contains("ahead of the log"), "{body}");
     let (status, body) = gw.post("/v1/channels/replayed/replay", &json!({})).await;
     assert_error(status, &body, 400, "required");
 }
@@ -241,4 +245,61 @@ async fn a_failing_endpoint_is_disabled_and_enable_resumes_where_it_stopped() {
         "delivery resumes with the notification it stopped at"
     );
     assert_eq!(resumed.number(), first.number());
+}
+
+/// Every list pages as Google's do: `maxResults` and `pageToken`, `nextPageToken` only
+/// while there is more; following the tokens visits every item once and ends.
+#[tokio::test]
+async fn google_paging_visits_every_item_once_and_ends() {
+    let gw = Gateway::start().await;
+    let rx = Receiver::start().await;
+    gw.watch("/pg", "paged", &rx.url()).await;
+    let events: Vec<Value> = (0..6)
+        .map(|i| json!({"resource": "/pg", "state": "exists", "data": {"i": i}}))
+        .collect();
+    gw.publish(json!(events)).await;
+    rx.take(7).await;
+    for i in 0..4 {
+        gw.watch("/pg", &format!("paged-{i}"), &rx.url()).await;
+    }
+
+    for (list, total) in [("/v1/channels/paged/notifications", 7), ("/v1/channels", 5)] {
+        let mut seen = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..10 {
+            let path = match &token {
+                None => format!("{list}?maxResults=2"),
+                Some(t) => format!("{list}?maxResults=2&pageToken={t}"),
+            };
+            let (status, page) = gw.get(&path).await;
+            assert_eq!(status, 200, "{page}");
+            for item in page["items"].as_array().unwrap() {
+                seen.push(item.get("messageNumber").unwrap_or(&item["id"]).to_string());
+            }
+            match page["nextPageToken"].as_str() {
+                Some(next) => token = Some(next.to_string()),
+                None => break,
+            }
+        }
+        let distinct: std::collections::BTreeSet<_> = seen.iter().collect();
+        assert_eq!(
+            (seen.len(), distinct.len()),
+            (total, total),
+            "{list}: {seen:?}"
+        );
+    }
+    // An exact fit has no next page.
+    let (_, page) = gw.get("/v1/channels?maxResults=5").await;
+    assert!(page.get("nextPageToken").is_none(), "{page}");
+
+    for bad in [
+        "/v1/channels?max_results=2",
+        "/v1/channels?maxResults=0",
+        "/v1/channels?pageToken=abc",
+        "/v1/channels/paged/notifications?status=lost",
+        "/v1/channels/paged?verbose=true",
+    ] {
+        let (status, body) = gw.get(bad).await;
+        assert_error(status, &body, 400, "invalidParameter");
+    }
 }

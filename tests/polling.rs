@@ -181,7 +181,7 @@ async fn changeset_needs_expected_and_a_resource_and_rejects_expired_cursors() {
     let (status, _, body) = get(&gw, "/v1/changeset?_expected=1", &[]).await;
     assert_error(status, &body, 400, "required");
     let (status, _, body) = get(&gw, "/v1/changeset?resource=/a&_expected=1&_limit=0", &[]).await;
-    assert_error(status, &body, 400, "invalid");
+    assert_error(status, &body, 400, "invalidParameter");
 
     let first = gw
         .publish(json!({"resource": "/a", "state": "exists"}))

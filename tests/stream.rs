@@ -217,3 +217,58 @@ async fn a_slow_consumer_is_cut_off_while_a_fast_one_continues() {
         "the cutoff names the cursor to resume from"
     );
 }
+
+/// Cursors are checked where they are accepted (docs/api.md §14): one from the future
+/// would make the stream skip every event up to it as they arrive, and a checkpoint
+/// would carry a cursor never issued.
+#[tokio::test]
+async fn cursors_ahead_of_the_log_and_malformed_queries_are_refused() {
+    let gw = Gateway::start().await;
+    let head = gw
+        .publish(
+            json!([{"resource": "/f", "state": "exists"}, {"resource": "/f", "state": "exists"}]),
+        )
+        .await["cursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for query in [
+        "resource=/f&since=0000000000000008",
+        "resource=/f&checkpoints=true&since=9999999999999999",
+    ] {
+        let (status, body) = gw.get(&format!("/v1/watch?{query}")).await;
+        assert_error(status, &body, 400, "invalidCursor");
+        assert!(body.to_string().contains("ahead of the log"), "{body}");
+    }
+    let (status, _, text) = gw
+        .get_raw(
+            "/v1/watch?resource=/f",
+            &[("last-event-id", "00000000000000ff")],
+        )
+        .await;
+    assert_error(
+        status,
+        &serde_json::from_str(&text).unwrap(),
+        400,
+        "invalidCursor",
+    );
+    let (status, body) = gw.get("/v1/watch?resource=/f&since=nonsense").await;
+    assert_error(status, &body, 400, "invalidCursor");
+    // A typo or a malformed flag is named instead of silently meaning something else.
+    let (status, body) = gw.get(&format!("/v1/watch?resource=/f&sinse={head}")).await;
+    assert_error(status, &body, 400, "invalidParameter");
+    assert!(body.to_string().contains("sinse"), "{body}");
+    let (status, body) = gw.get("/v1/watch?resource=/f&checkpoints=maybe").await;
+    assert_error(status, &body, 400, "invalidParameter");
+    assert!(body.to_string().contains("checkpoints"), "{body}");
+
+    // The head itself is fine, and a checkpoint then carries an issued cursor.
+    let url = format!(
+        "{}/v1/watch?resource=/f&since={head}&checkpoints=true",
+        gw.url
+    );
+    let mut stream = SseStream::open(&gw.http, &url, &[]).await;
+    let checkpoint = stream.expect().await;
+    assert_eq!(checkpoint.event.as_deref(), Some("checkpoint"));
+    assert_eq!(checkpoint.id.as_deref(), Some(head.as_str()));
+}

@@ -7,7 +7,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use super::reading::{authorize_reader, authorize_reader_of, event_json, page_size, since_cursor};
+use super::reading::{authorize_reader, authorize_reader_of, event_json, since_cursor};
 use super::AppState;
 use crate::model::{cursor, parse_cursor};
 
@@ -21,7 +21,7 @@ pub async fn changes(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let prefix = authorize_reader(&app, &headers, &uri, "prefix")?.resource;
+    let prefix = authorize_reader(&app, &headers, &uri, &["prefix"], "prefix")?.resource;
     let collections = app
         .store
         .list_collections(prefix.as_deref(), MAX_COLLECTIONS)
@@ -46,23 +46,24 @@ pub async fn changeset(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (params, resource) = authorize_reader_of(
+    let (query, resource) = authorize_reader_of(
         &app,
         &headers,
         &uri,
+        &["resource", "_expected", "_since", "_limit"],
         "resource",
         "resource is required: the path whose changes you want, e.g. /b/photos/o",
     )?;
-    let expected = params.get("_expected").ok_or_else(|| {
+    let expected = query.get("_expected").ok_or_else(|| {
         ApiError::required(
             "_expected is required (any value; pass the timestamp you expect, to bust caches)",
         )
     })?;
-    let since = params
-        .get("_since")
-        .map(|c| since_cursor(&app, "_since", c))
-        .transpose()?;
-    let limit = page_size(&params, "_limit", MAX_CHANGESET, MAX_CHANGESET)?;
+    let since = match query.get("_since") {
+        Some(c) => Some(since_cursor(&app, "_since", c).await?),
+        None => None,
+    };
+    let limit = query.count("_limit", MAX_CHANGESET, MAX_CHANGESET)?;
 
     // The latest cursor first: if the client already has it, nothing else is read.
     let latest = app

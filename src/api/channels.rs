@@ -1,7 +1,7 @@
 //! Channel management and the delivery log (SPEC §8): list, inspect, see every
 //! notification of a channel, replay from a cursor, re-enable.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -10,21 +10,12 @@ use serde_json::{json, Value};
 use super::auth::{Caller, Scope};
 use super::body::{parse_json, type_name, RawBody};
 use super::error::ApiError;
-use super::reading::{page_size, query, since_cursor};
+use super::path::PathId;
+use super::query::{invalid_parameter, Query};
+use super::reading::since_cursor;
 use super::watch::channel_resource;
 use super::AppState;
 use crate::model::{cursor, Channel, ChannelKind, OutcomeStatus};
-
-const DEFAULT_PAGE: usize = 100;
-const MAX_PAGE: usize = 1000;
-
-/// `?page_token=` as the key to continue after.
-fn page_token(params: &std::collections::HashMap<String, String>) -> Result<i64, ApiError> {
-    params.get("page_token").map_or(Ok(0), |t| {
-        t.parse()
-            .map_err(|_| ApiError::invalid("page_token is not one this gateway gave out"))
-    })
-}
 
 /// Lists the caller's channels or watchers, a page at a time.
 pub async fn list_kind(
@@ -34,15 +25,18 @@ pub async fn list_kind(
     kind: ChannelKind,
     view: fn(&Channel) -> Value,
 ) -> Result<Json<Value>, ApiError> {
-    let params = query(uri);
-    let limit = page_size(&params, "max_results", DEFAULT_PAGE, MAX_PAGE)?;
-    let page = app
+    let page = Query::parse(uri, &["maxResults", "pageToken"])?.page()?;
+    let limit = page.max_results;
+    // One more than asked tells whether there is a next page.
+    let mut channels = app
         .store
-        .list_channels(&caller.owner, kind, page_token(&params)?, limit)
+        .list_channels(&caller.owner, kind, page.after()?.unwrap_or(0), limit + 1)
         .await?;
-    let mut answer = json!({ "items": page.iter().map(view).collect::<Vec<_>>() });
-    if page.len() == limit {
-        answer["nextPageToken"] = json!(page.last().map(|c| c.pk.to_string()));
+    let more = channels.len() > limit;
+    channels.truncate(limit);
+    let mut answer = json!({ "items": channels.iter().map(view).collect::<Vec<_>>() });
+    if more {
+        answer["nextPageToken"] = json!(channels.last().map(|c| c.pk.to_string()));
     }
     Ok(Json(answer))
 }
@@ -61,18 +55,23 @@ pub async fn list(
     list_kind(&app, &caller, &uri, ChannelKind::Channel, channel_view).await
 }
 
-/// The caller's channel or watcher by id; `404` for anyone else's.
+/// The caller's channel or watcher by id (`404` for anyone else's), and the request's
+/// query, which may hold only the `allowed` parameters.
 async fn owned(
     app: &AppState,
     headers: &HeaderMap,
     uri: &Uri,
     id: &str,
-) -> Result<Channel, ApiError> {
-    let caller = app.keys.authorize(&headers, &uri, Scope::Subscribe)?;
-    app.store
+    allowed: &[&str],
+) -> Result<(Channel, Query), ApiError> {
+    let caller = app.keys.authorize(headers, uri, Scope::Subscribe)?;
+    let query = Query::parse(uri, allowed)?;
+    let channel = app
+        .store
         .find_channel(&caller.owner, id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("channel {id:?} was not found")))
+        .ok_or_else(|| ApiError::not_found(format!("channel {id:?} was not found")))?;
+    Ok((channel, query))
 }
 
 /// The channel with its delivery state.
@@ -104,44 +103,55 @@ async fn describe(app: &AppState, channel: &Channel) -> Result<Value, ApiError> 
 
 pub async fn show(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let channel = owned(&app, &headers, &uri, &id).await?;
+    let (channel, _) = owned(&app, &headers, &uri, &id, &[]).await?;
     Ok(Json(describe(&app, &channel).await?))
 }
 
 pub async fn notifications(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let channel = owned(&app, &headers, &uri, &id).await?;
-    let params = query(&uri);
-    let status = match params.get("status") {
+    let (channel, query) = owned(
+        &app,
+        &headers,
+        &uri,
+        &id,
+        &["status", "maxResults", "pageToken"],
+    )
+    .await?;
+    let status = match query.get("status") {
         None => None,
         Some(s) => Some(OutcomeStatus::parse(s).ok_or_else(|| {
-            ApiError::invalid(format!(
+            invalid_parameter(format!(
                 "status {s:?} is not one of pending, delivered, failed"
             ))
         })?),
     };
-    let after = params
-        .get("page_token")
+    let page = query.page()?;
+    let after = page
+        .token
+        .as_deref()
         .map(|t| {
-            crate::model::parse_cursor(t)
-                .ok_or_else(|| ApiError::invalid("page_token is not one this gateway gave out"))
+            crate::model::parse_cursor(t).ok_or_else(|| {
+                invalid_parameter(format!("pageToken {t:?} is not one this gateway gave out; pass nextPageToken from the previous answer"))
+            })
         })
         .transpose()?;
-    let limit = page_size(&params, "max_results", DEFAULT_PAGE, MAX_PAGE)?;
+    let limit = page.max_results;
     // Outcomes are recorded in batches; make everything recorded so far visible.
     app.store.flush().await?;
-    let page = app
+    let mut page = app
         .store
-        .list_outcomes(channel.pk, status, after, limit)
+        .list_outcomes(channel.pk, status, after, limit + 1)
         .await?;
+    let more = page.len() > limit;
+    page.truncate(limit);
     let items: Vec<Value> = page
         .iter()
         .map(|record| {
@@ -167,7 +177,7 @@ pub async fn notifications(
         })
         .collect();
     let mut answer = json!({ "items": items });
-    if page.len() == limit {
+    if more {
         answer["nextPageToken"] = json!(page.last().map(|r| cursor(r.outcome.seq)));
     }
     Ok(Json(answer))
@@ -175,15 +185,15 @@ pub async fn notifications(
 
 pub async fn replay(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     uri: Uri,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let channel = owned(&app, &headers, &uri, &id).await?;
+    let (channel, _) = owned(&app, &headers, &uri, &id, &[]).await?;
     let body: Value = parse_json(&body)?;
     let since = match body.get("since") {
-        Some(Value::String(s)) => since_cursor(&app, "since", s)?,
+        Some(Value::String(s)) => since_cursor(&app, "since", s).await?,
         None | Some(Value::Null) => {
             return Err(ApiError::required(
                 "since is required: the cursor to replay after",
@@ -211,11 +221,11 @@ pub async fn replay(
 
 pub async fn enable(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let channel = owned(&app, &headers, &uri, &id).await?;
+    let (channel, _) = owned(&app, &headers, &uri, &id, &[]).await?;
     let handle = app
         .dispatcher
         .handle(channel.pk)

@@ -9,6 +9,8 @@ pub mod events;
 pub mod limits;
 pub mod listener;
 pub mod ops;
+pub mod path;
+pub mod query;
 pub mod reading;
 pub mod stop;
 pub mod stream;

@@ -1,39 +1,34 @@
 //! What the read surfaces share (stream, polling, delivery log): query parameters,
 //! cursors checked against the retained log, and the JSON of an event.
 
-use std::collections::HashMap;
-
 use axum::http::{HeaderMap, StatusCode, Uri};
 use serde_json::value::RawValue;
 
 use super::auth::Scope;
+use super::body::Shortened;
 use super::error::ApiError;
+use super::query::{invalid_parameter, Query};
 use super::AppState;
 use crate::model::{cursor, parse_cursor, Event, Seq};
 
-/// The query string as a map (the last value of a repeated name wins).
-pub fn query(uri: &Uri) -> HashMap<String, String> {
-    url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-        .into_owned()
-        .collect()
-}
-
-/// A log reader's request (stream, changes, changeset): its query parameters and its
-/// resource filter, canonical.
+/// A log reader's request (stream, changes, changeset): its query and its resource
+/// filter, canonical.
 pub struct ReadRequest {
-    pub params: HashMap<String, String>,
+    pub query: Query,
     pub resource: Option<String>,
 }
 
-/// Authenticates a reader, reads its resource filter from the parameter `name` and
-/// checks the key may read it (no filter: the whole tree).
+/// Authenticates a reader, reads its query (`allowed` names the parameters it takes)
+/// and its resource filter from the parameter `name`, and checks the key may read it
+/// (no filter: the whole tree).
 pub fn authorize_reader(
     app: &AppState,
     headers: &HeaderMap,
     uri: &Uri,
+    allowed: &[&str],
     name: &str,
 ) -> Result<ReadRequest, ApiError> {
-    reader(app, headers, uri, name, None)
+    reader(app, headers, uri, allowed, name, None)
 }
 
 /// As `authorize_reader`, for a reader that must name a resource: without one it is a
@@ -42,12 +37,13 @@ pub fn authorize_reader_of(
     app: &AppState,
     headers: &HeaderMap,
     uri: &Uri,
+    allowed: &[&str],
     name: &str,
     missing: &str,
-) -> Result<(HashMap<String, String>, String), ApiError> {
-    let request = reader(app, headers, uri, name, Some(missing))?;
+) -> Result<(Query, String), ApiError> {
+    let request = reader(app, headers, uri, allowed, name, Some(missing))?;
     match request.resource {
-        Some(resource) => Ok((request.params, resource)),
+        Some(resource) => Ok((request.query, resource)),
         None => Err(ApiError::required(missing)),
     }
 }
@@ -56,43 +52,46 @@ fn reader(
     app: &AppState,
     headers: &HeaderMap,
     uri: &Uri,
+    allowed: &[&str],
     name: &str,
     required: Option<&str>,
 ) -> Result<ReadRequest, ApiError> {
     let caller = app.keys.authorize(headers, uri, Scope::Subscribe)?;
-    let params = query(uri);
-    let resource = resource_param(app, &params, name)?;
-    if let (None, Some(message)) = (&resource, required) {
-        return Err(ApiError::required(message));
-    }
-    caller.require_resource(resource.as_deref().unwrap_or("/"))?;
-    Ok(ReadRequest { params, resource })
-}
-
-/// Canonicalises an optional resource parameter.
-pub fn resource_param(
-    app: &AppState,
-    params: &HashMap<String, String>,
-    name: &str,
-) -> Result<Option<String>, ApiError> {
-    params
+    let query = Query::parse(uri, allowed)?;
+    let resource = query
         .get(name)
         .map(|raw| {
             app.prefixes
                 .canonicalize(raw)
-                .map_err(|e| ApiError::invalid(format!("{name}: {e}")))
+                .map_err(|e| invalid_parameter(format!("{name}: {e}")))
         })
-        .transpose()
+        .transpose()?;
+    if let (None, Some(message)) = (&resource, required) {
+        return Err(ApiError::required(message));
+    }
+    caller.require_resource(resource.as_deref().unwrap_or("/"))?;
+    Ok(ReadRequest { query, resource })
 }
 
-/// Parses a cursor a client sent back, and checks the log still holds everything
-/// after it: `410 cursorExpired` otherwise, so the client knows to re-sync.
-pub fn since_cursor(app: &AppState, name: &str, value: &str) -> Result<Seq, ApiError> {
+/// Parses a cursor a client sent back (docs/api.md §14): malformed or ahead of the
+/// log's head is `400 invalidCursor` (a cursor from the future would make a reader skip
+/// the events up to it as they arrive); older than the retained log is
+/// `410 cursorExpired`, so the client knows to re-sync.
+pub async fn since_cursor(app: &AppState, name: &str, value: &str) -> Result<Seq, ApiError> {
+    let invalid = |message: String| ApiError::invalid(message).with_reason("invalidCursor");
     let seq = parse_cursor(value).ok_or_else(|| {
-        ApiError::invalid(format!(
-            "{name} {value:?} is not a cursor this gateway gave out"
+        invalid(format!(
+            "{name} {:?} is not a cursor this gateway gave out; cursors are 16 hex digits, passed back as received",
+            Shortened(value)
         ))
     })?;
+    let head = app.store.head().await?;
+    if seq > head {
+        return Err(invalid(format!(
+            "{name} {value} is ahead of the log, whose latest cursor is {}: it was not issued by this gateway's store (was the store reset or restored from a backup?); re-sync and continue from a cursor this gateway gave out",
+            cursor(head)
+        )));
+    }
     let floor = app.store.pruned_through();
     if seq < floor {
         return Err(ApiError::new(
@@ -137,23 +136,4 @@ pub fn event_json(event: &Event) -> String {
         time,
     })
     .expect("an event view always serialises")
-}
-
-/// `max_results` within `1..=max`, `default` when absent.
-pub fn page_size(
-    params: &HashMap<String, String>,
-    name: &str,
-    default: usize,
-    max: usize,
-) -> Result<usize, ApiError> {
-    match params.get(name) {
-        None => Ok(default),
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=max).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid(format!("{name} must be a whole number from 1 to {max}"))
-            }),
-    }
 }

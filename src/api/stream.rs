@@ -32,20 +32,30 @@ pub async fn stream(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let ReadRequest { params, resource } = authorize_reader(&app, &headers, &uri, "resource")?;
+    let ReadRequest { query, resource } = authorize_reader(
+        &app,
+        &headers,
+        &uri,
+        &["resource", "since", "checkpoints"],
+        "resource",
+    )?;
     // Browsers' EventSource resends the last id it saw; it wins over `since`.
     let last_event_id = headers
         .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.to_str().map_err(|_| {
+                ApiError::invalid("Last-Event-ID is not a cursor this gateway gave out")
+                    .with_reason("invalidCursor")
+            })
+        })
+        .transpose()?
         .filter(|v| !v.is_empty());
-    let since = match (last_event_id, params.get("since")) {
-        (Some(id), _) => Some(since_cursor(&app, "Last-Event-ID", id)?),
-        (None, Some(since)) => Some(since_cursor(&app, "since", since)?),
+    let since = match (last_event_id, query.get("since")) {
+        (Some(id), _) => Some(since_cursor(&app, "Last-Event-ID", id).await?),
+        (None, Some(since)) => Some(since_cursor(&app, "since", since).await?),
         (None, None) => None,
     };
-    let checkpoints = params
-        .get("checkpoints")
-        .is_some_and(|v| v == "true" || v == "1");
+    let checkpoints = query.flag("checkpoints")?;
 
     let live = app.dispatcher.subscribe();
     let start = since.unwrap_or_else(|| app.dispatcher.routed_head());

@@ -1,7 +1,7 @@
 //! Watchers (SPEC §9): channels on a resource prefix that never expire, with rules
 //! that keep one endpoint from receiving an event twice from one owner's watchers.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,6 +14,8 @@ use super::auth::Scope;
 use super::body::{parse_json, type_name, RawBody};
 use super::channels::list_kind;
 use super::error::ApiError;
+use super::path::PathId;
+use super::query::Query;
 use super::watch::resource_id;
 use super::AppState;
 use crate::model::{now_ms, Channel, ChannelKind, NewChannel};
@@ -51,6 +53,7 @@ pub async fn create(
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let caller = app.keys.authorize(&headers, &uri, Scope::Subscribe)?;
+    Query::parse(&uri, &[])?;
     let body: Value = parse_json(&body)?;
     let field = |name: &str| match body.get(name) {
         Some(Value::String(s)) => Ok(s.clone()),
@@ -121,11 +124,12 @@ pub async fn list(
 
 pub async fn delete(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let caller = app.keys.authorize(&headers, &uri, Scope::Subscribe)?;
+    Query::parse(&uri, &[])?;
     match app
         .store
         .remove_channels(Removal::Watcher {

@@ -221,17 +221,28 @@ impl Gateway {
         (status, headers, response.text().await.unwrap())
     }
 
+    /// GETs a path; returns status, headers and body text.
+    pub async fn get_raw(&self, path: &str, headers: &[(&str, &str)]) -> (u16, HeaderMap, String) {
+        let mut request = self.http.get(format!("{}{path}", self.url));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        (status, headers, response.text().await.unwrap())
+    }
+
+    /// GETs a path; returns status and the JSON answer (Null when empty).
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let (status, _, text) = self.get_raw(path, &[]).await;
+        (status, json_or_null(&text))
+    }
+
     /// POSTs JSON; returns status and the JSON answer (Null when empty).
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         let (status, _, text) = self.post_raw(path, body.to_string()).await;
-        (
-            status,
-            if text.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_str(&text).expect("JSON answer")
-            },
-        )
+        (status, json_or_null(&text))
     }
 
     /// Creates a channel and asserts it worked.
@@ -263,6 +274,14 @@ impl Gateway {
         )
         .await
         .0
+    }
+}
+
+fn json_or_null(text: &str) -> Value {
+    if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("not a JSON answer ({e}): {text}"))
     }
 }
 
