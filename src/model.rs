@@ -161,7 +161,80 @@ impl OutcomeStatus {
     }
 }
 
-/// What one notification came to so far, recorded in the store (SPEC §8).
+/// Why a delivery attempt did not deliver, as the delivery log names it
+/// (docs/api.md §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FailureReason {
+    /// The receiving host refused the TCP connection.
+    ConnectionRefused,
+    /// No connection, or no answer, within the timeout.
+    Timeout,
+    /// The address's host name did not resolve.
+    DnsFailure,
+    /// The TLS handshake failed (certificate, protocol).
+    TlsError,
+    /// Any other failure to connect (unreachable network, reset while connecting).
+    ConnectionFailed,
+    /// The target policy refused the address (it resolves to a non-public address).
+    TargetRefused,
+    /// The receiver answered with a status that is not an acknowledgement.
+    HttpStatus,
+    /// The connection broke while the request or answer was under way.
+    RequestFailed,
+}
+
+impl FailureReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::ConnectionRefused => "connectionRefused",
+            FailureReason::Timeout => "timeout",
+            FailureReason::DnsFailure => "dnsFailure",
+            FailureReason::TlsError => "tlsError",
+            FailureReason::ConnectionFailed => "connectionFailed",
+            FailureReason::TargetRefused => "targetRefused",
+            FailureReason::HttpStatus => "httpStatus",
+            FailureReason::RequestFailed => "requestFailed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<FailureReason> {
+        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+    }
+}
+
+/// A failure in short: a classified reason and a detail a person can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: FailureReason,
+    /// One short sentence, e.g. "connection refused by 127.0.0.1:9".
+    pub detail: String,
+    /// The receiver's status, for `HttpStatus`.
+    pub status: Option<u16>,
+}
+
+/// One delivery attempt, as the delivery log keeps the last few of each notification.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AttemptRecord {
+    pub at_ms: i64,
+    pub duration_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<FailureReason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The start of the receiver's answer body (at most [`RESPONSE_EXCERPT_BYTES`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
+}
+
+/// How much of a receiver's answer body the delivery log keeps.
+pub const RESPONSE_EXCERPT_BYTES: usize = 1024;
+/// How many attempts of one notification the delivery log keeps.
+pub const RECENT_ATTEMPTS: usize = 5;
+
+/// What one notification came to so far, recorded in the store (docs/api.md §8).
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub channel_pk: i64,
@@ -172,10 +245,24 @@ pub struct Outcome {
     pub status: OutcomeStatus,
     pub attempts: u32,
     pub last_status: Option<u16>,
-    pub last_error: Option<String>,
+    pub last_error: Option<Failure>,
     /// When the last attempt ended.
     pub at_ms: i64,
     pub next_retry_ms: Option<i64>,
+    /// The last [`RECENT_ATTEMPTS`] attempts, oldest first.
+    pub recent: Vec<AttemptRecord>,
+}
+
+/// What is left of a removed channel for the delivery-log retention window
+/// (docs/api.md §8): what it was, and when and why it ended.
+#[derive(Debug, Clone)]
+pub struct RemovedChannel {
+    /// The channel as it was (no token or secret kept).
+    pub spec: NewChannel,
+    /// `stopped`, `expired` or `gone`.
+    pub state: String,
+    pub reason: String,
+    pub removed_ms: i64,
 }
 
 /// A delivery-log entry as listed: the outcome and what its event carried.
@@ -199,6 +286,14 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// A time as the JSON API shows it: RFC 3339, UTC, milliseconds
+/// (`2026-11-30T12:00:00.123Z`, docs/api.md §14).
+pub fn rfc3339_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +305,20 @@ mod tests {
         assert_eq!(parse_cursor(&cursor(123_456)), Some(123_456));
         assert_eq!(parse_cursor("12"), None);
         assert_eq!(parse_cursor("zzzzzzzzzzzzzzzz"), None);
+    }
+
+    #[test]
+    fn times_are_rfc3339_with_milliseconds_in_utc() {
+        assert_eq!(rfc3339_ms(1_795_000_000_123), "2026-11-18T11:06:40.123Z");
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn failure_reasons_round_trip_by_name() {
+        for reason in [FailureReason::DnsFailure, FailureReason::HttpStatus] {
+            assert_eq!(FailureReason::parse(reason.as_str()), Some(reason));
+        }
+        assert_eq!(FailureReason::parse("nope"), None);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Channel management and the delivery log (SPEC §8): list, inspect, see every
+//! Channel management and the delivery log (docs/api.md §8): list, inspect, see every
 //! notification of a channel, replay from a cursor, re-enable.
 
 use axum::extract::State;
@@ -15,7 +15,11 @@ use super::query::{invalid_parameter, Query};
 use super::reading::since_cursor;
 use super::watch::channel_resource;
 use super::AppState;
-use crate::model::{cursor, Channel, ChannelKind, OutcomeStatus};
+use crate::delivery::channel::DeliverySnapshot;
+use crate::model::{
+    cursor, message_number, rfc3339_ms, AttemptRecord, Channel, ChannelKind, Failure, NewChannel,
+    OutcomeRecord, OutcomeStatus, Seq,
+};
 
 /// Lists the caller's channels or watchers, a page at a time.
 pub async fn list_kind(
@@ -41,9 +45,18 @@ pub async fn list_kind(
     Ok(Json(answer))
 }
 
+/// The Google `Channel` resource of a channel or watcher, as listings show it.
+fn spec_view(spec: &NewChannel) -> Value {
+    let mut view = serde_json::to_value(channel_resource(spec, "web_hook".into()))
+        .expect("a channel always serialises");
+    if spec.kind == ChannelKind::Watcher {
+        view["kind"] = json!("watchwire#watcher");
+    }
+    view
+}
+
 fn channel_view(channel: &Channel) -> Value {
-    serde_json::to_value(channel_resource(&channel.spec, "web_hook".into()))
-        .expect("a channel always serialises")
+    spec_view(&channel.spec)
 }
 
 pub async fn list(
@@ -55,50 +68,69 @@ pub async fn list(
     list_kind(&app, &caller, &uri, ChannelKind::Channel, channel_view).await
 }
 
-/// The caller's channel or watcher by id (`404` for anyone else's), and the request's
-/// query, which may hold only the `allowed` parameters.
+/// A failure as the API shows it: `{reason, detail, status?}`.
+fn failure_view(failure: &Failure) -> Value {
+    let mut view = json!({"reason": failure.reason.as_str(), "detail": failure.detail});
+    if let Some(status) = failure.status {
+        view["status"] = json!(status);
+    }
+    view
+}
+
+fn attempt_view(attempt: &AttemptRecord) -> Value {
+    let mut view = json!({"at": rfc3339_ms(attempt.at_ms), "durationMs": attempt.duration_ms});
+    if let Some(status) = attempt.status {
+        view["status"] = json!(status);
+    }
+    if let Some(reason) = attempt.reason {
+        view["reason"] = json!(reason.as_str());
+    }
+    if let Some(detail) = &attempt.detail {
+        view["detail"] = json!(detail);
+    }
+    if let Some(response) = &attempt.response {
+        view["response"] = json!(response);
+    }
+    view
+}
+
+/// The caller's live channel or watcher by id (`Err(None)` when it has none by that
+/// id), and the request's query, which may hold only the `allowed` parameters.
 async fn owned(
     app: &AppState,
     headers: &HeaderMap,
     uri: &Uri,
     id: &str,
     allowed: &[&str],
-) -> Result<(Channel, Query), ApiError> {
+) -> Result<(Caller, Query, Option<Channel>), ApiError> {
     let caller = app.keys.authorize(headers, uri, Scope::Subscribe)?;
     let query = Query::parse(uri, allowed)?;
-    let channel = app
-        .store
-        .find_channel(&caller.owner, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("channel {id:?} was not found")))?;
-    Ok((channel, query))
+    let channel = app.store.find_channel(&caller.owner, id).await?;
+    Ok((caller, query, channel))
+}
+
+/// `404` for an id the caller holds no live channel by.
+fn not_live(id: &str) -> ApiError {
+    ApiError::not_found(format!("channel {id:?} was not found"))
 }
 
 /// The channel with its delivery state.
-async fn describe(app: &AppState, channel: &Channel) -> Result<Value, ApiError> {
+fn describe(channel: &Channel, state: Option<DeliverySnapshot>) -> Value {
     let mut view = channel_view(channel);
-    if channel.spec.kind == ChannelKind::Watcher {
-        view["kind"] = json!("watchwire#watcher");
-    }
-    let Some(handle) = app.dispatcher.handle(channel.pk) else {
-        return Ok(view);
+    view["state"] = json!("active");
+    let Some(state) = state else {
+        return view;
     };
-    let state = handle.snapshot();
-    let pending = app
-        .store
-        .count_matching(&channel.spec.resource, state.last_seq)
-        .await?
-        + u64::from(state.sync_pending);
     view["delivery"] = json!({
         "cursor": cursor(state.last_seq),
-        "pendingCount": pending,
+        "pendingCount": state.pending,
         "enabled": state.enabled,
         "replaying": state.replaying,
-        "lastError": state.last_error,
-        "nextRetry": state.next_retry_ms.map(|ms| ms.to_string()),
-        "failingSince": state.failing_since_ms.map(|ms| ms.to_string()),
+        "lastError": state.last_error.as_ref().map(failure_view),
+        "nextRetry": state.next_retry_ms.map(rfc3339_ms),
+        "failingSince": state.failing_since_ms.map(rfc3339_ms),
     });
-    Ok(view)
+    view
 }
 
 pub async fn show(
@@ -107,8 +139,46 @@ pub async fn show(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let (channel, _) = owned(&app, &headers, &uri, &id, &[]).await?;
-    Ok(Json(describe(&app, &channel).await?))
+    let (caller, _, channel) = owned(&app, &headers, &uri, &id, &[]).await?;
+    if let Some(channel) = channel {
+        let state = app.dispatcher.handle(channel.pk).map(|h| h.snapshot());
+        return Ok(Json(describe(&channel, state)));
+    }
+    // A removed channel answers with how it ended, for the log retention window.
+    let removed = app
+        .store
+        .find_removed(&caller.owner, &id)
+        .await?
+        .ok_or_else(|| not_live(&id))?;
+    let mut view = spec_view(&removed.spec);
+    view["state"] = json!(removed.state);
+    view["removedAt"] = json!(rfc3339_ms(removed.removed_ms));
+    view["removedReason"] = json!(removed.reason);
+    Ok(Json(view))
+}
+
+/// One delivery-log entry (docs/api.md §8.3).
+fn notification_view(record: &OutcomeRecord) -> Value {
+    let o = &record.outcome;
+    let metadata = record
+        .metadata
+        .as_deref()
+        .and_then(|m| serde_json::from_str::<Value>(m).ok());
+    json!({
+        "messageNumber": o.message_number.to_string(),
+        "state": o.state,
+        "cursor": cursor(o.seq),
+        "resource": record.resource,
+        "metadata": metadata,
+        "status": o.status.as_str(),
+        "attempts": o.attempts,
+        "lastStatus": o.last_status,
+        "lastError": o.last_error.as_ref().map(failure_view),
+        "lastAttemptAt": (o.attempts > 0).then(|| rfc3339_ms(o.at_ms)),
+        "deliveredAt": (o.status == OutcomeStatus::Delivered).then(|| rfc3339_ms(o.at_ms)),
+        "nextRetry": o.next_retry_ms.map(rfc3339_ms),
+        "recentAttempts": o.recent.iter().map(attempt_view).collect::<Vec<_>>(),
+    })
 }
 
 pub async fn notifications(
@@ -117,7 +187,7 @@ pub async fn notifications(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let (channel, query) = owned(
+    let (_, query, channel) = owned(
         &app,
         &headers,
         &uri,
@@ -125,6 +195,7 @@ pub async fn notifications(
         &["status", "maxResults", "pageToken"],
     )
     .await?;
+    let channel = channel.ok_or_else(|| not_live(&id))?;
     let status = match query.get("status") {
         None => None,
         Some(s) => Some(OutcomeStatus::parse(s).ok_or_else(|| {
@@ -146,41 +217,83 @@ pub async fn notifications(
     let limit = page.max_results;
     // Outcomes are recorded in batches; make everything recorded so far visible.
     app.store.flush().await?;
-    let mut page = app
+    let attempted = app
         .store
         .list_outcomes(channel.pk, status, after, limit + 1)
         .await?;
-    let more = page.len() > limit;
-    page.truncate(limit);
-    let items: Vec<Value> = page
-        .iter()
-        .map(|record| {
-            let o = &record.outcome;
-            let metadata = record
-                .metadata
-                .as_deref()
-                .and_then(|m| serde_json::from_str::<Value>(m).ok());
-            json!({
-                "messageNumber": o.message_number.to_string(),
-                "state": o.state,
-                "cursor": cursor(o.seq),
-                "resource": record.resource,
-                "metadata": metadata,
-                "status": o.status.as_str(),
-                "attempts": o.attempts,
-                "lastStatus": o.last_status,
-                "lastError": o.last_error,
-                "lastAttemptAt": o.at_ms.to_string(),
-                "deliveredAt": (o.status == OutcomeStatus::Delivered).then(|| o.at_ms.to_string()),
-                "nextRetry": o.next_retry_ms.map(|ms| ms.to_string()),
-            })
-        })
-        .collect();
-    let mut answer = json!({ "items": items });
+    // Owed notifications not attempted yet are pending too (docs/api.md §8.3).
+    let owed = match (status, app.dispatcher.handle(channel.pk)) {
+        (None | Some(OutcomeStatus::Pending), Some(handle)) => {
+            unattempted(&app, &channel, &handle.snapshot(), after, limit + 1).await?
+        }
+        _ => Vec::new(),
+    };
+    let mut entries = merge_by_seq(attempted, owed);
+    let more = entries.len() > limit;
+    entries.truncate(limit);
+    let mut answer = json!({ "items": entries.iter().map(notification_view).collect::<Vec<_>>() });
     if more {
-        answer["nextPageToken"] = json!(page.last().map(|r| cursor(r.outcome.seq)));
+        answer["nextPageToken"] = json!(entries.last().map(|r| cursor(r.outcome.seq)));
     }
     Ok(Json(answer))
+}
+
+/// The notifications a channel owes that no attempt has been recorded for yet: its
+/// sync if not done, and the matched events after its cursor, after `after`.
+async fn unattempted(
+    app: &AppState,
+    channel: &Channel,
+    state: &DeliverySnapshot,
+    after: Option<Seq>,
+    limit: usize,
+) -> Result<Vec<OutcomeRecord>, ApiError> {
+    let mut owed = Vec::new();
+    let entry = |seq, number, state: &str| crate::model::Outcome {
+        channel_pk: channel.pk,
+        seq,
+        message_number: number,
+        state: state.to_string(),
+        status: OutcomeStatus::Pending,
+        attempts: 0,
+        last_status: None,
+        last_error: None,
+        at_ms: 0,
+        next_retry_ms: None,
+        recent: Vec::new(),
+    };
+    if state.sync_pending && after.is_none_or(|a| channel.start_seq > a) {
+        owed.push(OutcomeRecord {
+            outcome: entry(channel.start_seq, 1, "sync"),
+            resource: None,
+            metadata: None,
+        });
+    }
+    let from = after.unwrap_or(0).max(state.last_seq);
+    let (events, _) = app
+        .store
+        .read_matching(&channel.spec.resource, from, limit)
+        .await?;
+    owed.extend(events.iter().map(|event| OutcomeRecord {
+        outcome: entry(event.seq, message_number(event.seq), &event.state),
+        resource: Some(event.resource.clone()),
+        metadata: event.metadata.clone(),
+    }));
+    Ok(owed)
+}
+
+/// Both lists ordered by seq, merged; where both hold a seq, the recorded attempt wins.
+fn merge_by_seq(attempted: Vec<OutcomeRecord>, owed: Vec<OutcomeRecord>) -> Vec<OutcomeRecord> {
+    let mut merged: Vec<OutcomeRecord> = Vec::with_capacity(attempted.len() + owed.len());
+    let mut owed = owed.into_iter().peekable();
+    for record in attempted {
+        while let Some(next) = owed.next_if(|o| o.outcome.seq < record.outcome.seq) {
+            merged.push(next);
+        }
+        owed.next_if(|o| o.outcome.seq == record.outcome.seq);
+        merged.push(record);
+    }
+    merged.extend(owed);
+    merged
 }
 
 pub async fn replay(
@@ -190,7 +303,8 @@ pub async fn replay(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let (channel, _) = owned(&app, &headers, &uri, &id, &[]).await?;
+    let (_, _, channel) = owned(&app, &headers, &uri, &id, &[]).await?;
+    let channel = channel.ok_or_else(|| not_live(&id))?;
     let body: Value = parse_json(&body)?;
     let since = match body.get("since") {
         Some(Value::String(s)) => since_cursor(&app, "since", s).await?,
@@ -209,7 +323,7 @@ pub async fn replay(
     let handle = app
         .dispatcher
         .handle(channel.pk)
-        .ok_or_else(|| ApiError::not_found(format!("channel {id:?} is no longer live")))?;
+        .ok_or_else(|| not_live(&id))?;
     let replaying = handle.replay(since, app.dispatcher.shared());
     let upto = handle.snapshot().last_seq;
     Ok((
@@ -225,11 +339,51 @@ pub async fn enable(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let (channel, _) = owned(&app, &headers, &uri, &id, &[]).await?;
+    let (_, _, channel) = owned(&app, &headers, &uri, &id, &[]).await?;
+    let channel = channel.ok_or_else(|| not_live(&id))?;
     let handle = app
         .dispatcher
         .handle(channel.pk)
-        .ok_or_else(|| ApiError::not_found(format!("channel {id:?} is no longer live")))?;
+        .ok_or_else(|| not_live(&id))?;
     handle.enable(app.dispatcher.shared());
-    Ok(Json(describe(&app, &channel).await?))
+    Ok(Json(describe(&channel, Some(handle.snapshot()))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Outcome;
+
+    fn record(seq: Seq, attempts: u32) -> OutcomeRecord {
+        OutcomeRecord {
+            outcome: Outcome {
+                channel_pk: 1,
+                seq,
+                message_number: seq + 1,
+                state: "exists".into(),
+                status: OutcomeStatus::Pending,
+                attempts,
+                last_status: None,
+                last_error: None,
+                at_ms: 0,
+                next_retry_ms: None,
+                recent: vec![],
+            },
+            resource: None,
+            metadata: None,
+        }
+    }
+
+    #[test]
+    fn recorded_and_owed_entries_merge_in_order_once_each() {
+        let merged = merge_by_seq(
+            vec![record(2, 1), record(5, 3)],
+            vec![record(5, 0), record(6, 0), record(9, 0)],
+        );
+        let seen: Vec<(Seq, u32)> = merged
+            .iter()
+            .map(|r| (r.outcome.seq, r.outcome.attempts))
+            .collect();
+        assert_eq!(seen, [(2, 1), (5, 3), (6, 0), (9, 0)]);
+    }
 }

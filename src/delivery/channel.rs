@@ -11,19 +11,22 @@
 //! - no attempt starts once `cancel` is cancelled (stop, 410, expiry) or while the
 //!   channel is disabled;
 //! - `last_seq` (and the store's progress) only moves past an event once it was
-//!   delivered or failed for good.
+//!   delivered or failed for good;
+//! - `owed` counts the notifications the channel still owes (its sync, and every
+//!   matched event after `last_seq`, queued or left in the store): the channel's
+//!   `pendingCount` and its share of the `watchwire_pending_notifications` gauge.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::attempt::{humanize, Decision, Delivery, LogGate};
 use super::client::Notification;
-use super::retry::Verdict;
 use super::Shared;
 use crate::model::{
-    message_number, now_ms, Channel, NewChannel, Outcome, OutcomeStatus, Seq, SharedEvent,
+    message_number, now_ms, Channel, Failure, NewChannel, Outcome, OutcomeStatus, Seq, SharedEvent,
 };
 use crate::protocol::headers::SYNC_MESSAGE_NUMBER;
 use crate::store::Removal;
@@ -50,16 +53,21 @@ struct QueueState {
     /// Highest seq the router skipped while in backlog mode.
     skipped_max: Seq,
     sync_pending: bool,
+    /// Notifications still owed (see the module's invariants).
+    owed: u64,
     /// A replay in progress (rare, so boxed: idle channels stay small).
     replay: Option<Box<Replay>>,
     disabled: bool,
     failing_since_ms: Option<i64>,
-    last_error: Option<String>,
+    /// The last attempt's failure, until a success (boxed: rare).
+    last_error: Option<Box<Failure>>,
     next_retry_ms: Option<i64>,
+    /// Rate limit of this channel's failure log lines (boxed: rare).
+    log_gate: Option<Box<LogGate>>,
     running: bool,
 }
 
-/// Re-sending the matched events in `(after, upto]` (SPEC §8); `queue` holds the
+/// Re-sending the matched events in `(after, upto]` (docs/api.md §8); `queue` holds the
 /// next page of them.
 struct Replay {
     after: Seq,
@@ -67,26 +75,59 @@ struct Replay {
     queue: VecDeque<SharedEvent>,
 }
 
-/// The delivery state of a channel as an operator sees it (SPEC §8).
+/// The delivery state of a channel as an operator sees it (docs/api.md §8).
 #[derive(Debug, Clone)]
 pub struct DeliverySnapshot {
     pub last_seq: Seq,
-    pub queued: usize,
-    pub backlog: bool,
+    /// Notifications still owed: the sync if not done, and every matched event after
+    /// `last_seq`.
+    pub pending: u64,
     pub sync_pending: bool,
     pub replaying: bool,
     pub enabled: bool,
     pub failing_since_ms: Option<i64>,
-    pub last_error: Option<String>,
+    pub last_error: Option<Failure>,
     pub next_retry_ms: Option<i64>,
 }
 
+/// What the worker does next.
+#[derive(Debug, Clone, PartialEq)]
 enum Next {
     Sync,
     Event(SharedEvent),
     Replay(SharedEvent),
+    /// Load the replay's next page of events in `(after, upto]`.
     LoadReplay(Seq, Seq),
+    /// Backlog mode: load the pending events after this seq from the store.
     Refill(Seq),
+}
+
+impl QueueState {
+    /// What to send next, in priority order: the sync opens the channel; a replay
+    /// re-sends an older range before anything newer; then the queue, then the
+    /// backlog in the store. `None`: nothing to do.
+    fn next(&self) -> Option<Next> {
+        if self.sync_pending {
+            return Some(Next::Sync);
+        }
+        if let Some(replay) = &self.replay {
+            return Some(match replay.queue.front() {
+                Some(event) => Next::Replay(event.clone()),
+                None => Next::LoadReplay(replay.after, replay.upto),
+            });
+        }
+        match self.queue.front() {
+            Some(event) => Some(Next::Event(event.clone())),
+            None if self.backlog => Some(Next::Refill(self.last_seq)),
+            None => None,
+        }
+    }
+
+    /// One owed notification is done (delivered or failed for good).
+    fn settle_one(&mut self) {
+        self.owed = self.owed.saturating_sub(1);
+        metrics::gauge!("watchwire_pending_notifications").decrement(1.0);
+    }
 }
 
 /// How one notification ended.
@@ -99,7 +140,7 @@ enum End {
 
 impl ChannelHandle {
     pub fn new(channel: Channel) -> Arc<Self> {
-        Arc::new(ChannelHandle {
+        let handle = Arc::new(ChannelHandle {
             pk: channel.pk,
             start_seq: channel.start_seq,
             cancel: CancellationToken::new(),
@@ -110,15 +151,21 @@ impl ChannelHandle {
                 backlog: false,
                 skipped_max: 0,
                 sync_pending: !channel.synced,
+                owed: u64::from(!channel.synced),
                 replay: None,
                 disabled: channel.disabled,
                 failing_since_ms: channel.failing_since_ms,
                 last_error: None,
                 next_retry_ms: None,
+                log_gate: None,
                 running: false,
             }),
             spec: channel.spec,
-        })
+        });
+        if !channel.synced {
+            metrics::gauge!("watchwire_pending_notifications").increment(1.0);
+        }
+        handle
     }
 
     fn expired(&self, now: i64) -> bool {
@@ -128,9 +175,12 @@ impl ChannelHandle {
     /// Offers a matched event (in log order). Starts the worker when needed.
     pub fn offer(self: &Arc<Self>, event: &SharedEvent, shared: &Arc<Shared>) {
         let mut st = self.state.lock().unwrap();
-        if event.seq <= st.tail_seq {
+        // Recovery and the live feed may both offer an event: count it once.
+        if event.seq <= st.tail_seq.max(st.skipped_max) {
             return;
         }
+        st.owed += 1;
+        metrics::gauge!("watchwire_pending_notifications").increment(1.0);
         if st.backlog || st.queue.len() >= QUEUE_CAPACITY {
             if !st.backlog {
                 st.backlog = true;
@@ -140,7 +190,7 @@ impl ChannelHandle {
         } else {
             st.queue.push_back(event.clone());
             st.tail_seq = event.seq;
-            metrics::gauge!("watchwire_pending_notifications").increment(1.0);
+            metrics::gauge!("watchwire_queued_notifications").increment(1.0);
         }
         self.ensure_running(&mut st, shared);
     }
@@ -152,8 +202,7 @@ impl ChannelHandle {
     }
 
     fn ensure_running(self: &Arc<Self>, st: &mut QueueState, shared: &Arc<Shared>) {
-        let has_work = st.sync_pending || !st.queue.is_empty() || st.backlog || st.replay.is_some();
-        if has_work && !st.running && !st.disabled && !self.cancel.is_cancelled() {
+        if st.next().is_some() && !st.running && !st.disabled && !self.cancel.is_cancelled() {
             st.running = true;
             let (me, shared2) = (self.clone(), shared.clone());
             shared.tasks.spawn(async move { me.work(shared2).await });
@@ -164,7 +213,9 @@ impl ChannelHandle {
     pub fn close(&self) {
         self.cancel.cancel();
         let mut st = self.state.lock().unwrap();
-        metrics::gauge!("watchwire_pending_notifications").decrement(st.queue.len() as f64);
+        metrics::gauge!("watchwire_queued_notifications").decrement(st.queue.len() as f64);
+        metrics::gauge!("watchwire_pending_notifications").decrement(st.owed as f64);
+        st.owed = 0;
         st.queue.clear();
         if st.backlog {
             st.backlog = false;
@@ -176,13 +227,12 @@ impl ChannelHandle {
         let st = self.state.lock().unwrap();
         DeliverySnapshot {
             last_seq: st.last_seq,
-            queued: st.queue.len(),
-            backlog: st.backlog,
+            pending: st.owed,
             sync_pending: st.sync_pending,
             replaying: st.replay.is_some(),
             enabled: !st.disabled,
             failing_since_ms: st.failing_since_ms,
-            last_error: st.last_error.clone(),
+            last_error: st.last_error.as_deref().cloned(),
             next_retry_ms: st.next_retry_ms,
         }
     }
@@ -223,24 +273,12 @@ impl ChannelHandle {
                     || shared.shutdown.is_cancelled()
                     || st.disabled
                     || self.expired(now_ms());
-                if halted {
-                    st.running = false;
-                    return;
-                }
-                if st.sync_pending {
-                    Next::Sync
-                } else if let Some(replay) = &st.replay {
-                    match replay.queue.front() {
-                        Some(event) => Next::Replay(event.clone()),
-                        None => Next::LoadReplay(replay.after, replay.upto),
+                match st.next() {
+                    Some(next) if !halted => next,
+                    _ => {
+                        st.running = false;
+                        return;
                     }
-                } else if let Some(event) = st.queue.front() {
-                    Next::Event(event.clone())
-                } else if st.backlog {
-                    Next::Refill(st.last_seq)
-                } else {
-                    st.running = false;
-                    return;
                 }
             };
             let end = match next {
@@ -257,16 +295,18 @@ impl ChannelHandle {
                         .deliver(Notification::sync(self.start_seq), &shared)
                         .await;
                     if matches!(end, End::Done) {
-                        self.state.lock().unwrap().sync_pending = false;
+                        let mut st = self.state.lock().unwrap();
+                        st.sync_pending = false;
+                        st.settle_one();
                         shared.store.record_progress(self.pk, self.start_seq);
                     }
                     end
                 }
                 Next::Replay(event) => {
                     let previous = self.previous_number(event.seq, true);
-                    let end = self
-                        .deliver(Notification::event(event.clone(), previous), &shared)
-                        .await;
+                    let mut notification = Notification::event(event.clone(), previous);
+                    notification.replay = true;
+                    let end = self.deliver(notification, &shared).await;
                     if matches!(end, End::Done) {
                         let mut st = self.state.lock().unwrap();
                         if let Some(replay) = &mut st.replay {
@@ -285,7 +325,8 @@ impl ChannelHandle {
                         let mut st = self.state.lock().unwrap();
                         st.queue.pop_front();
                         st.last_seq = event.seq;
-                        metrics::gauge!("watchwire_pending_notifications").decrement(1.0);
+                        st.settle_one();
+                        metrics::gauge!("watchwire_queued_notifications").decrement(1.0);
                         shared.store.record_progress(self.pk, event.seq);
                     }
                     end
@@ -294,20 +335,22 @@ impl ChannelHandle {
             match end {
                 End::Done => {}
                 End::Abandoned => return self.halt(),
-                End::Gone => {
-                    tracing::info!(channel = %self.spec.id, "receiver answered 410 Gone; stopping the channel");
-                    self.cancel.cancel();
-                    self.halt();
-                    if let Err(e) = shared
-                        .store
-                        .remove_channels(Removal::Gone { pk: self.pk })
-                        .await
-                    {
-                        tracing::error!(channel = %self.spec.id, error = %e, "could not remove a channel after 410 Gone");
-                    }
-                    return;
-                }
+                End::Gone => return self.gone(&shared).await,
             }
+        }
+    }
+
+    /// The receiver answered `410 Gone`: the channel is stopped and removed.
+    async fn gone(&self, shared: &Arc<Shared>) {
+        tracing::info!(channel = %self.spec.id, "receiver answered 410 Gone; stopping the channel");
+        self.cancel.cancel();
+        self.halt();
+        let removal = Removal::Gone {
+            pk: self.pk,
+            reason: "the receiver answered 410 Gone".into(),
+        };
+        if let Err(e) = shared.store.remove_channels(removal).await {
+            tracing::error!(channel = %self.spec.id, error = %e, "could not remove a channel after 410 Gone");
         }
     }
 
@@ -365,7 +408,7 @@ impl ChannelHandle {
             if event.seq > st.tail_seq {
                 st.tail_seq = event.seq;
                 st.queue.push_back(event);
-                metrics::gauge!("watchwire_pending_notifications").increment(1.0);
+                metrics::gauge!("watchwire_queued_notifications").increment(1.0);
             }
         }
         if complete && st.backlog {
@@ -399,11 +442,10 @@ impl ChannelHandle {
         }
     }
 
-    /// Delivers one notification, retrying as SPEC §4/§5 say, recording each outcome
-    /// in the delivery log and the channel's endpoint health.
+    /// Delivers one notification, retrying as docs/api.md §4 and §5 say: each attempt
+    /// goes out, is decided on (`attempt.rs`), and is recorded.
     async fn deliver(&self, notification: Notification, shared: &Arc<Shared>) -> End {
-        let first_try = Instant::now();
-        let mut attempts = 0u32;
+        let mut delivery = Delivery::new(notification);
         loop {
             if self.cancel.is_cancelled()
                 || shared.shutdown.is_cancelled()
@@ -420,8 +462,7 @@ impl ChannelHandle {
             let Some(slot) = slot else {
                 return End::Abandoned;
             };
-            attempts += 1;
-            let (headers, body) = notification.render(
+            let (headers, body) = delivery.notification.render(
                 &self.spec,
                 shared.key_signing.get(&self.spec.owner),
                 chrono::Utc::now(),
@@ -431,77 +472,112 @@ impl ChannelHandle {
                 _ = self.cancel.cancelled() => return End::Abandoned,
                 attempt = shared.client.attempt(slot, &self.spec.address, headers, body) => attempt,
             };
-            let error = || {
-                attempt
-                    .error
-                    .clone()
-                    .unwrap_or_else(|| format!("receiver answered {}", attempt.status.unwrap_or(0)))
-            };
-            let mut outcome = Outcome {
-                channel_pk: self.pk,
-                seq: notification.cursor,
-                message_number: notification.number,
-                state: notification.state.clone(),
-                status: OutcomeStatus::Delivered,
-                attempts,
-                last_status: attempt.status,
-                last_error: None,
-                at_ms: now_ms(),
-                next_retry_ms: None,
-            };
-            match attempt.verdict {
-                Verdict::Delivered => {
-                    metrics::counter!("watchwire_notifications_total", "outcome" => "delivered")
-                        .increment(1);
-                    if let Some(event) = &notification.event {
-                        let latency_ms = (outcome.at_ms - event.time_ms).max(0) as f64;
-                        metrics::histogram!("watchwire_delivery_latency_seconds")
-                            .record(latency_ms / 1000.0);
-                    }
-                    self.healthy(shared);
-                    shared.store.record_outcome(outcome);
-                    return End::Done;
-                }
-                Verdict::Gone => return End::Gone,
-                Verdict::Failed => {
-                    tracing::warn!(channel = %self.spec.id, number = notification.number, error = %error(), "notification failed for good");
-                    metrics::counter!("watchwire_notifications_total", "outcome" => "failed")
-                        .increment(1);
-                    outcome.status = OutcomeStatus::Failed;
-                    outcome.last_error = Some(error());
-                    shared.store.record_outcome(outcome);
-                    // Done for good either way; a disabled channel halts before the next one.
-                    self.unhealthy(&error(), None, shared);
-                    return End::Done;
-                }
-                Verdict::Retry { retry_after } => {
-                    let delay = shared.retry.delay(attempts, retry_after);
-                    if first_try.elapsed() + delay > shared.retry.budget {
-                        tracing::warn!(channel = %self.spec.id, number = notification.number, attempts, error = %error(), "retry budget exhausted");
-                        metrics::counter!("watchwire_notifications_total", "outcome" => "failed")
-                            .increment(1);
-                        outcome.status = OutcomeStatus::Failed;
-                        outcome.last_error =
-                            Some(format!("retry budget exhausted; last error: {}", error()));
-                        shared.store.record_outcome(outcome);
-                        // Done for good either way; a disabled channel halts before the next one.
-                        self.unhealthy(&error(), None, shared);
-                        return End::Done;
-                    }
-                    metrics::counter!("watchwire_notifications_total", "outcome" => "retried")
-                        .increment(1);
-                    let next_retry_ms = outcome.at_ms + delay.as_millis() as i64;
-                    outcome.status = OutcomeStatus::Pending;
-                    outcome.last_error = Some(error());
-                    outcome.next_retry_ms = Some(next_retry_ms);
-                    shared.store.record_outcome(outcome);
-                    if !self.unhealthy(&error(), Some(next_retry_ms), shared)
-                        || !self.pause(delay, shared).await
-                    {
+            let decision = delivery.decide(&attempt, &shared.retry);
+            self.record(&delivery, &decision, attempt.status, shared);
+            match decision {
+                Decision::Delivered | Decision::Failed(_) => return End::Done,
+                Decision::Gone => return End::Gone,
+                Decision::Retry { delay, .. } => {
+                    if self.state.lock().unwrap().disabled || !self.pause(delay, shared).await {
                         return End::Abandoned;
                     }
                 }
             }
+        }
+    }
+
+    /// Records what an attempt decided: the delivery log, metrics, the endpoint's
+    /// health and the channel's state, and a (rate-limited) log line for failures.
+    fn record(
+        &self,
+        delivery: &Delivery,
+        decision: &Decision,
+        status: Option<u16>,
+        shared: &Arc<Shared>,
+    ) {
+        let notification = &delivery.notification;
+        let mut outcome = Outcome {
+            channel_pk: self.pk,
+            seq: notification.cursor,
+            message_number: notification.number,
+            state: notification.state.clone(),
+            status: OutcomeStatus::Delivered,
+            attempts: delivery.attempts,
+            last_status: status,
+            last_error: None,
+            at_ms: now_ms(),
+            next_retry_ms: None,
+            recent: delivery.recent.clone(),
+        };
+        let outcome_label = match decision {
+            Decision::Delivered => {
+                if let Some(event) = &notification.event {
+                    let latency_ms = (outcome.at_ms - event.time_ms).max(0) as f64;
+                    metrics::histogram!("watchwire_delivery_latency_seconds")
+                        .record(latency_ms / 1000.0);
+                }
+                self.healthy(shared);
+                "delivered"
+            }
+            Decision::Gone => "gone",
+            Decision::Failed(failure) => {
+                self.log_failure(notification, delivery.attempts, failure, None);
+                outcome.status = OutcomeStatus::Failed;
+                outcome.last_error = Some(failure.clone());
+                // Done for good either way; a disabled channel halts before the next one.
+                self.unhealthy(failure, None, shared);
+                "failed"
+            }
+            Decision::Retry { delay, failure } => {
+                self.log_failure(notification, delivery.attempts, failure, Some(*delay));
+                let next_retry_ms = outcome.at_ms + delay.as_millis() as i64;
+                outcome.status = OutcomeStatus::Pending;
+                outcome.last_error = Some(failure.clone());
+                outcome.next_retry_ms = Some(next_retry_ms);
+                self.unhealthy(failure, Some(next_retry_ms), shared);
+                "retried"
+            }
+        };
+        metrics::counter!("watchwire_notifications_total", "outcome" => outcome_label).increment(1);
+        // A replay never makes a notification pending again: its entry changes only
+        // once the re-send is done.
+        let replay_in_progress = notification.replay && outcome.status == OutcomeStatus::Pending;
+        if !matches!(decision, Decision::Gone) && !replay_in_progress {
+            shared.store.record_outcome(outcome);
+        }
+    }
+
+    /// One line per failed attempt at `info` (a notification failing for good at
+    /// `warn`), at most one a minute per channel, saying how many were left out.
+    fn log_failure(
+        &self,
+        notification: &Notification,
+        attempt: u32,
+        failure: &Failure,
+        retry_in: Option<Duration>,
+    ) {
+        let suppressed = {
+            let mut st = self.state.lock().unwrap();
+            st.log_gate.get_or_insert_with(Box::default).admit(now_ms())
+        };
+        let Some(suppressed) = suppressed else {
+            return;
+        };
+        let (channel, number, reason, detail) = (
+            &self.spec.id,
+            notification.number,
+            failure.reason.as_str(),
+            &failure.detail,
+        );
+        match retry_in {
+            Some(delay) => tracing::info!(
+                %channel, number, attempt, reason, %detail, retry_in = %humanize(delay), suppressed,
+                "delivery attempt failed; retrying"
+            ),
+            None => tracing::warn!(
+                %channel, number, attempt, reason, %detail, suppressed,
+                "notification failed for good; the channel moves on"
+            ),
         }
     }
 
@@ -516,11 +592,11 @@ impl ChannelHandle {
     }
 
     /// A failure. Disables the channel once its endpoint has failed without a single
-    /// success for the disable window (SPEC §5); `false` then: stop delivering.
-    fn unhealthy(&self, error: &str, next_retry_ms: Option<i64>, shared: &Arc<Shared>) -> bool {
+    /// success for the disable window (docs/api.md §5).
+    fn unhealthy(&self, failure: &Failure, next_retry_ms: Option<i64>, shared: &Arc<Shared>) {
         let now = now_ms();
         let mut st = self.state.lock().unwrap();
-        st.last_error = Some(error.to_string());
+        st.last_error = Some(Box::new(failure.clone()));
         st.next_retry_ms = next_retry_ms;
         let since = match st.failing_since_ms {
             Some(since) => since,
@@ -535,8 +611,63 @@ impl ChannelHandle {
             st.disabled = true;
             st.next_retry_ms = None;
             shared.store.record_health(self.pk, Some(since), true);
-            return false;
         }
-        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Event;
+
+    fn event(seq: Seq) -> SharedEvent {
+        Arc::new(Event {
+            seq,
+            time_ms: 0,
+            resource: "/r".into(),
+            state: "exists".into(),
+            data: None,
+            changed: vec![],
+            metadata: None,
+        })
+    }
+
+    fn state() -> QueueState {
+        QueueState {
+            queue: VecDeque::new(),
+            last_seq: 5,
+            tail_seq: 5,
+            backlog: false,
+            skipped_max: 0,
+            sync_pending: false,
+            owed: 0,
+            replay: None,
+            disabled: false,
+            failing_since_ms: None,
+            last_error: None,
+            next_retry_ms: None,
+            log_gate: None,
+            running: false,
+        }
+    }
+
+    #[test]
+    fn what_to_send_next_goes_sync_replay_queue_backlog() {
+        let mut st = state();
+        assert_eq!(st.next(), None, "an idle channel has nothing to do");
+        st.backlog = true;
+        assert_eq!(st.next(), Some(Next::Refill(5)));
+        st.queue.push_back(event(6));
+        assert_eq!(st.next(), Some(Next::Event(event(6))));
+        st.replay = Some(Box::new(Replay {
+            after: 1,
+            upto: 5,
+            queue: VecDeque::new(),
+        }));
+        assert_eq!(st.next(), Some(Next::LoadReplay(1, 5)));
+        st.replay.as_mut().unwrap().queue.push_back(event(3));
+        assert_eq!(st.next(), Some(Next::Replay(event(3))));
+        st.sync_pending = true;
+        assert_eq!(st.next(), Some(Next::Sync), "the sync always goes first");
     }
 }

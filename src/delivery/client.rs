@@ -1,15 +1,18 @@
 //! The outbound HTTP client and the wire form of a notification (SPEC §4, §10).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::retry::{classify, parse_retry_after, Verdict};
-use super::target::{PolicyResolver, TargetPolicy};
-use crate::model::{cursor, message_number, NewChannel, Seq, SharedEvent};
+use super::target::{NameNotResolved, PolicyRefused, PolicyResolver, TargetPolicy};
+use crate::model::{
+    cursor, message_number, now_ms, AttemptRecord, Failure, FailureReason, NewChannel, Seq,
+    SharedEvent, RESPONSE_EXCERPT_BYTES,
+};
 use crate::protocol::headers as h;
 use crate::protocol::httpdate;
 use crate::protocol::signature::SigningSecret;
@@ -26,6 +29,9 @@ pub struct Notification {
     pub state: String,
     pub cursor: Seq,
     pub event: Option<SharedEvent>,
+    /// Re-sent by a replay: its delivery log entry keeps its earlier status while it
+    /// is retried (a replay never makes a notification pending again).
+    pub replay: bool,
 }
 
 impl Notification {
@@ -36,6 +42,7 @@ impl Notification {
             state: "sync".into(),
             cursor: start_seq,
             event: None,
+            replay: false,
         }
     }
 
@@ -46,6 +53,7 @@ impl Notification {
             state: event.state.clone(),
             cursor: event.seq,
             event: Some(event),
+            replay: false,
         }
     }
 
@@ -147,7 +155,26 @@ impl KeySigning {
 pub struct Attempt {
     pub verdict: Verdict,
     pub status: Option<u16>,
-    pub error: Option<String>,
+    /// Why it did not deliver; `None` when it did.
+    pub failure: Option<Failure>,
+    /// The start of the receiver's answer body, when it sent one.
+    pub response: Option<String>,
+    pub started_ms: i64,
+    pub duration: Duration,
+}
+
+impl Attempt {
+    /// The attempt as the delivery log keeps it.
+    pub fn record(&self) -> AttemptRecord {
+        AttemptRecord {
+            at_ms: self.started_ms,
+            duration_ms: self.duration.as_millis() as u64,
+            status: self.status,
+            reason: self.failure.as_ref().map(|f| f.reason),
+            detail: self.failure.as_ref().map(|f| f.detail.clone()),
+            response: self.response.clone(),
+        }
+    }
 }
 
 /// One pooled client for every delivery: no redirects, no proxy, explicit timeouts,
@@ -207,25 +234,57 @@ impl OutboundClient {
         headers: HeaderMap,
         body: Bytes,
     ) -> Attempt {
+        let started_ms = now_ms();
+        let started = Instant::now();
+        let (verdict, status, failure, response) = self.exchange(address, headers, body).await;
+        Attempt {
+            verdict,
+            status,
+            failure,
+            response,
+            started_ms,
+            duration: started.elapsed(),
+        }
+    }
+
+    async fn exchange(
+        &self,
+        address: &str,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> (Verdict, Option<u16>, Option<Failure>, Option<String>) {
+        let refused = |detail: String| Failure {
+            reason: FailureReason::TargetRefused,
+            detail,
+            status: None,
+        };
         let url = match reqwest::Url::parse(address) {
             Ok(url) => url,
             Err(e) => {
-                return Attempt {
-                    verdict: Verdict::Failed,
-                    status: None,
-                    error: Some(format!("bad address: {e}")),
-                }
+                return (
+                    Verdict::Failed,
+                    None,
+                    Some(refused(format!("bad address: {e}"))),
+                    None,
+                )
             }
         };
         // Literal IPs bypass the resolver, so they are checked here, before connecting.
-        if let Err(reason) = self.policy.check_before_connect(&url).await {
-            return Attempt {
-                verdict: Verdict::Failed,
-                status: None,
-                error: Some(reason),
+        if let Err(refusal) = self.policy.check_before_connect(&url).await {
+            let verdict = match refusal.permanent {
+                true => Verdict::Failed,
+                false => Verdict::Retry { retry_after: None },
             };
+            return (verdict, None, Some(refusal.failure), None);
         }
-        match self.http.post(url).headers(headers).body(body).send().await {
+        match self
+            .http
+            .post(url.clone())
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+        {
             Ok(response) => {
                 let status = response.status().as_u16();
                 let retry_after = response
@@ -233,28 +292,103 @@ impl OutboundClient {
                     .get(reqwest::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
-                Attempt {
-                    verdict: classify(status, retry_after),
+                let excerpt = response_excerpt(response).await;
+                let verdict = classify(status, retry_after);
+                let failure = (verdict != Verdict::Delivered).then(|| Failure {
+                    reason: FailureReason::HttpStatus,
+                    detail: format!("the receiver answered {status}"),
                     status: Some(status),
-                    error: None,
-                }
+                });
+                (verdict, Some(status), failure, excerpt)
             }
-            Err(e) => {
-                let kind = if e.is_timeout() {
-                    "timed out"
-                } else if e.is_connect() {
-                    "connection failed"
-                } else {
-                    "request failed"
-                };
-                Attempt {
-                    verdict: Verdict::Retry { retry_after: None },
-                    status: None,
-                    error: Some(format!("{kind}: {}", error_chain(&e))),
-                }
-            }
+            Err(e) => (
+                Verdict::Retry { retry_after: None },
+                None,
+                Some(classify_error(&e, &url)),
+                None,
+            ),
         }
     }
+}
+
+/// The first [`RESPONSE_EXCERPT_BYTES`] of an answer's body, as text; `None` when empty.
+/// A longer body is not read further (the connection is then not reused).
+async fn response_excerpt(mut response: reqwest::Response) -> Option<String> {
+    let mut kept = Vec::new();
+    while kept.len() < RESPONSE_EXCERPT_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = RESPONSE_EXCERPT_BYTES - kept.len();
+                kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            _ => break,
+        }
+    }
+    (!kept.is_empty()).then(|| String::from_utf8_lossy(&kept).into_owned())
+}
+
+/// Names why a request failed, from reqwest's error and what caused it.
+fn classify_error(e: &reqwest::Error, url: &reqwest::Url) -> Failure {
+    let target = format!(
+        "{}:{}",
+        url.host_str().unwrap_or("?"),
+        url.port_or_known_default().unwrap_or(0)
+    );
+    let failure = |reason, detail: String| Failure {
+        reason,
+        detail,
+        status: None,
+    };
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<PolicyRefused>() {
+            return failure(FailureReason::TargetRefused, refused.0.clone());
+        }
+        if let Some(unresolved) = cause.downcast_ref::<NameNotResolved>() {
+            return failure(FailureReason::DnsFailure, unresolved.0.clone());
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return failure(
+                    FailureReason::ConnectionRefused,
+                    format!("connection refused by {target}"),
+                );
+            }
+        }
+        source = cause.source();
+    }
+    let chain = error_chain(e);
+    if e.is_timeout() {
+        let what = if e.is_connect() {
+            "connecting to"
+        } else {
+            "waiting for an answer from"
+        };
+        return failure(FailureReason::Timeout, format!("timed out {what} {target}"));
+    }
+    let lower = chain.to_ascii_lowercase();
+    if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+        return failure(
+            FailureReason::TlsError,
+            format!("TLS with {target} failed: {}", shorten(&chain)),
+        );
+    }
+    if e.is_connect() {
+        return failure(
+            FailureReason::ConnectionFailed,
+            format!("could not connect to {target}: {}", shorten(&chain)),
+        );
+    }
+    failure(
+        FailureReason::RequestFailed,
+        format!("the exchange with {target} broke off: {}", shorten(&chain)),
+    )
+}
+
+/// The innermost cause of an error chain is what a person needs; at most 200 bytes.
+fn shorten(chain: &str) -> String {
+    let last = chain.rsplit(": ").next().unwrap_or(chain);
+    last.chars().take(200).collect()
 }
 
 /// One of the `--max-in-flight` slots, held for one attempt.

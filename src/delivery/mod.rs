@@ -6,6 +6,7 @@
 //! through the same feed as events, a channel sees exactly the events committed after
 //! it (its `start_seq`), and a stop is in force once the router has passed it.
 
+pub mod attempt;
 pub mod channel;
 pub mod client;
 pub mod retry;

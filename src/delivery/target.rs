@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use crate::config::Cidr;
+use crate::model::{Failure, FailureReason};
 
 /// The delivery target policy.
 #[derive(Debug, Clone, Default)]
@@ -23,7 +24,8 @@ impl TargetPolicy {
         self.allow.iter().any(|net| net.contains(ip))
     }
 
-    /// Checks a channel address before it is accepted. `Err` is a message for a person.
+    /// Checks what can be told of an address without the network: its scheme, its
+    /// credentials and a literal IP. `Err` is a message for a person naming the rule.
     pub fn check_url(&self, url: &reqwest::Url) -> Result<(), String> {
         let literal = match url.host() {
             None => return Err("address must name a host".into()),
@@ -36,9 +38,12 @@ impl TargetPolicy {
         match url.scheme() {
             "https" => {}
             // http:// only towards allowed networks: a literal IP in them, or a name
-            // that must resolve into them (checked before each attempt).
+            // that must resolve into them (checked at watch time and before each attempt).
             "http" if http_allowed => {}
             "http" => return Err("address must be an https:// URL (http:// is allowed only with --dev or towards --allow-targets networks)".into()),
+            other if self.allow_all || !self.allow.is_empty() => {
+                return Err(format!("address must be an http:// or https:// URL, not {other}://"))
+            }
             other => return Err(format!("address must be an https:// URL, not {other}://")),
         }
         if !url.username().is_empty() || url.password().is_some() {
@@ -59,26 +64,144 @@ impl TargetPolicy {
         }
     }
 
+    /// Whether an address this host name resolved to may be connected to, for `scheme`:
+    /// plain http:// only into `--allow-targets` networks.
+    fn check_resolved(&self, scheme: &str, ip: IpAddr) -> Result<(), String> {
+        if scheme == "http" && !self.allow_all {
+            return match self.allowed_network(ip) {
+                true => Ok(()),
+                false => Err(format!("address {ip} is outside the --allow-targets networks, which are the only ones http:// may reach")),
+            };
+        }
+        self.check_ip(ip)
+    }
+
+    /// The check a new channel's address must pass (docs/api.md §10): what the policy
+    /// can never deliver is refused now rather than failing later. A host name is
+    /// resolved: refused when every address it resolves to is refused; accepted when it
+    /// does not resolve (yet), since delivery retries a name that does not resolve.
+    pub async fn check_new_address(&self, url: &reqwest::Url) -> Result<(), String> {
+        self.check_url(url)?;
+        if self.allow_all {
+            return Ok(());
+        }
+        let Some(url::Host::Domain(name)) = url.host() else {
+            return Ok(());
+        };
+        let port = url.port_or_known_default().unwrap_or(443);
+        let lookup = tokio::net::lookup_host((name, port));
+        let Ok(Ok(addrs)) = tokio::time::timeout(WATCH_LOOKUP_TIMEOUT, lookup).await else {
+            return Ok(());
+        };
+        let addrs: Vec<IpAddr> = addrs.map(|a| a.ip()).collect();
+        match addrs
+            .iter()
+            .map(|ip| self.check_resolved(url.scheme(), *ip))
+            .find_map(Result::err)
+        {
+            Some(reason)
+                if addrs
+                    .iter()
+                    .all(|ip| self.check_resolved(url.scheme(), *ip).is_err()) =>
+            {
+                Err(format!(
+                    "{name} resolves only to refused addresses: {reason}"
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The checks that must hold right before an attempt: literal IPs never reach the
     /// resolver, and plain http:// to a name must resolve only into allowed networks.
-    pub async fn check_before_connect(&self, url: &reqwest::Url) -> Result<(), String> {
-        self.check_url(url)?;
+    /// A refused literal address is permanent; a name that does not resolve, or not
+    /// into allowed networks, may resolve differently later and is retried.
+    pub async fn check_before_connect(&self, url: &reqwest::Url) -> Result<(), Refusal> {
+        self.check_url(url).map_err(|detail| Refusal {
+            permanent: true,
+            failure: Failure {
+                reason: FailureReason::TargetRefused,
+                detail,
+                status: None,
+            },
+        })?;
         if self.allow_all || url.scheme() != "http" {
             return Ok(());
         }
         if let Some(url::Host::Domain(name)) = url.host() {
             let port = url.port_or_known_default().unwrap_or(80);
+            let retry = |reason, detail| Refusal {
+                permanent: false,
+                failure: Failure {
+                    reason,
+                    detail,
+                    status: None,
+                },
+            };
             let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name, port))
                 .await
-                .map_err(|e| format!("cannot resolve {name}: {e}"))?
+                .map_err(|e| {
+                    retry(
+                        FailureReason::DnsFailure,
+                        format!("cannot resolve {name}: {e}"),
+                    )
+                })?
                 .collect();
-            if addrs.is_empty() || addrs.iter().any(|a| !self.allowed_network(a.ip())) {
-                return Err(format!("{name} resolves outside the --allow-targets networks, so http:// is not allowed"));
+            if let Some(reason) = addrs
+                .iter()
+                .find_map(|a| self.check_resolved("http", a.ip()).err())
+            {
+                return Err(retry(
+                    FailureReason::TargetRefused,
+                    format!("{name}: {reason}"),
+                ));
+            }
+            if addrs.is_empty() {
+                return Err(retry(
+                    FailureReason::DnsFailure,
+                    format!("{name} resolves to no address"),
+                ));
             }
         }
         Ok(())
     }
 }
+
+/// How long a watch waits for its address's name to resolve.
+const WATCH_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Why the policy refused an attempt before it connected.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// Nothing can change the answer (a literal address): the notification fails.
+    pub permanent: bool,
+    pub failure: Failure,
+}
+
+/// The resolver's refusal of a name whose every address the policy refuses; the
+/// outbound client finds it in the error chain to classify the attempt.
+#[derive(Debug)]
+pub struct PolicyRefused(pub String);
+
+impl std::fmt::Display for PolicyRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PolicyRefused {}
+
+/// The resolver's failure to resolve a name, classified as `dnsFailure`.
+#[derive(Debug)]
+pub struct NameNotResolved(pub String);
+
+impl std::fmt::Display for NameNotResolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NameNotResolved {}
 
 /// Whether an address is publicly routable (not loopback, private, link-local,
 /// shared, documentation, multicast, reserved, or an IPv4-mapped form of those).
@@ -132,14 +255,24 @@ impl reqwest::dns::Resolve for PolicyResolver {
         let policy = self.0.clone();
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await
+                .map_err(|e| NameNotResolved(format!("cannot resolve {host}: {e}")))?
+                .collect();
+            if found.is_empty() {
+                return Err(NameNotResolved(format!("{host} resolves to no address")).into());
+            }
             let allowed: Vec<SocketAddr> = found
-                .into_iter()
+                .iter()
+                .copied()
                 .filter(|a| policy.check_ip(a.ip()).is_ok())
                 .collect();
             if allowed.is_empty() {
-                return Err(format!("{host} resolves to no public address").into());
+                return Err(PolicyRefused(format!(
+                    "{host} resolves only to non-public addresses ({}); deliveries go only to public addresses or --allow-targets networks",
+                    found[0].ip()
+                ))
+                .into());
             }
             Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
         })
@@ -203,12 +336,21 @@ mod tests {
         assert!(strict
             .check_url(&url("https://[::ffff:169.254.169.254]/"))
             .is_err());
-        assert!(strict.check_url(&url("ftp://example.com/")).is_err());
+        assert!(strict
+            .check_url(&url("ftp://example.com/"))
+            .unwrap_err()
+            .contains("https://"));
         let dev = TargetPolicy {
             allow_all: true,
             allow: vec![],
         };
         assert!(dev.check_url(&url("http://127.0.0.1:9/hook")).is_ok());
+        assert!(
+            dev.check_url(&url("ftp://127.0.0.1/"))
+                .unwrap_err()
+                .contains("http:// or https://"),
+            "where http:// is allowed, the message says so"
+        );
         let listed = TargetPolicy {
             allow_all: false,
             allow: vec!["10.0.0.0/8".parse().unwrap()],
@@ -221,5 +363,67 @@ mod tests {
             listed.check_url(&url("http://8.8.8.8/hook")).is_err(),
             "http:// only towards listed networks"
         );
+    }
+}
+
+#[cfg(test)]
+mod watch_time {
+    use super::*;
+
+    fn url(s: &str) -> reqwest::Url {
+        reqwest::Url::parse(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn names_that_resolve_only_to_refused_addresses_are_refused_at_watch_time() {
+        let listed = TargetPolicy {
+            allow_all: false,
+            allow: vec!["10.0.0.0/8".parse().unwrap()],
+        };
+        let refused = listed
+            .check_new_address(&url("http://localhost:9/hook"))
+            .await
+            .unwrap_err();
+        assert!(
+            refused.contains("localhost") && refused.contains("--allow-targets"),
+            "{refused}"
+        );
+        let strict = TargetPolicy::default();
+        assert!(strict
+            .check_new_address(&url("https://localhost/"))
+            .await
+            .is_err());
+        // A name that does not resolve may resolve later: accepted, and retried.
+        assert!(listed
+            .check_new_address(&url("http://no-such-host.invalid/"))
+            .await
+            .is_ok());
+        let loopback = TargetPolicy {
+            allow_all: false,
+            allow: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+        };
+        assert!(loopback
+            .check_new_address(&url("http://localhost:9/"))
+            .await
+            .is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_name_that_does_not_resolve_is_retried_not_failed() {
+        let listed = TargetPolicy {
+            allow_all: false,
+            allow: vec!["127.0.0.1/32".parse().unwrap()],
+        };
+        let refusal = listed
+            .check_before_connect(&url("http://no-such-host.invalid/"))
+            .await
+            .unwrap_err();
+        assert!(!refusal.permanent);
+        assert_eq!(refusal.failure.reason, FailureReason::DnsFailure);
+        let refusal = listed
+            .check_before_connect(&url("https://10.0.0.1/"))
+            .await
+            .unwrap_err();
+        assert!(refusal.permanent, "a literal address cannot change");
     }
 }

@@ -66,7 +66,9 @@ pub struct WatchResponse {
     pub resource_uri: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
-    /// Milliseconds since the epoch, as a string.
+    /// Milliseconds since the epoch, as a string; empty (and left out) for what never
+    /// expires, such as watchers.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub expiration: String,
     #[serde(rename = "type")]
     pub channel_type: String,

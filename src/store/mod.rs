@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::model::{
     Channel, ChannelKind, Collection, NewChannel, NewEvent, Outcome, OutcomeRecord, OutcomeStatus,
-    Seq, SharedEvent,
+    RemovedChannel, Seq, SharedEvent,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -85,8 +85,8 @@ pub enum Removal {
     },
     /// `DELETE /v1/watchers/{id}` by its owner.
     Watcher { owner: String, id: String },
-    /// The receiver answered 410 Gone.
-    Gone { pk: i64 },
+    /// The receiver answered 410 Gone; `reason` says to which notification.
+    Gone { pk: i64, reason: String },
     /// Every channel whose expiration is at or before this instant.
     ExpiredAt { now_ms: i64 },
 }
@@ -150,6 +150,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// One owner's channel or watcher by id.
     async fn find_channel(&self, owner: &str, id: &str) -> Result<Option<Channel>, StoreError>;
+
+    /// What is left of one owner's removed channel or watcher, for the delivery-log
+    /// retention window.
+    async fn find_removed(
+        &self,
+        owner: &str,
+        id: &str,
+    ) -> Result<Option<RemovedChannel>, StoreError>;
 
     /// One owner's channels (or watchers) with `pk > after_pk`, by `pk`.
     async fn list_channels(

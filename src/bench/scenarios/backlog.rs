@@ -92,7 +92,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Backlog> {
         published.load(Relaxed)
     );
     let queued = gateway
-        .metric(&client, "watchwire_pending_notifications")
+        .metric(&client, "watchwire_queued_notifications")
         .await?
         .unwrap_or(0.0);
     let backlogged = gateway

@@ -19,14 +19,16 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection};
 use tokio::sync::{mpsc, oneshot};
 
-use self::read::{channel_from_row, event_from_row, outcome_from_row, under, ReadPool};
+use self::read::{
+    channel_from_row, event_from_row, outcome_from_row, removed_from_row, under, ReadPool,
+};
 use self::records::PendingRecords;
-use self::schema::{backend, log_head, meta_u64, CHANNEL_COLUMNS, EVENT_COLUMNS, SCHEMA};
+use self::schema::{backend, log_head, meta_u64, CHANNEL_COLUMNS, EVENT_COLUMNS, REMOVED_COLUMNS};
 use self::writer::{Reply, WriteOp, Writer};
 use super::{FeedItem, Idempotency, PruneReport, PublishReceipt, Removal, Store, StoreError};
 use crate::model::{
     Channel, ChannelKind, Collection, NewChannel, NewEvent, Outcome, OutcomeRecord, OutcomeStatus,
-    Seq, SharedEvent,
+    RemovedChannel, Seq, SharedEvent,
 };
 
 pub struct SqliteStore {
@@ -51,12 +53,12 @@ impl SqliteStore {
         })?;
         let dir_lock = DirLock::acquire(dir)?;
         let path = dir.join("watchwire.db");
-        let conn = Connection::open(&path).map_err(backend)?;
+        let mut conn = Connection::open(&path).map_err(backend)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
         )
         .map_err(backend)?;
-        conn.execute_batch(SCHEMA).map_err(backend)?;
+        schema::migrate(&mut conn).map_err(backend)?;
         conn.pragma_update(
             None,
             "wal_autocheckpoint",
@@ -299,6 +301,23 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn find_removed(
+        &self,
+        owner: &str,
+        id: &str,
+    ) -> Result<Option<RemovedChannel>, StoreError> {
+        let (owner, id) = (owner.to_string(), id.to_string());
+        self.readers
+            .with(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {REMOVED_COLUMNS} FROM removed_channels WHERE owner = ?1 AND id = ?2"
+                ))?;
+                let mut rows = stmt.query_map(params![owner, id], removed_from_row)?;
+                rows.next().transpose()
+            })
+            .await
+    }
+
     async fn list_channels(
         &self,
         owner: &str,
@@ -331,7 +350,7 @@ impl Store for SqliteStore {
             .with(move |conn| {
                 let mut stmt = conn.prepare_cached(
                     "SELECT o.channel_pk, o.seq, o.message_number, o.state, o.status, o.attempts, o.last_status, o.last_error, o.at_ms,
-                            o.next_retry_ms, e.resource, e.metadata
+                            o.next_retry_ms, e.resource, e.metadata, o.last_reason, o.recent
                      FROM outcomes o LEFT JOIN events e ON e.seq = o.seq AND o.message_number > 1
                      WHERE o.channel_pk = ?1 AND o.seq > ?2 AND (?3 IS NULL OR o.status = ?3)
                      ORDER BY o.seq LIMIT ?4",

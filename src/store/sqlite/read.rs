@@ -8,7 +8,8 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::schema::backend;
 use crate::model::{
-    Channel, ChannelKind, Event, NewChannel, Outcome, OutcomeRecord, OutcomeStatus, SharedEvent,
+    Channel, ChannelKind, Event, Failure, FailureReason, NewChannel, Outcome, OutcomeRecord,
+    OutcomeStatus, RemovedChannel, SharedEvent,
 };
 use crate::store::StoreError;
 
@@ -115,11 +116,63 @@ pub(super) fn outcome_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Outc
             status: OutcomeStatus::parse(&status).unwrap_or(OutcomeStatus::Pending),
             attempts: row.get(5)?,
             last_status: row.get(6)?,
-            last_error: row.get(7)?,
+            last_error: failure(row.get(12)?, row.get(7)?, row.get(6)?),
             at_ms: row.get(8)?,
             next_retry_ms: row.get(9)?,
+            recent: row
+                .get::<_, Option<String>>(13)?
+                .and_then(|json| serde_json::from_str(&json).ok())
+                .unwrap_or_default(),
         },
         resource: row.get(10)?,
         metadata: row.get(11)?,
+    })
+}
+
+/// A stored failure: its reason and detail columns (rows from before reasons were
+/// kept have a detail only, and read as a connection failure).
+fn failure(reason: Option<String>, detail: Option<String>, status: Option<u16>) -> Option<Failure> {
+    let detail = detail?;
+    let reason = reason
+        .as_deref()
+        .and_then(FailureReason::parse)
+        .unwrap_or(if status.is_some() {
+            FailureReason::HttpStatus
+        } else {
+            FailureReason::ConnectionFailed
+        });
+    Some(Failure {
+        reason,
+        detail,
+        status: status.filter(|_| reason == FailureReason::HttpStatus),
+    })
+}
+
+/// Columns: `REMOVED_COLUMNS`.
+pub(super) fn removed_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RemovedChannel> {
+    let params_json: String = row.get(8)?;
+    let params = match serde_json::from_str(&params_json) {
+        Ok(serde_json::Value::Object(map)) if !map.is_empty() => Some(Box::new(map)),
+        _ => None,
+    };
+    Ok(RemovedChannel {
+        spec: NewChannel {
+            owner: row.get(0)?,
+            id: row.get(1)?,
+            kind: ChannelKind::parse(&row.get::<_, String>(2)?),
+            resource: row.get(3)?,
+            resource_id: row.get(4)?,
+            resource_uri: row.get(5)?,
+            address: row.get(6)?,
+            expiration_ms: row.get(7)?,
+            params,
+            created_ms: row.get(9)?,
+            token: None,
+            payload: true,
+            signing_secret: None,
+        },
+        state: row.get(10)?,
+        reason: row.get(11)?,
+        removed_ms: row.get(12)?,
     })
 }

@@ -107,6 +107,7 @@ mod tests {
             last_error: None,
             at_ms: 0,
             next_retry_ms: None,
+            recent: vec![],
         }
     }
 

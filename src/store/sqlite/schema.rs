@@ -4,7 +4,12 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::store::StoreError;
 
-pub(super) const SCHEMA: &str = r#"
+/// The schema as versioned steps: a database at `PRAGMA user_version` N gets steps
+/// N.. applied in one transaction at open. Step 1 is idempotent (`IF NOT EXISTS`) so
+/// that stores created before versioning (version 0, already holding it) pass it.
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2];
+
+const V1: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 
 -- The event log. AUTOINCREMENT: a seq is never reused, even after pruning the newest.
@@ -78,8 +83,50 @@ CREATE TABLE IF NOT EXISTS idempotency (
 );
 "#;
 
+/// The delivery log keeps why attempts failed and the last few attempts; removed
+/// channels leave a record for the delivery-log retention window (docs/api.md §8).
+const V2: &str = r#"
+ALTER TABLE outcomes ADD COLUMN last_reason TEXT;
+ALTER TABLE outcomes ADD COLUMN recent TEXT;
+CREATE TABLE removed_channels (
+    owner TEXT NOT NULL,
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    resource_uri TEXT NOT NULL,
+    address TEXT NOT NULL,
+    expiration_ms INTEGER,
+    params TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    removed_ms INTEGER NOT NULL,
+    PRIMARY KEY (owner, id)
+);
+CREATE INDEX removed_channels_by_time ON removed_channels (removed_ms);
+"#;
+
+/// Brings the schema up to the latest version.
+pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let version = usize::try_from(version).unwrap_or(0);
+    if version >= MIGRATIONS.len() {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    for step in &MIGRATIONS[version..] {
+        tx.execute_batch(step)?;
+    }
+    tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
+    tx.commit()
+}
+
 /// Columns of `events` in the order `read::event_from_row` expects.
 pub(super) const EVENT_COLUMNS: &str = "seq, time_ms, resource, state, data, changed, metadata";
+
+/// Columns of `removed_channels` in the order `read::removed_from_row` expects.
+pub(super) const REMOVED_COLUMNS: &str = "owner, id, kind, resource, resource_id, resource_uri, address, expiration_ms, params, created_ms, state, reason, removed_ms";
 
 /// Columns of `channels` in the order `read::channel_from_row` expects.
 pub(super) const CHANNEL_COLUMNS: &str = "pk, owner, id, resource, resource_id, resource_uri, address, token, expiration_ms, params, payload,

@@ -372,10 +372,12 @@ fn write_records(tx: &Connection, records: &Records) -> rusqlite::Result<()> {
         stmt.execute(params![pk, *seq as i64])?;
     }
     let mut stmt = tx.prepare_cached(
-        "INSERT OR REPLACE INTO outcomes (channel_pk, seq, message_number, state, status, attempts, last_status, last_error, at_ms, next_retry_ms)
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 WHERE EXISTS (SELECT 1 FROM channels WHERE pk = ?1)",
+        "INSERT OR REPLACE INTO outcomes (channel_pk, seq, message_number, state, status, attempts, last_status, last_error, at_ms, next_retry_ms, last_reason, recent)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12 WHERE EXISTS (SELECT 1 FROM channels WHERE pk = ?1)",
     )?;
     for o in records.outcomes.values() {
+        let recent = (!o.recent.is_empty())
+            .then(|| serde_json::to_string(&o.recent).expect("attempt records serialise"));
         stmt.execute(params![
             o.channel_pk,
             o.seq as i64,
@@ -384,9 +386,11 @@ fn write_records(tx: &Connection, records: &Records) -> rusqlite::Result<()> {
             o.status.as_str(),
             o.attempts,
             o.last_status,
-            o.last_error,
+            o.last_error.as_ref().map(|f| &f.detail),
             o.at_ms,
-            o.next_retry_ms
+            o.next_retry_ms,
+            o.last_error.as_ref().map(|f| f.reason.as_str()),
+            recent,
         ])?;
     }
     let mut stmt = tx
@@ -491,7 +495,12 @@ fn create_channel(
         if expiration.is_none_or(|ms| ms > now) {
             return Ok(Err(StoreError::DuplicateChannel(spec.id)));
         }
-        delete_channel(tx, pk, counts)?;
+        let ended = Ended {
+            state: "expired",
+            reason: "it expired; a new channel took its id".into(),
+            at_ms: now,
+        };
+        delete_channel(tx, pk, &ended, counts)?;
         replaced = Some(pk);
     }
     let held = owner_count(tx, &spec.owner, counts)?;
@@ -574,12 +583,27 @@ fn owner_count<'a>(
     Ok(counts.get_mut(owner).expect("just inserted"))
 }
 
-/// Deletes a channel and its delivery log. `false` when there was no such channel.
+/// How and when a channel ended, for the record it leaves (docs/api.md §8).
+struct Ended {
+    /// `stopped`, `expired` or `gone`.
+    state: &'static str,
+    reason: String,
+    at_ms: i64,
+}
+
+/// Deletes a channel and its delivery log, leaving a record of how it ended. `false`
+/// when there was no such channel.
 fn delete_channel(
     tx: &Connection,
     pk: i64,
+    ended: &Ended,
     counts: &mut HashMap<String, u64>,
 ) -> rusqlite::Result<bool> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO removed_channels (owner, id, kind, resource, resource_id, resource_uri, address, expiration_ms, params, created_ms, state, reason, removed_ms)
+         SELECT owner, id, kind, resource, resource_id, resource_uri, address, expiration_ms, params, created_ms, ?2, ?3, ?4 FROM channels WHERE pk = ?1",
+    )?
+    .execute(params![pk, ended.state, ended.reason, ended.at_ms])?;
     let owner: Option<String> = tx
         .query_row(
             "DELETE FROM channels WHERE pk = ?1 RETURNING owner",
@@ -608,20 +632,30 @@ fn remove_channels(
         )
         .optional()
     };
-    let pks: Vec<i64> = match removal {
+    let ended = |state, reason: &str| Ended {
+        state,
+        reason: reason.to_string(),
+        at_ms: now,
+    };
+    let (pks, ended): (Vec<i64>, Ended) = match removal {
         Removal::Stop {
             owner,
             id,
             resource_id,
         } => match owned(&owner, &id, "channel")? {
-            Some((pk, stored)) if stored == resource_id => vec![pk],
+            Some((pk, stored)) if stored == resource_id => {
+                (vec![pk], ended("stopped", "stopped with channels.stop"))
+            }
             _ => return Ok(Err(StoreError::NotFound)),
         },
         Removal::Watcher { owner, id } => match owned(&owner, &id, "watcher")? {
-            Some((pk, _)) => vec![pk],
+            Some((pk, _)) => (
+                vec![pk],
+                ended("stopped", "deleted with DELETE /v1/watchers/{id}"),
+            ),
             None => return Ok(Err(StoreError::NotFound)),
         },
-        Removal::Gone { pk } => vec![pk],
+        Removal::Gone { pk, reason } => (vec![pk], ended("gone", &reason)),
         Removal::ExpiredAt { now_ms } => {
             tx.execute(
                 "DELETE FROM idempotency WHERE created_ms <= ?1",
@@ -633,12 +667,12 @@ fn remove_channels(
             let pks = stmt
                 .query_map(params![now_ms], |r| r.get(0))?
                 .collect::<rusqlite::Result<Vec<i64>>>()?;
-            pks
+            (pks, ended("expired", "it reached its expiration"))
         }
     };
     let mut removed = Vec::with_capacity(pks.len());
     for pk in pks {
-        if delete_channel(tx, pk, counts)? {
+        if delete_channel(tx, pk, &ended, counts)? {
             removed.push(pk);
         }
     }
