@@ -170,6 +170,38 @@ pub struct ServeArgs {
     /// Log filter (tracing `EnvFilter` syntax).
     #[arg(long, env = "WATCHWIRE_LOG", default_value = "info")]
     pub log: String,
+
+    /// Log lines as human-readable text, or one JSON object per line for log shippers.
+    #[arg(long, env = "WATCHWIRE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Browser origins allowed to call the `/v1` API (CORS): exact origins such as
+    /// `https://app.example.com`, comma-separated, or `*` for any. Default: `*` with
+    /// `--dev`, none otherwise.
+    #[arg(
+        long = "cors-origins",
+        env = "WATCHWIRE_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Which browser origins may call the `/v1` API (`--cors-origins`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOrigins {
+    /// No CORS headers at all: browsers on other origins cannot call the API.
+    None,
+    /// `Access-Control-Allow-Origin: *`.
+    Any,
+    /// These exact origins (scheme, host and port, as browsers send `Origin`).
+    List(Vec<String>),
 }
 
 impl ServeArgs {
@@ -205,9 +237,10 @@ impl ServeArgs {
         if self.default_channel_ttl > self.max_channel_ttl {
             anyhow::bail!("--default-channel-ttl is longer than --max-channel-ttl");
         }
-        if self.max_batch == 0 {
-            anyhow::bail!("--max-batch must be at least 1");
-        }
+        self.check_nonzero()?;
+        tracing_subscriber::EnvFilter::try_new(&self.log)
+            .map_err(|e| anyhow::anyhow!("--log {:?}: {e}", self.log))?;
+        let cors = self.cors()?;
         let prefixes = ServicePrefixes::with_extra(&self.strip_prefixes)
             .map_err(|e| anyhow::anyhow!("--strip-prefix: {e}"))?;
         let allow_targets = self
@@ -223,8 +256,96 @@ impl ServeArgs {
             prefixes,
             keys: file.keys,
             allow_targets,
+            cors,
         })
     }
+
+    /// Refuses zeros that make no sense, naming the option (SPEC §12): a zero limit
+    /// refuses every request, a zero tokio interval panics, a zero timeout or retry
+    /// budget fails every attempt, a zero retry delay retries in a busy loop.
+    fn check_nonzero(&self) -> anyhow::Result<()> {
+        let counts = [
+            ("--max-body-bytes", self.max_body_bytes as u64),
+            ("--max-in-flight", self.max_in_flight as u64),
+            ("--max-batch", self.max_batch as u64),
+            ("--stream-buffer", self.stream_buffer as u64),
+            ("--max-header-bytes", self.max_header_bytes as u64),
+            ("--max-headers", self.max_headers as u64),
+            ("--max-channels-per-key", self.max_channels_per_key),
+        ];
+        if let Some((option, _)) = counts.iter().find(|(_, value)| *value == 0) {
+            anyhow::bail!("{option} must be at least 1");
+        }
+        let durations = [
+            ("--max-channel-ttl", self.max_channel_ttl),
+            ("--default-channel-ttl", self.default_channel_ttl),
+            ("--retry-budget", self.retry_budget),
+            ("--connect-timeout", self.connect_timeout),
+            ("--delivery-timeout", self.delivery_timeout),
+            ("--expiry-sweep", self.expiry_sweep),
+            ("--header-read-timeout", self.header_read_timeout),
+            ("--request-timeout", self.request_timeout),
+            ("--prune-interval", self.prune_interval),
+            ("--checkpoint-interval", self.checkpoint_interval),
+            ("--stream-stall-timeout", self.stream_stall_timeout),
+        ];
+        if let Some((option, _)) = durations.iter().find(|(_, value)| value.is_zero()) {
+            anyhow::bail!("{option} must be longer than 0, e.g. 500ms or 5s");
+        }
+        if let Some(i) = self.retry_schedule.iter().position(Duration::is_zero) {
+            anyhow::bail!(
+                "--retry-schedule: delay {} is 0; every delay must be longer than 0, e.g. 500ms",
+                i + 1
+            );
+        }
+        Ok(())
+    }
+
+    /// `--cors-origins`, or its default: any origin in `--dev` (a local tool's page
+    /// may call it), none otherwise (a deployment names the sites it trusts).
+    pub fn cors(&self) -> anyhow::Result<CorsOrigins> {
+        let given: Vec<&str> = self
+            .cors_origins
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if given.is_empty() {
+            return Ok(if self.dev {
+                CorsOrigins::Any
+            } else {
+                CorsOrigins::None
+            });
+        }
+        if given.contains(&"*") {
+            if given.len() > 1 {
+                anyhow::bail!("--cors-origins: `*` already allows every origin; give it alone");
+            }
+            return Ok(CorsOrigins::Any);
+        }
+        let origins = given
+            .into_iter()
+            .map(|origin| parse_origin(origin).map_err(|e| anyhow::anyhow!("--cors-origins: {e}")))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(CorsOrigins::List(origins))
+    }
+}
+
+/// An origin as browsers send it in `Origin`: `scheme://host[:port]`, lower case, no
+/// path. Anything else could never match, so it is refused rather than ignored.
+fn parse_origin(origin: &str) -> Result<String, String> {
+    let url = url::Url::parse(origin)
+        .map_err(|_| format!("{origin:?} is not an origin like https://app.example.com"))?;
+    let serialized = url.origin().ascii_serialization();
+    if !matches!(url.scheme(), "http" | "https") || serialized == "null" {
+        return Err(format!("{origin:?} must be an http:// or https:// origin"));
+    }
+    if origin.trim_end_matches('/') != serialized {
+        return Err(format!(
+            "{origin:?} is not an origin as browsers send it; write {serialized:?} (scheme, host and port only, lower case)"
+        ));
+    }
+    Ok(serialized)
 }
 
 /// What `validate` derives from the options.
@@ -233,6 +354,7 @@ pub struct Settings {
     pub prefixes: ServicePrefixes,
     pub keys: Vec<KeyConfig>,
     pub allow_targets: Vec<Cidr>,
+    pub cors: CorsOrigins,
 }
 
 /// The `--config` file.
@@ -335,7 +457,8 @@ impl Cidr {
     }
 }
 
-/// Parses `250ms`, `5s`, `2m`, `1h`, `7d` (or a bare number of seconds).
+/// Parses `250ms`, `5s`, `1.5s`, `2m`, `1h`, `7d`. A unit is required: a bare `5`
+/// could mean seconds or milliseconds, and guessing wrong is silent (SPEC §12).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
@@ -344,10 +467,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let (number, unit) = s.split_at(split);
     let value: f64 = number
         .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 500ms, 5s, 2m, 1h or 7d"))?;
+        .map_err(|_| format!("{s:?} is not a duration like 500ms, 5s, 2m, 24h or 7d"))?;
     let seconds = match unit {
+        "" => return Err(format!("{s:?} needs a unit: 500ms, 5s, 2m, 24h or 7d")),
         "ms" => value / 1000.0,
-        "" | "s" => value,
+        "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
         "d" => value * 86400.0,
@@ -363,7 +487,12 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        let bare = parse_duration("5").unwrap_err();
+        assert_eq!(bare, r#""5" needs a unit: 500ms, 5s, 2m, 24h or 7d"#);
+        assert!(parse_duration("0").unwrap_err().contains("needs a unit"));
+        assert!(parse_duration("ms").is_err() && parse_duration("1.2.3s").is_err());
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(
             parse_duration("7d").unwrap(),
@@ -428,5 +557,154 @@ mod tests {
             args.validate().is_err(),
             "--dev must refuse a public listen address"
         );
+    }
+
+    /// Parses a `serve` command line as clap does, into its error text on failure.
+    fn parse(args: &[&str]) -> Result<ServeArgs, String> {
+        use clap::Parser;
+        #[derive(Parser, Debug)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        Wrapper::try_parse_from(std::iter::once("watchwire").chain(args.iter().copied()))
+            .map(|w| w.args)
+            .map_err(|e| e.to_string())
+    }
+
+    fn dev() -> ServeArgs {
+        let mut args = ServeArgs::for_data_dir("/tmp/x");
+        args.dev = true;
+        args
+    }
+
+    #[test]
+    fn a_bare_number_is_refused_naming_the_option() {
+        let err = parse(&["--retry-budget", "5"]).unwrap_err();
+        assert!(
+            err.contains("--retry-budget") && err.contains("needs a unit"),
+            "{err}"
+        );
+        let err = parse(&["--retry-schedule", "1s,30"]).unwrap_err();
+        assert!(
+            err.contains("--retry-schedule") && err.contains("\"30\" needs a unit"),
+            "{err}"
+        );
+        let args = parse(&["--retry-budget", "1.5h"]).unwrap();
+        assert_eq!(args.retry_budget, Duration::from_secs(5400));
+    }
+
+    #[test]
+    fn zeros_that_make_no_sense_are_refused_naming_the_option() {
+        let zero_counts: [(&str, fn(&mut ServeArgs)); 7] = [
+            ("--max-body-bytes", |a| a.max_body_bytes = 0),
+            ("--max-in-flight", |a| a.max_in_flight = 0),
+            ("--max-batch", |a| a.max_batch = 0),
+            ("--stream-buffer", |a| a.stream_buffer = 0),
+            ("--max-header-bytes", |a| a.max_header_bytes = 0),
+            ("--max-headers", |a| a.max_headers = 0),
+            ("--max-channels-per-key", |a| a.max_channels_per_key = 0),
+        ];
+        let zero_durations: [(&str, fn(&mut ServeArgs)); 12] = [
+            ("--prune-interval", |a| a.prune_interval = Duration::ZERO),
+            ("--expiry-sweep", |a| a.expiry_sweep = Duration::ZERO),
+            ("--checkpoint-interval", |a| {
+                a.checkpoint_interval = Duration::ZERO
+            }),
+            ("--delivery-timeout", |a| {
+                a.delivery_timeout = Duration::ZERO
+            }),
+            ("--connect-timeout", |a| a.connect_timeout = Duration::ZERO),
+            ("--request-timeout", |a| a.request_timeout = Duration::ZERO),
+            ("--header-read-timeout", |a| {
+                a.header_read_timeout = Duration::ZERO
+            }),
+            ("--retry-budget", |a| a.retry_budget = Duration::ZERO),
+            ("--stream-stall-timeout", |a| {
+                a.stream_stall_timeout = Duration::ZERO
+            }),
+            ("--default-channel-ttl", |a| {
+                a.default_channel_ttl = Duration::ZERO
+            }),
+            ("--max-channel-ttl", |a| {
+                a.max_channel_ttl = Duration::ZERO;
+                a.default_channel_ttl = Duration::ZERO;
+            }),
+            ("--retry-schedule", |a| {
+                a.retry_schedule = vec![Duration::from_secs(1), Duration::ZERO]
+            }),
+        ];
+        for (option, set) in zero_counts.iter().chain(zero_durations.iter()) {
+            let mut args = dev();
+            set(&mut args);
+            let err = args.validate().unwrap_err().to_string();
+            assert!(err.starts_with(option), "{option}: {err}");
+        }
+        // Zero is meaningful for these: keep nothing, no grace, no caching.
+        let mut args = dev();
+        args.retention = Duration::ZERO;
+        args.shutdown_grace = Duration::ZERO;
+        args.changes_max_age = Duration::ZERO;
+        args.changes_expected_max_age = Duration::ZERO;
+        assert!(args.validate().is_ok());
+        // From the command line too.
+        let err = parse(&["--dev", "--max-body-bytes", "0"])
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "--max-body-bytes must be at least 1");
+    }
+
+    #[test]
+    fn cors_origins() {
+        assert_eq!(dev().cors().unwrap(), CorsOrigins::Any);
+        let mut keyed = ServeArgs::for_data_dir("/tmp/x");
+        keyed.api_keys = vec!["k".into()];
+        assert_eq!(keyed.validate().unwrap().cors, CorsOrigins::None);
+        keyed.cors_origins = vec![
+            "https://app.example.com".into(),
+            " http://localhost:3000 ".into(),
+        ];
+        assert_eq!(
+            keyed.cors().unwrap(),
+            CorsOrigins::List(vec![
+                "https://app.example.com".into(),
+                "http://localhost:3000".into()
+            ])
+        );
+        keyed.cors_origins = vec!["*".into()];
+        assert_eq!(keyed.cors().unwrap(), CorsOrigins::Any);
+        for bad in [
+            "app.example.com",
+            "https://app.example.com/path",
+            "https://App.example.com",
+            "https://app.example.com:443",
+            "ftp://app.example.com",
+        ] {
+            keyed.cors_origins = vec![bad.into()];
+            let err = keyed.validate().unwrap_err().to_string();
+            assert!(err.starts_with("--cors-origins"), "{bad}: {err}");
+        }
+        keyed.cors_origins = vec!["*".into(), "https://a.example".into()];
+        assert!(keyed.cors().is_err());
+        // A trailing slash is how people paste origins; it means the same.
+        keyed.cors_origins = vec!["https://app.example.com/".into()];
+        assert_eq!(
+            keyed.cors().unwrap(),
+            CorsOrigins::List(vec!["https://app.example.com".into()])
+        );
+    }
+
+    #[test]
+    fn log_format() {
+        assert_eq!(dev().log_format, LogFormat::Text);
+        assert_eq!(
+            parse(&["--log-format", "json"]).unwrap().log_format,
+            LogFormat::Json
+        );
+        assert!(parse(&["--log-format", "xml"])
+            .unwrap_err()
+            .contains("--log-format"));
     }
 }

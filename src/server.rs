@@ -32,6 +32,7 @@ pub struct RunningServer {
 pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
     let settings = args.validate()?;
     let keys = Keys::new(&args.api_keys, &settings.keys, &settings.prefixes)?;
+    let key_count = args.api_keys.iter().filter(|k| !k.is_empty()).count() + settings.keys.len();
     let metrics = telemetry::metrics();
     let sqlite = Arc::new(
         SqliteStore::open(&args.data_dir)
@@ -86,6 +87,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
     };
     let app = Arc::new(App {
         keys,
+        cors: settings.cors,
         config: args,
         store,
         dispatcher,
@@ -102,6 +104,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         limits,
         stop_http.clone(),
     ));
+    log_startup(&app.config, key_count, addr, &app.public_url);
     Ok(RunningServer {
         addr,
         app,
@@ -147,27 +150,50 @@ impl RunningServer {
 
 /// `watchwire serve`: run until SIGTERM or ctrl-c.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    telemetry::init_logging(&args.log);
+    telemetry::init_logging(&args.log, args.log_format);
     let server = start(args).await?;
-    // Scripts and tests wait for this line.
+    let stop = shutdown_signal();
+    // Scripts and tests wait for this line; the log has `watchwire started` instead.
     println!("watchwire listening on {}", server.url());
-    tracing::info!(addr = %server.addr, "watchwire listening");
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     server.shutdown().await
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// The one startup line that says what this process runs as: how callers authenticate
+/// (`dev`, or `keys` and how many), where it stores, where it listens, and the URL it
+/// gives out, so that a log alone tells which gateway wrote it.
+fn log_startup(args: &ServeArgs, key_count: usize, addr: SocketAddr, public_url: &str) {
+    let mode = if args.dev { "dev" } else { "keys" };
+    let data_dir = std::fs::canonicalize(&args.data_dir).unwrap_or_else(|_| args.data_dir.clone());
+    tracing::info!(
+        mode = %mode,
+        keys = key_count,
+        store = %format_args!("sqlite:{}", data_dir.display()),
+        listen = %addr,
+        public_url = %public_url,
+        "watchwire started"
+    );
+}
+
+/// Registers for SIGTERM and ctrl-c at once and resolves when one arrives. Called
+/// before the listening line: a script that signals as soon as it sees the line must
+/// get a clean stop, not the default action of a signal nobody listens to yet.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("can listen for SIGTERM");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("can listen for SIGTERM");
+        let mut interrupt = signal(SignalKind::interrupt()).expect("can listen for SIGINT");
+        async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
+            }
         }
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

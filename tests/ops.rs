@@ -129,3 +129,448 @@ fn watch_from_a_plain_thread(url: &str) -> serde_json::Value {
     .join()
     .unwrap()
 }
+
+/// Runs `watchwire serve ARGS` that is expected to refuse to start; returns whether it
+/// succeeded and its stderr.
+fn refused(args: &[&str]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_watchwire"))
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.stdout.is_empty(),
+        "a refused start prints no listening line"
+    );
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn refuses_a_duration_without_a_unit_and_nonsensical_values_naming_the_option() {
+    let (ok, err) = refused(&["--dev", "--retry-budget", "5"]);
+    assert!(!ok, "--retry-budget 5 must not start");
+    assert!(
+        err.contains("--retry-budget") && err.contains(r#""5" needs a unit"#),
+        "{err}"
+    );
+    let (ok, err) = refused(&["--dev", "--max-body-bytes", "0"]);
+    assert!(
+        !ok && err.contains("--max-body-bytes must be at least 1"),
+        "{err}"
+    );
+    let (ok, err) = refused(&["--dev", "--prune-interval", "0s"]);
+    assert!(
+        !ok && err.contains("--prune-interval must be longer than 0"),
+        "{err}"
+    );
+    let (ok, err) = refused(&["--dev", "--retry-schedule", "1s,0ms"]);
+    assert!(!ok && err.contains("--retry-schedule"), "{err}");
+    let (ok, err) = refused(&["--dev", "--cors-origins", "app.example.com"]);
+    assert!(!ok && err.contains("--cors-origins"), "{err}");
+}
+
+/// Runs `watchwire serve --dev ARGS` with stderr piped (not a terminal), makes one
+/// request, stops it with SIGTERM and returns its data dir and everything it logged.
+fn serve_and_collect_logs(args: &[&str], envs: &[(&str, &str)]) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_watchwire"))
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--log", "info", "--data-dir"])
+        .arg(dir.path())
+        .args(args)
+        .env_remove("WATCHWIRE_LOG_FORMAT")
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(
+        line.starts_with("watchwire listening on http://127.0.0.1:"),
+        "{line:?}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "a SIGTERM is a clean stop");
+    (dir, String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+#[test]
+fn logs_have_no_colours_when_piped_and_say_once_what_the_gateway_runs_as() {
+    let (dir, log) =
+        serve_and_collect_logs(&["--dev", "--public-url", "https://push.example.com"], &[]);
+    assert!(
+        !log.contains("\x1b["),
+        "ANSI escapes in a piped log:\n{log}"
+    );
+    let started: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("watchwire started"))
+        .collect();
+    assert_eq!(started.len(), 1, "one startup summary:\n{log}");
+    let store = format!(
+        "store=sqlite:{}",
+        std::fs::canonicalize(dir.path()).unwrap().display()
+    );
+    for field in [
+        "mode=dev",
+        "keys=0",
+        store.as_str(),
+        "listen=127.0.0.1:",
+        "public_url=https://push.example.com",
+    ] {
+        assert!(
+            started[0].contains(field),
+            "{field} missing: {}",
+            started[0]
+        );
+    }
+    assert!(
+        !log.contains("listening"),
+        "the log does not repeat the stdout line:\n{log}"
+    );
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let (_dir, log) = serve_and_collect_logs(
+        &["--api-key", "k1", "--api-key", "k2"],
+        &[("WATCHWIRE_LOG_FORMAT", "json")],
+    );
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    let started: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "watchwire started")
+        .collect();
+    assert_eq!(started.len(), 1, "{log}");
+    assert_eq!(started[0]["level"], "INFO");
+    assert_eq!(started[0]["mode"], "keys");
+    assert_eq!(started[0]["keys"], 2);
+    assert!(started[0]["store"]
+        .as_str()
+        .unwrap()
+        .starts_with("sqlite:/"));
+    assert!(
+        lines.iter().any(|l| l["message"] == "shutting down"),
+        "{log}"
+    );
+}
+
+/// A preflight as a browser sends it before a cross-origin JSON publish.
+async fn preflight(gw: &Gateway, path: &str, origin: &str) -> reqwest::Response {
+    gw.http
+        .request(reqwest::Method::OPTIONS, format!("{}{path}", gw.url))
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type,idempotency-key",
+        )
+        .send()
+        .await
+        .unwrap()
+}
+
+fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    response.headers().get(name).map(|v| v.to_str().unwrap())
+}
+
+/// Opens a stream (whose handler sets its own allow-origin) and returns its head.
+async fn stream_head(gw: &Gateway, origin: &str, key: Option<&str>) -> reqwest::Response {
+    let mut request = gw
+        .http
+        .get(format!("{}/v1/watch?resource=/cors", gw.url))
+        .header("origin", origin);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response
+}
+
+#[tokio::test]
+async fn cors_answers_preflights_from_allowed_origins_only() {
+    const APP: &str = "https://app.example.com";
+    let gw = Gateway::start_with(|a| {
+        a.dev = false;
+        a.api_keys = vec!["k".into()];
+        a.cors_origins = vec![APP.into(), "http://localhost:3000".into()];
+    })
+    .await;
+
+    let ok = preflight(&gw, "/v1/events", APP).await;
+    assert_eq!(ok.status(), 204);
+    assert_eq!(header(&ok, "access-control-allow-origin"), Some(APP));
+    assert_eq!(
+        header(&ok, "access-control-allow-methods"),
+        Some("GET, POST, DELETE, OPTIONS")
+    );
+    let allowed_headers = header(&ok, "access-control-allow-headers").unwrap();
+    for name in [
+        "authorization",
+        "content-type",
+        "idempotency-key",
+        "last-event-id",
+    ] {
+        assert!(allowed_headers.contains(name), "{allowed_headers}");
+    }
+    assert!(header(&ok, "access-control-max-age").is_some());
+    assert_eq!(
+        header(&ok, "access-control-expose-headers"),
+        Some("etag, idempotent-replayed, retry-after")
+    );
+    assert_eq!(header(&ok, "vary"), Some("origin"));
+
+    // Another origin: the routes answer as without CORS, and nothing allows it.
+    let other = preflight(&gw, "/v1/events", "https://evil.example").await;
+    assert_eq!(other.status(), 405);
+    assert!(header(&other, "access-control-allow-origin").is_none());
+    let body: serde_json::Value = other.json().await.unwrap();
+    assert_eq!(body["error"]["errors"][0]["reason"], "httpMethodNotAllowed");
+
+    // The actual call from the allowed origin, with its key.
+    let publish = gw
+        .http
+        .post(format!("{}/v1/events", gw.url))
+        .header("origin", APP)
+        .bearer_auth("k")
+        .json(&json!({"resource": "/cors", "state": "exists"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(publish.status(), 200);
+    assert_eq!(header(&publish, "access-control-allow-origin"), Some(APP));
+    assert!(header(&publish, "access-control-expose-headers")
+        .unwrap()
+        .contains("idempotent-replayed"));
+    assert_eq!(header(&publish, "vary"), Some("origin"));
+    // An error too, so that the page can read why.
+    let refused = gw
+        .http
+        .post(format!("{}/v1/events", gw.url))
+        .header("origin", APP)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_eq!(header(&refused, "access-control-allow-origin"), Some(APP));
+
+    // The stream sets its own header; the policy wins over it.
+    let stream = stream_head(&gw, APP, Some("k")).await;
+    assert_eq!(header(&stream, "access-control-allow-origin"), Some(APP));
+    let stream = stream_head(&gw, "https://evil.example", Some("k")).await;
+    assert!(header(&stream, "access-control-allow-origin").is_none());
+
+    // Outside /v1 (Google's paths, operations) there is no CORS.
+    let health = gw
+        .http
+        .get(format!("{}/healthz", gw.url))
+        .header("origin", APP)
+        .send()
+        .await
+        .unwrap();
+    assert!(header(&health, "access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn cors_allows_any_origin_in_dev_and_none_on_a_keyed_gateway_by_default() {
+    let dev = Gateway::start().await;
+    let any = preflight(&dev, "/v1/events", "http://localhost:5173").await;
+    assert_eq!(any.status(), 204);
+    assert_eq!(header(&any, "access-control-allow-origin"), Some("*"));
+    let stream = stream_head(&dev, "http://localhost:5173", None).await;
+    assert_eq!(header(&stream, "access-control-allow-origin"), Some("*"));
+
+    let keyed = Gateway::start_with(|a| {
+        a.dev = false;
+        a.api_keys = vec!["k".into()];
+    })
+    .await;
+    let none = preflight(&keyed, "/v1/events", "http://localhost:5173").await;
+    assert_eq!(none.status(), 405);
+    let cors_headers: Vec<_> = none
+        .headers()
+        .keys()
+        .filter(|name| name.as_str().starts_with("access-control-"))
+        .collect();
+    assert!(cors_headers.is_empty(), "{cors_headers:?}");
+    let body: serde_json::Value = none.json().await.unwrap();
+    assert_eq!(body["error"]["code"], 405);
+    let stream = stream_head(&keyed, "http://localhost:5173", Some("k")).await;
+    assert!(header(&stream, "access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn a_publish_answered_from_an_earlier_one_says_so() {
+    let gw = Gateway::start().await;
+    let publish = |key: &'static str| {
+        gw.http
+            .post(format!("{}/v1/events", gw.url))
+            .header("idempotency-key", key)
+            .json(&json!({"resource": "/idem", "state": "exists"}))
+            .send()
+    };
+    let first = publish("order-1").await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert!(header(&first, "idempotent-replayed").is_none());
+    let first: serde_json::Value = first.json().await.unwrap();
+    let again = publish("order-1").await.unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(header(&again, "idempotent-replayed"), Some("true"));
+    assert_eq!(again.json::<serde_json::Value>().await.unwrap(), first);
+    let other = publish("order-2").await.unwrap();
+    assert!(header(&other, "idempotent-replayed").is_none());
+}
+
+/// The value of the one sample `name{labels…}` whose labels include all of `labels`.
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .find(|l| {
+            let (series, _) = l.rsplit_once(' ').unwrap();
+            let series_name = series.split('{').next().unwrap();
+            series_name == name && labels.iter().all(|label| series.contains(label))
+        })
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse().unwrap())
+}
+
+async fn scrape(gw: &Gateway, key: Option<&str>) -> String {
+    let mut request = gw.http.get(format!("{}/metrics", gw.url));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn metrics_list_every_series_from_the_start_with_requests_and_the_process() {
+    // Keyed: /metrics needs an admin key, and nothing has happened yet.
+    let gw = Gateway::start_with(|a| {
+        a.dev = false;
+        a.api_keys = vec!["admin".into()];
+    })
+    .await;
+    let unauthorized = gw
+        .http
+        .get(format!("{}/metrics", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthorized.status(), 401);
+    let text = scrape(&gw, Some("admin")).await;
+    for (name, labels) in [
+        ("watchwire_events_published_total", &[][..]),
+        ("watchwire_store_commits_total", &[]),
+        ("watchwire_notifications_total", &["outcome=\"delivered\""]),
+        ("watchwire_notifications_total", &["outcome=\"retried\""]),
+        ("watchwire_notifications_total", &["outcome=\"failed\""]),
+        ("watchwire_delivery_latency_seconds_count", &[]),
+        ("watchwire_pending_notifications", &[]),
+        ("watchwire_channels_live", &[]),
+        ("watchwire_channels_backlogged", &[]),
+        (
+            "watchwire_http_requests_total",
+            &["route=\"/v1/events\"", "status=\"5xx\""],
+        ),
+        (
+            "watchwire_http_requests_total",
+            &["route=\"watch\"", "status=\"4xx\""],
+        ),
+        (
+            "watchwire_http_request_duration_seconds_count",
+            &["route=\"/v1/channels/{id}\""],
+        ),
+    ] {
+        assert!(
+            sample(&text, name, labels).is_some(),
+            "{name}{labels:?} is missing:\n{text}"
+        );
+    }
+
+    // The request counter moves by route template and status class.
+    let enable_404 = ["route=\"/v1/channels/{id}/enable\"", "status=\"4xx\""];
+    let before = sample(&text, "watchwire_http_requests_total", &enable_404).unwrap();
+    for id in ["a", "b", "c"] {
+        let response = gw
+            .http
+            .post(format!("{}/v1/channels/{id}/enable", gw.url))
+            .bearer_auth("admin")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404);
+    }
+    gw.http
+        .get(format!("{}/no/such/thing-1234", gw.url))
+        .send()
+        .await
+        .unwrap();
+    let text = scrape(&gw, Some("admin")).await;
+    let after = sample(&text, "watchwire_http_requests_total", &enable_404).unwrap();
+    assert_eq!(after - before, 3.0, "{text}");
+    assert!(
+        sample(
+            &text,
+            "watchwire_http_requests_total",
+            &["route=\"other\"", "status=\"4xx\""]
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert!(
+        !text.contains("thing-1234") && !text.contains("/v1/channels/a"),
+        "raw paths never become labels"
+    );
+    assert!(
+        sample(
+            &text,
+            "watchwire_http_request_duration_seconds_count",
+            &["route=\"/v1/channels/{id}/enable\""]
+        )
+        .unwrap()
+            >= 3.0
+    );
+
+    // Process metrics, read at the scrape.
+    if cfg!(target_os = "linux") {
+        let value = |name| sample(&text, name, &[]).unwrap_or_else(|| panic!("{name}:\n{text}"));
+        assert!(value("process_resident_memory_bytes") > 1e6);
+        assert!(value("process_virtual_memory_bytes") >= value("process_resident_memory_bytes"));
+        assert!(value("process_cpu_seconds_total") >= 0.0);
+        assert!(value("process_open_fds") >= 3.0);
+        assert!(value("process_max_fds") >= value("process_open_fds"));
+        assert!(value("process_threads") >= 1.0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let started = value("process_start_time_seconds");
+        assert!(
+            started <= now + 1.0 && started > now - 3600.0,
+            "{started} vs {now}"
+        );
+        assert!(text.contains("# TYPE process_cpu_seconds_total counter"));
+    }
+}

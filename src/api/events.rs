@@ -6,6 +6,7 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use serde::Deserialize;
@@ -51,7 +52,7 @@ pub async fn publish(
     uri: Uri,
     headers: HeaderMap,
     RawBody(body): RawBody,
-) -> Result<Json<PublishResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let caller = app.keys.authenticate(&headers, &uri)?;
     let idempotency = idempotency_key(&headers)?.map(|key| Idempotency {
         owner: caller.owner.clone(),
@@ -67,11 +68,21 @@ pub async fn publish(
         caller.require_resource(&event.resource)?;
     }
     let receipt = app.store.append(events, idempotency).await?;
-    Ok(Json(PublishResponse {
+    let answer = Json(PublishResponse {
         cursor: cursor(receipt.last_seq),
         events: receipt.count,
-    }))
+    });
+    // Tells a client that retried after a lost answer that its first try was stored
+    // (the convention of Stripe and the IETF Idempotency-Key draft).
+    Ok(if receipt.replayed {
+        ([(IDEMPOTENT_REPLAYED, "true")], answer).into_response()
+    } else {
+        answer.into_response()
+    })
 }
+
+/// Set on a publish answered from an earlier one with the same Idempotency-Key.
+const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {

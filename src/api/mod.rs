@@ -21,17 +21,20 @@ use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::handler::Handler;
-use axum::http::Method;
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::config::ServeArgs;
+use crate::config::{CorsOrigins, ServeArgs};
 use crate::delivery::target::TargetPolicy;
 use crate::delivery::Dispatcher;
 use crate::protocol::resource::ServicePrefixes;
 use crate::store::Store;
+use crate::telemetry;
 
 pub type AppState = Arc<App>;
 
@@ -46,6 +49,31 @@ pub struct App {
     /// `--public-url` without a trailing slash.
     pub public_url: String,
     pub metrics: PrometheusHandle,
+    /// Browser origins that may call `/v1` (`--cors-origins` or its default).
+    pub cors: CorsOrigins,
+}
+
+/// Every route with its methods; any other method gets the envelope's `405`. The
+/// templates double as the `route` label of the request metrics.
+fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        ("/healthz", get(ops::healthz)),
+        ("/metrics", get(ops::metrics)),
+        ("/v1/events", post(events::publish)),
+        ("/v1/watch", get(stream::stream)),
+        ("/v1/changes", get(changes::changes)),
+        ("/v1/changeset", get(changes::changeset)),
+        ("/v1/channels", get(channels::list)),
+        ("/v1/channels/{id}", get(channels::show)),
+        (
+            "/v1/channels/{id}/notifications",
+            get(channels::notifications),
+        ),
+        ("/v1/channels/{id}/replay", post(channels::replay)),
+        ("/v1/channels/{id}/enable", post(channels::enable)),
+        ("/v1/watchers", post(watchers::create).get(watchers::list)),
+        ("/v1/watchers/{id}", delete(watchers::delete)),
+    ]
 }
 
 pub fn router(app: AppState) -> Router {
@@ -55,68 +83,112 @@ pub fn router(app: AppState) -> Router {
         max_headers: app.config.max_headers,
         request_timeout: app.config.request_timeout,
     };
-    Router::new()
-        .route(
-            "/healthz",
-            get(ops::healthz).fallback(ops::method_not_allowed),
-        )
-        .route(
-            "/metrics",
-            get(ops::metrics).fallback(ops::method_not_allowed),
-        )
-        .route(
-            "/v1/events",
-            post(events::publish).fallback(ops::method_not_allowed),
-        )
-        .route(
-            "/v1/watch",
-            get(stream::stream).fallback(ops::method_not_allowed),
-        )
-        .route(
-            "/v1/changes",
-            get(changes::changes).fallback(ops::method_not_allowed),
-        )
-        .route(
-            "/v1/changeset",
-            get(changes::changeset).fallback(ops::method_not_allowed),
-        )
-        .route(
-            "/v1/channels",
-            get(channels::list).fallback(ops::method_not_allowed),
-        )
-        .route(
-            "/v1/channels/{id}",
-            get(channels::show).fallback(ops::method_not_allowed),
-        )
-        .route(
-            "/v1/channels/{id}/notifications",
-            get(channels::notifications).fallback(ops::method_not_allowed),
-        )
-        .route(
-            "/v1/channels/{id}/replay",
-            post(channels::replay).fallback(ops::method_not_allowed),
-        )
-        .route(
-            "/v1/channels/{id}/enable",
-            post(channels::enable).fallback(ops::method_not_allowed),
-        )
-        .route(
-            "/v1/watchers",
-            post(watchers::create)
-                .get(watchers::list)
-                .fallback(ops::method_not_allowed),
-        )
-        .route(
-            "/v1/watchers/{id}",
-            delete(watchers::delete).fallback(ops::method_not_allowed),
-        )
+    let cors = Arc::new(app.cors.clone());
+    let mut router = Router::new();
+    let mut route_labels = ops::FALLBACK_ROUTES.to_vec();
+    for (path, methods) in routes() {
+        router = router.route(path, methods.fallback(ops::method_not_allowed));
+        route_labels.push(path);
+    }
+    telemetry::register_http_series(&route_labels);
+    // Layers run outside in: the metrics see every answer (a preflight, a panic's
+    // 500), CORS headers go on every answer (a browser can read the error), and a
+    // panic anywhere below still answers.
+    router
         .fallback(google_style)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(
             request_limits,
             limits::enforce,
         ))
+        .layer(CatchPanicLayer::custom(ops::panic_response))
+        .layer(axum::middleware::from_fn_with_state(cors, cross_origin))
+        .layer(axum::middleware::from_fn(ops::record_request))
         .with_state(app)
+}
+
+/// Request headers a browser app may send cross-origin: its key, JSON, a publish's
+/// Idempotency-Key, a stream's resume point, and a poll's `If-None-Match`.
+const CORS_ALLOW_HEADERS: &str =
+    "authorization, content-type, idempotency-key, last-event-id, if-none-match";
+/// Response headers such an app may read beyond the safelisted ones.
+const CORS_EXPOSE_HEADERS: &str = "etag, idempotent-replayed, retry-after";
+const CORS_ALLOW_METHODS: &str = "GET, POST, DELETE, OPTIONS";
+/// How long a browser may reuse a preflight answer (browsers cap it at 2 h or less).
+const CORS_MAX_AGE: &str = "7200";
+
+/// CORS for the `/v1` API (`--cors-origins`): a preflight from an allowed origin is
+/// answered `204` here; every other `/v1` answer carries `Access-Control-Allow-Origin`
+/// when the origin is allowed and never otherwise, whatever a handler set. A preflight
+/// from an origin that is not allowed goes on to the routes (a `405` without CORS
+/// headers), so the browser refuses the call.
+async fn cross_origin(
+    State(origins): State<Arc<CorsOrigins>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    if path != "/v1" && !path.starts_with("/v1/") {
+        return next.run(request).await;
+    }
+    let allowed = allowed_origin(&origins, request.headers().get(header::ORIGIN));
+    let preflight = request.method() == Method::OPTIONS
+        && request
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut response = match &allowed {
+        Some(origin) if preflight => preflight_answer(origin.clone()),
+        _ => next.run(request).await,
+    };
+    let headers = response.headers_mut();
+    headers.remove(header::ACCESS_CONTROL_ALLOW_ORIGIN);
+    if let Some(origin) = allowed {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(CORS_EXPOSE_HEADERS),
+        );
+    }
+    if *origins != CorsOrigins::None {
+        headers.append(header::VARY, HeaderValue::from_static("origin"));
+    }
+    response
+}
+
+/// The `Access-Control-Allow-Origin` value for a request from `origin`, if allowed.
+fn allowed_origin(origins: &CorsOrigins, origin: Option<&HeaderValue>) -> Option<HeaderValue> {
+    match origins {
+        CorsOrigins::None => None,
+        CorsOrigins::Any => Some(HeaderValue::from_static("*")),
+        CorsOrigins::List(list) => origin
+            .filter(|o| {
+                list.iter()
+                    .any(|allowed| allowed.as_bytes() == o.as_bytes())
+            })
+            .cloned(),
+    }
+}
+
+fn preflight_answer(origin: HeaderValue) -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, origin),
+            (
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static(CORS_ALLOW_METHODS),
+            ),
+            (
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static(CORS_ALLOW_HEADERS),
+            ),
+            (
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static(CORS_MAX_AGE),
+            ),
+        ],
+    )
+        .into_response()
 }
 
 /// Google's paths are open-ended: anything ending in `/watch` creates a channel and
