@@ -55,7 +55,7 @@ fn quick_bench_runs_every_scenario_and_delivers_everything() {
     assert_eq!(r["quick"], true);
     assert_eq!(r["failures"], Value::Array(vec![]), "no scenario failed");
     for scenario in [
-        "raw", "fanout", "publish", "latency", "wide", "scale", "backlog",
+        "raw", "fanout", "publish", "latency", "wide", "scale", "backlog", "soak",
     ] {
         assert!(
             r[scenario].is_object(),
@@ -134,6 +134,47 @@ fn quick_bench_runs_every_scenario_and_delivers_everything() {
     assert!(!r["backlog"]["rss_samples"].as_array().unwrap().is_empty());
     assert_eq!(number(&r, "backlog.channels_backlogged"), 1.0);
 
+    // soak: store size and memory sampled over time while every notification arrived.
+    // Whether they stay flat is not checked: at quick sizes the numbers mean nothing.
+    let soak = &r["soak"];
+    let notifications = positive(soak, "notifications");
+    assert_eq!(
+        notifications,
+        positive(soak, "events") * positive(soak, "channels")
+    );
+    assert_eq!(number(soak, "delivered"), notifications);
+    positive(soak, "window_seconds");
+    let samples = soak["samples"].as_array().expect("soak samples");
+    assert!(
+        samples.len() >= 3,
+        "the soak sampled {} times",
+        samples.len()
+    );
+    let mut last_seconds = -1.0;
+    for sample in samples {
+        let seconds = number(sample, "seconds");
+        assert!(seconds > last_seconds, "samples in time order");
+        last_seconds = seconds;
+        positive(sample, "store_bytes");
+        positive(sample, "rss_bytes");
+        positive(sample, "anon_bytes");
+        for gauge in ["watchwire_store_bytes", "watchwire_prune_lag_seconds"] {
+            assert!(
+                sample[gauge].is_null() || sample[gauge].is_number(),
+                "{gauge} is a number or null: {}",
+                sample[gauge]
+            );
+        }
+    }
+    let last = samples.last().unwrap();
+    assert_eq!(number(last, "delivered"), notifications);
+    for growth in ["store", "rss", "anon"] {
+        assert_eq!(
+            number(soak, &format!("{growth}.end_bytes")),
+            number(last, &format!("{growth}_bytes"))
+        );
+    }
+
     // Every target of the issue is reported, and the table and chart are written.
     let checks: Vec<&str> = r["checks"]
         .as_array()
@@ -151,19 +192,22 @@ fn quick_bench_runs_every_scenario_and_delivers_everything() {
         "memory per idle channel",
         "restart → delivering",
         "peak RSS, dead endpoint",
+        "soak store size, end ÷ at window",
+        "soak RSS, end ÷ at window",
     ] {
         assert!(checks.contains(&name), "no check {name:?} in {checks:?}");
     }
     let foreign = r["foreign_cpu"]
         .as_array()
         .expect("foreign CPU per scenario");
-    assert_eq!(foreign.len(), 7, "one reading per scenario");
+    assert_eq!(foreign.len(), 8, "one reading per scenario");
     for f in foreign {
         let share = number(f, "share");
         assert!((0.0..=1.0).contains(&share), "share {share}");
     }
     let md = std::fs::read_to_string(out.path().join("results.md")).unwrap();
     assert!(md.contains("| figure | measured | ratio to raw |"));
+    assert!(md.contains("| time s | store MB | RSS MB | anon MB | delivered |"));
     let svg = std::fs::read_to_string(out.path().join("chart.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("<polyline"));
 }

@@ -1,6 +1,7 @@
 //! The results chart, as hand-written SVG (no plotting dependency): publish→delivery
 //! latency percentiles on the left, delivered notifications per second against channel
-//! count on the right, with the raw loopback ceiling and the targets drawn in.
+//! count on the right, with the raw loopback ceiling and the targets drawn in; below
+//! them, when the soak ran, store size and resident memory against time.
 
 use std::fmt::Write;
 
@@ -20,6 +21,11 @@ pub struct ChartData {
     pub raw_per_second: Option<f64>,
     /// Fraction of raw the fan-out target asks for.
     pub target_ratio: f64,
+    /// (seconds, store MB, RSS MB) of the soak's samples; no panel when empty.
+    pub soak: Vec<(f64, f64, f64)>,
+    /// Where the soak's retention window (plus one prune interval) ends, seconds.
+    pub soak_window: Option<f64>,
+    pub soak_caption: String,
 }
 
 const WIDTH: f64 = 980.0;
@@ -29,15 +35,23 @@ const PANEL_H: f64 = 290.0;
 const TOP: f64 = 70.0;
 const LEFT_X: f64 = 90.0;
 const RIGHT_X: f64 = 555.0;
+/// The soak panel, below the other two and as wide as both.
+const SOAK_H: f64 = 200.0;
+const SOAK_ROW: f64 = 310.0;
 /// Series colours, light to dark; the last series (the headline) is always the darkest.
 const PALETTE: [&str; 4] = ["#b8d0e8", "#80a8d0", "#4878a8", "#1c3c64"];
 const FONT: &str = "font-family=\"Helvetica,Arial,sans-serif\"";
 
 pub fn svg(data: &ChartData) -> String {
     let mut out = String::new();
+    let height = if data.soak.is_empty() {
+        HEIGHT
+    } else {
+        HEIGHT + SOAK_ROW
+    };
     let _ = writeln!(
         out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}">"#
     );
     let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
     text(
@@ -50,6 +64,9 @@ pub fn svg(data: &ChartData) -> String {
     );
     latency_panel(&mut out, data);
     throughput_panel(&mut out, data);
+    if !data.soak.is_empty() {
+        soak_panel(&mut out, data);
+    }
     out.push_str("</svg>\n");
     out
 }
@@ -73,11 +90,11 @@ fn latency_panel(out: &mut String, data: &ChartData) {
     // Log scale from 0.01 ms to the next power of ten above everything shown.
     let (lo, hi) = (-2.0_f64, top.log10().ceil().max(0.0));
     let y_of = |ms: f64| y0 + PANEL_H - (ms.max(0.01).log10() - lo) / (hi - lo) * PANEL_H;
-    axes(out, x0, y0);
+    axes(out, x0, y0, PANEL_W, PANEL_H);
     let mut decade = lo;
     while decade <= hi {
         let y = y_of(10f64.powf(decade));
-        gridline(out, x0, y);
+        gridline(out, x0, y, PANEL_W);
         text(
             out,
             x0 - 6.0,
@@ -200,10 +217,10 @@ fn throughput_panel(out: &mut String, data: &ChartData) {
     ys.extend(data.raw_per_second);
     let y_hi = nice_ceiling(ys.iter().copied().fold(1.0, f64::max) * 1.1);
     let y_of = |rate: f64| y0 + PANEL_H - rate / y_hi * PANEL_H;
-    axes(out, x0, y0);
+    axes(out, x0, y0, PANEL_W, PANEL_H);
     for i in 0..=5 {
         let rate = y_hi * i as f64 / 5.0;
-        gridline(out, x0, y_of(rate));
+        gridline(out, x0, y_of(rate), PANEL_W);
         text(
             out,
             x0 - 6.0,
@@ -319,25 +336,110 @@ fn throughput_panel(out: &mut String, data: &ChartData) {
     }
 }
 
+fn soak_panel(out: &mut String, data: &ChartData) {
+    let (x0, y0) = (LEFT_X, HEIGHT + 40.0);
+    let (w, h) = (RIGHT_X + PANEL_W - LEFT_X, SOAK_H);
+    text(
+        out,
+        x0 + w / 2.0,
+        y0 - 18.0,
+        "middle",
+        14.0,
+        &escape(&data.soak_caption),
+    );
+    let seconds = data.soak.iter().map(|p| p.0);
+    let (x_step, x_hi) = nice_steps(seconds.fold(1.0, f64::max), 5.0);
+    let top = data
+        .soak
+        .iter()
+        .flat_map(|p| [p.1, p.2])
+        .fold(1.0, f64::max);
+    let (y_step, y_hi) = nice_steps(top * 1.05, 4.0);
+    let x_of = |seconds: f64| x0 + seconds / x_hi * w;
+    let y_of = |mb: f64| y0 + h - mb / y_hi * h;
+    axes(out, x0, y0, w, h);
+    for i in 0..=(y_hi / y_step).round() as u32 {
+        let mb = y_step * i as f64;
+        gridline(out, x0, y_of(mb), w);
+        let label = format!("{} MB", format_count(mb));
+        text(out, x0 - 6.0, y_of(mb) + 4.0, "end", 11.0, &label);
+    }
+    for i in 0..=(x_hi / x_step).round() as u32 {
+        let seconds = x_step * i as f64;
+        let label = format!("{} s", format_count(seconds));
+        text(out, x_of(seconds), y0 + h + 16.0, "middle", 11.0, &label);
+    }
+    text(
+        out,
+        x0 + w / 2.0,
+        y0 + h + 34.0,
+        "middle",
+        12.0,
+        "seconds since the first publish",
+    );
+    if let Some(window) = data.soak_window.filter(|s| *s <= x_hi) {
+        let x = x_of(window);
+        let _ = writeln!(
+            out,
+            r##"<line x1="{x:.1}" y1="{y0}" x2="{x:.1}" y2="{:.1}" stroke="#c03030" stroke-dasharray="5,3"/>"##,
+            y0 + h
+        );
+        text(
+            out,
+            x + 4.0,
+            y0 + 12.0,
+            "start",
+            10.0,
+            "retention + one prune interval",
+        );
+    }
+    let series: [(&str, &str, fn(&(f64, f64, f64)) -> f64); 2] = [
+        ("store on disk", "#4878a8", |p| p.1),
+        ("gateway RSS", "#e08020", |p| p.2),
+    ];
+    let legend_y = y0 + h + 56.0;
+    for (i, (label, colour, value)) in series.into_iter().enumerate() {
+        let points: Vec<String> = data
+            .soak
+            .iter()
+            .map(|p| format!("{:.1},{:.1}", x_of(p.0), y_of(value(p))))
+            .collect();
+        let _ = writeln!(
+            out,
+            r##"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"/>"##,
+            points.join(" ")
+        );
+        let lx = x0 + 160.0 * i as f64;
+        let _ = writeln!(
+            out,
+            r##"<line x1="{lx:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{colour}" stroke-width="2"/>"##,
+            legend_y - 4.0,
+            lx + 20.0,
+            legend_y - 4.0
+        );
+        text(out, lx + 26.0, legend_y, "start", 11.0, label);
+    }
+}
+
 fn colour(series: usize, of: usize) -> &'static str {
     let first = PALETTE.len().saturating_sub(of);
     PALETTE[(first + series).min(PALETTE.len() - 1)]
 }
 
-fn axes(out: &mut String, x0: f64, y0: f64) {
+fn axes(out: &mut String, x0: f64, y0: f64, width: f64, height: f64) {
     let _ = writeln!(
         out,
         r##"<path d="M{x0},{y0} V{:.1} H{:.1}" fill="none" stroke="#202020"/>"##,
-        y0 + PANEL_H,
-        x0 + PANEL_W
+        y0 + height,
+        x0 + width
     );
 }
 
-fn gridline(out: &mut String, x0: f64, y: f64) {
+fn gridline(out: &mut String, x0: f64, y: f64, width: f64) {
     let _ = writeln!(
         out,
         r##"<line x1="{x0}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e4e4e4"/>"##,
-        x0 + PANEL_W
+        x0 + width
     );
 }
 
@@ -387,6 +489,18 @@ fn nice_ceiling(v: f64) -> f64 {
         .unwrap_or(10.0 * base)
 }
 
+/// An axis from 0 to at least `max` in steps of 1, 2 or 5 × 10^k, at most 1.5 × `ticks`
+/// of them: (step, end of the axis).
+fn nice_steps(max: f64, ticks: f64) -> (f64, f64) {
+    let base = 10f64.powf((max / ticks).log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0, 20.0]
+        .into_iter()
+        .map(|m| m * base)
+        .find(|step| (max / step).ceil() <= ticks * 1.5)
+        .unwrap_or(50.0 * base);
+    (step, step * (max / step).ceil().max(1.0))
+}
+
 /// 1234 → "1.2k", 2500000 → "2.5M".
 pub fn format_count(v: f64) -> String {
     let (value, suffix) = if v >= 1e6 {
@@ -427,6 +541,10 @@ mod tests {
         assert_eq!(format_count(2_500_000.0), "2.5M");
         assert_eq!(nice_ceiling(37_000.0), 50_000.0);
         assert_eq!(nice_ceiling(1.0), 1.0);
+        assert_eq!(nice_steps(12.0, 5.0), (2.0, 12.0));
+        assert_eq!(nice_steps(490.0, 5.0), (100.0, 500.0));
+        assert_eq!(nice_steps(40.4, 4.0), (10.0, 50.0));
+        assert_eq!(nice_steps(1.0, 4.0), (0.2, 1.0));
         assert_eq!(format_ms(0.42), "0.42 ms");
     }
 
@@ -450,6 +568,9 @@ mod tests {
             wide: Some((100_000.0, 40_000.0)),
             raw_per_second: Some(50_000.0),
             target_ratio: 0.6,
+            soak: vec![(0.0, 1.0, 20.0), (10.0, 30.0, 40.0), (20.0, 31.0, 41.0)],
+            soak_window: Some(13.0),
+            soak_caption: "soak".into(),
         };
         let svg = svg(&data);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
@@ -458,5 +579,14 @@ mod tests {
         assert!(svg.contains("raw loopback 50k/s"));
         assert!(svg.contains("target: p99 ≤ 5.0 ms"));
         assert!(!svg.contains("NaN"));
+        assert!(svg.contains("store on disk") && svg.contains("gateway RSS"));
+        assert!(svg.contains("retention + one prune interval"));
+        assert!(svg.contains(&format!("height=\"{}\"", HEIGHT + SOAK_ROW)));
+        let without_soak = super::svg(&ChartData {
+            soak: Vec::new(),
+            ..data
+        });
+        assert!(!without_soak.contains("store on disk"));
+        assert!(without_soak.contains(&format!("height=\"{HEIGHT}\"")));
     }
 }

@@ -111,6 +111,12 @@ impl Gateway {
         rss_of(self.pid())
     }
 
+    /// Resident anonymous memory now (`RssAnon`: the heap and stacks, not mapped files),
+    /// bytes.
+    pub fn anon_rss(&self) -> anyhow::Result<u64> {
+        status_kib(self.pid(), "RssAnon:").map(|kib| kib * 1024)
+    }
+
     /// Peak resident memory since start (`VmHWM`), bytes.
     pub fn peak_rss(&self) -> anyhow::Result<u64> {
         status_kib(self.pid(), "VmHWM:").map(|kib| kib * 1024)

@@ -47,11 +47,16 @@ pub fn payload_timestamp(body: &[u8]) -> Option<u64> {
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
-/// One event on `resource` whose data is a [`payload`] stamped now.
+/// One event on `resource` whose data is a [`payload`] of [`PAYLOAD_BYTES`] stamped now.
 pub fn event_json(resource: &str) -> String {
+    sized_event_json(resource, PAYLOAD_BYTES)
+}
+
+/// One event on `resource` whose data is a [`payload`] of `data_bytes` stamped now.
+pub fn sized_event_json(resource: &str, data_bytes: usize) -> String {
     format!(
         r#"{{"resource":"{resource}","state":"exists","data":{}}}"#,
-        payload(clock::now_us(), PAYLOAD_BYTES)
+        payload(clock::now_us(), data_bytes)
     )
 }
 
@@ -106,6 +111,65 @@ pub async fn watch(
         anyhow::bail!("watch on {resource} answered {status}: {text}");
     }
     Ok(())
+}
+
+/// What a paced (open-loop) publisher did.
+#[derive(Debug, Default)]
+pub struct Paced {
+    pub events: u64,
+    /// From the first publish sent to the last one sent.
+    pub sending: Duration,
+    /// Publish sent → its durable `200`, µs.
+    pub acks_us: Vec<u32>,
+    /// How late each publish was sent against its schedule, µs (the generator's own limit).
+    pub lags_us: Vec<u32>,
+}
+
+/// Sends `events` publishes at `rate` per second on a schedule (an open loop: a slow
+/// answer does not delay the next publish) and waits for every answer. Publish `i`'s
+/// body is `body(i)`, built when it is sent, so the payload's stamp is its send time.
+/// Fails on the first publish that is not answered `200`.
+pub async fn paced<B>(
+    client: &reqwest::Client,
+    gateway: &str,
+    rate: u64,
+    events: u64,
+    body: B,
+) -> anyhow::Result<Paced>
+where
+    B: Fn(u64) -> String + Send + Sync + 'static,
+{
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let (url, body) = (Arc::new(gateway.to_string()), Arc::new(body));
+    let mut sent = tokio::task::JoinSet::new();
+    let mut acks = Vec::with_capacity(events as usize);
+    let mut lags = Vec::with_capacity(events as usize);
+    let start = tokio::time::Instant::now();
+    for i in 0..events {
+        let due = start + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(due).await;
+        lags.push(due.elapsed().as_micros().min(u32::MAX as u128) as u32);
+        let (client, url, body) = (client.clone(), url.clone(), body.clone());
+        sent.spawn(async move {
+            let began = Instant::now();
+            publish(&client, &url, body(i)).await?;
+            anyhow::Ok(began.elapsed().as_micros().min(u32::MAX as u128) as u32)
+        });
+        // Collect what has answered already, so a failure stops a long run early.
+        while let Some(done) = sent.try_join_next() {
+            acks.push(done??);
+        }
+    }
+    let sending = start.elapsed();
+    while let Some(done) = sent.join_next().await {
+        acks.push(done??);
+    }
+    Ok(Paced {
+        events,
+        sending,
+        acks_us: acks,
+        lags_us: lags,
+    })
 }
 
 /// What a connection loop did.

@@ -33,9 +33,10 @@ pub enum Scenario {
     Wide,
     Scale,
     Backlog,
+    Soak,
 }
 
-const ALL: [Scenario; 7] = [
+const ALL: [Scenario; 8] = [
     Scenario::Raw,
     Scenario::Fanout,
     Scenario::Publish,
@@ -43,6 +44,7 @@ const ALL: [Scenario; 7] = [
     Scenario::Wide,
     Scenario::Scale,
     Scenario::Backlog,
+    Scenario::Soak,
 ];
 
 #[derive(Debug, Clone, clap::Args)]
@@ -124,6 +126,19 @@ pub struct BenchArgs {
     /// Events pending on the dead endpoint of the backlog scenario.
     #[arg(long)]
     pub backlog_events: Option<usize>,
+
+    /// Seconds the soak publishes. Its gateway prunes with 2m retention every 10s, so only
+    /// what comes after 130 s shows whether store and memory stay flat.
+    #[arg(long)]
+    pub soak_seconds: Option<f64>,
+
+    /// Events per second of the soak (each to every soak channel).
+    #[arg(long)]
+    pub soak_rate: Option<u64>,
+
+    /// Channels of the soak, all on one collection.
+    #[arg(long)]
+    pub soak_channels: Option<usize>,
 }
 
 impl BenchArgs {
@@ -149,7 +164,10 @@ impl BenchArgs {
             latency_seconds,
             wide_channels,
             scale_channels,
-            backlog_events
+            backlog_events,
+            soak_seconds,
+            soak_rate,
+            soak_channels
         );
         s
     }
@@ -199,6 +217,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         wide: None,
         scale: None,
         backlog: None,
+        soak: None,
         failures: Vec::new(),
         checks: Vec::new(),
         foreign_cpu: Vec::new(),
@@ -312,6 +331,25 @@ async fn run_one(scenario: Scenario, ctx: &Ctx, results: &mut Results) -> anyhow
                 b.rss_start_bytes as f64 / (1024.0 * 1024.0)
             );
             results.backlog = Some(b);
+        }
+        Scenario::Soak => {
+            let s = scenarios::soak::run(ctx).await?;
+            let mb = |b: Option<u64>| {
+                b.map_or("—".to_string(), |b| {
+                    format!("{:.1}", scenarios::soak::mb(b))
+                })
+            };
+            println!(
+                "   {} notifications in {:.0} s; from the end of the {:.0} s window to the end: store {} → {} MB, RSS {} → {} MB",
+                s.notifications,
+                s.seconds,
+                s.window_seconds,
+                mb(s.store.at_window_bytes),
+                mb(Some(s.store.end_bytes)),
+                mb(s.rss.at_window_bytes),
+                mb(Some(s.rss.end_bytes)),
+            );
+            results.soak = Some(s);
         }
     }
     Ok(())

@@ -12,6 +12,7 @@ use super::scenarios::latency::Latency;
 use super::scenarios::publish::Publish;
 use super::scenarios::raw::Raw;
 use super::scenarios::scale::Scale;
+use super::scenarios::soak::{duration_arg, mb, Growth, Soak};
 use super::scenarios::wide::Wide;
 use super::scenarios::Sizes;
 
@@ -82,6 +83,7 @@ pub struct Results {
     pub wide: Option<Wide>,
     pub scale: Option<Scale>,
     pub backlog: Option<Backlog>,
+    pub soak: Option<Soak>,
     /// Scenarios that failed, with why.
     pub failures: Vec<String>,
     pub checks: Vec<Check>,
@@ -280,6 +282,30 @@ impl Results {
                 note,
             ));
         }
+        if let Some(s) = &self.soak {
+            for (name, g) in [
+                ("soak store size, end ÷ at window", &s.store),
+                ("soak RSS, end ÷ at window", &s.rss),
+            ] {
+                let Some(ratio) = g.ratio_after_window else {
+                    continue;
+                };
+                let note = format!(
+                    "{} from the end of the window to the end; {}",
+                    growth_note(g),
+                    soak_conditions(s)
+                );
+                checks.push(check(
+                    name,
+                    ratio,
+                    "×",
+                    None,
+                    "flat: last third < +10 %",
+                    g.flat,
+                    note,
+                ));
+            }
+        }
         self.checks = checks;
     }
 
@@ -311,6 +337,9 @@ impl Results {
                 pass,
                 c.note
             ));
+        }
+        if let Some(s) = &self.soak {
+            md.push_str(&soak_markdown(s));
         }
         md
     }
@@ -364,6 +393,21 @@ impl Results {
                 .map(|w| (w.channels as f64, w.delivered_per_second)),
             raw_per_second: self.raw.as_ref().map(|r| r.per_second),
             target_ratio: 0.60,
+            soak: self.soak.as_ref().map_or(Vec::new(), |s| {
+                s.samples
+                    .iter()
+                    .map(|p| (p.seconds, mb(p.store_bytes), mb(p.rss_bytes)))
+                    .collect()
+            }),
+            soak_window: self.soak.as_ref().map(|s| s.window_seconds),
+            soak_caption: self.soak.as_ref().map_or(String::new(), |s| {
+                format!(
+                    "Soak: store and RSS over time, {} ev/s to {} channels, retention {}",
+                    format_count(s.rate as f64),
+                    s.channels,
+                    duration_arg(s.retention_seconds)
+                )
+            }),
         }
     }
 
@@ -402,6 +446,86 @@ Share of the machine used by other processes during each scenario: {}.
         std::fs::write(dir.join("chart.svg"), chart::svg(&self.chart()))?;
         Ok(())
     }
+}
+
+/// The soak's load and the gateway's retention flags.
+fn soak_conditions(s: &Soak) -> String {
+    format!(
+        "{} ev/s to {} channels ({} notifications/s), {} B events, {:.0} s; --retention {} --log-retention {} --prune-interval {}",
+        s.rate,
+        s.channels,
+        format_count((s.rate * s.channels as u64) as f64),
+        s.event_bytes,
+        s.seconds,
+        duration_arg(s.retention_seconds),
+        duration_arg(s.log_retention_seconds),
+        duration_arg(s.prune_interval_seconds)
+    )
+}
+
+/// "45.0 → 47.0 MB (last third +2.0 %: flat)": from the end of the window to the end.
+fn growth_note(g: &Growth) -> String {
+    let at = g
+        .at_window_bytes
+        .map_or("—".to_string(), |b| format!("{:.1}", mb(b)));
+    let third = match (g.last_third_growth, g.flat) {
+        (Some(growth), Some(flat)) => format!(
+            " (last third {:+.1} %: {})",
+            growth * 100.0,
+            if flat { "flat" } else { "growing" }
+        ),
+        (Some(growth), None) => format!(
+            " (last third {:+.1} %, inside the window: too short to tell)",
+            growth * 100.0
+        ),
+        _ => String::new(),
+    };
+    format!("{at} → {:.1} MB{third}", mb(g.end_bytes))
+}
+
+/// The soak's summary and its samples as a table.
+fn soak_markdown(s: &Soak) -> String {
+    let mut md = format!(
+        "\n**Soak**: {}. The retention window plus one prune interval ends at {:.0} s; from there to the end: store {}, RSS {}, anonymous memory {}. {} of {} notifications delivered, in order.\n\n",
+        soak_conditions(s),
+        s.window_seconds,
+        growth_note(&s.store),
+        growth_note(&s.rss),
+        growth_note(&s.anon),
+        s.delivered,
+        s.notifications
+    );
+    let gauges = s
+        .samples
+        .iter()
+        .any(|p| p.watchwire_store_bytes.is_some() || p.watchwire_prune_lag_seconds.is_some());
+    md.push_str("| time s | store MB | RSS MB | anon MB | delivered |");
+    md.push_str(if gauges {
+        " watchwire_store_bytes MB | prune lag s |\n|---:|---:|---:|---:|---:|---:|---:|\n"
+    } else {
+        "\n|---:|---:|---:|---:|---:|\n"
+    });
+    let or_dash =
+        |v: Option<f64>, scale: f64| v.map_or("—".to_string(), |v| format!("{:.1}", v / scale));
+    for p in &s.samples {
+        md.push_str(&format!(
+            "| {:.0} | {:.1} | {:.1} | {:.1} | {} |",
+            p.seconds,
+            mb(p.store_bytes),
+            mb(p.rss_bytes),
+            mb(p.anon_bytes),
+            p.delivered
+        ));
+        if gauges {
+            md.push_str(&format!(
+                " {} | {} |",
+                or_dash(p.watchwire_store_bytes, MIB),
+                or_dash(p.watchwire_prune_lag_seconds, 1.0)
+            ));
+        }
+        md.push('\n');
+    }
+    md
 }
 
 fn size_note(measured: usize, issue: usize, what: &str) -> String {

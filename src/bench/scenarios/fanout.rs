@@ -6,11 +6,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_delivery, create_channels, ratio, Ctx};
+use super::{check_delivery, ratio, watched, Ctx};
 use crate::bench::clock;
-use crate::bench::gateway::Gateway;
 use crate::bench::load;
-use crate::bench::receiver::Receiver;
 use crate::bench::stats::Percentiles;
 
 /// Concurrent publishers (each sends one batch at a time).
@@ -81,17 +79,7 @@ async fn point(
 ) -> anyhow::Result<Point> {
     let sizes = &ctx.sizes;
     let launch = ctx.launch(&format!("fanout-{channels}"))?;
-    let gateway = Gateway::start(&launch).await?;
-    let receiver = Receiver::start().await?;
-    create_channels(
-        &gateway,
-        &receiver,
-        channels,
-        sizes.connections,
-        sizes.stall(),
-        |_| "/bench/fanout".to_string(),
-    )
-    .await?;
+    let (gateway, receiver, _) = watched(ctx, &launch, channels, "/bench/fanout").await?;
 
     let client = load::client(PUBLISHERS)?;
     let commits_before = gateway

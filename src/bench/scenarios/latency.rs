@@ -8,13 +8,10 @@
 //! first on one gateway, each after the previous one has been delivered completely.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::task::JoinSet;
-use tokio::time::Instant;
 
-use super::{check_delivery, create_channels, Ctx};
+use super::{check_delivery, watched, Ctx};
 use crate::bench::gateway::Gateway;
 use crate::bench::load;
 use crate::bench::receiver::Receiver;
@@ -50,18 +47,9 @@ pub struct Latency {
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Latency> {
     let sizes = &ctx.sizes;
-    let gateway = Gateway::start(&ctx.launch("latency")?).await?;
-    let receiver = Receiver::start().await?;
     let channels = sizes.latency_channels;
-    create_channels(
-        &gateway,
-        &receiver,
-        channels,
-        sizes.connections,
-        sizes.stall(),
-        |_| "/bench/latency".to_string(),
-    )
-    .await?;
+    let launch = ctx.launch("latency")?;
+    let (gateway, receiver, _) = watched(ctx, &launch, channels, "/bench/latency").await?;
 
     let client = load::client(sizes.connections)?;
     // Open the connections the publishes will use, outside the measurement.
@@ -148,28 +136,11 @@ async fn point(
     let channels = ctx.sizes.latency_channels as u64;
     receiver.record_latency(true);
     let events = ((rate as f64 * seconds).round() as u64).max(1);
-    let interval = Duration::from_secs_f64(1.0 / rate as f64);
-    let url = Arc::new(gateway.url.clone());
-    let mut sent = JoinSet::new();
-    let mut lags = Vec::with_capacity(events as usize);
-    let start = Instant::now();
-    for i in 0..events {
-        let due = start + interval.mul_f64(i as f64);
-        tokio::time::sleep_until(due).await;
-        lags.push(due.elapsed().as_micros().min(u32::MAX as u128) as u32);
-        let (client, url) = (client.clone(), url.clone());
-        sent.spawn(async move {
-            let began = std::time::Instant::now();
-            let body = load::event_json(&format!("/bench/latency/items/{}", i % 100));
-            load::publish(&client, &url, body).await?;
-            anyhow::Ok(began.elapsed().as_micros().min(u32::MAX as u128) as u32)
-        });
-    }
-    let sending = start.elapsed().as_secs_f64();
-    let mut acks = Vec::with_capacity(events as usize);
-    while let Some(done) = sent.join_next().await {
-        acks.push(done??);
-    }
+    let sent = load::paced(client, &gateway.url, rate, events, |i| {
+        load::event_json(&format!("/bench/latency/items/{}", i % 100))
+    })
+    .await?;
+    let sending = sent.sending.as_secs_f64();
     let notifications = events * channels;
     *expected += notifications;
     receiver.wait_events(*expected, ctx.sizes.stall()).await?;
@@ -183,13 +154,13 @@ async fn point(
     );
     Ok(Point {
         target_rate: rate,
-        achieved_rate: events as f64 / (sending + interval.as_secs_f64()),
+        achieved_rate: events as f64 / (sending + 1.0 / rate as f64),
         notifications_per_second: (rate * channels) as f64,
         seconds: sending,
         events,
         notifications,
         delivery: Percentiles::of_micros(samples),
-        ack: Percentiles::of_micros(acks),
-        schedule_lag: Percentiles::of_micros(lags),
+        ack: Percentiles::of_micros(sent.acks_us),
+        schedule_lag: Percentiles::of_micros(sent.lags_us),
     })
 }

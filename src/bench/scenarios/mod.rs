@@ -7,6 +7,7 @@ pub mod latency;
 pub mod publish;
 pub mod raw;
 pub mod scale;
+pub mod soak;
 pub mod wide;
 
 use std::path::PathBuf;
@@ -43,12 +44,24 @@ pub struct Sizes {
     /// Channels per resource in the scale scenario.
     pub scale_per_resource: usize,
     pub backlog_events: usize,
+    /// How long the soak publishes, seconds.
+    pub soak_seconds: f64,
+    /// Events per second of the soak, each to every one of `soak_channels` channels.
+    pub soak_rate: u64,
+    pub soak_channels: usize,
+    /// The soak gateway's `--retention`, `--log-retention` and `--prune-interval`, seconds.
+    pub soak_retention_seconds: f64,
+    pub soak_log_retention_seconds: f64,
+    pub soak_prune_interval_seconds: f64,
+    /// How often the soak samples store size and memory, seconds.
+    pub soak_sample_seconds: f64,
     /// A scenario fails when nothing arrives for this long, seconds.
     pub stall_seconds: f64,
 }
 
 impl Sizes {
-    /// The sizes, sized to finish in about ten minutes on two cores.
+    /// The sizes, sized to finish in about ten minutes on two cores (plus the
+    /// soak's eight).
     pub fn full() -> Sizes {
         Sizes {
             connections: 64,
@@ -65,6 +78,13 @@ impl Sizes {
             scale_channels: 1_000_000,
             scale_per_resource: 1000,
             backlog_events: 1_000_000,
+            soak_seconds: 480.0,
+            soak_rate: 200,
+            soak_channels: 20,
+            soak_retention_seconds: 120.0,
+            soak_log_retention_seconds: 120.0,
+            soak_prune_interval_seconds: 10.0,
+            soak_sample_seconds: 10.0,
             stall_seconds: 60.0,
         }
     }
@@ -86,6 +106,13 @@ impl Sizes {
             scale_channels: 500,
             scale_per_resource: 50,
             backlog_events: 2000,
+            soak_seconds: 12.0,
+            soak_rate: 50,
+            soak_channels: 5,
+            soak_retention_seconds: 3.0,
+            soak_log_retention_seconds: 3.0,
+            soak_prune_interval_seconds: 1.0,
+            soak_sample_seconds: 1.0,
             stall_seconds: 20.0,
         }
     }
@@ -154,6 +181,30 @@ pub async fn create_channels(
     let created = began.elapsed().as_secs_f64();
     receiver.wait_syncs(syncs_before + n as u64, stall).await?;
     Ok((created, began.elapsed().as_secs_f64()))
+}
+
+/// Starts a gateway from `launch` and a receiver, and creates `n` channels on `resource`
+/// delivering to it (see [`create_channels`]). Returns both and (seconds to create,
+/// seconds until the last sync arrived).
+pub async fn watched(
+    ctx: &Ctx,
+    launch: &Launch,
+    n: usize,
+    resource: &str,
+) -> anyhow::Result<(Gateway, Receiver, (f64, f64))> {
+    let gateway = Gateway::start(launch).await?;
+    let receiver = Receiver::start().await?;
+    let resource = resource.to_string();
+    let times = create_channels(
+        &gateway,
+        &receiver,
+        n,
+        ctx.sizes.connections,
+        ctx.sizes.stall(),
+        move |_| resource.clone(),
+    )
+    .await?;
+    Ok((gateway, receiver, times))
 }
 
 /// Ratio of a rate to the raw ceiling (`None` without a raw figure).

@@ -5,11 +5,9 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_delivery, create_channels, ratio, Ctx};
+use super::{check_delivery, ratio, watched, Ctx};
 use crate::bench::clock;
-use crate::bench::gateway::Gateway;
 use crate::bench::load;
-use crate::bench::receiver::Receiver;
 
 const RESOURCE: &str = "/bench/wide";
 
@@ -35,18 +33,10 @@ pub struct Wide {
 
 pub async fn run(ctx: &Ctx, raw_per_second: Option<f64>) -> anyhow::Result<Wide> {
     let sizes = &ctx.sizes;
-    let gateway = Gateway::start(&ctx.launch("wide")?).await?;
-    let receiver = Receiver::start().await?;
     let channels = sizes.wide_channels;
-    let (create_seconds, synced_seconds) = create_channels(
-        &gateway,
-        &receiver,
-        channels,
-        sizes.connections,
-        sizes.stall(),
-        |_| RESOURCE.to_string(),
-    )
-    .await?;
+    let launch = ctx.launch("wide")?;
+    let (gateway, receiver, (create_seconds, synced_seconds)) =
+        watched(ctx, &launch, channels, RESOURCE).await?;
     println!("  wide: {channels} channels created in {create_seconds:.1} s, synced in {synced_seconds:.1} s");
 
     let client = load::client(1)?;
