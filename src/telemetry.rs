@@ -52,7 +52,7 @@ fn describe() {
     );
     metrics::describe_counter!(
         "watchwire_notifications_total",
-        "Notification attempts by outcome: delivered, retried, failed."
+        "Notification attempts by outcome: delivered, retried, failed (for good), gone (410)."
     );
     metrics::describe_histogram!(
         "watchwire_delivery_latency_seconds",
@@ -61,7 +61,11 @@ fn describe() {
     metrics::describe_gauge!("watchwire_channels_live", "Channels currently registered.");
     metrics::describe_gauge!(
         "watchwire_pending_notifications",
-        "Notifications queued in memory, not yet done."
+        "Notifications channels still owe (not delivered, not failed for good), attempted or not: the sum of every channel's pendingCount."
+    );
+    metrics::describe_gauge!(
+        "watchwire_queued_notifications",
+        "Pending notifications held in memory; the rest of a backlogged channel's are read from the store."
     );
     metrics::describe_gauge!(
         "watchwire_channels_backlogged",
@@ -89,13 +93,14 @@ fn describe() {
 pub fn register_series() {
     metrics::counter!("watchwire_events_published_total").increment(0);
     metrics::counter!("watchwire_store_commits_total").increment(0);
-    for outcome in ["delivered", "retried", "failed"] {
+    for outcome in ["delivered", "retried", "failed", "gone"] {
         metrics::counter!("watchwire_notifications_total", "outcome" => outcome).increment(0);
     }
     // Registering a histogram makes it render, with zero counts.
     let _ = metrics::histogram!("watchwire_delivery_latency_seconds");
     metrics::gauge!("watchwire_channels_live").increment(0.0);
     metrics::gauge!("watchwire_pending_notifications").increment(0.0);
+    metrics::gauge!("watchwire_queued_notifications").increment(0.0);
     metrics::gauge!("watchwire_channels_backlogged").increment(0.0);
 }
 

@@ -9,6 +9,17 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 
+/// Asserts an RFC 3339 UTC time with milliseconds, as every JSON time is.
+fn assert_rfc3339(value: &Value) -> chrono::DateTime<chrono::Utc> {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a time: {value}"));
+    assert!(text.ends_with('Z') && text.len() == 24, "{text}");
+    chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("{text}: {e}"))
+        .to_utc()
+}
+
 async fn get(gw: &Gateway, path: &str) -> (u16, Value) {
     let response = gw
         .http
@@ -60,11 +71,30 @@ async fn the_log_shows_retried_and_failed_notifications_with_metadata() {
         "metadata reaches the delivery log"
     );
     assert_eq!(first["resource"], "/log/a");
-    assert!(first["deliveredAt"].as_str().is_some());
+    assert_rfc3339(&first["deliveredAt"]);
+    assert_rfc3339(&first["lastAttemptAt"]);
+    // Each attempt is kept: when, how long, and what the receiver answered.
+    let attempts = first["recentAttempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{first}");
+    assert_eq!(
+        (
+            attempts[0]["status"].as_u64(),
+            attempts[1]["status"].as_u64()
+        ),
+        (Some(503), Some(204))
+    );
+    assert_eq!(attempts[0]["reason"], "httpStatus");
+    assert_rfc3339(&attempts[0]["at"]);
+    assert!(attempts[0]["durationMs"].is_u64());
     let gone = by_number(failed.number());
     assert_eq!(gone["status"], "failed");
     assert_eq!(gone["lastStatus"], 404);
-    assert!(gone["lastError"].as_str().unwrap().contains("404"));
+    assert_eq!(gone["lastError"]["reason"], "httpStatus", "{gone}");
+    assert_eq!(gone["lastError"]["status"], 404, "{gone}");
+    assert!(gone["lastError"]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("404"));
     assert!(gone["deliveredAt"].is_null());
 
     let (_, only_failed) = get(&gw, "/v1/channels/logged/notifications?status=failed").await;
@@ -106,18 +136,12 @@ async fn a_channel_shows_its_delivery_state_and_lists_are_paged() {
     let delivery = &shown["delivery"];
     assert_eq!(delivery["enabled"], true);
     assert_eq!(delivery["pendingCount"], 2);
-    assert!(
-        delivery["lastError"].as_str().unwrap().contains("503"),
-        "{shown}"
-    );
-    assert!(
-        delivery["nextRetry"]
-            .as_str()
-            .unwrap()
-            .parse::<i64>()
-            .unwrap()
-            > chrono::Utc::now().timestamp_millis()
-    );
+    assert_eq!(shown["state"], "active");
+    assert_eq!(delivery["lastError"]["reason"], "httpStatus", "{shown}");
+    assert_eq!(delivery["lastError"]["status"], 503, "{shown}");
+    let next_retry = assert_rfc3339(&delivery["nextRetry"]);
+    assert!(next_retry > chrono::Utc::now());
+    assert_rfc3339(&delivery["failingSince"]);
     assert!(shown.to_string().find("signingSecret").is_none());
 
     for i in 0..3 {
@@ -302,4 +326,148 @@ async fn google_paging_visits_every_item_once_and_ends() {
         let (status, body) = gw.get(bad).await;
         assert_error(status, &body, 400, "invalidParameter");
     }
+}
+
+/// A removed channel answers with how it ended, for the delivery-log retention window.
+#[tokio::test]
+async fn removed_channels_say_when_and_why_they_ended() {
+    let gw = Gateway::start().await;
+    let rx = Receiver::start().await;
+    let stopped = gw.watch("/rm", "stopped", &rx.url()).await;
+    rx.next().await;
+    assert_eq!(
+        gw.stop("stopped", stopped["resourceId"].as_str().unwrap())
+            .await,
+        204
+    );
+
+    let unsubscribing = Receiver::start().await;
+    unsubscribing.respond(|_| (410, vec![]));
+    gw.watch("/rm", "gone", &unsubscribing.url()).await;
+    unsubscribing.next().await;
+
+    gw.watch_with(
+        "/rm",
+        json!({"id": "expired", "type": "web_hook", "address": rx.url(), "params": {"ttl": "1"}}),
+    )
+    .await;
+    rx.next().await;
+
+    for (id, state, why) in [
+        ("stopped", "stopped", "channels.stop"),
+        ("gone", "gone", "410"),
+        ("expired", "expired", "expiration"),
+    ] {
+        let mut shown = Value::Null;
+        for _ in 0..300 {
+            shown = get(&gw, &format!("/v1/channels/{id}")).await.1;
+            if shown["state"] == state {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(shown["state"], state, "{shown}");
+        assert_eq!(shown["id"], id);
+        assert_rfc3339(&shown["removedAt"]);
+        assert!(
+            shown["removedReason"].as_str().unwrap().contains(why),
+            "{shown}"
+        );
+        assert!(shown.get("delivery").is_none(), "{shown}");
+        let (status, body) = gw
+            .post(&format!("/v1/channels/{id}/enable"), &json!({}))
+            .await;
+        assert_error(status, &body, 404, "notFound");
+    }
+    let (status, body) = get(&gw, "/v1/channels/never-existed").await;
+    assert_error(status, &body, 404, "notFound");
+}
+
+/// "Pending" means one thing: a notification still owed, attempted or not. The
+/// channel's pendingCount, `?status=pending` and the gauge agree, on a keyed gateway
+/// whose gauge exists before anything failed. A child process, so the gauge is its own.
+#[tokio::test]
+async fn pending_count_listing_and_gauge_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = common::process::GatewayProcess::start(dir.path(), &["--api-key", "k"]);
+    let http = client();
+    let call = |method: reqwest::Method, path: &str| {
+        http.request(method, format!("{}{path}", gateway.url))
+            .bearer_auth("k")
+    };
+    let get_json = |path: &str| {
+        let request = call(reqwest::Method::GET, path);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let gauge = || async {
+        let text = call(reqwest::Method::GET, "/metrics")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("watchwire_pending_notifications "))
+            .unwrap_or_else(|| panic!("no pending gauge in:\n{text}"))
+            .trim()
+            .parse::<f64>()
+            .unwrap()
+    };
+    assert_eq!(gauge().await, 0.0, "the gauge exists before any failure");
+
+    let rx = Receiver::start().await;
+    let up = Arc::new(AtomicBool::new(false));
+    let gate = up.clone();
+    rx.respond(move |_| {
+        if gate.load(Ordering::SeqCst) {
+            (204, vec![])
+        } else {
+            (503, vec![])
+        }
+    });
+    let answer = call(reqwest::Method::POST, "/p/watch")
+        .json(&json!({"id": "owes", "type": "web_hook", "address": rx.url()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    rx.next().await; // the sync's first attempt failed
+    let answer = call(reqwest::Method::POST, "/v1/events")
+        .json(&json!([{"resource": "/p", "state": "exists"}, {"resource": "/p/x", "state": "exists"}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+
+    let shown = get_json("/v1/channels/owes").await;
+    assert_eq!(
+        shown["delivery"]["pendingCount"], 3,
+        "the sync and two events: {shown}"
+    );
+    let pending = get_json("/v1/channels/owes/notifications?status=pending").await;
+    let items = pending["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "{pending}");
+    assert_eq!(items[0]["state"], "sync");
+    assert!(items[0]["attempts"].as_u64().unwrap() >= 1, "{pending}");
+    assert_eq!(
+        items[1]["attempts"], 0,
+        "not attempted yet, still pending: {pending}"
+    );
+    assert!(items.iter().all(|i| i["status"] == "pending"));
+    assert_eq!(gauge().await, 3.0);
+
+    up.store(true, Ordering::SeqCst);
+    rx.take(3).await;
+    for _ in 0..500 {
+        if gauge().await == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(gauge().await, 0.0);
+    let shown = get_json("/v1/channels/owes").await;
+    assert_eq!(shown["delivery"]["pendingCount"], 0, "{shown}");
+    let pending = get_json("/v1/channels/owes/notifications?status=pending").await;
+    assert_eq!(pending["items"], json!([]));
 }

@@ -110,6 +110,20 @@ async fn receiver(extra: &[&str]) -> Process {
     Process::start(&args, "watchwire receive listening on ").await
 }
 
+/// `watchwire serve --dev` on its own data directory.
+async fn gateway(data_dir: &std::path::Path) -> Process {
+    let data_dir = data_dir.to_str().unwrap();
+    let args = [
+        "serve",
+        "--dev",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data_dir,
+    ];
+    Process::start(&args, "listening on ").await
+}
+
 #[tokio::test]
 async fn gateway_notifications_arrive_validated_at_watchwire_receive() {
     let mut receive = receiver(&[
@@ -123,18 +137,7 @@ async fn gateway_notifications_arrive_validated_at_watchwire_receive() {
     ])
     .await;
     let data_dir = tempfile::tempdir().unwrap();
-    let gateway = Process::start(
-        &[
-            "serve",
-            "--dev",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data_dir.path().to_str().unwrap(),
-        ],
-        "listening on ",
-    )
-    .await;
+    let gateway = gateway(data_dir.path()).await;
     let http = reqwest::Client::new();
 
     let watch = http
@@ -269,4 +272,50 @@ async fn receive_prints_readable_lines_by_default() {
         again.ends_with(" c1 #1 sync http://gw/b/photos/o [duplicate]"),
         "{again:?}"
     );
+}
+
+/// A receiver's refusal reaches the gateway's delivery log with its reason: the first
+/// 1 KiB of what `watchwire receive` answered says why (docs/api.md §8.3).
+#[tokio::test]
+async fn the_delivery_log_shows_why_watchwire_receive_refused() {
+    let receive = receiver(&["--channel-id", "expected-id"]).await;
+    let receive_url = receive.url.clone();
+    let data_dir = tempfile::tempdir().unwrap();
+    let gateway = gateway(data_dir.path()).await;
+    let http = reqwest::Client::new();
+    let watch = http
+        .post(format!("{}/r/watch", gateway.url))
+        .json(&json!({"id": "other-id", "type": "web_hook", "address": format!("{receive_url}/")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(watch.status(), 200);
+    let mut sync = Value::Null;
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while std::time::Instant::now() < deadline {
+        let log: Value = http
+            .get(format!(
+                "{}/v1/channels/other-id/notifications",
+                gateway.url
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        sync = log["items"][0].clone();
+        if sync["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        sync["status"], "failed",
+        "a 400 fails the sync for good: {sync}"
+    );
+    assert_eq!(sync["lastError"]["reason"], "httpStatus");
+    assert_eq!(sync["lastError"]["status"], 400);
+    let answer = sync["recentAttempts"][0]["response"].as_str().unwrap();
+    assert!(answer.contains("channelIdMismatch"), "{sync}");
 }

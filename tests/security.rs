@@ -405,7 +405,7 @@ async fn target_policy_refuses_private_and_plain_http_addresses() {
 }
 
 #[tokio::test]
-async fn a_name_that_resolves_to_loopback_is_never_connected_to() {
+async fn a_name_that_resolves_to_loopback_is_refused_and_never_connected_to() {
     let gw = Gateway::start_with(|a| {
         a.dev = false;
         a.api_keys = vec!["k".into()];
@@ -422,28 +422,89 @@ async fn a_name_that_resolves_to_loopback_is_never_connected_to() {
             counter.fetch_add(1, Ordering::SeqCst);
         }
     });
+    // It can never be delivered, so it is refused when the channel is created, with
+    // the rule that refuses it (a name that later resolves elsewhere is checked again
+    // by the connecting resolver: see delivery::target's tests).
     let address = format!("https://localhost:{port}/hook");
-    assert_eq!(
-        call(&gw, Some("k"), "/r/watch", &watch_body("c", &address))
-            .await
-            .0,
-        200,
-        "a name is checked when connecting"
+    let (status, body) = call(&gw, Some("k"), "/r/watch", &watch_body("c", &address)).await;
+    assert_error(status, &body, 400, "pushWebhookBadDomain");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("localhost") && message.contains("not a public address"),
+        "{message}"
     );
-    call(
-        &gw,
+    assert_eq!(connections.load(Ordering::SeqCst), 0);
+}
+
+/// docs/api.md §10.2: what the policy can never deliver is refused at watch time,
+/// naming the rule; a name that does not resolve is retried like a connection failure,
+/// whatever the scheme.
+#[tokio::test]
+async fn undeliverable_addresses_are_refused_at_watch_time_and_unresolvable_names_retried() {
+    let gw = Gateway::start_with(|a| {
+        a.dev = false;
+        a.api_keys = vec!["k".into()];
+        a.allow_targets = vec!["127.0.0.1/32".into()];
+        a.retry_schedule = vec![Duration::from_millis(20)];
+    })
+    .await;
+    for (address, rule) in [
+        ("ftp://127.0.0.1/hook", "http:// or https://"),
+        ("http://10.0.0.1/hook", "http://"),
+        ("https://192.168.0.1/hook", "not a public address"),
+    ] {
+        let (status, body) = call(&gw, Some("k"), "/r/watch", &watch_body("c", address)).await;
+        assert_error(status, &body, 400, "pushWebhookBadDomain");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(rule), "{address}: {message}");
+    }
+    let narrow = Gateway::start_with(|a| {
+        a.dev = false;
+        a.api_keys = vec!["k".into()];
+        a.allow_targets = vec!["10.0.0.0/8".into()];
+    })
+    .await;
+    let (status, body) = call(
+        &narrow,
         Some("k"),
-        "/v1/events",
-        &json!({"resource": "/r", "state": "exists"}),
+        "/r/watch",
+        &watch_body("c", "http://localhost:9/hook"),
     )
     .await;
-    // The retry budget runs out while every attempt is refused before connecting.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(
-        connections.load(Ordering::SeqCst),
-        0,
-        "the gateway connected to a loopback address"
-    );
+    assert_error(status, &body, 400, "pushWebhookBadDomain");
+    assert!(body.to_string().contains("--allow-targets"), "{body}");
+
+    // `.invalid` never resolves (RFC 6761): both schemes are accepted and retried.
+    for (id, address) in [
+        ("plain", "http://watchwire-test.invalid/hook"),
+        ("tls", "https://watchwire-test.invalid/hook"),
+    ] {
+        let (status, body) = call(&gw, Some("k"), "/r/watch", &watch_body(id, address)).await;
+        assert_eq!(status, 200, "{address}: {body}");
+        let mut sync = Value::Null;
+        for _ in 0..500 {
+            let response = gw
+                .http
+                .get(format!("{}/v1/channels/{id}/notifications", gw.url))
+                .bearer_auth("k")
+                .send()
+                .await
+                .unwrap();
+            let log: Value = response.json().await.unwrap();
+            sync = log["items"][0].clone();
+            if sync["attempts"].as_u64().unwrap_or(0) >= 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(sync["state"], "sync", "{sync}");
+        assert_eq!(
+            sync["status"], "pending",
+            "{address}: retried, not failed: {sync}"
+        );
+        assert!(sync["attempts"].as_u64().unwrap() >= 3, "{sync}");
+        assert_eq!(sync["lastError"]["reason"], "dnsFailure", "{sync}");
+    }
 }
 
 #[tokio::test]

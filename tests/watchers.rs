@@ -16,9 +16,16 @@ async fn create(gw: &Gateway, pattern: &str, endpoint: &str) -> (u16, serde_json
     .await
 }
 
-fn assert_conflict(status: u16, body: &serde_json::Value, message: &str) {
+/// A `409` with the rule's message, naming the watcher it conflicts with.
+fn assert_conflict(status: u16, body: &serde_json::Value, message: &str, existing: (&str, &str)) {
     assert_error(status, body, 409, "conflict");
-    assert_eq!(body["error"]["message"], message);
+    let text = body["error"]["message"].as_str().unwrap();
+    assert!(text.starts_with(message), "{text}");
+    let (id, pattern) = existing;
+    assert!(
+        text.contains(&format!("watcher {id} with pattern {pattern} ")),
+        "the conflict names the existing watcher: {text}"
+    );
 }
 
 #[tokio::test]
@@ -34,20 +41,37 @@ async fn the_three_rules_with_their_messages() {
     assert_eq!(watcher["pattern"], "/apps");
 
     let (status, body) = create(&gw, "/apps", &a.url()).await;
-    assert_conflict(status, &body, "Record already exists");
+    assert_conflict(status, &body, "Record already exists", (&id, "/apps"));
     let (status, body) = create(&gw, "/apps/x", &a.url()).await;
-    assert_conflict(status, &body, "Pattern is already provided");
+    assert_conflict(status, &body, "Pattern is already provided", (&id, "/apps"));
     let (status, body) = create(&gw, "/apps2", &a.url()).await;
     assert_eq!(
         status, 201,
         "a string-prefix sibling is not covered: {body}"
     );
-    let (status, _) = create(&gw, "/apps/x", &b.url()).await;
+    let (status, narrow) = create(&gw, "/apps/x", &b.url()).await;
     assert_eq!(status, 201, "the rules are per endpoint");
     let (status, body) = create(&gw, "/", &b.url()).await;
     assert_eq!(status, 400, "{body}");
     let (status, body) = create(&gw, "/apps", &b.url()).await;
-    assert_conflict(status, &body, "Pattern would overwrite existing");
+    assert_conflict(
+        status,
+        &body,
+        "Pattern would overwrite existing",
+        (narrow["id"].as_str().unwrap(), "/apps/x"),
+    );
+
+    // Patterns are path prefixes; a glob would be taken literally, so it is refused.
+    for glob in ["/x/*", "/x/**", "/x/file?.txt", "/x/[ab]", "/x/{a,b}"] {
+        let (status, body) = create(&gw, glob, &a.url()).await;
+        assert_error(status, &body, 400, "invalid");
+        assert!(body.to_string().contains("prefix"), "{body}");
+    }
+    // A watcher never expires, so it shows no expiration.
+    let (status, shown) = gw.get(&format!("/v1/channels/{id}")).await;
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["kind"], "watchwire#watcher");
+    assert!(shown.get("expiration").is_none(), "{shown}");
 
     // Deterministic: deleting and re-creating gives the same id.
     assert_eq!(

@@ -65,7 +65,11 @@ impl From<StoreError> for ApiError {
                 "quotaExceeded",
                 format!("this API key already holds {limit} live channels, the most it may; stop some first"),
             ),
-            StoreError::WatcherConflict(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            StoreError::WatcherConflict { rule, existing: (id, pattern) } => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("{rule}: watcher {id} with pattern {pattern} already sends to this endpoint"),
+            ),
             StoreError::NotFound => ApiError::not_found("not found"),
             StoreError::IdempotencyConflict => ApiError::new(
                 StatusCode::CONFLICT,

@@ -77,6 +77,7 @@ pub async fn watch(
     caller.require_resource(&resource)?;
     let now = now_ms();
     let request = WatchRequest::parse(&body, &app.target_policy, now)?;
+    check_deliverable(&app.target_policy, "address", &request.address).await?;
     let channel_type = request.channel_type.clone();
     let spec = request.into_channel(ChannelContext {
         owner: caller.owner,
@@ -333,6 +334,26 @@ fn check_address(address: &str, policy: &TargetPolicy) -> Result<(), ApiError> {
     policy.check_url(&url).map_err(|reason| {
         ApiError::invalid(format!(
             "address {:?} is not allowed: {reason}",
+            Shortened(address)
+        ))
+        .with_reason("pushWebhookBadDomain")
+    })
+}
+
+/// The network half of the address check: a host name that resolves only to
+/// addresses the policy refuses can never be delivered to, so the channel is refused
+/// now, naming the rule (docs/api.md §10.2). `field` names the address in messages.
+pub async fn check_deliverable(
+    policy: &TargetPolicy,
+    field: &str,
+    address: &str,
+) -> Result<(), ApiError> {
+    let Ok(url) = reqwest::Url::parse(address) else {
+        return Ok(()); // the parse already refused it
+    };
+    policy.check_new_address(&url).await.map_err(|reason| {
+        ApiError::invalid(format!(
+            "{field} {:?} is not allowed: {reason}",
             Shortened(address)
         ))
         .with_reason("pushWebhookBadDomain")

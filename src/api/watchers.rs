@@ -16,10 +16,14 @@ use super::channels::list_kind;
 use super::error::ApiError;
 use super::path::PathId;
 use super::query::Query;
-use super::watch::resource_id;
+use super::watch::{check_deliverable, resource_id};
 use super::AppState;
 use crate::model::{now_ms, Channel, ChannelKind, NewChannel};
 use crate::store::{Removal, StoreError};
+
+/// Characters that mean "any" in a glob. A pattern is a path prefix, so one of these
+/// would be taken literally and match nothing the caller meant: refused.
+const GLOB_CHARACTERS: &str = "*?[]{}";
 
 /// Deterministic for (owner, pattern, endpoint), opaque, within the channel-id alphabet.
 pub fn watcher_id(secret: &[u8], owner: &str, pattern: &str, endpoint: &str) -> String {
@@ -69,9 +73,15 @@ pub async fn create(
             type_name(&body)
         )));
     }
+    let raw_pattern = field("pattern")?;
+    if let Some(glob) = raw_pattern.chars().find(|c| GLOB_CHARACTERS.contains(*c)) {
+        return Err(ApiError::invalid(format!(
+            "pattern {raw_pattern:?} holds the glob character {glob:?}: patterns are path prefixes, not globs; /apps covers /apps and everything below it"
+        )));
+    }
     let pattern = app
         .prefixes
-        .canonicalize(&field("pattern")?)
+        .canonicalize(&raw_pattern)
         .map_err(|e| ApiError::invalid(format!("pattern: {e}")))?;
     caller.require_resource(&pattern)?;
     let endpoint = field("endpoint")?;
@@ -82,6 +92,7 @@ pub async fn create(
         ApiError::invalid(format!("endpoint {endpoint:?} is not allowed: {reason}"))
             .with_reason("pushWebhookBadDomain")
     })?;
+    check_deliverable(&app.target_policy, "endpoint", &endpoint).await?;
 
     let secret = app.store.instance_secret();
     let spec = NewChannel {
@@ -89,7 +100,7 @@ pub async fn create(
         id: watcher_id(secret, &caller.owner, &pattern, &endpoint),
         resource_id: resource_id(secret, &pattern),
         resource_uri: format!("{}{}", app.public_url, pattern),
-        resource: pattern,
+        resource: pattern.clone(),
         owner: caller.owner,
         address: endpoint,
         token: None,
@@ -106,9 +117,11 @@ pub async fn create(
     {
         Ok((channel, _)) => Ok((StatusCode::CREATED, Json(watcher_view(&channel))).into_response()),
         // The id is derived from (owner, pattern, endpoint): the same id is the same record.
-        Err(StoreError::DuplicateChannel(_)) => {
-            Err(StoreError::WatcherConflict("Record already exists").into())
+        Err(StoreError::DuplicateChannel(id)) => Err(StoreError::WatcherConflict {
+            rule: "Record already exists",
+            existing: (id, pattern),
         }
+        .into()),
         Err(e) => Err(e.into()),
     }
 }

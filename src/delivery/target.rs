@@ -427,3 +427,32 @@ mod watch_time {
         assert!(refusal.permanent, "a literal address cannot change");
     }
 }
+
+#[cfg(test)]
+mod resolver {
+    use super::*;
+    use reqwest::dns::Resolve;
+
+    #[tokio::test]
+    async fn the_connecting_resolver_drops_refused_addresses_and_says_why() {
+        let strict = PolicyResolver(TargetPolicy::default());
+        let error = match strict.resolve("localhost".parse().unwrap()).await {
+            Ok(_) => panic!("localhost resolves only to loopback addresses"),
+            Err(e) => e,
+        };
+        assert!(error.downcast_ref::<PolicyRefused>().is_some(), "{error}");
+        let error = match strict
+            .resolve("watchwire-test.invalid".parse().unwrap())
+            .await
+        {
+            Ok(_) => panic!(".invalid never resolves"),
+            Err(e) => e,
+        };
+        assert!(error.downcast_ref::<NameNotResolved>().is_some(), "{error}");
+        let dev = PolicyResolver(TargetPolicy {
+            allow_all: true,
+            allow: vec![],
+        });
+        assert!(dev.resolve("localhost".parse().unwrap()).await.is_ok());
+    }
+}

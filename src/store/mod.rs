@@ -28,9 +28,13 @@ pub enum StoreError {
     DuplicateChannel(String),
     #[error("the owner already holds {0} live channels")]
     TooManyChannels(u64),
-    /// A watcher rule (SPEC §9); the message is the one the spec names.
-    #[error("{0}")]
-    WatcherConflict(&'static str),
+    /// A watcher rule (docs/api.md §9): `rule` is the rule's message; `existing` is the
+    /// watcher it conflicts with, as (id, pattern).
+    #[error("{rule}")]
+    WatcherConflict {
+        rule: &'static str,
+        existing: (String, String),
+    },
     #[error("not found")]
     NotFound,
     #[error("this Idempotency-Key was already used with a different request")]

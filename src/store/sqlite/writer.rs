@@ -487,7 +487,7 @@ fn create_channel(
         .optional()?;
     if spec.kind == ChannelKind::Watcher {
         if let Some(conflict) = watcher_conflict(tx, &spec)? {
-            return Ok(Err(StoreError::WatcherConflict(conflict)));
+            return Ok(Err(conflict));
         }
     }
     let mut replaced = None;
@@ -545,23 +545,30 @@ fn create_channel(
 }
 
 /// The rules that keep one owner's watchers from delivering an event twice to one
-/// endpoint (SPEC §9), with the messages the spec gives.
-fn watcher_conflict(tx: &Connection, spec: &NewChannel) -> rusqlite::Result<Option<&'static str>> {
+/// endpoint (docs/api.md §9), with the messages they are known by and the watcher a
+/// new one conflicts with.
+fn watcher_conflict(tx: &Connection, spec: &NewChannel) -> rusqlite::Result<Option<StoreError>> {
     let mut stmt = tx.prepare_cached(
-        "SELECT resource FROM channels WHERE owner = ?1 AND address = ?2 AND kind = 'watcher'",
+        "SELECT id, resource FROM channels WHERE owner = ?1 AND address = ?2 AND kind = 'watcher'",
     )?;
-    let patterns = stmt.query_map(params![spec.owner, spec.address], |r| r.get::<_, String>(0))?;
-    for existing in patterns {
-        let existing = existing?;
-        if existing == spec.resource {
-            return Ok(Some("Record already exists"));
-        }
-        if covers(&spec.resource, &existing) {
-            return Ok(Some("Pattern would overwrite existing"));
-        }
-        if covers(&existing, &spec.resource) {
-            return Ok(Some("Pattern is already provided"));
-        }
+    let existing = stmt.query_map(params![spec.owner, spec.address], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    for watcher in existing {
+        let (id, pattern) = watcher?;
+        let rule = if pattern == spec.resource {
+            "Record already exists"
+        } else if covers(&spec.resource, &pattern) {
+            "Pattern would overwrite existing"
+        } else if covers(&pattern, &spec.resource) {
+            "Pattern is already provided"
+        } else {
+            continue;
+        };
+        return Ok(Some(StoreError::WatcherConflict {
+            rule,
+            existing: (id, pattern),
+        }));
     }
     Ok(None)
 }
