@@ -14,23 +14,13 @@ async fn get(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, reqwest::header::HeaderMap, Value) {
-    let mut request = gw.http.get(format!("{}{path}", gw.url));
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        headers,
-        if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap()
-        },
-    )
+    let (status, headers, text) = gw.get_raw(path, headers).await;
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap()
+    };
+    (status, headers, body)
 }
 
 #[tokio::test]
@@ -202,4 +192,71 @@ async fn changeset_needs_expected_and_a_resource_and_rejects_expired_cursors() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("the expired _since was never refused");
+}
+
+/// `/v1/changes` polls like Kinto's monitor endpoint: `_since`, `_limit`, an `ETag` of
+/// its latest cursor with `304`, the changeset's cache rules, and each entry's `host`.
+#[tokio::test]
+async fn changes_takes_since_and_limit_and_answers_304_to_its_etag() {
+    let gw = Gateway::start_with(|a| {
+        a.public_url = Some("https://push.example.com".into());
+        a.changes_max_age = Duration::from_secs(5);
+        a.changes_expected_max_age = Duration::from_secs(300);
+    })
+    .await;
+    let first = gw
+        .publish(json!({"resource": "/k/a/1", "state": "exists"}))
+        .await;
+    gw.publish(json!({"resource": "/k/b/1", "state": "exists"}))
+        .await;
+    let last = gw
+        .publish(json!({"resource": "/k/c/1", "state": "exists"}))
+        .await;
+    let last = last["cursor"].as_str().unwrap();
+
+    let (status, headers, body) = get(&gw, "/v1/changes", &[]).await;
+    assert_eq!(status, 200);
+    let etag = headers["etag"].to_str().unwrap().to_string();
+    assert_eq!(etag, format!("\"{last}\""));
+    assert_eq!(headers["cache-control"], "max-age=5");
+    assert!(body["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["host"] == "https://push.example.com"));
+
+    let since = format!("/v1/changes?_since={}", first["cursor"].as_str().unwrap());
+    let (_, _, body) = get(&gw, &since, &[]).await;
+    let names: Vec<&str> = body["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["collection"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["/k/c", "/k/b"], "only what changed after _since");
+    let (_, _, body) = get(&gw, "/v1/changes?_limit=1", &[]).await;
+    assert_eq!(body["collections"].as_array().unwrap().len(), 1);
+
+    let (status, headers, body) = get(&gw, "/v1/changes", &[("if-none-match", &etag)]).await;
+    assert_eq!(status, 304);
+    assert!(body.is_null());
+    assert_eq!(headers["etag"].to_str().unwrap(), etag);
+    let (_, headers, _) = get(&gw, &format!("/v1/changes?_expected={last}"), &[]).await;
+    assert_eq!(
+        headers["cache-control"], "max-age=300",
+        "_expected reached: settled"
+    );
+
+    gw.publish(json!({"resource": "/k/a/2", "state": "exists"}))
+        .await;
+    let (status, _, _) = get(&gw, "/v1/changes", &[("if-none-match", &etag)]).await;
+    assert_eq!(status, 200, "a new change breaks the ETag");
+    for bad in [
+        "/v1/changes?_since=zzz",
+        "/v1/changes?_limit=0",
+        "/v1/changes?since=1",
+    ] {
+        let (status, _, body) = get(&gw, bad, &[]).await;
+        assert!(status == 400, "{bad}: {body}");
+    }
 }

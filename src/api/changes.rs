@@ -1,15 +1,18 @@
-//! Polling (SPEC §7, Kinto-changes style): `GET /v1/changes` lists every collection
-//! with its latest cursor in one answer; `GET /v1/changeset` returns what changed
-//! under a path, with ETag / `If-None-Match` and cache headers.
+//! Polling (docs/api.md §7, Kinto-changes style): `GET /v1/changes` lists every
+//! collection with its latest cursor in one answer, as Kinto's monitor endpoint does;
+//! `GET /v1/changeset` returns what changed under a path. Both answer with an ETag of
+//! their latest cursor, `304` to `If-None-Match`, and the same cache rules.
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use super::reading::{authorize_reader, authorize_reader_of, event_json, since_cursor};
+use super::reading::{
+    authorize_reader, authorize_reader_of, event_json, since_cursor, ReadRequest,
+};
 use super::AppState;
-use crate::model::{cursor, parse_cursor};
+use crate::model::{cursor, parse_cursor, Seq};
 
 /// Most collections one `/v1/changes` answer lists.
 const MAX_COLLECTIONS: usize = 10_000;
@@ -21,24 +24,81 @@ pub async fn changes(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let prefix = authorize_reader(&app, &headers, &uri, &["prefix"], "prefix")?.resource;
+    let ReadRequest {
+        query,
+        resource: prefix,
+    } = authorize_reader(
+        &app,
+        &headers,
+        &uri,
+        &["prefix", "_since", "_limit", "_expected"],
+        "prefix",
+    )?;
+    let since = match query.get("_since") {
+        Some(c) => since_cursor(&app, "_since", c).await?,
+        None => 0,
+    };
+    let limit = query.count("_limit", MAX_COLLECTIONS, MAX_COLLECTIONS)?;
+    // The latest cursor first: if the client already has it, nothing else is read.
+    let latest = app
+        .store
+        .list_collections(prefix.as_deref(), 0, 1)
+        .await?
+        .first()
+        .map_or(0, |c| c.last_seq);
+    let (etag, cache_headers) = cache_headers(&app, latest, query.get("_expected"));
+    if if_none_match(&headers, &etag) {
+        return Ok((StatusCode::NOT_MODIFIED, cache_headers).into_response());
+    }
     let collections = app
         .store
-        .list_collections(prefix.as_deref(), MAX_COLLECTIONS)
+        .list_collections(prefix.as_deref(), since, limit)
         .await?;
     let items: Vec<serde_json::Value> = collections
         .iter()
-        .map(|c| serde_json::json!({"collection": c.path, "cursor": cursor(c.last_seq), "last_modified": c.last_ms}))
+        .map(|c| serde_json::json!({"collection": c.path, "cursor": cursor(c.last_seq), "last_modified": c.last_ms, "host": app.public_url}))
         .collect();
     let body = serde_json::json!({ "collections": items }).to_string();
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        body,
-    )
-        .into_response())
+    Ok(json_response(cache_headers, body))
+}
+
+/// `ETag` of the latest cursor, and `Cache-Control`: the longer max-age once the
+/// client's `_expected` cursor is reached, since the answer to that URL is then settled
+/// (docs/api.md §7).
+fn cache_headers(
+    app: &AppState,
+    latest: Seq,
+    expected: Option<&str>,
+) -> (String, [(HeaderName, HeaderValue); 2]) {
+    let etag = format!("\"{}\"", cursor(latest));
+    let settled = expected
+        .and_then(|e| parse_cursor(e.trim_matches('"')))
+        .is_some_and(|want| latest >= want);
+    let max_age = if settled {
+        app.config.changes_expected_max_age
+    } else {
+        app.config.changes_max_age
+    };
+    let headers = [
+        (
+            header::ETAG,
+            HeaderValue::from_str(&etag).expect("a cursor is a valid header value"),
+        ),
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_str(&format!("max-age={}", max_age.as_secs())).expect("digits"),
+        ),
+    ];
+    (etag, headers)
+}
+
+fn json_response(cache_headers: [(HeaderName, HeaderValue); 2], body: String) -> Response {
+    let mut response = (cache_headers, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 pub async fn changeset(
@@ -71,24 +131,7 @@ pub async fn changeset(
         .latest_under(&resource)
         .await?
         .map_or(0, |(seq, _)| seq);
-    let etag = format!("\"{}\"", cursor(latest));
-    // `_expected` already satisfied: this URL's answer can no longer change.
-    let settled = parse_cursor(expected.trim_matches('"')).is_some_and(|want| latest >= want);
-    let max_age = if settled {
-        app.config.changes_expected_max_age
-    } else {
-        app.config.changes_max_age
-    };
-    let cache_headers = [
-        (
-            header::ETAG,
-            HeaderValue::from_str(&etag).expect("a cursor is a valid header value"),
-        ),
-        (
-            header::CACHE_CONTROL,
-            HeaderValue::from_str(&format!("max-age={}", max_age.as_secs())).expect("digits"),
-        ),
-    ];
+    let (etag, cache_headers) = cache_headers(&app, latest, Some(expected));
     if if_none_match(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, cache_headers).into_response());
     }
@@ -109,12 +152,7 @@ pub async fn changeset(
         body.push_str(&format!(",\"next\":\"{next}\""));
     }
     body.push('}');
-    let mut response = (cache_headers, body).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(response)
+    Ok(json_response(cache_headers, body))
 }
 
 /// Whether `If-None-Match` names this ETag (weak or strong, in a list, or `*`).

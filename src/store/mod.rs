@@ -200,10 +200,12 @@ pub trait Store: Send + Sync + 'static {
     /// The latest event on or below `path`: its seq and time.
     async fn latest_under(&self, path: &str) -> Result<Option<(Seq, i64)>, StoreError>;
 
-    /// Collections (parents of published resources) on or below `prefix`, newest first.
+    /// Collections (parents of published resources) on or below `prefix` that changed
+    /// after `after`, newest first.
     async fn list_collections(
         &self,
         prefix: Option<&str>,
+        after: Seq,
         limit: usize,
     ) -> Result<Vec<Collection>, StoreError>;
 

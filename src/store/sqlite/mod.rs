@@ -432,17 +432,18 @@ impl Store for SqliteStore {
     async fn list_collections(
         &self,
         prefix: Option<&str>,
+        after: Seq,
         limit: usize,
     ) -> Result<Vec<Collection>, StoreError> {
         let prefix = prefix.map(str::to_string);
         self.readers
             .with(move |conn| {
                 let sql = format!(
-                    "SELECT path, last_seq, last_ms FROM prefixes WHERE collection = 1 AND (?1 IS NULL OR {}) ORDER BY last_seq DESC LIMIT ?2",
+                    "SELECT path, last_seq, last_ms FROM prefixes WHERE collection = 1 AND last_seq > ?3 AND (?1 IS NULL OR {}) ORDER BY last_seq DESC LIMIT ?2",
                     under("path", "?1")
                 );
                 let mut stmt = conn.prepare_cached(&sql)?;
-                let rows = stmt.query_map(params![prefix, limit as i64], |r| {
+                let rows = stmt.query_map(params![prefix, limit as i64, after as i64], |r| {
                     Ok(Collection { path: r.get(0)?, last_seq: r.get::<_, i64>(1)? as Seq, last_ms: r.get(2)? })
                 })?;
                 rows.collect()
