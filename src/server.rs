@@ -63,6 +63,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
             budget: args.retry_budget,
         },
         shutdown: CancellationToken::new(),
+        closing: CancellationToken::new(),
         tasks: TaskTracker::new(),
         disable_after: args.disable_after,
         key_signing: keys.signing.clone(),
@@ -129,6 +130,9 @@ impl RunningServer {
             sqlite,
             ..
         } = self;
+        // Streams first: they say goodbye with a cursor and end, so the drain below
+        // does not wait for them.
+        app.dispatcher.shared().closing.cancel();
         stop_http.cancel();
         let _ = http.await;
         let shared = app.dispatcher.shared().clone();

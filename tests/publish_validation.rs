@@ -349,3 +349,33 @@ async fn idempotency_key_repeats_the_first_answer() {
     gw.publish(event("change")).await;
     assert_eq!(rx.next().await.state(), "change");
 }
+
+/// A message names the field once: `resource "a/b" must start with '/'`, not
+/// `resource: resource "a/b" …`; in a batch, the element's field; for a watcher, the
+/// pattern.
+#[tokio::test]
+async fn resource_messages_name_their_field_once() {
+    let gw = Gateway::start().await;
+    let message = |body: serde_json::Value| body["error"]["message"].as_str().unwrap().to_string();
+    let (status, body) = gw
+        .post("/v1/events", &json!({"resource": "a/b", "state": "exists"}))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(message(body), r#"resource "a/b" must start with '/'"#);
+    let batch =
+        json!([{"resource": "/ok", "state": "exists"}, {"resource": "a/b", "state": "exists"}]);
+    let (_, body) = gw.post("/v1/events", &batch).await;
+    assert_eq!(
+        message(body),
+        r#"events[1].resource "a/b" must start with '/'"#
+    );
+    let (_, body) = gw
+        .post(
+            "/v1/watchers",
+            &json!({"pattern": "a/b", "endpoint": "http://127.0.0.1:9/"}),
+        )
+        .await;
+    assert_eq!(message(body), r#"pattern "a/b" must start with '/'"#);
+    let (_, body) = gw.get("/v1/changes?prefix=a/b").await;
+    assert_eq!(message(body), r#"prefix "a/b" must start with '/'"#);
+}

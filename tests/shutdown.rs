@@ -66,3 +66,59 @@ async fn sigterm_exits_cleanly_and_progress_survives() {
     );
     rx.expect_silence(Duration::from_millis(100)).await;
 }
+
+/// On SIGTERM an open stream is not cut after the grace period: it gets a last
+/// `event: shutdown` whose id is the cursor to resume from, at once, and a restarted
+/// gateway continues from there without gap or duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_streams_with_the_cursor_to_resume_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = client();
+    // A long grace period: the stream must not be what the gateway waits for.
+    let mut gateway = GatewayProcess::start(dir.path(), &["--shutdown-grace", "30s"]);
+    let url = format!("{}/v1/watch?resource=/s", gateway.url);
+    let mut stream = common::sse::SseStream::open(&http, &url, &[]).await;
+    let publish = |gateway_url: String, i: i64| {
+        let http = http.clone();
+        async move {
+            let sent = http
+                .post(format!("{gateway_url}/v1/events"))
+                .json(&json!({"resource": "/s", "state": "exists", "data": {"i": i}}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(sent.status(), 200);
+        }
+    };
+    for i in 0..3 {
+        publish(gateway.url.clone(), i).await;
+    }
+    let mut last = String::new();
+    for _ in 0..3 {
+        last = stream.expect().await.id.unwrap();
+    }
+
+    let asked = std::time::Instant::now();
+    nix::sys::signal::kill(gateway.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let goodbye = stream.expect().await;
+    assert_eq!(goodbye.event.as_deref(), Some("shutdown"), "{goodbye:?}");
+    assert_eq!(goodbye.id.as_deref(), Some(last.as_str()));
+    assert_eq!(goodbye.json()["cursor"], last.as_str());
+    assert!(stream.next().await.is_none(), "the stream ends after it");
+    let status = tokio::task::spawn_blocking(move || gateway.child.wait().unwrap());
+    let status = tokio::time::timeout(PATIENCE, status)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "the open stream did not hold the shutdown for the grace period"
+    );
+
+    let gateway = GatewayProcess::start(dir.path(), &[]);
+    publish(gateway.url.clone(), 3).await;
+    let url = format!("{}/v1/watch?resource=/s", gateway.url);
+    let mut resumed = common::sse::SseStream::open(&http, &url, &[("last-event-id", &last)]).await;
+    assert_eq!(resumed.expect().await.json()["data"]["i"], 3);
+}

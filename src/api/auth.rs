@@ -154,7 +154,7 @@ impl Keys {
                 .map(|p| {
                     prefixes
                         .canonicalize(p)
-                        .map_err(|e| anyhow::anyhow!(context(&e.0)))
+                        .map_err(|e| anyhow::anyhow!(context(&e.named("prefix"))))
                 })
                 .collect::<anyhow::Result<_>>()?;
             if let Some(current) = &k.signing_secret {

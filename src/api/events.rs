@@ -170,7 +170,7 @@ fn validate_event(
     let resource = match input.resource {
         Some(Value::String(s)) => prefixes
             .canonicalize(&s)
-            .map_err(|e| ApiError::invalid(format!("{at}resource: {e}")))?,
+            .map_err(|e| ApiError::invalid(e.named(&format!("{at}resource"))))?,
         None | Some(Value::Null) => {
             return Err(ApiError::required(format!(
                 "{at}resource is required: the path that changed, e.g. /b/photos/o/cat.jpg"

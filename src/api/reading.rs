@@ -63,7 +63,7 @@ fn reader(
         .map(|raw| {
             app.prefixes
                 .canonicalize(raw)
-                .map_err(|e| invalid_parameter(format!("{name}: {e}")))
+                .map_err(|e| invalid_parameter(e.named(name)))
         })
         .transpose()?;
     if let (None, Some(message)) = (&resource, required) {

@@ -80,7 +80,6 @@ pub async fn stream(
     let h = response.headers_mut();
     h.insert(header::CACHE_CONTROL, "no-cache".parse().unwrap());
     h.insert("x-accel-buffering", "no".parse().unwrap());
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*".parse().unwrap());
     Ok(response)
 }
 
@@ -95,10 +94,12 @@ struct Follower {
 
 /// Why a stream stopped.
 enum Stop {
-    /// The consumer went away or the gateway is shutting down.
+    /// The consumer went away.
     Closed,
     /// The consumer cannot keep up.
     Cutoff(&'static str),
+    /// The gateway is stopping: the consumer is told where to resume.
+    Shutdown,
 }
 
 impl Follower {
@@ -110,16 +111,22 @@ impl Follower {
             self.follow(&mut live).await
         }
         .await;
-        if let Err(Stop::Cutoff(reason)) = result {
-            let data =
-                serde_json::json!({"reason": reason, "cursor": cursor(self.sent)}).to_string();
-            let cutoff = SseEvent::default()
-                .event("cutoff")
-                .id(cursor(self.sent))
-                .data(data);
-            // The buffer is full by definition: wait a little for room for the last word.
-            let _ = tokio::time::timeout(Duration::from_secs(5), self.tx.send(cutoff)).await;
-        }
+        let (event, reason) = match result {
+            Err(Stop::Cutoff(reason)) => ("cutoff", reason),
+            Err(Stop::Shutdown) => (
+                "shutdown",
+                "the gateway is shutting down; reconnect with Last-Event-ID to resume",
+            ),
+            _ => return,
+        };
+        // The last word carries the cursor to resume from: everything up to it was sent.
+        let data = serde_json::json!({"reason": reason, "cursor": cursor(self.sent)}).to_string();
+        let last = SseEvent::default()
+            .event(event)
+            .id(cursor(self.sent))
+            .data(data);
+        // A cut-off consumer's buffer is full by definition: wait a little for room.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.tx.send(last)).await;
     }
 
     fn matches(&self, event: &Event) -> bool {
@@ -155,6 +162,9 @@ impl Follower {
 
     async fn catch_up(&mut self) -> Result<(), Stop> {
         loop {
+            if self.app.dispatcher.shared().closing.is_cancelled() {
+                return Err(Stop::Shutdown);
+            }
             let page = match &self.resource {
                 Some(resource) => self
                     .app
@@ -179,7 +189,7 @@ impl Follower {
 
     async fn follow(&mut self, live: &mut broadcast::Receiver<EventBatch>) -> Result<(), Stop> {
         let idle = self.app.config.checkpoint_interval;
-        let shutdown = self.app.dispatcher.shared().shutdown.clone();
+        let closing = self.app.dispatcher.shared().closing.clone();
         loop {
             let received = tokio::select! {
                 batch = live.recv() => batch,
@@ -188,7 +198,7 @@ impl Follower {
                     continue;
                 }
                 _ = self.tx.closed() => return Err(Stop::Closed),
-                _ = shutdown.cancelled() => return Err(Stop::Closed),
+                _ = closing.cancelled() => return Err(Stop::Shutdown),
             };
             match received {
                 Ok(batch) => self.send_batch(&batch).await?,

@@ -82,7 +82,7 @@ pub async fn create(
     let pattern = app
         .prefixes
         .canonicalize(&raw_pattern)
-        .map_err(|e| ApiError::invalid(format!("pattern: {e}")))?;
+        .map_err(|e| ApiError::invalid(e.named("pattern")))?;
     caller.require_resource(&pattern)?;
     let endpoint = field("endpoint")?;
     let url = reqwest::Url::parse(&endpoint).map_err(|e| {

@@ -35,6 +35,9 @@ pub struct Shared {
     pub retry: RetryPolicy,
     /// Cancelled at shutdown: no new attempt starts after it.
     pub shutdown: CancellationToken,
+    /// Cancelled when the gateway starts to stop, before connections drain: open
+    /// streams end with `event: shutdown` and the cursor to resume from.
+    pub closing: CancellationToken,
     /// Every worker task, so shutdown can wait for in-flight deliveries.
     pub tasks: TaskTracker,
     /// A channel whose endpoint fails this long without a success is disabled.

@@ -19,9 +19,21 @@ pub const DEFAULT_SERVICE_PREFIXES: &[&str] = &[
 /// Paths that belong to the gateway itself and can never name a resource.
 const RESERVED: &[&str] = &["v1", "healthz", "metrics"];
 
-/// Why a path is not a valid resource. The message is meant for a person.
+/// Why a path is not a valid resource. The message is meant for a person and begins
+/// with the word "resource"; [`ResourceError::named`] puts the caller's field name there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourceError(pub String);
+
+impl ResourceError {
+    /// The message about the field `field` (`pattern`, `events[2].resource`, …)
+    /// rather than about "resource".
+    pub fn named(&self, field: &str) -> String {
+        match self.0.strip_prefix("resource") {
+            Some(rest) => format!("{field}{rest}"),
+            None => format!("{field}: {}", self.0),
+        }
+    }
+}
 
 impl fmt::Display for ResourceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -108,7 +120,7 @@ impl ServicePrefixes {
 fn canonical_segments(raw: &str) -> Result<Vec<String>, ResourceError> {
     if raw.is_empty() {
         return Err(ResourceError(
-            "the resource path is empty: give a path such as /calendars/primary/events".into(),
+            "resource is empty: give a path such as /calendars/primary/events".into(),
         ));
     }
     let Some(rest) = raw.strip_prefix('/') else {
