@@ -297,9 +297,45 @@ pub fn init_logging(filter: &str, format: LogFormat) {
     };
 }
 
+/// Lets one log line through per interval and counts the rest, so that a failure that
+/// repeats (a dead endpoint, a full disk) writes a line a minute, not a line a try.
+#[derive(Debug, Default)]
+pub struct LogGate {
+    last_ms: Option<i64>,
+    suppressed: u64,
+}
+
+impl LogGate {
+    pub const INTERVAL_MS: i64 = 60_000;
+
+    /// `Some(lines suppressed since the last one)` when a line may be written now.
+    pub fn admit(&mut self, now_ms: i64) -> Option<u64> {
+        match self.last_ms {
+            Some(last) if now_ms - last < Self::INTERVAL_MS => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last_ms = Some(now_ms);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_gate_admits_one_line_a_minute_and_counts_the_rest() {
+        let mut gate = LogGate::default();
+        assert_eq!(gate.admit(0), Some(0));
+        assert_eq!(gate.admit(10), None);
+        assert_eq!(gate.admit(59_999), None);
+        assert_eq!(gate.admit(60_000), Some(2));
+        assert_eq!(gate.admit(60_001), None);
+    }
 
     /// Every metric name recorded anywhere in `src/` (`counter!("…"`, `gauge!("…"`,
     /// `histogram!("…"`), found in the source text.

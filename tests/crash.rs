@@ -166,3 +166,154 @@ async fn a_second_gateway_on_a_data_directory_in_use_refuses_to_start() {
         "a SIGKILLed holder leaves no stale lock"
     );
 }
+
+/// A tmpfs of a given size mounted on a fresh directory, unmounted when dropped: a
+/// disk that really fills up. Needs root, as CI and this project's machines run.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount runs");
+        assert!(
+            mounted.success(),
+            "mounting a {size} tmpfs needs root (this test fills a real filesystem)"
+        );
+        SmallDisk { dir }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// A disk that fills up (docs/api.md §12): every publish gets an answer — `200` once
+/// durable, or `503 backendError` — `/healthz` says the store cannot write, everything
+/// acknowledged is delivered, and once space is freed the gateway writes again by
+/// itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_answers_every_request_and_loses_nothing_acknowledged() {
+    let disk = SmallDisk::mount("12m");
+    // Room to free later, as an operator would.
+    let filler = disk.path().join("filler");
+    std::fs::write(&filler, vec![0u8; 3 << 20]).unwrap();
+    let gateway = GatewayProcess::start(&disk.path().join("data"), &[]);
+    let http = client();
+    let rx = Receiver::start().await;
+    let answer = http
+        .post(format!("{}/full/watch", gateway.url))
+        .json(&json!({"id": "full", "type": "web_hook", "address": rx.url()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(rx.next().await.state(), "sync");
+
+    // Eight publishers of 4 KB events until each has been refused ten times in a row.
+    let data = "x".repeat(4000);
+    let mut publishers = Vec::new();
+    for p in 0..8i64 {
+        let (url, http, data) = (gateway.url.clone(), http.clone(), data.clone());
+        publishers.push(tokio::spawn(async move {
+            let (mut acked, mut refused_in_a_row) = (Vec::new(), 0);
+            for k in 0..10_000i64 {
+                let i = p * 100_000 + k;
+                let sent = http
+                    .post(format!("{url}/v1/events"))
+                    .json(&json!({"resource": format!("/full/{i}"), "state": "exists", "data": {"i": i, "pad": data}}))
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("publish {i} got no HTTP answer: {e}"));
+                match sent.status().as_u16() {
+                    200 => {
+                        acked.push(i);
+                        refused_in_a_row = 0;
+                    }
+                    503 => {
+                        let body: serde_json::Value = sent.json().await.unwrap();
+                        assert_eq!(body["error"]["errors"][0]["reason"], "backendError", "{body}");
+                        refused_in_a_row += 1;
+                        if refused_in_a_row == 10 {
+                            break;
+                        }
+                    }
+                    other => panic!("publish {i} answered {other}"),
+                }
+            }
+            acked
+        }));
+    }
+    let mut acked = std::collections::BTreeSet::new();
+    for publisher in publishers {
+        acked.extend(publisher.await.unwrap());
+    }
+    assert!(
+        acked.len() > 100,
+        "the disk filled before anything was stored"
+    );
+    let health = http
+        .get(format!("{}/healthz", gateway.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        health.status(),
+        503,
+        "/healthz must say the store cannot write"
+    );
+    let body: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(body["error"]["errors"][0]["reason"], "backendError");
+
+    // Every acknowledged event reaches the channel.
+    let mut delivered = std::collections::BTreeSet::new();
+    while !acked.is_subset(&delivered) {
+        let got = rx.next().await;
+        delivered.insert(got.body_json()["i"].as_i64().unwrap());
+    }
+
+    // Space comes back: the gateway notices by itself and takes publishes again.
+    std::fs::remove_file(&filler).unwrap();
+    let mut healthy = false;
+    for _ in 0..200 {
+        let status = http
+            .get(format!("{}/healthz", gateway.url))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == 200 {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(healthy, "/healthz recovers once the store can write again");
+    let after = http
+        .post(format!("{}/v1/events", gateway.url))
+        .json(&json!({"resource": "/full/after", "state": "exists", "data": {"i": -1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 200);
+    loop {
+        if rx.next().await.body_json()["i"] == -1 {
+            break;
+        }
+    }
+    drop(gateway);
+}

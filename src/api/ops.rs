@@ -13,11 +13,20 @@ use super::error::ApiError;
 use super::AppState;
 use crate::telemetry;
 
-pub async fn healthz() -> impl IntoResponse {
-    (
+/// `200` while the node can use its store; `503 backendError` while it cannot write
+/// (a full disk, a lost database), so a load balancer takes it out of rotation.
+pub async fn healthz(State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    app.store.probe().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "backendError",
+            format!("the store cannot write: {e}"),
+        )
+    })?;
+    Ok((
         [(header::CONTENT_TYPE, "application/json")],
         r#"{"status":"ok"}"#,
-    )
+    ))
 }
 
 /// Prometheus text. An operator's call: with keys configured it needs the admin scope.

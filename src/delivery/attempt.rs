@@ -1,6 +1,5 @@
 //! One notification's delivery as steps: an attempt goes out (`client.rs`), its result
 //! is classified into a [`Decision`] here, and the channel records it (`channel.rs`).
-//! Also the per-channel gate that keeps a dead endpoint from flooding the log.
 
 use std::time::Duration;
 
@@ -113,32 +112,6 @@ pub fn humanize(d: Duration) -> String {
     }
 }
 
-/// Lets one log line a channel through per interval and counts the rest, so a dead
-/// endpoint writes a line a minute, not a line an attempt.
-#[derive(Debug, Default)]
-pub struct LogGate {
-    last_ms: Option<i64>,
-    suppressed: u64,
-}
-
-impl LogGate {
-    pub const INTERVAL_MS: i64 = 60_000;
-
-    /// `Some(lines suppressed since the last one)` when a line may be written now.
-    pub fn admit(&mut self, now_ms: i64) -> Option<u64> {
-        match self.last_ms {
-            Some(last) if now_ms - last < Self::INTERVAL_MS => {
-                self.suppressed += 1;
-                None
-            }
-            _ => {
-                self.last_ms = Some(now_ms);
-                Some(std::mem::take(&mut self.suppressed))
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,16 +193,6 @@ mod tests {
         assert_eq!(delivery.recent.len(), RECENT_ATTEMPTS);
         assert_eq!(delivery.recent.last().unwrap().status, Some(506));
         assert!(delivery.first_attempt_ms.unwrap() <= delivery.recent[0].at_ms);
-    }
-
-    #[test]
-    fn the_log_gate_admits_one_line_a_minute_and_counts_the_rest() {
-        let mut gate = LogGate::default();
-        assert_eq!(gate.admit(0), Some(0));
-        assert_eq!(gate.admit(10), None);
-        assert_eq!(gate.admit(59_999), None);
-        assert_eq!(gate.admit(60_000), Some(2));
-        assert_eq!(gate.admit(60_001), None);
     }
 
     #[test]

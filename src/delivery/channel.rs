@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::attempt::{humanize, Decision, Delivery, LogGate};
+use super::attempt::{humanize, Decision, Delivery};
 use super::client::Notification;
 use super::Shared;
 use crate::model::{
@@ -30,6 +30,7 @@ use crate::model::{
 };
 use crate::protocol::headers::SYNC_MESSAGE_NUMBER;
 use crate::store::Removal;
+use crate::telemetry::LogGate;
 
 /// Events a channel holds in memory before it switches to reading from the store.
 pub const QUEUE_CAPACITY: usize = 1024;

@@ -138,6 +138,10 @@ pub trait Store: Send + Sync + 'static {
     /// Makes everything recorded so far durable.
     async fn flush(&self) -> Result<(), StoreError>;
 
+    /// Whether the store can serve writes: fine while the last write succeeded;
+    /// after a failed one (a full disk, a lost database), tries a small write.
+    async fn probe(&self) -> Result<(), StoreError>;
+
     /// Removes a bounded chunk of events older than `events_before_ms` that every
     /// channel is past, and of delivery-log entries older than `outcomes_before_ms`.
     async fn prune(

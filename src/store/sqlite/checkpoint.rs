@@ -16,6 +16,7 @@ use rusqlite::Connection;
 
 use super::schema::backend;
 use crate::store::StoreError;
+use crate::telemetry::LogGate;
 
 /// How often the checkpointer copies the WAL into the database.
 const INTERVAL: Duration = Duration::from_millis(250);
@@ -35,10 +36,13 @@ impl Checkpointer {
         let thread = thread::Builder::new()
             .name("watchwire-store-checkpoint".into())
             .spawn(move || {
+                let mut failures = LogGate::default();
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(INTERVAL) {
                     if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
                     {
-                        tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
+                        if let Some(suppressed) = failures.admit(crate::model::now_ms()) {
+                            tracing::warn!(error = %e, suppressed, "WAL checkpoint failed; retrying");
+                        }
                     }
                 }
             })

@@ -11,7 +11,7 @@ mod writer;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::thread;
 
@@ -30,6 +30,7 @@ use crate::model::{
     Channel, ChannelKind, Collection, NewChannel, NewEvent, Outcome, OutcomeRecord, OutcomeStatus,
     RemovedChannel, Seq, SharedEvent,
 };
+use crate::telemetry::LogGate;
 
 pub struct SqliteStore {
     /// The data directory's lock, held for the store's life (see [`DirLock`]).
@@ -43,6 +44,8 @@ pub struct SqliteStore {
     pruned_through: Arc<AtomicU64>,
     /// Delivery bookkeeping waiting for the writer's next transaction.
     records: Arc<PendingRecords>,
+    /// Set by the writer while its transactions fail.
+    write_failed: Arc<AtomicBool>,
 }
 
 impl SqliteStore {
@@ -75,6 +78,7 @@ impl SqliteStore {
         let (op_tx, op_rx) = std_mpsc::channel();
         let commits = Arc::new(AtomicU64::new(0));
         let records = Arc::new(PendingRecords::default());
+        let write_failed = Arc::new(AtomicBool::new(false));
         let writer = Writer {
             conn,
             feed: feed_tx,
@@ -84,6 +88,8 @@ impl SqliteStore {
             records: records.clone(),
             checkpointer: Some(checkpointer),
             owner_counts: HashMap::new(),
+            write_failed: write_failed.clone(),
+            failure_log: LogGate::default(),
         };
         let writer_thread = thread::Builder::new()
             .name("watchwire-store-writer".into())
@@ -103,6 +109,7 @@ impl SqliteStore {
             commits,
             pruned_through,
             records,
+            write_failed,
         })
     }
 
@@ -257,6 +264,13 @@ impl Store for SqliteStore {
 
     async fn flush(&self) -> Result<(), StoreError> {
         self.call(|reply| WriteOp::Flush { reply }).await
+    }
+
+    async fn probe(&self) -> Result<(), StoreError> {
+        if !self.write_failed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.call(|reply| WriteOp::Probe { reply }).await
     }
 
     async fn prune(

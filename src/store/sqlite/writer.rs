@@ -4,7 +4,7 @@
 //! commit it puts the changes on the feed, in order, then answers the callers.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,7 @@ use crate::protocol::resource::{collection, covers, self_and_ancestors};
 use crate::store::{
     Committed, FeedItem, Idempotency, PruneReport, PublishReceipt, Removal, StoreError,
 };
+use crate::telemetry::LogGate;
 
 /// How long an Idempotency-Key is remembered (SPEC §6).
 const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
@@ -58,6 +59,10 @@ pub(super) enum WriteOp {
     Flush {
         reply: Reply<()>,
     },
+    /// Writes a little, to learn whether the store can write again.
+    Probe {
+        reply: Reply<()>,
+    },
 }
 
 pub(super) struct Writer {
@@ -72,6 +77,11 @@ pub(super) struct Writer {
     pub checkpointer: Option<Checkpointer>,
     /// Stored channels per owner, counted once per owner and then kept up to date.
     pub owner_counts: HashMap<String, u64>,
+    /// Whether the last transaction failed (a full disk, an I/O error): `/healthz`
+    /// reports it until a write succeeds again.
+    pub write_failed: Arc<AtomicBool>,
+    /// Keeps a failure that repeats every retry from flooding the log.
+    pub failure_log: LogGate,
 }
 
 /// The part of a request that runs inside the transaction.
@@ -81,6 +91,7 @@ enum Job {
     Remove(Removal),
     Prune(i64, i64),
     Flush,
+    Probe,
 }
 
 /// Who waits for a job's answer.
@@ -207,6 +218,10 @@ impl Writer {
                     jobs.push(Job::Flush);
                     slots.push(Slot::Flush(reply));
                 }
+                WriteOp::Probe { reply } => {
+                    jobs.push(Job::Probe);
+                    slots.push(Slot::Flush(reply));
+                }
             }
         }
         (jobs, slots, nudged)
@@ -220,6 +235,9 @@ impl Writer {
             Ok(done) => {
                 metrics::counter!("watchwire_store_commits_total").increment(1);
                 self.commits.fetch_add(1, Ordering::Relaxed);
+                if self.write_failed.swap(false, Ordering::Relaxed) {
+                    tracing::info!("the store writes again");
+                }
                 for (slot, done) in slots.into_iter().zip(done) {
                     self.answer(slot, done);
                 }
@@ -227,7 +245,10 @@ impl Writer {
             }
             Err(e) => {
                 self.records.restore(records);
-                tracing::error!(error = %e, "store transaction failed; nothing of it was written");
+                self.write_failed.store(true, Ordering::Relaxed);
+                if let Some(suppressed) = self.failure_log.admit(now_ms()) {
+                    tracing::error!(error = %e, suppressed, "store transaction failed; nothing of it was written");
+                }
                 // Counts may have moved inside the rolled-back transaction.
                 self.owner_counts.clear();
                 for slot in slots {
@@ -268,6 +289,13 @@ impl Writer {
                     Done::Prune(report)
                 }
                 Job::Flush => Done::Flush,
+                Job::Probe => {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_probe_ms', ?1)",
+                        params![now],
+                    )?;
+                    Done::Flush
+                }
             });
         }
         // Once per transaction, not per publish: single-event publishes that share a
