@@ -38,11 +38,25 @@ pub fn metrics() -> PrometheusHandle {
                 .expect("bucket list is not empty")
                 .install_recorder()
                 .expect("no other metrics recorder is installed");
+            spawn_upkeep(recorder.clone());
             describe();
             register_series();
             recorder
         })
         .clone()
+}
+
+/// Histogram samples pile up in the recorder until drained: without upkeep, a gateway
+/// nobody scrapes grows by every latency it records (docs: `install_recorder` leaves
+/// upkeep to the caller). A thread, so it runs whatever runtime there is.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    std::thread::Builder::new()
+        .name("watchwire-metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_secs(5));
+            handle.run_upkeep();
+        })
+        .expect("can start the metrics upkeep thread");
 }
 
 fn describe() {
@@ -70,6 +84,14 @@ fn describe() {
     metrics::describe_gauge!(
         "watchwire_channels_backlogged",
         "Channels whose pending notifications are read from the store."
+    );
+    metrics::describe_gauge!(
+        "watchwire_store_bytes",
+        "Bytes the store takes on disk (database, WAL and shared-memory files)."
+    );
+    metrics::describe_gauge!(
+        "watchwire_prune_lag_seconds",
+        "How far pruning is behind retention: the age beyond its retention of the oldest event or delivery-log entry still kept (events still owed to a live channel are kept on purpose)."
     );
     metrics::describe_counter!(
         "watchwire_store_commits_total",
@@ -102,6 +124,8 @@ pub fn register_series() {
     metrics::gauge!("watchwire_pending_notifications").increment(0.0);
     metrics::gauge!("watchwire_queued_notifications").increment(0.0);
     metrics::gauge!("watchwire_channels_backlogged").increment(0.0);
+    metrics::gauge!("watchwire_store_bytes").increment(0.0);
+    metrics::gauge!("watchwire_prune_lag_seconds").increment(0.0);
 }
 
 /// Creates the request series of these route labels (the router's templates plus its

@@ -260,3 +260,50 @@ async fn changes_takes_since_and_limit_and_answers_304_to_its_etag() {
         assert!(status == 400, "{bad}: {body}");
     }
 }
+
+/// Retention keeps up with the log whatever its rate (docs/api.md §7): one prune pass
+/// removes everything past retention, however many chunks that takes, and the polling
+/// index goes with its events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_removes_everything_past_retention_in_one_pass() {
+    let gw = Gateway::start_with(|a| {
+        a.retention = Duration::ZERO;
+        a.log_retention = Duration::ZERO;
+        a.prune_interval = Duration::from_millis(200);
+    })
+    .await;
+    let rx = Receiver::start().await;
+    gw.watch("/ret", "kept", &rx.url()).await;
+    rx.next().await;
+    // More than one prune chunk (10 000) of events, polling entries and log entries.
+    for b in 0..11 {
+        let batch: Vec<Value> = (0..1000)
+            .map(|i| json!({"resource": format!("/ret/c{b}-{i}/x"), "state": "exists"}))
+            .collect();
+        gw.publish(json!(batch)).await;
+    }
+    for _ in 0..11_000 {
+        rx.next().await;
+    }
+    let mut left = (Value::Null, Value::Null);
+    for _ in 0..100 {
+        let (_, _, changes) = get(&gw, "/v1/changes", &[]).await;
+        let (_, _, log) = get(&gw, "/v1/channels/kept/notifications", &[]).await;
+        left = (changes["collections"].clone(), log["items"].clone());
+        if left == (json!([]), json!([])) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (collections, log) = left;
+    assert_eq!(
+        collections.as_array().map(Vec::len),
+        Some(0),
+        "polling entries outlive their events"
+    );
+    assert_eq!(
+        log.as_array().map(Vec::len),
+        Some(0),
+        "delivery-log entries outlive retention"
+    );
+}

@@ -26,7 +26,7 @@ use self::client::OutboundClient;
 use self::retry::RetryPolicy;
 use crate::model::{now_ms, Channel, Seq, SharedEvent};
 use crate::protocol::resource::self_and_ancestors;
-use crate::store::{Committed, FeedItem, Removal, Store, StoreError};
+use crate::store::{Committed, FeedItem, PruneReport, Removal, Store, StoreError};
 
 /// What every channel worker uses.
 pub struct Shared {
@@ -234,28 +234,51 @@ impl Dispatcher {
         });
     }
 
-    /// Prunes events older than `retention` that every channel is past, and
-    /// delivery-log entries older than `log_retention`, a bounded chunk per step.
+    /// Every `interval`, prunes what is past retention (docs/api.md §7, §8) in bounded
+    /// steps until nothing more is due, so pruning keeps up with any sustained rate;
+    /// then reports the store's size and how far pruning is behind.
     pub fn spawn_pruning(&self, interval: Duration, retention: Duration, log_retention: Duration) {
         self.every(interval, move |shared| async move {
             let now = now_ms();
             let before =
                 |d: Duration| now.saturating_sub(d.as_millis().min(i64::MAX as u128) as i64);
-            match shared
-                .store
-                .prune(before(retention), before(log_retention))
-                .await
-            {
-                Ok(report) if report.events + report.outcomes > 0 => {
-                    tracing::info!(
-                        events = report.events,
-                        outcomes = report.outcomes,
-                        "pruned the log"
-                    )
+            let (events_before, outcomes_before) = (before(retention), before(log_retention));
+            let mut total = PruneReport::default();
+            let last = loop {
+                match shared.store.prune(events_before, outcomes_before).await {
+                    Ok(step) => {
+                        total.events += step.events;
+                        total.outcomes += step.outcomes;
+                        total.collections += step.collections;
+                        total.removed_channels += step.removed_channels;
+                        if !step.more || shared.shutdown.is_cancelled() {
+                            break Some(step);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "pruning failed");
+                        break None;
+                    }
                 }
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "pruning failed"),
+            };
+            if total.events + total.outcomes + total.collections + total.removed_channels > 0 {
+                tracing::info!(
+                    events = total.events,
+                    outcomes = total.outcomes,
+                    collections = total.collections,
+                    removed_channels = total.removed_channels,
+                    "pruned the log"
+                );
             }
+            if let Some(last) = last {
+                let lag = |oldest: Option<i64>, cutoff: i64| {
+                    oldest.map_or(0, |ms| (cutoff - ms).max(0)) as f64 / 1000.0
+                };
+                let lag = lag(last.oldest_event_ms, events_before)
+                    .max(lag(last.oldest_outcome_ms, outcomes_before));
+                metrics::gauge!("watchwire_prune_lag_seconds").set(lag);
+            }
+            metrics::gauge!("watchwire_store_bytes").set(shared.store.size_bytes() as f64);
         });
     }
 }

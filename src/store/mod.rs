@@ -95,12 +95,21 @@ pub enum Removal {
     ExpiredAt { now_ms: i64 },
 }
 
-/// What a prune removed.
+/// What one prune step removed, and what it left.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PruneReport {
     pub events: u64,
     pub outcomes: u64,
+    /// Polling entries whose events were all pruned.
+    pub collections: u64,
+    /// Records of removed channels past the delivery-log retention.
+    pub removed_channels: u64,
     pub pruned_through: Seq,
+    /// A chunk limit was reached: another step has more to remove now.
+    pub more: bool,
+    /// Time of the oldest event and delivery-log entry left, for the prune lag.
+    pub oldest_event_ms: Option<i64>,
+    pub oldest_outcome_ms: Option<i64>,
 }
 
 #[async_trait]
@@ -142,8 +151,10 @@ pub trait Store: Send + Sync + 'static {
     /// after a failed one (a full disk, a lost database), tries a small write.
     async fn probe(&self) -> Result<(), StoreError>;
 
-    /// Removes a bounded chunk of events older than `events_before_ms` that every
-    /// channel is past, and of delivery-log entries older than `outcomes_before_ms`.
+    /// One bounded step of pruning: events older than `events_before_ms` that every
+    /// channel is past (and the polling entries left without events), delivery-log
+    /// entries and removed-channel records older than `outcomes_before_ms`. Callers
+    /// repeat it while `more` says a chunk limit was reached.
     async fn prune(
         &self,
         events_before_ms: i64,
@@ -152,6 +163,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every event at or below this was pruned: the log is complete only above it.
     fn pruned_through(&self) -> Seq;
+
+    /// Bytes the store takes on disk (for the `watchwire_store_bytes` gauge).
+    fn size_bytes(&self) -> u64;
 
     /// Every stored channel with its progress.
     async fn load_channels(&self) -> Result<Vec<Channel>, StoreError>;

@@ -58,7 +58,10 @@ impl SqliteStore {
         let path = dir.join("watchwire.db");
         let mut conn = Connection::open(&path).map_err(backend)?;
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
+            // The WAL is reused from its start after each full checkpoint; the size
+            // limit gives back what a burst grew it to.
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;
+             PRAGMA journal_size_limit = 67108864;",
         )
         .map_err(backend)?;
         schema::migrate(&mut conn).map_err(backend)?;
@@ -90,6 +93,7 @@ impl SqliteStore {
             owner_counts: HashMap::new(),
             write_failed: write_failed.clone(),
             failure_log: LogGate::default(),
+            min_progress: None,
         };
         let writer_thread = thread::Builder::new()
             .name("watchwire-store-writer".into())
@@ -290,6 +294,19 @@ impl Store for SqliteStore {
         self.pruned_through.load(Ordering::Relaxed)
     }
 
+    fn size_bytes(&self) -> u64 {
+        let db = &self.readers.path;
+        ["", "-wal", "-shm"]
+            .iter()
+            .filter_map(|suffix| {
+                let mut name = db.clone().into_os_string();
+                name.push(suffix);
+                std::fs::metadata(name).ok()
+            })
+            .map(|m| m.len())
+            .sum()
+    }
+
     async fn load_channels(&self) -> Result<Vec<Channel>, StoreError> {
         self.readers
             .with(|conn| {
@@ -481,6 +498,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::now_ms;
     use crate::store::Idempotency;
     use bytes::Bytes;
 
@@ -532,6 +550,70 @@ mod tests {
         assert_eq!(sibling.len(), 1);
         let next = store.append(vec![event("/a")], None).await.unwrap();
         assert!(next.last_seq > first);
+    }
+
+    fn channel(id: &str, resource: &str) -> NewChannel {
+        NewChannel {
+            kind: ChannelKind::Channel,
+            owner: "o".into(),
+            id: id.into(),
+            resource: resource.into(),
+            resource_id: "rid".into(),
+            resource_uri: format!("http://gw{resource}"),
+            address: "http://127.0.0.1:9/".into(),
+            token: None,
+            expiration_ms: None,
+            params: None,
+            payload: true,
+            signing_secret: None,
+            created_ms: 0,
+        }
+    }
+
+    /// Pruning never removes what a channel still owes, even a channel created
+    /// between the steps of one pass; and one pass clears far more than a chunk.
+    #[tokio::test]
+    async fn pruning_keeps_what_channels_owe_and_clears_the_rest_chunk_by_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let batch = |from: usize| {
+            (from..from + 1000)
+                .map(|i| event(&format!("/p/{i}/x")))
+                .collect()
+        };
+        for b in 0..12 {
+            store.append(batch(b * 1000), None).await.unwrap();
+        }
+        let everything = now_ms() + 1;
+        // A step with no channel stored reads its bound from the head...
+        let first = store.prune(everything, everything).await.unwrap();
+        assert!(first.more, "12 000 events are more than a chunk");
+        // ...and a channel created now must still get every event after it.
+        let (owing, _) = store.create_channel(channel("c", "/p"), 10).await.unwrap();
+        store.append(batch(50_000), None).await.unwrap();
+        let mut pruned = first.events;
+        loop {
+            let step = store.prune(everything, everything).await.unwrap();
+            pruned += step.events;
+            if !step.more {
+                break;
+            }
+        }
+        assert_eq!(
+            pruned, 12_000,
+            "everything before the channel, nothing after it"
+        );
+        let (kept, _) = store
+            .read_matching("/p", owing.start_seq, 5000)
+            .await
+            .unwrap();
+        assert_eq!(kept.len(), 1000, "the channel's events are kept");
+        let collections = store.list_collections(None, 0, 100_000).await.unwrap();
+        assert_eq!(
+            collections.len(),
+            1000,
+            "only the kept events' collections remain"
+        );
     }
 
     #[tokio::test]

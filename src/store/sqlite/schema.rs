@@ -105,6 +105,8 @@ CREATE TABLE removed_channels (
     PRIMARY KEY (owner, id)
 );
 CREATE INDEX removed_channels_by_time ON removed_channels (removed_ms);
+-- Pruning removes polling entries whose events are all gone.
+CREATE INDEX prefixes_by_seq ON prefixes (last_seq);
 "#;
 
 /// Brings the schema up to the latest version.

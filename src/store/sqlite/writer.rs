@@ -82,6 +82,37 @@ pub(super) struct Writer {
     pub write_failed: Arc<AtomicBool>,
     /// Keeps a failure that repeats every retry from flooding the log.
     pub failure_log: LogGate,
+    /// The bound below which no channel owes an event, as last read, and when: a
+    /// prune pass takes many steps, and one reading serves them (see `min_progress`).
+    pub min_progress: Option<(Instant, Seq)>,
+}
+
+/// How long a reading of the lowest channel progress serves prune steps.
+const MIN_PROGRESS_TTL: Duration = Duration::from_secs(5);
+
+/// A bound below which no stored channel owes an event: the lowest progress, or the
+/// log's head when there is no channel. The lowest progress is read at most every
+/// [`MIN_PROGRESS_TTL`]; it stays a safe bound meanwhile, since progress only grows
+/// and a channel created since starts at the head of its creation, above it.
+fn min_progress(tx: &Connection, cached: &mut Option<(Instant, Seq)>) -> rusqlite::Result<Seq> {
+    if let Some((at, bound)) = *cached {
+        if at.elapsed() < MIN_PROGRESS_TTL {
+            return Ok(bound);
+        }
+    }
+    let lowest: Option<i64> =
+        tx.query_row("SELECT MIN(progress_seq) FROM channels", [], |r| r.get(0))?;
+    let head = log_head(tx)?;
+    match lowest {
+        // Without channels the head is the bound, read afresh each step: cheap, and
+        // it must not hold back pruning for the time a cached reading would.
+        None => Ok(head),
+        Some(lowest) => {
+            let bound = (lowest as Seq).min(head);
+            *cached = Some((Instant::now(), bound));
+            Ok(bound)
+        }
+    }
 }
 
 /// The part of a request that runs inside the transaction.
@@ -284,7 +315,14 @@ impl Writer {
                     Done::Remove(remove_channels(&tx, removal, now, &mut self.owner_counts)?)
                 }
                 Job::Prune(events_before, outcomes_before) => {
-                    let report = prune(&tx, pruned_through, events_before, outcomes_before)?;
+                    let min_progress = min_progress(&tx, &mut self.min_progress)?;
+                    let report = prune(
+                        &tx,
+                        pruned_through,
+                        min_progress,
+                        events_before,
+                        outcomes_before,
+                    )?;
                     pruned_through = report.pruned_through;
                     Done::Prune(report)
                 }
@@ -714,18 +752,16 @@ fn remove_channels(
     Ok(Ok(removed))
 }
 
-/// One bounded prune step. Events go only when old enough *and* every stored channel
-/// is past them; delivery-log entries go by age.
+/// One bounded prune step (see `Store::prune`). No stored channel owes an event at
+/// or below `safe`; events above it may still be owed and are kept.
 fn prune(
     tx: &Connection,
     pruned_through: Seq,
+    safe: Seq,
     events_before_ms: i64,
     outcomes_before_ms: i64,
 ) -> rusqlite::Result<PruneReport> {
-    let min_progress: Option<i64> =
-        tx.query_row("SELECT MIN(progress_seq) FROM channels", [], |r| r.get(0))?;
-    let head = log_head(tx)? as i64;
-    let safe = min_progress.unwrap_or(head).min(head);
+    let safe = safe as i64;
     let old_enough: Option<i64> = tx.query_row(
         "SELECT MAX(seq) FROM (SELECT seq, time_ms FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2) WHERE time_ms < ?3",
         params![pruned_through as i64, PRUNE_CHUNK, events_before_ms],
@@ -747,9 +783,34 @@ fn prune(
         )?;
         report.pruned_through = upto as Seq;
     }
-    report.outcomes = tx.execute(
+    let chunk = |sql: &str, bound: i64| -> rusqlite::Result<u64> {
+        Ok(tx
+            .prepare_cached(sql)?
+            .execute(params![bound, PRUNE_CHUNK])? as u64)
+    };
+    report.collections = chunk(
+        "DELETE FROM prefixes WHERE path IN (SELECT path FROM prefixes WHERE last_seq <= ?1 LIMIT ?2)",
+        report.pruned_through as i64,
+    )?;
+    report.outcomes = chunk(
         "DELETE FROM outcomes WHERE rowid IN (SELECT rowid FROM outcomes WHERE at_ms < ?1 ORDER BY at_ms LIMIT ?2)",
-        params![outcomes_before_ms, PRUNE_CHUNK],
-    )? as u64;
+        outcomes_before_ms,
+    )?;
+    report.removed_channels = chunk(
+        "DELETE FROM removed_channels WHERE rowid IN (SELECT rowid FROM removed_channels WHERE removed_ms < ?1 LIMIT ?2)",
+        outcomes_before_ms,
+    )?;
+    let full = PRUNE_CHUNK as u64;
+    // A full events chunk may have been cut short by the chunk, not by age.
+    report.more = report.events >= full.saturating_sub(1)
+        || [report.collections, report.outcomes, report.removed_channels].contains(&full);
+    report.oldest_event_ms = tx
+        .query_row(
+            "SELECT time_ms FROM events WHERE seq > ?1 ORDER BY seq LIMIT 1",
+            params![report.pruned_through as i64],
+            |r| r.get(0),
+        )
+        .optional()?;
+    report.oldest_outcome_ms = tx.query_row("SELECT MIN(at_ms) FROM outcomes", [], |r| r.get(0))?;
     Ok(report)
 }
