@@ -88,7 +88,7 @@ fn assert_client_error(error: &ApiError) {
     );
 }
 
-// ---- resource paths (SPEC §1) --------------------------------------------------------
+// ---- resource paths (docs/api.md §1) --------------------------------------------------------
 
 /// A byte that the canonical form keeps literal (RFC 3986 unreserved, plus the
 /// sub-delimiters, `:` and `@`); every other byte is `%XX`, upper case.
@@ -122,7 +122,7 @@ pub fn resource_path(data: &[u8]) {
         Ok(canonical.as_str()),
         "fully encoded {encoded:?}"
     );
-    // A service prefix in front names the same resource (SPEC §2).
+    // A service prefix in front names the same resource (docs/api.md §2).
     for prefix in ["/calendar/v3", "/storage/v1", "/gmail/v1"] {
         let prefixed = format!("{prefix}{canonical}");
         assert_eq!(
@@ -210,7 +210,7 @@ fn percent_decode(segment: &str) -> Vec<u8> {
     out
 }
 
-// ---- watch bodies (SPEC §2, §3) ------------------------------------------------------
+// ---- watch bodies (docs/api.md §2, §3) ------------------------------------------------------
 
 /// Strict (the default), an allow-list, and `--dev`: each accepts at least what the
 /// one before it does.
@@ -349,7 +349,7 @@ fn subscriber(request: &WatchRequest, channel: &NewChannel) -> Channel {
     record
 }
 
-// ---- publish bodies (SPEC §6, §4) ----------------------------------------------------
+// ---- publish bodies (docs/api.md §6, §4) ----------------------------------------------------
 
 pub fn publish_body(data: &[u8]) {
     let prefixes = prefixes();
@@ -475,7 +475,7 @@ fn assert_delivered(event: &NewEvent, seq: u64) {
     );
 }
 
-// ---- receiver headers (SPEC §4, §11) -------------------------------------------------
+// ---- receiver headers (docs/api.md §4, §11) -------------------------------------------------
 
 /// The input as header lines `name:value` separated by `\n`; lines without `:` are
 /// skipped. Values are raw bytes (not necessarily UTF-8), as a server may hand them over.

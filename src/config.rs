@@ -1,4 +1,4 @@
-//! `watchwire serve` options (SPEC §12). Every flag also reads from the environment.
+//! `watchwire serve` options (docs/api.md §12). Every flag also reads from the environment.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -260,7 +260,7 @@ impl ServeArgs {
         })
     }
 
-    /// Refuses zeros that make no sense, naming the option (SPEC §12): a zero limit
+    /// Refuses zeros that make no sense, naming the option (docs/api.md §12): a zero limit
     /// refuses every request, a zero tokio interval panics, a zero timeout or retry
     /// budget fails every attempt, a zero retry delay retries in a busy loop.
     fn check_nonzero(&self) -> anyhow::Result<()> {
@@ -365,7 +365,7 @@ pub struct FileConfig {
     pub keys: Vec<KeyConfig>,
 }
 
-/// One named API key (SPEC §10).
+/// One named API key (docs/api.md §10).
 #[derive(Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
@@ -458,7 +458,7 @@ impl Cidr {
 }
 
 /// Parses `250ms`, `5s`, `1.5s`, `2m`, `1h`, `7d`. A unit is required: a bare `5`
-/// could mean seconds or milliseconds, and guessing wrong is silent (SPEC §12).
+/// could mean seconds or milliseconds, and guessing wrong is silent (docs/api.md §12).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s

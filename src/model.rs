@@ -8,7 +8,7 @@ use bytes::Bytes;
 pub type Seq = u64;
 
 /// The cursor clients see for a log position: fixed-width lower-case hex, so cursors
-/// order the same as strings and as numbers. Opaque by contract (SPEC §1).
+/// order the same as strings and as numbers. Opaque by contract (docs/api.md §1).
 pub fn cursor(seq: Seq) -> String {
     format!("{seq:016x}")
 }
@@ -22,7 +22,7 @@ pub fn parse_cursor(s: &str) -> Option<Seq> {
 
 /// The message number a channel gives to the event at `seq`. Derived from the log
 /// position, so every retry, replay and restart repeats it; the sync message is 1 and
-/// every event number is larger (SPEC §1).
+/// every event number is larger (docs/api.md §1).
 pub fn message_number(seq: Seq) -> u64 {
     seq + 1
 }
@@ -56,9 +56,9 @@ pub type SharedEvent = Arc<Event>;
 /// What kind of subscription a channel row is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChannelKind {
-    /// Created by `watch` (SPEC §2); expires.
+    /// Created by `watch` (docs/api.md §2); expires.
     Channel,
-    /// Created by `POST /v1/watchers` (SPEC §9); never expires, de-duplicated per endpoint.
+    /// Created by `POST /v1/watchers` (docs/api.md §9); never expires, de-duplicated per endpoint.
     Watcher,
 }
 
@@ -79,7 +79,7 @@ impl ChannelKind {
     }
 }
 
-/// A channel to create (SPEC §2), validated.
+/// A channel to create (docs/api.md §2), validated.
 #[derive(Clone)]
 pub struct NewChannel {
     pub kind: ChannelKind,
@@ -126,13 +126,13 @@ pub struct Channel {
     pub progress_seq: Seq,
     /// Whether the sync notification is done.
     pub synced: bool,
-    /// Disabled after failing without success for the disable window (SPEC §5).
+    /// Disabled after failing without success for the disable window (docs/api.md §5).
     pub disabled: bool,
     /// Since when every attempt has failed; `None` after a success.
     pub failing_since_ms: Option<i64>,
 }
 
-/// Where a notification stands (SPEC §8).
+/// Where a notification stands (docs/api.md §8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutcomeStatus {
     /// Attempted, not yet delivered; will be retried.
@@ -274,7 +274,7 @@ pub struct OutcomeRecord {
     pub metadata: Option<String>,
 }
 
-/// A collection's latest change (SPEC §7 polling).
+/// A collection's latest change (docs/api.md §7 polling).
 #[derive(Debug, Clone)]
 pub struct Collection {
     pub path: String,

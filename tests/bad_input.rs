@@ -1,4 +1,4 @@
-//! Malformed requests (SPEC §10 Errors): each one gets a 4xx in Google's envelope with
+//! Malformed requests (docs/api.md §10 Errors): each one gets a 4xx in Google's envelope with
 //! the right reason, never a 5xx, and the gateway keeps working afterwards.
 
 mod common;

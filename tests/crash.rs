@@ -1,4 +1,4 @@
-//! Crash safety (SPEC §5): SIGKILL a `watchwire serve` child in the middle of
+//! Crash safety (docs/api.md §5): SIGKILL a `watchwire serve` child in the middle of
 //! publishing, restart it on the same data directory, and check that every
 //! acknowledged event reaches every channel that matched it, with stable message
 //! numbers, and that numbers keep increasing after the restart.

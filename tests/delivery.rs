@@ -1,4 +1,4 @@
-//! Delivery semantics (SPEC §4 notifications and acknowledgement, §5 guarantees),
+//! Delivery semantics (docs/api.md §4 notifications and acknowledgement, §5 guarantees),
 //! against a real gateway and real receivers on loopback.
 
 mod common;

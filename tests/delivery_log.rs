@@ -1,4 +1,4 @@
-//! SPEC §8 (channel management, delivery log, replay, enable) and §5 endpoint health.
+//! docs/api.md §8 (channel management, delivery log, replay, enable) and §5 endpoint health.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! SPEC §7 polling: `/v1/changes` (every collection in one answer, newest first) and
+//! docs/api.md §7 polling: `/v1/changes` (every collection in one answer, newest first) and
 //! `/v1/changeset` (events under a path, `_since`, `_limit`, `_expected`, ETag/304,
 //! Cache-Control).
 

@@ -1,4 +1,4 @@
-//! SPEC §6 (and §4's states) through `POST /v1/events`: the shape of a publish, every
+//! docs/api.md §6 (and §4's states) through `POST /v1/events`: the shape of a publish, every
 //! field rule, all-or-nothing batches proven against a real receiver, and
 //! `Idempotency-Key`.
 

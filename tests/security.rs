@@ -1,4 +1,4 @@
-//! SPEC §10: API keys and ownership, scopes and prefixes, per-key caps, the target
+//! docs/api.md §10: API keys and ownership, scopes and prefixes, per-key caps, the target
 //! policy (including a name that resolves to loopback), key signing secrets with
 //! rotation, and request limits (header size and count, slow clients).
 

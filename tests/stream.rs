@@ -1,4 +1,4 @@
-//! SPEC §7 stream: `GET /v1/watch` as Server-Sent Events, resumable without gap or
+//! docs/api.md §7 stream: `GET /v1/watch` as Server-Sent Events, resumable without gap or
 //! duplicate, with checkpoints, an expired-cursor 410, and a cutoff for slow consumers.
 
 mod common;

@@ -1,4 +1,4 @@
-//! SPEC §2 through `POST {resource}/watch`: every row of the validation table in its
+//! docs/api.md §2 through `POST {resource}/watch`: every row of the validation table in its
 //! accepted and rejected forms, the response shape, expiration arithmetic, and resource
 //! path canonicalisation.
 

@@ -1,4 +1,4 @@
-//! SPEC §9 watchers: pattern channels that never expire, with the three de-duplication
+//! docs/api.md §9 watchers: pattern channels that never expire, with the three de-duplication
 //! rules per endpoint and their exact messages.
 
 mod common;

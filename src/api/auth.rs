@@ -1,4 +1,4 @@
-//! Who is calling and what they may do (SPEC §10 API keys).
+//! Who is calling and what they may do (docs/api.md §10 API keys).
 //!
 //! Keys are compared by their SHA-256 digests in constant time, and every key is
 //! compared (no early exit), so timing reveals nothing. A channel's owner is the key's

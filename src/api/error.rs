@@ -1,4 +1,4 @@
-//! API errors as Google's envelope (SPEC §10).
+//! API errors as Google's envelope (docs/api.md §10).
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};

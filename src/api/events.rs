@@ -1,4 +1,4 @@
-//! `POST /v1/events` (SPEC §6): publish one event or a batch, durably.
+//! `POST /v1/events` (docs/api.md §6): publish one event or a batch, durably.
 //!
 //! The body is read by [`parse_events`], a pure function of the bytes, the service
 //! prefixes and the batch limit, so that the fuzz targets (`fuzz/`) exercise exactly

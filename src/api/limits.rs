@@ -1,4 +1,4 @@
-//! Request limits that answer with Google's envelope (SPEC §10): header size and
+//! Request limits that answer with Google's envelope (docs/api.md §10): header size and
 //! count (`431`) and a whole-request timeout (`408`), which also ends slow uploads.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! `POST …/channels/stop` (SPEC §3).
+//! `POST …/channels/stop` (docs/api.md §3).
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};

@@ -1,4 +1,4 @@
-//! `GET /v1/watch` (SPEC §7): a resumable Server-Sent Events stream of the log.
+//! `GET /v1/watch` (docs/api.md §7): a resumable Server-Sent Events stream of the log.
 //!
 //! The stream subscribes to live events *before* reading the store, catches up from
 //! the store after `since` / `Last-Event-ID`, then follows the live feed, skipping

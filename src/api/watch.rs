@@ -1,4 +1,4 @@
-//! `POST {resource}/watch` (SPEC §2): create a channel, Google-compatible.
+//! `POST {resource}/watch` (docs/api.md §2): create a channel, Google-compatible.
 //!
 //! The body is read by [`WatchRequest::parse`], a pure function of the bytes, the target
 //! policy and the clock, so that the fuzz targets (`fuzz/`) exercise exactly what the
@@ -50,7 +50,7 @@ pub struct WatchRequest {
 /// What the gateway adds to a watch request to make it a channel.
 pub struct ChannelContext<'a> {
     pub owner: String,
-    /// The canonical resource (SPEC §1).
+    /// The canonical resource (docs/api.md §1).
     pub resource: String,
     /// The store's secret behind `resourceId`.
     pub instance_secret: &'a [u8],
@@ -289,7 +289,7 @@ impl WatchRequest {
         })
     }
 
-    /// The channel to store: the effective expiration (SPEC §2), `resourceId` and
+    /// The channel to store: the effective expiration (docs/api.md §2), `resourceId` and
     /// `resourceUri` of the resource.
     pub fn into_channel(self, context: ChannelContext<'_>) -> NewChannel {
         let expiration_ms = effective_expiration(

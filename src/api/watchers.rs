@@ -1,4 +1,4 @@
-//! Watchers (SPEC §9): channels on a resource prefix that never expire, with rules
+//! Watchers (docs/api.md §9): channels on a resource prefix that never expire, with rules
 //! that keep one endpoint from receiving an event twice from one owner's watchers.
 
 use axum::extract::State;

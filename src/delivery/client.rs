@@ -1,4 +1,4 @@
-//! The outbound HTTP client and the wire form of a notification (SPEC §4, §10).
+//! The outbound HTTP client and the wire form of a notification (docs/api.md §4, §10).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

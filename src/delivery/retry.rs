@@ -1,4 +1,4 @@
-//! What a receiver's answer means (SPEC §4 acknowledgement) and when to try again.
+//! What a receiver's answer means (docs/api.md §4 acknowledgement) and when to try again.
 
 use std::time::Duration;
 
@@ -41,7 +41,7 @@ pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Opt
     Some(Duration::from_secs(seconds.clamp(1, 3600)))
 }
 
-/// Exponential backoff with jitter, and the retry budget (SPEC §5).
+/// Exponential backoff with jitter, and the retry budget (docs/api.md §5).
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
     /// Delay before the 2nd, 3rd, ... attempt; the last entry repeats.

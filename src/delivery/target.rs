@@ -1,4 +1,4 @@
-//! Which addresses the gateway may deliver to (SPEC §10 Targets).
+//! Which addresses the gateway may deliver to (docs/api.md §10 Targets).
 //!
 //! By default only `https://` URLs whose addresses are public. Names are checked in the
 //! outbound client's resolver, at connect time, so a name that resolves to a private

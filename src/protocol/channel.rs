@@ -1,4 +1,4 @@
-//! The Google `Channel` resource as it crosses the wire (SPEC §2).
+//! The Google `Channel` resource as it crosses the wire (docs/api.md §2).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -8,7 +8,7 @@ pub const MAX_ID_LEN: usize = 64;
 /// Longest channel token.
 pub const MAX_TOKEN_LEN: usize = 256;
 
-/// `1..=64` characters of `[A-Za-z0-9-_+/=]` (SPEC §2): the alphabet of channel and
+/// `1..=64` characters of `[A-Za-z0-9-_+/=]` (docs/api.md §2): the alphabet of channel and
 /// watcher ids.
 pub fn is_valid_channel_id(id: &str) -> bool {
     !id.is_empty()
@@ -56,7 +56,7 @@ fn float_ms(f: f64) -> Option<i64> {
     (f.is_finite() && f >= i64::MIN as f64 && f < i64::MAX as f64).then(|| f.trunc() as i64)
 }
 
-/// The watch response (SPEC §2).
+/// The watch response (docs/api.md §2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WatchResponse {

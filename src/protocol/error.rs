@@ -1,4 +1,4 @@
-//! Google's error envelope (SPEC §10):
+//! Google's error envelope (docs/api.md §10):
 //! `{"error":{"code":400,"message":"…","errors":[{"domain":"global","reason":"…","message":"…"}]}}`.
 
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,4 @@
-//! Header names of a notification (SPEC §4, §10). Lower case, as `http` stores them.
+//! Header names of a notification (docs/api.md §4, §10). Lower case, as `http` stores them.
 
 pub const CHANNEL_ID: &str = "x-goog-channel-id";
 pub const CHANNEL_TOKEN: &str = "x-goog-channel-token";
@@ -26,7 +26,7 @@ pub const WEBHOOK_SIGNATURE: &str = "webhook-signature";
 /// Message number of the sync notification that opens every channel.
 pub const SYNC_MESSAGE_NUMBER: u64 = 1;
 
-/// Every header a notification may carry (SPEC §4, §10), in the order of the §4 table.
+/// Every header a notification may carry (docs/api.md §4, §10), in the order of the §4 table.
 pub const NOTIFICATION_HEADERS: &[&str] = &[
     CHANNEL_ID,
     CHANNEL_TOKEN,
@@ -45,7 +45,7 @@ pub const NOTIFICATION_HEADERS: &[&str] = &[
     WEBHOOK_SIGNATURE,
 ];
 
-/// The headers present on every notification, sync included (SPEC §4).
+/// The headers present on every notification, sync included (docs/api.md §4).
 pub const REQUIRED_HEADERS: &[&str] = &[
     CHANNEL_ID,
     MESSAGE_NUMBER,

@@ -1,4 +1,4 @@
-//! Resource paths (SPEC §1): one canonical form for watch URLs, publish bodies and
+//! Resource paths (docs/api.md §1): one canonical form for watch URLs, publish bodies and
 //! query parameters, and the segment-wise "covers" relation used for matching.
 
 use std::fmt;
@@ -6,7 +6,7 @@ use std::fmt;
 /// Longest canonical path accepted, in bytes.
 pub const MAX_RESOURCE_BYTES: usize = 1024;
 
-/// Leading service paths Google's client libraries may keep (SPEC §2).
+/// Leading service paths Google's client libraries may keep (docs/api.md §2).
 pub const DEFAULT_SERVICE_PREFIXES: &[&str] = &[
     "/calendar/v3",
     "/drive/v2",
@@ -214,7 +214,7 @@ pub fn self_and_ancestors(path: &str) -> impl Iterator<Item = &str> {
     })
 }
 
-/// The collection of a resource (SPEC §7): its parent path, or itself at the top.
+/// The collection of a resource (docs/api.md §7): its parent path, or itself at the top.
 pub fn collection(path: &str) -> &str {
     match path.rfind('/') {
         Some(i) if i > 0 => &path[..i],

@@ -1,4 +1,4 @@
-//! Standard Webhooks signatures (SPEC §10): `webhook-signature: v1,<base64 HMAC-SHA256
+//! Standard Webhooks signatures (docs/api.md §10): `webhook-signature: v1,<base64 HMAC-SHA256
 //! of "id.timestamp.body">`, several space-separated during a key rotation, keyed by a
 //! `whsec_<base64>` secret. The gateway signs with this; receivers verify with it.
 

@@ -1,4 +1,4 @@
-//! Resource states (SPEC §4): what `X-Goog-Resource-State` may carry.
+//! Resource states (docs/api.md §4): what `X-Goog-Resource-State` may carry.
 
 use std::fmt;
 
@@ -76,7 +76,7 @@ fn is_event_name(s: &str) -> bool {
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_')
 }
 
-/// A `changed` token (SPEC §4): `[A-Za-z0-9_-]{1,64}`.
+/// A `changed` token (docs/api.md §4): `[A-Za-z0-9_-]{1,64}`.
 pub fn is_changed_token(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64

@@ -105,7 +105,7 @@ impl Channel {
         self
     }
 
-    /// Sets the `whsec_…` secret notifications must be signed with (SPEC §10).
+    /// Sets the `whsec_…` secret notifications must be signed with (docs/api.md §10).
     pub fn with_signing_secret(mut self, secret: &str) -> Result<Channel, ChannelError> {
         self.set_signing_secret(Some(secret))?;
         Ok(self)

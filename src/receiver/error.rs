@@ -20,7 +20,7 @@ pub enum NotificationError {
     /// `X-Goog-Message-Number` is not a decimal number from 1 to 2^64-1.
     #[error("message number {0:?} is not a positive decimal integer")]
     InvalidMessageNumber(String),
-    /// `X-Goog-Resource-State` is none of the states SPEC §4 allows.
+    /// `X-Goog-Resource-State` is none of the states docs/api.md §4 allows.
     #[error("resource state {0:?} is not a known state")]
     UnknownState(String),
     #[error("notification is for channel {received:?}, not {expected:?}")]
@@ -77,7 +77,7 @@ impl NotificationError {
     }
 }
 
-/// Why Standard Webhooks signature headers do not authenticate a body (SPEC §10).
+/// Why Standard Webhooks signature headers do not authenticate a body (docs/api.md §10).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
     #[error("signature header {0} is missing")]

@@ -1,4 +1,4 @@
-//! The receiving side of watch channels (SPEC §11): everything an app needs to turn an
+//! The receiving side of watch channels (docs/api.md §11): everything an app needs to turn an
 //! incoming push request into a trusted, typed [`Notification`].
 //!
 //! Builds with `default-features = false`: it depends only on `http`, `serde_json`,

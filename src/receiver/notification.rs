@@ -1,4 +1,4 @@
-//! The typed notification and the parsing of its headers (SPEC §4).
+//! The typed notification and the parsing of its headers (docs/api.md §4).
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};

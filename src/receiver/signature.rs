@@ -1,4 +1,4 @@
-//! Verification of Standard Webhooks signature headers (SPEC §10), for watchwire's
+//! Verification of Standard Webhooks signature headers (docs/api.md §10), for watchwire's
 //! notifications or any other Standard Webhooks sender.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Per-channel de-duplication and ordering checks (SPEC §1, §5, §11): delivery is at
+//! Per-channel de-duplication and ordering checks (docs/api.md §1, §5, §11): delivery is at
 //! least once and in order per channel, so a receiver sees a duplicate only after a
 //! retry or a replay, and a number below the highest only if something went wrong.
 

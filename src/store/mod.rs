@@ -60,7 +60,7 @@ pub struct FeedItem {
     pub change: Committed,
 }
 
-/// What makes a publish idempotent (SPEC §6).
+/// What makes a publish idempotent (docs/api.md §6).
 #[derive(Debug, Clone)]
 pub struct Idempotency {
     pub owner: String,
@@ -81,7 +81,7 @@ pub struct PublishReceipt {
 /// Which channel(s) to remove.
 #[derive(Debug, Clone)]
 pub enum Removal {
-    /// `channels.stop` by its owner (SPEC §3): id and resourceId must both match.
+    /// `channels.stop` by its owner (docs/api.md §3): id and resourceId must both match.
     Stop {
         owner: String,
         id: String,
@@ -138,10 +138,10 @@ pub trait Store: Send + Sync + 'static {
     /// its sync). Batched; durable after the next commit.
     fn record_progress(&self, pk: i64, seq: Seq);
 
-    /// Records where a notification stands (SPEC §8). Batched.
+    /// Records where a notification stands (docs/api.md §8). Batched.
     fn record_outcome(&self, outcome: Outcome);
 
-    /// Records a channel's endpoint health (SPEC §5). Batched.
+    /// Records a channel's endpoint health (docs/api.md §5). Batched.
     fn record_health(&self, pk: i64, failing_since_ms: Option<i64>, disabled: bool);
 
     /// Makes everything recorded so far durable.

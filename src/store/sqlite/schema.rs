@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_resource ON events (resource, seq);
 
--- Latest change on or below every path that has seen one (polling, SPEC §7).
+-- Latest change on or below every path that has seen one (polling, docs/api.md §7).
 CREATE TABLE IF NOT EXISTS prefixes (
     path TEXT PRIMARY KEY,
     last_seq INTEGER NOT NULL,
@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS channels (
 );
 CREATE INDEX IF NOT EXISTS channels_by_address ON channels (owner, address);
 
--- The delivery log (SPEC §8): one row per notification attempted.
+-- The delivery log (docs/api.md §8): one row per notification attempted.
 CREATE TABLE IF NOT EXISTS outcomes (
     channel_pk INTEGER NOT NULL,
     seq INTEGER NOT NULL,

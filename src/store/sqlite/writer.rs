@@ -21,7 +21,7 @@ use crate::store::{
 };
 use crate::telemetry::LogGate;
 
-/// How long an Idempotency-Key is remembered (SPEC §6).
+/// How long an Idempotency-Key is remembered (docs/api.md §6).
 const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
 /// Most requests folded into one transaction.
 const MAX_BATCH: usize = 4096;
@@ -402,7 +402,7 @@ impl Writer {
     }
 }
 
-/// Moves the polling index (SPEC §7) to the newest event on or below each path the
+/// Moves the polling index (docs/api.md §7) to the newest event on or below each path the
 /// committed events touched, and marks their collections.
 fn update_prefixes<'a>(
     tx: &Connection,
