@@ -401,11 +401,7 @@ async fn cors_allows_any_origin_in_dev_and_none_on_a_keyed_gateway_by_default() 
     let stream = stream_head(&dev, "http://localhost:5173", None).await;
     assert_eq!(header(&stream, "access-control-allow-origin"), Some("*"));
 
-    let keyed = Gateway::start_with(|a| {
-        a.dev = false;
-        a.api_keys = vec!["k".into()];
-    })
-    .await;
+    let keyed = Gateway::start_keyed("k").await;
     let none = preflight(&keyed, "/v1/events", "http://localhost:5173").await;
     assert_eq!(none.status(), 405);
     let cors_headers: Vec<_> = none
@@ -467,11 +463,7 @@ async fn scrape(gw: &Gateway, key: Option<&str>) -> String {
 #[tokio::test]
 async fn metrics_list_every_series_from_the_start_with_requests_and_the_process() {
     // Keyed: /metrics needs an admin key, and nothing has happened yet.
-    let gw = Gateway::start_with(|a| {
-        a.dev = false;
-        a.api_keys = vec!["admin".into()];
-    })
-    .await;
+    let gw = Gateway::start_keyed("admin").await;
     let unauthorized = gw
         .http
         .get(format!("{}/metrics", gw.url))

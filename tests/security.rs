@@ -367,11 +367,7 @@ async fn channels_per_key_are_capped() {
 #[tokio::test]
 async fn target_policy_refuses_private_and_plain_http_addresses() {
     // Without --dev and without an allow-list.
-    let gw = Gateway::start_with(|a| {
-        a.dev = false;
-        a.api_keys = vec!["k".into()];
-    })
-    .await;
+    let gw = Gateway::start_keyed("k").await;
     for address in [
         "http://example.com/hook",
         "https://127.0.0.1/hook",

@@ -187,11 +187,7 @@ async fn every_field_rule_in_accepted_and_rejected_forms() {
 
 #[tokio::test]
 async fn without_dev_only_public_https_addresses_are_accepted() {
-    let gw = Gateway::start_with(|a| {
-        a.dev = false;
-        a.api_keys = vec!["k".into()];
-    })
-    .await;
+    let gw = Gateway::start_keyed("k").await;
     let rx = Receiver::start().await;
     let auth = [("authorization", "Bearer k")];
     let bad_domain = bad("pushWebhookBadDomain");

@@ -36,20 +36,25 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = serde_json::to_vec(&ErrorEnvelope::new(
+/// The content type of every error answer.
+pub const CONTENT_TYPE: &str = "application/json; charset=UTF-8";
+
+impl ApiError {
+    /// The envelope, as an answer's body.
+    pub fn body(&self) -> Vec<u8> {
+        serde_json::to_vec(&ErrorEnvelope::new(
             self.status.as_u16(),
             self.reason,
-            self.message,
+            self.message.as_str(),
         ))
-        .expect("the envelope always serialises");
-        (
-            self.status,
-            [(header::CONTENT_TYPE, "application/json; charset=UTF-8")],
-            body,
-        )
-            .into_response()
+        .expect("the envelope always serialises")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = self.body();
+        (self.status, [(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
     }
 }
 

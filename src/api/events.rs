@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use super::auth::Scope;
 use super::body::{parse_json, type_name, RawBody, Shortened};
 use super::error::ApiError;
+use super::query::Query;
 use super::AppState;
 use crate::model::{cursor, NewEvent};
 use crate::protocol::resource::ServicePrefixes;
@@ -54,6 +55,8 @@ pub async fn publish(
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let caller = app.keys.authenticate(&headers, &uri)?;
+    // No parameter but `key` (docs/api.md §14): a typo is refused, not ignored.
+    Query::parse(&uri, &[])?;
     let idempotency = idempotency_key(&headers)?.map(|key| Idempotency {
         owner: caller.owner.clone(),
         key,

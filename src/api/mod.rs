@@ -76,6 +76,12 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
     ]
 }
 
+/// The path template of every route (`/v1/channels/{id}`, …), as the router holds them:
+/// tests walk each one, so a new route is walked without being listed twice.
+pub fn route_templates() -> Vec<&'static str> {
+    routes().into_iter().map(|(path, _)| path).collect()
+}
+
 pub fn router(app: AppState) -> Router {
     let max_body = app.config.max_body_bytes;
     let request_limits = limits::RequestLimits {
@@ -84,6 +90,7 @@ pub fn router(app: AppState) -> Router {
         request_timeout: app.config.request_timeout,
     };
     let cors = Arc::new(app.cors.clone());
+    let gate = app.clone();
     let mut router = Router::new();
     let mut route_labels = ops::FALLBACK_ROUTES.to_vec();
     for (path, methods) in routes() {
@@ -92,11 +99,13 @@ pub fn router(app: AppState) -> Router {
     }
     telemetry::register_http_series(&route_labels);
     // Layers run outside in: the metrics see every answer (a preflight, a panic's
-    // 500), CORS headers go on every answer (a browser can read the error), and a
-    // panic anywhere below still answers.
+    // 500), CORS headers go on every answer (a browser can read the error), a panic
+    // anywhere below still answers, and a head over the limits is refused before the
+    // key in it is looked at.
     router
         .fallback(google_style)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(gate, require_key))
         .layer(axum::middleware::from_fn_with_state(
             request_limits,
             limits::enforce,
@@ -105,6 +114,29 @@ pub fn router(app: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(cors, cross_origin))
         .layer(axum::middleware::from_fn(ops::record_request))
         .with_state(app)
+}
+
+/// With keys configured, every request but `/healthz` and CORS preflights must carry a
+/// valid key (docs/api.md §10.1), and it is checked before anything else about the
+/// request: a caller without one learns nothing from the answer (which paths exist,
+/// what a body lacks) and makes the gateway read no body. Handlers still check the
+/// key's scope and prefixes.
+async fn require_key(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let exempt = request.uri().path() == "/healthz" || is_preflight(&request);
+    if !exempt {
+        if let Err(refusal) = app.keys.authenticate(request.headers(), request.uri()) {
+            return refusal.into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// A CORS preflight: `OPTIONS` with `Access-Control-Request-Method`.
+fn is_preflight(request: &Request) -> bool {
+    request.method() == Method::OPTIONS
+        && request
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
 /// Request headers a browser app may send cross-origin: its key, JSON, a publish's
@@ -132,10 +164,7 @@ async fn cross_origin(
         return next.run(request).await;
     }
     let allowed = allowed_origin(&origins, request.headers().get(header::ORIGIN));
-    let preflight = request.method() == Method::OPTIONS
-        && request
-            .headers()
-            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let preflight = is_preflight(&request);
     let mut response = match &allowed {
         Some(origin) if preflight => preflight_answer(origin.clone()),
         _ => next.run(request).await,

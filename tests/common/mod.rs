@@ -197,6 +197,15 @@ impl Gateway {
         }
     }
 
+    /// A gateway as production runs it: without `--dev`, with this one API key.
+    pub async fn start_keyed(key: &str) -> Gateway {
+        Gateway::start_with(|a| {
+            a.dev = false;
+            a.api_keys = vec![key.into()];
+        })
+        .await
+    }
+
     pub async fn shutdown(&mut self) {
         if let Some(server) = self.server.take() {
             server.shutdown().await.unwrap();

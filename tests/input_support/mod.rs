@@ -99,24 +99,36 @@ pub fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// The reason of a Google error envelope, checking the envelope on the way: code equal
-/// to the status, one `global` error item, and a message a person can act on.
-/// `None` for a success.
+/// The reason of a Google error envelope, checking the envelope on the way (see
+/// `envelope_problem`). `None` for a success.
 pub fn reason_of(reply: &Reply) -> Option<String> {
     if reply.status < 400 {
         return None;
     }
+    envelope_problem(reply).or_else(|| {
+        reply.json["error"]["errors"][0]["reason"]
+            .as_str()
+            .map(str::to_string)
+    })
+}
+
+/// What is wrong with an error answer's envelope, if anything: its code must be the
+/// status, its one error item `global` with a reason, and its message one a person can
+/// act on (longer than 10 characters, the same in the item).
+pub fn envelope_problem(reply: &Reply) -> Option<String> {
     let error = &reply.json["error"];
     let problems = [
         (error["code"] != reply.status).then_some("code differs from the status"),
         (error["errors"][0]["domain"] != "global").then_some("domain is not global"),
-        (error["message"].as_str().is_none_or(|m| m.len() < 10)).then_some("no helpful message"),
+        (error["errors"][0]["reason"]
+            .as_str()
+            .is_none_or(str::is_empty))
+        .then_some("no reason"),
+        (error["message"].as_str().is_none_or(|m| m.len() <= 10)).then_some("no helpful message"),
         (error["errors"][0]["message"] != error["message"]).then_some("item message differs"),
     ];
-    match problems.into_iter().flatten().next() {
-        Some(problem) => Some(format!("malformed envelope ({problem}): {}", reply.text)),
-        None => error["errors"][0]["reason"].as_str().map(str::to_string),
-    }
+    let problem = problems.into_iter().flatten().next()?;
+    Some(format!("malformed envelope ({problem}): {}", reply.text))
 }
 
 /// What a case expects: success, or an error with this status and reason.
