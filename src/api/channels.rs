@@ -338,8 +338,19 @@ pub async fn enable(
     PathId(id): PathId,
     uri: Uri,
     headers: HeaderMap,
+    RawBody(body): RawBody,
 ) -> Result<Json<Value>, ApiError> {
     let (_, _, channel) = owned(&app, &headers, &uri, &id, &[]).await?;
+    // No body is needed; one that is sent must still be a JSON object, like every body.
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        let body: Value = parse_json(&body)?;
+        if !body.is_object() {
+            return Err(ApiError::invalid(format!(
+                "the request body must be empty or a JSON object, not {}",
+                type_name(&body)
+            )));
+        }
+    }
     let channel = channel.ok_or_else(|| not_live(&id))?;
     let handle = app
         .dispatcher
