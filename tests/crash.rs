@@ -289,7 +289,7 @@ async fn a_full_disk_answers_every_request_and_loses_nothing_acknowledged() {
     // Space comes back: the gateway notices by itself and takes publishes again.
     std::fs::remove_file(&filler).unwrap();
     let mut healthy = false;
-    for _ in 0..200 {
+    for _ in 0..600 {
         let status = http
             .get(format!("{}/healthz", gateway.url))
             .send()

@@ -14,7 +14,8 @@ use super::AppState;
 use crate::telemetry;
 
 /// `200` while the node can use its store; `503 backendError` while it cannot write
-/// (a full disk, a lost database), so a load balancer takes it out of rotation.
+/// (a full disk, a lost database) or a write failed in the last few seconds, so a
+/// load balancer takes it out of rotation.
 pub async fn healthz(State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     app.store.probe().await.map_err(|e| {
         ApiError::new(

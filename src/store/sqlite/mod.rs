@@ -27,8 +27,8 @@ use self::schema::{backend, log_head, meta_u64, CHANNEL_COLUMNS, EVENT_COLUMNS, 
 use self::writer::{Reply, WriteOp, Writer};
 use super::{FeedItem, Idempotency, PruneReport, PublishReceipt, Removal, Store, StoreError};
 use crate::model::{
-    Channel, ChannelKind, Collection, NewChannel, NewEvent, Outcome, OutcomeRecord, OutcomeStatus,
-    RemovedChannel, Seq, SharedEvent,
+    now_ms, Channel, ChannelKind, Collection, NewChannel, NewEvent, Outcome, OutcomeRecord,
+    OutcomeStatus, RemovedChannel, Seq, SharedEvent,
 };
 use crate::telemetry::LogGate;
 
@@ -44,8 +44,39 @@ pub struct SqliteStore {
     pruned_through: Arc<AtomicU64>,
     /// Delivery bookkeeping waiting for the writer's next transaction.
     records: Arc<PendingRecords>,
-    /// Set by the writer while its transactions fail.
-    write_failed: Arc<AtomicBool>,
+    /// How the writer's transactions have been going, for `/healthz`.
+    write_health: Arc<WriteHealth>,
+}
+
+/// Whether the writer can write, as its transactions tell: set on each commit.
+#[derive(Default)]
+pub(super) struct WriteHealth {
+    /// No transaction has succeeded since the last one failed.
+    failing: AtomicBool,
+    /// When a transaction last failed, ms since the epoch (0: never).
+    last_failure_ms: std::sync::atomic::AtomicI64,
+}
+
+impl WriteHealth {
+    /// How long after a failed write `/healthz` still reports it: a nearly full disk
+    /// may take a small write between failed large ones.
+    const WINDOW_MS: i64 = 5_000;
+
+    pub fn failed(&self, now_ms: i64) {
+        self.failing.store(true, Ordering::Relaxed);
+        self.last_failure_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// `true` when this success ends a run of failures.
+    pub fn succeeded(&self) -> bool {
+        self.failing.swap(false, Ordering::Relaxed)
+    }
+
+    /// How long ago a write failed, if that is within the window.
+    fn recent_failure(&self, now_ms: i64) -> Option<i64> {
+        let at = self.last_failure_ms.load(Ordering::Relaxed);
+        (at > 0 && now_ms - at < Self::WINDOW_MS).then_some(now_ms - at)
+    }
 }
 
 impl SqliteStore {
@@ -81,7 +112,7 @@ impl SqliteStore {
         let (op_tx, op_rx) = std_mpsc::channel();
         let commits = Arc::new(AtomicU64::new(0));
         let records = Arc::new(PendingRecords::default());
-        let write_failed = Arc::new(AtomicBool::new(false));
+        let write_health = Arc::new(WriteHealth::default());
         let writer = Writer {
             conn,
             feed: feed_tx,
@@ -91,7 +122,7 @@ impl SqliteStore {
             records: records.clone(),
             checkpointer: Some(checkpointer),
             owner_counts: HashMap::new(),
-            write_failed: write_failed.clone(),
+            write_health: write_health.clone(),
             failure_log: LogGate::default(),
             min_progress: None,
         };
@@ -113,7 +144,7 @@ impl SqliteStore {
             commits,
             pruned_through,
             records,
-            write_failed,
+            write_health,
         })
     }
 
@@ -271,7 +302,10 @@ impl Store for SqliteStore {
     }
 
     async fn probe(&self) -> Result<(), StoreError> {
-        if !self.write_failed.load(Ordering::Relaxed) {
+        if let Some(ago) = self.write_health.recent_failure(now_ms()) {
+            return Err(StoreError::Backend(format!("a write failed {ago} ms ago")));
+        }
+        if !self.write_health.failing.load(Ordering::Relaxed) {
             return Ok(());
         }
         self.call(|reply| WriteOp::Probe { reply }).await

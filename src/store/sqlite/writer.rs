@@ -4,7 +4,7 @@
 //! commit it puts the changes on the feed, in order, then answers the callers.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::checkpoint::Checkpointer;
 use super::records::{PendingRecords, Records};
 use super::schema::log_head;
+use super::WriteHealth;
 use crate::model::{now_ms, Channel, ChannelKind, Event, NewChannel, NewEvent, Seq, SharedEvent};
 use crate::protocol::resource::{collection, covers, self_and_ancestors};
 use crate::store::{
@@ -77,9 +78,8 @@ pub(super) struct Writer {
     pub checkpointer: Option<Checkpointer>,
     /// Stored channels per owner, counted once per owner and then kept up to date.
     pub owner_counts: HashMap<String, u64>,
-    /// Whether the last transaction failed (a full disk, an I/O error): `/healthz`
-    /// reports it until a write succeeds again.
-    pub write_failed: Arc<AtomicBool>,
+    /// How transactions have been going (a full disk, an I/O error), for `/healthz`.
+    pub write_health: Arc<WriteHealth>,
     /// Keeps a failure that repeats every retry from flooding the log.
     pub failure_log: LogGate,
     /// The bound below which no channel owes an event, as last read, and when: a
@@ -266,7 +266,7 @@ impl Writer {
             Ok(done) => {
                 metrics::counter!("watchwire_store_commits_total").increment(1);
                 self.commits.fetch_add(1, Ordering::Relaxed);
-                if self.write_failed.swap(false, Ordering::Relaxed) {
+                if self.write_health.succeeded() {
                     tracing::info!("the store writes again");
                 }
                 for (slot, done) in slots.into_iter().zip(done) {
@@ -276,7 +276,7 @@ impl Writer {
             }
             Err(e) => {
                 self.records.restore(records);
-                self.write_failed.store(true, Ordering::Relaxed);
+                self.write_health.failed(now_ms());
                 if let Some(suppressed) = self.failure_log.admit(now_ms()) {
                     tracing::error!(error = %e, suppressed, "store transaction failed; nothing of it was written");
                 }
