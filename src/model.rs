@@ -249,6 +249,8 @@ pub struct Outcome {
     /// When the last attempt ended.
     pub at_ms: i64,
     pub next_retry_ms: Option<i64>,
+    /// When the first attempt began: the retry budget runs from here, across restarts.
+    pub first_attempt_ms: Option<i64>,
     /// The last [`RECENT_ATTEMPTS`] attempts, oldest first.
     pub recent: Vec<AttemptRecord>,
 }

@@ -317,3 +317,78 @@ async fn a_full_disk_answers_every_request_and_loses_nothing_acknowledged() {
     }
     drop(gateway);
 }
+
+/// The retry budget runs from a notification's first attempt, across restarts: a
+/// gateway killed in the middle of retrying does not give the notification a new
+/// budget, and its attempt count carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retry_budget_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = client();
+    let rx = Receiver::start().await;
+    rx.respond(|_| (503, vec![]));
+    let budget = ["--retry-budget", "4s", "--retry-schedule", "200ms"];
+    let mut gateway = GatewayProcess::start(dir.path(), &budget);
+    let answer = http
+        .post(format!("{}/b/watch", gateway.url))
+        .json(&json!({"id": "budget", "type": "web_hook", "address": rx.url()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let sync = |url: String| {
+        let http = http.clone();
+        async move {
+            let log: serde_json::Value = http
+                .get(format!("{url}/v1/channels/budget/notifications"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            log["items"][0].clone()
+        }
+    };
+    let time = |v: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
+            .unwrap()
+            .to_utc()
+    };
+    // Retry for a while, then kill the gateway in the middle of it.
+    let before = loop {
+        let entry = sync(gateway.url.clone()).await;
+        if entry["firstAttemptAt"].is_string()
+            && chrono::Utc::now() - time(&entry["firstAttemptAt"])
+                > chrono::Duration::milliseconds(2500)
+        {
+            break entry;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    gateway.kill9();
+    let first_attempt = time(&before["firstAttemptAt"]);
+
+    let gateway = GatewayProcess::start(dir.path(), &budget);
+    let failed = loop {
+        let entry = sync(gateway.url.clone()).await;
+        if entry["status"] == "failed" {
+            break entry;
+        }
+        assert!(
+            chrono::Utc::now() - first_attempt < chrono::Duration::seconds(12),
+            "never failed: {entry}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(time(&failed["firstAttemptAt"]), first_attempt, "{failed}");
+    let spent = time(&failed["lastAttemptAt"]) - first_attempt;
+    assert!(
+        spent < chrono::Duration::milliseconds(5500),
+        "the budget of 4s restarted with the gateway: failed {spent} after the first attempt"
+    );
+    assert!(
+        failed["attempts"].as_u64() > before["attempts"].as_u64(),
+        "the attempt count carries on: {before} then {failed}"
+    );
+}

@@ -174,6 +174,7 @@ fn notification_view(record: &OutcomeRecord) -> Value {
         "attempts": o.attempts,
         "lastStatus": o.last_status,
         "lastError": o.last_error.as_ref().map(failure_view),
+        "firstAttemptAt": o.first_attempt_ms.map(rfc3339_ms),
         "lastAttemptAt": (o.attempts > 0).then(|| rfc3339_ms(o.at_ms)),
         "deliveredAt": (o.status == OutcomeStatus::Delivered).then(|| rfc3339_ms(o.at_ms)),
         "nextRetry": o.next_retry_ms.map(rfc3339_ms),
@@ -260,6 +261,7 @@ async fn unattempted(
         at_ms: 0,
         next_retry_ms: None,
         recent: Vec::new(),
+        first_attempt_ms: None,
     };
     if state.sync_pending && after.is_none_or(|a| channel.start_seq > a) {
         owed.push(OutcomeRecord {
@@ -379,6 +381,7 @@ mod tests {
                 at_ms: 0,
                 next_retry_ms: None,
                 recent: vec![],
+                first_attempt_ms: None,
             },
             resource: None,
             metadata: None,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::client::{Attempt, Notification};
 use super::retry::{RetryPolicy, Verdict};
-use crate::model::{now_ms, AttemptRecord, Failure, RECENT_ATTEMPTS};
+use crate::model::{now_ms, AttemptRecord, Failure, Outcome, RECENT_ATTEMPTS};
 
 /// What one attempt decides for its notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +41,17 @@ impl Delivery {
             attempts: 0,
             first_attempt_ms: None,
             recent: Vec::new(),
+        }
+    }
+
+    /// Carries on where a delivery stood before a restart (its stored entry awaiting
+    /// a retry): the attempt count, the recent attempts, and the budget's start.
+    pub fn resumed(notification: Notification, before: &Outcome) -> Delivery {
+        Delivery {
+            notification,
+            attempts: before.attempts,
+            first_attempt_ms: before.first_attempt_ms,
+            recent: before.recent.clone(),
         }
     }
 

@@ -65,6 +65,9 @@ struct QueueState {
     next_retry_ms: Option<i64>,
     /// Rate limit of this channel's failure log lines (boxed: rare).
     log_gate: Option<Box<LogGate>>,
+    /// The stored state of a delivery a restart interrupted (boxed: rare): its
+    /// notification resumes its attempt count and retry budget.
+    resume: Option<Box<Outcome>>,
     running: bool,
 }
 
@@ -159,6 +162,7 @@ impl ChannelHandle {
                 last_error: None,
                 next_retry_ms: None,
                 log_gate: None,
+                resume: None,
                 running: false,
             }),
             spec: channel.spec,
@@ -443,10 +447,24 @@ impl ChannelHandle {
         }
     }
 
+    /// Gives the channel the stored state of a delivery that a restart interrupted.
+    pub fn resume(&self, awaiting_retry: Outcome) {
+        self.state.lock().unwrap().resume = Some(Box::new(awaiting_retry));
+    }
+
     /// Delivers one notification, retrying as docs/api.md §4 and §5 say: each attempt
     /// goes out, is decided on (`attempt.rs`), and is recorded.
     async fn deliver(&self, notification: Notification, shared: &Arc<Shared>) -> End {
-        let mut delivery = Delivery::new(notification);
+        let resumed = {
+            let mut st = self.state.lock().unwrap();
+            st.resume.take_if(|r| {
+                r.seq == notification.cursor && r.message_number == notification.number
+            })
+        };
+        let mut delivery = match resumed {
+            Some(before) => Delivery::resumed(notification, &before),
+            None => Delivery::new(notification),
+        };
         loop {
             if self.cancel.is_cancelled()
                 || shared.shutdown.is_cancelled()
@@ -508,6 +526,7 @@ impl ChannelHandle {
             last_error: None,
             at_ms: now_ms(),
             next_retry_ms: None,
+            first_attempt_ms: delivery.first_attempt_ms,
             recent: delivery.recent.clone(),
         };
         let outcome_label = match decision {
@@ -648,6 +667,7 @@ mod tests {
             last_error: None,
             next_retry_ms: None,
             log_gate: None,
+            resume: None,
             running: false,
         }
     }

@@ -130,6 +130,11 @@ impl Dispatcher {
             from = from.min(channel.progress_seq);
             index.insert(ChannelHandle::new(channel));
         }
+        for interrupted in shared.store.awaiting_retry().await? {
+            if let Some(handle) = registry.read().unwrap().get(&interrupted.channel_pk) {
+                handle.resume(interrupted);
+            }
+        }
         // Re-offer the events that some channel has not finished. Channels skip what
         // they are past; a channel whose queue fills reads the rest from the store.
         if from != u64::MAX {

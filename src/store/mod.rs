@@ -170,6 +170,11 @@ pub trait Store: Send + Sync + 'static {
     /// Every stored channel with its progress.
     async fn load_channels(&self) -> Result<Vec<Channel>, StoreError>;
 
+    /// The delivery-log entries of notifications awaiting a retry (at most one per
+    /// channel: its head). At startup they resume their attempt count and their retry
+    /// budget, which runs from their first attempt, not from the restart.
+    async fn awaiting_retry(&self) -> Result<Vec<Outcome>, StoreError>;
+
     /// One owner's channel or watcher by id.
     async fn find_channel(&self, owner: &str, id: &str) -> Result<Option<Channel>, StoreError>;
 

@@ -353,6 +353,20 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn awaiting_retry(&self) -> Result<Vec<Outcome>, StoreError> {
+        self.readers
+            .with(|conn| {
+                let mut stmt = conn.prepare(
+                    "SELECT o.channel_pk, o.seq, o.message_number, o.state, o.status, o.attempts, o.last_status, o.last_error, o.at_ms,
+                            o.next_retry_ms, NULL, NULL, o.last_reason, o.recent, o.first_attempt_ms
+                     FROM outcomes o WHERE o.status = 'pending'",
+                )?;
+                let rows = stmt.query_map([], outcome_from_row)?;
+                rows.map(|r| r.map(|record| record.outcome)).collect()
+            })
+            .await
+    }
+
     async fn find_channel(&self, owner: &str, id: &str) -> Result<Option<Channel>, StoreError> {
         let (owner, id) = (owner.to_string(), id.to_string());
         self.readers
@@ -415,7 +429,7 @@ impl Store for SqliteStore {
             .with(move |conn| {
                 let mut stmt = conn.prepare_cached(
                     "SELECT o.channel_pk, o.seq, o.message_number, o.state, o.status, o.attempts, o.last_status, o.last_error, o.at_ms,
-                            o.next_retry_ms, e.resource, e.metadata, o.last_reason, o.recent
+                            o.next_retry_ms, e.resource, e.metadata, o.last_reason, o.recent, o.first_attempt_ms
                      FROM outcomes o LEFT JOIN events e ON e.seq = o.seq AND o.message_number > 1
                      WHERE o.channel_pk = ?1 AND o.seq > ?2 AND (?3 IS NULL OR o.status = ?3)
                      ORDER BY o.seq LIMIT ?4",

@@ -123,6 +123,7 @@ pub(super) fn outcome_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Outc
                 .get::<_, Option<String>>(13)?
                 .and_then(|json| serde_json::from_str(&json).ok())
                 .unwrap_or_default(),
+            first_attempt_ms: row.get(14)?,
         },
         resource: row.get(10)?,
         metadata: row.get(11)?,

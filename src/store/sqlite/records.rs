@@ -108,6 +108,7 @@ mod tests {
             at_ms: 0,
             next_retry_ms: None,
             recent: vec![],
+            first_attempt_ms: None,
         }
     }
 

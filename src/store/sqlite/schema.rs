@@ -105,6 +105,10 @@ CREATE TABLE removed_channels (
     PRIMARY KEY (owner, id)
 );
 CREATE INDEX removed_channels_by_time ON removed_channels (removed_ms);
+-- When a notification's first attempt began: the retry budget runs from it, across
+-- restarts; notifications awaiting a retry are found at startup by the partial index.
+ALTER TABLE outcomes ADD COLUMN first_attempt_ms INTEGER;
+CREATE INDEX outcomes_pending ON outcomes (channel_pk) WHERE status = 'pending';
 -- Pruning removes polling entries whose events are all gone.
 CREATE INDEX prefixes_by_seq ON prefixes (last_seq);
 "#;

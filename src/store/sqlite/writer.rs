@@ -438,8 +438,8 @@ fn write_records(tx: &Connection, records: &Records) -> rusqlite::Result<()> {
         stmt.execute(params![pk, *seq as i64])?;
     }
     let mut stmt = tx.prepare_cached(
-        "INSERT OR REPLACE INTO outcomes (channel_pk, seq, message_number, state, status, attempts, last_status, last_error, at_ms, next_retry_ms, last_reason, recent)
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12 WHERE EXISTS (SELECT 1 FROM channels WHERE pk = ?1)",
+        "INSERT OR REPLACE INTO outcomes (channel_pk, seq, message_number, state, status, attempts, last_status, last_error, at_ms, next_retry_ms, last_reason, recent, first_attempt_ms)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13 WHERE EXISTS (SELECT 1 FROM channels WHERE pk = ?1)",
     )?;
     for o in records.outcomes.values() {
         let recent = (!o.recent.is_empty())
@@ -457,6 +457,7 @@ fn write_records(tx: &Connection, records: &Records) -> rusqlite::Result<()> {
             o.next_retry_ms,
             o.last_error.as_ref().map(|f| f.reason.as_str()),
             recent,
+            o.first_attempt_ms,
         ])?;
     }
     let mut stmt = tx
