@@ -7,11 +7,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
+use super::AppState;
 use crate::config::KeyConfig;
 use crate::delivery::client::KeySigning;
 use crate::protocol::resource::{covers, ServicePrefixes};
@@ -184,18 +187,6 @@ impl Keys {
         Ok(Keys { digests, signing })
     }
 
-    /// Authenticates a request and checks it may do calls of `scope`.
-    pub fn authorize(
-        &self,
-        headers: &HeaderMap,
-        uri: &Uri,
-        scope: Scope,
-    ) -> Result<Caller, ApiError> {
-        let caller = self.authenticate(headers, uri)?;
-        caller.require(scope)?;
-        Ok(caller)
-    }
-
     /// Authenticates a request by `Authorization: Bearer KEY` or `?key=KEY`.
     pub fn authenticate(&self, headers: &HeaderMap, uri: &Uri) -> Result<Caller, ApiError> {
         if self.digests.is_empty() {
@@ -230,6 +221,49 @@ impl Keys {
             )),
         }
     }
+}
+
+/// The authenticated caller as a handler argument. The key middleware
+/// (`api::require_key`) authenticates every request before routing and leaves the
+/// caller in the request's extensions; this takes it from there.
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        match parts.extensions.get::<Caller>() {
+            Some(caller) => Ok(caller.clone()),
+            None => app.keys.authenticate(&parts.headers, &parts.uri),
+        }
+    }
+}
+
+/// Handler arguments that say which scope a call needs (docs/api.md §10.1): each is an
+/// authenticated [`Caller`] whose key holds the scope, or the call is refused with
+/// `401` / `403` before the handler runs.
+macro_rules! scoped_caller {
+    ($($(#[$doc:meta])* $name:ident => $scope:expr;)*) => {$(
+        $(#[$doc])*
+        pub struct $name(pub Caller);
+
+        impl FromRequestParts<AppState> for $name {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+                let caller = Caller::from_request_parts(parts, app).await?;
+                caller.require($scope)?;
+                Ok($name(caller))
+            }
+        }
+    )*};
+}
+
+scoped_caller! {
+    /// A caller that may publish.
+    Publisher => Scope::Publish;
+    /// A caller that may create, read and stop channels, watchers and streams.
+    Subscriber => Scope::Subscribe;
+    /// An operator (the `admin` scope): `/metrics` and, later, the cluster.
+    Operator => Scope::Admin;
 }
 
 fn parse_hex32(hex: &str) -> Option<[u8; 32]> {

@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
+use super::auth::Subscriber;
 use super::error::ApiError;
 use super::reading::{
     authorize_reader, authorize_reader_of, event_json, since_cursor, ReadRequest,
@@ -21,6 +22,7 @@ const MAX_CHANGESET: usize = 10_000;
 
 pub async fn changes(
     State(app): State<AppState>,
+    Subscriber(caller): Subscriber,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -29,7 +31,7 @@ pub async fn changes(
         resource: prefix,
     } = authorize_reader(
         &app,
-        &headers,
+        &caller,
         &uri,
         &["prefix", "_since", "_limit", "_expected"],
         "prefix",
@@ -103,12 +105,13 @@ fn json_response(cache_headers: [(HeaderName, HeaderValue); 2], body: String) ->
 
 pub async fn changeset(
     State(app): State<AppState>,
+    Subscriber(caller): Subscriber,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (query, resource) = authorize_reader_of(
         &app,
-        &headers,
+        &caller,
         &uri,
         &["resource", "_expected", "_since", "_limit"],
         "resource",

@@ -2,12 +2,12 @@
 //! notification of a channel, replay from a cursor, re-enable.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::auth::{Caller, Scope};
+use super::auth::{Caller, Subscriber};
 use super::body::{parse_json, type_name, RawBody};
 use super::error::ApiError;
 use super::path::PathId;
@@ -61,10 +61,9 @@ fn channel_view(channel: &Channel) -> Value {
 
 pub async fn list(
     State(app): State<AppState>,
+    Subscriber(caller): Subscriber,
     uri: Uri,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = app.keys.authorize(&headers, &uri, Scope::Subscribe)?;
     list_kind(&app, &caller, &uri, ChannelKind::Channel, channel_view).await
 }
 
@@ -98,15 +97,14 @@ fn attempt_view(attempt: &AttemptRecord) -> Value {
 /// id), and the request's query, which may hold only the `allowed` parameters.
 async fn owned(
     app: &AppState,
-    headers: &HeaderMap,
+    caller: &Caller,
     uri: &Uri,
     id: &str,
     allowed: &[&str],
-) -> Result<(Caller, Query, Option<Channel>), ApiError> {
-    let caller = app.keys.authorize(headers, uri, Scope::Subscribe)?;
+) -> Result<(Query, Option<Channel>), ApiError> {
     let query = Query::parse(uri, allowed)?;
     let channel = app.store.find_channel(&caller.owner, id).await?;
-    Ok((caller, query, channel))
+    Ok((query, channel))
 }
 
 /// `404` for an id the caller holds no live channel by.
@@ -135,11 +133,11 @@ fn describe(channel: &Channel, state: Option<DeliverySnapshot>) -> Value {
 
 pub async fn show(
     State(app): State<AppState>,
+    Subscriber(caller): Subscriber,
     PathId(id): PathId,
     uri: Uri,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let (caller, _, channel) = owned(&app, &headers, &uri, &id, &[]).await?;
+    let (_, channel) = owned(&app, &caller, &uri, &id, &[]).await?;
     if let Some(channel) = channel {
         let state = app.dispatcher.handle(channel.pk).map(|h| h.snapshot());
         return Ok(Json(describe(&channel, state)));
@@ -184,13 +182,13 @@ fn notification_view(record: &OutcomeRecord) -> Value {
 
 pub async fn notifications(
     State(app): State<AppState>,
+    Subscriber(caller): Subscriber,
     PathId(id): PathId,
     uri: Uri,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, query, channel) = owned(
+    let (query, channel) = owned(
         &app,
-        &headers,
+        &caller,
         &uri,
         &id,
         &["status", "maxResults", "pageToken"],
@@ -300,12 +298,12 @@ fn merge_by_seq(attempted: Vec<OutcomeRecord>, owed: Vec<OutcomeRecord>) -> Vec<
 
 pub async fn replay(
     State(app): State<AppState>,
+    Subscriber(caller): Subscriber,
     PathId(id): PathId,
     uri: Uri,
-    headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let (_, _, channel) = owned(&app, &headers, &uri, &id, &[]).await?;
+    let (_, channel) = owned(&app, &caller, &uri, &id, &[]).await?;
     let channel = channel.ok_or_else(|| not_live(&id))?;
     let body: Value = parse_json(&body)?;
     let since = match body.get("since") {
@@ -337,12 +335,12 @@ pub async fn replay(
 
 pub async fn enable(
     State(app): State<AppState>,
+    Subscriber(caller): Subscriber,
     PathId(id): PathId,
     uri: Uri,
-    headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, _, channel) = owned(&app, &headers, &uri, &id, &[]).await?;
+    let (_, channel) = owned(&app, &caller, &uri, &id, &[]).await?;
     // No body is needed; one that is sent must still be a JSON object, like every body.
     if !body.iter().all(u8::is_ascii_whitespace) {
         let body: Value = parse_json(&body)?;

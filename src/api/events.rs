@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::auth::Scope;
+use super::auth::{Caller, Scope};
 use super::body::{parse_json, type_name, RawBody, Shortened};
 use super::error::ApiError;
 use super::query::Query;
@@ -50,11 +50,11 @@ pub struct PublishResponse {
 
 pub async fn publish(
     State(app): State<AppState>,
+    caller: Caller,
     uri: Uri,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let caller = app.keys.authenticate(&headers, &uri)?;
     // No parameter but `key` (docs/api.md §14): a typo is refused, not ignored.
     Query::parse(&uri, &[])?;
     let idempotency = idempotency_key(&headers)?.map(|key| Idempotency {

@@ -121,11 +121,13 @@ pub fn router(app: AppState) -> Router {
 /// request: a caller without one learns nothing from the answer (which paths exist,
 /// what a body lacks) and makes the gateway read no body. Handlers still check the
 /// key's scope and prefixes.
-async fn require_key(State(app): State<AppState>, request: Request, next: Next) -> Response {
+async fn require_key(State(app): State<AppState>, mut request: Request, next: Next) -> Response {
     let exempt = request.uri().path() == "/healthz" || is_preflight(&request);
     if !exempt {
-        if let Err(refusal) = app.keys.authenticate(request.headers(), request.uri()) {
-            return refusal.into_response();
+        match app.keys.authenticate(request.headers(), request.uri()) {
+            // Handlers take it as an argument (`auth::Caller` and its scoped forms).
+            Ok(caller) => drop(request.extensions_mut().insert(caller)),
+            Err(refusal) => return refusal.into_response(),
         }
     }
     next.run(request).await

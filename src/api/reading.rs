@@ -1,10 +1,10 @@
 //! What the read surfaces share (stream, polling, delivery log): query parameters,
 //! cursors checked against the retained log, and the JSON of an event.
 
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use serde_json::value::RawValue;
 
-use super::auth::Scope;
+use super::auth::Caller;
 use super::body::Shortened;
 use super::error::ApiError;
 use super::query::{invalid_parameter, Query};
@@ -18,30 +18,30 @@ pub struct ReadRequest {
     pub resource: Option<String>,
 }
 
-/// Authenticates a reader, reads its query (`allowed` names the parameters it takes)
+/// Reads a reader's query (`allowed` names the parameters it takes)
 /// and its resource filter from the parameter `name`, and checks the key may read it
 /// (no filter: the whole tree).
 pub fn authorize_reader(
     app: &AppState,
-    headers: &HeaderMap,
+    caller: &Caller,
     uri: &Uri,
     allowed: &[&str],
     name: &str,
 ) -> Result<ReadRequest, ApiError> {
-    reader(app, headers, uri, allowed, name, None)
+    reader(app, caller, uri, allowed, name, None)
 }
 
 /// As `authorize_reader`, for a reader that must name a resource: without one it is a
 /// `400` with `missing`, before any check of what the key may read.
 pub fn authorize_reader_of(
     app: &AppState,
-    headers: &HeaderMap,
+    caller: &Caller,
     uri: &Uri,
     allowed: &[&str],
     name: &str,
     missing: &str,
 ) -> Result<(Query, String), ApiError> {
-    let request = reader(app, headers, uri, allowed, name, Some(missing))?;
+    let request = reader(app, caller, uri, allowed, name, Some(missing))?;
     match request.resource {
         Some(resource) => Ok((request.query, resource)),
         None => Err(ApiError::required(missing)),
@@ -50,13 +50,12 @@ pub fn authorize_reader_of(
 
 fn reader(
     app: &AppState,
-    headers: &HeaderMap,
+    caller: &Caller,
     uri: &Uri,
     allowed: &[&str],
     name: &str,
     required: Option<&str>,
 ) -> Result<ReadRequest, ApiError> {
-    let caller = app.keys.authorize(headers, uri, Scope::Subscribe)?;
     let query = Query::parse(uri, allowed)?;
     let resource = query
         .get(name)

@@ -1,10 +1,10 @@
 //! `POST …/channels/stop` (docs/api.md §3).
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::StatusCode;
 use serde_json::Value;
 
-use super::auth::Scope;
+use super::auth::Subscriber;
 use super::body::{parse_json, type_name, RawBody, Shortened};
 use super::error::ApiError;
 use super::AppState;
@@ -46,11 +46,9 @@ impl StopRequest {
 
 pub async fn stop(
     State(app): State<AppState>,
-    uri: Uri,
-    headers: HeaderMap,
+    Subscriber(caller): Subscriber,
     RawBody(body): RawBody,
 ) -> Result<StatusCode, ApiError> {
-    let caller = app.keys.authorize(&headers, &uri, Scope::Subscribe)?;
     let StopRequest { id, resource_id } = StopRequest::parse(&body)?;
     let removal = Removal::Stop {
         owner: caller.owner,

@@ -17,6 +17,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{broadcast, mpsc};
 
+use super::auth::Subscriber;
 use super::error::ApiError;
 use super::reading::{authorize_reader, event_json, since_cursor, ReadRequest};
 use super::AppState;
@@ -29,12 +30,13 @@ const CATCH_UP_PAGE: usize = 1000;
 
 pub async fn stream(
     State(app): State<AppState>,
+    Subscriber(caller): Subscriber,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let ReadRequest { query, resource } = authorize_reader(
         &app,
-        &headers,
+        &caller,
         &uri,
         &["resource", "since", "checkpoints"],
         "resource",

@@ -7,14 +7,14 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, Uri};
+use axum::http::Uri;
 use axum::Json;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
-use super::auth::Scope;
+use super::auth::{Caller, Scope};
 use super::body::{parse_json, type_name, RawBody, Shortened};
 use super::error::ApiError;
 use super::AppState;
@@ -63,11 +63,10 @@ pub struct ChannelContext<'a> {
 
 pub async fn watch(
     State(app): State<AppState>,
+    caller: Caller,
     uri: Uri,
-    headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Json<WatchResponse>, ApiError> {
-    let caller = app.keys.authenticate(&headers, &uri)?;
     let raw_resource = uri.path().strip_suffix("/watch").unwrap_or_default();
     let resource = app
         .prefixes

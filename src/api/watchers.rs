@@ -2,7 +2,7 @@
 //! that keep one endpoint from receiving an event twice from one owner's watchers.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
@@ -10,7 +10,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use super::auth::Scope;
+use super::auth::Subscriber;
 use super::body::{parse_json, type_name, RawBody};
 use super::channels::list_kind;
 use super::error::ApiError;
@@ -52,11 +52,10 @@ fn watcher_view(channel: &Channel) -> Value {
 
 pub async fn create(
     State(app): State<AppState>,
+    Subscriber(caller): Subscriber,
     uri: Uri,
-    headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let caller = app.keys.authorize(&headers, &uri, Scope::Subscribe)?;
     Query::parse(&uri, &[])?;
     let body: Value = parse_json(&body)?;
     let field = |name: &str| match body.get(name) {
@@ -128,20 +127,18 @@ pub async fn create(
 
 pub async fn list(
     State(app): State<AppState>,
+    Subscriber(caller): Subscriber,
     uri: Uri,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = app.keys.authorize(&headers, &uri, Scope::Subscribe)?;
     list_kind(&app, &caller, &uri, ChannelKind::Watcher, watcher_view).await
 }
 
 pub async fn delete(
     State(app): State<AppState>,
+    Subscriber(caller): Subscriber,
     PathId(id): PathId,
     uri: Uri,
-    headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    let caller = app.keys.authorize(&headers, &uri, Scope::Subscribe)?;
     Query::parse(&uri, &[])?;
     match app
         .store
