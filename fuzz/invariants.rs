@@ -24,12 +24,12 @@ use watchwire::api::stop::StopRequest;
 use watchwire::api::watch::{ChannelContext, WatchRequest, MAX_ADDRESS_BYTES};
 use watchwire::delivery::client::Notification as Outbound;
 use watchwire::delivery::target::TargetPolicy;
-use watchwire::model::{message_number, Event, NewChannel, NewEvent};
-use watchwire::protocol::channel::{is_valid_channel_id, is_valid_token};
+use watchwire::model::{message_number, ChannelSpec, Event, NewEvent};
 use watchwire::protocol::resource::{
     collection, self_and_ancestors, ServicePrefixes, MAX_RESOURCE_BYTES,
 };
 use watchwire::protocol::state::is_changed_token;
+use watchwire::protocol::watch::{is_valid_channel_id, is_valid_token};
 use watchwire::protocol::ResourceState;
 use watchwire::receiver::{
     verify_signature, Channel, Notification, NotificationError, SigningSecret, Tracker,
@@ -340,7 +340,7 @@ fn context(resource: &str) -> ChannelContext<'static> {
 }
 
 /// The receiver's record of a channel, as its subscriber keeps it after the watch.
-fn subscriber(request: &WatchRequest, channel: &NewChannel) -> Channel {
+fn subscriber(request: &WatchRequest, channel: &ChannelSpec) -> Channel {
     let mut record = Channel::new(request.id.clone()).with_resource_id(channel.resource_id.clone());
     record.token = request.token.clone();
     record

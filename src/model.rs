@@ -57,7 +57,7 @@ pub type SharedEvent = Arc<Event>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChannelKind {
     /// Created by `watch` (docs/api.md §2); expires.
-    Channel,
+    WatchChannel,
     /// Created by `POST /v1/watchers` (docs/api.md §9); never expires, de-duplicated per endpoint.
     Watcher,
 }
@@ -65,7 +65,7 @@ pub enum ChannelKind {
 impl ChannelKind {
     pub fn as_str(self) -> &'static str {
         match self {
-            ChannelKind::Channel => "channel",
+            ChannelKind::WatchChannel => "channel",
             ChannelKind::Watcher => "watcher",
         }
     }
@@ -74,14 +74,14 @@ impl ChannelKind {
         if s == "watcher" {
             ChannelKind::Watcher
         } else {
-            ChannelKind::Channel
+            ChannelKind::WatchChannel
         }
     }
 }
 
 /// A channel to create (docs/api.md §2), validated.
 #[derive(Clone)]
-pub struct NewChannel {
+pub struct ChannelSpec {
     pub kind: ChannelKind,
     pub owner: String,
     pub id: String,
@@ -101,9 +101,9 @@ pub struct NewChannel {
 }
 
 /// Never prints the token or the signing secret.
-impl std::fmt::Debug for NewChannel {
+impl std::fmt::Debug for ChannelSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewChannel")
+        f.debug_struct("ChannelSpec")
             .field("kind", &self.kind)
             .field("owner", &self.owner)
             .field("id", &self.id)
@@ -116,10 +116,10 @@ impl std::fmt::Debug for NewChannel {
 
 /// A stored channel: what it is plus how far its delivery has got.
 #[derive(Debug, Clone)]
-pub struct Channel {
+pub struct StoredChannel {
     /// Store-assigned key, unique for the life of the database.
     pub pk: i64,
-    pub spec: Arc<NewChannel>,
+    pub spec: Arc<ChannelSpec>,
     /// The log position the channel's coverage starts after (the sync's cursor).
     pub start_seq: Seq,
     /// Every matched event at or below this has been delivered or has failed for good.
@@ -260,7 +260,7 @@ pub struct Outcome {
 #[derive(Debug, Clone)]
 pub struct RemovedChannel {
     /// The channel as it was (no token or secret kept).
-    pub spec: NewChannel,
+    pub spec: ChannelSpec,
     /// `stopped`, `expired` or `gone`.
     pub state: String,
     pub reason: String,

@@ -14,7 +14,7 @@ use crate::config::ServeArgs;
 use crate::delivery::client::OutboundClient;
 use crate::delivery::retry::RetryPolicy;
 use crate::delivery::target::TargetPolicy;
-use crate::delivery::{Dispatcher, Shared};
+use crate::delivery::{DeliveryContext, Dispatcher};
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
 use crate::telemetry;
@@ -49,7 +49,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         ),
         None => None,
     };
-    let shared = Arc::new(Shared {
+    let ctx = Arc::new(DeliveryContext {
         store: store.clone(),
         client: OutboundClient::new(
             target_policy.clone(),
@@ -68,7 +68,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         disable_after: args.disable_after,
         key_signing: keys.signing.clone(),
     });
-    let dispatcher = Dispatcher::start(shared).await?;
+    let dispatcher = Dispatcher::start(ctx).await?;
     dispatcher.spawn_expiry_sweep(args.expiry_sweep);
     dispatcher.spawn_pruning(args.prune_interval, args.retention, args.log_retention);
 
@@ -132,13 +132,13 @@ impl RunningServer {
         } = self;
         // Streams first: they say goodbye with a cursor and end, so the drain below
         // does not wait for them.
-        app.dispatcher.shared().closing.cancel();
+        app.dispatcher.context().closing.cancel();
         stop_http.cancel();
         let _ = http.await;
-        let shared = app.dispatcher.shared().clone();
-        shared.shutdown.cancel();
-        shared.tasks.close();
-        if tokio::time::timeout(app.config.shutdown_grace, shared.tasks.wait())
+        let ctx = app.dispatcher.context().clone();
+        ctx.shutdown.cancel();
+        ctx.tasks.close();
+        if tokio::time::timeout(app.config.shutdown_grace, ctx.tasks.wait())
             .await
             .is_err()
         {

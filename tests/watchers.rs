@@ -36,7 +36,7 @@ async fn the_three_rules_with_their_messages() {
     let (status, watcher) = create(&gw, "/apps", &a.url()).await;
     assert_eq!(status, 201, "{watcher}");
     let id = watcher["id"].as_str().unwrap().to_string();
-    assert!(id.len() <= 64 && watchwire::protocol::channel::is_valid_channel_id(&id));
+    assert!(id.len() <= 64 && watchwire::protocol::watch::is_valid_channel_id(&id));
     assert!(!id.contains("apps"), "opaque");
     assert_eq!(watcher["pattern"], "/apps");
 

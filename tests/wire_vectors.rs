@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::Value;
 use watchwire::delivery::client::Notification;
-use watchwire::model::{parse_cursor, Event, NewChannel};
+use watchwire::model::{parse_cursor, ChannelSpec, Event};
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
@@ -40,8 +40,8 @@ fn the_gateway_renders_every_vector_it_is_said_to_emit() {
         let get = |n: &str| header(&headers, n);
         let body = vector["body"].as_str().unwrap_or_default();
         let channel = &vector["channel"];
-        let spec = NewChannel {
-            kind: watchwire::model::ChannelKind::Channel,
+        let spec = ChannelSpec {
+            kind: watchwire::model::ChannelKind::WatchChannel,
             owner: "o".into(),
             id: channel["id"].as_str().unwrap().into(),
             resource: get("x-watchwire-event-resource").unwrap().into(),

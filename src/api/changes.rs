@@ -129,18 +129,18 @@ pub async fn changeset(
     let limit = query.count("_limit", MAX_CHANGESET, MAX_CHANGESET)?;
 
     // The latest cursor first: if the client already has it, nothing else is read.
-    let latest = app
-        .store
-        .latest_under(&resource)
-        .await?
-        .map_or(0, |(seq, _)| seq);
+    let latest = app.store.latest_seq_under(&resource).await?.unwrap_or(0);
     let (etag, cache_headers) = cache_headers(&app, latest, Some(expected));
     if if_none_match(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, cache_headers).into_response());
     }
 
     let after = since.unwrap_or_else(|| app.store.pruned_through());
-    let (mut events, _) = app.store.read_matching(&resource, after, limit + 1).await?;
+    let mut events = app
+        .store
+        .read_matching(&resource, after, limit + 1)
+        .await?
+        .events;
     let next = (events.len() > limit).then(|| {
         events.truncate(limit);
         cursor(events.last().map_or(after, |e| e.seq))

@@ -15,10 +15,10 @@ use super::query::{invalid_parameter, Query};
 use super::reading::since_cursor;
 use super::watch::channel_resource;
 use super::AppState;
-use crate::delivery::channel::DeliverySnapshot;
+use crate::delivery::outbox::DeliverySnapshot;
 use crate::model::{
-    cursor, message_number, rfc3339_ms, AttemptRecord, Channel, ChannelKind, Failure, NewChannel,
-    OutcomeRecord, OutcomeStatus, Seq,
+    cursor, message_number, rfc3339_ms, AttemptRecord, ChannelKind, ChannelSpec, Failure,
+    OutcomeRecord, OutcomeStatus, Seq, StoredChannel,
 };
 
 /// Lists the caller's channels or watchers, a page at a time.
@@ -27,7 +27,7 @@ pub async fn list_kind(
     caller: &Caller,
     uri: &Uri,
     kind: ChannelKind,
-    view: fn(&Channel) -> Value,
+    view: fn(&StoredChannel) -> Value,
 ) -> Result<Json<Value>, ApiError> {
     let page = Query::parse(uri, &["maxResults", "pageToken"])?.page()?;
     let limit = page.max_results;
@@ -46,7 +46,7 @@ pub async fn list_kind(
 }
 
 /// The Google `Channel` resource of a channel or watcher, as listings show it.
-fn spec_view(spec: &NewChannel) -> Value {
+fn spec_view(spec: &ChannelSpec) -> Value {
     let mut view = serde_json::to_value(channel_resource(spec, "web_hook".into()))
         .expect("a channel always serialises");
     if spec.kind == ChannelKind::Watcher {
@@ -55,7 +55,7 @@ fn spec_view(spec: &NewChannel) -> Value {
     view
 }
 
-fn channel_view(channel: &Channel) -> Value {
+fn channel_view(channel: &StoredChannel) -> Value {
     spec_view(&channel.spec)
 }
 
@@ -64,7 +64,7 @@ pub async fn list(
     Subscriber(caller): Subscriber,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    list_kind(&app, &caller, &uri, ChannelKind::Channel, channel_view).await
+    list_kind(&app, &caller, &uri, ChannelKind::WatchChannel, channel_view).await
 }
 
 /// A failure as the API shows it: `{reason, detail, status?}`.
@@ -101,7 +101,7 @@ async fn owned(
     uri: &Uri,
     id: &str,
     allowed: &[&str],
-) -> Result<(Query, Option<Channel>), ApiError> {
+) -> Result<(Query, Option<StoredChannel>), ApiError> {
     let query = Query::parse(uri, allowed)?;
     let channel = app.store.find_channel(&caller.owner, id).await?;
     Ok((query, channel))
@@ -113,14 +113,14 @@ fn not_live(id: &str) -> ApiError {
 }
 
 /// The channel with its delivery state.
-fn describe(channel: &Channel, state: Option<DeliverySnapshot>) -> Value {
+fn describe(channel: &StoredChannel, state: Option<DeliverySnapshot>) -> Value {
     let mut view = channel_view(channel);
     view["state"] = json!("active");
     let Some(state) = state else {
         return view;
     };
     view["delivery"] = json!({
-        "cursor": cursor(state.last_seq),
+        "cursor": cursor(state.progress_seq),
         "pendingCount": state.pending,
         "enabled": state.enabled,
         "replaying": state.replaying,
@@ -241,7 +241,7 @@ pub async fn notifications(
 /// sync if not done, and the matched events after its cursor, after `after`.
 async fn unattempted(
     app: &AppState,
-    channel: &Channel,
+    channel: &StoredChannel,
     state: &DeliverySnapshot,
     after: Option<Seq>,
     limit: usize,
@@ -268,11 +268,12 @@ async fn unattempted(
             metadata: None,
         });
     }
-    let from = after.unwrap_or(0).max(state.last_seq);
-    let (events, _) = app
+    let from = after.unwrap_or(0).max(state.progress_seq);
+    let events = app
         .store
         .read_matching(&channel.spec.resource, from, limit)
-        .await?;
+        .await?
+        .events;
     owed.extend(events.iter().map(|event| OutcomeRecord {
         outcome: entry(event.seq, message_number(event.seq), &event.state),
         resource: Some(event.resource.clone()),
@@ -324,8 +325,8 @@ pub async fn replay(
         .dispatcher
         .handle(channel.pk)
         .ok_or_else(|| not_live(&id))?;
-    let replaying = handle.replay(since, app.dispatcher.shared());
-    let upto = handle.snapshot().last_seq;
+    let replaying = handle.replay(since, app.dispatcher.context());
+    let upto = handle.snapshot().progress_seq;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"replaying": replaying, "since": cursor(since), "upto": cursor(upto)})),
@@ -356,7 +357,7 @@ pub async fn enable(
         .dispatcher
         .handle(channel.pk)
         .ok_or_else(|| not_live(&id))?;
-    handle.enable(app.dispatcher.shared());
+    handle.enable(app.dispatcher.context());
     Ok(Json(describe(&channel, Some(handle.snapshot()))))
 }
 

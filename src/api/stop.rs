@@ -56,9 +56,9 @@ pub async fn stop(
         resource_id,
     };
     match app.store.remove_channels(removal).await {
-        Ok((_, feed_no)) => {
+        Ok(removed) => {
             // Once the router has applied the removal, no attempt on the channel starts.
-            app.dispatcher.wait_routed(feed_no).await;
+            app.dispatcher.wait_routed(removed.feed_no).await;
             Ok(StatusCode::NO_CONTENT)
         }
         Err(StoreError::NotFound) => Err(ApiError::not_found(format!(

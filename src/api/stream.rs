@@ -164,7 +164,7 @@ impl Follower {
 
     async fn catch_up(&mut self) -> Result<(), Stop> {
         loop {
-            if self.app.dispatcher.shared().closing.is_cancelled() {
+            if self.app.dispatcher.context().closing.is_cancelled() {
                 return Err(Stop::Shutdown);
             }
             let page = match &self.resource {
@@ -173,7 +173,7 @@ impl Follower {
                     .store
                     .read_matching(resource, self.sent, CATCH_UP_PAGE)
                     .await
-                    .map(|(events, _)| events),
+                    .map(|page| page.events),
                 None => self.app.store.read_log(self.sent, CATCH_UP_PAGE).await,
             };
             let page = page.map_err(|e| {
@@ -191,7 +191,7 @@ impl Follower {
 
     async fn follow(&mut self, live: &mut broadcast::Receiver<EventBatch>) -> Result<(), Stop> {
         let idle = self.app.config.checkpoint_interval;
-        let closing = self.app.dispatcher.shared().closing.clone();
+        let closing = self.app.dispatcher.context().closing.clone();
         loop {
             let received = tokio::select! {
                 batch = live.recv() => batch,

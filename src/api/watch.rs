@@ -19,11 +19,11 @@ use super::body::{parse_json, type_name, RawBody, Shortened};
 use super::error::ApiError;
 use super::AppState;
 use crate::delivery::target::TargetPolicy;
-use crate::model::{now_ms, ChannelKind, NewChannel};
-use crate::protocol::channel::{
+use crate::model::{now_ms, ChannelKind, ChannelSpec};
+use crate::protocol::signature::SigningSecret;
+use crate::protocol::watch::{
     is_valid_channel_id, is_valid_token, parse_expiration, WatchResponse, MAX_TOKEN_LEN,
 };
-use crate::protocol::signature::SigningSecret;
 
 /// Longest channel address, in bytes.
 pub const MAX_ADDRESS_BYTES: usize = 2048;
@@ -87,16 +87,17 @@ pub async fn watch(
         max_ttl: app.config.max_channel_ttl,
         now_ms: now,
     });
-    let (channel, _) = app
+    let channel = app
         .store
         .create_channel(spec, app.config.max_channels_per_key)
-        .await?;
+        .await?
+        .channel;
     Ok(Json(channel_resource(&channel.spec, channel_type)))
 }
 
 /// The Google `Channel` resource of a stored channel, as watch answers it and
 /// listings show it: no secrets.
-pub fn channel_resource(spec: &NewChannel, channel_type: String) -> WatchResponse {
+pub fn channel_resource(spec: &ChannelSpec, channel_type: String) -> WatchResponse {
     WatchResponse {
         kind: "api#channel".into(),
         id: spec.id.clone(),
@@ -290,7 +291,7 @@ impl WatchRequest {
 
     /// The channel to store: the effective expiration (docs/api.md §2), `resourceId` and
     /// `resourceUri` of the resource.
-    pub fn into_channel(self, context: ChannelContext<'_>) -> NewChannel {
+    pub fn into_channel(self, context: ChannelContext<'_>) -> ChannelSpec {
         let expiration_ms = effective_expiration(
             context.now_ms,
             self.expiration_ms,
@@ -298,8 +299,8 @@ impl WatchRequest {
             context.default_ttl,
             context.max_ttl,
         );
-        NewChannel {
-            kind: ChannelKind::Channel,
+        ChannelSpec {
+            kind: ChannelKind::WatchChannel,
             owner: context.owner,
             id: self.id,
             resource_id: resource_id(context.instance_secret, &context.resource),
@@ -458,6 +459,6 @@ mod tests {
         assert_eq!(a, resource_id(b"secret", "/b/photos"));
         assert_ne!(a, resource_id(b"secret", "/b/photo"));
         assert_ne!(a, resource_id(b"other", "/b/photos"));
-        assert!(!a.contains("photos") && crate::protocol::channel::is_valid_channel_id(&a));
+        assert!(!a.contains("photos") && crate::protocol::watch::is_valid_channel_id(&a));
     }
 }

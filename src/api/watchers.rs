@@ -18,7 +18,7 @@ use super::path::PathId;
 use super::query::Query;
 use super::watch::{check_deliverable, resource_id};
 use super::AppState;
-use crate::model::{now_ms, Channel, ChannelKind, NewChannel};
+use crate::model::{now_ms, ChannelKind, ChannelSpec, StoredChannel};
 use crate::store::{Removal, StoreError};
 
 /// Characters that mean "any" in a glob. A pattern is a path prefix, so one of these
@@ -38,7 +38,7 @@ pub fn watcher_id(secret: &[u8], owner: &str, pattern: &str, endpoint: &str) -> 
     )
 }
 
-fn watcher_view(channel: &Channel) -> Value {
+fn watcher_view(channel: &StoredChannel) -> Value {
     let spec = &channel.spec;
     json!({
         "kind": "watchwire#watcher",
@@ -94,7 +94,7 @@ pub async fn create(
     check_deliverable(&app.target_policy, "endpoint", &endpoint).await?;
 
     let secret = app.store.instance_secret();
-    let spec = NewChannel {
+    let spec = ChannelSpec {
         kind: ChannelKind::Watcher,
         id: watcher_id(secret, &caller.owner, &pattern, &endpoint),
         resource_id: resource_id(secret, &pattern),
@@ -114,7 +114,9 @@ pub async fn create(
         .create_channel(spec, app.config.max_channels_per_key)
         .await
     {
-        Ok((channel, _)) => Ok((StatusCode::CREATED, Json(watcher_view(&channel))).into_response()),
+        Ok(created) => {
+            Ok((StatusCode::CREATED, Json(watcher_view(&created.channel))).into_response())
+        }
         // The id is derived from (owner, pattern, endpoint): the same id is the same record.
         Err(StoreError::DuplicateChannel(id)) => Err(StoreError::WatcherConflict {
             rule: "Record already exists",
@@ -148,8 +150,8 @@ pub async fn delete(
         })
         .await
     {
-        Ok((_, feed_no)) => {
-            app.dispatcher.wait_routed(feed_no).await;
+        Ok(removed) => {
+            app.dispatcher.wait_routed(removed.feed_no).await;
             Ok(StatusCode::NO_CONTENT)
         }
         Err(StoreError::NotFound) => {

@@ -10,7 +10,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use super::retry::{classify, parse_retry_after, Verdict};
 use super::target::{NameNotResolved, PolicyRefused, PolicyResolver, TargetPolicy};
 use crate::model::{
-    cursor, message_number, now_ms, AttemptRecord, Failure, FailureReason, NewChannel, Seq,
+    cursor, message_number, now_ms, AttemptRecord, ChannelSpec, Failure, FailureReason, Seq,
     SharedEvent, RESPONSE_EXCERPT_BYTES,
 };
 use crate::protocol::headers as h;
@@ -60,7 +60,7 @@ impl Notification {
     /// The headers and body of this notification on `channel`.
     pub fn render(
         &self,
-        channel: &NewChannel,
+        channel: &ChannelSpec,
         key_signing: Option<&KeySigning>,
         now: chrono::DateTime<chrono::Utc>,
     ) -> (HeaderMap, Bytes) {

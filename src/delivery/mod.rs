@@ -7,8 +7,8 @@
 //! it (its `start_seq`), and a stop is in force once the router has passed it.
 
 pub mod attempt;
-pub mod channel;
 pub mod client;
+pub mod outbox;
 pub mod retry;
 pub mod target;
 
@@ -21,15 +21,15 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use self::channel::ChannelHandle;
 use self::client::OutboundClient;
+use self::outbox::Outbox;
 use self::retry::RetryPolicy;
-use crate::model::{now_ms, Channel, Seq, SharedEvent};
+use crate::model::{now_ms, Seq, SharedEvent, StoredChannel};
 use crate::protocol::resource::self_and_ancestors;
 use crate::store::{Committed, FeedItem, PruneReport, Removal, Store, StoreError};
 
 /// What every channel worker uses.
-pub struct Shared {
+pub struct DeliveryContext {
     pub store: Arc<dyn Store>,
     pub client: OutboundClient,
     pub retry: RetryPolicy,
@@ -47,17 +47,17 @@ pub struct Shared {
 }
 
 /// Live channel handles by key, shared with the API (state, replay, enable).
-pub type Registry = Arc<RwLock<HashMap<i64, Arc<ChannelHandle>>>>;
+pub type Registry = Arc<RwLock<HashMap<i64, Arc<Outbox>>>>;
 
 /// The live channels by watched resource. Owned by the router task; the by-key
 /// registry is shared.
 struct ChannelIndex {
-    by_resource: HashMap<String, Vec<Arc<ChannelHandle>>>,
+    by_resource: HashMap<String, Vec<Arc<Outbox>>>,
     by_pk: Registry,
 }
 
 impl ChannelIndex {
-    fn insert(&mut self, handle: Arc<ChannelHandle>) {
+    fn insert(&mut self, handle: Arc<Outbox>) {
         self.by_resource
             .entry(handle.spec.resource.clone())
             .or_default()
@@ -83,10 +83,10 @@ impl ChannelIndex {
     }
 
     /// Offers an event to every channel whose resource covers it.
-    fn route(&self, event: &SharedEvent, shared: &Arc<Shared>) {
+    fn route(&self, event: &SharedEvent, ctx: &Arc<DeliveryContext>) {
         for path in self_and_ancestors(&event.resource) {
             for handle in self.by_resource.get(path).into_iter().flatten() {
-                handle.offer(event, shared);
+                handle.offer(event, ctx);
             }
         }
     }
@@ -100,7 +100,7 @@ const LIVE_CAPACITY: usize = 4096;
 
 /// The running delivery side of the gateway.
 pub struct Dispatcher {
-    shared: Arc<Shared>,
+    ctx: Arc<DeliveryContext>,
     routed: watch::Receiver<u64>,
     registry: Registry,
     live: broadcast::Sender<EventBatch>,
@@ -114,8 +114,8 @@ const RECOVERY_CHUNK: usize = 4096;
 impl Dispatcher {
     /// Loads every channel, re-offers what each still owes from the log, then follows
     /// the store's feed.
-    pub async fn start(shared: Arc<Shared>) -> Result<Dispatcher, StoreError> {
-        let feed = shared
+    pub async fn start(ctx: Arc<DeliveryContext>) -> Result<Dispatcher, StoreError> {
+        let feed = ctx
             .store
             .take_feed()
             .ok_or_else(|| StoreError::Backend("the store's feed was already taken".into()))?;
@@ -124,13 +124,13 @@ impl Dispatcher {
             by_resource: HashMap::new(),
             by_pk: registry.clone(),
         };
-        let channels: Vec<Channel> = shared.store.load_channels().await?;
+        let channels: Vec<StoredChannel> = ctx.store.load_channels().await?;
         let mut from = u64::MAX;
         for channel in channels {
             from = from.min(channel.progress_seq);
-            index.insert(ChannelHandle::new(channel));
+            index.insert(Outbox::new(channel));
         }
-        for interrupted in shared.store.awaiting_retry().await? {
+        for interrupted in ctx.store.awaiting_retry().await? {
             if let Some(handle) = registry.read().unwrap().get(&interrupted.channel_pk) {
                 handle.resume(interrupted);
             }
@@ -140,11 +140,11 @@ impl Dispatcher {
         if from != u64::MAX {
             let mut after = from;
             loop {
-                let events = shared.store.read_log(after, RECOVERY_CHUNK).await?;
+                let events = ctx.store.read_log(after, RECOVERY_CHUNK).await?;
                 let Some(last) = events.last() else { break };
                 after = last.seq;
                 for event in &events {
-                    index.route(event, &shared);
+                    index.route(event, &ctx);
                 }
                 if events.len() < RECOVERY_CHUNK {
                     break;
@@ -152,24 +152,24 @@ impl Dispatcher {
             }
         }
         for handle in registry.read().unwrap().values() {
-            handle.kick(&shared);
+            handle.kick(&ctx);
         }
         metrics::gauge!("watchwire_channels_live").set(index.len() as f64);
         tracing::info!(channels = index.len(), "delivery recovered");
 
-        let routed_head = Arc::new(AtomicU64::new(shared.store.head().await?));
+        let routed_head = Arc::new(AtomicU64::new(ctx.store.head().await?));
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
         let (routed_tx, routed) = watch::channel(0);
         tokio::spawn(route_feed(
             feed,
             index,
-            shared.clone(),
+            ctx.clone(),
             routed_tx,
             live.clone(),
             routed_head.clone(),
         ));
         Ok(Dispatcher {
-            shared,
+            ctx,
             routed,
             registry,
             live,
@@ -183,12 +183,12 @@ impl Dispatcher {
         let _ = routed.wait_for(|&done| done >= no).await;
     }
 
-    pub fn shared(&self) -> &Arc<Shared> {
-        &self.shared
+    pub fn context(&self) -> &Arc<DeliveryContext> {
+        &self.ctx
     }
 
     /// The live handle of a channel.
-    pub fn handle(&self, pk: i64) -> Option<Arc<ChannelHandle>> {
+    pub fn handle(&self, pk: i64) -> Option<Arc<Outbox>> {
         self.registry.read().unwrap().get(&pk).cloned()
     }
 
@@ -205,33 +205,33 @@ impl Dispatcher {
     /// Runs `task` every `interval` until shutdown.
     fn every<F, Fut>(&self, interval: Duration, mut task: F)
     where
-        F: FnMut(Arc<Shared>) -> Fut + Send + 'static,
+        F: FnMut(Arc<DeliveryContext>) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send,
     {
-        let shared = self.shared.clone();
+        let ctx = self.ctx.clone();
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = shared.shutdown.cancelled() => return,
+                    _ = ctx.shutdown.cancelled() => return,
                     _ = ticker.tick() => {}
                 }
-                task(shared.clone()).await;
+                task(ctx.clone()).await;
             }
         });
     }
 
     /// Removes expired channels every `interval`.
     pub fn spawn_expiry_sweep(&self, interval: Duration) {
-        self.every(interval, |shared| async move {
-            match shared
+        self.every(interval, |ctx| async move {
+            match ctx
                 .store
                 .remove_channels(Removal::ExpiredAt { now_ms: now_ms() })
                 .await
             {
-                Ok((removed, _)) if !removed.is_empty() => {
-                    tracing::info!(count = removed.len(), "removed expired channels")
+                Ok(removed) if !removed.pks.is_empty() => {
+                    tracing::info!(count = removed.pks.len(), "removed expired channels")
                 }
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "expiry sweep failed"),
@@ -243,20 +243,20 @@ impl Dispatcher {
     /// steps until nothing more is due, so pruning keeps up with any sustained rate;
     /// then reports the store's size and how far pruning is behind.
     pub fn spawn_pruning(&self, interval: Duration, retention: Duration, log_retention: Duration) {
-        self.every(interval, move |shared| async move {
+        self.every(interval, move |ctx| async move {
             let now = now_ms();
             let before =
                 |d: Duration| now.saturating_sub(d.as_millis().min(i64::MAX as u128) as i64);
             let (events_before, outcomes_before) = (before(retention), before(log_retention));
             let mut total = PruneReport::default();
             let last = loop {
-                match shared.store.prune(events_before, outcomes_before).await {
+                match ctx.store.prune(events_before, outcomes_before).await {
                     Ok(step) => {
                         total.events += step.events;
                         total.outcomes += step.outcomes;
                         total.collections += step.collections;
                         total.removed_channels += step.removed_channels;
-                        if !step.more || shared.shutdown.is_cancelled() {
+                        if !step.more || ctx.shutdown.is_cancelled() {
                             break Some(step);
                         }
                     }
@@ -283,7 +283,7 @@ impl Dispatcher {
                     .max(lag(last.oldest_outcome_ms, outcomes_before));
                 metrics::gauge!("watchwire_prune_lag_seconds").set(lag);
             }
-            metrics::gauge!("watchwire_store_bytes").set(shared.store.size_bytes() as f64);
+            metrics::gauge!("watchwire_store_bytes").set(ctx.store.size_bytes() as f64);
         });
     }
 }
@@ -291,7 +291,7 @@ impl Dispatcher {
 async fn route_feed(
     mut feed: mpsc::UnboundedReceiver<FeedItem>,
     mut index: ChannelIndex,
-    shared: Arc<Shared>,
+    ctx: Arc<DeliveryContext>,
     routed: watch::Sender<u64>,
     live: broadcast::Sender<EventBatch>,
     routed_head: Arc<AtomicU64>,
@@ -300,7 +300,7 @@ async fn route_feed(
         match item.change {
             Committed::Events(events) => {
                 for event in &events {
-                    index.route(event, &shared);
+                    index.route(event, &ctx);
                 }
                 let last = events.last().map(|e| e.seq);
                 // No live reader is fine; the events are in the log.
@@ -311,8 +311,8 @@ async fn route_feed(
                 }
             }
             Committed::ChannelCreated(channel) => {
-                let handle = ChannelHandle::new(channel);
-                handle.kick(&shared);
+                let handle = Outbox::new(channel);
+                handle.kick(&ctx);
                 index.insert(handle);
             }
             Committed::ChannelRemoved { pk } => index.remove(pk),

@@ -4,13 +4,13 @@
 //! Nothing here depends on the server's runtime (tokio, axum, rusqlite), so the
 //! `receiver` module builds on it with `default-features = false`.
 
-pub mod channel;
 pub mod error;
 pub mod headers;
 pub mod httpdate;
 pub mod resource;
 pub mod signature;
 pub mod state;
+pub mod watch;
 
 pub use error::{ErrorEnvelope, ErrorItem};
 pub use state::ResourceState;

@@ -12,9 +12,9 @@ use super::error::{ChannelError, NotificationError};
 use super::headers::Picked;
 use super::notification::Notification;
 use super::signature::{verify_picked, DEFAULT_SIGNATURE_TOLERANCE};
-use crate::protocol::channel::parse_expiration;
 use crate::protocol::headers as h;
 use crate::protocol::signature::SigningSecret;
+use crate::protocol::watch::parse_expiration;
 
 /// A signing secret with the text it was given as, to send it back in a watch body.
 #[derive(Clone)]

@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use crate::model::{
-    Channel, ChannelKind, Collection, NewChannel, NewEvent, Outcome, OutcomeRecord, OutcomeStatus,
-    RemovedChannel, Seq, SharedEvent,
+    ChannelKind, ChannelSpec, Collection, NewEvent, Outcome, OutcomeRecord, OutcomeStatus,
+    RemovedChannel, Seq, SharedEvent, StoredChannel,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +49,7 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub enum Committed {
     Events(Vec<SharedEvent>),
-    ChannelCreated(Channel),
+    ChannelCreated(StoredChannel),
     ChannelRemoved { pk: i64 },
 }
 
@@ -58,6 +58,31 @@ pub enum Committed {
 pub struct FeedItem {
     pub no: u64,
     pub change: Committed,
+}
+
+/// A channel or watcher just stored.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub channel: StoredChannel,
+    /// The feed number of its `ChannelCreated` entry.
+    pub feed_no: u64,
+}
+
+/// Channels just removed.
+#[derive(Debug, Clone, Default)]
+pub struct Removed {
+    pub pks: Vec<i64>,
+    /// The feed number of the last `ChannelRemoved` entry (0 when none was removed):
+    /// once the router has applied it, no attempt on them starts.
+    pub feed_no: u64,
+}
+
+/// Events read from the log, and the head of the log that read saw: every matching
+/// event at or below `head` is in `events`, unless the read's limit cut it.
+#[derive(Debug, Clone, Default)]
+pub struct EventPage {
+    pub events: Vec<SharedEvent>,
+    pub head: Seq,
 }
 
 /// What makes a publish idempotent (docs/api.md §6).
@@ -126,13 +151,12 @@ pub trait Store: Send + Sync + 'static {
     /// `ChannelCreated` entry.
     async fn create_channel(
         &self,
-        channel: NewChannel,
+        channel: ChannelSpec,
         max_per_owner: u64,
-    ) -> Result<(Channel, u64), StoreError>;
+    ) -> Result<Created, StoreError>;
 
-    /// Removes channels durably. Returns the removed keys and the feed number of the
-    /// last `ChannelRemoved` entry (0 when none was removed).
-    async fn remove_channels(&self, removal: Removal) -> Result<(Vec<i64>, u64), StoreError>;
+    /// Removes channels durably.
+    async fn remove_channels(&self, removal: Removal) -> Result<Removed, StoreError>;
 
     /// Records that channel `pk` is done with every matched event up to `seq` (and with
     /// its sync). Batched; durable after the next commit.
@@ -168,7 +192,7 @@ pub trait Store: Send + Sync + 'static {
     fn size_bytes(&self) -> u64;
 
     /// Every stored channel with its progress.
-    async fn load_channels(&self) -> Result<Vec<Channel>, StoreError>;
+    async fn load_channels(&self) -> Result<Vec<StoredChannel>, StoreError>;
 
     /// The delivery-log entries of notifications awaiting a retry (at most one per
     /// channel: its head). At startup they resume their attempt count and their retry
@@ -176,7 +200,11 @@ pub trait Store: Send + Sync + 'static {
     async fn awaiting_retry(&self) -> Result<Vec<Outcome>, StoreError>;
 
     /// One owner's channel or watcher by id.
-    async fn find_channel(&self, owner: &str, id: &str) -> Result<Option<Channel>, StoreError>;
+    async fn find_channel(
+        &self,
+        owner: &str,
+        id: &str,
+    ) -> Result<Option<StoredChannel>, StoreError>;
 
     /// What is left of one owner's removed channel or watcher, for the delivery-log
     /// retention window.
@@ -193,7 +221,7 @@ pub trait Store: Send + Sync + 'static {
         kind: ChannelKind,
         after_pk: i64,
         limit: usize,
-    ) -> Result<Vec<Channel>, StoreError>;
+    ) -> Result<Vec<StoredChannel>, StoreError>;
 
     /// A channel's delivery log, oldest first: from the start, or after `after_seq`.
     async fn list_outcomes(
@@ -215,13 +243,13 @@ pub trait Store: Send + Sync + 'static {
         resource: &str,
         after: Seq,
         limit: usize,
-    ) -> Result<(Vec<SharedEvent>, Seq), StoreError>;
+    ) -> Result<EventPage, StoreError>;
 
     /// How many events on or below `resource` have `seq > after`.
     async fn count_matching(&self, resource: &str, after: Seq) -> Result<u64, StoreError>;
 
-    /// The latest event on or below `path`: its seq and time.
-    async fn latest_under(&self, path: &str) -> Result<Option<(Seq, i64)>, StoreError>;
+    /// The seq of the latest event on or below `path`.
+    async fn latest_seq_under(&self, path: &str) -> Result<Option<Seq>, StoreError>;
 
     /// Collections (parents of published resources) on or below `prefix` that changed
     /// after `after`, newest first.

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::Ctx;
 use crate::bench::gateway::{rss_of, Gateway};
 use crate::bench::load;
-use crate::delivery::channel::QUEUE_CAPACITY;
+use crate::delivery::outbox::QUEUE_CAPACITY;
 
 const RESOURCE: &str = "/bench/backlog";
 /// Concurrent publishers of batches.

@@ -25,10 +25,13 @@ use self::read::{
 use self::records::PendingRecords;
 use self::schema::{backend, log_head, meta_u64, CHANNEL_COLUMNS, EVENT_COLUMNS, REMOVED_COLUMNS};
 use self::writer::{Reply, WriteOp, Writer};
-use super::{FeedItem, Idempotency, PruneReport, PublishReceipt, Removal, Store, StoreError};
+use super::{
+    Created, EventPage, FeedItem, Idempotency, PruneReport, PublishReceipt, Removal, Removed,
+    Store, StoreError,
+};
 use crate::model::{
-    now_ms, Channel, ChannelKind, Collection, NewChannel, NewEvent, Outcome, OutcomeRecord,
-    OutcomeStatus, RemovedChannel, Seq, SharedEvent,
+    now_ms, ChannelKind, ChannelSpec, Collection, NewEvent, Outcome, OutcomeRecord, OutcomeStatus,
+    RemovedChannel, Seq, SharedEvent, StoredChannel,
 };
 use crate::telemetry::LogGate;
 
@@ -263,9 +266,9 @@ impl Store for SqliteStore {
 
     async fn create_channel(
         &self,
-        channel: NewChannel,
+        channel: ChannelSpec,
         max_per_owner: u64,
-    ) -> Result<(Channel, u64), StoreError> {
+    ) -> Result<Created, StoreError> {
         self.call(|reply| WriteOp::CreateChannel {
             channel,
             max_per_owner,
@@ -274,7 +277,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn remove_channels(&self, removal: Removal) -> Result<(Vec<i64>, u64), StoreError> {
+    async fn remove_channels(&self, removal: Removal) -> Result<Removed, StoreError> {
         self.call(|reply| WriteOp::RemoveChannels { removal, reply })
             .await
     }
@@ -341,7 +344,7 @@ impl Store for SqliteStore {
             .sum()
     }
 
-    async fn load_channels(&self) -> Result<Vec<Channel>, StoreError> {
+    async fn load_channels(&self) -> Result<Vec<StoredChannel>, StoreError> {
         self.readers
             .with(|conn| {
                 let mut stmt = conn.prepare(&format!(
@@ -367,7 +370,11 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn find_channel(&self, owner: &str, id: &str) -> Result<Option<Channel>, StoreError> {
+    async fn find_channel(
+        &self,
+        owner: &str,
+        id: &str,
+    ) -> Result<Option<StoredChannel>, StoreError> {
         let (owner, id) = (owner.to_string(), id.to_string());
         self.readers
             .with(move |conn| {
@@ -403,7 +410,7 @@ impl Store for SqliteStore {
         kind: ChannelKind,
         after_pk: i64,
         limit: usize,
-    ) -> Result<Vec<Channel>, StoreError> {
+    ) -> Result<Vec<StoredChannel>, StoreError> {
         let owner = owner.to_string();
         self.readers
             .with(move |conn| {
@@ -457,7 +464,7 @@ impl Store for SqliteStore {
         resource: &str,
         after: Seq,
         limit: usize,
-    ) -> Result<(Vec<SharedEvent>, Seq), StoreError> {
+    ) -> Result<EventPage, StoreError> {
         let resource = resource.to_string();
         self.readers
             .with(move |conn| {
@@ -470,7 +477,8 @@ impl Store for SqliteStore {
                         under("resource", "?2")
                     ))?;
                     let rows = stmt.query_map(params![after as i64, resource, limit as i64], event_from_row)?;
-                    Ok((rows.collect::<rusqlite::Result<Vec<_>>>()?, head))
+                    let events = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+                    Ok(EventPage { events, head })
                 })();
                 conn.execute_batch("COMMIT")?;
                 result
@@ -494,15 +502,13 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn latest_under(&self, path: &str) -> Result<Option<(Seq, i64)>, StoreError> {
+    async fn latest_seq_under(&self, path: &str) -> Result<Option<Seq>, StoreError> {
         let path = path.to_string();
         self.readers
             .with(move |conn| {
                 let mut stmt =
-                    conn.prepare_cached("SELECT last_seq, last_ms FROM prefixes WHERE path = ?1")?;
-                let mut rows = stmt.query_map(params![path], |r| {
-                    Ok((r.get::<_, i64>(0)? as Seq, r.get(1)?))
-                })?;
+                    conn.prepare_cached("SELECT last_seq FROM prefixes WHERE path = ?1")?;
+                let mut rows = stmt.query_map(params![path], |r| Ok(r.get::<_, i64>(0)? as Seq))?;
                 rows.next().transpose()
             })
             .await
@@ -591,18 +597,21 @@ mod tests {
         };
         let store = SqliteStore::open(dir.path()).unwrap();
         assert_eq!(store.head().await.unwrap(), first);
-        let (matching, head) = store.read_matching("/a", 0, 10).await.unwrap();
+        let EventPage {
+            events: matching,
+            head,
+        } = store.read_matching("/a", 0, 10).await.unwrap();
         assert_eq!(matching.len(), 2);
         assert_eq!(head, first);
-        let (sibling, _) = store.read_matching("/a/b", 0, 10).await.unwrap();
+        let sibling = store.read_matching("/a/b", 0, 10).await.unwrap().events;
         assert_eq!(sibling.len(), 1);
         let next = store.append(vec![event("/a")], None).await.unwrap();
         assert!(next.last_seq > first);
     }
 
-    fn channel(id: &str, resource: &str) -> NewChannel {
-        NewChannel {
-            kind: ChannelKind::Channel,
+    fn channel(id: &str, resource: &str) -> ChannelSpec {
+        ChannelSpec {
+            kind: ChannelKind::WatchChannel,
             owner: "o".into(),
             id: id.into(),
             resource: resource.into(),
@@ -637,7 +646,11 @@ mod tests {
         let first = store.prune(everything, everything).await.unwrap();
         assert!(first.more, "12 000 events are more than a chunk");
         // ...and a channel created now must still get every event after it.
-        let (owing, _) = store.create_channel(channel("c", "/p"), 10).await.unwrap();
+        let owing = store
+            .create_channel(channel("c", "/p"), 10)
+            .await
+            .unwrap()
+            .channel;
         store.append(batch(50_000), None).await.unwrap();
         let mut pruned = first.events;
         loop {
@@ -651,10 +664,11 @@ mod tests {
             pruned, 12_000,
             "everything before the channel, nothing after it"
         );
-        let (kept, _) = store
+        let kept = store
             .read_matching("/p", owing.start_seq, 5000)
             .await
-            .unwrap();
+            .unwrap()
+            .events;
         assert_eq!(kept.len(), 1000, "the channel's events are kept");
         let collections = store.list_collections(None, 0, 100_000).await.unwrap();
         assert_eq!(

@@ -8,8 +8,8 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::schema::backend;
 use crate::model::{
-    Channel, ChannelKind, Event, Failure, FailureReason, NewChannel, Outcome, OutcomeRecord,
-    OutcomeStatus, RemovedChannel, SharedEvent,
+    ChannelKind, ChannelSpec, Event, Failure, FailureReason, Outcome, OutcomeRecord, OutcomeStatus,
+    RemovedChannel, SharedEvent, StoredChannel,
 };
 use crate::store::StoreError;
 
@@ -73,15 +73,15 @@ pub(super) fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Shared
     }))
 }
 
-pub(super) fn channel_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Channel> {
+pub(super) fn channel_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredChannel> {
     let params_json: String = row.get(9)?;
     let params = match serde_json::from_str(&params_json) {
         Ok(serde_json::Value::Object(map)) if !map.is_empty() => Some(Box::new(map)),
         _ => None,
     };
-    Ok(Channel {
+    Ok(StoredChannel {
         pk: row.get(0)?,
-        spec: Arc::new(NewChannel {
+        spec: Arc::new(ChannelSpec {
             owner: row.get(1)?,
             id: row.get(2)?,
             resource: row.get(3)?,
@@ -157,7 +157,7 @@ pub(super) fn removed_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Remo
         _ => None,
     };
     Ok(RemovedChannel {
-        spec: NewChannel {
+        spec: ChannelSpec {
             owner: row.get(0)?,
             id: row.get(1)?,
             kind: ChannelKind::parse(&row.get::<_, String>(2)?),

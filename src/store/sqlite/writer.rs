@@ -15,10 +15,13 @@ use super::checkpoint::Checkpointer;
 use super::records::{PendingRecords, Records};
 use super::schema::log_head;
 use super::WriteHealth;
-use crate::model::{now_ms, Channel, ChannelKind, Event, NewChannel, NewEvent, Seq, SharedEvent};
+use crate::model::{
+    now_ms, ChannelKind, ChannelSpec, Event, NewEvent, Seq, SharedEvent, StoredChannel,
+};
 use crate::protocol::resource::{collection, covers, self_and_ancestors};
 use crate::store::{
-    Committed, FeedItem, Idempotency, PruneReport, PublishReceipt, Removal, StoreError,
+    Committed, Created, FeedItem, Idempotency, PruneReport, PublishReceipt, Removal, Removed,
+    StoreError,
 };
 use crate::telemetry::LogGate;
 
@@ -42,13 +45,13 @@ pub(super) enum WriteOp {
         reply: Reply<PublishReceipt>,
     },
     CreateChannel {
-        channel: NewChannel,
+        channel: ChannelSpec,
         max_per_owner: u64,
-        reply: Reply<(Channel, u64)>,
+        reply: Reply<Created>,
     },
     RemoveChannels {
         removal: Removal,
-        reply: Reply<(Vec<i64>, u64)>,
+        reply: Reply<Removed>,
     },
     Prune {
         events_before_ms: i64,
@@ -118,7 +121,7 @@ fn min_progress(tx: &Connection, cached: &mut Option<(Instant, Seq)>) -> rusqlit
 /// The part of a request that runs inside the transaction.
 enum Job {
     Append(Vec<NewEvent>, Option<Idempotency>),
-    Create(NewChannel, u64),
+    Create(ChannelSpec, u64),
     Remove(Removal),
     Prune(i64, i64),
     Flush,
@@ -128,8 +131,8 @@ enum Job {
 /// Who waits for a job's answer.
 enum Slot {
     Append(Reply<PublishReceipt>),
-    Create(Reply<(Channel, u64)>),
-    Remove(Reply<(Vec<i64>, u64)>),
+    Create(Reply<Created>),
+    Remove(Reply<Removed>),
     Prune(Reply<PruneReport>),
     Flush(Reply<()>),
 }
@@ -150,7 +153,7 @@ impl Slot {
 /// transaction; these inner errors concern one request only.
 enum Done {
     Append(Result<(PublishReceipt, Vec<SharedEvent>), StoreError>),
-    Create(Result<(Channel, Option<i64>), StoreError>),
+    Create(Result<(StoredChannel, Option<i64>), StoreError>),
     Remove(Result<Vec<i64>, StoreError>),
     Prune(PruneReport),
     Flush,
@@ -371,7 +374,10 @@ impl Writer {
                         self.publish(Committed::ChannelRemoved { pk });
                     }
                     let no = self.publish(Committed::ChannelCreated(channel.clone()));
-                    (channel, no)
+                    Created {
+                        channel,
+                        feed_no: no,
+                    }
                 });
                 let _ = reply.send(result);
             }
@@ -381,7 +387,7 @@ impl Writer {
                     for &pk in &pks {
                         last = self.publish(Committed::ChannelRemoved { pk });
                     }
-                    (pks, last)
+                    Removed { pks, feed_no: last }
                 });
                 let _ = reply.send(result);
             }
@@ -540,11 +546,11 @@ fn append(
 /// Stores a channel; an expired channel holding the same (owner, id) is replaced.
 fn create_channel(
     tx: &Connection,
-    spec: NewChannel,
+    spec: ChannelSpec,
     max_per_owner: u64,
     now: i64,
     counts: &mut HashMap<String, u64>,
-) -> rusqlite::Result<Result<(Channel, Option<i64>), StoreError>> {
+) -> rusqlite::Result<Result<(StoredChannel, Option<i64>), StoreError>> {
     let existing: Option<(i64, Option<i64>)> = tx
         .query_row(
             "SELECT pk, expiration_ms FROM channels WHERE owner = ?1 AND id = ?2",
@@ -599,7 +605,7 @@ fn create_channel(
         ],
     )?;
     let pk = tx.last_insert_rowid();
-    let channel = Channel {
+    let channel = StoredChannel {
         pk,
         spec: Arc::new(spec),
         start_seq: head,
@@ -614,7 +620,7 @@ fn create_channel(
 /// The rules that keep one owner's watchers from delivering an event twice to one
 /// endpoint (docs/api.md §9), with the messages they are known by and the watcher a
 /// new one conflicts with.
-fn watcher_conflict(tx: &Connection, spec: &NewChannel) -> rusqlite::Result<Option<StoreError>> {
+fn watcher_conflict(tx: &Connection, spec: &ChannelSpec) -> rusqlite::Result<Option<StoreError>> {
     let mut stmt = tx.prepare_cached(
         "SELECT id, resource FROM channels WHERE owner = ?1 AND address = ?2 AND kind = 'watcher'",
     )?;

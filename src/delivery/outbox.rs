@@ -1,6 +1,6 @@
 //! One channel's delivery state and its worker.
 //!
-//! A channel is a cursor into the log (`last_seq`) plus a bounded in-memory queue of
+//! A channel is a cursor into the log (`progress_seq`) plus a bounded in-memory queue of
 //! the matched events after it. The router offers each new event; when the queue is
 //! full the channel switches to *backlog* mode, the router stops queueing for it, and
 //! its worker reads pending events from the store instead, so pending work never
@@ -10,10 +10,10 @@
 //! - events are delivered in `seq` order (a replay re-sends an older range first);
 //! - no attempt starts once `cancel` is cancelled (stop, 410, expiry) or while the
 //!   channel is disabled;
-//! - `last_seq` (and the store's progress) only moves past an event once it was
+//! - `progress_seq` (and the store's progress) only moves past an event once it was
 //!   delivered or failed for good;
 //! - `owed` counts the notifications the channel still owes (its sync, and every
-//!   matched event after `last_seq`, queued or left in the store): the channel's
+//!   matched event after `progress_seq`, queued or left in the store): the channel's
 //!   `pendingCount` and its share of the `watchwire_pending_notifications` gauge.
 
 use std::collections::VecDeque;
@@ -24,29 +24,30 @@ use tokio_util::sync::CancellationToken;
 
 use super::attempt::{humanize, Decision, Delivery};
 use super::client::Notification;
-use super::Shared;
+use super::DeliveryContext;
 use crate::model::{
-    message_number, now_ms, Channel, Failure, NewChannel, Outcome, OutcomeStatus, Seq, SharedEvent,
+    message_number, now_ms, ChannelSpec, Failure, Outcome, OutcomeStatus, Seq, SharedEvent,
+    StoredChannel,
 };
 use crate::protocol::headers::SYNC_MESSAGE_NUMBER;
-use crate::store::Removal;
+use crate::store::{EventPage, Removal};
 use crate::telemetry::LogGate;
 
 /// Events a channel holds in memory before it switches to reading from the store.
 pub const QUEUE_CAPACITY: usize = 1024;
 
-pub struct ChannelHandle {
+pub struct Outbox {
     pub pk: i64,
-    pub spec: Arc<NewChannel>,
+    pub spec: Arc<ChannelSpec>,
     pub start_seq: Seq,
     pub cancel: CancellationToken,
-    state: Mutex<QueueState>,
+    state: Mutex<OutboxState>,
 }
 
-struct QueueState {
+struct OutboxState {
     queue: VecDeque<SharedEvent>,
     /// Done with every matched event at or below this.
-    last_seq: Seq,
+    progress_seq: Seq,
     /// Highest seq queued or done: offers at or below it are already covered.
     tail_seq: Seq,
     /// Backlog mode: pending events beyond the queue live only in the store.
@@ -82,9 +83,9 @@ struct Replay {
 /// The delivery state of a channel as an operator sees it (docs/api.md §8).
 #[derive(Debug, Clone)]
 pub struct DeliverySnapshot {
-    pub last_seq: Seq,
+    pub progress_seq: Seq,
     /// Notifications still owed: the sync if not done, and every matched event after
-    /// `last_seq`.
+    /// `progress_seq`.
     pub pending: u64,
     pub sync_pending: bool,
     pub replaying: bool,
@@ -106,7 +107,7 @@ enum Next {
     Refill(Seq),
 }
 
-impl QueueState {
+impl OutboxState {
     /// What to send next, in priority order: the sync opens the channel; a replay
     /// re-sends an older range before anything newer; then the queue, then the
     /// backlog in the store. `None`: nothing to do.
@@ -122,7 +123,7 @@ impl QueueState {
         }
         match self.queue.front() {
             Some(event) => Some(Next::Event(event.clone())),
-            None if self.backlog => Some(Next::Refill(self.last_seq)),
+            None if self.backlog => Some(Next::Refill(self.progress_seq)),
             None => None,
         }
     }
@@ -142,15 +143,15 @@ enum End {
     Gone,
 }
 
-impl ChannelHandle {
-    pub fn new(channel: Channel) -> Arc<Self> {
-        let handle = Arc::new(ChannelHandle {
+impl Outbox {
+    pub fn new(channel: StoredChannel) -> Arc<Self> {
+        let handle = Arc::new(Outbox {
             pk: channel.pk,
             start_seq: channel.start_seq,
             cancel: CancellationToken::new(),
-            state: Mutex::new(QueueState {
+            state: Mutex::new(OutboxState {
                 queue: VecDeque::new(),
-                last_seq: channel.progress_seq,
+                progress_seq: channel.progress_seq,
                 tail_seq: channel.progress_seq,
                 backlog: false,
                 skipped_max: 0,
@@ -178,7 +179,7 @@ impl ChannelHandle {
     }
 
     /// Offers a matched event (in log order). Starts the worker when needed.
-    pub fn offer(self: &Arc<Self>, event: &SharedEvent, shared: &Arc<Shared>) {
+    pub fn offer(self: &Arc<Self>, event: &SharedEvent, ctx: &Arc<DeliveryContext>) {
         let mut st = self.state.lock().unwrap();
         // Recovery and the live feed may both offer an event: count it once.
         if event.seq <= st.tail_seq.max(st.skipped_max) {
@@ -197,20 +198,20 @@ impl ChannelHandle {
             st.tail_seq = event.seq;
             metrics::gauge!("watchwire_queued_notifications").increment(1.0);
         }
-        self.ensure_running(&mut st, shared);
+        self.ensure_running(&mut st, ctx);
     }
 
     /// Starts the worker if the channel has work and none runs.
-    pub fn kick(self: &Arc<Self>, shared: &Arc<Shared>) {
+    pub fn kick(self: &Arc<Self>, ctx: &Arc<DeliveryContext>) {
         let mut st = self.state.lock().unwrap();
-        self.ensure_running(&mut st, shared);
+        self.ensure_running(&mut st, ctx);
     }
 
-    fn ensure_running(self: &Arc<Self>, st: &mut QueueState, shared: &Arc<Shared>) {
+    fn ensure_running(self: &Arc<Self>, st: &mut OutboxState, ctx: &Arc<DeliveryContext>) {
         if st.next().is_some() && !st.running && !st.disabled && !self.cancel.is_cancelled() {
             st.running = true;
-            let (me, shared2) = (self.clone(), shared.clone());
-            shared.tasks.spawn(async move { me.work(shared2).await });
+            let (me, ctx2) = (self.clone(), ctx.clone());
+            ctx.tasks.spawn(async move { me.work(ctx2).await });
         }
     }
 
@@ -231,7 +232,7 @@ impl ChannelHandle {
     pub fn snapshot(&self) -> DeliverySnapshot {
         let st = self.state.lock().unwrap();
         DeliverySnapshot {
-            last_seq: st.last_seq,
+            progress_seq: st.progress_seq,
             pending: st.owed,
             sync_pending: st.sync_pending,
             replaying: st.replay.is_some(),
@@ -244,38 +245,38 @@ impl ChannelHandle {
 
     /// Re-sends what the channel matched after `since`, up to where it has got, with
     /// the original message numbers; then carries on. `false` when there is nothing.
-    pub fn replay(self: &Arc<Self>, since: Seq, shared: &Arc<Shared>) -> bool {
+    pub fn replay(self: &Arc<Self>, since: Seq, ctx: &Arc<DeliveryContext>) -> bool {
         let mut st = self.state.lock().unwrap();
         let from = since.max(self.start_seq);
-        if from >= st.last_seq {
+        if from >= st.progress_seq {
             return false;
         }
         st.replay = Some(Box::new(Replay {
             after: from,
-            upto: st.last_seq,
+            upto: st.progress_seq,
             queue: VecDeque::new(),
         }));
-        self.ensure_running(&mut st, shared);
+        self.ensure_running(&mut st, ctx);
         true
     }
 
     /// Re-enables a disabled channel: delivery resumes where it stopped.
-    pub fn enable(self: &Arc<Self>, shared: &Arc<Shared>) {
+    pub fn enable(self: &Arc<Self>, ctx: &Arc<DeliveryContext>) {
         let mut st = self.state.lock().unwrap();
         if st.disabled {
             st.disabled = false;
             st.failing_since_ms = None;
-            shared.store.record_health(self.pk, None, false);
+            ctx.store.record_health(self.pk, None, false);
         }
-        self.ensure_running(&mut st, shared);
+        self.ensure_running(&mut st, ctx);
     }
 
-    async fn work(self: Arc<Self>, shared: Arc<Shared>) {
+    async fn work(self: Arc<Self>, ctx: Arc<DeliveryContext>) {
         loop {
             let next = {
                 let mut st = self.state.lock().unwrap();
                 let halted = self.cancel.is_cancelled()
-                    || shared.shutdown.is_cancelled()
+                    || ctx.shutdown.is_cancelled()
                     || st.disabled
                     || self.expired(now_ms());
                 match st.next() {
@@ -288,22 +289,20 @@ impl ChannelHandle {
             };
             let end = match next {
                 Next::Refill(after) => {
-                    self.refill(after, &shared).await;
+                    self.refill(after, &ctx).await;
                     End::Done
                 }
                 Next::LoadReplay(after, upto) => {
-                    self.load_replay(after, upto, &shared).await;
+                    self.load_replay(after, upto, &ctx).await;
                     End::Done
                 }
                 Next::Sync => {
-                    let end = self
-                        .deliver(Notification::sync(self.start_seq), &shared)
-                        .await;
+                    let end = self.deliver(Notification::sync(self.start_seq), &ctx).await;
                     if matches!(end, End::Done) {
                         let mut st = self.state.lock().unwrap();
                         st.sync_pending = false;
                         st.settle_one();
-                        shared.store.record_progress(self.pk, self.start_seq);
+                        ctx.store.record_progress(self.pk, self.start_seq);
                     }
                     end
                 }
@@ -311,7 +310,7 @@ impl ChannelHandle {
                     let previous = self.previous_number(event.seq, true);
                     let mut notification = Notification::event(event.clone(), previous);
                     notification.replay = true;
-                    let end = self.deliver(notification, &shared).await;
+                    let end = self.deliver(notification, &ctx).await;
                     if matches!(end, End::Done) {
                         let mut st = self.state.lock().unwrap();
                         if let Some(replay) = &mut st.replay {
@@ -324,15 +323,15 @@ impl ChannelHandle {
                 Next::Event(event) => {
                     let previous = self.previous_number(event.seq, false);
                     let end = self
-                        .deliver(Notification::event(event.clone(), previous), &shared)
+                        .deliver(Notification::event(event.clone(), previous), &ctx)
                         .await;
                     if matches!(end, End::Done) {
                         let mut st = self.state.lock().unwrap();
                         st.queue.pop_front();
-                        st.last_seq = event.seq;
+                        st.progress_seq = event.seq;
                         st.settle_one();
                         metrics::gauge!("watchwire_queued_notifications").decrement(1.0);
-                        shared.store.record_progress(self.pk, event.seq);
+                        ctx.store.record_progress(self.pk, event.seq);
                     }
                     end
                 }
@@ -340,13 +339,13 @@ impl ChannelHandle {
             match end {
                 End::Done => {}
                 End::Abandoned => return self.halt(),
-                End::Gone => return self.gone(&shared).await,
+                End::Gone => return self.gone(&ctx).await,
             }
         }
     }
 
     /// The receiver answered `410 Gone`: the channel is stopped and removed.
-    async fn gone(&self, shared: &Arc<Shared>) {
+    async fn gone(&self, ctx: &Arc<DeliveryContext>) {
         tracing::info!(channel = %self.spec.id, "receiver answered 410 Gone; stopping the channel");
         self.cancel.cancel();
         self.halt();
@@ -354,7 +353,7 @@ impl ChannelHandle {
             pk: self.pk,
             reason: "the receiver answered 410 Gone".into(),
         };
-        if let Err(e) = shared.store.remove_channels(removal).await {
+        if let Err(e) = ctx.store.remove_channels(removal).await {
             tracing::error!(channel = %self.spec.id, error = %e, "could not remove a channel after 410 Gone");
         }
     }
@@ -366,7 +365,7 @@ impl ChannelHandle {
         let before = if replaying {
             st.replay.as_ref().map_or(self.start_seq, |r| r.after)
         } else {
-            st.last_seq
+            st.progress_seq
         };
         let before = before.min(seq.saturating_sub(1));
         if before <= self.start_seq {
@@ -382,12 +381,8 @@ impl ChannelHandle {
 
     /// Matched events after `after` from the store, and the head that read saw. On a
     /// store error: logs, backs off a second, and returns `None` (the caller retries).
-    async fn read_after(
-        &self,
-        after: Seq,
-        shared: &Arc<Shared>,
-    ) -> Option<(Vec<SharedEvent>, Seq)> {
-        match shared
+    async fn read_after(&self, after: Seq, ctx: &Arc<DeliveryContext>) -> Option<EventPage> {
+        match ctx
             .store
             .read_matching(&self.spec.resource, after, QUEUE_CAPACITY)
             .await
@@ -395,7 +390,7 @@ impl ChannelHandle {
             Ok(read) => Some(read),
             Err(e) => {
                 tracing::error!(channel = %self.spec.id, error = %e, "could not read events from the store; retrying");
-                self.pause(Duration::from_secs(1), shared).await;
+                self.pause(Duration::from_secs(1), ctx).await;
                 None
             }
         }
@@ -403,8 +398,8 @@ impl ChannelHandle {
 
     /// Backlog mode: loads the next pending events from the store. Leaves backlog mode
     /// once the store has nothing beyond what it returned that the router skipped.
-    async fn refill(&self, after: Seq, shared: &Arc<Shared>) {
-        let Some((events, head)) = self.read_after(after, shared).await else {
+    async fn refill(&self, after: Seq, ctx: &Arc<DeliveryContext>) {
+        let Some(EventPage { events, head }) = self.read_after(after, ctx).await else {
             return;
         };
         let mut st = self.state.lock().unwrap();
@@ -424,8 +419,8 @@ impl ChannelHandle {
     }
 
     /// Loads the next page of a replay; ends the replay when nothing is left.
-    async fn load_replay(&self, after: Seq, upto: Seq, shared: &Arc<Shared>) {
-        let Some((events, _)) = self.read_after(after, shared).await else {
+    async fn load_replay(&self, after: Seq, upto: Seq, ctx: &Arc<DeliveryContext>) {
+        let Some(EventPage { events, .. }) = self.read_after(after, ctx).await else {
             return;
         };
         let mut st = self.state.lock().unwrap();
@@ -439,10 +434,10 @@ impl ChannelHandle {
     }
 
     /// Sleeps unless the channel is cancelled or the gateway shuts down first.
-    async fn pause(&self, delay: Duration, shared: &Arc<Shared>) -> bool {
+    async fn pause(&self, delay: Duration, ctx: &Arc<DeliveryContext>) -> bool {
         tokio::select! {
             _ = self.cancel.cancelled() => false,
-            _ = shared.shutdown.cancelled() => false,
+            _ = ctx.shutdown.cancelled() => false,
             _ = tokio::time::sleep(delay) => true,
         }
     }
@@ -454,7 +449,7 @@ impl ChannelHandle {
 
     /// Delivers one notification, retrying as docs/api.md §4 and §5 say: each attempt
     /// goes out, is decided on (`attempt.rs`), and is recorded.
-    async fn deliver(&self, notification: Notification, shared: &Arc<Shared>) -> End {
+    async fn deliver(&self, notification: Notification, ctx: &Arc<DeliveryContext>) -> End {
         let resumed = {
             let mut st = self.state.lock().unwrap();
             st.resume.take_if(|r| {
@@ -466,38 +461,35 @@ impl ChannelHandle {
             None => Delivery::new(notification),
         };
         loop {
-            if self.cancel.is_cancelled()
-                || shared.shutdown.is_cancelled()
-                || self.expired(now_ms())
-            {
+            if self.cancel.is_cancelled() || ctx.shutdown.is_cancelled() || self.expired(now_ms()) {
                 return End::Abandoned;
             }
             let slot = tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => return End::Abandoned,
-                _ = shared.shutdown.cancelled() => return End::Abandoned,
-                slot = shared.client.slot() => slot,
+                _ = ctx.shutdown.cancelled() => return End::Abandoned,
+                slot = ctx.client.slot() => slot,
             };
             let Some(slot) = slot else {
                 return End::Abandoned;
             };
             let (headers, body) = delivery.notification.render(
                 &self.spec,
-                shared.key_signing.get(&self.spec.owner),
+                ctx.key_signing.get(&self.spec.owner),
                 chrono::Utc::now(),
             );
             let attempt = tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => return End::Abandoned,
-                attempt = shared.client.attempt(slot, &self.spec.address, headers, body) => attempt,
+                attempt = ctx.client.attempt(slot, &self.spec.address, headers, body) => attempt,
             };
-            let decision = delivery.decide(&attempt, &shared.retry);
-            self.record(&delivery, &decision, attempt.status, shared);
+            let decision = delivery.decide(&attempt, &ctx.retry);
+            self.record(&delivery, &decision, attempt.status, ctx);
             match decision {
                 Decision::Delivered | Decision::Failed(_) => return End::Done,
                 Decision::Gone => return End::Gone,
                 Decision::Retry { delay, .. } => {
-                    if self.state.lock().unwrap().disabled || !self.pause(delay, shared).await {
+                    if self.state.lock().unwrap().disabled || !self.pause(delay, ctx).await {
                         return End::Abandoned;
                     }
                 }
@@ -512,7 +504,7 @@ impl ChannelHandle {
         delivery: &Delivery,
         decision: &Decision,
         status: Option<u16>,
-        shared: &Arc<Shared>,
+        ctx: &Arc<DeliveryContext>,
     ) {
         let notification = &delivery.notification;
         let mut outcome = Outcome {
@@ -536,7 +528,7 @@ impl ChannelHandle {
                     metrics::histogram!("watchwire_delivery_latency_seconds")
                         .record(latency_ms / 1000.0);
                 }
-                self.healthy(shared);
+                self.healthy(ctx);
                 "delivered"
             }
             Decision::Gone => "gone",
@@ -545,7 +537,7 @@ impl ChannelHandle {
                 outcome.status = OutcomeStatus::Failed;
                 outcome.last_error = Some(failure.clone());
                 // Done for good either way; a disabled channel halts before the next one.
-                self.unhealthy(failure, None, shared);
+                self.unhealthy(failure, None, ctx);
                 "failed"
             }
             Decision::Retry { delay, failure } => {
@@ -554,7 +546,7 @@ impl ChannelHandle {
                 outcome.status = OutcomeStatus::Pending;
                 outcome.last_error = Some(failure.clone());
                 outcome.next_retry_ms = Some(next_retry_ms);
-                self.unhealthy(failure, Some(next_retry_ms), shared);
+                self.unhealthy(failure, Some(next_retry_ms), ctx);
                 "retried"
             }
         };
@@ -563,7 +555,7 @@ impl ChannelHandle {
         // once the re-send is done.
         let replay_in_progress = notification.replay && outcome.status == OutcomeStatus::Pending;
         if !matches!(decision, Decision::Gone) && !replay_in_progress {
-            shared.store.record_outcome(outcome);
+            ctx.store.record_outcome(outcome);
         }
     }
 
@@ -602,18 +594,18 @@ impl ChannelHandle {
     }
 
     /// A success: the endpoint is healthy again.
-    fn healthy(&self, shared: &Arc<Shared>) {
+    fn healthy(&self, ctx: &Arc<DeliveryContext>) {
         let mut st = self.state.lock().unwrap();
         st.last_error = None;
         st.next_retry_ms = None;
         if st.failing_since_ms.take().is_some() {
-            shared.store.record_health(self.pk, None, false);
+            ctx.store.record_health(self.pk, None, false);
         }
     }
 
     /// A failure. Disables the channel once its endpoint has failed without a single
     /// success for the disable window (docs/api.md §5).
-    fn unhealthy(&self, failure: &Failure, next_retry_ms: Option<i64>, shared: &Arc<Shared>) {
+    fn unhealthy(&self, failure: &Failure, next_retry_ms: Option<i64>, ctx: &Arc<DeliveryContext>) {
         let now = now_ms();
         let mut st = self.state.lock().unwrap();
         st.last_error = Some(Box::new(failure.clone()));
@@ -622,15 +614,15 @@ impl ChannelHandle {
             Some(since) => since,
             None => {
                 st.failing_since_ms = Some(now);
-                shared.store.record_health(self.pk, Some(now), false);
+                ctx.store.record_health(self.pk, Some(now), false);
                 now
             }
         };
-        if now - since >= shared.disable_after.as_millis() as i64 {
+        if now - since >= ctx.disable_after.as_millis() as i64 {
             tracing::warn!(channel = %self.spec.id, "endpoint failing without success for the disable window; channel disabled");
             st.disabled = true;
             st.next_retry_ms = None;
-            shared.store.record_health(self.pk, Some(since), true);
+            ctx.store.record_health(self.pk, Some(since), true);
         }
     }
 }
@@ -652,10 +644,10 @@ mod tests {
         })
     }
 
-    fn state() -> QueueState {
-        QueueState {
+    fn state() -> OutboxState {
+        OutboxState {
             queue: VecDeque::new(),
-            last_seq: 5,
+            progress_seq: 5,
             tail_seq: 5,
             backlog: false,
             skipped_max: 0,

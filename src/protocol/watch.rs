@@ -1,4 +1,5 @@
-//! The Google `Channel` resource as it crosses the wire (docs/api.md §2).
+//! What a watch request and its answer carry on the wire: the Google `Channel` resource
+//! and the rules for its id, token and expiration (docs/api.md §2).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
