@@ -13,8 +13,6 @@ pub mod receiver;
 #[cfg(feature = "server")]
 pub mod api;
 #[cfg(feature = "server")]
-pub mod bench;
-#[cfg(feature = "server")]
 pub mod config;
 #[cfg(feature = "server")]
 pub mod delivery;

@@ -25,8 +25,6 @@ enum Command {
     Serve(watchwire::config::ServeArgs),
     /// Run a local receiver that validates and prints notifications.
     Receive(watchwire::receive_cmd::ReceiveArgs),
-    /// Measure throughput, latency and memory on this machine (see BENCHMARKS.md).
-    Bench(watchwire::bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,6 +35,5 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => runtime.block_on(watchwire::server::run(args)),
         Command::Receive(args) => runtime.block_on(watchwire::receive_cmd::run(args)),
-        Command::Bench(args) => runtime.block_on(watchwire::bench::run(args)),
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::clock;
+use crate::clock;
 
 /// Body size of raw requests and of every event's `data` (the notification body).
 pub const PAYLOAD_BYTES: usize = 512;
@@ -68,19 +68,8 @@ pub fn batch_json<'a>(resources: impl IntoIterator<Item = &'a str>) -> String {
 
 /// `POST /v1/events`; succeeds only on `200` (the events are durable).
 pub async fn publish(client: &reqwest::Client, gateway: &str, body: String) -> anyhow::Result<()> {
-    let response = client
-        .post(format!("{gateway}/v1/events"))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .context("publishing")?;
-    let status = response.status();
-    if status != reqwest::StatusCode::OK {
-        let text = response.text().await.unwrap_or_default();
-        anyhow::bail!("publish answered {status}: {text}");
-    }
-    Ok(())
+    let what = || "publish".to_string();
+    post(client, format!("{gateway}/v1/events"), body, what).await
 }
 
 /// The body of a watch request for a channel delivering to `address`, with an id and a
@@ -98,17 +87,29 @@ pub async fn watch(
     resource: &str,
     body: String,
 ) -> anyhow::Result<()> {
+    let what = || format!("watch on {resource}");
+    post(client, format!("{gateway}{resource}/watch"), body, what).await
+}
+
+/// POSTs a JSON `body`; succeeds only on `200`. Errors name the request by `what()`,
+/// built only then.
+async fn post(
+    client: &reqwest::Client,
+    url: String,
+    body: String,
+    what: impl Fn() -> String,
+) -> anyhow::Result<()> {
     let response = client
-        .post(format!("{gateway}{resource}/watch"))
+        .post(url)
         .header("content-type", "application/json")
         .body(body)
         .send()
         .await
-        .context("creating a channel")?;
+        .with_context(|| format!("sending {}", what()))?;
     let status = response.status();
     if status != reqwest::StatusCode::OK {
         let text = response.text().await.unwrap_or_default();
-        anyhow::bail!("watch on {resource} answered {status}: {text}");
+        anyhow::bail!("{} answered {status}: {text}", what());
     }
     Ok(())
 }
@@ -116,7 +117,6 @@ pub async fn watch(
 /// What a paced (open-loop) publisher did.
 #[derive(Debug, Default)]
 pub struct Paced {
-    pub events: u64,
     /// From the first publish sent to the last one sent.
     pub sending: Duration,
     /// Publish sent → its durable `200`, µs.
@@ -165,7 +165,6 @@ where
         acks.push(done??);
     }
     Ok(Paced {
-        events,
         sending,
         acks_us: acks,
         lags_us: lags,

@@ -14,8 +14,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use bytes::Bytes;
 use dashmap::DashMap;
+use http_body_util::{BodyExt, Empty};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -24,9 +25,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::clock;
-use super::load::payload_timestamp;
-use crate::protocol::headers as h;
+use crate::clock;
+use crate::load::payload_timestamp;
+use watchwire::protocol::headers as h;
 
 /// Counters of one receiver.
 #[derive(Default)]
@@ -105,11 +106,6 @@ impl Receiver {
 
     pub fn counts(&self) -> &Counts {
         &self.inner.counts
-    }
-
-    /// Distinct channels that have delivered at least one notification.
-    pub fn channels_seen(&self) -> usize {
-        self.inner.channels.len()
     }
 
     /// Starts (or stops) recording latencies; starting clears earlier samples.
@@ -219,10 +215,12 @@ async fn accept_loop(listener: TcpListener, inner: Arc<Inner>, stop: Cancellatio
     }
 }
 
-async fn handle(inner: &Inner, request: Request<hyper::body::Incoming>) -> Response<Body> {
+async fn handle(inner: &Inner, request: Request<hyper::body::Incoming>) -> Response<Empty<Bytes>> {
     let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(Body::new(body), usize::MAX)
+    let body = body
+        .collect()
         .await
+        .map(|collected| collected.to_bytes())
         .unwrap_or_default();
     let counts = &inner.counts;
     counts.requests.fetch_add(1, Relaxed);
@@ -239,7 +237,7 @@ async fn handle(inner: &Inner, request: Request<hyper::body::Incoming>) -> Respo
             inner.count_event(seen, &body);
         }
     }
-    let mut response = Response::new(Body::empty());
+    let mut response = Response::new(Empty::new());
     *response.status_mut() = StatusCode::NO_CONTENT;
     response
 }

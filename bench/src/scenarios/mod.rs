@@ -14,9 +14,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::gateway::{Gateway, Launch};
-use super::load;
-use super::receiver::Receiver;
+use crate::gateway::{Gateway, Launch};
+use crate::load;
+use crate::receiver::Receiver;
 
 /// How big each scenario runs.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -124,6 +124,8 @@ impl Sizes {
 
 /// What every scenario needs.
 pub struct Ctx {
+    /// The `watchwire` binary under test.
+    pub gateway: PathBuf,
     pub sizes: Sizes,
     /// Data directories of the gateways.
     pub work_dir: PathBuf,
@@ -142,12 +144,20 @@ impl Ctx {
         std::fs::create_dir_all(&data_dir)?;
         let log_file = self.log_dir.join(format!("gateway-{name}.log"));
         let _ = std::fs::remove_file(&log_file);
-        Ok(Launch::new(&data_dir, &log_file, &self.log_filter))
+        Ok(Launch::new(
+            &self.gateway,
+            &data_dir,
+            &log_file,
+            &self.log_filter,
+        ))
     }
 
-    /// Removes a gateway's data once its scenario is done with it.
-    pub fn discard(&self, gateway_data: &std::path::Path) {
-        let _ = std::fs::remove_dir_all(gateway_data);
+    /// Stops a gateway and removes its data once its scenario is done with it.
+    pub async fn finish(&self, gateway: Gateway) -> anyhow::Result<()> {
+        let data = gateway.data_dir.clone();
+        gateway.stop().await?;
+        let _ = std::fs::remove_dir_all(data);
+        Ok(())
     }
 }
 

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::{check_delivery, ratio, watched, Ctx};
-use crate::bench::clock;
-use crate::bench::load;
-use crate::bench::stats::Percentiles;
+use crate::clock;
+use crate::load;
+use crate::stats::Percentiles;
 
 /// Concurrent publishers (each sends one batch at a time).
 const PUBLISHERS: usize = 4;
@@ -83,9 +83,8 @@ async fn point(
 
     let client = load::client(PUBLISHERS)?;
     let commits_before = gateway
-        .metric(&client, "watchwire_store_commits_total")
-        .await?
-        .unwrap_or(0.0);
+        .value(&client, "watchwire_store_commits_total")
+        .await?;
     let cpu_before = gateway.cpu_seconds()?;
     receiver.record_latency(true);
     let batch = sizes.batch as u64;
@@ -121,14 +120,11 @@ async fn point(
     );
     let cpu = gateway.cpu_seconds()? - cpu_before;
     let commits = gateway
-        .metric(&client, "watchwire_store_commits_total")
+        .value(&client, "watchwire_store_commits_total")
         .await?
-        .unwrap_or(0.0)
         - commits_before;
     check_delivery(&receiver, notifications)?;
-    let data = gateway.data_dir.clone();
-    gateway.stop().await?;
-    ctx.discard(&data);
+    ctx.finish(gateway).await?;
     let delivered_per_second = notifications as f64 / seconds.max(1e-9);
     Ok(Point {
         channels,

@@ -8,9 +8,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{ratio, Ctx};
-use crate::bench::gateway::Gateway;
-use crate::bench::load;
-use crate::bench::stats::Percentiles;
+use crate::gateway::Gateway;
+use crate::load;
+use crate::stats::Percentiles;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Publish {
@@ -45,13 +45,11 @@ pub async fn run(ctx: &Ctx, raw_per_second: Option<f64>) -> anyhow::Result<Publi
     // Warm-up: open the connections.
     load::for_each(sizes.connections * 2, sizes.connections, op.clone()).await?;
     let commits_before = gateway
-        .metric(&client, "watchwire_store_commits_total")
-        .await?
-        .unwrap_or(0.0);
+        .value(&client, "watchwire_store_commits_total")
+        .await?;
     let published_before = gateway
-        .metric(&client, "watchwire_events_published_total")
-        .await?
-        .unwrap_or(0.0);
+        .value(&client, "watchwire_events_published_total")
+        .await?;
     let cpu_before = gateway.cpu_seconds()?;
     let run = load::for_duration(
         sizes.connections,
@@ -61,23 +59,19 @@ pub async fn run(ctx: &Ctx, raw_per_second: Option<f64>) -> anyhow::Result<Publi
     .await?;
     let cpu = gateway.cpu_seconds()? - cpu_before;
     let commits = gateway
-        .metric(&client, "watchwire_store_commits_total")
+        .value(&client, "watchwire_store_commits_total")
         .await?
-        .unwrap_or(0.0)
         - commits_before;
     let published = gateway
-        .metric(&client, "watchwire_events_published_total")
+        .value(&client, "watchwire_events_published_total")
         .await?
-        .unwrap_or(0.0)
         - published_before;
     anyhow::ensure!(
         published as u64 == run.done,
         "the gateway counted {published} published events, the publishers {}",
         run.done
     );
-    let data = gateway.data_dir.clone();
-    gateway.stop().await?;
-    ctx.discard(&data);
+    ctx.finish(gateway).await?;
     let per_second = run.per_second();
     Ok(Publish {
         connections: sizes.connections,

@@ -1,4 +1,5 @@
-//! The gateway under test, as a `watchwire serve` child process of this very binary.
+//! The gateway under test, as a `watchwire serve` child process of the binary
+//! `--gateway` names.
 //!
 //! A separate process has its own runtime (as in production), its own honest resident
 //! memory (`/proc/PID/status`) and CPU time (`/proc/PID/stat`), and can be stopped and
@@ -28,6 +29,8 @@ pub struct Gateway {
 /// How a gateway is started.
 #[derive(Clone, Debug)]
 pub struct Launch {
+    /// The `watchwire` binary.
+    pub exe: PathBuf,
     pub data_dir: PathBuf,
     /// The gateway's stderr (its log) goes here.
     pub log_file: PathBuf,
@@ -36,8 +39,9 @@ pub struct Launch {
 }
 
 impl Launch {
-    pub fn new(data_dir: &Path, log_file: &Path, log_filter: &str) -> Launch {
+    pub fn new(exe: &Path, data_dir: &Path, log_file: &Path, log_filter: &str) -> Launch {
         Launch {
+            exe: exe.to_path_buf(),
             data_dir: data_dir.to_path_buf(),
             log_file: log_file.to_path_buf(),
             log_filter: log_filter.to_string(),
@@ -56,14 +60,13 @@ impl Gateway {
     /// Spawns `watchwire serve --dev` on `127.0.0.1:0` with durability on (the embedded
     /// store always runs `synchronous=FULL`) and waits for its listening line.
     pub async fn start(launch: &Launch) -> anyhow::Result<Gateway> {
-        let exe = std::env::current_exe().context("finding the watchwire binary")?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&launch.log_file)
             .with_context(|| format!("opening {}", launch.log_file.display()))?;
         let began = Instant::now();
-        let mut child = Command::new(exe)
+        let mut child = Command::new(&launch.exe)
             .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--log"])
             .arg(&launch.log_filter)
             .arg("--data-dir")
@@ -75,7 +78,7 @@ impl Gateway {
             .stderr(log)
             .kill_on_drop(true)
             .spawn()
-            .context("spawning watchwire serve")?;
+            .with_context(|| format!("spawning {} serve", launch.exe.display()))?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut lines = BufReader::new(stdout).lines();
         let url = tokio::time::timeout(START_PATIENCE, async {
@@ -155,6 +158,11 @@ impl Gateway {
         self.metric_with(client, name, "").await
     }
 
+    /// A metric's value from `/metrics`, 0 if absent (see [`Gateway::metric`]).
+    pub async fn value(&self, client: &reqwest::Client, name: &str) -> anyhow::Result<f64> {
+        Ok(self.metric(client, name).await?.unwrap_or(0.0))
+    }
+
     /// The sum of a metric's samples whose labels contain `label` (e.g. `outcome="retried"`).
     pub async fn metric_with(
         &self,
@@ -191,6 +199,24 @@ impl Gateway {
             anyhow::bail!("watchwire serve exited with {status} after SIGTERM");
         }
         Ok(began.elapsed())
+    }
+}
+
+/// The version `exe --version` prints (`watchwire 0.1.0` → `0.1.0`); also proves that
+/// `exe` runs.
+pub fn version(exe: &Path) -> anyhow::Result<String> {
+    let output = std::process::Command::new(exe)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("running {} --version", exe.display()))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text.lines().next().unwrap_or_default().trim();
+    match line.split_once(' ') {
+        Some(("watchwire", version)) if output.status.success() => Ok(version.to_string()),
+        _ => anyhow::bail!(
+            "{} is not a watchwire gateway: `--version` printed {line:?}",
+            exe.display()
+        ),
     }
 }
 

@@ -1,9 +1,10 @@
-//! The CI smoke of the benchmark: `watchwire bench --quick` runs every scenario at tiny
-//! sizes as a child process, and its JSON must hold every scenario with plausible,
-//! non-zero numbers. It checks that the harness works and that everything published was
-//! delivered; it checks no performance figure (the full benchmark does, BENCHMARKS.md).
+//! The CI smoke of the benchmark: `watchwire-bench --quick` runs every scenario at tiny
+//! sizes against the `watchwire` binary of this build, and its JSON must hold every
+//! scenario with plausible, non-zero numbers. It checks that the harness works and that
+//! everything published was delivered; it checks no performance figure (the full
+//! benchmark does, BENCHMARKS.md).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
@@ -27,17 +28,38 @@ fn positive(results: &Value, path: &str) -> f64 {
     n
 }
 
+/// The gateway binary this build made: the root package's integration tests make the
+/// same `cargo test` build `watchwire` next to `deps/`, where this test runs from
+/// (`…/target/debug/deps/smoke-…` → `…/target/debug/watchwire`, under any target dir).
+fn gateway() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test runs from <target>/<profile>/deps");
+    let gateway = profile_dir.join(format!("watchwire{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        gateway.is_file(),
+        "no gateway binary at {}: run `cargo build` first (a plain `cargo test` at the \
+         repository root builds it)",
+        gateway.display()
+    );
+    gateway
+}
+
 fn run_quick_bench(out: &Path, data: &Path) -> Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_watchwire"))
-        .args(["bench", "--quick", "--out"])
+    let output = Command::new(env!("CARGO_BIN_EXE_watchwire-bench"))
+        .arg("--gateway")
+        .arg(gateway())
+        .args(["--quick", "--out"])
         .arg(out)
         .arg("--data-root")
         .arg(data)
         .output()
-        .expect("watchwire bench starts");
+        .expect("watchwire-bench starts");
     assert!(
         output.status.success(),
-        "watchwire bench --quick failed ({})\nstdout:\n{}\nstderr:\n{}",
+        "watchwire-bench --quick failed ({})\nstdout:\n{}\nstderr:\n{}",
         output.status,
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)

@@ -9,9 +9,14 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::Ctx;
-use crate::bench::gateway::{rss_of, Gateway};
-use crate::bench::load;
-use crate::delivery::outbox::QUEUE_CAPACITY;
+use crate::gateway::{rss_of, Gateway};
+use crate::load;
+
+/// Mirrors the gateway's per-channel queue (`delivery::outbox::QUEUE_CAPACITY`, 1024):
+/// the most notifications one channel holds in memory before it reads the rest from the
+/// store. The check reads `watchwire_queued_notifications`, the in-memory part of the
+/// pending notifications, which must stay within it.
+const QUEUE_CAPACITY: usize = 1024;
 
 const RESOURCE: &str = "/bench/backlog";
 /// Concurrent publishers of batches.
@@ -92,13 +97,11 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Backlog> {
         published.load(Relaxed)
     );
     let queued = gateway
-        .metric(&client, "watchwire_queued_notifications")
-        .await?
-        .unwrap_or(0.0);
+        .value(&client, "watchwire_queued_notifications")
+        .await?;
     let backlogged = gateway
-        .metric(&client, "watchwire_channels_backlogged")
-        .await?
-        .unwrap_or(0.0);
+        .value(&client, "watchwire_channels_backlogged")
+        .await?;
     anyhow::ensure!(
         events <= QUEUE_CAPACITY as u64 || backlogged == 1.0,
         "the dead channel is not in backlog mode (gauge {backlogged})"
@@ -109,9 +112,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Backlog> {
     );
     let rss_end = gateway.rss()?;
     let peak = gateway.peak_rss()?;
-    let data = gateway.data_dir.clone();
-    gateway.stop().await?;
-    ctx.discard(&data);
+    ctx.finish(gateway).await?;
     let mut rss_samples = std::mem::take(&mut *samples.lock().unwrap());
     rss_samples.sort_unstable();
     Ok(Backlog {

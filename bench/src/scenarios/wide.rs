@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use serde::{Deserialize, Serialize};
 
 use super::{check_delivery, ratio, watched, Ctx};
-use crate::bench::clock;
-use crate::bench::load;
+use crate::clock;
+use crate::load;
 
 const RESOURCE: &str = "/bench/wide";
 
@@ -70,9 +70,7 @@ pub async fn run(ctx: &Ctx, raw_per_second: Option<f64>) -> anyhow::Result<Wide>
         .unwrap_or(0.0)
         - retried_before;
     let peak = gateway.peak_rss()?;
-    let data = gateway.data_dir.clone();
-    gateway.stop().await?;
-    ctx.discard(&data);
+    ctx.finish(gateway).await?;
     let delivered_per_second = channels as f64 / last.max(1e-9);
     Ok(Wide {
         channels,

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::{check_delivery, watched, Ctx};
-use crate::bench::gateway::Gateway;
-use crate::bench::load;
-use crate::bench::receiver::Receiver;
-use crate::bench::stats::Percentiles;
+use crate::gateway::Gateway;
+use crate::load;
+use crate::receiver::Receiver;
+use crate::stats::Percentiles;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Point {
@@ -100,9 +100,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Latency> {
     .await?;
     print_point(&headline);
     sweep.push(headline.clone());
-    let data = gateway.data_dir.clone();
-    gateway.stop().await?;
-    ctx.discard(&data);
+    ctx.finish(gateway).await?;
     Ok(Latency {
         channels,
         headline,

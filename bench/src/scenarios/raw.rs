@@ -11,9 +11,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::Ctx;
-use crate::bench::load::{self, PAYLOAD_BYTES};
-use crate::bench::receiver::Receiver;
-use crate::bench::stats::Percentiles;
+use crate::load::{self, PAYLOAD_BYTES};
+use crate::receiver::Receiver;
+use crate::stats::Percentiles;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Raw {

@@ -5,16 +5,16 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::chart::{self, format_count, ChartData};
-use super::scenarios::backlog::Backlog;
-use super::scenarios::fanout::Fanout;
-use super::scenarios::latency::Latency;
-use super::scenarios::publish::Publish;
-use super::scenarios::raw::Raw;
-use super::scenarios::scale::Scale;
-use super::scenarios::soak::{duration_arg, mb, Growth, Soak};
-use super::scenarios::wide::Wide;
-use super::scenarios::Sizes;
+use crate::chart::{self, format_count, ChartData};
+use crate::scenarios::backlog::Backlog;
+use crate::scenarios::fanout::Fanout;
+use crate::scenarios::latency::Latency;
+use crate::scenarios::publish::Publish;
+use crate::scenarios::raw::Raw;
+use crate::scenarios::scale::Scale;
+use crate::scenarios::soak::{duration_arg, mb, Growth, Soak};
+use crate::scenarios::wide::Wide;
+use crate::scenarios::Sizes;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -70,7 +70,8 @@ pub struct Check {
 pub struct Results {
     pub watchwire_version: String,
     pub quick: bool,
-    /// "release" or "debug": debug figures mean nothing.
+    /// "release" or "debug", of this harness and so of the gateway next to it (the
+    /// default `--gateway`): debug figures mean nothing.
     pub build: String,
     pub command: String,
     pub machine: Machine,
@@ -88,7 +89,7 @@ pub struct Results {
     pub failures: Vec<String>,
     pub checks: Vec<Check>,
     /// CPU that other processes used during each scenario (the machine is shared).
-    pub foreign_cpu: Vec<super::cpu::Foreign>,
+    pub foreign_cpu: Vec<crate::cpu::Foreign>,
 }
 
 impl Results {
@@ -419,7 +420,7 @@ impl Results {
             serde_json::to_string_pretty(self)? + "\n",
         )?;
         let mut md = format!(
-            "# watchwire bench results\n\n`{}` — {} build, {} cores ({}), kernel {}, {:.0} s wall.\n\n",
+            "# watchwire-bench results\n\n`{}` — {} build, {} cores ({}), kernel {}, {:.0} s wall.\n\n",
             self.command, self.build, self.machine.cores, self.machine.cpu, self.machine.kernel, self.wall_seconds
         );
         md.push_str(&self.markdown());
@@ -443,7 +444,7 @@ Share of the machine used by other processes during each scenario: {}.
             ));
         }
         std::fs::write(dir.join("results.md"), md)?;
-        std::fs::write(dir.join("chart.svg"), chart::svg(&self.chart()))?;
+        std::fs::write(dir.join("chart.svg"), chart::svg(&self.chart())?)?;
         Ok(())
     }
 }

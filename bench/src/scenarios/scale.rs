@@ -9,10 +9,10 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::{create_channels, ratio, Ctx};
-use crate::bench::clock;
-use crate::bench::gateway::Gateway;
-use crate::bench::load;
-use crate::bench::receiver::Receiver;
+use crate::clock;
+use crate::gateway::Gateway;
+use crate::load;
+use crate::receiver::Receiver;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Scale {
@@ -88,19 +88,14 @@ pub async fn run(ctx: &Ctx, raw_per_second: Option<f64>) -> anyhow::Result<Scale
     let first = clock::secs_between(spawned, counts.first_event_us.load(Relaxed));
     let last = clock::secs_between(spawned, counts.last_event_us.load(Relaxed));
     super::check_delivery(&receiver, probe_channels)?;
-    let live = gateway
-        .metric(&client, "watchwire_channels_live")
-        .await?
-        .unwrap_or(0.0);
+    let live = gateway.value(&client, "watchwire_channels_live").await?;
     anyhow::ensure!(
         live as usize == channels,
         "{live} channels live after the restart, expected {channels}"
     );
     let rss_restarted = gateway.rss()?;
     let syncs_repeated = receiver.counts().syncs.load(Relaxed) - syncs_before;
-    let data = gateway.data_dir.clone();
-    gateway.stop().await?;
-    ctx.discard(&data);
+    ctx.finish(gateway).await?;
     let per_channel = |rss: u64| rss.saturating_sub(rss_empty) as f64 / channels as f64;
     Ok(Scale {
         channels,

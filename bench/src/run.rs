@@ -1,27 +1,14 @@
-//! `watchwire bench`: throughput, latency and memory of the gateway on this machine.
-//!
-//! One run starts a counting hyper receiver on loopback ([`receiver`]), runs the gateway
-//! as a `watchwire serve` child process with the embedded store (`synchronous=FULL`,
-//! [`gateway`]), drives it ([`load`]) through each scenario ([`scenarios`]), and writes
-//! `results.json`, `results.md` and `chart.svg` ([`report`], [`chart`]). The raw loopback
-//! ceiling always runs first: every throughput is also given as a ratio to it, because
-//! absolute numbers drift on a shared machine. BENCHMARKS.md explains the figures.
-
-pub mod chart;
-pub mod clock;
-pub mod cpu;
-pub mod gateway;
-pub mod load;
-pub mod receiver;
-pub mod report;
-pub mod scenarios;
-pub mod stats;
+//! One run: the command line, the scenarios in the order a full run takes them, and the
+//! results written after each.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use self::report::{Machine, Results};
-use self::scenarios::{Ctx, Sizes};
+use anyhow::Context;
+
+use crate::report::{Machine, Results};
+use crate::scenarios::{Ctx, Sizes};
+use crate::{clock, cpu, gateway, scenarios};
 
 /// The scenarios, in the order a full run takes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -47,8 +34,19 @@ const ALL: [Scenario; 8] = [
     Scenario::Soak,
 ];
 
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "watchwire-bench",
+    version,
+    about = "Measure the watchwire gateway's throughput, latency and memory on this machine (see BENCHMARKS.md)"
+)]
 pub struct BenchArgs {
+    /// The `watchwire` binary to benchmark, run as `watchwire serve` child processes
+    /// (default: the `watchwire` next to this executable, where `cargo build --release`
+    /// puts both).
+    #[arg(long, env = "WATCHWIRE_BENCH_GATEWAY", value_name = "PATH")]
+    pub gateway: Option<PathBuf>,
+
     /// The CI smoke: every scenario at tiny sizes (seconds in all), still checking that
     /// each delivered everything. Its numbers mean nothing.
     #[arg(long)]
@@ -172,6 +170,22 @@ impl BenchArgs {
         s
     }
 
+    /// The gateway binary: `--gateway`, or `watchwire` next to this executable.
+    fn gateway(&self) -> anyhow::Result<PathBuf> {
+        let path = match &self.gateway {
+            Some(path) => path.clone(),
+            None => std::env::current_exe()
+                .context("finding this executable")?
+                .with_file_name(format!("watchwire{}", std::env::consts::EXE_SUFFIX)),
+        };
+        anyhow::ensure!(
+            path.is_file(),
+            "no gateway binary at {}: build it (cargo build --release) or name it with --gateway PATH (or WATCHWIRE_BENCH_GATEWAY)",
+            path.display()
+        );
+        Ok(path)
+    }
+
     fn selected(&self) -> Vec<Scenario> {
         ALL.into_iter()
             .filter(|s| {
@@ -184,6 +198,8 @@ impl BenchArgs {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     clock::start();
     let began = Instant::now();
+    let gateway = args.gateway()?;
+    let version = gateway::version(&gateway)?;
     let sizes = args.sizes();
     let work_dir = match &args.data_root {
         Some(dir) => dir.join(format!("watchwire-bench-{}", std::process::id())),
@@ -192,13 +208,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&work_dir)?;
     std::fs::create_dir_all(&args.out)?;
     let ctx = Ctx {
+        gateway: gateway.clone(),
         sizes: sizes.clone(),
         work_dir: work_dir.clone(),
         log_dir: args.out.clone(),
         log_filter: args.gateway_log.clone(),
     };
     let mut results = Results {
-        watchwire_version: env!("CARGO_PKG_VERSION").to_string(),
+        watchwire_version: version,
         quick: args.quick,
         build: if cfg!(debug_assertions) {
             "debug"
@@ -228,7 +245,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "watchwire bench: results to {}, gateway data in {}",
+        "watchwire-bench: {} ({}), results to {}, gateway data in {}",
+        gateway.display(),
+        results.watchwire_version,
         args.out.display(),
         work_dir.display()
     );

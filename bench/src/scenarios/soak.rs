@@ -17,10 +17,10 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::{check_delivery, watched, Ctx};
-use crate::bench::gateway::Gateway;
-use crate::bench::load;
-use crate::bench::receiver::Receiver;
-use crate::bench::stats::Percentiles;
+use crate::gateway::Gateway;
+use crate::load;
+use crate::receiver::Receiver;
+use crate::stats::Percentiles;
 
 const COLLECTION: &str = "/bench/soak";
 /// Size of every event's `data`.
@@ -151,9 +151,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Soak> {
     let (sent, mut samples) = tokio::try_join!(publishing, sampling)?;
     samples.push(sample(&gateway, &receiver, &client, began).await?);
     check_delivery(&receiver, notifications)?;
-    let data = gateway.data_dir.clone();
-    gateway.stop().await?;
-    ctx.discard(&data);
+    ctx.finish(gateway).await?;
 
     let sending = sent.sending.as_secs_f64();
     let window = sizes

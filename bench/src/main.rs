@@ -1,0 +1,31 @@
+//! `watchwire-bench`: throughput, latency and memory of the watchwire gateway on this
+//! machine.
+//!
+//! One run starts a counting hyper receiver on loopback ([`receiver`]), runs the gateway
+//! binary (`--gateway`) as `watchwire serve` child processes with the embedded store
+//! (`synchronous=FULL`, [`gateway`]), drives it ([`load`]) through each scenario
+//! ([`scenarios`]), and writes `results.json`, `results.md` and `chart.svg` ([`report`],
+//! [`chart`]). The raw loopback ceiling always runs first: every throughput is also given
+//! as a ratio to it, because absolute numbers drift on a shared machine. BENCHMARKS.md
+//! explains the figures.
+
+mod chart;
+mod clock;
+mod cpu;
+mod gateway;
+mod load;
+mod receiver;
+mod report;
+mod run;
+mod scenarios;
+mod stats;
+
+use clap::Parser;
+
+fn main() -> anyhow::Result<()> {
+    let args = run::BenchArgs::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run::run(args))
+}
