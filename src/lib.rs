@@ -5,7 +5,8 @@
 //! - [`receiver`]: receiver-side validation; builds with `default-features = false`.
 //! - with the `server` feature: [`config`], [`server`] (wires everything together),
 //!   [`api`] (HTTP), [`store`] (durable log and channels), [`delivery`] (routing,
-//!   per-channel queues, retries, outbound client), [`receive_cmd`] (`watchwire receive`).
+//!   per-channel outboxes, retries, outbound client), [`cli`] (`watchwire serve` and
+//!   `watchwire receive`).
 
 pub mod protocol;
 pub mod receiver;
@@ -13,13 +14,13 @@ pub mod receiver;
 #[cfg(feature = "server")]
 pub mod api;
 #[cfg(feature = "server")]
+pub mod cli;
+#[cfg(feature = "server")]
 pub mod config;
 #[cfg(feature = "server")]
 pub mod delivery;
 #[cfg(feature = "server")]
 pub mod model;
-#[cfg(feature = "server")]
-pub mod receive_cmd;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]

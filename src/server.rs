@@ -152,18 +152,6 @@ impl RunningServer {
     }
 }
 
-/// `watchwire serve`: run until SIGTERM or ctrl-c.
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    telemetry::init_logging(&args.log, args.log_format);
-    let server = start(args).await?;
-    let stop = shutdown_signal();
-    // Scripts and tests wait for this line; the log has `watchwire started` instead.
-    println!("watchwire listening on {}", server.url());
-    stop.await;
-    tracing::info!("shutting down");
-    server.shutdown().await
-}
-
 /// The one startup line that says what this process runs as: how callers authenticate
 /// (`dev`, or `keys` and how many), where it stores, where it listens, and the URL it
 /// gives out, so that a log alone tells which gateway wrote it.
@@ -178,26 +166,4 @@ fn log_startup(args: &ServeArgs, key_count: usize, addr: SocketAddr, public_url:
         public_url = %public_url,
         "watchwire started"
     );
-}
-
-/// Registers for SIGTERM and ctrl-c at once and resolves when one arrives. Called
-/// before the listening line: a script that signals as soon as it sees the line must
-/// get a clean stop, not the default action of a signal nobody listens to yet.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("can listen for SIGTERM");
-        let mut interrupt = signal(SignalKind::interrupt()).expect("can listen for SIGINT");
-        async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = interrupt.recv() => {}
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    async {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

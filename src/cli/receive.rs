@@ -18,7 +18,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
-use crate::config::parse_duration;
+use super::duration::parse_duration;
 use crate::protocol::ErrorEnvelope;
 use crate::receiver::{Channel, Notification, NotificationError, Observation, Tracker};
 

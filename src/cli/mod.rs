@@ -1,0 +1,39 @@
+//! The command line: `watchwire serve` and `watchwire receive`, parsed by clap and
+//! handed to the library. `main.rs` only calls [`main`].
+
+pub mod duration;
+pub mod receive;
+pub mod serve;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "watchwire",
+    version,
+    about = "Push-notification gateway with Google-compatible watch channels"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve(crate::config::ServeArgs),
+    /// Run a local receiver that validates and prints notifications.
+    Receive(receive::ReceiveArgs),
+}
+
+/// Parses the command line and runs the command on a multi-threaded runtime.
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve::run(args)),
+        Command::Receive(args) => runtime.block_on(receive::run(args)),
+    }
+}
