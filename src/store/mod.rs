@@ -12,6 +12,7 @@
 //! - Pruning never removes an event above any stored channel's progress, and
 //!   `pruned_through` tells readers below which cursor the log is incomplete.
 
+pub mod rules;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -22,7 +23,7 @@ use crate::model::{
     RemovedChannel, Seq, SharedEvent, StoredChannel,
 };
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, PartialEq, thiserror::Error)]
 pub enum StoreError {
     #[error("a live channel with id {0:?} already exists")]
     DuplicateChannel(String),

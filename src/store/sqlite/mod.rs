@@ -9,7 +9,6 @@ mod records;
 mod schema;
 mod writer;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
@@ -124,7 +123,6 @@ impl SqliteStore {
             pruned_through: pruned_through.clone(),
             records: records.clone(),
             checkpointer: Some(checkpointer),
-            owner_counts: HashMap::new(),
             write_health: write_health.clone(),
             failure_log: LogGate::default(),
             min_progress: None,

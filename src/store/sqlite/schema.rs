@@ -109,6 +109,10 @@ CREATE INDEX removed_channels_by_time ON removed_channels (removed_ms);
 -- restarts; notifications awaiting a retry are found at startup by the partial index.
 ALTER TABLE outcomes ADD COLUMN first_attempt_ms INTEGER;
 CREATE INDEX outcomes_pending ON outcomes (channel_pk) WHERE status = 'pending';
+-- Live channels per owner, for the per-key quota: counted by the database in the
+-- transaction that creates or removes a channel, never in a process's memory.
+CREATE TABLE owner_counts (owner TEXT PRIMARY KEY, channels INTEGER NOT NULL CHECK (channels >= 0));
+INSERT INTO owner_counts SELECT owner, COUNT(*) FROM channels GROUP BY owner;
 -- Pruning removes polling entries whose events are all gone.
 CREATE INDEX prefixes_by_seq ON prefixes (last_seq);
 "#;

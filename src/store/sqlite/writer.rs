@@ -18,15 +18,14 @@ use super::WriteHealth;
 use crate::model::{
     now_ms, ChannelKind, ChannelSpec, Event, NewEvent, Seq, SharedEvent, StoredChannel,
 };
-use crate::protocol::resource::{collection, covers, self_and_ancestors};
+use crate::protocol::resource::{collection, self_and_ancestors};
+use crate::store::rules::{self, idempotent_answer, RememberedPublish, IDEMPOTENCY_WINDOW_MS};
 use crate::store::{
     Committed, Created, FeedItem, Idempotency, PruneReport, PublishReceipt, Removal, Removed,
     StoreError,
 };
 use crate::telemetry::LogGate;
 
-/// How long an Idempotency-Key is remembered (docs/api.md §6).
-const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
 /// Most requests folded into one transaction.
 const MAX_BATCH: usize = 4096;
 /// Longest that delivery bookkeeping waits for a transaction to ride along with.
@@ -79,8 +78,6 @@ pub(super) struct Writer {
     pub records: Arc<PendingRecords>,
     /// Stopped when the writer ends, before its connection closes.
     pub checkpointer: Option<Checkpointer>,
-    /// Stored channels per owner, counted once per owner and then kept up to date.
-    pub owner_counts: HashMap<String, u64>,
     /// How transactions have been going (a full disk, an I/O error), for `/healthz`.
     pub write_health: Arc<WriteHealth>,
     /// Keeps a failure that repeats every retry from flooding the log.
@@ -283,8 +280,6 @@ impl Writer {
                 if let Some(suppressed) = self.failure_log.admit(now_ms()) {
                     tracing::error!(error = %e, suppressed, "store transaction failed; nothing of it was written");
                 }
-                // Counts may have moved inside the rolled-back transaction.
-                self.owner_counts.clear();
                 for slot in slots {
                     slot.fail(StoreError::Backend(format!(
                         "the store could not commit: {e}"
@@ -307,16 +302,8 @@ impl Writer {
                 Job::Append(events, idempotency) => {
                     Done::Append(append(&tx, events, idempotency, now)?)
                 }
-                Job::Create(channel, max) => Done::Create(create_channel(
-                    &tx,
-                    channel,
-                    max,
-                    now,
-                    &mut self.owner_counts,
-                )?),
-                Job::Remove(removal) => {
-                    Done::Remove(remove_channels(&tx, removal, now, &mut self.owner_counts)?)
-                }
+                Job::Create(channel, max) => Done::Create(create_channel(&tx, channel, max, now)?),
+                Job::Remove(removal) => Done::Remove(remove_channels(&tx, removal, now)?),
                 Job::Prune(events_before, outcomes_before) => {
                     let min_progress = min_progress(&tx, &mut self.min_progress)?;
                     let report = prune(
@@ -481,26 +468,22 @@ fn append(
     now: i64,
 ) -> rusqlite::Result<Result<(PublishReceipt, Vec<SharedEvent>), StoreError>> {
     if let Some(idem) = &idempotency {
-        let previous: Option<(String, i64, i64)> = tx
+        let remembered = tx
             .query_row(
-                "SELECT body_hash, last_seq, count FROM idempotency WHERE owner = ?1 AND key = ?2 AND created_ms > ?3",
-                params![idem.owner, idem.key, now - IDEMPOTENCY_WINDOW_MS],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                "SELECT body_hash, last_seq, count, created_ms FROM idempotency WHERE owner = ?1 AND key = ?2",
+                params![idem.owner, idem.key],
+                |r| {
+                    Ok(RememberedPublish {
+                        body_hash: r.get(0)?,
+                        last_seq: r.get::<_, i64>(1)? as Seq,
+                        count: r.get::<_, i64>(2)? as usize,
+                        created_ms: r.get(3)?,
+                    })
+                },
             )
             .optional()?;
-        if let Some((hash, last_seq, count)) = previous {
-            return Ok(if hash == idem.body_hash {
-                Ok((
-                    PublishReceipt {
-                        last_seq: last_seq as Seq,
-                        count: count as usize,
-                        replayed: true,
-                    },
-                    Vec::new(),
-                ))
-            } else {
-                Err(StoreError::IdempotencyConflict)
-            });
+        if let Some(answer) = idempotent_answer(remembered, idem, now) {
+            return Ok(answer.map(|receipt| (receipt, Vec::new())));
         }
     }
     let mut insert = tx.prepare_cached("INSERT INTO events (time_ms, resource, state, data, changed, metadata) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
@@ -549,7 +532,6 @@ fn create_channel(
     spec: ChannelSpec,
     max_per_owner: u64,
     now: i64,
-    counts: &mut HashMap<String, u64>,
 ) -> rusqlite::Result<Result<(StoredChannel, Option<i64>), StoreError>> {
     let existing: Option<(i64, Option<i64>)> = tx
         .query_row(
@@ -573,14 +555,12 @@ fn create_channel(
             reason: "it expired; a new channel took its id".into(),
             at_ms: now,
         };
-        delete_channel(tx, pk, &ended, counts)?;
+        delete_channel(tx, pk, &ended)?;
         replaced = Some(pk);
     }
-    let held = owner_count(tx, &spec.owner, counts)?;
-    if *held >= max_per_owner {
+    if !take_quota(tx, &spec.owner, max_per_owner)? {
         return Ok(Err(StoreError::TooManyChannels(max_per_owner)));
     }
-    *held += 1;
     let head = log_head(tx)?;
     tx.execute(
         "INSERT INTO channels (kind, owner, id, resource, resource_id, resource_uri, address, token, expiration_ms, params, payload,
@@ -617,50 +597,31 @@ fn create_channel(
     Ok(Ok((channel, replaced)))
 }
 
-/// The rules that keep one owner's watchers from delivering an event twice to one
-/// endpoint (docs/api.md §9), with the messages they are known by and the watcher a
-/// new one conflicts with.
+/// The owner's watchers on the new watcher's endpoint, checked by the rules of
+/// docs/api.md §9 (`store::rules`). The writer thread serialises every creation.
 fn watcher_conflict(tx: &Connection, spec: &ChannelSpec) -> rusqlite::Result<Option<StoreError>> {
     let mut stmt = tx.prepare_cached(
         "SELECT id, resource FROM channels WHERE owner = ?1 AND address = ?2 AND kind = 'watcher'",
     )?;
-    let existing = stmt.query_map(params![spec.owner, spec.address], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-    })?;
-    for watcher in existing {
-        let (id, pattern) = watcher?;
-        let rule = if pattern == spec.resource {
-            "Record already exists"
-        } else if covers(&spec.resource, &pattern) {
-            "Pattern would overwrite existing"
-        } else if covers(&pattern, &spec.resource) {
-            "Pattern is already provided"
-        } else {
-            continue;
-        };
-        return Ok(Some(StoreError::WatcherConflict {
-            rule,
-            existing: (id, pattern),
-        }));
-    }
-    Ok(None)
+    let existing = stmt
+        .query_map(params![spec.owner, spec.address], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<(String, String)>>>()?;
+    Ok(rules::watcher_conflict(spec, existing))
 }
 
-/// Channels stored for `owner`: counted with one query the first time, then kept.
-fn owner_count<'a>(
-    tx: &Connection,
-    owner: &str,
-    counts: &'a mut HashMap<String, u64>,
-) -> rusqlite::Result<&'a mut u64> {
-    if !counts.contains_key(owner) {
-        let n: i64 = tx.query_row(
-            "SELECT COUNT(*) FROM channels WHERE owner = ?1",
-            params![owner],
-            |r| r.get(0),
-        )?;
-        counts.insert(owner.to_string(), n as u64);
-    }
-    Ok(counts.get_mut(owner).expect("just inserted"))
+/// Takes one of the owner's `max` channel places, counted in `owner_counts`;
+/// `false` when all are taken.
+fn take_quota(tx: &Connection, owner: &str, max: u64) -> rusqlite::Result<bool> {
+    tx.prepare_cached("INSERT OR IGNORE INTO owner_counts (owner, channels) VALUES (?1, 0)")?
+        .execute(params![owner])?;
+    let taken = tx
+        .prepare_cached(
+            "UPDATE owner_counts SET channels = channels + 1 WHERE owner = ?1 AND channels < ?2",
+        )?
+        .execute(params![owner, max as i64])?;
+    Ok(taken == 1)
 }
 
 /// How and when a channel ended, for the record it leaves (docs/api.md §8).
@@ -673,12 +634,7 @@ struct Ended {
 
 /// Deletes a channel and its delivery log, leaving a record of how it ended. `false`
 /// when there was no such channel.
-fn delete_channel(
-    tx: &Connection,
-    pk: i64,
-    ended: &Ended,
-    counts: &mut HashMap<String, u64>,
-) -> rusqlite::Result<bool> {
+fn delete_channel(tx: &Connection, pk: i64, ended: &Ended) -> rusqlite::Result<bool> {
     tx.prepare_cached(
         "INSERT OR REPLACE INTO removed_channels (owner, id, kind, resource, resource_id, resource_uri, address, expiration_ms, params, created_ms, state, reason, removed_ms)
          SELECT owner, id, kind, resource, resource_id, resource_uri, address, expiration_ms, params, created_ms, ?2, ?3, ?4 FROM channels WHERE pk = ?1",
@@ -692,8 +648,9 @@ fn delete_channel(
         )
         .optional()?;
     tx.execute("DELETE FROM outcomes WHERE channel_pk = ?1", params![pk])?;
-    if let Some(count) = owner.as_ref().and_then(|o| counts.get_mut(o)) {
-        *count = count.saturating_sub(1);
+    if let Some(owner) = &owner {
+        tx.prepare_cached("UPDATE owner_counts SET channels = channels - 1 WHERE owner = ?1")?
+            .execute(params![owner])?;
     }
     Ok(owner.is_some())
 }
@@ -702,7 +659,6 @@ fn remove_channels(
     tx: &Connection,
     removal: Removal,
     now: i64,
-    counts: &mut HashMap<String, u64>,
 ) -> rusqlite::Result<Result<Vec<i64>, StoreError>> {
     let owned = |owner: &str, id: &str, kind: &str| -> rusqlite::Result<Option<(i64, String)>> {
         tx.query_row(
@@ -752,7 +708,7 @@ fn remove_channels(
     };
     let mut removed = Vec::with_capacity(pks.len());
     for pk in pks {
-        if delete_channel(tx, pk, &ended, counts)? {
+        if delete_channel(tx, pk, &ended)? {
             removed.push(pk);
         }
     }
