@@ -12,6 +12,8 @@
 //! - Pruning never removes an event above any stored channel's progress, and
 //!   `pruned_through` tells readers below which cursor the log is incomplete.
 
+pub mod batch;
+pub mod records;
 pub mod rules;
 pub mod sqlite;
 

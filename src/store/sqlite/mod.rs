@@ -5,7 +5,6 @@
 
 mod checkpoint;
 mod read;
-mod records;
 mod schema;
 mod writer;
 
@@ -21,9 +20,11 @@ use tokio::sync::{mpsc, oneshot};
 use self::read::{
     channel_from_row, event_from_row, outcome_from_row, removed_from_row, under, ReadPool,
 };
-use self::records::PendingRecords;
 use self::schema::{backend, log_head, meta_u64, CHANNEL_COLUMNS, EVENT_COLUMNS, REMOVED_COLUMNS};
-use self::writer::{Reply, WriteOp, Writer};
+use self::writer::Writer;
+use super::batch::Reply;
+use super::batch::{Feed, WriteOp};
+use super::records::PendingRecords;
 use super::{
     Created, EventPage, FeedItem, Idempotency, PruneReport, PublishReceipt, Removal, Removed,
     Store, StoreError,
@@ -117,8 +118,7 @@ impl SqliteStore {
         let write_health = Arc::new(WriteHealth::default());
         let writer = Writer {
             conn,
-            feed: feed_tx,
-            feed_no: 0,
+            feed: Feed::new(feed_tx),
             commits: commits.clone(),
             pruned_through: pruned_through.clone(),
             records: records.clone(),

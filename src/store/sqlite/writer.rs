@@ -9,69 +9,26 @@ use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint::Checkpointer;
-use super::records::{PendingRecords, Records};
 use super::schema::log_head;
 use super::WriteHealth;
 use crate::model::{
     now_ms, ChannelKind, ChannelSpec, Event, NewEvent, Seq, SharedEvent, StoredChannel,
 };
 use crate::protocol::resource::{collection, self_and_ancestors};
+use crate::store::batch::{split, Done, Feed, Job, RecordsPolicy, Slot, WriteOp, MAX_BATCH};
+use crate::store::records::{PendingRecords, Records};
 use crate::store::rules::{self, idempotent_answer, RememberedPublish, IDEMPOTENCY_WINDOW_MS};
-use crate::store::{
-    Committed, Created, FeedItem, Idempotency, PruneReport, PublishReceipt, Removal, Removed,
-    StoreError,
-};
+use crate::store::{Idempotency, PruneReport, PublishReceipt, Removal, StoreError};
 use crate::telemetry::LogGate;
 
-/// Most requests folded into one transaction.
-const MAX_BATCH: usize = 4096;
-/// Longest that delivery bookkeeping waits for a transaction to ride along with.
-const RECORDS_DELAY: Duration = Duration::from_millis(25);
-/// Pending bookkeeping records that make the writer commit without waiting longer.
-const MAX_PENDING_RECORDS: usize = 50_000;
 /// Most rows one prune step deletes, so a prune never holds the writer for long.
 const PRUNE_CHUNK: i64 = 10_000;
 
-pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
-
-pub(super) enum WriteOp {
-    Append {
-        events: Vec<NewEvent>,
-        idempotency: Option<Idempotency>,
-        reply: Reply<PublishReceipt>,
-    },
-    CreateChannel {
-        channel: ChannelSpec,
-        max_per_owner: u64,
-        reply: Reply<Created>,
-    },
-    RemoveChannels {
-        removal: Removal,
-        reply: Reply<Removed>,
-    },
-    Prune {
-        events_before_ms: i64,
-        outcomes_before_ms: i64,
-        reply: Reply<PruneReport>,
-    },
-    /// Delivery bookkeeping arrived in an empty `PendingRecords`.
-    RecordsPending,
-    Flush {
-        reply: Reply<()>,
-    },
-    /// Writes a little, to learn whether the store can write again.
-    Probe {
-        reply: Reply<()>,
-    },
-}
-
 pub(super) struct Writer {
     pub conn: Connection,
-    pub feed: mpsc::UnboundedSender<FeedItem>,
-    pub feed_no: u64,
+    pub feed: Feed,
     pub commits: Arc<AtomicU64>,
     pub pruned_through: Arc<AtomicU64>,
     /// Delivery bookkeeping, committed with the next transaction.
@@ -115,68 +72,20 @@ fn min_progress(tx: &Connection, cached: &mut Option<(Instant, Seq)>) -> rusqlit
     }
 }
 
-/// The part of a request that runs inside the transaction.
-enum Job {
-    Append(Vec<NewEvent>, Option<Idempotency>),
-    Create(ChannelSpec, u64),
-    Remove(Removal),
-    Prune(i64, i64),
-    Flush,
-    Probe,
-}
-
-/// Who waits for a job's answer.
-enum Slot {
-    Append(Reply<PublishReceipt>),
-    Create(Reply<Created>),
-    Remove(Reply<Removed>),
-    Prune(Reply<PruneReport>),
-    Flush(Reply<()>),
-}
-
-impl Slot {
-    fn fail(self, error: StoreError) {
-        match self {
-            Slot::Append(reply) => drop(reply.send(Err(error))),
-            Slot::Create(reply) => drop(reply.send(Err(error))),
-            Slot::Remove(reply) => drop(reply.send(Err(error))),
-            Slot::Prune(reply) => drop(reply.send(Err(error))),
-            Slot::Flush(reply) => drop(reply.send(Err(error))),
-        }
-    }
-}
-
-/// A job's answer. The outer `rusqlite::Result` of a job function aborts the whole
-/// transaction; these inner errors concern one request only.
-enum Done {
-    Append(Result<(PublishReceipt, Vec<SharedEvent>), StoreError>),
-    Create(Result<(StoredChannel, Option<i64>), StoreError>),
-    Remove(Result<Vec<i64>, StoreError>),
-    Prune(PruneReport),
-    Flush,
-}
-
 impl Writer {
     pub fn run(mut self, ops: std_mpsc::Receiver<WriteOp>) {
-        // When bookkeeping (progress, outcomes, health) first waited uncommitted.
-        let mut records_since: Option<Instant> = None;
+        let mut policy = RecordsPolicy::default();
         loop {
-            let first = match records_since {
+            let first = match policy.wait() {
                 None => match ops.recv() {
                     Ok(op) => op,
                     Err(_) => break,
                 },
-                Some(since) => {
-                    match ops.recv_timeout(RECORDS_DELAY.saturating_sub(since.elapsed())) {
-                        Ok(op) => op,
-                        Err(std_mpsc::RecvTimeoutError::Timeout) => {
-                            self.commit(Vec::new(), Vec::new());
-                            records_since = None;
-                            continue;
-                        }
-                        Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
-                    }
-                }
+                Some(wait) => match ops.recv_timeout(wait) {
+                    Ok(op) => op,
+                    Err(std_mpsc::RecvTimeoutError::Timeout) => WriteOp::RecordsPending,
+                    Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+                },
             };
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
@@ -185,20 +94,12 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let (jobs, slots, nudged) = self.take(batch);
+            let (jobs, slots, nudged) = split(batch);
             if nudged {
-                records_since.get_or_insert_with(Instant::now);
+                policy.nudged();
             }
-            // Bookkeeping alone does not need a commit of its own: it rides along with the
-            // next request's transaction, or waits at most RECORDS_DELAY. Losing it in a
-            // crash only means a redelivery with the same message numbers.
-            let overdue = records_since.is_some_and(|since| since.elapsed() >= RECORDS_DELAY);
-            if !jobs.is_empty() || overdue || self.records.len() >= MAX_PENDING_RECORDS {
-                records_since = None;
-                if !self.commit(jobs, slots) {
-                    // The records were put back; try them again later.
-                    records_since = Some(Instant::now());
-                }
+            if policy.due(!jobs.is_empty(), self.records.len()) && !self.commit(jobs, slots) {
+                policy.retry_later();
             }
         }
         // Every sender is gone: commit the last records.
@@ -206,56 +107,6 @@ impl Writer {
             self.commit(Vec::new(), Vec::new());
         }
         drop(self.checkpointer.take());
-    }
-
-    /// Splits a batch into the requests that need the transaction, with who waits for
-    /// each, and whether bookkeeping records started waiting.
-    fn take(&mut self, batch: Vec<WriteOp>) -> (Vec<Job>, Vec<Slot>, bool) {
-        let mut jobs = Vec::with_capacity(batch.len());
-        let mut slots = Vec::with_capacity(batch.len());
-        let mut nudged = false;
-        for op in batch {
-            match op {
-                WriteOp::RecordsPending => nudged = true,
-                WriteOp::Append {
-                    events,
-                    idempotency,
-                    reply,
-                } => {
-                    jobs.push(Job::Append(events, idempotency));
-                    slots.push(Slot::Append(reply));
-                }
-                WriteOp::CreateChannel {
-                    channel,
-                    max_per_owner,
-                    reply,
-                } => {
-                    jobs.push(Job::Create(channel, max_per_owner));
-                    slots.push(Slot::Create(reply));
-                }
-                WriteOp::RemoveChannels { removal, reply } => {
-                    jobs.push(Job::Remove(removal));
-                    slots.push(Slot::Remove(reply));
-                }
-                WriteOp::Prune {
-                    events_before_ms,
-                    outcomes_before_ms,
-                    reply,
-                } => {
-                    jobs.push(Job::Prune(events_before_ms, outcomes_before_ms));
-                    slots.push(Slot::Prune(reply));
-                }
-                WriteOp::Flush { reply } => {
-                    jobs.push(Job::Flush);
-                    slots.push(Slot::Flush(reply));
-                }
-                WriteOp::Probe { reply } => {
-                    jobs.push(Job::Probe);
-                    slots.push(Slot::Flush(reply));
-                }
-            }
-        }
-        (jobs, slots, nudged)
     }
 
     /// One transaction for the jobs and every pending record; then the answers.
@@ -270,7 +121,7 @@ impl Writer {
                     tracing::info!("the store writes again");
                 }
                 for (slot, done) in slots.into_iter().zip(done) {
-                    self.answer(slot, done);
+                    self.feed.answer(slot, done);
                 }
                 true
             }
@@ -340,58 +191,6 @@ impl Writer {
         tx.commit()?;
         self.pruned_through.store(pruned_through, Ordering::Relaxed);
         Ok(done)
-    }
-
-    /// Puts a job's committed changes on the feed, then answers its caller, so that a
-    /// caller who waits for the dispatcher to reach the feed number finds them routed.
-    fn answer(&mut self, slot: Slot, done: Done) {
-        match (slot, done) {
-            (Slot::Append(reply), Done::Append(result)) => {
-                let result = result.map(|(receipt, events)| {
-                    if !events.is_empty() {
-                        self.publish(Committed::Events(events));
-                    }
-                    receipt
-                });
-                let _ = reply.send(result);
-            }
-            (Slot::Create(reply), Done::Create(result)) => {
-                let result = result.map(|(channel, replaced)| {
-                    if let Some(pk) = replaced {
-                        self.publish(Committed::ChannelRemoved { pk });
-                    }
-                    let no = self.publish(Committed::ChannelCreated(channel.clone()));
-                    Created {
-                        channel,
-                        feed_no: no,
-                    }
-                });
-                let _ = reply.send(result);
-            }
-            (Slot::Remove(reply), Done::Remove(result)) => {
-                let result = result.map(|pks| {
-                    let mut last = 0;
-                    for &pk in &pks {
-                        last = self.publish(Committed::ChannelRemoved { pk });
-                    }
-                    Removed { pks, feed_no: last }
-                });
-                let _ = reply.send(result);
-            }
-            (Slot::Prune(reply), Done::Prune(report)) => drop(reply.send(Ok(report))),
-            (Slot::Flush(reply), Done::Flush) => drop(reply.send(Ok(()))),
-            _ => unreachable!("slots and results are built pairwise in the same order"),
-        }
-    }
-
-    fn publish(&mut self, change: Committed) -> u64 {
-        self.feed_no += 1;
-        // The dispatcher may be gone during shutdown; the change is durable regardless.
-        let _ = self.feed.send(FeedItem {
-            no: self.feed_no,
-            change,
-        });
-        self.feed_no
     }
 }
 

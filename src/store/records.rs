@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use crate::model::{Outcome, Seq};
 
 #[derive(Default)]
-pub(super) struct Records {
+pub struct Records {
     /// Progress per channel, coalesced to the highest.
     pub progress: HashMap<i64, Seq>,
     /// The latest outcome per notification.
@@ -49,7 +49,7 @@ impl Records {
 
 /// The buffer shared by the store's callers and its writer thread.
 #[derive(Default)]
-pub(super) struct PendingRecords(Mutex<Records>);
+pub struct PendingRecords(Mutex<Records>);
 
 impl PendingRecords {
     /// Adds a record; `true` when the buffer was empty, i.e. the writer needs a nudge.

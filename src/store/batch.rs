@@ -1,0 +1,252 @@
+//! The write side every backend shares: requests queue up while a transaction
+//! commits and the next transaction takes all of them (group commit). This file holds
+//! what does not depend on the database: the requests ([`WriteOp`]), their split into
+//! work for the transaction ([`Job`]) and who waits for it ([`Slot`]), the policy for
+//! delivery bookkeeping ([`RecordsPolicy`]), and the answers, which put committed
+//! changes on the dispatcher's feed before they reply ([`Feed`]).
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    Committed, Created, FeedItem, Idempotency, PruneReport, PublishReceipt, Removal, Removed,
+    StoreError,
+};
+use crate::model::{ChannelSpec, NewEvent, SharedEvent, StoredChannel};
+
+/// Most requests folded into one transaction.
+pub const MAX_BATCH: usize = 4096;
+
+pub type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+pub enum WriteOp {
+    Append {
+        events: Vec<NewEvent>,
+        idempotency: Option<Idempotency>,
+        reply: Reply<PublishReceipt>,
+    },
+    CreateChannel {
+        channel: ChannelSpec,
+        max_per_owner: u64,
+        reply: Reply<Created>,
+    },
+    RemoveChannels {
+        removal: Removal,
+        reply: Reply<Removed>,
+    },
+    Prune {
+        events_before_ms: i64,
+        outcomes_before_ms: i64,
+        reply: Reply<PruneReport>,
+    },
+    /// Delivery bookkeeping arrived in an empty `PendingRecords`.
+    RecordsPending,
+    Flush {
+        reply: Reply<()>,
+    },
+    /// Writes a little, to learn whether the store can write again.
+    Probe {
+        reply: Reply<()>,
+    },
+}
+
+/// The part of a request that runs inside the transaction.
+pub enum Job {
+    Append(Vec<NewEvent>, Option<Idempotency>),
+    Create(ChannelSpec, u64),
+    Remove(Removal),
+    Prune(i64, i64),
+    Flush,
+    Probe,
+}
+
+/// Who waits for a job's answer.
+pub enum Slot {
+    Append(Reply<PublishReceipt>),
+    Create(Reply<Created>),
+    Remove(Reply<Removed>),
+    Prune(Reply<PruneReport>),
+    Flush(Reply<()>),
+}
+
+impl Slot {
+    pub fn fail(self, error: StoreError) {
+        match self {
+            Slot::Append(reply) => drop(reply.send(Err(error))),
+            Slot::Create(reply) => drop(reply.send(Err(error))),
+            Slot::Remove(reply) => drop(reply.send(Err(error))),
+            Slot::Prune(reply) => drop(reply.send(Err(error))),
+            Slot::Flush(reply) => drop(reply.send(Err(error))),
+        }
+    }
+}
+
+/// A job's answer. A database error aborts the whole transaction; these inner errors
+/// concern one request only.
+pub enum Done {
+    Append(Result<(PublishReceipt, Vec<SharedEvent>), StoreError>),
+    Create(Result<(StoredChannel, Option<i64>), StoreError>),
+    Remove(Result<Vec<i64>, StoreError>),
+    Prune(PruneReport),
+    Flush,
+}
+
+/// Splits a batch into the requests that need the transaction, with who waits for
+/// each, and whether bookkeeping records started waiting.
+pub fn split(batch: Vec<WriteOp>) -> (Vec<Job>, Vec<Slot>, bool) {
+    let mut jobs = Vec::with_capacity(batch.len());
+    let mut slots = Vec::with_capacity(batch.len());
+    let mut nudged = false;
+    for op in batch {
+        match op {
+            WriteOp::RecordsPending => nudged = true,
+            WriteOp::Append {
+                events,
+                idempotency,
+                reply,
+            } => {
+                jobs.push(Job::Append(events, idempotency));
+                slots.push(Slot::Append(reply));
+            }
+            WriteOp::CreateChannel {
+                channel,
+                max_per_owner,
+                reply,
+            } => {
+                jobs.push(Job::Create(channel, max_per_owner));
+                slots.push(Slot::Create(reply));
+            }
+            WriteOp::RemoveChannels { removal, reply } => {
+                jobs.push(Job::Remove(removal));
+                slots.push(Slot::Remove(reply));
+            }
+            WriteOp::Prune {
+                events_before_ms,
+                outcomes_before_ms,
+                reply,
+            } => {
+                jobs.push(Job::Prune(events_before_ms, outcomes_before_ms));
+                slots.push(Slot::Prune(reply));
+            }
+            WriteOp::Flush { reply } => {
+                jobs.push(Job::Flush);
+                slots.push(Slot::Flush(reply));
+            }
+            WriteOp::Probe { reply } => {
+                jobs.push(Job::Probe);
+                slots.push(Slot::Flush(reply));
+            }
+        }
+    }
+    (jobs, slots, nudged)
+}
+
+/// When delivery bookkeeping (progress, outcomes, health) is committed: it rides along
+/// with the next request's transaction, or waits at most [`RecordsPolicy::DELAY`], or
+/// goes at once when [`RecordsPolicy::MAX_PENDING`] records wait. Losing it in a crash
+/// only means a redelivery with the same message numbers.
+#[derive(Debug, Default)]
+pub struct RecordsPolicy {
+    /// When records first waited uncommitted.
+    since: Option<Instant>,
+}
+
+impl RecordsPolicy {
+    pub const DELAY: Duration = Duration::from_millis(25);
+    pub const MAX_PENDING: usize = 50_000;
+
+    /// Records started waiting (a `RecordsPending` nudge).
+    pub fn nudged(&mut self) {
+        self.since.get_or_insert_with(Instant::now);
+    }
+
+    /// How long the writer may wait for the next request before committing records
+    /// alone; `None` when nothing waits.
+    pub fn wait(&self) -> Option<Duration> {
+        self.since
+            .map(|since| Self::DELAY.saturating_sub(since.elapsed()))
+    }
+
+    /// Whether to commit now, given whether requests need a transaction and how many
+    /// records wait. Resets the clock when it says yes.
+    pub fn due(&mut self, jobs: bool, pending: usize) -> bool {
+        let overdue = self
+            .since
+            .is_some_and(|since| since.elapsed() >= Self::DELAY);
+        let due = jobs || overdue || pending >= Self::MAX_PENDING;
+        if due {
+            self.since = None;
+        }
+        due
+    }
+
+    /// A commit failed and put its records back: try them again later.
+    pub fn retry_later(&mut self) {
+        self.since = Some(Instant::now());
+    }
+}
+
+/// The dispatcher's feed, numbered, and the answers that go through it.
+pub struct Feed {
+    tx: mpsc::UnboundedSender<FeedItem>,
+    no: u64,
+}
+
+impl Feed {
+    pub fn new(tx: mpsc::UnboundedSender<FeedItem>) -> Feed {
+        Feed { tx, no: 0 }
+    }
+
+    /// Puts a job's committed changes on the feed, then answers its caller, so that a
+    /// caller who waits for the dispatcher to reach the feed number finds them routed.
+    pub fn answer(&mut self, slot: Slot, done: Done) {
+        match (slot, done) {
+            (Slot::Append(reply), Done::Append(result)) => {
+                let result = result.map(|(receipt, events)| {
+                    if !events.is_empty() {
+                        self.publish(Committed::Events(events));
+                    }
+                    receipt
+                });
+                let _ = reply.send(result);
+            }
+            (Slot::Create(reply), Done::Create(result)) => {
+                let result = result.map(|(channel, replaced)| {
+                    if let Some(pk) = replaced {
+                        self.publish(Committed::ChannelRemoved { pk });
+                    }
+                    let no = self.publish(Committed::ChannelCreated(channel.clone()));
+                    Created {
+                        channel,
+                        feed_no: no,
+                    }
+                });
+                let _ = reply.send(result);
+            }
+            (Slot::Remove(reply), Done::Remove(result)) => {
+                let result = result.map(|pks| {
+                    let mut last = 0;
+                    for &pk in &pks {
+                        last = self.publish(Committed::ChannelRemoved { pk });
+                    }
+                    Removed { pks, feed_no: last }
+                });
+                let _ = reply.send(result);
+            }
+            (Slot::Prune(reply), Done::Prune(report)) => drop(reply.send(Ok(report))),
+            (Slot::Flush(reply), Done::Flush) => drop(reply.send(Ok(()))),
+            _ => unreachable!("slots and results are built pairwise in the same order"),
+        }
+    }
+
+    fn publish(&mut self, change: Committed) -> u64 {
+        self.no += 1;
+        // The dispatcher may be gone during shutdown; the change is durable regardless.
+        let _ = self.tx.send(FeedItem {
+            no: self.no,
+            change,
+        });
+        self.no
+    }
+}
