@@ -19,6 +19,12 @@ pub struct ServeArgs {
     #[arg(long, env = "WATCHWIRE_DATA_DIR", default_value = "./watchwire-data")]
     pub data_dir: PathBuf,
 
+    /// Keep everything in PostgreSQL instead of the embedded store
+    /// (`postgres://user@host:5432/db`); every `serve` on the same database is a node of
+    /// one gateway.
+    #[arg(long, env = "WATCHWIRE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
     /// Development mode: no API keys needed, http:// and private targets allowed,
     /// loopback listen address only.
     #[arg(long, env = "WATCHWIRE_DEV")]

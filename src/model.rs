@@ -100,6 +100,21 @@ pub struct ChannelSpec {
     pub created_ms: i64,
 }
 
+impl ChannelSpec {
+    /// `params` as a store keeps them (a JSON object; `{}` for none).
+    pub fn params_from_json(text: &str) -> Option<Box<serde_json::Map<String, serde_json::Value>>> {
+        match serde_json::from_str(text) {
+            Ok(serde_json::Value::Object(map)) if !map.is_empty() => Some(Box::new(map)),
+            _ => None,
+        }
+    }
+
+    /// `params` as a store keeps them.
+    pub fn params_json(&self) -> String {
+        serde_json::Value::Object(self.params.as_deref().cloned().unwrap_or_default()).to_string()
+    }
+}
+
 /// Never prints the token or the signing secret.
 impl std::fmt::Debug for ChannelSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -211,6 +226,32 @@ pub struct Failure {
     pub detail: String,
     /// The receiver's status, for `HttpStatus`.
     pub status: Option<u16>,
+}
+
+impl Failure {
+    /// A failure as a store keeps it: its reason, detail and last status columns. Rows
+    /// from before reasons were kept have a detail only, and read as a connection
+    /// failure (or `httpStatus` when a status was kept).
+    pub fn from_columns(
+        reason: Option<String>,
+        detail: Option<String>,
+        status: Option<u16>,
+    ) -> Option<Failure> {
+        let detail = detail?;
+        let fallback = match status {
+            Some(_) => FailureReason::HttpStatus,
+            None => FailureReason::ConnectionFailed,
+        };
+        let reason = reason
+            .as_deref()
+            .and_then(FailureReason::parse)
+            .unwrap_or(fallback);
+        Some(Failure {
+            reason,
+            detail,
+            status: status.filter(|_| reason == FailureReason::HttpStatus),
+        })
+    }
 }
 
 /// One delivery attempt, as the delivery log keeps the last few of each notification.

@@ -15,6 +15,7 @@ use crate::delivery::client::OutboundClient;
 use crate::delivery::retry::RetryPolicy;
 use crate::delivery::target::TargetPolicy;
 use crate::delivery::{DeliveryContext, Dispatcher};
+use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
 use crate::telemetry;
@@ -25,7 +26,6 @@ pub struct RunningServer {
     app: Arc<App>,
     stop_http: CancellationToken,
     http: tokio::task::JoinHandle<()>,
-    sqlite: Arc<SqliteStore>,
 }
 
 /// Opens the store, recovers delivery, binds the listener and starts serving.
@@ -34,11 +34,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
     let keys = Keys::new(&args.api_keys, &settings.keys, &settings.prefixes)?;
     let key_count = args.api_keys.iter().filter(|k| !k.is_empty()).count() + settings.keys.len();
     let metrics = telemetry::metrics();
-    let sqlite = Arc::new(
-        SqliteStore::open(&args.data_dir)
-            .with_context(|| format!("opening the store in {}", args.data_dir.display()))?,
-    );
-    let store: Arc<dyn Store> = sqlite.clone();
+    let store = open_store(&args).await?;
     let target_policy = TargetPolicy {
         allow_all: args.dev,
         allow: settings.allow_targets,
@@ -111,7 +107,6 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         app,
         stop_http,
         http,
-        sqlite,
     })
 }
 
@@ -127,7 +122,6 @@ impl RunningServer {
             app,
             stop_http,
             http,
-            sqlite,
             ..
         } = self;
         // Streams first: they say goodbye with a cursor and end, so the drain below
@@ -147,8 +141,35 @@ impl RunningServer {
             );
         }
         app.store.flush().await?;
-        tokio::task::spawn_blocking(move || sqlite.close()).await?;
+        app.store.close().await;
         Ok(())
+    }
+}
+
+/// The store `--database-url` names, else the embedded one in `--data-dir`.
+async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match &args.database_url {
+        Some(url) => Arc::new(
+            PgStore::open(url)
+                .await
+                .with_context(|| format!("opening the PostgreSQL store at {}", redacted(url)))?,
+        ),
+        None => Arc::new(
+            SqliteStore::open(&args.data_dir)
+                .with_context(|| format!("opening the store in {}", args.data_dir.display()))?,
+        ),
+    })
+}
+
+/// A database URL without its password, for logs and messages.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{}{user}{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
     }
 }
 
@@ -157,11 +178,18 @@ impl RunningServer {
 /// gives out, so that a log alone tells which gateway wrote it.
 fn log_startup(args: &ServeArgs, key_count: usize, addr: SocketAddr, public_url: &str) {
     let mode = if args.dev { "dev" } else { "keys" };
-    let data_dir = std::fs::canonicalize(&args.data_dir).unwrap_or_else(|_| args.data_dir.clone());
+    let store = match &args.database_url {
+        Some(url) => redacted(url),
+        None => {
+            let dir =
+                std::fs::canonicalize(&args.data_dir).unwrap_or_else(|_| args.data_dir.clone());
+            format!("sqlite:{}", dir.display())
+        }
+    };
     tracing::info!(
         mode = %mode,
         keys = key_count,
-        store = %format_args!("sqlite:{}", data_dir.display()),
+        store = %store,
         listen = %addr,
         public_url = %public_url,
         "watchwire started"

@@ -283,7 +283,10 @@ impl Dispatcher {
                     .max(lag(last.oldest_outcome_ms, outcomes_before));
                 metrics::gauge!("watchwire_prune_lag_seconds").set(lag);
             }
-            metrics::gauge!("watchwire_store_bytes").set(ctx.store.size_bytes() as f64);
+            match ctx.store.size_bytes().await {
+                Ok(bytes) => metrics::gauge!("watchwire_store_bytes").set(bytes as f64),
+                Err(e) => tracing::warn!(error = %e, "could not read the store's size"),
+            }
         });
     }
 }

@@ -5,6 +5,7 @@
 //! delivery bookkeeping ([`RecordsPolicy`]), and the answers, which put committed
 //! changes on the dispatcher's feed before they reply ([`Feed`]).
 
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -240,6 +241,12 @@ impl Feed {
         }
     }
 
+    /// Puts on the feed a change no caller waits for (events another process
+    /// committed, or that a lost answer left unfed).
+    pub fn committed(&mut self, change: Committed) -> u64 {
+        self.publish(change)
+    }
+
     fn publish(&mut self, change: Committed) -> u64 {
         self.no += 1;
         // The dispatcher may be gone during shutdown; the change is durable regardless.
@@ -248,5 +255,47 @@ impl Feed {
             change,
         });
         self.no
+    }
+}
+
+/// Whether the writer can write, as its transactions tell: set on each commit.
+#[derive(Default)]
+pub struct WriteHealth {
+    /// No transaction has succeeded since the last one failed.
+    failing: AtomicBool,
+    /// When a transaction last failed, ms since the epoch (0: never).
+    last_failure_ms: AtomicI64,
+}
+
+impl WriteHealth {
+    /// How long after a failed write `/healthz` still reports it: a nearly full disk
+    /// may take a small write between failed large ones.
+    const WINDOW_MS: i64 = 5_000;
+
+    pub fn failed(&self, now_ms: i64) {
+        self.failing.store(true, Ordering::Relaxed);
+        self.last_failure_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// `true` when this success ends a run of failures.
+    pub fn succeeded(&self) -> bool {
+        self.failing.swap(false, Ordering::Relaxed)
+    }
+
+    /// `Err` while a write failed within the window.
+    pub fn check(&self, now_ms: i64) -> Result<(), StoreError> {
+        let at = self.last_failure_ms.load(Ordering::Relaxed);
+        match at > 0 && now_ms - at < Self::WINDOW_MS {
+            true => Err(StoreError::Backend(format!(
+                "a write failed {} ms ago",
+                now_ms - at
+            ))),
+            false => Ok(()),
+        }
+    }
+
+    /// No write has succeeded since the last one failed.
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
     }
 }

@@ -13,6 +13,7 @@
 //!   `pruned_through` tells readers below which cursor the log is incomplete.
 
 pub mod batch;
+pub mod postgres;
 pub mod records;
 pub mod rules;
 pub mod sqlite;
@@ -174,6 +175,9 @@ pub trait Store: Send + Sync + 'static {
     /// Makes everything recorded so far durable.
     async fn flush(&self) -> Result<(), StoreError>;
 
+    /// Commits what is queued and stops writing; the store answers `Closed` after.
+    async fn close(&self);
+
     /// Whether the store can serve writes: fine while the last write succeeded;
     /// after a failed one (a full disk, a lost database), tries a small write.
     async fn probe(&self) -> Result<(), StoreError>;
@@ -192,7 +196,7 @@ pub trait Store: Send + Sync + 'static {
     fn pruned_through(&self) -> Seq;
 
     /// Bytes the store takes on disk (for the `watchwire_store_bytes` gauge).
-    fn size_bytes(&self) -> u64;
+    async fn size_bytes(&self) -> Result<u64, StoreError>;
 
     /// Every stored channel with its progress.
     async fn load_channels(&self) -> Result<Vec<StoredChannel>, StoreError>;

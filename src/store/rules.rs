@@ -3,9 +3,11 @@
 //! and the serialisation that makes the check and the write one step; the decision is
 //! here.
 
+use std::collections::HashMap;
+
 use super::{Idempotency, PublishReceipt, StoreError};
-use crate::model::{ChannelSpec, Seq};
-use crate::protocol::resource::covers;
+use crate::model::{ChannelSpec, Seq, SharedEvent};
+use crate::protocol::resource::{collection, covers, self_and_ancestors};
 
 /// How long an Idempotency-Key is remembered (docs/api.md §6).
 pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
@@ -62,6 +64,38 @@ pub fn watcher_conflict(
             existing: (id, pattern),
         })
     })
+}
+
+/// One entry of the polling index (docs/api.md §7): the newest event on or below a
+/// path, and whether the path is a collection (the parent of a published resource).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefixUpdate<'a> {
+    pub path: &'a str,
+    pub last_seq: Seq,
+    pub is_collection: bool,
+}
+
+/// What committed events change in the polling index: every path on or above each
+/// event, with the newest seq there. Computed once per transaction, not per publish:
+/// single-event publishes that share a commit mostly share their ancestors too.
+pub fn prefix_updates<'a>(events: impl Iterator<Item = &'a SharedEvent>) -> Vec<PrefixUpdate<'a>> {
+    let mut touched: HashMap<&str, (Seq, bool)> = HashMap::new();
+    for event in events {
+        let parent = collection(&event.resource);
+        for path in self_and_ancestors(&event.resource) {
+            let entry = touched.entry(path).or_insert((0, false));
+            entry.0 = entry.0.max(event.seq);
+            entry.1 |= path == parent;
+        }
+    }
+    touched
+        .into_iter()
+        .map(|(path, (last_seq, is_collection))| PrefixUpdate {
+            path,
+            last_seq,
+            is_collection,
+        })
+        .collect()
 }
 
 #[cfg(test)]

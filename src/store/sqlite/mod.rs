@@ -9,7 +9,7 @@ mod schema;
 mod writer;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::thread;
 
@@ -23,7 +23,7 @@ use self::read::{
 use self::schema::{backend, log_head, meta_u64, CHANNEL_COLUMNS, EVENT_COLUMNS, REMOVED_COLUMNS};
 use self::writer::Writer;
 use super::batch::Reply;
-use super::batch::{Feed, WriteOp};
+use super::batch::{Feed, WriteHealth, WriteOp};
 use super::records::PendingRecords;
 use super::{
     Created, EventPage, FeedItem, Idempotency, PruneReport, PublishReceipt, Removal, Removed,
@@ -49,37 +49,6 @@ pub struct SqliteStore {
     records: Arc<PendingRecords>,
     /// How the writer's transactions have been going, for `/healthz`.
     write_health: Arc<WriteHealth>,
-}
-
-/// Whether the writer can write, as its transactions tell: set on each commit.
-#[derive(Default)]
-pub(super) struct WriteHealth {
-    /// No transaction has succeeded since the last one failed.
-    failing: AtomicBool,
-    /// When a transaction last failed, ms since the epoch (0: never).
-    last_failure_ms: std::sync::atomic::AtomicI64,
-}
-
-impl WriteHealth {
-    /// How long after a failed write `/healthz` still reports it: a nearly full disk
-    /// may take a small write between failed large ones.
-    const WINDOW_MS: i64 = 5_000;
-
-    pub fn failed(&self, now_ms: i64) {
-        self.failing.store(true, Ordering::Relaxed);
-        self.last_failure_ms.store(now_ms, Ordering::Relaxed);
-    }
-
-    /// `true` when this success ends a run of failures.
-    pub fn succeeded(&self) -> bool {
-        self.failing.swap(false, Ordering::Relaxed)
-    }
-
-    /// How long ago a write failed, if that is within the window.
-    fn recent_failure(&self, now_ms: i64) -> Option<i64> {
-        let at = self.last_failure_ms.load(Ordering::Relaxed);
-        (at > 0 && now_ms - at < Self::WINDOW_MS).then_some(now_ms - at)
-    }
 }
 
 impl SqliteStore {
@@ -175,7 +144,7 @@ impl SqliteStore {
     }
 
     /// Stops the writer after it has committed everything queued.
-    pub fn close(&self) {
+    pub fn close_now(&self) {
         self.writer.lock().unwrap().take();
         if let Some(handle) = self.writer_thread.lock().unwrap().take() {
             let _ = handle.join();
@@ -243,7 +212,7 @@ impl DirLock {
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
-        self.close();
+        self.close_now();
     }
 }
 
@@ -302,11 +271,19 @@ impl Store for SqliteStore {
         self.call(|reply| WriteOp::Flush { reply }).await
     }
 
-    async fn probe(&self) -> Result<(), StoreError> {
-        if let Some(ago) = self.write_health.recent_failure(now_ms()) {
-            return Err(StoreError::Backend(format!("a write failed {ago} ms ago")));
+    async fn close(&self) {
+        self.writer.lock().unwrap().take();
+        let writer = self.writer_thread.lock().unwrap().take();
+        if let Some(thread) = writer {
+            // Joined on a blocking thread: the writer may still be committing.
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
-        if !self.write_health.failing.load(Ordering::Relaxed) {
+        self.dir_lock.lock().unwrap().take();
+    }
+
+    async fn probe(&self) -> Result<(), StoreError> {
+        self.write_health.check(now_ms())?;
+        if !self.write_health.is_failing() {
             return Ok(());
         }
         self.call(|reply| WriteOp::Probe { reply }).await
@@ -329,9 +306,9 @@ impl Store for SqliteStore {
         self.pruned_through.load(Ordering::Relaxed)
     }
 
-    fn size_bytes(&self) -> u64 {
+    async fn size_bytes(&self) -> Result<u64, StoreError> {
         let db = &self.readers.path;
-        ["", "-wal", "-shm"]
+        Ok(["", "-wal", "-shm"]
             .iter()
             .filter_map(|suffix| {
                 let mut name = db.clone().into_os_string();
@@ -339,7 +316,7 @@ impl Store for SqliteStore {
                 std::fs::metadata(name).ok()
             })
             .map(|m| m.len())
-            .sum()
+            .sum())
     }
 
     async fn load_channels(&self) -> Result<Vec<StoredChannel>, StoreError> {
@@ -590,7 +567,7 @@ mod tests {
                 .append(vec![event("/a"), event("/a/b")], None)
                 .await
                 .unwrap();
-            store.close();
+            store.close_now();
             receipt.last_seq
         };
         let store = SqliteStore::open(dir.path()).unwrap();
@@ -686,7 +663,7 @@ mod tests {
             message.contains("in use") && message.contains(&std::process::id().to_string()),
             "{message}"
         );
-        first.close();
+        first.close_now();
         SqliteStore::open(dir.path()).expect("free once the first closed");
     }
 

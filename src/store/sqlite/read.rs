@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::schema::backend;
 use crate::model::{
-    ChannelKind, ChannelSpec, Event, Failure, FailureReason, Outcome, OutcomeRecord, OutcomeStatus,
+    ChannelKind, ChannelSpec, Event, Failure, Outcome, OutcomeRecord, OutcomeStatus,
     RemovedChannel, SharedEvent, StoredChannel,
 };
 use crate::store::StoreError;
@@ -74,11 +74,7 @@ pub(super) fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Shared
 }
 
 pub(super) fn channel_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredChannel> {
-    let params_json: String = row.get(9)?;
-    let params = match serde_json::from_str(&params_json) {
-        Ok(serde_json::Value::Object(map)) if !map.is_empty() => Some(Box::new(map)),
-        _ => None,
-    };
+    let params = ChannelSpec::params_from_json(&row.get::<_, String>(9)?);
     Ok(StoredChannel {
         pk: row.get(0)?,
         spec: Arc::new(ChannelSpec {
@@ -116,7 +112,7 @@ pub(super) fn outcome_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Outc
             status: OutcomeStatus::parse(&status).unwrap_or(OutcomeStatus::Pending),
             attempts: row.get(5)?,
             last_status: row.get(6)?,
-            last_error: failure(row.get(12)?, row.get(7)?, row.get(6)?),
+            last_error: Failure::from_columns(row.get(12)?, row.get(7)?, row.get(6)?),
             at_ms: row.get(8)?,
             next_retry_ms: row.get(9)?,
             recent: row
@@ -130,32 +126,9 @@ pub(super) fn outcome_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Outc
     })
 }
 
-/// A stored failure: its reason and detail columns (rows from before reasons were
-/// kept have a detail only, and read as a connection failure).
-fn failure(reason: Option<String>, detail: Option<String>, status: Option<u16>) -> Option<Failure> {
-    let detail = detail?;
-    let reason = reason
-        .as_deref()
-        .and_then(FailureReason::parse)
-        .unwrap_or(if status.is_some() {
-            FailureReason::HttpStatus
-        } else {
-            FailureReason::ConnectionFailed
-        });
-    Some(Failure {
-        reason,
-        detail,
-        status: status.filter(|_| reason == FailureReason::HttpStatus),
-    })
-}
-
 /// Columns: `REMOVED_COLUMNS`.
 pub(super) fn removed_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RemovedChannel> {
-    let params_json: String = row.get(8)?;
-    let params = match serde_json::from_str(&params_json) {
-        Ok(serde_json::Value::Object(map)) if !map.is_empty() => Some(Box::new(map)),
-        _ => None,
-    };
+    let params = ChannelSpec::params_from_json(&row.get::<_, String>(8)?);
     Ok(RemovedChannel {
         spec: ChannelSpec {
             owner: row.get(0)?,

@@ -3,7 +3,6 @@
 //! `BEGIN IMMEDIATE` transaction (group commit: one fsync for many requests). After the
 //! commit it puts the changes on the feed, in order, then answers the callers.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -12,12 +11,12 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::checkpoint::Checkpointer;
 use super::schema::log_head;
-use super::WriteHealth;
 use crate::model::{
     now_ms, ChannelKind, ChannelSpec, Event, NewEvent, Seq, SharedEvent, StoredChannel,
 };
-use crate::protocol::resource::{collection, self_and_ancestors};
-use crate::store::batch::{split, Done, Feed, Job, RecordsPolicy, Slot, WriteOp, MAX_BATCH};
+use crate::store::batch::{
+    split, Done, Feed, Job, RecordsPolicy, Slot, WriteHealth, WriteOp, MAX_BATCH,
+};
 use crate::store::records::{PendingRecords, Records};
 use crate::store::rules::{self, idempotent_answer, RememberedPublish, IDEMPOTENCY_WINDOW_MS};
 use crate::store::{Idempotency, PruneReport, PublishReceipt, Removal, StoreError};
@@ -201,23 +200,18 @@ fn update_prefixes<'a>(
     events: impl Iterator<Item = &'a SharedEvent>,
     now: i64,
 ) -> rusqlite::Result<()> {
-    // Latest seq per path on or above each event, and whether the path is a collection.
-    let mut touched: HashMap<&str, (Seq, bool)> = HashMap::new();
-    for event in events {
-        let parent = collection(&event.resource);
-        for path in self_and_ancestors(&event.resource) {
-            let entry = touched.entry(path).or_insert((0, false));
-            entry.0 = entry.0.max(event.seq);
-            entry.1 |= path == parent;
-        }
-    }
     let mut upsert = tx.prepare_cached(
         "INSERT INTO prefixes (path, last_seq, last_ms, collection) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (path) DO UPDATE SET last_seq = excluded.last_seq, last_ms = excluded.last_ms,
                                           collection = MAX(collection, excluded.collection)",
     )?;
-    for (path, (seq, is_collection)) in &touched {
-        upsert.execute(params![path, *seq as i64, now, is_collection])?;
+    for update in rules::prefix_updates(events) {
+        upsert.execute(params![
+            update.path,
+            update.last_seq as i64,
+            now,
+            update.is_collection
+        ])?;
     }
     Ok(())
 }
@@ -375,8 +369,7 @@ fn create_channel(
             spec.address,
             spec.token,
             spec.expiration_ms,
-            serde_json::Value::Object(spec.params.as_deref().cloned().unwrap_or_default())
-                .to_string(),
+            spec.params_json(),
             spec.payload,
             spec.signing_secret,
             spec.created_ms,

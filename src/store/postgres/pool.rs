@@ -1,0 +1,111 @@
+//! A small pool of PostgreSQL connections: opened on demand, reused while they are
+//! healthy, dropped when the server closed them. Every wait is bounded, so a call that
+//! needs an unreachable database fails within [`WAIT`] instead of hanging.
+
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_postgres::{Client, Config, NoTls};
+
+use crate::store::StoreError;
+
+/// Longest a caller waits for a connection (a free one, or a new one to connect).
+pub const WAIT: Duration = Duration::from_secs(5);
+/// Longest one attempt to connect may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub struct Pool {
+    config: Config,
+    idle: Mutex<Vec<Client>>,
+    permits: Arc<Semaphore>,
+}
+
+/// A connection lent by the pool; it goes back when dropped, unless it was closed.
+pub struct Lent<'a> {
+    pool: &'a Pool,
+    client: Option<Client>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Pool {
+    pub fn new(config: Config, size: usize) -> Pool {
+        Pool {
+            config,
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(size.max(1))),
+        }
+    }
+
+    /// A connection, waiting at most [`WAIT`].
+    pub async fn get(&self) -> Result<Lent<'_>, StoreError> {
+        let wait = async {
+            let permit = self
+                .permits
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            let reused = {
+                let mut idle = self.idle.lock().unwrap();
+                std::iter::from_fn(|| idle.pop()).find(|c| !c.is_closed())
+            };
+            let client = match reused {
+                Some(client) => client,
+                None => connect(&self.config).await?,
+            };
+            Ok(Lent {
+                pool: self,
+                client: Some(client),
+                _permit: permit,
+            })
+        };
+        tokio::time::timeout(WAIT, wait)
+            .await
+            .map_err(|_| unreachable_database())?
+    }
+}
+
+impl Deref for Lent<'_> {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        self.client.as_ref().expect("held until dropped")
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take().filter(|c| !c.is_closed()) {
+            self.pool.idle.lock().unwrap().push(client);
+        }
+    }
+}
+
+/// Opens one connection and drives it on its own task.
+pub async fn connect(config: &Config) -> Result<Client, StoreError> {
+    let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls))
+        .await
+        .map_err(|_| unreachable_database())?
+        .map_err(pg)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "a PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// The error of a database that does not answer in time.
+pub fn unreachable_database() -> StoreError {
+    StoreError::Backend("the database did not answer in time".into())
+}
+
+/// A PostgreSQL error as the store reports it.
+pub fn pg(e: tokio_postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        Some(db) => StoreError::Backend(format!("PostgreSQL: {}", db.message())),
+        None => StoreError::Backend(format!("PostgreSQL: {e}")),
+    }
+}

@@ -1,0 +1,207 @@
+//! Tables of the PostgreSQL store, as versioned migrations run at startup. Several
+//! processes may start at once: a session advisory lock lets one migrate while the
+//! others wait, then find nothing left to do.
+
+use tokio_postgres::Client;
+
+use super::pool::pg;
+use crate::store::StoreError;
+
+/// The key of the advisory lock that serialises migrations ("watchwire" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7761_7463_6877_6972;
+
+/// Each step runs in its own transaction, once, in order. Paths and resources are
+/// compared byte by byte (`COLLATE "C"`): "on or below /r" is a range of strings.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value BYTEA NOT NULL);
+
+-- The log's head: one row, locked by every writing transaction. Positions are taken
+-- from it in commit order, so a reader never sees a position appear below one it has
+-- already seen (docs/api.md §13: no late-committing gap).
+CREATE TABLE log_head (id BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (id), seq BIGINT NOT NULL);
+INSERT INTO log_head (id, seq) VALUES (TRUE, 0);
+
+CREATE TABLE events (
+    seq BIGINT PRIMARY KEY,
+    time_ms BIGINT NOT NULL,
+    resource TEXT COLLATE "C" NOT NULL,
+    state TEXT NOT NULL,
+    data BYTEA,
+    changed TEXT NOT NULL DEFAULT '',
+    metadata TEXT
+);
+CREATE INDEX events_by_resource ON events (resource, seq);
+
+CREATE TABLE prefixes (
+    path TEXT COLLATE "C" PRIMARY KEY,
+    last_seq BIGINT NOT NULL,
+    last_ms BIGINT NOT NULL,
+    collection BOOLEAN NOT NULL DEFAULT FALSE
+);
+CREATE INDEX prefixes_by_seq ON prefixes (last_seq);
+
+CREATE TABLE channels (
+    pk BIGSERIAL PRIMARY KEY,
+    kind TEXT NOT NULL DEFAULT 'channel',
+    owner TEXT NOT NULL,
+    id TEXT NOT NULL,
+    resource TEXT COLLATE "C" NOT NULL,
+    resource_id TEXT NOT NULL,
+    resource_uri TEXT NOT NULL,
+    address TEXT NOT NULL,
+    token TEXT,
+    expiration_ms BIGINT,
+    params TEXT NOT NULL,
+    payload BOOLEAN NOT NULL,
+    signing_secret TEXT,
+    created_ms BIGINT NOT NULL,
+    start_seq BIGINT NOT NULL,
+    progress_seq BIGINT NOT NULL,
+    synced BOOLEAN NOT NULL DEFAULT FALSE,
+    disabled BOOLEAN NOT NULL DEFAULT FALSE,
+    failing_since_ms BIGINT,
+    UNIQUE (owner, id)
+);
+CREATE INDEX channels_by_address ON channels (owner, address);
+CREATE INDEX channels_by_expiration ON channels (expiration_ms) WHERE expiration_ms IS NOT NULL;
+
+-- Live channels per owner, for the per-key quota: counted by the database in the
+-- transaction that creates or removes a channel.
+CREATE TABLE owner_counts (owner TEXT PRIMARY KEY, channels BIGINT NOT NULL CHECK (channels >= 0));
+
+CREATE TABLE outcomes (
+    channel_pk BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
+    message_number BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    last_status INTEGER,
+    last_error TEXT,
+    at_ms BIGINT NOT NULL,
+    next_retry_ms BIGINT,
+    last_reason TEXT,
+    recent TEXT,
+    first_attempt_ms BIGINT,
+    PRIMARY KEY (channel_pk, seq)
+);
+CREATE INDEX outcomes_by_time ON outcomes (at_ms);
+CREATE INDEX outcomes_pending ON outcomes (channel_pk) WHERE status = 'pending';
+
+CREATE TABLE removed_channels (
+    owner TEXT NOT NULL,
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    resource_uri TEXT NOT NULL,
+    address TEXT NOT NULL,
+    expiration_ms BIGINT,
+    params TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    removed_ms BIGINT NOT NULL,
+    PRIMARY KEY (owner, id)
+);
+CREATE INDEX removed_channels_by_time ON removed_channels (removed_ms);
+
+CREATE TABLE idempotency (
+    owner TEXT NOT NULL,
+    key TEXT NOT NULL,
+    body_hash TEXT NOT NULL,
+    last_seq BIGINT NOT NULL,
+    count BIGINT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    PRIMARY KEY (owner, key)
+);
+CREATE INDEX idempotency_by_time ON idempotency (created_ms);
+"#];
+
+/// Brings the schema up to the latest version.
+pub async fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS watchwire_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await
+        .or_else(ignore_concurrent_create)?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(pg)?;
+    let result = apply_pending(client).await;
+    let unlocked = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(pg);
+    result.and(unlocked.map(drop))
+}
+
+async fn apply_pending(client: &mut Client) -> Result<(), StoreError> {
+    let row = client
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM watchwire_migrations",
+            &[],
+        )
+        .await
+        .map_err(pg)?;
+    let done: i32 = row.get(0);
+    for (index, step) in MIGRATIONS.iter().enumerate().skip(done as usize) {
+        let version = index as i32 + 1;
+        let tx = client.transaction().await.map_err(pg)?;
+        tx.batch_execute(step).await.map_err(pg)?;
+        tx.execute(
+            "INSERT INTO watchwire_migrations (version) VALUES ($1)",
+            &[&version],
+        )
+        .await
+        .map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
+        tracing::info!(version, "migrated the PostgreSQL schema");
+    }
+    Ok(())
+}
+
+/// `CREATE TABLE IF NOT EXISTS` can still fail when two processes create the same
+/// table at the same moment; the table then exists, which is all that was asked.
+fn ignore_concurrent_create(e: tokio_postgres::Error) -> Result<(), StoreError> {
+    match e.code() {
+        Some(code)
+            if *code == tokio_postgres::error::SqlState::UNIQUE_VIOLATION
+                || *code == tokio_postgres::error::SqlState::DUPLICATE_TABLE =>
+        {
+            Ok(())
+        }
+        _ => Err(pg(e)),
+    }
+}
+
+/// The per-database secret for resource ids, created by whichever process comes first.
+pub async fn instance_secret(client: &Client) -> Result<Vec<u8>, StoreError> {
+    let fresh: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
+    client
+        .execute(
+            "INSERT INTO meta (key, value) VALUES ('instance_secret', $1) ON CONFLICT (key) DO NOTHING",
+            &[&fresh],
+        )
+        .await
+        .map_err(pg)?;
+    let row = client
+        .query_one("SELECT value FROM meta WHERE key = 'instance_secret'", &[])
+        .await
+        .map_err(pg)?;
+    Ok(row.get(0))
+}
+
+/// Where pruning has got to (0 for a new log).
+pub async fn pruned_through(client: &Client) -> Result<u64, StoreError> {
+    let row = client
+        .query_opt("SELECT value FROM meta WHERE key = 'pruned_through'", &[])
+        .await
+        .map_err(pg)?;
+    Ok(row
+        .map(|r| r.get::<_, Vec<u8>>(0))
+        .and_then(|bytes| std::str::from_utf8(&bytes).ok()?.parse().ok())
+        .unwrap_or(0))
+}
