@@ -13,6 +13,8 @@
 //!   `pruned_through` tells readers below which cursor the log is incomplete.
 
 pub mod batch;
+#[cfg(test)]
+mod conformance;
 pub mod postgres;
 pub mod records;
 pub mod rules;
@@ -194,6 +196,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every event at or below this was pruned: the log is complete only above it.
     fn pruned_through(&self) -> Seq;
+
+    /// Transactions this process has committed (each one durable write): many
+    /// concurrent requests share one (group commit).
+    fn commits(&self) -> u64;
 
     /// Bytes the store takes on disk (for the `watchwire_store_bytes` gauge).
     async fn size_bytes(&self) -> Result<u64, StoreError>;

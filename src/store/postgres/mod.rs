@@ -52,6 +52,7 @@ pub struct PgStore {
     pruned_through: Arc<AtomicU64>,
     records: Arc<PendingRecords>,
     write_health: Arc<WriteHealth>,
+    commits: Arc<AtomicU64>,
 }
 
 impl PgStore {
@@ -74,6 +75,7 @@ impl PgStore {
         let (op_tx, op_rx) = mpsc::unbounded_channel();
         let records = Arc::new(PendingRecords::default());
         let write_health = Arc::new(WriteHealth::default());
+        let commits = Arc::new(AtomicU64::new(0));
         let writer = Writer {
             config: config.clone(),
             client: Some(setup),
@@ -83,7 +85,7 @@ impl PgStore {
             write_health: write_health.clone(),
             failure_log: LogGate::default(),
             pruned_through: pruned_through.clone(),
-            commits: Arc::new(AtomicU64::new(0)),
+            commits: commits.clone(),
             known_head: head as Seq,
             min_progress: None,
         };
@@ -97,6 +99,7 @@ impl PgStore {
             pruned_through,
             records,
             write_health,
+            commits,
         })
     }
 
@@ -228,6 +231,10 @@ impl Store for PgStore {
 
     fn pruned_through(&self) -> Seq {
         self.pruned_through.load(Ordering::Relaxed)
+    }
+
+    fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     async fn size_bytes(&self) -> Result<u64, StoreError> {

@@ -118,11 +118,6 @@ impl SqliteStore {
         })
     }
 
-    /// Transactions committed so far (each is one fsync of the WAL).
-    pub fn commit_count(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
-    }
-
     /// Tells the writer that records wait (the first since its last commit).
     fn nudge(&self) {
         let _ = self.send(WriteOp::RecordsPending);
@@ -304,6 +299,10 @@ impl Store for SqliteStore {
 
     fn pruned_through(&self) -> Seq {
         self.pruned_through.load(Ordering::Relaxed)
+    }
+
+    fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     async fn size_bytes(&self) -> Result<u64, StoreError> {
@@ -527,131 +526,6 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::now_ms;
-    use crate::store::Idempotency;
-    use bytes::Bytes;
-
-    fn event(resource: &str) -> NewEvent {
-        NewEvent {
-            resource: resource.into(),
-            state: "exists".into(),
-            data: Some(Bytes::from_static(b"{}")),
-            changed: vec![],
-            metadata: None,
-        }
-    }
-
-    #[tokio::test]
-    async fn concurrent_appends_share_commits() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path()).unwrap();
-        let before = store.commit_count();
-        let appends = (0..200).map(|i| store.append(vec![event(&format!("/r/{i}"))], None));
-        let receipts = futures_util::future::join_all(appends).await;
-        let seqs: std::collections::BTreeSet<Seq> =
-            receipts.into_iter().map(|r| r.unwrap().last_seq).collect();
-        assert_eq!(seqs.len(), 200, "every append got its own position");
-        let commits = store.commit_count() - before;
-        assert!(
-            commits < 20,
-            "200 concurrent appends took {commits} commits; group commit should fold them"
-        );
-    }
-
-    #[tokio::test]
-    async fn log_survives_reopen_and_seqs_never_repeat() {
-        let dir = tempfile::tempdir().unwrap();
-        let first = {
-            let store = SqliteStore::open(dir.path()).unwrap();
-            let receipt = store
-                .append(vec![event("/a"), event("/a/b")], None)
-                .await
-                .unwrap();
-            store.close_now();
-            receipt.last_seq
-        };
-        let store = SqliteStore::open(dir.path()).unwrap();
-        assert_eq!(store.head().await.unwrap(), first);
-        let EventPage {
-            events: matching,
-            head,
-        } = store.read_matching("/a", 0, 10).await.unwrap();
-        assert_eq!(matching.len(), 2);
-        assert_eq!(head, first);
-        let sibling = store.read_matching("/a/b", 0, 10).await.unwrap().events;
-        assert_eq!(sibling.len(), 1);
-        let next = store.append(vec![event("/a")], None).await.unwrap();
-        assert!(next.last_seq > first);
-    }
-
-    fn channel(id: &str, resource: &str) -> ChannelSpec {
-        ChannelSpec {
-            kind: ChannelKind::WatchChannel,
-            owner: "o".into(),
-            id: id.into(),
-            resource: resource.into(),
-            resource_id: "rid".into(),
-            resource_uri: format!("http://gw{resource}"),
-            address: "http://127.0.0.1:9/".into(),
-            token: None,
-            expiration_ms: None,
-            params: None,
-            payload: true,
-            signing_secret: None,
-            created_ms: 0,
-        }
-    }
-
-    /// Pruning never removes what a channel still owes, even a channel created
-    /// between the steps of one pass; and one pass clears far more than a chunk.
-    #[tokio::test]
-    async fn pruning_keeps_what_channels_owe_and_clears_the_rest_chunk_by_chunk() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path()).unwrap();
-        let batch = |from: usize| {
-            (from..from + 1000)
-                .map(|i| event(&format!("/p/{i}/x")))
-                .collect()
-        };
-        for b in 0..12 {
-            store.append(batch(b * 1000), None).await.unwrap();
-        }
-        let everything = now_ms() + 1;
-        // A step with no channel stored reads its bound from the head...
-        let first = store.prune(everything, everything).await.unwrap();
-        assert!(first.more, "12 000 events are more than a chunk");
-        // ...and a channel created now must still get every event after it.
-        let owing = store
-            .create_channel(channel("c", "/p"), 10)
-            .await
-            .unwrap()
-            .channel;
-        store.append(batch(50_000), None).await.unwrap();
-        let mut pruned = first.events;
-        loop {
-            let step = store.prune(everything, everything).await.unwrap();
-            pruned += step.events;
-            if !step.more {
-                break;
-            }
-        }
-        assert_eq!(
-            pruned, 12_000,
-            "everything before the channel, nothing after it"
-        );
-        let kept = store
-            .read_matching("/p", owing.start_seq, 5000)
-            .await
-            .unwrap()
-            .events;
-        assert_eq!(kept.len(), 1000, "the channel's events are kept");
-        let collections = store.list_collections(None, 0, 100_000).await.unwrap();
-        assert_eq!(
-            collections.len(),
-            1000,
-            "only the kept events' collections remain"
-        );
-    }
 
     #[tokio::test]
     async fn a_second_store_on_one_directory_is_refused_until_the_first_closes() {
@@ -665,30 +539,5 @@ mod tests {
         );
         first.close_now();
         SqliteStore::open(dir.path()).expect("free once the first closed");
-    }
-
-    #[tokio::test]
-    async fn idempotent_appends_replay_or_conflict() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path()).unwrap();
-        let idem = |hash: &str| {
-            Some(Idempotency {
-                owner: "o".into(),
-                key: "k".into(),
-                body_hash: hash.into(),
-            })
-        };
-        let first = store.append(vec![event("/a")], idem("h1")).await.unwrap();
-        let again = store.append(vec![event("/a")], idem("h1")).await.unwrap();
-        assert!(again.replayed && again.last_seq == first.last_seq);
-        assert!(matches!(
-            store.append(vec![event("/a")], idem("h2")).await,
-            Err(StoreError::IdempotencyConflict)
-        ));
-        assert_eq!(
-            store.head().await.unwrap(),
-            first.last_seq,
-            "nothing new was appended"
-        );
     }
 }

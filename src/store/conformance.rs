@@ -1,0 +1,531 @@
+//! One suite of store tests, run against every backend (docs/api.md §13: the
+//! embedded store and PostgreSQL keep the same contract). Each test is written once
+//! against `dyn Store` and instantiated per backend by `conformance!` at the bottom.
+//!
+//! PostgreSQL runs where `WATCHWIRE_TEST_DATABASE_URL` names a database (each test gets
+//! a schema of its own, dropped afterwards); without it the PostgreSQL half prints that
+//! it did not run, and fails when `CI` is set, so CI cannot skip it silently.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::postgres::PgStore;
+use super::sqlite::SqliteStore;
+use super::{Idempotency, Removal, Store, StoreError};
+use crate::model::{now_ms, ChannelKind, ChannelSpec, NewEvent, Outcome, OutcomeStatus, Seq};
+
+/// Where a test's store lives; `open` may be called again (a restart), and for
+/// PostgreSQL while another instance is open (another node).
+pub enum Place {
+    Sqlite(tempfile::TempDir),
+    Postgres {
+        url: String,
+        admin: String,
+        schema: String,
+    },
+}
+
+impl Place {
+    pub fn sqlite() -> Place {
+        Place::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    /// A fresh schema in the test database, or `None` (after saying so) without one.
+    pub async fn postgres() -> Option<Place> {
+        let Ok(admin) = std::env::var("WATCHWIRE_TEST_DATABASE_URL") else {
+            if std::env::var_os("CI").is_some() {
+                panic!("CI is set but WATCHWIRE_TEST_DATABASE_URL is not: the PostgreSQL tests must run");
+            }
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                eprintln!("PostgreSQL store tests did not run: set WATCHWIRE_TEST_DATABASE_URL (see README)")
+            });
+            return None;
+        };
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let schema = format!(
+            "ww_test_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to WATCHWIRE_TEST_DATABASE_URL: {e}"));
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+            ))
+            .await
+            .unwrap();
+        let separator = if admin.contains('?') { '&' } else { '?' };
+        let url = format!("{admin}{separator}options=-csearch_path%3D{schema}");
+        Some(Place::Postgres { url, admin, schema })
+    }
+
+    pub async fn open(&self) -> Arc<dyn Store> {
+        match self {
+            Place::Sqlite(dir) => Arc::new(SqliteStore::open(dir.path()).unwrap()),
+            Place::Postgres { url, .. } => Arc::new(PgStore::open(url).await.unwrap()),
+        }
+    }
+
+    /// A second store on the same data while the first is open (another node), where
+    /// the backend allows one.
+    pub async fn another(&self, first: &Arc<dyn Store>) -> Arc<dyn Store> {
+        match self {
+            Place::Sqlite(_) => first.clone(),
+            Place::Postgres { .. } => self.open().await,
+        }
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        if let Place::Postgres { admin, schema, .. } = self {
+            let (admin, schema) = (admin.clone(), schema.clone());
+            // Drop has no runtime to await in; a thread of its own does it.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    if let Ok((client, connection)) =
+                        tokio_postgres::connect(&admin, tokio_postgres::NoTls).await
+                    {
+                        tokio::spawn(connection);
+                        let _ = client
+                            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+fn event(resource: &str) -> NewEvent {
+    NewEvent {
+        resource: resource.into(),
+        state: "exists".into(),
+        data: Some(Bytes::from_static(b"{}")),
+        changed: vec![],
+        metadata: None,
+    }
+}
+
+fn channel(owner: &str, id: &str, resource: &str) -> ChannelSpec {
+    ChannelSpec {
+        kind: ChannelKind::WatchChannel,
+        owner: owner.into(),
+        id: id.into(),
+        resource: resource.into(),
+        resource_id: "rid".into(),
+        resource_uri: format!("http://gw{resource}"),
+        address: "http://127.0.0.1:9/".into(),
+        token: None,
+        expiration_ms: None,
+        params: None,
+        payload: true,
+        signing_secret: None,
+        created_ms: 0,
+    }
+}
+
+fn watcher(pattern: &str) -> ChannelSpec {
+    ChannelSpec {
+        kind: ChannelKind::Watcher,
+        id: format!("w{}", pattern.replace('/', "-")),
+        address: "https://example.com/hook".into(),
+        ..channel("o", "", pattern)
+    }
+}
+
+async fn log_reads_and_survives_a_restart(place: Place) {
+    let store = place.open().await;
+    let receipt = store
+        .append(vec![event("/a"), event("/a/b"), event("/ab")], None)
+        .await
+        .unwrap();
+    assert_eq!((receipt.count, receipt.replayed), (3, false));
+    store.close().await;
+
+    let store = place.open().await;
+    assert_eq!(store.head().await.unwrap(), receipt.last_seq);
+    let page = store.read_matching("/a", 0, 10).await.unwrap();
+    assert_eq!(page.events.len(), 2, "/ab only shares a string prefix");
+    assert_eq!(page.head, receipt.last_seq);
+    assert_eq!(
+        store
+            .read_matching("/a/b", 0, 10)
+            .await
+            .unwrap()
+            .events
+            .len(),
+        1
+    );
+    assert_eq!(store.count_matching("/a", 0).await.unwrap(), 2);
+    assert_eq!(store.read_log(0, 10).await.unwrap().len(), 3);
+    assert_eq!(
+        store.latest_seq_under("/a").await.unwrap(),
+        Some(receipt.last_seq - 1)
+    );
+    let collections: Vec<String> = store
+        .list_collections(None, 0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.path)
+        .collect();
+    assert_eq!(
+        collections,
+        ["/ab", "/a"],
+        "newest first: top-level resources are their own collections, /a/b is in /a"
+    );
+    let next = store.append(vec![event("/a")], None).await.unwrap();
+    assert!(next.last_seq > receipt.last_seq, "positions never repeat");
+}
+
+async fn concurrent_appends_share_commits(place: Place) {
+    let store = place.open().await;
+    let before = store.commits();
+    let appends = (0..200).map(|i| store.append(vec![event(&format!("/r/{i}"))], None));
+    let receipts = futures_util::future::join_all(appends).await;
+    let seqs: BTreeSet<Seq> = receipts.into_iter().map(|r| r.unwrap().last_seq).collect();
+    assert_eq!(seqs.len(), 200, "every append got its own position");
+    let commits = store.commits() - before;
+    assert!(
+        commits < 40,
+        "200 concurrent appends took {commits} commits; group commit should fold them"
+    );
+}
+
+/// Positions become visible in order (docs/api.md §13): a reader tailing the log while
+/// two writers append never sees a position appear below one it has already seen.
+async fn concurrent_appends_become_visible_in_order(place: Place) {
+    let first = place.open().await;
+    let second = place.another(&first).await;
+    const WRITERS: usize = 8;
+    const APPENDS: usize = 40;
+    let mut appenders = Vec::new();
+    for w in 0..WRITERS {
+        let store = if w % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        appenders.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..APPENDS {
+                let receipt = store
+                    .append(vec![event(&format!("/v/{w}/{i}"))], None)
+                    .await
+                    .unwrap();
+                seqs.push(receipt.last_seq);
+            }
+            seqs
+        }));
+    }
+    let reader = place.another(&first).await;
+    let total = (WRITERS * APPENDS) as Seq;
+    let mut seen: Seq = 0;
+    while seen < total {
+        for e in reader.read_log(seen, 1000).await.unwrap() {
+            assert_eq!(
+                e.seq,
+                seen + 1,
+                "position {} appeared after {seen} was seen",
+                e.seq
+            );
+            seen = e.seq;
+        }
+        tokio::task::yield_now().await;
+    }
+    let mut all = BTreeSet::new();
+    for appender in appenders {
+        all.extend(appender.await.unwrap());
+    }
+    assert_eq!(
+        all.len(),
+        WRITERS * APPENDS,
+        "every append its own position"
+    );
+}
+
+async fn channels_are_unique_counted_and_leave_a_record(place: Place) {
+    let store = place.open().await;
+    let created = store
+        .create_channel(channel("o", "c1", "/r"), 2)
+        .await
+        .unwrap();
+    assert_eq!(created.channel.progress_seq, created.channel.start_seq);
+    assert!(matches!(
+        store.create_channel(channel("o", "c1", "/r"), 2).await,
+        Err(StoreError::DuplicateChannel(_))
+    ));
+    store
+        .create_channel(channel("o", "c2", "/r"), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .create_channel(channel("o", "c3", "/r"), 2)
+            .await
+            .err(),
+        Some(StoreError::TooManyChannels(2))
+    );
+    store
+        .create_channel(channel("other", "c1", "/r"), 2)
+        .await
+        .unwrap();
+    let listed = store
+        .list_channels("o", ChannelKind::WatchChannel, 0, 1)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    let rest = store
+        .list_channels("o", ChannelKind::WatchChannel, listed[0].pk, 10)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+
+    let stop = |resource_id: &str| Removal::Stop {
+        owner: "o".into(),
+        id: "c1".into(),
+        resource_id: resource_id.into(),
+    };
+    assert_eq!(
+        store.remove_channels(stop("wrong")).await.err(),
+        Some(StoreError::NotFound)
+    );
+    let removed = store.remove_channels(stop("rid")).await.unwrap();
+    assert_eq!(removed.pks, [created.channel.pk]);
+    assert!(store.find_channel("o", "c1").await.unwrap().is_none());
+    let record = store.find_removed("o", "c1").await.unwrap().unwrap();
+    assert_eq!(record.state, "stopped");
+    // The place it held is free again.
+    store
+        .create_channel(channel("o", "c3", "/r"), 2)
+        .await
+        .unwrap();
+    assert_eq!(store.load_channels().await.unwrap().len(), 3);
+}
+
+/// The watcher rules and the quota hold across writers (docs/api.md §13): two nodes
+/// racing to create one watcher give one success.
+async fn watcher_rules_and_quotas_hold_across_writers(place: Place) {
+    let first = place.open().await;
+    let second = place.another(&first).await;
+    let racers = [first.clone(), second.clone()].map(|store| {
+        tokio::spawn(async move { store.create_channel(watcher("/apps/x"), 100).await })
+    });
+    let mut outcomes = Vec::new();
+    for racer in racers {
+        outcomes.push(racer.await.unwrap());
+    }
+    assert_eq!(
+        outcomes.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{outcomes:?}"
+    );
+    let rule = |result: Result<_, StoreError>| match result {
+        Err(StoreError::WatcherConflict { rule, .. }) => rule,
+        other => panic!("expected a watcher conflict, got {other:?}"),
+    };
+    assert_eq!(
+        rule(second.create_channel(watcher("/apps/x/y"), 100).await),
+        "Pattern is already provided"
+    );
+    assert_eq!(
+        rule(first.create_channel(watcher("/apps"), 100).await),
+        "Pattern would overwrite existing"
+    );
+
+    // Twenty creations racing for ten places from two writers: exactly ten.
+    let mut creations = Vec::new();
+    for i in 0..20 {
+        let store = if i % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        creations.push(tokio::spawn(async move {
+            store
+                .create_channel(channel("q", &format!("c{i}"), "/q"), 10)
+                .await
+        }));
+    }
+    let mut created = 0;
+    for creation in creations {
+        match creation.await.unwrap() {
+            Ok(_) => created += 1,
+            Err(StoreError::TooManyChannels(10)) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(created, 10);
+}
+
+async fn delivery_bookkeeping_is_kept(place: Place) {
+    let store = place.open().await;
+    let created = store
+        .create_channel(channel("o", "c", "/b"), 10)
+        .await
+        .unwrap();
+    let pk = created.channel.pk;
+    let receipt = store
+        .append(vec![event("/b/1"), event("/b/2")], None)
+        .await
+        .unwrap();
+    let outcome = |seq: Seq, status, attempts| Outcome {
+        channel_pk: pk,
+        seq,
+        message_number: seq + 1,
+        state: "exists".into(),
+        status,
+        attempts,
+        last_status: Some(503),
+        last_error: None,
+        at_ms: now_ms(),
+        next_retry_ms: None,
+        first_attempt_ms: Some(now_ms() - 1000),
+        recent: vec![],
+    };
+    store.record_progress(pk, receipt.last_seq - 1);
+    store.record_outcome(outcome(receipt.last_seq - 1, OutcomeStatus::Delivered, 1));
+    store.record_outcome(outcome(receipt.last_seq, OutcomeStatus::Pending, 3));
+    store.record_health(pk, Some(now_ms() - 5000), false);
+    store.flush().await.unwrap();
+
+    let all = store.list_outcomes(pk, None, None, 10).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].resource.as_deref(), Some("/b/1"));
+    let pending = store
+        .list_outcomes(pk, Some(OutcomeStatus::Pending), None, 10)
+        .await
+        .unwrap();
+    assert_eq!((pending.len(), pending[0].outcome.attempts), (1, 3));
+    let after = store
+        .list_outcomes(pk, None, Some(receipt.last_seq - 1), 10)
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 1, "paging after a seq");
+    let resumed = store.awaiting_retry().await.unwrap();
+    assert_eq!((resumed.len(), resumed[0].seq), (1, receipt.last_seq));
+    assert!(resumed[0].first_attempt_ms.is_some());
+    let stored = store.find_channel("o", "c").await.unwrap().unwrap();
+    assert_eq!(stored.progress_seq, receipt.last_seq - 1);
+    assert!(stored.synced && stored.failing_since_ms.is_some());
+}
+
+/// Pruning never removes what a channel still owes, even a channel created between
+/// the steps of one pass; and one pass clears far more than a chunk.
+async fn pruning_keeps_what_channels_owe_and_clears_the_rest(place: Place) {
+    let store = place.open().await;
+    let batch = |from: usize| {
+        (from..from + 1000)
+            .map(|i| event(&format!("/p/{i}/x")))
+            .collect()
+    };
+    for b in 0..12 {
+        store.append(batch(b * 1000), None).await.unwrap();
+    }
+    let everything = now_ms() + 1;
+    let first = store.prune(everything, everything).await.unwrap();
+    assert!(first.more, "12 000 events are more than a chunk");
+    let owing = store
+        .create_channel(channel("o", "c", "/p"), 10)
+        .await
+        .unwrap()
+        .channel;
+    store.append(batch(50_000), None).await.unwrap();
+    let mut pruned = first.events;
+    loop {
+        let step = store.prune(everything, everything).await.unwrap();
+        pruned += step.events;
+        if !step.more {
+            break;
+        }
+    }
+    assert_eq!(
+        pruned, 12_000,
+        "everything before the channel, nothing after it"
+    );
+    assert_eq!(store.pruned_through(), owing.start_seq);
+    let kept = store
+        .read_matching("/p", owing.start_seq, 5000)
+        .await
+        .unwrap()
+        .events;
+    assert_eq!(kept.len(), 1000, "the channel's events are kept");
+    let collections = store.list_collections(None, 0, 100_000).await.unwrap();
+    assert_eq!(
+        collections.len(),
+        1000,
+        "only the kept events' collections remain"
+    );
+    assert!(store.size_bytes().await.unwrap() > 0);
+}
+
+async fn idempotent_appends_replay_or_conflict(place: Place) {
+    let store = place.open().await;
+    let idem = |hash: &str| {
+        Some(Idempotency {
+            owner: "o".into(),
+            key: "k".into(),
+            body_hash: hash.into(),
+        })
+    };
+    let first = store.append(vec![event("/a")], idem("h1")).await.unwrap();
+    let again = store.append(vec![event("/a")], idem("h1")).await.unwrap();
+    assert!(again.replayed && again.last_seq == first.last_seq);
+    assert_eq!(
+        store.append(vec![event("/a")], idem("h2")).await.err(),
+        Some(StoreError::IdempotencyConflict)
+    );
+    assert_eq!(
+        store.head().await.unwrap(),
+        first.last_seq,
+        "nothing new was appended"
+    );
+}
+
+/// The tests of this file, once per backend.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Place::sqlite()).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(place) = super::Place::postgres().await {
+                        super::$name(place).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    log_reads_and_survives_a_restart,
+    concurrent_appends_share_commits,
+    concurrent_appends_become_visible_in_order,
+    channels_are_unique_counted_and_leave_a_record,
+    watcher_rules_and_quotas_hold_across_writers,
+    delivery_bookkeeping_is_kept,
+    pruning_keeps_what_channels_owe_and_clears_the_rest,
+    idempotent_appends_replay_or_conflict,
+);
