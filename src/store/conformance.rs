@@ -40,8 +40,13 @@ impl Place {
                 panic!("CI is set but WATCHWIRE_TEST_DATABASE_URL is not: the PostgreSQL tests must run");
             }
             static SAID: std::sync::Once = std::sync::Once::new();
+            // Written past the test harness's capture, so a passing run shows it too.
             SAID.call_once(|| {
-                eprintln!("PostgreSQL store tests did not run: set WATCHWIRE_TEST_DATABASE_URL (see README)")
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "PostgreSQL store tests did not run: set WATCHWIRE_TEST_DATABASE_URL (see README)"
+                );
             });
             return None;
         };
