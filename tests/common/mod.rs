@@ -1,12 +1,19 @@
-//! Test harness: a real gateway on loopback and real receivers that record what
-//! arrives and answer as a test scripts them.
+//! Test harness: a real gateway on loopback (in this process, or a child process in
+//! `process`), real receivers that record what arrives and answer as a test scripts
+//! them, the one HTTP client every test calls a gateway with (`client`), the keyed
+//! gateway's keys (`keys`), an event-stream reader (`sse`) and the raw-socket probes and
+//! envelope checks of the input suites (`input`).
 #![allow(dead_code)]
 
+pub mod client;
+pub mod input;
+pub mod keys;
 pub mod process;
 pub mod sse;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,10 +21,12 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::mpsc;
 use watchwire::config::ServeArgs;
 use watchwire::server::RunningServer;
+
+pub use client::{Api, Reply};
 
 /// How long a test waits for something that should happen.
 pub const PATIENCE: Duration = Duration::from_secs(10);
@@ -101,6 +110,20 @@ impl Receiver {
         *self.responder.lock().unwrap() = Arc::new(responder);
     }
 
+    /// Answers 503 until the returned switch is turned on, 204 from then on.
+    pub fn unavailable_until_up(&self) -> Arc<AtomicBool> {
+        let up = Arc::new(AtomicBool::new(false));
+        let gate = up.clone();
+        self.respond(move |_| {
+            if gate.load(Ordering::SeqCst) {
+                (204, vec![])
+            } else {
+                (503, vec![])
+            }
+        });
+        up
+    }
+
     /// Answers with these statuses in turn, then 204.
     pub fn script(&self, statuses: &[u16]) {
         let queue = Mutex::new(statuses.iter().copied().collect::<VecDeque<u16>>());
@@ -158,12 +181,20 @@ async fn receive(
     response
 }
 
-/// A gateway running in this process on 127.0.0.1:0 with its own data directory.
+/// A gateway running in this process on 127.0.0.1:0 with its own data directory. It
+/// derefs to its `Api`, the client every test calls it with.
 pub struct Gateway {
     pub server: Option<RunningServer>,
-    pub url: String,
-    pub http: reqwest::Client,
+    pub api: Api,
     pub dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Gateway {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
 }
 
 /// Test defaults: `--dev`, quick retries and sweeps, quiet logs.
@@ -190,18 +221,24 @@ impl Gateway {
             .await
             .expect("gateway starts");
         Gateway {
-            url: server.url(),
+            api: Api::new(server.url()),
             server: Some(server),
-            http: client(),
             dir,
         }
     }
 
-    /// A gateway as production runs it: without `--dev`, with this one API key.
-    pub async fn start_keyed(key: &str) -> Gateway {
+    /// A gateway as production runs it, hardened: without `--dev`, with the keys of
+    /// `keys` (two `--api-key` keys and the named keys of a `--config` file), and the
+    /// allow-list `keys::ALLOW_TARGETS` that lets deliveries reach the tests'
+    /// receivers. `configure` changes anything else (`allow_targets.clear()` for a
+    /// gateway without an allow-list).
+    pub async fn keyed(configure: impl FnOnce(&mut ServeArgs)) -> Gateway {
         Gateway::start_with(|a| {
             a.dev = false;
-            a.api_keys = vec![key.into()];
+            a.api_keys = vec![keys::ROOT.into(), keys::OTHER_ROOT.into()];
+            a.config = Some(keys::write_config(&a.data_dir));
+            a.allow_targets = vec![keys::ALLOW_TARGETS.into()];
+            configure(a);
         })
         .await
     }
@@ -211,98 +248,10 @@ impl Gateway {
             server.shutdown().await.unwrap();
         }
     }
-
-    /// POSTs raw bytes; returns status, headers and body text.
-    pub async fn post_raw(
-        &self,
-        path: &str,
-        body: impl Into<reqwest::Body>,
-    ) -> (u16, HeaderMap, String) {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        (status, headers, response.text().await.unwrap())
-    }
-
-    /// GETs a path; returns status, headers and body text.
-    pub async fn get_raw(&self, path: &str, headers: &[(&str, &str)]) -> (u16, HeaderMap, String) {
-        let mut request = self.http.get(format!("{}{path}", self.url));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        (status, headers, response.text().await.unwrap())
-    }
-
-    /// GETs a path; returns status and the JSON answer (Null when empty).
-    pub async fn get(&self, path: &str) -> (u16, Value) {
-        let (status, _, text) = self.get_raw(path, &[]).await;
-        (status, json_or_null(&text))
-    }
-
-    /// POSTs JSON; returns status and the JSON answer (Null when empty).
-    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let (status, _, text) = self.post_raw(path, body.to_string()).await;
-        (status, json_or_null(&text))
-    }
-
-    /// Creates a channel and asserts it worked.
-    pub async fn watch(&self, resource: &str, id: &str, address: &str) -> Value {
-        self.watch_with(
-            resource,
-            json!({"id": id, "type": "web_hook", "address": address}),
-        )
-        .await
-    }
-
-    pub async fn watch_with(&self, resource: &str, body: Value) -> Value {
-        let (status, answer) = self.post(&format!("{resource}/watch"), &body).await;
-        assert_eq!(status, 200, "watch failed: {answer}");
-        answer
-    }
-
-    /// Publishes and asserts it was accepted; returns the answer.
-    pub async fn publish(&self, events: Value) -> Value {
-        let (status, answer) = self.post("/v1/events", &events).await;
-        assert_eq!(status, 200, "publish failed: {answer}");
-        answer
-    }
-
-    pub async fn stop(&self, id: &str, resource_id: &str) -> u16 {
-        self.post(
-            "/channels/stop",
-            &json!({"id": id, "resourceId": resource_id}),
-        )
-        .await
-        .0
-    }
-}
-
-fn json_or_null(text: &str) -> Value {
-    if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(text).unwrap_or_else(|e| panic!("not a JSON answer ({e}): {text}"))
-    }
-}
-
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(PATIENCE)
-        .build()
-        .unwrap()
 }
 
 /// Asserts a Google error envelope with this status and reason.
+#[track_caller]
 pub fn assert_error(status: u16, body: &Value, want_status: u16, want_reason: &str) {
     assert_eq!(status, want_status, "unexpected status; body: {body}");
     assert_eq!(body["error"]["code"], want_status, "envelope code: {body}");

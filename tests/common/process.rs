@@ -1,4 +1,5 @@
-//! A `watchwire serve` child process, for crash and signal tests.
+//! A `watchwire serve` child process, for crash and signal tests, and for assertions on
+//! what is process-wide (metrics) that other gateways in the test process would move.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -6,18 +7,46 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use super::{keys, Api};
+
+/// It derefs to its `Api`, the same client as an in-process `Gateway`'s.
 pub struct GatewayProcess {
     pub child: Child,
-    pub url: String,
+    pub api: Api,
+}
+
+impl std::ops::Deref for GatewayProcess {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
 }
 
 impl GatewayProcess {
     /// Starts `watchwire serve --dev` on 127.0.0.1:0 and waits for its listening line.
     pub fn start(data_dir: &Path, extra: &[&str]) -> GatewayProcess {
+        GatewayProcess::spawn(data_dir, &["--dev"], extra)
+    }
+
+    /// Starts `watchwire serve` as `Gateway::keyed` runs in process: without `--dev`,
+    /// with the keys of `keys` and its allow-list.
+    pub fn keyed(data_dir: &Path, extra: &[&str]) -> GatewayProcess {
+        let config = keys::write_config(data_dir);
+        let config = config.to_str().unwrap();
+        #[rustfmt::skip]
+        let keyed = [
+            "--api-key", keys::ROOT, "--api-key", keys::OTHER_ROOT, "--config", config,
+            "--allow-targets", keys::ALLOW_TARGETS,
+        ];
+        GatewayProcess::spawn(data_dir, &keyed, extra)
+    }
+
+    fn spawn(data_dir: &Path, mode: &[&str], extra: &[&str]) -> GatewayProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_watchwire"))
+            .arg("serve")
+            .args(mode)
             .args([
-                "serve",
-                "--dev",
                 "--listen",
                 "127.0.0.1:0",
                 "--log",
@@ -44,7 +73,10 @@ impl GatewayProcess {
         let url = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("gateway printed its address");
-        GatewayProcess { child, url }
+        GatewayProcess {
+            child,
+            api: Api::new(url),
+        }
     }
 
     /// Runs `watchwire serve --dev` on `data_dir` expecting it to refuse to start:

@@ -24,12 +24,8 @@ pub struct SseStream {
 }
 
 impl SseStream {
-    /// Opens `GET {url}` with optional extra headers; panics unless it is a 200 stream.
-    pub async fn open(http: &reqwest::Client, url: &str, headers: &[(&str, &str)]) -> SseStream {
-        let mut request = http.get(url);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
+    /// Sends `request` (see `Api::stream`); panics unless it is a 200 stream.
+    pub async fn open(request: reqwest::RequestBuilder) -> SseStream {
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), 200, "stream did not open");
         assert!(response.headers()["content-type"]

@@ -1,11 +1,12 @@
-//! Operations: /healthz, /metrics, configuration from the environment, refusals at start.
-
-mod common;
+//! Operations: /healthz, /metrics, configuration from the environment, refusals at start,
+//! CORS and idempotent publishes.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
-use common::*;
+use crate::common::process::GatewayProcess;
+use crate::common::*;
+use reqwest::Method;
 use serde_json::json;
 
 #[tokio::test]
@@ -18,30 +19,15 @@ async fn healthz_and_metrics_report_the_gateway() {
         .await;
     rx.next().await;
 
-    let health = gw
-        .http
-        .get(format!("{}/healthz", gw.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200);
-    assert_eq!(
-        health.json::<serde_json::Value>().await.unwrap()["status"],
-        "ok"
-    );
+    let health = gw.get("/healthz").await.expect(200);
+    assert_eq!(health.json["status"], "ok");
 
-    let metrics = gw
-        .http
-        .get(format!("{}/metrics", gw.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(metrics.status(), 200);
-    assert!(metrics.headers()["content-type"]
-        .to_str()
+    let metrics = gw.get("/metrics").await.expect(200);
+    assert!(metrics
+        .header("content-type")
         .unwrap()
         .starts_with("text/plain"));
-    let text = metrics.text().await.unwrap();
+    let text = metrics.text;
     for name in [
         "watchwire_events_published_total",
         "watchwire_notifications_total{outcome=\"delivered\"}",
@@ -54,8 +40,17 @@ async fn healthz_and_metrics_report_the_gateway() {
     }
 }
 
-#[test]
-fn every_serve_option_reads_from_the_environment() {
+/// The first line a `watchwire serve` child prints on stdout.
+fn first_line(child: &mut Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line
+}
+
+#[tokio::test]
+async fn every_serve_option_reads_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_watchwire"))
         .arg("serve")
@@ -67,16 +62,13 @@ fn every_serve_option_reads_from_the_environment() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let line = first_line(&mut child);
     let url = line
         .trim()
         .strip_prefix("watchwire listening on ")
-        .expect("listening line")
-        .to_string();
-    let answer = watch_from_a_plain_thread(&url);
+        .expect("listening line");
+    let body = json!({"id": "env", "type": "web_hook", "address": "http://127.0.0.1:9/"});
+    let answer = Api::new(url).post("/env/check/watch", &body).await.json;
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(answer["resourceUri"], "https://push.example.com/env/check");
@@ -106,28 +98,6 @@ fn refuses_to_start_without_keys_or_dev_and_dev_on_a_public_address() {
     assert!(!ok && err.contains("--api-key"), "{err}");
     let (ok, err) = run(&["--dev", "--listen", "0.0.0.0:0"]);
     assert!(!ok && err.contains("non-loopback"), "{err}");
-}
-
-/// One watch call from a plain thread (this test has no runtime of its own).
-fn watch_from_a_plain_thread(url: &str) -> serde_json::Value {
-    let url = url.to_string();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async {
-            let body = json!({"id": "env", "type": "web_hook", "address": "http://127.0.0.1:9/"});
-            client()
-                .post(format!("{url}/env/check/watch"))
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap()
-        })
-    })
-    .join()
-    .unwrap()
 }
 
 /// Runs `watchwire serve ARGS` that is expected to refuse to start; returns whether it
@@ -192,10 +162,7 @@ fn serve_and_collect_logs(args: &[&str], envs: &[(&str, &str)]) -> (tempfile::Te
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let line = first_line(&mut child);
     assert!(
         line.starts_with("watchwire listening on http://127.0.0.1:"),
         "{line:?}"
@@ -275,56 +242,47 @@ fn json_logs_are_one_object_per_line() {
 }
 
 /// A preflight as a browser sends it before a cross-origin JSON publish.
-async fn preflight(gw: &Gateway, path: &str, origin: &str) -> reqwest::Response {
-    gw.http
-        .request(reqwest::Method::OPTIONS, format!("{}{path}", gw.url))
-        .header("origin", origin)
+async fn preflight(api: &Api, path: &str, origin: &str) -> Reply {
+    api.header("origin", origin)
         .header("access-control-request-method", "POST")
         .header(
             "access-control-request-headers",
             "authorization,content-type,idempotency-key",
         )
-        .send()
+        .send(Method::OPTIONS, path, "")
         .await
-        .unwrap()
-}
-
-fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
-    response.headers().get(name).map(|v| v.to_str().unwrap())
 }
 
 /// Opens a stream (whose handler sets its own allow-origin) and returns its head.
-async fn stream_head(gw: &Gateway, origin: &str, key: Option<&str>) -> reqwest::Response {
-    let mut request = gw
-        .http
-        .get(format!("{}/v1/watch?resource=/cors", gw.url))
-        .header("origin", origin);
-    if let Some(key) = key {
-        request = request.bearer_auth(key);
-    }
-    let response = request.send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    response
+async fn stream_head(api: &Api, origin: &str) -> Reply {
+    let stream = api
+        .header("origin", origin)
+        .stream("/v1/watch?resource=/cors")
+        .await;
+    let head = &stream.response;
+    Reply::new(
+        head.status().as_u16(),
+        head.headers().clone(),
+        String::new(),
+    )
 }
 
 #[tokio::test]
 async fn cors_answers_preflights_from_allowed_origins_only() {
     const APP: &str = "https://app.example.com";
-    let gw = Gateway::start_with(|a| {
-        a.dev = false;
-        a.api_keys = vec!["k".into()];
+    let gw = Gateway::keyed(|a| {
         a.cors_origins = vec![APP.into(), "http://localhost:3000".into()];
     })
     .await;
 
     let ok = preflight(&gw, "/v1/events", APP).await;
-    assert_eq!(ok.status(), 204);
-    assert_eq!(header(&ok, "access-control-allow-origin"), Some(APP));
+    assert_eq!(ok.status, 204);
+    assert_eq!(ok.header("access-control-allow-origin"), Some(APP));
     assert_eq!(
-        header(&ok, "access-control-allow-methods"),
+        ok.header("access-control-allow-methods"),
         Some("GET, POST, DELETE, OPTIONS")
     );
-    let allowed_headers = header(&ok, "access-control-allow-headers").unwrap();
+    let allowed_headers = ok.header("access-control-allow-headers").unwrap();
     for name in [
         "authorization",
         "content-type",
@@ -333,109 +291,97 @@ async fn cors_answers_preflights_from_allowed_origins_only() {
     ] {
         assert!(allowed_headers.contains(name), "{allowed_headers}");
     }
-    assert!(header(&ok, "access-control-max-age").is_some());
+    assert!(ok.header("access-control-max-age").is_some());
     assert_eq!(
-        header(&ok, "access-control-expose-headers"),
+        ok.header("access-control-expose-headers"),
         Some("etag, idempotent-replayed, retry-after")
     );
-    assert_eq!(header(&ok, "vary"), Some("origin"));
+    assert_eq!(ok.header("vary"), Some("origin"));
 
     // Another origin: the routes answer as without CORS, and nothing allows it.
     let other = preflight(&gw, "/v1/events", "https://evil.example").await;
-    assert_eq!(other.status(), 405);
-    assert!(header(&other, "access-control-allow-origin").is_none());
-    let body: serde_json::Value = other.json().await.unwrap();
-    assert_eq!(body["error"]["errors"][0]["reason"], "httpMethodNotAllowed");
+    assert_eq!(other.status, 405);
+    assert!(other.header("access-control-allow-origin").is_none());
+    assert_eq!(
+        other.json["error"]["errors"][0]["reason"],
+        "httpMethodNotAllowed"
+    );
 
     // The actual call from the allowed origin, with its key.
-    let publish = gw
-        .http
-        .post(format!("{}/v1/events", gw.url))
-        .header("origin", APP)
-        .bearer_auth("k")
-        .json(&json!({"resource": "/cors", "state": "exists"}))
-        .send()
+    let from_app = gw.header("origin", APP);
+    let publish = from_app
+        .key(keys::ROOT)
+        .post(
+            "/v1/events",
+            &json!({"resource": "/cors", "state": "exists"}),
+        )
         .await
-        .unwrap();
-    assert_eq!(publish.status(), 200);
-    assert_eq!(header(&publish, "access-control-allow-origin"), Some(APP));
-    assert!(header(&publish, "access-control-expose-headers")
+        .expect(200);
+    assert_eq!(publish.header("access-control-allow-origin"), Some(APP));
+    assert!(publish
+        .header("access-control-expose-headers")
         .unwrap()
         .contains("idempotent-replayed"));
-    assert_eq!(header(&publish, "vary"), Some("origin"));
+    assert_eq!(publish.header("vary"), Some("origin"));
     // An error too, so that the page can read why.
-    let refused = gw
-        .http
-        .post(format!("{}/v1/events", gw.url))
-        .header("origin", APP)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 401);
-    assert_eq!(header(&refused, "access-control-allow-origin"), Some(APP));
+    let refused = from_app.post("/v1/events", &json!({})).await.expect(401);
+    assert_eq!(refused.header("access-control-allow-origin"), Some(APP));
 
     // The stream sets its own header; the policy wins over it.
-    let stream = stream_head(&gw, APP, Some("k")).await;
-    assert_eq!(header(&stream, "access-control-allow-origin"), Some(APP));
-    let stream = stream_head(&gw, "https://evil.example", Some("k")).await;
-    assert!(header(&stream, "access-control-allow-origin").is_none());
+    let root = gw.key(keys::ROOT);
+    let stream = stream_head(&root, APP).await;
+    assert_eq!(stream.header("access-control-allow-origin"), Some(APP));
+    let stream = stream_head(&root, "https://evil.example").await;
+    assert!(stream.header("access-control-allow-origin").is_none());
 
     // Outside /v1 (Google's paths, operations) there is no CORS.
-    let health = gw
-        .http
-        .get(format!("{}/healthz", gw.url))
-        .header("origin", APP)
-        .send()
-        .await
-        .unwrap();
-    assert!(header(&health, "access-control-allow-origin").is_none());
+    let health = from_app.get("/healthz").await;
+    assert!(health.header("access-control-allow-origin").is_none());
 }
 
 #[tokio::test]
 async fn cors_allows_any_origin_in_dev_and_none_on_a_keyed_gateway_by_default() {
     let dev = Gateway::start().await;
     let any = preflight(&dev, "/v1/events", "http://localhost:5173").await;
-    assert_eq!(any.status(), 204);
-    assert_eq!(header(&any, "access-control-allow-origin"), Some("*"));
-    let stream = stream_head(&dev, "http://localhost:5173", None).await;
-    assert_eq!(header(&stream, "access-control-allow-origin"), Some("*"));
+    assert_eq!(any.status, 204);
+    assert_eq!(any.header("access-control-allow-origin"), Some("*"));
+    let stream = stream_head(&dev, "http://localhost:5173").await;
+    assert_eq!(stream.header("access-control-allow-origin"), Some("*"));
 
-    let keyed = Gateway::start_keyed("k").await;
+    let keyed = Gateway::keyed(|_| {}).await;
     let none = preflight(&keyed, "/v1/events", "http://localhost:5173").await;
-    assert_eq!(none.status(), 405);
+    assert_eq!(none.status, 405);
     let cors_headers: Vec<_> = none
-        .headers()
+        .headers
         .keys()
         .filter(|name| name.as_str().starts_with("access-control-"))
         .collect();
     assert!(cors_headers.is_empty(), "{cors_headers:?}");
-    let body: serde_json::Value = none.json().await.unwrap();
-    assert_eq!(body["error"]["code"], 405);
-    let stream = stream_head(&keyed, "http://localhost:5173", Some("k")).await;
-    assert!(header(&stream, "access-control-allow-origin").is_none());
+    assert_eq!(none.json["error"]["code"], 405);
+    let stream = stream_head(&keyed.key(keys::ROOT), "http://localhost:5173").await;
+    assert!(stream.header("access-control-allow-origin").is_none());
 }
 
 #[tokio::test]
 async fn a_publish_answered_from_an_earlier_one_says_so() {
     let gw = Gateway::start().await;
     let publish = |key: &'static str| {
-        gw.http
-            .post(format!("{}/v1/events", gw.url))
-            .header("idempotency-key", key)
-            .json(&json!({"resource": "/idem", "state": "exists"}))
-            .send()
+        let api = gw.header("idempotency-key", key);
+        async move {
+            api.post(
+                "/v1/events",
+                &json!({"resource": "/idem", "state": "exists"}),
+            )
+            .await
+        }
     };
-    let first = publish("order-1").await.unwrap();
-    assert_eq!(first.status(), 200);
-    assert!(header(&first, "idempotent-replayed").is_none());
-    let first: serde_json::Value = first.json().await.unwrap();
-    let again = publish("order-1").await.unwrap();
-    assert_eq!(again.status(), 200);
-    assert_eq!(header(&again, "idempotent-replayed"), Some("true"));
-    assert_eq!(again.json::<serde_json::Value>().await.unwrap(), first);
-    let other = publish("order-2").await.unwrap();
-    assert!(header(&other, "idempotent-replayed").is_none());
+    let first = publish("order-1").await.expect(200);
+    assert!(first.header("idempotent-replayed").is_none());
+    let again = publish("order-1").await.expect(200);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.json, first.json);
+    let other = publish("order-2").await;
+    assert!(other.header("idempotent-replayed").is_none());
 }
 
 /// The value of the one sample `name{labels…}` whose labels include all of `labels`.
@@ -450,28 +396,20 @@ fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
         .map(|l| l.rsplit_once(' ').unwrap().1.parse().unwrap())
 }
 
-async fn scrape(gw: &Gateway, key: Option<&str>) -> String {
-    let mut request = gw.http.get(format!("{}/metrics", gw.url));
-    if let Some(key) = key {
-        request = request.bearer_auth(key);
-    }
-    let response = request.send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    response.text().await.unwrap()
+async fn scrape(api: &Api) -> String {
+    api.get("/metrics").await.expect(200).text
 }
 
+/// A child process: the counts and the process metrics are its own, not those of every
+/// gateway the other tests run in this process.
 #[tokio::test]
 async fn metrics_list_every_series_from_the_start_with_requests_and_the_process() {
     // Keyed: /metrics needs an admin key, and nothing has happened yet.
-    let gw = Gateway::start_keyed("admin").await;
-    let unauthorized = gw
-        .http
-        .get(format!("{}/metrics", gw.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unauthorized.status(), 401);
-    let text = scrape(&gw, Some("admin")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = GatewayProcess::keyed(dir.path(), &[]);
+    gw.get("/metrics").await.expect(401);
+    let admin = gw.key(keys::ROOT);
+    let text = scrape(&admin).await;
     for (name, labels) in [
         ("watchwire_events_published_total", &[][..]),
         ("watchwire_store_commits_total", &[]),
@@ -505,21 +443,13 @@ async fn metrics_list_every_series_from_the_start_with_requests_and_the_process(
     let enable_404 = ["route=\"/v1/channels/{id}/enable\"", "status=\"4xx\""];
     let before = sample(&text, "watchwire_http_requests_total", &enable_404).unwrap();
     for id in ["a", "b", "c"] {
-        let response = gw
-            .http
-            .post(format!("{}/v1/channels/{id}/enable", gw.url))
-            .bearer_auth("admin")
-            .send()
+        admin
+            .post_raw(&format!("/v1/channels/{id}/enable"), "")
             .await
-            .unwrap();
-        assert_eq!(response.status(), 404);
+            .expect(404);
     }
-    gw.http
-        .get(format!("{}/no/such/thing-1234", gw.url))
-        .send()
-        .await
-        .unwrap();
-    let text = scrape(&gw, Some("admin")).await;
+    gw.get("/no/such/thing-1234").await;
+    let text = scrape(&admin).await;
     let after = sample(&text, "watchwire_http_requests_total", &enable_404).unwrap();
     assert_eq!(after - before, 3.0, "{text}");
     assert!(

@@ -1,36 +1,23 @@
 //! Graceful shutdown: SIGTERM stops the gateway cleanly and persists delivery progress,
 //! so a restart neither loses nor re-sends what was already delivered.
 
-mod common;
-
 use std::time::Duration;
 
-use common::process::GatewayProcess;
-use common::*;
+use crate::common::process::GatewayProcess;
+use crate::common::*;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_exits_cleanly_and_progress_survives() {
     let dir = tempfile::tempdir().unwrap();
-    let http = client();
     let rx = Receiver::start().await;
     let mut gateway = GatewayProcess::start(dir.path(), &[]);
-    let watch = http
-        .post(format!("{}/r/watch", gateway.url))
-        .json(&json!({"id": "c", "type": "web_hook", "address": rx.url()}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(watch.status(), 200);
+    gateway.watch("/r", "c", &rx.url()).await;
     assert_eq!(rx.next().await.state(), "sync");
     for i in 0..5 {
-        let sent = http
-            .post(format!("{}/v1/events", gateway.url))
-            .json(&json!({"resource": "/r", "state": "exists", "data": {"i": i}}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(sent.status(), 200);
+        gateway
+            .publish(json!({"resource": "/r", "state": "exists", "data": {"i": i}}))
+            .await;
     }
     let numbers: Vec<u64> = rx.take(5).await.iter().map(Received::number).collect();
 
@@ -47,13 +34,9 @@ async fn sigterm_exits_cleanly_and_progress_survives() {
     assert!(status.success(), "exit status {status:?}");
 
     let gateway = GatewayProcess::start(dir.path(), &[]);
-    let sent = http
-        .post(format!("{}/v1/events", gateway.url))
-        .json(&json!({"resource": "/r", "state": "not_exists"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(sent.status(), 200);
+    gateway
+        .publish(json!({"resource": "/r", "state": "not_exists"}))
+        .await;
     let next = rx.next().await;
     assert_eq!(
         next.state(),
@@ -73,25 +56,12 @@ async fn sigterm_exits_cleanly_and_progress_survives() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_streams_with_the_cursor_to_resume_from() {
     let dir = tempfile::tempdir().unwrap();
-    let http = client();
     // A long grace period: the stream must not be what the gateway waits for.
     let mut gateway = GatewayProcess::start(dir.path(), &["--shutdown-grace", "30s"]);
-    let url = format!("{}/v1/watch?resource=/s", gateway.url);
-    let mut stream = common::sse::SseStream::open(&http, &url, &[]).await;
-    let publish = |gateway_url: String, i: i64| {
-        let http = http.clone();
-        async move {
-            let sent = http
-                .post(format!("{gateway_url}/v1/events"))
-                .json(&json!({"resource": "/s", "state": "exists", "data": {"i": i}}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(sent.status(), 200);
-        }
-    };
+    let mut stream = gateway.stream("/v1/watch?resource=/s").await;
+    let event = |i: i64| json!({"resource": "/s", "state": "exists", "data": {"i": i}});
     for i in 0..3 {
-        publish(gateway.url.clone(), i).await;
+        gateway.publish(event(i)).await;
     }
     let mut last = String::new();
     for _ in 0..3 {
@@ -117,8 +87,10 @@ async fn sigterm_ends_streams_with_the_cursor_to_resume_from() {
     );
 
     let gateway = GatewayProcess::start(dir.path(), &[]);
-    publish(gateway.url.clone(), 3).await;
-    let url = format!("{}/v1/watch?resource=/s", gateway.url);
-    let mut resumed = common::sse::SseStream::open(&http, &url, &[("last-event-id", &last)]).await;
+    gateway.publish(event(3)).await;
+    let mut resumed = gateway
+        .header("last-event-id", &last)
+        .stream("/v1/watch?resource=/s")
+        .await;
     assert_eq!(resumed.expect().await.json()["data"]["i"], 3);
 }

@@ -1,19 +1,19 @@
 //! docs/api.md §9 watchers: pattern channels that never expire, with the three de-duplication
 //! rules per endpoint and their exact messages.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 async fn create(gw: &Gateway, pattern: &str, endpoint: &str) -> (u16, serde_json::Value) {
-    gw.post(
-        "/v1/watchers",
-        &json!({"pattern": pattern, "endpoint": endpoint}),
-    )
-    .await
+    let reply = gw
+        .post(
+            "/v1/watchers",
+            &json!({"pattern": pattern, "endpoint": endpoint}),
+        )
+        .await;
+    (reply.status, reply.json)
 }
 
 /// A `409` with the rule's message, naming the watcher it conflicts with.
@@ -68,21 +68,12 @@ async fn the_three_rules_with_their_messages() {
         assert!(body.to_string().contains("prefix"), "{body}");
     }
     // A watcher never expires, so it shows no expiration.
-    let (status, shown) = gw.get(&format!("/v1/channels/{id}")).await;
-    assert_eq!(status, 200, "{shown}");
+    let shown = gw.get(&format!("/v1/channels/{id}")).await.expect(200).json;
     assert_eq!(shown["kind"], "watchwire#watcher");
     assert!(shown.get("expiration").is_none(), "{shown}");
 
     // Deterministic: deleting and re-creating gives the same id.
-    assert_eq!(
-        gw.http
-            .delete(format!("{}/v1/watchers/{id}", gw.url))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+    gw.delete(&format!("/v1/watchers/{id}")).await.expect(204);
     let (status, again) = create(&gw, "/apps", &a.url()).await;
     assert_eq!(status, 201);
     assert_eq!(again["id"], id.as_str());
@@ -132,48 +123,19 @@ async fn watchers_deliver_once_per_endpoint_never_expire_and_survive_deletes() {
     );
     endpoint.expect_silence(Duration::from_millis(100)).await;
 
-    let (status, list) = gw
-        .http
-        .get(format!("{}/v1/watchers", gw.url))
-        .send()
-        .await
-        .map(|r| (r.status().as_u16(), r))
-        .unwrap();
-    assert_eq!(status, 200);
-    let list: serde_json::Value = list.json().await.unwrap();
+    let list = gw.get("/v1/watchers").await.expect(200).json;
     assert_eq!(list["items"].as_array().unwrap().len(), 2);
 
     // Every delivery of a watcher is a listable record of it.
-    let log: serde_json::Value = gw
-        .http
-        .get(format!("{}/v1/channels/{mail}/notifications", gw.url))
-        .send()
+    let log = gw
+        .get(&format!("/v1/channels/{mail}/notifications"))
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json;
     assert_eq!(log["items"].as_array().unwrap().len(), 4, "{log}");
 
-    assert_eq!(
-        gw.http
-            .delete(format!("{}/v1/watchers/{mail}", gw.url))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+    gw.delete(&format!("/v1/watchers/{mail}")).await.expect(204);
     gw.publish(json!({"resource": "/apps/mail/x", "state": "exists"}))
         .await;
     endpoint.expect_silence(Duration::from_millis(100)).await;
-    assert_eq!(
-        gw.http
-            .delete(format!("{}/v1/watchers/{mail}", gw.url))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    gw.delete(&format!("/v1/watchers/{mail}")).await.expect(404);
 }

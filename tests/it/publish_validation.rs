@@ -2,11 +2,8 @@
 //! field rule, all-or-nothing batches proven against a real receiver, and
 //! `Idempotency-Key`.
 
-mod common;
-mod input_support;
-
-use common::*;
-use input_support::*;
+use crate::common::input::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const FEED: &str = "/feeds/main";
@@ -28,7 +25,7 @@ fn event_with(patch: Value) -> Value {
 async fn check_publish_cases(gw: &Gateway, cases: &[(String, Value, Want)]) {
     let mut failures = Vec::new();
     for (what, body, want) in cases {
-        let reply = post_json(gw, "/v1/events", &[], body).await;
+        let reply = gw.post("/v1/events", body).await;
         failures.extend(mismatch(what, &reply, *want));
     }
     assert_no_failures(failures);
@@ -186,8 +183,7 @@ async fn header_bound_fields_are_limited_to_4_kib() {
     check_publish_cases(&gw, &list).await;
     // Whitespace in the request does not count.
     let spaced = format!("{{\"resource\": \"{FEED}\", \"state\": \"exists\", \"metadata\": {{ {:>200}\"k\" :   \"{}\" }} }}", "", "v".repeat(4088));
-    let reply = send(&gw, axum::http::Method::POST, "/v1/events", &[], spaced).await;
-    assert_eq!(reply.status, 200, "{}", reply.text);
+    gw.post_raw("/v1/events", spaced).await.expect(200);
 }
 
 /// `changed` tokens that join (with `,`) to exactly `len` bytes: 64-character tokens
@@ -271,7 +267,7 @@ async fn one_bad_element_rejects_the_whole_batch() {
         ),
     ];
     for (what, batch, element) in batches {
-        let reply = post_json(&gw, "/v1/events", &[], &batch).await;
+        let reply = gw.post("/v1/events", &batch).await;
         assert_eq!(reply.status, 400, "{what}: {}", reply.text);
         let message = reply.json["error"]["message"].as_str().unwrap_or_default();
         assert!(
@@ -297,8 +293,8 @@ async fn idempotency_key_repeats_the_first_answer() {
     let rx = Receiver::start().await;
     synced_channel(&gw, &rx).await;
     let publish = |key: String, body: Value| {
-        let gw = &gw;
-        async move { post_json(gw, "/v1/events", &[("idempotency-key", &key)], &body).await }
+        let api = gw.header("idempotency-key", &key);
+        async move { api.post("/v1/events", &body).await }
     };
     let first = publish("order-1".into(), json!([event("add"), event("update")])).await;
     assert_eq!(first.status, 200, "{}", first.text);
@@ -356,26 +352,25 @@ async fn idempotency_key_repeats_the_first_answer() {
 #[tokio::test]
 async fn resource_messages_name_their_field_once() {
     let gw = Gateway::start().await;
-    let message = |body: serde_json::Value| body["error"]["message"].as_str().unwrap().to_string();
-    let (status, body) = gw
+    let message = |reply: Reply| reply.json["error"]["message"].as_str().unwrap().to_string();
+    let reply = gw
         .post("/v1/events", &json!({"resource": "a/b", "state": "exists"}))
-        .await;
-    assert_eq!(status, 400);
-    assert_eq!(message(body), r#"resource "a/b" must start with '/'"#);
+        .await
+        .expect(400);
+    assert_eq!(message(reply), r#"resource "a/b" must start with '/'"#);
     let batch =
         json!([{"resource": "/ok", "state": "exists"}, {"resource": "a/b", "state": "exists"}]);
-    let (_, body) = gw.post("/v1/events", &batch).await;
     assert_eq!(
-        message(body),
+        message(gw.post("/v1/events", &batch).await),
         r#"events[1].resource "a/b" must start with '/'"#
     );
-    let (_, body) = gw
-        .post(
-            "/v1/watchers",
-            &json!({"pattern": "a/b", "endpoint": "http://127.0.0.1:9/"}),
-        )
-        .await;
-    assert_eq!(message(body), r#"pattern "a/b" must start with '/'"#);
-    let (_, body) = gw.get("/v1/changes?prefix=a/b").await;
-    assert_eq!(message(body), r#"prefix "a/b" must start with '/'"#);
+    let watcher = json!({"pattern": "a/b", "endpoint": "http://127.0.0.1:9/"});
+    assert_eq!(
+        message(gw.post("/v1/watchers", &watcher).await),
+        r#"pattern "a/b" must start with '/'"#
+    );
+    assert_eq!(
+        message(gw.get("/v1/changes?prefix=a/b").await),
+        r#"prefix "a/b" must start with '/'"#
+    );
 }

@@ -1,12 +1,9 @@
 //! Malformed requests (docs/api.md §10 Errors): each one gets a 4xx in Google's envelope with
 //! the right reason, never a 5xx, and the gateway keeps working afterwards.
 
-mod common;
-mod input_support;
-
+use crate::common::input::*;
+use crate::common::*;
 use axum::http::Method;
-use common::*;
-use input_support::*;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -171,9 +168,7 @@ impl Request {
 /// what went wrong when there is no answer: a close without a word, or a hang.
 async fn exchange(gw: &Gateway, request: &Request) -> Result<Reply, String> {
     let (bytes, half_close) = request.wire();
-    let stream = TcpStream::connect(gw.url.trim_start_matches("http://"))
-        .await
-        .unwrap();
+    let stream = TcpStream::connect(gw.authority()).await.unwrap();
     let (mut reader, mut writer) = stream.into_split();
     // The gateway may answer before it has read everything (a 413 on the declared
     // length): the answer is read while the request is still going out. The write half
@@ -375,7 +370,7 @@ async fn unknown_paths_and_wrong_methods() {
         (Method::PUT, STOP, "POST"),
         (Method::DELETE, "/healthz", "GET"),
     ] {
-        let reply = send(&gw, method.clone(), path, &[], "").await;
+        let reply = gw.send(method.clone(), path, "").await;
         let allow = reply
             .headers
             .get("allow")
@@ -419,12 +414,8 @@ async fn bodies_over_the_limit_are_too_large() {
         ]
     });
     run_probes(&gw, probes.collect()).await;
-    let at_limit = send(&gw, Method::POST, PUBLISH, &[], padded_body(1 << 20)).await;
-    assert_eq!(
-        at_limit.status, 200,
-        "exactly 1 MiB is allowed: {}",
-        at_limit.text
-    );
+    // Exactly 1 MiB is allowed.
+    gw.post_raw(PUBLISH, padded_body(1 << 20)).await.expect(200);
 
     let small = Gateway::start_with(|a| a.max_body_bytes = 1000).await;
     let probes = JSON_ENDPOINTS.iter().map(|path| {
@@ -437,12 +428,8 @@ async fn bodies_over_the_limit_are_too_large() {
         )
     });
     run_probes(&small, probes.collect()).await;
-    let at_limit = send(&small, Method::POST, PUBLISH, &[], padded_body(1000)).await;
-    assert_eq!(
-        at_limit.status, 200,
-        "exactly the limit is allowed: {}",
-        at_limit.text
-    );
+    // Exactly the limit is allowed.
+    small.post_raw(PUBLISH, padded_body(1000)).await.expect(200);
     // Without a Content-Length the limit holds too.
     let chunk = String::from_utf8(padded_body(1500)).unwrap();
     let chunked = format!("POST {PUBLISH} HTTP/1.1\r\nHost: gateway\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n", chunk.len());
@@ -497,13 +484,9 @@ async fn stop_needs_both_fields_and_a_matching_channel() {
         204,
         "the failed stops left the channel alone"
     );
-    let again = post_json(
-        &gw,
-        STOP,
-        &[],
-        &json!({"id": "live", "resourceId": resource_id}),
-    )
-    .await;
+    let again = gw
+        .post(STOP, &json!({"id": "live", "resourceId": resource_id}))
+        .await;
     assert_reply(
         "a stopped channel is gone",
         &again,
@@ -515,20 +498,19 @@ async fn stop_needs_both_fields_and_a_matching_channel() {
 async fn stopping_another_owners_channel_is_not_found() {
     let gw = Gateway::start_with(|a| a.api_keys = vec!["mine".into(), "theirs".into()]).await;
     let rx = Receiver::start().await;
-    let mine = [("authorization", "Bearer mine")];
-    let created = post_json(
-        &gw,
-        WATCH,
-        &mine,
-        &json!({"id": "private", "type": "web_hook", "address": rx.url()}),
-    )
-    .await;
-    assert_eq!(created.status, 200, "{}", created.text);
+    let mine = gw.key("mine");
+    let created = mine
+        .post(
+            WATCH,
+            &json!({"id": "private", "type": "web_hook", "address": rx.url()}),
+        )
+        .await
+        .expect(200);
     let stop = json!({"id": "private", "resourceId": created.json["resourceId"]});
-    let theirs = post_json(&gw, STOP, &[("authorization", "Bearer theirs")], &stop).await;
+    let theirs = gw.key("theirs").post(STOP, &stop).await;
     assert_reply("another key's stop", &theirs, Want::Err(404, "notFound"));
     assert_eq!(
-        post_json(&gw, STOP, &mine, &stop).await.status,
+        mine.post(STOP, &stop).await.status,
         204,
         "the owner's channel survived the other key's stop"
     );
@@ -570,8 +552,7 @@ async fn the_gateway_keeps_working_after_a_barrage() {
     }
     run_probes(&gw, probes).await;
 
-    let health = send(&gw, Method::GET, "/healthz", &[], "").await;
-    assert_eq!(health.status, 200, "{}", health.text);
+    gw.get("/healthz").await.expect(200);
     gw.publish(json!({"resource": "/survivor/x", "state": "exists", "data": {"still": "here"}}))
         .await;
     let got = rx.next().await;
@@ -821,14 +802,13 @@ async fn every_route_answers_malformed_requests_with_the_envelope() {
     let gw = Gateway::start().await;
     let rx = Receiver::start().await;
     gw.watch("/walk", "walk", &rx.url()).await;
-    let watcher = post_json(
-        &gw,
-        "/v1/watchers",
-        &[],
-        &json!({"pattern": "/walkers", "endpoint": rx.url()}),
-    )
-    .await;
-    assert_eq!(watcher.status, 201, "{}", watcher.text);
+    let watcher = gw
+        .post(
+            "/v1/watchers",
+            &json!({"pattern": "/walkers", "endpoint": rx.url()}),
+        )
+        .await
+        .expect(201);
     let watcher_id = watcher.json["id"].as_str().unwrap().to_string();
     let routes = routes(&gw, None, |template| {
         if template.starts_with("/v1/watchers/") {
@@ -845,14 +825,14 @@ async fn every_route_answers_malformed_requests_with_the_envelope() {
         probes.len()
     );
     run_probes(&gw, probes).await;
-    let health = send(&gw, Method::GET, "/healthz", &[], "").await;
-    assert_eq!(health.status, 200, "after the walk: {}", health.text);
+    // The gateway is fine after the walk.
+    gw.get("/healthz").await.expect(200);
 }
 
 #[tokio::test]
 async fn without_a_key_every_call_but_healthz_is_unauthorized() {
-    let gw = Gateway::start_keyed("k").await;
-    let routes = routes(&gw, Some("k"), |_| "walk".into()).await;
+    let gw = Gateway::keyed(|_| {}).await;
+    let routes = routes(&gw, Some(keys::ROOT), |_| "walk".into()).await;
     let no_key = Want::Err(401, "required");
     let probes: Vec<Probe> = walk(&routes)
         .into_iter()
@@ -926,6 +906,5 @@ async fn requests_hyper_cannot_frame_get_the_envelope_too() {
     let second = parse_response(second.as_bytes()).expect("a second answer");
     assert_eq!(reason_of(&second).as_deref(), Some("invalid"), "{second:?}");
     // hyper keeps serving: the gateway is fine.
-    let health = send(&gw, Method::GET, "/healthz", &[], "").await;
-    assert_eq!(health.status, 200, "{}", health.text);
+    gw.get("/healthz").await.expect(200);
 }

@@ -1,12 +1,10 @@
 //! docs/api.md §8 (channel management, delivery log, replay, enable) and §5 endpoint health.
 
-mod common;
-
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::*;
+use crate::common::process::GatewayProcess;
+use crate::common::*;
 use serde_json::{json, Value};
 
 /// Asserts an RFC 3339 UTC time with milliseconds, as every JSON time is.
@@ -18,17 +16,6 @@ fn assert_rfc3339(value: &Value) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::parse_from_rfc3339(text)
         .unwrap_or_else(|e| panic!("{text}: {e}"))
         .to_utc()
-}
-
-async fn get(gw: &Gateway, path: &str) -> (u16, Value) {
-    let response = gw
-        .http
-        .get(format!("{}{path}", gw.url))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
 }
 
 #[tokio::test]
@@ -51,8 +38,11 @@ async fn the_log_shows_retried_and_failed_notifications_with_metadata() {
     let after = rx.next().await;
     assert_eq!(after.header("x-watchwire-event-resource"), Some("/log/c"));
 
-    let (status, log) = get(&gw, "/v1/channels/logged/notifications").await;
-    assert_eq!(status, 200);
+    let log = gw
+        .get("/v1/channels/logged/notifications")
+        .await
+        .expect(200)
+        .json;
     let items = log["items"].as_array().unwrap();
     let by_number = |n: u64| {
         items
@@ -97,7 +87,10 @@ async fn the_log_shows_retried_and_failed_notifications_with_metadata() {
         .contains("404"));
     assert!(gone["deliveredAt"].is_null());
 
-    let (_, only_failed) = get(&gw, "/v1/channels/logged/notifications?status=failed").await;
+    let only_failed = gw
+        .get("/v1/channels/logged/notifications?status=failed")
+        .await
+        .json;
     let numbers: Vec<&str> = only_failed["items"]
         .as_array()
         .unwrap()
@@ -105,14 +98,18 @@ async fn the_log_shows_retried_and_failed_notifications_with_metadata() {
         .map(|i| i["messageNumber"].as_str().unwrap())
         .collect();
     assert_eq!(numbers, [failed.number().to_string()]);
-    let (_, paged) = get(&gw, "/v1/channels/logged/notifications?maxResults=2").await;
+    let paged = gw
+        .get("/v1/channels/logged/notifications?maxResults=2")
+        .await
+        .json;
     assert_eq!(paged["items"].as_array().unwrap().len(), 2);
     let token = paged["nextPageToken"].as_str().unwrap();
-    let (_, rest) = get(
-        &gw,
-        &format!("/v1/channels/logged/notifications?maxResults=10&pageToken={token}"),
-    )
-    .await;
+    let rest = gw
+        .get(&format!(
+            "/v1/channels/logged/notifications?maxResults=10&pageToken={token}"
+        ))
+        .await
+        .json;
     assert_eq!(rest["items"].as_array().unwrap().len(), items.len() - 2);
 }
 
@@ -129,8 +126,7 @@ async fn a_channel_shows_its_delivery_state_and_lists_are_paged() {
     .await;
     rx.next().await; // the first attempt failed; the next one is 30 s away
 
-    let (status, shown) = get(&gw, "/v1/channels/state").await;
-    assert_eq!(status, 200);
+    let shown = gw.get("/v1/channels/state").await.expect(200).json;
     assert_eq!(shown["id"], "state");
     assert_eq!(shown["resourceId"], channel["resourceId"]);
     let delivery = &shown["delivery"];
@@ -147,13 +143,17 @@ async fn a_channel_shows_its_delivery_state_and_lists_are_paged() {
     for i in 0..3 {
         gw.watch("/st", &format!("more-{i}"), &rx.url()).await;
     }
-    let (_, page) = get(&gw, "/v1/channels?maxResults=3").await;
+    let page = gw.get("/v1/channels?maxResults=3").await.json;
     assert_eq!(page["items"].as_array().unwrap().len(), 3);
     let token = page["nextPageToken"].as_str().unwrap();
-    let (_, rest) = get(&gw, &format!("/v1/channels?maxResults=3&pageToken={token}")).await;
+    let rest = gw
+        .get(&format!("/v1/channels?maxResults=3&pageToken={token}"))
+        .await
+        .json;
     assert_eq!(rest["items"].as_array().unwrap().len(), 1);
-    let (status, body) = get(&gw, "/v1/channels/nope").await;
-    assert_error(status, &body, 404, "notFound");
+    gw.get("/v1/channels/nope")
+        .await
+        .assert_error(404, "notFound");
 }
 
 #[tokio::test]
@@ -171,10 +171,11 @@ async fn replay_resends_with_the_original_numbers_then_carries_on() {
         .map(|r| (r.number(), r.state().to_string()))
         .collect();
 
-    let (status, answer) = gw
+    let answer = gw
         .post("/v1/channels/replayed/replay", &json!({"since": start}))
-        .await;
-    assert_eq!(status, 202, "{answer}");
+        .await
+        .expect(202)
+        .json;
     assert_eq!(answer["replaying"], true);
     let replayed: Vec<(u64, String)> = rx
         .take(3)
@@ -196,20 +197,21 @@ async fn replay_resends_with_the_original_numbers_then_carries_on() {
         Some(original[2].0.to_string().as_str())
     );
 
-    let (status, body) = gw
-        .post("/v1/channels/replayed/replay", &json!({"since": "garbage"}))
-        .await;
-    assert_error(status, &body, 400, "invalidCursor");
-    let (status, body) = gw
+    gw.post("/v1/channels/replayed/replay", &json!({"since": "garbage"}))
+        .await
+        .assert_error(400, "invalidCursor");
+    let ahead = gw
         .post(
             "/v1/channels/replayed/replay",
             &json!({"since": "00000000000f0000"}),
         )
         .await;
-    assert_error(status, &body, 400, "invalidCursor");
+    ahead.assert_error(400, "invalidCursor");
+    let body = ahead.json;
     assert!(body.to_string().contains("ahead of the log"), "{body}");
-    let (status, body) = gw.post("/v1/channels/replayed/replay", &json!({})).await;
-    assert_error(status, &body, 400, "required");
+    gw.post("/v1/channels/replayed/replay", &json!({}))
+        .await
+        .assert_error(400, "required");
 }
 
 #[tokio::test]
@@ -222,15 +224,7 @@ async fn a_failing_endpoint_is_disabled_and_enable_resumes_where_it_stopped() {
     let rx = Receiver::start().await;
     gw.watch("/h", "health", &rx.url()).await;
     rx.next().await;
-    let up = Arc::new(AtomicBool::new(false));
-    let gate = up.clone();
-    rx.respond(move |_| {
-        if gate.load(Ordering::SeqCst) {
-            (204, vec![])
-        } else {
-            (503, vec![])
-        }
-    });
+    let up = rx.unavailable_until_up();
     gw.publish(json!({"resource": "/h", "state": "exists", "data": {"i": 1}}))
         .await;
 
@@ -245,7 +239,7 @@ async fn a_failing_endpoint_is_disabled_and_enable_resumes_where_it_stopped() {
     // Drain attempts already in flight; then the channel must be disabled and quiet.
     let mut shown = Value::Null;
     for _ in 0..100 {
-        shown = get(&gw, "/v1/channels/health").await.1;
+        shown = gw.get("/v1/channels/health").await.json;
         if shown["delivery"]["enabled"] == false {
             break;
         }
@@ -259,8 +253,11 @@ async fn a_failing_endpoint_is_disabled_and_enable_resumes_where_it_stopped() {
     rx.expect_silence(Duration::from_millis(150)).await;
 
     up.store(true, Ordering::SeqCst);
-    let (status, enabled) = gw.post("/v1/channels/health/enable", &json!({})).await;
-    assert_eq!(status, 200);
+    let enabled = gw
+        .post("/v1/channels/health/enable", &json!({}))
+        .await
+        .expect(200)
+        .json;
     assert_eq!(enabled["delivery"]["enabled"], true);
     let resumed = rx.next().await;
     assert_eq!(
@@ -295,8 +292,7 @@ async fn google_paging_visits_every_item_once_and_ends() {
                 None => format!("{list}?maxResults=2"),
                 Some(t) => format!("{list}?maxResults=2&pageToken={t}"),
             };
-            let (status, page) = gw.get(&path).await;
-            assert_eq!(status, 200, "{page}");
+            let page = gw.get(&path).await.expect(200).json;
             for item in page["items"].as_array().unwrap() {
                 seen.push(item.get("messageNumber").unwrap_or(&item["id"]).to_string());
             }
@@ -313,7 +309,7 @@ async fn google_paging_visits_every_item_once_and_ends() {
         );
     }
     // An exact fit has no next page.
-    let (_, page) = gw.get("/v1/channels?maxResults=5").await;
+    let page = gw.get("/v1/channels?maxResults=5").await.json;
     assert!(page.get("nextPageToken").is_none(), "{page}");
 
     for bad in [
@@ -323,8 +319,7 @@ async fn google_paging_visits_every_item_once_and_ends() {
         "/v1/channels/paged/notifications?status=lost",
         "/v1/channels/paged?verbose=true",
     ] {
-        let (status, body) = gw.get(bad).await;
-        assert_error(status, &body, 400, "invalidParameter");
+        gw.get(bad).await.assert_error(400, "invalidParameter");
     }
 }
 
@@ -360,7 +355,7 @@ async fn removed_channels_say_when_and_why_they_ended() {
     ] {
         let mut shown = Value::Null;
         for _ in 0..300 {
-            shown = get(&gw, &format!("/v1/channels/{id}")).await.1;
+            shown = gw.get(&format!("/v1/channels/{id}")).await.json;
             if shown["state"] == state {
                 break;
             }
@@ -374,13 +369,13 @@ async fn removed_channels_say_when_and_why_they_ended() {
             "{shown}"
         );
         assert!(shown.get("delivery").is_none(), "{shown}");
-        let (status, body) = gw
-            .post(&format!("/v1/channels/{id}/enable"), &json!({}))
-            .await;
-        assert_error(status, &body, 404, "notFound");
+        gw.post(&format!("/v1/channels/{id}/enable"), &json!({}))
+            .await
+            .assert_error(404, "notFound");
     }
-    let (status, body) = get(&gw, "/v1/channels/never-existed").await;
-    assert_error(status, &body, 404, "notFound");
+    gw.get("/v1/channels/never-existed")
+        .await
+        .assert_error(404, "notFound");
 }
 
 /// "Pending" means one thing: a notification still owed, attempted or not. The
@@ -389,24 +384,10 @@ async fn removed_channels_say_when_and_why_they_ended() {
 #[tokio::test]
 async fn pending_count_listing_and_gauge_agree() {
     let dir = tempfile::tempdir().unwrap();
-    let gateway = common::process::GatewayProcess::start(dir.path(), &["--api-key", "k"]);
-    let http = client();
-    let call = |method: reqwest::Method, path: &str| {
-        http.request(method, format!("{}{path}", gateway.url))
-            .bearer_auth("k")
-    };
-    let get_json = |path: &str| {
-        let request = call(reqwest::Method::GET, path);
-        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
-    };
+    let gateway = GatewayProcess::keyed(dir.path(), &[]);
+    let root = gateway.key(keys::ROOT);
     let gauge = || async {
-        let text = call(reqwest::Method::GET, "/metrics")
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = root.get("/metrics").await.text;
         text.lines()
             .find_map(|l| l.strip_prefix("watchwire_pending_notifications "))
             .unwrap_or_else(|| panic!("no pending gauge in:\n{text}"))
@@ -417,35 +398,23 @@ async fn pending_count_listing_and_gauge_agree() {
     assert_eq!(gauge().await, 0.0, "the gauge exists before any failure");
 
     let rx = Receiver::start().await;
-    let up = Arc::new(AtomicBool::new(false));
-    let gate = up.clone();
-    rx.respond(move |_| {
-        if gate.load(Ordering::SeqCst) {
-            (204, vec![])
-        } else {
-            (503, vec![])
-        }
-    });
-    let answer = call(reqwest::Method::POST, "/p/watch")
-        .json(&json!({"id": "owes", "type": "web_hook", "address": rx.url()}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200);
+    let up = rx.unavailable_until_up();
+    root.watch("/p", "owes", &rx.url()).await;
     rx.next().await; // the sync's first attempt failed
-    let answer = call(reqwest::Method::POST, "/v1/events")
-        .json(&json!([{"resource": "/p", "state": "exists"}, {"resource": "/p/x", "state": "exists"}]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200);
+    root.publish(
+        json!([{"resource": "/p", "state": "exists"}, {"resource": "/p/x", "state": "exists"}]),
+    )
+    .await;
 
-    let shown = get_json("/v1/channels/owes").await;
+    let shown = root.get("/v1/channels/owes").await.json;
     assert_eq!(
         shown["delivery"]["pendingCount"], 3,
         "the sync and two events: {shown}"
     );
-    let pending = get_json("/v1/channels/owes/notifications?status=pending").await;
+    let pending = root
+        .get("/v1/channels/owes/notifications?status=pending")
+        .await
+        .json;
     let items = pending["items"].as_array().unwrap();
     assert_eq!(items.len(), 3, "{pending}");
     assert_eq!(items[0]["state"], "sync");
@@ -466,8 +435,11 @@ async fn pending_count_listing_and_gauge_agree() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(gauge().await, 0.0);
-    let shown = get_json("/v1/channels/owes").await;
+    let shown = root.get("/v1/channels/owes").await.json;
     assert_eq!(shown["delivery"]["pendingCount"], 0, "{shown}");
-    let pending = get_json("/v1/channels/owes/notifications?status=pending").await;
+    let pending = root
+        .get("/v1/channels/owes/notifications?status=pending")
+        .await
+        .json;
     assert_eq!(pending["items"], json!([]));
 }

@@ -9,6 +9,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use crate::common::process::GatewayProcess;
+use crate::common::{Api, Reply};
+
 /// Long enough for a loaded CI machine; a passing run takes well under a second.
 const TIMEOUT: Duration = Duration::from_secs(30);
 const SECRET: &str = "whsec_AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
@@ -110,20 +113,6 @@ async fn receiver(extra: &[&str]) -> Process {
     Process::start(&args, "watchwire receive listening on ").await
 }
 
-/// `watchwire serve --dev` on its own data directory.
-async fn gateway(data_dir: &std::path::Path) -> Process {
-    let data_dir = data_dir.to_str().unwrap();
-    let args = [
-        "serve",
-        "--dev",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        data_dir,
-    ];
-    Process::start(&args, "listening on ").await
-}
-
 #[tokio::test]
 async fn gateway_notifications_arrive_validated_at_watchwire_receive() {
     let mut receive = receiver(&[
@@ -137,29 +126,22 @@ async fn gateway_notifications_arrive_validated_at_watchwire_receive() {
     ])
     .await;
     let data_dir = tempfile::tempdir().unwrap();
-    let gateway = gateway(data_dir.path()).await;
-    let http = reqwest::Client::new();
+    let gateway = GatewayProcess::start(data_dir.path(), &[]);
 
-    let watch = http
-        .post(format!("{}/calendars/primary/events/watch", gateway.url))
-        .json(&json!({
-            "id": "e2e-1", "type": "web_hook", "address": format!("{}/", receive.url), "token": "t",
-            "params": {"signingSecret": SECRET},
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(watch.status(), 200);
-    let watch: Value = watch.json().await.unwrap();
-    let publish = http
-        .post(format!("{}/v1/events", gateway.url))
-        .json(
-            &json!({"resource": "/calendars/primary/events", "state": "exists", "data": {"k": 1}}),
+    let watch = gateway
+        .watch_with(
+            "/calendars/primary/events",
+            json!({
+                "id": "e2e-1", "type": "web_hook", "address": format!("{}/", receive.url), "token": "t",
+                "params": {"signingSecret": SECRET},
+            }),
         )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(publish.status(), 200, "{}", publish.text().await.unwrap());
+        .await;
+    gateway
+        .publish(
+            json!({"resource": "/calendars/primary/events", "state": "exists", "data": {"k": 1}}),
+        )
+        .await;
 
     let sync = receive.next_json().await;
     assert_eq!(sync["valid"], true, "{sync}");
@@ -193,38 +175,36 @@ async fn gateway_notifications_arrive_validated_at_watchwire_receive() {
     assert_eq!(event["gap"], Value::Null);
 }
 
-/// Posts notification `number` on channel `c1` with `token` to the receiver at `url`.
-async fn deliver(http: &reqwest::Client, url: &str, number: u64, token: &str) -> reqwest::Response {
+/// Posts notification `number` on channel `c1` with `token` to the receiver `receive`.
+async fn deliver(receive: &Api, number: u64, token: &str) -> Reply {
     let state = if number == 1 { "sync" } else { "not_exists" };
-    http.post(format!("{url}/hook"))
+    receive
         .header("X-Goog-Channel-ID", "c1")
         .header("X-Goog-Channel-Token", token)
         .header("X-Goog-Resource-ID", "rid")
         .header("X-Goog-Resource-URI", "http://gw/b/photos/o")
         .header("X-Goog-Resource-State", state)
-        .header("X-Goog-Message-Number", number.to_string())
-        .send()
+        .header("X-Goog-Message-Number", &number.to_string())
+        .post_raw("/hook", "")
         .await
-        .unwrap()
 }
 
 #[tokio::test]
 async fn receive_answers_204_for_valid_and_flagged_notifications_and_400_with_the_reason() {
     let mut receive = receiver(&["--json", "--channel-id", "c1", "--token", "t"]).await;
-    let http = reqwest::Client::new();
+    let api = Api::new(&receive.url);
 
-    assert_eq!(deliver(&http, &receive.url, 1, "t").await.status(), 204);
+    assert_eq!(deliver(&api, 1, "t").await.status, 204);
     assert_eq!(receive.next_json().await["duplicate"], false);
-    assert_eq!(deliver(&http, &receive.url, 1, "t").await.status(), 204);
+    assert_eq!(deliver(&api, 1, "t").await.status, 204);
     assert_eq!(receive.next_json().await["duplicate"], true);
-    assert_eq!(deliver(&http, &receive.url, 7, "t").await.status(), 204);
-    assert_eq!(deliver(&http, &receive.url, 4, "t").await.status(), 204);
+    assert_eq!(deliver(&api, 7, "t").await.status, 204);
+    assert_eq!(deliver(&api, 4, "t").await.status, 204);
     assert_eq!(receive.next_json().await["outOfOrder"], false);
     assert_eq!(receive.next_json().await["outOfOrder"], true);
 
-    let rejected = deliver(&http, &receive.url, 8, "wrong").await;
-    assert_eq!(rejected.status(), 400);
-    let envelope: Value = rejected.json().await.unwrap();
+    let rejected = deliver(&api, 8, "wrong").await.expect(400);
+    let envelope = rejected.json;
     assert_eq!(envelope["error"]["errors"][0]["reason"], "tokenMismatch");
     let line = receive.next_json().await;
     assert_eq!(
@@ -232,14 +212,12 @@ async fn receive_answers_204_for_valid_and_flagged_notifications_and_400_with_th
         (Some(false), Some("tokenMismatch"))
     );
 
-    let missing = http
-        .post(&receive.url)
+    let missing = api
         .header("X-Goog-Channel-ID", "c1")
-        .send()
+        .post_raw("", "")
         .await
-        .unwrap();
-    assert_eq!(missing.status(), 400);
-    let envelope: Value = missing.json().await.unwrap();
+        .expect(400);
+    let envelope = missing.json;
     assert_eq!(envelope["error"]["errors"][0]["reason"], "missingHeader");
     assert!(
         envelope["error"]["message"]
@@ -253,15 +231,15 @@ async fn receive_answers_204_for_valid_and_flagged_notifications_and_400_with_th
         "x-goog-message-number"
     );
 
-    assert_eq!(http.get(&receive.url).send().await.unwrap().status(), 405);
+    api.get("").await.expect(405);
 }
 
 #[tokio::test]
 async fn receive_prints_readable_lines_by_default() {
     let mut receive = receiver(&[]).await;
-    let http = reqwest::Client::new();
-    assert_eq!(deliver(&http, &receive.url, 1, "t").await.status(), 204);
-    assert_eq!(deliver(&http, &receive.url, 1, "t").await.status(), 204);
+    let api = Api::new(&receive.url);
+    assert_eq!(deliver(&api, 1, "t").await.status, 204);
+    assert_eq!(deliver(&api, 1, "t").await.status, 204);
     let first = receive.next_line().await;
     assert!(
         first.ends_with(" c1 #1 sync http://gw/b/photos/o"),
@@ -281,29 +259,17 @@ async fn the_delivery_log_shows_why_watchwire_receive_refused() {
     let receive = receiver(&["--channel-id", "expected-id"]).await;
     let receive_url = receive.url.clone();
     let data_dir = tempfile::tempdir().unwrap();
-    let gateway = gateway(data_dir.path()).await;
-    let http = reqwest::Client::new();
-    let watch = http
-        .post(format!("{}/r/watch", gateway.url))
-        .json(&json!({"id": "other-id", "type": "web_hook", "address": format!("{receive_url}/")}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(watch.status(), 200);
+    let gateway = GatewayProcess::start(data_dir.path(), &[]);
+    gateway
+        .watch("/r", "other-id", &format!("{receive_url}/"))
+        .await;
     let mut sync = Value::Null;
     let deadline = std::time::Instant::now() + TIMEOUT;
     while std::time::Instant::now() < deadline {
-        let log: Value = http
-            .get(format!(
-                "{}/v1/channels/other-id/notifications",
-                gateway.url
-            ))
-            .send()
+        let log = gateway
+            .get("/v1/channels/other-id/notifications")
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .json;
         sync = log["items"][0].clone();
         if sync["status"] == "failed" {
             break;

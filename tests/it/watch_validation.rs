@@ -2,16 +2,13 @@
 //! accepted and rejected forms, the response shape, expiration arithmetic, and resource
 //! path canonicalisation.
 
-mod common;
-mod input_support;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::common::input::*;
+use crate::common::*;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use common::*;
-use input_support::*;
 use serde_json::{json, Value};
 
 const EVENTS: &str = "/calendars/primary/events";
@@ -40,19 +37,14 @@ fn channel_body(id: &str, address: &str, patch: &Value) -> Value {
     body
 }
 
-/// Runs each `(what, patch, want)` as a watch on `resource` and reports every case
-/// whose answer differs; returns the accepted channels' answers.
-async fn check_watch_cases(
-    gw: &Gateway,
-    headers: &[(&str, &str)],
-    address: &str,
-    cases: &[(&str, Value, Want)],
-) -> Vec<Value> {
+/// Runs each `(what, patch, want)` as a watch on `resource` with `api` and reports
+/// every case whose answer differs; returns the accepted channels' answers.
+async fn check_watch_cases(api: &Api, address: &str, cases: &[(&str, Value, Want)]) -> Vec<Value> {
     let mut failures = Vec::new();
     let mut accepted = Vec::new();
     for (i, (what, patch, want)) in cases.iter().enumerate() {
         let body = channel_body(&format!("case-{i}"), address, patch);
-        let reply = post_json(gw, &format!("{EVENTS}/watch"), headers, &body).await;
+        let reply = api.post(&format!("{EVENTS}/watch"), &body).await;
         failures.extend(mismatch(&format!("{what} ({body})"), &reply, *want));
         if reply.status == 200 {
             accepted.push(reply.json);
@@ -182,14 +174,15 @@ async fn every_field_rule_in_accepted_and_rejected_forms() {
         ("ignored fields of other types", json!({"kind": 5, "resourceId": [], "resourceUri": {}}), Want::Ok),
         ("unknown fields", json!({"colour": "blue", "nested": {"a": [1, null]}}), Want::Ok),
     ];
-    check_watch_cases(&gw, &[], &rx.url(), &cases).await;
+    check_watch_cases(&gw, &rx.url(), &cases).await;
 }
 
 #[tokio::test]
 async fn without_dev_only_public_https_addresses_are_accepted() {
-    let gw = Gateway::start_keyed("k").await;
+    // Without an allow-list.
+    let gw = Gateway::keyed(|a| a.allow_targets.clear()).await;
     let rx = Receiver::start().await;
-    let auth = [("authorization", "Bearer k")];
+    let auth = gw.key(keys::ROOT);
     let bad_domain = bad("pushWebhookBadDomain");
     #[rustfmt::skip]
     let cases = [
@@ -208,23 +201,18 @@ async fn without_dev_only_public_https_addresses_are_accepted() {
         ("loopback in hex shorthand", json!({"address": "https://0x7f.1/"}), bad_domain),
         ("IPv4-mapped metadata in hex", json!({"address": "https://[::ffff:a9fe:a9fe]/latest"}), bad_domain),
     ];
-    let accepted = check_watch_cases(&gw, &auth, "unused", &cases).await;
+    let accepted = check_watch_cases(&auth, "unused", &cases).await;
     assert_eq!(accepted[0]["address"], "https://example.com/hook");
     // Nothing is published to it; stop it so the sync delivery is not retried either.
     let stop = json!({"id": accepted[0]["id"], "resourceId": accepted[0]["resourceId"]});
-    assert_eq!(
-        post_json(&gw, "/channels/stop", &auth, &stop).await.status,
-        204
-    );
+    assert_eq!(auth.post("/channels/stop", &stop).await.status, 204);
     // The key is what let these requests in.
-    let anonymous = post_json(
-        &gw,
+    gw.post(
         &format!("{EVENTS}/watch"),
-        &[],
         &channel_body("anon", "https://example.com/", &json!({})),
     )
-    .await;
-    assert_eq!(anonymous.status, 401, "{}", anonymous.text);
+    .await
+    .expect(401);
 }
 
 fn keys(value: &Value) -> BTreeSet<&str> {
@@ -246,8 +234,7 @@ async fn response_has_exactly_the_channel_fields() {
         "params": {"tag": "x"}, "expiration": (now_ms() + HOUR_MS).to_string(),
         "kind": "storage#channel", "resourceId": "forged", "resourceUri": "https://evil.example/x",
     });
-    let reply = post_json(&gw, &format!("{EVENTS}/watch"), &[], &sent).await;
-    assert_eq!(reply.status, 200, "{}", reply.text);
+    let reply = gw.post(&format!("{EVENTS}/watch"), &sent).await.expect(200);
     let content_type = reply.headers["content-type"].to_str().unwrap();
     assert!(
         content_type.starts_with("application/json"),
@@ -336,14 +323,13 @@ async fn signing_secret_is_never_echoed() {
         ),
         ("alone", json!({"signingSecret": signing_secret})),
     ] {
-        let reply = post_json(
-            &gw,
-            &format!("{EVENTS}/watch"),
-            &[],
-            &json!({"id": id, "type": "web_hook", "address": rx.url(), "params": params}),
-        )
-        .await;
-        assert_eq!(reply.status, 200, "{}", reply.text);
+        let reply = gw
+            .post(
+                &format!("{EVENTS}/watch"),
+                &json!({"id": id, "type": "web_hook", "address": rx.url(), "params": params}),
+            )
+            .await
+            .expect(200);
         let encoded = signing_secret.trim_start_matches("whsec_");
         assert!(
             !reply.text.contains(encoded),
@@ -429,16 +415,8 @@ async fn channel_ids_are_unique_among_an_owners_live_channels() {
     let rx = Receiver::start().await;
     let watch = |key: &'static str, resource: &'static str| {
         let body = json!({"id": "dup", "type": "web_hook", "address": rx.url()});
-        let gw = &gw;
-        async move {
-            post_json(
-                gw,
-                &format!("{resource}/watch"),
-                &[("authorization", &format!("Bearer {key}"))],
-                &body,
-            )
-            .await
-        }
+        let api = gw.key(key);
+        async move { api.post(&format!("{resource}/watch"), &body).await }
     };
     let first = watch("k1", "/a").await;
     assert_eq!(first.status, 200, "{}", first.text);
@@ -460,17 +438,7 @@ async fn channel_ids_are_unique_among_an_owners_live_channels() {
     );
 
     let stop = json!({"id": "dup", "resourceId": first.json["resourceId"]});
-    assert_eq!(
-        post_json(
-            &gw,
-            "/channels/stop",
-            &[("authorization", "Bearer k1")],
-            &stop
-        )
-        .await
-        .status,
-        204
-    );
+    assert_eq!(gw.key("k1").post("/channels/stop", &stop).await.status, 204);
     let again = watch("k1", "/a").await;
     assert_eq!(
         again.status, 200,
@@ -484,14 +452,13 @@ async fn query_parameters_are_ignored() {
     let gw = Gateway::start().await;
     let rx = Receiver::start().await;
     let plain = gw.watch(EVENTS, "plain", &rx.url()).await;
-    let reply = post_json(
-        &gw,
-        &format!("{EVENTS}/watch?alt=json&prettyPrint=false&fields=x&pageToken=1"),
-        &[],
-        &channel_body("queried", &rx.url(), &json!({})),
-    )
-    .await;
-    assert_eq!(reply.status, 200, "{}", reply.text);
+    let reply = gw
+        .post(
+            &format!("{EVENTS}/watch?alt=json&prettyPrint=false&fields=x&pageToken=1"),
+            &channel_body("queried", &rx.url(), &json!({})),
+        )
+        .await
+        .expect(200);
     assert_eq!(reply.json["resourceId"], plain["resourceId"]);
     assert_eq!(
         reply.json["resourceUri"], plain["resourceUri"],
@@ -558,13 +525,12 @@ async fn resource_paths_are_canonical() {
     let longest = format!("/{}", "a".repeat(1023));
     let encoded = format!("/{}", "%61".repeat(1000));
     for path in [&longest, &encoded] {
-        let reply = post_json(
-            &gw,
-            &format!("{path}/watch"),
-            &[],
-            &channel_body(&format!("l{}", path.len()), &rx.url(), &json!({})),
-        )
-        .await;
+        let reply = gw
+            .post(
+                &format!("{path}/watch"),
+                &channel_body(&format!("l{}", path.len()), &rx.url(), &json!({})),
+            )
+            .await;
         assert_eq!(
             reply.status, 200,
             "1024 bytes in canonical form are allowed: {}",

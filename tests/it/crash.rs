@@ -3,14 +3,13 @@
 //! acknowledged event reaches every channel that matched it, with stable message
 //! numbers, and that numbers keep increasing after the restart.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::process::GatewayProcess;
-use common::*;
+use crate::common::process::GatewayProcess;
+use crate::common::*;
+use reqwest::Method;
 use serde_json::json;
 
 /// What one channel's receiver has seen: event index → message numbers it came with.
@@ -23,7 +22,6 @@ fn collect(seen: &mut BTreeMap<i64, BTreeSet<u64>>, got: &Received) -> Option<i6
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_while_publishing_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let http = client();
     let receivers = [
         Receiver::start().await,
         Receiver::start().await,
@@ -34,13 +32,9 @@ async fn sigkill_while_publishing_loses_nothing_acknowledged() {
 
     let mut gateway = GatewayProcess::start(dir.path(), &[]);
     for (n, (rx, resource)) in receivers.iter().zip(resources).enumerate() {
-        let answer = http
-            .post(format!("{}{resource}/watch", gateway.url))
-            .json(&json!({"id": format!("crash-{n}"), "type": "web_hook", "address": rx.url()}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), 200);
+        gateway
+            .watch(resource, &format!("crash-{n}"), &rx.url())
+            .await;
         assert_eq!(rx.next().await.state(), "sync");
     }
 
@@ -48,11 +42,12 @@ async fn sigkill_while_publishing_loses_nothing_acknowledged() {
     let acked: Arc<Mutex<HashMap<i64, String>>> = Arc::default();
     let mut publishers = Vec::new();
     for p in 0..8i64 {
-        let (url, http, acked) = (gateway.url.clone(), http.clone(), acked.clone());
+        let (api, acked) = (gateway.api.clone(), acked.clone());
         publishers.push(tokio::spawn(async move {
             for k in 0.. {
                 let i = p * 1_000_000 + k;
-                let sent = http.post(format!("{url}/v1/events")).json(&json!({"resource": format!("/crash/items/{i}"), "state": "exists", "data": {"i": i}})).send().await;
+                // Not `api.post`: a failed request is the end here, not a test failure.
+                let sent = api.request(Method::POST, "/v1/events").json(&json!({"resource": format!("/crash/items/{i}"), "state": "exists", "data": {"i": i}})).send().await;
                 match sent {
                     Ok(response) if response.status() == 200 => {
                         let cursor = response.json::<serde_json::Value>().await.unwrap()["cursor"].as_str().unwrap().to_string();
@@ -81,20 +76,16 @@ async fn sigkill_while_publishing_loses_nothing_acknowledged() {
 
     // Restart on the same directory; the channels and the backlog come back.
     let gateway = GatewayProcess::start(dir.path(), &[]);
-    let duplicate = http
-        .post(format!("{}/crash/items/watch", gateway.url))
-        .json(&json!({"id": "crash-0", "type": "web_hook", "address": receivers[0].url()}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(duplicate.status(), 400, "the channel survived the crash");
-    let after = http
-        .post(format!("{}/v1/events", gateway.url))
-        .json(&json!({"resource": "/crash/items/after", "state": "exists", "data": {"i": -1}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(after.status(), 200);
+    let duplicate = gateway
+        .post(
+            "/crash/items/watch",
+            &json!({"id": "crash-0", "type": "web_hook", "address": receivers[0].url()}),
+        )
+        .await;
+    assert_eq!(duplicate.status, 400, "the channel survived the crash");
+    gateway
+        .publish(json!({"resource": "/crash/items/after", "state": "exists", "data": {"i": -1}}))
+        .await;
 
     for (n, (rx, seen)) in receivers.iter().zip(seen.iter_mut()).enumerate() {
         while !seen.contains_key(&-1) || acked.keys().any(|i| !seen.contains_key(i)) {
@@ -143,28 +134,16 @@ async fn a_second_gateway_on_a_data_directory_in_use_refuses_to_start() {
         "the refusal names the holder: {stderr}"
     );
     // The first one is unharmed and still accepts publishes.
-    let http = client();
-    let answer = http
-        .post(format!("{}/v1/events", first.url))
-        .json(&json!({"resource": "/lock/a", "state": "exists"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200);
+    first
+        .publish(json!({"resource": "/lock/a", "state": "exists"}))
+        .await;
 
     first.kill9();
+    // A SIGKILLed holder leaves no stale lock.
     let second = GatewayProcess::start(dir.path(), &[]);
-    let answer = http
-        .post(format!("{}/v1/events", second.url))
-        .json(&json!({"resource": "/lock/a", "state": "exists"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        answer.status(),
-        200,
-        "a SIGKILLed holder leaves no stale lock"
-    );
+    second
+        .publish(json!({"resource": "/lock/a", "state": "exists"}))
+        .await;
 }
 
 /// A tmpfs of a given size mounted on a fresh directory, unmounted when dropped: a
@@ -213,39 +192,29 @@ async fn a_full_disk_answers_every_request_and_loses_nothing_acknowledged() {
     let filler = disk.path().join("filler");
     std::fs::write(&filler, vec![0u8; 3 << 20]).unwrap();
     let gateway = GatewayProcess::start(&disk.path().join("data"), &[]);
-    let http = client();
     let rx = Receiver::start().await;
-    let answer = http
-        .post(format!("{}/full/watch", gateway.url))
-        .json(&json!({"id": "full", "type": "web_hook", "address": rx.url()}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200);
+    gateway.watch("/full", "full", &rx.url()).await;
     assert_eq!(rx.next().await.state(), "sync");
 
     // Eight publishers of 4 KB events until each has been refused ten times in a row.
     let data = "x".repeat(4000);
     let mut publishers = Vec::new();
     for p in 0..8i64 {
-        let (url, http, data) = (gateway.url.clone(), http.clone(), data.clone());
+        let (api, data) = (gateway.api.clone(), data.clone());
         publishers.push(tokio::spawn(async move {
             let (mut acked, mut refused_in_a_row) = (Vec::new(), 0);
             for k in 0..10_000i64 {
                 let i = p * 100_000 + k;
-                let sent = http
-                    .post(format!("{url}/v1/events"))
-                    .json(&json!({"resource": format!("/full/{i}"), "state": "exists", "data": {"i": i, "pad": data}}))
-                    .send()
-                    .await
-                    .unwrap_or_else(|e| panic!("publish {i} got no HTTP answer: {e}"));
-                match sent.status().as_u16() {
+                let sent = api
+                    .post("/v1/events", &json!({"resource": format!("/full/{i}"), "state": "exists", "data": {"i": i, "pad": data}}))
+                    .await;
+                match sent.status {
                     200 => {
                         acked.push(i);
                         refused_in_a_row = 0;
                     }
                     503 => {
-                        let body: serde_json::Value = sent.json().await.unwrap();
+                        let body = sent.json;
                         assert_eq!(body["error"]["errors"][0]["reason"], "backendError", "{body}");
                         refused_in_a_row += 1;
                         if refused_in_a_row == 10 {
@@ -266,18 +235,12 @@ async fn a_full_disk_answers_every_request_and_loses_nothing_acknowledged() {
         acked.len() > 100,
         "the disk filled before anything was stored"
     );
-    let health = http
-        .get(format!("{}/healthz", gateway.url))
-        .send()
-        .await
-        .unwrap();
+    let health = gateway.get("/healthz").await;
     assert_eq!(
-        health.status(),
-        503,
+        health.status, 503,
         "/healthz must say the store cannot write"
     );
-    let body: serde_json::Value = health.json().await.unwrap();
-    assert_eq!(body["error"]["errors"][0]["reason"], "backendError");
+    assert_eq!(health.json["error"]["errors"][0]["reason"], "backendError");
 
     // Every acknowledged event reaches the channel.
     let mut delivered = std::collections::BTreeSet::new();
@@ -290,26 +253,16 @@ async fn a_full_disk_answers_every_request_and_loses_nothing_acknowledged() {
     std::fs::remove_file(&filler).unwrap();
     let mut healthy = false;
     for _ in 0..600 {
-        let status = http
-            .get(format!("{}/healthz", gateway.url))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        if status == 200 {
+        if gateway.get("/healthz").await.status == 200 {
             healthy = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(healthy, "/healthz recovers once the store can write again");
-    let after = http
-        .post(format!("{}/v1/events", gateway.url))
-        .json(&json!({"resource": "/full/after", "state": "exists", "data": {"i": -1}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(after.status(), 200);
+    gateway
+        .publish(json!({"resource": "/full/after", "state": "exists", "data": {"i": -1}}))
+        .await;
     loop {
         if rx.next().await.body_json()["i"] == -1 {
             break;
@@ -324,31 +277,14 @@ async fn a_full_disk_answers_every_request_and_loses_nothing_acknowledged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_retry_budget_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let http = client();
     let rx = Receiver::start().await;
     rx.respond(|_| (503, vec![]));
     let budget = ["--retry-budget", "4s", "--retry-schedule", "200ms"];
     let mut gateway = GatewayProcess::start(dir.path(), &budget);
-    let answer = http
-        .post(format!("{}/b/watch", gateway.url))
-        .json(&json!({"id": "budget", "type": "web_hook", "address": rx.url()}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200);
-    let sync = |url: String| {
-        let http = http.clone();
-        async move {
-            let log: serde_json::Value = http
-                .get(format!("{url}/v1/channels/budget/notifications"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            log["items"][0].clone()
-        }
+    gateway.watch("/b", "budget", &rx.url()).await;
+    let sync = |api: Api| async move {
+        let log = api.get("/v1/channels/budget/notifications").await;
+        log.expect(200).json["items"][0].clone()
     };
     let time = |v: &serde_json::Value| {
         chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
@@ -357,7 +293,7 @@ async fn the_retry_budget_survives_a_restart() {
     };
     // Retry for a while, then kill the gateway in the middle of it.
     let before = loop {
-        let entry = sync(gateway.url.clone()).await;
+        let entry = sync(gateway.api.clone()).await;
         if entry["firstAttemptAt"].is_string()
             && chrono::Utc::now() - time(&entry["firstAttemptAt"])
                 > chrono::Duration::milliseconds(2500)
@@ -371,7 +307,7 @@ async fn the_retry_budget_survives_a_restart() {
 
     let gateway = GatewayProcess::start(dir.path(), &budget);
     let failed = loop {
-        let entry = sync(gateway.url.clone()).await;
+        let entry = sync(gateway.api.clone()).await;
         if entry["status"] == "failed" {
             break entry;
         }

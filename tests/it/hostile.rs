@@ -5,95 +5,28 @@
 //! nobody, and a channel created before the barrage receives every event published
 //! after it, in order, verified by the receiver library, and nothing else.
 //!
-//! Keys: `app` may subscribe under /victim, `backend` may publish under /victim,
-//! `intruder` may do both under /intruder only, `ops` is configured by its SHA-256.
-//! The allow-list holds 127.0.0.1/32 alone, so the test's receiver is reachable and
-//! every other private or reserved address must be refused.
-
-mod common;
-mod input_support;
+//! Keys (`common::keys`): `app` may subscribe under /victim, `backend` may publish under
+//! /victim, `intruder` may do both under /intruder only, `ops` is configured by its
+//! SHA-256. The allow-list holds 127.0.0.1/32 alone, so the test's receiver is reachable
+//! and every other private or reserved address must be refused.
 
 use std::time::Duration;
 
+use crate::common::input::*;
+use crate::common::keys::*;
+use crate::common::*;
 use axum::http::Method;
-use common::*;
-use input_support::*;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use watchwire::receiver::{Channel, Tracker};
 
-const APP: &str = "app-key";
-const BACKEND: &str = "backend-key";
-const INTRUDER: &str = "intruder-key";
-const OPS: &str = "ops-key";
 const VICTIM_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const VICTIM_TOKEN: &str = "victim-token";
 const MAX_BODY: usize = 64 * 1024;
 const MAX_BATCH: usize = 10;
 /// Stalled connections are cut off after this (head and whole request alike).
 const CLIENT_TIMEOUT: Duration = Duration::from_millis(800);
-
-/// The `--config` file.
-fn key_file() -> String {
-    let ops_digest = ops_digest();
-    format!(
-        r#"
-[[keys]]
-name = "app"
-key = "{APP}"
-scopes = ["subscribe"]
-prefixes = ["/victim"]
-
-[[keys]]
-name = "backend"
-key = "{BACKEND}"
-scopes = ["publish"]
-prefixes = ["/victim"]
-
-[[keys]]
-name = "intruder"
-key = "{INTRUDER}"
-scopes = ["publish", "subscribe"]
-prefixes = ["/intruder"]
-
-[[keys]]
-name = "ops"
-key_sha256 = "{ops_digest}"
-"#
-    )
-}
-
-fn ops_digest() -> String {
-    Sha256::digest(OPS)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-async fn hardened_gateway(config: &std::path::Path) -> Gateway {
-    let config = config.to_path_buf();
-    let mut gw = Gateway::start_with(move |a| {
-        a.dev = false;
-        a.api_keys = vec![];
-        a.config = Some(config);
-        a.allow_targets = vec!["127.0.0.1/32".into()];
-        a.max_body_bytes = MAX_BODY;
-        a.max_batch = MAX_BATCH;
-        a.header_read_timeout = CLIENT_TIMEOUT;
-        a.request_timeout = CLIENT_TIMEOUT;
-    })
-    .await;
-    // A new connection per request: no pooled connection outlives the idle timeout.
-    gw.http = reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(0)
-        .timeout(PATIENCE)
-        .build()
-        .unwrap();
-    gw
-}
 
 /// What a probe must get.
 #[derive(Debug, Clone, Copy)]
@@ -190,11 +123,10 @@ async fn run_probe(gw: &Gateway, probe: Probe) -> Option<String> {
             headers,
             body,
         } => {
-            let headers: Vec<(&str, &str)> = headers
+            let api = headers
                 .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            Some(send(gw, method, &path, &headers, body).await)
+                .fold(gw.api.clone(), |api, (name, value)| api.header(name, value));
+            Some(api.send(method, &path, body).await)
         }
         Request::Raw(bytes) => raw_exchange(gw, &bytes).await,
     };
@@ -670,9 +602,7 @@ enum Ending {
 }
 
 async fn stall(gw: &Gateway, what: &'static str, sent: &[u8], ending: Ending) -> Stalled {
-    let mut stream = TcpStream::connect(gw.url.trim_start_matches("http://"))
-        .await
-        .unwrap();
+    let mut stream = TcpStream::connect(gw.authority()).await.unwrap();
     stream.write_all(sent).await.unwrap();
     Stalled {
         what,
@@ -732,7 +662,7 @@ async fn assert_cut_off(stalled: Vec<Stalled>) {
 // ---- the barrage -------------------------------------------------------------------------
 
 async fn assert_healthy(gw: &Gateway, after: &str) {
-    let health = send(gw, Method::GET, "/healthz", &[], "").await;
+    let health = gw.get("/healthz").await;
     assert_eq!(
         health.status, 200,
         "/healthz after {after}: {}",
@@ -750,14 +680,7 @@ async fn publish_marker(gw: &Gateway, after: &str) -> Value {
         "resource": format!("/victim/{slug}"), "state": "update", "changed": ["content"],
         "data": {"after": after}, "metadata": {"barrage": after},
     });
-    let reply = send(
-        gw,
-        Method::POST,
-        "/v1/events",
-        &[("authorization", &format!("Bearer {BACKEND}"))],
-        event.to_string(),
-    )
-    .await;
+    let reply = gw.key(BACKEND).post("/v1/events", &event).await;
     assert_eq!(
         reply.status, 200,
         "the backend's publish after {after}: {}",
@@ -768,20 +691,26 @@ async fn publish_marker(gw: &Gateway, after: &str) -> Value {
 
 #[tokio::test]
 async fn a_barrage_of_hostile_requests_changes_nothing() {
-    let config = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(config.path(), key_file()).unwrap();
-    let gw = hardened_gateway(config.path()).await;
+    let mut gw = Gateway::keyed(|a| {
+        a.max_body_bytes = MAX_BODY;
+        a.max_batch = MAX_BATCH;
+        a.header_read_timeout = CLIENT_TIMEOUT;
+        a.request_timeout = CLIENT_TIMEOUT;
+    })
+    .await;
+    // A new connection per request: no pooled connection outlives the idle timeout.
+    gw.api = gw.api.fresh_connections();
     let rx = Receiver::start().await;
 
     // The victim: a signed channel created before the barrage.
-    let created = post_json(
-        &gw,
-        "/victim/watch",
-        &[("authorization", &format!("Bearer {APP}"))],
-        &json!({"id": "victim", "type": "web_hook", "address": rx.url(), "token": VICTIM_TOKEN,
-                "params": {"signingSecret": VICTIM_SECRET}}),
-    )
-    .await;
+    let created = gw
+        .key(APP)
+        .post(
+            "/victim/watch",
+            &json!({"id": "victim", "type": "web_hook", "address": rx.url(), "token": VICTIM_TOKEN,
+                    "params": {"signingSecret": VICTIM_SECRET}}),
+        )
+        .await;
     assert_eq!(created.status, 200, "{}", created.text);
     let mut record = Channel::new("victim")
         .with_token(VICTIM_TOKEN)

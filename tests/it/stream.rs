@@ -1,12 +1,11 @@
 //! docs/api.md §7 stream: `GET /v1/watch` as Server-Sent Events, resumable without gap or
 //! duplicate, with checkpoints, an expired-cursor 410, and a cutoff for slow consumers.
 
-mod common;
-
 use std::time::Duration;
 
-use common::sse::SseStream;
-use common::*;
+use crate::common::sse::SseStream;
+use crate::common::*;
+use reqwest::Method;
 use serde_json::json;
 
 async fn publish_n(gw: &Gateway, resource: &str, range: std::ops::Range<i64>) -> Vec<String> {
@@ -25,8 +24,8 @@ async fn resuming_with_last_event_id_sees_every_event_exactly_once() {
         .await;
     let since = first["cursor"].as_str().unwrap().to_string();
 
-    let url = format!("{}/v1/watch?resource=/s&since={since}", gw.url);
-    let mut stream = SseStream::open(&gw.http, &url, &[]).await;
+    let url = format!("/v1/watch?resource=/s&since={since}");
+    let mut stream = gw.stream(&url).await;
     publish_n(&gw, "/s/a", 0..5).await;
     let mut last_id = String::new();
     for i in 0..5 {
@@ -45,7 +44,7 @@ async fn resuming_with_last_event_id_sees_every_event_exactly_once() {
     publish_n(&gw, "/s/b", 5..10).await;
     publish_n(&gw, "/t", 100..103).await;
     // Last-Event-ID wins over a stale `since`, as for a browser's EventSource.
-    let mut resumed = SseStream::open(&gw.http, &url, &[("last-event-id", &last_id)]).await;
+    let mut resumed = gw.header("last-event-id", &last_id).stream(&url).await;
     let got: Vec<i64> = futures_take(&mut resumed, 5)
         .await
         .iter()
@@ -60,7 +59,7 @@ async fn resuming_with_last_event_id_sees_every_event_exactly_once() {
     );
 }
 
-async fn futures_take(stream: &mut SseStream, n: usize) -> Vec<common::sse::Frame> {
+async fn futures_take(stream: &mut SseStream, n: usize) -> Vec<crate::common::sse::Frame> {
     let mut frames = Vec::new();
     for _ in 0..n {
         frames.push(stream.expect().await);
@@ -73,8 +72,7 @@ async fn without_since_only_later_events_arrive_and_metadata_is_carried() {
     let gw = Gateway::start().await;
     gw.publish(json!({"resource": "/n", "state": "exists", "data": {"old": true}}))
         .await;
-    let mut stream =
-        SseStream::open(&gw.http, &format!("{}/v1/watch?resource=/n", gw.url), &[]).await;
+    let mut stream = gw.stream("/v1/watch?resource=/n").await;
     gw.publish(
         json!({"resource": "/n/x", "state": "not_exists", "metadata": {"request_id": "r-1"}}),
     )
@@ -93,12 +91,7 @@ async fn checkpoints_arrive_when_idle_and_cover_the_latest_cursor() {
         .publish(json!({"resource": "/other", "state": "exists"}))
         .await;
     let latest = answer["cursor"].as_str().unwrap().to_string();
-    let mut stream = SseStream::open(
-        &gw.http,
-        &format!("{}/v1/watch?resource=/c&checkpoints=true", gw.url),
-        &[],
-    )
-    .await;
+    let mut stream = gw.stream("/v1/watch?resource=/c&checkpoints=true").await;
     let checkpoint = stream.expect().await;
     assert_eq!(checkpoint.event.as_deref(), Some("checkpoint"));
     assert_eq!(
@@ -141,15 +134,12 @@ async fn a_cursor_older_than_retention_gets_410_and_a_bad_one_400() {
         .await;
     gw.publish(json!({"resource": "/old", "state": "exists"}))
         .await;
-    let url = format!(
-        "{}/v1/watch?since={}",
-        gw.url,
-        first["cursor"].as_str().unwrap()
-    );
+    let url = format!("/v1/watch?since={}", first["cursor"].as_str().unwrap());
     // Pruning is a background task on its interval; wait for it to pass the cursor.
+    // (A request, not `gw.get`: until then the answer is a stream that never ends.)
     let mut status = 0;
     for _ in 0..200 {
-        let response = gw.http.get(&url).send().await.unwrap();
+        let response = gw.request(Method::GET, &url).send().await.unwrap();
         status = response.status().as_u16();
         if status == 410 {
             let body: serde_json::Value = response.json().await.unwrap();
@@ -160,13 +150,7 @@ async fn a_cursor_older_than_retention_gets_410_and_a_bad_one_400() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(status, 410, "the pruned cursor was still accepted");
-    let response = gw
-        .http
-        .get(format!("{}/v1/watch?since=not-a-cursor", gw.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
+    gw.get("/v1/watch?since=not-a-cursor").await.expect(400);
 }
 
 #[tokio::test]
@@ -177,9 +161,8 @@ async fn a_slow_consumer_is_cut_off_while_a_fast_one_continues() {
         a.max_body_bytes = 16 << 20;
     })
     .await;
-    let url = format!("{}/v1/watch?resource=/big", gw.url);
-    let mut fast = SseStream::open(&gw.http, &url, &[]).await;
-    let mut slow = SseStream::open(&gw.http, &url, &[]).await;
+    let mut fast = gw.stream("/v1/watch?resource=/big").await;
+    let mut slow = gw.stream("/v1/watch?resource=/big").await;
     let payload = "x".repeat(64 * 1024);
     let total = 256;
     let reader = tokio::spawn(async move {
@@ -236,38 +219,34 @@ async fn cursors_ahead_of_the_log_and_malformed_queries_are_refused() {
         "resource=/f&since=0000000000000008",
         "resource=/f&checkpoints=true&since=9999999999999999",
     ] {
-        let (status, body) = gw.get(&format!("/v1/watch?{query}")).await;
-        assert_error(status, &body, 400, "invalidCursor");
+        let reply = gw.get(&format!("/v1/watch?{query}")).await;
+        reply.assert_error(400, "invalidCursor");
+        let body = reply.json;
         assert!(body.to_string().contains("ahead of the log"), "{body}");
     }
-    let (status, _, text) = gw
-        .get_raw(
-            "/v1/watch?resource=/f",
-            &[("last-event-id", "00000000000000ff")],
-        )
-        .await;
-    assert_error(
-        status,
-        &serde_json::from_str(&text).unwrap(),
-        400,
-        "invalidCursor",
-    );
-    let (status, body) = gw.get("/v1/watch?resource=/f&since=nonsense").await;
-    assert_error(status, &body, 400, "invalidCursor");
+    gw.header("last-event-id", "00000000000000ff")
+        .get("/v1/watch?resource=/f")
+        .await
+        .assert_error(400, "invalidCursor");
+    gw.get("/v1/watch?resource=/f&since=nonsense")
+        .await
+        .assert_error(400, "invalidCursor");
     // A typo or a malformed flag is named instead of silently meaning something else.
-    let (status, body) = gw.get(&format!("/v1/watch?resource=/f&sinse={head}")).await;
-    assert_error(status, &body, 400, "invalidParameter");
+    let reply = gw.get(&format!("/v1/watch?resource=/f&sinse={head}")).await;
+    reply.assert_error(400, "invalidParameter");
+    let body = reply.json;
     assert!(body.to_string().contains("sinse"), "{body}");
-    let (status, body) = gw.get("/v1/watch?resource=/f&checkpoints=maybe").await;
-    assert_error(status, &body, 400, "invalidParameter");
+    let reply = gw.get("/v1/watch?resource=/f&checkpoints=maybe").await;
+    reply.assert_error(400, "invalidParameter");
+    let body = reply.json;
     assert!(body.to_string().contains("checkpoints"), "{body}");
 
     // The head itself is fine, and a checkpoint then carries an issued cursor.
-    let url = format!(
-        "{}/v1/watch?resource=/f&since={head}&checkpoints=true",
-        gw.url
-    );
-    let mut stream = SseStream::open(&gw.http, &url, &[]).await;
+    let mut stream = gw
+        .stream(&format!(
+            "/v1/watch?resource=/f&since={head}&checkpoints=true"
+        ))
+        .await;
     let checkpoint = stream.expect().await;
     assert_eq!(checkpoint.event.as_deref(), Some("checkpoint"));
     assert_eq!(checkpoint.id.as_deref(), Some(head.as_str()));

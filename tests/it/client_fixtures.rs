@@ -2,14 +2,11 @@
 //! README.md): every watch must succeed, open its channel with a sync, carry an event,
 //! and be stopped by its client's `channels.stop` body.
 
-mod common;
-mod input_support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use common::*;
-use input_support::*;
+use crate::common::input::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 #[derive(Debug, serde::Deserialize)]
@@ -141,7 +138,7 @@ async fn every_client_body_watches_syncs_delivers_and_stops() {
     for (name, watch) in all.iter().filter(|(_, f)| !f.is_stop()) {
         let address = BTreeMap::from([("address", json!(rx.url()))]);
         let body = fill(&watch.body, &address);
-        let reply = post_json(&gw, &watch.path, &[], &body).await;
+        let reply = gw.post(&watch.path, &body).await;
         assert_eq!(reply.status, 200, "{name}: {}", reply.text);
         let channel = reply.json;
         let resource = watch.resource.as_deref().unwrap();
@@ -195,13 +192,13 @@ async fn every_client_body_watches_syncs_delivers_and_stops() {
             ("resourceUri", channel["resourceUri"].clone()),
         ]);
         let stop_body = fill(&stop.body, &values);
-        let stopped = post_json(&gw, &stop.path, &[], &stop_body).await;
+        let stopped = gw.post(&stop.path, &stop_body).await;
         assert_eq!(
             stopped.status, 204,
             "{name} stopped with {}: {}",
             stop.path, stopped.text
         );
-        let again = post_json(&gw, &stop.path, &[], &stop_body).await;
+        let again = gw.post(&stop.path, &stop_body).await;
         let gone = format!("{name}: the channel is gone after its stop");
         assert_reply(&gone, &again, Want::Err(404, "notFound"));
     }

@@ -1,13 +1,11 @@
 //! Delivery semantics (docs/api.md §4 notifications and acknowledgement, §5 guarantees),
 //! against a real gateway and real receivers on loopback.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use watchwire::protocol::signature::SigningSecret;
 
@@ -63,9 +61,8 @@ async fn sync_then_events_carry_every_header_and_the_exact_body() {
 
     // data goes out byte for byte as published, whitespace and key order included.
     let raw = r#"{"resource":"/calendars/primary/events/ev1","state":"exists","data":{"z": 1,  "a" : [true, null]},"changed":["content","properties"],"metadata":{"request_id":"12345","who":"Zoë"}}"#;
-    let (status, _, answer) = gw.post_raw("/v1/events", raw).await;
-    assert_eq!(status, 200, "{answer}");
-    let published: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let answer = gw.post_raw("/v1/events", raw).await.expect(200);
+    let published: serde_json::Value = serde_json::from_str(&answer.text).unwrap();
     let exists = rx.next().await;
     for name in FIVE_HEADERS {
         assert!(exists.header(name).is_some(), "event lacks {name}");
@@ -237,13 +234,12 @@ async fn stop_needs_the_right_resource_id_and_owner_data_stays_put() {
     let channel = gw.watch("/r1", "c", &rx.url()).await;
     let other = gw.watch("/r2", "other", &rx.url()).await;
     assert_ne!(channel["resourceId"], other["resourceId"]);
-    let (status, body) = gw
-        .post(
-            "/channels/stop",
-            &json!({"id": "c", "resourceId": other["resourceId"]}),
-        )
-        .await;
-    assert_error(status, &body, 404, "notFound");
+    gw.post(
+        "/channels/stop",
+        &json!({"id": "c", "resourceId": other["resourceId"]}),
+    )
+    .await
+    .assert_error(404, "notFound");
     assert_eq!(
         gw.stop("c", channel["resourceId"].as_str().unwrap()).await,
         204
@@ -360,15 +356,7 @@ async fn order_is_kept_under_retries_while_other_channels_run_freely() {
     fast.next().await;
 
     // The slow channel refuses everything until the fast one has had all five events.
-    let open = Arc::new(AtomicBool::new(false));
-    let gate = open.clone();
-    slow.respond(move |_| {
-        if gate.load(Ordering::SeqCst) {
-            (204, vec![])
-        } else {
-            (503, vec![])
-        }
-    });
+    let open = slow.unavailable_until_up();
     for i in 0..5 {
         gw.publish(json!({"resource": "/shared", "state": "exists", "data": {"i": i}}))
             .await;
@@ -414,13 +402,13 @@ async fn gone_410_stops_the_channel() {
     // The channel is gone: its id can be used again (and gets a fresh sync).
     let mut reused = false;
     for _ in 0..50 {
-        let (status, _) = gw
+        let reply = gw
             .post(
                 "/r/watch",
                 &json!({"id": "c", "type": "web_hook", "address": rx.url()}),
             )
             .await;
-        if status == 200 {
+        if reply.status == 200 {
             reused = true;
             break;
         }

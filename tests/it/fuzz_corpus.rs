@@ -3,7 +3,7 @@
 //! fuzzer once found interesting, crashes it found included, is re-checked by plain
 //! `cargo test`. To fuzz for new ones, see `fuzz/Cargo.toml`.
 
-#[path = "../fuzz/invariants.rs"]
+#[path = "../../fuzz/invariants.rs"]
 mod invariants;
 
 use std::path::{Path, PathBuf};

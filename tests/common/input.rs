@@ -1,77 +1,23 @@
-//! Helpers shared by the input-validation suites (watch_validation, publish_validation,
-//! bad_input, client_fixtures): requests with any method and headers, raw HTTP for
-//! request targets an URL library would normalise, and table-driven checks.
-#![allow(dead_code)]
+//! Helpers of the input-validation suites (watch_validation, publish_validation,
+//! bad_input, hostile, client_fixtures): raw HTTP for request targets an URL library
+//! would normalise and framing it would fix, and table-driven checks of the answers.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::http::{HeaderMap, HeaderValue, Method};
-use serde_json::Value;
+use axum::http::{HeaderMap, HeaderValue};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::common::Gateway;
-
-/// What the gateway answered.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: HeaderMap,
-    pub text: String,
-    /// The body as JSON; `Null` when empty or not JSON.
-    pub json: Value,
-}
-
-impl Reply {
-    fn new(status: u16, headers: HeaderMap, text: String) -> Reply {
-        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            text,
-            json,
-        }
-    }
-}
-
-/// Sends `body` with `method` to `path` (which may carry a query) and these headers.
-/// Header values may hold any byte (they are taken as raw bytes).
-pub async fn send(
-    gw: &Gateway,
-    method: Method,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: impl Into<reqwest::Body>,
-) -> Reply {
-    let mut request = gw
-        .http
-        .request(method, format!("{}{path}", gw.url))
-        .body(body);
-    for (name, value) in headers {
-        request = request.header(
-            *name,
-            HeaderValue::from_bytes(value.as_bytes()).expect("a header value without CR/LF"),
-        );
-    }
-    let response = request.send().await.expect("the gateway answers");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    Reply::new(status, headers, response.text().await.unwrap())
-}
-
-/// POSTs JSON with extra headers.
-pub async fn post_json(gw: &Gateway, path: &str, headers: &[(&str, &str)], body: &Value) -> Reply {
-    send(gw, Method::POST, path, headers, body.to_string()).await
-}
+use super::{Gateway, Reply, PATIENCE};
 
 /// Writes `request` verbatim on a new connection and reads the answer until the
 /// gateway closes it. For request targets that `reqwest` would normalise (`/a/../b`)
 /// and bodies it cannot frame (chunked without a length). Send `Connection: close`.
 pub async fn raw_http(gw: &Gateway, request: &[u8]) -> Reply {
-    let addr = gw.url.trim_start_matches("http://");
+    let addr = gw.authority();
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.write_all(request).await.unwrap();
     let mut answer = Vec::new();
-    let read = tokio::time::timeout(super::common::PATIENCE, stream.read_to_end(&mut answer));
+    let read = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answer));
     read.await.expect("the gateway answers in time").unwrap();
     let answer = String::from_utf8(answer).expect("a UTF-8 answer");
     let (head, body) = answer
@@ -183,7 +129,7 @@ pub fn assert_no_failures(failures: Vec<String>) {
 /// arrives before the gateway stops reading (an early `431`, say) still counts, as a
 /// client sees it. Panics if the connection is still open after `PATIENCE`.
 pub async fn raw_exchange(gw: &Gateway, request: &[u8]) -> Option<Reply> {
-    let addr = gw.url.trim_start_matches("http://");
+    let addr = gw.authority();
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     // The gateway may answer and close before it has read everything: not an error here.
     let _ = stream.write_all(request).await;
@@ -197,7 +143,7 @@ pub async fn raw_exchange(gw: &Gateway, request: &[u8]) -> Option<Reply> {
             }
         }
     };
-    tokio::time::timeout(super::common::PATIENCE, read_all)
+    tokio::time::timeout(PATIENCE, read_all)
         .await
         .expect("the gateway answers or closes in time");
     parse_response(&answer)

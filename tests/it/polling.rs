@@ -2,26 +2,10 @@
 //! `/v1/changeset` (events under a path, `_since`, `_limit`, `_expected`, ETag/304,
 //! Cache-Control).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
-
-async fn get(
-    gw: &Gateway,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> (u16, reqwest::header::HeaderMap, Value) {
-    let (status, headers, text) = gw.get_raw(path, headers).await;
-    let body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap()
-    };
-    (status, headers, body)
-}
 
 #[tokio::test]
 async fn changes_lists_every_collection_newest_first() {
@@ -34,8 +18,7 @@ async fn changes_lists_every_collection_newest_first() {
         .publish(json!({"resource": "/b/photos/o/dog.jpg", "state": "not_exists"}))
         .await;
 
-    let (status, _, body) = get(&gw, "/v1/changes", &[]).await;
-    assert_eq!(status, 200);
+    let body = gw.get("/v1/changes").await.expect(200).json;
     let collections = body["collections"].as_array().unwrap();
     let names: Vec<&str> = collections
         .iter()
@@ -49,10 +32,10 @@ async fn changes_lists_every_collection_newest_first() {
     assert_eq!(collections[0]["cursor"], last["cursor"]);
     assert!(collections[0]["last_modified"].as_i64().unwrap() > 1_600_000_000_000);
 
-    let (_, _, filtered) = get(&gw, "/v1/changes?prefix=/b/docs", &[]).await;
+    let filtered = gw.get("/v1/changes?prefix=/b/docs").await.json;
     assert_eq!(filtered["collections"].as_array().unwrap().len(), 1);
     assert_eq!(filtered["collections"][0]["collection"], "/b/docs/o");
-    let (_, _, sibling) = get(&gw, "/v1/changes?prefix=/b/doc", &[]).await;
+    let sibling = gw.get("/v1/changes?prefix=/b/doc").await.json;
     assert_eq!(
         sibling["collections"].as_array().unwrap().len(),
         0,
@@ -72,13 +55,13 @@ async fn changeset_pages_with_since_and_limit_and_carries_metadata() {
         .await;
 
     let since = first["cursor"].as_str().unwrap();
-    let (status, headers, page) = get(
-        &gw,
-        &format!("/v1/changeset?resource=/p&_expected=0&_since={since}&_limit=3"),
-        &[],
-    )
-    .await;
-    assert_eq!(status, 200);
+    let reply = gw
+        .get(&format!(
+            "/v1/changeset?resource=/p&_expected=0&_since={since}&_limit=3"
+        ))
+        .await
+        .expect(200);
+    let page = &reply.json;
     let ids: Vec<i64> = page["changes"]
         .as_array()
         .unwrap()
@@ -92,16 +75,16 @@ async fn changeset_pages_with_since_and_limit_and_carries_metadata() {
         "the latest cursor under the path"
     );
     assert_eq!(
-        headers["etag"].to_str().unwrap(),
+        reply.header("etag").unwrap(),
         format!("\"{}\"", last["cursor"].as_str().unwrap())
     );
     let next = page["next"].as_str().expect("_limit cut the list");
-    let (_, _, rest) = get(
-        &gw,
-        &format!("/v1/changeset?resource=/p&_expected=0&_since={next}&_limit=3"),
-        &[],
-    )
-    .await;
+    let rest = gw
+        .get(&format!(
+            "/v1/changeset?resource=/p&_expected=0&_since={next}&_limit=3"
+        ))
+        .await
+        .json;
     let ids: Vec<i64> = rest["changes"]
         .as_array()
         .unwrap()
@@ -111,7 +94,10 @@ async fn changeset_pages_with_since_and_limit_and_carries_metadata() {
     assert_eq!(ids, [4, 5]);
     assert!(rest.get("next").is_none(), "no next once the list is whole");
 
-    let (_, _, all) = get(&gw, "/v1/changeset?resource=/p/o/x&_expected=0", &[]).await;
+    let all = gw
+        .get("/v1/changeset?resource=/p/o/x&_expected=0")
+        .await
+        .json;
     assert_eq!(
         all["changes"].as_array().unwrap().len(),
         6,
@@ -131,32 +117,33 @@ async fn changeset_etag_304_and_cache_control() {
         .await;
     let latest = published["cursor"].as_str().unwrap();
     let url = "/v1/changeset?resource=/e&_expected=anything";
-    let (status, headers, _) = get(&gw, url, &[]).await;
-    assert_eq!(status, 200);
-    let etag = headers["etag"].to_str().unwrap().to_string();
-    assert_eq!(headers["cache-control"], "max-age=0");
+    let fresh = gw.get(url).await.expect(200);
+    let etag = fresh.header("etag").unwrap().to_string();
+    assert_eq!(fresh.headers["cache-control"], "max-age=0");
 
-    let (status, headers, body) = get(&gw, url, &[("if-none-match", &etag)]).await;
-    assert_eq!(status, 304);
-    assert_eq!(body, Value::Null);
-    assert_eq!(headers["etag"].to_str().unwrap(), etag);
-    let (status, _, _) = get(&gw, url, &[("if-none-match", &format!("W/{etag}"))]).await;
+    let cached = gw.header("if-none-match", &etag).get(url).await;
+    assert_eq!(cached.status, 304);
+    assert_eq!(cached.json, Value::Null);
+    assert_eq!(cached.header("etag").unwrap(), etag);
+    let status = gw
+        .header("if-none-match", &format!("W/{etag}"))
+        .get(url)
+        .await
+        .status;
     assert_eq!(status, 304, "weak validators match too");
 
     // `_expected` already reached: this URL's answer is final, cache it longer.
-    let (_, headers, _) = get(
-        &gw,
-        &format!("/v1/changeset?resource=/e&_expected={latest}"),
-        &[],
-    )
-    .await;
+    let headers = gw
+        .get(&format!("/v1/changeset?resource=/e&_expected={latest}"))
+        .await
+        .headers;
     assert_eq!(headers["cache-control"], "max-age=60");
 
     gw.publish(json!({"resource": "/e/o/2", "state": "exists"}))
         .await;
-    let (status, headers, _) = get(&gw, url, &[("if-none-match", &etag)]).await;
-    assert_eq!(status, 200, "a new event changes the ETag");
-    assert_ne!(headers["etag"].to_str().unwrap(), etag);
+    let changed = gw.header("if-none-match", &etag).get(url).await;
+    assert_eq!(changed.status, 200, "a new event changes the ETag");
+    assert_ne!(changed.header("etag").unwrap(), etag);
 }
 
 #[tokio::test]
@@ -166,12 +153,15 @@ async fn changeset_needs_expected_and_a_resource_and_rejects_expired_cursors() {
         a.prune_interval = Duration::from_millis(20);
     })
     .await;
-    let (status, _, body) = get(&gw, "/v1/changeset?resource=/a", &[]).await;
-    assert_error(status, &body, 400, "required");
-    let (status, _, body) = get(&gw, "/v1/changeset?_expected=1", &[]).await;
-    assert_error(status, &body, 400, "required");
-    let (status, _, body) = get(&gw, "/v1/changeset?resource=/a&_expected=1&_limit=0", &[]).await;
-    assert_error(status, &body, 400, "invalidParameter");
+    gw.get("/v1/changeset?resource=/a")
+        .await
+        .assert_error(400, "required");
+    gw.get("/v1/changeset?_expected=1")
+        .await
+        .assert_error(400, "required");
+    gw.get("/v1/changeset?resource=/a&_expected=1&_limit=0")
+        .await
+        .assert_error(400, "invalidParameter");
 
     let first = gw
         .publish(json!({"resource": "/a", "state": "exists"}))
@@ -184,9 +174,9 @@ async fn changeset_needs_expected_and_a_resource_and_rejects_expired_cursors() {
     );
     // Pruning runs on its interval in the background; wait for it to pass the cursor.
     for _ in 0..200 {
-        let (status, _, body) = get(&gw, &url, &[]).await;
-        if status == 410 {
-            assert_error(status, &body, 410, "cursorExpired");
+        let reply = gw.get(&url).await;
+        if reply.status == 410 {
+            reply.assert_error(410, "cursorExpired");
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -214,19 +204,18 @@ async fn changes_takes_since_and_limit_and_answers_304_to_its_etag() {
         .await;
     let last = last["cursor"].as_str().unwrap();
 
-    let (status, headers, body) = get(&gw, "/v1/changes", &[]).await;
-    assert_eq!(status, 200);
-    let etag = headers["etag"].to_str().unwrap().to_string();
+    let fresh = gw.get("/v1/changes").await.expect(200);
+    let etag = fresh.header("etag").unwrap().to_string();
     assert_eq!(etag, format!("\"{last}\""));
-    assert_eq!(headers["cache-control"], "max-age=5");
-    assert!(body["collections"]
+    assert_eq!(fresh.headers["cache-control"], "max-age=5");
+    assert!(fresh.json["collections"]
         .as_array()
         .unwrap()
         .iter()
         .all(|c| c["host"] == "https://push.example.com"));
 
     let since = format!("/v1/changes?_since={}", first["cursor"].as_str().unwrap());
-    let (_, _, body) = get(&gw, &since, &[]).await;
+    let body = gw.get(&since).await.json;
     let names: Vec<&str> = body["collections"]
         .as_array()
         .unwrap()
@@ -234,14 +223,17 @@ async fn changes_takes_since_and_limit_and_answers_304_to_its_etag() {
         .map(|c| c["collection"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["/k/c", "/k/b"], "only what changed after _since");
-    let (_, _, body) = get(&gw, "/v1/changes?_limit=1", &[]).await;
+    let body = gw.get("/v1/changes?_limit=1").await.json;
     assert_eq!(body["collections"].as_array().unwrap().len(), 1);
 
-    let (status, headers, body) = get(&gw, "/v1/changes", &[("if-none-match", &etag)]).await;
-    assert_eq!(status, 304);
-    assert!(body.is_null());
-    assert_eq!(headers["etag"].to_str().unwrap(), etag);
-    let (_, headers, _) = get(&gw, &format!("/v1/changes?_expected={last}"), &[]).await;
+    let cached = gw.header("if-none-match", &etag).get("/v1/changes").await;
+    assert_eq!(cached.status, 304);
+    assert!(cached.json.is_null());
+    assert_eq!(cached.header("etag").unwrap(), etag);
+    let headers = gw
+        .get(&format!("/v1/changes?_expected={last}"))
+        .await
+        .headers;
     assert_eq!(
         headers["cache-control"], "max-age=300",
         "_expected reached: settled"
@@ -249,15 +241,19 @@ async fn changes_takes_since_and_limit_and_answers_304_to_its_etag() {
 
     gw.publish(json!({"resource": "/k/a/2", "state": "exists"}))
         .await;
-    let (status, _, _) = get(&gw, "/v1/changes", &[("if-none-match", &etag)]).await;
+    let status = gw
+        .header("if-none-match", &etag)
+        .get("/v1/changes")
+        .await
+        .status;
     assert_eq!(status, 200, "a new change breaks the ETag");
     for bad in [
         "/v1/changes?_since=zzz",
         "/v1/changes?_limit=0",
         "/v1/changes?since=1",
     ] {
-        let (status, _, body) = get(&gw, bad, &[]).await;
-        assert!(status == 400, "{bad}: {body}");
+        let reply = gw.get(bad).await;
+        assert!(reply.status == 400, "{bad}: {}", reply.json);
     }
 }
 
@@ -287,8 +283,8 @@ async fn pruning_removes_everything_past_retention_in_one_pass() {
     }
     let mut left = (Value::Null, Value::Null);
     for _ in 0..100 {
-        let (_, _, changes) = get(&gw, "/v1/changes", &[]).await;
-        let (_, _, log) = get(&gw, "/v1/channels/kept/notifications", &[]).await;
+        let changes = gw.get("/v1/changes").await.json;
+        let log = gw.get("/v1/channels/kept/notifications").await.json;
         left = (changes["collections"].clone(), log["items"].clone());
         if left == (json!([]), json!([])) {
             break;

@@ -1,0 +1,29 @@
+//! The integration tests: one binary, one module per suite, sharing the harness in
+//! `tests/common` (a gateway in this process or as a child process, receivers, one HTTP
+//! client, the keyed gateway). Tests run in parallel threads of this one process, so
+//! none may rely on process-wide state: an exact count of a Prometheus metric (the
+//! recorder is process-wide) is taken from a `GatewayProcess`, never from a `Gateway`.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod bad_input;
+mod client_fixtures;
+mod crash;
+mod delivery;
+mod delivery_log;
+mod fuzz_corpus;
+mod hostile;
+mod ops;
+mod polling;
+mod publish_validation;
+mod receive_e2e;
+mod receiver_fixtures;
+mod receiver_properties;
+mod security;
+mod shutdown;
+mod smoke_harness;
+mod stream;
+mod watch_validation;
+mod watchers;
+mod wire_vectors;

@@ -1,0 +1,418 @@
+//! docs/api.md §10: API keys and ownership, scopes and prefixes, per-key caps, the target
+//! policy (including a name that resolves to loopback), key signing secrets with
+//! rotation, and request limits (header size and count, slow clients).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::common::keys::*;
+use crate::common::*;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use watchwire::protocol::signature::SigningSecret;
+
+fn watch_body(id: &str, address: &str) -> Value {
+    json!({"id": id, "type": "web_hook", "address": address})
+}
+
+#[tokio::test]
+async fn every_call_but_healthz_needs_a_valid_key() {
+    let gw = Gateway::keyed(|_| {}).await;
+    let rx = Receiver::start().await;
+    gw.post("/r/watch", &watch_body("c", &rx.url()))
+        .await
+        .assert_error(401, "required");
+    gw.key("wrong")
+        .post("/v1/events", &json!({"resource": "/r", "state": "exists"}))
+        .await
+        .assert_error(401, "authError");
+    gw.post("/channels/stop", &json!({"id": "c", "resourceId": "x"}))
+        .await
+        .assert_error(401, "required");
+    gw.get("/metrics").await.expect(401);
+    gw.get("/healthz").await.expect(200);
+
+    // Bearer and Google's ?key= both work.
+    let root = gw.key(ROOT);
+    root.post("/r/watch", &watch_body("c", &rx.url()))
+        .await
+        .expect(200);
+    gw.post("/r/watch?key=root-key", &watch_body("c2", &rx.url()))
+        .await
+        .expect(200);
+    root.get("/metrics").await.expect(200);
+    // A key given only as its SHA-256 in the config file works as the key itself.
+    gw.key(OPS)
+        .post("/r/watch", &watch_body("c3", &rx.url()))
+        .await
+        .expect(200);
+}
+
+#[tokio::test]
+async fn channels_belong_to_the_key_that_created_them() {
+    let gw = Gateway::keyed(|_| {}).await;
+    let rx = Receiver::start().await;
+    let (root, other) = (gw.key(ROOT), gw.key(OTHER_ROOT));
+    let mine = root.watch("/r", "shared-id", &rx.url()).await;
+    assert_eq!(rx.next().await.state(), "sync");
+    // Another key cannot stop it, and learns nothing: the same 404 as for no channel.
+    let stop = json!({"id": "shared-id", "resourceId": mine["resourceId"]});
+    other
+        .post("/channels/stop", &stop)
+        .await
+        .assert_error(404, "notFound");
+    // Ids are per owner: the other key may use the same one.
+    other.watch("/r", "shared-id", &rx.url()).await;
+    assert_eq!(rx.next().await.state(), "sync");
+    root.post("/channels/stop", &stop).await.expect(204);
+}
+
+#[tokio::test]
+async fn scopes_and_prefixes_limit_named_keys() {
+    let gw = Gateway::keyed(|_| {}).await;
+    let rx = Receiver::start().await;
+    let (publisher, subscriber) = (gw.key(PHOTOS_PUBLISHER), gw.key(PHOTOS_SUBSCRIBER));
+    // The publisher may not subscribe, the subscriber may not publish.
+    publisher
+        .post("/b/photos/watch", &watch_body("c", &rx.url()))
+        .await
+        .assert_error(403, "forbidden");
+    subscriber
+        .post(
+            "/v1/events",
+            &json!({"resource": "/b/photos/x", "state": "exists"}),
+        )
+        .await
+        .assert_error(403, "forbidden");
+    // Each within its prefix only; a sibling that shares the string prefix is outside.
+    subscriber
+        .post("/b/photosX/watch", &watch_body("c", &rx.url()))
+        .await
+        .assert_error(403, "forbidden");
+    let batch = json!([{"resource": "/b/photos/ok", "state": "exists"}, {"resource": "/b/other", "state": "exists"}]);
+    publisher
+        .post("/v1/events", &batch)
+        .await
+        .assert_error(403, "forbidden");
+    subscriber
+        .watch("/storage/v1/b/photos/o", "c", &rx.url())
+        .await;
+    assert_eq!(rx.next().await.state(), "sync");
+    publisher
+        .publish(json!({"resource": "/b/photos/o/cat.jpg", "state": "exists"}))
+        .await;
+    assert_eq!(
+        rx.next().await.state(),
+        "exists",
+        "the rejected batch published nothing; this is the next event"
+    );
+}
+
+#[tokio::test]
+async fn a_key_signing_secret_signs_with_both_secrets_during_rotation() {
+    let gw = Gateway::keyed(|_| {}).await;
+    let rx = Receiver::start().await;
+    let answer = gw
+        .key(PHOTOS_SUBSCRIBER)
+        .watch("/b/photos", "signed", &rx.url())
+        .await;
+    assert!(
+        !answer.to_string().contains("whsec_"),
+        "secrets are never echoed"
+    );
+    let sync = rx.next().await;
+    let header = sync
+        .header("webhook-signature")
+        .expect("signed with the key's secret");
+    assert_eq!(
+        header.split(' ').count(),
+        2,
+        "old and new signatures during the overlap: {header}"
+    );
+    let id = sync.header("webhook-id").unwrap();
+    let ts: i64 = sync.header("webhook-timestamp").unwrap().parse().unwrap();
+    for secret in [SIGNING_SECRET, PREVIOUS_SIGNING_SECRET] {
+        assert!(
+            SigningSecret::parse(secret)
+                .unwrap()
+                .verify(id, ts, &sync.body, header),
+            "{secret} does not verify"
+        );
+    }
+}
+
+#[tokio::test]
+async fn channels_per_key_are_capped() {
+    let gw = Gateway::keyed(|a| a.max_channels_per_key = 2).await;
+    let rx = Receiver::start().await;
+    let root = gw.key(ROOT);
+    let first = root
+        .post("/r/watch", &watch_body("a", &rx.url()))
+        .await
+        .json;
+    root.watch("/r", "b", &rx.url()).await;
+    root.post("/r/watch", &watch_body("c", &rx.url()))
+        .await
+        .assert_error(403, "quotaExceeded");
+    // Other keys have their own allowance; stopping frees one.
+    gw.key(OTHER_ROOT).watch("/r", "c", &rx.url()).await;
+    assert_eq!(
+        root.stop("a", first["resourceId"].as_str().unwrap()).await,
+        204
+    );
+    root.watch("/r", "c", &rx.url()).await;
+}
+
+#[tokio::test]
+async fn target_policy_refuses_private_and_plain_http_addresses() {
+    // Without --dev and without an allow-list.
+    let gw = Gateway::keyed(|a| a.allow_targets.clear()).await;
+    let root = gw.key(ROOT);
+    for address in [
+        "http://example.com/hook",
+        "https://127.0.0.1/hook",
+        "https://10.1.2.3/hook",
+        "https://172.16.0.1/hook",
+        "https://192.168.0.1/hook",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::1]/hook",
+        "https://[::ffff:127.0.0.1]/hook",
+        "https://[fd00::1]/hook",
+        "https://0.0.0.0/hook",
+        "https://100.64.0.1/hook",
+        "https://user:password@example.com/hook",
+        "ftp://example.com/hook",
+        "file:///etc/passwd",
+    ] {
+        let reply = root.post("/r/watch", &watch_body("c", address)).await;
+        assert!(
+            reply.status == 400,
+            "{address} was accepted: {}",
+            reply.json
+        );
+    }
+    root.watch("/r", "c", "https://example.com/hook").await;
+}
+
+#[tokio::test]
+async fn a_name_that_resolves_to_loopback_is_refused_and_never_connected_to() {
+    let gw = Gateway::keyed(|a| {
+        a.allow_targets.clear();
+        a.retry_budget = Duration::from_millis(300);
+    })
+    .await;
+    // A listener that counts connections: nothing may ever reach it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counter = connections.clone();
+    tokio::spawn(async move {
+        while listener.accept().await.is_ok() {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    // It can never be delivered, so it is refused when the channel is created, with
+    // the rule that refuses it (a name that later resolves elsewhere is checked again
+    // by the connecting resolver: see delivery::target's tests).
+    let address = format!("https://localhost:{port}/hook");
+    let reply = gw
+        .key(ROOT)
+        .post("/r/watch", &watch_body("c", &address))
+        .await;
+    reply.assert_error(400, "pushWebhookBadDomain");
+    let message = reply.json["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("localhost") && message.contains("not a public address"),
+        "{message}"
+    );
+    assert_eq!(connections.load(Ordering::SeqCst), 0);
+}
+
+/// docs/api.md §10.2: what the policy can never deliver is refused at watch time,
+/// naming the rule; a name that does not resolve is retried like a connection failure,
+/// whatever the scheme.
+#[tokio::test]
+async fn undeliverable_addresses_are_refused_at_watch_time_and_unresolvable_names_retried() {
+    // The allow-list holds 127.0.0.1/32 alone.
+    let gw = Gateway::keyed(|a| a.retry_schedule = vec![Duration::from_millis(20)]).await;
+    let root = gw.key(ROOT);
+    for (address, rule) in [
+        ("ftp://127.0.0.1/hook", "http:// or https://"),
+        ("http://10.0.0.1/hook", "http://"),
+        ("https://192.168.0.1/hook", "not a public address"),
+    ] {
+        let reply = root.post("/r/watch", &watch_body("c", address)).await;
+        reply.assert_error(400, "pushWebhookBadDomain");
+        let message = reply.json["error"]["message"].as_str().unwrap();
+        assert!(message.contains(rule), "{address}: {message}");
+    }
+    let narrow = Gateway::keyed(|a| a.allow_targets = vec!["10.0.0.0/8".into()]).await;
+    let reply = narrow
+        .key(ROOT)
+        .post("/r/watch", &watch_body("c", "http://localhost:9/hook"))
+        .await;
+    reply.assert_error(400, "pushWebhookBadDomain");
+    assert!(
+        reply.json.to_string().contains("--allow-targets"),
+        "{}",
+        reply.json
+    );
+
+    // `.invalid` never resolves (RFC 6761): both schemes are accepted and retried.
+    for (id, address) in [
+        ("plain", "http://watchwire-test.invalid/hook"),
+        ("tls", "https://watchwire-test.invalid/hook"),
+    ] {
+        let reply = root.post("/r/watch", &watch_body(id, address)).await;
+        assert_eq!(reply.status, 200, "{address}: {}", reply.json);
+        let mut sync = Value::Null;
+        for _ in 0..500 {
+            let log = root.get(&format!("/v1/channels/{id}/notifications")).await;
+            sync = log.json["items"][0].clone();
+            if sync["attempts"].as_u64().unwrap_or(0) >= 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(sync["state"], "sync", "{sync}");
+        assert_eq!(
+            sync["status"], "pending",
+            "{address}: retried, not failed: {sync}"
+        );
+        assert!(sync["attempts"].as_u64().unwrap() >= 3, "{sync}");
+        assert_eq!(sync["lastError"]["reason"], "dnsFailure", "{sync}");
+    }
+}
+
+#[tokio::test]
+async fn allow_listed_networks_may_receive_over_http() {
+    let gw = Gateway::keyed(|_| {}).await;
+    let rx = Receiver::start().await;
+    let root = gw.key(ROOT);
+    let by_name = format!("http://localhost:{}/hook", rx.addr.port());
+    root.watch("/r", "ip", &rx.url()).await;
+    assert_eq!(rx.next().await.state(), "sync");
+    root.watch("/r", "name", &by_name).await;
+    assert_eq!(
+        rx.next().await.state(),
+        "sync",
+        "a name resolving into the allow-list is delivered to"
+    );
+    let reply = root
+        .post("/r/watch", &watch_body("outside", "http://10.9.9.9/hook"))
+        .await;
+    assert_eq!(
+        reply.status, 400,
+        "http:// outside the allow-list is refused"
+    );
+}
+
+#[tokio::test]
+async fn oversized_headers_get_431_in_the_envelope() {
+    let gw = Gateway::start_with(|a| {
+        a.max_header_bytes = 4096;
+        a.max_headers = 20;
+    })
+    .await;
+    let big = gw
+        .header("x-filler", &"a".repeat(5000))
+        .post_raw("/v1/events", "{}")
+        .await;
+    big.assert_error(431, "headersTooLarge");
+    let many = (0..30).fold(gw.api.clone(), |api, i| api.header(&format!("x-h{i}"), "v"));
+    assert_eq!(many.post_raw("/v1/events", "{}").await.status, 431);
+    gw.get("/healthz").await.expect(200);
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_off() {
+    let gw = Gateway::start_with(|a| {
+        a.request_timeout = Duration::from_millis(300);
+        a.header_read_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let addr = gw.server.as_ref().unwrap().addr;
+
+    // A body that never finishes: 408 in the envelope once the request timeout passes.
+    let mut slow_body = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow_body
+        .write_all(b"POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{\"res")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(PATIENCE, slow_body.read_to_end(&mut answer))
+        .await
+        .expect("the gateway answers a stalled body")
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("requestTimeout"), "{text}");
+
+    // Headers that never finish (slowloris): the connection is closed.
+    let mut slow_head = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow_head
+        .write_all(b"POST /v1/events HTTP/1.1\r\nhost: x\r\nx-a: ")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(PATIENCE, slow_head.read_to_end(&mut rest))
+        .await
+        .expect("the gateway closes a stalled head")
+        .ok();
+    gw.get("/healthz").await.expect(200);
+}
+
+#[tokio::test]
+async fn logs_replay_and_watchers_belong_to_their_key() {
+    let gw = Gateway::keyed(|_| {}).await;
+    let rx = Receiver::start().await;
+    let (root, other) = (gw.key(ROOT), gw.key(OTHER_ROOT));
+    root.watch("/r", "mine", &rx.url()).await;
+    let watcher = root
+        .post(
+            "/v1/watchers",
+            &json!({"pattern": "/w", "endpoint": rx.url()}),
+        )
+        .await
+        .expect(201)
+        .json;
+    for path in ["/v1/channels/mine", "/v1/channels/mine/notifications"] {
+        assert_eq!(root.get(path).await.status, 200, "{path}");
+        other.get(path).await.assert_error(404, "notFound");
+    }
+    let theirs = other.get("/v1/channels").await.json;
+    assert_eq!(
+        theirs["items"].as_array().unwrap().len(),
+        0,
+        "another key's listing is empty"
+    );
+    let theirs = other.get("/v1/watchers").await.json;
+    assert_eq!(theirs["items"].as_array().unwrap().len(), 0);
+    other
+        .post(
+            "/v1/channels/mine/replay",
+            &json!({"since": "0000000000000000"}),
+        )
+        .await
+        .expect(404);
+    other
+        .post("/v1/channels/mine/enable", &json!({}))
+        .await
+        .expect(404);
+    let id = watcher["id"].as_str().unwrap();
+    other
+        .delete(&format!("/v1/watchers/{id}"))
+        .await
+        .expect(404);
+    // Reading the stream and polling needs a key too.
+    gw.get("/v1/watch").await.expect(401);
+    gw.get("/v1/changes").await.expect(401);
+    // A key limited to /b/photos cannot read the whole log or another prefix.
+    let limited = gw.key(PHOTOS_SUBSCRIBER);
+    limited
+        .get("/v1/changeset?resource=/r&_expected=1")
+        .await
+        .expect(403);
+    limited.get("/v1/changes").await.expect(403);
+}
