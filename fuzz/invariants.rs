@@ -1,7 +1,7 @@
 //! The rules watchwire's input parsers must keep, one function per fuzz target.
 //!
 //! Included with `#[path]` by the fuzz targets (`fuzz/fuzz_targets/*.rs`) and by the
-//! corpus replay (`tests/fuzz_corpus.rs`), so a fuzzer finding and its regression test
+//! corpus replay (`tests/it/fuzz_corpus.rs`), so a fuzzer finding and its regression test
 //! check the same thing. Each function takes one input and panics when a rule breaks;
 //! returning means the input was accepted and is sound, or was refused properly.
 //!
