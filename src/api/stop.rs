@@ -8,7 +8,15 @@ use super::auth::Subscriber;
 use super::body::{parse_json, type_name, RawBody, Shortened};
 use super::error::ApiError;
 use super::AppState;
+use crate::protocol::watch::is_valid_channel_id;
 use crate::store::{Removal, StoreError};
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "channel {:?} with that resourceId was not found",
+        Shortened(id)
+    ))
+}
 
 /// A stop request body, validated: both fields present and non-empty strings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +58,10 @@ pub async fn stop(
     RawBody(body): RawBody,
 ) -> Result<StatusCode, ApiError> {
     let StopRequest { id, resource_id } = StopRequest::parse(&body)?;
+    if !is_valid_channel_id(&id) {
+        // No channel can have it; the store is not asked.
+        return Err(not_found(&id));
+    }
     let removal = Removal::Stop {
         owner: caller.owner,
         id: id.clone(),
@@ -61,10 +73,7 @@ pub async fn stop(
             app.dispatcher.wait_routed(removed.feed_no).await;
             Ok(StatusCode::NO_CONTENT)
         }
-        Err(StoreError::NotFound) => Err(ApiError::not_found(format!(
-            "channel {:?} with that resourceId was not found",
-            Shortened(&id)
-        ))),
+        Err(StoreError::NotFound) => Err(not_found(&id)),
         Err(e) => Err(e.into()),
     }
 }

@@ -2,7 +2,8 @@
 //! `process`), real receivers that record what arrives and answer as a test scripts
 //! them, the one HTTP client every test calls a gateway with (`client`), the keyed
 //! gateway's keys (`keys`), an event-stream reader (`sse`) and the raw-socket probes and
-//! envelope checks of the input suites (`input`).
+//! envelope checks of the input suites (`input`), and which store this run uses
+//! (`store`).
 #![allow(dead_code)]
 
 pub mod client;
@@ -10,6 +11,7 @@ pub mod input;
 pub mod keys;
 pub mod process;
 pub mod sse;
+pub mod store;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -205,6 +207,7 @@ pub fn test_args(dir: &std::path::Path) -> ServeArgs {
     args.retry_schedule = vec![Duration::from_millis(20), Duration::from_millis(40)];
     args.expiry_sweep = Duration::from_millis(100);
     args.log = "warn".into();
+    args.database_url = store::database_url(dir);
     args
 }
 

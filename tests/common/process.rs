@@ -56,6 +56,7 @@ impl GatewayProcess {
             ])
             .arg("--data-dir")
             .arg(data_dir)
+            .args(super::store::database_url(data_dir).map(|url| format!("--database-url={url}")))
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

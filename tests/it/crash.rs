@@ -122,6 +122,9 @@ async fn sigkill_while_publishing_loses_nothing_acknowledged() {
 /// the ones stored there. The lock dies with its holder, even under SIGKILL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_gateway_on_a_data_directory_in_use_refuses_to_start() {
+    if crate::common::store::is_postgres() {
+        return; // A property of the embedded store's data directory; PostgreSQL shares.
+    }
     let dir = tempfile::tempdir().unwrap();
     let mut first = GatewayProcess::start(dir.path(), &[]);
     let (status, stderr) = GatewayProcess::refused(dir.path(), &[]);
@@ -187,6 +190,9 @@ impl Drop for SmallDisk {
 /// itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_answers_every_request_and_loses_nothing_acknowledged() {
+    if crate::common::store::is_postgres() {
+        return; // The embedded store's disk; PostgreSQL's trouble is the outage test.
+    }
     let disk = SmallDisk::mount("12m");
     // Room to free later, as an operator would.
     let filler = disk.path().join("filler");

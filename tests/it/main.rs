@@ -14,6 +14,7 @@ mod delivery;
 mod delivery_log;
 mod fuzz_corpus;
 mod hostile;
+mod on_postgres;
 mod ops;
 mod polling;
 mod publish_validation;

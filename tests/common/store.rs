@@ -1,0 +1,71 @@
+//! Which store the gateways of this run keep their data in. The suite runs twice: on
+//! the embedded store, and again on PostgreSQL (`on_postgres.rs` re-runs this binary
+//! with `WATCHWIRE_TEST_STORE=postgres`). On PostgreSQL a gateway's data directory
+//! still names its data: it maps to a schema of its own, so a gateway restarted on the
+//! same directory finds the same data, as it would on disk.
+
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+
+/// Set by the PostgreSQL run for the child it starts.
+pub const STORE_VARIABLE: &str = "WATCHWIRE_TEST_STORE";
+/// The database the PostgreSQL tests use (CI sets it; see README).
+pub const DATABASE_VARIABLE: &str = "WATCHWIRE_TEST_DATABASE_URL";
+/// Names the run that created a schema, so that run can drop them all.
+pub const RUN_VARIABLE: &str = "WATCHWIRE_TEST_RUN";
+
+/// Whether this run keeps gateway data in PostgreSQL.
+pub fn is_postgres() -> bool {
+    std::env::var(STORE_VARIABLE).is_ok_and(|v| v == "postgres")
+}
+
+/// The `--database-url` of a gateway on `data_dir` in a PostgreSQL run (its schema is
+/// created if it does not exist yet); `None` on the embedded store.
+pub fn database_url(data_dir: &Path) -> Option<String> {
+    if !is_postgres() {
+        return None;
+    }
+    let admin = std::env::var(DATABASE_VARIABLE).expect("a PostgreSQL run has a database");
+    let run = std::env::var(RUN_VARIABLE).unwrap_or_else(|_| "0".into());
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    data_dir.hash(&mut hasher);
+    let schema = format!("ww_it_{run}_{:016x}", hasher.finish());
+    run_sql(&admin, &format!("CREATE SCHEMA IF NOT EXISTS {schema}"));
+    let separator = if admin.contains('?') { '&' } else { '?' };
+    Some(format!(
+        "{admin}{separator}options=-csearch_path%3D{schema}"
+    ))
+}
+
+/// Drops every schema a run created.
+pub fn drop_schemas(admin: &str, run: &str) {
+    run_sql(
+        admin,
+        &format!(
+            "DO $$ DECLARE s TEXT; BEGIN
+               FOR s IN SELECT nspname FROM pg_namespace WHERE nspname LIKE 'ww\\_it\\_{run}\\_%' LOOP
+                 EXECUTE 'DROP SCHEMA ' || quote_ident(s) || ' CASCADE';
+               END LOOP; END $$"
+        ),
+    );
+}
+
+/// Runs SQL on its own thread and runtime: callers may be inside a runtime or not.
+fn run_sql(url: &str, sql: &str) {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap_or_else(|e| panic!("cannot connect to {DATABASE_VARIABLE}: {e}"));
+            tokio::spawn(connection);
+            client.batch_execute(&sql).await.unwrap();
+        })
+    })
+    .join()
+    .expect("the SQL ran");
+}
