@@ -10,6 +10,7 @@ mod common;
 mod bad_input;
 mod client_fixtures;
 mod crash;
+mod database_outage;
 mod delivery;
 mod delivery_log;
 mod fuzz_corpus;
