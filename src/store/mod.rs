@@ -1,16 +1,34 @@
-//! The storage interface: the durable event log, channels and their delivery progress.
+//! The storage contract: the durable event log, channels and their delivery progress,
+//! with two backends — `sqlite` (embedded, the default) and `postgres` (a database
+//! several processes can share). `conformance.rs` runs one suite against both.
 //!
 //! Invariants every backend keeps:
-//! - `append` returns only once the events are durable (fsync'd / committed), and
-//!   assigns each a `Seq` larger than every `Seq` ever assigned before.
-//! - Every committed change that the dispatcher must see (events, channel created or
-//!   removed) is put on the feed in commit order, each with a larger feed number; a
-//!   channel's `start_seq` is the head of the log at the point its creation committed,
-//!   so every event routed after it on the feed is one the channel must get.
-//! - Progress, outcomes and health are recorded asynchronously and batched; `flush`
-//!   makes what was recorded so far durable.
-//! - Pruning never removes an event above any stored channel's progress, and
+//! - **Durable before answered.** `append` returns only once the events are durable
+//!   (fsync'd / committed). A batch is one transaction: all of it or none of it.
+//! - **Positions.** Each event gets a `Seq` larger than every `Seq` ever assigned, with
+//!   no gaps between events of the log (until pruning removes the oldest).
+//! - **Commit-ordered visibility.** Positions become visible in order: once any reader,
+//!   in any process, has read position `P`, no event below `P` can appear later. The
+//!   log is the change stream any process can tail (`read_log(after)`); SQLite has one
+//!   writer, and PostgreSQL's writing transactions all lock the log's head row, so
+//!   they commit in the order of the positions they take.
+//! - **The feed** is this process's fast path: every change it commits (events, a
+//!   channel created or removed) is put on it in commit order before the caller is
+//!   answered, so a caller who waits for the router to reach the feed number (a stop)
+//!   finds it applied. A channel's `start_seq` is the head of the log when its
+//!   creation committed: exactly the events after it are the channel's. Events another
+//!   process committed are put on the feed before the next local commit's own.
+//! - **Rules where every writer sees them**: the per-key quota is counted by the
+//!   database (`owner_counts`), the watcher rules and the Idempotency-Key window are
+//!   decided by `rules` inside the same transaction that writes, and that transaction
+//!   is serialised with every other writer's.
+//! - **Bookkeeping** (progress, outcomes, health) is recorded asynchronously and
+//!   batched (`records`); `flush` makes what was recorded so far durable. Losing it in
+//!   a crash only means redelivery with the same message numbers.
+//! - **Pruning** never removes an event above any stored channel's progress, and
 //!   `pruned_through` tells readers below which cursor the log is incomplete.
+//! - **Trouble** is `StoreError::Backend` (a `503`), within 5 s for a database that
+//!   does not answer, never a hang; a backend reconnects by itself.
 
 pub mod batch;
 #[cfg(test)]
