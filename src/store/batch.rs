@@ -14,7 +14,7 @@ use super::{
     Committed, Created, FeedItem, Idempotency, PruneReport, PublishReceipt, Removal, Removed,
     StoreError,
 };
-use crate::model::{ChannelSpec, NewEvent, SharedEvent, StoredChannel};
+use crate::model::{ChannelSpec, NewEvent, Seq, SharedEvent, StoredChannel};
 
 /// Most requests folded into one transaction.
 pub const MAX_BATCH: usize = 4096;
@@ -188,15 +188,46 @@ impl RecordsPolicy {
     }
 }
 
-/// The dispatcher's feed, numbered, and the answers that go through it.
+/// The dispatcher's feed, numbered, and the answers that go through it. Events go on
+/// it in position order, each once: a backend with more than one source of events (its
+/// own commits and a tailer of other processes' commits) shares one `Feed` between
+/// them, and what was already fed is dropped.
 pub struct Feed {
     tx: mpsc::UnboundedSender<FeedItem>,
     no: u64,
+    /// Every event at or below this position is on the feed.
+    fed_head: Seq,
 }
 
 impl Feed {
-    pub fn new(tx: mpsc::UnboundedSender<FeedItem>) -> Feed {
-        Feed { tx, no: 0 }
+    /// A feed whose events start after `head` (what recovery reads from the store).
+    pub fn new(tx: mpsc::UnboundedSender<FeedItem>, head: Seq) -> Feed {
+        Feed {
+            tx,
+            no: 0,
+            fed_head: head,
+        }
+    }
+
+    /// Every event at or below this is on the feed.
+    pub fn fed_head(&self) -> Seq {
+        self.fed_head
+    }
+
+    /// Puts committed events on the feed, dropping those already there. Events must
+    /// continue the feed without a gap: visibility is in position order, so a source
+    /// that read them read everything before them too.
+    pub fn events(&mut self, events: Vec<SharedEvent>) -> u64 {
+        let fresh: Vec<SharedEvent> = events
+            .into_iter()
+            .filter(|e| e.seq > self.fed_head)
+            .collect();
+        let Some(last) = fresh.last().map(|e| e.seq) else {
+            return self.no;
+        };
+        debug_assert_eq!(fresh[0].seq, self.fed_head + 1, "the feed skipped a position");
+        self.fed_head = last;
+        self.publish(Committed::Events(fresh))
     }
 
     /// Puts a job's committed changes on the feed, then answers its caller, so that a
@@ -205,9 +236,7 @@ impl Feed {
         match (slot, done) {
             (Slot::Append(reply), Done::Append(result)) => {
                 let result = result.map(|(receipt, events)| {
-                    if !events.is_empty() {
-                        self.publish(Committed::Events(events));
-                    }
+                    self.events(events);
                     receipt
                 });
                 let _ = reply.send(result);
@@ -239,12 +268,6 @@ impl Feed {
             (Slot::Flush(reply), Done::Flush) => drop(reply.send(Ok(()))),
             _ => unreachable!("slots and results are built pairwise in the same order"),
         }
-    }
-
-    /// Puts on the feed a change no caller waits for (events another process
-    /// committed, or that a lost answer left unfed).
-    pub fn committed(&mut self, change: Committed) -> u64 {
-        self.publish(change)
     }
 
     fn publish(&mut self, change: Committed) -> u64 {

@@ -80,13 +80,12 @@ impl PgStore {
             config: config.clone(),
             client: Some(setup),
             statements: HashMap::new(),
-            feed: Feed::new(feed_tx),
+            feed: Arc::new(Mutex::new(Feed::new(feed_tx, head as Seq))),
             records: records.clone(),
             write_health: write_health.clone(),
             failure_log: LogGate::default(),
             pruned_through: pruned_through.clone(),
             commits: commits.clone(),
-            known_head: head as Seq,
             min_progress: None,
         };
         let writer_task = tokio::spawn(writer.run(op_rx));

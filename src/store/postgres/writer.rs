@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -23,7 +23,7 @@ use crate::store::batch::{
 };
 use crate::store::records::{PendingRecords, Records};
 use crate::store::rules::{self, idempotent_answer, RememberedPublish, IDEMPOTENCY_WINDOW_MS};
-use crate::store::{Committed, Idempotency, PruneReport, PublishReceipt, Removal, StoreError};
+use crate::store::{Idempotency, PruneReport, PublishReceipt, Removal, StoreError};
 use crate::telemetry::LogGate;
 
 /// Longest one transaction may take before the writer gives up on its connection.
@@ -38,16 +38,13 @@ pub(super) struct Writer {
     pub config: Config,
     pub client: Option<Client>,
     pub statements: HashMap<&'static str, Statement>,
-    pub feed: Feed,
+    /// Shared with the tailer of other processes' commits.
+    pub feed: Arc<Mutex<Feed>>,
     pub records: Arc<PendingRecords>,
     pub write_health: Arc<WriteHealth>,
     pub failure_log: LogGate,
     pub pruned_through: Arc<AtomicU64>,
     pub commits: Arc<AtomicU64>,
-    /// The head of the log as of this writer's last commit: a head found higher was
-    /// moved by a commit this writer did not feed (another process, or one of its own
-    /// whose answer was lost with its connection), and those events are fed first.
-    pub known_head: Seq,
     pub min_progress: Option<(Instant, Seq)>,
 }
 
@@ -104,11 +101,10 @@ impl Writer {
                 if self.write_health.succeeded() {
                     tracing::info!("the store writes again");
                 }
-                if !missed.is_empty() {
-                    self.feed.committed(Committed::Events(missed));
-                }
+                let mut feed = self.feed.lock().unwrap();
+                feed.events(missed);
                 for (slot, done) in slots.into_iter().zip(done) {
-                    self.feed.answer(slot, done);
+                    feed.answer(slot, done);
                 }
                 return true;
             }
@@ -161,12 +157,13 @@ impl Writer {
         let tx = client.transaction().await.map_err(pg)?;
         let row = tx.query_one(&statements.lock_head, &[]).await.map_err(pg)?;
         let head_at_start = row.get::<_, i64>(0) as Seq;
-        let missed = if head_at_start > self.known_head {
+        // Events committed but not fed yet (another process's, or this writer's own
+        // whose answer was lost with a connection) go on the feed before this
+        // transaction's, so the feed stays in position order without a gap.
+        let fed = self.feed.lock().unwrap().fed_head();
+        let missed = if head_at_start > fed {
             let rows = tx
-                .query(
-                    &statements.read_range,
-                    &[&(self.known_head as i64), &(head_at_start as i64)],
-                )
+                .query(&statements.read_range, &[&(fed as i64), &(head_at_start as i64)])
                 .await
                 .map_err(pg)?;
             rows.iter().map(event_from_row).collect()
@@ -220,7 +217,6 @@ impl Writer {
         }
         write_records(&tx, &statements, records).await?;
         tx.commit().await.map_err(pg)?;
-        self.known_head = head;
         self.pruned_through.store(pruned_through, Ordering::Relaxed);
         Ok((missed, done))
     }

@@ -85,9 +85,10 @@ impl SqliteStore {
         let commits = Arc::new(AtomicU64::new(0));
         let records = Arc::new(PendingRecords::default());
         let write_health = Arc::new(WriteHealth::default());
+        let head = log_head(&conn).map_err(backend)?;
         let writer = Writer {
             conn,
-            feed: Feed::new(feed_tx),
+            feed: Feed::new(feed_tx, head),
             commits: commits.clone(),
             pruned_through: pruned_through.clone(),
             records: records.clone(),
