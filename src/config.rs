@@ -25,6 +25,15 @@ pub struct ServeArgs {
     #[arg(long, env = "WATCHWIRE_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
+    /// This node's name in a cluster (default: the host name and a random suffix).
+    #[arg(long, env = "WATCHWIRE_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// How long a node of a cluster keeps its channels without renewing its lease;
+    /// others take them over within this plus a few seconds.
+    #[arg(long, env = "WATCHWIRE_LEASE_TTL", default_value = "10s", value_parser = parse_duration)]
+    pub lease_ttl: Duration,
+
     /// Development mode: no API keys needed, http:// and private targets allowed,
     /// loopback listen address only.
     #[arg(long, env = "WATCHWIRE_DEV")]
@@ -212,6 +221,24 @@ pub enum CorsOrigins {
 }
 
 impl ServeArgs {
+    /// This node's id: `--node-id`, or the host name and a random suffix.
+    pub fn node_id(&self) -> String {
+        self.node_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "node".into());
+            let host: String = host
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
+                .take(48)
+                .collect();
+            format!("{host}-{:08x}", rand::random::<u32>())
+        })
+    }
+
     /// Defaults as the command line has them, for tests and embedding.
     pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
         use clap::Parser;
@@ -295,9 +322,25 @@ impl ServeArgs {
             ("--prune-interval", self.prune_interval),
             ("--checkpoint-interval", self.checkpoint_interval),
             ("--stream-stall-timeout", self.stream_stall_timeout),
+            ("--lease-ttl", self.lease_ttl),
         ];
         if let Some((option, _)) = durations.iter().find(|(_, value)| value.is_zero()) {
             anyhow::bail!("{option} must be longer than 0, e.g. 500ms or 5s");
+        }
+        if self.lease_ttl < Duration::from_secs(1) {
+            anyhow::bail!(
+                "--lease-ttl must be at least 1s: a node renews its lease three times per lease"
+            );
+        }
+        if let Some(id) = &self.node_id {
+            if id.is_empty()
+                || id.len() > 64
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                anyhow::bail!("--node-id {id:?} must be 1 to 64 characters of A-Z a-z 0-9 - _ .");
+            }
         }
         if let Some(i) = self.retry_schedule.iter().position(Duration::is_zero) {
             anyhow::bail!(

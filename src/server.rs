@@ -10,6 +10,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::listener::{self, ConnectionLimits};
 use crate::api::{self, auth::Keys, App};
+use crate::cluster::lease::Lease;
+use crate::cluster::node::Node;
 use crate::config::ServeArgs;
 use crate::delivery::client::OutboundClient;
 use crate::delivery::retry::RetryPolicy;
@@ -26,6 +28,8 @@ pub struct RunningServer {
     app: Arc<App>,
     stop_http: CancellationToken,
     http: tokio::task::JoinHandle<()>,
+    /// This gateway as a node of a cluster (a PostgreSQL store).
+    node: Option<Node>,
 }
 
 /// Opens the store, recovers delivery, binds the listener and starts serving.
@@ -33,8 +37,9 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
     let settings = args.validate()?;
     let keys = Keys::new(&args.api_keys, &settings.keys, &settings.prefixes)?;
     let key_count = args.api_keys.iter().filter(|k| !k.is_empty()).count() + settings.keys.len();
-    let metrics = telemetry::metrics();
-    let store = open_store(&args).await?;
+    let node_id = args.node_id();
+    let metrics = telemetry::metrics(args.database_url.as_ref().map(|_| node_id.as_str()));
+    let store = open_store(&args, &node_id).await?;
     let target_policy = TargetPolicy {
         allow_all: args.dev,
         allow: settings.allow_targets,
@@ -60,10 +65,15 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         },
         shutdown: CancellationToken::new(),
         closing: CancellationToken::new(),
+        lease: Arc::new(match store.membership() {
+            Some(_) => Lease::pending(),
+            None => Lease::forever(),
+        }),
         tasks: TaskTracker::new(),
         disable_after: args.disable_after,
         key_signing: keys.signing.clone(),
     });
+    let lease = ctx.lease.clone();
     let dispatcher = Dispatcher::start(ctx).await?;
     dispatcher.spawn_expiry_sweep(args.expiry_sweep);
     dispatcher.spawn_pruning(args.prune_interval, args.retention, args.log_retention);
@@ -78,6 +88,20 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         .unwrap_or_else(|| format!("http://{addr}"))
         .trim_end_matches('/')
         .to_string();
+    // Joined before the first request is served (see `Node::start`).
+    let node = match store.membership() {
+        Some(_) => Some(
+            Node::start(
+                store.clone(),
+                dispatcher.clone(),
+                lease,
+                public_url.clone(),
+                args.lease_ttl,
+            )
+            .await,
+        ),
+        None => None,
+    };
     let limits = ConnectionLimits {
         header_read_timeout: args.header_read_timeout,
         drain: args.shutdown_grace,
@@ -101,12 +125,14 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         limits,
         stop_http.clone(),
     ));
-    log_startup(&app.config, key_count, addr, &app.public_url);
+
+    log_startup(&app.config, key_count, addr, &app.public_url, &node_id);
     Ok(RunningServer {
         addr,
         app,
         stop_http,
         http,
+        node,
     })
 }
 
@@ -122,11 +148,16 @@ impl RunningServer {
             app,
             stop_http,
             http,
+            node,
             ..
         } = self;
         // Streams first: they say goodbye with a cursor and end, so the drain below
         // does not wait for them.
         app.dispatcher.context().closing.cancel();
+        // In a cluster, the other nodes take this one's channels over now.
+        if let Some(node) = node {
+            node.leave().await;
+        }
         stop_http.cancel();
         let _ = http.await;
         let ctx = app.dispatcher.context().clone();
@@ -147,10 +178,10 @@ impl RunningServer {
 }
 
 /// The store `--database-url` names, else the embedded one in `--data-dir`.
-async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn Store>> {
+async fn open_store(args: &ServeArgs, node_id: &str) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match &args.database_url {
         Some(url) => Arc::new(
-            PgStore::open(url)
+            PgStore::open(url, node_id)
                 .await
                 .with_context(|| format!("opening the PostgreSQL store at {}", redacted(url)))?,
         ),
@@ -176,10 +207,16 @@ pub fn redacted(url: &str) -> String {
 /// The one startup line that says what this process runs as: how callers authenticate
 /// (`dev`, or `keys` and how many), where it stores, where it listens, and the URL it
 /// gives out, so that a log alone tells which gateway wrote it.
-fn log_startup(args: &ServeArgs, key_count: usize, addr: SocketAddr, public_url: &str) {
+fn log_startup(
+    args: &ServeArgs,
+    key_count: usize,
+    addr: SocketAddr,
+    public_url: &str,
+    node_id: &str,
+) {
     let mode = if args.dev { "dev" } else { "keys" };
     let store = match &args.database_url {
-        Some(url) => redacted(url),
+        Some(url) => format!("{} node={node_id}", redacted(url)),
         None => {
             let dir =
                 std::fs::canonicalize(&args.data_dir).unwrap_or_else(|_| args.data_dir.clone());

@@ -17,12 +17,18 @@ const HTTP_BUCKETS: &[f64] = &[
 /// the series few while alerts can still tell failures (5xx) from refusals (4xx).
 pub const STATUS_CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
 
-/// Installs the Prometheus recorder on first use and returns its handle.
-pub fn metrics() -> PrometheusHandle {
+/// Installs the Prometheus recorder on first use and returns its handle. In a cluster
+/// every series carries the node's id (`node="…"`), so one dashboard tells the nodes
+/// apart; the recorder is the process's, so the first gateway of a process names it.
+pub fn metrics(node: Option<&str>) -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
+            let mut builder = PrometheusBuilder::new();
+            if let Some(node) = node {
+                builder = builder.add_global_label("node", node);
+            }
+            let recorder = builder
                 .set_buckets_for_metric(
                     Matcher::Full("watchwire_delivery_latency_seconds".into()),
                     &[

@@ -20,6 +20,7 @@ use crate::model::{
     cursor, message_number, rfc3339_ms, AttemptRecord, ChannelKind, ChannelSpec, Failure,
     OutcomeRecord, OutcomeStatus, Seq, StoredChannel,
 };
+use crate::store::ClusterMessage;
 
 /// Lists the caller's channels or watchers, a page at a time.
 pub async fn list_kind(
@@ -112,13 +113,51 @@ fn not_live(id: &str) -> ApiError {
     ApiError::not_found(format!("channel {id:?} was not found"))
 }
 
-/// The channel with its delivery state.
-fn describe(channel: &StoredChannel, state: Option<DeliverySnapshot>) -> Value {
+/// A channel's delivery state: this node's, when it delivers the channel; else, in a
+/// cluster, what the store knows (the node delivering it keeps the rest in memory).
+async fn delivery_state(
+    app: &AppState,
+    channel: &StoredChannel,
+) -> Result<DeliverySnapshot, ApiError> {
+    if let Some(handle) = app.dispatcher.handle(channel.pk) {
+        return Ok(handle.snapshot());
+    }
+    let owed = app
+        .store
+        .count_matching(&channel.spec.resource, channel.progress_seq)
+        .await?;
+    let retrying = app
+        .store
+        .list_outcomes(channel.pk, Some(OutcomeStatus::Pending), None, 1)
+        .await?
+        .into_iter()
+        .next()
+        .map(|r| r.outcome);
+    Ok(DeliverySnapshot {
+        progress_seq: channel.progress_seq,
+        pending: owed + u64::from(!channel.synced),
+        sync_pending: !channel.synced,
+        replaying: false,
+        enabled: !channel.disabled,
+        failing_since_ms: channel.failing_since_ms,
+        last_error: retrying.as_ref().and_then(|o| o.last_error.clone()),
+        next_retry_ms: retrying.and_then(|o| o.next_retry_ms),
+    })
+}
+
+/// The channel with its delivery state, and in a cluster the node delivering it.
+async fn describe(app: &AppState, channel: &StoredChannel) -> Result<Value, ApiError> {
+    let state = delivery_state(app, channel).await?;
+    let mut view = delivery_view(channel, state);
+    if let Some(membership) = app.store.membership() {
+        view["delivery"]["node"] = json!(membership.owner_of(channel.pk).await?);
+    }
+    Ok(view)
+}
+
+fn delivery_view(channel: &StoredChannel, state: DeliverySnapshot) -> Value {
     let mut view = channel_view(channel);
     view["state"] = json!("active");
-    let Some(state) = state else {
-        return view;
-    };
     view["delivery"] = json!({
         "cursor": cursor(state.progress_seq),
         "pendingCount": state.pending,
@@ -139,8 +178,7 @@ pub async fn show(
 ) -> Result<Json<Value>, ApiError> {
     let (_, channel) = owned(&app, &caller, &uri, &id, &[]).await?;
     if let Some(channel) = channel {
-        let state = app.dispatcher.handle(channel.pk).map(|h| h.snapshot());
-        return Ok(Json(describe(&channel, state)));
+        return Ok(Json(describe(&app, &channel).await?));
     }
     // A removed channel answers with how it ended, for the log retention window.
     let removed = app
@@ -221,9 +259,10 @@ pub async fn notifications(
         .list_outcomes(channel.pk, status, after, limit + 1)
         .await?;
     // Owed notifications not attempted yet are pending too (docs/api.md §8.3).
-    let owed = match (status, app.dispatcher.handle(channel.pk)) {
-        (None | Some(OutcomeStatus::Pending), Some(handle)) => {
-            unattempted(&app, &channel, &handle.snapshot(), after, limit + 1).await?
+    let owed = match status {
+        None | Some(OutcomeStatus::Pending) => {
+            let state = delivery_state(&app, &channel).await?;
+            unattempted(&app, &channel, &state, after, limit + 1).await?
         }
         _ => Vec::new(),
     };
@@ -321,12 +360,21 @@ pub async fn replay(
             )))
         }
     };
-    let handle = app
-        .dispatcher
-        .handle(channel.pk)
-        .ok_or_else(|| not_live(&id))?;
-    let replaying = handle.replay(since, app.dispatcher.context());
-    let upto = handle.snapshot().progress_seq;
+    let (replaying, upto) = match app.dispatcher.handle(channel.pk) {
+        Some(handle) => (
+            handle.replay(since, app.dispatcher.context()),
+            handle.snapshot().progress_seq,
+        ),
+        // Another node delivers it: that node replays.
+        None => {
+            let membership = app.store.membership().ok_or_else(|| not_live(&id))?;
+            let pk = channel.pk;
+            membership
+                .tell(&ClusterMessage::Replay { pk, since })
+                .await?;
+            (since < channel.progress_seq, channel.progress_seq)
+        }
+    };
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"replaying": replaying, "since": cursor(since), "upto": cursor(upto)})),
@@ -353,12 +401,24 @@ pub async fn enable(
         }
     }
     let channel = channel.ok_or_else(|| not_live(&id))?;
-    let handle = app
-        .dispatcher
-        .handle(channel.pk)
+    match app.dispatcher.handle(channel.pk) {
+        Some(handle) => handle.enable(app.dispatcher.context()),
+        // Another node delivers it: the store is told, then that node.
+        None => {
+            let membership = app.store.membership().ok_or_else(|| not_live(&id))?;
+            app.store.record_health(channel.pk, None, false);
+            app.store.flush().await?;
+            membership
+                .tell(&ClusterMessage::Enable { pk: channel.pk })
+                .await?;
+        }
+    }
+    let channel = app
+        .store
+        .find_channel(&caller.owner, &id)
+        .await?
         .ok_or_else(|| not_live(&id))?;
-    handle.enable(app.dispatcher.context());
-    Ok(Json(describe(&channel, Some(handle.snapshot()))))
+    Ok(Json(describe(&app, &channel).await?))
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod ops;
 pub mod path;
 pub mod query;
 pub mod reading;
+pub mod removal;
 pub mod stop;
 pub mod stream;
 pub mod watch;
@@ -73,6 +74,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/v1/channels/{id}/enable", post(channels::enable)),
         ("/v1/watchers", post(watchers::create).get(watchers::list)),
         ("/v1/watchers/{id}", delete(watchers::delete)),
+        ("/v1/cluster", get(ops::cluster)),
     ]
 }
 

@@ -37,6 +37,50 @@ pub async fn metrics(State(app): State<AppState>, _: super::auth::Operator) -> i
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
+/// `GET /v1/cluster` (docs/api.md §13): every node, with its address, last heartbeat
+/// and the channels it delivers. A gateway on the embedded store is a cluster of one.
+pub async fn cluster(
+    State(app): State<AppState>,
+    _: super::auth::Operator,
+    uri: Uri,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    super::query::Query::parse(&uri, &[])?;
+    use crate::model::rfc3339_ms;
+    let nodes = match app.store.membership() {
+        Some(membership) => membership
+            .nodes()
+            .await?
+            .into_iter()
+            .map(|n| {
+                serde_json::json!({
+                    "id": n.id,
+                    "address": n.address,
+                    "startedAt": rfc3339_ms(n.started_ms),
+                    "lastHeartbeat": rfc3339_ms(n.heartbeat_ms),
+                    "leaseUntil": rfc3339_ms(n.lease_until_ms),
+                    "leaving": n.leaving,
+                    "channels": n.channels,
+                    "self": n.id == membership.node_id(),
+                })
+            })
+            .collect(),
+        None => vec![serde_json::json!({
+            "id": "embedded",
+            "address": app.public_url,
+            "channels": app.dispatcher.local_pks().len(),
+            "self": true,
+        })],
+    };
+    let store = if app.store.membership().is_some() {
+        "postgres"
+    } else {
+        "embedded"
+    };
+    Ok(axum::Json(
+        serde_json::json!({ "store": store, "nodes": nodes }),
+    ))
+}
+
 pub async fn not_found(method: Method, uri: Uri) -> ApiError {
     ApiError::not_found(format!("no such endpoint: {method} {}", uri.path()))
 }

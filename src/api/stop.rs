@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::auth::Subscriber;
 use super::body::{parse_json, type_name, RawBody, Shortened};
 use super::error::ApiError;
+use super::removal;
 use super::AppState;
 use crate::protocol::watch::is_valid_channel_id;
 use crate::store::{Removal, StoreError};
@@ -69,8 +70,8 @@ pub async fn stop(
     };
     match app.store.remove_channels(removal).await {
         Ok(removed) => {
-            // Once the router has applied the removal, no attempt on the channel starts.
-            app.dispatcher.wait_routed(removed.feed_no).await;
+            // The 204 only once no attempt on the channel can start on any node.
+            removal::in_force(&app, &removed).await?;
             Ok(StatusCode::NO_CONTENT)
         }
         Err(StoreError::NotFound) => Err(not_found(&id)),

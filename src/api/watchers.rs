@@ -16,6 +16,7 @@ use super::channels::list_kind;
 use super::error::ApiError;
 use super::path::PathId;
 use super::query::Query;
+use super::removal;
 use super::watch::{check_deliverable, resource_id};
 use super::AppState;
 use crate::model::{now_ms, ChannelKind, ChannelSpec, StoredChannel};
@@ -151,7 +152,7 @@ pub async fn delete(
         .await
     {
         Ok(removed) => {
-            app.dispatcher.wait_routed(removed.feed_no).await;
+            removal::in_force(&app, &removed).await?;
             Ok(StatusCode::NO_CONTENT)
         }
         Err(StoreError::NotFound) => {

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -26,7 +26,7 @@ use self::outbox::Outbox;
 use self::retry::RetryPolicy;
 use crate::model::{now_ms, Seq, SharedEvent, StoredChannel};
 use crate::protocol::resource::self_and_ancestors;
-use crate::store::{Committed, FeedItem, PruneReport, Removal, Store, StoreError};
+use crate::store::{Adopted, Committed, FeedItem, PruneReport, Removal, Store, StoreError};
 
 /// What every channel worker uses.
 pub struct DeliveryContext {
@@ -38,6 +38,8 @@ pub struct DeliveryContext {
     /// Cancelled when the gateway starts to stop, before connections drain: open
     /// streams end with `event: shutdown` and the cursor to resume from.
     pub closing: CancellationToken,
+    /// Whether this node may start attempts (always, without a cluster).
+    pub lease: Arc<crate::cluster::lease::Lease>,
     /// Every worker task, so shutdown can wait for in-flight deliveries.
     pub tasks: TaskTracker,
     /// A channel whose endpoint fails this long without a success is disabled.
@@ -78,6 +80,10 @@ impl ChannelIndex {
         }
     }
 
+    fn contains(&self, pk: i64) -> bool {
+        self.by_pk.read().unwrap().contains_key(&pk)
+    }
+
     fn len(&self) -> usize {
         self.by_pk.read().unwrap().len()
     }
@@ -98,9 +104,27 @@ pub type EventBatch = Arc<Vec<SharedEvent>>;
 /// Batches a live reader may fall behind before it lags (and is cut off).
 const LIVE_CAPACITY: usize = 4096;
 
-/// The running delivery side of the gateway.
+/// What the rest of the node asks of the router, which alone changes the index.
+pub enum RouterCommand {
+    /// Channels this node now delivers (docs/api.md §13), owing every event up to
+    /// `counted_through` as counted when they were claimed.
+    Adopt {
+        channels: Vec<Adopted>,
+        counted_through: Seq,
+    },
+    /// Channels this node no longer delivers: closed (no attempt starts) and dropped.
+    Drop {
+        pks: Vec<i64>,
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// The running delivery side of the gateway. Cheap to clone: every clone reaches the
+/// same router.
+#[derive(Clone)]
 pub struct Dispatcher {
     ctx: Arc<DeliveryContext>,
+    commands: mpsc::UnboundedSender<RouterCommand>,
     routed: watch::Receiver<u64>,
     registry: Registry,
     live: broadcast::Sender<EventBatch>,
@@ -113,7 +137,8 @@ const RECOVERY_CHUNK: usize = 4096;
 
 impl Dispatcher {
     /// Loads every channel, re-offers what each still owes from the log, then follows
-    /// the store's feed.
+    /// the store's feed. In a cluster it starts with no channel: the node claims its
+    /// share (`cluster::node`).
     pub async fn start(ctx: Arc<DeliveryContext>) -> Result<Dispatcher, StoreError> {
         let feed = ctx
             .store
@@ -124,7 +149,10 @@ impl Dispatcher {
             by_resource: HashMap::new(),
             by_pk: registry.clone(),
         };
-        let channels: Vec<StoredChannel> = ctx.store.load_channels().await?;
+        let channels: Vec<StoredChannel> = match ctx.store.membership() {
+            Some(_) => Vec::new(),
+            None => ctx.store.load_channels().await?,
+        };
         let mut from = u64::MAX;
         for channel in channels {
             from = from.min(channel.progress_seq);
@@ -160,8 +188,10 @@ impl Dispatcher {
         let routed_head = Arc::new(AtomicU64::new(ctx.store.head().await?));
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
         let (routed_tx, routed) = watch::channel(0);
+        let (commands, commands_rx) = mpsc::unbounded_channel();
         tokio::spawn(route_feed(
             feed,
+            commands_rx,
             index,
             ctx.clone(),
             routed_tx,
@@ -170,6 +200,7 @@ impl Dispatcher {
         ));
         Ok(Dispatcher {
             ctx,
+            commands,
             routed,
             registry,
             live,
@@ -190,6 +221,31 @@ impl Dispatcher {
     /// The live handle of a channel.
     pub fn handle(&self, pk: i64) -> Option<Arc<Outbox>> {
         self.registry.read().unwrap().get(&pk).cloned()
+    }
+
+    /// The channels this node delivers.
+    pub fn local_pks(&self) -> Vec<i64> {
+        self.registry.read().unwrap().keys().copied().collect()
+    }
+
+    /// Starts delivering channels this node took on.
+    pub fn adopt(&self, channels: Vec<Adopted>, counted_through: Seq) {
+        let _ = self.commands.send(RouterCommand::Adopt {
+            channels,
+            counted_through,
+        });
+    }
+
+    /// Stops and drops channels: once this returns, no attempt on them starts here.
+    pub async fn drop_channels(&self, pks: Vec<i64>) {
+        let (done, dropped) = oneshot::channel();
+        if self
+            .commands
+            .send(RouterCommand::Drop { pks, done })
+            .is_ok()
+        {
+            let _ = dropped.await;
+        }
     }
 
     /// Every event committed from now on, in batches, in log order.
@@ -293,34 +349,63 @@ impl Dispatcher {
 
 async fn route_feed(
     mut feed: mpsc::UnboundedReceiver<FeedItem>,
+    mut commands: mpsc::UnboundedReceiver<RouterCommand>,
     mut index: ChannelIndex,
     ctx: Arc<DeliveryContext>,
     routed: watch::Sender<u64>,
     live: broadcast::Sender<EventBatch>,
     routed_head: Arc<AtomicU64>,
 ) {
-    while let Some(item) = feed.recv().await {
-        match item.change {
-            Committed::Events(events) => {
-                for event in &events {
-                    index.route(event, &ctx);
+    loop {
+        tokio::select! {
+            biased;
+            command = commands.recv() => match command {
+                Some(RouterCommand::Adopt { channels, counted_through }) => {
+                    for adopted in channels {
+                        if index.contains(adopted.channel.pk) {
+                            continue; // Already delivered here.
+                        }
+                        let handle = Outbox::adopted(adopted.channel, adopted.owed, counted_through);
+                        if let Some(interrupted) = adopted.awaiting_retry {
+                            handle.resume(interrupted);
+                        }
+                        handle.kick(&ctx);
+                        index.insert(handle);
+                    }
                 }
-                let last = events.last().map(|e| e.seq);
-                // No live reader is fine; the events are in the log.
-                let _ = live.send(Arc::new(events));
-                // After the send: a reader that sees this head finds the batch queued.
-                if let Some(last) = last {
-                    routed_head.store(last, Ordering::Release);
+                Some(RouterCommand::Drop { pks, done }) => {
+                    for pk in pks {
+                        index.remove(pk);
+                    }
+                    let _ = done.send(());
                 }
+                None => {}
+            },
+            item = feed.recv() => {
+                let Some(item) = item else { return };
+                match item.change {
+                    Committed::Events(events) => {
+                        for event in &events {
+                            index.route(event, &ctx);
+                        }
+                        let last = events.last().map(|e| e.seq);
+                        // No live reader is fine; the events are in the log.
+                        let _ = live.send(Arc::new(events));
+                        // After the send: a reader that sees this head finds the batch queued.
+                        if let Some(last) = last {
+                            routed_head.store(last, Ordering::Release);
+                        }
+                    }
+                    Committed::ChannelCreated(channel) => {
+                        let handle = Outbox::new(channel);
+                        handle.kick(&ctx);
+                        index.insert(handle);
+                    }
+                    Committed::ChannelRemoved { pk } => index.remove(pk),
+                }
+                routed.send_replace(item.no);
             }
-            Committed::ChannelCreated(channel) => {
-                let handle = Outbox::new(channel);
-                handle.kick(&ctx);
-                index.insert(handle);
-            }
-            Committed::ChannelRemoved { pk } => index.remove(pk),
         }
         metrics::gauge!("watchwire_channels_live").set(index.len() as f64);
-        routed.send_replace(item.no);
     }
 }

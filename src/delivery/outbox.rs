@@ -35,6 +35,8 @@ use crate::telemetry::LogGate;
 
 /// Events a channel holds in memory before it switches to reading from the store.
 pub const QUEUE_CAPACITY: usize = 1024;
+/// How often a delivery waiting for this node's lease looks again.
+const LEASE_RECHECK: Duration = Duration::from_millis(100);
 
 pub struct Outbox {
     pub pk: i64,
@@ -69,6 +71,8 @@ struct OutboxState {
     /// The stored state of a delivery a restart interrupted (boxed: rare): its
     /// notification resumes its attempt count and retry budget.
     resume: Option<Box<Outcome>>,
+    /// Being handed to another node: no attempt starts any more.
+    draining: bool,
     running: bool,
 }
 
@@ -145,6 +149,19 @@ enum End {
 
 impl Outbox {
     pub fn new(channel: StoredChannel) -> Arc<Self> {
+        let owed = u64::from(!channel.synced);
+        Outbox::with_state(channel, owed, None)
+    }
+
+    /// A channel this node takes over from another (or from none): it may owe events
+    /// committed before this node saw them, so it starts in backlog mode and reads
+    /// them from the store. `owed` is what it owed when it was claimed, counting every
+    /// event up to `counted_through`, which offers then skip.
+    pub fn adopted(channel: StoredChannel, owed: u64, counted_through: Seq) -> Arc<Self> {
+        Outbox::with_state(channel, owed, Some(counted_through))
+    }
+
+    fn with_state(channel: StoredChannel, owed: u64, backlog_through: Option<Seq>) -> Arc<Self> {
         let handle = Arc::new(Outbox {
             pk: channel.pk,
             start_seq: channel.start_seq,
@@ -153,10 +170,10 @@ impl Outbox {
                 queue: VecDeque::new(),
                 progress_seq: channel.progress_seq,
                 tail_seq: channel.progress_seq,
-                backlog: false,
-                skipped_max: 0,
+                backlog: backlog_through.is_some(),
+                skipped_max: backlog_through.unwrap_or(0),
                 sync_pending: !channel.synced,
-                owed: u64::from(!channel.synced),
+                owed,
                 replay: None,
                 disabled: channel.disabled,
                 failing_since_ms: channel.failing_since_ms,
@@ -164,14 +181,24 @@ impl Outbox {
                 next_retry_ms: None,
                 log_gate: None,
                 resume: None,
+                draining: false,
                 running: false,
             }),
             spec: channel.spec,
         });
-        if !channel.synced {
-            metrics::gauge!("watchwire_pending_notifications").increment(1.0);
+        metrics::gauge!("watchwire_pending_notifications").increment(owed as f64);
+        if backlog_through.is_some() {
+            metrics::gauge!("watchwire_channels_backlogged").increment(1.0);
         }
         handle
+    }
+
+    /// Stops starting attempts, to hand the channel to another node; an attempt in
+    /// flight finishes. `true` once the worker has stopped.
+    pub fn drain(&self) -> bool {
+        let mut st = self.state.lock().unwrap();
+        st.draining = true;
+        !st.running
     }
 
     fn expired(&self, now: i64) -> bool {
@@ -208,7 +235,12 @@ impl Outbox {
     }
 
     fn ensure_running(self: &Arc<Self>, st: &mut OutboxState, ctx: &Arc<DeliveryContext>) {
-        if st.next().is_some() && !st.running && !st.disabled && !self.cancel.is_cancelled() {
+        if st.next().is_some()
+            && !st.running
+            && !st.draining
+            && !st.disabled
+            && !self.cancel.is_cancelled()
+        {
             st.running = true;
             let (me, ctx2) = (self.clone(), ctx.clone());
             ctx.tasks.spawn(async move { me.work(ctx2).await });
@@ -278,6 +310,7 @@ impl Outbox {
                 let halted = self.cancel.is_cancelled()
                     || ctx.shutdown.is_cancelled()
                     || st.disabled
+                    || st.draining
                     || self.expired(now_ms());
                 match st.next() {
                     Some(next) if !halted => next,
@@ -461,8 +494,19 @@ impl Outbox {
             None => Delivery::new(notification),
         };
         loop {
-            if self.cancel.is_cancelled() || ctx.shutdown.is_cancelled() || self.expired(now_ms()) {
+            if self.cancel.is_cancelled()
+                || ctx.shutdown.is_cancelled()
+                || self.expired(now_ms())
+                || self.state.lock().unwrap().draining
+            {
                 return End::Abandoned;
+            }
+            // In a cluster, only while this node's lease lets it start attempts.
+            if !ctx.lease.valid() {
+                if !self.pause(LEASE_RECHECK, ctx).await {
+                    return End::Abandoned;
+                }
+                continue;
             }
             let slot = tokio::select! {
                 biased;
@@ -660,6 +704,7 @@ mod tests {
             next_retry_ms: None,
             log_gate: None,
             resume: None,
+            draining: false,
             running: false,
         }
     }

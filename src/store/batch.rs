@@ -88,7 +88,8 @@ impl Slot {
 pub enum Done {
     Append(Result<(PublishReceipt, Vec<SharedEvent>), StoreError>),
     Create(Result<(StoredChannel, Option<i64>), StoreError>),
-    Remove(Result<Vec<i64>, StoreError>),
+    /// The removed channels, and those of them another node delivered.
+    Remove(Result<(Vec<i64>, Vec<i64>), StoreError>),
     Prune(PruneReport),
     Flush,
 }
@@ -225,7 +226,11 @@ impl Feed {
         let Some(last) = fresh.last().map(|e| e.seq) else {
             return self.no;
         };
-        debug_assert_eq!(fresh[0].seq, self.fed_head + 1, "the feed skipped a position");
+        debug_assert_eq!(
+            fresh[0].seq,
+            self.fed_head + 1,
+            "the feed skipped a position"
+        );
         self.fed_head = last;
         self.publish(Committed::Events(fresh))
     }
@@ -255,12 +260,16 @@ impl Feed {
                 let _ = reply.send(result);
             }
             (Slot::Remove(reply), Done::Remove(result)) => {
-                let result = result.map(|pks| {
+                let result = result.map(|(pks, elsewhere)| {
                     let mut last = 0;
                     for &pk in &pks {
                         last = self.publish(Committed::ChannelRemoved { pk });
                     }
-                    Removed { pks, feed_no: last }
+                    Removed {
+                        pks,
+                        feed_no: last,
+                        elsewhere,
+                    }
                 });
                 let _ = reply.send(result);
             }

@@ -74,7 +74,11 @@ impl Place {
     pub async fn open(&self) -> Arc<dyn Store> {
         match self {
             Place::Sqlite(dir) => Arc::new(SqliteStore::open(dir.path()).unwrap()),
-            Place::Postgres { url, .. } => Arc::new(PgStore::open(url).await.unwrap()),
+            Place::Postgres { url, .. } => {
+                static NODE: AtomicUsize = AtomicUsize::new(0);
+                let node = format!("test-node-{}", NODE.fetch_add(1, Ordering::Relaxed));
+                Arc::new(PgStore::open(url, &node).await.unwrap())
+            }
         }
     }
 

@@ -208,6 +208,7 @@ pub fn test_args(dir: &std::path::Path) -> ServeArgs {
     args.expiry_sweep = Duration::from_millis(100);
     args.log = "warn".into();
     args.database_url = store::database_url(dir);
+    args.node_id = args.database_url.as_ref().map(|_| store::node_id(dir));
     args
 }
 
@@ -251,6 +252,19 @@ impl Gateway {
             server.shutdown().await.unwrap();
         }
     }
+}
+
+/// The value of a Prometheus series in `/metrics` text: `name` with every label of
+/// `labels` (`outcome="delivered"`), whatever other labels it has (a node's `node`).
+pub fn metric_sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .find(|l| {
+            let (series, _) = l.rsplit_once(' ').unwrap();
+            let series_name = series.split('{').next().unwrap();
+            series_name == name && labels.iter().all(|label| series.contains(label))
+        })
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse().unwrap())
 }
 
 /// Asserts a Google error envelope with this status and reason.

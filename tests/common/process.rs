@@ -56,7 +56,16 @@ impl GatewayProcess {
             ])
             .arg("--data-dir")
             .arg(data_dir)
-            .args(super::store::database_url(data_dir).map(|url| format!("--database-url={url}")))
+            .args(
+                super::store::database_url(data_dir)
+                    .into_iter()
+                    .flat_map(|url| {
+                        [
+                            format!("--database-url={url}"),
+                            format!("--node-id={}", super::store::node_id(data_dir)),
+                        ]
+                    }),
+            )
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

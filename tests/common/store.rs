@@ -37,6 +37,14 @@ pub fn database_url(data_dir: &Path) -> Option<String> {
     ))
 }
 
+/// The node id of a gateway on `data_dir`: a gateway restarted on the same directory
+/// is the same node, as a restarted process would be given the same `--node-id`.
+pub fn node_id(data_dir: &Path) -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    data_dir.hash(&mut hasher);
+    format!("node-{:016x}", hasher.finish())
+}
+
 /// Drops every schema a run created.
 pub fn drop_schemas(admin: &str, run: &str) {
     run_sql(

@@ -190,9 +190,10 @@ async fn postgres_stopped_and_started_under_publish_load() {
             }
         }));
     }
-    wait_for("acknowledged publishes", &|| {
+    wait_for("acknowledged publishes", || {
         acked.lock().unwrap().len() >= 50
-    });
+    })
+    .await;
 
     database.stop();
     let refused_before = *refused.lock().unwrap();

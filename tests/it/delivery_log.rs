@@ -388,12 +388,8 @@ async fn pending_count_listing_and_gauge_agree() {
     let root = gateway.key(keys::ROOT);
     let gauge = || async {
         let text = root.get("/metrics").await.text;
-        text.lines()
-            .find_map(|l| l.strip_prefix("watchwire_pending_notifications "))
+        metric_sample(&text, "watchwire_pending_notifications", &[])
             .unwrap_or_else(|| panic!("no pending gauge in:\n{text}"))
-            .trim()
-            .parse::<f64>()
-            .unwrap()
     };
     assert_eq!(gauge().await, 0.0, "the gauge exists before any failure");
 

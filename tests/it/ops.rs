@@ -28,15 +28,21 @@ async fn healthz_and_metrics_report_the_gateway() {
         .unwrap()
         .starts_with("text/plain"));
     let text = metrics.text;
-    for name in [
-        "watchwire_events_published_total",
-        "watchwire_notifications_total{outcome=\"delivered\"}",
-        "watchwire_delivery_latency_seconds_bucket",
-        "watchwire_channels_live",
-        "watchwire_pending_notifications",
-        "watchwire_store_commits_total",
+    for (name, labels) in [
+        ("watchwire_events_published_total", &[][..]),
+        (
+            "watchwire_notifications_total",
+            &["outcome=\"delivered\""][..],
+        ),
+        ("watchwire_delivery_latency_seconds_bucket", &[][..]),
+        ("watchwire_channels_live", &[][..]),
+        ("watchwire_pending_notifications", &[][..]),
+        ("watchwire_store_commits_total", &[][..]),
     ] {
-        assert!(text.contains(name), "metrics lack {name}:\n{text}");
+        assert!(
+            metric_sample(&text, name, labels).is_some(),
+            "metrics lack {name}{labels:?}:\n{text}"
+        );
     }
 }
 
@@ -385,17 +391,6 @@ async fn a_publish_answered_from_an_earlier_one_says_so() {
 }
 
 /// The value of the one sample `name{labels…}` whose labels include all of `labels`.
-fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .find(|l| {
-            let (series, _) = l.rsplit_once(' ').unwrap();
-            let series_name = series.split('{').next().unwrap();
-            series_name == name && labels.iter().all(|label| series.contains(label))
-        })
-        .map(|l| l.rsplit_once(' ').unwrap().1.parse().unwrap())
-}
-
 async fn scrape(api: &Api) -> String {
     api.get("/metrics").await.expect(200).text
 }
@@ -434,14 +429,14 @@ async fn metrics_list_every_series_from_the_start_with_requests_and_the_process(
         ),
     ] {
         assert!(
-            sample(&text, name, labels).is_some(),
+            metric_sample(&text, name, labels).is_some(),
             "{name}{labels:?} is missing:\n{text}"
         );
     }
 
     // The request counter moves by route template and status class.
     let enable_404 = ["route=\"/v1/channels/{id}/enable\"", "status=\"4xx\""];
-    let before = sample(&text, "watchwire_http_requests_total", &enable_404).unwrap();
+    let before = metric_sample(&text, "watchwire_http_requests_total", &enable_404).unwrap();
     for id in ["a", "b", "c"] {
         admin
             .post_raw(&format!("/v1/channels/{id}/enable"), "")
@@ -450,10 +445,10 @@ async fn metrics_list_every_series_from_the_start_with_requests_and_the_process(
     }
     gw.get("/no/such/thing-1234").await;
     let text = scrape(&admin).await;
-    let after = sample(&text, "watchwire_http_requests_total", &enable_404).unwrap();
+    let after = metric_sample(&text, "watchwire_http_requests_total", &enable_404).unwrap();
     assert_eq!(after - before, 3.0, "{text}");
     assert!(
-        sample(
+        metric_sample(
             &text,
             "watchwire_http_requests_total",
             &["route=\"other\"", "status=\"4xx\""]
@@ -466,7 +461,7 @@ async fn metrics_list_every_series_from_the_start_with_requests_and_the_process(
         "raw paths never become labels"
     );
     assert!(
-        sample(
+        metric_sample(
             &text,
             "watchwire_http_request_duration_seconds_count",
             &["route=\"/v1/channels/{id}/enable\""]
@@ -477,7 +472,8 @@ async fn metrics_list_every_series_from_the_start_with_requests_and_the_process(
 
     // Process metrics, read at the scrape.
     if cfg!(target_os = "linux") {
-        let value = |name| sample(&text, name, &[]).unwrap_or_else(|| panic!("{name}:\n{text}"));
+        let value =
+            |name| metric_sample(&text, name, &[]).unwrap_or_else(|| panic!("{name}:\n{text}"));
         assert!(value("process_resident_memory_bytes") > 1e6);
         assert!(value("process_virtual_memory_bytes") >= value("process_resident_memory_bytes"));
         assert!(value("process_cpu_seconds_total") >= 0.0);

@@ -5,6 +5,7 @@
 //! writing transaction locks the log's head row, which orders positions); `pool.rs`
 //! the connections for reads; `schema.rs` the migrations; `read.rs` the row mappings.
 
+mod cluster;
 mod pool;
 mod read;
 mod schema;
@@ -19,6 +20,7 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Config, Row};
+use tokio_util::sync::CancellationToken;
 
 use self::pool::{pg, unreachable_database, Pool};
 use self::read::{
@@ -29,8 +31,8 @@ use self::writer::Writer;
 use super::batch::{Feed, Reply, WriteHealth, WriteOp};
 use super::records::PendingRecords;
 use super::{
-    Created, EventPage, FeedItem, Idempotency, PruneReport, PublishReceipt, Removal, Removed,
-    Store, StoreError,
+    ClusterMessage, Created, EventPage, FeedItem, Idempotency, Membership, PruneReport,
+    PublishReceipt, Removal, Removed, Store, StoreError,
 };
 use crate::model::{
     now_ms, ChannelKind, ChannelSpec, Collection, NewEvent, Outcome, OutcomeRecord, OutcomeStatus,
@@ -44,9 +46,15 @@ const READ_CONNECTIONS: usize = 8;
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct PgStore {
+    /// This process's id as a node of the cluster.
+    node_id: String,
     writer: Mutex<Option<mpsc::UnboundedSender<WriteOp>>>,
     writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    readers: Pool,
+    readers: Arc<Pool>,
+    /// Messages from the other nodes, until the node runtime takes them.
+    messages: Mutex<Option<mpsc::UnboundedReceiver<ClusterMessage>>>,
+    /// Stops the listener and the tailer.
+    background: CancellationToken,
     secret: Vec<u8>,
     feed: Mutex<Option<mpsc::UnboundedReceiver<FeedItem>>>,
     pruned_through: Arc<AtomicU64>,
@@ -56,9 +64,10 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// Connects to `url` (`postgres://user@host:port/db`), migrates the schema and
-    /// starts the writer.
-    pub async fn open(url: &str) -> Result<PgStore, StoreError> {
+    /// Connects to `url` (`postgres://user@host:port/db`), migrates the schema, and
+    /// starts the writer, the listener of notifications and the tailer of other nodes'
+    /// commits, as node `node_id`.
+    pub async fn open(url: &str, node_id: &str) -> Result<PgStore, StoreError> {
         let config: Config = url
             .parse()
             .map_err(|e| StoreError::Backend(format!("the database URL is not valid: {e}")))?;
@@ -76,11 +85,13 @@ impl PgStore {
         let records = Arc::new(PendingRecords::default());
         let write_health = Arc::new(WriteHealth::default());
         let commits = Arc::new(AtomicU64::new(0));
+        let feed = Arc::new(Mutex::new(Feed::new(feed_tx, head as Seq)));
         let writer = Writer {
+            node_id: node_id.to_string(),
             config: config.clone(),
             client: Some(setup),
             statements: HashMap::new(),
-            feed: Arc::new(Mutex::new(Feed::new(feed_tx, head as Seq))),
+            feed: feed.clone(),
             records: records.clone(),
             write_health: write_health.clone(),
             failure_log: LogGate::default(),
@@ -89,10 +100,19 @@ impl PgStore {
             min_progress: None,
         };
         let writer_task = tokio::spawn(writer.run(op_rx));
+        let readers = Arc::new(Pool::new(config.clone(), READ_CONNECTIONS));
+        let background = CancellationToken::new();
+        let log = Arc::new(tokio::sync::Notify::new());
+        let (messages_tx, messages) = mpsc::unbounded_channel();
+        cluster::spawn_listener(config, log.clone(), messages_tx, background.clone());
+        cluster::spawn_tailer(readers.clone(), feed, log, background.clone());
         Ok(PgStore {
+            node_id: node_id.to_string(),
             writer: Mutex::new(Some(op_tx)),
             writer_task: Mutex::new(Some(writer_task)),
-            readers: Pool::new(config, READ_CONNECTIONS),
+            readers,
+            messages: Mutex::new(Some(messages)),
+            background,
             secret,
             feed: Mutex::new(Some(feed_rx)),
             pruned_through,
@@ -126,6 +146,18 @@ impl PgStore {
         let _ = self.send(WriteOp::RecordsPending);
     }
 
+    /// Runs one statement on a pooled connection, answering within [`READ_TIMEOUT`];
+    /// the number of rows it changed.
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+        let write = async {
+            let client = self.readers.get().await?;
+            client.execute(sql, params).await.map_err(pg)
+        };
+        tokio::time::timeout(READ_TIMEOUT, write)
+            .await
+            .map_err(|_| unreachable_database())?
+    }
+
     /// Runs one read on a pooled connection, answering within [`READ_TIMEOUT`].
     async fn query(
         &self,
@@ -144,6 +176,10 @@ impl PgStore {
 
 #[async_trait]
 impl Store for PgStore {
+    fn membership(&self) -> Option<&dyn Membership> {
+        Some(self)
+    }
+
     async fn append(
         &self,
         events: Vec<NewEvent>,
@@ -198,6 +234,7 @@ impl Store for PgStore {
     }
 
     async fn close(&self) {
+        self.background.cancel();
         self.writer.lock().unwrap().take();
         let task = self.writer_task.lock().unwrap().take();
         if let Some(task) = task {

@@ -75,6 +75,12 @@ impl Deref for Lent<'_> {
     }
 }
 
+impl std::ops::DerefMut for Lent<'_> {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.client.as_mut().expect("held until dropped")
+    }
+}
+
 impl Drop for Lent<'_> {
     fn drop(&mut self) {
         if let Some(client) = self.client.take().filter(|c| !c.is_closed()) {

@@ -12,7 +12,8 @@ const MIGRATION_LOCK: i64 = 0x7761_7463_6877_6972;
 
 /// Each step runs in its own transaction, once, in order. Paths and resources are
 /// compared byte by byte (`COLLATE "C"`): "on or below /r" is a range of strings.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value BYTEA NOT NULL);
 
 -- The log's head: one row, locked by every writing transaction. Positions are taken
@@ -116,7 +117,26 @@ CREATE TABLE idempotency (
     PRIMARY KEY (owner, key)
 );
 CREATE INDEX idempotency_by_time ON idempotency (created_ms);
-"#];
+"#,
+    r#"
+-- The nodes of a cluster (docs/api.md §13): each holds a lease it renews; a node whose
+-- lease lapsed is reaped by the others, and its channels become unowned.
+CREATE TABLE nodes (
+    node_id TEXT PRIMARY KEY,
+    address TEXT NOT NULL,
+    started_ms BIGINT NOT NULL,
+    heartbeat_ms BIGINT NOT NULL,
+    lease_until_ms BIGINT NOT NULL,
+    leaving BOOLEAN NOT NULL DEFAULT FALSE
+);
+-- Which node delivers a channel (NULL: none yet; a node claims it).
+ALTER TABLE channels ADD COLUMN owner_node TEXT;
+CREATE INDEX channels_by_owner_node ON channels (owner_node);
+-- Channels removed by one node while another delivered them: the owner deletes the
+-- row once it has stopped the channel, and the removing call answers after that.
+CREATE TABLE removals (pk BIGINT PRIMARY KEY, owner_node TEXT NOT NULL, removed_ms BIGINT NOT NULL);
+"#,
+];
 
 /// Brings the schema up to the latest version.
 pub async fn migrate(client: &mut Client) -> Result<(), StoreError> {

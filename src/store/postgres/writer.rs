@@ -35,6 +35,8 @@ const PRUNE_CHUNK: i64 = 10_000;
 const MIN_PROGRESS_TTL: Duration = Duration::from_secs(5);
 
 pub(super) struct Writer {
+    /// This node's id: the channels it creates are its own to deliver.
+    pub node_id: String,
     pub config: Config,
     pub client: Option<Client>,
     pub statements: HashMap<&'static str, Statement>,
@@ -163,7 +165,10 @@ impl Writer {
         let fed = self.feed.lock().unwrap().fed_head();
         let missed = if head_at_start > fed {
             let rows = tx
-                .query(&statements.read_range, &[&(fed as i64), &(head_at_start as i64)])
+                .query(
+                    &statements.read_range,
+                    &[&(fed as i64), &(head_at_start as i64)],
+                )
                 .await
                 .map_err(pg)?;
             rows.iter().map(event_from_row).collect()
@@ -180,9 +185,11 @@ impl Writer {
                     append(&tx, &statements, events, idempotency, now, &mut head, &mut appended).await?,
                 ),
                 Job::Create(spec, max) => {
-                    Done::Create(create_channel(&tx, spec, max, now, head).await?)
+                    Done::Create(create_channel(&tx, spec, max, now, head, &self.node_id).await?)
                 }
-                Job::Remove(removal) => Done::Remove(remove_channels(&tx, removal, now).await?),
+                Job::Remove(removal) => {
+                    Done::Remove(remove_channels(&tx, removal, now, &self.node_id).await?)
+                }
                 Job::Prune(events_before, outcomes_before) => {
                     let safe = min_progress(&tx, &mut self.min_progress, head).await?;
                     let report = prune(&tx, pruned_through, safe, events_before, outcomes_before).await?;
@@ -490,6 +497,7 @@ async fn create_channel(
     max_per_owner: u64,
     now: i64,
     head: Seq,
+    node_id: &str,
 ) -> Result<Result<(StoredChannel, Option<i64>), StoreError>, StoreError> {
     let existing = tx
         .query_opt(
@@ -522,6 +530,7 @@ async fn create_channel(
             reason: "it expired; a new channel took its id".into(),
             at_ms: now,
         };
+        // An expired channel: no owner starts an attempt on it any more.
         delete_channel(tx, pk, &ended).await?;
         replaced = Some(pk);
     }
@@ -545,8 +554,8 @@ async fn create_channel(
     let row = tx
         .query_one(
             "INSERT INTO channels (kind, owner, id, resource, resource_id, resource_uri, address, token, expiration_ms, params,
-                                   payload, signing_secret, created_ms, start_seq, progress_seq, synced)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, FALSE) RETURNING pk",
+                                   payload, signing_secret, created_ms, start_seq, progress_seq, synced, owner_node)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, FALSE, $15) RETURNING pk",
             &[
                 &spec.kind.as_str(),
                 &spec.owner,
@@ -562,6 +571,7 @@ async fn create_channel(
                 &spec.signing_secret,
                 &spec.created_ms,
                 &(head as i64),
+                &node_id,
             ],
         )
         .await
@@ -585,9 +595,13 @@ struct Ended {
     at_ms: i64,
 }
 
-/// Deletes a channel and its delivery log, leaving a record of how it ended. `false`
-/// when there was no such channel.
-async fn delete_channel(tx: &Transaction<'_>, pk: i64, ended: &Ended) -> Result<bool, StoreError> {
+/// Deletes a channel and its delivery log, leaving a record of how it ended. `None`
+/// when there was no such channel; else the node that delivered it, if any.
+async fn delete_channel(
+    tx: &Transaction<'_>,
+    pk: i64,
+    ended: &Ended,
+) -> Result<Option<Option<String>>, StoreError> {
     tx.execute(
         "INSERT INTO removed_channels (owner, id, kind, resource, resource_id, resource_uri, address, expiration_ms, params, created_ms,
                                        state, reason, removed_ms)
@@ -601,30 +615,37 @@ async fn delete_channel(tx: &Transaction<'_>, pk: i64, ended: &Ended) -> Result<
     )
     .await
     .map_err(pg)?;
-    let owner: Option<String> = tx
-        .query_opt("DELETE FROM channels WHERE pk = $1 RETURNING owner", &[&pk])
+    let deleted: Option<(String, Option<String>)> = tx
+        .query_opt(
+            "DELETE FROM channels WHERE pk = $1 RETURNING owner, owner_node",
+            &[&pk],
+        )
         .await
         .map_err(pg)?
-        .map(|r| r.get(0));
+        .map(|r| (r.get(0), r.get(1)));
     tx.execute("DELETE FROM outcomes WHERE channel_pk = $1", &[&pk])
         .await
         .map_err(pg)?;
-    if let Some(owner) = &owner {
-        tx.execute(
-            "UPDATE owner_counts SET channels = channels - 1 WHERE owner = $1",
-            &[owner],
-        )
-        .await
-        .map_err(pg)?;
-    }
-    Ok(owner.is_some())
+    let Some((owner, node)) = deleted else {
+        return Ok(None);
+    };
+    tx.execute(
+        "UPDATE owner_counts SET channels = channels - 1 WHERE owner = $1",
+        &[&owner],
+    )
+    .await
+    .map_err(pg)?;
+    Ok(Some(node))
 }
 
+/// Removes channels; those another node delivers are also written to `removals`,
+/// which their node clears once it has stopped them, and that node is woken.
 async fn remove_channels(
     tx: &Transaction<'_>,
     removal: Removal,
     now: i64,
-) -> Result<Result<Vec<i64>, StoreError>, StoreError> {
+    node_id: &str,
+) -> Result<Result<(Vec<i64>, Vec<i64>), StoreError>, StoreError> {
     let owned = |owner: String, id: String, kind: &'static str| async move {
         tx.query_opt(
             "SELECT pk, resource_id FROM channels WHERE owner = $1 AND id = $2 AND kind = $3",
@@ -678,13 +699,29 @@ async fn remove_channels(
             )
         }
     };
-    let mut removed = Vec::with_capacity(pks.len());
+    let (mut removed, mut elsewhere) = (Vec::with_capacity(pks.len()), Vec::new());
     for pk in pks {
-        if delete_channel(tx, pk, &ended).await? {
-            removed.push(pk);
+        let Some(node) = delete_channel(tx, pk, &ended).await? else {
+            continue;
+        };
+        removed.push(pk);
+        if let Some(node) = node.filter(|n| n != node_id) {
+            tx.execute(
+                "INSERT INTO removals (pk, owner_node, removed_ms) VALUES ($1, $2, $3) ON CONFLICT (pk) DO NOTHING",
+                &[&pk, &node, &now],
+            )
+            .await
+            .map_err(pg)?;
+            tx.execute(
+                "SELECT pg_notify('watchwire_cluster', $1)",
+                &[&format!("removed {pk} {node}")],
+            )
+            .await
+            .map_err(pg)?;
+            elsewhere.push(pk);
         }
     }
-    Ok(Ok(removed))
+    Ok(Ok((removed, elsewhere)))
 }
 
 /// The bound below which no stored channel owes an event (see the embedded writer).

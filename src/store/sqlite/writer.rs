@@ -153,7 +153,9 @@ impl Writer {
                     Done::Append(append(&tx, events, idempotency, now)?)
                 }
                 Job::Create(channel, max) => Done::Create(create_channel(&tx, channel, max, now)?),
-                Job::Remove(removal) => Done::Remove(remove_channels(&tx, removal, now)?),
+                Job::Remove(removal) => {
+                    Done::Remove(remove_channels(&tx, removal, now)?.map(|pks| (pks, Vec::new())))
+                }
                 Job::Prune(events_before, outcomes_before) => {
                     let min_progress = min_progress(&tx, &mut self.min_progress)?;
                     let report = prune(

@@ -1,0 +1,457 @@
+//! The PostgreSQL store as the shared store of a cluster (docs/api.md §13): node
+//! leases, channel ownership, removals settled across nodes, messages between nodes
+//! (`LISTEN/NOTIFY`), and the tailer that feeds this node the events other nodes
+//! commit. Times are the database's clock, so nodes need not agree on theirs.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, Notify};
+use tokio_postgres::{AsyncMessage, Config, NoTls};
+use tokio_util::sync::CancellationToken;
+
+use super::pool::pg;
+use super::read::{
+    channel_from_row, event_from_row, outcome_from_row, CHANNEL_COLUMNS, EVENT_COLUMNS,
+    OUTCOME_COLUMNS,
+};
+use super::PgStore;
+use crate::store::batch::Feed;
+use crate::store::{Adopted, Claim, ClusterMessage, Membership, NodeInfo, StoreError};
+
+/// The database's clock, in ms since the epoch.
+const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::int8";
+/// Notifications of new events.
+pub const LOG_CHANNEL: &str = "watchwire_log";
+/// Messages between nodes.
+pub const CLUSTER_CHANNEL: &str = "watchwire_cluster";
+/// Most events the tailer feeds per read.
+const TAIL_PAGE: i64 = 4096;
+/// The tailer reads the log at least this often, should a notification be lost.
+const TAIL_BACKSTOP: Duration = Duration::from_millis(500);
+
+impl ClusterMessage {
+    fn encode(&self) -> String {
+        match self {
+            ClusterMessage::Removed { pk, node } => format!("removed {pk} {node}"),
+            ClusterMessage::Rebalance => "rebalance".into(),
+            ClusterMessage::Enable { pk } => format!("enable {pk}"),
+            ClusterMessage::Replay { pk, since } => format!("replay {pk} {since}"),
+        }
+    }
+
+    fn decode(text: &str) -> Option<ClusterMessage> {
+        let mut words = text.split(' ');
+        let message = match (words.next()?, words.next(), words.next()) {
+            ("removed", Some(pk), Some(node)) => ClusterMessage::Removed {
+                pk: pk.parse().ok()?,
+                node: node.to_string(),
+            },
+            ("rebalance", None, None) => ClusterMessage::Rebalance,
+            ("enable", Some(pk), None) => ClusterMessage::Enable {
+                pk: pk.parse().ok()?,
+            },
+            ("replay", Some(pk), Some(since)) => ClusterMessage::Replay {
+                pk: pk.parse().ok()?,
+                since: since.parse().ok()?,
+            },
+            _ => return None,
+        };
+        Some(message)
+    }
+}
+
+/// Listens for notifications on a connection of its own, reconnecting when it breaks:
+/// new events wake the tailer; messages go to the node.
+pub(super) fn spawn_listener(
+    config: Config,
+    log: Arc<Notify>,
+    messages: mpsc::UnboundedSender<ClusterMessage>,
+    stop: CancellationToken,
+) {
+    tokio::spawn(async move {
+        while !stop.is_cancelled() {
+            let listened = listen(&config, &log, &messages, &stop).await;
+            if let Err(e) = listened {
+                tracing::warn!(error = %e, "lost the database's notifications; reconnecting");
+            }
+            // Whatever was missed meanwhile, the tailer's backstop reads and the next
+            // claim round settles.
+            log.notify_one();
+            let _ = messages.send(ClusterMessage::Rebalance);
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    });
+}
+
+async fn listen(
+    config: &Config,
+    log: &Notify,
+    messages: &mpsc::UnboundedSender<ClusterMessage>,
+    stop: &CancellationToken,
+) -> Result<(), StoreError> {
+    let (client, mut connection) = config.connect(NoTls).await.map_err(pg)?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut stream = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = stream.next().await {
+            match message {
+                Ok(AsyncMessage::Notification(n)) => {
+                    let _ = tx.send((n.channel().to_string(), n.payload().to_string()));
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {LOG_CHANNEL}; LISTEN {CLUSTER_CHANNEL}"))
+        .await
+        .map_err(pg)?;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            received = rx.recv() => match received {
+                Some((channel, _)) if channel == LOG_CHANNEL => log.notify_one(),
+                Some((_, payload)) => {
+                    if let Some(message) = ClusterMessage::decode(&payload) {
+                        let _ = messages.send(message);
+                    }
+                }
+                None => {
+                    driver.abort();
+                    return Err(StoreError::Backend("the notification connection closed".into()));
+                }
+            },
+        }
+    }
+    driver.abort();
+    Ok(())
+}
+
+/// Feeds this node the events other nodes commit, in position order: woken by their
+/// notifications, and every [`TAIL_BACKSTOP`] regardless.
+pub(super) fn spawn_tailer(
+    store: Arc<super::pool::Pool>,
+    feed: Arc<Mutex<Feed>>,
+    log: Arc<Notify>,
+    stop: CancellationToken,
+) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = log.notified() => {}
+                _ = tokio::time::sleep(TAIL_BACKSTOP) => {}
+            }
+            loop {
+                let after = feed.lock().unwrap().fed_head();
+                let read = async {
+                    let client = store.get().await?;
+                    client
+                        .query(
+                            &format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"),
+                            &[&(after as i64), &TAIL_PAGE],
+                        )
+                        .await
+                        .map_err(pg)
+                };
+                let rows = match read.await {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "could not tail the log; retrying");
+                        break;
+                    }
+                };
+                let full = rows.len() as i64 == TAIL_PAGE;
+                let events = rows.iter().map(event_from_row).collect();
+                feed.lock().unwrap().events(events);
+                if !full {
+                    break;
+                }
+            }
+        }
+    });
+}
+
+#[async_trait]
+impl Membership for PgStore {
+    fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    async fn join(&self, address: &str, ttl: Duration) -> Result<(), StoreError> {
+        let ttl = ttl.as_millis() as i64;
+        // A node starting under an id it had before owns nothing yet: what it owned
+        // then is claimed again, by it or by others.
+        self.execute(
+            "UPDATE channels SET owner_node = NULL WHERE owner_node = $1",
+            &[&self.node_id],
+        )
+        .await?;
+        self.execute(
+            "DELETE FROM removals WHERE owner_node = $1",
+            &[&self.node_id],
+        )
+        .await?;
+        self.execute(
+            &format!(
+                "INSERT INTO nodes (node_id, address, started_ms, heartbeat_ms, lease_until_ms)
+                 VALUES ($1, $2, {DB_NOW}, {DB_NOW}, {DB_NOW} + $3)
+                 ON CONFLICT (node_id) DO UPDATE SET address = EXCLUDED.address, heartbeat_ms = EXCLUDED.heartbeat_ms,
+                    lease_until_ms = EXCLUDED.lease_until_ms, leaving = FALSE"
+            ),
+            &[&self.node_id, &address, &ttl],
+        )
+        .await?;
+        self.tell(&ClusterMessage::Rebalance).await
+    }
+
+    async fn renew(&self, ttl: Duration) -> Result<bool, StoreError> {
+        let ttl = ttl.as_millis() as i64;
+        let renewed = self
+            .execute(
+                &format!(
+                    "UPDATE nodes SET heartbeat_ms = {DB_NOW}, lease_until_ms = {DB_NOW} + $2
+                     WHERE node_id = $1 AND lease_until_ms >= {DB_NOW}"
+                ),
+                &[&self.node_id, &ttl],
+            )
+            .await?;
+        Ok(renewed == 1)
+    }
+
+    async fn claim(&self, at_most: usize) -> Result<Claim, StoreError> {
+        let node = self.node_id.clone();
+        let work = async {
+            let mut client = self.readers.get().await?;
+            let tx = client.transaction().await.map_err(pg)?;
+            // One lock order with every writer: the head row first.
+            let head: i64 = tx
+                .query_one("SELECT seq FROM log_head FOR UPDATE", &[])
+                .await
+                .map_err(pg)?
+                .get(0);
+            let reaped = tx
+                .query(
+                    &format!("DELETE FROM nodes WHERE lease_until_ms < {DB_NOW} RETURNING node_id"),
+                    &[],
+                )
+                .await
+                .map_err(pg)?;
+            let dead: Vec<String> = reaped.iter().map(|r| r.get(0)).collect();
+            if !dead.is_empty() {
+                tx.execute(
+                    "UPDATE channels SET owner_node = NULL WHERE owner_node = ANY($1)",
+                    &[&dead],
+                )
+                .await
+                .map_err(pg)?;
+                tx.execute("DELETE FROM removals WHERE owner_node = ANY($1)", &[&dead])
+                    .await
+                    .map_err(pg)?;
+                tracing::warn!(nodes = ?dead, "nodes stopped renewing their lease; their channels are taken over");
+            }
+            let row = tx
+                .query_one(
+                    &format!(
+                        "SELECT (SELECT COUNT(*) FROM nodes WHERE NOT leaving AND lease_until_ms >= {DB_NOW}),
+                                (SELECT COUNT(*) FROM channels),
+                                (SELECT COUNT(*) FROM channels WHERE owner_node = $1),
+                                EXISTS (SELECT 1 FROM nodes WHERE node_id = $1 AND NOT leaving)"
+                    ),
+                    &[&node],
+                )
+                .await
+                .map_err(pg)?;
+            let (live, total, mine, member): (i64, i64, i64, bool) =
+                (row.get(0), row.get(1), row.get(2), row.get(3));
+            if !member {
+                tx.commit().await.map_err(pg)?;
+                return Ok(Claim::default());
+            }
+            let share = (total + live.max(1) - 1) / live.max(1);
+            let want = (share - mine).clamp(0, at_most as i64);
+            let adopted_rows = tx
+                .query(
+                    &format!(
+                        "UPDATE channels SET owner_node = $1 WHERE pk IN (
+                             SELECT pk FROM channels WHERE owner_node IS NULL ORDER BY pk LIMIT $2 FOR UPDATE SKIP LOCKED)
+                         RETURNING {CHANNEL_COLUMNS}"
+                    ),
+                    &[&node, &want],
+                )
+                .await
+                .map_err(pg)?;
+            let channels: Vec<_> = adopted_rows.iter().map(channel_from_row).collect();
+            let pks: Vec<i64> = channels.iter().map(|c| c.pk).collect();
+            let owed_rows = tx
+                .query(
+                    "SELECT c.pk, (SELECT COUNT(*) FROM events e WHERE e.seq > c.progress_seq
+                         AND (e.resource = c.resource OR (e.resource > c.resource || '/' AND e.resource < c.resource || '0')))
+                         + CASE WHEN c.synced THEN 0 ELSE 1 END
+                     FROM channels c WHERE c.pk = ANY($1)",
+                    &[&pks],
+                )
+                .await
+                .map_err(pg)?;
+            let retry_rows = tx
+                .query(
+                    &format!("SELECT {OUTCOME_COLUMNS} FROM outcomes o WHERE o.channel_pk = ANY($1) AND o.status = 'pending'"),
+                    &[&pks],
+                )
+                .await
+                .map_err(pg)?;
+            tx.commit().await.map_err(pg)?;
+            let owed: std::collections::HashMap<i64, i64> =
+                owed_rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+            let mut retries: std::collections::HashMap<i64, _> = retry_rows
+                .iter()
+                .map(|r| {
+                    let o = outcome_from_row(r).outcome;
+                    (o.channel_pk, o)
+                })
+                .collect();
+            let excess = (mine - share - (share / 20).max(1)).max(0) as usize;
+            Ok(Claim {
+                adopted: channels
+                    .into_iter()
+                    .map(|channel| Adopted {
+                        owed: owed.get(&channel.pk).copied().unwrap_or(0).max(0) as u64,
+                        awaiting_retry: retries.remove(&channel.pk),
+                        channel,
+                    })
+                    .collect(),
+                excess,
+                head: head as u64,
+            })
+        };
+        tokio::time::timeout(super::pool::WAIT, work)
+            .await
+            .map_err(|_| super::pool::unreachable_database())?
+    }
+
+    async fn release(&self, pks: &[i64]) -> Result<(), StoreError> {
+        let pks = pks.to_vec();
+        self.execute(
+            "UPDATE channels SET owner_node = NULL WHERE pk = ANY($1) AND owner_node = $2",
+            &[&pks, &self.node_id],
+        )
+        .await?;
+        self.tell(&ClusterMessage::Rebalance).await
+    }
+
+    async fn leaving(&self) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE nodes SET leaving = TRUE WHERE node_id = $1",
+            &[&self.node_id],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn leave(&self) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE channels SET owner_node = NULL WHERE owner_node = $1",
+            &[&self.node_id],
+        )
+        .await?;
+        self.execute(
+            "DELETE FROM removals WHERE owner_node = $1",
+            &[&self.node_id],
+        )
+        .await?;
+        self.execute("DELETE FROM nodes WHERE node_id = $1", &[&self.node_id])
+            .await?;
+        self.tell(&ClusterMessage::Rebalance).await
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT n.node_id, n.address, n.started_ms, n.heartbeat_ms, n.lease_until_ms, n.leaving,
+                        (SELECT COUNT(*) FROM channels c WHERE c.owner_node = n.node_id)
+                 FROM nodes n ORDER BY n.node_id",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| NodeInfo {
+                id: r.get(0),
+                address: r.get(1),
+                started_ms: r.get(2),
+                heartbeat_ms: r.get(3),
+                lease_until_ms: r.get(4),
+                leaving: r.get(5),
+                channels: r.get::<_, i64>(6) as u64,
+            })
+            .collect())
+    }
+
+    async fn owner_of(&self, pk: i64) -> Result<Option<String>, StoreError> {
+        let rows = self
+            .query("SELECT owner_node FROM channels WHERE pk = $1", &[&pk])
+            .await?;
+        Ok(rows.first().and_then(|r| r.get(0)))
+    }
+
+    async fn removal_settled(&self, pk: i64) -> Result<bool, StoreError> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT NOT EXISTS (SELECT 1 FROM removals r JOIN nodes n ON n.node_id = r.owner_node
+                                        WHERE r.pk = $1 AND n.lease_until_ms >= {DB_NOW})"
+                ),
+                &[&pk],
+            )
+            .await?;
+        Ok(rows[0].get(0))
+    }
+
+    async fn settle_removals(&self, pks: &[i64]) -> Result<(), StoreError> {
+        let pks = pks.to_vec();
+        self.execute("DELETE FROM removals WHERE pk = ANY($1)", &[&pks])
+            .await
+            .map(drop)
+    }
+
+    async fn tell(&self, message: &ClusterMessage) -> Result<(), StoreError> {
+        self.execute(
+            &format!("SELECT pg_notify('{CLUSTER_CHANNEL}', $1)"),
+            &[&message.encode()],
+        )
+        .await
+        .map(drop)
+    }
+
+    fn take_messages(&self) -> Option<mpsc::UnboundedReceiver<ClusterMessage>> {
+        self.messages.lock().unwrap().take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        for message in [
+            ClusterMessage::Removed {
+                pk: 7,
+                node: "host-ab12".into(),
+            },
+            ClusterMessage::Rebalance,
+            ClusterMessage::Enable { pk: 9 },
+            ClusterMessage::Replay { pk: 9, since: 42 },
+        ] {
+            assert_eq!(ClusterMessage::decode(&message.encode()), Some(message));
+        }
+        assert_eq!(ClusterMessage::decode("nonsense 1"), None);
+    }
+}
