@@ -60,6 +60,11 @@ impl Received {
             .expect("resource state")
     }
 
+    /// The body as JSON, if it is some.
+    pub fn body_json_opt(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+
     pub fn body_json(&self) -> Value {
         serde_json::from_slice(&self.body).expect("JSON body")
     }
@@ -139,6 +144,11 @@ impl Receiver {
             .await
             .expect("no notification arrived in time")
             .expect("receiver closed")
+    }
+
+    /// The next request, waiting as long as it takes; `None` once the receiver is gone.
+    pub async fn next_quietly(&self) -> Option<Received> {
+        self.rx.lock().await.recv().await
     }
 
     /// The next `n` requests.

@@ -77,3 +77,46 @@ fn run_sql(url: &str, sql: &str) {
     .join()
     .expect("the SQL ran");
 }
+
+/// A schema of the test database that several gateways share (a cluster), dropped when
+/// this is dropped. `None`, after saying so, without a test database (and a failure
+/// under CI).
+pub struct SharedDatabase {
+    admin: String,
+    schema: String,
+    pub url: String,
+}
+
+impl SharedDatabase {
+    pub fn create(tag: &str) -> Option<SharedDatabase> {
+        let Ok(admin) = std::env::var(DATABASE_VARIABLE) else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but {DATABASE_VARIABLE} is not: the cluster tests must run"
+            );
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "the cluster tests did not run: set {DATABASE_VARIABLE} (see README)"
+            );
+            return None;
+        };
+        let schema = format!("ww_cluster_{}_{tag}", std::process::id());
+        run_sql(
+            &admin,
+            &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"),
+        );
+        let separator = if admin.contains('?') { '&' } else { '?' };
+        let url = format!("{admin}{separator}options=-csearch_path%3D{schema}");
+        Some(SharedDatabase { admin, schema, url })
+    }
+}
+
+impl Drop for SharedDatabase {
+    fn drop(&mut self) {
+        run_sql(
+            &self.admin,
+            &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema),
+        );
+    }
+}

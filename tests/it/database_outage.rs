@@ -1,7 +1,8 @@
-//! PostgreSQL stopped and started under publish load (docs/api.md §13, "Database
-//! trouble"): while the database is down every call that needs it answers `503
-//! backendError` within 5 s and `/healthz` answers `503`; the gateway keeps running,
-//! reconnects by itself once the database is back, and loses nothing it acknowledged.
+//! PostgreSQL stopped and started under publish load through two nodes of one gateway
+//! (docs/api.md §13, "Database trouble"): while the database is down every call that
+//! needs it answers `503 backendError` within 5 s and `/healthz` answers `503`; the
+//! nodes keep running, reconnect by themselves once the database is back, and lose
+//! nothing they acknowledged.
 //!
 //! The test runs a PostgreSQL server of its own (initdb into a temporary directory,
 //! as the `postgres` user), so stopping it disturbs nothing else on the machine.
@@ -143,9 +144,17 @@ async fn postgres_stopped_and_started_under_publish_load() {
     let Some(database) = PrivatePostgres::create() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
+    // Two nodes of one gateway on it: the outage hits the cluster, not one process.
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let url = format!("--database-url={}", database.url());
-    let gateway = GatewayProcess::start(dir.path(), &[&url]);
+    let nodes: Vec<GatewayProcess> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, dir)| {
+            GatewayProcess::start(dir.path(), &[&url, &format!("--node-id=outage-{i}")])
+        })
+        .collect();
+    let gateway = &nodes[0];
     let rx = Receiver::start().await;
     gateway.watch("/outage", "through", &rx.url()).await;
     assert_eq!(rx.next().await.state(), "sync");
@@ -158,7 +167,7 @@ async fn postgres_stopped_and_started_under_publish_load() {
     let mut publishers = Vec::new();
     for p in 0..4i64 {
         let (api, acked, slowest, refused, running) = (
-            gateway.api.clone(),
+            nodes[p as usize % 2].api.clone(),
             acked.clone(),
             slowest.clone(),
             refused.clone(),
@@ -201,8 +210,9 @@ async fn postgres_stopped_and_started_under_publish_load() {
         *refused.lock().unwrap() >= refused_before + 8
     })
     .await;
-    let health = gateway.get("/healthz").await;
-    health.assert_error(503, "backendError");
+    for node in &nodes {
+        node.get("/healthz").await.assert_error(503, "backendError");
+    }
     let listing = gateway.get("/v1/channels/through").await;
     listing.assert_error(503, "backendError");
 
@@ -212,15 +222,17 @@ async fn postgres_stopped_and_started_under_publish_load() {
         acked.lock().unwrap().len() >= acked_at_restart + 50
     })
     .await;
-    let mut healthy = false;
-    for _ in 0..300 {
-        if gateway.get("/healthz").await.status == 200 {
-            healthy = true;
-            break;
+    for node in &nodes {
+        let mut healthy = false;
+        for _ in 0..300 {
+            if node.get("/healthz").await.status == 200 {
+                healthy = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(healthy, "/healthz recovers once the database is back");
     }
-    assert!(healthy, "/healthz recovers once the database is back");
     running.store(false, std::sync::atomic::Ordering::SeqCst);
     for publisher in publishers {
         publisher.await.unwrap();

@@ -9,6 +9,7 @@ mod common;
 
 mod bad_input;
 mod client_fixtures;
+mod cluster;
 mod crash;
 mod database_outage;
 mod delivery;

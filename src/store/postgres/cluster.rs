@@ -23,10 +23,31 @@ use crate::store::{Adopted, Claim, ClusterMessage, Membership, NodeInfo, StoreEr
 
 /// The database's clock, in ms since the epoch.
 const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::int8";
-/// Notifications of new events.
-pub const LOG_CHANNEL: &str = "watchwire_log";
-/// Messages between nodes.
-pub const CLUSTER_CHANNEL: &str = "watchwire_cluster";
+/// The names of one gateway's notification channels. Notifications are per database,
+/// not per schema, so the names carry the gateway's identity: two gateways in one
+/// database (in two schemas) never hear each other.
+#[derive(Debug, Clone)]
+pub struct Channels {
+    /// New events.
+    pub log: String,
+    /// Messages between nodes.
+    pub cluster: String,
+}
+
+impl Channels {
+    /// Derived from the gateway's instance secret, which its nodes share.
+    pub fn of(secret: &[u8]) -> Channels {
+        use sha2::{Digest, Sha256};
+        let id: String = Sha256::digest(secret)[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Channels {
+            log: format!("watchwire_log_{id}"),
+            cluster: format!("watchwire_cluster_{id}"),
+        }
+    }
+}
 /// Most events the tailer feeds per read.
 const TAIL_PAGE: i64 = 4096;
 /// The tailer reads the log at least this often, should a notification be lost.
@@ -67,13 +88,14 @@ impl ClusterMessage {
 /// new events wake the tailer; messages go to the node.
 pub(super) fn spawn_listener(
     config: Config,
+    channels: Channels,
     log: Arc<Notify>,
     messages: mpsc::UnboundedSender<ClusterMessage>,
     stop: CancellationToken,
 ) {
     tokio::spawn(async move {
         while !stop.is_cancelled() {
-            let listened = listen(&config, &log, &messages, &stop).await;
+            let listened = listen(&config, &channels, &log, &messages, &stop).await;
             if let Err(e) = listened {
                 tracing::warn!(error = %e, "lost the database's notifications; reconnecting");
             }
@@ -91,6 +113,7 @@ pub(super) fn spawn_listener(
 
 async fn listen(
     config: &Config,
+    channels: &Channels,
     log: &Notify,
     messages: &mpsc::UnboundedSender<ClusterMessage>,
     stop: &CancellationToken,
@@ -110,14 +133,17 @@ async fn listen(
         }
     });
     client
-        .batch_execute(&format!("LISTEN {LOG_CHANNEL}; LISTEN {CLUSTER_CHANNEL}"))
+        .batch_execute(&format!(
+            "LISTEN {}; LISTEN {}",
+            channels.log, channels.cluster
+        ))
         .await
         .map_err(pg)?;
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             received = rx.recv() => match received {
-                Some((channel, _)) if channel == LOG_CHANNEL => log.notify_one(),
+                Some((channel, _)) if channel == channels.log => log.notify_one(),
                 Some((_, payload)) => {
                     if let Some(message) = ClusterMessage::decode(&payload) {
                         let _ = messages.send(message);
@@ -423,8 +449,8 @@ impl Membership for PgStore {
 
     async fn tell(&self, message: &ClusterMessage) -> Result<(), StoreError> {
         self.execute(
-            &format!("SELECT pg_notify('{CLUSTER_CHANNEL}', $1)"),
-            &[&message.encode()],
+            "SELECT pg_notify($1, $2)",
+            &[&self.channels.cluster, &message.encode()],
         )
         .await
         .map(drop)

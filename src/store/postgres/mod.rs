@@ -55,6 +55,8 @@ pub struct PgStore {
     messages: Mutex<Option<mpsc::UnboundedReceiver<ClusterMessage>>>,
     /// Stops the listener and the tailer.
     background: CancellationToken,
+    /// This gateway's notification channels.
+    channels: cluster::Channels,
     secret: Vec<u8>,
     feed: Mutex<Option<mpsc::UnboundedReceiver<FeedItem>>>,
     pruned_through: Arc<AtomicU64>,
@@ -86,8 +88,10 @@ impl PgStore {
         let write_health = Arc::new(WriteHealth::default());
         let commits = Arc::new(AtomicU64::new(0));
         let feed = Arc::new(Mutex::new(Feed::new(feed_tx, head as Seq)));
+        let channels = cluster::Channels::of(&secret);
         let writer = Writer {
             node_id: node_id.to_string(),
+            channels: channels.clone(),
             config: config.clone(),
             client: Some(setup),
             statements: HashMap::new(),
@@ -104,7 +108,13 @@ impl PgStore {
         let background = CancellationToken::new();
         let log = Arc::new(tokio::sync::Notify::new());
         let (messages_tx, messages) = mpsc::unbounded_channel();
-        cluster::spawn_listener(config, log.clone(), messages_tx, background.clone());
+        cluster::spawn_listener(
+            config,
+            channels.clone(),
+            log.clone(),
+            messages_tx,
+            background.clone(),
+        );
         cluster::spawn_tailer(readers.clone(), feed, log, background.clone());
         Ok(PgStore {
             node_id: node_id.to_string(),
@@ -113,6 +123,7 @@ impl PgStore {
             readers,
             messages: Mutex::new(Some(messages)),
             background,
+            channels,
             secret,
             feed: Mutex::new(Some(feed_rx)),
             pruned_through,

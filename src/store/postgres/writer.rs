@@ -37,6 +37,8 @@ const MIN_PROGRESS_TTL: Duration = Duration::from_secs(5);
 pub(super) struct Writer {
     /// This node's id: the channels it creates are its own to deliver.
     pub node_id: String,
+    /// Where other nodes hear of new events and removals.
+    pub channels: super::cluster::Channels,
     pub config: Config,
     pub client: Option<Client>,
     pub statements: HashMap<&'static str, Statement>,
@@ -187,9 +189,9 @@ impl Writer {
                 Job::Create(spec, max) => {
                     Done::Create(create_channel(&tx, spec, max, now, head, &self.node_id).await?)
                 }
-                Job::Remove(removal) => {
-                    Done::Remove(remove_channels(&tx, removal, now, &self.node_id).await?)
-                }
+                Job::Remove(removal) => Done::Remove(
+                    remove_channels(&tx, removal, now, &self.node_id, &self.channels).await?,
+                ),
                 Job::Prune(events_before, outcomes_before) => {
                     let safe = min_progress(&tx, &mut self.min_progress, head).await?;
                     let report = prune(&tx, pruned_through, safe, events_before, outcomes_before).await?;
@@ -216,8 +218,8 @@ impl Writer {
                 .map_err(pg)?;
             // Other nodes wake on it (docs/api.md §13); delivered at commit.
             tx.execute(
-                "SELECT pg_notify('watchwire_log', $1)",
-                &[&head.to_string()],
+                "SELECT pg_notify($1, $2)",
+                &[&self.channels.log, &head.to_string()],
             )
             .await
             .map_err(pg)?;
@@ -645,6 +647,7 @@ async fn remove_channels(
     removal: Removal,
     now: i64,
     node_id: &str,
+    channels: &super::cluster::Channels,
 ) -> Result<Result<(Vec<i64>, Vec<i64>), StoreError>, StoreError> {
     let owned = |owner: String, id: String, kind: &'static str| async move {
         tx.query_opt(
@@ -713,8 +716,8 @@ async fn remove_channels(
             .await
             .map_err(pg)?;
             tx.execute(
-                "SELECT pg_notify('watchwire_cluster', $1)",
-                &[&format!("removed {pk} {node}")],
+                "SELECT pg_notify($1, $2)",
+                &[&channels.cluster, &format!("removed {pk} {node}")],
             )
             .await
             .map_err(pg)?;

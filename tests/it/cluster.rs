@@ -1,0 +1,455 @@
+//! A cluster (docs/api.md §13): three `watchwire serve` processes on one PostgreSQL
+//! database, killed, stopped and restarted while they work. Every acknowledged event
+//! reaches every channel, per-channel order and message numbers hold across handovers,
+//! no duplicate while all nodes are healthy, a stop through one node is final on all.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::common::process::GatewayProcess;
+use crate::common::store::{is_postgres, SharedDatabase};
+use crate::common::*;
+
+/// The lease of the test clusters: short, so failover tests take seconds.
+const LEASE: Duration = Duration::from_secs(2);
+
+/// Nodes on one database; a node may be down (`None`) and started again.
+/// Fields drop in order: the nodes stop before their database goes.
+struct Cluster {
+    nodes: Vec<Option<GatewayProcess>>,
+    dirs: Vec<tempfile::TempDir>,
+    database: SharedDatabase,
+}
+
+impl Cluster {
+    /// `count` nodes, or `None` when this run has no test database (see `store`). The
+    /// PostgreSQL re-run of the suite skips these: they bring their own cluster.
+    fn start(count: usize, tag: &str) -> Option<Cluster> {
+        if is_postgres() {
+            return None;
+        }
+        let database = SharedDatabase::create(tag)?;
+        let mut cluster = Cluster {
+            nodes: (0..count).map(|_| None).collect(),
+            dirs: (0..count).map(|_| tempfile::tempdir().unwrap()).collect(),
+            database,
+        };
+        for i in 0..count {
+            cluster.up(i);
+        }
+        Some(cluster)
+    }
+
+    fn up(&mut self, i: usize) {
+        let url = format!("--database-url={}", self.database.url);
+        let node = format!("--node-id=n{i}");
+        let lease = format!("--lease-ttl={}ms", LEASE.as_millis());
+        self.nodes[i] = Some(GatewayProcess::start(
+            self.dirs[i].path(),
+            &[&url, &node, &lease, "--retry-schedule", "50ms"],
+        ));
+    }
+
+    fn node(&self, i: usize) -> &GatewayProcess {
+        self.nodes[i].as_ref().expect("node is up")
+    }
+
+    fn kill9(&mut self, i: usize) {
+        self.nodes[i].take().expect("node is up").kill9();
+    }
+
+    /// SIGTERM, and waits for the node to exit.
+    fn sigterm(&mut self, i: usize) {
+        let mut node = self.nodes[i].take().expect("node is up");
+        nix::sys::signal::kill(node.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
+        assert!(
+            node.child.wait().unwrap().success(),
+            "node n{i} exits cleanly"
+        );
+    }
+
+    /// Which node delivers a channel, as any node says.
+    async fn owner(&self, asked: usize, id: &str) -> Option<String> {
+        let shown = self
+            .node(asked)
+            .get(&format!("/v1/channels/{id}"))
+            .await
+            .expect(200);
+        shown.json["delivery"]["node"].as_str().map(str::to_string)
+    }
+}
+
+/// What one receiver saw: message numbers in arrival order, and per event index the
+/// numbers it came with.
+#[derive(Default)]
+struct Seen {
+    numbers: Vec<u64>,
+    by_event: BTreeMap<i64, BTreeSet<u64>>,
+}
+
+/// A receiver that records what arrives, on its own task.
+fn recording(rx: Arc<Receiver>, seen: Arc<Mutex<Seen>>, running: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        while running.load(Ordering::SeqCst) {
+            let Ok(got) = tokio::time::timeout(Duration::from_millis(100), rx.next_quietly()).await
+            else {
+                continue;
+            };
+            let Some(got) = got else { continue };
+            let mut seen = seen.lock().unwrap();
+            seen.numbers.push(got.number());
+            if let Some(i) = got.body_json_opt().and_then(|b| b["i"].as_i64()) {
+                seen.by_event.entry(i).or_default().insert(got.number());
+            }
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_created_on_one_node_is_read_and_delivered_through_any() {
+    let Some(cluster) = Cluster::start(3, "read") else {
+        return;
+    };
+    let rx = Receiver::start().await;
+    let created = cluster.node(0).watch("/c/read", "across", &rx.url()).await;
+    assert_eq!(rx.next().await.state(), "sync");
+    // Read through another node at once: what one node acknowledged, every node sees.
+    let shown = cluster.node(1).get("/v1/channels/across").await.expect(200);
+    assert_eq!(shown.json["resourceId"], created["resourceId"]);
+    assert!(shown.json["delivery"]["node"].is_string(), "{}", shown.text);
+    cluster
+        .node(2)
+        .publish(json!({"resource": "/c/read/x", "state": "exists"}))
+        .await;
+    assert_eq!(rx.next().await.state(), "exists");
+    let nodes = cluster.node(2).get("/v1/cluster").await.expect(200);
+    let listed: Vec<&str> = nodes.json["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["n0", "n1", "n2"], "{}", nodes.text);
+    assert!(nodes.json["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| n["lastHeartbeat"].is_string()));
+    let metrics = cluster.node(1).get("/metrics").await.expect(200);
+    assert!(
+        metrics.text.contains("node=\"n1\""),
+        "per-node metrics carry the node id"
+    );
+}
+
+/// Publishes round-robin through every node while one node is killed and restarted and
+/// another is stopped and restarted: every acknowledged event reaches every channel,
+/// first receipts in message-number order, duplicates with their number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_acknowledged_is_lost_while_nodes_die_and_return() {
+    let Some(mut cluster) = Cluster::start(3, "churn") else {
+        return;
+    };
+    let running = Arc::new(AtomicBool::new(true));
+    let mut receivers = Vec::new();
+    for c in 0..6 {
+        let rx = Arc::new(Receiver::start().await);
+        cluster
+            .node(c % 3)
+            .watch("/c/churn", &format!("churn-{c}"), &rx.url())
+            .await;
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        recording(rx.clone(), seen.clone(), running.clone());
+        receivers.push((rx, seen));
+    }
+    let acked: Arc<Mutex<BTreeSet<i64>>> = Arc::default();
+    let apis: Arc<Mutex<Vec<Option<Api>>>> = Arc::new(Mutex::new(
+        (0..3).map(|i| Some(cluster.node(i).api.clone())).collect(),
+    ));
+    let publisher = {
+        let (acked, apis, running) = (acked.clone(), apis.clone(), running.clone());
+        tokio::spawn(async move {
+            let mut i = 0i64;
+            while running.load(Ordering::SeqCst) {
+                let api = apis.lock().unwrap()[(i % 3) as usize].clone();
+                if let Some(api) = api {
+                    let body =
+                        json!({"resource": "/c/churn/e", "state": "exists", "data": {"i": i}});
+                    let sent = api
+                        .request(axum::http::Method::POST, "/v1/events")
+                        .json(&body)
+                        .send()
+                        .await;
+                    if matches!(sent, Ok(ref r) if r.status() == 200) {
+                        acked.lock().unwrap().insert(i);
+                    }
+                }
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let pause = |ms| tokio::time::sleep(Duration::from_millis(ms));
+    pause(500).await;
+    apis.lock().unwrap()[0] = None;
+    cluster.kill9(0);
+    pause(800).await;
+    cluster.up(0);
+    apis.lock().unwrap()[0] = Some(cluster.node(0).api.clone());
+    pause(500).await;
+    apis.lock().unwrap()[1] = None;
+    cluster.sigterm(1);
+    pause(500).await;
+    cluster.up(1);
+    apis.lock().unwrap()[1] = Some(cluster.node(1).api.clone());
+    pause(800).await;
+    running.store(false, Ordering::SeqCst);
+    publisher.await.unwrap();
+    running.store(true, Ordering::SeqCst);
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > 100,
+        "too few publishes went through: {}",
+        acked.len()
+    );
+
+    let deadline = Instant::now() + LEASE * 2 + Duration::from_secs(20);
+    for (c, (_, seen)) in receivers.iter().enumerate() {
+        loop {
+            let missing = {
+                let seen = seen.lock().unwrap();
+                acked
+                    .iter()
+                    .filter(|i| !seen.by_event.contains_key(i))
+                    .count()
+            };
+            if missing == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "channel {c}: {missing} acknowledged events never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let seen = seen.lock().unwrap();
+        for (i, numbers) in &seen.by_event {
+            assert_eq!(
+                numbers.len(),
+                1,
+                "channel {c}: event {i} came with numbers {numbers:?}"
+            );
+        }
+        let mut first_receipts = Vec::new();
+        let mut firsts = BTreeSet::new();
+        for n in &seen.numbers {
+            if firsts.insert(*n) {
+                first_receipts.push(*n);
+            }
+        }
+        assert!(
+            first_receipts.windows(2).all(|w| w[0] < w[1]),
+            "channel {c}: first receipts out of message-number order: {first_receipts:?}"
+        );
+    }
+    running.store(false, Ordering::SeqCst);
+}
+
+/// While every node is healthy, nothing is delivered twice, and channels spread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_cluster_sends_no_duplicates_and_spreads_its_channels() {
+    let Some(cluster) = Cluster::start(3, "healthy") else {
+        return;
+    };
+    let running = Arc::new(AtomicBool::new(true));
+    let mut receivers = Vec::new();
+    for c in 0..9 {
+        let rx = Arc::new(Receiver::start().await);
+        // All created through one node: the others must still get their share.
+        cluster
+            .node(0)
+            .watch("/c/healthy", &format!("h-{c}"), &rx.url())
+            .await;
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        recording(rx.clone(), seen.clone(), running.clone());
+        receivers.push(seen);
+    }
+    // Wait until the channels spread over the nodes.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let nodes = cluster.node(1).get("/v1/cluster").await.expect(200).json;
+        let counts: Vec<u64> = nodes["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["channels"].as_u64().unwrap())
+            .collect();
+        if counts.len() == 3 && counts.iter().all(|&c| c >= 2) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "channels did not spread: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for i in 0..60 {
+        cluster
+            .node(i % 3)
+            .publish(json!({"resource": "/c/healthy/e", "state": "exists", "data": {"i": i}}))
+            .await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for (c, seen) in receivers.iter().enumerate() {
+        while seen.lock().unwrap().by_event.len() < 60 {
+            assert!(
+                Instant::now() < deadline,
+                "channel {c} did not get every event"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (c, seen) in receivers.iter().enumerate() {
+        let seen = seen.lock().unwrap();
+        let mut counts: HashMap<u64, usize> = HashMap::new();
+        for n in &seen.numbers {
+            *counts.entry(*n).or_default() += 1;
+        }
+        let twice: Vec<_> = counts.iter().filter(|(_, k)| **k > 1).collect();
+        assert!(
+            twice.is_empty(),
+            "channel {c}: duplicates while healthy: {twice:?}"
+        );
+    }
+    running.store(false, Ordering::SeqCst);
+}
+
+/// A stop through one node while another delivers: no attempt starts after the 204.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_through_one_node_is_final_on_the_node_delivering() {
+    let Some(cluster) = Cluster::start(2, "stop") else {
+        return;
+    };
+    let rx = Receiver::start().await;
+    let created = cluster.node(0).watch("/c/stop", "stopped", &rx.url()).await;
+    rx.next().await;
+    let owner = cluster.owner(0, "stopped").await.unwrap();
+    let (owner, other) = if owner == "n0" { (0, 1) } else { (1, 0) };
+    // The receiver fails every attempt, so retries are scheduled every 50 ms.
+    rx.respond(|_| (503, vec![]));
+    cluster
+        .node(owner)
+        .publish(json!({"resource": "/c/stop", "state": "exists"}))
+        .await;
+    rx.next().await;
+    rx.next().await;
+    let stopped = cluster
+        .node(other)
+        .stop("stopped", created["resourceId"].as_str().unwrap())
+        .await;
+    assert_eq!(stopped, 204);
+    let answered = Instant::now();
+    // Anything started before the 204 arrives within a moment; nothing after.
+    while let Ok(got) = tokio::time::timeout(Duration::from_millis(400), rx.next_quietly()).await {
+        let Some(got) = got else { break };
+        assert!(
+            got.at.duration_since(answered) < Duration::from_millis(30),
+            "an attempt started {:?} after the stop's 204",
+            got.at.duration_since(answered)
+        );
+    }
+}
+
+/// A stream on one node sees every event published through the others, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_on_one_node_follows_every_node() {
+    let Some(cluster) = Cluster::start(3, "stream") else {
+        return;
+    };
+    let mut stream = cluster.node(0).stream("/v1/watch?resource=/c/stream").await;
+    for i in 0..30 {
+        cluster
+            .node(1 + i % 2)
+            .publish(json!({"resource": "/c/stream/e", "state": "exists", "data": {"i": i}}))
+            .await;
+    }
+    let mut last = String::new();
+    for i in 0..30 {
+        let frame = stream.expect().await;
+        assert_eq!(
+            frame.json()["data"]["i"],
+            i,
+            "in cursor order, none missing"
+        );
+        let id = frame.id.unwrap();
+        assert!(id > last);
+        last = id;
+    }
+}
+
+/// Three nodes racing to create one watcher: one success, two conflicts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_raced_through_three_nodes_is_created_once() {
+    let Some(cluster) = Cluster::start(3, "race") else {
+        return;
+    };
+    let body = json!({"pattern": "/c/race", "endpoint": "http://127.0.0.1:9/hook"});
+    let racers = (0..3).map(|i| {
+        let (api, body) = (cluster.node(i).api.clone(), body.clone());
+        tokio::spawn(async move { api.post("/v1/watchers", &body).await.status })
+    });
+    let mut statuses = Vec::new();
+    for racer in racers {
+        statuses.push(racer.await.unwrap());
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409, 409]);
+}
+
+/// A killed node's channels are delivered again within the lease + 5 s; a node
+/// stopped with SIGTERM hands its channels over within 2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_within_the_lease_and_handover_within_two_seconds() {
+    let Some(mut cluster) = Cluster::start(3, "failover") else {
+        return;
+    };
+    let rx = Receiver::start().await;
+    cluster.node(0).watch("/c/fail", "moving", &rx.url()).await;
+    rx.next().await;
+    let owner = |name: String| name.trim_start_matches('n').parse::<usize>().unwrap();
+    let first = owner(cluster.owner(0, "moving").await.unwrap());
+    let asker = (first + 1) % 3;
+    cluster.kill9(first);
+    let took = publish_and_time(&cluster.node(asker).api, &rx, 1).await;
+    assert!(
+        took < LEASE + Duration::from_secs(5),
+        "failover took {took:?}"
+    );
+
+    let second = owner(cluster.owner(asker, "moving").await.unwrap());
+    assert_ne!(second, first);
+    let asker = (0..3).find(|i| *i != first && *i != second).unwrap();
+    cluster.sigterm(second);
+    let took = publish_and_time(&cluster.node(asker).api, &rx, 2).await;
+    assert!(
+        took < Duration::from_secs(2),
+        "graceful handover took {took:?}"
+    );
+}
+
+/// Publishes event `i` and waits for its delivery: how long that took.
+async fn publish_and_time(api: &Api, rx: &Receiver, i: i64) -> Duration {
+    let sent = Instant::now();
+    api.publish(json!({"resource": "/c/fail", "state": "exists", "data": {"i": i}}))
+        .await;
+    loop {
+        if rx.next().await.body_json_opt().is_some_and(|b| b["i"] == i) {
+            return sent.elapsed();
+        }
+    }
+}
