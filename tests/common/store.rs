@@ -94,11 +94,14 @@ impl SharedDatabase {
                 std::env::var_os("CI").is_none(),
                 "CI is set but {DATABASE_VARIABLE} is not: the cluster tests must run"
             );
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "the cluster tests did not run: set {DATABASE_VARIABLE} (see README)"
-            );
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "the cluster tests did not run: set {DATABASE_VARIABLE} (see README)"
+                );
+            });
             return None;
         };
         let schema = format!("ww_cluster_{}_{tag}", std::process::id());
