@@ -89,6 +89,12 @@ pub struct ServeArgs {
     #[arg(long, env = "WATCHWIRE_MAX_IN_FLIGHT", default_value_t = 1024)]
     pub max_in_flight: usize,
 
+    /// Most delivery attempts per second to any one receiving host (scheme, host and
+    /// port), across its channels; unset means no cap. A channel's own
+    /// `params.maxRate` can only lower its rate further.
+    #[arg(long, env = "WATCHWIRE_MAX_HOST_RATE")]
+    pub max_host_rate: Option<u32>,
+
     /// How often expired channels are removed.
     #[arg(long, env = "WATCHWIRE_EXPIRY_SWEEP", default_value = "30s", value_parser = parse_duration)]
     pub expiry_sweep: Duration,
@@ -301,6 +307,7 @@ impl ServeArgs {
         let counts = [
             ("--max-body-bytes", self.max_body_bytes as u64),
             ("--max-in-flight", self.max_in_flight as u64),
+            ("--max-host-rate", self.max_host_rate.map_or(1, u64::from)),
             ("--max-batch", self.max_batch as u64),
             ("--stream-buffer", self.stream_buffer as u64),
             ("--max-header-bytes", self.max_header_bytes as u64),
@@ -605,9 +612,10 @@ mod tests {
 
     #[test]
     fn zeros_that_make_no_sense_are_refused_naming_the_option() {
-        let zero_counts: [(&str, fn(&mut ServeArgs)); 7] = [
+        let zero_counts: [(&str, fn(&mut ServeArgs)); 8] = [
             ("--max-body-bytes", |a| a.max_body_bytes = 0),
             ("--max-in-flight", |a| a.max_in_flight = 0),
+            ("--max-host-rate", |a| a.max_host_rate = Some(0)),
             ("--max-batch", |a| a.max_batch = 0),
             ("--stream-buffer", |a| a.stream_buffer = 0),
             ("--max-header-bytes", |a| a.max_header_bytes = 0),

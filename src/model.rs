@@ -113,6 +113,29 @@ impl ChannelSpec {
     pub fn params_json(&self) -> String {
         serde_json::Value::Object(self.params.as_deref().cloned().unwrap_or_default()).to_string()
     }
+
+    /// `params.maxRate`: the least time between two of this channel's attempts.
+    pub fn min_attempt_interval(&self) -> Option<std::time::Duration> {
+        let text = self.params.as_deref()?.get("maxRate")?.as_str()?;
+        let per_second = parse_max_rate(text).ok()?;
+        Some(std::time::Duration::from_secs_f64(
+            1.0 / f64::from(per_second),
+        ))
+    }
+}
+
+/// `params.maxRate`: notifications per second, a whole number of at least 1 (written
+/// as a string, like every Google `params` value). Larger numbers than `u32` holds
+/// mean no practical cap and are taken as `u32::MAX`.
+pub fn parse_max_rate(text: &str) -> Result<u32, String> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("must be a whole number of notifications per second, such as \"10\"".into());
+    }
+    match text.parse::<u32>() {
+        Ok(0) => Err("must be at least 1 notification per second".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Ok(u32::MAX),
+    }
 }
 
 /// Never prints the token or the signing secret.

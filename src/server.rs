@@ -22,6 +22,9 @@ use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
 use crate::telemetry;
 
+/// How often the `watchwire_hosts` gauge is brought up to date.
+const HOST_CENSUS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A gateway that is serving.
 pub struct RunningServer {
     pub addr: SocketAddr,
@@ -58,6 +61,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
             args.delivery_timeout,
             ca_pem.as_deref(),
             args.max_in_flight,
+            args.max_host_rate.map(f64::from),
         )?,
         retry: RetryPolicy {
             schedule: args.retry_schedule.clone(),
@@ -76,6 +80,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
     let lease = ctx.lease.clone();
     let dispatcher = Dispatcher::start(ctx).await?;
     dispatcher.spawn_expiry_sweep(args.expiry_sweep);
+    dispatcher.spawn_host_census(HOST_CENSUS_INTERVAL);
     dispatcher.spawn_pruning(args.prune_interval, args.retention, args.log_retention);
 
     let listener = TcpListener::bind(args.listen)

@@ -99,6 +99,10 @@ fn describe() {
         "watchwire_prune_lag_seconds",
         "How far pruning is behind retention: the age beyond its retention of the oldest event or delivery-log entry still kept (events still owed to a live channel are kept on purpose)."
     );
+    metrics::describe_gauge!(
+        "watchwire_hosts",
+        "Receiving hosts (scheme, host, port) this node delivers to, by state: open, backingOff (failing; probed until it answers), limited (Retry-After or at its rate cap)."
+    );
     metrics::describe_counter!(
         "watchwire_store_commits_total",
         "Store transactions committed (each one fsync)."
@@ -132,6 +136,9 @@ pub fn register_series() {
     metrics::gauge!("watchwire_channels_backlogged").increment(0.0);
     metrics::gauge!("watchwire_store_bytes").increment(0.0);
     metrics::gauge!("watchwire_prune_lag_seconds").increment(0.0);
+    for state in ["open", "backingOff", "limited"] {
+        metrics::gauge!("watchwire_hosts", "state" => state).increment(0.0);
+    }
 }
 
 /// Creates the request series of these route labels (the router's templates plus its

@@ -15,9 +15,12 @@ use super::query::{invalid_parameter, Query};
 use super::reading::since_cursor;
 use super::watch::channel_resource;
 use super::AppState;
+use std::time::Instant;
+
+use crate::delivery::hosts::host_key;
 use crate::delivery::outbox::DeliverySnapshot;
 use crate::model::{
-    cursor, message_number, rfc3339_ms, AttemptRecord, ChannelKind, ChannelSpec, Failure,
+    cursor, message_number, now_ms, rfc3339_ms, AttemptRecord, ChannelKind, ChannelSpec, Failure,
     OutcomeRecord, OutcomeStatus, Seq, StoredChannel,
 };
 use crate::store::ClusterMessage;
@@ -149,6 +152,18 @@ async fn delivery_state(
 async fn describe(app: &AppState, channel: &StoredChannel) -> Result<Value, ApiError> {
     let state = delivery_state(app, channel).await?;
     let mut view = delivery_view(channel, state);
+    // The receiving host as this node sees it (docs/api.md §5.1); in a
+    // cluster, only the node delivering the channel knows.
+    if app.dispatcher.handle(channel.pk).is_some() {
+        let hosts = app.dispatcher.context().client.hosts();
+        let (state, until) = hosts.state(&host_key(&channel.spec.address));
+        let until_ms = until
+            .map(|t| now_ms() + t.saturating_duration_since(Instant::now()).as_millis() as i64);
+        view["delivery"]["host"] = json!({
+            "state": state.as_str(),
+            "until": until_ms.map(rfc3339_ms),
+        });
+    }
     if let Some(membership) = app.store.membership() {
         view["delivery"]["node"] = json!(membership.owner_of(channel.pk).await?);
     }

@@ -245,6 +245,15 @@ impl WatchRequest {
                             ttl = Some(parse_ttl(text)?);
                             params.insert(name.clone(), value.clone());
                         }
+                        "maxRate" => {
+                            crate::model::parse_max_rate(text).map_err(|e| {
+                                ApiError::invalid(format!(
+                                    "params.maxRate {:?} {e}",
+                                    Shortened(text)
+                                ))
+                            })?;
+                            params.insert(name.clone(), value.clone());
+                        }
                         "signingSecret" => {
                             SigningSecret::parse(text).map_err(|e| {
                                 ApiError::invalid(format!("params.signingSecret: {e}"))
@@ -438,6 +447,9 @@ mod tests {
                 .message
         };
         assert!(reason(r#", "params": {"ttl": "0"}"#).contains("at least 1 second"));
+        assert!(reason(r#", "params": {"maxRate": "0"}"#).contains("at least 1"));
+        assert!(reason(r#", "params": {"maxRate": "2.5"}"#).contains("whole number"));
+        assert!(reason(r#", "params": {"maxRate": ""}"#).contains("whole number"));
         assert!(reason(r#", "token": " padded""#).contains("space"));
         assert!(reason(&format!(r#", "expiration": "{now}""#)).contains("in the past"));
         let long = format!(

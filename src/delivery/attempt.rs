@@ -73,6 +73,34 @@ impl Delivery {
     }
 }
 
+impl Delivery {
+    /// How much of the retry budget is left; `None` before the first attempt.
+    pub fn budget_left(&self, budget: Duration) -> Option<Duration> {
+        let first = self.first_attempt_ms?;
+        let spent = Duration::from_millis((now_ms() - first).max(0) as u64);
+        Some(budget.saturating_sub(spent))
+    }
+
+    /// Fails the notification for good because the budget ran out while its next
+    /// attempt waited for the receiving host (backed off, or told to wait).
+    pub fn out_of_budget(&self, budget: Duration, last: Option<Failure>) -> Decision {
+        let last = last.unwrap_or_else(|| Failure {
+            reason: crate::model::FailureReason::Timeout,
+            detail: "no answer".into(),
+            status: None,
+        });
+        Decision::Failed(Failure {
+            detail: format!(
+                "retry budget of {} exhausted after {} attempts while the receiving host was held back; last: {}",
+                humanize(budget),
+                self.attempts,
+                last.detail
+            ),
+            ..last
+        })
+    }
+}
+
 /// The pure part of [`Delivery::decide`]: what an attempt's verdict means once the
 /// budget is counted. `retried_for` is the time since the notification's first attempt.
 pub fn decide(

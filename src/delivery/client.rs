@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
-use tokio::sync::{Semaphore, SemaphorePermit};
 
+use super::hosts::{Admission, HostOutcome, Hosts};
 use super::retry::{classify, parse_retry_after, Verdict};
 use super::target::{NameNotResolved, PolicyRefused, PolicyResolver, TargetPolicy};
 use crate::model::{
@@ -183,9 +183,10 @@ impl Attempt {
 pub struct OutboundClient {
     http: reqwest::Client,
     policy: TargetPolicy,
-    /// Bounds attempts in flight across all channels, so a fan-out to many channels
-    /// reuses warm connections instead of opening one socket per channel at once.
-    in_flight: Arc<Semaphore>,
+    /// Admits attempts by host (`hosts.rs`): fair shares, circuit breaking, limits. It
+    /// also bounds what is in flight, so a fan-out to many channels reuses warm
+    /// connections instead of opening one socket per channel at once.
+    hosts: Arc<Hosts>,
 }
 
 impl OutboundClient {
@@ -196,6 +197,7 @@ impl OutboundClient {
         timeout: Duration,
         extra_ca_pem: Option<&[u8]>,
         max_in_flight: usize,
+        max_host_rate: Option<f64>,
     ) -> anyhow::Result<Self> {
         let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
@@ -215,21 +217,21 @@ impl OutboundClient {
         Ok(OutboundClient {
             http,
             policy,
-            in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            hosts: Hosts::new(max_in_flight, max_host_rate),
         })
     }
 
-    /// Waits for a slot among the attempts in flight. Taken before a notification is
-    /// rendered, so a wide fan-out keeps only in-flight notifications in memory.
-    /// `None` if the slots were closed.
-    pub async fn slot(&self) -> Option<InFlight<'_>> {
-        self.in_flight.acquire().await.ok().map(InFlight)
+    /// The hosts attempts go to, and their admission.
+    pub fn hosts(&self) -> &Arc<Hosts> {
+        &self.hosts
     }
 
-    /// Sends one notification once, in the slot it holds.
+    /// Sends one notification once, as its host admitted it (admission comes before
+    /// the notification is rendered, so a wide fan-out keeps only admitted
+    /// notifications in memory), and tells the host how it went.
     pub async fn attempt(
         &self,
-        _slot: InFlight<'_>,
+        admission: Admission,
         address: &str,
         headers: HeaderMap,
         body: Bytes,
@@ -237,6 +239,15 @@ impl OutboundClient {
         let started_ms = now_ms();
         let started = Instant::now();
         let (verdict, status, failure, response) = self.exchange(address, headers, body).await;
+        let host_outcome = match verdict {
+            Verdict::Retry { .. } => HostOutcome::Failed,
+            _ => HostOutcome::Answered,
+        };
+        let retry_after = match verdict {
+            Verdict::Retry { retry_after } => retry_after,
+            _ => None,
+        };
+        admission.finish(host_outcome, retry_after);
         Attempt {
             verdict,
             status,
@@ -390,9 +401,6 @@ fn shorten(chain: &str) -> String {
     let last = chain.rsplit(": ").next().unwrap_or(chain);
     last.chars().take(200).collect()
 }
-
-/// One of the `--max-in-flight` slots, held for one attempt.
-pub struct InFlight<'a>(#[allow(dead_code)] SemaphorePermit<'a>);
 
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();

@@ -8,6 +8,7 @@
 
 pub mod attempt;
 pub mod client;
+pub mod hosts;
 pub mod outbox;
 pub mod retry;
 pub mod target;
@@ -275,6 +276,24 @@ impl Dispatcher {
                 }
                 task(ctx.clone()).await;
             }
+        });
+    }
+
+    /// Reports how many receiving hosts are open, backing off or limited (the gauge
+    /// `watchwire_hosts`). By difference, not by setting: gateways that share a
+    /// process (tests) share the metrics recorder.
+    pub fn spawn_host_census(&self, interval: Duration) {
+        let mut reported = [0usize; 3];
+        self.every(interval, move |ctx| {
+            let census = ctx.client.hosts().census();
+            for (i, (state, count)) in census.into_iter().enumerate() {
+                let delta = count as f64 - reported[i] as f64;
+                if delta != 0.0 {
+                    metrics::gauge!("watchwire_hosts", "state" => state.as_str()).increment(delta);
+                }
+                reported[i] = count;
+            }
+            std::future::ready(())
         });
     }
 

@@ -18,12 +18,13 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use super::attempt::{humanize, Decision, Delivery};
 use super::client::Notification;
+use super::hosts::{host_key, paced};
 use super::DeliveryContext;
 use crate::model::{
     message_number, now_ms, ChannelSpec, Failure, Outcome, OutcomeStatus, Seq, SharedEvent,
@@ -71,6 +72,8 @@ struct OutboxState {
     /// The stored state of a delivery a restart interrupted (boxed: rare): its
     /// notification resumes its attempt count and retry budget.
     resume: Option<Box<Outcome>>,
+    /// `params.maxRate`: the next attempt may start at this instant (boxed: rare).
+    paced_until: Option<Box<Instant>>,
     /// Being handed to another node: no attempt starts any more.
     draining: bool,
     running: bool,
@@ -181,6 +184,7 @@ impl Outbox {
                 next_retry_ms: None,
                 log_gate: None,
                 resume: None,
+                paced_until: None,
                 draining: false,
                 running: false,
             }),
@@ -475,6 +479,27 @@ impl Outbox {
         }
     }
 
+    /// Keeps to the channel's `params.maxRate`: waits until its next attempt may start.
+    /// `false` if the channel is cancelled or the gateway shuts down meanwhile.
+    async fn keep_to_rate(&self, ctx: &Arc<DeliveryContext>) -> bool {
+        let Some(interval) = self.spec.min_attempt_interval() else {
+            return true;
+        };
+        let until = self.state.lock().unwrap().paced_until.as_deref().copied();
+        if let Some(wait) = until.and_then(|t| t.checked_duration_since(Instant::now())) {
+            if !self.pause(wait, ctx).await {
+                return false;
+            }
+        }
+        let mut st = self.state.lock().unwrap();
+        let next = paced(st.paced_until.as_deref().copied(), Instant::now(), interval);
+        match &mut st.paced_until {
+            Some(at) => **at = next,
+            None => st.paced_until = Some(Box::new(next)),
+        }
+        true
+    }
+
     /// Gives the channel the stored state of a delivery that a restart interrupted.
     pub fn resume(&self, awaiting_retry: Outcome) {
         self.state.lock().unwrap().resume = Some(Box::new(awaiting_retry));
@@ -493,6 +518,8 @@ impl Outbox {
             Some(before) => Delivery::resumed(notification, &before),
             None => Delivery::new(notification),
         };
+        let host = host_key(&self.spec.address);
+        let mut last_failure = None;
         loop {
             if self.cancel.is_cancelled()
                 || ctx.shutdown.is_cancelled()
@@ -508,13 +535,23 @@ impl Outbox {
                 }
                 continue;
             }
-            let slot = tokio::select! {
+            if !self.keep_to_rate(ctx).await {
+                return End::Abandoned;
+            }
+            // The host admits the attempt: its fair share, its circuit, its limits. A
+            // host held back past the retry budget ends the notification for good.
+            let budget_left = delivery.budget_left(ctx.retry.budget);
+            let admission = tokio::select! {
                 biased;
-                _ = self.cancel.cancelled() => return End::Abandoned,
                 _ = ctx.shutdown.cancelled() => return End::Abandoned,
-                slot = ctx.client.slot() => slot,
+                admitted = ctx.client.hosts().admit(&host, &self.cancel) => admitted,
+                _ = tokio::time::sleep(budget_left.unwrap_or_default()), if budget_left.is_some() => {
+                    let decision = delivery.out_of_budget(ctx.retry.budget, last_failure.take());
+                    self.record(&delivery, &decision, None, ctx);
+                    return End::Done;
+                }
             };
-            let Some(slot) = slot else {
+            let Some(admission) = admission else {
                 return End::Abandoned;
             };
             let (headers, body) = delivery.notification.render(
@@ -525,17 +562,18 @@ impl Outbox {
             let attempt = tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => return End::Abandoned,
-                attempt = ctx.client.attempt(slot, &self.spec.address, headers, body) => attempt,
+                attempt = ctx.client.attempt(admission, &self.spec.address, headers, body) => attempt,
             };
             let decision = delivery.decide(&attempt, &ctx.retry);
             self.record(&delivery, &decision, attempt.status, ctx);
             match decision {
                 Decision::Delivered | Decision::Failed(_) => return End::Done,
                 Decision::Gone => return End::Gone,
-                Decision::Retry { delay, .. } => {
+                Decision::Retry { delay, failure } => {
                     if self.state.lock().unwrap().disabled || !self.pause(delay, ctx).await {
                         return End::Abandoned;
                     }
+                    last_failure = Some(failure);
                 }
             }
         }
@@ -704,6 +742,7 @@ mod tests {
             next_retry_ms: None,
             log_gate: None,
             resume: None,
+            paced_until: None,
             draining: false,
             running: false,
         }

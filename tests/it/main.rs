@@ -16,6 +16,7 @@ mod delivery;
 mod delivery_log;
 mod fuzz_corpus;
 mod hostile;
+mod isolation;
 mod on_postgres;
 mod ops;
 mod polling;
