@@ -22,7 +22,7 @@ use watchwire::api::events::{
 };
 use watchwire::api::stop::StopRequest;
 use watchwire::api::watch::{ChannelContext, WatchRequest, MAX_ADDRESS_BYTES};
-use watchwire::delivery::client::Notification as Outbound;
+use watchwire::delivery::client::{Notification as Outbound, Target};
 use watchwire::delivery::target::TargetPolicy;
 use watchwire::model::{message_number, ChannelSpec, Event, NewEvent};
 use watchwire::protocol::resource::{
@@ -312,7 +312,7 @@ fn assert_watch_request(request: &WatchRequest, policy: &TargetPolicy) {
         channel.resource_uri,
         format!("{PUBLIC_URL}/calendars/primary/events")
     );
-    let (headers, body) = Outbound::sync(0).render(&channel, None, now());
+    let (headers, body) = Outbound::sync(0).render(&Target::new(&channel), &channel, None, now());
     assert!(body.is_empty(), "a sync has no body");
     let received = subscriber(request, &channel)
         .receive_at(&headers, &body, now())
@@ -451,7 +451,8 @@ fn assert_delivered(event: &NewEvent, seq: u64) {
         changed: event.changed.clone(),
         metadata: event.metadata.clone(),
     };
-    let (headers, body) = Outbound::event(Arc::new(logged), 1).render(&channel, None, now());
+    let (headers, body) =
+        Outbound::event(Arc::new(logged), 1).render(&Target::new(&channel), &channel, None, now());
     let received = subscriber(&request, &channel)
         .receive_at(&headers, &body, now())
         .unwrap_or_else(|e| panic!("the receiver refuses the event: {e}; {headers:?}"));

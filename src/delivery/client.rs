@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 
-use super::hosts::{Admission, HostOutcome, Hosts};
+use super::hosts::{host_key, Admission, HostOutcome, Hosts};
 use super::retry::{classify, parse_retry_after, Verdict};
 use super::target::{NameNotResolved, PolicyRefused, PolicyResolver, TargetPolicy};
 use crate::model::{
@@ -57,9 +57,11 @@ impl Notification {
         }
     }
 
-    /// The headers and body of this notification on `channel`.
+    /// The headers and body of this notification on `channel`, whose own headers
+    /// `target` holds.
     pub fn render(
         &self,
+        target: &Target,
         channel: &ChannelSpec,
         key_signing: Option<&KeySigning>,
         now: chrono::DateTime<chrono::Utc>,
@@ -68,40 +70,27 @@ impl Notification {
             Some(event) if channel.payload => event.data.clone().unwrap_or_default(),
             _ => Bytes::new(),
         };
-        let mut headers = HeaderMap::with_capacity(16);
-        let mut put = |name: &'static str, value: &str| {
-            // Every value is built from validated parts; one that is still not a valid
-            // header value is left out rather than failing the delivery.
-            if let Ok(v) = HeaderValue::from_str(value) {
-                headers.insert(HeaderName::from_static(name), v);
-            }
-        };
-        put(h::CHANNEL_ID, &channel.id);
-        if let Some(token) = &channel.token {
-            put(h::CHANNEL_TOKEN, token);
-        }
-        if let Some(expiration) = channel.expiration_ms.and_then(httpdate::format_ms) {
-            put(h::CHANNEL_EXPIRATION, &expiration);
-        }
-        put(h::RESOURCE_ID, &channel.resource_id);
-        put(h::RESOURCE_URI, &channel.resource_uri);
-        put(h::RESOURCE_STATE, &self.state);
-        put(h::MESSAGE_NUMBER, &self.number.to_string());
-        put(h::CURSOR, &cursor(self.cursor));
+        let mut headers = target.headers.clone();
+        put(&mut headers, h::RESOURCE_STATE, &self.state);
+        headers.insert(
+            HeaderName::from_static(h::MESSAGE_NUMBER),
+            self.number.into(),
+        );
+        put(&mut headers, h::CURSOR, &cursor(self.cursor));
         match &self.event {
             Some(event) => {
-                put(h::EVENT_RESOURCE, &event.resource);
+                put(&mut headers, h::EVENT_RESOURCE, &event.resource);
                 if !event.changed.is_empty() {
-                    put(h::CHANGED, &event.changed.join(","));
+                    put(&mut headers, h::CHANGED, &event.changed.join(","));
                 }
                 if let Some(metadata) = &event.metadata {
-                    put(h::METADATA, metadata);
+                    put(&mut headers, h::METADATA, metadata);
                 }
             }
-            None => put(h::EVENT_RESOURCE, &channel.resource),
+            None => put(&mut headers, h::EVENT_RESOURCE, &channel.resource),
         }
         if let Some(previous) = self.previous {
-            put(h::PREVIOUS_NUMBER, &previous.to_string());
+            headers.insert(HeaderName::from_static(h::PREVIOUS_NUMBER), previous.into());
         }
         let own = channel
             .signing_secret
@@ -119,14 +108,53 @@ impl Notification {
                 .iter()
                 .map(|s| s.sign(&msg_id, timestamp, &body))
                 .collect();
-            put(h::WEBHOOK_SIGNATURE, &signatures.join(" "));
-            put(h::WEBHOOK_ID, &msg_id);
-            put(h::WEBHOOK_TIMESTAMP, &timestamp.to_string());
+            put(&mut headers, h::WEBHOOK_SIGNATURE, &signatures.join(" "));
+            put(&mut headers, h::WEBHOOK_ID, &msg_id);
+            put(&mut headers, h::WEBHOOK_TIMESTAMP, &timestamp.to_string());
         }
         if !body.is_empty() {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_CONTENT_TYPE));
         }
         (headers, body)
+    }
+}
+
+/// Sets a header. Every value is built from validated parts; one that is still not a
+/// valid header value is left out rather than failing the delivery.
+fn put(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(HeaderName::from_static(name), v);
+    }
+}
+
+/// Where a channel's notifications go and the headers they all carry, made once each
+/// time the channel's worker wakes rather than for every notification.
+pub struct Target {
+    /// The parsed address, or why it does not parse.
+    url: Result<reqwest::Url, String>,
+    /// The host admission is by (`hosts.rs`).
+    pub host: String,
+    /// The channel's own headers: id, token, expiration, resource id and URI.
+    headers: HeaderMap,
+}
+
+impl Target {
+    pub fn new(channel: &ChannelSpec) -> Target {
+        let mut headers = HeaderMap::with_capacity(16);
+        put(&mut headers, h::CHANNEL_ID, &channel.id);
+        if let Some(token) = &channel.token {
+            put(&mut headers, h::CHANNEL_TOKEN, token);
+        }
+        if let Some(expiration) = channel.expiration_ms.and_then(httpdate::format_ms) {
+            put(&mut headers, h::CHANNEL_EXPIRATION, &expiration);
+        }
+        put(&mut headers, h::RESOURCE_ID, &channel.resource_id);
+        put(&mut headers, h::RESOURCE_URI, &channel.resource_uri);
+        Target {
+            url: reqwest::Url::parse(&channel.address).map_err(|e| e.to_string()),
+            host: host_key(&channel.address),
+            headers,
+        }
     }
 }
 
@@ -232,13 +260,13 @@ impl OutboundClient {
     pub async fn attempt(
         &self,
         admission: Admission,
-        address: &str,
+        target: &Target,
         headers: HeaderMap,
         body: Bytes,
     ) -> Attempt {
         let started_ms = now_ms();
         let started = Instant::now();
-        let (verdict, status, failure, response) = self.exchange(address, headers, body).await;
+        let (verdict, status, failure, response) = self.exchange(target, headers, body).await;
         let host_outcome = match verdict {
             Verdict::Retry { .. } => HostOutcome::Failed,
             _ => HostOutcome::Answered,
@@ -260,7 +288,7 @@ impl OutboundClient {
 
     async fn exchange(
         &self,
-        address: &str,
+        target: &Target,
         headers: HeaderMap,
         body: Bytes,
     ) -> (Verdict, Option<u16>, Option<Failure>, Option<String>) {
@@ -269,7 +297,7 @@ impl OutboundClient {
             detail,
             status: None,
         };
-        let url = match reqwest::Url::parse(address) {
+        let url = match &target.url {
             Ok(url) => url,
             Err(e) => {
                 return (
@@ -281,7 +309,7 @@ impl OutboundClient {
             }
         };
         // Literal IPs bypass the resolver, so they are checked here, before connecting.
-        if let Err(refusal) = self.policy.check_before_connect(&url).await {
+        if let Err(refusal) = self.policy.check_before_connect(url).await {
             let verdict = match refusal.permanent {
                 true => Verdict::Failed,
                 false => Verdict::Retry { retry_after: None },
@@ -315,7 +343,7 @@ impl OutboundClient {
             Err(e) => (
                 Verdict::Retry { retry_after: None },
                 None,
-                Some(classify_error(&e, &url)),
+                Some(classify_error(&e, url)),
                 None,
             ),
         }

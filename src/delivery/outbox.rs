@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::attempt::{humanize, Decision, Delivery};
-use super::client::Notification;
-use super::hosts::{host_key, paced};
+use super::client::{Notification, Target};
+use super::hosts::paced;
 use super::DeliveryContext;
 use crate::model::{
     message_number, now_ms, ChannelSpec, Failure, Outcome, OutcomeStatus, Seq, SharedEvent,
@@ -308,6 +308,9 @@ impl Outbox {
     }
 
     async fn work(self: Arc<Self>, ctx: Arc<DeliveryContext>) {
+        // Made once per wake-up, not per notification: the parsed address, the host,
+        // the channel's own headers.
+        let target = Target::new(&self.spec);
         loop {
             let next = {
                 let mut st = self.state.lock().unwrap();
@@ -334,7 +337,9 @@ impl Outbox {
                     End::Done
                 }
                 Next::Sync => {
-                    let end = self.deliver(Notification::sync(self.start_seq), &ctx).await;
+                    let end = self
+                        .deliver(Notification::sync(self.start_seq), &target, &ctx)
+                        .await;
                     if matches!(end, End::Done) {
                         let mut st = self.state.lock().unwrap();
                         st.sync_pending = false;
@@ -347,7 +352,7 @@ impl Outbox {
                     let previous = self.previous_number(event.seq, true);
                     let mut notification = Notification::event(event.clone(), previous);
                     notification.replay = true;
-                    let end = self.deliver(notification, &ctx).await;
+                    let end = self.deliver(notification, &target, &ctx).await;
                     if matches!(end, End::Done) {
                         let mut st = self.state.lock().unwrap();
                         if let Some(replay) = &mut st.replay {
@@ -360,7 +365,7 @@ impl Outbox {
                 Next::Event(event) => {
                     let previous = self.previous_number(event.seq, false);
                     let end = self
-                        .deliver(Notification::event(event.clone(), previous), &ctx)
+                        .deliver(Notification::event(event.clone(), previous), &target, &ctx)
                         .await;
                     if matches!(end, End::Done) {
                         let mut st = self.state.lock().unwrap();
@@ -507,7 +512,12 @@ impl Outbox {
 
     /// Delivers one notification, retrying as docs/api.md §4 and §5 say: each attempt
     /// goes out, is decided on (`attempt.rs`), and is recorded.
-    async fn deliver(&self, notification: Notification, ctx: &Arc<DeliveryContext>) -> End {
+    async fn deliver(
+        &self,
+        notification: Notification,
+        target: &Target,
+        ctx: &Arc<DeliveryContext>,
+    ) -> End {
         let resumed = {
             let mut st = self.state.lock().unwrap();
             st.resume.take_if(|r| {
@@ -518,7 +528,6 @@ impl Outbox {
             Some(before) => Delivery::resumed(notification, &before),
             None => Delivery::new(notification),
         };
-        let host = host_key(&self.spec.address);
         let mut last_failure = None;
         loop {
             if self.cancel.is_cancelled()
@@ -544,7 +553,7 @@ impl Outbox {
             let admission = tokio::select! {
                 biased;
                 _ = ctx.shutdown.cancelled() => return End::Abandoned,
-                admitted = ctx.client.hosts().admit(&host, &self.cancel) => admitted,
+                admitted = ctx.client.hosts().admit(&target.host, &self.cancel) => admitted,
                 _ = tokio::time::sleep(budget_left.unwrap_or_default()), if budget_left.is_some() => {
                     let decision = delivery.out_of_budget(ctx.retry.budget, last_failure.take());
                     self.record(&delivery, &decision, None, ctx);
@@ -555,6 +564,7 @@ impl Outbox {
                 return End::Abandoned;
             };
             let (headers, body) = delivery.notification.render(
+                target,
                 &self.spec,
                 ctx.key_signing.get(&self.spec.owner),
                 chrono::Utc::now(),
@@ -562,7 +572,7 @@ impl Outbox {
             let attempt = tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => return End::Abandoned,
-                attempt = ctx.client.attempt(admission, &self.spec.address, headers, body) => attempt,
+                attempt = ctx.client.attempt(admission, target, headers, body) => attempt,
             };
             let decision = delivery.decide(&attempt, &ctx.retry);
             self.record(&delivery, &decision, attempt.status, ctx);

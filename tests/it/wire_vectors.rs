@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::Value;
-use watchwire::delivery::client::Notification;
+use watchwire::delivery::client::{Notification, Target};
 use watchwire::model::{parse_cursor, ChannelSpec, Event};
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -78,7 +78,7 @@ fn the_gateway_renders_every_vector_it_is_said_to_emit() {
         };
         let now =
             chrono::DateTime::from_timestamp_millis(vector["nowMs"].as_i64().unwrap()).unwrap();
-        let (rendered, rendered_body) = notification.render(&spec, None, now);
+        let (rendered, rendered_body) = notification.render(&Target::new(&spec), &spec, None, now);
 
         let expected: BTreeMap<String, String> = headers
             .iter()
