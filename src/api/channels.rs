@@ -42,7 +42,13 @@ pub async fn list_kind(
         .await?;
     let more = channels.len() > limit;
     channels.truncate(limit);
-    let mut answer = json!({ "items": channels.iter().map(view).collect::<Vec<_>>() });
+    let mut items = Vec::with_capacity(channels.len());
+    for channel in &channels {
+        let mut item = view(channel);
+        item["delivery"] = delivery_of(app, channel).await?;
+        items.push(item);
+    }
+    let mut answer = json!({ "items": items });
     if more {
         answer["nextPageToken"] = json!(channels.last().map(|c| c.pk.to_string()));
     }
@@ -148,32 +154,20 @@ async fn delivery_state(
     })
 }
 
-/// The channel with its delivery state, and in a cluster the node delivering it.
+/// The channel with its delivery state.
 async fn describe(app: &AppState, channel: &StoredChannel) -> Result<Value, ApiError> {
-    let state = delivery_state(app, channel).await?;
-    let mut view = delivery_view(channel, state);
-    // The receiving host as this node sees it (docs/api.md §5.1); in a
-    // cluster, only the node delivering the channel knows.
-    if app.dispatcher.handle(channel.pk).is_some() {
-        let hosts = app.dispatcher.context().client.hosts();
-        let (state, until) = hosts.state(&host_key(&channel.spec.address));
-        let until_ms = until
-            .map(|t| now_ms() + t.saturating_duration_since(Instant::now()).as_millis() as i64);
-        view["delivery"]["host"] = json!({
-            "state": state.as_str(),
-            "until": until_ms.map(rfc3339_ms),
-        });
-    }
-    if let Some(membership) = app.store.membership() {
-        view["delivery"]["node"] = json!(membership.owner_of(channel.pk).await?);
-    }
+    let mut view = channel_view(channel);
+    view["state"] = json!("active");
+    view["delivery"] = delivery_of(app, channel).await?;
     Ok(view)
 }
 
-fn delivery_view(channel: &StoredChannel, state: DeliverySnapshot) -> Value {
-    let mut view = channel_view(channel);
-    view["state"] = json!("active");
-    view["delivery"] = json!({
+/// A channel's delivery state as the API shows it (docs/api.md §8.2): how far it got,
+/// what it owes, its last error; its receiving host as this node sees it (§5.1; in a
+/// cluster only the node delivering the channel knows); in a cluster, that node.
+async fn delivery_of(app: &AppState, channel: &StoredChannel) -> Result<Value, ApiError> {
+    let state = delivery_state(app, channel).await?;
+    let mut view = json!({
         "cursor": cursor(state.progress_seq),
         "pendingCount": state.pending,
         "enabled": state.enabled,
@@ -182,7 +176,20 @@ fn delivery_view(channel: &StoredChannel, state: DeliverySnapshot) -> Value {
         "nextRetry": state.next_retry_ms.map(rfc3339_ms),
         "failingSince": state.failing_since_ms.map(rfc3339_ms),
     });
-    view
+    if app.dispatcher.handle(channel.pk).is_some() {
+        let hosts = app.dispatcher.context().client.hosts();
+        let (state, until) = hosts.state(&host_key(&channel.spec.address));
+        let until_ms = until
+            .map(|t| now_ms() + t.saturating_duration_since(Instant::now()).as_millis() as i64);
+        view["host"] = json!({
+            "state": state.as_str(),
+            "until": until_ms.map(rfc3339_ms),
+        });
+    }
+    if let Some(membership) = app.store.membership() {
+        view["node"] = json!(membership.owner_of(channel.pk).await?);
+    }
+    Ok(view)
 }
 
 pub async fn show(

@@ -145,6 +145,14 @@ async fn a_channel_shows_its_delivery_state_and_lists_are_paged() {
     }
     let page = gw.get("/v1/channels?maxResults=3").await.json;
     assert_eq!(page["items"].as_array().unwrap().len(), 3);
+    // Listings carry each channel's delivery state, as one channel shows it.
+    let listed = &page["items"][0];
+    assert_eq!(listed["id"], shown["id"]);
+    assert_eq!(
+        listed["delivery"]["lastError"], delivery["lastError"],
+        "{listed}"
+    );
+    assert_eq!(listed["delivery"]["host"]["state"], "open", "{listed}");
     let token = page["nextPageToken"].as_str().unwrap();
     let rest = gw
         .get(&format!("/v1/channels?maxResults=3&pageToken={token}"))

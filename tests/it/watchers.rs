@@ -125,6 +125,10 @@ async fn watchers_deliver_once_per_endpoint_never_expire_and_survive_deletes() {
 
     let list = gw.get("/v1/watchers").await.expect(200).json;
     assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    for watcher in list["items"].as_array().unwrap() {
+        assert_eq!(watcher["delivery"]["pendingCount"], 0, "{watcher}");
+        assert_eq!(watcher["delivery"]["enabled"], true, "{watcher}");
+    }
 
     // Every delivery of a watcher is a listable record of it.
     let log = gw
