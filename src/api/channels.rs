@@ -65,8 +65,12 @@ fn spec_view(spec: &ChannelSpec) -> Value {
     view
 }
 
+/// A live channel as the channel endpoints show it: the `Channel` resource plus the
+/// canonical path it watches (what to publish to).
 fn channel_view(channel: &StoredChannel) -> Value {
-    spec_view(&channel.spec)
+    let mut view = spec_view(&channel.spec);
+    view["resource"] = json!(channel.spec.resource);
+    view
 }
 
 pub async fn list(

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod body;
 pub mod changes;
 pub mod channels;
+pub mod console;
 pub mod error;
 pub mod events;
 pub mod limits;
@@ -75,6 +76,8 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/v1/watchers", post(watchers::create).get(watchers::list)),
         ("/v1/watchers/{id}", delete(watchers::delete)),
         ("/v1/cluster", get(ops::cluster)),
+        ("/console", get(console::page)),
+        ("/console/{file}", get(console::asset)),
     ]
 }
 
@@ -124,7 +127,12 @@ pub fn router(app: AppState) -> Router {
 /// what a body lacks) and makes the gateway read no body. Handlers still check the
 /// key's scope and prefixes.
 async fn require_key(State(app): State<AppState>, mut request: Request, next: Next) -> Response {
-    let exempt = request.uri().path() == "/healthz" || is_preflight(&request);
+    let path = request.uri().path();
+    // The console's files hold no data; the page asks for a key and sends it itself.
+    let exempt = path == "/healthz"
+        || path == "/console"
+        || path.starts_with("/console/")
+        || is_preflight(&request);
     if !exempt {
         match app.keys.authenticate(request.headers(), request.uri()) {
             // Handlers take it as an argument (`auth::Caller` and its scoped forms).

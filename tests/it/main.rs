@@ -8,6 +8,7 @@
 mod common;
 
 mod bad_input;
+mod browser;
 mod client_fixtures;
 mod cluster;
 mod crash;

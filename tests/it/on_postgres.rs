@@ -30,7 +30,15 @@ fn every_test_again_on_postgres() {
     let output = Command::new(std::env::current_exe().unwrap())
         .env(STORE_VARIABLE, "postgres")
         .env(RUN_VARIABLE, &run)
-        .args(["--skip", "on_postgres::", "--test-threads", "2"])
+        // The browser tests start gateways of their own, on the embedded store.
+        .args([
+            "--skip",
+            "on_postgres::",
+            "--skip",
+            "browser::",
+            "--test-threads",
+            "2",
+        ])
         .output()
         .expect("the test binary runs again");
     store::drop_schemas(&admin, &run);

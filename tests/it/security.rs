@@ -416,3 +416,47 @@ async fn logs_replay_and_watchers_belong_to_their_key() {
         .expect(403);
     limited.get("/v1/changes").await.expect(403);
 }
+
+/// The console's files (docs/api.md §15) hold no data: served without a key, under a
+/// policy that allows only their own scripts and calls to the gateway; what they call
+/// still needs the key.
+#[tokio::test]
+async fn the_console_files_need_no_key_and_carry_a_strict_policy() {
+    let gw = Gateway::keyed(|_| {}).await;
+    let page = gw.get("/console").await.expect(200);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(page
+        .text
+        .contains(r#"<script type="module" src="/console/console.js">"#));
+    let policy = page.header("content-security-policy").unwrap();
+    for rule in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(policy.contains(rule), "{policy}");
+    }
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+    for (file, kind) in [
+        ("console.js", "text/javascript"),
+        ("api.js", "text/javascript"),
+        ("dom.js", "text/javascript"),
+        ("console.css", "text/css"),
+    ] {
+        let asset = gw.get(&format!("/console/{file}")).await.expect(200);
+        assert!(
+            asset.header("content-type").unwrap().starts_with(kind),
+            "{file}"
+        );
+    }
+    gw.get("/console/secrets.toml")
+        .await
+        .assert_error(404, "notFound");
+    gw.get("/v1/channels").await.assert_error(401, "required");
+    // The key never goes in a URL: the console sends it as a header.
+    assert!(!gw.get("/console/api.js").await.text.contains("key="));
+}

@@ -1,0 +1,206 @@
+// The console at /console, driven in a real browser against a real gateway.
+
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { browser, Gateway, PATIENCE, Receiver, screenshot, until } from "./harness.mjs";
+
+let chromium;
+before(async () => {
+  chromium = await browser();
+});
+after(async () => {
+  await chromium?.close();
+});
+
+async function open(gateway, hash) {
+  const page = await chromium.newPage({ viewport: { width: 1280, height: 800 } });
+  page.setDefaultTimeout(PATIENCE);
+  const errors = [];
+  // Uncaught exceptions in the console's code; refused calls are expected in places.
+  page.on("pageerror", (e) => errors.push(e));
+  page.errors = errors;
+  await page.goto(`${gateway.url}/console${hash}`);
+  return page;
+}
+
+test("the console lists the channels created through the API, with their delivery state", async () => {
+  const gateway = await Gateway.start();
+  const rx = await Receiver.start();
+  try {
+    await gateway.watch("/calendars/primary/events", "calendar-sync", rx.url, { ttl: "3600" });
+    await gateway.watch("/drive/files/report", "drive-report", rx.url);
+    await gateway.watch("/b/photos/o", "photos", rx.url, { maxRate: "20" });
+    await rx.until((got) => got.length === 3, "got the three syncs");
+    await gateway.publish({ resource: "/calendars/primary/events", state: "exists", data: { summary: "Lunch" } });
+    await rx.until((got) => got.length === 4, "got the event");
+
+    const page = await open(gateway, "#/channels");
+    const rows = page.locator("main table tbody tr");
+    await rows.first().waitFor();
+    assert.equal(await rows.count(), 3);
+    const calendar = rows.filter({ hasText: "calendar-sync" });
+    assert.match(await calendar.innerText(), /\/calendars\/primary\/events/);
+    assert.match(await calendar.innerText(), /0000000000000001/, "the cursor it reached");
+    assert.match(await calendar.innerText(), /\bopen\b/, "its host is open");
+    await screenshot(page, "console-channels");
+
+    // One channel in full, reached by its link.
+    await calendar.getByRole("link", { name: "calendar-sync" }).click();
+    await page.getByRole("heading", { name: "Channel calendar-sync" }).waitFor();
+    const log = page.locator("section", { has: page.getByRole("heading", { name: "Delivery log" }) });
+    await log.locator("tbody tr").first().waitFor();
+    assert.match(await log.innerText(), /sync/);
+    assert.match(await log.innerText(), /delivered/);
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  } finally {
+    rx.close();
+    await gateway.close();
+  }
+});
+
+test("a failing channel shows its error and when it retries; replay and enable work by clicking", async () => {
+  // Disabled after 2 s of failures, so the test can enable it again.
+  const gateway = await Gateway.start(["--retry-schedule", "300ms", "--disable-after", "2s"]);
+  const rx = await Receiver.start();
+  try {
+    await gateway.watch("/orders", "orders", rx.url);
+    await rx.until((got) => got.length === 1, "got the sync");
+    await gateway.publish([
+      { resource: "/orders/1", state: "exists", data: { n: 1 } },
+      { resource: "/orders/2", state: "exists", data: { n: 2 } },
+    ]);
+    await rx.until((got) => got.length === 3, "got both events");
+    rx.answer = () => 503;
+    await gateway.publish({ resource: "/orders/3", state: "exists", data: { n: 3 } });
+    await rx.until((got) => got.some((n) => n.number === 4), "was sent the third event");
+    await until(async () => (await gateway.ok("GET", "/v1/channels/orders")).delivery.nextRetry, "a retry is due");
+
+    const page = await open(gateway, "#/channels/orders");
+    const delivery = page.locator("section", { has: page.getByRole("heading", { name: "Delivery" }) }).first();
+    await page.getByRole("heading", { name: "Channel orders" }).waitFor();
+    assert.match(await delivery.innerText(), /httpStatus: the receiver answered 503/);
+    // A retry time (it may just have passed: retries come every 300 ms here).
+    const retry = delivery.locator("dt:text('Next retry') + dd time");
+    assert.ok(Date.parse(await retry.getAttribute("datetime")) > Date.now() - 60_000);
+    // The log filtered to what is pending shows the failing notification's attempts.
+    await page.getByLabel("Status").selectOption("pending");
+    await page.waitForURL(/status=pending/);
+    const log = page.locator("section", { has: page.getByRole("heading", { name: "Delivery log" }) });
+    const pending = log.locator("table").first();
+    await pending.locator(":scope > tbody > tr").first().waitFor();
+    assert.match(await pending.innerText(), /\b4\b.*pending/s);
+    await page.getByRole("button", { name: "Attempts" }).first().click();
+    assert.match(await page.locator("tr.detail").first().innerText(), /503/);
+    await screenshot(page, "console-channel");
+
+    // Disabled after failing for 2 s: the console says so, and Enable resumes it.
+    await until(async () => !(await gateway.ok("GET", "/v1/channels/orders")).delivery.enabled, "disabled");
+    await page.getByRole("button", { name: "Refresh" }).click();
+    await page.getByText("no (disabled after failing").waitFor();
+    rx.answer = () => 204;
+    const before = rx.got.length;
+    await page.getByRole("button", { name: "Enable" }).click();
+    await page.getByText("The channel is enabled.").waitFor();
+    await rx.until((got) => got.slice(before).some((n) => n.number === 4), "got the third event after Enable");
+    await page.getByRole("button", { name: "Refresh" }).click();
+    await page.locator("dd", { hasText: /^yes$/ }).first().waitFor();
+
+    // Replay from the sync's cursor: both earlier events again, same numbers, in order.
+    const sent = rx.got.length;
+    await page.getByLabel("From after cursor").fill("0000000000000000");
+    await page.getByRole("button", { name: "Replay", exact: true }).click();
+    await page.getByText(/Replaying after 0000000000000000/).waitFor();
+    await rx.until((got) => got.length >= sent + 3, "got the replayed notifications");
+    assert.deepEqual(
+      rx.got.slice(sent, sent + 3).map((n) => n.number),
+      [2, 3, 4],
+    );
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  } finally {
+    rx.close();
+    await gateway.close();
+  }
+});
+
+test("the live view shows an event published through the API; the publish form publishes", async () => {
+  const gateway = await Gateway.start();
+  try {
+    const page = await open(gateway, "#/live");
+    await page.getByLabel("Resource (and everything below it)").fill("/calendars/primary");
+    await page.getByRole("button", { name: "Follow" }).click();
+    await page.getByText("Following /calendars/primary").waitFor();
+    await gateway.publish({ resource: "/calendars/primary/events/ev1", state: "exists", data: { summary: "Lunch" } });
+    await gateway.publish({ resource: "/elsewhere", state: "exists" });
+    await gateway.publish({ resource: "/calendars/primary/events/ev2", state: "not_exists" });
+    const events = page.locator("ol.events li");
+    await events.nth(1).waitFor();
+    assert.equal(await events.count(), 2, "only what is under the resource");
+    assert.match(await events.nth(0).innerText(), /0000000000000001 exists \/calendars\/primary\/events\/ev1 \{"summary":"Lunch"\}/);
+    assert.match(await events.nth(1).innerText(), /0000000000000003 not_exists/);
+    await screenshot(page, "console-live");
+
+    // The publish form, in the same tab: the live view's stream ends when leaving it.
+    await page.getByRole("link", { name: "Publish" }).click();
+    await page.getByLabel("Resource").fill("/calendars/primary/events/ev3");
+    await page.getByLabel("Data (JSON, optional)").fill('{"summary": "Dinner"}');
+    await page.getByRole("button", { name: "Publish" }).click();
+    await page.getByText("Published.").waitFor();
+    const changes = await gateway.ok("GET", "/v1/changeset?resource=/calendars/primary/events/ev3&_expected=0");
+    assert.ok(JSON.stringify(changes).includes("Dinner"), JSON.stringify(changes));
+    // Bad input: the gateway's own message, as it worded it.
+    await page.getByLabel("Resource").fill("no-leading-slash");
+    await page.getByRole("button", { name: "Publish" }).click();
+    const alert = page.getByRole("alert");
+    await alert.filter({ hasText: "400" }).waitFor();
+    const { body } = await gateway.call("POST", "/v1/events", { resource: "no-leading-slash", state: "exists" });
+    assert.ok((await alert.innerText()).includes(body.error.message), await alert.innerText());
+
+    await page.getByRole("link", { name: "Cluster" }).click();
+    await page.getByRole("cell", { name: /embedded \(this one\)/ }).waitFor();
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  } finally {
+    await gateway.close();
+  }
+});
+
+test("a key-protected gateway refuses without the key and works with it", async () => {
+  const key = "console-test-key-0123456789";
+  const gateway = await Gateway.start(["--api-key", key, "--allow-targets", "127.0.0.0/8"], { dev: false });
+  gateway.key = key;
+  const rx = await Receiver.start();
+  try {
+    await gateway.watch("/secured", "secured-channel", rx.url);
+    const page = await open(gateway, "#/channels");
+    await page.getByRole("heading", { name: "API key" }).waitFor();
+    const refusal = await fetch(`${gateway.url}/v1/channels`);
+    const message = (await refusal.json()).error.message;
+    await page.getByText(message).waitFor();
+    await screenshot(page, "console-key");
+
+    await page.getByLabel("Key").fill("not-the-key");
+    await page.getByRole("button", { name: "Use this key" }).click();
+    await page.getByRole("heading", { name: "API key" }).waitFor();
+    await page.getByText(/invalid|not valid|unknown/i).first().waitFor();
+
+    await page.getByLabel("Key").fill(key);
+    await page.getByRole("button", { name: "Use this key" }).click();
+    await page.getByRole("link", { name: "secured-channel" }).waitFor();
+    assert.ok(!page.url().includes(key), "the key is never in a URL");
+    // Kept for the tab: a reload still works without asking.
+    await page.reload();
+    await page.getByRole("link", { name: "secured-channel" }).waitFor();
+    // A new tab asks again.
+    const other = await open(gateway, "#/channels");
+    await other.getByRole("heading", { name: "API key" }).waitFor();
+    await other.close();
+    await page.getByRole("button", { name: "Forget key" }).click();
+    await page.getByRole("heading", { name: "API key" }).waitFor();
+    await page.close();
+  } finally {
+    rx.close();
+    await gateway.close();
+  }
+});
