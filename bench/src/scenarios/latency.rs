@@ -4,7 +4,8 @@
 //! publish was sent; the receiver subtracts it on arrival (same process, same clock).
 //!
 //! The headline rate is the (5k events/s, so 50k notifications/s with 10
-//! channels); lower rates (`latency_sweep`) show where the knee is. Rates run lowest
+//! channels); lower rates (`latency_sweep`, plus `latency_compare_rate`, at which the
+//! stores are compared) show where the knee is. Rates run lowest
 //! first on one gateway, each after the previous one has been delivered completely.
 
 use std::sync::Arc;
@@ -48,7 +49,7 @@ pub struct Latency {
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Latency> {
     let sizes = &ctx.sizes;
     let channels = sizes.latency_channels;
-    let launch = ctx.launch("latency")?;
+    let launch = ctx.launch("latency").await?;
     let (gateway, receiver, _) = watched(ctx, &launch, channels, "/bench/latency").await?;
 
     let client = load::client(sizes.connections)?;
@@ -68,6 +69,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Latency> {
     .await?;
 
     let mut rates: Vec<u64> = sizes.latency_sweep.clone();
+    rates.push(sizes.latency_compare_rate);
     rates.retain(|r| *r < sizes.latency_rate);
     rates.sort_unstable();
     rates.dedup();
@@ -85,7 +87,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Latency> {
             &mut expected,
         )
         .await?;
-        print_point(&p);
+        print_point(ctx, &p);
         sweep.push(p);
     }
     let headline = point(
@@ -98,7 +100,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Latency> {
         &mut expected,
     )
     .await?;
-    print_point(&headline);
+    print_point(ctx, &headline);
     sweep.push(headline.clone());
     ctx.finish(gateway).await?;
     Ok(Latency {
@@ -109,11 +111,12 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Latency> {
     })
 }
 
-fn print_point(p: &Point) {
+fn print_point(ctx: &Ctx, p: &Point) {
     println!(
-        "  latency at {:>5} ev/s ({:>6.0} notifications/s): p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms",
+        "  latency at {:>5} ev/s ({:>6.0} notifications/s, {}): p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms",
         p.target_rate,
         p.notifications_per_second,
+        ctx.store(),
         p.delivery.p50_ms,
         p.delivery.p99_ms,
         p.delivery.p999_ms

@@ -92,7 +92,8 @@ pub struct Soak {
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Soak> {
     let sizes = &ctx.sizes;
     let launch = ctx
-        .launch("soak")?
+        .launch("soak")
+        .await?
         .arg("--retention", &duration_arg(sizes.soak_retention_seconds))
         .arg(
             "--log-retention",
