@@ -356,6 +356,9 @@ impl Results {
                        postgres: Option<f64>,
                        target: &str,
                        pass: &dyn Fn(f64, Option<f64>) -> bool| {
+            if embedded.is_none() && postgres.is_none() {
+                return; // That scenario did not run.
+            }
             let ratio = match (embedded, postgres) {
                 (Some(e), Some(p)) if e > 0.0 => Some(p / e),
                 _ => None,
@@ -422,6 +425,22 @@ impl Results {
             "ms",
             le.as_ref().map(|p| p.delivery.p999_ms),
             lp.as_ref().map(|p| p.delivery.p999_ms),
+            "",
+            &none,
+        );
+        row(
+            format!("publish acknowledgement p50 at {rate_name} events/s"),
+            "ms",
+            le.as_ref().map(|p| p.ack.p50_ms),
+            lp.as_ref().map(|p| p.ack.p50_ms),
+            "",
+            &none,
+        );
+        row(
+            format!("events per commit at {rate_name} events/s"),
+            "",
+            le.as_ref().map(|p| p.events_per_commit),
+            lp.as_ref().map(|p| p.events_per_commit),
             "",
             &none,
         );
@@ -675,7 +694,7 @@ fn side_by_side_markdown(database: &DatabaseInfo, rows: &[Comparison]) -> String
 /// The soak's load and the gateway's retention flags.
 fn soak_conditions(s: &Soak) -> String {
     format!(
-        "{} ev/s to {} channels ({} notifications/s), {} B events, {:.0} s; --retention {} --log-retention {} --prune-interval {}",
+        "{} ev/s to {} channels ({} notifications/s), {} B events, {:.0} s; --retention {} --log-retention {} --prune-interval {}{}",
         s.rate,
         s.channels,
         format_count((s.rate * s.channels as u64) as f64),
@@ -683,7 +702,12 @@ fn soak_conditions(s: &Soak) -> String {
         s.seconds,
         duration_arg(s.retention_seconds),
         duration_arg(s.log_retention_seconds),
-        duration_arg(s.prune_interval_seconds)
+        duration_arg(s.prune_interval_seconds),
+        if s.scraped_metrics {
+            ""
+        } else {
+            "; /metrics never scraped"
+        }
     )
 }
 

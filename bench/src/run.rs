@@ -156,6 +156,10 @@ pub struct BenchArgs {
     /// Channels of the soak, all on one collection.
     #[arg(long)]
     pub soak_channels: Option<usize>,
+
+    /// The soak reads no `/metrics` (its gauges are then null): a gateway nobody scrapes.
+    #[arg(long)]
+    pub soak_no_metrics: bool,
 }
 
 impl BenchArgs {
@@ -187,6 +191,9 @@ impl BenchArgs {
             soak_rate,
             soak_channels
         );
+        if self.soak_no_metrics {
+            s.soak_scrape_metrics = false;
+        }
         s
     }
 

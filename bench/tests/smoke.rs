@@ -153,6 +153,8 @@ fn check_postgres(r: &Value, md: &str) {
         let notifications = number(point, "events") * number(&pg["latency"], "channels");
         assert_eq!(number(point, "notifications"), notifications);
         assert_eq!(number(point, "delivery.samples"), notifications);
+        positive(point, "store_commits");
+        assert!(number(point, "database_cpu_us_per_notification") >= 0.0);
     }
 
     let rows = r["side_by_side"].as_array().expect("side-by-side figures");

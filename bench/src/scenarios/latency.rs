@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_delivery, watched, Ctx};
+use super::{check_delivery, database_us_per, watched, Ctx};
 use crate::gateway::Gateway;
 use crate::load;
 use crate::receiver::Receiver;
@@ -33,6 +33,19 @@ pub struct Point {
     pub ack: Percentiles,
     /// How late the load generator sent publishes against its schedule (its own limit).
     pub schedule_lag: Percentiles,
+    /// Store transactions from the first publish until everything was delivered, and how
+    /// many events each carried on average (the delivery bookkeeping rides along).
+    #[serde(default)]
+    pub store_commits: f64,
+    #[serde(default)]
+    pub events_per_commit: f64,
+    /// Gateway CPU time per notification over the same span, µs.
+    #[serde(default)]
+    pub gateway_cpu_us_per_notification: f64,
+    /// On PostgreSQL: the server's CPU time per notification, µs (null on the embedded
+    /// store).
+    #[serde(default)]
+    pub database_cpu_us_per_notification: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -135,6 +148,11 @@ async fn point(
     expected: &mut u64,
 ) -> anyhow::Result<Point> {
     let channels = ctx.sizes.latency_channels as u64;
+    let commits_before = gateway
+        .value(client, "watchwire_store_commits_total")
+        .await?;
+    let cpu_before = gateway.cpu_seconds()?;
+    let database_before = ctx.database_cpu(gateway).await?;
     receiver.record_latency(true);
     let events = ((rate as f64 * seconds).round() as u64).max(1);
     let sent = load::paced(client, &gateway.url, rate, events, |i| {
@@ -146,6 +164,12 @@ async fn point(
     *expected += notifications;
     receiver.wait_events(*expected, ctx.sizes.stall()).await?;
     receiver.record_latency(false);
+    let cpu = gateway.cpu_seconds()? - cpu_before;
+    let database_after = ctx.database_cpu(gateway).await?;
+    let commits = gateway
+        .value(client, "watchwire_store_commits_total")
+        .await?
+        - commits_before;
     check_delivery(receiver, *expected)?;
     let samples = receiver.take_latencies();
     anyhow::ensure!(
@@ -163,5 +187,13 @@ async fn point(
         delivery: Percentiles::of_micros(samples),
         ack: Percentiles::of_micros(sent.acks_us),
         schedule_lag: Percentiles::of_micros(sent.lags_us),
+        store_commits: commits,
+        events_per_commit: events as f64 / commits.max(1.0),
+        gateway_cpu_us_per_notification: cpu * 1e6 / notifications as f64,
+        database_cpu_us_per_notification: database_us_per(
+            &database_before,
+            &database_after,
+            notifications,
+        ),
     })
 }

@@ -59,8 +59,17 @@ pub struct Sizes {
     pub soak_prune_interval_seconds: f64,
     /// How often the soak samples store size and memory, seconds.
     pub soak_sample_seconds: f64,
+    /// Whether each soak sample also reads the gateway's `/metrics` (its store-size and
+    /// prune-lag gauges). Off, nobody scrapes the gateway, as in a deployment without
+    /// Prometheus: what it keeps for a scrape that never comes shows in its memory.
+    #[serde(default = "yes")]
+    pub soak_scrape_metrics: bool,
     /// A scenario fails when nothing arrives for this long, seconds.
     pub stall_seconds: f64,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Sizes {
@@ -90,6 +99,7 @@ impl Sizes {
             soak_log_retention_seconds: 120.0,
             soak_prune_interval_seconds: 10.0,
             soak_sample_seconds: 10.0,
+            soak_scrape_metrics: true,
             stall_seconds: 60.0,
         }
     }
@@ -119,6 +129,7 @@ impl Sizes {
             soak_log_retention_seconds: 3.0,
             soak_prune_interval_seconds: 1.0,
             soak_sample_seconds: 1.0,
+            soak_scrape_metrics: true,
             stall_seconds: 20.0,
         }
     }
