@@ -21,8 +21,13 @@ pub struct Reading {
 pub struct Foreign {
     pub scenario: String,
     pub wall_seconds: f64,
-    /// CPU seconds used by processes other than the benchmark and its gateways.
+    /// CPU seconds used by processes other than the benchmark, its gateways and (with
+    /// `--database-url`) the PostgreSQL server's work for them.
     pub cpu_seconds: f64,
+    /// CPU seconds the PostgreSQL server spent for this run's gateways (0 without
+    /// `--database-url`).
+    #[serde(default)]
+    pub database_cpu_seconds: f64,
     /// That as a share of the machine's capacity over the scenario (0 to 1).
     pub share: f64,
 }
@@ -37,16 +42,20 @@ impl Reading {
     }
 
     /// Foreign CPU use since `self`. Gateways count as ours once they were reaped (every
-    /// scenario stops its gateways before it returns).
-    pub fn foreign_since(&self, scenario: &str) -> Foreign {
+    /// scenario stops its gateways before it returns); so does `database_seconds`, what
+    /// the PostgreSQL server spent for them meanwhile.
+    pub fn foreign_since(&self, scenario: &str, database_seconds: f64) -> Foreign {
         let now = Reading::now();
         let wall = now.at.duration_since(self.at).as_secs_f64();
-        let cpu = ((now.machine_busy - self.machine_busy) - (now.ours - self.ours)).max(0.0);
+        let cpu =
+            ((now.machine_busy - self.machine_busy) - (now.ours - self.ours) - database_seconds)
+                .max(0.0);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
         Foreign {
             scenario: scenario.to_string(),
             wall_seconds: wall,
             cpu_seconds: cpu,
+            database_cpu_seconds: database_seconds,
             share: (cpu / (wall * cores).max(1e-9)).min(1.0),
         }
     }
@@ -90,7 +99,7 @@ mod tests {
         assert!(machine_busy_seconds().is_some());
         assert!(own_tree_seconds().is_some());
         let start = Reading::now();
-        let f = start.foreign_since("t");
+        let f = start.foreign_since("t", 0.0);
         assert!(f.cpu_seconds >= 0.0 && (0.0..=1.0).contains(&f.share));
     }
 }

@@ -13,6 +13,8 @@ use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::postgres::Schema;
+
 /// The line `watchwire serve` prints once it serves.
 const LISTENING: &str = "watchwire listening on ";
 /// How long a start may take before the benchmark gives up (1M channels load slowly).
@@ -22,6 +24,8 @@ pub struct Gateway {
     child: Child,
     pub url: String,
     pub data_dir: PathBuf,
+    /// The PostgreSQL schema holding its data (`None`: the embedded store in `data_dir`).
+    pub schema: Option<String>,
     /// From spawning the process to its listening line.
     pub started_in: Duration,
 }
@@ -32,6 +36,9 @@ pub struct Launch {
     /// The `watchwire` binary.
     pub exe: PathBuf,
     pub data_dir: PathBuf,
+    /// `--database-url` and the schema it selects: the PostgreSQL store instead of the
+    /// embedded one in `data_dir`.
+    pub database: Option<Schema>,
     /// The gateway's stderr (its log) goes here.
     pub log_file: PathBuf,
     pub log_filter: String,
@@ -43,10 +50,17 @@ impl Launch {
         Launch {
             exe: exe.to_path_buf(),
             data_dir: data_dir.to_path_buf(),
+            database: None,
             log_file: log_file.to_path_buf(),
             log_filter: log_filter.to_string(),
             extra: Vec::new(),
         }
+    }
+
+    /// Keeps the gateway's data in PostgreSQL, in `schema`.
+    pub fn on_postgres(mut self, schema: Schema) -> Launch {
+        self.database = Some(schema);
+        self
     }
 
     pub fn arg(mut self, flag: &str, value: &str) -> Launch {
@@ -58,7 +72,8 @@ impl Launch {
 
 impl Gateway {
     /// Spawns `watchwire serve --dev` on `127.0.0.1:0` with durability on (the embedded
-    /// store always runs `synchronous=FULL`) and waits for its listening line.
+    /// store always runs `synchronous=FULL`; PostgreSQL as its server is set up) and
+    /// waits for its listening line.
     pub async fn start(launch: &Launch) -> anyhow::Result<Gateway> {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -72,6 +87,12 @@ impl Gateway {
             .arg("--data-dir")
             .arg(&launch.data_dir)
             .args(["--max-channels-per-key", "100000000"])
+            .args(
+                launch
+                    .database
+                    .iter()
+                    .flat_map(|d| ["--database-url".to_string(), d.url.clone()]),
+            )
             .args(&launch.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -101,6 +122,7 @@ impl Gateway {
             child,
             url,
             data_dir: launch.data_dir.clone(),
+            schema: launch.database.as_ref().map(|d| d.name.clone()),
             started_in,
         })
     }

@@ -5,7 +5,9 @@
 //! binary (`--gateway`) as `watchwire serve` child processes with the embedded store
 //! (`synchronous=FULL`, [`gateway`]), drives it ([`load`]) through each scenario
 //! ([`scenarios`]), and writes `results.json`, `results.md` and `chart.svg` ([`report`],
-//! [`chart`]). The raw loopback ceiling always runs first: every throughput is also given
+//! [`chart`]). With `--database-url` the fan-out, publish and latency scenarios run a
+//! second time right after, on the PostgreSQL store ([`postgres`]), and the report puts
+//! both stores side by side. The raw loopback ceiling always runs first: every throughput is also given
 //! as a ratio to it, because absolute numbers drift on a shared machine. BENCHMARKS.md
 //! explains the figures.
 
@@ -14,6 +16,7 @@ mod clock;
 mod cpu;
 mod gateway;
 mod load;
+mod postgres;
 mod receiver;
 mod report;
 mod run;

@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::chart::{self, format_count, ChartData};
+use crate::postgres::DatabaseInfo;
 use crate::scenarios::backlog::Backlog;
 use crate::scenarios::fanout::Fanout;
 use crate::scenarios::latency::Latency;
@@ -66,6 +67,31 @@ pub struct Check {
     pub note: String,
 }
 
+/// The scenarios run again on PostgreSQL (`--database-url`), each right after its
+/// embedded run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PostgresResults {
+    pub database: DatabaseInfo,
+    /// At the headline channel count only.
+    pub fanout: Option<Fanout>,
+    pub publish: Option<Publish>,
+    pub latency: Option<Latency>,
+}
+
+/// One figure measured on both stores.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Comparison {
+    pub name: String,
+    pub unit: String,
+    pub embedded: Option<f64>,
+    pub postgres: Option<f64>,
+    /// `postgres / embedded`.
+    pub ratio: Option<f64>,
+    /// The target for PostgreSQL, e.g. "≥ 0.8 × embedded"; empty when none.
+    pub target: String,
+    pub pass: Option<bool>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Results {
     pub watchwire_version: String,
@@ -85,6 +111,13 @@ pub struct Results {
     pub scale: Option<Scale>,
     pub backlog: Option<Backlog>,
     pub soak: Option<Soak>,
+    /// With `--database-url`: the same scenarios on the PostgreSQL store.
+    #[serde(default)]
+    pub postgres: Option<PostgresResults>,
+    /// With `--database-url`: both stores' figures side by side, against the issue's
+    /// targets for PostgreSQL.
+    #[serde(default)]
+    pub side_by_side: Vec<Comparison>,
     /// Scenarios that failed, with why.
     pub failures: Vec<String>,
     pub checks: Vec<Check>,
@@ -308,6 +341,167 @@ impl Results {
             }
         }
         self.checks = checks;
+        self.side_by_side = self.compare();
+    }
+
+    /// The side-by-side figures of a run with `--database-url` (empty without).
+    fn compare(&self) -> Vec<Comparison> {
+        let Some(pg) = &self.postgres else {
+            return Vec::new();
+        };
+        let mut rows = Vec::new();
+        let mut row = |name: String,
+                       unit: &str,
+                       embedded: Option<f64>,
+                       postgres: Option<f64>,
+                       target: &str,
+                       pass: &dyn Fn(f64, Option<f64>) -> bool| {
+            if embedded.is_none() && postgres.is_none() {
+                return; // That scenario did not run.
+            }
+            let ratio = match (embedded, postgres) {
+                (Some(e), Some(p)) if e > 0.0 => Some(p / e),
+                _ => None,
+            };
+            rows.push(Comparison {
+                name,
+                unit: unit.into(),
+                embedded,
+                postgres,
+                ratio,
+                pass: (!target.is_empty())
+                    .then(|| postgres.map(|p| pass(p, ratio)))
+                    .flatten(),
+                target: target.into(),
+            });
+        };
+        let none = |_: f64, _: Option<f64>| false;
+        let (fe, fp) = (
+            self.fanout.as_ref().map(|f| &f.headline),
+            pg.fanout.as_ref().map(|f| &f.headline),
+        );
+        let channels = fe.or(fp).map_or(0, |p| p.channels);
+        row(
+            format!("fan-out delivered, {channels} channels"),
+            "notifications/s",
+            fe.map(|p| p.delivered_per_second),
+            fp.map(|p| p.delivered_per_second),
+            "≥ 0.8 × embedded",
+            &|_, r| r.is_some_and(|r| r >= 0.8),
+        );
+        let (pe, pp) = (self.publish.as_ref(), pg.publish.as_ref());
+        row(
+            "single-event publishes".into(),
+            "events/s",
+            pe.map(|p| p.per_second),
+            pp.map(|p| p.per_second),
+            "≥ 0.5 × embedded",
+            &|_, r| r.is_some_and(|r| r >= 0.5),
+        );
+        let rate = self.sizes.latency_compare_rate;
+        let at_rate = |l: Option<&Latency>| {
+            l.and_then(|l| l.sweep.iter().find(|p| p.target_rate == rate).cloned())
+        };
+        let (le, lp) = (at_rate(self.latency.as_ref()), at_rate(pg.latency.as_ref()));
+        let rate_name = format_count(rate as f64);
+        row(
+            format!("publish→delivery p50 at {rate_name} events/s"),
+            "ms",
+            le.as_ref().map(|p| p.delivery.p50_ms),
+            lp.as_ref().map(|p| p.delivery.p50_ms),
+            "",
+            &none,
+        );
+        row(
+            format!("publish→delivery p99 at {rate_name} events/s"),
+            "ms",
+            le.as_ref().map(|p| p.delivery.p99_ms),
+            lp.as_ref().map(|p| p.delivery.p99_ms),
+            "≤ 10 ms",
+            &|p, _| p <= 10.0,
+        );
+        row(
+            format!("publish→delivery p99.9 at {rate_name} events/s"),
+            "ms",
+            le.as_ref().map(|p| p.delivery.p999_ms),
+            lp.as_ref().map(|p| p.delivery.p999_ms),
+            "",
+            &none,
+        );
+        row(
+            format!("publish acknowledgement p50 at {rate_name} events/s"),
+            "ms",
+            le.as_ref().map(|p| p.ack.p50_ms),
+            lp.as_ref().map(|p| p.ack.p50_ms),
+            "",
+            &none,
+        );
+        row(
+            format!("events per commit at {rate_name} events/s"),
+            "",
+            le.as_ref().map(|p| p.events_per_commit),
+            lp.as_ref().map(|p| p.events_per_commit),
+            "",
+            &none,
+        );
+        // What each costs, for the analysis of a missed target.
+        row(
+            "fan-out: gateway CPU per notification".into(),
+            "µs",
+            fe.map(|p| p.gateway_cpu_us_per_notification),
+            fp.map(|p| p.gateway_cpu_us_per_notification),
+            "",
+            &none,
+        );
+        row(
+            "fan-out: PostgreSQL CPU per notification".into(),
+            "µs",
+            None,
+            fp.and_then(|p| p.database_cpu_us_per_notification),
+            "",
+            &none,
+        );
+        row(
+            "fan-out: store commits".into(),
+            "",
+            fe.map(|p| p.store_commits),
+            fp.map(|p| p.store_commits),
+            "",
+            &none,
+        );
+        row(
+            "publish: acknowledgement p99".into(),
+            "ms",
+            pe.map(|p| p.ack.p99_ms),
+            pp.map(|p| p.ack.p99_ms),
+            "",
+            &none,
+        );
+        row(
+            "publish: events per commit".into(),
+            "",
+            pe.map(|p| p.events_per_commit),
+            pp.map(|p| p.events_per_commit),
+            "",
+            &none,
+        );
+        row(
+            "publish: gateway CPU per event".into(),
+            "µs",
+            pe.map(|p| p.gateway_cpu_us_per_event),
+            pp.map(|p| p.gateway_cpu_us_per_event),
+            "",
+            &none,
+        );
+        row(
+            "publish: PostgreSQL CPU per event".into(),
+            "µs",
+            None,
+            pp.and_then(|p| p.database_cpu_us_per_event),
+            "",
+            &none,
+        );
+        rows
     }
 
     pub fn markdown(&self) -> String {
@@ -338,6 +532,9 @@ impl Results {
                 pass,
                 c.note
             ));
+        }
+        if let Some(pg) = &self.postgres {
+            md.push_str(&side_by_side_markdown(&pg.database, &self.side_by_side));
         }
         if let Some(s) = &self.soak {
             md.push_str(&soak_markdown(s));
@@ -449,10 +646,55 @@ Share of the machine used by other processes during each scenario: {}.
     }
 }
 
+/// The "stores side by side" table.
+fn side_by_side_markdown(database: &DatabaseInfo, rows: &[Comparison]) -> String {
+    let setting = |name: &str| {
+        database
+            .settings
+            .get(name)
+            .map_or("?".to_string(), Clone::clone)
+    };
+    let mut md = format!(
+        "\n**Stores side by side**: the embedded store (`synchronous=FULL`) and PostgreSQL {} ({}; synchronous_commit={}, fsync={}, wal_sync_method={}), each scenario on both back to back.\n\n",
+        database.server_version,
+        database.url,
+        setting("synchronous_commit"),
+        setting("fsync"),
+        setting("wal_sync_method"),
+    );
+    md.push_str("| figure | embedded | PostgreSQL | PostgreSQL ÷ embedded | target | met |\n");
+    md.push_str("|---|---:|---:|---:|---|---|\n");
+    let value = |v: Option<f64>, unit: &str| match v {
+        Some(v) if unit.is_empty() => format_measured(v),
+        Some(v) => format!("{} {unit}", format_measured(v)),
+        None => "—".to_string(),
+    };
+    for c in rows {
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            c.name,
+            value(c.embedded, &c.unit),
+            value(c.postgres, &c.unit),
+            c.ratio.map_or("—".to_string(), |r| format!("{r:.2}")),
+            if c.target.is_empty() {
+                "—"
+            } else {
+                &c.target
+            },
+            match c.pass {
+                Some(true) => "✅ yes",
+                Some(false) => "❌ no",
+                None => "—",
+            }
+        ));
+    }
+    md
+}
+
 /// The soak's load and the gateway's retention flags.
 fn soak_conditions(s: &Soak) -> String {
     format!(
-        "{} ev/s to {} channels ({} notifications/s), {} B events, {:.0} s; --retention {} --log-retention {} --prune-interval {}",
+        "{} ev/s to {} channels ({} notifications/s), {} B events, {:.0} s; --retention {} --log-retention {} --prune-interval {}{}",
         s.rate,
         s.channels,
         format_count((s.rate * s.channels as u64) as f64),
@@ -460,7 +702,12 @@ fn soak_conditions(s: &Soak) -> String {
         s.seconds,
         duration_arg(s.retention_seconds),
         duration_arg(s.log_retention_seconds),
-        duration_arg(s.prune_interval_seconds)
+        duration_arg(s.prune_interval_seconds),
+        if s.scraped_metrics {
+            ""
+        } else {
+            "; /metrics never scraped"
+        }
     )
 }
 

@@ -2,11 +2,14 @@
 //! results written after each.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::report::{Machine, Results};
+use crate::postgres::Database;
+use crate::report::{Machine, PostgresResults, Results};
+use crate::scenarios::publish::Publish;
 use crate::scenarios::{Ctx, Sizes};
 use crate::{clock, cpu, gateway, scenarios};
 
@@ -69,6 +72,18 @@ pub struct BenchArgs {
     #[arg(long)]
     pub keep_data: bool,
 
+    /// Also run the fan-out (headline channel count), publish and latency scenarios on
+    /// the PostgreSQL store, each right after its embedded run, and report both side by
+    /// side. Every gateway gets a schema of its own in this database
+    /// (`postgres://user@host:port/db`), dropped with its data.
+    #[arg(
+        long,
+        env = "WATCHWIRE_BENCH_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+
     /// Log filter of the gateways (their logs go to OUT/gateway-*.log).
     #[arg(long, default_value = "warn")]
     pub gateway_log: String,
@@ -105,6 +120,10 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',')]
     pub latency_sweep: Option<Vec<u64>>,
 
+    /// The publish rate at which the stores are compared side by side (always measured).
+    #[arg(long)]
+    pub latency_compare_rate: Option<u64>,
+
     /// Channels of the latency scenario.
     #[arg(long)]
     pub latency_channels: Option<usize>,
@@ -137,6 +156,10 @@ pub struct BenchArgs {
     /// Channels of the soak, all on one collection.
     #[arg(long)]
     pub soak_channels: Option<usize>,
+
+    /// The soak reads no `/metrics` (its gauges are then null): a gateway nobody scrapes.
+    #[arg(long)]
+    pub soak_no_metrics: bool,
 }
 
 impl BenchArgs {
@@ -158,6 +181,7 @@ impl BenchArgs {
             batch,
             latency_rate,
             latency_sweep,
+            latency_compare_rate,
             latency_channels,
             latency_seconds,
             wide_channels,
@@ -167,6 +191,9 @@ impl BenchArgs {
             soak_rate,
             soak_channels
         );
+        if self.soak_no_metrics {
+            s.soak_scrape_metrics = false;
+        }
         s
     }
 
@@ -213,6 +240,20 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         work_dir: work_dir.clone(),
         log_dir: args.out.clone(),
         log_filter: args.gateway_log.clone(),
+        database: None,
+    };
+    let database = match &args.database_url {
+        Some(url) => Some(Arc::new(Database::connect(url).await?)),
+        None => None,
+    };
+    let postgres = match &database {
+        Some(database) => Some(PostgresResults {
+            database: database.info().await?,
+            fanout: None,
+            publish: None,
+            latency: None,
+        }),
+        None => None,
     };
     let mut results = Results {
         watchwire_version: version,
@@ -235,6 +276,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         scale: None,
         backlog: None,
         soak: None,
+        postgres,
+        side_by_side: Vec::new(),
         failures: Vec::new(),
         checks: Vec::new(),
         foreign_cpu: Vec::new(),
@@ -251,13 +294,32 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.out.display(),
         work_dir.display()
     );
+    if let Some(p) = &results.postgres {
+        println!(
+            "   and on PostgreSQL {} at {} (synchronous_commit={}): fanout, publish, latency",
+            p.database.server_version,
+            p.database.url,
+            p.database
+                .settings
+                .get("synchronous_commit")
+                .map_or("?", String::as_str)
+        );
+    }
     for scenario in args.selected() {
         let name = format!("{scenario:?}").to_lowercase();
         println!("== {name}");
         let started = Instant::now();
         let before = cpu::Reading::now();
-        let outcome = run_one(scenario, &ctx, &mut results).await;
-        let foreign = before.foreign_since(&name);
+        let database_before = match &database {
+            Some(d) => d.backend_seconds().await,
+            None => 0.0,
+        };
+        let outcome = run_one(scenario, &ctx, database.as_ref(), &mut results).await;
+        let database_seconds = match &database {
+            Some(d) => d.backend_seconds().await - database_before,
+            None => 0.0,
+        };
+        let foreign = before.foreign_since(&name, database_seconds);
         if foreign.share > 0.10 {
             eprintln!(
                 "   warning: other processes used {:.0} % of the machine during {name}; its figures are depressed",
@@ -278,6 +340,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if !args.keep_data {
         let _ = std::fs::remove_dir_all(&work_dir);
     }
+    if let Some(database) = &database {
+        match database.drop_leftovers().await {
+            Ok(0) => {}
+            Ok(n) => println!("   dropped {n} schema(s) that failed scenarios left behind"),
+            Err(e) => eprintln!("   could not drop this run's leftover schemas: {e:#}"),
+        }
+    }
     println!("\n{}", results.markdown());
     println!(
         "wrote {}/results.json, results.md, chart.svg",
@@ -293,8 +362,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_one(scenario: Scenario, ctx: &Ctx, results: &mut Results) -> anyhow::Result<()> {
+async fn run_one(
+    scenario: Scenario,
+    ctx: &Ctx,
+    database: Option<&Arc<Database>>,
+    results: &mut Results,
+) -> anyhow::Result<()> {
     let raw = results.raw.as_ref().map(|r| r.per_second);
+    // The same scenario on PostgreSQL right after the embedded run, for the side-by-side
+    // figures: back to back, so both see the same machine.
+    let on_postgres = database.map(|d| ctx.on_postgres(d.clone()));
     match scenario {
         Scenario::Raw => {
             let r = scenarios::raw::run(ctx).await?;
@@ -307,23 +384,44 @@ async fn run_one(scenario: Scenario, ctx: &Ctx, results: &mut Results) -> anyhow
         Scenario::Fanout => {
             let f = scenarios::fanout::run(ctx, raw).await?;
             results.fanout = Some(f);
+            if let Some(mut pg) = on_postgres {
+                // The headline channel count only.
+                pg.sizes.fanout_sweep.clear();
+                let f = scenarios::fanout::run(&pg, raw)
+                    .await
+                    .context("on PostgreSQL")?;
+                postgres(results).fanout = Some(f);
+            }
         }
         Scenario::Publish => {
             let p = scenarios::publish::run(ctx, raw).await?;
-            println!(
-                "   {:.0} events/s, ack p50 {:.2} ms p99 {:.2} ms, {:.1} events per fsync",
-                p.per_second, p.ack.p50_ms, p.ack.p99_ms, p.events_per_commit
-            );
+            print_publish(ctx, &p);
             results.publish = Some(p);
+            if let Some(pg) = on_postgres {
+                let p = scenarios::publish::run(&pg, raw)
+                    .await
+                    .context("on PostgreSQL")?;
+                print_publish(&pg, &p);
+                postgres(results).publish = Some(p);
+            }
         }
         Scenario::Latency => {
-            let mut l = scenarios::latency::run(ctx).await?;
-            l.p50_over_raw_round_trip = results
+            let raw_round_trip = results
                 .raw
                 .as_ref()
-                .filter(|r| r.unloaded.p50_ms > 0.0)
-                .map(|r| l.headline.delivery.p50_ms / r.unloaded.p50_ms);
+                .map(|r| r.unloaded.p50_ms)
+                .filter(|ms| *ms > 0.0);
+            let mut l = scenarios::latency::run(ctx).await?;
+            l.p50_over_raw_round_trip = raw_round_trip.map(|ms| l.headline.delivery.p50_ms / ms);
             results.latency = Some(l);
+            if let Some(pg) = on_postgres {
+                let mut l = scenarios::latency::run(&pg)
+                    .await
+                    .context("on PostgreSQL")?;
+                l.p50_over_raw_round_trip =
+                    raw_round_trip.map(|ms| l.headline.delivery.p50_ms / ms);
+                postgres(results).latency = Some(l);
+            }
         }
         Scenario::Wide => {
             let w = scenarios::wide::run(ctx, raw).await?;
@@ -372,4 +470,23 @@ async fn run_one(scenario: Scenario, ctx: &Ctx, results: &mut Results) -> anyhow
         }
     }
     Ok(())
+}
+
+/// The PostgreSQL results of a run with `--database-url` (present from its start).
+fn postgres(results: &mut Results) -> &mut PostgresResults {
+    results
+        .postgres
+        .as_mut()
+        .expect("a run with --database-url has PostgreSQL results")
+}
+
+fn print_publish(ctx: &Ctx, p: &Publish) {
+    println!(
+        "   {}: {:.0} events/s, ack p50 {:.2} ms p99 {:.2} ms, {:.1} events per commit",
+        ctx.store(),
+        p.per_second,
+        p.ack.p50_ms,
+        p.ack.p99_ms,
+        p.events_per_commit
+    );
 }

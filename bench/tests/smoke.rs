@@ -3,6 +3,10 @@
 //! scenario with plausible, non-zero numbers. It checks that the harness works and that
 //! everything published was delivered; it checks no performance figure (the full
 //! benchmark does, BENCHMARKS.md).
+//!
+//! With `WATCHWIRE_TEST_DATABASE_URL` (CI sets it) the quick run also gets
+//! `--database-url`, runs the fan-out, publish and latency scenarios on PostgreSQL too,
+//! and must deliver everything there as well and drop every schema it created.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,16 +51,29 @@ fn gateway() -> PathBuf {
     gateway
 }
 
-fn run_quick_bench(out: &Path, data: &Path) -> Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_watchwire-bench"))
+/// The database the PostgreSQL part uses, as the root package's tests name it.
+const DATABASE_VARIABLE: &str = "WATCHWIRE_TEST_DATABASE_URL";
+
+/// Runs `watchwire-bench --quick` (on PostgreSQL too with `database`); returns its
+/// results and its process id (which names its schemas).
+fn run_quick_bench(out: &Path, data: &Path, database: Option<&str>) -> (Value, u32) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_watchwire-bench"));
+    command
         .arg("--gateway")
         .arg(gateway())
         .args(["--quick", "--out"])
         .arg(out)
         .arg("--data-root")
         .arg(data)
-        .output()
-        .expect("watchwire-bench starts");
+        .env_remove("WATCHWIRE_BENCH_DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(url) = database {
+        command.args(["--database-url", url]);
+    }
+    let child = command.spawn().expect("watchwire-bench starts");
+    let pid = child.id();
+    let output = child.wait_with_output().expect("watchwire-bench runs");
     assert!(
         output.status.success(),
         "watchwire-bench --quick failed ({})\nstdout:\n{}\nstderr:\n{}",
@@ -65,14 +82,114 @@ fn run_quick_bench(out: &Path, data: &Path) -> Value {
         String::from_utf8_lossy(&output.stderr)
     );
     let text = std::fs::read_to_string(out.join("results.json")).expect("results.json written");
-    serde_json::from_str(&text).expect("results.json is JSON")
+    (
+        serde_json::from_str(&text).expect("results.json is JSON"),
+        pid,
+    )
+}
+
+/// Schemas of the benchmark process `pid` still in the database.
+fn schemas_left(url: &str, pid: u32) -> Vec<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {DATABASE_VARIABLE}: {e}"));
+        tokio::spawn(connection);
+        client
+            .query(
+                "SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname::text, $1)",
+                &[&format!("wwbench_{pid}_")],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect()
+    })
+}
+
+/// The PostgreSQL figures of a quick run with `--database-url`: the same scenarios
+/// delivered everything there too, and the side-by-side table holds both stores.
+fn check_postgres(r: &Value, md: &str) {
+    let pg = &r["postgres"];
+    assert!(pg.is_object(), "results.json has no postgres results");
+    assert_eq!(pg["database"]["settings"]["synchronous_commit"], "on");
+    assert!(pg["database"]["server_version"].is_string());
+
+    // fan-out at the headline channel count only.
+    let sweep = pg["fanout"]["sweep"]
+        .as_array()
+        .expect("a PostgreSQL fan-out");
+    assert_eq!(sweep.len(), 1, "PostgreSQL runs the headline fan-out only");
+    let point = &pg["fanout"]["headline"];
+    assert_eq!(
+        number(point, "channels"),
+        number(&r["fanout"]["headline"], "channels")
+    );
+    let notifications = number(point, "events") * number(point, "channels");
+    assert!(notifications > 0.0);
+    assert_eq!(number(point, "notifications"), notifications);
+    assert_eq!(number(point, "latency.samples"), notifications);
+    positive(point, "delivered_per_second");
+    positive(point, "store_commits");
+    assert!(number(point, "database_cpu_us_per_notification") >= 0.0);
+    assert!(r["fanout"]["headline"]["database_cpu_us_per_notification"].is_null());
+
+    // publish: every acknowledged event counted by the gateway (the scenario checks).
+    positive(pg, "publish.events");
+    positive(pg, "publish.per_second");
+    positive(pg, "publish.store_commits");
+    assert!(number(pg, "publish.events_per_commit") >= 1.0);
+
+    // latency: one sample per notification at every rate, the comparison rate among them.
+    let rate = number(r, "sizes.latency_compare_rate");
+    let sweep = pg["latency"]["sweep"].as_array().expect("a latency sweep");
+    assert!(sweep.iter().any(|p| number(p, "target_rate") == rate));
+    for point in sweep {
+        let notifications = number(point, "events") * number(&pg["latency"], "channels");
+        assert_eq!(number(point, "notifications"), notifications);
+        assert_eq!(number(point, "delivery.samples"), notifications);
+        positive(point, "store_commits");
+        assert!(number(point, "database_cpu_us_per_notification") >= 0.0);
+    }
+
+    let rows = r["side_by_side"].as_array().expect("side-by-side figures");
+    for name in [
+        "fan-out delivered",
+        "single-event publishes",
+        "publish→delivery p50 at",
+        "publish→delivery p99 at",
+    ] {
+        let row = rows
+            .iter()
+            .find(|row| row["name"].as_str().unwrap().starts_with(name))
+            .unwrap_or_else(|| panic!("no side-by-side row {name:?}"));
+        let (embedded, postgres) = (positive(row, "embedded"), positive(row, "postgres"));
+        assert!((number(row, "ratio") - postgres / embedded).abs() < 1e-9);
+    }
+    assert!(
+        md.contains("| figure | embedded | PostgreSQL | PostgreSQL ÷ embedded | target | met |")
+    );
 }
 
 #[test]
 fn quick_bench_runs_every_scenario_and_delivers_everything() {
     let out = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
-    let r = run_quick_bench(out.path(), data.path());
+    let database = std::env::var(DATABASE_VARIABLE).ok();
+    if database.is_none() {
+        // Past the harness's capture, so a passing run shows it too.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "the benchmark smoke did not run on PostgreSQL: set {DATABASE_VARIABLE} (see README)"
+        );
+    }
+    let (r, pid) = run_quick_bench(out.path(), data.path(), database.as_deref());
 
     assert_eq!(r["quick"], true);
     assert_eq!(r["failures"], Value::Array(vec![]), "no scenario failed");
@@ -232,4 +349,19 @@ fn quick_bench_runs_every_scenario_and_delivers_everything() {
     assert!(md.contains("| time s | store MB | RSS MB | anon MB | delivered |"));
     let svg = std::fs::read_to_string(out.path().join("chart.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("<polyline"));
+
+    match &database {
+        Some(url) => {
+            check_postgres(&r, &md);
+            assert_eq!(
+                schemas_left(url, pid),
+                Vec::<String>::new(),
+                "the run dropped every schema it created"
+            );
+        }
+        None => {
+            assert!(r["postgres"].is_null() && r["side_by_side"] == Value::Array(vec![]));
+            assert!(!md.contains("Stores side by side"));
+        }
+    }
 }

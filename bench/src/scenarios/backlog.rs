@@ -42,7 +42,7 @@ pub struct Backlog {
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Backlog> {
     let sizes = &ctx.sizes;
-    let gateway = Gateway::start(&ctx.launch("backlog")?).await?;
+    let gateway = Gateway::start(&ctx.launch("backlog").await?).await?;
     let client = load::client(PUBLISHERS)?;
     // An address nothing listens on: bind a port, then let it go.
     let dead = {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_delivery, ratio, watched, Ctx};
+use super::{check_delivery, database_us_per, ratio, watched, Ctx};
 use crate::clock;
 use crate::load;
 use crate::stats::Percentiles;
@@ -28,6 +28,11 @@ pub struct Point {
     pub latency: Percentiles,
     /// Gateway CPU time per delivered notification, µs (over 2 cores, 2 s per s at most).
     pub gateway_cpu_us_per_notification: f64,
+    /// On PostgreSQL: the server's CPU time per delivered notification, µs (the
+    /// gateway's connections and the server's background processes; null on the
+    /// embedded store, whose work is inside the gateway's).
+    #[serde(default)]
+    pub database_cpu_us_per_notification: Option<f64>,
     /// Store transactions (each an fsync) during the point.
     pub store_commits: f64,
     /// Notifications that arrived twice (a retry after a lost answer).
@@ -54,8 +59,11 @@ pub async fn run(ctx: &Ctx, raw_per_second: Option<f64>) -> anyhow::Result<Fanou
         let events = (sizes.fanout_notifications / channels as u64).max(sizes.batch as u64);
         let point = point(ctx, channels, events, raw_per_second).await?;
         println!(
-            "  fanout {channels:>5} channels: {:>9.0} notifications/s ({} in {:.2} s)",
-            point.delivered_per_second, point.notifications, point.seconds
+            "  fanout {channels:>5} channels ({}): {:>9.0} notifications/s ({} in {:.2} s)",
+            ctx.store(),
+            point.delivered_per_second,
+            point.notifications,
+            point.seconds
         );
         sweep.push(point);
     }
@@ -78,7 +86,7 @@ async fn point(
     raw_per_second: Option<f64>,
 ) -> anyhow::Result<Point> {
     let sizes = &ctx.sizes;
-    let launch = ctx.launch(&format!("fanout-{channels}"))?;
+    let launch = ctx.launch(&format!("fanout-{channels}")).await?;
     let (gateway, receiver, _) = watched(ctx, &launch, channels, "/bench/fanout").await?;
 
     let client = load::client(PUBLISHERS)?;
@@ -86,6 +94,7 @@ async fn point(
         .value(&client, "watchwire_store_commits_total")
         .await?;
     let cpu_before = gateway.cpu_seconds()?;
+    let database_before = ctx.database_cpu(&gateway).await?;
     receiver.record_latency(true);
     let batch = sizes.batch as u64;
     let batches = events.div_ceil(batch);
@@ -119,6 +128,7 @@ async fn point(
             .load(std::sync::atomic::Ordering::Relaxed),
     );
     let cpu = gateway.cpu_seconds()? - cpu_before;
+    let database_after = ctx.database_cpu(&gateway).await?;
     let commits = gateway
         .value(&client, "watchwire_store_commits_total")
         .await?
@@ -135,6 +145,11 @@ async fn point(
         ratio_to_raw: ratio(delivered_per_second, raw_per_second),
         latency: Percentiles::of_micros(receiver.take_latencies()),
         gateway_cpu_us_per_notification: cpu * 1e6 / notifications as f64,
+        database_cpu_us_per_notification: database_us_per(
+            &database_before,
+            &database_after,
+            notifications,
+        ),
         store_commits: commits,
         duplicates: super::duplicates(&receiver),
     })

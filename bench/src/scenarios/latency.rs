@@ -4,14 +4,15 @@
 //! publish was sent; the receiver subtracts it on arrival (same process, same clock).
 //!
 //! The headline rate is the (5k events/s, so 50k notifications/s with 10
-//! channels); lower rates (`latency_sweep`) show where the knee is. Rates run lowest
+//! channels); lower rates (`latency_sweep`, plus `latency_compare_rate`, at which the
+//! stores are compared) show where the knee is. Rates run lowest
 //! first on one gateway, each after the previous one has been delivered completely.
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_delivery, watched, Ctx};
+use super::{check_delivery, database_us_per, watched, Ctx};
 use crate::gateway::Gateway;
 use crate::load;
 use crate::receiver::Receiver;
@@ -32,6 +33,19 @@ pub struct Point {
     pub ack: Percentiles,
     /// How late the load generator sent publishes against its schedule (its own limit).
     pub schedule_lag: Percentiles,
+    /// Store transactions from the first publish until everything was delivered, and how
+    /// many events each carried on average (the delivery bookkeeping rides along).
+    #[serde(default)]
+    pub store_commits: f64,
+    #[serde(default)]
+    pub events_per_commit: f64,
+    /// Gateway CPU time per notification over the same span, µs.
+    #[serde(default)]
+    pub gateway_cpu_us_per_notification: f64,
+    /// On PostgreSQL: the server's CPU time per notification, µs (null on the embedded
+    /// store).
+    #[serde(default)]
+    pub database_cpu_us_per_notification: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,7 +62,7 @@ pub struct Latency {
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Latency> {
     let sizes = &ctx.sizes;
     let channels = sizes.latency_channels;
-    let launch = ctx.launch("latency")?;
+    let launch = ctx.launch("latency").await?;
     let (gateway, receiver, _) = watched(ctx, &launch, channels, "/bench/latency").await?;
 
     let client = load::client(sizes.connections)?;
@@ -68,6 +82,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Latency> {
     .await?;
 
     let mut rates: Vec<u64> = sizes.latency_sweep.clone();
+    rates.push(sizes.latency_compare_rate);
     rates.retain(|r| *r < sizes.latency_rate);
     rates.sort_unstable();
     rates.dedup();
@@ -85,7 +100,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Latency> {
             &mut expected,
         )
         .await?;
-        print_point(&p);
+        print_point(ctx, &p);
         sweep.push(p);
     }
     let headline = point(
@@ -98,7 +113,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Latency> {
         &mut expected,
     )
     .await?;
-    print_point(&headline);
+    print_point(ctx, &headline);
     sweep.push(headline.clone());
     ctx.finish(gateway).await?;
     Ok(Latency {
@@ -109,11 +124,12 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Latency> {
     })
 }
 
-fn print_point(p: &Point) {
+fn print_point(ctx: &Ctx, p: &Point) {
     println!(
-        "  latency at {:>5} ev/s ({:>6.0} notifications/s): p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms",
+        "  latency at {:>5} ev/s ({:>6.0} notifications/s, {}): p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms",
         p.target_rate,
         p.notifications_per_second,
+        ctx.store(),
         p.delivery.p50_ms,
         p.delivery.p99_ms,
         p.delivery.p999_ms
@@ -132,6 +148,11 @@ async fn point(
     expected: &mut u64,
 ) -> anyhow::Result<Point> {
     let channels = ctx.sizes.latency_channels as u64;
+    let commits_before = gateway
+        .value(client, "watchwire_store_commits_total")
+        .await?;
+    let cpu_before = gateway.cpu_seconds()?;
+    let database_before = ctx.database_cpu(gateway).await?;
     receiver.record_latency(true);
     let events = ((rate as f64 * seconds).round() as u64).max(1);
     let sent = load::paced(client, &gateway.url, rate, events, |i| {
@@ -143,6 +164,12 @@ async fn point(
     *expected += notifications;
     receiver.wait_events(*expected, ctx.sizes.stall()).await?;
     receiver.record_latency(false);
+    let cpu = gateway.cpu_seconds()? - cpu_before;
+    let database_after = ctx.database_cpu(gateway).await?;
+    let commits = gateway
+        .value(client, "watchwire_store_commits_total")
+        .await?
+        - commits_before;
     check_delivery(receiver, *expected)?;
     let samples = receiver.take_latencies();
     anyhow::ensure!(
@@ -160,5 +187,13 @@ async fn point(
         delivery: Percentiles::of_micros(samples),
         ack: Percentiles::of_micros(sent.acks_us),
         schedule_lag: Percentiles::of_micros(sent.lags_us),
+        store_commits: commits,
+        events_per_commit: events as f64 / commits.max(1.0),
+        gateway_cpu_us_per_notification: cpu * 1e6 / notifications as f64,
+        database_cpu_us_per_notification: database_us_per(
+            &database_before,
+            &database_after,
+            notifications,
+        ),
     })
 }

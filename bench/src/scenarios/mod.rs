@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use crate::gateway::{Gateway, Launch};
 use crate::load;
+use crate::postgres::{Cpu, Database};
 use crate::receiver::Receiver;
 
 /// How big each scenario runs.
@@ -37,6 +38,9 @@ pub struct Sizes {
     pub latency_rate: u64,
     /// Lower rates also measured, to show where the knee is.
     pub latency_sweep: Vec<u64>,
+    /// The rate at which the stores are compared side by side (`--database-url`; the
+    /// issue's 1k events/s). Always measured, as part of the sweep.
+    pub latency_compare_rate: u64,
     pub latency_channels: usize,
     pub latency_seconds: f64,
     pub wide_channels: usize,
@@ -55,8 +59,17 @@ pub struct Sizes {
     pub soak_prune_interval_seconds: f64,
     /// How often the soak samples store size and memory, seconds.
     pub soak_sample_seconds: f64,
+    /// Whether each soak sample also reads the gateway's `/metrics` (its store-size and
+    /// prune-lag gauges). Off, nobody scrapes the gateway, as in a deployment without
+    /// Prometheus: what it keeps for a scrape that never comes shows in its memory.
+    #[serde(default = "yes")]
+    pub soak_scrape_metrics: bool,
     /// A scenario fails when nothing arrives for this long, seconds.
     pub stall_seconds: f64,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Sizes {
@@ -72,6 +85,7 @@ impl Sizes {
             batch: 100,
             latency_rate: 5000,
             latency_sweep: vec![500, 1000, 2500],
+            latency_compare_rate: 1000,
             latency_channels: 10,
             latency_seconds: 10.0,
             wide_channels: 100_000,
@@ -85,6 +99,7 @@ impl Sizes {
             soak_log_retention_seconds: 120.0,
             soak_prune_interval_seconds: 10.0,
             soak_sample_seconds: 10.0,
+            soak_scrape_metrics: true,
             stall_seconds: 60.0,
         }
     }
@@ -100,6 +115,7 @@ impl Sizes {
             batch: 10,
             latency_rate: 200,
             latency_sweep: vec![100],
+            latency_compare_rate: 100,
             latency_channels: 3,
             latency_seconds: 0.5,
             wide_channels: 200,
@@ -113,6 +129,7 @@ impl Sizes {
             soak_log_retention_seconds: 3.0,
             soak_prune_interval_seconds: 1.0,
             soak_sample_seconds: 1.0,
+            soak_scrape_metrics: true,
             stall_seconds: 20.0,
         }
     }
@@ -123,6 +140,7 @@ impl Sizes {
 }
 
 /// What every scenario needs.
+#[derive(Clone)]
 pub struct Ctx {
     /// The `watchwire` binary under test.
     pub gateway: PathBuf,
@@ -132,32 +150,82 @@ pub struct Ctx {
     /// Gateway logs.
     pub log_dir: PathBuf,
     pub log_filter: String,
+    /// Where the gateways keep their data: `None` for the embedded store, else a schema
+    /// of their own each in this database.
+    pub database: Option<Arc<Database>>,
 }
 
 impl Ctx {
-    /// A fresh data directory and log file for one gateway.
-    pub fn launch(&self, name: &str) -> anyhow::Result<Launch> {
-        let data_dir = self.work_dir.join(name);
+    /// The same, with every gateway's data in PostgreSQL.
+    pub fn on_postgres(&self, database: Arc<Database>) -> Ctx {
+        Ctx {
+            database: Some(database),
+            ..self.clone()
+        }
+    }
+
+    /// The store, as the report names it.
+    pub fn store(&self) -> &'static str {
+        if self.database.is_some() {
+            "PostgreSQL"
+        } else {
+            "embedded"
+        }
+    }
+
+    /// A fresh data directory (and, on PostgreSQL, a fresh schema) and log file for one
+    /// gateway.
+    pub async fn launch(&self, name: &str) -> anyhow::Result<Launch> {
+        let name = match self.database {
+            Some(_) => format!("{name}-postgres"),
+            None => name.to_string(),
+        };
+        let data_dir = self.work_dir.join(&name);
         if data_dir.exists() {
             std::fs::remove_dir_all(&data_dir)?;
         }
         std::fs::create_dir_all(&data_dir)?;
         let log_file = self.log_dir.join(format!("gateway-{name}.log"));
         let _ = std::fs::remove_file(&log_file);
-        Ok(Launch::new(
-            &self.gateway,
-            &data_dir,
-            &log_file,
-            &self.log_filter,
-        ))
+        let launch = Launch::new(&self.gateway, &data_dir, &log_file, &self.log_filter);
+        Ok(match &self.database {
+            Some(database) => launch.on_postgres(database.create_schema(&name).await?),
+            None => launch,
+        })
     }
 
-    /// Stops a gateway and removes its data once its scenario is done with it.
+    /// Stops a gateway and removes its data (directory, or schema) once its scenario is
+    /// done with it.
     pub async fn finish(&self, gateway: Gateway) -> anyhow::Result<()> {
         let data = gateway.data_dir.clone();
+        let schema = gateway.schema.clone();
+        if let (Some(database), Some(schema)) = (&self.database, &schema) {
+            database.gateway_stopping(schema).await?;
+        }
         gateway.stop().await?;
         let _ = std::fs::remove_dir_all(data);
+        if let (Some(database), Some(schema)) = (&self.database, &schema) {
+            database.drop_schema(schema).await?;
+        }
         Ok(())
+    }
+
+    /// CPU time so far of the PostgreSQL server for `gateway` (its connections and the
+    /// server's background processes); `None` on the embedded store. Two readings give
+    /// the database's CPU over a measurement ([`crate::postgres::Cpu::since`]).
+    pub async fn database_cpu(&self, gateway: &Gateway) -> anyhow::Result<Option<Cpu>> {
+        match &self.database {
+            Some(database) => Ok(Some(database.cpu(gateway.schema.as_deref()).await?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Database CPU µs per unit of work between two [`Ctx::database_cpu`] readings.
+pub fn database_us_per(before: &Option<Cpu>, after: &Option<Cpu>, work: u64) -> Option<f64> {
+    match (before, after) {
+        (Some(before), Some(after)) => Some(after.since(before) * 1e6 / work.max(1) as f64),
+        _ => None,
     }
 }
 

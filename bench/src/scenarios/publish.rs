@@ -1,5 +1,6 @@
 //! publish: single-event publishes (512-byte data) from `connections` concurrent
-//! connections, each answered only once durable (`synchronous=FULL`); events per second.
+//! connections, each answered only once durable (`synchronous=FULL`, or PostgreSQL's
+//! commit); events per second.
 //! No channels, so this is the publish path alone.
 
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ratio, Ctx};
+use super::{database_us_per, ratio, Ctx};
 use crate::gateway::Gateway;
 use crate::load;
 use crate::stats::Percentiles;
@@ -25,11 +26,14 @@ pub struct Publish {
     pub store_commits: f64,
     pub events_per_commit: f64,
     pub gateway_cpu_us_per_event: f64,
+    /// On PostgreSQL: the server's CPU time per event, µs (null on the embedded store).
+    #[serde(default)]
+    pub database_cpu_us_per_event: Option<f64>,
 }
 
 pub async fn run(ctx: &Ctx, raw_per_second: Option<f64>) -> anyhow::Result<Publish> {
     let sizes = &ctx.sizes;
-    let gateway = Gateway::start(&ctx.launch("publish")?).await?;
+    let gateway = Gateway::start(&ctx.launch("publish").await?).await?;
     let client = load::client(sizes.connections)?;
     let url = Arc::new(gateway.url.clone());
     let op = {
@@ -51,6 +55,7 @@ pub async fn run(ctx: &Ctx, raw_per_second: Option<f64>) -> anyhow::Result<Publi
         .value(&client, "watchwire_events_published_total")
         .await?;
     let cpu_before = gateway.cpu_seconds()?;
+    let database_before = ctx.database_cpu(&gateway).await?;
     let run = load::for_duration(
         sizes.connections,
         Duration::from_secs_f64(sizes.seconds),
@@ -58,6 +63,7 @@ pub async fn run(ctx: &Ctx, raw_per_second: Option<f64>) -> anyhow::Result<Publi
     )
     .await?;
     let cpu = gateway.cpu_seconds()? - cpu_before;
+    let database_after = ctx.database_cpu(&gateway).await?;
     let commits = gateway
         .value(&client, "watchwire_store_commits_total")
         .await?
@@ -83,5 +89,6 @@ pub async fn run(ctx: &Ctx, raw_per_second: Option<f64>) -> anyhow::Result<Publi
         store_commits: commits,
         events_per_commit: run.done as f64 / commits.max(1.0),
         gateway_cpu_us_per_event: cpu * 1e6 / run.done.max(1) as f64,
+        database_cpu_us_per_event: database_us_per(&database_before, &database_after, run.done),
     })
 }

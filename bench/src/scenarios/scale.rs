@@ -44,7 +44,7 @@ pub struct Scale {
 
 pub async fn run(ctx: &Ctx, raw_per_second: Option<f64>) -> anyhow::Result<Scale> {
     let sizes = &ctx.sizes;
-    let launch = ctx.launch("scale")?;
+    let launch = ctx.launch("scale").await?;
     let gateway = Gateway::start(&launch).await?;
     let receiver = Receiver::start().await?;
     let channels = sizes.scale_channels;

@@ -73,6 +73,9 @@ pub struct Soak {
     pub retention_seconds: f64,
     pub log_retention_seconds: f64,
     pub prune_interval_seconds: f64,
+    /// Whether the samples read the gateway's `/metrics` (`--soak-no-metrics`: no).
+    #[serde(default)]
+    pub scraped_metrics: bool,
     /// The longer retention plus one prune interval: from here on nothing should grow.
     pub window_seconds: f64,
     pub events: u64,
@@ -92,7 +95,8 @@ pub struct Soak {
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Soak> {
     let sizes = &ctx.sizes;
     let launch = ctx
-        .launch("soak")?
+        .launch("soak")
+        .await?
         .arg("--retention", &duration_arg(sizes.soak_retention_seconds))
         .arg(
             "--log-retention",
@@ -109,6 +113,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Soak> {
     let events = ((rate as f64 * sizes.soak_seconds).round() as u64).max(1);
     let notifications = events * channels as u64;
     let client = load::client(sizes.connections)?;
+    let scrape = sizes.soak_scrape_metrics;
     let done = CancellationToken::new();
     let began = Instant::now();
     let publishing = async {
@@ -134,7 +139,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Soak> {
                 _ = tick.tick() => {}
                 _ = done.cancelled() => break,
             }
-            let s = sample(&gateway, &receiver, &client, began).await?;
+            let s = sample(&gateway, &receiver, &client, began, scrape).await?;
             println!(
                 "  soak {:>5.0} s: store {:>6.1} MB, RSS {:>5.1} MB (anon {:>5.1}), {} delivered",
                 s.seconds,
@@ -149,7 +154,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Soak> {
     };
     // A failed sample stops the publishing too, and the other way round.
     let (sent, mut samples) = tokio::try_join!(publishing, sampling)?;
-    samples.push(sample(&gateway, &receiver, &client, began).await?);
+    samples.push(sample(&gateway, &receiver, &client, began, scrape).await?);
     check_delivery(&receiver, notifications)?;
     ctx.finish(gateway).await?;
 
@@ -167,6 +172,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Soak> {
         retention_seconds: sizes.soak_retention_seconds,
         log_retention_seconds: sizes.soak_log_retention_seconds,
         prune_interval_seconds: sizes.soak_prune_interval_seconds,
+        scraped_metrics: sizes.soak_scrape_metrics,
         window_seconds: window,
         events,
         notifications,
@@ -180,22 +186,28 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Soak> {
     })
 }
 
+/// One reading; the gauges only when `scrape`.
 async fn sample(
     gateway: &Gateway,
     receiver: &Receiver,
     client: &reqwest::Client,
     began: Instant,
+    scrape: bool,
 ) -> anyhow::Result<Sample> {
+    let gauge = |name: &'static str| async move {
+        match scrape {
+            true => gateway.metric(client, name).await,
+            false => Ok(None),
+        }
+    };
     Ok(Sample {
         seconds: began.elapsed().as_secs_f64(),
         store_bytes: dir_bytes(&gateway.data_dir)?,
         rss_bytes: gateway.rss()?,
         anon_bytes: gateway.anon_rss()?,
         delivered: receiver.counts().distinct.load(Relaxed),
-        watchwire_store_bytes: gateway.metric(client, "watchwire_store_bytes").await?,
-        watchwire_prune_lag_seconds: gateway
-            .metric(client, "watchwire_prune_lag_seconds")
-            .await?,
+        watchwire_store_bytes: gauge("watchwire_store_bytes").await?,
+        watchwire_prune_lag_seconds: gauge("watchwire_prune_lag_seconds").await?,
     })
 }
 

@@ -34,7 +34,7 @@ pub struct Wide {
 pub async fn run(ctx: &Ctx, raw_per_second: Option<f64>) -> anyhow::Result<Wide> {
     let sizes = &ctx.sizes;
     let channels = sizes.wide_channels;
-    let launch = ctx.launch("wide")?;
+    let launch = ctx.launch("wide").await?;
     let (gateway, receiver, (create_seconds, synced_seconds)) =
         watched(ctx, &launch, channels, RESOURCE).await?;
     println!("  wide: {channels} channels created in {create_seconds:.1} s, synced in {synced_seconds:.1} s");
