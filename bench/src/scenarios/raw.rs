@@ -1,7 +1,8 @@
 //! raw: the loopback ceiling. 512-byte POSTs from a pooled reqwest client to the counting
 //! receiver over `connections` connections, with no watchwire in between. Every other
-//! throughput is also given as a ratio to it. Also the unloaded round trip (one
-//! connection, back to back), the floor under any publish→delivery latency.
+//! throughput is also given as a ratio to it. Also one connection sending back to back:
+//! its round trip is the floor under any publish→delivery latency, and its rate the
+//! ceiling of one busy channel (strict order: one attempt in flight at a time).
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -26,6 +27,9 @@ pub struct Raw {
     pub loaded: Percentiles,
     /// Round trips of one connection sending back to back.
     pub unloaded: Percentiles,
+    /// Requests/s of that one connection: sequential request/response.
+    #[serde(default)]
+    pub sequential_per_second: f64,
 }
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Raw> {
@@ -80,6 +84,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Raw> {
         requests: run.done,
         per_second: run.per_second(),
         loaded: Percentiles::of_micros(run.latencies_us),
+        sequential_per_second: unloaded.per_second(),
         unloaded: Percentiles::of_micros(unloaded.latencies_us),
     })
 }

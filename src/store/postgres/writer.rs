@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::try_join;
 use tokio::sync::mpsc;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, Statement, Transaction};
 
 use super::pool::{connect, pg};
@@ -210,21 +212,26 @@ impl Writer {
                 }
             });
         }
-        if head > head_at_start {
-            insert_events(&tx, &statements, &appended.events).await?;
-            update_prefixes(&tx, &statements, &appended.events, now).await?;
-            tx.execute(&statements.set_head, &[&(head as i64)])
-                .await
-                .map_err(pg)?;
-            // Other nodes wake on it (docs/api.md §13); delivered at commit.
-            tx.execute(
-                "SELECT pg_notify($1, $2)",
-                &[&self.channels.log, &head.to_string()],
+        // The writes below depend on no answer of each other: they are polled
+        // together, so tokio-postgres pipelines them (sent at once, one round trip
+        // instead of one each). The server still runs them in the order sent.
+        let (head_number, head_text) = (head as i64, head.to_string());
+        let set_head: [&(dyn ToSql + Sync); 1] = [&head_number];
+        // Other nodes wake on it (docs/api.md §13); delivered at commit.
+        let notify: [&(dyn ToSql + Sync); 2] = [&self.channels.log, &head_text];
+        let write_events = async {
+            if head == head_at_start {
+                return Ok(());
+            }
+            try_join!(
+                insert_events(&tx, &statements, &appended.events),
+                update_prefixes(&tx, &statements, &appended.events, now),
+                execute(&tx, &statements.set_head, &set_head),
+                execute(&tx, &statements.notify, &notify),
             )
-            .await
-            .map_err(pg)?;
-        }
-        write_records(&tx, &statements, records).await?;
+            .map(|_| ())
+        };
+        try_join!(write_events, write_records(&tx, &statements, records))?;
         tx.commit().await.map_err(pg)?;
         self.pruned_through.store(pruned_through, Ordering::Relaxed);
         Ok((missed, done))
@@ -280,6 +287,7 @@ impl Writer {
                      FROM UNNEST($1::int8[], $2::int8[], $3::bool[]) AS v(pk, since, disabled) WHERE c.pk = v.pk",
                 )
                 .await?,
+            notify: self.statement("SELECT pg_notify($1, $2)").await?,
         })
     }
 }
@@ -294,6 +302,7 @@ struct Statements {
     progress: Statement,
     outcomes: Statement,
     health: Statement,
+    notify: Statement,
 }
 
 /// Takes positions for the events after `head` (in memory: the head row is locked
@@ -410,7 +419,11 @@ async fn write_records(
     statements: &Statements,
     records: &Records,
 ) -> Result<(), StoreError> {
-    if !records.progress.is_empty() {
+    // Three independent writes, pipelined (see `transaction`).
+    let progress = async {
+        if records.progress.is_empty() {
+            return Ok(());
+        }
         let mut progress: Vec<(i64, i64)> = records
             .progress
             .iter()
@@ -418,11 +431,12 @@ async fn write_records(
             .collect();
         progress.sort_unstable();
         let (pks, seqs): (Vec<i64>, Vec<i64>) = progress.into_iter().unzip();
-        tx.execute(&statements.progress, &[&pks, &seqs])
-            .await
-            .map_err(pg)?;
-    }
-    if !records.outcomes.is_empty() {
+        execute(tx, &statements.progress, &[&pks, &seqs]).await
+    };
+    let outcomes = async {
+        if records.outcomes.is_empty() {
+            return Ok(());
+        }
         let mut outcomes: Vec<_> = records.outcomes.values().collect();
         outcomes.sort_unstable_by_key(|o| (o.channel_pk, o.seq));
         let column = |f: &dyn Fn(&crate::model::Outcome) -> i64| -> Vec<i64> {
@@ -456,7 +470,8 @@ async fn write_records(
             })
             .collect();
         let first: Vec<Option<i64>> = outcomes.iter().map(|o| o.first_attempt_ms).collect();
-        tx.execute(
+        execute(
+            tx,
             &statements.outcomes,
             &[
                 &pks,
@@ -475,19 +490,28 @@ async fn write_records(
             ],
         )
         .await
-        .map_err(pg)?;
-    }
-    if !records.health.is_empty() {
+    };
+    let health = async {
+        if records.health.is_empty() {
+            return Ok(());
+        }
         let mut health: Vec<_> = records.health.iter().collect();
         health.sort_unstable_by_key(|(pk, _)| **pk);
         let pks: Vec<i64> = health.iter().map(|(pk, _)| **pk).collect();
         let since: Vec<Option<i64>> = health.iter().map(|(_, (since, _))| *since).collect();
         let disabled: Vec<bool> = health.iter().map(|(_, (_, disabled))| *disabled).collect();
-        tx.execute(&statements.health, &[&pks, &since, &disabled])
-            .await
-            .map_err(pg)?;
-    }
-    Ok(())
+        execute(tx, &statements.health, &[&pks, &since, &disabled]).await
+    };
+    try_join!(progress, outcomes, health).map(|_| ())
+}
+
+/// One statement, its row count dropped.
+async fn execute(
+    tx: &Transaction<'_>,
+    statement: &Statement,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<(), StoreError> {
+    tx.execute(statement, params).await.map(|_| ()).map_err(pg)
 }
 
 /// Stores a channel; an expired channel holding the same (owner, id) is replaced. The
