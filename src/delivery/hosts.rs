@@ -26,7 +26,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 /// Every host may hold at least this many attempts of the main pool.
 pub const MIN_SHARE: usize = 8;
@@ -281,12 +280,13 @@ impl Hosts {
         })
     }
 
-    /// Waits until an attempt to `host` may start; `None` if `cancel` fires first.
+    /// Waits until an attempt to `host` may start; `None` if `cancelled` completes first.
     pub async fn admit(
         self: &Arc<Self>,
         host: &str,
-        cancel: &CancellationToken,
+        cancelled: impl std::future::Future<Output = ()>,
     ) -> Option<Admission> {
+        tokio::pin!(cancelled);
         loop {
             let hold = match self.try_admit(host, Instant::now()) {
                 Ok(admission) => return Some(admission),
@@ -298,7 +298,7 @@ impl Hosts {
                 Hold::Slot => BACKSTOP,
             };
             tokio::select! {
-                _ = cancel.cancelled() => return None,
+                _ = &mut cancelled => return None,
                 _ = tokio::time::sleep(wait) => {}
                 _ = freed.notified(), if hold == Hold::Slot => {}
                 _ = self.pool_freed.notified(), if hold == Hold::Slot => {}

@@ -7,6 +7,7 @@
 //! it (its `start_seq`), and a stop is in force once the router has passed it.
 
 pub mod attempt;
+pub mod cancel;
 pub mod client;
 pub mod hosts;
 pub mod outbox;

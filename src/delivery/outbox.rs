@@ -20,9 +20,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio_util::sync::CancellationToken;
-
 use super::attempt::{humanize, Decision, Delivery};
+use super::cancel::Cancel;
 use super::client::{Notification, Target};
 use super::hosts::paced;
 use super::DeliveryContext;
@@ -43,7 +42,7 @@ pub struct Outbox {
     pub pk: i64,
     pub spec: Arc<ChannelSpec>,
     pub start_seq: Seq,
-    pub cancel: CancellationToken,
+    pub cancel: Cancel,
     state: Mutex<OutboxState>,
 }
 
@@ -63,12 +62,9 @@ struct OutboxState {
     /// A replay in progress (rare, so boxed: idle channels stay small).
     replay: Option<Box<Replay>>,
     disabled: bool,
-    failing_since_ms: Option<i64>,
-    /// The last attempt's failure, until a success (boxed: rare).
-    last_error: Option<Box<Failure>>,
-    next_retry_ms: Option<i64>,
-    /// Rate limit of this channel's failure log lines (boxed: rare).
-    log_gate: Option<Box<LogGate>>,
+    /// Where a failing endpoint stands (boxed: most channels never fail, and an idle
+    /// channel's size is what a million of them cost).
+    failing: Option<Box<Failing>>,
     /// The stored state of a delivery a restart interrupted (boxed: rare): its
     /// notification resumes its attempt count and retry budget.
     resume: Option<Box<Outcome>>,
@@ -77,6 +73,17 @@ struct OutboxState {
     /// Being handed to another node: no attempt starts any more.
     draining: bool,
     running: bool,
+}
+
+/// A failing endpoint: since when, the last failure, the next retry, and the rate limit
+/// of the channel's failure log lines. Kept after a success (cleared), so a flapping
+/// endpoint's log lines stay limited.
+#[derive(Default)]
+struct Failing {
+    since_ms: Option<i64>,
+    last_error: Option<Failure>,
+    next_retry_ms: Option<i64>,
+    log_gate: LogGate,
 }
 
 /// Re-sending the matched events in `(after, upto]` (docs/api.md §8); `queue` holds the
@@ -168,7 +175,7 @@ impl Outbox {
         let handle = Arc::new(Outbox {
             pk: channel.pk,
             start_seq: channel.start_seq,
-            cancel: CancellationToken::new(),
+            cancel: Cancel::default(),
             state: Mutex::new(OutboxState {
                 queue: VecDeque::new(),
                 progress_seq: channel.progress_seq,
@@ -179,10 +186,12 @@ impl Outbox {
                 owed,
                 replay: None,
                 disabled: channel.disabled,
-                failing_since_ms: channel.failing_since_ms,
-                last_error: None,
-                next_retry_ms: None,
-                log_gate: None,
+                failing: channel.failing_since_ms.map(|since| {
+                    Box::new(Failing {
+                        since_ms: Some(since),
+                        ..Failing::default()
+                    })
+                }),
                 resume: None,
                 paced_until: None,
                 draining: false,
@@ -273,9 +282,9 @@ impl Outbox {
             sync_pending: st.sync_pending,
             replaying: st.replay.is_some(),
             enabled: !st.disabled,
-            failing_since_ms: st.failing_since_ms,
-            last_error: st.last_error.as_deref().cloned(),
-            next_retry_ms: st.next_retry_ms,
+            failing_since_ms: st.failing.as_ref().and_then(|f| f.since_ms),
+            last_error: st.failing.as_ref().and_then(|f| f.last_error.clone()),
+            next_retry_ms: st.failing.as_ref().and_then(|f| f.next_retry_ms),
         }
     }
 
@@ -301,7 +310,9 @@ impl Outbox {
         let mut st = self.state.lock().unwrap();
         if st.disabled {
             st.disabled = false;
-            st.failing_since_ms = None;
+            if let Some(failing) = &mut st.failing {
+                failing.since_ms = None;
+            }
             ctx.store.record_health(self.pk, None, false);
         }
         self.ensure_running(&mut st, ctx);
@@ -553,7 +564,7 @@ impl Outbox {
             let admission = tokio::select! {
                 biased;
                 _ = ctx.shutdown.cancelled() => return End::Abandoned,
-                admitted = ctx.client.hosts().admit(&target.host, &self.cancel) => admitted,
+                admitted = ctx.client.hosts().admit(&target.host, self.cancel.cancelled()) => admitted,
                 _ = tokio::time::sleep(budget_left.unwrap_or_default()), if budget_left.is_some() => {
                     let decision = delivery.out_of_budget(ctx.retry.budget, last_failure.take());
                     self.record(&delivery, &decision, None, ctx);
@@ -662,7 +673,10 @@ impl Outbox {
     ) {
         let suppressed = {
             let mut st = self.state.lock().unwrap();
-            st.log_gate.get_or_insert_with(Box::default).admit(now_ms())
+            st.failing
+                .get_or_insert_with(Box::default)
+                .log_gate
+                .admit(now_ms())
         };
         let Some(suppressed) = suppressed else {
             return;
@@ -688,9 +702,12 @@ impl Outbox {
     /// A success: the endpoint is healthy again.
     fn healthy(&self, ctx: &Arc<DeliveryContext>) {
         let mut st = self.state.lock().unwrap();
-        st.last_error = None;
-        st.next_retry_ms = None;
-        if st.failing_since_ms.take().is_some() {
+        let Some(failing) = &mut st.failing else {
+            return;
+        };
+        failing.last_error = None;
+        failing.next_retry_ms = None;
+        if failing.since_ms.take().is_some() {
             ctx.store.record_health(self.pk, None, false);
         }
     }
@@ -700,20 +717,17 @@ impl Outbox {
     fn unhealthy(&self, failure: &Failure, next_retry_ms: Option<i64>, ctx: &Arc<DeliveryContext>) {
         let now = now_ms();
         let mut st = self.state.lock().unwrap();
-        st.last_error = Some(Box::new(failure.clone()));
-        st.next_retry_ms = next_retry_ms;
-        let since = match st.failing_since_ms {
-            Some(since) => since,
-            None => {
-                st.failing_since_ms = Some(now);
-                ctx.store.record_health(self.pk, Some(now), false);
-                now
-            }
-        };
+        let failing = st.failing.get_or_insert_with(Box::default);
+        failing.last_error = Some(failure.clone());
+        failing.next_retry_ms = next_retry_ms;
+        let since = *failing.since_ms.get_or_insert(now);
+        if since == now {
+            ctx.store.record_health(self.pk, Some(now), false);
+        }
         if now - since >= ctx.disable_after.as_millis() as i64 {
             tracing::warn!(channel = %self.spec.id, "endpoint failing without success for the disable window; channel disabled");
+            failing.next_retry_ms = None;
             st.disabled = true;
-            st.next_retry_ms = None;
             ctx.store.record_health(self.pk, Some(since), true);
         }
     }
@@ -747,10 +761,7 @@ mod tests {
             owed: 0,
             replay: None,
             disabled: false,
-            failing_since_ms: None,
-            last_error: None,
-            next_retry_ms: None,
-            log_gate: None,
+            failing: None,
             resume: None,
             paced_until: None,
             draining: false,
