@@ -309,7 +309,7 @@ fn assert_watch_request(request: &WatchRequest, policy: &TargetPolicy) {
     let expiration = channel.expiration_ms.expect("a watch channel expires");
     assert!(expiration > NOW_MS && expiration <= NOW_MS + 30 * 86_400_000);
     assert_eq!(
-        channel.resource_uri,
+        *channel.resource_uri,
         format!("{PUBLIC_URL}/calendars/primary/events")
     );
     let (headers, body) = Outbound::sync(0).render(&Target::new(&channel), &channel, None, now());
@@ -319,7 +319,7 @@ fn assert_watch_request(request: &WatchRequest, policy: &TargetPolicy) {
         .unwrap_or_else(|e| panic!("the receiver refuses the sync: {e}; {headers:?}"));
     assert!(received.is_sync() && received.message_number == 1);
     assert_eq!(received.token, request.token);
-    assert_eq!(received.resource_uri, channel.resource_uri);
+    assert_eq!(*received.resource_uri, *channel.resource_uri);
     assert_eq!(
         received.channel_expiration.map(|e| e.timestamp()),
         Some(expiration.div_euclid(1000))

@@ -100,16 +100,16 @@ pub async fn watch(
 pub fn channel_resource(spec: &ChannelSpec, channel_type: String) -> WatchResponse {
     WatchResponse {
         kind: "api#channel".into(),
-        id: spec.id.clone(),
-        resource_id: spec.resource_id.clone(),
-        resource_uri: spec.resource_uri.clone(),
-        token: spec.token.clone(),
+        id: spec.id.to_string(),
+        resource_id: spec.resource_id.to_string(),
+        resource_uri: spec.resource_uri.to_string(),
+        token: spec.token.as_deref().map(str::to_string),
         expiration: spec
             .expiration_ms
             .map(|ms| ms.to_string())
             .unwrap_or_default(),
         channel_type,
-        address: spec.address.clone(),
+        address: spec.address.to_string(),
         params: spec.params.as_deref().cloned(),
     }
 }
@@ -310,17 +310,17 @@ impl WatchRequest {
         );
         ChannelSpec {
             kind: ChannelKind::WatchChannel,
-            owner: context.owner,
-            id: self.id,
-            resource_id: resource_id(context.instance_secret, &context.resource),
-            resource_uri: format!("{}{}", context.public_url, context.resource),
-            resource: context.resource,
-            address: self.address,
-            token: self.token,
+            owner: context.owner.into(),
+            id: self.id.into(),
+            resource_id: resource_id(context.instance_secret, &context.resource).into(),
+            resource_uri: format!("{}{}", context.public_url, context.resource).into(),
+            resource: context.resource.into(),
+            address: self.address.into(),
+            token: self.token.map(Into::into),
             expiration_ms: Some(expiration_ms),
             params: (!self.params.is_empty()).then(|| Box::new(self.params)),
             payload: self.payload,
-            signing_secret: self.signing_secret,
+            signing_secret: self.signing_secret.map(Into::into),
             created_ms: context.now_ms,
         }
     }

@@ -97,12 +97,12 @@ pub async fn create(
     let secret = app.store.instance_secret();
     let spec = ChannelSpec {
         kind: ChannelKind::Watcher,
-        id: watcher_id(secret, &caller.owner, &pattern, &endpoint),
-        resource_id: resource_id(secret, &pattern),
-        resource_uri: format!("{}{}", app.public_url, pattern),
-        resource: pattern.clone(),
-        owner: caller.owner,
-        address: endpoint,
+        id: watcher_id(secret, &caller.owner, &pattern, &endpoint).into(),
+        resource_id: resource_id(secret, &pattern).into(),
+        resource_uri: format!("{}{}", app.public_url, pattern).into(),
+        resource: pattern.clone().into(),
+        owner: caller.owner.into(),
+        address: endpoint.into(),
         token: None,
         expiration_ms: None,
         params: None,

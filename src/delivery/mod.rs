@@ -56,16 +56,20 @@ pub type Registry = Arc<RwLock<HashMap<i64, Arc<Outbox>>>>;
 /// The live channels by watched resource. Owned by the router task; the by-key
 /// registry is shared.
 struct ChannelIndex {
-    by_resource: HashMap<String, Vec<Arc<Outbox>>>,
+    by_resource: HashMap<Box<str>, Vec<Arc<Outbox>>>,
     by_pk: Registry,
 }
 
 impl ChannelIndex {
     fn insert(&mut self, handle: Arc<Outbox>) {
-        self.by_resource
-            .entry(handle.spec.resource.clone())
-            .or_default()
-            .push(handle.clone());
+        // The key is cloned only for a resource's first channel.
+        match self.by_resource.get_mut(&*handle.spec.resource) {
+            Some(list) => list.push(handle.clone()),
+            None => {
+                self.by_resource
+                    .insert(handle.spec.resource.clone(), vec![handle.clone()]);
+            }
+        }
         self.by_pk.write().unwrap().insert(handle.pk, handle);
     }
 
@@ -74,10 +78,10 @@ impl ChannelIndex {
             return;
         };
         handle.close();
-        if let Some(list) = self.by_resource.get_mut(&handle.spec.resource) {
+        if let Some(list) = self.by_resource.get_mut(&*handle.spec.resource) {
             list.retain(|h| h.pk != pk);
             if list.is_empty() {
-                self.by_resource.remove(&handle.spec.resource);
+                self.by_resource.remove(&*handle.spec.resource);
             }
         }
     }

@@ -577,7 +577,7 @@ impl Outbox {
             let (headers, body) = delivery.notification.render(
                 target,
                 &self.spec,
-                ctx.key_signing.get(&self.spec.owner),
+                ctx.key_signing.get(&*self.spec.owner),
                 chrono::Utc::now(),
             );
             let attempt = tokio::select! {

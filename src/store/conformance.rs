@@ -135,7 +135,7 @@ fn channel(owner: &str, id: &str, resource: &str) -> ChannelSpec {
         id: id.into(),
         resource: resource.into(),
         resource_id: "rid".into(),
-        resource_uri: format!("http://gw{resource}"),
+        resource_uri: format!("http://gw{resource}").into(),
         address: "http://127.0.0.1:9/".into(),
         token: None,
         expiration_ms: None,
@@ -149,7 +149,7 @@ fn channel(owner: &str, id: &str, resource: &str) -> ChannelSpec {
 fn watcher(pattern: &str) -> ChannelSpec {
     ChannelSpec {
         kind: ChannelKind::Watcher,
-        id: format!("w{}", pattern.replace('/', "-")),
+        id: format!("w{}", pattern.replace('/', "-")).into(),
         address: "https://example.com/hook".into(),
         ..channel("o", "", pattern)
     }

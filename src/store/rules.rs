@@ -50,7 +50,7 @@ pub fn watcher_conflict(
     existing: impl IntoIterator<Item = (String, String)>,
 ) -> Option<StoreError> {
     existing.into_iter().find_map(|(id, pattern)| {
-        let rule = if pattern == new.resource {
+        let rule = if *pattern == *new.resource {
             "Record already exists"
         } else if covers(&new.resource, &pattern) {
             "Pattern would overwrite existing"
@@ -109,8 +109,8 @@ mod tests {
             owner: "o".into(),
             id: "w-new".into(),
             resource: pattern.into(),
-            resource_id: String::new(),
-            resource_uri: String::new(),
+            resource_id: "".into(),
+            resource_uri: "".into(),
             address: "https://example.com/".into(),
             token: None,
             expiration_ms: None,

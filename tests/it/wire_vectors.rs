@@ -62,7 +62,7 @@ fn the_gateway_renders_every_vector_it_is_said_to_emit() {
                 let event = Event {
                     seq: cursor,
                     time_ms: 0,
-                    resource: spec.resource.clone(),
+                    resource: spec.resource.to_string(),
                     state: state.into(),
                     data: (!body.is_empty()).then(|| Bytes::from(body.to_string())),
                     changed: get("x-goog-changed")

@@ -549,7 +549,7 @@ async fn create_channel(
     let mut replaced = None;
     if let Some((pk, expiration)) = existing {
         if expiration.is_none_or(|ms| ms > now) {
-            return Ok(Err(StoreError::DuplicateChannel(spec.id)));
+            return Ok(Err(StoreError::DuplicateChannel(spec.id.into())));
         }
         let ended = Ended {
             state: "expired",
