@@ -8,6 +8,7 @@ pub mod error;
 pub mod events;
 pub mod limits;
 pub mod listener;
+pub mod openapi;
 pub mod ops;
 pub mod path;
 pub mod query;
@@ -75,6 +76,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/v1/watchers", post(watchers::create).get(watchers::list)),
         ("/v1/watchers/{id}", delete(watchers::delete)),
         ("/v1/cluster", get(ops::cluster)),
+        ("/v1/openapi.json", get(openapi::document)),
     ]
 }
 
@@ -118,13 +120,14 @@ pub fn router(app: AppState) -> Router {
         .with_state(app)
 }
 
-/// With keys configured, every request but `/healthz` and CORS preflights must carry a
-/// valid key (docs/api.md §10.1), and it is checked before anything else about the
-/// request: a caller without one learns nothing from the answer (which paths exist,
-/// what a body lacks) and makes the gateway read no body. Handlers still check the
-/// key's scope and prefixes.
+/// With keys configured, every request but `/healthz`, `/v1/openapi.json` and CORS
+/// preflights must carry a valid key (docs/api.md §10.1), and it is checked before
+/// anything else about the request: a caller without one learns nothing from the
+/// answer (which paths exist, what a body lacks) and makes the gateway read no body.
+/// Handlers still check the key's scope and prefixes.
 async fn require_key(State(app): State<AppState>, mut request: Request, next: Next) -> Response {
-    let exempt = request.uri().path() == "/healthz" || is_preflight(&request);
+    let exempt =
+        matches!(request.uri().path(), "/healthz" | "/v1/openapi.json") || is_preflight(&request);
     if !exempt {
         match app.keys.authenticate(request.headers(), request.uri()) {
             // Handlers take it as an argument (`auth::Caller` and its scoped forms).
