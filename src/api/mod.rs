@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod limits;
 pub mod listener;
+pub mod openapi;
 pub mod ops;
 pub mod path;
 pub mod query;
@@ -76,6 +77,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/v1/watchers", post(watchers::create).get(watchers::list)),
         ("/v1/watchers/{id}", delete(watchers::delete)),
         ("/v1/cluster", get(ops::cluster)),
+        ("/v1/openapi.json", get(openapi::document)),
         ("/console", get(console::page)),
         ("/console/{file}", get(console::asset)),
     ]
@@ -121,18 +123,13 @@ pub fn router(app: AppState) -> Router {
         .with_state(app)
 }
 
-/// With keys configured, every request but `/healthz` and CORS preflights must carry a
-/// valid key (docs/api.md §10.1), and it is checked before anything else about the
-/// request: a caller without one learns nothing from the answer (which paths exist,
-/// what a body lacks) and makes the gateway read no body. Handlers still check the
-/// key's scope and prefixes.
+/// With keys configured, every request but those [`needs_no_key`] names and CORS
+/// preflights must carry a valid key (docs/api.md §10.1), and it is checked before
+/// anything else about the request: a caller without one learns nothing from the
+/// answer (which paths exist, what a body lacks) and makes the gateway read no body.
+/// Handlers still check the key's scope and prefixes.
 async fn require_key(State(app): State<AppState>, mut request: Request, next: Next) -> Response {
-    let path = request.uri().path();
-    // The console's files hold no data; the page asks for a key and sends it itself.
-    let exempt = path == "/healthz"
-        || path == "/console"
-        || path.starts_with("/console/")
-        || is_preflight(&request);
+    let exempt = needs_no_key(request.uri().path()) || is_preflight(&request);
     if !exempt {
         match app.keys.authenticate(request.headers(), request.uri()) {
             // Handlers take it as an argument (`auth::Caller` and its scoped forms).
@@ -141,6 +138,12 @@ async fn require_key(State(app): State<AppState>, mut request: Request, next: Ne
         }
     }
     next.run(request).await
+}
+
+/// Paths served without a key: the health check, the API description, and the
+/// console's files (they hold no data; the page asks for a key and sends it itself).
+pub fn needs_no_key(path: &str) -> bool {
+    matches!(path, "/healthz" | "/v1/openapi.json" | "/console") || path.starts_with("/console/")
 }
 
 /// A CORS preflight: `OPTIONS` with `Access-Control-Request-Method`.

@@ -197,7 +197,7 @@ impl WatchRequest {
         let address = string("address")?.ok_or_else(|| {
             ApiError::required("address is required: the https:// URL notifications are sent to")
         })?;
-        check_address(address, policy)?;
+        check_address("address", address, policy)?;
 
         let token = string("token")?;
         if let Some(token) = token {
@@ -326,23 +326,35 @@ impl WatchRequest {
     }
 }
 
-/// An address must be an absolute URL of bounded length that the target policy allows.
-fn check_address(address: &str, policy: &TargetPolicy) -> Result<(), ApiError> {
+/// An address (a channel's `address`, a watcher's `endpoint`: `field` names it in
+/// messages) must be an absolute URL of bounded length, without control characters,
+/// that the target policy allows. It is stored and echoed as given, so a control
+/// character a URL parser would drop or escape is refused instead: a NUL is more than
+/// PostgreSQL can store.
+pub fn check_address(field: &str, address: &str, policy: &TargetPolicy) -> Result<(), ApiError> {
     if address.len() > MAX_ADDRESS_BYTES {
         return Err(ApiError::invalid(format!(
-            "address is {} bytes long; the limit is {MAX_ADDRESS_BYTES}",
+            "{field} is {} bytes long; the limit is {MAX_ADDRESS_BYTES}",
             address.len()
+        )));
+    }
+    if let Some(c) = address.chars().find(char::is_ascii_control) {
+        return Err(ApiError::invalid(format!(
+            "{field} {:?} holds the control character U+{:04X}; percent-encode it (%{:02X}) if it belongs in the URL",
+            Shortened(address),
+            c as u32,
+            c as u32
         )));
     }
     let url = reqwest::Url::parse(address).map_err(|e| {
         ApiError::invalid(format!(
-            "address {:?} is not an absolute URL: {e}",
+            "{field} {:?} is not an absolute URL: {e}",
             Shortened(address)
         ))
     })?;
     policy.check_url(&url).map_err(|reason| {
         ApiError::invalid(format!(
-            "address {:?} is not allowed: {reason}",
+            "{field} {:?} is not allowed: {reason}",
             Shortened(address)
         ))
         .with_reason("pushWebhookBadDomain")

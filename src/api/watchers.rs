@@ -17,7 +17,7 @@ use super::error::ApiError;
 use super::path::PathId;
 use super::query::Query;
 use super::removal;
-use super::watch::{check_deliverable, resource_id};
+use super::watch::{check_address, check_deliverable, resource_id};
 use super::AppState;
 use crate::model::{now_ms, ChannelKind, ChannelSpec, StoredChannel};
 use crate::store::{Removal, StoreError};
@@ -85,13 +85,7 @@ pub async fn create(
         .map_err(|e| ApiError::invalid(e.named("pattern")))?;
     caller.require_resource(&pattern)?;
     let endpoint = field("endpoint")?;
-    let url = reqwest::Url::parse(&endpoint).map_err(|e| {
-        ApiError::invalid(format!("endpoint {endpoint:?} is not an absolute URL: {e}"))
-    })?;
-    app.target_policy.check_url(&url).map_err(|reason| {
-        ApiError::invalid(format!("endpoint {endpoint:?} is not allowed: {reason}"))
-            .with_reason("pushWebhookBadDomain")
-    })?;
+    check_address("endpoint", &endpoint, &app.target_policy)?;
     check_deliverable(&app.target_policy, "endpoint", &endpoint).await?;
 
     let secret = app.store.instance_secret();

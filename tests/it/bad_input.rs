@@ -830,7 +830,7 @@ async fn every_route_answers_malformed_requests_with_the_envelope() {
 }
 
 #[tokio::test]
-async fn without_a_key_every_call_but_healthz_and_the_console_files_is_unauthorized() {
+async fn without_a_key_every_call_but_healthz_the_api_document_and_the_console_is_unauthorized() {
     let gw = Gateway::keyed(|_| {}).await;
     let routes = routes(&gw, Some(keys::ROOT), |_| "walk".into()).await;
     let no_key = Want::Err(401, "required");
@@ -840,10 +840,11 @@ async fn without_a_key_every_call_but_healthz_and_the_console_files_is_unauthori
             let Request::Http { path, .. } = &p.request else {
                 unreachable!("the walk sends HTTP requests")
             };
-            // The health check and the console's files (which hold no data) need no key.
+            // The health check, the API document and the console's files (which hold
+            // no data) need no key.
             let route = path.split('?').next().unwrap_or_default();
-            let exempt =
-                route == "/healthz" || route == "/console" || route.starts_with("/console/");
+            let exempt = matches!(route, "/healthz" | "/v1/openapi.json" | "/console")
+                || route.starts_with("/console/");
             // A head over the limit is refused before anything in it is read, the key
             // included.
             let oversized = p.want == Want::Err(431, "headersTooLarge").into();

@@ -19,6 +19,7 @@ mod fuzz_corpus;
 mod hostile;
 mod isolation;
 mod on_postgres;
+mod openapi;
 mod ops;
 mod polling;
 mod publish_validation;

@@ -29,6 +29,34 @@ fn assert_conflict(status: u16, body: &serde_json::Value, message: &str, existin
 }
 
 #[tokio::test]
+async fn endpoints_are_checked_like_channel_addresses() {
+    let gw = Gateway::start().await;
+    let rx = Receiver::start().await;
+    let long = format!("{}/?pad={}", rx.url(), "p".repeat(2048));
+    for (what, endpoint, reason) in [
+        // Stored and echoed as given: a NUL is more than PostgreSQL can store (a 503).
+        ("a NUL", format!("{}/a\u{0}b", rx.url()), "invalid"),
+        ("a tab", format!("{}/a\tb", rx.url()), "invalid"),
+        ("DEL", format!("{}/a\u{7f}", rx.url()), "invalid"),
+        ("over 2048 bytes", long, "invalid"),
+        ("no scheme", "example.com/hook".into(), "invalid"),
+        (
+            "ftp",
+            "ftp://example.com/hook".into(),
+            "pushWebhookBadDomain",
+        ),
+    ] {
+        let (status, body) = create(&gw, "/checked", &endpoint).await;
+        assert_error(status, &body, 400, reason);
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with("endpoint "), "{what}: {message}");
+        assert!(message.len() < 300, "{what}: a short message: {message}");
+    }
+    let (status, body) = create(&gw, "/checked", &format!("{}/a b", rx.url())).await;
+    assert_eq!(status, 201, "{body}");
+}
+
+#[tokio::test]
 async fn the_three_rules_with_their_messages() {
     let gw = Gateway::start().await;
     let a = Receiver::start().await;
