@@ -154,7 +154,9 @@ async fn nothing_acknowledged_is_lost_while_nodes_die_and_return() {
     let Some(mut cluster) = Cluster::start(3, "churn") else {
         return;
     };
+    // Receivers record until the end; the publisher stops on its own flag.
     let running = Arc::new(AtomicBool::new(true));
+    let publishing = Arc::new(AtomicBool::new(true));
     let mut receivers = Vec::new();
     for c in 0..6 {
         let rx = Arc::new(Receiver::start().await);
@@ -171,10 +173,10 @@ async fn nothing_acknowledged_is_lost_while_nodes_die_and_return() {
         (0..3).map(|i| Some(cluster.node(i).api.clone())).collect(),
     ));
     let publisher = {
-        let (acked, apis, running) = (acked.clone(), apis.clone(), running.clone());
+        let (acked, apis, publishing) = (acked.clone(), apis.clone(), publishing.clone());
         tokio::spawn(async move {
             let mut i = 0i64;
-            while running.load(Ordering::SeqCst) {
+            while publishing.load(Ordering::SeqCst) {
                 let api = apis.lock().unwrap()[(i % 3) as usize].clone();
                 if let Some(api) = api {
                     let body =
@@ -207,9 +209,8 @@ async fn nothing_acknowledged_is_lost_while_nodes_die_and_return() {
     cluster.up(1);
     apis.lock().unwrap()[1] = Some(cluster.node(1).api.clone());
     pause(800).await;
-    running.store(false, Ordering::SeqCst);
+    publishing.store(false, Ordering::SeqCst);
     publisher.await.unwrap();
-    running.store(true, Ordering::SeqCst);
     let acked = acked.lock().unwrap().clone();
     assert!(
         acked.len() > 100,
@@ -220,19 +221,20 @@ async fn nothing_acknowledged_is_lost_while_nodes_die_and_return() {
     let deadline = Instant::now() + LEASE * 2 + Duration::from_secs(20);
     for (c, (_, seen)) in receivers.iter().enumerate() {
         loop {
-            let missing = {
+            let missing: Vec<i64> = {
                 let seen = seen.lock().unwrap();
                 acked
                     .iter()
                     .filter(|i| !seen.by_event.contains_key(i))
-                    .count()
+                    .copied()
+                    .collect()
             };
-            if missing == 0 {
+            if missing.is_empty() {
                 break;
             }
             assert!(
                 Instant::now() < deadline,
-                "channel {c}: {missing} acknowledged events never arrived"
+                "channel {c}: acknowledged events {missing:?} never arrived"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
