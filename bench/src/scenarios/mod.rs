@@ -2,6 +2,7 @@
 //! data and logs, and channel creation.
 
 pub mod backlog;
+pub mod cluster;
 pub mod fanout;
 pub mod latency;
 pub mod publish;
@@ -66,6 +67,9 @@ pub struct Sizes {
     pub soak_scrape_metrics: bool,
     /// A scenario fails when nothing arrives for this long, seconds.
     pub stall_seconds: f64,
+    /// The cluster scenario's own sizes (`--database-url` only).
+    #[serde(default)]
+    pub cluster: cluster::ClusterSizes,
 }
 
 fn yes() -> bool {
@@ -101,6 +105,7 @@ impl Sizes {
             soak_sample_seconds: 10.0,
             soak_scrape_metrics: true,
             stall_seconds: 60.0,
+            cluster: cluster::ClusterSizes::full(),
         }
     }
 
@@ -131,6 +136,7 @@ impl Sizes {
             soak_sample_seconds: 1.0,
             soak_scrape_metrics: true,
             stall_seconds: 20.0,
+            cluster: cluster::ClusterSizes::quick(),
         }
     }
 
