@@ -83,7 +83,7 @@ impl ClusterSizes {
             fanout_notifications: 150_000,
             latency_seconds: 5.0,
             lease_ttls: vec![10.0, 2.0],
-            failover_channels: 15,
+            failover_channels: 30,
             failover_rate: 50,
             steady_seconds: 5.0,
         }
@@ -714,71 +714,26 @@ async fn lease_run(
         duration_arg(ttl)
     );
 
-    // kill -9 the node delivering the most channels.
-    let victim = busiest(&owners);
-    let before = nodes.gateways.len();
-    let dead = connections_of(
-        &receiver.receipts(window.0)[..window.1 - window.0],
-        &owners,
-        &victim,
-    );
-    publisher
-        .retire(&nodes.gateways[nodes.index(&victim)].url)
-        .await?;
-    let from = receiver.recorded();
-    let killed_at = clock::now_us();
-    // (Its connections' CPU time ends with them: the harness's reading leaves it out.)
-    nodes.take(&victim).kill().await?;
-    let target = ttl + FAILOVER_MARGIN_SECONDS;
-    let theirs = channels_of(&owners, &victim);
-    let times = first_by_others(&receiver, from, killed_at, &theirs, &dead, target).await;
-    nodes.wait_spread(channels).await?;
-    let after = nodes.owners().await?;
-    let failover = takeover(
-        ttl, "kill -9", &victim, before, &theirs, times, target, &after,
-    );
-    print_takeover(&failover);
-
-    // SIGTERM the surviving node delivering the most.
-    let (owners, window) =
-        stable_owners(&nodes, &receiver, Duration::from_secs(1).min(steady), from).await?;
-    let leaver = busiest(&owners);
-    let before = nodes.gateways.len();
-    let dead = connections_of(
-        &receiver.receipts(window.0)[..window.1 - window.0],
-        &owners,
-        &leaver,
-    );
-    publisher
-        .retire(&nodes.gateways[nodes.index(&leaver)].url)
-        .await?;
-    let from = receiver.recorded();
-    let signalled_at = clock::now_us();
-    let stopping = tokio::spawn(nodes.take(&leaver).stop());
-    let theirs = channels_of(&owners, &leaver);
-    let times = first_by_others(
+    let (failover, from, killed_at) = stop_busiest(
+        &mut nodes,
         &receiver,
-        from,
-        signalled_at,
-        &theirs,
-        &dead,
-        HANDOVER_TARGET_SECONDS,
-    )
-    .await;
-    stopping.await?.context("the node stopped with SIGTERM")?;
-    nodes.wait_spread(channels).await?;
-    let after = nodes.owners().await?;
-    let handover = takeover(
+        &publisher,
+        (&owners, window),
+        Stop::Kill,
         ttl,
-        "SIGTERM",
-        &leaver,
-        before,
-        &theirs,
-        times,
-        HANDOVER_TARGET_SECONDS,
-        &after,
-    );
-    print_takeover(&handover);
+    )
+    .await?;
+    let window = Duration::from_secs(1).min(steady);
+    let (owners, window) = stable_owners(&nodes, &receiver, window, from).await?;
+    let (handover, _, _) = stop_busiest(
+        &mut nodes,
+        &receiver,
+        &publisher,
+        (&owners, window),
+        Stop::Term,
+        ttl,
+    )
+    .await?;
 
     // Everything acknowledged must arrive on every channel.
     let (acked, publish_failures, first_failure) = publisher.finish().await?;
@@ -816,6 +771,61 @@ async fn lease_run(
         delivery.duplicates_after_kill
     );
     Ok((failover, handover, delivery))
+}
+
+/// How a node is stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// `kill -9`: the others take its channels once its lease lapsed.
+    Kill,
+    /// SIGTERM: it hands its channels over.
+    Term,
+}
+
+/// Stops the node delivering the most channels of `owners` (which stood still over the
+/// receipts `window`), after sending it no more publishes, and times the takeover of
+/// each of its channels; waits until the others deliver every channel. Returns the
+/// takeover, the receiver's record position at the signal and the signal's time.
+async fn stop_busiest(
+    nodes: &mut Nodes,
+    receiver: &Receiver,
+    publisher: &Steady,
+    (owners, window): (&BTreeMap<String, String>, (usize, usize)),
+    how: Stop,
+    ttl: f64,
+) -> anyhow::Result<(Takeover, usize, u64)> {
+    let node = busiest(owners);
+    let before = nodes.gateways.len();
+    let in_window = receiver.receipts(window.0);
+    let dead = connections_of(&in_window[..window.1 - window.0], owners, &node);
+    publisher
+        .retire(&nodes.gateways[nodes.index(&node)].url)
+        .await?;
+    let theirs = channels_of(owners, &node);
+    let from = receiver.recorded();
+    let at = clock::now_us();
+    let gateway = nodes.take(&node);
+    let (signal, target, stopping) = match how {
+        Stop::Kill => {
+            // Its connections' CPU time ends with them: the harness's reading misses it.
+            gateway.kill().await?;
+            ("kill -9", ttl + FAILOVER_MARGIN_SECONDS, None)
+        }
+        Stop::Term => (
+            "SIGTERM",
+            HANDOVER_TARGET_SECONDS,
+            Some(tokio::spawn(gateway.stop())),
+        ),
+    };
+    let times = first_by_others(receiver, from, at, &theirs, &dead, target).await;
+    if let Some(stopping) = stopping {
+        stopping.await?.context("the node stopped with SIGTERM")?;
+    }
+    nodes.wait_spread(owners.len()).await?;
+    let after = nodes.owners().await?;
+    let taken = takeover(ttl, signal, &node, before, &theirs, times, target, &after);
+    print_takeover(&taken);
+    Ok((taken, from, at))
 }
 
 /// Who delivers each channel, once it stood still for `window` (while events flow), and
