@@ -201,6 +201,15 @@ impl Gateway {
         Ok(metric_value(&text, name, label))
     }
 
+    /// SIGKILL (`kill -9`: no shutdown at all), and waits until the process is gone.
+    pub async fn kill(mut self) -> anyhow::Result<()> {
+        self.child.start_kill()?;
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .context("watchwire serve was still there 30 s after SIGKILL")??;
+        Ok(())
+    }
+
     /// SIGTERM, then waits for the graceful shutdown. Returns how long it took.
     pub async fn stop(mut self) -> anyhow::Result<Duration> {
         let began = Instant::now();

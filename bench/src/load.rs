@@ -127,11 +127,12 @@ pub struct Paced {
 
 /// Sends `events` publishes at `rate` per second on a schedule (an open loop: a slow
 /// answer does not delay the next publish) and waits for every answer. Publish `i`'s
-/// body is `body(i)`, built when it is sent, so the payload's stamp is its send time.
-/// Fails on the first publish that is not answered `200`.
+/// body is `body(i)`, built when it is sent, so the payload's stamp is its send time;
+/// it goes to `gateways[i % gateways.len()]` (one gateway, or the nodes of a cluster in
+/// turn). Fails on the first publish that is not answered `200`.
 pub async fn paced<B>(
     client: &reqwest::Client,
-    gateway: &str,
+    gateways: &[String],
     rate: u64,
     events: u64,
     body: B,
@@ -139,8 +140,10 @@ pub async fn paced<B>(
 where
     B: Fn(u64) -> String + Send + Sync + 'static,
 {
+    anyhow::ensure!(!gateways.is_empty(), "no gateway to publish to");
     let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
-    let (url, body) = (Arc::new(gateway.to_string()), Arc::new(body));
+    let body = Arc::new(body);
+    let urls: Vec<Arc<str>> = gateways.iter().map(|g| Arc::from(g.as_str())).collect();
     let mut sent = tokio::task::JoinSet::new();
     let mut acks = Vec::with_capacity(events as usize);
     let mut lags = Vec::with_capacity(events as usize);
@@ -149,7 +152,8 @@ where
         let due = start + interval.mul_f64(i as f64);
         tokio::time::sleep_until(due).await;
         lags.push(due.elapsed().as_micros().min(u32::MAX as u128) as u32);
-        let (client, url, body) = (client.clone(), url.clone(), body.clone());
+        let (client, body) = (client.clone(), body.clone());
+        let url = urls[i as usize % urls.len()].clone();
         sent.spawn(async move {
             let began = Instant::now();
             publish(&client, &url, body(i)).await?;

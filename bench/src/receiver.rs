@@ -49,9 +49,25 @@ pub struct Counts {
     pub last_event_us: AtomicU64,
 }
 
+/// One event notification as it arrived, while [`Receiver::trace`] is on.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    pub channel: Box<str>,
+    pub number: u64,
+    /// `clock::now_us` on arrival.
+    pub at_us: u64,
+    /// Which connection it came on, numbered in the order they were accepted: a
+    /// connection belongs to one sending process, so this tells which process sent it.
+    pub connection: u64,
+    pub body: Bytes,
+}
+
 /// What the connection tasks share.
 struct Inner {
     counts: Counts,
+    /// Every event notification, while `tracing` is on.
+    tracing: AtomicBool,
+    trace: Mutex<Vec<Receipt>>,
     /// Highest message number seen per channel id.
     channels: DashMap<Box<str>, u64>,
     record_latency: AtomicBool,
@@ -83,6 +99,8 @@ impl Receiver {
         let addr = listener.local_addr()?;
         let inner = Arc::new(Inner {
             counts: Counts::default(),
+            tracing: AtomicBool::new(false),
+            trace: Mutex::new(Vec::new()),
             channels: DashMap::new(),
             record_latency: AtomicBool::new(false),
             latencies: Mutex::new(Vec::new()),
@@ -114,6 +132,27 @@ impl Receiver {
             self.inner.latencies.lock().unwrap().clear();
         }
         self.inner.record_latency.store(on, Relaxed);
+    }
+
+    /// Starts (or stops) recording every event notification ([`Receipt`]); starting
+    /// clears earlier ones.
+    pub fn trace(&self, on: bool) {
+        if on {
+            self.inner.trace.lock().unwrap().clear();
+        }
+        self.inner.tracing.store(on, Relaxed);
+    }
+
+    /// The notifications recorded since [`Receiver::trace`] was turned on, in arrival
+    /// order, from the `from`th on (a copy: recording goes on).
+    pub fn receipts(&self, from: usize) -> Vec<Receipt> {
+        let trace = self.inner.trace.lock().unwrap();
+        trace.get(from..).unwrap_or_default().to_vec()
+    }
+
+    /// How many notifications [`Receiver::trace`] recorded so far.
+    pub fn recorded(&self) -> usize {
+        self.inner.trace.lock().unwrap().len()
     }
 
     /// The latencies recorded so far, in µs.
@@ -187,6 +226,7 @@ impl Receiver {
 async fn accept_loop(listener: TcpListener, inner: Arc<Inner>, stop: CancellationToken) {
     let mut builder = http1::Builder::new();
     builder.keep_alive(true);
+    let mut accepted_connections = 0u64;
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -201,21 +241,30 @@ async fn accept_loop(listener: TcpListener, inner: Arc<Inner>, stop: Cancellatio
             }
         };
         let _ = stream.set_nodelay(true);
+        accepted_connections += 1;
+        let number = accepted_connections;
         let inner = inner.clone();
-        let connection = builder.serve_connection(
-            TokioIo::new(stream),
-            service_fn(move |request| {
-                let inner = inner.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(&inner, request).await) }
-            }),
-        );
+        let connection =
+            builder.serve_connection(
+                TokioIo::new(stream),
+                service_fn(move |request| {
+                    let inner = inner.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(handle(&inner, request, number).await)
+                    }
+                }),
+            );
         tokio::spawn(async move {
             let _ = connection.await;
         });
     }
 }
 
-async fn handle(inner: &Inner, request: Request<hyper::body::Incoming>) -> Response<Empty<Bytes>> {
+async fn handle(
+    inner: &Inner,
+    request: Request<hyper::body::Incoming>,
+    connection: u64,
+) -> Response<Empty<Bytes>> {
     let (parts, body) = request.into_parts();
     let body = body
         .collect()
@@ -234,6 +283,15 @@ async fn handle(inner: &Inner, request: Request<hyper::body::Incoming>) -> Respo
                 inner.reached.notify_waiters();
             }
         } else {
+            if inner.tracing.load(Relaxed) {
+                inner.trace.lock().unwrap().push(Receipt {
+                    channel: channel.into(),
+                    number,
+                    at_us: clock::now_us(),
+                    connection,
+                    body: body.clone(),
+                });
+            }
             inner.count_event(seen, &body);
         }
     }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::chart::{self, format_count, ChartData};
 use crate::postgres::DatabaseInfo;
 use crate::scenarios::backlog::Backlog;
+use crate::scenarios::cluster::Cluster;
 use crate::scenarios::fanout::Fanout;
 use crate::scenarios::latency::Latency;
 use crate::scenarios::publish::Publish;
@@ -111,6 +112,10 @@ pub struct Results {
     pub scale: Option<Scale>,
     pub backlog: Option<Backlog>,
     pub soak: Option<Soak>,
+    /// With `--database-url`: several nodes on one PostgreSQL database against one node,
+    /// failover, handover, and what the receiver got meanwhile.
+    #[serde(default)]
+    pub cluster: Option<Cluster>,
     /// With `--database-url`: the same scenarios on the PostgreSQL store.
     #[serde(default)]
     pub postgres: Option<PostgresResults>,
@@ -554,8 +559,11 @@ impl Results {
                 c.note
             ));
         }
-        if let Some(pg) = &self.postgres {
+        if let (Some(pg), false) = (&self.postgres, self.side_by_side.is_empty()) {
             md.push_str(&side_by_side_markdown(&pg.database, &self.side_by_side));
+        }
+        if let Some(c) = &self.cluster {
+            md.push_str(&cluster_markdown(c));
         }
         if let Some(s) = &self.soak {
             md.push_str(&soak_markdown(s));
@@ -707,6 +715,61 @@ fn side_by_side_markdown(database: &DatabaseInfo, rows: &[Comparison]) -> String
                 Some(false) => "❌ no",
                 None => "—",
             }
+        ));
+    }
+    md
+}
+
+/// The "Cluster" section: one node and the cluster side by side, then the failover and
+/// handover targets and the delivery checks.
+fn cluster_markdown(c: &Cluster) -> String {
+    let ttls: Vec<String> = c
+        .sizes
+        .lease_ttls
+        .iter()
+        .map(|t| duration_arg(*t))
+        .collect();
+    let mut md = format!(
+        "\n**Cluster ({} nodes on PostgreSQL)**: one PostgreSQL gateway and {} nodes on one schema, the same loads back to back (publishes through the nodes in turn; channels spread over every node before measuring); then per `--lease-ttl` ({}) a fresh cluster of {} channels at {} events/s: `kill -9` of the node delivering the most, then SIGTERM of the busiest survivor.\n\n",
+        c.nodes,
+        c.nodes,
+        ttls.join(", "),
+        c.sizes.failover_channels,
+        c.sizes.failover_rate,
+    );
+    md.push_str(&format!(
+        "| figure | one node | {} nodes | cluster ÷ one node |\n|---|---:|---:|---:|\n",
+        c.nodes
+    ));
+    for r in &c.side_by_side {
+        md.push_str(&format!(
+            "| {} | {} {} | {} {} | {} |\n",
+            r.name,
+            format_measured(r.single),
+            r.unit,
+            format_measured(r.cluster),
+            r.unit,
+            r.ratio.map_or("—".to_string(), |r| format!("{r:.2}"))
+        ));
+    }
+    md.push_str("\n| figure | measured | target | met | conditions |\n|---|---:|---|---|---|\n");
+    for k in &c.checks {
+        md.push_str(&format!(
+            "| {} | {} {} | {} | {} | {} |\n",
+            k.name,
+            if k.measured.is_finite() {
+                format_measured(k.measured)
+            } else {
+                "—".to_string()
+            },
+            k.unit,
+            k.target,
+            match k.pass {
+                Some(true) => "✅ yes",
+                Some(false) => "❌ no",
+                None => "—",
+            },
+            k.note
         ));
     }
     md

@@ -20,17 +20,20 @@ pub enum Scenario {
     Fanout,
     Publish,
     Latency,
+    /// Only with `--database-url`.
+    Cluster,
     Wide,
     Scale,
     Backlog,
     Soak,
 }
 
-const ALL: [Scenario; 8] = [
+const ALL: [Scenario; 9] = [
     Scenario::Raw,
     Scenario::Fanout,
     Scenario::Publish,
     Scenario::Latency,
+    Scenario::Cluster,
     Scenario::Wide,
     Scenario::Scale,
     Scenario::Backlog,
@@ -83,6 +86,22 @@ pub struct BenchArgs {
         hide_env_values = true
     )]
     pub database_url: Option<String>,
+
+    /// Nodes of the cluster scenario (`--database-url` only).
+    #[arg(long)]
+    pub cluster_nodes: Option<usize>,
+
+    /// The cluster scenario's leases, seconds, one failover run each, e.g. 10,2.
+    #[arg(long, value_delimiter = ',')]
+    pub cluster_lease_ttls: Option<Vec<f64>>,
+
+    /// Channels of each failover run of the cluster scenario.
+    #[arg(long)]
+    pub cluster_channels: Option<usize>,
+
+    /// Events per second published during the cluster scenario's failover runs.
+    #[arg(long)]
+    pub cluster_rate: Option<u64>,
 
     /// Log filter of the gateways (their logs go to OUT/gateway-*.log).
     #[arg(long, default_value = "warn")]
@@ -194,6 +213,14 @@ impl BenchArgs {
         if self.soak_no_metrics {
             s.soak_scrape_metrics = false;
         }
+        let c = &mut s.cluster;
+        c.nodes = self.cluster_nodes.unwrap_or(c.nodes);
+        c.lease_ttls = self
+            .cluster_lease_ttls
+            .clone()
+            .unwrap_or(c.lease_ttls.clone());
+        c.failover_channels = self.cluster_channels.unwrap_or(c.failover_channels);
+        c.failover_rate = self.cluster_rate.unwrap_or(c.failover_rate);
         s
     }
 
@@ -213,11 +240,13 @@ impl BenchArgs {
         Ok(path)
     }
 
+    /// The scenarios to run, in order; the cluster only with `--database-url`.
     fn selected(&self) -> Vec<Scenario> {
         ALL.into_iter()
             .filter(|s| {
                 *s == Scenario::Raw || self.scenarios.is_empty() || self.scenarios.contains(s)
             })
+            .filter(|s| *s != Scenario::Cluster || self.database_url.is_some())
             .collect()
     }
 }
@@ -276,6 +305,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         scale: None,
         backlog: None,
         soak: None,
+        cluster: None,
         postgres,
         side_by_side: Vec::new(),
         failures: Vec::new(),
@@ -304,6 +334,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .get("synchronous_commit")
                 .map_or("?", String::as_str)
         );
+    }
+    if args.scenarios.contains(&Scenario::Cluster) && database.is_none() {
+        eprintln!("warning: the cluster scenario needs --database-url; skipped");
     }
     for scenario in args.selected() {
         let name = format!("{scenario:?}").to_lowercase();
@@ -422,6 +455,11 @@ async fn run_one(
                     raw_round_trip.map(|ms| l.headline.delivery.p50_ms / ms);
                 postgres(results).latency = Some(l);
             }
+        }
+        Scenario::Cluster => {
+            let database = database.context("the cluster scenario needs --database-url")?;
+            let c = scenarios::cluster::run(ctx, database).await?;
+            results.cluster = Some(c);
         }
         Scenario::Wide => {
             let w = scenarios::wide::run(ctx, raw).await?;

@@ -6,7 +6,10 @@
 //!
 //! With `WATCHWIRE_TEST_DATABASE_URL` (CI sets it) the quick run also gets
 //! `--database-url`, runs the fan-out, publish and latency scenarios on PostgreSQL too,
-//! and must deliver everything there as well and drop every schema it created.
+//! and must deliver everything there as well and drop every schema it created. It also
+//! runs the cluster scenario (three nodes on one schema, `--lease-ttl 2s`), whose
+//! failover, handover and delivery checks must pass even at quick sizes: they are about
+//! correctness and the documented bounds, not speed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -112,6 +115,25 @@ fn schemas_left(url: &str, pid: u32) -> Vec<String> {
     })
 }
 
+/// Side-by-side rows: the four headline figures measured on both sides (`base` and
+/// `other`), each row's ratio `other / base`.
+fn check_rows(rows: &Value, base: &str, other: &str) {
+    let rows = rows.as_array().expect("side-by-side rows");
+    for name in [
+        "fan-out delivered",
+        "single-event publishes",
+        "publish→delivery p50 at",
+        "publish→delivery p99 at",
+    ] {
+        let row = rows
+            .iter()
+            .find(|row| row["name"].as_str().unwrap().starts_with(name))
+            .unwrap_or_else(|| panic!("no side-by-side row {name:?}"));
+        let (base, other) = (positive(row, base), positive(row, other));
+        assert!((number(row, "ratio") - other / base).abs() < 1e-9);
+    }
+}
+
 /// The PostgreSQL figures of a quick run with `--database-url`: the same scenarios
 /// delivered everything there too, and the side-by-side table holds both stores.
 fn check_postgres(r: &Value, md: &str) {
@@ -157,23 +179,92 @@ fn check_postgres(r: &Value, md: &str) {
         assert!(number(point, "database_cpu_us_per_notification") >= 0.0);
     }
 
-    let rows = r["side_by_side"].as_array().expect("side-by-side figures");
-    for name in [
-        "fan-out delivered",
-        "single-event publishes",
-        "publish→delivery p50 at",
-        "publish→delivery p99 at",
-    ] {
-        let row = rows
-            .iter()
-            .find(|row| row["name"].as_str().unwrap().starts_with(name))
-            .unwrap_or_else(|| panic!("no side-by-side row {name:?}"));
-        let (embedded, postgres) = (positive(row, "embedded"), positive(row, "postgres"));
-        assert!((number(row, "ratio") - postgres / embedded).abs() < 1e-9);
-    }
+    check_rows(&r["side_by_side"], "embedded", "postgres");
     assert!(
         md.contains("| figure | embedded | PostgreSQL | PostgreSQL ÷ embedded | target | met |")
     );
+}
+
+/// The cluster scenario of a quick run with `--database-url`: both sides measured, the
+/// ratios those of the figures, every channel of a stopped node delivered again by
+/// another within the documented bounds, and nothing lost, reordered or repeated while
+/// healthy.
+fn check_cluster(r: &Value, md: &str) {
+    let c = &r["cluster"];
+    assert!(c.is_object(), "results.json has no cluster results");
+    assert_eq!(number(c, "nodes"), 3.0);
+    for side in ["single", "cluster"] {
+        let s = &c[side];
+        positive(s, "fanout.delivered_per_second");
+        assert_eq!(
+            number(s, "fanout.notifications"),
+            number(s, "fanout.events") * number(c, "fanout_channels")
+        );
+        positive(s, "publish.per_second");
+        positive(s, "publish.events");
+        assert_eq!(number(s, "latency.target_rate"), number(c, "latency_rate"));
+        assert_eq!(
+            number(s, "latency.delivery.samples"),
+            number(s, "latency.notifications")
+        );
+        positive(s, "latency.delivery.p50_ms");
+    }
+    check_rows(&c["side_by_side"], "single", "cluster");
+
+    let ttls = c["sizes"]["lease_ttls"].as_array().expect("the leases");
+    assert_eq!(
+        ttls,
+        &vec![Value::from(2.0)],
+        "quick runs --lease-ttl 2s only"
+    );
+    for (kind, bound) in [("failover", None), ("handover", Some(2.0))] {
+        let runs = c[kind].as_array().expect("takeovers");
+        assert_eq!(runs.len(), ttls.len(), "one {kind} per lease");
+        for t in runs {
+            let ttl = number(t, "lease_ttl_seconds");
+            let bound = bound.unwrap_or(ttl + 5.0);
+            let channels = positive(t, "channels");
+            assert_eq!(
+                number(t, "taken_over"),
+                channels,
+                "every channel of the stopped node delivered again: {t}"
+            );
+            let max = positive(t, "max_seconds");
+            assert!(max <= bound, "{kind} took {max} s, bound {bound} s: {t}");
+            assert!(number(t, "median_seconds") <= max);
+            assert_eq!(t["pass"], true, "{t}");
+            assert!(t["node"].as_str().is_some_and(|n| !n.is_empty()));
+            assert!(
+                !t["new_owners"]
+                    .as_object()
+                    .unwrap()
+                    .contains_key(t["node"].as_str().unwrap()),
+                "its channels moved: {t}"
+            );
+        }
+    }
+    for d in c["delivery"].as_array().expect("delivery per lease") {
+        positive(d, "events");
+        positive(d, "healthy_notifications");
+        for zero in [
+            "lost",
+            "out_of_order",
+            "healthy_duplicates",
+            "publish_failures",
+        ] {
+            assert_eq!(number(d, zero), 0.0, "{zero}: {d}");
+        }
+        let spread = d["spread"].as_object().expect("the spread");
+        assert_eq!(spread.len(), 3);
+        assert!(spread.values().all(|n| n.as_f64().unwrap() > 0.0), "{d}");
+    }
+    let checks = c["checks"].as_array().expect("cluster checks");
+    assert!(checks.len() >= 5, "{checks:?}");
+    for check in checks {
+        assert_eq!(check["pass"], true, "{check}");
+    }
+    assert!(md.contains("**Cluster (3 nodes on PostgreSQL)**"));
+    assert!(md.contains("| figure | one node | 3 nodes | cluster ÷ one node |"));
 }
 
 #[test]
@@ -339,7 +430,9 @@ fn quick_bench_runs_every_scenario_and_delivers_everything() {
     let foreign = r["foreign_cpu"]
         .as_array()
         .expect("foreign CPU per scenario");
-    assert_eq!(foreign.len(), 8, "one reading per scenario");
+    // The cluster scenario runs only with a database.
+    let scenarios = if database.is_some() { 9 } else { 8 };
+    assert_eq!(foreign.len(), scenarios, "one reading per scenario");
     for f in foreign {
         let share = number(f, "share");
         assert!((0.0..=1.0).contains(&share), "share {share}");
@@ -353,6 +446,7 @@ fn quick_bench_runs_every_scenario_and_delivers_everything() {
     match &database {
         Some(url) => {
             check_postgres(&r, &md);
+            check_cluster(&r, &md);
             assert_eq!(
                 schemas_left(url, pid),
                 Vec::<String>::new(),
@@ -361,7 +455,9 @@ fn quick_bench_runs_every_scenario_and_delivers_everything() {
         }
         None => {
             assert!(r["postgres"].is_null() && r["side_by_side"] == Value::Array(vec![]));
+            assert!(r["cluster"].is_null());
             assert!(!md.contains("Stores side by side"));
+            assert!(!md.contains("**Cluster ("));
         }
     }
 }

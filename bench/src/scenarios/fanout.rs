@@ -2,14 +2,17 @@
 //! delivered notifications per second from the first publish to the last delivery. Run
 //! at several channel counts (the sweep); the headline is the 50 channels.
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 
-use super::{check_delivery, database_us_per, ratio, watched, Ctx};
+use super::{check_delivery, cpu_seconds, database_us_per, ratio, urls, value, watched, Ctx};
 use crate::clock;
+use crate::gateway::Gateway;
 use crate::load;
+use crate::receiver::Receiver;
 use crate::stats::Percentiles;
+
+/// The collection every fan-out channel watches.
+pub const COLLECTION: &str = "/bench/fanout";
 
 /// Concurrent publishers (each sends one batch at a time).
 const PUBLISHERS: usize = 4;
@@ -85,28 +88,50 @@ async fn point(
     events: u64,
     raw_per_second: Option<f64>,
 ) -> anyhow::Result<Point> {
-    let sizes = &ctx.sizes;
     let launch = ctx.launch(&format!("fanout-{channels}")).await?;
-    let (gateway, receiver, _) = watched(ctx, &launch, channels, "/bench/fanout").await?;
+    let (gateway, receiver, _) = watched(ctx, &launch, channels, COLLECTION).await?;
+    let point = measure(
+        ctx,
+        std::slice::from_ref(&gateway),
+        &receiver,
+        channels,
+        events,
+        raw_per_second,
+    )
+    .await?;
+    ctx.finish(gateway).await?;
+    Ok(point)
+}
 
+/// Publishes `events` in batches below [`COLLECTION`], which `channels` channels
+/// delivering to a fresh `receiver` watch, through `gateways` in turn (one gateway, or
+/// the nodes of a cluster), and measures until the last notification arrived.
+pub async fn measure(
+    ctx: &Ctx,
+    gateways: &[Gateway],
+    receiver: &Receiver,
+    channels: usize,
+    events: u64,
+    raw_per_second: Option<f64>,
+) -> anyhow::Result<Point> {
+    let sizes = &ctx.sizes;
     let client = load::client(PUBLISHERS)?;
-    let commits_before = gateway
-        .value(&client, "watchwire_store_commits_total")
-        .await?;
-    let cpu_before = gateway.cpu_seconds()?;
-    let database_before = ctx.database_cpu(&gateway).await?;
+    let commits_before = value(gateways, &client, "watchwire_store_commits_total").await?;
+    let cpu_before = cpu_seconds(gateways)?;
+    let database_before = ctx.database_cpu(&gateways[0]).await?;
     receiver.record_latency(true);
     let batch = sizes.batch as u64;
     let batches = events.div_ceil(batch);
-    let url = Arc::new(gateway.url.clone());
+    let urls = urls(gateways);
     let began = clock::now_us();
     let publisher = client.clone();
     load::for_each(batches as usize, PUBLISHERS, move |b| {
-        let (client, url) = (publisher.clone(), url.clone());
+        let client = publisher.clone();
+        let url = urls[b as usize % urls.len()].clone();
         let first = b * batch;
         let last = (first + batch).min(events);
         let resources: Vec<String> = (first..last)
-            .map(|i| format!("/bench/fanout/items/{}", i % ITEMS))
+            .map(|i| format!("{COLLECTION}/items/{}", i % ITEMS))
             .collect();
         async move {
             load::publish(
@@ -127,14 +152,10 @@ async fn point(
             .last_event_us
             .load(std::sync::atomic::Ordering::Relaxed),
     );
-    let cpu = gateway.cpu_seconds()? - cpu_before;
-    let database_after = ctx.database_cpu(&gateway).await?;
-    let commits = gateway
-        .value(&client, "watchwire_store_commits_total")
-        .await?
-        - commits_before;
-    check_delivery(&receiver, notifications)?;
-    ctx.finish(gateway).await?;
+    let cpu = cpu_seconds(gateways)? - cpu_before;
+    let database_after = ctx.database_cpu(&gateways[0]).await?;
+    let commits = value(gateways, &client, "watchwire_store_commits_total").await? - commits_before;
+    check_delivery(receiver, notifications)?;
     let delivered_per_second = notifications as f64 / seconds.max(1e-9);
     Ok(Point {
         channels,
@@ -151,6 +172,6 @@ async fn point(
             notifications,
         ),
         store_commits: commits,
-        duplicates: super::duplicates(&receiver),
+        duplicates: super::duplicates(receiver),
     })
 }

@@ -8,15 +8,16 @@
 //! stores are compared) show where the knee is. Rates run lowest
 //! first on one gateway, each after the previous one has been delivered completely.
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 
-use super::{check_delivery, database_us_per, watched, Ctx};
+use super::{check_delivery, cpu_seconds, database_us_per, urls, value, watched, Ctx};
 use crate::gateway::Gateway;
 use crate::load;
 use crate::receiver::Receiver;
 use crate::stats::Percentiles;
+
+/// The collection every latency channel watches.
+pub const COLLECTION: &str = "/bench/latency";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Point {
@@ -63,23 +64,11 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Latency> {
     let sizes = &ctx.sizes;
     let channels = sizes.latency_channels;
     let launch = ctx.launch("latency").await?;
-    let (gateway, receiver, _) = watched(ctx, &launch, channels, "/bench/latency").await?;
+    let (gateway, receiver, _) = watched(ctx, &launch, channels, COLLECTION).await?;
 
     let client = load::client(sizes.connections)?;
-    // Open the connections the publishes will use, outside the measurement.
-    let warm = (client.clone(), Arc::new(gateway.url.clone()));
-    load::for_each(sizes.connections, sizes.connections, move |_| {
-        let (client, url) = (warm.0.clone(), warm.1.clone());
-        async move {
-            client
-                .get(format!("{url}/healthz"))
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(Into::into)
-        }
-    })
-    .await?;
+    let gateways = std::slice::from_ref(&gateway);
+    warm_up(&client, gateways, sizes.connections).await?;
 
     let mut rates: Vec<u64> = sizes.latency_sweep.clone();
     rates.push(sizes.latency_compare_rate);
@@ -92,7 +81,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Latency> {
         let seconds = sizes.latency_seconds / 2.0;
         let p = point(
             ctx,
-            &gateway,
+            gateways,
             &receiver,
             &client,
             rate,
@@ -105,7 +94,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Latency> {
     }
     let headline = point(
         ctx,
-        &gateway,
+        gateways,
         &receiver,
         &client,
         sizes.latency_rate,
@@ -136,11 +125,37 @@ fn print_point(ctx: &Ctx, p: &Point) {
     );
 }
 
-/// Publishes at `rate` for `seconds`, then waits until every notification arrived.
-/// `expected` counts the notifications of every point so far.
-async fn point(
+/// Opens `connections` connections to each of `gateways`, outside any measurement.
+pub async fn warm_up(
+    client: &reqwest::Client,
+    gateways: &[Gateway],
+    connections: usize,
+) -> anyhow::Result<()> {
+    let urls = urls(gateways);
+    let client = client.clone();
+    load::for_each(connections * urls.len(), connections, move |i| {
+        let client = client.clone();
+        let url = urls[i as usize % urls.len()].clone();
+        async move {
+            client
+                .get(format!("{url}/healthz"))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(Into::into)
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+/// Publishes at `rate` for `seconds` through `gateways` in turn (one gateway, or the
+/// nodes of a cluster), to the `latency_channels` channels on `/bench/latency` that
+/// deliver to `receiver`, then waits until every notification arrived. `expected`
+/// counts the notifications of every point so far.
+pub async fn point(
     ctx: &Ctx,
-    gateway: &Gateway,
+    gateways: &[Gateway],
     receiver: &Receiver,
     client: &reqwest::Client,
     rate: u64,
@@ -148,15 +163,13 @@ async fn point(
     expected: &mut u64,
 ) -> anyhow::Result<Point> {
     let channels = ctx.sizes.latency_channels as u64;
-    let commits_before = gateway
-        .value(client, "watchwire_store_commits_total")
-        .await?;
-    let cpu_before = gateway.cpu_seconds()?;
-    let database_before = ctx.database_cpu(gateway).await?;
+    let commits_before = value(gateways, client, "watchwire_store_commits_total").await?;
+    let cpu_before = cpu_seconds(gateways)?;
+    let database_before = ctx.database_cpu(&gateways[0]).await?;
     receiver.record_latency(true);
     let events = ((rate as f64 * seconds).round() as u64).max(1);
-    let sent = load::paced(client, &gateway.url, rate, events, |i| {
-        load::event_json(&format!("/bench/latency/items/{}", i % 100))
+    let sent = load::paced(client, &urls(gateways), rate, events, |i| {
+        load::event_json(&format!("{COLLECTION}/items/{}", i % 100))
     })
     .await?;
     let sending = sent.sending.as_secs_f64();
@@ -164,12 +177,9 @@ async fn point(
     *expected += notifications;
     receiver.wait_events(*expected, ctx.sizes.stall()).await?;
     receiver.record_latency(false);
-    let cpu = gateway.cpu_seconds()? - cpu_before;
-    let database_after = ctx.database_cpu(gateway).await?;
-    let commits = gateway
-        .value(client, "watchwire_store_commits_total")
-        .await?
-        - commits_before;
+    let cpu = cpu_seconds(gateways)? - cpu_before;
+    let database_after = ctx.database_cpu(&gateways[0]).await?;
+    let commits = value(gateways, client, "watchwire_store_commits_total").await? - commits_before;
     check_delivery(receiver, *expected)?;
     let samples = receiver.take_latencies();
     anyhow::ensure!(

@@ -2,6 +2,7 @@
 //! data and logs, and channel creation.
 
 pub mod backlog;
+pub mod cluster;
 pub mod fanout;
 pub mod latency;
 pub mod publish;
@@ -66,6 +67,9 @@ pub struct Sizes {
     pub soak_scrape_metrics: bool,
     /// A scenario fails when nothing arrives for this long, seconds.
     pub stall_seconds: f64,
+    /// The cluster scenario's own sizes (`--database-url` only).
+    #[serde(default)]
+    pub cluster: cluster::ClusterSizes,
 }
 
 fn yes() -> bool {
@@ -101,6 +105,7 @@ impl Sizes {
             soak_sample_seconds: 10.0,
             soak_scrape_metrics: true,
             stall_seconds: 60.0,
+            cluster: cluster::ClusterSizes::full(),
         }
     }
 
@@ -131,6 +136,7 @@ impl Sizes {
             soak_sample_seconds: 1.0,
             soak_scrape_metrics: true,
             stall_seconds: 20.0,
+            cluster: cluster::ClusterSizes::quick(),
         }
     }
 
@@ -212,7 +218,8 @@ impl Ctx {
 
     /// CPU time so far of the PostgreSQL server for `gateway` (its connections and the
     /// server's background processes); `None` on the embedded store. Two readings give
-    /// the database's CPU over a measurement ([`crate::postgres::Cpu::since`]).
+    /// the database's CPU over a measurement ([`crate::postgres::Cpu::since`]). The
+    /// nodes of a cluster share one schema, so one node's reading covers them all.
     pub async fn database_cpu(&self, gateway: &Gateway) -> anyhow::Result<Option<Cpu>> {
         match &self.database {
             Some(database) => Ok(Some(database.cpu(gateway.schema.as_deref()).await?)),
@@ -231,10 +238,12 @@ pub fn database_us_per(before: &Option<Cpu>, after: &Option<Cpu>, work: u64) -> 
 
 /// Creates `n` channels, channel `i` on `resource(i)`, all delivering to `receiver`, over
 /// `connections` concurrent connections, then waits for every sync notification.
+/// Channel `i` is created through gateway `i % gateways.len()`: with the nodes of a
+/// cluster, each delivers the channels created through it until they spread.
 /// Returns (seconds to create, seconds until the last sync arrived), both from the first
 /// request.
 pub async fn create_channels(
-    gateway: &Gateway,
+    gateways: &[Gateway],
     receiver: &Receiver,
     n: usize,
     connections: usize,
@@ -243,14 +252,15 @@ pub async fn create_channels(
 ) -> anyhow::Result<(f64, f64)> {
     let client = load::client(connections)?;
     let address = Arc::new(receiver.url("/notify"));
-    let url = Arc::new(gateway.url.clone());
+    let urls = urls(gateways);
     let syncs_before = receiver
         .counts()
         .syncs
         .load(std::sync::atomic::Ordering::Relaxed);
     let began = std::time::Instant::now();
     let run = load::for_each(n, connections, move |i| {
-        let (client, address, url) = (client.clone(), address.clone(), url.clone());
+        let (client, address) = (client.clone(), address.clone());
+        let url = urls[i as usize % urls.len()].clone();
         let resource = resource(i);
         async move { load::watch(&client, &url, &resource, load::watch_body(&address)).await }
     })
@@ -259,6 +269,30 @@ pub async fn create_channels(
     let created = began.elapsed().as_secs_f64();
     receiver.wait_syncs(syncs_before + n as u64, stall).await?;
     Ok((created, began.elapsed().as_secs_f64()))
+}
+
+/// The base URLs of the gateways one measurement drives (one gateway, or every node of a
+/// cluster); loads spread their requests over them round-robin.
+pub fn urls(gateways: &[Gateway]) -> Arc<Vec<String>> {
+    Arc::new(gateways.iter().map(|g| g.url.clone()).collect())
+}
+
+/// A counter of `/metrics` summed over `gateways` (0 where absent).
+pub async fn value(
+    gateways: &[Gateway],
+    client: &reqwest::Client,
+    name: &str,
+) -> anyhow::Result<f64> {
+    let mut sum = 0.0;
+    for gateway in gateways {
+        sum += gateway.value(client, name).await?;
+    }
+    Ok(sum)
+}
+
+/// CPU time so far of `gateways`' processes, summed, seconds.
+pub fn cpu_seconds(gateways: &[Gateway]) -> anyhow::Result<f64> {
+    gateways.iter().map(Gateway::cpu_seconds).sum()
 }
 
 /// Starts a gateway from `launch` and a receiver, and creates `n` channels on `resource`
@@ -274,7 +308,7 @@ pub async fn watched(
     let receiver = Receiver::start().await?;
     let resource = resource.to_string();
     let times = create_channels(
-        &gateway,
+        std::slice::from_ref(&gateway),
         &receiver,
         n,
         ctx.sizes.connections,

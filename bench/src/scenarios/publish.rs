@@ -3,12 +3,11 @@
 //! commit); events per second.
 //! No channels, so this is the publish path alone.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{database_us_per, ratio, Ctx};
+use super::{cpu_seconds, database_us_per, ratio, urls, value, Ctx};
 use crate::gateway::Gateway;
 use crate::load;
 use crate::stats::Percentiles;
@@ -32,52 +31,56 @@ pub struct Publish {
 }
 
 pub async fn run(ctx: &Ctx, raw_per_second: Option<f64>) -> anyhow::Result<Publish> {
-    let sizes = &ctx.sizes;
     let gateway = Gateway::start(&ctx.launch("publish").await?).await?;
+    let publish = measure(ctx, std::slice::from_ref(&gateway), raw_per_second).await?;
+    ctx.finish(gateway).await?;
+    Ok(publish)
+}
+
+/// Single-event publishes through `gateways` in turn (one gateway, or the nodes of a
+/// cluster) for `seconds`, after a warm-up that opens the connections.
+pub async fn measure(
+    ctx: &Ctx,
+    gateways: &[Gateway],
+    raw_per_second: Option<f64>,
+) -> anyhow::Result<Publish> {
+    let sizes = &ctx.sizes;
     let client = load::client(sizes.connections)?;
-    let url = Arc::new(gateway.url.clone());
+    let urls = urls(gateways);
     let op = {
-        let (client, url) = (client.clone(), url.clone());
+        let client = client.clone();
         move |i: u64| {
-            let (client, url) = (client.clone(), url.clone());
+            let client = client.clone();
+            let url = urls[i as usize % urls.len()].clone();
             async move {
                 let body = load::event_json(&format!("/bench/publish/items/{}", i % 1000));
                 load::publish(&client, &url, body).await
             }
         }
     };
-    // Warm-up: open the connections.
-    load::for_each(sizes.connections * 2, sizes.connections, op.clone()).await?;
-    let commits_before = gateway
-        .value(&client, "watchwire_store_commits_total")
-        .await?;
-    let published_before = gateway
-        .value(&client, "watchwire_events_published_total")
-        .await?;
-    let cpu_before = gateway.cpu_seconds()?;
-    let database_before = ctx.database_cpu(&gateway).await?;
+    // Warm-up: open the connections (to every gateway).
+    let warm_up = sizes.connections * 2 * gateways.len();
+    load::for_each(warm_up, sizes.connections, op.clone()).await?;
+    let commits_before = value(gateways, &client, "watchwire_store_commits_total").await?;
+    let published_before = value(gateways, &client, "watchwire_events_published_total").await?;
+    let cpu_before = cpu_seconds(gateways)?;
+    let database_before = ctx.database_cpu(&gateways[0]).await?;
     let run = load::for_duration(
         sizes.connections,
         Duration::from_secs_f64(sizes.seconds),
         op,
     )
     .await?;
-    let cpu = gateway.cpu_seconds()? - cpu_before;
-    let database_after = ctx.database_cpu(&gateway).await?;
-    let commits = gateway
-        .value(&client, "watchwire_store_commits_total")
-        .await?
-        - commits_before;
-    let published = gateway
-        .value(&client, "watchwire_events_published_total")
-        .await?
-        - published_before;
+    let cpu = cpu_seconds(gateways)? - cpu_before;
+    let database_after = ctx.database_cpu(&gateways[0]).await?;
+    let commits = value(gateways, &client, "watchwire_store_commits_total").await? - commits_before;
+    let published =
+        value(gateways, &client, "watchwire_events_published_total").await? - published_before;
     anyhow::ensure!(
         published as u64 == run.done,
         "the gateway counted {published} published events, the publishers {}",
         run.done
     );
-    ctx.finish(gateway).await?;
     let per_second = run.per_second();
     Ok(Publish {
         connections: sizes.connections,

@@ -52,7 +52,7 @@ pub async fn run(ctx: &Ctx, raw_per_second: Option<f64>) -> anyhow::Result<Scale
     let resources = channels.div_ceil(per_resource);
     let rss_empty = gateway.rss()?;
     let (create_seconds, synced_seconds) = create_channels(
-        &gateway,
+        std::slice::from_ref(&gateway),
         &receiver,
         channels,
         sizes.connections,

@@ -118,9 +118,13 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Soak> {
     let began = Instant::now();
     let publishing = async {
         let sent = async {
-            let sent = load::paced(&client, &gateway.url, rate, events, |i| {
-                load::sized_event_json(&format!("{COLLECTION}/items/{i}"), EVENT_BYTES)
-            })
+            let sent = load::paced(
+                &client,
+                std::slice::from_ref(&gateway.url),
+                rate,
+                events,
+                |i| load::sized_event_json(&format!("{COLLECTION}/items/{i}"), EVENT_BYTES),
+            )
             .await?;
             receiver.wait_events(notifications, sizes.stall()).await?;
             anyhow::Ok(sent)
