@@ -538,3 +538,25 @@ conformance!(
     pruning_keeps_what_channels_owe_and_clears_the_rest,
     idempotent_appends_replay_or_conflict,
 );
+
+/// Several processes starting at once on a new database (a cluster's first start):
+/// one migrates while the others wait, and every one of them opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_opened_at_once_on_a_new_database_all_open() {
+    for _ in 0..5 {
+        let Some(place) = Place::postgres().await else {
+            return;
+        };
+        let Place::Postgres { url, .. } = &place else {
+            unreachable!()
+        };
+        let nodes: Vec<String> = (0..4).map(|i| format!("at-once-{i}")).collect();
+        let opened =
+            futures_util::future::join_all(nodes.iter().map(|node| PgStore::open(url, node))).await;
+        for (i, store) in opened.into_iter().enumerate() {
+            if let Err(e) = store {
+                panic!("store {i} of 4 opened at once failed: {e}");
+            }
+        }
+    }
+}

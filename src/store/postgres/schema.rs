@@ -138,14 +138,10 @@ CREATE TABLE removals (pk BIGINT PRIMARY KEY, owner_node TEXT NOT NULL, removed_
 "#,
 ];
 
-/// Brings the schema up to the latest version.
+/// Brings the schema up to the latest version. Everything happens under the lock,
+/// the migrations table's creation included: `CREATE TABLE IF NOT EXISTS` run by two
+/// processes at the same moment can fail in either ("type … already exists").
 pub async fn migrate(client: &mut Client) -> Result<(), StoreError> {
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS watchwire_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-        )
-        .await
-        .or_else(ignore_concurrent_create)?;
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await
@@ -159,6 +155,12 @@ pub async fn migrate(client: &mut Client) -> Result<(), StoreError> {
 }
 
 async fn apply_pending(client: &mut Client) -> Result<(), StoreError> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS watchwire_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await
+        .map_err(pg)?;
     let row = client
         .query_one(
             "SELECT COALESCE(MAX(version), 0) FROM watchwire_migrations",
@@ -181,20 +183,6 @@ async fn apply_pending(client: &mut Client) -> Result<(), StoreError> {
         tracing::info!(version, "migrated the PostgreSQL schema");
     }
     Ok(())
-}
-
-/// `CREATE TABLE IF NOT EXISTS` can still fail when two processes create the same
-/// table at the same moment; the table then exists, which is all that was asked.
-fn ignore_concurrent_create(e: tokio_postgres::Error) -> Result<(), StoreError> {
-    match e.code() {
-        Some(code)
-            if *code == tokio_postgres::error::SqlState::UNIQUE_VIOLATION
-                || *code == tokio_postgres::error::SqlState::DUPLICATE_TABLE =>
-        {
-            Ok(())
-        }
-        _ => Err(pg(e)),
-    }
 }
 
 /// The per-database secret for resource ids, created by whichever process comes first.
