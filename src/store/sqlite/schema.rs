@@ -148,11 +148,11 @@ pub(super) fn backend(e: rusqlite::Error) -> StoreError {
 
 /// The highest seq ever assigned.
 pub(super) fn log_head(conn: &Connection) -> rusqlite::Result<u64> {
-    let head: i64 = conn.query_row(
-        "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
-        [],
-        |r| r.get(0),
-    )?;
+    let head: i64 = conn
+        .prepare_cached(
+            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
+        )?
+        .query_row([], |r| r.get(0))?;
     Ok(head as u64)
 }
 

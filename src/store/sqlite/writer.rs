@@ -264,8 +264,10 @@ fn append(
 ) -> rusqlite::Result<Result<(PublishReceipt, Vec<SharedEvent>), StoreError>> {
     if let Some(idem) = &idempotency {
         let remembered = tx
-            .query_row(
+            .prepare_cached(
                 "SELECT body_hash, last_seq, count, created_ms FROM idempotency WHERE owner = ?1 AND key = ?2",
+            )?
+            .query_row(
                 params![idem.owner, idem.key],
                 |r| {
                     Ok(RememberedPublish {
@@ -329,11 +331,8 @@ fn create_channel(
     now: i64,
 ) -> rusqlite::Result<Result<(StoredChannel, Option<i64>), StoreError>> {
     let existing: Option<(i64, Option<i64>)> = tx
-        .query_row(
-            "SELECT pk, expiration_ms FROM channels WHERE owner = ?1 AND id = ?2",
-            params![spec.owner, spec.id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT pk, expiration_ms FROM channels WHERE owner = ?1 AND id = ?2")?
+        .query_row(params![spec.owner, spec.id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     if spec.kind == ChannelKind::Watcher {
         if let Some(conflict) = watcher_conflict(tx, &spec)? {
@@ -357,11 +356,14 @@ fn create_channel(
         return Ok(Err(StoreError::TooManyChannels(max_per_owner)));
     }
     let head = log_head(tx)?;
-    tx.execute(
+    // Cached, as every statement of the writer: parsing SQL was a quarter of the
+    // writer's time when channels are created in bulk.
+    tx.prepare_cached(
         "INSERT INTO channels (kind, owner, id, resource, resource_id, resource_uri, address, token, expiration_ms, params, payload,
                                signing_secret, created_ms, start_seq, progress_seq, synced)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, 0)",
-        params![
+    )?
+    .execute(params![
             spec.kind.as_str(),
             spec.owner,
             spec.id,
