@@ -6,9 +6,10 @@
 //! changes on the dispatcher's feed before they reply ([`Feed`]).
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::{
     Committed, Created, FeedItem, Idempotency, PruneReport, PublishReceipt, Removal, Removed,
@@ -198,6 +199,9 @@ pub struct Feed {
     no: u64,
     /// Every event at or below this position is on the feed.
     fed_head: Seq,
+    /// Woken when events arrive that do not continue the feed; it reads the log from
+    /// the feed's head (the PostgreSQL tailer). `None`: one writer, no gap can happen.
+    gap_reader: Option<Arc<Notify>>,
 }
 
 impl Feed {
@@ -207,6 +211,21 @@ impl Feed {
             tx,
             no: 0,
             fed_head: head,
+            gap_reader: None,
+        }
+    }
+
+    /// A feed that several writers' commits reach: events after a gap (other
+    /// processes committed positions this one has not fed yet) are left to
+    /// `gap_reader`, which is woken to read everything after the feed's head in order.
+    pub fn with_gap_reader(
+        tx: mpsc::UnboundedSender<FeedItem>,
+        head: Seq,
+        gap_reader: Arc<Notify>,
+    ) -> Feed {
+        Feed {
+            gap_reader: Some(gap_reader),
+            ..Feed::new(tx, head)
         }
     }
 
@@ -215,9 +234,10 @@ impl Feed {
         self.fed_head
     }
 
-    /// Puts committed events on the feed, dropping those already there. Events must
-    /// continue the feed without a gap: visibility is in position order, so a source
-    /// that read them read everything before them too.
+    /// Puts committed events on the feed, dropping those already there. Events after
+    /// a gap go to the gap reader instead: the feed never skips a position (visibility
+    /// is in position order, so a reader of the log from the feed's head finds them
+    /// and everything before them).
     pub fn events(&mut self, events: Vec<SharedEvent>) -> u64 {
         let fresh: Vec<SharedEvent> = events
             .into_iter()
@@ -226,11 +246,13 @@ impl Feed {
         let Some(last) = fresh.last().map(|e| e.seq) else {
             return self.no;
         };
-        debug_assert_eq!(
-            fresh[0].seq,
-            self.fed_head + 1,
-            "the feed skipped a position"
-        );
+        if fresh[0].seq != self.fed_head + 1 {
+            if let Some(reader) = &self.gap_reader {
+                reader.notify_one();
+                return self.no;
+            }
+            debug_assert!(false, "the feed skipped a position");
+        }
         self.fed_head = last;
         self.publish(Committed::Events(fresh))
     }
@@ -329,5 +351,65 @@ impl WriteHealth {
     /// No write has succeeded since the last one failed.
     pub fn is_failing(&self) -> bool {
         self.failing.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Event;
+    use futures_util::FutureExt;
+
+    fn events(seqs: &[Seq]) -> Vec<SharedEvent> {
+        seqs.iter()
+            .map(|&seq| {
+                Arc::new(Event {
+                    seq,
+                    time_ms: 0,
+                    resource: "/r".into(),
+                    state: "exists".into(),
+                    data: None,
+                    changed: Vec::new(),
+                    metadata: None,
+                })
+            })
+            .collect()
+    }
+
+    fn fed(rx: &mut mpsc::UnboundedReceiver<FeedItem>) -> Vec<Seq> {
+        let mut seqs = Vec::new();
+        while let Ok(item) = rx.try_recv() {
+            if let Committed::Events(events) = item.change {
+                seqs.extend(events.iter().map(|e| e.seq));
+            }
+        }
+        seqs
+    }
+
+    /// Events after a gap wait for the reader of the log: the feed stays gap-free,
+    /// and what arrives twice goes on it once.
+    #[test]
+    fn events_after_a_gap_go_to_the_gap_reader_and_the_feed_never_skips() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let reader = Arc::new(Notify::new());
+        let mut feed = Feed::with_gap_reader(tx, 0, reader.clone());
+        feed.events(events(&[1, 2]));
+        assert_eq!(fed(&mut rx), vec![1, 2]);
+        assert!(reader.notified().now_or_never().is_none(), "no gap yet");
+
+        // Another node committed 3 and 4; this node's own commit is 5.
+        feed.events(events(&[5]));
+        assert_eq!(fed(&mut rx), Vec::<Seq>::new(), "5 must wait for 3 and 4");
+        assert_eq!(feed.fed_head(), 2);
+        assert!(
+            reader.notified().now_or_never().is_some(),
+            "the reader is woken"
+        );
+
+        // The reader reads the log from the feed's head; a late copy of 5 is dropped.
+        feed.events(events(&[3, 4, 5]));
+        feed.events(events(&[5]));
+        assert_eq!(fed(&mut rx), vec![3, 4, 5]);
+        assert_eq!(feed.fed_head(), 5);
     }
 }

@@ -87,7 +87,12 @@ impl PgStore {
         let records = Arc::new(PendingRecords::default());
         let write_health = Arc::new(WriteHealth::default());
         let commits = Arc::new(AtomicU64::new(0));
-        let feed = Arc::new(Mutex::new(Feed::new(feed_tx, head as Seq)));
+        let log = Arc::new(tokio::sync::Notify::new());
+        let feed = Arc::new(Mutex::new(Feed::with_gap_reader(
+            feed_tx,
+            head as Seq,
+            log.clone(),
+        )));
         let channels = cluster::Channels::of(&secret);
         let writer = Writer {
             node_id: node_id.to_string(),
@@ -106,7 +111,6 @@ impl PgStore {
         let writer_task = tokio::spawn(writer.run(op_rx));
         let readers = Arc::new(Pool::new(config.clone(), READ_CONNECTIONS));
         let background = CancellationToken::new();
-        let log = Arc::new(tokio::sync::Notify::new());
         let (messages_tx, messages) = mpsc::unbounded_channel();
         cluster::spawn_listener(
             config,

@@ -3,7 +3,10 @@
 //! them in one transaction (group commit), with the delivery bookkeeping riding along.
 //! Each transaction first locks the log's head row: transactions that write commit one
 //! after another, in the order of the positions they take, so positions become visible
-//! in order (docs/api.md §13) and two writers never deadlock.
+//! in order (docs/api.md §13) and two writers never deadlock. Nothing else is read
+//! under that lock: events other nodes committed before this writer's own reach the
+//! feed through the tailer (`Feed` leaves events after a gap to it), so the lock is
+//! held for the writes and the commit only.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +19,6 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, Statement, Transaction};
 
 use super::pool::{connect, pg};
-use super::read::event_from_row;
 use crate::model::{
     now_ms, ChannelKind, ChannelSpec, Event, NewEvent, Seq, SharedEvent, StoredChannel,
 };
@@ -101,14 +103,13 @@ impl Writer {
         let records = self.records.take();
         let attempt = tokio::time::timeout(TRANSACTION_TIMEOUT, self.transaction(jobs, &records));
         let error = match attempt.await {
-            Ok(Ok((missed, done))) => {
+            Ok(Ok(done)) => {
                 metrics::counter!("watchwire_store_commits_total").increment(1);
                 self.commits.fetch_add(1, Ordering::Relaxed);
                 if self.write_health.succeeded() {
                     tracing::info!("the store writes again");
                 }
                 let mut feed = self.feed.lock().unwrap();
-                feed.events(missed);
                 for (slot, done) in slots.into_iter().zip(done) {
                     feed.answer(slot, done);
                 }
@@ -145,14 +146,12 @@ impl Writer {
         Ok(statement)
     }
 
-    /// Runs the jobs and writes the records in one transaction. Returns the events
-    /// committed since this writer's last commit that it did not write, and each job's
-    /// answer.
+    /// Runs the jobs and writes the records in one transaction; each job's answer.
     async fn transaction(
         &mut self,
         jobs: Vec<Job>,
         records: &Records,
-    ) -> Result<(Vec<SharedEvent>, Vec<Done>), StoreError> {
+    ) -> Result<Vec<Done>, StoreError> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
             self.client = Some(connect(&self.config).await?);
             self.statements.clear();
@@ -163,22 +162,6 @@ impl Writer {
         let tx = client.transaction().await.map_err(pg)?;
         let row = tx.query_one(&statements.lock_head, &[]).await.map_err(pg)?;
         let head_at_start = row.get::<_, i64>(0) as Seq;
-        // Events committed but not fed yet (another process's, or this writer's own
-        // whose answer was lost with a connection) go on the feed before this
-        // transaction's, so the feed stays in position order without a gap.
-        let fed = self.feed.lock().unwrap().fed_head();
-        let missed = if head_at_start > fed {
-            let rows = tx
-                .query(
-                    &statements.read_range,
-                    &[&(fed as i64), &(head_at_start as i64)],
-                )
-                .await
-                .map_err(pg)?;
-            rows.iter().map(event_from_row).collect()
-        } else {
-            Vec::new()
-        };
         let mut head = head_at_start;
         let mut appended = Appended::default();
         let mut pruned_through = self.pruned_through.load(Ordering::Relaxed);
@@ -234,18 +217,13 @@ impl Writer {
         try_join!(write_events, write_records(&tx, &statements, records))?;
         tx.commit().await.map_err(pg)?;
         self.pruned_through.store(pruned_through, Ordering::Relaxed);
-        Ok((missed, done))
+        Ok(done)
     }
 
     async fn prepare_all(&mut self) -> Result<Statements, StoreError> {
         Ok(Statements {
             lock_head: self.statement("SELECT seq FROM log_head FOR UPDATE").await?,
             set_head: self.statement("UPDATE log_head SET seq = $1").await?,
-            read_range: self
-                .statement(
-                    "SELECT seq, time_ms, resource, state, data, changed, metadata FROM events WHERE seq > $1 AND seq <= $2 ORDER BY seq",
-                )
-                .await?,
             insert_events: self
                 .statement(
                     "INSERT INTO events (seq, time_ms, resource, state, data, changed, metadata)
@@ -296,7 +274,6 @@ impl Writer {
 struct Statements {
     lock_head: Statement,
     set_head: Statement,
-    read_range: Statement,
     insert_events: Statement,
     upsert_prefixes: Statement,
     progress: Statement,
