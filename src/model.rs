@@ -53,6 +53,22 @@ pub struct Event {
 
 pub type SharedEvent = Arc<Event>;
 
+#[cfg(test)]
+impl Event {
+    /// A bare `exists` event on `/r` at `seq`, for unit tests.
+    pub fn at(seq: Seq) -> SharedEvent {
+        Arc::new(Event {
+            seq,
+            time_ms: 0,
+            resource: "/r".into(),
+            state: "exists".into(),
+            data: None,
+            changed: Vec::new(),
+            metadata: None,
+        })
+    }
+}
+
 /// What kind of subscription a channel row is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChannelKind {

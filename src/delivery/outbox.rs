@@ -739,15 +739,7 @@ mod tests {
     use crate::model::Event;
 
     fn event(seq: Seq) -> SharedEvent {
-        Arc::new(Event {
-            seq,
-            time_ms: 0,
-            resource: "/r".into(),
-            state: "exists".into(),
-            data: None,
-            changed: vec![],
-            metadata: None,
-        })
+        Event::at(seq)
     }
 
     fn state() -> OutboxState {

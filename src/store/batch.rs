@@ -361,19 +361,7 @@ mod tests {
     use futures_util::FutureExt;
 
     fn events(seqs: &[Seq]) -> Vec<SharedEvent> {
-        seqs.iter()
-            .map(|&seq| {
-                Arc::new(Event {
-                    seq,
-                    time_ms: 0,
-                    resource: "/r".into(),
-                    state: "exists".into(),
-                    data: None,
-                    changed: Vec::new(),
-                    metadata: None,
-                })
-            })
-            .collect()
+        seqs.iter().map(|&seq| Event::at(seq)).collect()
     }
 
     fn fed(rx: &mut mpsc::UnboundedReceiver<FeedItem>) -> Vec<Seq> {
