@@ -96,11 +96,23 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Backlog> {
         "published {} of {events} events",
         published.load(Relaxed)
     );
+    // Publishes are acknowledged once committed; the router offers them to the channel
+    // just after, so the channel may reach backlog mode a moment after the last answer.
+    let settle = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let backlogged = loop {
+        let backlogged = gateway
+            .value(&client, "watchwire_channels_backlogged")
+            .await?;
+        if backlogged == 1.0
+            || events <= QUEUE_CAPACITY as u64
+            || std::time::Instant::now() > settle
+        {
+            break backlogged;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     let queued = gateway
         .value(&client, "watchwire_queued_notifications")
-        .await?;
-    let backlogged = gateway
-        .value(&client, "watchwire_channels_backlogged")
         .await?;
     anyhow::ensure!(
         events <= QUEUE_CAPACITY as u64 || backlogged == 1.0,
