@@ -60,8 +60,9 @@ test("the console lists the channels created through the API, with their deliver
 });
 
 test("a failing channel shows its error and when it retries; replay and enable work by clicking", async () => {
-  // Disabled after 2 s of failures, so the test can enable it again.
-  const gateway = await Gateway.start(["--retry-schedule", "300ms", "--disable-after", "2s"]);
+  // Disabled after 5 s of failures, so the test can enable it again; long enough that
+  // on a loaded machine the page still finds a retry due when it first renders.
+  const gateway = await Gateway.start(["--retry-schedule", "300ms", "--disable-after", "5s"]);
   const rx = await Receiver.start();
   try {
     await gateway.watch("/orders", "orders", rx.url);
@@ -94,7 +95,7 @@ test("a failing channel shows its error and when it retries; replay and enable w
     assert.match(await page.locator("tr.detail").first().innerText(), /503/);
     await screenshot(page, "console-channel");
 
-    // Disabled after failing for 2 s: the console says so, and Enable resumes it.
+    // Disabled after failing for 5 s: the console says so, and Enable resumes it.
     await until(async () => !(await gateway.ok("GET", "/v1/channels/orders")).delivery.enabled, "disabled");
     await page.getByRole("button", { name: "Refresh" }).click();
     await page.getByText("no (disabled after failing").waitFor();
