@@ -2,20 +2,22 @@
 //! commits and the next transaction takes all of them (group commit). This file holds
 //! what does not depend on the database: the requests ([`WriteOp`]), their split into
 //! work for the transaction ([`Job`]) and who waits for it ([`Slot`]), the policy for
-//! delivery bookkeeping ([`RecordsPolicy`]), and the answers, which put committed
-//! changes on the dispatcher's feed before they reply ([`Feed`]).
+//! delivery bookkeeping ([`RecordsPolicy`]), the way into a writer that both `Store`
+//! implementations use ([`Writes`]), and the answers, which put committed changes on
+//! the dispatcher's feed before they reply ([`Feed`]).
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, Notify};
 
+use super::records::PendingRecords;
 use super::{
     Committed, Created, FeedItem, Idempotency, PruneReport, PublishReceipt, Removal, Removed,
     StoreError,
 };
-use crate::model::{ChannelSpec, NewEvent, Seq, SharedEvent, StoredChannel};
+use crate::model::{ChannelSpec, NewEvent, Outcome, Seq, SharedEvent, StoredChannel};
 
 /// Most requests folded into one transaction.
 pub const MAX_BATCH: usize = 4096;
@@ -51,6 +53,131 @@ pub enum WriteOp {
     Probe {
         reply: Reply<()>,
     },
+}
+
+/// The way into a backend's writer, the same for both backends: every write a `Store`
+/// makes is a [`WriteOp`] sent to it and, where the caller needs one, an answer.
+/// Delivery bookkeeping gathers in [`PendingRecords`]; the first record after a commit
+/// wakes the writer.
+pub struct Writes {
+    /// Sends one operation; `false` once the writer is gone. `None` after `close`.
+    send: Mutex<Option<Box<dyn Fn(WriteOp) -> bool + Send + Sync>>>,
+    records: Arc<PendingRecords>,
+    /// Longest a caller waits for its answer, and the error it gets then (a writer
+    /// waiting for an unreachable database answers `503`, not never). `None`: no limit.
+    answer_within: Option<(Duration, fn() -> StoreError)>,
+}
+
+impl Writes {
+    pub fn new(
+        send: impl Fn(WriteOp) -> bool + Send + Sync + 'static,
+        records: Arc<PendingRecords>,
+        answer_within: Option<(Duration, fn() -> StoreError)>,
+    ) -> Writes {
+        Writes {
+            send: Mutex::new(Some(Box::new(send))),
+            records,
+            answer_within,
+        }
+    }
+
+    fn send(&self, op: WriteOp) -> Result<(), StoreError> {
+        match &*self.send.lock().unwrap() {
+            Some(send) if send(op) => Ok(()),
+            _ => Err(StoreError::Closed),
+        }
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> WriteOp) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx))?;
+        match self.answer_within {
+            None => rx.await.map_err(|_| StoreError::Closed)?,
+            Some((limit, late)) => match tokio::time::timeout(limit, rx).await {
+                Ok(answer) => answer.map_err(|_| StoreError::Closed)?,
+                Err(_) => Err(late()),
+            },
+        }
+    }
+
+    pub async fn append(
+        &self,
+        events: Vec<NewEvent>,
+        idempotency: Option<Idempotency>,
+    ) -> Result<PublishReceipt, StoreError> {
+        self.call(|reply| WriteOp::Append {
+            events,
+            idempotency,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn create_channel(
+        &self,
+        channel: ChannelSpec,
+        max_per_owner: u64,
+    ) -> Result<Created, StoreError> {
+        self.call(|reply| WriteOp::CreateChannel {
+            channel,
+            max_per_owner,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn remove_channels(&self, removal: Removal) -> Result<Removed, StoreError> {
+        self.call(|reply| WriteOp::RemoveChannels { removal, reply })
+            .await
+    }
+
+    pub async fn prune(
+        &self,
+        events_before_ms: i64,
+        outcomes_before_ms: i64,
+    ) -> Result<PruneReport, StoreError> {
+        self.call(|reply| WriteOp::Prune {
+            events_before_ms,
+            outcomes_before_ms,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.call(|reply| WriteOp::Flush { reply }).await
+    }
+
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        self.call(|reply| WriteOp::Probe { reply }).await
+    }
+
+    pub fn record_progress(&self, pk: i64, seq: Seq) {
+        if self.records.progress(pk, seq) {
+            self.nudge();
+        }
+    }
+
+    pub fn record_outcome(&self, outcome: Outcome) {
+        if self.records.outcome(outcome) {
+            self.nudge();
+        }
+    }
+
+    pub fn record_health(&self, pk: i64, failing_since_ms: Option<i64>, disabled: bool) {
+        if self.records.health(pk, failing_since_ms, disabled) {
+            self.nudge();
+        }
+    }
+
+    fn nudge(&self) {
+        let _ = self.send(WriteOp::RecordsPending);
+    }
+
+    /// No more writes: the writer commits what is queued, then ends.
+    pub fn close(&self) {
+        self.send.lock().unwrap().take();
+    }
 }
 
 /// The part of a request that runs inside the transaction.

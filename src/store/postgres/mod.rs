@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Config, Row};
 use tokio_util::sync::CancellationToken;
@@ -28,7 +28,7 @@ use self::read::{
     CHANNEL_COLUMNS, EVENT_COLUMNS, OUTCOME_COLUMNS, REMOVED_COLUMNS,
 };
 use self::writer::Writer;
-use super::batch::{Feed, Reply, WriteHealth, WriteOp};
+use super::batch::{Feed, WriteHealth, Writes};
 use super::records::PendingRecords;
 use super::{
     ClusterMessage, Created, EventPage, FeedItem, Idempotency, Membership, PruneReport,
@@ -48,7 +48,8 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct PgStore {
     /// This process's id as a node of the cluster.
     node_id: String,
-    writer: Mutex<Option<mpsc::UnboundedSender<WriteOp>>>,
+    /// The way into the writer task.
+    writes: Writes,
     writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     readers: Arc<Pool>,
     /// Messages from the other nodes, until the node runtime takes them.
@@ -60,7 +61,6 @@ pub struct PgStore {
     secret: Vec<u8>,
     feed: Mutex<Option<mpsc::UnboundedReceiver<FeedItem>>>,
     pruned_through: Arc<AtomicU64>,
-    records: Arc<PendingRecords>,
     write_health: Arc<WriteHealth>,
     commits: Arc<AtomicU64>,
 }
@@ -122,7 +122,11 @@ impl PgStore {
         cluster::spawn_tailer(readers.clone(), feed, log, background.clone());
         Ok(PgStore {
             node_id: node_id.to_string(),
-            writer: Mutex::new(Some(op_tx)),
+            writes: Writes::new(
+                move |op| op_tx.send(op).is_ok(),
+                records,
+                Some((pool::WAIT, unreachable_database)),
+            ),
             writer_task: Mutex::new(Some(writer_task)),
             readers,
             messages: Mutex::new(Some(messages)),
@@ -131,34 +135,9 @@ impl PgStore {
             secret,
             feed: Mutex::new(Some(feed_rx)),
             pruned_through,
-            records,
             write_health,
             commits,
         })
-    }
-
-    fn send(&self, op: WriteOp) -> Result<(), StoreError> {
-        let guard = self.writer.lock().unwrap();
-        guard
-            .as_ref()
-            .ok_or(StoreError::Closed)?
-            .send(op)
-            .map_err(|_| StoreError::Closed)
-    }
-
-    /// A write, answered within the read timeout: the writer may be waiting for an
-    /// unreachable database, and the caller gets a `503` rather than a hang.
-    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> WriteOp) -> Result<T, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(make(tx))?;
-        match tokio::time::timeout(pool::WAIT, rx).await {
-            Ok(answer) => answer.map_err(|_| StoreError::Closed)?,
-            Err(_) => Err(unreachable_database()),
-        }
-    }
-
-    fn nudge(&self) {
-        let _ = self.send(WriteOp::RecordsPending);
     }
 
     /// Runs one statement on a pooled connection, answering within [`READ_TIMEOUT`];
@@ -200,12 +179,7 @@ impl Store for PgStore {
         events: Vec<NewEvent>,
         idempotency: Option<Idempotency>,
     ) -> Result<PublishReceipt, StoreError> {
-        self.call(|reply| WriteOp::Append {
-            events,
-            idempotency,
-            reply,
-        })
-        .await
+        self.writes.append(events, idempotency).await
     }
 
     async fn create_channel(
@@ -213,44 +187,32 @@ impl Store for PgStore {
         channel: ChannelSpec,
         max_per_owner: u64,
     ) -> Result<Created, StoreError> {
-        self.call(|reply| WriteOp::CreateChannel {
-            channel,
-            max_per_owner,
-            reply,
-        })
-        .await
+        self.writes.create_channel(channel, max_per_owner).await
     }
 
     async fn remove_channels(&self, removal: Removal) -> Result<Removed, StoreError> {
-        self.call(|reply| WriteOp::RemoveChannels { removal, reply })
-            .await
+        self.writes.remove_channels(removal).await
     }
 
     fn record_progress(&self, pk: i64, seq: Seq) {
-        if self.records.progress(pk, seq) {
-            self.nudge();
-        }
+        self.writes.record_progress(pk, seq);
     }
 
     fn record_outcome(&self, outcome: Outcome) {
-        if self.records.outcome(outcome) {
-            self.nudge();
-        }
+        self.writes.record_outcome(outcome);
     }
 
     fn record_health(&self, pk: i64, failing_since_ms: Option<i64>, disabled: bool) {
-        if self.records.health(pk, failing_since_ms, disabled) {
-            self.nudge();
-        }
+        self.writes.record_health(pk, failing_since_ms, disabled);
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
-        self.call(|reply| WriteOp::Flush { reply }).await
+        self.writes.flush().await
     }
 
     async fn close(&self) {
         self.background.cancel();
-        self.writer.lock().unwrap().take();
+        self.writes.close();
         let task = self.writer_task.lock().unwrap().take();
         if let Some(task) = task {
             let _ = task.await;
@@ -262,7 +224,7 @@ impl Store for PgStore {
         self.write_health.check(now_ms())?;
         self.query("SELECT 1", &[]).await?;
         if self.write_health.is_failing() {
-            self.call(|reply| WriteOp::Probe { reply }).await?;
+            self.writes.probe().await?;
         }
         Ok(())
     }
@@ -272,12 +234,9 @@ impl Store for PgStore {
         events_before_ms: i64,
         outcomes_before_ms: i64,
     ) -> Result<PruneReport, StoreError> {
-        self.call(|reply| WriteOp::Prune {
-            events_before_ms,
-            outcomes_before_ms,
-            reply,
-        })
-        .await
+        self.writes
+            .prune(events_before_ms, outcomes_before_ms)
+            .await
     }
 
     fn pruned_through(&self) -> Seq {

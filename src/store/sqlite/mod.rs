@@ -15,15 +15,14 @@ use std::thread;
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use self::read::{
     channel_from_row, event_from_row, outcome_from_row, removed_from_row, under, ReadPool,
 };
 use self::schema::{backend, log_head, meta_u64, CHANNEL_COLUMNS, EVENT_COLUMNS, REMOVED_COLUMNS};
 use self::writer::Writer;
-use super::batch::Reply;
-use super::batch::{Feed, WriteHealth, WriteOp};
+use super::batch::{Feed, WriteHealth, Writes};
 use super::records::PendingRecords;
 use super::{
     Created, EventPage, FeedItem, Idempotency, PruneReport, PublishReceipt, Removal, Removed,
@@ -38,15 +37,14 @@ use crate::telemetry::LogGate;
 pub struct SqliteStore {
     /// The data directory's lock, held for the store's life (see [`DirLock`]).
     dir_lock: Mutex<Option<DirLock>>,
-    writer: Mutex<Option<std_mpsc::Sender<WriteOp>>>,
+    /// The way into the writer thread.
+    writes: Writes,
     writer_thread: Mutex<Option<thread::JoinHandle<()>>>,
     readers: ReadPool,
     secret: Vec<u8>,
     feed: Mutex<Option<mpsc::UnboundedReceiver<FeedItem>>>,
     commits: Arc<AtomicU64>,
     pruned_through: Arc<AtomicU64>,
-    /// Delivery bookkeeping waiting for the writer's next transaction.
-    records: Arc<PendingRecords>,
     /// How the writer's transactions have been going, for `/healthz`.
     write_health: Arc<WriteHealth>,
 }
@@ -107,7 +105,7 @@ impl SqliteStore {
 
         Ok(SqliteStore {
             dir_lock: Mutex::new(Some(dir_lock)),
-            writer: Mutex::new(Some(op_tx)),
+            writes: Writes::new(move |op| op_tx.send(op).is_ok(), records, None),
             writer_thread: Mutex::new(Some(writer_thread)),
             readers: ReadPool {
                 path,
@@ -117,34 +115,13 @@ impl SqliteStore {
             feed: Mutex::new(Some(feed_rx)),
             commits,
             pruned_through,
-            records,
             write_health,
         })
     }
 
-    /// Tells the writer that records wait (the first since its last commit).
-    fn nudge(&self) {
-        let _ = self.send(WriteOp::RecordsPending);
-    }
-
-    fn send(&self, op: WriteOp) -> Result<(), StoreError> {
-        let guard = self.writer.lock().unwrap();
-        guard
-            .as_ref()
-            .ok_or(StoreError::Closed)?
-            .send(op)
-            .map_err(|_| StoreError::Closed)
-    }
-
-    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> WriteOp) -> Result<T, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(make(tx))?;
-        rx.await.map_err(|_| StoreError::Closed)?
-    }
-
     /// Stops the writer after it has committed everything queued.
     pub fn close_now(&self) {
-        self.writer.lock().unwrap().take();
+        self.writes.close();
         if let Some(handle) = self.writer_thread.lock().unwrap().take() {
             let _ = handle.join();
         }
@@ -222,12 +199,7 @@ impl Store for SqliteStore {
         events: Vec<NewEvent>,
         idempotency: Option<Idempotency>,
     ) -> Result<PublishReceipt, StoreError> {
-        self.call(|reply| WriteOp::Append {
-            events,
-            idempotency,
-            reply,
-        })
-        .await
+        self.writes.append(events, idempotency).await
     }
 
     async fn create_channel(
@@ -235,43 +207,31 @@ impl Store for SqliteStore {
         channel: ChannelSpec,
         max_per_owner: u64,
     ) -> Result<Created, StoreError> {
-        self.call(|reply| WriteOp::CreateChannel {
-            channel,
-            max_per_owner,
-            reply,
-        })
-        .await
+        self.writes.create_channel(channel, max_per_owner).await
     }
 
     async fn remove_channels(&self, removal: Removal) -> Result<Removed, StoreError> {
-        self.call(|reply| WriteOp::RemoveChannels { removal, reply })
-            .await
+        self.writes.remove_channels(removal).await
     }
 
     fn record_progress(&self, pk: i64, seq: Seq) {
-        if self.records.progress(pk, seq) {
-            self.nudge();
-        }
+        self.writes.record_progress(pk, seq);
     }
 
     fn record_outcome(&self, outcome: Outcome) {
-        if self.records.outcome(outcome) {
-            self.nudge();
-        }
+        self.writes.record_outcome(outcome);
     }
 
     fn record_health(&self, pk: i64, failing_since_ms: Option<i64>, disabled: bool) {
-        if self.records.health(pk, failing_since_ms, disabled) {
-            self.nudge();
-        }
+        self.writes.record_health(pk, failing_since_ms, disabled);
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
-        self.call(|reply| WriteOp::Flush { reply }).await
+        self.writes.flush().await
     }
 
     async fn close(&self) {
-        self.writer.lock().unwrap().take();
+        self.writes.close();
         let writer = self.writer_thread.lock().unwrap().take();
         if let Some(thread) = writer {
             // Joined on a blocking thread: the writer may still be committing.
@@ -285,7 +245,7 @@ impl Store for SqliteStore {
         if !self.write_health.is_failing() {
             return Ok(());
         }
-        self.call(|reply| WriteOp::Probe { reply }).await
+        self.writes.probe().await
     }
 
     async fn prune(
@@ -293,12 +253,9 @@ impl Store for SqliteStore {
         events_before_ms: i64,
         outcomes_before_ms: i64,
     ) -> Result<PruneReport, StoreError> {
-        self.call(|reply| WriteOp::Prune {
-            events_before_ms,
-            outcomes_before_ms,
-            reply,
-        })
-        .await
+        self.writes
+            .prune(events_before_ms, outcomes_before_ms)
+            .await
     }
 
     fn pruned_through(&self) -> Seq {
