@@ -1,11 +1,11 @@
 //! The spec's rules that a store enforces inside its transactions, written once for
-//! every backend (docs/api.md §6, §9, §10). A backend supplies what its database holds
+//! every backend (docs/api.md §2, §6, §8, §9, §10). A backend supplies what its database holds
 //! and the serialisation that makes the check and the write one step; the decision is
 //! here.
 
 use std::collections::HashMap;
 
-use super::{Idempotency, PublishReceipt, StoreError};
+use super::{Idempotency, PublishReceipt, Removal, StoreError};
 use crate::model::{ChannelSpec, Seq, SharedEvent};
 use crate::protocol::resource::{collection, covers, self_and_ancestors};
 
@@ -98,6 +98,44 @@ pub fn prefix_updates<'a>(events: impl Iterator<Item = &'a SharedEvent>) -> Vec<
         .collect()
 }
 
+/// How and when a channel ended, for the record it leaves (docs/api.md §8).
+pub struct Ended {
+    /// `stopped`, `expired` or `gone`.
+    pub state: &'static str,
+    pub reason: String,
+    pub at_ms: i64,
+}
+
+impl Ended {
+    /// How a removal ends the channels it removes.
+    pub fn by(removal: &Removal, now: i64) -> Ended {
+        let (state, reason) = match removal {
+            Removal::Stop { .. } => ("stopped", "stopped with channels.stop".to_string()),
+            Removal::Watcher { .. } => ("stopped", "deleted with DELETE /v1/watchers/{id}".into()),
+            Removal::Gone { reason, .. } => ("gone", reason.clone()),
+            Removal::ExpiredAt { .. } => ("expired", "it reached its expiration".into()),
+        };
+        Ended {
+            state,
+            reason,
+            at_ms: now,
+        }
+    }
+}
+
+/// A new channel asks for an id that one of its owner's channels holds: refused while
+/// that channel lives; once it has expired, it ends and the new channel takes the id.
+pub fn take_over_id(id: &str, expiration_ms: Option<i64>, now: i64) -> Result<Ended, StoreError> {
+    if expiration_ms.is_none_or(|ms| ms > now) {
+        return Err(StoreError::DuplicateChannel(id.into()));
+    }
+    Ok(Ended {
+        state: "expired",
+        reason: "it expired; a new channel took its id".into(),
+        at_ms: now,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +217,43 @@ mod tests {
         ));
         let expired = remembered("other", now - IDEMPOTENCY_WINDOW_MS);
         assert_eq!(idempotent_answer(Some(expired), &request, now), None);
+    }
+
+    #[test]
+    fn an_id_is_taken_over_only_from_an_expired_channel() {
+        let now = 1_000;
+        for live in [None, Some(now + 1)] {
+            assert!(matches!(
+                take_over_id("c", live, now),
+                Err(StoreError::DuplicateChannel(id)) if id == "c"
+            ));
+        }
+        let ended = take_over_id("c", Some(now), now).unwrap();
+        assert_eq!((ended.state, ended.at_ms), ("expired", now));
+        assert!(ended.reason.contains("new channel took its id"));
+    }
+
+    #[test]
+    fn each_removal_says_how_its_channels_ended() {
+        let gone = Removal::Gone {
+            pk: 1,
+            reason: "the receiver answered 410 Gone".into(),
+        };
+        let watcher = Removal::Watcher {
+            owner: "o".into(),
+            id: "w".into(),
+        };
+        let expired = Removal::ExpiredAt { now_ms: 5 };
+        let by = |r: &Removal| {
+            let e = Ended::by(r, 7);
+            (e.state, e.reason, e.at_ms)
+        };
+        assert_eq!(
+            by(&gone),
+            ("gone", "the receiver answered 410 Gone".into(), 7)
+        );
+        assert_eq!(by(&watcher).0, "stopped");
+        assert!(by(&watcher).1.contains("DELETE /v1/watchers"));
+        assert_eq!(by(&expired).0, "expired");
     }
 }

@@ -26,7 +26,9 @@ use crate::store::batch::{
     split, Done, Feed, Job, RecordsPolicy, Slot, WriteHealth, WriteOp, MAX_BATCH,
 };
 use crate::store::records::{PendingRecords, Records};
-use crate::store::rules::{self, idempotent_answer, RememberedPublish, IDEMPOTENCY_WINDOW_MS};
+use crate::store::rules::{
+    self, idempotent_answer, Ended, RememberedPublish, IDEMPOTENCY_WINDOW_MS,
+};
 use crate::store::{Idempotency, PruneReport, PublishReceipt, Removal, StoreError};
 use crate::telemetry::LogGate;
 
@@ -525,13 +527,9 @@ async fn create_channel(
     }
     let mut replaced = None;
     if let Some((pk, expiration)) = existing {
-        if expiration.is_none_or(|ms| ms > now) {
-            return Ok(Err(StoreError::DuplicateChannel(spec.id.into())));
-        }
-        let ended = Ended {
-            state: "expired",
-            reason: "it expired; a new channel took its id".into(),
-            at_ms: now,
+        let ended = match rules::take_over_id(&spec.id, expiration, now) {
+            Ok(ended) => ended,
+            Err(refused) => return Ok(Err(refused)),
         };
         // An expired channel: no owner starts an attempt on it any more.
         delete_channel(tx, pk, &ended).await?;
@@ -589,13 +587,6 @@ async fn create_channel(
         failing_since_ms: None,
     };
     Ok(Ok((channel, replaced)))
-}
-
-/// How and when a channel ended, for the record it leaves (docs/api.md §8).
-struct Ended {
-    state: &'static str,
-    reason: String,
-    at_ms: i64,
 }
 
 /// Deletes a channel and its delivery log, leaving a record of how it ended. `None`
@@ -659,30 +650,21 @@ async fn remove_channels(
         .map_err(pg)
         .map(|row| row.map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1))))
     };
-    let ended = |state, reason: &str| Ended {
-        state,
-        reason: reason.to_string(),
-        at_ms: now,
-    };
-    let (pks, ended): (Vec<i64>, Ended) = match removal {
+    let ended = Ended::by(&removal, now);
+    let pks: Vec<i64> = match removal {
         Removal::Stop {
             owner,
             id,
             resource_id,
         } => match owned(owner, id, "channel").await? {
-            Some((pk, stored)) if stored == resource_id => {
-                (vec![pk], ended("stopped", "stopped with channels.stop"))
-            }
+            Some((pk, stored)) if stored == resource_id => vec![pk],
             _ => return Ok(Err(StoreError::NotFound)),
         },
         Removal::Watcher { owner, id } => match owned(owner, id, "watcher").await? {
-            Some((pk, _)) => (
-                vec![pk],
-                ended("stopped", "deleted with DELETE /v1/watchers/{id}"),
-            ),
+            Some((pk, _)) => vec![pk],
             None => return Ok(Err(StoreError::NotFound)),
         },
-        Removal::Gone { pk, reason } => (vec![pk], ended("gone", &reason)),
+        Removal::Gone { pk, .. } => vec![pk],
         Removal::ExpiredAt { now_ms } => {
             tx.execute(
                 "DELETE FROM idempotency WHERE created_ms <= $1",
@@ -697,10 +679,7 @@ async fn remove_channels(
                 )
                 .await
                 .map_err(pg)?;
-            (
-                rows.iter().map(|r| r.get(0)).collect(),
-                ended("expired", "it reached its expiration"),
-            )
+            rows.iter().map(|r| r.get(0)).collect()
         }
     };
     let (mut removed, mut elsewhere) = (Vec::with_capacity(pks.len()), Vec::new());

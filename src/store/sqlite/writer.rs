@@ -18,7 +18,9 @@ use crate::store::batch::{
     split, Done, Feed, Job, RecordsPolicy, Slot, WriteHealth, WriteOp, MAX_BATCH,
 };
 use crate::store::records::{PendingRecords, Records};
-use crate::store::rules::{self, idempotent_answer, RememberedPublish, IDEMPOTENCY_WINDOW_MS};
+use crate::store::rules::{
+    self, idempotent_answer, Ended, RememberedPublish, IDEMPOTENCY_WINDOW_MS,
+};
 use crate::store::{Idempotency, PruneReport, PublishReceipt, Removal, StoreError};
 use crate::telemetry::LogGate;
 
@@ -341,13 +343,9 @@ fn create_channel(
     }
     let mut replaced = None;
     if let Some((pk, expiration)) = existing {
-        if expiration.is_none_or(|ms| ms > now) {
-            return Ok(Err(StoreError::DuplicateChannel(spec.id.into())));
-        }
-        let ended = Ended {
-            state: "expired",
-            reason: "it expired; a new channel took its id".into(),
-            at_ms: now,
+        let ended = match rules::take_over_id(&spec.id, expiration, now) {
+            Ok(ended) => ended,
+            Err(refused) => return Ok(Err(refused)),
         };
         delete_channel(tx, pk, &ended)?;
         replaced = Some(pk);
@@ -420,14 +418,6 @@ fn take_quota(tx: &Connection, owner: &str, max: u64) -> rusqlite::Result<bool> 
     Ok(taken == 1)
 }
 
-/// How and when a channel ended, for the record it leaves (docs/api.md §8).
-struct Ended {
-    /// `stopped`, `expired` or `gone`.
-    state: &'static str,
-    reason: String,
-    at_ms: i64,
-}
-
 /// Deletes a channel and its delivery log, leaving a record of how it ended. `false`
 /// when there was no such channel.
 fn delete_channel(tx: &Connection, pk: i64, ended: &Ended) -> rusqlite::Result<bool> {
@@ -464,30 +454,21 @@ fn remove_channels(
         )
         .optional()
     };
-    let ended = |state, reason: &str| Ended {
-        state,
-        reason: reason.to_string(),
-        at_ms: now,
-    };
-    let (pks, ended): (Vec<i64>, Ended) = match removal {
+    let ended = Ended::by(&removal, now);
+    let pks: Vec<i64> = match removal {
         Removal::Stop {
             owner,
             id,
             resource_id,
         } => match owned(&owner, &id, "channel")? {
-            Some((pk, stored)) if stored == resource_id => {
-                (vec![pk], ended("stopped", "stopped with channels.stop"))
-            }
+            Some((pk, stored)) if stored == resource_id => vec![pk],
             _ => return Ok(Err(StoreError::NotFound)),
         },
         Removal::Watcher { owner, id } => match owned(&owner, &id, "watcher")? {
-            Some((pk, _)) => (
-                vec![pk],
-                ended("stopped", "deleted with DELETE /v1/watchers/{id}"),
-            ),
+            Some((pk, _)) => vec![pk],
             None => return Ok(Err(StoreError::NotFound)),
         },
-        Removal::Gone { pk, reason } => (vec![pk], ended("gone", &reason)),
+        Removal::Gone { pk, .. } => vec![pk],
         Removal::ExpiredAt { now_ms } => {
             tx.execute(
                 "DELETE FROM idempotency WHERE created_ms <= ?1",
@@ -499,7 +480,7 @@ fn remove_channels(
             let pks = stmt
                 .query_map(params![now_ms], |r| r.get(0))?
                 .collect::<rusqlite::Result<Vec<i64>>>()?;
-            (pks, ended("expired", "it reached its expiration"))
+            pks
         }
     };
     let mut removed = Vec::with_capacity(pks.len());
