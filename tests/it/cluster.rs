@@ -109,6 +109,88 @@ fn recording(rx: Arc<Receiver>, seen: Arc<Mutex<Seen>>, running: Arc<AtomicBool>
     });
 }
 
+/// Publishes event `i` (`{"i": i}` on `resource`) every `every`, to the nodes in
+/// `apis` in turn (skipping those set to `None` while they are down), until stopped;
+/// remembers which were acknowledged.
+struct Publisher {
+    publishing: Arc<AtomicBool>,
+    acked: Arc<Mutex<BTreeSet<i64>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Publisher {
+    fn start(apis: Arc<Mutex<Vec<Option<Api>>>>, resource: &'static str, every: Duration) -> Self {
+        let publishing = Arc::new(AtomicBool::new(true));
+        let acked: Arc<Mutex<BTreeSet<i64>>> = Arc::default();
+        let task = {
+            let (acked, publishing) = (acked.clone(), publishing.clone());
+            tokio::spawn(async move {
+                let mut i = 0i64;
+                while publishing.load(Ordering::SeqCst) {
+                    let api = {
+                        let apis = apis.lock().unwrap();
+                        apis[i as usize % apis.len()].clone()
+                    };
+                    if let Some(api) = api {
+                        let body =
+                            json!({"resource": resource, "state": "exists", "data": {"i": i}});
+                        let sent = api
+                            .request(axum::http::Method::POST, "/v1/events")
+                            .json(&body)
+                            .send()
+                            .await;
+                        if matches!(sent, Ok(ref r) if r.status() == 200) {
+                            acked.lock().unwrap().insert(i);
+                        }
+                    }
+                    i += 1;
+                    tokio::time::sleep(every).await;
+                }
+            })
+        };
+        Publisher {
+            publishing,
+            acked,
+            task,
+        }
+    }
+
+    /// Stops publishing; the events that were acknowledged.
+    async fn stop(self) -> BTreeSet<i64> {
+        self.publishing.store(false, Ordering::SeqCst);
+        self.task.await.unwrap();
+        self.acked.lock().unwrap().clone()
+    }
+}
+
+/// Waits until `seen` holds every event of `acked`, failing at `deadline` with the
+/// ones that never arrived.
+async fn until_all_arrived(
+    what: &str,
+    seen: &Mutex<Seen>,
+    acked: &BTreeSet<i64>,
+    deadline: Instant,
+) {
+    loop {
+        let missing: Vec<i64> = {
+            let seen = seen.lock().unwrap();
+            acked
+                .iter()
+                .filter(|i| !seen.by_event.contains_key(i))
+                .copied()
+                .collect()
+        };
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: acknowledged events {missing:?} never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_channel_created_on_one_node_is_read_and_delivered_through_any() {
     let Some(cluster) = Cluster::start(3, "read") else {
@@ -154,9 +236,8 @@ async fn nothing_acknowledged_is_lost_while_nodes_die_and_return() {
     let Some(mut cluster) = Cluster::start(3, "churn") else {
         return;
     };
-    // Receivers record until the end; the publisher stops on its own flag.
+    // Receivers record until the end; the publisher stops on its own.
     let running = Arc::new(AtomicBool::new(true));
-    let publishing = Arc::new(AtomicBool::new(true));
     let mut receivers = Vec::new();
     for c in 0..6 {
         let rx = Arc::new(Receiver::start().await);
@@ -168,33 +249,10 @@ async fn nothing_acknowledged_is_lost_while_nodes_die_and_return() {
         recording(rx.clone(), seen.clone(), running.clone());
         receivers.push((rx, seen));
     }
-    let acked: Arc<Mutex<BTreeSet<i64>>> = Arc::default();
     let apis: Arc<Mutex<Vec<Option<Api>>>> = Arc::new(Mutex::new(
         (0..3).map(|i| Some(cluster.node(i).api.clone())).collect(),
     ));
-    let publisher = {
-        let (acked, apis, publishing) = (acked.clone(), apis.clone(), publishing.clone());
-        tokio::spawn(async move {
-            let mut i = 0i64;
-            while publishing.load(Ordering::SeqCst) {
-                let api = apis.lock().unwrap()[(i % 3) as usize].clone();
-                if let Some(api) = api {
-                    let body =
-                        json!({"resource": "/c/churn/e", "state": "exists", "data": {"i": i}});
-                    let sent = api
-                        .request(axum::http::Method::POST, "/v1/events")
-                        .json(&body)
-                        .send()
-                        .await;
-                    if matches!(sent, Ok(ref r) if r.status() == 200) {
-                        acked.lock().unwrap().insert(i);
-                    }
-                }
-                i += 1;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-    };
+    let publisher = Publisher::start(apis.clone(), "/c/churn/e", Duration::from_millis(5));
     let pause = |ms| tokio::time::sleep(Duration::from_millis(ms));
     pause(500).await;
     apis.lock().unwrap()[0] = None;
@@ -209,9 +267,7 @@ async fn nothing_acknowledged_is_lost_while_nodes_die_and_return() {
     cluster.up(1);
     apis.lock().unwrap()[1] = Some(cluster.node(1).api.clone());
     pause(800).await;
-    publishing.store(false, Ordering::SeqCst);
-    publisher.await.unwrap();
-    let acked = acked.lock().unwrap().clone();
+    let acked = publisher.stop().await;
     assert!(
         acked.len() > 100,
         "too few publishes went through: {}",
@@ -220,24 +276,7 @@ async fn nothing_acknowledged_is_lost_while_nodes_die_and_return() {
 
     let deadline = Instant::now() + LEASE * 2 + Duration::from_secs(20);
     for (c, (_, seen)) in receivers.iter().enumerate() {
-        loop {
-            let missing: Vec<i64> = {
-                let seen = seen.lock().unwrap();
-                acked
-                    .iter()
-                    .filter(|i| !seen.by_event.contains_key(i))
-                    .copied()
-                    .collect()
-            };
-            if missing.is_empty() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "channel {c}: acknowledged events {missing:?} never arrived"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        until_all_arrived(&format!("channel {c}"), seen, &acked, deadline).await;
         let seen = seen.lock().unwrap();
         for (i, numbers) in &seen.by_event {
             assert_eq!(
@@ -442,6 +481,86 @@ async fn failover_within_the_lease_and_handover_within_two_seconds() {
         took < Duration::from_secs(2),
         "graceful handover took {took:?}"
     );
+}
+
+/// A node that stalls (SIGSTOP) past its lease loses its channels to another node, and
+/// when it runs again (SIGCONT) it starts no attempt on them: nothing it still had
+/// queued goes out behind the new owner's back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_node_starts_nothing_when_it_wakes_after_its_lease() {
+    let Some(cluster) = Cluster::start(2, "stall") else {
+        return;
+    };
+    let rx = Arc::new(Receiver::start().await);
+    cluster
+        .node(0)
+        .watch("/c/stall", "stalled", &rx.url())
+        .await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let running = Arc::new(AtomicBool::new(true));
+    recording(rx.clone(), seen.clone(), running.clone());
+    let owner = cluster.owner(0, "stalled").await.expect("owned");
+    let stalled = owner.trim_start_matches('n').parse::<usize>().unwrap();
+    let other = 1 - stalled;
+    let pid = cluster.node(stalled).pid();
+
+    // Events flow through the other node all along, so the stalled one has work queued.
+    let apis = Arc::new(Mutex::new(vec![Some(cluster.node(other).api.clone())]));
+    let publisher = Publisher::start(apis, "/c/stall/e", Duration::from_millis(10));
+    let count = |seen: &Mutex<Seen>| seen.lock().unwrap().numbers.len();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count(&seen) < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "nothing was delivered before the stall"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let stopped_at = count(&seen);
+    // The other node takes the channel over once the stalled node's lease has lapsed.
+    let deadline = Instant::now() + LEASE + Duration::from_secs(10);
+    loop {
+        if cluster.owner(other, "stalled").await.as_deref() == Some(&format!("n{other}"))
+            && count(&seen) > stopped_at + 20
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the channel was not taken over");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (resumed_at, highest_before) = {
+        let seen = seen.lock().unwrap();
+        (
+            seen.numbers.len(),
+            seen.numbers.iter().copied().max().unwrap(),
+        )
+    };
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    // Let the woken node run for a while (it may also take channels back for balance,
+    // which is a clean handover), then stop publishing and let everything arrive.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let acked = publisher.stop().await;
+    let deadline = Instant::now() + LEASE * 2 + Duration::from_secs(10);
+    until_all_arrived("the channel", &seen, &acked, deadline).await;
+    running.store(false, Ordering::SeqCst);
+    let seen = seen.lock().unwrap();
+    let stale: Vec<u64> = seen.numbers[resumed_at..]
+        .iter()
+        .copied()
+        .filter(|&n| n < highest_before)
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "after waking, notifications went out behind the new owner: {stale:?} (it had reached {highest_before})"
+    );
+    for (i, numbers) in &seen.by_event {
+        assert_eq!(numbers.len(), 1, "event {i} came with numbers {numbers:?}");
+    }
 }
 
 /// Publishes event `i` and waits for its delivery: how long that took.

@@ -15,6 +15,12 @@ use crate::store::StoreError;
 pub const WAIT: Duration = Duration::from_secs(5);
 /// Longest one attempt to connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest a session of this process may sit inside a transaction without sending
+/// anything before the server ends it. A process that stalls (stopped, frozen, starved)
+/// while its writer holds the log's head row would otherwise hold every node's writes
+/// and claims until it woke; healthy transactions send their statements back to back.
+/// Shorter than [`WAIT`], so a call queued behind such a stall still gets its answer.
+pub const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(3);
 
 pub struct Pool {
     config: Config,
@@ -100,6 +106,14 @@ pub async fn connect(config: &Config) -> Result<Client, StoreError> {
             tracing::debug!(error = %e, "a PostgreSQL connection ended");
         }
     });
+    let limit = format!(
+        "SET idle_in_transaction_session_timeout = {}",
+        IDLE_IN_TRANSACTION.as_millis()
+    );
+    tokio::time::timeout(CONNECT_TIMEOUT, client.batch_execute(&limit))
+        .await
+        .map_err(|_| unreachable_database())?
+        .map_err(pg)?;
     Ok(client)
 }
 
@@ -113,5 +127,53 @@ pub fn pg(e: tokio_postgres::Error) -> StoreError {
     match e.as_db_error() {
         Some(db) => StoreError::Backend(format!("PostgreSQL: {}", db.message())),
         None => StoreError::Backend(format!("PostgreSQL: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance::Place;
+
+    /// A session of this process that stalls inside a transaction holding the log's
+    /// head row is ended by the server, so every other writer goes on: a stopped node
+    /// never holds a cluster's writes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_session_stalled_holding_the_head_row_is_ended_and_writes_go_on() {
+        let Some(place) = Place::postgres().await else {
+            return;
+        };
+        let Place::Postgres { url, .. } = &place else {
+            unreachable!()
+        };
+        let store = place.open().await;
+        let mut stalled = connect(&url.parse().unwrap()).await.unwrap();
+        let held = stalled.transaction().await.unwrap();
+        held.query_one("SELECT seq FROM log_head FOR UPDATE", &[])
+            .await
+            .unwrap();
+        // From here the holder sends nothing, as a stopped process would not.
+        let started = std::time::Instant::now();
+        let event = crate::model::NewEvent {
+            resource: "/r/x".into(),
+            state: "exists".into(),
+            data: None,
+            changed: Vec::new(),
+            metadata: None,
+        };
+        let receipt = store.append(vec![event], None).await;
+        assert!(
+            receipt.is_ok(),
+            "a publish behind the stalled session failed: {receipt:?}"
+        );
+        assert!(
+            started.elapsed() >= IDLE_IN_TRANSACTION - Duration::from_millis(500),
+            "the head row was not held: the test proves nothing"
+        );
+        assert!(
+            held.query_one("SELECT 1", &[]).await.is_err(),
+            "the stalled session's transaction was not ended"
+        );
+        store.close().await;
     }
 }
