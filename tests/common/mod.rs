@@ -2,14 +2,15 @@
 //! `process`), real receivers that record what arrives and answer as a test scripts
 //! them, the one HTTP client every test calls a gateway with (`client`), the keyed
 //! gateway's keys (`keys`), an event-stream reader (`sse`) and the raw-socket probes and
-//! envelope checks of the input suites (`input`), and which store this run uses
-//! (`store`).
+//! envelope checks of the input suites (`input`), which store this run uses
+//! (`store`), and a TCP proxy a test can cut (`proxy`).
 #![allow(dead_code)]
 
 pub mod client;
 pub mod input;
 pub mod keys;
 pub mod process;
+pub mod proxy;
 pub mod sse;
 pub mod store;
 

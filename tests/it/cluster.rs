@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::common::process::GatewayProcess;
+use crate::common::proxy::Proxy;
 use crate::common::store::{is_postgres, SharedDatabase};
 use crate::common::*;
 
@@ -22,6 +23,8 @@ const LEASE: Duration = Duration::from_secs(2);
 struct Cluster {
     nodes: Vec<Option<GatewayProcess>>,
     dirs: Vec<tempfile::TempDir>,
+    /// The `--database-url` each node starts with (the database's, or a proxy's).
+    urls: Vec<String>,
     database: SharedDatabase,
 }
 
@@ -36,6 +39,7 @@ impl Cluster {
         let mut cluster = Cluster {
             nodes: (0..count).map(|_| None).collect(),
             dirs: (0..count).map(|_| tempfile::tempdir().unwrap()).collect(),
+            urls: vec![database.url.clone(); count],
             database,
         };
         for i in 0..count {
@@ -45,13 +49,40 @@ impl Cluster {
     }
 
     fn up(&mut self, i: usize) {
-        let url = format!("--database-url={}", self.database.url);
+        let url = format!("--database-url={}", self.urls[i]);
         let node = format!("--node-id=n{i}");
         let lease = format!("--lease-ttl={}ms", LEASE.as_millis());
         self.nodes[i] = Some(GatewayProcess::start(
             self.dirs[i].path(),
             &[&url, &node, &lease, "--retry-schedule", "50ms"],
         ));
+    }
+
+    /// Node `i` reaches the database through `proxy` from its next start.
+    fn route_through(&mut self, i: usize, proxy: &Proxy) {
+        let url = &self.database.url;
+        // The URL names the server as host[:port] right after its '@' (or "//").
+        let start = url
+            .find('@')
+            .map_or(url.find("//").unwrap() + 2, |at| at + 1);
+        let end = start + url[start..].find(['/', '?']).unwrap_or(url.len() - start);
+        self.urls[i] = format!("{}127.0.0.1:{}{}", &url[..start], proxy.port, &url[end..]);
+    }
+
+    /// Where the database listens, as this process can reach it.
+    fn database_address(&self) -> std::net::SocketAddr {
+        let config: tokio_postgres::Config = self.database.url.parse().unwrap();
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let host = match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+            _ => "127.0.0.1".to_string(),
+        };
+        let host = if host == "localhost" {
+            "127.0.0.1".into()
+        } else {
+            host
+        };
+        format!("{host}:{port}").parse().unwrap()
     }
 
     fn node(&self, i: usize) -> &GatewayProcess {
@@ -483,6 +514,73 @@ async fn failover_within_the_lease_and_handover_within_two_seconds() {
     );
 }
 
+/// Notifications `seen` has received so far.
+fn received(seen: &Mutex<Seen>) -> usize {
+    seen.lock().unwrap().numbers.len()
+}
+
+/// Waits until `seen` has received more than `count` notifications.
+async fn until_received(seen: &Mutex<Seen>, count: usize, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while received(seen) <= count {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until node `asked` says it delivers channel `id` itself and 20 more
+/// notifications arrived since `since`; then how many had arrived and the highest
+/// number so far.
+async fn until_taken_over(
+    cluster: &Cluster,
+    asked: usize,
+    id: &str,
+    seen: &Mutex<Seen>,
+    since: usize,
+) -> (usize, u64) {
+    let deadline = Instant::now() + LEASE + Duration::from_secs(10);
+    loop {
+        if cluster.owner(asked, id).await.as_deref() == Some(&format!("n{asked}"))
+            && received(seen) > since + 20
+        {
+            let seen = seen.lock().unwrap();
+            return (
+                seen.numbers.len(),
+                seen.numbers.iter().copied().max().unwrap(),
+            );
+        }
+        assert!(Instant::now() < deadline, "channel {id} was not taken over");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Lets the cluster run on for 3 s, a window in which a node that should start
+/// nothing would be seen sending (it may also take channels back for balance, which is
+/// a clean handover), then stops the publisher and waits for every acknowledged event.
+async fn observe_then_drain(publisher: Publisher, seen: &Mutex<Seen>) {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let acked = publisher.stop().await;
+    let deadline = Instant::now() + LEASE * 2 + Duration::from_secs(10);
+    until_all_arrived("the channel", seen, &acked, deadline).await;
+}
+
+/// Nothing received from `from` on has a number below `highest` (what the new owner
+/// had reached when the old one could run again), and every event came with one number.
+fn nothing_went_out_behind(seen: &Seen, from: usize, highest: u64) {
+    let stale: Vec<u64> = seen.numbers[from..]
+        .iter()
+        .copied()
+        .filter(|&n| n < highest)
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "notifications went out behind the new owner: {stale:?} (it had reached {highest})"
+    );
+    for (i, numbers) in &seen.by_event {
+        assert_eq!(numbers.len(), 1, "event {i} came with numbers {numbers:?}");
+    }
+}
+
 /// A node that stalls (SIGSTOP) past its lease loses its channels to another node, and
 /// when it runs again (SIGCONT) it starts no attempt on them: nothing it still had
 /// queued goes out behind the new owner's back.
@@ -507,60 +605,70 @@ async fn a_stalled_node_starts_nothing_when_it_wakes_after_its_lease() {
     // Events flow through the other node all along, so the stalled one has work queued.
     let apis = Arc::new(Mutex::new(vec![Some(cluster.node(other).api.clone())]));
     let publisher = Publisher::start(apis, "/c/stall/e", Duration::from_millis(10));
-    let count = |seen: &Mutex<Seen>| seen.lock().unwrap().numbers.len();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while count(&seen) < 20 {
-        assert!(
-            Instant::now() < deadline,
-            "nothing was delivered before the stall"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-
+    until_received(&seen, 20, "nothing was delivered before the stall").await;
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
-    let stopped_at = count(&seen);
     // The other node takes the channel over once the stalled node's lease has lapsed.
-    let deadline = Instant::now() + LEASE + Duration::from_secs(10);
-    loop {
-        if cluster.owner(other, "stalled").await.as_deref() == Some(&format!("n{other}"))
-            && count(&seen) > stopped_at + 20
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the channel was not taken over");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let (resumed_at, highest_before) = {
-        let seen = seen.lock().unwrap();
-        (
-            seen.numbers.len(),
-            seen.numbers.iter().copied().max().unwrap(),
-        )
-    };
+    let (resumed_at, highest_before) =
+        until_taken_over(&cluster, other, "stalled", &seen, received(&seen)).await;
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
-    // Let the woken node run for a while (it may also take channels back for balance,
-    // which is a clean handover), then stop publishing and let everything arrive.
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let acked = publisher.stop().await;
-    let deadline = Instant::now() + LEASE * 2 + Duration::from_secs(10);
-    until_all_arrived("the channel", &seen, &acked, deadline).await;
+    observe_then_drain(publisher, &seen).await;
+    running.store(false, Ordering::SeqCst);
+    nothing_went_out_behind(&seen.lock().unwrap(), resumed_at, highest_before);
+}
+
+/// A node cut off from the database (its connections closed, new ones refused) while
+/// the other node still reaches it: its lease runs out, the other node takes its channel
+/// over, and once the link is back it starts nothing on that channel behind the new
+/// owner; every acknowledged event arrives, first receipts in message-number order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_the_database_gives_its_channels_up() {
+    let Some(mut cluster) = Cluster::start(2, "partition") else {
+        return;
+    };
+    // Node 0 again, now reaching the database through a proxy that can be cut.
+    let proxy = Proxy::start(cluster.database_address()).await;
+    cluster.sigterm(0);
+    cluster.route_through(0, &proxy);
+    cluster.up(0);
+    let rx = Arc::new(Receiver::start().await);
+    cluster.node(0).watch("/c/cut", "cut-off", &rx.url()).await;
+    assert_eq!(
+        cluster.owner(1, "cut-off").await.as_deref(),
+        Some("n0"),
+        "a channel is delivered by the node that created it"
+    );
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let running = Arc::new(AtomicBool::new(true));
+    recording(rx.clone(), seen.clone(), running.clone());
+    let apis = Arc::new(Mutex::new(vec![Some(cluster.node(1).api.clone())]));
+    let publisher = Publisher::start(apis, "/c/cut/e", Duration::from_millis(10));
+    until_received(&seen, 20, "nothing was delivered before the cut").await;
+    proxy.cut();
+    let (healed_at, highest_before) =
+        until_taken_over(&cluster, 1, "cut-off", &seen, received(&seen)).await;
+    proxy.heal();
+    // Node 0 reconnects, learns it was taken for dead, and joins again.
+    observe_then_drain(publisher, &seen).await;
     running.store(false, Ordering::SeqCst);
     let seen = seen.lock().unwrap();
-    let stale: Vec<u64> = seen.numbers[resumed_at..]
+    nothing_went_out_behind(&seen, healed_at, highest_before);
+    let mut firsts = BTreeSet::new();
+    let first_receipts: Vec<u64> = seen
+        .numbers
         .iter()
         .copied()
-        .filter(|&n| n < highest_before)
+        .filter(|n| firsts.insert(*n))
         .collect();
     assert!(
-        stale.is_empty(),
-        "after waking, notifications went out behind the new owner: {stale:?} (it had reached {highest_before})"
+        first_receipts.windows(2).all(|w| w[0] < w[1]),
+        "first receipts out of message-number order: {first_receipts:?}"
     );
-    for (i, numbers) in &seen.by_event {
-        assert_eq!(numbers.len(), 1, "event {i} came with numbers {numbers:?}");
-    }
+    let nodes = cluster.node(1).get("/v1/cluster").await.expect(200).json;
+    assert_eq!(
+        nodes["nodes"].as_array().unwrap().len(),
+        2,
+        "the node cut off joined again: {nodes}"
+    );
 }
 
 /// Publishes event `i` and waits for its delivery: how long that took.
