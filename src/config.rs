@@ -612,7 +612,8 @@ mod tests {
 
     #[test]
     fn zeros_that_make_no_sense_are_refused_naming_the_option() {
-        let zero_counts: [(&str, fn(&mut ServeArgs)); 8] = [
+        type Zero = fn(&mut ServeArgs);
+        let zero_counts: [(&str, Zero); 8] = [
             ("--max-body-bytes", |a| a.max_body_bytes = 0),
             ("--max-in-flight", |a| a.max_in_flight = 0),
             ("--max-host-rate", |a| a.max_host_rate = Some(0)),
@@ -622,7 +623,7 @@ mod tests {
             ("--max-headers", |a| a.max_headers = 0),
             ("--max-channels-per-key", |a| a.max_channels_per_key = 0),
         ];
-        let zero_durations: [(&str, fn(&mut ServeArgs)); 12] = [
+        let zero_durations: [(&str, Zero); 12] = [
             ("--prune-interval", |a| a.prune_interval = Duration::ZERO),
             ("--expiry-sweep", |a| a.expiry_sweep = Duration::ZERO),
             ("--checkpoint-interval", |a| {

@@ -194,7 +194,8 @@ fn soak_panel(area: &Area, data: &ChartData) -> anyhow::Result<()> {
         let text = Text::new("retention + one prune interval", (5, 2), style);
         chart.draw_series([EmptyElement::at((window, y_hi)) + text])?;
     }
-    let series: [(&str, RGBColor, fn(&(f64, f64, f64)) -> f64); 2] = [
+    type Reading = fn(&(f64, f64, f64)) -> f64;
+    let series: [(&str, RGBColor, Reading); 2] = [
         ("store on disk", BLUE_, |p| p.1),
         ("gateway RSS", ORANGE, |p| p.2),
     ];

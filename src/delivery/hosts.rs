@@ -529,10 +529,7 @@ mod tests {
         else {
             panic!("backed off");
         };
-        assert_eq!(
-            until - start >= FIRST_BACKOFF - Duration::from_millis(50),
-            true
-        );
+        assert!(until - start >= FIRST_BACKOFF - Duration::from_millis(50));
         assert_eq!(hosts.state("h://down:1").0, HostState::BackingOff);
         let later = until + Duration::from_millis(1);
         let probe = hosts.try_admit("h://down:1", later).expect("one probe");

@@ -55,13 +55,16 @@ pub enum WriteOp {
     },
 }
 
+/// How `Writes` reaches its writer (a thread's or a task's channel).
+type SendOp = Box<dyn Fn(WriteOp) -> bool + Send + Sync>;
+
 /// The way into a backend's writer, the same for both backends: every write a `Store`
 /// makes is a [`WriteOp`] sent to it and, where the caller needs one, an answer.
 /// Delivery bookkeeping gathers in [`PendingRecords`]; the first record after a commit
 /// wakes the writer.
 pub struct Writes {
     /// Sends one operation; `false` once the writer is gone. `None` after `close`.
-    send: Mutex<Option<Box<dyn Fn(WriteOp) -> bool + Send + Sync>>>,
+    send: Mutex<Option<SendOp>>,
     records: Arc<PendingRecords>,
     /// Longest a caller waits for its answer, and the error it gets then (a writer
     /// waiting for an unreachable database answers `503`, not never). `None`: no limit.

@@ -28,6 +28,10 @@ impl Records {
         self.progress.len() + self.outcomes.len() + self.health.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     fn add_progress(&mut self, pk: i64, seq: Seq) {
         let entry = self.progress.entry(pk).or_insert(seq);
         *entry = (*entry).max(seq);
@@ -55,7 +59,7 @@ impl PendingRecords {
     /// Adds a record; `true` when the buffer was empty, i.e. the writer needs a nudge.
     fn add(&self, add: impl FnOnce(&mut Records)) -> bool {
         let mut records = self.0.lock().unwrap();
-        let was_empty = records.len() == 0;
+        let was_empty = records.is_empty();
         add(&mut records);
         was_empty
     }
@@ -79,6 +83,10 @@ impl PendingRecords {
 
     pub fn len(&self) -> usize {
         self.0.lock().unwrap().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     pub fn take(&self) -> Records {

@@ -650,19 +650,21 @@ async fn a_node_cut_off_from_the_database_gives_its_channels_up() {
     // Node 0 reconnects, learns it was taken for dead, and joins again.
     observe_then_drain(publisher, &seen).await;
     running.store(false, Ordering::SeqCst);
-    let seen = seen.lock().unwrap();
-    nothing_went_out_behind(&seen, healed_at, highest_before);
-    let mut firsts = BTreeSet::new();
-    let first_receipts: Vec<u64> = seen
-        .numbers
-        .iter()
-        .copied()
-        .filter(|n| firsts.insert(*n))
-        .collect();
-    assert!(
-        first_receipts.windows(2).all(|w| w[0] < w[1]),
-        "first receipts out of message-number order: {first_receipts:?}"
-    );
+    {
+        let seen = seen.lock().unwrap();
+        nothing_went_out_behind(&seen, healed_at, highest_before);
+        let mut firsts = BTreeSet::new();
+        let first_receipts: Vec<u64> = seen
+            .numbers
+            .iter()
+            .copied()
+            .filter(|n| firsts.insert(*n))
+            .collect();
+        assert!(
+            first_receipts.windows(2).all(|w| w[0] < w[1]),
+            "first receipts out of message-number order: {first_receipts:?}"
+        );
+    }
     let nodes = cluster.node(1).get("/v1/cluster").await.expect(200).json;
     assert_eq!(
         nodes["nodes"].as_array().unwrap().len(),

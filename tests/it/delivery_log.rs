@@ -47,7 +47,7 @@ async fn the_log_shows_retried_and_failed_notifications_with_metadata() {
     let by_number = |n: u64| {
         items
             .iter()
-            .find(|i| i["messageNumber"] == n.to_string())
+            .find(|i| i["messageNumber"].as_str() == Some(n.to_string().as_str()))
             .unwrap_or_else(|| panic!("no entry #{n}: {log}"))
     };
     assert_eq!(by_number(1)["state"], "sync");

@@ -234,9 +234,9 @@ fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
 /// A duration as the gateway's flags take it, always with a unit: `2m`, `10s`, `250ms`.
 pub fn duration_arg(seconds: f64) -> String {
     let ms = (seconds * 1000.0).round() as u64;
-    if ms > 0 && ms % 60_000 == 0 {
+    if ms > 0 && ms.is_multiple_of(60_000) {
         format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

@@ -94,7 +94,7 @@ impl Writer {
                 policy.retry_later();
             }
         }
-        if self.records.len() > 0 {
+        if !self.records.is_empty() {
             self.commit(Vec::new(), Vec::new()).await;
         }
     }

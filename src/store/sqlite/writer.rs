@@ -104,7 +104,7 @@ impl Writer {
             }
         }
         // Every sender is gone: commit the last records.
-        if self.records.len() > 0 {
+        if !self.records.is_empty() {
             self.commit(Vec::new(), Vec::new());
         }
         drop(self.checkpointer.take());
