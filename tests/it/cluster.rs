@@ -194,6 +194,22 @@ impl Publisher {
     }
 }
 
+/// The first receipt of each message number came in number order (repeats may come
+/// at any time, with their number).
+fn first_receipts_in_order(seen: &Seen, what: &str) {
+    let mut firsts = BTreeSet::new();
+    let first_receipts: Vec<u64> = seen
+        .numbers
+        .iter()
+        .copied()
+        .filter(|n| firsts.insert(*n))
+        .collect();
+    assert!(
+        first_receipts.windows(2).all(|w| w[0] < w[1]),
+        "{what}: first receipts out of message-number order: {first_receipts:?}"
+    );
+}
+
 /// Waits until `seen` holds every event of `acked`, failing at `deadline` with the
 /// ones that never arrived.
 async fn until_all_arrived(
@@ -316,17 +332,7 @@ async fn nothing_acknowledged_is_lost_while_nodes_die_and_return() {
                 "channel {c}: event {i} came with numbers {numbers:?}"
             );
         }
-        let mut first_receipts = Vec::new();
-        let mut firsts = BTreeSet::new();
-        for n in &seen.numbers {
-            if firsts.insert(*n) {
-                first_receipts.push(*n);
-            }
-        }
-        assert!(
-            first_receipts.windows(2).all(|w| w[0] < w[1]),
-            "channel {c}: first receipts out of message-number order: {first_receipts:?}"
-        );
+        first_receipts_in_order(&seen, &format!("channel {c}"));
     }
     running.store(false, Ordering::SeqCst);
 }
@@ -653,17 +659,7 @@ async fn a_node_cut_off_from_the_database_gives_its_channels_up() {
     {
         let seen = seen.lock().unwrap();
         nothing_went_out_behind(&seen, healed_at, highest_before);
-        let mut firsts = BTreeSet::new();
-        let first_receipts: Vec<u64> = seen
-            .numbers
-            .iter()
-            .copied()
-            .filter(|n| firsts.insert(*n))
-            .collect();
-        assert!(
-            first_receipts.windows(2).all(|w| w[0] < w[1]),
-            "first receipts out of message-number order: {first_receipts:?}"
-        );
+        first_receipts_in_order(&seen, "the channel");
     }
     let nodes = cluster.node(1).get("/v1/cluster").await.expect(200).json;
     assert_eq!(

@@ -205,6 +205,25 @@ pub(super) fn spawn_tailer(
     });
 }
 
+impl PgStore {
+    /// Gives up every channel this node id owns, and the removals it was asked to
+    /// settle for them: the others (or this node, claiming again) take them from the
+    /// database.
+    async fn disown_all(&self) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE channels SET owner_node = NULL WHERE owner_node = $1",
+            &[&self.node_id],
+        )
+        .await?;
+        self.execute(
+            "DELETE FROM removals WHERE owner_node = $1",
+            &[&self.node_id],
+        )
+        .await
+        .map(drop)
+    }
+}
+
 #[async_trait]
 impl Membership for PgStore {
     fn node_id(&self) -> &str {
@@ -215,16 +234,7 @@ impl Membership for PgStore {
         let ttl = ttl.as_millis() as i64;
         // A node starting under an id it had before owns nothing yet: what it owned
         // then is claimed again, by it or by others.
-        self.execute(
-            "UPDATE channels SET owner_node = NULL WHERE owner_node = $1",
-            &[&self.node_id],
-        )
-        .await?;
-        self.execute(
-            "DELETE FROM removals WHERE owner_node = $1",
-            &[&self.node_id],
-        )
-        .await?;
+        self.disown_all().await?;
         self.execute(
             &format!(
                 "INSERT INTO nodes (node_id, address, started_ms, heartbeat_ms, lease_until_ms)
@@ -382,16 +392,7 @@ impl Membership for PgStore {
     }
 
     async fn leave(&self) -> Result<(), StoreError> {
-        self.execute(
-            "UPDATE channels SET owner_node = NULL WHERE owner_node = $1",
-            &[&self.node_id],
-        )
-        .await?;
-        self.execute(
-            "DELETE FROM removals WHERE owner_node = $1",
-            &[&self.node_id],
-        )
-        .await?;
+        self.disown_all().await?;
         self.execute("DELETE FROM nodes WHERE node_id = $1", &[&self.node_id])
             .await?;
         self.tell(&ClusterMessage::Rebalance).await
