@@ -124,6 +124,11 @@ pub struct ServeArgs {
     #[arg(long, env = "WATCHWIRE_CA_FILE")]
     pub ca_file: Option<PathBuf>,
 
+    /// Local IP address deliveries connect from, on a host with several (the one
+    /// receivers' firewalls allow); unset, the system picks one.
+    #[arg(long, env = "WATCHWIRE_OUTBOUND_ADDRESS")]
+    pub outbound_address: Option<std::net::IpAddr>,
+
     /// Largest request line plus headers, in bytes (`431` beyond).
     #[arg(long, env = "WATCHWIRE_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
     pub max_header_bytes: usize,

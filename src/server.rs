@@ -62,6 +62,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
             ca_pem.as_deref(),
             args.max_in_flight,
             args.max_host_rate.map(f64::from),
+            args.outbound_address,
         )?,
         retry: RetryPolicy {
             schedule: args.retry_schedule.clone(),

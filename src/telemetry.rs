@@ -108,6 +108,10 @@ fn describe() {
         "Store transactions committed (each one fsync)."
     );
     metrics::describe_counter!(
+        "watchwire_cluster_leases_lost_total",
+        "Times this node found it had been taken for dead (its lease lapsed in the database, its channels went to other nodes) and joined the cluster again."
+    );
+    metrics::describe_counter!(
         "watchwire_http_requests_total",
         "API requests answered, by route template and status class."
     );
@@ -125,6 +129,7 @@ fn describe() {
 pub fn register_series() {
     metrics::counter!("watchwire_events_published_total").increment(0);
     metrics::counter!("watchwire_store_commits_total").increment(0);
+    metrics::counter!("watchwire_cluster_leases_lost_total").increment(0);
     for outcome in ["delivered", "retried", "failed", "gone"] {
         metrics::counter!("watchwire_notifications_total", "outcome" => outcome).increment(0);
     }

@@ -1,31 +1,40 @@
-//! One node of a cluster at work (docs/api.md §13):
+//! One node of a cluster at work (docs/api.md §13), as three tasks that never wait
+//! for one another's work:
 //!
-//! - **Lease.** It joins, then renews its lease every third of `--lease-ttl`. A
-//!   renewal that succeeds extends `Lease`; one that fails leaves it to run out, and
-//!   the node stops starting attempts before the database would let another node take
-//!   its channels. A renewal that finds the node's row gone (it was taken for dead)
-//!   drops every channel at once and joins again.
-//! - **Ownership.** Every second, and whenever another node hands channels back or
+//! - **The lease keeper.** It joins, then renews the lease every third of
+//!   `--lease-ttl` on a database connection of its own. Nothing a delivery does (a
+//!   dead endpoint, a drain, a busy pool) can delay it. A renewal that succeeds extends
+//!   `Lease`; one that fails leaves it to run out, and every attempt checks the lease
+//!   right before it starts (`Outbox::deliver`), so the node starts none once another
+//!   node may take its channels. A renewal that finds the node's row gone (it was taken
+//!   for dead) drops every channel at once and joins again.
+//! - **The balancer.** Every second, and whenever another node hands channels back or
 //!   joins, it claims: dead nodes are reaped and it takes unowned channels up to its
-//!   fair share. Holding more than its share, it hands the excess back: each channel
-//!   first stops starting attempts, its worker finishes what is in flight, its
-//!   progress is made durable, and only then does another node see it unowned. So a
-//!   new owner begins only after the old one can no longer start an attempt.
-//! - **Removals through other nodes.** A stop made through another node names this
-//!   one: it drops the channel (no attempt starts after) and settles the removal,
-//!   which is what the stopping call waits for before it answers.
-//! - **Leaving.** On shutdown it marks itself leaving, stops starting attempts,
-//!   flushes, and hands everything back, so the others take over at once.
+//!   fair share (`store::rules::fair_share`). Holding more than its share while another
+//!   node lacks, it hands the surplus back, idle channels first: each stops starting
+//!   attempts (a worker waiting for a retry or its host stops waiting), its worker
+//!   finishes what is in flight, its progress is made durable, and only then does
+//!   another node see it unowned. So a new owner begins only after the old one can no
+//!   longer start an attempt.
+//! - **The messenger.** A stop made through another node names this one: it drops the
+//!   channel (no attempt starts after) and settles the removal, which is what the
+//!   stopping call waits for before it answers. Enables and replays go to the owner.
+//!
+//! A claim and its adoption, and a rejoin's drop and join, hold one lock, so channels
+//! claimed under a lease that was then lost are dropped with the rest.
+//!
+//! **Leaving.** On shutdown it marks itself leaving, stops starting attempts, flushes,
+//! and hands everything back, so the others take over at once.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::lease::Lease;
 use crate::delivery::Dispatcher;
-use crate::store::{ClusterMessage, Store};
+use crate::store::{ClusterMessage, Membership, Store};
 
 /// Most channels one claim round takes.
 const CLAIM_BATCH: usize = 1000;
@@ -33,11 +42,14 @@ const CLAIM_BATCH: usize = 1000;
 const CLAIM_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a leaving node lets attempts in flight finish before it hands over.
 const HANDOVER_WAIT: Duration = Duration::from_millis(1500);
+/// How long a node handing channels back for balance lets attempts in flight finish
+/// (at least a whole attempt's timeout).
+const REBALANCE_WAIT: Duration = Duration::from_secs(30);
 
 /// A running node; `leave` hands its channels over.
 pub struct Node {
     stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
     store: Arc<dyn Store>,
     dispatcher: Dispatcher,
     lease: Arc<Lease>,
@@ -59,18 +71,24 @@ impl Node {
             .membership()
             .and_then(|m| m.take_messages())
             .unwrap_or_else(|| mpsc::unbounded_channel().1);
-        let work = Work {
+        let work = Arc::new(Work {
             store: store.clone(),
             dispatcher: dispatcher.clone(),
             lease: lease.clone(),
             address,
             ttl,
-        };
+            ownership: tokio::sync::Mutex::new(()),
+            rebalance: Notify::new(),
+        });
         work.join(&stop).await;
-        let task = tokio::spawn(work.run(messages, stop.clone()));
+        let tasks = vec![
+            tokio::spawn(work.clone().keep_lease(stop.clone())),
+            tokio::spawn(work.clone().balance(stop.clone())),
+            tokio::spawn(work.listen(messages, stop.clone())),
+        ];
         Node {
             stop,
-            task,
+            tasks,
             store,
             dispatcher,
             lease,
@@ -81,7 +99,9 @@ impl Node {
     /// once rather than after the lease.
     pub async fn leave(self) {
         self.stop.cancel();
-        let _ = self.task.await;
+        for task in self.tasks {
+            let _ = task.await;
+        }
         let Some(membership) = self.store.membership() else {
             return;
         };
@@ -95,7 +115,7 @@ impl Node {
         if let Err(e) = self.store.flush().await {
             tracing::warn!(error = %e, "could not flush before handing channels over");
         }
-        self.dispatcher.drop_channels(pks.clone()).await;
+        self.dispatcher.drop_all().await;
         match membership.leave().await {
             Ok(()) => tracing::info!(
                 channels = pks.len(),
@@ -109,14 +129,17 @@ impl Node {
 }
 
 /// Stops starting attempts on `pks` and waits (at most `wait`) for their workers to
-/// finish what is in flight.
-async fn drain(dispatcher: &Dispatcher, pks: &[i64], wait: Duration) {
+/// finish what is in flight. `false` if some were still busy when the wait ended.
+async fn drain(dispatcher: &Dispatcher, pks: &[i64], wait: Duration) -> bool {
     let deadline = Instant::now() + wait;
     let handles: Vec<_> = pks.iter().filter_map(|pk| dispatcher.handle(*pk)).collect();
     loop {
         let busy = handles.iter().filter(|h| !h.drain()).count();
-        if busy == 0 || Instant::now() >= deadline {
-            return;
+        if busy == 0 {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -128,40 +151,74 @@ struct Work {
     lease: Arc<Lease>,
     address: String,
     ttl: Duration,
+    /// Held while this node's set of channels changes against the database's: a claim
+    /// and its adoption, or a rejoin's drop and join.
+    ownership: tokio::sync::Mutex<()>,
+    /// Wakes the balancer: another node joined, left or handed channels back.
+    rebalance: Notify,
 }
 
 impl Work {
-    async fn run(
-        self,
-        mut messages: mpsc::UnboundedReceiver<ClusterMessage>,
-        stop: CancellationToken,
-    ) {
-        let Some(membership) = self.store.membership() else {
-            return;
-        };
+    fn membership(&self) -> &dyn Membership {
+        self.store.membership().expect("a cluster store")
+    }
+
+    /// Renews the lease every third of it, and joins again when the node was taken for
+    /// dead.
+    async fn keep_lease(self: Arc<Self>, stop: CancellationToken) {
         let mut renew = tokio::time::interval(self.ttl / 3);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = renew.tick() => {}
+            }
+            let sent = Instant::now();
+            match self.membership().renew(self.ttl).await {
+                Ok(true) => {
+                    self.lease.renewed(sent, self.ttl);
+                }
+                Ok(false) => {
+                    tracing::warn!(
+                        "this node was taken for dead; its channels were taken over; joining again"
+                    );
+                    metrics::counter!("watchwire_cluster_leases_lost_total").increment(1);
+                    self.lease.revoke();
+                    let _held = self.ownership.lock().await;
+                    self.dispatcher.drop_all().await;
+                    self.join(&stop).await;
+                }
+                Err(e) => tracing::warn!(error = %e, "could not renew this node's lease"),
+            }
+        }
+    }
+
+    /// Claims its share every [`CLAIM_INTERVAL`] and when woken; hands back a surplus.
+    async fn balance(self: Arc<Self>, stop: CancellationToken) {
         let mut claim = tokio::time::interval(CLAIM_INTERVAL);
         claim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = renew.tick() => {
-                    let sent = Instant::now();
-                    match membership.renew(self.ttl).await {
-                        Ok(true) => {
-                            self.lease.renewed(sent, self.ttl);
-                        }
-                        Ok(false) => {
-                            tracing::warn!("this node was taken for dead; its channels were taken over; joining again");
-                            self.lease.revoke();
-                            self.dispatcher.drop_channels(self.dispatcher.local_pks()).await;
-                            self.join(&stop).await;
-                        }
-                        Err(e) => tracing::warn!(error = %e, "could not renew this node's lease"),
-                    }
-                }
-                _ = claim.tick() => self.claim().await,
+                _ = claim.tick() => {}
+                _ = self.rebalance.notified() => {}
+            }
+            let surplus = self.claim().await;
+            if surplus > 0 {
+                self.hand_back(surplus, &stop).await;
+            }
+        }
+    }
+
+    /// Answers the other nodes' messages.
+    async fn listen(
+        self: Arc<Self>,
+        mut messages: mpsc::UnboundedReceiver<ClusterMessage>,
+        stop: CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
                 message = messages.recv() => match message {
                     Some(message) => self.on_message(message).await,
                     None => return,
@@ -172,7 +229,7 @@ impl Work {
 
     /// Joins, retrying until the database answers.
     async fn join(&self, stop: &CancellationToken) {
-        let membership = self.store.membership().expect("a cluster store");
+        let membership = self.membership();
         loop {
             let sent = Instant::now();
             match membership.join(&self.address, self.ttl).await {
@@ -190,39 +247,57 @@ impl Work {
         }
     }
 
-    async fn claim(&self) {
-        let membership = self.store.membership().expect("a cluster store");
+    /// Reaps dead nodes and adopts unowned channels up to this node's share; how many
+    /// it holds beyond its share that it should hand back.
+    async fn claim(&self) -> usize {
+        let _held = self.ownership.lock().await;
         if !self.lease.valid() {
-            return;
+            return 0;
         }
-        let claim = match membership.claim(CLAIM_BATCH).await {
+        let claim = match self.membership().claim(CLAIM_BATCH).await {
             Ok(claim) => claim,
             Err(e) => {
                 tracing::warn!(error = %e, "could not claim channels");
-                return;
+                return 0;
             }
         };
         if !claim.adopted.is_empty() {
             tracing::info!(channels = claim.adopted.len(), "took channels over");
             self.dispatcher.adopt(claim.adopted, claim.head);
         }
-        if claim.excess > 0 {
-            self.hand_back(claim.excess).await;
-        }
+        claim.excess
     }
 
-    /// Hands `count` channels to the others, for balance.
-    async fn hand_back(&self, count: usize) {
-        let membership = self.store.membership().expect("a cluster store");
-        let mut pks = self.dispatcher.local_pks();
-        pks.sort_unstable();
-        let pks: Vec<i64> = pks.into_iter().rev().take(count).collect();
-        drain(&self.dispatcher, &pks, Duration::from_secs(30)).await;
-        if self.store.flush().await.is_err() {
-            return; // They stay drained here; the next round retries.
+    /// Hands `count` channels to the others, for balance: idle ones first, so the
+    /// handover waits for as few attempts in flight as it can.
+    async fn hand_back(&self, count: usize, stop: &CancellationToken) {
+        let mut candidates: Vec<(bool, i64)> = self
+            .dispatcher
+            .local_pks()
+            .into_iter()
+            .filter_map(|pk| self.dispatcher.handle(pk).map(|h| (h.busy(), pk)))
+            .collect();
+        candidates.sort_unstable_by_key(|&(busy, pk)| (busy, std::cmp::Reverse(pk)));
+        let pks: Vec<i64> = candidates
+            .into_iter()
+            .take(count)
+            .map(|(_, pk)| pk)
+            .collect();
+        let drained = tokio::select! {
+            _ = stop.cancelled() => false,
+            drained = drain(&self.dispatcher, &pks, REBALANCE_WAIT) => drained,
+        };
+        if !drained || self.store.flush().await.is_err() {
+            // They stay here after all; the next round may try again.
+            for pk in &pks {
+                if let Some(handle) = self.dispatcher.handle(*pk) {
+                    handle.undrain(self.dispatcher.context());
+                }
+            }
+            return;
         }
         self.dispatcher.drop_channels(pks.clone()).await;
-        match membership.release(&pks).await {
+        match self.membership().release(&pks).await {
             Ok(()) => tracing::info!(channels = pks.len(), "handed channels back for balance"),
             Err(e) => {
                 tracing::warn!(error = %e, "could not hand channels back; the next claim round retries")
@@ -231,9 +306,9 @@ impl Work {
     }
 
     async fn on_message(&self, message: ClusterMessage) {
-        let membership = self.store.membership().expect("a cluster store");
+        let membership = self.membership();
         match message {
-            ClusterMessage::Rebalance => self.claim().await,
+            ClusterMessage::Rebalance => self.rebalance.notify_one(),
             ClusterMessage::Removed { pk, node } if node == membership.node_id() => {
                 self.dispatcher.drop_channels(vec![pk]).await;
                 if let Err(e) = membership.settle_removals(&[pk]).await {

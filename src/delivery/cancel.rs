@@ -26,16 +26,28 @@ impl Cancel {
 
     /// Completes once cancelled (at once if it already is).
     pub async fn cancelled(&self) {
+        self.cancelled_or(|| false).await
+    }
+
+    /// Completes once cancelled or once `also` holds, which is looked at again after
+    /// every [`Cancel::nudge`].
+    pub async fn cancelled_or(&self, also: impl Fn() -> bool) {
         loop {
             let woken = self.wake.notified();
             tokio::pin!(woken);
-            // Registered before the flag is read: a cancel in between still wakes it.
+            // Registered before the flags are read: a cancel or nudge in between still
+            // wakes it.
             woken.as_mut().enable();
-            if self.is_cancelled() {
+            if self.is_cancelled() || also() {
                 return;
             }
             woken.await;
         }
+    }
+
+    /// Wakes every waiter to look at its condition again, without cancelling.
+    pub fn nudge(&self) {
+        self.wake.notify_waiters();
     }
 }
 
@@ -64,5 +76,26 @@ mod tests {
         }
         cancel.cancelled().await;
         assert!(cancel.is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn a_nudge_wakes_a_waiter_whose_condition_now_holds() {
+        let cancel = Arc::new(Cancel::default());
+        let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let waiter = {
+            let (cancel, flag) = (cancel.clone(), flag.clone());
+            tokio::spawn(async move { cancel.cancelled_or(|| flag.load(Ordering::SeqCst)).await })
+        };
+        tokio::task::yield_now().await;
+        cancel.nudge();
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "a nudge alone does not end the wait");
+        flag.store(true, Ordering::SeqCst);
+        cancel.nudge();
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("woken")
+            .unwrap();
+        assert!(!cancel.is_cancelled());
     }
 }

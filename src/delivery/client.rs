@@ -226,6 +226,7 @@ impl OutboundClient {
         extra_ca_pem: Option<&[u8]>,
         max_in_flight: usize,
         max_host_rate: Option<f64>,
+        local_address: Option<std::net::IpAddr>,
     ) -> anyhow::Result<Self> {
         let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
@@ -235,7 +236,8 @@ impl OutboundClient {
             .timeout(timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(max_in_flight)
-            .dns_resolver(PolicyResolver::shared(policy.clone()));
+            .dns_resolver(PolicyResolver::shared(policy.clone()))
+            .local_address(local_address);
         if let Some(pem) = extra_ca_pem {
             for cert in reqwest::Certificate::from_pem_bundle(pem)? {
                 builder = builder.add_root_certificate(cert);

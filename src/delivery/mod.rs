@@ -118,9 +118,10 @@ pub enum RouterCommand {
         channels: Vec<Adopted>,
         counted_through: Seq,
     },
-    /// Channels this node no longer delivers: closed (no attempt starts) and dropped.
+    /// Channels this node no longer delivers: closed (no attempt starts) and dropped;
+    /// `None`: every channel it delivers when the command is applied.
     Drop {
-        pks: Vec<i64>,
+        pks: Option<Vec<i64>>,
         done: oneshot::Sender<()>,
     },
 }
@@ -244,6 +245,16 @@ impl Dispatcher {
 
     /// Stops and drops channels: once this returns, no attempt on them starts here.
     pub async fn drop_channels(&self, pks: Vec<i64>) {
+        self.drop_where(Some(pks)).await
+    }
+
+    /// Stops and drops every channel this node delivers, adopted ones still on their
+    /// way to the router included.
+    pub async fn drop_all(&self) {
+        self.drop_where(None).await
+    }
+
+    async fn drop_where(&self, pks: Option<Vec<i64>>) {
         let (done, dropped) = oneshot::channel();
         if self
             .commands
@@ -398,6 +409,7 @@ async fn route_feed(
                     }
                 }
                 Some(RouterCommand::Drop { pks, done }) => {
+                    let pks = pks.unwrap_or_else(|| index.by_pk.read().unwrap().keys().copied().collect());
                     for pk in pks {
                         index.remove(pk);
                     }

@@ -207,11 +207,37 @@ impl Outbox {
     }
 
     /// Stops starting attempts, to hand the channel to another node; an attempt in
-    /// flight finishes. `true` once the worker has stopped.
+    /// flight finishes, a worker waiting (for a retry, its host, the lease) stops
+    /// waiting. `true` once the worker has stopped.
     pub fn drain(&self) -> bool {
         let mut st = self.state.lock().unwrap();
-        st.draining = true;
+        if !st.draining {
+            st.draining = true;
+            self.cancel.nudge();
+        }
         !st.running
+    }
+
+    /// The channel stays on this node after all (its handover failed): delivery
+    /// resumes.
+    pub fn undrain(self: &Arc<Self>, ctx: &Arc<DeliveryContext>) {
+        let mut st = self.state.lock().unwrap();
+        st.draining = false;
+        self.ensure_running(&mut st, ctx);
+    }
+
+    /// Whether its worker is running (an attempt in flight, or waiting to start one).
+    pub fn busy(&self) -> bool {
+        self.state.lock().unwrap().running
+    }
+
+    fn draining(&self) -> bool {
+        self.state.lock().unwrap().draining
+    }
+
+    /// Completes once the channel is cancelled or being handed over.
+    async fn halted(&self) {
+        self.cancel.cancelled_or(|| self.draining()).await
     }
 
     fn expired(&self, now: i64) -> bool {
@@ -486,10 +512,11 @@ impl Outbox {
         }
     }
 
-    /// Sleeps unless the channel is cancelled or the gateway shuts down first.
+    /// Sleeps unless the channel is cancelled or handed over, or the gateway shuts
+    /// down, first.
     async fn pause(&self, delay: Duration, ctx: &Arc<DeliveryContext>) -> bool {
         tokio::select! {
-            _ = self.cancel.cancelled() => false,
+            _ = self.halted() => false,
             _ = ctx.shutdown.cancelled() => false,
             _ = tokio::time::sleep(delay) => true,
         }
@@ -541,11 +568,7 @@ impl Outbox {
         };
         let mut last_failure = None;
         loop {
-            if self.cancel.is_cancelled()
-                || ctx.shutdown.is_cancelled()
-                || self.expired(now_ms())
-                || self.state.lock().unwrap().draining
-            {
+            if self.must_not_attempt(ctx) {
                 return End::Abandoned;
             }
             // In a cluster, only while this node's lease lets it start attempts.
@@ -564,7 +587,7 @@ impl Outbox {
             let admission = tokio::select! {
                 biased;
                 _ = ctx.shutdown.cancelled() => return End::Abandoned,
-                admitted = ctx.client.hosts().admit(&target.host, self.cancel.cancelled()) => admitted,
+                admitted = ctx.client.hosts().admit(&target.host, self.halted()) => admitted,
                 _ = tokio::time::sleep(budget_left.unwrap_or_default()), if budget_left.is_some() => {
                     let decision = delivery.out_of_budget(ctx.retry.budget, last_failure.take());
                     self.record(&delivery, &decision, None, ctx);
@@ -580,6 +603,17 @@ impl Outbox {
                 ctx.key_signing.get(&*self.spec.owner),
                 chrono::Utc::now(),
             );
+            // The fence: the wait for the host may have been long (a host backed off
+            // for a minute), so whether this node may still start an attempt on this
+            // channel is decided again here, right before it starts, not only before
+            // the wait.
+            if self.must_not_attempt(ctx) {
+                return End::Abandoned;
+            }
+            if !ctx.lease.valid() {
+                drop(admission);
+                continue;
+            }
             let attempt = tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => return End::Abandoned,
@@ -598,6 +632,15 @@ impl Outbox {
                 }
             }
         }
+    }
+
+    /// Whether the channel must start no attempt any more: stopped, expired, being
+    /// handed to another node, or the gateway shutting down.
+    fn must_not_attempt(&self, ctx: &DeliveryContext) -> bool {
+        self.cancel.is_cancelled()
+            || ctx.shutdown.is_cancelled()
+            || self.expired(now_ms())
+            || self.draining()
     }
 
     /// Records what an attempt decided: the delivery log, metrics, the endpoint's

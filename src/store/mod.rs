@@ -33,6 +33,7 @@
 pub mod batch;
 #[cfg(test)]
 mod conformance;
+pub mod fair_share;
 pub mod postgres;
 pub mod records;
 pub mod rules;

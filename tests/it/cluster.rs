@@ -16,22 +16,22 @@ use crate::common::store::{is_postgres, SharedDatabase};
 use crate::common::*;
 
 /// The lease of the test clusters: short, so failover tests take seconds.
-const LEASE: Duration = Duration::from_secs(2);
+pub(crate) const LEASE: Duration = Duration::from_secs(2);
 
 /// Nodes on one database; a node may be down (`None`) and started again.
 /// Fields drop in order: the nodes stop before their database goes.
-struct Cluster {
+pub(crate) struct Cluster {
     nodes: Vec<Option<GatewayProcess>>,
     dirs: Vec<tempfile::TempDir>,
     /// The `--database-url` each node starts with (the database's, or a proxy's).
     urls: Vec<String>,
-    database: SharedDatabase,
+    pub(crate) database: SharedDatabase,
 }
 
 impl Cluster {
     /// `count` nodes, or `None` when this run has no test database (see `store`). The
     /// PostgreSQL re-run of the suite skips these: they bring their own cluster.
-    fn start(count: usize, tag: &str) -> Option<Cluster> {
+    pub(crate) fn start(count: usize, tag: &str) -> Option<Cluster> {
         if is_postgres() {
             return None;
         }
@@ -48,13 +48,16 @@ impl Cluster {
         Some(cluster)
     }
 
-    fn up(&mut self, i: usize) {
+    /// Starts node `i`. Its deliveries connect from [`node_address`]`(i)`, so a
+    /// receiver can tell which node sent what.
+    pub(crate) fn up(&mut self, i: usize) {
         let url = format!("--database-url={}", self.urls[i]);
         let node = format!("--node-id=n{i}");
         let lease = format!("--lease-ttl={}ms", LEASE.as_millis());
+        let from = format!("--outbound-address={}", node_address(i));
         self.nodes[i] = Some(GatewayProcess::start(
             self.dirs[i].path(),
-            &[&url, &node, &lease, "--retry-schedule", "50ms"],
+            &[&url, &node, &lease, &from, "--retry-schedule", "50ms"],
         ));
     }
 
@@ -85,7 +88,7 @@ impl Cluster {
         format!("{host}:{port}").parse().unwrap()
     }
 
-    fn node(&self, i: usize) -> &GatewayProcess {
+    pub(crate) fn node(&self, i: usize) -> &GatewayProcess {
         self.nodes[i].as_ref().expect("node is up")
     }
 
@@ -94,7 +97,7 @@ impl Cluster {
     }
 
     /// SIGTERM, and waits for the node to exit.
-    fn sigterm(&mut self, i: usize) {
+    pub(crate) fn sigterm(&mut self, i: usize) {
         let mut node = self.nodes[i].take().expect("node is up");
         nix::sys::signal::kill(node.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
         assert!(
@@ -112,6 +115,11 @@ impl Cluster {
             .expect(200);
         shown.json["delivery"]["node"].as_str().map(str::to_string)
     }
+}
+
+/// The loopback address node `i` delivers from.
+pub(crate) fn node_address(i: usize) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::new(127, 0, 0, 10 + i as u8)
 }
 
 /// What one receiver saw: message numbers in arrival order, and per event index the

@@ -11,6 +11,7 @@ mod bad_input;
 mod browser;
 mod client_fixtures;
 mod cluster;
+mod cluster_ownership;
 mod crash;
 mod database_outage;
 mod delivery;

@@ -19,6 +19,7 @@ use super::read::{
 };
 use super::PgStore;
 use crate::store::batch::Feed;
+use crate::store::fair_share::fair_share;
 use crate::store::{Adopted, Claim, ClusterMessage, Membership, NodeInfo, StoreError};
 
 /// The database's clock, in ms since the epoch.
@@ -249,16 +250,24 @@ impl Membership for PgStore {
     }
 
     async fn renew(&self, ttl: Duration) -> Result<bool, StoreError> {
-        let ttl = ttl.as_millis() as i64;
-        let renewed = self
-            .execute(
-                &format!(
-                    "UPDATE nodes SET heartbeat_ms = {DB_NOW}, lease_until_ms = {DB_NOW} + $2
-                     WHERE node_id = $1 AND lease_until_ms >= {DB_NOW}"
-                ),
-                &[&self.node_id, &ttl],
-            )
-            .await?;
+        let ttl_ms = ttl.as_millis() as i64;
+        let renew = async {
+            let client = self.lease.get().await?;
+            client
+                .execute(
+                    &format!(
+                        "UPDATE nodes SET heartbeat_ms = {DB_NOW}, lease_until_ms = {DB_NOW} + $2
+                         WHERE node_id = $1 AND lease_until_ms >= {DB_NOW}"
+                    ),
+                    &[&self.node_id, &ttl_ms],
+                )
+                .await
+                .map_err(pg)
+        };
+        // A renewal answered after the lease is gone is no use: it gives up then.
+        let renewed = tokio::time::timeout(ttl, renew)
+            .await
+            .map_err(|_| super::pool::unreachable_database())??;
         Ok(renewed == 1)
     }
 
@@ -293,26 +302,32 @@ impl Membership for PgStore {
                     .map_err(pg)?;
                 tracing::warn!(nodes = ?dead, "nodes stopped renewing their lease; their channels are taken over");
             }
-            let row = tx
-                .query_one(
+            // What every live node holds, and what nobody does.
+            let held_rows = tx
+                .query(
                     &format!(
-                        "SELECT (SELECT COUNT(*) FROM nodes WHERE NOT leaving AND lease_until_ms >= {DB_NOW}),
-                                (SELECT COUNT(*) FROM channels),
-                                (SELECT COUNT(*) FROM channels WHERE owner_node = $1),
-                                EXISTS (SELECT 1 FROM nodes WHERE node_id = $1 AND NOT leaving)"
+                        "SELECT n.node_id, (SELECT COUNT(*) FROM channels c WHERE c.owner_node = n.node_id)
+                         FROM nodes n WHERE NOT n.leaving AND n.lease_until_ms >= {DB_NOW}"
                     ),
-                    &[&node],
+                    &[],
                 )
                 .await
                 .map_err(pg)?;
-            let (live, total, mine, member): (i64, i64, i64, bool) =
-                (row.get(0), row.get(1), row.get(2), row.get(3));
-            if !member {
-                tx.commit().await.map_err(pg)?;
-                return Ok(Claim::default());
-            }
-            let share = (total + live.max(1) - 1) / live.max(1);
-            let want = (share - mine).clamp(0, at_most as i64);
+            let unowned: i64 = tx
+                .query_one(
+                    "SELECT COUNT(*) FROM channels WHERE owner_node IS NULL",
+                    &[],
+                )
+                .await
+                .map_err(pg)?
+                .get(0);
+            let held: Vec<(String, u64)> = held_rows
+                .iter()
+                .map(|r| (r.get(0), r.get::<_, i64>(1).max(0) as u64))
+                .collect();
+            let held: Vec<(&str, u64)> = held.iter().map(|(id, n)| (id.as_str(), *n)).collect();
+            let share = fair_share(&held, unowned.max(0) as u64, &node);
+            let want = share.claim.min(at_most as u64) as i64;
             let adopted_rows = tx
                 .query(
                     &format!(
@@ -353,7 +368,6 @@ impl Membership for PgStore {
                     (o.channel_pk, o)
                 })
                 .collect();
-            let excess = (mine - share - (share / 20).max(1)).max(0) as usize;
             Ok(Claim {
                 adopted: channels
                     .into_iter()
@@ -363,7 +377,7 @@ impl Membership for PgStore {
                         channel,
                     })
                     .collect(),
-                excess,
+                excess: share.surplus as usize,
                 head: head as u64,
             })
         };

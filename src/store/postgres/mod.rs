@@ -52,6 +52,9 @@ pub struct PgStore {
     writes: Writes,
     writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     readers: Arc<Pool>,
+    /// A connection only the lease's renewals use, so that no amount of other work
+    /// queued for connections can delay them.
+    lease: Pool,
     /// Messages from the other nodes, until the node runtime takes them.
     messages: Mutex<Option<mpsc::UnboundedReceiver<ClusterMessage>>>,
     /// Stops the listener and the tailer.
@@ -110,6 +113,7 @@ impl PgStore {
         };
         let writer_task = tokio::spawn(writer.run(op_rx));
         let readers = Arc::new(Pool::new(config.clone(), READ_CONNECTIONS));
+        let lease = Pool::new(config.clone(), 1);
         let background = CancellationToken::new();
         let (messages_tx, messages) = mpsc::unbounded_channel();
         cluster::spawn_listener(
@@ -129,6 +133,7 @@ impl PgStore {
             ),
             writer_task: Mutex::new(Some(writer_task)),
             readers,
+            lease,
             messages: Mutex::new(Some(messages)),
             background,
             channels,
