@@ -62,7 +62,11 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
             ca_pem.as_deref(),
             args.max_in_flight,
             args.max_host_rate.map(f64::from),
-        )?,
+        )
+        .with_context(|| match &args.ca_file {
+            Some(path) => format!("--ca-file {}", path.display()),
+            None => "building the delivery client".into(),
+        })?,
         retry: RetryPolicy {
             schedule: args.retry_schedule.clone(),
             budget: args.retry_budget,
@@ -83,7 +87,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
     dispatcher.spawn_host_census(HOST_CENSUS_INTERVAL);
     dispatcher.spawn_pruning(args.prune_interval, args.retention, args.log_retention);
 
-    let listener = TcpListener::bind(args.listen)
+    let listener = TcpListener::bind(args.listen.addrs())
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;

@@ -26,6 +26,19 @@ enum Command {
     Receive(receive::ReceiveArgs),
 }
 
+/// The value of every on/off option (`--dev`, `--json`) given in the environment:
+/// `true`/`false`, `1`/`0`, `yes`/`no` or `on`/`off`, in any letter case, as shells,
+/// systemd units and container platforms write switches.
+pub fn switch(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" | "" => Ok(false),
+        _ => Err(format!(
+            "{value:?} is not on or off: use true or false (or 1/0, yes/no, on/off)"
+        )),
+    }
+}
+
 /// Parses the command line and runs the command on a multi-threaded runtime.
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

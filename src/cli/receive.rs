@@ -53,7 +53,7 @@ pub struct ReceiveArgs {
     pub signature_tolerance: Duration,
 
     /// Print one JSON object per line instead of readable text.
-    #[arg(long, env = "WATCHWIRE_RECEIVE_JSON")]
+    #[arg(long, env = "WATCHWIRE_RECEIVE_JSON", value_parser = super::switch)]
     pub json: bool,
 }
 

@@ -55,6 +55,15 @@ fn first_line(child: &mut Child) -> String {
     line
 }
 
+/// The URL a `watchwire serve` child says it listens on.
+fn listening_url(child: &mut Child) -> String {
+    let line = first_line(child);
+    line.trim()
+        .strip_prefix("watchwire listening on ")
+        .unwrap_or_else(|| panic!("no listening line: {line:?}"))
+        .to_string()
+}
+
 #[tokio::test]
 async fn every_serve_option_reads_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
@@ -68,11 +77,7 @@ async fn every_serve_option_reads_from_the_environment() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let line = first_line(&mut child);
-    let url = line
-        .trim()
-        .strip_prefix("watchwire listening on ")
-        .expect("listening line");
+    let url = listening_url(&mut child);
     let body = json!({"id": "env", "type": "web_hook", "address": "http://127.0.0.1:9/"});
     let answer = Api::new(url).post("/env/check/watch", &body).await.json;
     child.kill().unwrap();
@@ -150,6 +155,108 @@ fn refuses_a_duration_without_a_unit_and_nonsensical_values_naming_the_option() 
     assert!(!ok && err.contains("--retry-schedule"), "{err}");
     let (ok, err) = refused(&["--dev", "--cors-origins", "app.example.com"]);
     assert!(!ok && err.contains("--cors-origins"), "{err}");
+}
+
+#[test]
+fn refuses_zero_retention_and_disable_after_and_a_zero_max_ttl_naming_the_option() {
+    for option in [
+        "--retention",
+        "--log-retention",
+        "--disable-after",
+        "--max-channel-ttl",
+    ] {
+        let (ok, err) = refused(&["--dev", option, "0s"]);
+        assert!(
+            !ok && err.contains(&format!("{option} must be longer than 0")),
+            "{option} 0s: {err}"
+        );
+    }
+}
+
+#[test]
+fn refuses_a_public_url_and_a_ca_file_that_could_never_work() {
+    let (ok, err) = refused(&["--dev", "--public-url", "push.example.com"]);
+    assert!(!ok && err.contains("--public-url"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("ca.pem");
+    std::fs::write(&pem, "not a certificate\n").unwrap();
+    let (ok, err) = refused(&["--dev", "--ca-file", pem.to_str().unwrap()]);
+    assert!(
+        !ok && err.contains("--ca-file") && err.contains("no PEM certificate"),
+        "{err}"
+    );
+}
+
+#[test]
+fn refuses_a_key_given_twice_and_keys_that_could_do_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keys.toml");
+    let refused_config = |text: &str| {
+        std::fs::write(&config, text).unwrap();
+        refused(&["--config", config.to_str().unwrap()])
+    };
+    let (ok, err) = refused_config(
+        "[[keys]]\nname = \"backend\"\nkey = \"s3cret-value\"\nscopes = [\"publish\"]\n\n[[keys]]\nname = \"ops\"\nkey = \"s3cret-value\"\n",
+    );
+    assert!(
+        !ok && err.contains(r#"entry 1 ("backend")"#) && err.contains(r#"entry 2 ("ops")"#),
+        "{err}"
+    );
+    assert!(
+        !err.contains("s3cret-value"),
+        "the key is never printed: {err}"
+    );
+    let (ok, err) = refused_config("[[keys]]\nname = \"idle\"\nkey = \"k\"\nscopes = []\n");
+    assert!(!ok && err.contains("scopes is empty"), "{err}");
+}
+
+/// What users write is understood: a host name in `--listen`, and `1` for a switch in
+/// the environment, as shells and container platforms write it.
+#[tokio::test]
+async fn listen_takes_a_host_name_and_switches_take_one_and_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_watchwire"))
+        .args(["serve", "--listen", "localhost:0", "--log", "warn"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("WATCHWIRE_DEV", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = listening_url(&mut child);
+    let health = Api::new(url).get("/healthz").await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(health.status, 200);
+
+    let refusal = |listen: &str, dev: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_watchwire"))
+            .args(["serve", "--listen", listen, "--data-dir"])
+            .arg(dir.path())
+            .env("WATCHWIRE_DEV", dev)
+            .env_remove("WATCHWIRE_API_KEYS")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "--listen {listen} WATCHWIRE_DEV={dev} started"
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = refusal("127.0.0.1:0", "0");
+    assert!(err.contains("no API key"), "WATCHWIRE_DEV=0 is off: {err}");
+    let err = refusal("localhost", "1");
+    assert!(
+        err.contains("--listen") && err.contains("HOST:PORT"),
+        "{err}"
+    );
+    let err = refusal("127.0.0.1:0", "maybe");
+    assert!(
+        err.contains("--dev") && err.contains("true or false"),
+        "{err}"
+    );
 }
 
 /// Runs `watchwire serve --dev ARGS` with stderr piped (not a terminal), makes one
