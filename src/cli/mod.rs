@@ -45,8 +45,15 @@ pub fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    match cli.command {
+    let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(*args)),
         Command::Receive(args) => runtime.block_on(receive::run(args)),
-    }
+    };
+    // What is still queued goes out before the process ends, and before its error.
+    crate::output::flush(EXIT_FLUSH);
+    result
 }
+
+/// How long an exiting process waits for its queued output: bounded, since an output
+/// nobody reads would otherwise keep it from ever exiting.
+pub const EXIT_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);

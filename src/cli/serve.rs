@@ -1,6 +1,7 @@
 //! `watchwire serve`: the gateway until SIGTERM or ctrl-c.
 
 use crate::config::ServeArgs;
+use crate::output;
 use crate::server;
 use crate::telemetry;
 
@@ -10,7 +11,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let server = server::start(args).await?;
     let stop = shutdown_signal();
     // Scripts and tests wait for this line; the log has `watchwire started` instead.
-    println!("watchwire listening on {}", server.url());
+    // A stdout nobody reads (`| head -1`, a full disk) must not stop the gateway.
+    output::line(
+        output::Stream::Stdout,
+        format!("watchwire listening on {}\n", server.url()).into_bytes(),
+    );
     stop.await;
     tracing::info!("shutting down");
     server.shutdown().await

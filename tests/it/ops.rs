@@ -259,6 +259,96 @@ async fn listen_takes_a_host_name_and_switches_take_one_and_zero() {
     );
 }
 
+/// What the gateway's `watchwire_log_lines_dropped_total` says.
+async fn dropped_lines(api: &Api) -> f64 {
+    let text = scrape(api).await;
+    metric_sample(&text, "watchwire_log_lines_dropped_total", &[])
+        .unwrap_or_else(|| panic!("no watchwire_log_lines_dropped_total:\n{text}"))
+}
+
+/// Publishes from several tasks at once; every answer's status.
+async fn publish_concurrently(api: &Api, count: usize) -> Vec<u16> {
+    let publishes: Vec<_> = (0..count)
+        .map(|i| {
+            let api = api.clone();
+            tokio::spawn(async move {
+                let event = json!({"resource": format!("/out/{i}"), "state": "exists"});
+                api.post("/v1/events", &event).await.status
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for publish in publishes {
+        statuses.push(publish.await.unwrap());
+    }
+    statuses
+}
+
+/// Output that cannot be written (docs/api.md §12.1 Logs) — a closed pipe, as
+/// `watchwire serve | head -1` leaves it, or a full disk — stops nothing and costs no
+/// request its answer; the lines it could not write are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_that_cannot_be_written_costs_no_request_its_answer() {
+    let closed_pipe = || {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        Stdio::from(writer)
+    };
+    let full_disk = || {
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full");
+        Stdio::from(full.unwrap())
+    };
+    let outputs = [
+        ("a closed pipe", closed_pipe(), closed_pipe()),
+        ("a full disk", full_disk(), full_disk()),
+    ];
+    for (output, stdout, stderr) in outputs {
+        let dir = tempfile::tempdir().unwrap();
+        let extra = ["--log", "info"];
+        let gateway = GatewayProcess::with_output(dir.path(), &extra, stdout, stderr).await;
+        // A failing delivery is logged too.
+        gateway
+            .watch("/out", "refused", "http://127.0.0.1:9/")
+            .await;
+        let statuses = publish_concurrently(&gateway.api, 40).await;
+        assert!(statuses.iter().all(|s| *s == 200), "{output}: {statuses:?}");
+        assert!(
+            dropped_lines(&gateway.api).await >= 2.0,
+            "{output}: the listening line and the startup log were not written"
+        );
+        gateway.signal(nix::sys::signal::Signal::SIGTERM);
+        let status = gateway.exited_within(PATIENCE).await;
+        assert!(
+            status.success(),
+            "{output}: a SIGTERM is a clean stop: {status}"
+        );
+    }
+}
+
+/// A log reader that stopped reading (its pipe full) holds up neither startup, nor a
+/// request, nor the exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_nobody_reads_holds_up_nothing() {
+    use nix::fcntl::{fcntl, FcntlArg};
+    use std::io::Write;
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    let size = fcntl(&writer, FcntlArg::F_SETPIPE_SZ(4096)).unwrap();
+    writer.write_all(&vec![b'.'; size as usize]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let extra = ["--log", "info"];
+    let gateway =
+        GatewayProcess::with_output(dir.path(), &extra, Stdio::null(), Stdio::from(writer)).await;
+    gateway
+        .watch("/out", "refused", "http://127.0.0.1:9/")
+        .await;
+    let statuses = publish_concurrently(&gateway.api, 40).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    gateway.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = gateway.exited_within(PATIENCE).await;
+    assert!(status.success(), "{status}");
+    drop(reader);
+}
+
 /// Runs `watchwire serve --dev ARGS` with stderr piped (not a terminal), makes one
 /// request, stops it with SIGTERM and returns its data dir and everything it logged.
 fn serve_and_collect_logs(args: &[&str], envs: &[(&str, &str)]) -> (tempfile::TempDir, String) {
@@ -522,6 +612,7 @@ async fn metrics_list_every_series_from_the_start_with_requests_and_the_process(
         ("watchwire_pending_notifications", &[]),
         ("watchwire_channels_live", &[]),
         ("watchwire_channels_backlogged", &[]),
+        ("watchwire_log_lines_dropped_total", &[]),
         (
             "watchwire_http_requests_total",
             &["route=\"/v1/events\"", "status=\"5xx\""],
