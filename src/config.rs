@@ -890,6 +890,57 @@ mod tests {
         }
     }
 
+    /// Each option's flag and variable, in the README's option table and in the
+    /// reference's (docs/api.md §12), so neither leaves one out.
+    #[test]
+    fn every_option_is_in_the_readme_and_the_reference() {
+        use clap::CommandFactory;
+        #[derive(clap::Parser)]
+        struct Serve {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        #[derive(clap::Parser)]
+        struct Receive {
+            #[command(flatten)]
+            args: crate::cli::receive::ReceiveArgs,
+        }
+        let rows = |text: &str| -> String {
+            let rows = text.lines().filter(|l| l.starts_with("| `--"));
+            rows.collect::<Vec<_>>().join("\n")
+        };
+        let readme = rows(include_str!("../README.md"));
+        let reference = rows(include_str!("../docs/api.md"));
+        let tables = [
+            (
+                Serve::command(),
+                vec![("README.md", &readme), ("docs/api.md", &reference)],
+            ),
+            (Receive::command(), vec![("docs/api.md", &reference)]),
+        ];
+        let mut checked = 0;
+        for (command, documents) in tables {
+            for arg in command.get_arguments() {
+                let (Some(long), Some(env)) = (arg.get_long(), arg.get_env()) else {
+                    continue;
+                };
+                checked += 1;
+                for (document, table) in &documents {
+                    for name in [
+                        format!("`--{long}`"),
+                        format!("`{}`", env.to_string_lossy()),
+                    ] {
+                        assert!(
+                            table.contains(&name),
+                            "{name} is not in {document}'s option table"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(checked > 40, "only {checked} options were found");
+    }
+
     #[test]
     fn log_format() {
         assert_eq!(dev().log_format, LogFormat::Text);

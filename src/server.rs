@@ -150,6 +150,11 @@ impl RunningServer {
         format!("http://{}", self.addr)
     }
 
+    /// Channels with a delivery in flight (or about to start one).
+    pub fn deliveries_in_flight(&self) -> usize {
+        self.app.dispatcher.context().tasks.len()
+    }
+
     /// Stops accepting requests, lets in-flight deliveries finish within the grace
     /// period, makes recorded progress durable, and closes the store.
     pub async fn shutdown(self) -> anyhow::Result<()> {
@@ -172,6 +177,13 @@ impl RunningServer {
         let ctx = app.dispatcher.context().clone();
         ctx.shutdown.cancel();
         ctx.tasks.close();
+        if !ctx.tasks.is_empty() {
+            tracing::info!(
+                channels = ctx.tasks.len(),
+                grace = ?app.config.shutdown_grace,
+                "waiting for deliveries in flight to finish"
+            );
+        }
         if tokio::time::timeout(app.config.shutdown_grace, ctx.tasks.wait())
             .await
             .is_err()
@@ -201,16 +213,32 @@ async fn open_store(args: &ServeArgs, node_id: &str) -> anyhow::Result<Arc<dyn S
     })
 }
 
-/// A database URL without its password, for logs and messages.
+/// A database URL without its password, for logs and messages: neither the one in
+/// `user:password@` nor a `password=` parameter (`?password=…`, or a key=value
+/// connection string's `password=…`, quoted or not).
 pub fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let url = match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let credentials = &url[scheme + 3..at];
             let user = credentials.split(':').next().unwrap_or_default();
             format!("{}{user}{}", &url[..scheme + 3], &url[at..])
         }
         _ => url.to_string(),
+    };
+    let mut out = String::with_capacity(url.len());
+    let mut rest = url.as_str();
+    while let Some(at) = rest.find("password=") {
+        let (before, value) = rest.split_at(at + "password=".len());
+        out.push_str(before);
+        out.push_str("***");
+        let end = match value.strip_prefix('\'') {
+            Some(quoted) => quoted.find('\'').map_or(value.len(), |q| q + 2),
+            None => value.find(['&', ' ']).unwrap_or(value.len()),
+        };
+        rest = &value[end..];
     }
+    out.push_str(rest);
+    out
 }
 
 /// The one startup line that says what this process runs as: how callers authenticate
@@ -240,4 +268,31 @@ fn log_startup(
         public_url = %public_url,
         "watchwire started"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn database_urls_lose_their_passwords() {
+        for (url, shown) in [
+            (
+                "postgres://ww:s3cret@db:5432/ww",
+                "postgres://ww@db:5432/ww",
+            ),
+            (
+                "postgres://db/ww?password=s3cret&sslmode=disable",
+                "postgres://db/ww?password=***&sslmode=disable",
+            ),
+            (
+                "host=db password='s3 cret' user=ww",
+                "host=db password=*** user=ww",
+            ),
+            ("host=db password=s3cret", "host=db password=***"),
+            ("postgres://db/ww", "postgres://db/ww"),
+        ] {
+            assert_eq!(redacted(url), shown);
+        }
+    }
 }

@@ -73,9 +73,36 @@ impl GatewayProcess {
     }
 
     fn spawn(data_dir: &Path, mode: &[&str], extra: &[&str]) -> GatewayProcess {
+        GatewayProcess::spawn_with_stderr(data_dir, mode, extra, Stdio::inherit())
+    }
+
+    /// Starts `watchwire serve --dev` as `start` does, with each line it logs sent on
+    /// the channel returned.
+    pub fn start_logged(
+        data_dir: &Path,
+        extra: &[&str],
+    ) -> (GatewayProcess, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let mut gateway =
+            GatewayProcess::spawn_with_stderr(data_dir, &["--dev"], extra, Stdio::piped());
+        let stderr = gateway.child.stderr.take().unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        (gateway, rx)
+    }
+
+    fn spawn_with_stderr(
+        data_dir: &Path,
+        mode: &[&str],
+        extra: &[&str],
+        stderr: Stdio,
+    ) -> GatewayProcess {
         let mut child = GatewayProcess::command(data_dir, mode, extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("watchwire binary starts");
         let stdout = child.stdout.take().unwrap();

@@ -70,9 +70,11 @@ impl PgStore {
     /// starts the writer, the listener of notifications and the tailer of other nodes'
     /// commits, as node `node_id`.
     pub async fn open(url: &str, node_id: &str) -> Result<PgStore, StoreError> {
-        let config: Config = url
-            .parse()
-            .map_err(|e| StoreError::Backend(format!("the database URL is not valid: {e}")))?;
+        let config: Config = url.parse().map_err(|e| {
+            StoreError::Backend(format!(
+                "it is not a PostgreSQL URL like postgres://user@host:5432/db ({e})"
+            ))
+        })?;
         let mut setup = pool::connect(&config).await?;
         schema::migrate(&mut setup).await?;
         let secret = schema::instance_secret(&setup).await?;
