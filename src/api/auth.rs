@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
+use super::query::invalid_parameter;
 use super::AppState;
 use crate::config::KeyConfig;
 use crate::delivery::client::KeySigning;
@@ -83,6 +84,34 @@ impl Caller {
                 ))
             }
             _ => Ok(()),
+        }
+    }
+
+    /// Whether the key has the `admin` scope (in `--dev` without keys, everyone has).
+    pub fn is_admin(&self) -> bool {
+        self.grant
+            .as_ref()
+            .is_none_or(|g| g.scopes.contains(&Scope::Admin))
+    }
+
+    /// Whose channels and watchers a call acts on: the caller's own, or with
+    /// `?owner=NAME` that owner's, which only the `admin` scope may name (docs/api.md
+    /// §8): how an operator reaches channels whose key is gone, such as those made under
+    /// `--dev` before keys were configured. Any other key is refused whether or not the
+    /// owner exists, so the answer tells it nothing.
+    pub fn acting_for(&self, owner: Option<&str>) -> Result<String, ApiError> {
+        match owner {
+            None => Ok(self.owner.clone()),
+            Some(owner) if owner == self.owner => Ok(self.owner.clone()),
+            Some(_) if !self.is_admin() => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "the owner parameter needs the \"admin\" scope; this API key sees its own channels and watchers only",
+            )),
+            Some(ALL_OWNERS) => Err(invalid_parameter(
+                "owner=* lists every owner's channels; to act on one, give its owner's name",
+            )),
+            Some(owner) => Ok(owner.to_string()),
         }
     }
 

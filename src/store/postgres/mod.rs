@@ -313,7 +313,7 @@ impl Store for PgStore {
 
     async fn list_channels(
         &self,
-        owner: &str,
+        owner: Option<&str>,
         kind: ChannelKind,
         after_pk: i64,
         limit: usize,
@@ -321,7 +321,7 @@ impl Store for PgStore {
         let rows = self
             .query(
                 &format!(
-                    "SELECT {CHANNEL_COLUMNS} FROM channels WHERE owner = $1 AND kind = $2 AND pk > $3 ORDER BY pk LIMIT $4"
+                    "SELECT {CHANNEL_COLUMNS} FROM channels WHERE ($1::TEXT IS NULL OR owner = $1) AND kind = $2 AND pk > $3 ORDER BY pk LIMIT $4"
                 ),
                 &[&owner, &kind.as_str(), &after_pk, &(limit as i64)],
             )
