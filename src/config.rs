@@ -210,6 +210,9 @@ pub struct ServeArgs {
     pub cors_origins: Vec<String>,
 }
 
+/// The most events `--stream-buffer` may hold back for one stream.
+pub const MAX_STREAM_BUFFER: usize = 1_000_000;
+
 /// `--listen`: `HOST:PORT` as given, and the addresses it resolved to at startup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenAddr {
@@ -388,6 +391,10 @@ impl ServeArgs {
         ];
         if let Some((option, _)) = counts.iter().find(|(_, value)| *value == 0) {
             anyhow::bail!("{option} must be at least 1");
+        }
+        // Each stream may hold this many events in memory.
+        if self.stream_buffer > MAX_STREAM_BUFFER {
+            anyhow::bail!("--stream-buffer must be at most {MAX_STREAM_BUFFER} events");
         }
         let durations = [
             ("--max-channel-ttl", self.max_channel_ttl),
@@ -768,6 +775,10 @@ mod tests {
             let err = args.validate().unwrap_err().to_string();
             assert!(err.starts_with(option), "{option}: {err}");
         }
+        let mut args = dev();
+        args.stream_buffer = usize::MAX;
+        let err = args.validate().unwrap_err().to_string();
+        assert_eq!(err, "--stream-buffer must be at most 1000000 events");
         // Zero is meaningful for these: no grace, no caching.
         let mut args = dev();
         args.shutdown_grace = Duration::ZERO;

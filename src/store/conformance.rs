@@ -292,6 +292,11 @@ async fn channels_are_unique_counted_and_leave_a_record(place: Place) {
         .create_channel(channel("other", "c1", "/r"), 2)
         .await
         .unwrap();
+    // A quota beyond what the database's integers hold is no quota.
+    store
+        .create_channel(channel("other", "c2", "/r"), u64::MAX)
+        .await
+        .unwrap();
     let listed = store
         .list_channels(Some("o"), ChannelKind::WatchChannel, 0, 1)
         .await
@@ -308,7 +313,7 @@ async fn channels_are_unique_counted_and_leave_a_record(place: Place) {
         .await
         .unwrap();
     let owners: Vec<&str> = everyone.iter().map(|c| &*c.spec.owner).collect();
-    assert_eq!(owners, ["o", "o", "other"]);
+    assert_eq!(owners, ["o", "o", "other", "other"]);
     assert!(everyone.windows(2).all(|w| w[0].pk < w[1].pk));
     assert!(store
         .list_channels(None, ChannelKind::Watcher, 0, 10)
@@ -335,7 +340,7 @@ async fn channels_are_unique_counted_and_leave_a_record(place: Place) {
         .create_channel(channel("o", "c3", "/r"), 2)
         .await
         .unwrap();
-    assert_eq!(store.load_channels().await.unwrap().len(), 3);
+    assert_eq!(store.load_channels().await.unwrap().len(), 4);
 }
 
 /// The watcher rules and the quota hold across writers (docs/api.md §13): two nodes
