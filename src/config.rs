@@ -1,19 +1,21 @@
 //! `watchwire serve` options (docs/api.md §12). Every flag also reads from the environment.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
 use crate::cli::duration::parse_duration;
+use crate::cli::switch;
 use crate::protocol::resource::ServicePrefixes;
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
+    /// Address to listen on: `HOST:PORT`, the host an IP address (`[::1]` for IPv6) or
+    /// a name such as `localhost`.
     #[arg(long, env = "WATCHWIRE_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+    pub listen: ListenAddr,
 
     /// Directory of the embedded store.
     #[arg(long, env = "WATCHWIRE_DATA_DIR", default_value = "./watchwire-data")]
@@ -36,7 +38,7 @@ pub struct ServeArgs {
 
     /// Development mode: no API keys needed, http:// and private targets allowed,
     /// loopback listen address only.
-    #[arg(long, env = "WATCHWIRE_DEV")]
+    #[arg(long, env = "WATCHWIRE_DEV", value_parser = switch)]
     pub dev: bool,
 
     /// API key allowed to do everything (repeatable).
@@ -213,6 +215,73 @@ pub struct ServeArgs {
     pub cors_origins: Vec<String>,
 }
 
+/// The most events `--stream-buffer` may hold back for one stream.
+pub const MAX_STREAM_BUFFER: usize = 1_000_000;
+
+/// `--listen`: `HOST:PORT` as given, and the addresses it resolved to at startup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenAddr {
+    given: String,
+    addrs: Vec<SocketAddr>,
+}
+
+impl ListenAddr {
+    /// Every address the host resolved to; binding takes the first that works.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Only this machine can connect: every address it names is a loopback one.
+    pub fn is_loopback(&self) -> bool {
+        self.addrs.iter().all(|a| a.ip().is_loopback())
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.given)
+    }
+}
+
+impl std::str::FromStr for ListenAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        const FORM: &str = "give HOST:PORT, e.g. 127.0.0.1:8080, [::1]:8080, localhost:8080 or 0.0.0.0:8080 for every interface";
+        let given = s.trim().to_string();
+        if let Ok(addr) = given.parse::<SocketAddr>() {
+            return Ok(ListenAddr {
+                given,
+                addrs: vec![addr],
+            });
+        }
+        if given.parse::<u16>().is_ok() {
+            return Err(format!("{given:?} is a port alone; {FORM}"));
+        }
+        let Some((host, port)) = given.rsplit_once(':') else {
+            return Err(format!("{given:?} has no port; {FORM}"));
+        };
+        if host.is_empty() {
+            return Err(format!("{given:?} has no host; {FORM}"));
+        }
+        if port.parse::<u16>().is_err() {
+            return Err(format!(
+                "{given:?}: {port:?} is not a port (0 to 65535); {FORM}"
+            ));
+        }
+        let addrs: Vec<SocketAddr> = given
+            .to_socket_addrs()
+            .map_err(|e| format!("{given:?}: the host {host:?} does not resolve ({e}); {FORM}"))?
+            .collect();
+        if addrs.is_empty() {
+            return Err(format!(
+                "{given:?}: the host {host:?} resolves to no address; {FORM}"
+            ));
+        }
+        Ok(ListenAddr { given, addrs })
+    }
+}
+
 /// How log lines are written (`--log-format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -273,18 +342,22 @@ impl ServeArgs {
         if !self.dev && self.api_keys.is_empty() && file.keys.is_empty() {
             anyhow::bail!("no API key configured: pass --api-key KEY (or WATCHWIRE_API_KEYS), or run with --dev for local development");
         }
-        if self.dev && !self.listen.ip().is_loopback() {
+        if self.dev && !self.listen.is_loopback() {
             anyhow::bail!("--dev refuses to listen on the non-loopback address {}; use 127.0.0.1 or configure API keys", self.listen);
         }
         if self.retry_schedule.is_empty() {
             anyhow::bail!("--retry-schedule needs at least one delay");
         }
+        // Zeros first: a zero maximum is the mistake, not the default that exceeds it.
+        self.check_nonzero()?;
         if self.default_channel_ttl > self.max_channel_ttl {
             anyhow::bail!("--default-channel-ttl is longer than --max-channel-ttl");
         }
-        self.check_nonzero()?;
         tracing_subscriber::EnvFilter::try_new(&self.log)
             .map_err(|e| anyhow::anyhow!("--log {:?}: {e}", self.log))?;
+        if let Some(url) = &self.public_url {
+            check_public_url(url).map_err(|e| anyhow::anyhow!("--public-url: {e}"))?;
+        }
         let cors = self.cors()?;
         let prefixes = ServicePrefixes::with_extra(&self.strip_prefixes)
             .map_err(|e| anyhow::anyhow!("--strip-prefix: {e}"))?;
@@ -307,7 +380,9 @@ impl ServeArgs {
 
     /// Refuses zeros that make no sense, naming the option (docs/api.md §12): a zero limit
     /// refuses every request, a zero tokio interval panics, a zero timeout or retry
-    /// budget fails every attempt, a zero retry delay retries in a busy loop.
+    /// budget fails every attempt, a zero retry delay retries in a busy loop, a zero
+    /// retention keeps no log to resume from, a zero `--disable-after` disables a
+    /// channel at its first failure.
     fn check_nonzero(&self) -> anyhow::Result<()> {
         let counts = [
             ("--max-body-bytes", self.max_body_bytes as u64),
@@ -322,6 +397,10 @@ impl ServeArgs {
         if let Some((option, _)) = counts.iter().find(|(_, value)| *value == 0) {
             anyhow::bail!("{option} must be at least 1");
         }
+        // Each stream may hold this many events in memory.
+        if self.stream_buffer > MAX_STREAM_BUFFER {
+            anyhow::bail!("--stream-buffer must be at most {MAX_STREAM_BUFFER} events");
+        }
         let durations = [
             ("--max-channel-ttl", self.max_channel_ttl),
             ("--default-channel-ttl", self.default_channel_ttl),
@@ -335,6 +414,9 @@ impl ServeArgs {
             ("--checkpoint-interval", self.checkpoint_interval),
             ("--stream-stall-timeout", self.stream_stall_timeout),
             ("--lease-ttl", self.lease_ttl),
+            ("--retention", self.retention),
+            ("--log-retention", self.log_retention),
+            ("--disable-after", self.disable_after),
         ];
         if let Some((option, _)) = durations.iter().find(|(_, value)| value.is_zero()) {
             anyhow::bail!("{option} must be longer than 0, e.g. 500ms or 5s");
@@ -393,6 +475,25 @@ impl ServeArgs {
     }
 }
 
+/// `--public-url` goes in front of every `resourceUri`: without a scheme and host, or
+/// with a query or fragment, those would be no URLs a client could use.
+fn check_public_url(given: &str) -> Result<(), String> {
+    let url = url::Url::parse(given).map_err(|_| {
+        format!("{given:?} is not a URL like https://push.example.com or https://example.com/push")
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(format!(
+            "{given:?} must be an http:// or https:// URL with a host"
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(format!(
+            "{given:?} must be a scheme, host, port and path only: resource paths are appended to it"
+        ));
+    }
+    Ok(())
+}
+
 /// An origin as browsers send it in `Origin`: `scheme://host[:port]`, lower case, no
 /// path. Anything else could never match, so it is refused rather than ignored.
 fn parse_origin(origin: &str) -> Result<String, String> {
@@ -442,7 +543,7 @@ pub struct KeyConfig {
     pub scopes: Option<Vec<String>>,
     /// Resource prefixes the key is limited to; everything when omitted.
     #[serde(default)]
-    pub prefixes: Vec<String>,
+    pub prefixes: Option<Vec<String>>,
     /// `whsec_…` that signs notifications of this key's channels without their own.
     pub signing_secret: Option<String>,
     /// The secret being rotated out: notifications carry signatures with both until
@@ -458,6 +559,21 @@ impl std::fmt::Debug for KeyConfig {
             .field("scopes", &self.scopes)
             .field("prefixes", &self.prefixes)
             .finish_non_exhaustive()
+    }
+}
+
+impl KeyConfig {
+    /// Whether two entries sign their channels' notifications alike.
+    pub fn same_signing(&self, other: &KeyConfig) -> bool {
+        (
+            &self.signing_secret,
+            &self.previous_signing_secret,
+            self.previous_signing_secret_until,
+        ) == (
+            &other.signing_secret,
+            &other.previous_signing_secret,
+            other.previous_signing_secret_until,
+        )
     }
 }
 
@@ -628,7 +744,7 @@ mod tests {
             ("--max-headers", |a| a.max_headers = 0),
             ("--max-channels-per-key", |a| a.max_channels_per_key = 0),
         ];
-        let zero_durations: [(&str, Zero); 12] = [
+        let zero_durations: [(&str, Zero); 15] = [
             ("--prune-interval", |a| a.prune_interval = Duration::ZERO),
             ("--expiry-sweep", |a| a.expiry_sweep = Duration::ZERO),
             ("--checkpoint-interval", |a| {
@@ -649,10 +765,11 @@ mod tests {
             ("--default-channel-ttl", |a| {
                 a.default_channel_ttl = Duration::ZERO
             }),
-            ("--max-channel-ttl", |a| {
-                a.max_channel_ttl = Duration::ZERO;
-                a.default_channel_ttl = Duration::ZERO;
-            }),
+            // Not refused for being shorter than the default channel lifetime.
+            ("--max-channel-ttl", |a| a.max_channel_ttl = Duration::ZERO),
+            ("--retention", |a| a.retention = Duration::ZERO),
+            ("--log-retention", |a| a.log_retention = Duration::ZERO),
+            ("--disable-after", |a| a.disable_after = Duration::ZERO),
             ("--retry-schedule", |a| {
                 a.retry_schedule = vec![Duration::from_secs(1), Duration::ZERO]
             }),
@@ -663,9 +780,12 @@ mod tests {
             let err = args.validate().unwrap_err().to_string();
             assert!(err.starts_with(option), "{option}: {err}");
         }
-        // Zero is meaningful for these: keep nothing, no grace, no caching.
         let mut args = dev();
-        args.retention = Duration::ZERO;
+        args.stream_buffer = usize::MAX;
+        let err = args.validate().unwrap_err().to_string();
+        assert_eq!(err, "--stream-buffer must be at most 1000000 events");
+        // Zero is meaningful for these: no grace, no caching.
+        let mut args = dev();
         args.shutdown_grace = Duration::ZERO;
         args.changes_max_age = Duration::ZERO;
         args.changes_expected_max_age = Duration::ZERO;
@@ -677,6 +797,49 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(err, "--max-body-bytes must be at least 1");
+    }
+
+    #[test]
+    fn listen_takes_a_host_name_or_says_what_form_it_wants() {
+        let args = parse(&["--dev", "--listen", "localhost:8080"]).unwrap();
+        assert_eq!(args.listen.to_string(), "localhost:8080");
+        assert!(!args.listen.addrs().is_empty());
+        assert!(args
+            .listen
+            .addrs()
+            .iter()
+            .all(|a| a.port() == 8080 && a.ip().is_loopback()));
+        assert!(args.validate().is_ok(), "localhost is loopback for --dev");
+        let ipv6 = parse(&["--listen", "[::1]:0"]).unwrap();
+        assert_eq!(ipv6.listen.addrs(), ["[::1]:0".parse().unwrap()]);
+        for (bad, says) in [
+            ("localhost", "has no port"),
+            ("8080", "is a port alone"),
+            (":8080", "has no host"),
+            ("localhost:http", "is not a port"),
+            ("no-such-host.invalid:80", "does not resolve"),
+        ] {
+            let err = parse(&["--listen", bad]).unwrap_err();
+            assert!(
+                err.contains("--listen") && err.contains(says) && err.contains("HOST:PORT"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn switches_take_true_false_one_zero_from_the_environment() {
+        for on in ["true", "1", "TRUE", "yes", "on"] {
+            assert_eq!(crate::cli::switch(on), Ok(true), "{on}");
+        }
+        for off in ["false", "0", "False", "no", "off"] {
+            assert_eq!(crate::cli::switch(off), Ok(false), "{off}");
+        }
+        let err = crate::cli::switch("enabled").unwrap_err();
+        assert!(
+            err.contains("true or false") && err.contains("1/0"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -717,6 +880,81 @@ mod tests {
             keyed.cors().unwrap(),
             CorsOrigins::List(vec!["https://app.example.com".into()])
         );
+    }
+
+    #[test]
+    fn public_url_must_be_a_url_resource_paths_can_follow() {
+        let mut args = dev();
+        for good in [
+            "https://push.example.com",
+            "http://127.0.0.1:8080/",
+            "https://a.example/push",
+        ] {
+            args.public_url = Some(good.into());
+            assert!(args.validate().is_ok(), "{good}");
+        }
+        for bad in [
+            "push.example.com",
+            "ftp://push.example.com",
+            "https://a.example/?x=1",
+            "https://a.example/#f",
+            "https://u:p@a.example",
+        ] {
+            args.public_url = Some(bad.into());
+            let err = args.validate().unwrap_err().to_string();
+            assert!(err.starts_with("--public-url"), "{bad}: {err}");
+        }
+    }
+
+    /// Each option's flag and variable, in the README's option table and in the
+    /// reference's (docs/api.md §12), so neither leaves one out.
+    #[test]
+    fn every_option_is_in_the_readme_and_the_reference() {
+        use clap::CommandFactory;
+        #[derive(clap::Parser)]
+        struct Serve {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        #[derive(clap::Parser)]
+        struct Receive {
+            #[command(flatten)]
+            args: crate::cli::receive::ReceiveArgs,
+        }
+        let rows = |text: &str| -> String {
+            let rows = text.lines().filter(|l| l.starts_with("| `--"));
+            rows.collect::<Vec<_>>().join("\n")
+        };
+        let readme = rows(include_str!("../README.md"));
+        let reference = rows(include_str!("../docs/api.md"));
+        let tables = [
+            (
+                Serve::command(),
+                vec![("README.md", &readme), ("docs/api.md", &reference)],
+            ),
+            (Receive::command(), vec![("docs/api.md", &reference)]),
+        ];
+        let mut checked = 0;
+        for (command, documents) in tables {
+            for arg in command.get_arguments() {
+                let (Some(long), Some(env)) = (arg.get_long(), arg.get_env()) else {
+                    continue;
+                };
+                checked += 1;
+                for (document, table) in &documents {
+                    for name in [
+                        format!("`--{long}`"),
+                        format!("`{}`", env.to_string_lossy()),
+                    ] {
+                        assert!(
+                            table.contains(&name),
+                            "{name} is not in {document}'s option table"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(checked > 40, "only {checked} options were found");
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub mod delivery;
 #[cfg(feature = "server")]
 pub mod model;
 #[cfg(feature = "server")]
+mod output;
+#[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]
 pub mod store;

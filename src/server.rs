@@ -63,7 +63,11 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
             args.max_in_flight,
             args.max_host_rate.map(f64::from),
             args.outbound_address,
-        )?,
+        )
+        .with_context(|| match &args.ca_file {
+            Some(path) => format!("--ca-file {}", path.display()),
+            None => "building the delivery client".into(),
+        })?,
         retry: RetryPolicy {
             schedule: args.retry_schedule.clone(),
             budget: args.retry_budget,
@@ -84,7 +88,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
     dispatcher.spawn_host_census(HOST_CENSUS_INTERVAL);
     dispatcher.spawn_pruning(args.prune_interval, args.retention, args.log_retention);
 
-    let listener = TcpListener::bind(args.listen)
+    let listener = TcpListener::bind(args.listen.addrs())
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
@@ -147,6 +151,11 @@ impl RunningServer {
         format!("http://{}", self.addr)
     }
 
+    /// Channels with a delivery in flight (or about to start one).
+    pub fn deliveries_in_flight(&self) -> usize {
+        self.app.dispatcher.context().tasks.len()
+    }
+
     /// Stops accepting requests, lets in-flight deliveries finish within the grace
     /// period, makes recorded progress durable, and closes the store.
     pub async fn shutdown(self) -> anyhow::Result<()> {
@@ -169,6 +178,13 @@ impl RunningServer {
         let ctx = app.dispatcher.context().clone();
         ctx.shutdown.cancel();
         ctx.tasks.close();
+        if !ctx.tasks.is_empty() {
+            tracing::info!(
+                channels = ctx.tasks.len(),
+                grace = ?app.config.shutdown_grace,
+                "waiting for deliveries in flight to finish"
+            );
+        }
         if tokio::time::timeout(app.config.shutdown_grace, ctx.tasks.wait())
             .await
             .is_err()
@@ -198,16 +214,32 @@ async fn open_store(args: &ServeArgs, node_id: &str) -> anyhow::Result<Arc<dyn S
     })
 }
 
-/// A database URL without its password, for logs and messages.
+/// A database URL without its password, for logs and messages: neither the one in
+/// `user:password@` nor a `password=` parameter (`?password=…`, or a key=value
+/// connection string's `password=…`, quoted or not).
 pub fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let url = match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let credentials = &url[scheme + 3..at];
             let user = credentials.split(':').next().unwrap_or_default();
             format!("{}{user}{}", &url[..scheme + 3], &url[at..])
         }
         _ => url.to_string(),
+    };
+    let mut out = String::with_capacity(url.len());
+    let mut rest = url.as_str();
+    while let Some(at) = rest.find("password=") {
+        let (before, value) = rest.split_at(at + "password=".len());
+        out.push_str(before);
+        out.push_str("***");
+        let end = match value.strip_prefix('\'') {
+            Some(quoted) => quoted.find('\'').map_or(value.len(), |q| q + 2),
+            None => value.find(['&', ' ']).unwrap_or(value.len()),
+        };
+        rest = &value[end..];
     }
+    out.push_str(rest);
+    out
 }
 
 /// The one startup line that says what this process runs as: how callers authenticate
@@ -237,4 +269,31 @@ fn log_startup(
         public_url = %public_url,
         "watchwire started"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn database_urls_lose_their_passwords() {
+        for (url, shown) in [
+            (
+                "postgres://ww:s3cret@db:5432/ww",
+                "postgres://ww@db:5432/ww",
+            ),
+            (
+                "postgres://db/ww?password=s3cret&sslmode=disable",
+                "postgres://db/ww?password=***&sslmode=disable",
+            ),
+            (
+                "host=db password='s3 cret' user=ww",
+                "host=db password=*** user=ww",
+            ),
+            ("host=db password=s3cret", "host=db password=***"),
+            ("postgres://db/ww", "postgres://db/ww"),
+        ] {
+            assert_eq!(redacted(url), shown);
+        }
+    }
 }

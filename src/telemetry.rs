@@ -115,6 +115,10 @@ fn describe() {
         "watchwire_http_requests_total",
         "API requests answered, by route template and status class."
     );
+    metrics::describe_counter!(
+        "watchwire_log_lines_dropped_total",
+        "Log lines (and the listening line) that could not be written to standard error or output: a full disk, a closed pipe, a reader that stopped reading."
+    );
     metrics::describe_histogram!(
         "watchwire_http_request_duration_seconds",
         "From request to response head, by route template (a stream's lifetime is not counted)."
@@ -130,6 +134,8 @@ pub fn register_series() {
     metrics::counter!("watchwire_events_published_total").increment(0);
     metrics::counter!("watchwire_store_commits_total").increment(0);
     metrics::counter!("watchwire_cluster_leases_lost_total").increment(0);
+    // Lines may have been dropped before the recorder existed.
+    metrics::counter!("watchwire_log_lines_dropped_total").absolute(crate::output::dropped_lines());
     for outcome in ["delivered", "retried", "failed", "gone"] {
         metrics::counter!("watchwire_notifications_total", "outcome" => outcome).increment(0);
     }
@@ -320,13 +326,16 @@ mod proc_self {
 
 /// Installs the log subscriber once; later calls do nothing. Colours only on a
 /// terminal: escape codes in a file or a log shipper are noise. JSON is one object per
-/// line with the event's fields at the top level, as log shippers expect.
+/// line with the event's fields at the top level, as log shippers expect. Lines go
+/// through [`output`](crate::output), which never blocks or fails the caller; the
+/// subscriber's own report of a failed write would panic on that very output.
 pub fn init_logging(filter: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .log_internal_errors(false)
+        .with_writer(crate::output::LogWriter);
     let _ = match format {
         LogFormat::Text => builder
             .with_ansi(std::io::stderr().is_terminal())

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
+use super::query::invalid_parameter;
 use super::AppState;
 use crate::config::KeyConfig;
 use crate::delivery::client::KeySigning;
@@ -21,7 +22,10 @@ use crate::protocol::resource::{covers, ServicePrefixes};
 use crate::protocol::signature::SigningSecret;
 
 /// The owner every request has in `--dev` without keys.
-const DEV_OWNER: &str = "dev";
+pub const DEV_OWNER: &str = "dev";
+
+/// `?owner=*`: every owner's channels, for the `admin` scope (docs/api.md §8).
+pub const ALL_OWNERS: &str = "*";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -83,6 +87,34 @@ impl Caller {
         }
     }
 
+    /// Whether the key has the `admin` scope (in `--dev` without keys, everyone has).
+    pub fn is_admin(&self) -> bool {
+        self.grant
+            .as_ref()
+            .is_none_or(|g| g.scopes.contains(&Scope::Admin))
+    }
+
+    /// Whose channels and watchers a call acts on: the caller's own, or with
+    /// `?owner=NAME` that owner's, which only the `admin` scope may name (docs/api.md
+    /// §8): how an operator reaches channels whose key is gone, such as those made under
+    /// `--dev` before keys were configured. Any other key is refused whether or not the
+    /// owner exists, so the answer tells it nothing.
+    pub fn acting_for(&self, owner: Option<&str>) -> Result<String, ApiError> {
+        match owner {
+            None => Ok(self.owner.clone()),
+            Some(owner) if owner == self.owner => Ok(self.owner.clone()),
+            Some(_) if !self.is_admin() => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "the owner parameter needs the \"admin\" scope; this API key sees its own channels and watchers only",
+            )),
+            Some(ALL_OWNERS) => Err(invalid_parameter(
+                "owner=* lists every owner's channels; to act on one, give its owner's name",
+            )),
+            Some(owner) => Ok(owner.to_string()),
+        }
+    }
+
     /// `403` unless the key may use this canonical resource.
     pub fn require_resource(&self, resource: &str) -> Result<(), ApiError> {
         match &self.grant {
@@ -118,8 +150,25 @@ impl Keys {
     ) -> anyhow::Result<Keys> {
         let mut digests = Vec::new();
         let mut signing = HashMap::new();
-        for key in plain.iter().filter(|k| !k.is_empty()) {
+        // Where each key was given: one key with two grants would silently be either.
+        let mut given: Vec<([u8; 32], String)> = Vec::new();
+        let mut once = |digest: [u8; 32], entry: String| {
+            match given
+            .iter()
+            .find(|(d, _)| *d == digest)
+        {
+            Some((_, first)) => Err(anyhow::anyhow!(
+                "{first} and {entry} hold the same key; a key may be given once, as it has one owner and one set of scopes"
+            )),
+            None => {
+                given.push((digest, entry));
+                Ok(())
+            }
+        }
+        };
+        for (n, key) in plain.iter().filter(|k| !k.is_empty()).enumerate() {
             let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+            once(digest, format!("--api-key number {}", n + 1))?;
             let owner = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
             digests.push((
                 digest,
@@ -130,16 +179,36 @@ impl Keys {
                 }),
             ));
         }
-        for k in named {
+        for (n, k) in named.iter().enumerate() {
             let context = |what: &str| format!("key {:?}: {what}", k.name);
+            if k.name.trim().is_empty() || k.name == ALL_OWNERS {
+                anyhow::bail!(
+                    "[[keys]] entry {}: name {:?} cannot name an owner; give each key a name such as \"photos-backend\"",
+                    n + 1,
+                    k.name
+                );
+            }
             let digest: [u8; 32] = match (&k.key, &k.key_sha256) {
                 (Some(key), None) if !key.is_empty() => Sha256::digest(key.as_bytes()).into(),
                 (None, Some(hex)) => parse_hex32(hex)
                     .ok_or_else(|| anyhow::anyhow!(context("key_sha256 must be 64 hex digits")))?,
                 _ => anyhow::bail!(context("give exactly one of key and key_sha256")),
             };
+            once(digest, format!("[[keys]] entry {} ({:?})", n + 1, k.name))?;
+            if let Some(first) = named[..n]
+                .iter()
+                .find(|other| other.name == k.name && !other.same_signing(k))
+            {
+                anyhow::bail!(context(&format!(
+                    "another entry of that name ({:?}) signs differently; keys that share a name share their channels, so give them the same signing secrets",
+                    first.name
+                )));
+            }
             let scopes = match &k.scopes {
                 None => vec![Scope::Admin],
+                Some(names) if names.is_empty() => anyhow::bail!(context(
+                    "scopes is empty, so the key could do nothing; list publish, subscribe or admin, or leave scopes out for all three"
+                )),
                 Some(names) => names
                     .iter()
                     .map(|s| {
@@ -151,8 +220,14 @@ impl Keys {
                     })
                     .collect::<anyhow::Result<_>>()?,
             };
-            let resource_prefixes = k
-                .prefixes
+            let resource_prefixes = match &k.prefixes {
+                None => &[][..],
+                Some(list) if list.is_empty() => anyhow::bail!(context(
+                    "prefixes is empty; leave prefixes out to allow every resource, or list the paths the key may use"
+                )),
+                Some(list) => &list[..],
+            };
+            let resource_prefixes = resource_prefixes
                 .iter()
                 .map(|p| {
                     prefixes
@@ -290,4 +365,89 @@ fn query_key(uri: &Uri) -> Option<String> {
     url::form_urlencoded::parse(uri.query()?.as_bytes())
         .find(|(name, _)| name == "key")
         .map(|(_, v)| v.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FileConfig;
+
+    fn keys(plain: &[&str], file: &str) -> anyhow::Result<Keys> {
+        let named = toml::from_str::<FileConfig>(file).unwrap().keys;
+        let plain: Vec<String> = plain.iter().map(|k| k.to_string()).collect();
+        Keys::new(&plain, &named, &ServicePrefixes::with_extra(&[]).unwrap())
+    }
+
+    fn refusal(plain: &[&str], file: &str) -> String {
+        match keys(plain, file) {
+            Ok(_) => panic!("accepted:\n{file}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn one_key_given_twice_is_refused_naming_both_entries() {
+        let err = refusal(
+            &[],
+            "[[keys]]\nname = \"a\"\nkey = \"k\"\n[[keys]]\nname = \"b\"\nkey = \"k\"\nscopes = [\"publish\"]\n",
+        );
+        assert!(
+            err.contains(r#"entry 1 ("a")"#) && err.contains(r#"entry 2 ("b")"#),
+            "{err}"
+        );
+        assert!(
+            !err.contains("\"k\""),
+            "the key itself is never shown: {err}"
+        );
+        // By its digest too.
+        let digest = "8254c329a92850f6d539dd376f4816ee2764517da5e0235514af433164480d7a";
+        let err = refusal(
+            &[],
+            &format!("[[keys]]\nname = \"a\"\nkey = \"k\"\n[[keys]]\nname = \"b\"\nkey_sha256 = \"{digest}\"\n"),
+        );
+        assert!(err.contains("same key"), "{err}");
+        let err = refusal(&["k"], "[[keys]]\nname = \"a\"\nkey = \"k\"\n");
+        assert!(
+            err.contains("--api-key number 1") && err.contains(r#"entry 1 ("a")"#),
+            "{err}"
+        );
+        let err = refusal(&["k", "k"], "");
+        assert!(
+            err.contains("--api-key number 1") && err.contains("--api-key number 2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn keys_that_could_do_nothing_or_name_no_owner_are_refused() {
+        let err = refusal(&[], "[[keys]]\nname = \"a\"\nkey = \"k\"\nscopes = []\n");
+        assert!(
+            err.contains(r#"key "a""#) && err.contains("scopes is empty"),
+            "{err}"
+        );
+        let err = refusal(&[], "[[keys]]\nname = \"a\"\nkey = \"k\"\nprefixes = []\n");
+        assert!(
+            err.contains(r#"key "a""#) && err.contains("prefixes is empty"),
+            "{err}"
+        );
+        for name in ["", " ", "*"] {
+            let err = refusal(&[], &format!("[[keys]]\nname = \"{name}\"\nkey = \"k\"\n"));
+            assert!(
+                err.contains("entry 1") && err.contains("cannot name an owner"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_sharing_a_name_must_sign_alike() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let two = |second: &str| {
+            format!("[[keys]]\nname = \"a\"\nkey = \"old\"\nsigning_secret = \"{secret}\"\n[[keys]]\nname = \"a\"\nkey = \"new\"\n{second}")
+        };
+        // A key being replaced: two keys, one owner, one signing secret.
+        assert!(keys(&[], &two(&format!("signing_secret = \"{secret}\"\n"))).is_ok());
+        let err = refusal(&[], &two(""));
+        assert!(err.contains("signs differently"), "{err}");
+    }
 }

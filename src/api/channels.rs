@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::auth::{Caller, Subscriber};
+use super::auth::{Caller, Subscriber, ALL_OWNERS};
 use super::body::{parse_json, type_name, RawBody};
 use super::error::ApiError;
 use super::path::PathId;
@@ -25,7 +25,8 @@ use crate::model::{
 };
 use crate::store::ClusterMessage;
 
-/// Lists the caller's channels or watchers, a page at a time.
+/// Lists the caller's channels or watchers, a page at a time; for the `admin` scope,
+/// another owner's (`?owner=NAME`) or every owner's (`?owner=*`).
 pub async fn list_kind(
     app: &AppState,
     caller: &Caller,
@@ -33,18 +34,29 @@ pub async fn list_kind(
     kind: ChannelKind,
     view: fn(&StoredChannel) -> Value,
 ) -> Result<Json<Value>, ApiError> {
-    let page = Query::parse(uri, &["maxResults", "pageToken"])?.page()?;
+    let query = Query::parse(uri, &["maxResults", "pageToken", "owner"])?;
+    let owner = match query.get("owner") {
+        Some(ALL_OWNERS) if caller.is_admin() => None,
+        given => Some(caller.acting_for(given)?),
+    };
+    let page = query.page()?;
     let limit = page.max_results;
     // One more than asked tells whether there is a next page.
     let mut channels = app
         .store
-        .list_channels(&caller.owner, kind, page.after()?.unwrap_or(0), limit + 1)
+        .list_channels(
+            owner.as_deref(),
+            kind,
+            page.after()?.unwrap_or(0),
+            limit + 1,
+        )
         .await?;
     let more = channels.len() > limit;
     channels.truncate(limit);
     let mut items = Vec::with_capacity(channels.len());
     for channel in &channels {
         let mut item = view(channel);
+        item["owner"] = json!(channel.spec.owner);
         item["delivery"] = delivery_of(app, channel).await?;
         items.push(item);
     }
@@ -62,6 +74,7 @@ fn spec_view(spec: &ChannelSpec) -> Value {
     if spec.kind == ChannelKind::Watcher {
         view["kind"] = json!("watchwire#watcher");
     }
+    view["owner"] = json!(spec.owner);
     view
 }
 
@@ -107,18 +120,32 @@ fn attempt_view(attempt: &AttemptRecord) -> Value {
     view
 }
 
-/// The caller's live channel or watcher by id (`Err(None)` when it has none by that
-/// id), and the request's query, which may hold only the `allowed` parameters.
+/// The live channel or watcher by id of the owner the call acts on (the caller's, or
+/// `?owner=` for the `admin` scope; `None` when it holds none by that id), that owner,
+/// and the request's query, which may hold only `owner` and the `allowed` parameters.
 async fn owned(
     app: &AppState,
     caller: &Caller,
     uri: &Uri,
     id: &str,
     allowed: &[&str],
-) -> Result<(Query, Option<StoredChannel>), ApiError> {
-    let query = Query::parse(uri, allowed)?;
-    let channel = app.store.find_channel(&caller.owner, id).await?;
-    Ok((query, channel))
+) -> Result<Owned, ApiError> {
+    let allowed: Vec<&str> = allowed.iter().copied().chain(["owner"]).collect();
+    let query = Query::parse(uri, &allowed)?;
+    let owner = caller.acting_for(query.get("owner"))?;
+    let channel = app.store.find_channel(&owner, id).await?;
+    Ok(Owned {
+        query,
+        owner,
+        channel,
+    })
+}
+
+/// What [`owned`] found.
+struct Owned {
+    query: Query,
+    owner: String,
+    channel: Option<StoredChannel>,
 }
 
 /// `404` for an id the caller holds no live channel by.
@@ -202,14 +229,14 @@ pub async fn show(
     PathId(id): PathId,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, channel) = owned(&app, &caller, &uri, &id, &[]).await?;
+    let Owned { owner, channel, .. } = owned(&app, &caller, &uri, &id, &[]).await?;
     if let Some(channel) = channel {
         return Ok(Json(describe(&app, &channel).await?));
     }
     // A removed channel answers with how it ended, for the log retention window.
     let removed = app
         .store
-        .find_removed(&caller.owner, &id)
+        .find_removed(&owner, &id)
         .await?
         .ok_or_else(|| not_live(&id))?;
     let mut view = spec_view(&removed.spec);
@@ -250,7 +277,7 @@ pub async fn notifications(
     PathId(id): PathId,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let (query, channel) = owned(
+    let Owned { query, channel, .. } = owned(
         &app,
         &caller,
         &uri,
@@ -369,7 +396,7 @@ pub async fn replay(
     uri: Uri,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let (_, channel) = owned(&app, &caller, &uri, &id, &[]).await?;
+    let Owned { channel, .. } = owned(&app, &caller, &uri, &id, &[]).await?;
     let channel = channel.ok_or_else(|| not_live(&id))?;
     let body: Value = parse_json(&body)?;
     let since = match body.get("since") {
@@ -415,7 +442,7 @@ pub async fn enable(
     uri: Uri,
     RawBody(body): RawBody,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, channel) = owned(&app, &caller, &uri, &id, &[]).await?;
+    let Owned { owner, channel, .. } = owned(&app, &caller, &uri, &id, &[]).await?;
     // No body is needed; one that is sent must still be a JSON object, like every body.
     if !body.iter().all(u8::is_ascii_whitespace) {
         let body: Value = parse_json(&body)?;
@@ -441,7 +468,7 @@ pub async fn enable(
     }
     let channel = app
         .store
-        .find_channel(&caller.owner, &id)
+        .find_channel(&owner, &id)
         .await?
         .ok_or_else(|| not_live(&id))?;
     Ok(Json(describe(&app, &channel).await?))

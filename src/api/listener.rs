@@ -116,6 +116,13 @@ pub async fn serve(
         });
     }
     drop(listener);
+    if graceful.count() > 0 {
+        tracing::info!(
+            connections = graceful.count(),
+            grace = ?limits.drain,
+            "waiting for open connections to finish their requests"
+        );
+    }
     if tokio::time::timeout(limits.drain, graceful.shutdown())
         .await
         .is_err()

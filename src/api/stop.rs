@@ -1,7 +1,7 @@
 //! `POST …/channels/stop` (docs/api.md §3).
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, Uri};
 use serde_json::Value;
 
 use super::auth::Subscriber;
@@ -53,18 +53,28 @@ impl StopRequest {
     }
 }
 
+/// `?owner=NAME`, the one query parameter a stop reads (the others are Google's
+/// clients' and ignored): an operator stopping a channel another key owns.
+fn owner_parameter(uri: &Uri) -> Option<String> {
+    url::form_urlencoded::parse(uri.query()?.as_bytes())
+        .find(|(name, _)| name == "owner")
+        .map(|(_, owner)| owner.into_owned())
+}
+
 pub async fn stop(
     State(app): State<AppState>,
     Subscriber(caller): Subscriber,
+    uri: Uri,
     RawBody(body): RawBody,
 ) -> Result<StatusCode, ApiError> {
+    let owner = caller.acting_for(owner_parameter(&uri).as_deref())?;
     let StopRequest { id, resource_id } = StopRequest::parse(&body)?;
     if !is_valid_channel_id(&id) {
         // No channel can have it; the store is not asked.
         return Err(not_found(&id));
     }
     let removal = Removal::Stop {
-        owner: caller.owner,
+        owner,
         id: id.clone(),
         resource_id,
     };

@@ -136,11 +136,12 @@ pub async fn delete(
     PathId(id): PathId,
     uri: Uri,
 ) -> Result<StatusCode, ApiError> {
-    Query::parse(&uri, &[])?;
+    let query = Query::parse(&uri, &["owner"])?;
+    let owner = caller.acting_for(query.get("owner"))?;
     match app
         .store
         .remove_channels(Removal::Watcher {
-            owner: caller.owner,
+            owner,
             id: id.clone(),
         })
         .await

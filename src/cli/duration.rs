@@ -22,8 +22,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "d" => value * 86400.0,
         _ => return Err(format!("{s:?} has an unknown unit; use ms, s, m, h or d")),
     };
+    // Far beyond any sensible setting, and times that far ahead no longer fit the
+    // timestamps the API shows (a retry due then, a channel expiring then).
+    if seconds > MAX_DAYS * 86400.0 {
+        return Err(format!("{s:?} is longer than 100 years ({MAX_DAYS}d)"));
+    }
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("{s:?} is out of range"))
 }
+
+/// The longest duration an option takes.
+const MAX_DAYS: f64 = 36500.0;
 
 #[cfg(test)]
 mod tests {
@@ -44,6 +52,9 @@ mod tests {
             Duration::from_secs(7 * 86400)
         );
         assert!(parse_duration("5 parsecs").is_err());
+        assert_eq!(parse_duration("36500d").unwrap().as_secs(), 36500 * 86400);
+        let err = parse_duration("99999999999d").unwrap_err();
+        assert!(err.contains("longer than 100 years"), "{err}");
         assert!(parse_duration("").is_err());
     }
 }

@@ -53,7 +53,7 @@ pub struct ReceiveArgs {
     pub signature_tolerance: Duration,
 
     /// Print one JSON object per line instead of readable text.
-    #[arg(long, env = "WATCHWIRE_RECEIVE_JSON")]
+    #[arg(long, env = "WATCHWIRE_RECEIVE_JSON", value_parser = super::switch)]
     pub json: bool,
 }
 
@@ -112,8 +112,9 @@ pub async fn run(args: ReceiveArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
-    // Scripts and tests wait for this line.
-    println!(
+    // Scripts and tests wait for this line; a closed stdout must not stop the receiver.
+    let _ = writeln!(
+        std::io::stdout().lock(),
         "watchwire receive listening on http://{}",
         listener.local_addr()?
     );

@@ -239,7 +239,14 @@ impl OutboundClient {
             .dns_resolver(PolicyResolver::shared(policy.clone()))
             .local_address(local_address);
         if let Some(pem) = extra_ca_pem {
-            for cert in reqwest::Certificate::from_pem_bundle(pem)? {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)?;
+            // A file that holds none would be ignored, and every delivery to the CA's
+            // hosts would fail at the first handshake instead of here.
+            anyhow::ensure!(
+                !certs.is_empty(),
+                "it holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+            );
+            for cert in certs {
                 builder = builder.add_root_certificate(cert);
             }
         }

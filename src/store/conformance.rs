@@ -292,16 +292,34 @@ async fn channels_are_unique_counted_and_leave_a_record(place: Place) {
         .create_channel(channel("other", "c1", "/r"), 2)
         .await
         .unwrap();
+    // A quota beyond what the database's integers hold is no quota.
+    store
+        .create_channel(channel("other", "c2", "/r"), u64::MAX)
+        .await
+        .unwrap();
     let listed = store
-        .list_channels("o", ChannelKind::WatchChannel, 0, 1)
+        .list_channels(Some("o"), ChannelKind::WatchChannel, 0, 1)
         .await
         .unwrap();
     assert_eq!(listed.len(), 1);
     let rest = store
-        .list_channels("o", ChannelKind::WatchChannel, listed[0].pk, 10)
+        .list_channels(Some("o"), ChannelKind::WatchChannel, listed[0].pk, 10)
         .await
         .unwrap();
     assert_eq!(rest.len(), 1);
+    // Every owner's, for an operator, in pk order.
+    let everyone = store
+        .list_channels(None, ChannelKind::WatchChannel, 0, 10)
+        .await
+        .unwrap();
+    let owners: Vec<&str> = everyone.iter().map(|c| &*c.spec.owner).collect();
+    assert_eq!(owners, ["o", "o", "other", "other"]);
+    assert!(everyone.windows(2).all(|w| w[0].pk < w[1].pk));
+    assert!(store
+        .list_channels(None, ChannelKind::Watcher, 0, 10)
+        .await
+        .unwrap()
+        .is_empty());
 
     let stop = |resource_id: &str| Removal::Stop {
         owner: "o".into(),
@@ -322,7 +340,7 @@ async fn channels_are_unique_counted_and_leave_a_record(place: Place) {
         .create_channel(channel("o", "c3", "/r"), 2)
         .await
         .unwrap();
-    assert_eq!(store.load_channels().await.unwrap().len(), 3);
+    assert_eq!(store.load_channels().await.unwrap().len(), 4);
 }
 
 /// The watcher rules and the quota hold across writers (docs/api.md §13): two nodes

@@ -352,10 +352,11 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
     ) -> Result<Option<RemovedChannel>, StoreError>;
 
-    /// One owner's channels (or watchers) with `pk > after_pk`, by `pk`.
+    /// One owner's channels (or watchers), or every owner's with `None`, with
+    /// `pk > after_pk`, by `pk`.
     async fn list_channels(
         &self,
-        owner: &str,
+        owner: Option<&str>,
         kind: ChannelKind,
         after_pk: i64,
         limit: usize,

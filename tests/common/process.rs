@@ -7,6 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use reqwest::Method;
+
 use super::{keys, Api};
 
 /// It derefs to its `Api`, the same client as an in-process `Gateway`'s.
@@ -42,18 +44,18 @@ impl GatewayProcess {
         GatewayProcess::spawn(data_dir, &keyed, extra)
     }
 
-    fn spawn(data_dir: &Path, mode: &[&str], extra: &[&str]) -> GatewayProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_watchwire"))
-            .arg("serve")
-            .args(mode)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--log",
-                "warn",
-                "--retry-schedule",
-                "20ms,40ms",
-            ])
+    /// `watchwire serve` in `mode` with the tests' defaults: `--listen 127.0.0.1:0` and
+    /// `--log warn` unless `extra` gives them.
+    fn command(data_dir: &Path, mode: &[&str], extra: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_watchwire"));
+        command.arg("serve").args(mode);
+        for (flag, default) in [("--listen", "127.0.0.1:0"), ("--log", "warn")] {
+            if !extra.contains(&flag) {
+                command.args([flag, default]);
+            }
+        }
+        command
+            .args(["--retry-schedule", "20ms,40ms"])
             .arg("--data-dir")
             .arg(data_dir)
             .args(
@@ -66,9 +68,41 @@ impl GatewayProcess {
                         ]
                     }),
             )
-            .args(extra)
+            .args(extra);
+        command
+    }
+
+    fn spawn(data_dir: &Path, mode: &[&str], extra: &[&str]) -> GatewayProcess {
+        GatewayProcess::spawn_with_stderr(data_dir, mode, extra, Stdio::inherit())
+    }
+
+    /// Starts `watchwire serve --dev` as `start` does, with each line it logs sent on
+    /// the channel returned.
+    pub fn start_logged(
+        data_dir: &Path,
+        extra: &[&str],
+    ) -> (GatewayProcess, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let mut gateway =
+            GatewayProcess::spawn_with_stderr(data_dir, &["--dev"], extra, Stdio::piped());
+        let stderr = gateway.child.stderr.take().unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        (gateway, rx)
+    }
+
+    fn spawn_with_stderr(
+        data_dir: &Path,
+        mode: &[&str],
+        extra: &[&str],
+        stderr: Stdio,
+    ) -> GatewayProcess {
+        let mut child = GatewayProcess::command(data_dir, mode, extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("watchwire binary starts");
         let stdout = child.stdout.take().unwrap();
@@ -86,6 +120,48 @@ impl GatewayProcess {
         GatewayProcess {
             child,
             api: Api::new(url),
+        }
+    }
+
+    /// Starts `watchwire serve --dev` with its standard output and error as given (a
+    /// full disk, a closed pipe), which cannot say where it listens: so on a port that
+    /// was free a moment ago, and this waits until `/healthz` answers there.
+    pub async fn with_output(
+        data_dir: &Path,
+        extra: &[&str],
+        stdout: Stdio,
+        stderr: Stdio,
+    ) -> GatewayProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let extra: Vec<&str> = ["--listen", &listen].iter().chain(extra).copied().collect();
+        let child = GatewayProcess::command(data_dir, &["--dev"], &extra)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .expect("watchwire binary starts");
+        let mut gateway = GatewayProcess {
+            child,
+            api: Api::new(format!("http://{listen}")),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let health = gateway.api.request(Method::GET, "/healthz").send().await;
+            if health.is_ok_and(|h| h.status() == 200) {
+                return gateway;
+            }
+            if let Some(status) = gateway.child.try_wait().unwrap() {
+                panic!("the gateway exited before it answered: {status}");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the gateway did not answer on {listen} within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -108,6 +184,19 @@ impl GatewayProcess {
 
     pub fn pid(&self) -> nix::unistd::Pid {
         nix::unistd::Pid::from_raw(self.child.id() as i32)
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(self.pid(), signal).unwrap();
+    }
+
+    /// Waits for the process to exit, at most `within`; its exit status.
+    pub async fn exited_within(mut self, within: Duration) -> std::process::ExitStatus {
+        let exited = tokio::task::spawn_blocking(move || self.child.wait().unwrap());
+        tokio::time::timeout(within, exited)
+            .await
+            .unwrap_or_else(|_| panic!("the gateway did not exit within {within:?}"))
+            .unwrap()
     }
 
     /// SIGKILL: no chance to flush anything.

@@ -184,10 +184,11 @@ impl Drop for SmallDisk {
     }
 }
 
-/// A disk that fills up (docs/api.md §12): every publish gets an answer — `200` once
-/// durable, or `503 backendError` — `/healthz` says the store cannot write, everything
-/// acknowledged is delivered, and once space is freed the gateway writes again by
-/// itself.
+/// A disk that fills up (docs/api.md §12), with the gateway's log on it too: every
+/// publish gets an answer — `200` once durable, or `503 backendError` — although the
+/// lines logging the refusals cannot be written (they are counted), `/healthz` says the
+/// store cannot write, everything acknowledged is delivered, and once space is freed
+/// the gateway writes again by itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_answers_every_request_and_loses_nothing_acknowledged() {
     if crate::common::store::is_postgres() {
@@ -197,7 +198,8 @@ async fn a_full_disk_answers_every_request_and_loses_nothing_acknowledged() {
     // Room to free later, as an operator would.
     let filler = disk.path().join("filler");
     std::fs::write(&filler, vec![0u8; 3 << 20]).unwrap();
-    let gateway = GatewayProcess::start(&disk.path().join("data"), &[]);
+    let log = || std::process::Stdio::from(std::fs::File::create(disk.path().join("log")).unwrap());
+    let gateway = GatewayProcess::with_output(&disk.path().join("data"), &[], log(), log()).await;
     let rx = Receiver::start().await;
     gateway.watch("/full", "full", &rx.url()).await;
     assert_eq!(rx.next().await.state(), "sync");
@@ -248,6 +250,22 @@ async fn a_full_disk_answers_every_request_and_loses_nothing_acknowledged() {
     );
     assert_eq!(health.json["error"]["errors"][0]["reason"], "backendError");
 
+    // Whatever room the store could not use, the log takes no more: each refusal's
+    // line (a page of them at most fits where the log file ends) is dropped, counted.
+    fill_up(&disk.path().join("last-bytes"));
+    for i in 0..60 {
+        let refused = gateway
+            .post(
+                "/v1/events",
+                &json!({"resource": format!("/full/more/{i}"), "state": "exists"}),
+            )
+            .await;
+        assert_eq!(refused.status, 503, "{}", refused.json);
+    }
+    let metrics = gateway.get("/metrics").await.expect(200).text;
+    let dropped = metric_sample(&metrics, "watchwire_log_lines_dropped_total", &[]);
+    assert!(dropped.is_some_and(|n| n > 0.0), "{dropped:?}\n{metrics}");
+
     // Every acknowledged event reaches the channel.
     let mut delivered = std::collections::BTreeSet::new();
     while !acked.is_subset(&delivered) {
@@ -257,6 +275,7 @@ async fn a_full_disk_answers_every_request_and_loses_nothing_acknowledged() {
 
     // Space comes back: the gateway notices by itself and takes publishes again.
     std::fs::remove_file(&filler).unwrap();
+    std::fs::remove_file(disk.path().join("last-bytes")).unwrap();
     let mut healthy = false;
     for _ in 0..600 {
         if gateway.get("/healthz").await.status == 200 {
@@ -275,6 +294,15 @@ async fn a_full_disk_answers_every_request_and_loses_nothing_acknowledged() {
         }
     }
     drop(gateway);
+}
+
+/// Writes into `path` until its filesystem has not one byte left.
+fn fill_up(path: &std::path::Path) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).unwrap();
+    for chunk in [4096, 1] {
+        while file.write_all(&vec![0u8; chunk]).is_ok() {}
+    }
 }
 
 /// The retry budget runs from a notification's first attempt, across restarts: a

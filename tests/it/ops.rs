@@ -55,6 +55,15 @@ fn first_line(child: &mut Child) -> String {
     line
 }
 
+/// The URL a `watchwire serve` child says it listens on.
+fn listening_url(child: &mut Child) -> String {
+    let line = first_line(child);
+    line.trim()
+        .strip_prefix("watchwire listening on ")
+        .unwrap_or_else(|| panic!("no listening line: {line:?}"))
+        .to_string()
+}
+
 #[tokio::test]
 async fn every_serve_option_reads_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
@@ -68,11 +77,7 @@ async fn every_serve_option_reads_from_the_environment() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let line = first_line(&mut child);
-    let url = line
-        .trim()
-        .strip_prefix("watchwire listening on ")
-        .expect("listening line");
+    let url = listening_url(&mut child);
     let body = json!({"id": "env", "type": "web_hook", "address": "http://127.0.0.1:9/"});
     let answer = Api::new(url).post("/env/check/watch", &body).await.json;
     child.kill().unwrap();
@@ -150,6 +155,239 @@ fn refuses_a_duration_without_a_unit_and_nonsensical_values_naming_the_option() 
     assert!(!ok && err.contains("--retry-schedule"), "{err}");
     let (ok, err) = refused(&["--dev", "--cors-origins", "app.example.com"]);
     assert!(!ok && err.contains("--cors-origins"), "{err}");
+}
+
+#[test]
+fn refuses_zero_retention_and_disable_after_and_a_zero_max_ttl_naming_the_option() {
+    for option in [
+        "--retention",
+        "--log-retention",
+        "--disable-after",
+        "--max-channel-ttl",
+    ] {
+        let (ok, err) = refused(&["--dev", option, "0s"]);
+        assert!(
+            !ok && err.contains(&format!("{option} must be longer than 0")),
+            "{option} 0s: {err}"
+        );
+    }
+}
+
+#[test]
+fn refuses_a_public_url_and_a_ca_file_that_could_never_work() {
+    let (ok, err) = refused(&["--dev", "--public-url", "push.example.com"]);
+    assert!(!ok && err.contains("--public-url"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("ca.pem");
+    std::fs::write(&pem, "not a certificate\n").unwrap();
+    let (ok, err) = refused(&["--dev", "--ca-file", pem.to_str().unwrap()]);
+    assert!(
+        !ok && err.contains("--ca-file") && err.contains("no PEM certificate"),
+        "{err}"
+    );
+}
+
+#[test]
+fn refuses_a_key_given_twice_and_keys_that_could_do_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keys.toml");
+    let refused_config = |text: &str| {
+        std::fs::write(&config, text).unwrap();
+        refused(&["--config", config.to_str().unwrap()])
+    };
+    let (ok, err) = refused_config(
+        "[[keys]]\nname = \"backend\"\nkey = \"s3cret-value\"\nscopes = [\"publish\"]\n\n[[keys]]\nname = \"ops\"\nkey = \"s3cret-value\"\n",
+    );
+    assert!(
+        !ok && err.contains(r#"entry 1 ("backend")"#) && err.contains(r#"entry 2 ("ops")"#),
+        "{err}"
+    );
+    assert!(
+        !err.contains("s3cret-value"),
+        "the key is never printed: {err}"
+    );
+    let (ok, err) = refused_config("[[keys]]\nname = \"idle\"\nkey = \"k\"\nscopes = []\n");
+    assert!(!ok && err.contains("scopes is empty"), "{err}");
+}
+
+/// What users write is understood: a host name in `--listen`, and `1` for a switch in
+/// the environment, as shells and container platforms write it.
+#[tokio::test]
+async fn listen_takes_a_host_name_and_switches_take_one_and_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_watchwire"))
+        .args(["serve", "--listen", "localhost:0", "--log", "warn"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("WATCHWIRE_DEV", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = listening_url(&mut child);
+    let health = Api::new(url).get("/healthz").await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(health.status, 200);
+
+    let refusal = |listen: &str, dev: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_watchwire"))
+            .args(["serve", "--listen", listen, "--data-dir"])
+            .arg(dir.path())
+            .env("WATCHWIRE_DEV", dev)
+            .env_remove("WATCHWIRE_API_KEYS")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "--listen {listen} WATCHWIRE_DEV={dev} started"
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = refusal("127.0.0.1:0", "0");
+    assert!(err.contains("no API key"), "WATCHWIRE_DEV=0 is off: {err}");
+    let err = refusal("localhost", "1");
+    assert!(
+        err.contains("--listen") && err.contains("HOST:PORT"),
+        "{err}"
+    );
+    let err = refusal("127.0.0.1:0", "maybe");
+    assert!(
+        err.contains("--dev") && err.contains("true or false"),
+        "{err}"
+    );
+}
+
+/// A database that cannot be reached is named (host and port) with the reason, and
+/// never with the password of its URL.
+#[test]
+fn a_database_that_refuses_the_connection_is_named_with_the_reason() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let url = format!("postgres://ww:s3cret@127.0.0.1:{port}/ww?password=s3cret");
+    let (ok, err) = refused(&["--dev", "--database-url", &url]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")) && err.contains("Connection refused"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "{err}");
+}
+
+/// Starting again on a schema that is up to date says nothing about it: no server
+/// notice ("relation … already exists, skipping") reaches the log.
+#[test]
+fn a_start_on_a_migrated_postgresql_schema_logs_no_server_notice() {
+    if crate::common::store::is_postgres() {
+        return; // Runs once, against the test database either way.
+    }
+    let Some(database) = crate::common::store::SharedDatabase::create("notices") else {
+        return;
+    };
+    let args = ["--dev", "--database-url", &database.url];
+    let (_dir, first) = serve_and_collect_logs(&args, &[]);
+    assert!(first.contains("migrated the PostgreSQL schema"), "{first}");
+    let (_dir, again) = serve_and_collect_logs(&args, &[]);
+    assert!(
+        !again.contains("NOTICE")
+            && !again.contains("already exists")
+            && !again.contains("migrated"),
+        "{again}"
+    );
+    assert!(again.contains("watchwire started"), "{again}");
+}
+
+/// What the gateway's `watchwire_log_lines_dropped_total` says.
+async fn dropped_lines(api: &Api) -> f64 {
+    let text = scrape(api).await;
+    metric_sample(&text, "watchwire_log_lines_dropped_total", &[])
+        .unwrap_or_else(|| panic!("no watchwire_log_lines_dropped_total:\n{text}"))
+}
+
+/// Publishes from several tasks at once; every answer's status.
+async fn publish_concurrently(api: &Api, count: usize) -> Vec<u16> {
+    let publishes: Vec<_> = (0..count)
+        .map(|i| {
+            let api = api.clone();
+            tokio::spawn(async move {
+                let event = json!({"resource": format!("/out/{i}"), "state": "exists"});
+                api.post("/v1/events", &event).await.status
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for publish in publishes {
+        statuses.push(publish.await.unwrap());
+    }
+    statuses
+}
+
+/// Output that cannot be written (docs/api.md §12.1 Logs) — a closed pipe, as
+/// `watchwire serve | head -1` leaves it, or a full disk — stops nothing and costs no
+/// request its answer; the lines it could not write are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_that_cannot_be_written_costs_no_request_its_answer() {
+    let closed_pipe = || {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        Stdio::from(writer)
+    };
+    let full_disk = || {
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full");
+        Stdio::from(full.unwrap())
+    };
+    let outputs = [
+        ("a closed pipe", closed_pipe(), closed_pipe()),
+        ("a full disk", full_disk(), full_disk()),
+    ];
+    for (output, stdout, stderr) in outputs {
+        let dir = tempfile::tempdir().unwrap();
+        let extra = ["--log", "info"];
+        let gateway = GatewayProcess::with_output(dir.path(), &extra, stdout, stderr).await;
+        // A failing delivery is logged too.
+        gateway
+            .watch("/out", "refused", "http://127.0.0.1:9/")
+            .await;
+        let statuses = publish_concurrently(&gateway.api, 40).await;
+        assert!(statuses.iter().all(|s| *s == 200), "{output}: {statuses:?}");
+        assert!(
+            dropped_lines(&gateway.api).await >= 2.0,
+            "{output}: the listening line and the startup log were not written"
+        );
+        gateway.signal(nix::sys::signal::Signal::SIGTERM);
+        let status = gateway.exited_within(PATIENCE).await;
+        assert!(
+            status.success(),
+            "{output}: a SIGTERM is a clean stop: {status}"
+        );
+    }
+}
+
+/// A log reader that stopped reading (its pipe full) holds up neither startup, nor a
+/// request, nor the exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_nobody_reads_holds_up_nothing() {
+    use nix::fcntl::{fcntl, FcntlArg};
+    use std::io::Write;
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    let size = fcntl(&writer, FcntlArg::F_SETPIPE_SZ(4096)).unwrap();
+    writer.write_all(&vec![b'.'; size as usize]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let extra = ["--log", "info"];
+    let gateway =
+        GatewayProcess::with_output(dir.path(), &extra, Stdio::null(), Stdio::from(writer)).await;
+    gateway
+        .watch("/out", "refused", "http://127.0.0.1:9/")
+        .await;
+    let statuses = publish_concurrently(&gateway.api, 40).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    gateway.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = gateway.exited_within(PATIENCE).await;
+    assert!(status.success(), "{status}");
+    drop(reader);
 }
 
 /// Runs `watchwire serve --dev ARGS` with stderr piped (not a terminal), makes one
@@ -242,7 +480,9 @@ fn json_logs_are_one_object_per_line() {
         .unwrap()
         .starts_with("sqlite:/"));
     assert!(
-        lines.iter().any(|l| l["message"] == "shutting down"),
+        lines.iter().any(|l| l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("shutting down"))),
         "{log}"
     );
 }
@@ -415,6 +655,7 @@ async fn metrics_list_every_series_from_the_start_with_requests_and_the_process(
         ("watchwire_pending_notifications", &[]),
         ("watchwire_channels_live", &[]),
         ("watchwire_channels_backlogged", &[]),
+        ("watchwire_log_lines_dropped_total", &[]),
         (
             "watchwire_http_requests_total",
             &["route=\"/v1/events\"", "status=\"5xx\""],

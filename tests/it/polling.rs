@@ -149,7 +149,7 @@ async fn changeset_etag_304_and_cache_control() {
 #[tokio::test]
 async fn changeset_needs_expected_and_a_resource_and_rejects_expired_cursors() {
     let gw = Gateway::start_with(|a| {
-        a.retention = Duration::ZERO;
+        a.retention = Duration::from_millis(1);
         a.prune_interval = Duration::from_millis(20);
     })
     .await;
@@ -263,8 +263,8 @@ async fn changes_takes_since_and_limit_and_answers_304_to_its_etag() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pruning_removes_everything_past_retention_in_one_pass() {
     let gw = Gateway::start_with(|a| {
-        a.retention = Duration::ZERO;
-        a.log_retention = Duration::ZERO;
+        a.retention = Duration::from_millis(1);
+        a.log_retention = Duration::from_millis(1);
         a.prune_interval = Duration::from_millis(200);
     })
     .await;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::keys::*;
+use crate::common::process::GatewayProcess;
 use crate::common::*;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -415,6 +416,142 @@ async fn logs_replay_and_watchers_belong_to_their_key() {
         .await
         .expect(403);
     limited.get("/v1/changes").await.expect(403);
+}
+
+/// Channels and watchers made under `--dev` belong to the owner `dev`. Once keys are
+/// configured an admin key reaches them with `?owner=` (docs/api.md §8, §10.1): lists,
+/// reads, replays, enables and stops them; every other key still sees only its own
+/// and learns nothing about the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_key_reaches_the_channels_made_under_dev() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start().await;
+    let dev = GatewayProcess::start(dir.path(), &[]);
+    let channel = dev.watch("/dev", "made-in-dev", &rx.url()).await;
+    let watcher = json!({"pattern": "/devw", "endpoint": rx.url()});
+    let watcher = dev.post("/v1/watchers", &watcher).await.expect(201).json;
+    let watcher = watcher["id"].as_str().unwrap().to_string();
+    for _ in 0..2 {
+        assert_eq!(rx.next().await.state(), "sync");
+    }
+    dev.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(dev.exited_within(PATIENCE).await.success());
+
+    let gw = GatewayProcess::keyed(dir.path(), &[]);
+    let (admin, app) = (gw.key(ROOT), gw.key(PHOTOS_SUBSCRIBER));
+    admin.watch("/r", "admins-own", &rx.url()).await;
+    assert_eq!(rx.next().await.state(), "sync");
+    // The dev channel still receives, and no key's own listing shows it.
+    admin
+        .publish(json!({"resource": "/dev/x", "state": "exists"}))
+        .await;
+    assert_eq!(
+        rx.next().await.header("x-goog-channel-id"),
+        Some("made-in-dev")
+    );
+    let own = admin.get("/v1/channels").await.expect(200).json;
+    assert_eq!(own["items"].as_array().unwrap().len(), 1, "{own}");
+
+    let all = admin.get("/v1/channels?owner=*").await.expect(200).json;
+    let owners: Vec<(&str, &str)> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["id"].as_str().unwrap(), c["owner"].as_str().unwrap()))
+        .collect();
+    assert_eq!(owners.len(), 2, "{all}");
+    assert_eq!(owners[0], ("made-in-dev", "dev"));
+    assert_eq!(owners[1].0, "admins-own");
+    assert!(
+        !all.to_string().contains(ROOT),
+        "a key's owner is never the key: {all}"
+    );
+    let only_dev = admin.get("/v1/channels?owner=dev").await.expect(200).json;
+    assert_eq!(only_dev["items"].as_array().unwrap().len(), 1, "{only_dev}");
+    let watchers = admin.get("/v1/watchers?owner=*").await.expect(200).json;
+    assert_eq!(watchers["items"][0]["id"], watcher.as_str(), "{watchers}");
+    assert_eq!(watchers["items"][0]["owner"], "dev");
+
+    let shown = admin
+        .get("/v1/channels/made-in-dev?owner=dev")
+        .await
+        .expect(200)
+        .json;
+    assert_eq!(
+        (&shown["state"], &shown["owner"]),
+        (&json!("active"), &json!("dev"))
+    );
+    let log = admin
+        .get("/v1/channels/made-in-dev/notifications?owner=dev")
+        .await;
+    assert_eq!(log.expect(200).json["items"].as_array().unwrap().len(), 2);
+    let replay = json!({"since": "0000000000000000"});
+    admin
+        .post("/v1/channels/made-in-dev/replay?owner=dev", &replay)
+        .await
+        .expect(202);
+    assert_eq!(
+        rx.next().await.header("x-watchwire-event-resource"),
+        Some("/dev/x")
+    );
+    admin
+        .post_raw("/v1/channels/made-in-dev/enable?owner=dev", "")
+        .await
+        .expect(200);
+    admin
+        .get("/v1/channels/made-in-dev?owner=*")
+        .await
+        .assert_error(400, "invalidParameter");
+
+    // Any other key: refused whatever it names, and the dev channel is not its own.
+    let stop = json!({"id": "made-in-dev", "resourceId": channel["resourceId"]});
+    for path in [
+        "/v1/channels?owner=*",
+        "/v1/channels?owner=dev",
+        "/v1/watchers?owner=*",
+        "/v1/channels/made-in-dev?owner=dev",
+        "/v1/channels/no-such?owner=nobody",
+    ] {
+        app.get(path).await.assert_error(403, "forbidden");
+    }
+    app.post("/channels/stop?owner=dev", &stop)
+        .await
+        .assert_error(403, "forbidden");
+    app.delete(&format!("/v1/watchers/{watcher}?owner=dev"))
+        .await
+        .assert_error(403, "forbidden");
+    app.get("/v1/channels/made-in-dev")
+        .await
+        .assert_error(404, "notFound");
+    app.post("/channels/stop", &stop)
+        .await
+        .assert_error(404, "notFound");
+
+    // The operator stops them; nothing more arrives.
+    admin
+        .post("/channels/stop", &stop)
+        .await
+        .assert_error(404, "notFound");
+    admin
+        .post("/channels/stop?owner=dev", &stop)
+        .await
+        .expect(204);
+    admin
+        .delete(&format!("/v1/watchers/{watcher}?owner=dev"))
+        .await
+        .expect(204);
+    let stopped = admin
+        .get("/v1/channels/made-in-dev?owner=dev")
+        .await
+        .expect(200)
+        .json;
+    assert_eq!(stopped["state"], "stopped", "{stopped}");
+    for resource in ["/dev/y", "/devw/z"] {
+        admin
+            .publish(json!({"resource": resource, "state": "exists"}))
+            .await;
+    }
+    rx.expect_silence(Duration::from_millis(300)).await;
 }
 
 /// The console's files (docs/api.md §15) hold no data: served without a key, under a

@@ -94,3 +94,58 @@ async fn sigterm_ends_streams_with_the_cursor_to_resume_from() {
         .await;
     assert_eq!(resumed.expect().await.json()["data"]["i"], 3);
 }
+
+/// The next line of `log` that contains `text`, within `PATIENCE`.
+async fn logged(log: &mut tokio::sync::mpsc::UnboundedReceiver<String>, text: &str) -> String {
+    let found = async {
+        while let Some(line) = log.recv().await {
+            if line.contains(text) {
+                return line;
+            }
+        }
+        panic!("the log ended without {text:?}");
+    };
+    tokio::time::timeout(PATIENCE, found)
+        .await
+        .unwrap_or_else(|_| panic!("nothing logged {text:?}"))
+}
+
+/// The shutdown says what it waits for and how long (docs/api.md §12.1), and a second
+/// SIGTERM or ctrl-c during the grace period ends the gateway at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_during_the_grace_period_exits_at_once() {
+    use nix::sys::signal::Signal::{SIGINT, SIGTERM};
+    let dir = tempfile::tempdir().unwrap();
+    // A receiver that takes connections into its backlog and never answers.
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = format!("http://{}/", hanging.local_addr().unwrap());
+    #[rustfmt::skip]
+    let slow = ["--log", "info", "--shutdown-grace", "60s", "--delivery-timeout", "60s"];
+    let (gateway, mut log) = GatewayProcess::start_logged(dir.path(), &slow);
+    gateway.watch("/slow", "slow", &address).await;
+    // The sync's attempt is in flight once it has connected.
+    let (connection, _) = tokio::task::spawn_blocking(move || hanging.accept().unwrap())
+        .await
+        .unwrap();
+
+    gateway.signal(SIGTERM);
+    let shutting_down = logged(&mut log, "shutting down").await;
+    for said in [
+        "grace=60s",
+        "deliveries_in_flight=1",
+        "second SIGTERM or ctrl-c",
+    ] {
+        assert!(shutting_down.contains(said), "{said}: {shutting_down}");
+    }
+    let asked = std::time::Instant::now();
+    gateway.signal(SIGINT);
+    let status = gateway.exited_within(PATIENCE).await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "the second signal waited {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(status.code(), Some(130), "{status}");
+    logged(&mut log, "second signal: exiting at once").await;
+    drop(connection);
+}

@@ -125,7 +125,7 @@ async fn checkpoints_arrive_when_idle_and_cover_the_latest_cursor() {
 #[tokio::test]
 async fn a_cursor_older_than_retention_gets_410_and_a_bad_one_400() {
     let gw = Gateway::start_with(|a| {
-        a.retention = Duration::ZERO;
+        a.retention = Duration::from_millis(1);
         a.prune_interval = Duration::from_millis(20);
     })
     .await;

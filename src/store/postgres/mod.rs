@@ -73,9 +73,11 @@ impl PgStore {
     /// starts the writer, the listener of notifications and the tailer of other nodes'
     /// commits, as node `node_id`.
     pub async fn open(url: &str, node_id: &str) -> Result<PgStore, StoreError> {
-        let config: Config = url
-            .parse()
-            .map_err(|e| StoreError::Backend(format!("the database URL is not valid: {e}")))?;
+        let config: Config = url.parse().map_err(|e| {
+            StoreError::Backend(format!(
+                "it is not a PostgreSQL URL like postgres://user@host:5432/db ({e})"
+            ))
+        })?;
         let mut setup = pool::connect(&config).await?;
         schema::migrate(&mut setup).await?;
         let secret = schema::instance_secret(&setup).await?;
@@ -316,7 +318,7 @@ impl Store for PgStore {
 
     async fn list_channels(
         &self,
-        owner: &str,
+        owner: Option<&str>,
         kind: ChannelKind,
         after_pk: i64,
         limit: usize,
@@ -324,7 +326,7 @@ impl Store for PgStore {
         let rows = self
             .query(
                 &format!(
-                    "SELECT {CHANNEL_COLUMNS} FROM channels WHERE owner = $1 AND kind = $2 AND pk > $3 ORDER BY pk LIMIT $4"
+                    "SELECT {CHANNEL_COLUMNS} FROM channels WHERE ($1::TEXT IS NULL OR owner = $1) AND kind = $2 AND pk > $3 ORDER BY pk LIMIT $4"
                 ),
                 &[&owner, &kind.as_str(), &after_pk, &(limit as i64)],
             )

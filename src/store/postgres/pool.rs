@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Config, NoTls};
 
 use crate::store::StoreError;
@@ -99,8 +100,13 @@ impl Drop for Lent<'_> {
 pub async fn connect(config: &Config) -> Result<Client, StoreError> {
     let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls))
         .await
-        .map_err(|_| unreachable_database())?
-        .map_err(pg)?;
+        .map_err(|_| {
+            StoreError::Backend(format!(
+                "PostgreSQL at {} did not answer within {CONNECT_TIMEOUT:?}",
+                servers(config)
+            ))
+        })?
+        .map_err(|e| connect_error(config, &e))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "a PostgreSQL connection ended");
@@ -115,6 +121,55 @@ pub async fn connect(config: &Config) -> Result<Client, StoreError> {
         .map_err(|_| unreachable_database())?
         .map_err(pg)?;
     Ok(client)
+}
+
+/// Where `config` connects, as `host:port` (several, comma-separated, when it names
+/// several); never its user or password.
+pub fn servers(config: &Config) -> String {
+    let ports = config.get_ports();
+    let port = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| match host {
+            Host::Tcp(name) if name.contains(':') => format!("[{name}]:{}", port(i)),
+            Host::Tcp(name) => format!("{name}:{}", port(i)),
+            Host::Unix(dir) => format!("{}/.s.PGSQL.{}", dir.display(), port(i)),
+        })
+        .chain(
+            config
+                .get_hostaddrs()
+                .iter()
+                .enumerate()
+                .skip(config.get_hosts().len())
+                .map(|(i, addr)| std::net::SocketAddr::new(*addr, port(i)).to_string()),
+        )
+        .collect();
+    hosts.join(", ")
+}
+
+/// A connection that failed, saying where and why: the server's own words (a login it
+/// refused, a database that does not exist) or the whole chain of causes (connection
+/// refused, a name that does not resolve), since the outermost says only "error
+/// connecting to server".
+fn connect_error(config: &Config, e: &tokio_postgres::Error) -> StoreError {
+    let why = match e.as_db_error() {
+        Some(db) => db.message().to_string(),
+        None => {
+            let mut why = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(inner) = cause {
+                why = format!("{why}: {inner}");
+                cause = inner.source();
+            }
+            why
+        }
+    };
+    StoreError::Backend(format!(
+        "cannot connect to PostgreSQL at {}: {why}",
+        servers(config)
+    ))
 }
 
 /// The error of a database that does not answer in time.

@@ -140,7 +140,9 @@ CREATE TABLE removals (pk BIGINT PRIMARY KEY, owner_node TEXT NOT NULL, removed_
 
 /// Brings the schema up to the latest version. Everything happens under the lock,
 /// the migrations table's creation included: `CREATE TABLE IF NOT EXISTS` run by two
-/// processes at the same moment can fail in either ("type … already exists").
+/// processes at the same moment can fail in either ("type … already exists"). Under
+/// the lock the table is created only when missing, as `IF NOT EXISTS` would make the
+/// server send a notice on every start, which the log shows.
 pub async fn migrate(client: &mut Client) -> Result<(), StoreError> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
@@ -155,12 +157,22 @@ pub async fn migrate(client: &mut Client) -> Result<(), StoreError> {
 }
 
 async fn apply_pending(client: &mut Client) -> Result<(), StoreError> {
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS watchwire_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass('watchwire_migrations') IS NOT NULL",
+            &[],
         )
         .await
-        .map_err(pg)?;
+        .map_err(pg)?
+        .get(0);
+    if !exists {
+        client
+            .batch_execute(
+                "CREATE TABLE watchwire_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+            )
+            .await
+            .map_err(pg)?;
+    }
     let row = client
         .query_one(
             "SELECT COALESCE(MAX(version), 0) FROM watchwire_migrations",

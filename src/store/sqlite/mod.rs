@@ -341,16 +341,16 @@ impl Store for SqliteStore {
 
     async fn list_channels(
         &self,
-        owner: &str,
+        owner: Option<&str>,
         kind: ChannelKind,
         after_pk: i64,
         limit: usize,
     ) -> Result<Vec<StoredChannel>, StoreError> {
-        let owner = owner.to_string();
+        let owner = owner.map(str::to_string);
         self.readers
             .with(move |conn| {
                 let mut stmt = conn.prepare_cached(&format!(
-                    "SELECT {CHANNEL_COLUMNS} FROM channels WHERE owner = ?1 AND kind = ?2 AND pk > ?3 ORDER BY pk LIMIT ?4"
+                    "SELECT {CHANNEL_COLUMNS} FROM channels WHERE (?1 IS NULL OR owner = ?1) AND kind = ?2 AND pk > ?3 ORDER BY pk LIMIT ?4"
                 ))?;
                 let rows = stmt.query_map(params![owner, kind.as_str(), after_pk, limit as i64], channel_from_row)?;
                 rows.collect()

@@ -414,7 +414,8 @@ fn take_quota(tx: &Connection, owner: &str, max: u64) -> rusqlite::Result<bool> 
         .prepare_cached(
             "UPDATE owner_counts SET channels = channels + 1 WHERE owner = ?1 AND channels < ?2",
         )?
-        .execute(params![owner, max as i64])?;
+        // SQLite's integers are signed: a larger quota is as good as none.
+        .execute(params![owner, max.min(i64::MAX as u64) as i64])?;
     Ok(taken == 1)
 }
 
