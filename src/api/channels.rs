@@ -11,7 +11,7 @@ use super::auth::{Caller, Subscriber};
 use super::body::{parse_json, type_name, RawBody};
 use super::error::ApiError;
 use super::path::PathId;
-use super::query::{invalid_parameter, Query};
+use super::query::{invalid_parameter, page_token, Query};
 use super::reading::since_cursor;
 use super::watch::channel_resource;
 use super::AppState;
@@ -35,10 +35,13 @@ pub async fn list_kind(
 ) -> Result<Json<Value>, ApiError> {
     let page = Query::parse(uri, &["maxResults", "pageToken"])?.page()?;
     let limit = page.max_results;
+    let secret = app.store.instance_secret();
+    let list = format!("{}\0{}", kind.as_str(), caller.owner);
+    let after = page.after(secret, &list)?.map_or(0, |pk| pk as i64);
     // One more than asked tells whether there is a next page.
     let mut channels = app
         .store
-        .list_channels(&caller.owner, kind, page.after()?.unwrap_or(0), limit + 1)
+        .list_channels(&caller.owner, kind, after, limit + 1)
         .await?;
     let more = channels.len() > limit;
     channels.truncate(limit);
@@ -50,7 +53,10 @@ pub async fn list_kind(
     }
     let mut answer = json!({ "items": items });
     if more {
-        answer["nextPageToken"] = json!(channels.last().map(|c| c.pk.to_string()));
+        answer["nextPageToken"] =
+            json!(channels
+                .last()
+                .map(|c| page_token(secret, &list, c.pk as u64)));
     }
     Ok(Json(answer))
 }
@@ -268,15 +274,9 @@ pub async fn notifications(
         })?),
     };
     let page = query.page()?;
-    let after = page
-        .token
-        .as_deref()
-        .map(|t| {
-            crate::model::parse_cursor(t).ok_or_else(|| {
-                invalid_parameter(format!("pageToken {t:?} is not one this gateway gave out; pass nextPageToken from the previous answer"))
-            })
-        })
-        .transpose()?;
+    let secret = app.store.instance_secret();
+    let list = format!("notifications\0{}\0{}", caller.owner, channel.pk);
+    let after = page.after(secret, &list)?;
     let limit = page.max_results;
     // Outcomes are recorded in batches; make everything recorded so far visible.
     app.store.flush().await?;
@@ -297,7 +297,10 @@ pub async fn notifications(
     entries.truncate(limit);
     let mut answer = json!({ "items": entries.iter().map(notification_view).collect::<Vec<_>>() });
     if more {
-        answer["nextPageToken"] = json!(entries.last().map(|r| cursor(r.outcome.seq)));
+        answer["nextPageToken"] =
+            json!(entries
+                .last()
+                .map(|r| page_token(secret, &list, r.outcome.seq)));
     }
     Ok(Json(answer))
 }

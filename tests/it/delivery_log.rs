@@ -329,6 +329,42 @@ async fn google_paging_visits_every_item_once_and_ends() {
     ] {
         gw.get(bad).await.assert_error(400, "invalidParameter");
     }
+
+    // Only tokens the gateway issued, for the list they came from (docs/api.md §14):
+    // a number made up or edited by hand, or another list's token, is refused.
+    let channels_token = gw.get("/v1/channels?maxResults=1").await.json["nextPageToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let log_token = gw
+        .get("/v1/channels/paged/notifications?maxResults=1")
+        .await
+        .json["nextPageToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut edited = channels_token.clone().into_bytes();
+    edited[2] = if edited[2] == b'A' { b'B' } else { b'A' };
+    let edited = String::from_utf8(edited).unwrap();
+    for list in [
+        "/v1/channels",
+        "/v1/watchers",
+        "/v1/channels/paged/notifications",
+    ] {
+        let mut tokens = vec!["999", "-1", "0", "1", "0000000000000001", &edited];
+        if list != "/v1/channels" {
+            tokens.push(&channels_token);
+        }
+        if !list.ends_with("notifications") {
+            tokens.push(&log_token);
+        }
+        for token in tokens {
+            let reply = gw.get(&format!("{list}?pageToken={token}")).await;
+            reply.assert_error(400, "invalidParameter");
+            let message = reply.json["error"]["message"].as_str().unwrap();
+            assert!(message.contains("pageToken"), "{list} {token}: {message}");
+        }
+    }
 }
 
 /// A removed channel answers with how it ended, for the delivery-log retention window.
