@@ -89,6 +89,20 @@ pub fn route_templates() -> Vec<&'static str> {
     routes().into_iter().map(|(path, _)| path).collect()
 }
 
+/// Whether `path` is one of the routes' paths (a `{…}` matches any one segment).
+pub fn names_route(path: &str) -> bool {
+    route_templates().iter().any(|template| {
+        let (mut want, mut got) = (template.split('/'), path.split('/'));
+        loop {
+            match (want.next(), got.next()) {
+                (None, None) => return true,
+                (Some(w), Some(g)) if w == g || (w.starts_with('{') && !g.is_empty()) => {}
+                _ => return false,
+            }
+        }
+    })
+}
+
 pub fn router(app: AppState) -> Router {
     let max_body = app.config.max_body_bytes;
     let request_limits = limits::RequestLimits {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::common::process::GatewayProcess;
 use crate::common::*;
+use axum::http::Method;
 use serde_json::{json, Value};
 
 /// Asserts an RFC 3339 UTC time with milliseconds, as every JSON time is.
@@ -482,4 +483,88 @@ async fn pending_count_listing_and_gauge_agree() {
         .await
         .json;
     assert_eq!(pending["items"], json!([]));
+}
+
+/// Channel ids may hold `/` (docs/api.md §2's alphabet): such a channel is reached with
+/// each `/` written as `%2F`, and the path with a bare `/` is a 404 that says how to
+/// write it. A trailing slash is a 404 that names it.
+#[tokio::test]
+async fn ids_with_a_slash_are_reached_percent_encoded_and_trailing_slashes_are_named() {
+    let gw = Gateway::start().await;
+    let rx = Receiver::start().await;
+    let created = gw.watch("/slash", "team/a+b=", &rx.url()).await;
+    assert_eq!(created["id"], "team/a+b=");
+    rx.next().await;
+    let cursor = gw
+        .publish(json!({"resource": "/slash", "state": "exists"}))
+        .await["cursor"]
+        .clone();
+    assert_eq!(
+        rx.next().await.header("x-goog-channel-id"),
+        Some("team/a+b=")
+    );
+
+    let encoded = "/v1/channels/team%2Fa+b%3D";
+    let shown = gw.get(encoded).await.expect(200).json;
+    assert_eq!(
+        (shown["id"].as_str(), shown["state"].as_str()),
+        (Some("team/a+b="), Some("active"))
+    );
+    let log = gw
+        .get(&format!("{encoded}/notifications"))
+        .await
+        .expect(200)
+        .json;
+    assert_eq!(log["items"].as_array().unwrap().len(), 2, "{log}");
+    let replay = json!({"since": "0000000000000000"});
+    gw.post(&format!("{encoded}/replay"), &replay)
+        .await
+        .expect(202);
+    assert_eq!(
+        rx.next().await.header("x-watchwire-cursor"),
+        cursor.as_str()
+    );
+
+    for (bare, hint) in [
+        ("/v1/channels/team/a+b=", "/v1/channels/team%2Fa+b="),
+        (
+            "/v1/channels/team/a+b=/notifications",
+            "/v1/channels/team%2Fa+b=/notifications",
+        ),
+    ] {
+        let reply = gw.get(bare).await;
+        reply.assert_error(404, "notFound");
+        let message = reply.json["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("%2F") && message.contains(hint),
+            "{bare}: {message}"
+        );
+    }
+
+    for (method, path, bare) in [
+        (Method::GET, "/v1/channels/", "/v1/channels"),
+        (Method::GET, "/v1/watchers/", "/v1/watchers"),
+        (Method::POST, "/v1/watchers/", "/v1/watchers"),
+        (
+            Method::GET,
+            "/v1/channels/team%2Fa+b%3D/",
+            "/v1/channels/team%2Fa+b%3D",
+        ),
+        (Method::POST, "/slash/watch/", "/slash/watch"),
+    ] {
+        let reply = gw.send(method.clone(), path, "{}").await;
+        reply.assert_error(404, "notFound");
+        let message = reply.json["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("trailing slash") && message.ends_with(bare),
+            "{method} {path}: {message}"
+        );
+    }
+    // No hint where the slash is not the problem.
+    let reply = gw.get("/v1/nothing/").await;
+    reply.assert_error(404, "notFound");
+    assert!(!reply.json["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("trailing"));
 }
