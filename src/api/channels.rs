@@ -23,7 +23,8 @@ use crate::model::{
     cursor, message_number, now_ms, rfc3339_ms, AttemptRecord, ChannelKind, ChannelSpec, Failure,
     OutcomeRecord, OutcomeStatus, Seq, StoredChannel,
 };
-use crate::store::ClusterMessage;
+use crate::store::rules::Ended;
+use crate::store::{ClusterMessage, Removal};
 
 /// Lists the caller's channels or watchers, a page at a time.
 pub async fn list_kind(
@@ -124,7 +125,25 @@ async fn owned(
 ) -> Result<(Query, Option<StoredChannel>), ApiError> {
     let query = Query::parse(uri, allowed)?;
     let channel = app.store.find_channel(&caller.owner, id).await?;
-    Ok((query, channel))
+    // An expired channel is over, although the sweep may not have removed it yet.
+    Ok((query, channel.filter(|c| expiry(c).is_none())))
+}
+
+/// How a channel whose expiration has passed ended: what its record will say once the
+/// expiry sweep (`--expiry-sweep`) has removed it. `None` while it lives.
+fn expiry(channel: &StoredChannel) -> Option<Ended> {
+    let at = channel.spec.expiration_ms.filter(|&ms| ms <= now_ms())?;
+    Some(Ended::by(&Removal::ExpiredAt { now_ms: at }, at))
+}
+
+/// A channel that ended, as `GET /v1/channels/{id}` shows it (docs/api.md §8.2): how
+/// (`state`), when and why.
+fn ended_view(spec: &ChannelSpec, state: &str, at_ms: i64, reason: &str) -> Value {
+    let mut view = spec_view(spec);
+    view["state"] = json!(state);
+    view["removedAt"] = json!(rfc3339_ms(at_ms));
+    view["removedReason"] = json!(reason);
+    view
 }
 
 /// `404` for an id the caller holds no live channel by.
@@ -208,9 +227,12 @@ pub async fn show(
     PathId(id): PathId,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, channel) = owned(&app, &caller, &uri, &id, &[]).await?;
-    if let Some(channel) = channel {
-        return Ok(Json(describe(&app, &channel).await?));
+    Query::parse(&uri, &[])?;
+    if let Some(channel) = app.store.find_channel(&caller.owner, &id).await? {
+        return Ok(Json(match expiry(&channel) {
+            Some(ended) => ended_view(&channel.spec, ended.state, ended.at_ms, &ended.reason),
+            None => describe(&app, &channel).await?,
+        }));
     }
     // A removed channel answers with how it ended, for the log retention window.
     let removed = app
@@ -218,11 +240,12 @@ pub async fn show(
         .find_removed(&caller.owner, &id)
         .await?
         .ok_or_else(|| not_live(&id))?;
-    let mut view = spec_view(&removed.spec);
-    view["state"] = json!(removed.state);
-    view["removedAt"] = json!(rfc3339_ms(removed.removed_ms));
-    view["removedReason"] = json!(removed.reason);
-    Ok(Json(view))
+    Ok(Json(ended_view(
+        &removed.spec,
+        &removed.state,
+        removed.removed_ms,
+        &removed.reason,
+    )))
 }
 
 /// One delivery-log entry (docs/api.md §8.3).

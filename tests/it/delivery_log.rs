@@ -568,3 +568,81 @@ async fn ids_with_a_slash_are_reached_percent_encoded_and_trailing_slashes_are_n
         .unwrap()
         .contains("trailing"));
 }
+
+/// A channel is expired as soon as its expiration passes, not when the expiry sweep
+/// (`--expiry-sweep`) gets to it: `GET /v1/channels/{id}` says so at once, its log,
+/// replay and enable answer as for a removed channel, and the record the sweep then
+/// leaves reads the same, ended at the expiration.
+#[tokio::test]
+async fn a_channel_shows_expired_as_soon_as_its_expiration_passes() {
+    let expiring = |gw: &Gateway, id: &str, in_ms: i64| {
+        let expiration = chrono::Utc::now().timestamp_millis() + in_ms;
+        let body = json!({"id": id, "type": "web_hook", "address": "http://127.0.0.1:9/",
+                          "expiration": expiration.to_string()});
+        let api = gw.api.clone();
+        async move {
+            api.watch_with("/exp", body).await;
+            expiration
+        }
+    };
+    // Until its expiration passes, poll what the channel shows.
+    let shown_after = |gw: &Gateway, id: &str, expiration: i64| {
+        let api = gw.api.clone();
+        let path = format!("/v1/channels/{id}");
+        async move {
+            let wait = expiration - chrono::Utc::now().timestamp_millis();
+            tokio::time::sleep(Duration::from_millis(wait.max(0) as u64 + 1)).await;
+            api.get(&path).await.expect(200).json
+        }
+    };
+
+    let unswept = Gateway::start_with(|a| a.expiry_sweep = Duration::from_secs(3600)).await;
+    // Long enough that it is surely still active when first read.
+    let expiration = expiring(&unswept, "soon", 2000).await;
+    assert_eq!(
+        unswept.get("/v1/channels/soon").await.json["state"],
+        "active"
+    );
+    let shown = shown_after(&unswept, "soon", expiration).await;
+    assert_eq!(shown["state"], "expired", "{shown}");
+    assert_eq!(
+        assert_rfc3339(&shown["removedAt"]).timestamp_millis(),
+        expiration,
+        "{shown}"
+    );
+    assert!(shown["removedReason"]
+        .as_str()
+        .unwrap()
+        .contains("expiration"));
+    assert!(shown.get("delivery").is_none(), "{shown}");
+    for (path, body) in [
+        ("/v1/channels/soon/notifications", None),
+        ("/v1/channels/soon/enable", Some(json!({}))),
+        (
+            "/v1/channels/soon/replay",
+            Some(json!({"since": "0000000000000000"})),
+        ),
+    ] {
+        let reply = match body {
+            None => unswept.get(path).await,
+            Some(body) => unswept.post(path, &body).await,
+        };
+        reply.assert_error(404, "notFound");
+    }
+
+    // Where the sweep runs, its record says the same.
+    let swept = Gateway::start().await;
+    let expiration = expiring(&swept, "soon", 300).await;
+    let before = shown_after(&swept, "soon", expiration).await;
+    for _ in 0..500 {
+        let listed = swept.get("/v1/channels").await.json;
+        if listed["items"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let listed = swept.get("/v1/channels").await.json;
+    assert_eq!(listed["items"], json!([]), "the sweep removed it");
+    let after = swept.get("/v1/channels/soon").await.expect(200).json;
+    assert_eq!(after, before, "the record the sweep left reads the same");
+}

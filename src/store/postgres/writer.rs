@@ -590,7 +590,8 @@ async fn create_channel(
 }
 
 /// Deletes a channel and its delivery log, leaving a record of how it ended. `None`
-/// when there was no such channel; else the node that delivered it, if any.
+/// when there was no such channel; else the node that delivered it, if any. An expired
+/// channel ended at its expiration, which the API showed before the sweep came.
 async fn delete_channel(
     tx: &Transaction<'_>,
     pk: i64,
@@ -599,7 +600,8 @@ async fn delete_channel(
     tx.execute(
         "INSERT INTO removed_channels (owner, id, kind, resource, resource_id, resource_uri, address, expiration_ms, params, created_ms,
                                        state, reason, removed_ms)
-         SELECT owner, id, kind, resource, resource_id, resource_uri, address, expiration_ms, params, created_ms, $2, $3, $4
+         SELECT owner, id, kind, resource, resource_id, resource_uri, address, expiration_ms, params, created_ms, $2, $3,
+                CASE WHEN $2 = 'expired' THEN LEAST(expiration_ms, $4) ELSE $4 END
          FROM channels WHERE pk = $1
          ON CONFLICT (owner, id) DO UPDATE SET kind = EXCLUDED.kind, resource = EXCLUDED.resource, resource_id = EXCLUDED.resource_id,
             resource_uri = EXCLUDED.resource_uri, address = EXCLUDED.address, expiration_ms = EXCLUDED.expiration_ms,
