@@ -115,7 +115,12 @@ pub fn router(app: AppState) -> Router {
     let mut router = Router::new();
     let mut route_labels = ops::FALLBACK_ROUTES.to_vec();
     for (path, methods) in routes() {
-        router = router.route(path, methods.fallback(ops::method_not_allowed));
+        let methods = match path {
+            // `POST /console/watch` is a watch call, on a reserved path: refused as such.
+            "/console/{file}" => methods.fallback(console_other_method),
+            _ => methods.fallback(ops::method_not_allowed),
+        };
+        router = router.route(path, methods);
         route_labels.push(path);
     }
     telemetry::register_http_series(&route_labels);
@@ -246,6 +251,17 @@ fn preflight_answer(origin: HeaderValue) -> Response {
             ),
         ],
     )
+        .into_response()
+}
+
+/// A method other than `GET` on a console file's path: a watch call on `/console/watch`
+/// (answered like every watch on the reserved `/console`), else `405`.
+async fn console_other_method(State(app): State<AppState>, request: Request) -> Response {
+    if request.method() == Method::POST && request.uri().path().ends_with("/watch") {
+        return google_style(State(app), request).await;
+    }
+    ops::method_not_allowed(request.method().clone(), request.uri().clone())
+        .await
         .into_response()
 }
 

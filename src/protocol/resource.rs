@@ -16,8 +16,10 @@ pub const DEFAULT_SERVICE_PREFIXES: &[&str] = &[
     "/admin/reports_v1",
 ];
 
-/// Paths that belong to the gateway itself and can never name a resource.
-const RESERVED: &[&str] = &["v1", "healthz", "metrics"];
+/// Paths that belong to the gateway itself and can never name a resource: the API,
+/// the operations endpoints and the console's pages (`/console/watch` would otherwise
+/// be a watch on a path the console's files shadow).
+const RESERVED: &[&str] = &["v1", "healthz", "metrics", "console"];
 
 /// Why a path is not a valid resource. The message is meant for a person and begins
 /// with the word "resource"; [`ResourceError::named`] puts the caller's field name there.
@@ -291,6 +293,9 @@ mod tests {
             "/v1/events",
             "/healthz",
             "/metrics/x",
+            "/console",
+            "/console/x",
+            "/storage/v1/console/x",
         ] {
             assert!(canon(bad).is_err(), "{bad:?} should be rejected");
         }
@@ -298,6 +303,8 @@ mod tests {
         assert!(canon(&format!("/{}", "a".repeat(1024))).is_err());
         // Reserved only as a whole first segment.
         assert!(canon("/v1x").is_ok());
+        assert!(canon("/consoles").is_ok());
+        assert!(canon("/b/console").is_ok());
     }
 
     #[test]
