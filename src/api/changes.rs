@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use super::auth::Subscriber;
 use super::error::ApiError;
 use super::reading::{
-    authorize_reader, authorize_reader_of, event_json, since_cursor, ReadRequest,
+    authorize_reader, authorize_reader_of, event_json, resumable_latest, since_cursor, ReadRequest,
 };
 use super::AppState;
 use crate::model::{cursor, parse_cursor, Seq};
@@ -42,12 +42,13 @@ pub async fn changes(
     };
     let limit = query.count("_limit", MAX_COLLECTIONS, MAX_COLLECTIONS)?;
     // The latest cursor first: if the client already has it, nothing else is read.
-    let latest = app
+    let newest = app
         .store
         .list_collections(prefix.as_deref(), 0, 1)
         .await?
         .first()
-        .map_or(0, |c| c.last_seq);
+        .map(|c| c.last_seq);
+    let latest = resumable_latest(&app, newest).await?;
     let (etag, cache_headers) = cache_headers(&app, latest, query.get("_expected"));
     if if_none_match(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, cache_headers).into_response());
@@ -129,7 +130,8 @@ pub async fn changeset(
     let limit = query.count("_limit", MAX_CHANGESET, MAX_CHANGESET)?;
 
     // The latest cursor first: if the client already has it, nothing else is read.
-    let latest = app.store.latest_seq_under(&resource).await?.unwrap_or(0);
+    let newest = app.store.latest_seq_under(&resource).await?;
+    let latest = resumable_latest(&app, newest).await?;
     let (etag, cache_headers) = cache_headers(&app, latest, Some(expected));
     if if_none_match(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, cache_headers).into_response());

@@ -102,6 +102,19 @@ pub async fn since_cursor(app: &AppState, name: &str, value: &str) -> Result<Seq
     Ok(seq)
 }
 
+/// The cursor a reader gives out as the newest of what it covers (a changeset's
+/// `timestamp`, an `ETag`): `newest`, the newest event it covers, while the log still
+/// holds it; else (nothing covered, or pruned since) the log's head. Either way a
+/// client can pass it back as `_since` or `since`: it is never below the retained log,
+/// so a re-sync after `410 cursorExpired` resumes instead of expiring again. Read before
+/// the events the answer lists: any event after the head read here is listed too.
+pub async fn resumable_latest(app: &AppState, newest: Option<Seq>) -> Result<Seq, ApiError> {
+    match newest {
+        Some(seq) if seq >= app.store.pruned_through() => Ok(seq),
+        _ => Ok(app.store.head().await?),
+    }
+}
+
 /// `{cursor, resource, state, data, metadata, time}`: an event as the stream and the
 /// changeset show it. `data` and `metadata` are embedded as the JSON they are.
 pub fn event_json(event: &Event) -> String {

@@ -138,16 +138,20 @@ impl Follower {
     }
 
     async fn send(&mut self, event: &Event) -> Result<(), Stop> {
-        if event.seq <= self.sent || !self.matches(event) {
+        if event.seq <= self.sent {
             return Ok(());
         }
-        self.push(
-            SseEvent::default()
-                .id(cursor(event.seq))
-                .event(&event.state)
-                .data(event_json(event)),
-        )
-        .await?;
+        if self.matches(event) {
+            self.push(
+                SseEvent::default()
+                    .id(cursor(event.seq))
+                    .event(&event.state)
+                    .data(event_json(event)),
+            )
+            .await?;
+        }
+        // Past the events it skips too: the cursor a cutoff or shutdown gives to resume
+        // from stays recent on a quiet resource, rather than expiring with retention.
         self.sent = event.seq;
         Ok(())
     }
