@@ -26,10 +26,7 @@ pub async fn changes(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let ReadRequest {
-        query,
-        resource: prefix,
-    } = authorize_reader(
+    let ReadRequest { query, coverage } = authorize_reader(
         &app,
         &caller,
         &uri,
@@ -44,7 +41,7 @@ pub async fn changes(
     // The latest cursor first: if the client already has it, nothing else is read.
     let newest = app
         .store
-        .list_collections(prefix.as_deref(), 0, 1)
+        .list_collections(&coverage, 0, 1)
         .await?
         .first()
         .map(|c| c.last_seq);
@@ -53,10 +50,7 @@ pub async fn changes(
     if if_none_match(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, cache_headers).into_response());
     }
-    let collections = app
-        .store
-        .list_collections(prefix.as_deref(), since, limit)
-        .await?;
+    let collections = app.store.list_collections(&coverage, since, limit).await?;
     let items: Vec<serde_json::Value> = collections
         .iter()
         .map(|c| serde_json::json!({"collection": c.path, "cursor": cursor(c.last_seq), "last_modified": c.last_ms, "host": app.public_url}))
@@ -110,7 +104,7 @@ pub async fn changeset(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (query, resource) = authorize_reader_of(
+    let ReadRequest { query, coverage } = authorize_reader_of(
         &app,
         &caller,
         &uri,
@@ -130,7 +124,7 @@ pub async fn changeset(
     let limit = query.count("_limit", MAX_CHANGESET, MAX_CHANGESET)?;
 
     // The latest cursor first: if the client already has it, nothing else is read.
-    let newest = app.store.latest_seq_under(&resource).await?;
+    let newest = app.store.latest_seq_under(&coverage).await?;
     let latest = resumable_latest(&app, newest).await?;
     let (etag, cache_headers) = cache_headers(&app, latest, Some(expected));
     if if_none_match(&headers, &etag) {
@@ -140,7 +134,7 @@ pub async fn changeset(
     let after = since.unwrap_or_else(|| app.store.pruned_through());
     let mut events = app
         .store
-        .read_matching(&resource, after, limit + 1)
+        .read_matching(&coverage, after, limit + 1)
         .await?
         .events;
     let next = (events.len() > limit).then(|| {

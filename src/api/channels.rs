@@ -162,7 +162,7 @@ async fn delivery_state(
     }
     let owed = app
         .store
-        .count_matching(&channel.spec.resource, channel.progress_seq)
+        .count_matching(&channel.spec.coverage(), channel.progress_seq)
         .await?;
     let retrying = app
         .store
@@ -362,7 +362,7 @@ async fn unattempted(
     let from = after.unwrap_or(0).max(state.progress_seq);
     let events = app
         .store
-        .read_matching(&channel.spec.resource, from, limit)
+        .read_matching(&channel.spec.coverage(), from, limit)
         .await?
         .events;
     owed.extend(events.iter().map(|event| OutcomeRecord {

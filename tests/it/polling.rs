@@ -371,3 +371,39 @@ async fn a_resync_after_cursor_expired_resumes() {
         .await
         .expect(200);
 }
+
+/// Polling `/` polls the whole namespace (docs/api.md §7.2, §7.3).
+#[tokio::test]
+async fn polling_the_whole_namespace() {
+    let gw = Gateway::start().await;
+    gw.publish(json!({"resource": "/x/1", "state": "exists"}))
+        .await;
+    let last = gw
+        .publish(json!({"resource": "/y/z/2", "state": "exists"}))
+        .await["cursor"]
+        .clone();
+    let all = gw
+        .get("/v1/changeset?resource=/&_expected=0")
+        .await
+        .expect(200);
+    let resources: Vec<&str> = all.json["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["resource"].as_str().unwrap())
+        .collect();
+    assert_eq!(resources, ["/x/1", "/y/z/2"]);
+    assert_eq!(all.json["timestamp"], last);
+    assert_eq!(
+        all.header("etag").unwrap(),
+        format!("\"{}\"", last.as_str().unwrap())
+    );
+    let collections = gw.get("/v1/changes?prefix=/").await.expect(200).json;
+    let names: Vec<&str> = collections["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["collection"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["/y/z", "/x"]);
+}

@@ -291,3 +291,30 @@ async fn the_resume_cursor_moves_past_events_a_stream_skips() {
     assert_eq!(goodbye.event.as_deref(), Some("shutdown"), "{goodbye:?}");
     assert_eq!(goodbye.id.as_deref(), Some(busy));
 }
+
+/// `resource=/` streams the whole namespace, as no filter does (docs/api.md §7.1).
+#[tokio::test]
+async fn a_stream_on_the_whole_namespace_gets_every_event() {
+    let gw = Gateway::start().await;
+    let first = gw
+        .publish(json!({"resource": "/before", "state": "exists"}))
+        .await["cursor"]
+        .clone();
+    let since = first.as_str().unwrap();
+    let mut everything = gw
+        .stream(&format!("/v1/watch?resource=/&since={since}"))
+        .await;
+    let mut unfiltered = gw.stream(&format!("/v1/watch?since={since}")).await;
+    gw.publish(json!([
+        {"resource": "/a", "state": "exists"},
+        {"resource": "/b/c/d", "state": "exists"},
+    ]))
+    .await;
+    for stream in [&mut everything, &mut unfiltered] {
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            got.push(stream.expect().await.json()["resource"].clone());
+        }
+        assert_eq!(got, [json!("/a"), json!("/b/c/d")]);
+    }
+}

@@ -551,15 +551,13 @@ async fn bad_resource_paths_are_rejected() {
     let gw = Gateway::start().await;
     let rx = Receiver::start().await;
     let too_long = format!("/{}/watch", "a".repeat(1024));
+    // (`/watch`, `//watch` and `/calendar/v3/watch` watch the whole namespace.)
     let paths = [
-        "/watch",
-        "//watch",
         "/a//b/watch",
         "/a/../b/watch",
         "/a/./b/watch",
         "/a/%2E%2E/b/watch",
         "/a/%zz/watch",
-        "/calendar/v3/watch",
         "/v1/watch/watch",
         "/v1/x/watch",
         "/healthz/watch",

@@ -19,7 +19,7 @@ use super::read::{
 };
 use super::PgStore;
 use crate::store::batch::Feed;
-use crate::store::{Adopted, Claim, ClusterMessage, Membership, NodeInfo, StoreError};
+use crate::store::{sql_under, Adopted, Claim, ClusterMessage, Membership, NodeInfo, StoreError};
 
 /// The database's clock, in ms since the epoch.
 const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::int8";
@@ -328,10 +328,13 @@ impl Membership for PgStore {
             let pks: Vec<i64> = channels.iter().map(|c| c.pk).collect();
             let owed_rows = tx
                 .query(
-                    "SELECT c.pk, (SELECT COUNT(*) FROM events e WHERE e.seq > c.progress_seq
-                         AND (e.resource = c.resource OR (e.resource > c.resource || '/' AND e.resource < c.resource || '0')))
-                         + CASE WHEN c.synced THEN 0 ELSE 1 END
-                     FROM channels c WHERE c.pk = ANY($1)",
+                    &format!(
+                        "SELECT c.pk, (SELECT COALESCE(SUM((SELECT COUNT(*) FROM events e WHERE e.seq > c.progress_seq AND {})), 0)
+                             FROM unnest(string_to_array(COALESCE(c.within, c.resource), E'\\n')) AS p(path))::BIGINT
+                             + CASE WHEN c.synced THEN 0 ELSE 1 END
+                         FROM channels c WHERE c.pk = ANY($1)",
+                        sql_under("e.resource", ["p.path".to_string()])
+                    ),
                     &[&pks],
                 )
                 .await

@@ -552,11 +552,12 @@ async fn create_channel(
         return Ok(Err(StoreError::TooManyChannels(max_per_owner)));
     }
     let params = spec.params_json();
+    let within = spec.within.as_ref().map(|w| w.to_lines());
     let row = tx
         .query_one(
             "INSERT INTO channels (kind, owner, id, resource, resource_id, resource_uri, address, token, expiration_ms, params,
-                                   payload, signing_secret, created_ms, start_seq, progress_seq, synced, owner_node)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, FALSE, $15) RETURNING pk",
+                                   payload, signing_secret, created_ms, start_seq, progress_seq, synced, owner_node, within)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, FALSE, $15, $16) RETURNING pk",
             &[
                 &spec.kind.as_str(),
                 &spec.owner,
@@ -573,6 +574,7 @@ async fn create_channel(
                 &spec.created_ms,
                 &(head as i64),
                 &node_id,
+                &within,
             ],
         )
         .await

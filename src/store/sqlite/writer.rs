@@ -358,8 +358,8 @@ fn create_channel(
     // writer's time when channels are created in bulk.
     tx.prepare_cached(
         "INSERT INTO channels (kind, owner, id, resource, resource_id, resource_uri, address, token, expiration_ms, params, payload,
-                               signing_secret, created_ms, start_seq, progress_seq, synced)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, 0)",
+                               signing_secret, created_ms, start_seq, progress_seq, synced, within)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, 0, ?15)",
     )?
     .execute(params![
             spec.kind.as_str(),
@@ -376,6 +376,7 @@ fn create_channel(
             spec.signing_secret,
             spec.created_ms,
             head as i64,
+            spec.within.as_ref().map(|w| w.to_lines()),
         ],
     )?;
     let pk = tx.last_insert_rowid();
