@@ -331,6 +331,7 @@ fn context(resource: &str) -> ChannelContext<'static> {
     ChannelContext {
         owner: "fuzz".into(),
         resource: resource.into(),
+        within: None,
         instance_secret: b"instance secret",
         public_url: PUBLIC_URL,
         default_ttl: 7 * DAY,

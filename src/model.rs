@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::protocol::resource::covers;
+
 /// Position in the event log. Assigned by the store, strictly increasing, never reused.
 pub type Seq = u64;
 
@@ -95,6 +97,55 @@ impl ChannelKind {
     }
 }
 
+/// What a channel or a reader covers (docs/api.md §1): every event on or below one of
+/// its paths. Usually one path, the resource watched; `/` is the whole namespace; a
+/// channel or stream on `/` of a key limited to prefixes covers just those (§10.1).
+/// No path covers another, so an event falls under at most one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Coverage(Vec<String>);
+
+impl Coverage {
+    /// Everything on or below `path`.
+    pub fn path(path: &str) -> Coverage {
+        Coverage(vec![path.to_string()])
+    }
+
+    /// Everything on or below any of `paths` (at least one), each once: a path that
+    /// another covers adds nothing and is left out.
+    pub fn union<'a>(paths: impl IntoIterator<Item = &'a str>) -> Coverage {
+        let mut paths: Vec<&str> = paths.into_iter().collect();
+        paths.sort_unstable();
+        paths.dedup();
+        let kept: Vec<String> = paths
+            .iter()
+            .filter(|p| !paths.iter().any(|q| q != *p && covers(q, p)))
+            .map(|p| p.to_string())
+            .collect();
+        assert!(!kept.is_empty(), "it covers at least one path");
+        Coverage(kept)
+    }
+
+    /// Its paths, none of which covers another.
+    pub fn paths(&self) -> &[String] {
+        &self.0
+    }
+
+    /// Whether an event published on `resource` falls under it.
+    pub fn covers(&self, resource: &str) -> bool {
+        self.0.iter().any(|path| covers(path, resource))
+    }
+
+    /// As a store keeps it: the paths, one a line (a canonical path holds no newline).
+    pub fn to_lines(&self) -> String {
+        self.0.join("\n")
+    }
+
+    /// What [`Coverage::to_lines`] wrote.
+    pub fn from_lines(text: &str) -> Coverage {
+        Coverage::union(text.lines())
+    }
+}
+
 /// A channel to create (docs/api.md §2), validated. Its strings are `Box<str>`, not
 /// `String`: they never change, and each of a million idle channels saves the
 /// capacity words and any spare capacity.
@@ -116,9 +167,31 @@ pub struct ChannelSpec {
     pub payload: bool,
     pub signing_secret: Option<Box<str>>,
     pub created_ms: i64,
+    /// For a channel on `/` made with a key limited to prefixes: those prefixes, all
+    /// it covers (docs/api.md §10.1). `None` (nearly every channel): it covers its
+    /// resource. Boxed, so that it costs an idle channel one word.
+    pub within: Option<Box<Coverage>>,
 }
 
 impl ChannelSpec {
+    /// What the channel covers: its resource, or the prefixes it is kept `within`.
+    pub fn coverage(&self) -> Coverage {
+        match &self.within {
+            Some(within) => (**within).clone(),
+            None => Coverage::path(&self.resource),
+        }
+    }
+
+    /// The paths of [`ChannelSpec::coverage`], without building one.
+    pub fn covered_paths(&self) -> impl Iterator<Item = &str> {
+        let within = self
+            .within
+            .as_deref()
+            .map(|w| w.paths().iter().map(String::as_str));
+        let resource = self.within.is_none().then_some(&*self.resource);
+        within.into_iter().flatten().chain(resource)
+    }
+
     /// `params` as a store keeps them (a JSON object; `{}` for none).
     pub fn params_from_json(text: &str) -> Option<Box<serde_json::Map<String, serde_json::Value>>> {
         match serde_json::from_str(text) {

@@ -18,7 +18,8 @@ use super::query::invalid_parameter;
 use super::AppState;
 use crate::config::KeyConfig;
 use crate::delivery::client::KeySigning;
-use crate::protocol::resource::{covers, ServicePrefixes};
+use crate::model::Coverage;
+use crate::protocol::resource::{covers, ServicePrefixes, WHOLE_NAMESPACE};
 use crate::protocol::signature::SigningSecret;
 
 /// The owner every request has in `--dev` without keys.
@@ -133,6 +134,27 @@ impl Caller {
             _ => Ok(()),
         }
     }
+
+    /// What a channel, watcher or stream on this canonical resource may cover with this
+    /// key (docs/api.md §10.1): `None` for the resource itself, within the key's
+    /// prefixes (`403` outside them); for the whole namespace `/` under a key limited
+    /// to prefixes, those prefixes: every event the key may see, and no other.
+    pub fn within(&self, resource: &str) -> Result<Option<Coverage>, ApiError> {
+        match &self.grant {
+            Some(g) if resource == WHOLE_NAMESPACE && !g.prefixes.is_empty() => {
+                Ok(Some(Coverage::union(g.prefixes.iter().map(String::as_str)))
+                    .filter(|coverage| coverage.paths() != [WHOLE_NAMESPACE]))
+            }
+            _ => self.require_resource(resource).map(|()| None),
+        }
+    }
+
+    /// As [`Caller::within`], as what to read: the resource, or the prefixes.
+    pub fn coverage(&self, resource: &str) -> Result<Coverage, ApiError> {
+        Ok(self
+            .within(resource)?
+            .unwrap_or_else(|| Coverage::path(resource)))
+    }
 }
 
 pub struct Keys {
@@ -231,7 +253,7 @@ impl Keys {
                 .iter()
                 .map(|p| {
                     prefixes
-                        .canonicalize(p)
+                        .canonicalize_watched(p)
                         .map_err(|e| anyhow::anyhow!(context(&e.named("prefix"))))
                 })
                 .collect::<anyhow::Result<_>>()?;

@@ -48,6 +48,9 @@ impl FromRequest<AppState> for RawBody {
     }
 }
 
+/// Deepest nesting of arrays and objects a request body may have (docs/api.md §10.4).
+pub const MAX_JSON_DEPTH: usize = 128;
+
 /// Parses a body as JSON, or says where it is broken.
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -56,10 +59,54 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Api
                 .with_reason("parseError"),
         );
     }
-    serde_json::from_slice(bytes).map_err(|e| {
+    read_json(bytes).map_err(|e| {
         ApiError::invalid(format!("the request body is not valid JSON: {e}"))
             .with_reason("parseError")
     })
+}
+
+/// `serde_json::from_slice` with the nesting limit counted here: serde_json's own
+/// limit refuses the 128th level, one short of what the API promises. Counting first
+/// also keeps a deeply nested body from ever reaching the recursive parser.
+pub fn read_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> serde_json::Result<T> {
+    if nesting_depth(bytes) > MAX_JSON_DEPTH {
+        return Err(serde::de::Error::custom(format!(
+            "arrays and objects are nested deeper than {MAX_JSON_DEPTH} levels"
+        )));
+    }
+    let mut reader = serde_json::Deserializer::from_slice(bytes);
+    reader.disable_recursion_limit();
+    let value = T::deserialize(&mut reader)?;
+    reader.end()?;
+    Ok(value)
+}
+
+/// How deeply arrays and objects nest in JSON text (brackets inside strings do not
+/// count). Text that is not JSON gets some number; the parser then says what is wrong.
+fn nesting_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// The JSON type of a value, for messages.
@@ -105,5 +152,33 @@ impl std::fmt::Display for Shortened<'_> {
             (all, false) => f.write_str(all),
             (kept, true) => write!(f, "{kept}… ({} bytes)", self.0.len()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nested(levels: usize) -> String {
+        format!("{}\"[{{\\\"\"{}", "[".repeat(levels), "]".repeat(levels))
+    }
+
+    #[test]
+    fn nesting_is_counted_outside_strings_up_to_the_documented_limit() {
+        assert_eq!(
+            nesting_depth(br#"{"a": "[[[{", "b": [1, {"c": "\\\"]"}]}"#),
+            3
+        );
+        let at_limit = nested(MAX_JSON_DEPTH);
+        assert_eq!(nesting_depth(at_limit.as_bytes()), MAX_JSON_DEPTH);
+        parse_json::<serde_json::Value>(at_limit.as_bytes()).expect("128 levels are accepted");
+        let error =
+            parse_json::<serde_json::Value>(nested(MAX_JSON_DEPTH + 1).as_bytes()).unwrap_err();
+        assert_eq!(error.reason, "parseError");
+        assert!(
+            error.message.contains("deeper than 128"),
+            "{}",
+            error.message
+        );
     }
 }

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use super::auth::Subscriber;
 use super::error::ApiError;
 use super::reading::{
-    authorize_reader, authorize_reader_of, event_json, since_cursor, ReadRequest,
+    authorize_reader, authorize_reader_of, event_json, resumable_latest, since_cursor, ReadRequest,
 };
 use super::AppState;
 use crate::model::{cursor, parse_cursor, Seq};
@@ -26,10 +26,7 @@ pub async fn changes(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let ReadRequest {
-        query,
-        resource: prefix,
-    } = authorize_reader(
+    let ReadRequest { query, coverage } = authorize_reader(
         &app,
         &caller,
         &uri,
@@ -42,20 +39,18 @@ pub async fn changes(
     };
     let limit = query.count("_limit", MAX_COLLECTIONS, MAX_COLLECTIONS)?;
     // The latest cursor first: if the client already has it, nothing else is read.
-    let latest = app
+    let newest = app
         .store
-        .list_collections(prefix.as_deref(), 0, 1)
+        .list_collections(&coverage, 0, 1)
         .await?
         .first()
-        .map_or(0, |c| c.last_seq);
+        .map(|c| c.last_seq);
+    let latest = resumable_latest(&app, newest).await?;
     let (etag, cache_headers) = cache_headers(&app, latest, query.get("_expected"));
     if if_none_match(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, cache_headers).into_response());
     }
-    let collections = app
-        .store
-        .list_collections(prefix.as_deref(), since, limit)
-        .await?;
+    let collections = app.store.list_collections(&coverage, since, limit).await?;
     let items: Vec<serde_json::Value> = collections
         .iter()
         .map(|c| serde_json::json!({"collection": c.path, "cursor": cursor(c.last_seq), "last_modified": c.last_ms, "host": app.public_url}))
@@ -109,7 +104,7 @@ pub async fn changeset(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (query, resource) = authorize_reader_of(
+    let ReadRequest { query, coverage } = authorize_reader_of(
         &app,
         &caller,
         &uri,
@@ -129,7 +124,8 @@ pub async fn changeset(
     let limit = query.count("_limit", MAX_CHANGESET, MAX_CHANGESET)?;
 
     // The latest cursor first: if the client already has it, nothing else is read.
-    let latest = app.store.latest_seq_under(&resource).await?.unwrap_or(0);
+    let newest = app.store.latest_seq_under(&coverage).await?;
+    let latest = resumable_latest(&app, newest).await?;
     let (etag, cache_headers) = cache_headers(&app, latest, Some(expected));
     if if_none_match(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, cache_headers).into_response());
@@ -138,7 +134,7 @@ pub async fn changeset(
     let after = since.unwrap_or_else(|| app.store.pruned_through());
     let mut events = app
         .store
-        .read_matching(&resource, after, limit + 1)
+        .read_matching(&coverage, after, limit + 1)
         .await?
         .events;
     let next = (events.len() > limit).then(|| {

@@ -11,7 +11,7 @@ use super::auth::{Caller, Subscriber, ALL_OWNERS};
 use super::body::{parse_json, type_name, RawBody};
 use super::error::ApiError;
 use super::path::PathId;
-use super::query::{invalid_parameter, Query};
+use super::query::{invalid_parameter, page_token, Query};
 use super::reading::since_cursor;
 use super::watch::channel_resource;
 use super::AppState;
@@ -23,7 +23,8 @@ use crate::model::{
     cursor, message_number, now_ms, rfc3339_ms, AttemptRecord, ChannelKind, ChannelSpec, Failure,
     OutcomeRecord, OutcomeStatus, Seq, StoredChannel,
 };
-use crate::store::ClusterMessage;
+use crate::store::rules::Ended;
+use crate::store::{ClusterMessage, Removal};
 
 /// Lists the caller's channels or watchers, a page at a time; for the `admin` scope,
 /// another owner's (`?owner=NAME`) or every owner's (`?owner=*`).
@@ -41,15 +42,17 @@ pub async fn list_kind(
     };
     let page = query.page()?;
     let limit = page.max_results;
+    let secret = app.store.instance_secret();
+    let list = format!(
+        "{}\0{}",
+        kind.as_str(),
+        owner.as_deref().unwrap_or(ALL_OWNERS)
+    );
+    let after = page.after(secret, &list)?.map_or(0, |pk| pk as i64);
     // One more than asked tells whether there is a next page.
     let mut channels = app
         .store
-        .list_channels(
-            owner.as_deref(),
-            kind,
-            page.after()?.unwrap_or(0),
-            limit + 1,
-        )
+        .list_channels(owner.as_deref(), kind, after, limit + 1)
         .await?;
     let more = channels.len() > limit;
     channels.truncate(limit);
@@ -62,7 +65,10 @@ pub async fn list_kind(
     }
     let mut answer = json!({ "items": items });
     if more {
-        answer["nextPageToken"] = json!(channels.last().map(|c| c.pk.to_string()));
+        answer["nextPageToken"] =
+            json!(channels
+                .last()
+                .map(|c| page_token(secret, &list, c.pk as u64)));
     }
     Ok(Json(answer))
 }
@@ -141,11 +147,36 @@ async fn owned(
     })
 }
 
-/// What [`owned`] found.
+/// What [`owned`] found. `channel` may have expired (see [`expiry`]): the sweep may
+/// not have removed it yet.
 struct Owned {
     query: Query,
     owner: String,
     channel: Option<StoredChannel>,
+}
+
+/// The channel if it lives: `404` for none, and for one whose expiration has passed.
+fn live(channel: Option<StoredChannel>, id: &str) -> Result<StoredChannel, ApiError> {
+    channel
+        .filter(|c| expiry(c).is_none())
+        .ok_or_else(|| not_live(id))
+}
+
+/// How a channel whose expiration has passed ended: what its record will say once the
+/// expiry sweep (`--expiry-sweep`) has removed it. `None` while it lives.
+fn expiry(channel: &StoredChannel) -> Option<Ended> {
+    let at = channel.spec.expiration_ms.filter(|&ms| ms <= now_ms())?;
+    Some(Ended::by(&Removal::ExpiredAt { now_ms: at }, at))
+}
+
+/// A channel that ended, as `GET /v1/channels/{id}` shows it (docs/api.md §8.2): how
+/// (`state`), when and why.
+fn ended_view(spec: &ChannelSpec, state: &str, at_ms: i64, reason: &str) -> Value {
+    let mut view = spec_view(spec);
+    view["state"] = json!(state);
+    view["removedAt"] = json!(rfc3339_ms(at_ms));
+    view["removedReason"] = json!(reason);
+    view
 }
 
 /// `404` for an id the caller holds no live channel by.
@@ -164,7 +195,7 @@ async fn delivery_state(
     }
     let owed = app
         .store
-        .count_matching(&channel.spec.resource, channel.progress_seq)
+        .count_matching(&channel.spec.coverage(), channel.progress_seq)
         .await?;
     let retrying = app
         .store
@@ -231,7 +262,10 @@ pub async fn show(
 ) -> Result<Json<Value>, ApiError> {
     let Owned { owner, channel, .. } = owned(&app, &caller, &uri, &id, &[]).await?;
     if let Some(channel) = channel {
-        return Ok(Json(describe(&app, &channel).await?));
+        return Ok(Json(match expiry(&channel) {
+            Some(ended) => ended_view(&channel.spec, ended.state, ended.at_ms, &ended.reason),
+            None => describe(&app, &channel).await?,
+        }));
     }
     // A removed channel answers with how it ended, for the log retention window.
     let removed = app
@@ -239,11 +273,12 @@ pub async fn show(
         .find_removed(&owner, &id)
         .await?
         .ok_or_else(|| not_live(&id))?;
-    let mut view = spec_view(&removed.spec);
-    view["state"] = json!(removed.state);
-    view["removedAt"] = json!(rfc3339_ms(removed.removed_ms));
-    view["removedReason"] = json!(removed.reason);
-    Ok(Json(view))
+    Ok(Json(ended_view(
+        &removed.spec,
+        &removed.state,
+        removed.removed_ms,
+        &removed.reason,
+    )))
 }
 
 /// One delivery-log entry (docs/api.md §8.3).
@@ -285,7 +320,7 @@ pub async fn notifications(
         &["status", "maxResults", "pageToken"],
     )
     .await?;
-    let channel = channel.ok_or_else(|| not_live(&id))?;
+    let channel = live(channel, &id)?;
     let status = match query.get("status") {
         None => None,
         Some(s) => Some(OutcomeStatus::parse(s).ok_or_else(|| {
@@ -295,15 +330,9 @@ pub async fn notifications(
         })?),
     };
     let page = query.page()?;
-    let after = page
-        .token
-        .as_deref()
-        .map(|t| {
-            crate::model::parse_cursor(t).ok_or_else(|| {
-                invalid_parameter(format!("pageToken {t:?} is not one this gateway gave out; pass nextPageToken from the previous answer"))
-            })
-        })
-        .transpose()?;
+    let secret = app.store.instance_secret();
+    let list = format!("notifications\0{}\0{}", caller.owner, channel.pk);
+    let after = page.after(secret, &list)?;
     let limit = page.max_results;
     // Outcomes are recorded in batches; make everything recorded so far visible.
     app.store.flush().await?;
@@ -324,7 +353,10 @@ pub async fn notifications(
     entries.truncate(limit);
     let mut answer = json!({ "items": entries.iter().map(notification_view).collect::<Vec<_>>() });
     if more {
-        answer["nextPageToken"] = json!(entries.last().map(|r| cursor(r.outcome.seq)));
+        answer["nextPageToken"] =
+            json!(entries
+                .last()
+                .map(|r| page_token(secret, &list, r.outcome.seq)));
     }
     Ok(Json(answer))
 }
@@ -363,7 +395,7 @@ async fn unattempted(
     let from = after.unwrap_or(0).max(state.progress_seq);
     let events = app
         .store
-        .read_matching(&channel.spec.resource, from, limit)
+        .read_matching(&channel.spec.coverage(), from, limit)
         .await?
         .events;
     owed.extend(events.iter().map(|event| OutcomeRecord {
@@ -397,7 +429,7 @@ pub async fn replay(
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let Owned { channel, .. } = owned(&app, &caller, &uri, &id, &[]).await?;
-    let channel = channel.ok_or_else(|| not_live(&id))?;
+    let channel = live(channel, &id)?;
     let body: Value = parse_json(&body)?;
     let since = match body.get("since") {
         Some(Value::String(s)) => since_cursor(&app, "since", s).await?,
@@ -453,7 +485,7 @@ pub async fn enable(
             )));
         }
     }
-    let channel = channel.ok_or_else(|| not_live(&id))?;
+    let channel = live(channel, &id)?;
     match app.dispatcher.handle(channel.pk) {
         Some(handle) => handle.enable(app.dispatcher.context()),
         // Another node delivers it: the store is told, then that node.

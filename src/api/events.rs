@@ -15,7 +15,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::auth::{Caller, Scope};
-use super::body::{parse_json, type_name, RawBody, Shortened};
+use super::body::{parse_json, read_json, type_name, RawBody, Shortened};
 use super::error::ApiError;
 use super::query::Query;
 use super::AppState;
@@ -145,9 +145,9 @@ pub fn parse_events(
     // `data` is kept as raw text, which serde cannot do inside an untagged enum, so the
     // shape decided above picks the type.
     let inputs = if is_batch {
-        serde_json::from_slice::<Vec<EventInput>>(body)
+        read_json::<Vec<EventInput>>(body)
     } else {
-        serde_json::from_slice::<EventInput>(body).map(|one| vec![one])
+        read_json::<EventInput>(body).map(|one| vec![one])
     };
     let inputs =
         inputs.map_err(|e| ApiError::invalid(format!("the events could not be read: {e}")))?;

@@ -89,6 +89,20 @@ pub fn route_templates() -> Vec<&'static str> {
     routes().into_iter().map(|(path, _)| path).collect()
 }
 
+/// Whether `path` is one of the routes' paths (a `{…}` matches any one segment).
+pub fn names_route(path: &str) -> bool {
+    route_templates().iter().any(|template| {
+        let (mut want, mut got) = (template.split('/'), path.split('/'));
+        loop {
+            match (want.next(), got.next()) {
+                (None, None) => return true,
+                (Some(w), Some(g)) if w == g || (w.starts_with('{') && !g.is_empty()) => {}
+                _ => return false,
+            }
+        }
+    })
+}
+
 pub fn router(app: AppState) -> Router {
     let max_body = app.config.max_body_bytes;
     let request_limits = limits::RequestLimits {
@@ -101,7 +115,12 @@ pub fn router(app: AppState) -> Router {
     let mut router = Router::new();
     let mut route_labels = ops::FALLBACK_ROUTES.to_vec();
     for (path, methods) in routes() {
-        router = router.route(path, methods.fallback(ops::method_not_allowed));
+        let methods = match path {
+            // `POST /console/watch` is a watch call, on a reserved path: refused as such.
+            "/console/{file}" => methods.fallback(console_other_method),
+            _ => methods.fallback(ops::method_not_allowed),
+        };
+        router = router.route(path, methods);
         route_labels.push(path);
     }
     telemetry::register_http_series(&route_labels);
@@ -232,6 +251,17 @@ fn preflight_answer(origin: HeaderValue) -> Response {
             ),
         ],
     )
+        .into_response()
+}
+
+/// A method other than `GET` on a console file's path: a watch call on `/console/watch`
+/// (answered like every watch on the reserved `/console`), else `405`.
+async fn console_other_method(State(app): State<AppState>, request: Request) -> Response {
+    if request.method() == Method::POST && request.uri().path().ends_with("/watch") {
+        return google_style(State(app), request).await;
+    }
+    ops::method_not_allowed(request.method().clone(), request.uri().clone())
+        .await
         .into_response()
 }
 

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::AppState;
+use crate::protocol::watch::is_valid_channel_id;
 use crate::telemetry;
 
 /// `200` while the node can use its store; `503 backendError` while it cannot write
@@ -82,7 +83,45 @@ pub async fn cluster(
 }
 
 pub async fn not_found(method: Method, uri: Uri) -> ApiError {
-    ApiError::not_found(format!("no such endpoint: {method} {}", uri.path()))
+    let path = uri.path();
+    let hint = trailing_slash_hint(path)
+        .or_else(|| encoded_id_hint(path))
+        .unwrap_or_default();
+    ApiError::not_found(format!("no such endpoint: {method} {path}{hint}"))
+}
+
+/// A path that is an endpoint but for a trailing `/`: the answer says so, since the
+/// path looks right at a glance.
+fn trailing_slash_hint(path: &str) -> Option<String> {
+    let bare = path.strip_suffix('/').filter(|bare| !bare.is_empty())?;
+    let google_style = bare.ends_with("/watch") || bare.ends_with("/channels/stop");
+    (google_style || super::names_route(bare)).then(|| {
+        format!("; the trailing slash is the problem: paths take none here, so use {bare}")
+    })
+}
+
+/// A path that names a channel or watcher once the `/` in its id is encoded as `%2F`
+/// (ids may hold `/`, docs/api.md §2): the answer gives the path to use instead.
+fn encoded_id_hint(path: &str) -> Option<String> {
+    const PATHS: [(&str, &[&str]); 2] = [
+        (
+            "/v1/channels/",
+            &["/notifications", "/replay", "/enable", ""],
+        ),
+        ("/v1/watchers/", &[""]),
+    ];
+    PATHS.iter().find_map(|(prefix, suffixes)| {
+        let rest = path.strip_prefix(prefix)?;
+        suffixes.iter().find_map(|suffix| {
+            let id = rest.strip_suffix(suffix)?;
+            (id.contains('/') && is_valid_channel_id(id)).then(|| {
+                format!(
+                    "; an id that holds '/' goes in the path with each '/' written as %2F: {prefix}{}{suffix}",
+                    id.replace('/', "%2F")
+                )
+            })
+        })
+    })
 }
 
 pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
@@ -215,6 +254,23 @@ mod tests {
         assert_eq!(answer.status(), 500);
         let body: serde_json::Value = answer.json().await.unwrap();
         assert_eq!(body["error"]["errors"][0]["reason"], "backendError");
+    }
+
+    #[test]
+    fn not_found_names_a_trailing_slash_and_an_unencoded_id() {
+        assert!(trailing_slash_hint("/v1/channels/").is_some());
+        assert!(trailing_slash_hint("/v1/channels/c-1/").is_some());
+        assert!(trailing_slash_hint("/b/o/watch/").is_some());
+        assert!(trailing_slash_hint("/v1/nope/").is_none());
+        assert!(trailing_slash_hint("/").is_none());
+        assert!(trailing_slash_hint("/v1/channels").is_none());
+        assert_eq!(
+            encoded_id_hint("/v1/channels/team/a+b=/replay").as_deref(),
+            Some("; an id that holds '/' goes in the path with each '/' written as %2F: /v1/channels/team%2Fa+b=/replay")
+        );
+        assert!(encoded_id_hint("/v1/watchers/a/b").is_some());
+        assert!(encoded_id_hint("/v1/channels/a/b%zz").is_none());
+        assert!(encoded_id_hint("/v1/channels/abc").is_none());
     }
 
     #[test]

@@ -5,6 +5,10 @@
 use std::collections::HashMap;
 
 use axum::http::Uri;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 
@@ -98,20 +102,55 @@ pub struct Page {
     pub token: Option<String>,
 }
 
+/// Bytes of a page token's MAC: guessing one is hopeless, and the token stays short.
+const TOKEN_MAC_BYTES: usize = 10;
+
 impl Page {
-    /// The token as the number a list gave out; `None` on the first page.
-    pub fn after<T: std::str::FromStr>(&self) -> Result<Option<T>, ApiError> {
-        self.token
-            .as_deref()
-            .map(|token| {
-                token.parse().map_err(|_| {
-                    invalid_parameter(format!(
-                        "pageToken {token:?} is not one this gateway gave out; pass nextPageToken from the previous answer"
-                    ))
-                })
-            })
-            .transpose()
+    /// The position the `pageToken` stands for, `None` on the first page. Only a token
+    /// this gateway issued for the same list (`list`, see [`page_token`]) is accepted:
+    /// a number made up or changed by hand could silently skip or repeat items.
+    pub fn after(&self, secret: &[u8], list: &str) -> Result<Option<u64>, ApiError> {
+        let Some(token) = self.token.as_deref() else {
+            return Ok(None);
+        };
+        let refused = || {
+            invalid_parameter(format!(
+                "pageToken {:?} is not one this gateway gave out for this list; pass nextPageToken from the previous answer, with otherwise the same request",
+                super::body::Shortened(token)
+            ))
+        };
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| refused())?;
+        let (position, mac) = bytes.split_at_checked(8).ok_or_else(refused)?;
+        let position = u64::from_be_bytes(position.try_into().expect("8 bytes"));
+        let expected = token_mac(secret, list, position);
+        if mac.len() != TOKEN_MAC_BYTES || !bool::from(mac.ct_eq(&expected)) {
+            return Err(refused());
+        }
+        Ok(Some(position))
     }
+}
+
+/// The `nextPageToken` of a list that continues after `position` (a key or a log
+/// position): opaque, and bound to the list by a MAC under the store's secret. `list`
+/// names the list and whose it is, so a token never applies to another one.
+pub fn page_token(secret: &[u8], list: &str, position: u64) -> String {
+    let mut bytes = position.to_be_bytes().to_vec();
+    bytes.extend_from_slice(&token_mac(secret, list, position));
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn token_mac(secret: &[u8], list: &str, position: u64) -> [u8; TOKEN_MAC_BYTES] {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(b"pageToken\0");
+    mac.update(list.as_bytes());
+    mac.update(&[0]);
+    mac.update(&position.to_be_bytes());
+    let digest = mac.finalize().into_bytes();
+    digest[..TOKEN_MAC_BYTES]
+        .try_into()
+        .expect("a SHA-256 MAC is long enough")
 }
 
 /// The Google reason for a query parameter the caller must fix.
@@ -152,22 +191,53 @@ mod tests {
 
     #[test]
     fn paging_reads_google_names() {
-        let page = query("maxResults=5&pageToken=42", &["maxResults", "pageToken"])
+        let page = query("maxResults=5", &["maxResults", "pageToken"])
             .unwrap()
             .page()
             .unwrap();
         assert_eq!(page.max_results, 5);
-        assert_eq!(page.after::<i64>().unwrap(), Some(42));
         let page = query("", &[]).unwrap().page().unwrap();
         assert_eq!(
-            (page.max_results, page.after::<i64>().unwrap()),
+            (page.max_results, page.after(b"s", "l").unwrap()),
             (100, None)
         );
         for bad in ["maxResults=0", "maxResults=1001", "maxResults=ten"] {
             let q = query(bad, &["maxResults"]).unwrap();
             assert!(q.page().is_err(), "{bad}");
         }
-        let q = query("pageToken=zz", &["pageToken"]).unwrap();
-        assert!(q.page().unwrap().after::<i64>().is_err());
+    }
+
+    #[test]
+    fn only_tokens_issued_for_the_same_list_are_taken_back() {
+        let after = |token: &str, list: &str| {
+            query(&format!("pageToken={token}"), &["pageToken"])
+                .unwrap()
+                .page()
+                .unwrap()
+                .after(b"secret", list)
+        };
+        let token = page_token(b"secret", "channels\0me", 42);
+        assert_eq!(after(&token, "channels\0me").unwrap(), Some(42));
+        let mut tampered = token.clone().into_bytes();
+        tampered[3] = if tampered[3] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        let made_up = [
+            "42",
+            "999",
+            "-1",
+            "zz",
+            "",
+            tampered.as_str(),
+            &page_token(b"other secret", "channels\0me", 42),
+        ];
+        for bad in made_up {
+            let e = after(bad, "channels\0me").unwrap_err();
+            assert_eq!(e.reason, "invalidParameter", "{bad:?}");
+            assert!(e.message.contains("pageToken"), "{}", e.message);
+        }
+        assert!(
+            after(&token, "channels\0you").is_err(),
+            "another list's token"
+        );
     }
 }

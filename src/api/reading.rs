@@ -9,18 +9,19 @@ use super::body::Shortened;
 use super::error::ApiError;
 use super::query::{invalid_parameter, Query};
 use super::AppState;
-use crate::model::{cursor, parse_cursor, Event, Seq};
+use crate::model::{cursor, parse_cursor, Coverage, Event, Seq};
+use crate::protocol::resource::WHOLE_NAMESPACE;
 
-/// A log reader's request (stream, changes, changeset): its query and its resource
-/// filter, canonical.
+/// A log reader's request (stream, changes, changeset): its query, and what it reads:
+/// its resource filter within what the key may see (docs/api.md §10.1).
 pub struct ReadRequest {
     pub query: Query,
-    pub resource: Option<String>,
+    pub coverage: Coverage,
 }
 
-/// Reads a reader's query (`allowed` names the parameters it takes)
-/// and its resource filter from the parameter `name`, and checks the key may read it
-/// (no filter: the whole tree).
+/// Reads a reader's query (`allowed` names the parameters it takes) and its resource
+/// filter from the parameter `name`. Without one it reads the whole namespace, `/`:
+/// every event the key may see.
 pub fn authorize_reader(
     app: &AppState,
     caller: &Caller,
@@ -28,7 +29,9 @@ pub fn authorize_reader(
     allowed: &[&str],
     name: &str,
 ) -> Result<ReadRequest, ApiError> {
-    reader(app, caller, uri, allowed, name, None)
+    let (query, resource) = reader(app, uri, allowed, name)?;
+    let coverage = caller.coverage(resource.as_deref().unwrap_or(WHOLE_NAMESPACE))?;
+    Ok(ReadRequest { query, coverage })
 }
 
 /// As `authorize_reader`, for a reader that must name a resource: without one it is a
@@ -40,36 +43,30 @@ pub fn authorize_reader_of(
     allowed: &[&str],
     name: &str,
     missing: &str,
-) -> Result<(Query, String), ApiError> {
-    let request = reader(app, caller, uri, allowed, name, Some(missing))?;
-    match request.resource {
-        Some(resource) => Ok((request.query, resource)),
-        None => Err(ApiError::required(missing)),
-    }
+) -> Result<ReadRequest, ApiError> {
+    let (query, resource) = reader(app, uri, allowed, name)?;
+    let resource = resource.ok_or_else(|| ApiError::required(missing))?;
+    let coverage = caller.coverage(&resource)?;
+    Ok(ReadRequest { query, coverage })
 }
 
+/// The query and the canonical resource filter, if any.
 fn reader(
     app: &AppState,
-    caller: &Caller,
     uri: &Uri,
     allowed: &[&str],
     name: &str,
-    required: Option<&str>,
-) -> Result<ReadRequest, ApiError> {
+) -> Result<(Query, Option<String>), ApiError> {
     let query = Query::parse(uri, allowed)?;
     let resource = query
         .get(name)
         .map(|raw| {
             app.prefixes
-                .canonicalize(raw)
+                .canonicalize_watched(raw)
                 .map_err(|e| invalid_parameter(e.named(name)))
         })
         .transpose()?;
-    if let (None, Some(message)) = (&resource, required) {
-        return Err(ApiError::required(message));
-    }
-    caller.require_resource(resource.as_deref().unwrap_or("/"))?;
-    Ok(ReadRequest { query, resource })
+    Ok((query, resource))
 }
 
 /// Parses a cursor a client sent back (docs/api.md §14): malformed or ahead of the
@@ -100,6 +97,19 @@ pub async fn since_cursor(app: &AppState, name: &str, value: &str) -> Result<Seq
         ));
     }
     Ok(seq)
+}
+
+/// The cursor a reader gives out as the newest of what it covers (a changeset's
+/// `timestamp`, an `ETag`): `newest`, the newest event it covers, while the log still
+/// holds it; else (nothing covered, or pruned since) the log's head. Either way a
+/// client can pass it back as `_since` or `since`: it is never below the retained log,
+/// so a re-sync after `410 cursorExpired` resumes instead of expiring again. Read before
+/// the events the answer lists: any event after the head read here is listed too.
+pub async fn resumable_latest(app: &AppState, newest: Option<Seq>) -> Result<Seq, ApiError> {
+    match newest {
+        Some(seq) if seq >= app.store.pruned_through() => Ok(seq),
+        _ => Ok(app.store.head().await?),
+    }
 }
 
 /// `{cursor, resource, state, data, metadata, time}`: an event as the stream and the

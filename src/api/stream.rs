@@ -22,8 +22,7 @@ use super::error::ApiError;
 use super::reading::{authorize_reader, event_json, since_cursor, ReadRequest};
 use super::AppState;
 use crate::delivery::EventBatch;
-use crate::model::{cursor, Event, Seq};
-use crate::protocol::resource::covers;
+use crate::model::{cursor, Coverage, Event, Seq};
 
 /// Events read from the store per step while catching up.
 const CATCH_UP_PAGE: usize = 1000;
@@ -34,7 +33,7 @@ pub async fn stream(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let ReadRequest { query, resource } = authorize_reader(
+    let ReadRequest { query, coverage } = authorize_reader(
         &app,
         &caller,
         &uri,
@@ -64,7 +63,7 @@ pub async fn stream(
     let (tx, rx) = mpsc::channel(app.config.stream_buffer.max(1));
     let follower = Follower {
         app: app.clone(),
-        resource,
+        coverage,
         sent: start,
         tx,
         checkpoints,
@@ -87,7 +86,7 @@ pub async fn stream(
 
 struct Follower {
     app: AppState,
-    resource: Option<String>,
+    coverage: Coverage,
     /// Every matching event at or below this has been sent (or precedes the stream).
     sent: Seq,
     tx: mpsc::Sender<SseEvent>,
@@ -131,23 +130,21 @@ impl Follower {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.tx.send(last)).await;
     }
 
-    fn matches(&self, event: &Event) -> bool {
-        self.resource
-            .as_deref()
-            .is_none_or(|r| covers(r, &event.resource))
-    }
-
     async fn send(&mut self, event: &Event) -> Result<(), Stop> {
-        if event.seq <= self.sent || !self.matches(event) {
+        if event.seq <= self.sent {
             return Ok(());
         }
-        self.push(
-            SseEvent::default()
-                .id(cursor(event.seq))
-                .event(&event.state)
-                .data(event_json(event)),
-        )
-        .await?;
+        if self.coverage.covers(&event.resource) {
+            self.push(
+                SseEvent::default()
+                    .id(cursor(event.seq))
+                    .event(&event.state)
+                    .data(event_json(event)),
+            )
+            .await?;
+        }
+        // Past the events it skips too: the cursor a cutoff or shutdown gives to resume
+        // from stays recent on a quiet resource, rather than expiring with retention.
         self.sent = event.seq;
         Ok(())
     }
@@ -167,15 +164,12 @@ impl Follower {
             if self.app.dispatcher.context().closing.is_cancelled() {
                 return Err(Stop::Shutdown);
             }
-            let page = match &self.resource {
-                Some(resource) => self
-                    .app
-                    .store
-                    .read_matching(resource, self.sent, CATCH_UP_PAGE)
-                    .await
-                    .map(|page| page.events),
-                None => self.app.store.read_log(self.sent, CATCH_UP_PAGE).await,
-            };
+            let page = self
+                .app
+                .store
+                .read_matching(&self.coverage, self.sent, CATCH_UP_PAGE)
+                .await
+                .map(|page| page.events);
             let page = page.map_err(|e| {
                 tracing::error!(error = %e, "stream catch-up failed");
                 Stop::Closed

@@ -20,6 +20,7 @@ use super::error::ApiError;
 use super::AppState;
 use crate::delivery::target::TargetPolicy;
 use crate::model::{now_ms, ChannelKind, ChannelSpec};
+use crate::protocol::resource::WHOLE_NAMESPACE;
 use crate::protocol::signature::SigningSecret;
 use crate::protocol::watch::{
     is_valid_channel_id, is_valid_token, parse_expiration, WatchResponse, MAX_TOKEN_LEN,
@@ -52,6 +53,8 @@ pub struct ChannelContext<'a> {
     pub owner: String,
     /// The canonical resource (docs/api.md §1).
     pub resource: String,
+    /// The key's prefixes, for a channel on `/` of a key limited to them.
+    pub within: Option<crate::model::Coverage>,
     /// The store's secret behind `resourceId`.
     pub instance_secret: &'a [u8],
     /// `--public-url` without a trailing slash.
@@ -67,13 +70,17 @@ pub async fn watch(
     uri: Uri,
     RawBody(body): RawBody,
 ) -> Result<Json<WatchResponse>, ApiError> {
-    let raw_resource = uri.path().strip_suffix("/watch").unwrap_or_default();
+    // `POST /watch` watches the whole namespace (docs/api.md §1).
+    let raw_resource = match uri.path().strip_suffix("/watch") {
+        Some("") => WHOLE_NAMESPACE,
+        raw => raw.unwrap_or_default(),
+    };
     let resource = app
         .prefixes
-        .canonicalize(raw_resource)
+        .canonicalize_watched(raw_resource)
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     caller.require(Scope::Subscribe)?;
-    caller.require_resource(&resource)?;
+    let within = caller.within(&resource)?;
     let now = now_ms();
     let request = WatchRequest::parse(&body, &app.target_policy, now)?;
     check_deliverable(&app.target_policy, "address", &request.address).await?;
@@ -81,6 +88,7 @@ pub async fn watch(
     let spec = request.into_channel(ChannelContext {
         owner: caller.owner,
         resource,
+        within,
         instance_secret: app.store.instance_secret(),
         public_url: &app.public_url,
         default_ttl: app.config.default_channel_ttl,
@@ -322,6 +330,7 @@ impl WatchRequest {
             payload: self.payload,
             signing_secret: self.signing_secret.map(Into::into),
             created_ms: context.now_ms,
+            within: context.within.map(Box::new),
         }
     }
 }

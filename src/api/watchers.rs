@@ -81,9 +81,9 @@ pub async fn create(
     }
     let pattern = app
         .prefixes
-        .canonicalize(&raw_pattern)
+        .canonicalize_watched(&raw_pattern)
         .map_err(|e| ApiError::invalid(e.named("pattern")))?;
-    caller.require_resource(&pattern)?;
+    let within = caller.within(&pattern)?;
     let endpoint = field("endpoint")?;
     check_address("endpoint", &endpoint, &app.target_policy)?;
     check_deliverable(&app.target_policy, "endpoint", &endpoint).await?;
@@ -103,6 +103,7 @@ pub async fn create(
         payload: true,
         signing_secret: None,
         created_ms: now_ms(),
+        within: within.map(Box::new),
     };
     match app
         .store

@@ -27,7 +27,7 @@ use self::client::OutboundClient;
 use self::outbox::Outbox;
 use self::retry::RetryPolicy;
 use crate::model::{now_ms, Seq, SharedEvent, StoredChannel};
-use crate::protocol::resource::self_and_ancestors;
+use crate::protocol::resource::{self_and_ancestors, WHOLE_NAMESPACE};
 use crate::store::{Adopted, Committed, FeedItem, PruneReport, Removal, Store, StoreError};
 
 /// What every channel worker uses.
@@ -53,7 +53,8 @@ pub struct DeliveryContext {
 /// Live channel handles by key, shared with the API (state, replay, enable).
 pub type Registry = Arc<RwLock<HashMap<i64, Arc<Outbox>>>>;
 
-/// The live channels by watched resource. Owned by the router task; the by-key
+/// The live channels by covered path: their resource, or the prefixes a channel on
+/// `/` is kept within (`ChannelSpec::within`). Owned by the router task; the by-key
 /// registry is shared.
 struct ChannelIndex {
     by_resource: HashMap<Box<str>, Vec<Arc<Outbox>>>,
@@ -62,12 +63,13 @@ struct ChannelIndex {
 
 impl ChannelIndex {
     fn insert(&mut self, handle: Arc<Outbox>) {
-        // The key is cloned only for a resource's first channel.
-        match self.by_resource.get_mut(&*handle.spec.resource) {
-            Some(list) => list.push(handle.clone()),
-            None => {
-                self.by_resource
-                    .insert(handle.spec.resource.clone(), vec![handle.clone()]);
+        for path in handle.spec.covered_paths() {
+            // The key is allocated only for a path's first channel.
+            match self.by_resource.get_mut(path) {
+                Some(list) => list.push(handle.clone()),
+                None => {
+                    self.by_resource.insert(path.into(), vec![handle.clone()]);
+                }
             }
         }
         self.by_pk.write().unwrap().insert(handle.pk, handle);
@@ -78,10 +80,12 @@ impl ChannelIndex {
             return;
         };
         handle.close();
-        if let Some(list) = self.by_resource.get_mut(&*handle.spec.resource) {
-            list.retain(|h| h.pk != pk);
-            if list.is_empty() {
-                self.by_resource.remove(&*handle.spec.resource);
+        for path in handle.spec.covered_paths() {
+            if let Some(list) = self.by_resource.get_mut(path) {
+                list.retain(|h| h.pk != pk);
+                if list.is_empty() {
+                    self.by_resource.remove(path);
+                }
             }
         }
     }
@@ -94,9 +98,11 @@ impl ChannelIndex {
         self.by_pk.read().unwrap().len()
     }
 
-    /// Offers an event to every channel whose resource covers it.
+    /// Offers an event to every channel that covers it. A channel's paths never cover
+    /// one another, so it is offered each event once.
     fn route(&self, event: &SharedEvent, ctx: &Arc<DeliveryContext>) {
-        for path in self_and_ancestors(&event.resource) {
+        let covering = self_and_ancestors(&event.resource).chain([WHOLE_NAMESPACE]);
+        for path in covering {
             for handle in self.by_resource.get(path).into_iter().flatten() {
                 handle.offer(event, ctx);
             }

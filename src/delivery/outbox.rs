@@ -463,7 +463,7 @@ impl Outbox {
     async fn read_after(&self, after: Seq, ctx: &Arc<DeliveryContext>) -> Option<EventPage> {
         match ctx
             .store
-            .read_matching(&self.spec.resource, after, QUEUE_CAPACITY)
+            .read_matching(&self.spec.coverage(), after, QUEUE_CAPACITY)
             .await
         {
             Ok(read) => Some(read),

@@ -16,8 +16,13 @@ pub const DEFAULT_SERVICE_PREFIXES: &[&str] = &[
     "/admin/reports_v1",
 ];
 
-/// Paths that belong to the gateway itself and can never name a resource.
-const RESERVED: &[&str] = &["v1", "healthz", "metrics"];
+/// `/` alone: every resource is on or below it (docs/api.md §1).
+pub const WHOLE_NAMESPACE: &str = "/";
+
+/// Paths that belong to the gateway itself and can never name a resource: the API,
+/// the operations endpoints and the console's pages (`/console/watch` would otherwise
+/// be a watch on a path the console's files shadow).
+const RESERVED: &[&str] = &["v1", "healthz", "metrics", "console"];
 
 /// Why a path is not a valid resource. The message is meant for a person and begins
 /// with the word "resource"; [`ResourceError::named`] puts the caller's field name there.
@@ -79,9 +84,23 @@ impl ServicePrefixes {
         )
     }
 
-    /// Canonicalises `raw` (percent-encoded or not), stripping one leading service
-    /// prefix. The result starts with `/`, has at least one segment and is not reserved.
+    /// Canonicalises a resource events are published on: `raw` (percent-encoded or
+    /// not), stripping one leading service prefix. The result starts with `/`, has at
+    /// least one segment (nothing is published on the whole namespace) and is not
+    /// reserved.
     pub fn canonicalize(&self, raw: &str) -> Result<String, ResourceError> {
+        match self.canonicalize_watched(raw)? {
+            root if root == WHOLE_NAMESPACE => Err(ResourceError(format!(
+                "resource {raw:?} names the whole namespace, which can be watched but not published on: give a path such as /calendars/primary/events"
+            ))),
+            path => Ok(path),
+        }
+    }
+
+    /// Canonicalises a resource to watch, stream, poll or limit a key to: as
+    /// [`ServicePrefixes::canonicalize`], but `/` (also `/calendar/v3` and the other
+    /// service prefixes alone) is [`WHOLE_NAMESPACE`].
+    pub fn canonicalize_watched(&self, raw: &str) -> Result<String, ResourceError> {
         let mut segments = canonical_segments(raw)?;
         if let Some(prefix) = self.0.iter().find(|p| segments.starts_with(p)) {
             segments.drain(..prefix.len());
@@ -94,9 +113,7 @@ impl ServicePrefixes {
             }
         }
         if segments.is_empty() {
-            return Err(ResourceError(format!(
-                "resource {raw:?} names no resource: give a path such as /calendars/primary/events"
-            )));
+            return Ok(WHOLE_NAMESPACE.to_string());
         }
         if RESERVED.contains(&segments[0].as_str()) {
             return Err(ResourceError(format!(
@@ -196,11 +213,13 @@ fn percent_encode(bytes: &[u8]) -> String {
 }
 
 /// Whether a channel on `watched` receives an event published on `published`: the same
-/// path or one below it, never a sibling that only shares a string prefix.
+/// path or one below it, never a sibling that only shares a string prefix. `/` covers
+/// everything.
 pub fn covers(watched: &str, published: &str) -> bool {
-    published
-        .strip_prefix(watched)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    watched == WHOLE_NAMESPACE
+        || published
+            .strip_prefix(watched)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// `path` itself, then each ancestor up to the first segment:
@@ -291,6 +310,9 @@ mod tests {
             "/v1/events",
             "/healthz",
             "/metrics/x",
+            "/console",
+            "/console/x",
+            "/storage/v1/console/x",
         ] {
             assert!(canon(bad).is_err(), "{bad:?} should be rejected");
         }
@@ -298,6 +320,26 @@ mod tests {
         assert!(canon(&format!("/{}", "a".repeat(1024))).is_err());
         // Reserved only as a whole first segment.
         assert!(canon("/v1x").is_ok());
+        assert!(canon("/consoles").is_ok());
+        assert!(canon("/b/console").is_ok());
+    }
+
+    #[test]
+    fn the_whole_namespace_is_watched_never_published_on() {
+        let prefixes = ServicePrefixes::default();
+        for root in ["/", "/calendar/v3", "/storage/v1"] {
+            assert_eq!(prefixes.canonicalize_watched(root).as_deref(), Ok("/"));
+            let refused = canon(root).unwrap_err().0;
+            assert!(refused.contains("whole namespace"), "{refused}");
+        }
+        assert_eq!(
+            prefixes.canonicalize_watched("/b/%7ex").as_deref(),
+            Ok("/b/~x")
+        );
+        for bad in ["", "//", "/v1", "/console/x", "relative"] {
+            assert!(prefixes.canonicalize_watched(bad).is_err(), "{bad:?}");
+        }
+        assert!(covers("/", "/a") && covers("/", "/a/b/c"));
     }
 
     #[test]

@@ -14,8 +14,10 @@ use bytes::Bytes;
 
 use super::postgres::PgStore;
 use super::sqlite::SqliteStore;
-use super::{Idempotency, Removal, Store, StoreError};
-use crate::model::{now_ms, ChannelKind, ChannelSpec, NewEvent, Outcome, OutcomeStatus, Seq};
+use super::{EventPage, Idempotency, Removal, Store, StoreError};
+use crate::model::{
+    now_ms, ChannelKind, ChannelSpec, Coverage, NewEvent, Outcome, OutcomeStatus, Seq,
+};
 
 /// Where a test's store lives; `open` may be called again (a restart), and for
 /// PostgreSQL while another instance is open (another node).
@@ -128,6 +130,11 @@ fn event(resource: &str) -> NewEvent {
     }
 }
 
+/// Everything on or below `path`.
+fn under(path: &str) -> Coverage {
+    Coverage::path(path)
+}
+
 fn channel(owner: &str, id: &str, resource: &str) -> ChannelSpec {
     ChannelSpec {
         kind: ChannelKind::WatchChannel,
@@ -143,6 +150,7 @@ fn channel(owner: &str, id: &str, resource: &str) -> ChannelSpec {
         payload: true,
         signing_secret: None,
         created_ms: 0,
+        within: None,
     }
 }
 
@@ -166,36 +174,54 @@ async fn log_reads_and_survives_a_restart(place: Place) {
 
     let store = place.open().await;
     assert_eq!(store.head().await.unwrap(), receipt.last_seq);
-    let page = store.read_matching("/a", 0, 10).await.unwrap();
+    let page = store.read_matching(&under("/a"), 0, 10).await.unwrap();
     assert_eq!(page.events.len(), 2, "/ab only shares a string prefix");
     assert_eq!(page.head, receipt.last_seq);
     assert_eq!(
         store
-            .read_matching("/a/b", 0, 10)
+            .read_matching(&under("/a/b"), 0, 10)
             .await
             .unwrap()
             .events
             .len(),
         1
     );
-    assert_eq!(store.count_matching("/a", 0).await.unwrap(), 2);
+    assert_eq!(store.count_matching(&under("/a"), 0).await.unwrap(), 2);
     assert_eq!(store.read_log(0, 10).await.unwrap().len(), 3);
     assert_eq!(
-        store.latest_seq_under("/a").await.unwrap(),
+        store.latest_seq_under(&under("/a")).await.unwrap(),
         Some(receipt.last_seq - 1)
     );
-    let collections: Vec<String> = store
-        .list_collections(None, 0, 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.path)
-        .collect();
+    let collections = |coverage: Coverage| {
+        let store = store.clone();
+        async move {
+            let listed = store.list_collections(&coverage, 0, 10).await.unwrap();
+            listed.into_iter().map(|c| c.path).collect::<Vec<_>>()
+        }
+    };
     assert_eq!(
-        collections,
+        collections(under("/")).await,
         ["/ab", "/a"],
         "newest first: top-level resources are their own collections, /a/b is in /a"
     );
+    // `/` covers everything; several paths cover what each does, once.
+    let seqs = |page: EventPage| page.events.iter().map(|e| e.seq).collect::<Vec<_>>();
+    let all = seqs(store.read_matching(&under("/"), 0, 10).await.unwrap());
+    assert_eq!(all.len(), 3);
+    assert_eq!(store.count_matching(&under("/"), 0).await.unwrap(), 3);
+    assert_eq!(
+        store.latest_seq_under(&under("/")).await.unwrap(),
+        Some(receipt.last_seq)
+    );
+    let two = Coverage::union(["/a/b", "/ab", "/a/b/c"]);
+    let page = store.read_matching(&two, 0, 10).await.unwrap();
+    assert_eq!(seqs(page), [all[1], all[2]]);
+    assert_eq!(store.count_matching(&two, all[1]).await.unwrap(), 1);
+    assert_eq!(
+        store.latest_seq_under(&two).await.unwrap(),
+        Some(receipt.last_seq)
+    );
+    assert_eq!(collections(two).await, ["/ab"]);
     let next = store.append(vec![event("/a")], None).await.unwrap();
     assert!(next.last_seq > receipt.last_seq, "positions never repeat");
 }
@@ -485,12 +511,15 @@ async fn pruning_keeps_what_channels_owe_and_clears_the_rest(place: Place) {
     );
     assert_eq!(store.pruned_through(), owing.start_seq);
     let kept = store
-        .read_matching("/p", owing.start_seq, 5000)
+        .read_matching(&under("/p"), owing.start_seq, 5000)
         .await
         .unwrap()
         .events;
     assert_eq!(kept.len(), 1000, "the channel's events are kept");
-    let collections = store.list_collections(None, 0, 100_000).await.unwrap();
+    let collections = store
+        .list_collections(&under("/"), 0, 100_000)
+        .await
+        .unwrap();
     assert_eq!(
         collections.len(),
         1000,
@@ -520,6 +549,28 @@ async fn idempotent_appends_replay_or_conflict(place: Place) {
         first.last_seq,
         "nothing new was appended"
     );
+}
+
+/// A channel on `/` kept within a key's prefixes keeps them across a restart, and
+/// covers nothing else.
+async fn a_channel_keeps_what_it_covers(place: Place) {
+    let store = place.open().await;
+    let within = Coverage::union(["/c", "/a"]);
+    let mut kept = channel("o", "kept", "/");
+    kept.within = Some(Box::new(within.clone()));
+    store.create_channel(kept, 10).await.unwrap();
+    store
+        .create_channel(channel("o", "all", "/"), 10)
+        .await
+        .unwrap();
+    store.close().await;
+    let store = place.open().await;
+    let found = store.find_channel("o", "kept").await.unwrap().unwrap();
+    assert_eq!(found.spec.within.as_deref(), Some(&within));
+    assert_eq!(found.spec.coverage().paths(), ["/a", "/c"]);
+    let all = store.find_channel("o", "all").await.unwrap().unwrap();
+    assert!(all.spec.within.is_none());
+    assert_eq!(all.spec.coverage().paths(), ["/"]);
 }
 
 /// The tests of this file, once per backend.
@@ -555,7 +606,49 @@ conformance!(
     delivery_bookkeeping_is_kept,
     pruning_keeps_what_channels_owe_and_clears_the_rest,
     idempotent_appends_replay_or_conflict,
+    a_channel_keeps_what_it_covers,
 );
+
+/// A node that takes channels over counts what each owes by what it covers: the whole
+/// namespace, the prefixes a channel on `/` is kept within, or its resource.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_counts_what_each_channel_covers() {
+    let Some(place) = Place::postgres().await else {
+        return;
+    };
+    let Place::Postgres { url, .. } = &place else {
+        unreachable!()
+    };
+    let first = PgStore::open(url, "first").await.unwrap();
+    let ttl = std::time::Duration::from_secs(30);
+    first
+        .membership()
+        .unwrap()
+        .join("http://first", ttl)
+        .await
+        .unwrap();
+    let mut within = channel("o", "within", "/");
+    within.within = Some(Box::new(Coverage::union(["/a", "/c"])));
+    for spec in [channel("o", "all", "/"), within, channel("o", "b", "/b")] {
+        first.create_channel(spec, 10).await.unwrap();
+    }
+    let events = ["/a/1", "/b/1", "/c", "/d", "/ab"].map(event).to_vec();
+    first.append(events, None).await.unwrap();
+    first.membership().unwrap().leave().await.unwrap();
+
+    let second = PgStore::open(url, "second").await.unwrap();
+    let membership = second.membership().unwrap();
+    membership.join("http://second", ttl).await.unwrap();
+    let claim = membership.claim(10).await.unwrap();
+    let owed: std::collections::BTreeMap<String, u64> = claim
+        .adopted
+        .iter()
+        .map(|a| (a.channel.spec.id.to_string(), a.owed))
+        .collect();
+    // Each owes its sync too.
+    let want = [("all", 6), ("b", 2), ("within", 3)].map(|(id, n)| (id.to_string(), n));
+    assert_eq!(owed, want.into_iter().collect());
+}
 
 /// Several processes starting at once on a new database (a cluster's first start):
 /// one migrates while the others wait, and every one of them opens.

@@ -43,9 +43,32 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use crate::model::{
-    ChannelKind, ChannelSpec, Collection, NewEvent, Outcome, OutcomeRecord, OutcomeStatus,
-    RemovedChannel, Seq, SharedEvent, StoredChannel,
+    ChannelKind, ChannelSpec, Collection, Coverage, NewEvent, Outcome, OutcomeRecord,
+    OutcomeStatus, RemovedChannel, Seq, SharedEvent, StoredChannel,
 };
+use crate::protocol::resource::WHOLE_NAMESPACE;
+
+/// SQL, in either backend's dialect, for "`column` is on or below one of `paths`"
+/// (docs/api.md §1), each path an SQL expression (a placeholder, a column): equal, or
+/// between "p/" and "p0" ('0' follows '/') where p is the path without a trailing `/`,
+/// so that `/` alone takes in every path.
+pub fn sql_under(column: &str, paths: impl IntoIterator<Item = String>) -> String {
+    let each: Vec<String> = paths
+        .into_iter()
+        .map(|p| {
+            format!(
+                "({column} = {p} OR ({column} > rtrim({p}, '/') || '/' AND {column} < rtrim({p}, '/') || '0'))"
+            )
+        })
+        .collect();
+    format!("({})", each.join(" OR "))
+}
+
+/// Whether `coverage` is the whole namespace: its latest event is the log's latest, which
+/// no polling entry records.
+pub fn is_whole_namespace(coverage: &Coverage) -> bool {
+    coverage.paths() == [WHOLE_NAMESPACE]
+}
 
 #[derive(Debug, PartialEq, thiserror::Error)]
 pub enum StoreError {
@@ -374,27 +397,27 @@ pub trait Store: Send + Sync + 'static {
     /// Events with `seq > after`, oldest first.
     async fn read_log(&self, after: Seq, limit: usize) -> Result<Vec<SharedEvent>, StoreError>;
 
-    /// Events on `resource` or below it with `seq > after`, oldest first, and the log
-    /// head this read saw (every event at or below it that matches is in the answer,
-    /// unless `limit` cut it).
+    /// Events `coverage` covers with `seq > after`, oldest first, and the log head this
+    /// read saw (every event at or below it that matches is in the answer, unless
+    /// `limit` cut it).
     async fn read_matching(
         &self,
-        resource: &str,
+        coverage: &Coverage,
         after: Seq,
         limit: usize,
     ) -> Result<EventPage, StoreError>;
 
-    /// How many events on or below `resource` have `seq > after`.
-    async fn count_matching(&self, resource: &str, after: Seq) -> Result<u64, StoreError>;
+    /// How many events `coverage` covers have `seq > after`.
+    async fn count_matching(&self, coverage: &Coverage, after: Seq) -> Result<u64, StoreError>;
 
-    /// The seq of the latest event on or below `path`.
-    async fn latest_seq_under(&self, path: &str) -> Result<Option<Seq>, StoreError>;
+    /// The seq of the latest event `coverage` covers, as far as the log still holds it.
+    async fn latest_seq_under(&self, coverage: &Coverage) -> Result<Option<Seq>, StoreError>;
 
-    /// Collections (parents of published resources) on or below `prefix` that changed
-    /// after `after`, newest first.
+    /// Collections (parents of published resources) `coverage` covers that changed after
+    /// `after`, newest first.
     async fn list_collections(
         &self,
-        prefix: Option<&str>,
+        coverage: &Coverage,
         after: Seq,
         limit: usize,
     ) -> Result<Vec<Collection>, StoreError>;

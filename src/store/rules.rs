@@ -156,6 +156,7 @@ mod tests {
             payload: true,
             signing_secret: None,
             created_ms: 0,
+            within: None,
         }
     }
 
@@ -185,6 +186,10 @@ mod tests {
             None,
             "a string prefix is not a path prefix"
         );
+        // The whole namespace covers every pattern.
+        assert_eq!(rule("/", "/"), Some("Record already exists"));
+        assert_eq!(rule("/", "/apps"), Some("Pattern would overwrite existing"));
+        assert_eq!(rule("/apps/x", "/"), Some("Pattern is already provided"));
     }
 
     #[test]

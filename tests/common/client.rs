@@ -195,6 +195,39 @@ impl Api {
         self.post("/v1/events", &events).await.expect(200).json
     }
 
+    /// Waits until channel `id` owes `pending` notifications (its `pendingCount`, which
+    /// follows publishes as the router offers them); panics after `PATIENCE`.
+    pub async fn await_pending(&self, id: &str, pending: u64) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let shown = self.get(&format!("/v1/channels/{id}")).await.json;
+            if shown["delivery"]["pendingCount"] == pending {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "channel {id} never owed {pending}: {shown}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// What channel `id`'s delivery log lists with `query` (`?status=pending`, …): each
+    /// entry's resource, or `sync`.
+    pub async fn logged_resources(&self, id: &str, query: &str) -> Vec<String> {
+        let log = self
+            .get(&format!("/v1/channels/{id}/notifications{query}"))
+            .await
+            .expect(200)
+            .json;
+        log["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|i| i["resource"].as_str().unwrap_or("sync").to_string())
+            .collect()
+    }
+
     /// Stops a channel; returns the status.
     pub async fn stop(&self, id: &str, resource_id: &str) -> u16 {
         self.post(

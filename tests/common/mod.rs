@@ -161,6 +161,26 @@ impl Receiver {
         out
     }
 
+    /// The next `n` notifications, each once: a retry repeats the number it follows
+    /// and is skipped. Each as (message number, the event's resource or `sync`).
+    pub async fn first_receipts(&self, n: usize) -> Vec<(u64, String)> {
+        let mut got: Vec<(u64, String)> = Vec::with_capacity(n);
+        while got.len() < n {
+            let r = self.next().await;
+            if got.last().is_some_and(|(number, _)| *number == r.number()) {
+                continue;
+            }
+            let resource = match r.state() {
+                "sync" => "sync",
+                _ => r
+                    .header("x-watchwire-event-resource")
+                    .expect("event resource"),
+            };
+            got.push((r.number(), resource.to_string()));
+        }
+        got
+    }
+
     /// Asserts nothing arrives within `window` (used only to show an absence).
     pub async fn expect_silence(&self, window: Duration) {
         let mut rx = self.rx.lock().await;

@@ -526,3 +526,57 @@ async fn a_slow_endpoint_does_not_delay_other_channels() {
         "the fast channel waited for the stuck one"
     );
 }
+
+/// `/` names the whole namespace (docs/api.md §1): `POST /watch`, and Node's
+/// `/calendar/v3/watch`, create a channel that gets every event, in log order, from
+/// memory and from the store once it owes more than its queue holds; it is listed,
+/// counted and stopped like any channel, and nothing is published on `/`.
+#[tokio::test]
+async fn post_watch_watches_the_whole_namespace() {
+    let gw = Gateway::start().await;
+    let rx = Receiver::start().await;
+    let up = rx.unavailable_until_up();
+    let all = gw.watch("", "all", &rx.url()).await;
+    assert_eq!(all["resourceUri"], format!("{}/", gw.url));
+    let node_form = gw
+        .watch("/calendar/v3", "node-form", "http://127.0.0.1:9/")
+        .await;
+    assert_eq!(node_form["resourceId"], all["resourceId"]);
+    let resource_id = node_form["resourceId"].as_str().unwrap();
+    assert_eq!(gw.stop("node-form", resource_id).await, 204);
+    assert_eq!(gw.get("/v1/channels/all").await.json["resource"], "/");
+
+    // More than a channel's queue holds (1024), under resources of every shape.
+    let resources = ["/a", "/b/c", "/calendars/primary/events/e1", "/x%2Fy"];
+    for round in 0..11 {
+        let batch: Vec<serde_json::Value> = (0..100)
+            .map(|i| json!({"resource": resources[i % 4], "state": "exists", "data": {"n": round * 100 + i}}))
+            .collect();
+        gw.publish(json!(batch)).await;
+    }
+    // The sync and every event are owed, and listed as pending.
+    gw.await_pending("all", 1101).await;
+    let listed = gw
+        .logged_resources("all", "?status=pending&maxResults=3")
+        .await;
+    assert_eq!(listed, ["sync", "/a", "/b/c"]);
+
+    up.store(true, Ordering::SeqCst);
+    let got = rx.first_receipts(1101).await;
+    assert_eq!(got[0].0, 1, "the sync first");
+    assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "in log order");
+    for (i, (_, resource)) in got[1..].iter().enumerate() {
+        assert_eq!(resource, resources[i % 4], "event {i}");
+    }
+
+    for root in ["/", "/calendar/v3"] {
+        let event = json!({"resource": root, "state": "exists"});
+        let reply = gw.post("/v1/events", &event).await;
+        reply.assert_error(400, "invalid");
+        let message = reply.json["error"]["message"].as_str().unwrap();
+        assert!(message.contains("whole namespace"), "{message}");
+    }
+    let resource_id = all["resourceId"].as_str().unwrap();
+    assert_eq!(gw.stop("all", resource_id).await, 204);
+    assert_eq!(gw.get("/v1/channels/all").await.json["state"], "stopped");
+}

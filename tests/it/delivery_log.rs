@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::common::process::GatewayProcess;
 use crate::common::*;
+use axum::http::Method;
 use serde_json::{json, Value};
 
 /// Asserts an RFC 3339 UTC time with milliseconds, as every JSON time is.
@@ -329,6 +330,42 @@ async fn google_paging_visits_every_item_once_and_ends() {
     ] {
         gw.get(bad).await.assert_error(400, "invalidParameter");
     }
+
+    // Only tokens the gateway issued, for the list they came from (docs/api.md §14):
+    // a number made up or edited by hand, or another list's token, is refused.
+    let channels_token = gw.get("/v1/channels?maxResults=1").await.json["nextPageToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let log_token = gw
+        .get("/v1/channels/paged/notifications?maxResults=1")
+        .await
+        .json["nextPageToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut edited = channels_token.clone().into_bytes();
+    edited[2] = if edited[2] == b'A' { b'B' } else { b'A' };
+    let edited = String::from_utf8(edited).unwrap();
+    for list in [
+        "/v1/channels",
+        "/v1/watchers",
+        "/v1/channels/paged/notifications",
+    ] {
+        let mut tokens = vec!["999", "-1", "0", "1", "0000000000000001", &edited];
+        if list != "/v1/channels" {
+            tokens.push(&channels_token);
+        }
+        if !list.ends_with("notifications") {
+            tokens.push(&log_token);
+        }
+        for token in tokens {
+            let reply = gw.get(&format!("{list}?pageToken={token}")).await;
+            reply.assert_error(400, "invalidParameter");
+            let message = reply.json["error"]["message"].as_str().unwrap();
+            assert!(message.contains("pageToken"), "{list} {token}: {message}");
+        }
+    }
 }
 
 /// A removed channel answers with how it ended, for the delivery-log retention window.
@@ -446,4 +483,166 @@ async fn pending_count_listing_and_gauge_agree() {
         .await
         .json;
     assert_eq!(pending["items"], json!([]));
+}
+
+/// Channel ids may hold `/` (docs/api.md §2's alphabet): such a channel is reached with
+/// each `/` written as `%2F`, and the path with a bare `/` is a 404 that says how to
+/// write it. A trailing slash is a 404 that names it.
+#[tokio::test]
+async fn ids_with_a_slash_are_reached_percent_encoded_and_trailing_slashes_are_named() {
+    let gw = Gateway::start().await;
+    let rx = Receiver::start().await;
+    let created = gw.watch("/slash", "team/a+b=", &rx.url()).await;
+    assert_eq!(created["id"], "team/a+b=");
+    rx.next().await;
+    let cursor = gw
+        .publish(json!({"resource": "/slash", "state": "exists"}))
+        .await["cursor"]
+        .clone();
+    assert_eq!(
+        rx.next().await.header("x-goog-channel-id"),
+        Some("team/a+b=")
+    );
+
+    let encoded = "/v1/channels/team%2Fa+b%3D";
+    let shown = gw.get(encoded).await.expect(200).json;
+    assert_eq!(
+        (shown["id"].as_str(), shown["state"].as_str()),
+        (Some("team/a+b="), Some("active"))
+    );
+    let log = gw
+        .get(&format!("{encoded}/notifications"))
+        .await
+        .expect(200)
+        .json;
+    assert_eq!(log["items"].as_array().unwrap().len(), 2, "{log}");
+    let replay = json!({"since": "0000000000000000"});
+    gw.post(&format!("{encoded}/replay"), &replay)
+        .await
+        .expect(202);
+    assert_eq!(
+        rx.next().await.header("x-watchwire-cursor"),
+        cursor.as_str()
+    );
+
+    for (bare, hint) in [
+        ("/v1/channels/team/a+b=", "/v1/channels/team%2Fa+b="),
+        (
+            "/v1/channels/team/a+b=/notifications",
+            "/v1/channels/team%2Fa+b=/notifications",
+        ),
+    ] {
+        let reply = gw.get(bare).await;
+        reply.assert_error(404, "notFound");
+        let message = reply.json["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("%2F") && message.contains(hint),
+            "{bare}: {message}"
+        );
+    }
+
+    for (method, path, bare) in [
+        (Method::GET, "/v1/channels/", "/v1/channels"),
+        (Method::GET, "/v1/watchers/", "/v1/watchers"),
+        (Method::POST, "/v1/watchers/", "/v1/watchers"),
+        (
+            Method::GET,
+            "/v1/channels/team%2Fa+b%3D/",
+            "/v1/channels/team%2Fa+b%3D",
+        ),
+        (Method::POST, "/slash/watch/", "/slash/watch"),
+    ] {
+        let reply = gw.send(method.clone(), path, "{}").await;
+        reply.assert_error(404, "notFound");
+        let message = reply.json["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("trailing slash") && message.ends_with(bare),
+            "{method} {path}: {message}"
+        );
+    }
+    // No hint where the slash is not the problem.
+    let reply = gw.get("/v1/nothing/").await;
+    reply.assert_error(404, "notFound");
+    assert!(!reply.json["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("trailing"));
+}
+
+/// A channel is expired as soon as its expiration passes, not when the expiry sweep
+/// (`--expiry-sweep`) gets to it: `GET /v1/channels/{id}` says so at once, its log,
+/// replay and enable answer as for a removed channel, and the record the sweep then
+/// leaves reads the same, ended at the expiration.
+#[tokio::test]
+async fn a_channel_shows_expired_as_soon_as_its_expiration_passes() {
+    let expiring = |gw: &Gateway, id: &str, in_ms: i64| {
+        let expiration = chrono::Utc::now().timestamp_millis() + in_ms;
+        let body = json!({"id": id, "type": "web_hook", "address": "http://127.0.0.1:9/",
+                          "expiration": expiration.to_string()});
+        let api = gw.api.clone();
+        async move {
+            api.watch_with("/exp", body).await;
+            expiration
+        }
+    };
+    // Until its expiration passes, poll what the channel shows.
+    let shown_after = |gw: &Gateway, id: &str, expiration: i64| {
+        let api = gw.api.clone();
+        let path = format!("/v1/channels/{id}");
+        async move {
+            let wait = expiration - chrono::Utc::now().timestamp_millis();
+            tokio::time::sleep(Duration::from_millis(wait.max(0) as u64 + 1)).await;
+            api.get(&path).await.expect(200).json
+        }
+    };
+
+    let unswept = Gateway::start_with(|a| a.expiry_sweep = Duration::from_secs(3600)).await;
+    // Long enough that it is surely still active when first read.
+    let expiration = expiring(&unswept, "soon", 2000).await;
+    assert_eq!(
+        unswept.get("/v1/channels/soon").await.json["state"],
+        "active"
+    );
+    let shown = shown_after(&unswept, "soon", expiration).await;
+    assert_eq!(shown["state"], "expired", "{shown}");
+    assert_eq!(
+        assert_rfc3339(&shown["removedAt"]).timestamp_millis(),
+        expiration,
+        "{shown}"
+    );
+    assert!(shown["removedReason"]
+        .as_str()
+        .unwrap()
+        .contains("expiration"));
+    assert!(shown.get("delivery").is_none(), "{shown}");
+    for (path, body) in [
+        ("/v1/channels/soon/notifications", None),
+        ("/v1/channels/soon/enable", Some(json!({}))),
+        (
+            "/v1/channels/soon/replay",
+            Some(json!({"since": "0000000000000000"})),
+        ),
+    ] {
+        let reply = match body {
+            None => unswept.get(path).await,
+            Some(body) => unswept.post(path, &body).await,
+        };
+        reply.assert_error(404, "notFound");
+    }
+
+    // Where the sweep runs, its record says the same.
+    let swept = Gateway::start().await;
+    let expiration = expiring(&swept, "soon", 300).await;
+    let before = shown_after(&swept, "soon", expiration).await;
+    for _ in 0..500 {
+        let listed = swept.get("/v1/channels").await.json;
+        if listed["items"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let listed = swept.get("/v1/channels").await.json;
+    assert_eq!(listed["items"], json!([]), "the sweep removed it");
+    let after = swept.get("/v1/channels/soon").await.expect(200).json;
+    assert_eq!(after, before, "the record the sweep left reads the same");
 }

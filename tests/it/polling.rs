@@ -303,3 +303,107 @@ async fn pruning_removes_everything_past_retention_in_one_pass() {
         "delivery-log entries outlive retention"
     );
 }
+
+/// The re-sync that `410 cursorExpired` asks for resumes (docs/api.md §14): once every
+/// event under a path was pruned, the changeset's `timestamp` and `ETag`, and
+/// `/v1/changes`'s `ETag`, are cursors that `_since` and the stream's `since` take,
+/// not one below the retained log that expires again.
+#[tokio::test]
+async fn a_resync_after_cursor_expired_resumes() {
+    let gw = Gateway::start_with(|a| {
+        a.retention = Duration::from_millis(1);
+        a.prune_interval = Duration::from_millis(20);
+    })
+    .await;
+    let batch: Vec<Value> = (0..3)
+        .map(|i| json!({"resource": format!("/r/{i}"), "state": "exists"}))
+        .collect();
+    let head = gw.publish(json!(batch)).await["cursor"].clone();
+    let head = head.as_str().unwrap();
+    // Pruning runs in the background: wait until it has taken every event under /r.
+    let mut resync = Value::Null;
+    for _ in 0..500 {
+        resync = gw
+            .get("/v1/changeset?resource=/r&_expected=0")
+            .await
+            .expect(200)
+            .json;
+        if resync["changes"] == json!([]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        resync["changes"],
+        json!([]),
+        "pruning never took the events"
+    );
+    assert_eq!(resync["timestamp"], head, "the log's head: {resync}");
+    let reply = gw.get("/v1/changeset?resource=/r&_expected=0").await;
+    assert_eq!(reply.header("etag").unwrap(), format!("\"{head}\""));
+
+    let resumed = gw
+        .get(&format!(
+            "/v1/changeset?resource=/r&_expected=0&_since={head}"
+        ))
+        .await
+        .expect(200)
+        .json;
+    assert_eq!(resumed["changes"], json!([]));
+    let mut stream = gw
+        .stream(&format!("/v1/watch?resource=/r&since={head}"))
+        .await;
+    let next = gw
+        .publish(json!({"resource": "/r/3", "state": "exists"}))
+        .await;
+    let frame = stream.expect().await;
+    assert_eq!(frame.id.as_deref(), next["cursor"].as_str());
+
+    // The monitor endpoint's ETag is as resumable, for a prefix with nothing left too.
+    let monitor = gw.get("/v1/changes?prefix=/nothing").await.expect(200);
+    let etag = monitor
+        .header("etag")
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    assert_eq!(etag, next["cursor"].as_str().unwrap());
+    gw.get(&format!("/v1/changes?prefix=/nothing&_since={etag}"))
+        .await
+        .expect(200);
+}
+
+/// Polling `/` polls the whole namespace (docs/api.md §7.2, §7.3).
+#[tokio::test]
+async fn polling_the_whole_namespace() {
+    let gw = Gateway::start().await;
+    gw.publish(json!({"resource": "/x/1", "state": "exists"}))
+        .await;
+    let last = gw
+        .publish(json!({"resource": "/y/z/2", "state": "exists"}))
+        .await["cursor"]
+        .clone();
+    let all = gw
+        .get("/v1/changeset?resource=/&_expected=0")
+        .await
+        .expect(200);
+    let resources: Vec<&str> = all.json["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["resource"].as_str().unwrap())
+        .collect();
+    assert_eq!(resources, ["/x/1", "/y/z/2"]);
+    assert_eq!(all.json["timestamp"], last);
+    assert_eq!(
+        all.header("etag").unwrap(),
+        format!("\"{}\"", last.as_str().unwrap())
+    );
+    let collections = gw.get("/v1/changes?prefix=/").await.expect(200).json;
+    let names: Vec<&str> = collections["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["collection"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["/y/z", "/x"]);
+}

@@ -374,3 +374,57 @@ async fn resource_messages_name_their_field_once() {
         r#"prefix "a/b" must start with '/'"#
     );
 }
+
+/// docs/api.md §10.4: bodies nest up to 128 levels of arrays and objects. A publish
+/// whose body is exactly that deep is stored and read back whole; one level more is a
+/// `parseError` that names the limit. A watch body is held to the same limit.
+#[tokio::test]
+async fn bodies_nest_exactly_128_levels() {
+    let gw = Gateway::start().await;
+    // The event object is the first level; `data` holds the rest.
+    let body = |levels: usize| {
+        let data = format!("{}{}", "[".repeat(levels - 1), "]".repeat(levels - 1));
+        format!(r#"{{"resource": "/deep/x", "state": "exists", "data": {data}}}"#)
+    };
+    let published = gw.post_raw("/v1/events", body(128)).await.expect(200).json;
+    let reply = gw.post_raw("/v1/events", body(129)).await;
+    reply.assert_error(400, "parseError");
+    assert!(
+        reply.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("128 levels"),
+        "{}",
+        reply.json
+    );
+    // The answer nests deeper than a default JSON parser reads: compare its text.
+    let changes = gw
+        .request(
+            axum::http::Method::GET,
+            "/v1/changeset?resource=/deep&_expected=0",
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let data = format!("{}{}", "[".repeat(127), "]".repeat(127));
+    let cursor = published["cursor"].as_str().unwrap();
+    assert!(
+        changes.starts_with(&format!(r#"{{"changes":[{{"cursor":"{cursor}""#))
+            && changes.contains(&format!(r#""data":{data},"#)),
+        "{changes}"
+    );
+
+    let watch = |levels: usize| {
+        let extra = format!("{}{}", "[".repeat(levels - 1), "]".repeat(levels - 1));
+        format!(
+            r#"{{"id": "deep-{levels}", "type": "web_hook", "address": "http://127.0.0.1:9/", "extra": {extra}}}"#
+        )
+    };
+    gw.post_raw("/deep/watch", watch(128)).await.expect(200);
+    gw.post_raw("/deep/watch", watch(129))
+        .await
+        .assert_error(400, "parseError");
+}

@@ -409,13 +409,117 @@ async fn logs_replay_and_watchers_belong_to_their_key() {
     // Reading the stream and polling needs a key too.
     gw.get("/v1/watch").await.expect(401);
     gw.get("/v1/changes").await.expect(401);
-    // A key limited to /b/photos cannot read the whole log or another prefix.
+    // A key limited to /b/photos cannot read another prefix; reading the whole
+    // namespace reads its own prefixes only (see the test below).
     let limited = gw.key(PHOTOS_SUBSCRIBER);
     limited
         .get("/v1/changeset?resource=/r&_expected=1")
         .await
         .expect(403);
-    limited.get("/v1/changes").await.expect(403);
+    limited
+        .get("/v1/changes?prefix=/r")
+        .await
+        .assert_error(403, "forbidden");
+}
+
+/// A key limited to prefixes may watch, stream and poll the whole namespace `/`
+/// (docs/api.md §10.1), and gets every event under its prefixes and nothing else:
+/// through a channel (from memory and in its pending listing), a watcher, the
+/// stream with and without a filter, and polling.
+#[tokio::test]
+async fn the_whole_namespace_under_a_key_limited_to_prefixes_is_those_prefixes() {
+    let gw = Gateway::keyed(|_| {}).await;
+    let (root, limited) = (gw.key(ROOT), gw.key(PHOTOS_SUBSCRIBER));
+    let rx = Receiver::start().await;
+    let up = rx.unavailable_until_up();
+    let hooks = Receiver::start().await;
+    limited.watch("", "everything", &rx.url()).await;
+    let watcher = limited
+        .post(
+            "/v1/watchers",
+            &json!({"pattern": "/", "endpoint": hooks.url()}),
+        )
+        .await
+        .expect(201)
+        .json;
+    assert_eq!(watcher["pattern"], "/");
+    assert_eq!(hooks.next().await.state(), "sync");
+    let mut streams = vec![
+        limited.stream("/v1/watch").await,
+        limited.stream("/v1/watch?resource=/").await,
+    ];
+    // Only `/` stands for the key's prefixes; another path outside them is refused.
+    limited
+        .post("/b/watch", &watch_body("b", &rx.url()))
+        .await
+        .assert_error(403, "forbidden");
+
+    let published = root
+        .publish(json!([
+            {"resource": "/b/other/1", "state": "exists"},
+            {"resource": "/b/photos/o/1", "state": "exists"},
+            {"resource": "/victim/x", "state": "exists"},
+            {"resource": "/b/photosX", "state": "exists"},
+            {"resource": "/b/photos/o/2", "state": "exists"},
+        ]))
+        .await;
+    let mine = ["/b/photos/o/1", "/b/photos/o/2"];
+
+    assert_eq!(
+        limited.get("/v1/channels/everything").await.json["resource"],
+        "/"
+    );
+    // Its sync and its two events.
+    limited.await_pending("everything", 3).await;
+    let listed = limited
+        .logged_resources("everything", "?status=pending")
+        .await;
+    assert_eq!(listed, ["sync", mine[0], mine[1]]);
+
+    up.store(true, Ordering::SeqCst);
+    // In log order, so the events between them were skipped, not delayed.
+    let got: Vec<String> = rx
+        .first_receipts(3)
+        .await
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
+    assert_eq!(got, ["sync", mine[0], mine[1]]);
+    let by_watcher: Vec<String> = hooks
+        .take(2)
+        .await
+        .iter()
+        .map(|r| r.header("x-watchwire-event-resource").unwrap().to_string())
+        .collect();
+    assert_eq!(by_watcher, mine);
+    for stream in &mut streams {
+        for want in mine {
+            assert_eq!(stream.expect().await.json()["resource"], want);
+        }
+    }
+
+    let changes = limited
+        .get("/v1/changeset?resource=/&_expected=0")
+        .await
+        .expect(200)
+        .json;
+    let resources: Vec<&str> = changes["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["resource"].as_str().unwrap())
+        .collect();
+    assert_eq!(resources, mine);
+    assert_eq!(changes["timestamp"], published["cursor"]);
+    for path in ["/v1/changes", "/v1/changes?prefix=/"] {
+        let listed = limited.get(path).await.expect(200).json;
+        assert_eq!(
+            listed["collections"].as_array().unwrap().len(),
+            1,
+            "{path}: {listed}"
+        );
+        assert_eq!(listed["collections"][0]["collection"], "/b/photos/o");
+    }
 }
 
 /// Channels and watchers made under `--dev` belong to the owner `dev`. Once keys are

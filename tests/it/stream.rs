@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::common::sse::SseStream;
 use crate::common::*;
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{json, Value};
 
 async fn publish_n(gw: &Gateway, resource: &str, range: std::ops::Range<i64>) -> Vec<String> {
     let batch: Vec<_> = range
@@ -250,4 +250,71 @@ async fn cursors_ahead_of_the_log_and_malformed_queries_are_refused() {
     let checkpoint = stream.expect().await;
     assert_eq!(checkpoint.event.as_deref(), Some("checkpoint"));
     assert_eq!(checkpoint.id.as_deref(), Some(head.as_str()));
+}
+
+/// A stream on a quiet resource still moves past the events it skips: the cursor its
+/// `event: shutdown` gives to resume from is the log's position it reached, not the
+/// `since` it started from, which retention would expire.
+#[tokio::test]
+async fn the_resume_cursor_moves_past_events_a_stream_skips() {
+    let mut gw = Gateway::start_with(|a| a.checkpoint_interval = Duration::from_millis(50)).await;
+    let start = gw
+        .publish(json!({"resource": "/quiet", "state": "exists"}))
+        .await["cursor"]
+        .clone();
+    let start = start.as_str().unwrap();
+    let mut stream = gw
+        .stream(&format!(
+            "/v1/watch?resource=/quiet&since={start}&checkpoints=true"
+        ))
+        .await;
+    let busy: Vec<Value> = (0..3)
+        .map(|i| json!({"resource": format!("/busy/{i}"), "state": "exists"}))
+        .collect();
+    let busy = gw.publish(json!(busy)).await["cursor"].clone();
+    let busy = busy.as_str().unwrap();
+    // A checkpoint at or past them: the stream has gone through them.
+    loop {
+        let frame = stream.expect().await;
+        assert_eq!(frame.event.as_deref(), Some("checkpoint"), "{frame:?}");
+        if frame.id.as_deref().unwrap() >= busy {
+            break;
+        }
+    }
+    gw.shutdown().await;
+    let goodbye = loop {
+        let frame = stream.expect().await;
+        if frame.event.as_deref() != Some("checkpoint") {
+            break frame;
+        }
+    };
+    assert_eq!(goodbye.event.as_deref(), Some("shutdown"), "{goodbye:?}");
+    assert_eq!(goodbye.id.as_deref(), Some(busy));
+}
+
+/// `resource=/` streams the whole namespace, as no filter does (docs/api.md §7.1).
+#[tokio::test]
+async fn a_stream_on_the_whole_namespace_gets_every_event() {
+    let gw = Gateway::start().await;
+    let first = gw
+        .publish(json!({"resource": "/before", "state": "exists"}))
+        .await["cursor"]
+        .clone();
+    let since = first.as_str().unwrap();
+    let mut everything = gw
+        .stream(&format!("/v1/watch?resource=/&since={since}"))
+        .await;
+    let mut unfiltered = gw.stream(&format!("/v1/watch?since={since}")).await;
+    gw.publish(json!([
+        {"resource": "/a", "state": "exists"},
+        {"resource": "/b/c/d", "state": "exists"},
+    ]))
+    .await;
+    for stream in [&mut everything, &mut unfiltered] {
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            got.push(stream.expect().await.json()["resource"].clone());
+        }
+        assert_eq!(got, [json!("/a"), json!("/b/c/d")]);
+    }
 }

@@ -551,15 +551,13 @@ async fn bad_resource_paths_are_rejected() {
     let gw = Gateway::start().await;
     let rx = Receiver::start().await;
     let too_long = format!("/{}/watch", "a".repeat(1024));
+    // (`/watch`, `//watch` and `/calendar/v3/watch` watch the whole namespace.)
     let paths = [
-        "/watch",
-        "//watch",
         "/a//b/watch",
         "/a/../b/watch",
         "/a/./b/watch",
         "/a/%2E%2E/b/watch",
         "/a/%zz/watch",
-        "/calendar/v3/watch",
         "/v1/watch/watch",
         "/v1/x/watch",
         "/healthz/watch",
@@ -575,4 +573,54 @@ async fn bad_resource_paths_are_rejected() {
         failures.extend(mismatch(path, &reply, bad("invalid")));
     }
     assert_no_failures(failures);
+}
+
+/// `/console` is the gateway's, like `/v1` (docs/api.md §1): watching, publishing,
+/// streaming, polling or a watcher on it or below it is a `400` that says it is
+/// reserved, `POST /console/watch` included; the console's files are still served.
+#[tokio::test]
+async fn the_console_path_is_reserved_like_v1() {
+    let gw = Gateway::start().await;
+    let body = |id: &str| json!({"id": id, "type": "web_hook", "address": "http://127.0.0.1:9/"});
+    // A query parameter's refusal is `invalidParameter`, a body's or a path's `invalid`.
+    let reserved = |reply: Reply, what: &str| {
+        let reason = if what.contains('?') {
+            "invalidParameter"
+        } else {
+            "invalid"
+        };
+        reply.assert_error(400, reason);
+        let message = reply.json["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("reserved") && message.contains("/console"),
+            "{what}: {message}"
+        );
+    };
+    for path in [
+        "/console/watch",
+        "/console/x/watch",
+        "/storage/v1/console/watch",
+    ] {
+        reserved(gw.post(path, &body("c")).await, path);
+    }
+    for resource in ["/console", "/console/x"] {
+        let event = json!({"resource": resource, "state": "exists"});
+        reserved(gw.post("/v1/events", &event).await, resource);
+        let watcher = json!({"pattern": resource, "endpoint": "http://127.0.0.1:9/"});
+        reserved(gw.post("/v1/watchers", &watcher).await, resource);
+        for read in [
+            format!("/v1/watch?resource={resource}"),
+            format!("/v1/changeset?resource={resource}&_expected=0"),
+            format!("/v1/changes?prefix={resource}"),
+        ] {
+            reserved(gw.get(&read).await, &read);
+        }
+    }
+    assert_eq!(gw.get("/console").await.status, 200);
+    // Only the whole first segment is reserved.
+    gw.watch("/consoles", "plural", "http://127.0.0.1:9/").await;
+    gw.watch("/b/console", "below", "http://127.0.0.1:9/").await;
+    gw.post("/console", &json!({}))
+        .await
+        .assert_error(405, "httpMethodNotAllowed");
 }

@@ -79,8 +79,14 @@ async fn the_three_rules_with_their_messages() {
     );
     let (status, narrow) = create(&gw, "/apps/x", &b.url()).await;
     assert_eq!(status, 201, "the rules are per endpoint");
+    // The whole namespace covers every pattern.
     let (status, body) = create(&gw, "/", &b.url()).await;
-    assert_eq!(status, 400, "{body}");
+    assert_conflict(
+        status,
+        &body,
+        "Pattern would overwrite existing",
+        (narrow["id"].as_str().unwrap(), "/apps/x"),
+    );
     let (status, body) = create(&gw, "/apps", &b.url()).await;
     assert_conflict(
         status,
@@ -170,4 +176,39 @@ async fn watchers_deliver_once_per_endpoint_never_expire_and_survive_deletes() {
         .await;
     endpoint.expect_silence(Duration::from_millis(100)).await;
     gw.delete(&format!("/v1/watchers/{mail}")).await.expect(404);
+}
+
+/// A watcher on `/` covers the whole namespace (docs/api.md §1, §9): it gets every
+/// event, and for its endpoint it covers every other pattern, both ways round.
+#[tokio::test]
+async fn a_watcher_on_the_whole_namespace_gets_everything_and_covers_every_pattern() {
+    let gw = Gateway::start().await;
+    let rx = Receiver::start().await;
+    let (status, all) = create(&gw, "/", &rx.url()).await;
+    assert_eq!(status, 201, "{all}");
+    assert_eq!(all["pattern"], "/");
+    let id = all["id"].as_str().unwrap();
+    assert_eq!(rx.next().await.state(), "sync");
+    for (pattern, rule) in [
+        ("/", "Record already exists"),
+        ("/apps", "Pattern is already provided"),
+        ("/storage/v1", "Record already exists"),
+    ] {
+        let (status, body) = create(&gw, pattern, &rx.url()).await;
+        assert_conflict(status, &body, rule, (id, "/"));
+    }
+    gw.publish(json!([
+        {"resource": "/apps/x/1", "state": "exists"},
+        {"resource": "/other", "state": "not_exists"},
+    ]))
+    .await;
+    let got: Vec<String> = rx
+        .take(2)
+        .await
+        .iter()
+        .map(|r| r.header("x-watchwire-event-resource").unwrap().to_string())
+        .collect();
+    assert_eq!(got, ["/apps/x/1", "/other"]);
+    let listed = gw.get("/v1/watchers").await.json;
+    assert_eq!(listed["items"][0]["pattern"], "/");
 }

@@ -24,19 +24,19 @@ use tokio_util::sync::CancellationToken;
 
 use self::pool::{pg, unreachable_database, Pool};
 use self::read::{
-    channel_from_row, event_at, event_from_row, outcome_from_row, removed_from_row, under,
-    CHANNEL_COLUMNS, EVENT_COLUMNS, OUTCOME_COLUMNS, REMOVED_COLUMNS,
+    bind_paths, channel_from_row, coverage_sql, event_at, event_from_row, outcome_from_row,
+    removed_from_row, CHANNEL_COLUMNS, EVENT_COLUMNS, OUTCOME_COLUMNS, REMOVED_COLUMNS,
 };
 use self::writer::Writer;
 use super::batch::{Feed, WriteHealth, Writes};
 use super::records::PendingRecords;
 use super::{
-    ClusterMessage, Created, EventPage, FeedItem, Idempotency, Membership, PruneReport,
-    PublishReceipt, Removal, Removed, Store, StoreError,
+    is_whole_namespace, ClusterMessage, Created, EventPage, FeedItem, Idempotency, Membership,
+    PruneReport, PublishReceipt, Removal, Removed, Store, StoreError,
 };
 use crate::model::{
-    now_ms, ChannelKind, ChannelSpec, Collection, NewEvent, Outcome, OutcomeRecord, OutcomeStatus,
-    RemovedChannel, Seq, SharedEvent, StoredChannel,
+    now_ms, ChannelKind, ChannelSpec, Collection, Coverage, NewEvent, Outcome, OutcomeRecord,
+    OutcomeStatus, RemovedChannel, Seq, SharedEvent, StoredChannel,
 };
 use crate::telemetry::LogGate;
 
@@ -370,25 +370,27 @@ impl Store for PgStore {
 
     async fn read_matching(
         &self,
-        resource: &str,
+        coverage: &Coverage,
         after: Seq,
         limit: usize,
     ) -> Result<EventPage, StoreError> {
+        let (after, limit) = (after as i64, limit as i64);
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&after, &limit];
+        let under = coverage_sql("resource", coverage, &mut params);
         // One statement, one snapshot: the head it reports is the one it read under.
         let rows = self
             .query(
                 &format!(
                     "SELECT h.seq, {} FROM log_head h LEFT JOIN LATERAL (
-                         SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 AND {} ORDER BY seq LIMIT $3
+                         SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 AND {under} ORDER BY seq LIMIT $2
                      ) e ON TRUE",
                     EVENT_COLUMNS
                         .split(", ")
                         .map(|c| format!("e.{c}"))
                         .collect::<Vec<_>>()
                         .join(", "),
-                    under("resource", "$2")
                 ),
-                &[&(after as i64), &resource, &(limit as i64)],
+                &params,
             )
             .await?;
         let head = rows.first().map_or(0, |r| r.get::<_, i64>(0) as Seq);
@@ -400,41 +402,48 @@ impl Store for PgStore {
         Ok(EventPage { events, head })
     }
 
-    async fn count_matching(&self, resource: &str, after: Seq) -> Result<u64, StoreError> {
+    async fn count_matching(&self, coverage: &Coverage, after: Seq) -> Result<u64, StoreError> {
+        let after = after as i64;
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&after];
+        let under = coverage_sql("resource", coverage, &mut params);
         let rows = self
             .query(
-                &format!(
-                    "SELECT COUNT(*) FROM events WHERE seq > $1 AND {}",
-                    under("resource", "$2")
-                ),
-                &[&(after as i64), &resource],
+                &format!("SELECT COUNT(*) FROM events WHERE seq > $1 AND {under}"),
+                &params,
             )
             .await?;
         Ok(rows[0].get::<_, i64>(0) as u64)
     }
 
-    async fn latest_seq_under(&self, path: &str) -> Result<Option<Seq>, StoreError> {
-        let rows = self
-            .query("SELECT last_seq FROM prefixes WHERE path = $1", &[&path])
-            .await?;
-        Ok(rows.first().map(|r| r.get::<_, i64>(0) as Seq))
+    async fn latest_seq_under(&self, coverage: &Coverage) -> Result<Option<Seq>, StoreError> {
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+        let sql = if is_whole_namespace(coverage) {
+            "SELECT MAX(seq) FROM events".to_string()
+        } else {
+            let paths = bind_paths(coverage, &mut params).join(", ");
+            format!("SELECT MAX(last_seq) FROM prefixes WHERE path IN ({paths})")
+        };
+        let rows = self.query(&sql, &params).await?;
+        Ok(rows[0].get::<_, Option<i64>>(0).map(|seq| seq as Seq))
     }
 
     async fn list_collections(
         &self,
-        prefix: Option<&str>,
+        coverage: &Coverage,
         after: Seq,
         limit: usize,
     ) -> Result<Vec<Collection>, StoreError> {
+        let (limit, after) = (limit as i64, after as i64);
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&limit, &after];
+        let under = coverage_sql("path", coverage, &mut params);
         let rows = self
             .query(
                 &format!(
                     "SELECT path, last_seq, last_ms FROM prefixes
-                     WHERE collection AND last_seq > $3 AND ($1::text IS NULL OR {})
-                     ORDER BY last_seq DESC LIMIT $2",
-                    under("path", "$1")
+                     WHERE collection AND last_seq > $2 AND {under}
+                     ORDER BY last_seq DESC LIMIT $1"
                 ),
-                &[&prefix, &(limit as i64), &(after as i64)],
+                &params,
             )
             .await?;
         Ok(rows

@@ -3,26 +3,47 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use crate::model::{
-    ChannelKind, ChannelSpec, Event, Failure, Outcome, OutcomeRecord, OutcomeStatus,
+    ChannelKind, ChannelSpec, Coverage, Event, Failure, Outcome, OutcomeRecord, OutcomeStatus,
     RemovedChannel, Seq, SharedEvent, StoredChannel,
 };
+use crate::store::sql_under;
 
 pub const EVENT_COLUMNS: &str = "seq, time_ms, resource, state, data, changed, metadata";
 
 pub const CHANNEL_COLUMNS: &str = "pk, owner, id, resource, resource_id, resource_uri, address, token, expiration_ms, params, payload,
-     signing_secret, created_ms, start_seq, progress_seq, synced, kind, disabled, failing_since_ms";
+     signing_secret, created_ms, start_seq, progress_seq, synced, kind, disabled, failing_since_ms, within";
 
 pub const OUTCOME_COLUMNS: &str = "o.channel_pk, o.seq, o.message_number, o.state, o.status, o.attempts, o.last_status, o.last_error, o.at_ms,
      o.next_retry_ms, o.last_reason, o.recent, o.first_attempt_ms";
 
 pub const REMOVED_COLUMNS: &str = "owner, id, kind, resource, resource_id, resource_uri, address, expiration_ms, params, created_ms, state, reason, removed_ms";
 
-/// SQL for "on `$n` or below it": equal, or between "r/" and "r0" ('0' follows '/').
-pub fn under(column: &str, param: &str) -> String {
-    format!("({column} = {param} OR ({column} > {param} || '/' AND {column} < {param} || '0'))")
+/// Binds `coverage`'s paths as the parameters after `params`; their placeholders.
+pub fn bind_paths<'a>(
+    coverage: &'a Coverage,
+    params: &mut Vec<&'a (dyn ToSql + Sync)>,
+) -> Vec<String> {
+    coverage
+        .paths()
+        .iter()
+        .map(|path| {
+            params.push(path);
+            format!("${}", params.len())
+        })
+        .collect()
+}
+
+/// SQL for "`column` is covered by `coverage`", its paths bound after `params`.
+pub fn coverage_sql<'a>(
+    column: &str,
+    coverage: &'a Coverage,
+    params: &mut Vec<&'a (dyn ToSql + Sync)>,
+) -> String {
+    sql_under(column, bind_paths(coverage, params))
 }
 
 pub fn event_from_row(row: &Row) -> SharedEvent {
@@ -64,6 +85,9 @@ pub fn channel_from_row(row: &Row) -> StoredChannel {
             signing_secret: row.get(11),
             created_ms: row.get(12),
             kind: ChannelKind::parse(row.get(16)),
+            within: row
+                .get::<_, Option<&str>>(19)
+                .map(|lines| Box::new(Coverage::from_lines(lines))),
         }),
         start_seq: row.get::<_, i64>(13) as Seq,
         progress_seq: row.get::<_, i64>(14) as Seq,
@@ -117,6 +141,7 @@ pub fn removed_from_row(row: &Row) -> RemovedChannel {
             token: None,
             payload: true,
             signing_secret: None,
+            within: None,
         },
         state: row.get(10),
         reason: row.get(11),

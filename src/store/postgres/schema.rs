@@ -136,6 +136,11 @@ CREATE INDEX channels_by_owner_node ON channels (owner_node);
 -- row once it has stopped the channel, and the removing call answers after that.
 CREATE TABLE removals (pk BIGINT PRIMARY KEY, owner_node TEXT NOT NULL, removed_ms BIGINT NOT NULL);
 "#,
+    r#"
+-- A channel on `/` of a key limited to prefixes covers those prefixes, one a line
+-- (docs/api.md §10.1); NULL: it covers its resource.
+ALTER TABLE channels ADD COLUMN within TEXT;
+"#,
 ];
 
 /// Brings the schema up to the latest version. Everything happens under the lock,

@@ -552,11 +552,12 @@ async fn create_channel(
         return Ok(Err(StoreError::TooManyChannels(max_per_owner)));
     }
     let params = spec.params_json();
+    let within = spec.within.as_ref().map(|w| w.to_lines());
     let row = tx
         .query_one(
             "INSERT INTO channels (kind, owner, id, resource, resource_id, resource_uri, address, token, expiration_ms, params,
-                                   payload, signing_secret, created_ms, start_seq, progress_seq, synced, owner_node)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, FALSE, $15) RETURNING pk",
+                                   payload, signing_secret, created_ms, start_seq, progress_seq, synced, owner_node, within)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, FALSE, $15, $16) RETURNING pk",
             &[
                 &spec.kind.as_str(),
                 &spec.owner,
@@ -573,6 +574,7 @@ async fn create_channel(
                 &spec.created_ms,
                 &(head as i64),
                 &node_id,
+                &within,
             ],
         )
         .await
@@ -590,7 +592,8 @@ async fn create_channel(
 }
 
 /// Deletes a channel and its delivery log, leaving a record of how it ended. `None`
-/// when there was no such channel; else the node that delivered it, if any.
+/// when there was no such channel; else the node that delivered it, if any. An expired
+/// channel ended at its expiration, which the API showed before the sweep came.
 async fn delete_channel(
     tx: &Transaction<'_>,
     pk: i64,
@@ -599,7 +602,8 @@ async fn delete_channel(
     tx.execute(
         "INSERT INTO removed_channels (owner, id, kind, resource, resource_id, resource_uri, address, expiration_ms, params, created_ms,
                                        state, reason, removed_ms)
-         SELECT owner, id, kind, resource, resource_id, resource_uri, address, expiration_ms, params, created_ms, $2, $3, $4
+         SELECT owner, id, kind, resource, resource_id, resource_uri, address, expiration_ms, params, created_ms, $2, $3,
+                CASE WHEN $2 = 'expired' THEN LEAST(expiration_ms, $4) ELSE $4 END
          FROM channels WHERE pk = $1
          ON CONFLICT (owner, id) DO UPDATE SET kind = EXCLUDED.kind, resource = EXCLUDED.resource, resource_id = EXCLUDED.resource_id,
             resource_uri = EXCLUDED.resource_uri, address = EXCLUDED.address, expiration_ms = EXCLUDED.expiration_ms,

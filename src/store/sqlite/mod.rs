@@ -14,23 +14,25 @@ use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::thread;
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection};
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection};
 use tokio::sync::mpsc;
 
 use self::read::{
-    channel_from_row, event_from_row, outcome_from_row, removed_from_row, under, ReadPool,
+    bind_paths, channel_from_row, coverage_sql, event_from_row, outcome_from_row, removed_from_row,
+    ReadPool,
 };
 use self::schema::{backend, log_head, meta_u64, CHANNEL_COLUMNS, EVENT_COLUMNS, REMOVED_COLUMNS};
 use self::writer::Writer;
 use super::batch::{Feed, WriteHealth, Writes};
 use super::records::PendingRecords;
 use super::{
-    Created, EventPage, FeedItem, Idempotency, PruneReport, PublishReceipt, Removal, Removed,
-    Store, StoreError,
+    is_whole_namespace, Created, EventPage, FeedItem, Idempotency, PruneReport, PublishReceipt,
+    Removal, Removed, Store, StoreError,
 };
 use crate::model::{
-    now_ms, ChannelKind, ChannelSpec, Collection, NewEvent, Outcome, OutcomeRecord, OutcomeStatus,
-    RemovedChannel, Seq, SharedEvent, StoredChannel,
+    now_ms, ChannelKind, ChannelSpec, Collection, Coverage, NewEvent, Outcome, OutcomeRecord,
+    OutcomeStatus, RemovedChannel, Seq, SharedEvent, StoredChannel,
 };
 use crate::telemetry::LogGate;
 
@@ -396,11 +398,12 @@ impl Store for SqliteStore {
 
     async fn read_matching(
         &self,
-        resource: &str,
+        coverage: &Coverage,
         after: Seq,
         limit: usize,
     ) -> Result<EventPage, StoreError> {
-        let resource = resource.to_string();
+        let mut values = vec![Value::Integer(after as i64), Value::Integer(limit as i64)];
+        let under = coverage_sql("resource", coverage, &mut values);
         self.readers
             .with(move |conn| {
                 // One read transaction, so the head we report is the snapshot we read.
@@ -408,10 +411,9 @@ impl Store for SqliteStore {
                 let result = (|| {
                     let head = log_head(conn)?;
                     let mut stmt = conn.prepare_cached(&format!(
-                        "SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 AND {} ORDER BY seq LIMIT ?3",
-                        under("resource", "?2")
+                        "SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 AND {under} ORDER BY seq LIMIT ?2"
                     ))?;
-                    let rows = stmt.query_map(params![after as i64, resource, limit as i64], event_from_row)?;
+                    let rows = stmt.query_map(params_from_iter(values), event_from_row)?;
                     let events = rows.collect::<rusqlite::Result<Vec<_>>>()?;
                     Ok(EventPage { events, head })
                 })();
@@ -421,49 +423,53 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn count_matching(&self, resource: &str, after: Seq) -> Result<u64, StoreError> {
-        let resource = resource.to_string();
+    async fn count_matching(&self, coverage: &Coverage, after: Seq) -> Result<u64, StoreError> {
+        let mut values = vec![Value::Integer(after as i64)];
+        let under = coverage_sql("resource", coverage, &mut values);
         self.readers
             .with(move |conn| {
-                let sql = format!(
-                    "SELECT COUNT(*) FROM events WHERE seq > ?1 AND {}",
-                    under("resource", "?2")
-                );
+                let sql = format!("SELECT COUNT(*) FROM events WHERE seq > ?1 AND {under}");
                 let n: i64 = conn
                     .prepare_cached(&sql)?
-                    .query_row(params![after as i64, resource], |r| r.get(0))?;
+                    .query_row(params_from_iter(values), |r| r.get(0))?;
                 Ok(n as u64)
             })
             .await
     }
 
-    async fn latest_seq_under(&self, path: &str) -> Result<Option<Seq>, StoreError> {
-        let path = path.to_string();
+    async fn latest_seq_under(&self, coverage: &Coverage) -> Result<Option<Seq>, StoreError> {
+        let mut values = Vec::new();
+        let sql = if is_whole_namespace(coverage) {
+            "SELECT MAX(seq) FROM events".to_string()
+        } else {
+            let paths = bind_paths(coverage, &mut values).join(", ");
+            format!("SELECT MAX(last_seq) FROM prefixes WHERE path IN ({paths})")
+        };
         self.readers
             .with(move |conn| {
-                let mut stmt =
-                    conn.prepare_cached("SELECT last_seq FROM prefixes WHERE path = ?1")?;
-                let mut rows = stmt.query_map(params![path], |r| Ok(r.get::<_, i64>(0)? as Seq))?;
-                rows.next().transpose()
+                let latest: Option<i64> = conn
+                    .prepare_cached(&sql)?
+                    .query_row(params_from_iter(values), |r| r.get(0))?;
+                Ok(latest.map(|seq| seq as Seq))
             })
             .await
     }
 
     async fn list_collections(
         &self,
-        prefix: Option<&str>,
+        coverage: &Coverage,
         after: Seq,
         limit: usize,
     ) -> Result<Vec<Collection>, StoreError> {
-        let prefix = prefix.map(str::to_string);
+        let mut values = vec![Value::Integer(limit as i64), Value::Integer(after as i64)];
+        let under = coverage_sql("path", coverage, &mut values);
         self.readers
             .with(move |conn| {
                 let sql = format!(
-                    "SELECT path, last_seq, last_ms FROM prefixes WHERE collection = 1 AND last_seq > ?3 AND (?1 IS NULL OR {}) ORDER BY last_seq DESC LIMIT ?2",
-                    under("path", "?1")
+                    "SELECT path, last_seq, last_ms FROM prefixes WHERE collection = 1 AND last_seq > ?2 AND {under} ORDER BY last_seq DESC LIMIT ?1"
                 );
                 let mut stmt = conn.prepare_cached(&sql)?;
-                let rows = stmt.query_map(params![prefix, limit as i64, after as i64], |r| {
+                let rows = stmt.query_map(params_from_iter(values), |r| {
                     Ok(Collection { path: r.get(0)?, last_seq: r.get::<_, i64>(1)? as Seq, last_ms: r.get(2)? })
                 })?;
                 rows.collect()

@@ -4,14 +4,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags};
 
 use super::schema::backend;
 use crate::model::{
-    ChannelKind, ChannelSpec, Event, Failure, Outcome, OutcomeRecord, OutcomeStatus,
+    ChannelKind, ChannelSpec, Coverage, Event, Failure, Outcome, OutcomeRecord, OutcomeStatus,
     RemovedChannel, SharedEvent, StoredChannel,
 };
-use crate::store::StoreError;
+use crate::store::{sql_under, StoreError};
 
 /// Read-only connections, opened on demand and reused. WAL lets them read while the
 /// writer commits.
@@ -51,9 +52,21 @@ impl ReadPool {
     }
 }
 
-/// SQL for "on `?r` or below it": equal, or between "r/" and "r0" ('0' follows '/').
-pub(super) fn under(column: &str, param: &str) -> String {
-    format!("({column} = {param} OR ({column} > {param} || '/' AND {column} < {param} || '0'))")
+/// Binds `coverage`'s paths as the parameters after `values`; their placeholders.
+pub(super) fn bind_paths(coverage: &Coverage, values: &mut Vec<Value>) -> Vec<String> {
+    coverage
+        .paths()
+        .iter()
+        .map(|path| {
+            values.push(Value::Text(path.clone()));
+            format!("?{}", values.len())
+        })
+        .collect()
+}
+
+/// SQL for "`column` is covered by `coverage`", its paths bound after `values`.
+pub(super) fn coverage_sql(column: &str, coverage: &Coverage, values: &mut Vec<Value>) -> String {
+    sql_under(column, bind_paths(coverage, values))
 }
 
 pub(super) fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SharedEvent> {
@@ -91,6 +104,9 @@ pub(super) fn channel_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Stor
             signing_secret: row.get(11)?,
             created_ms: row.get(12)?,
             kind: ChannelKind::parse(&row.get::<_, String>(16)?),
+            within: row
+                .get::<_, Option<String>>(19)?
+                .map(|lines| Box::new(Coverage::from_lines(&lines))),
         }),
         start_seq: row.get::<_, i64>(13)? as u64,
         progress_seq: row.get::<_, i64>(14)? as u64,
@@ -144,6 +160,7 @@ pub(super) fn removed_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Remo
             token: None,
             payload: true,
             signing_secret: None,
+            within: None,
         },
         state: row.get(10)?,
         reason: row.get(11)?,

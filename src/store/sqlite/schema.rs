@@ -7,7 +7,7 @@ use crate::store::StoreError;
 /// The schema as versioned steps: a database at `PRAGMA user_version` N gets steps
 /// N.. applied in one transaction at open. Step 1 is idempotent (`IF NOT EXISTS`) so
 /// that stores created before versioning (version 0, already holding it) pass it.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 const V1: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -117,6 +117,12 @@ INSERT INTO owner_counts SELECT owner, COUNT(*) FROM channels GROUP BY owner;
 CREATE INDEX prefixes_by_seq ON prefixes (last_seq);
 "#;
 
+/// A channel on `/` of a key limited to prefixes covers those prefixes, one a line
+/// (docs/api.md §10.1); NULL: it covers its resource.
+const V3: &str = r#"
+ALTER TABLE channels ADD COLUMN within TEXT;
+"#;
+
 /// Brings the schema up to the latest version.
 pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -140,7 +146,7 @@ pub(super) const REMOVED_COLUMNS: &str = "owner, id, kind, resource, resource_id
 
 /// Columns of `channels` in the order `read::channel_from_row` expects.
 pub(super) const CHANNEL_COLUMNS: &str = "pk, owner, id, resource, resource_id, resource_uri, address, token, expiration_ms, params, payload,
-     signing_secret, created_ms, start_seq, progress_seq, synced, kind, disabled, failing_since_ms";
+     signing_secret, created_ms, start_seq, progress_seq, synced, kind, disabled, failing_since_ms, within";
 
 pub(super) fn backend(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())

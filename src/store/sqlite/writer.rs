@@ -358,8 +358,8 @@ fn create_channel(
     // writer's time when channels are created in bulk.
     tx.prepare_cached(
         "INSERT INTO channels (kind, owner, id, resource, resource_id, resource_uri, address, token, expiration_ms, params, payload,
-                               signing_secret, created_ms, start_seq, progress_seq, synced)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, 0)",
+                               signing_secret, created_ms, start_seq, progress_seq, synced, within)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, 0, ?15)",
     )?
     .execute(params![
             spec.kind.as_str(),
@@ -376,6 +376,7 @@ fn create_channel(
             spec.signing_secret,
             spec.created_ms,
             head as i64,
+            spec.within.as_ref().map(|w| w.to_lines()),
         ],
     )?;
     let pk = tx.last_insert_rowid();
@@ -420,11 +421,14 @@ fn take_quota(tx: &Connection, owner: &str, max: u64) -> rusqlite::Result<bool> 
 }
 
 /// Deletes a channel and its delivery log, leaving a record of how it ended. `false`
-/// when there was no such channel.
+/// when there was no such channel. An expired channel ended at its expiration, which
+/// the API showed before the sweep came.
 fn delete_channel(tx: &Connection, pk: i64, ended: &Ended) -> rusqlite::Result<bool> {
     tx.prepare_cached(
         "INSERT OR REPLACE INTO removed_channels (owner, id, kind, resource, resource_id, resource_uri, address, expiration_ms, params, created_ms, state, reason, removed_ms)
-         SELECT owner, id, kind, resource, resource_id, resource_uri, address, expiration_ms, params, created_ms, ?2, ?3, ?4 FROM channels WHERE pk = ?1",
+         SELECT owner, id, kind, resource, resource_id, resource_uri, address, expiration_ms, params, created_ms, ?2, ?3,
+                CASE WHEN ?2 = 'expired' THEN MIN(COALESCE(expiration_ms, ?4), ?4) ELSE ?4 END
+         FROM channels WHERE pk = ?1",
     )?
     .execute(params![pk, ended.state, ended.reason, ended.at_ms])?;
     let owner: Option<String> = tx
