@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 
 use super::hosts::{host_key, Admission, HostOutcome, Hosts};
 use super::retry::{classify, parse_retry_after, Verdict};
@@ -115,6 +115,9 @@ impl Notification {
         if !body.is_empty() {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_CONTENT_TYPE));
         }
+        // Stated even when it is 0: the HTTP client leaves an empty POST with neither a
+        // length nor chunking, which servers that require a length refuse with 411.
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
         (headers, body)
     }
 }
