@@ -447,3 +447,34 @@ async fn pending_count_listing_and_gauge_agree() {
         .json;
     assert_eq!(pending["items"], json!([]));
 }
+
+/// An https:// receiver whose TLS handshake fails is logged as `tlsError`, whatever
+/// the TLS library says about it: here a server that answers the handshake in plain
+/// HTTP, as one listening without TLS on the port does. Retried like any failure to
+/// connect.
+#[tokio::test]
+async fn a_failed_tls_handshake_is_logged_as_a_tls_error() {
+    let gw = Gateway::start().await;
+    let plain = raw::RawReceiver::start(raw::RawAnswer::PlainText).await;
+    gw.watch("/tls", "tls", &format!("https://{}/hook", plain.addr))
+        .await;
+    let mut sync = Value::Null;
+    for _ in 0..500 {
+        let log = gw.get("/v1/channels/tls/notifications").await.json;
+        sync = log["items"][0].clone();
+        if sync["attempts"].as_u64().unwrap_or(0) >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(sync["status"], "pending", "retried: {sync}");
+    assert!(sync["attempts"].as_u64().unwrap() >= 2, "{sync}");
+    assert_eq!(sync["lastError"]["reason"], "tlsError", "{sync}");
+    for attempt in sync["recentAttempts"].as_array().unwrap() {
+        assert_eq!(attempt["reason"], "tlsError", "{sync}");
+        assert!(
+            attempt["detail"].as_str().unwrap().contains("TLS"),
+            "{sync}"
+        );
+    }
+}
