@@ -236,17 +236,25 @@ impl Gateway {
     }
 
     pub async fn start_with(configure: impl FnOnce(&mut ServeArgs)) -> Gateway {
-        let dir = tempfile::tempdir().unwrap();
-        let mut args = test_args(dir.path());
+        let mut gateway = Gateway {
+            server: None,
+            api: Api::new(""),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        gateway.start_again(configure).await;
+        gateway
+    }
+
+    /// Starts a gateway that was shut down again on the same data, configured as
+    /// `start_with` does. Its address changes.
+    pub async fn start_again(&mut self, configure: impl FnOnce(&mut ServeArgs)) {
+        let mut args = test_args(self.dir.path());
         configure(&mut args);
         let server = watchwire::server::start(args)
             .await
             .expect("gateway starts");
-        Gateway {
-            api: Api::new(server.url()),
-            server: Some(server),
-            dir,
-        }
+        self.api = Api::new(server.url());
+        self.server = Some(server);
     }
 
     /// A gateway as production runs it, hardened: without `--dev`, with the keys of

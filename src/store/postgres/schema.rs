@@ -2,9 +2,11 @@
 //! processes may start at once: a session advisory lock lets one migrate while the
 //! others wait, then find nothing left to do.
 
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Transaction};
 
 use super::pool::pg;
+use super::writer::delete_channel;
+use crate::store::rules::{self, StoredWatcher};
 use crate::store::StoreError;
 
 /// The key of the advisory lock that serialises migrations ("watchwire" in ASCII).
@@ -136,7 +138,17 @@ CREATE INDEX channels_by_owner_node ON channels (owner_node);
 -- row once it has stopped the channel, and the removing call answers after that.
 CREATE TABLE removals (pk BIGINT PRIMARY KEY, owner_node TEXT NOT NULL, removed_ms BIGINT NOT NULL);
 "#,
+    // Watcher endpoints are compared in their normal form (docs/api.md §9), and the
+    // database itself refuses a second watcher of one owner with the same pattern and
+    // endpoint, whichever node creates it. Before this step, code brings stored
+    // watchers up to the rules (`upgrade_watchers`): SQL cannot normalise a URL.
+    r#"
+CREATE UNIQUE INDEX watchers_by_endpoint ON channels (owner, address, resource) WHERE kind = 'watcher';
+"#,
 ];
+
+/// The step that [`upgrade_watchers`] runs before.
+const WATCHERS_UPGRADED: usize = 2;
 
 /// Brings the schema up to the latest version. Everything happens under the lock,
 /// the migrations table's creation included: `CREATE TABLE IF NOT EXISTS` run by two
@@ -172,6 +184,9 @@ async fn apply_pending(client: &mut Client) -> Result<(), StoreError> {
     for (index, step) in MIGRATIONS.iter().enumerate().skip(done as usize) {
         let version = index as i32 + 1;
         let tx = client.transaction().await.map_err(pg)?;
+        if index == WATCHERS_UPGRADED {
+            upgrade_watchers(&tx).await?;
+        }
         tx.batch_execute(step).await.map_err(pg)?;
         tx.execute(
             "INSERT INTO watchwire_migrations (version) VALUES ($1)",
@@ -181,6 +196,41 @@ async fn apply_pending(client: &mut Client) -> Result<(), StoreError> {
         .map_err(pg)?;
         tx.commit().await.map_err(pg)?;
         tracing::info!(version, "migrated the PostgreSQL schema");
+    }
+    Ok(())
+}
+
+/// Watchers stored before endpoints were compared in their normal form, brought up to
+/// the rules (`rules::upgrade_watchers`).
+async fn upgrade_watchers(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let watchers = tx
+        .query(
+            "SELECT pk, owner, id, resource, address FROM channels WHERE kind = 'watcher'",
+            &[],
+        )
+        .await
+        .map_err(pg)?
+        .iter()
+        .map(|r| StoredWatcher {
+            pk: r.get(0),
+            owner: r.get(1),
+            id: r.get(2),
+            pattern: r.get(3),
+            address: r.get(4),
+        })
+        .collect();
+    let upgrade = rules::upgrade_watchers(watchers, crate::model::now_ms());
+    for (pk, ended) in &upgrade.removed {
+        tracing::warn!(pk, reason = %ended.reason, "removed a watcher on upgrade");
+        delete_channel(tx, *pk, ended).await?;
+    }
+    for (pk, address) in &upgrade.normalised {
+        tx.execute(
+            "UPDATE channels SET address = $2 WHERE pk = $1",
+            &[pk, address],
+        )
+        .await
+        .map_err(pg)?;
     }
     Ok(())
 }
