@@ -139,7 +139,9 @@ function pageQuery(query, extra = {}) {
 function hostCell(delivery) {
   if (!delivery.host) return "—";
   const { state, until } = delivery.host;
-  return h("span", { class: `host ${state}` }, state, until ? [" ", when(until)] : null);
+  // The state holds now; `until` is when it ends, not when it begins.
+  const ends = until ? [", ends ", when(until)] : state === "backingOff" ? ", until a probe succeeds" : null;
+  return h("span", { class: `host ${state}` }, state, ends);
 }
 
 function deliveryCells(delivery) {

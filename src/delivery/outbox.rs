@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use super::attempt::{humanize, Decision, Delivery};
 use super::cancel::Cancel;
 use super::client::{Notification, Target};
-use super::hosts::paced;
+use super::hosts::{host_key, paced};
 use super::DeliveryContext;
 use crate::model::{
     message_number, now_ms, ChannelSpec, Failure, Outcome, OutcomeStatus, Seq, SharedEvent,
@@ -644,8 +644,15 @@ impl Outbox {
                 "failed"
             }
             Decision::Retry { delay, failure } => {
-                self.log_failure(notification, delivery.attempts, failure, Some(*delay));
-                let next_retry_ms = outcome.at_ms + delay.as_millis() as i64;
+                // The attempt starts once both the retry schedule and the host allow.
+                let next_retry_ms = next_attempt_ms(
+                    outcome.at_ms + delay.as_millis() as i64,
+                    ctx.client
+                        .hosts()
+                        .held_until_ms(&host_key(&self.spec.address)),
+                );
+                let wait = Duration::from_millis((next_retry_ms - outcome.at_ms).max(0) as u64);
+                self.log_failure(notification, delivery.attempts, failure, Some(wait));
                 outcome.status = OutcomeStatus::Pending;
                 outcome.last_error = Some(failure.clone());
                 outcome.next_retry_ms = Some(next_retry_ms);
@@ -731,6 +738,12 @@ impl Outbox {
             ctx.store.record_health(self.pk, Some(since), true);
         }
     }
+}
+
+/// When a channel's next attempt really starts: its retry time, or later if its host
+/// holds every attempt until then (a backoff, `Retry-After`, a rate cap).
+pub fn next_attempt_ms(retry_at_ms: i64, host_held_until_ms: Option<i64>) -> i64 {
+    host_held_until_ms.map_or(retry_at_ms, |held| held.max(retry_at_ms))
 }
 
 #[cfg(test)]
