@@ -296,14 +296,19 @@ pub async fn notifications(
     let mut entries = merge_by_seq(attempted, owed);
     let more = entries.len() > limit;
     entries.truncate(limit);
-    // A retry waits for its host too; the node delivering the channel knows the host.
-    if app.dispatcher.handle(channel.pk).is_some() {
+    // A retry waits for its host too, and for nothing while the channel is disabled;
+    // the node delivering the channel knows both.
+    if let Some(handle) = app.dispatcher.handle(channel.pk) {
         let hosts = app.dispatcher.context().client.hosts();
         let held = hosts.held_until_ms(&host_key(&channel.spec.address));
+        let enabled = handle.snapshot().enabled;
         for entry in &mut entries {
             let outcome = &mut entry.outcome;
             if outcome.status == OutcomeStatus::Pending {
-                outcome.next_retry_ms = outcome.next_retry_ms.map(|r| next_attempt_ms(r, held));
+                outcome.next_retry_ms = outcome
+                    .next_retry_ms
+                    .filter(|_| enabled)
+                    .map(|r| next_attempt_ms(r, held));
             }
         }
     }

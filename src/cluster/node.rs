@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::lease::Lease;
-use crate::delivery::Dispatcher;
+use crate::delivery::{Dispatcher, CUT_SHORT_WAIT};
 use crate::store::{ClusterMessage, Store};
 
 /// Most channels one claim round takes.
@@ -89,7 +89,12 @@ impl Node {
             tracing::warn!(error = %e, "could not mark this node as leaving");
         }
         let pks = self.dispatcher.local_pks();
-        drain(&self.dispatcher, &pks, HANDOVER_WAIT).await;
+        if !drain(&self.dispatcher, &pks, HANDOVER_WAIT).await {
+            // Attempts still waiting for an answer may have reached their receivers:
+            // cut short, they are logged as interrupted before the channels go.
+            self.dispatcher.context().cut_short.cancel();
+            drain(&self.dispatcher, &pks, CUT_SHORT_WAIT).await;
+        }
         self.lease.revoke();
         // The progress of what was delivered goes with the channels.
         if let Err(e) = self.store.flush().await {
@@ -109,14 +114,14 @@ impl Node {
 }
 
 /// Stops starting attempts on `pks` and waits (at most `wait`) for their workers to
-/// finish what is in flight.
-async fn drain(dispatcher: &Dispatcher, pks: &[i64], wait: Duration) {
+/// finish what is in flight; `true` once they all have.
+async fn drain(dispatcher: &Dispatcher, pks: &[i64], wait: Duration) -> bool {
     let deadline = Instant::now() + wait;
     let handles: Vec<_> = pks.iter().filter_map(|pk| dispatcher.handle(*pk)).collect();
     loop {
         let busy = handles.iter().filter(|h| !h.drain()).count();
         if busy == 0 || Instant::now() >= deadline {
-            return;
+            return busy == 0;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -259,6 +259,14 @@ async fn a_failing_endpoint_is_disabled_and_enable_resumes_where_it_stopped() {
         .is_ok()
     {}
     rx.expect_silence(Duration::from_millis(150)).await;
+    let before = log_entry(&gw, "health", first.number()).await;
+    let attempts = before["attempts"].as_u64().unwrap();
+    assert!(attempts >= 3, "{before}");
+    assert_eq!(before["status"], "pending", "{before}");
+    assert!(
+        before["nextRetry"].is_null(),
+        "no retry while disabled: {before}"
+    );
 
     up.store(true, Ordering::SeqCst);
     let enabled = gw
@@ -274,6 +282,44 @@ async fn a_failing_endpoint_is_disabled_and_enable_resumes_where_it_stopped() {
         "delivery resumes with the notification it stopped at"
     );
     assert_eq!(resumed.number(), first.number());
+
+    // Its history goes on: every attempt counts, the first one stays the first.
+    let mut after = Value::Null;
+    for _ in 0..500 {
+        after = log_entry(&gw, "health", first.number()).await;
+        if after["status"] != "pending" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(after["status"], "delivered", "{after}");
+    assert_eq!(after["attempts"], attempts + 1, "{before}\n{after}");
+    assert_eq!(after["firstAttemptAt"], before["firstAttemptAt"], "{after}");
+    let recent = after["recentAttempts"].as_array().unwrap();
+    assert_eq!(recent.last().unwrap()["status"], 204, "{after}");
+    let earlier = before["recentAttempts"].as_array().unwrap();
+    let kept = recent.len() - 1;
+    assert_eq!(
+        recent[..kept],
+        earlier[earlier.len() - kept..],
+        "the attempts before enable are still there: {after}"
+    );
+}
+
+/// One channel's delivery-log entry by message number.
+async fn log_entry(gw: &Gateway, id: &str, number: u64) -> Value {
+    let log = gw
+        .get(&format!("/v1/channels/{id}/notifications"))
+        .await
+        .expect(200)
+        .json;
+    log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["messageNumber"].as_str() == Some(number.to_string().as_str()))
+        .cloned()
+        .unwrap_or_else(|| panic!("no entry #{number}: {log}"))
 }
 
 /// Every list pages as Google's do: `maxResults` and `pageToken`, `nextPageToken` only
