@@ -169,9 +169,12 @@ async fn describe(app: &AppState, channel: &StoredChannel) -> Result<Value, ApiE
 /// what it owes, its last error; its receiving host as this node sees it (§5.1; in a
 /// cluster only the node delivering the channel knows); in a cluster, that node.
 async fn delivery_of(app: &AppState, channel: &StoredChannel) -> Result<Value, ApiError> {
+    // Read first: a channel owing nothing afterwards is done with everything up to it.
+    let head = app.dispatcher.routed_head();
     let state = delivery_state(app, channel).await?;
     let mut view = json!({
         "cursor": cursor(state.progress_seq),
+        "logHead": cursor(head.max(state.progress_seq)),
         "pendingCount": state.pending,
         "enabled": state.enabled,
         "replaying": state.replaying,

@@ -524,3 +524,50 @@ async fn a_failed_tls_handshake_is_logged_as_a_tls_error() {
         );
     }
 }
+
+/// A quiet channel's own cursor stays at its last event while other resources move
+/// the log on; `logHead` says how far the log is, and with nothing pending the channel
+/// is up to date with it.
+#[tokio::test]
+async fn a_quiet_channel_is_up_to_date_with_the_log_head() {
+    let gw = Gateway::start().await;
+    let rx = Receiver::start().await;
+    gw.watch("/quiet", "quiet", &rx.url()).await;
+    gw.watch("/busy", "busy", &rx.url()).await;
+    rx.take(2).await;
+    let events: Vec<Value> = (0..3)
+        .map(|i| json!({"resource": "/busy", "state": "exists", "data": {"i": i}}))
+        .collect();
+    let head = gw.publish(json!(events)).await["cursor"].clone();
+    rx.take(3).await;
+
+    let mut busy = Value::Null;
+    for _ in 0..500 {
+        busy = gw.get("/v1/channels/busy").await.json["delivery"].clone();
+        if busy["pendingCount"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        (&busy["cursor"], &busy["logHead"]),
+        (&head, &head),
+        "{busy}"
+    );
+    let quiet = gw.get("/v1/channels/quiet").await.json["delivery"].clone();
+    assert_eq!(quiet["pendingCount"], 0, "{quiet}");
+    assert_eq!(
+        quiet["cursor"], "0000000000000000",
+        "its own cursor: {quiet}"
+    );
+    assert_eq!(quiet["logHead"], head, "up to date with the log: {quiet}");
+    let listed = gw.get("/v1/channels").await.json;
+    assert!(
+        listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["delivery"]["logHead"] == head),
+        "{listed}"
+    );
+}
