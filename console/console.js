@@ -139,12 +139,25 @@ function pageQuery(query, extra = {}) {
 function hostCell(delivery) {
   if (!delivery.host) return "—";
   const { state, until } = delivery.host;
-  return h("span", { class: `host ${state}` }, state, until ? [" ", when(until)] : null);
+  // The state holds now; `until` is when it ends, not when it begins.
+  const ends = until ? [", ends ", when(until)] : state === "backingOff" ? ", until a probe succeeds" : null;
+  return h("span", { class: `host ${state}` }, state, ends);
+}
+
+/** How far a channel got: its own cursor lags on a quiet channel, so one owing nothing is up to date with the log. */
+function reached(delivery) {
+  if (delivery.pendingCount > 0) return h("code", {}, delivery.cursor);
+  return h(
+    "span",
+    { title: `Nothing pending: done with the log up to ${delivery.logHead}; its own last event is at ${delivery.cursor}.` },
+    "up to date ",
+    h("code", {}, delivery.logHead),
+  );
 }
 
 function deliveryCells(delivery) {
   return [
-    h("td", {}, h("code", {}, delivery.cursor)),
+    h("td", {}, reached(delivery)),
     h("td", { class: "number" }, delivery.pendingCount),
     h("td", {}, delivery.enabled ? "yes" : h("strong", {}, "disabled")),
     h("td", {}, hostCell(delivery)),
@@ -309,7 +322,7 @@ async function channelView(id, query) {
       { "aria-labelledby": "delivery", class: "columns" },
       h("h2", { id: "delivery" }, "Delivery"),
       facts([
-        ["Cursor reached", h("code", {}, d.cursor)],
+        ["Cursor reached", reached(d)],
         ["Pending", d.pendingCount],
         ["Enabled", d.enabled ? "yes" : "no (disabled after failing; Enable resumes it)"],
         ["Replaying", d.replaying ? "yes" : "no"],

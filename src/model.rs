@@ -311,6 +311,8 @@ pub enum FailureReason {
     HttpStatus,
     /// The connection broke while the request or answer was under way.
     RequestFailed,
+    /// The gateway shut down while the attempt waited for an answer.
+    Interrupted,
 }
 
 impl FailureReason {
@@ -324,6 +326,7 @@ impl FailureReason {
             FailureReason::TargetRefused => "targetRefused",
             FailureReason::HttpStatus => "httpStatus",
             FailureReason::RequestFailed => "requestFailed",
+            FailureReason::Interrupted => "interrupted",
         }
     }
 

@@ -16,7 +16,7 @@ use crate::config::ServeArgs;
 use crate::delivery::client::OutboundClient;
 use crate::delivery::retry::RetryPolicy;
 use crate::delivery::target::TargetPolicy;
-use crate::delivery::{DeliveryContext, Dispatcher};
+use crate::delivery::{DeliveryContext, Dispatcher, CUT_SHORT_WAIT};
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
@@ -73,6 +73,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
             budget: args.retry_budget,
         },
         shutdown: CancellationToken::new(),
+        cut_short: CancellationToken::new(),
         closing: CancellationToken::new(),
         lease: Arc::new(match store.membership() {
             Some(_) => Lease::pending(),
@@ -192,6 +193,10 @@ impl RunningServer {
             tracing::warn!(
                 "deliveries still in flight after the grace period; they resume after restart"
             );
+            // The receivers may have got them: each is logged as an interrupted
+            // attempt, at once, so that the restart counts it.
+            ctx.cut_short.cancel();
+            let _ = tokio::time::timeout(CUT_SHORT_WAIT, ctx.tasks.wait()).await;
         }
         app.store.flush().await?;
         app.store.close().await;

@@ -15,10 +15,9 @@ use super::query::{invalid_parameter, page_token, Query};
 use super::reading::since_cursor;
 use super::watch::channel_resource;
 use super::AppState;
-use std::time::Instant;
 
-use crate::delivery::hosts::host_key;
-use crate::delivery::outbox::DeliverySnapshot;
+use crate::delivery::hosts::{host_key, wall_clock_ms};
+use crate::delivery::outbox::{next_attempt_ms, DeliverySnapshot};
 use crate::model::{
     cursor, message_number, now_ms, rfc3339_ms, AttemptRecord, ChannelKind, ChannelSpec, Failure,
     OutcomeRecord, OutcomeStatus, Seq, StoredChannel,
@@ -228,9 +227,12 @@ async fn describe(app: &AppState, channel: &StoredChannel) -> Result<Value, ApiE
 /// what it owes, its last error; its receiving host as this node sees it (§5.1; in a
 /// cluster only the node delivering the channel knows); in a cluster, that node.
 async fn delivery_of(app: &AppState, channel: &StoredChannel) -> Result<Value, ApiError> {
+    // Read first: a channel owing nothing afterwards is done with everything up to it.
+    let head = app.dispatcher.routed_head();
     let state = delivery_state(app, channel).await?;
     let mut view = json!({
         "cursor": cursor(state.progress_seq),
+        "logHead": cursor(head.max(state.progress_seq)),
         "pendingCount": state.pending,
         "enabled": state.enabled,
         "replaying": state.replaying,
@@ -240,11 +242,13 @@ async fn delivery_of(app: &AppState, channel: &StoredChannel) -> Result<Value, A
     });
     if app.dispatcher.handle(channel.pk).is_some() {
         let hosts = app.dispatcher.context().client.hosts();
-        let (state, until) = hosts.state(&host_key(&channel.spec.address));
-        let until_ms = until
-            .map(|t| now_ms() + t.saturating_duration_since(Instant::now()).as_millis() as i64);
+        let (host_state, until) = hosts.state(&host_key(&channel.spec.address));
+        let until_ms = until.map(wall_clock_ms);
+        if let Some(retry_ms) = state.next_retry_ms {
+            view["nextRetry"] = json!(rfc3339_ms(next_attempt_ms(retry_ms, until_ms)));
+        }
         view["host"] = json!({
-            "state": state.as_str(),
+            "state": host_state.as_str(),
             "until": until_ms.map(rfc3339_ms),
         });
     }
@@ -351,6 +355,22 @@ pub async fn notifications(
     let mut entries = merge_by_seq(attempted, owed);
     let more = entries.len() > limit;
     entries.truncate(limit);
+    // A retry waits for its host too, and for nothing while the channel is disabled;
+    // the node delivering the channel knows both.
+    if let Some(handle) = app.dispatcher.handle(channel.pk) {
+        let hosts = app.dispatcher.context().client.hosts();
+        let held = hosts.held_until_ms(&host_key(&channel.spec.address));
+        let enabled = handle.snapshot().enabled;
+        for entry in &mut entries {
+            let outcome = &mut entry.outcome;
+            if outcome.status == OutcomeStatus::Pending {
+                outcome.next_retry_ms = outcome
+                    .next_retry_ms
+                    .filter(|_| enabled)
+                    .map(|r| next_attempt_ms(r, held));
+            }
+        }
+    }
     let mut answer = json!({ "items": entries.iter().map(notification_view).collect::<Vec<_>>() });
     if more {
         answer["nextPageToken"] =

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use super::auth::Subscriber;
-use super::body::{parse_json, type_name, RawBody};
+use super::body::{parse_json, type_name, RawBody, Shortened};
 use super::channels::list_kind;
 use super::error::ApiError;
 use super::path::PathId;
@@ -20,13 +20,14 @@ use super::removal;
 use super::watch::{check_address, check_deliverable, resource_id};
 use super::AppState;
 use crate::model::{now_ms, ChannelKind, ChannelSpec, StoredChannel};
-use crate::store::{Removal, StoreError};
+use crate::store::{rules, Removal, StoreError};
 
 /// Characters that mean "any" in a glob. A pattern is a path prefix, so one of these
 /// would be taken literally and match nothing the caller meant: refused.
 const GLOB_CHARACTERS: &str = "*?[]{}";
 
-/// Deterministic for (owner, pattern, endpoint), opaque, within the channel-id alphabet.
+/// Deterministic for (owner, pattern, endpoint in its normal form), opaque, within the
+/// channel-id alphabet.
 pub fn watcher_id(secret: &[u8], owner: &str, pattern: &str, endpoint: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
     for part in [owner, pattern, endpoint] {
@@ -86,6 +87,21 @@ pub async fn create(
     let within = caller.within(&pattern)?;
     let endpoint = field("endpoint")?;
     check_address("endpoint", &endpoint, &app.target_policy)?;
+    if let Some((_, fragment)) = endpoint.split_once('#') {
+        return Err(ApiError::invalid(format!(
+            "endpoint {:?} has a fragment (#{}); a fragment is never sent to the receiver, so it cannot tell endpoints apart: leave it out",
+            Shortened(&endpoint),
+            Shortened(fragment)
+        )));
+    }
+    // Kept, compared and shown in its normal form: two spellings of one address are
+    // one endpoint to the rules below.
+    let endpoint = rules::normal_endpoint(&endpoint).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "endpoint {:?} is not an absolute URL",
+            Shortened(&endpoint)
+        ))
+    })?;
     check_deliverable(&app.target_policy, "endpoint", &endpoint).await?;
 
     let secret = app.store.instance_secret();

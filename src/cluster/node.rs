@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::lease::Lease;
-use crate::delivery::Dispatcher;
+use crate::delivery::{Dispatcher, CUT_SHORT_WAIT};
 use crate::store::{ClusterMessage, Membership, Store};
 
 /// Most channels one claim round takes.
@@ -109,7 +109,12 @@ impl Node {
             tracing::warn!(error = %e, "could not mark this node as leaving");
         }
         let pks = self.dispatcher.local_pks();
-        drain(&self.dispatcher, &pks, HANDOVER_WAIT).await;
+        if !drain(&self.dispatcher, &pks, HANDOVER_WAIT).await {
+            // Attempts still waiting for an answer may have reached their receivers:
+            // cut short, they are logged as interrupted before the channels go.
+            self.dispatcher.context().cut_short.cancel();
+            drain(&self.dispatcher, &pks, CUT_SHORT_WAIT).await;
+        }
         self.lease.revoke();
         // The progress of what was delivered goes with the channels.
         if let Err(e) = self.store.flush().await {

@@ -55,15 +55,40 @@ impl Delivery {
         }
     }
 
-    /// Takes in an attempt and decides what follows. `delay` is the backoff the
-    /// retry policy chose for this attempt (with its jitter), used only on a retry.
-    pub fn decide(&mut self, attempt: &Attempt, retry: &RetryPolicy) -> Decision {
+    /// Counts an attempt that the gateway's shutdown cut short before an answer came:
+    /// the receiver may have got it. Its notification stays owed.
+    pub fn interrupted(&mut self, started_ms: i64) -> Failure {
+        let failure = Failure {
+            reason: crate::model::FailureReason::Interrupted,
+            detail: "the gateway shut down before the receiver answered".into(),
+            status: None,
+        };
+        self.count(AttemptRecord {
+            at_ms: started_ms,
+            duration_ms: (now_ms() - started_ms).max(0) as u64,
+            status: None,
+            reason: Some(failure.reason),
+            detail: Some(failure.detail.clone()),
+            response: None,
+        });
+        failure
+    }
+
+    /// One more attempt, kept among the recent ones.
+    fn count(&mut self, attempt: AttemptRecord) {
         self.attempts += 1;
-        let first = *self.first_attempt_ms.get_or_insert(attempt.started_ms);
+        self.first_attempt_ms.get_or_insert(attempt.at_ms);
         if self.recent.len() == RECENT_ATTEMPTS {
             self.recent.remove(0);
         }
-        self.recent.push(attempt.record());
+        self.recent.push(attempt);
+    }
+
+    /// Takes in an attempt and decides what follows. `delay` is the backoff the
+    /// retry policy chose for this attempt (with its jitter), used only on a retry.
+    pub fn decide(&mut self, attempt: &Attempt, retry: &RetryPolicy) -> Decision {
+        self.count(attempt.record());
+        let first = self.first_attempt_ms.unwrap_or(attempt.started_ms);
         let delay = match &attempt.verdict {
             Verdict::Retry { retry_after } => retry.delay(self.attempts, *retry_after),
             _ => Duration::ZERO,

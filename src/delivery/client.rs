@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 
 use super::hosts::{host_key, Admission, HostOutcome, Hosts};
 use super::retry::{classify, parse_retry_after, Verdict};
@@ -115,6 +115,9 @@ impl Notification {
         if !body.is_empty() {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_CONTENT_TYPE));
         }
+        // Stated even when it is 0: the HTTP client leaves an empty POST with neither a
+        // length nor chunking, which servers that require a length refuse with 411.
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
         (headers, body)
     }
 }
@@ -395,15 +398,26 @@ fn classify_error(e: &reqwest::Error, url: &reqwest::Url) -> Failure {
         if let Some(unresolved) = cause.downcast_ref::<NameNotResolved>() {
             return failure(FailureReason::DnsFailure, unresolved.0.clone());
         }
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::ConnectionRefused {
-                return failure(
-                    FailureReason::ConnectionRefused,
-                    format!("connection refused by {target}"),
-                );
-            }
+        let io = cause.downcast_ref::<std::io::Error>();
+        if io.is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused) {
+            return failure(
+                FailureReason::ConnectionRefused,
+                format!("connection refused by {target}"),
+            );
         }
-        source = cause.source();
+        // Its words ("corrupt message", "bad certificate") need not say TLS.
+        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+            return failure(
+                FailureReason::TlsError,
+                format!("TLS with {target} failed: {}", shorten(&tls.to_string())),
+            );
+        }
+        // An I/O error's `source()` skips the error it wraps, which is where the TLS
+        // library's errors travel: step into it instead.
+        source = match io.and_then(|io| io.get_ref()) {
+            Some(wrapped) => Some(wrapped as &(dyn std::error::Error + 'static)),
+            None => cause.source(),
+        };
     }
     let chain = error_chain(e);
     if e.is_timeout() {

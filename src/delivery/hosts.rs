@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use crate::model::now_ms;
+
 /// Every host may hold at least this many attempts of the main pool.
 pub const MIN_SHARE: usize = 8;
 /// Attempts an unproven or recovering host may have in flight at once.
@@ -113,7 +115,9 @@ impl Host {
     }
 
     fn state(&self, now: Instant) -> HostState {
-        if self.backing_off_until.is_some_and(|until| until > now) {
+        // Between the end of a backoff and the probe's answer the host is still
+        // failing: it shows as backing off until a probe succeeds.
+        if self.probing() || self.backing_off_until.is_some_and(|until| until > now) {
             HostState::BackingOff
         } else if self.not_before.is_some_and(|t| t > now)
             || self.next_slot.is_some_and(|t| t > now)
@@ -313,8 +317,17 @@ impl Hosts {
 
     /// Where a host stands now, and until when it holds attempts.
     pub fn state(&self, host: &str) -> (HostState, Option<Instant>) {
+        self.state_at(host, Instant::now())
+    }
+
+    /// Until when, as ms since the epoch, a host holds every attempt (a backoff, a
+    /// `Retry-After`, its rate cap); `None` when it admits one now.
+    pub fn held_until_ms(&self, host: &str) -> Option<i64> {
+        self.state(host).1.map(wall_clock_ms)
+    }
+
+    fn state_at(&self, host: &str, now: Instant) -> (HostState, Option<Instant>) {
         let pools = self.pools.lock().unwrap();
-        let now = Instant::now();
         match pools.hosts.get(host) {
             None => (HostState::Open, None),
             Some(h) => {
@@ -330,8 +343,11 @@ impl Hosts {
 
     /// How many hosts are in each state (for the metrics), forgetting long-unused ones.
     pub fn census(&self) -> [(HostState, usize); 3] {
+        self.census_at(Instant::now())
+    }
+
+    fn census_at(&self, now: Instant) -> [(HostState, usize); 3] {
         let mut pools = self.pools.lock().unwrap();
-        let now = Instant::now();
         pools
             .hosts
             .retain(|_, h| h.in_flight > 0 || now.duration_since(h.last_used) < FORGET_AFTER);
@@ -412,6 +428,15 @@ impl Drop for Admission {
         if !self.reported {
             self.hosts.release(self, None);
         }
+    }
+}
+
+/// An instant of this process as ms since the epoch, for what the API shows.
+pub fn wall_clock_ms(at: Instant) -> i64 {
+    let now = Instant::now();
+    match at.checked_duration_since(now) {
+        Some(ahead) => now_ms() + ahead.as_millis() as i64,
+        None => now_ms() - now.duration_since(at).as_millis() as i64,
     }
 }
 
@@ -540,6 +565,55 @@ mod tests {
         );
         probe.finish(HostOutcome::Answered, None);
         assert!(hosts.try_admit("h://down:1", later).is_ok(), "recovered");
+    }
+
+    #[test]
+    fn a_host_failing_its_probes_shows_as_backing_off_between_them() {
+        let hosts = Hosts::new(64, None);
+        let start = Instant::now();
+        for _ in 0..PROBES_PER_HOST {
+            hosts
+                .try_admit("h://refusing:1", start)
+                .unwrap()
+                .finish(HostOutcome::Failed, None);
+        }
+        let Err(Hold::Until(until, HostState::BackingOff)) =
+            hosts.try_admit("h://refusing:1", start)
+        else {
+            panic!("backed off");
+        };
+        let census = |at| hosts.census_at(at);
+        let between = until + Duration::from_millis(1);
+        // The backoff is over and no probe has gone out yet: still failing.
+        assert_eq!(
+            hosts.state_at("h://refusing:1", between),
+            (HostState::BackingOff, None)
+        );
+        assert_eq!(census(between)[1], (HostState::BackingOff, 1));
+        assert_eq!(census(between)[0], (HostState::Open, 0));
+        // The probe is in flight, then fails: backing off again, for longer.
+        let probe = hosts.try_admit("h://refusing:1", between).expect("a probe");
+        assert_eq!(
+            hosts.state_at("h://refusing:1", between).0,
+            HostState::BackingOff
+        );
+        probe.finish(HostOutcome::Failed, None);
+        let (state, next) = hosts.state("h://refusing:1");
+        assert_eq!(state, HostState::BackingOff);
+        assert!(next.is_some_and(|next| next > until), "{next:?}");
+        let held = hosts.held_until_ms("h://refusing:1").expect("held");
+        assert!(held > now_ms() + 1000, "two seconds ahead: {held}");
+        // Only an answer ends it.
+        let later = next.unwrap() + Duration::from_millis(1);
+        hosts
+            .try_admit("h://refusing:1", later)
+            .unwrap()
+            .finish(HostOutcome::Answered, None);
+        assert_eq!(
+            hosts.state_at("h://refusing:1", later),
+            (HostState::Open, None)
+        );
+        assert_eq!(hosts.held_until_ms("h://refusing:1"), None);
     }
 
     #[test]

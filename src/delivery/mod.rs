@@ -37,6 +37,9 @@ pub struct DeliveryContext {
     pub retry: RetryPolicy,
     /// Cancelled at shutdown: no new attempt starts after it.
     pub shutdown: CancellationToken,
+    /// Cancelled when the shutdown's grace period is over: attempts still waiting for
+    /// an answer stop waiting and are logged as interrupted.
+    pub cut_short: CancellationToken,
     /// Cancelled when the gateway starts to stop, before connections drain: open
     /// streams end with `event: shutdown` and the cursor to resume from.
     pub closing: CancellationToken,
@@ -49,6 +52,10 @@ pub struct DeliveryContext {
     /// Signing secrets of API keys, by owner, for channels without their own.
     pub key_signing: HashMap<String, client::KeySigning>,
 }
+
+/// How long attempts cut short (`DeliveryContext::cut_short`) get to log themselves;
+/// they do it without waiting for anything.
+pub const CUT_SHORT_WAIT: Duration = Duration::from_secs(1);
 
 /// Live channel handles by key, shared with the API (state, replay, enable).
 pub type Registry = Arc<RwLock<HashMap<i64, Arc<Outbox>>>>;

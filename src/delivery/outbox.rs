@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use super::attempt::{humanize, Decision, Delivery};
 use super::cancel::Cancel;
 use super::client::{Notification, Target};
-use super::hosts::paced;
+use super::hosts::{host_key, paced};
 use super::DeliveryContext;
 use crate::model::{
     message_number, now_ms, ChannelSpec, Failure, Outcome, OutcomeStatus, Seq, SharedEvent,
@@ -65,8 +65,9 @@ struct OutboxState {
     /// Where a failing endpoint stands (boxed: most channels never fail, and an idle
     /// channel's size is what a million of them cost).
     failing: Option<Box<Failing>>,
-    /// The stored state of a delivery a restart interrupted (boxed: rare): its
-    /// notification resumes its attempt count and retry budget.
+    /// Where the delivery of an owed notification stood when it stopped before its
+    /// end: a restart, or the channel being disabled (boxed: rare). The notification
+    /// resumes its attempt count, recent attempts and retry budget.
     resume: Option<Box<Outcome>>,
     /// `params.maxRate`: the next attempt may start at this instant (boxed: rare).
     paced_until: Option<Box<Instant>>,
@@ -614,9 +615,14 @@ impl Outbox {
                 drop(admission);
                 continue;
             }
+            let started_ms = now_ms();
             let attempt = tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => return End::Abandoned,
+                _ = ctx.cut_short.cancelled() => {
+                    self.interrupted(&mut delivery, started_ms, ctx);
+                    return End::Abandoned;
+                }
                 attempt = ctx.client.attempt(admission, target, headers, body) => attempt,
             };
             let decision = delivery.decide(&attempt, &ctx.retry);
@@ -653,20 +659,7 @@ impl Outbox {
         ctx: &Arc<DeliveryContext>,
     ) {
         let notification = &delivery.notification;
-        let mut outcome = Outcome {
-            channel_pk: self.pk,
-            seq: notification.cursor,
-            message_number: notification.number,
-            state: notification.state.clone(),
-            status: OutcomeStatus::Delivered,
-            attempts: delivery.attempts,
-            last_status: status,
-            last_error: None,
-            at_ms: now_ms(),
-            next_retry_ms: None,
-            first_attempt_ms: delivery.first_attempt_ms,
-            recent: delivery.recent.clone(),
-        };
+        let mut outcome = self.outcome(delivery, status);
         let outcome_label = match decision {
             Decision::Delivered => {
                 if let Some(event) = &notification.event {
@@ -687,8 +680,15 @@ impl Outbox {
                 "failed"
             }
             Decision::Retry { delay, failure } => {
-                self.log_failure(notification, delivery.attempts, failure, Some(*delay));
-                let next_retry_ms = outcome.at_ms + delay.as_millis() as i64;
+                // The attempt starts once both the retry schedule and the host allow.
+                let next_retry_ms = next_attempt_ms(
+                    outcome.at_ms + delay.as_millis() as i64,
+                    ctx.client
+                        .hosts()
+                        .held_until_ms(&host_key(&self.spec.address)),
+                );
+                let wait = Duration::from_millis((next_retry_ms - outcome.at_ms).max(0) as u64);
+                self.log_failure(notification, delivery.attempts, failure, Some(wait));
                 outcome.status = OutcomeStatus::Pending;
                 outcome.last_error = Some(failure.clone());
                 outcome.next_retry_ms = Some(next_retry_ms);
@@ -697,12 +697,62 @@ impl Outbox {
             }
         };
         metrics::counter!("watchwire_notifications_total", "outcome" => outcome_label).increment(1);
+        if !matches!(decision, Decision::Gone) {
+            self.keep(outcome, notification.replay, ctx);
+        }
+    }
+
+    /// The delivery log's entry for where a delivery stands.
+    fn outcome(&self, delivery: &Delivery, last_status: Option<u16>) -> Outcome {
+        let notification = &delivery.notification;
+        Outcome {
+            channel_pk: self.pk,
+            seq: notification.cursor,
+            message_number: notification.number,
+            state: notification.state.clone(),
+            status: OutcomeStatus::Delivered,
+            attempts: delivery.attempts,
+            last_status,
+            last_error: None,
+            at_ms: now_ms(),
+            next_retry_ms: None,
+            first_attempt_ms: delivery.first_attempt_ms,
+            recent: delivery.recent.clone(),
+        }
+    }
+
+    /// Keeps an entry of the delivery log. While the notification is owed, it is also
+    /// what the channel resumes it from when its delivery stops before the end
+    /// (disabled then enabled, shutdown): the count of attempts, the recent ones and
+    /// the retry budget go on from there.
+    fn keep(&self, outcome: Outcome, replay: bool, ctx: &Arc<DeliveryContext>) {
+        let pending = outcome.status == OutcomeStatus::Pending;
+        {
+            let mut st = self.state.lock().unwrap();
+            let same = |r: &mut Box<Outcome>| {
+                (r.seq, r.message_number) == (outcome.seq, outcome.message_number)
+            };
+            match pending {
+                true => st.resume = Some(Box::new(outcome.clone())),
+                false => drop(st.resume.take_if(same)),
+            }
+        }
         // A replay never makes a notification pending again: its entry changes only
         // once the re-send is done.
-        let replay_in_progress = notification.replay && outcome.status == OutcomeStatus::Pending;
-        if !matches!(decision, Decision::Gone) && !replay_in_progress {
+        if !(pending && replay) {
             ctx.store.record_outcome(outcome);
         }
+    }
+
+    /// An attempt that the shutdown cut short while it waited for an answer: the
+    /// receiver may have got it, so it is counted and logged; the notification is
+    /// delivered after the next start.
+    fn interrupted(&self, delivery: &mut Delivery, started_ms: i64, ctx: &Arc<DeliveryContext>) {
+        let failure = delivery.interrupted(started_ms);
+        let mut outcome = self.outcome(delivery, None);
+        outcome.status = OutcomeStatus::Pending;
+        outcome.last_error = Some(failure);
+        self.keep(outcome, delivery.notification.replay, ctx);
     }
 
     /// One line per failed attempt at `info` (a notification failing for good at
@@ -774,6 +824,12 @@ impl Outbox {
             ctx.store.record_health(self.pk, Some(since), true);
         }
     }
+}
+
+/// When a channel's next attempt really starts: its retry time, or later if its host
+/// holds every attempt until then (a backoff, `Retry-After`, a rate cap).
+pub fn next_attempt_ms(retry_at_ms: i64, host_held_until_ms: Option<i64>) -> i64 {
+    host_held_until_ms.map_or(retry_at_ms, |held| held.max(retry_at_ms))
 }
 
 #[cfg(test)]

@@ -66,6 +66,121 @@ pub fn watcher_conflict(
     })
 }
 
+/// An endpoint in the one form §9's rules compare (docs/api.md §9), so that every
+/// spelling of an address has the same form (RFC 3986 §6.2.2, §6.2.3): scheme and host
+/// in lower case, no default port and no leading zeros in a port, `/` for an empty
+/// path, dot segments resolved, percent-encoding with unreserved characters decoded
+/// and other hex digits in upper case, and no fragment (it is never sent). `None` for
+/// what is not an absolute URL.
+pub fn normal_endpoint(address: &str) -> Option<String> {
+    let url = url::Url::parse(address).ok()?;
+    let mut normal = url[..url::Position::BeforePath].to_string();
+    normal.push_str(&normal_percent_encoding(url.path()));
+    if let Some(query) = url.query() {
+        normal.push('?');
+        normal.push_str(&normal_percent_encoding(query));
+    }
+    Some(normal)
+}
+
+/// `%XX` of an unreserved character becomes the character; any other `%xx` becomes
+/// `%XX`. Everything else stays, a `%` without two hex digits too.
+fn normal_percent_encoding(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+        match (bytes[i], hex) {
+            (b'%', Some(hex)) => {
+                let hex = std::str::from_utf8(hex).expect("hex digits are ASCII");
+                let byte = u8::from_str_radix(hex, 16).expect("two hex digits");
+                if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+                    out.push(byte as char);
+                } else {
+                    out.push('%');
+                    out.push_str(&hex.to_ascii_uppercase());
+                }
+                i += 3;
+            }
+            _ => {
+                // Whole characters: a URL's path and query are ASCII after parsing,
+                // but nothing here relies on it.
+                let c = text[i..].chars().next().expect("inside the text");
+                out.push(c);
+                i += c.len_utf8();
+            }
+        }
+    }
+    out
+}
+
+/// A watcher as stored, for [`upgrade_watchers`].
+#[derive(Debug, Clone)]
+pub struct StoredWatcher {
+    pub pk: i64,
+    pub owner: String,
+    pub id: String,
+    pub pattern: String,
+    pub address: String,
+}
+
+/// What [`upgrade_watchers`] changes.
+#[derive(Debug, Default)]
+pub struct WatcherUpgrade {
+    /// Endpoints that take their normal form: (pk, normal form).
+    pub normalised: Vec<(i64, String)>,
+    /// Watchers removed because another one sends the same events to the same
+    /// endpoint: (pk, how it ended).
+    pub removed: Vec<(i64, Ended)>,
+}
+
+/// Brings watchers stored by versions that compared endpoints as written up to the
+/// rules: every endpoint takes its normal form; where one owner's watchers on one
+/// endpoint then overlap, the broadest pattern (of equal ones, the oldest watcher)
+/// stays and the watchers it covers are removed, so that no endpoint keeps getting an
+/// event twice and none gets fewer events than before.
+pub fn upgrade_watchers(mut watchers: Vec<StoredWatcher>, now: i64) -> WatcherUpgrade {
+    let mut upgrade = WatcherUpgrade::default();
+    for watcher in &mut watchers {
+        if let Some(normal) = normal_endpoint(&watcher.address) {
+            if normal != watcher.address {
+                upgrade.normalised.push((watcher.pk, normal.clone()));
+                watcher.address = normal;
+            }
+        }
+    }
+    // A pattern covers only patterns at least as long: broadest first, then oldest.
+    watchers.sort_by_key(|w| (w.pattern.len(), w.pk));
+    let mut kept: Vec<&StoredWatcher> = Vec::new();
+    for watcher in &watchers {
+        let covering = kept.iter().find(|k| {
+            k.owner == watcher.owner
+                && k.address == watcher.address
+                && covers(&k.pattern, &watcher.pattern)
+        });
+        match covering {
+            Some(k) => upgrade.removed.push((
+                watcher.pk,
+                Ended {
+                    state: "stopped",
+                    reason: format!(
+                        "removed on upgrade: watcher {} with pattern {} sends every event it would to the same endpoint {}",
+                        k.id, k.pattern, k.address
+                    ),
+                    at_ms: now,
+                },
+            )),
+            None => kept.push(watcher),
+        }
+    }
+    let removed: Vec<i64> = upgrade.removed.iter().map(|(pk, _)| *pk).collect();
+    upgrade.normalised.retain(|(pk, _)| !removed.contains(pk));
+    upgrade
+}
+
 /// One entry of the polling index (docs/api.md §7): the newest event on or below a
 /// path, and whether the path is a collection (the parent of a published resource).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +214,7 @@ pub fn prefix_updates<'a>(events: impl Iterator<Item = &'a SharedEvent>) -> Vec<
 }
 
 /// How and when a channel ended, for the record it leaves (docs/api.md §8).
+#[derive(Debug)]
 pub struct Ended {
     /// `stopped`, `expired` or `gone`.
     pub state: &'static str,
@@ -190,6 +306,116 @@ mod tests {
         assert_eq!(rule("/", "/"), Some("Record already exists"));
         assert_eq!(rule("/", "/apps"), Some("Pattern would overwrite existing"));
         assert_eq!(rule("/apps/x", "/"), Some("Pattern is already provided"));
+    }
+
+    #[test]
+    fn every_spelling_of_an_endpoint_has_one_normal_form() {
+        let normal = |a: &str| normal_endpoint(a).unwrap();
+        for (spellings, form) in [
+            (
+                &[
+                    "http://127.0.0.1:18796/w",
+                    "HTTP://127.0.0.1:18796/w",
+                    "http://127.0.0.1:18796/w#f",
+                    "http://127.0.0.1:018796/w",
+                    "http://127.0.0.1:18796/%77",
+                    "http://127.0.0.1:18796/x/../w",
+                ][..],
+                "http://127.0.0.1:18796/w",
+            ),
+            (
+                &[
+                    "https://Hooks.Example.com",
+                    "https://hooks.example.com:443/",
+                    "https://hooks.example.com:0443",
+                    "HTTPS://HOOKS.EXAMPLE.COM/#",
+                ],
+                "https://hooks.example.com/",
+            ),
+            (
+                &[
+                    "http://h:80/a%7eb%2fc?q=%7E%3d%3D",
+                    "http://h/a~b%2Fc?q=~%3D%3D",
+                ],
+                "http://h/a~b%2Fc?q=~%3D%3D",
+            ),
+            (
+                &["http://h/ä b", "http://h/%c3%a4%20b"],
+                "http://h/%C3%A4%20b",
+            ),
+            (
+                &["http://h:8080?x", "http://h:8080/?x#y"],
+                "http://h:8080/?x",
+            ),
+            (
+                &["http://h/100%zz", "http://h/100%ZZ"][..1],
+                "http://h/100%zz",
+            ),
+        ] {
+            for spelling in spellings {
+                assert_eq!(normal(spelling), form, "{spelling}");
+            }
+            assert_eq!(normal(form), form, "the normal form is its own");
+        }
+        // Different addresses stay different.
+        assert_ne!(normal("http://h/a"), normal("http://h/A"));
+        assert_ne!(normal("http://h/a"), normal("https://h/a"));
+        assert_ne!(normal("http://h/a?x"), normal("http://h/a"));
+        assert_ne!(normal("http://h/a%2Fb"), normal("http://h/a/b"));
+        assert_eq!(normal_endpoint("not a URL"), None);
+    }
+
+    #[test]
+    fn an_upgrade_normalises_endpoints_and_keeps_one_watcher_per_event() {
+        let watcher = |pk, owner: &str, pattern: &str, address: &str| StoredWatcher {
+            pk,
+            owner: owner.into(),
+            id: format!("w-{pk}"),
+            pattern: pattern.into(),
+            address: address.into(),
+        };
+        let upgrade = upgrade_watchers(
+            vec![
+                watcher(1, "o", "/apps/x", "HTTP://h/w"),
+                watcher(2, "o", "/apps", "http://h/w"),
+                watcher(3, "o", "/apps/x", "http://h/w#f"),
+                watcher(4, "o", "/apps/y", "http://h/other"),
+                watcher(5, "p", "/apps/x", "http://H/w"),
+                watcher(6, "o", "/apps2", "http://h:80/w"),
+                watcher(7, "o", "/b", "http://h/w"),
+                watcher(8, "o", "/b", "http://h/w"),
+            ],
+            9,
+        );
+        let removed: Vec<(i64, &str)> = upgrade
+            .removed
+            .iter()
+            .map(|(pk, e)| (*pk, e.reason.as_str()))
+            .collect();
+        assert_eq!(
+            removed.iter().map(|(pk, _)| *pk).collect::<Vec<_>>(),
+            [8, 1, 3],
+            "covered by /apps, or the same as an older one"
+        );
+        assert!(
+            removed[1].1.contains("watcher w-2 with pattern /apps "),
+            "{removed:?}"
+        );
+        assert!(
+            removed[0].1.contains("watcher w-7 with pattern /b "),
+            "{removed:?}"
+        );
+        assert!(upgrade
+            .removed
+            .iter()
+            .all(|(_, e)| e.state == "stopped" && e.at_ms == 9));
+        let mut normalised = upgrade.normalised;
+        normalised.sort();
+        assert_eq!(
+            normalised,
+            [(5, "http://h/w".to_string()), (6, "http://h/w".to_string())],
+            "only the kept ones that were not in normal form"
+        );
     }
 
     #[test]

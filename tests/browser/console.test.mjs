@@ -42,6 +42,10 @@ test("the console lists the channels created through the API, with their deliver
     assert.match(await calendar.innerText(), /\/calendars\/primary\/events/);
     assert.match(await calendar.innerText(), /0000000000000001/, "the cursor it reached");
     assert.match(await calendar.innerText(), /\bopen\b/, "its host is open");
+    // A channel whose resource had no event since it was made owes nothing: it is up to
+    // date with the log, not behind it at its own first cursor.
+    const drive = rows.filter({ hasText: "drive-report" });
+    assert.match(await drive.innerText(), /up to date 0000000000000001/);
     await screenshot(page, "console-channels");
 
     // One channel in full, reached by its link.

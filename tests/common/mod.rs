@@ -3,7 +3,8 @@
 //! them, the one HTTP client every test calls a gateway with (`client`), the keyed
 //! gateway's keys (`keys`), an event-stream reader (`sse`) and the raw-socket probes and
 //! envelope checks of the input suites (`input`), which store this run uses
-//! (`store`), and a TCP proxy a test can cut (`proxy`).
+//! (`store`), a TCP proxy a test can cut (`proxy`), and a receiver on a bare socket
+//! (`raw`).
 #![allow(dead_code)]
 
 pub mod client;
@@ -11,6 +12,7 @@ pub mod input;
 pub mod keys;
 pub mod process;
 pub mod proxy;
+pub mod raw;
 pub mod sse;
 pub mod store;
 
@@ -140,11 +142,7 @@ impl Receiver {
 
     /// The next request, or a panic after `PATIENCE`.
     pub async fn next(&self) -> Received {
-        let mut rx = self.rx.lock().await;
-        tokio::time::timeout(PATIENCE, rx.recv())
-            .await
-            .expect("no notification arrived in time")
-            .expect("receiver closed")
+        next_in_time(&self.rx).await
     }
 
     /// The next request, waiting as long as it takes; `None` once the receiver is gone.
@@ -192,6 +190,15 @@ impl Receiver {
             );
         }
     }
+}
+
+/// What a receiver got next, or a panic after `PATIENCE`.
+pub async fn next_in_time<T>(rx: &tokio::sync::Mutex<mpsc::UnboundedReceiver<T>>) -> T {
+    let mut rx = rx.lock().await;
+    tokio::time::timeout(PATIENCE, rx.recv())
+        .await
+        .expect("nothing arrived in time")
+        .expect("receiver closed")
 }
 
 async fn receive(
@@ -249,17 +256,25 @@ impl Gateway {
     }
 
     pub async fn start_with(configure: impl FnOnce(&mut ServeArgs)) -> Gateway {
-        let dir = tempfile::tempdir().unwrap();
-        let mut args = test_args(dir.path());
+        let mut gateway = Gateway {
+            server: None,
+            api: Api::new(""),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        gateway.start_again(configure).await;
+        gateway
+    }
+
+    /// Starts a gateway that was shut down again on the same data, configured as
+    /// `start_with` does. Its address changes.
+    pub async fn start_again(&mut self, configure: impl FnOnce(&mut ServeArgs)) {
+        let mut args = test_args(self.dir.path());
         configure(&mut args);
         let server = watchwire::server::start(args)
             .await
             .expect("gateway starts");
-        Gateway {
-            api: Api::new(server.url()),
-            server: Some(server),
-            dir,
-        }
+        self.api = Api::new(server.url());
+        self.server = Some(server);
     }
 
     /// A gateway as production runs it, hardened: without `--dev`, with the keys of

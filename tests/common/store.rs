@@ -45,6 +45,18 @@ pub fn node_id(data_dir: &Path) -> String {
     format!("node-{:016x}", hasher.finish())
 }
 
+/// Runs SQL on the store of a gateway on `data_dir` (which must not be running on the
+/// embedded store: it holds the data directory), as an older version or an operator
+/// would; the database's error as text.
+pub fn execute(data_dir: &Path, sql: &str) -> Result<(), String> {
+    match database_url(data_dir) {
+        Some(url) => try_sql(&url, sql),
+        None => rusqlite::Connection::open(data_dir.join("watchwire.db"))
+            .and_then(|db| db.execute_batch(sql))
+            .map_err(|e| e.to_string()),
+    }
+}
+
 /// Drops every schema a run created.
 pub fn drop_schemas(admin: &str, run: &str) {
     run_sql(
@@ -53,6 +65,9 @@ pub fn drop_schemas(admin: &str, run: &str) {
             "DO $$ DECLARE s TEXT; BEGIN
                FOR s IN SELECT nspname FROM pg_namespace WHERE nspname LIKE 'ww\\_it\\_{run}\\_%' LOOP
                  EXECUTE 'DROP SCHEMA ' || quote_ident(s) || ' CASCADE';
+                 -- One transaction per schema: all of a run's at once take more locks
+                 -- than the server's lock table holds.
+                 COMMIT;
                END LOOP; END $$"
         ),
     );
@@ -60,6 +75,11 @@ pub fn drop_schemas(admin: &str, run: &str) {
 
 /// Runs SQL on its own thread and runtime: callers may be inside a runtime or not.
 fn run_sql(url: &str, sql: &str) {
+    try_sql(url, sql).unwrap();
+}
+
+/// `run_sql`, the database's error as text.
+fn try_sql(url: &str, sql: &str) -> Result<(), String> {
     let (url, sql) = (url.to_string(), sql.to_string());
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -71,11 +91,17 @@ fn run_sql(url: &str, sql: &str) {
                 .await
                 .unwrap_or_else(|e| panic!("cannot connect to {DATABASE_VARIABLE}: {e}"));
             tokio::spawn(connection);
-            client.batch_execute(&sql).await.unwrap();
+            client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| match e.as_db_error() {
+                    Some(db) => db.message().to_string(),
+                    None => e.to_string(),
+                })
         })
     })
     .join()
-    .expect("the SQL ran");
+    .expect("the SQL ran")
 }
 
 /// A schema of the test database that several gateways share (a cluster), dropped when

@@ -479,15 +479,21 @@ async fn a_stream_on_one_node_follows_every_node() {
     }
 }
 
-/// Three nodes racing to create one watcher: one success, two conflicts.
+/// Three nodes racing to create one watcher, each given another spelling of its
+/// endpoint: one success, two conflicts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watcher_raced_through_three_nodes_is_created_once() {
     let Some(cluster) = Cluster::start(3, "race") else {
         return;
     };
-    let body = json!({"pattern": "/c/race", "endpoint": "http://127.0.0.1:9/hook"});
-    let racers = (0..3).map(|i| {
-        let (api, body) = (cluster.node(i).api.clone(), body.clone());
+    let spellings = [
+        "http://127.0.0.1:9/hook",
+        "HTTP://127.0.0.1:09/hook",
+        "http://127.0.0.1:9/%68ook",
+    ];
+    let racers = spellings.iter().enumerate().map(|(i, endpoint)| {
+        let body = json!({"pattern": "/c/race", "endpoint": endpoint});
+        let api = cluster.node(i).api.clone();
         tokio::spawn(async move { api.post("/v1/watchers", &body).await.status })
     });
     let mut statuses = Vec::new();

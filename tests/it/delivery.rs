@@ -143,6 +143,66 @@ async fn drive_and_admin_states_and_payload_false() {
     }
 }
 
+/// Every notification carries a `Content-Length`, `0` when it has no body, and is
+/// never chunked: seen on the wire, where an HTTP server library would hide it.
+#[tokio::test]
+async fn every_notification_has_a_content_length_even_without_a_body() {
+    let gw = Gateway::start().await;
+    let rx = raw::RawReceiver::start(raw::RawAnswer::Status(204)).await;
+    gw.watch("/cl", "framed", &rx.url()).await;
+    gw.watch_with(
+        "/cl",
+        json!({"id": "bodiless", "type": "web_hook", "address": rx.url(), "payload": false}),
+    )
+    .await;
+    let mut requests = vec![rx.next().await, rx.next().await];
+    gw.publish(json!([
+        {"resource": "/cl", "state": "exists"},
+        {"resource": "/cl", "state": "exists", "data": {"n": 1}}
+    ]))
+    .await;
+    for _ in 0..4 {
+        requests.push(rx.next().await);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for request in &requests {
+        assert!(
+            request.head.starts_with("POST /hook HTTP/1.1\r\n"),
+            "{}",
+            request.head
+        );
+        assert_eq!(
+            request.headers("content-length"),
+            [request.body.len().to_string()],
+            "exactly one Content-Length, the body's length:\n{}",
+            request.head
+        );
+        assert!(
+            request.headers("transfer-encoding").is_empty(),
+            "{}",
+            request.head
+        );
+        let channel = request.header("x-goog-channel-id").unwrap().to_string();
+        let number = request.header("x-goog-message-number").unwrap().to_string();
+        seen.insert((channel, number, request.body.clone()));
+    }
+    assert_eq!(
+        seen.len(),
+        6,
+        "two syncs and two events on each channel: {seen:?}"
+    );
+    let bodies: Vec<&[u8]> = seen
+        .iter()
+        .map(|(_, _, body)| body.as_slice())
+        .filter(|body| !body.is_empty())
+        .collect();
+    assert_eq!(
+        bodies,
+        [br#"{"n":1}"#.as_slice()],
+        "only the event with data on the channel with payloads has a body: {seen:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_channel_covers_its_subtree_but_not_string_prefix_siblings() {
     let gw = Gateway::start().await;

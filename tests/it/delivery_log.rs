@@ -260,6 +260,14 @@ async fn a_failing_endpoint_is_disabled_and_enable_resumes_where_it_stopped() {
         .is_ok()
     {}
     rx.expect_silence(Duration::from_millis(150)).await;
+    let before = log_entry(&gw, "health", first.number()).await;
+    let attempts = before["attempts"].as_u64().unwrap();
+    assert!(attempts >= 3, "{before}");
+    assert_eq!(before["status"], "pending", "{before}");
+    assert!(
+        before["nextRetry"].is_null(),
+        "no retry while disabled: {before}"
+    );
 
     up.store(true, Ordering::SeqCst);
     let enabled = gw
@@ -275,6 +283,44 @@ async fn a_failing_endpoint_is_disabled_and_enable_resumes_where_it_stopped() {
         "delivery resumes with the notification it stopped at"
     );
     assert_eq!(resumed.number(), first.number());
+
+    // Its history goes on: every attempt counts, the first one stays the first.
+    let mut after = Value::Null;
+    for _ in 0..500 {
+        after = log_entry(&gw, "health", first.number()).await;
+        if after["status"] != "pending" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(after["status"], "delivered", "{after}");
+    assert_eq!(after["attempts"], attempts + 1, "{before}\n{after}");
+    assert_eq!(after["firstAttemptAt"], before["firstAttemptAt"], "{after}");
+    let recent = after["recentAttempts"].as_array().unwrap();
+    assert_eq!(recent.last().unwrap()["status"], 204, "{after}");
+    let earlier = before["recentAttempts"].as_array().unwrap();
+    let kept = recent.len() - 1;
+    assert_eq!(
+        recent[..kept],
+        earlier[earlier.len() - kept..],
+        "the attempts before enable are still there: {after}"
+    );
+}
+
+/// One channel's delivery-log entry by message number.
+async fn log_entry(gw: &Gateway, id: &str, number: u64) -> Value {
+    let log = gw
+        .get(&format!("/v1/channels/{id}/notifications"))
+        .await
+        .expect(200)
+        .json;
+    log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["messageNumber"].as_str() == Some(number.to_string().as_str()))
+        .cloned()
+        .unwrap_or_else(|| panic!("no entry #{number}: {log}"))
 }
 
 /// Every list pages as Google's do: `maxResults` and `pageToken`, `nextPageToken` only
@@ -645,4 +691,82 @@ async fn a_channel_shows_expired_as_soon_as_its_expiration_passes() {
     assert_eq!(listed["items"], json!([]), "the sweep removed it");
     let after = swept.get("/v1/channels/soon").await.expect(200).json;
     assert_eq!(after, before, "the record the sweep left reads the same");
+}
+
+/// An https:// receiver whose TLS handshake fails is logged as `tlsError`, whatever
+/// the TLS library says about it: here a server that answers the handshake in plain
+/// HTTP, as one listening without TLS on the port does. Retried like any failure to
+/// connect.
+#[tokio::test]
+async fn a_failed_tls_handshake_is_logged_as_a_tls_error() {
+    let gw = Gateway::start().await;
+    let plain = raw::RawReceiver::start(raw::RawAnswer::PlainText).await;
+    gw.watch("/tls", "tls", &format!("https://{}/hook", plain.addr))
+        .await;
+    let mut sync = Value::Null;
+    for _ in 0..500 {
+        let log = gw.get("/v1/channels/tls/notifications").await.json;
+        sync = log["items"][0].clone();
+        if sync["attempts"].as_u64().unwrap_or(0) >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(sync["status"], "pending", "retried: {sync}");
+    assert!(sync["attempts"].as_u64().unwrap() >= 2, "{sync}");
+    assert_eq!(sync["lastError"]["reason"], "tlsError", "{sync}");
+    for attempt in sync["recentAttempts"].as_array().unwrap() {
+        assert_eq!(attempt["reason"], "tlsError", "{sync}");
+        assert!(
+            attempt["detail"].as_str().unwrap().contains("TLS"),
+            "{sync}"
+        );
+    }
+}
+
+/// A quiet channel's own cursor stays at its last event while other resources move
+/// the log on; `logHead` says how far the log is, and with nothing pending the channel
+/// is up to date with it.
+#[tokio::test]
+async fn a_quiet_channel_is_up_to_date_with_the_log_head() {
+    let gw = Gateway::start().await;
+    let rx = Receiver::start().await;
+    gw.watch("/quiet", "quiet", &rx.url()).await;
+    gw.watch("/busy", "busy", &rx.url()).await;
+    rx.take(2).await;
+    let events: Vec<Value> = (0..3)
+        .map(|i| json!({"resource": "/busy", "state": "exists", "data": {"i": i}}))
+        .collect();
+    let head = gw.publish(json!(events)).await["cursor"].clone();
+    rx.take(3).await;
+
+    let mut busy = Value::Null;
+    for _ in 0..500 {
+        busy = gw.get("/v1/channels/busy").await.json["delivery"].clone();
+        if busy["pendingCount"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        (&busy["cursor"], &busy["logHead"]),
+        (&head, &head),
+        "{busy}"
+    );
+    let quiet = gw.get("/v1/channels/quiet").await.json["delivery"].clone();
+    assert_eq!(quiet["pendingCount"], 0, "{quiet}");
+    assert_eq!(
+        quiet["cursor"], "0000000000000000",
+        "its own cursor: {quiet}"
+    );
+    assert_eq!(quiet["logHead"], head, "up to date with the log: {quiet}");
+    let listed = gw.get("/v1/channels").await.json;
+    assert!(
+        listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["delivery"]["logHead"] == head),
+        "{listed}"
+    );
 }

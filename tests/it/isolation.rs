@@ -163,8 +163,8 @@ async fn hanging_refusing_and_slow_endpoints_never_delay_a_healthy_channel() {
         let host = host_state(&api, "refused-7").await;
         let text = api.get("/metrics").await.text;
         let backing_off = metric_sample(&text, "watchwire_hosts", &["state=\"backingOff\""]);
-        if host["state"] == "backingOff" && backing_off >= Some(1.0) {
-            assert!(host["until"].is_string(), "{host}");
+        // Between backoffs, while a probe is due or on the wire, there is no `until`.
+        if host["state"] == "backingOff" && host["until"].is_string() && backing_off >= Some(1.0) {
             break;
         }
         assert!(
@@ -275,4 +275,109 @@ async fn max_host_rate_caps_a_host_across_its_channels() {
         (22.5..=27.5).contains(&measured),
         "--max-host-rate 25 delivered at {measured:.1}/s to three channels of one host"
     );
+}
+
+/// When an attempt waits for its host, the channel's `nextRetry` and its delivery log
+/// say when it really starts: the later of its own retry time and the end of its
+/// host's backoff (a receiver answering 503 on a host that never answered: backed off
+/// after two failures, for 1 s, while the channel's own schedule says 50 ms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_retry_is_when_the_attempt_really_starts_while_the_host_is_backed_off() {
+    let (gateway, rx, entry) = twice_refused("held", Duration::from_millis(50)).await;
+    let shown = gateway.get("/v1/channels/held").await.expect(200).json;
+    let delivery = &shown["delivery"];
+    assert_eq!(delivery["host"]["state"], "backingOff", "{shown}");
+    let until = time(&delivery["host"]["until"]);
+    let next_retry = time(&delivery["nextRetry"]);
+    assert_eq!(
+        next_retry, until,
+        "the host's backoff ends after the schedule's 50 ms: {shown}"
+    );
+    let logged = time(&entry["nextRetry"]);
+    assert!(
+        (logged - next_retry).num_milliseconds().abs() <= 5,
+        "the delivery log says the same: {entry} / {shown}"
+    );
+
+    let probe = rx.next().await;
+    let started = chrono::Utc::now() - chrono::Duration::from_std(probe.at.elapsed()).unwrap();
+    let early = (next_retry - started).num_milliseconds();
+    assert!(
+        early <= 20,
+        "the probe came {early} ms before the time shown"
+    );
+    assert!(
+        early > -600,
+        "the probe came {} ms after the time shown",
+        -early
+    );
+}
+
+/// A host that keeps failing shows as backing off from its first backoff until a probe
+/// succeeds, also between a backoff's end and the next probe (here the channel's own
+/// retry, 2 s after each failure, comes after the host's 1 s backoff).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_keeps_failing_shows_as_backing_off_between_probes() {
+    let (gateway, rx, _) = twice_refused("probed", Duration::from_secs(2)).await;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let host = host_state(&gateway, "probed").await;
+        assert_eq!(host["state"], "backingOff", "{host}");
+        if host["until"].is_null() {
+            break; // the backoff is over; the next probe waits for the channel's retry
+        }
+        assert!(Instant::now() < deadline, "the backoff never ended: {host}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    rx.respond(|_| (204, vec![]));
+    rx.next().await;
+    let deadline = Instant::now() + PATIENCE;
+    while host_state(&gateway, "probed").await["state"] != "open" {
+        assert!(
+            Instant::now() < deadline,
+            "a successful probe reopens the host"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A channel `id` whose receiver answers 503 and whose retry schedule is `retry`, once
+/// its sync has failed twice: its host, which never answered, is backed off. Also the
+/// sync's delivery-log entry then.
+async fn twice_refused(id: &str, retry: Duration) -> (Gateway, Receiver, Value) {
+    let gateway = Gateway::start_with(|a| a.retry_schedule = vec![retry]).await;
+    let rx = Receiver::start().await;
+    rx.respond(|_| (503, vec![]));
+    gateway.watch(&format!("/{id}"), id, &rx.url()).await;
+    rx.take(2).await;
+    let entry = sync_entry_after(&gateway, id, 2).await;
+    (gateway, rx, entry)
+}
+
+/// The sync's delivery-log entry once it shows `attempts` attempts.
+async fn sync_entry_after(api: &Api, id: &str, attempts: u64) -> Value {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let log = api
+            .get(&format!("/v1/channels/{id}/notifications"))
+            .await
+            .expect(200)
+            .json;
+        let entry = log["items"][0].clone();
+        if entry["attempts"].as_u64() >= Some(attempts) {
+            return entry;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{attempts} attempts never logged: {log}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn time(value: &Value) -> chrono::DateTime<chrono::Utc> {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a time: {value}"));
+    chrono::DateTime::parse_from_rfc3339(text).unwrap().to_utc()
 }

@@ -149,3 +149,43 @@ async fn a_second_signal_during_the_grace_period_exits_at_once() {
     logged(&mut log, "second signal: exiting at once").await;
     drop(connection);
 }
+
+/// An attempt still waiting for its answer when the shutdown's grace period ends is
+/// cut short, but the receiver may have got it: it is logged as an `interrupted`
+/// attempt and counted, and after the restart the notification's attempts and first
+/// attempt carry on from it.
+#[tokio::test]
+async fn an_attempt_cut_short_by_shutdown_is_logged_and_counted() {
+    let mut gw = Gateway::start_with(|a| a.shutdown_grace = Duration::from_millis(200)).await;
+    let rx = raw::RawReceiver::start(raw::RawAnswer::Silence).await;
+    gw.watch("/cut", "cut", &rx.url()).await;
+    let first = rx.next().await;
+    assert_eq!(first.header("x-goog-resource-state"), Some("sync"));
+    gw.shutdown().await;
+
+    rx.answer(raw::RawAnswer::Status(204));
+    gw.start_again(|_| {}).await;
+    let again = rx.next().await;
+    assert_eq!(again.header("x-goog-message-number"), Some("1"));
+    let mut entry = serde_json::Value::Null;
+    for _ in 0..500 {
+        let log = gw.get("/v1/channels/cut/notifications").await.json;
+        entry = log["items"][0].clone();
+        if entry["status"] == "delivered" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(entry["status"], "delivered", "{entry}");
+    assert_eq!(
+        entry["attempts"], 2,
+        "the interrupted attempt counts: {entry}"
+    );
+    let recent = entry["recentAttempts"].as_array().unwrap();
+    assert_eq!(recent.len(), 2, "{entry}");
+    assert_eq!(recent[0]["reason"], "interrupted", "{entry}");
+    assert!(recent[0]["status"].is_null(), "{entry}");
+    assert!(recent[0]["durationMs"].as_u64().unwrap() >= 150, "{entry}");
+    assert_eq!(recent[1]["status"], 204, "{entry}");
+    assert_eq!(entry["firstAttemptAt"], recent[0]["at"], "{entry}");
+}

@@ -212,3 +212,159 @@ async fn a_watcher_on_the_whole_namespace_gets_everything_and_covers_every_patte
     let listed = gw.get("/v1/watchers").await.json;
     assert_eq!(listed["items"][0]["pattern"], "/");
 }
+
+/// The rules compare endpoints in their normal form: every spelling of one address is
+/// one endpoint (scheme and host case, default and zero-padded ports, percent-encoding,
+/// an empty path), so none of them gets an event twice. A fragment is refused: it is
+/// never sent, so it cannot tell endpoints apart.
+#[tokio::test]
+async fn every_spelling_of_an_endpoint_is_one_endpoint() {
+    let gw = Gateway::start().await;
+    let rx = Receiver::start().await;
+    let port = rx.addr.port();
+    let endpoint = format!("http://127.0.0.1:{port}/w");
+    let (status, watcher) = create(&gw, "/apps", &endpoint).await;
+    assert_eq!(status, 201, "{watcher}");
+    let id = watcher["id"].as_str().unwrap().to_string();
+    assert_eq!(rx.next().await.state(), "sync");
+
+    for spelling in [
+        format!("HTTP://127.0.0.1:{port}/w"),
+        format!("http://127.0.0.1:0{port}/%77"),
+        format!("http://127.0.0.1:{port}/x/../w"),
+    ] {
+        let (status, body) = create(&gw, "/apps/x", &spelling).await;
+        assert_conflict(status, &body, "Pattern is already provided", (&id, "/apps"));
+        let (status, body) = create(&gw, "/apps", &spelling).await;
+        assert_conflict(status, &body, "Record already exists", (&id, "/apps"));
+    }
+    let (status, body) = create(&gw, "/apps/x", &format!("{endpoint}#f")).await;
+    assert_error(status, &body, 400, "invalid");
+    assert!(body.to_string().contains("fragment"), "{body}");
+
+    gw.publish(json!({"resource": "/apps/x/1", "state": "exists"}))
+        .await;
+    assert_eq!(rx.next().await.header("x-goog-channel-id"), Some(&*id));
+    rx.expect_silence(Duration::from_millis(150)).await;
+
+    // Kept and shown in the normal form; any spelling of the triple gets the same id.
+    gw.delete(&format!("/v1/watchers/{id}")).await.expect(204);
+    let (status, again) = create(&gw, "/apps", &format!("HTTP://127.0.0.1:{port}/%77")).await;
+    assert_eq!(status, 201, "{again}");
+    assert_eq!(again["id"], id.as_str());
+    assert_eq!(again["endpoint"], endpoint.as_str());
+    let (status, https) = create(&gw, "/secure", "HTTPS://Example.COM:443").await;
+    assert_eq!(status, 201, "{https}");
+    assert_eq!(https["endpoint"], "https://example.com/");
+}
+
+/// Watchers stored by a version that compared endpoints as written are brought up to
+/// the rules when the gateway starts: their endpoints take the normal form, and of
+/// watchers that would send an event twice to one endpoint, the one covering the others
+/// stays and they are removed, saying why. From then on the database itself refuses a
+/// second watcher with the same owner, pattern and endpoint.
+#[tokio::test]
+async fn an_upgrade_brings_stored_watchers_up_to_the_rules() {
+    let mut gw = Gateway::start().await;
+    let rx = Receiver::start().await;
+    let port = rx.addr.port();
+    let endpoint = format!("http://127.0.0.1:{port}/w");
+    let mut ids = Vec::new();
+    for (pattern, to) in [
+        ("/apps", endpoint.clone()),
+        ("/elsewhere", endpoint.clone()),
+        ("/dup", format!("{endpoint}/dup")),
+        ("/solo", endpoint.clone()),
+    ] {
+        let (status, watcher) = create(&gw, pattern, &to).await;
+        assert_eq!(status, 201, "{watcher}");
+        ids.push(watcher["id"].as_str().unwrap().to_string());
+    }
+    let [apps, covered, dup, solo] = &ids[..] else {
+        unreachable!()
+    };
+    rx.take(4).await;
+    gw.shutdown().await;
+
+    // What an older version let in: spellings the rules did not recognise.
+    let older = if store::is_postgres() {
+        "DELETE FROM watchwire_migrations WHERE version = 4;"
+    } else {
+        "PRAGMA user_version = 3;"
+    };
+    store::execute(
+        gw.dir.path(),
+        &format!(
+            "DROP INDEX watchers_by_endpoint;
+             UPDATE channels SET resource = '/apps/x', address = 'HTTP://127.0.0.1:{port}/w' WHERE id = '{covered}';
+             UPDATE channels SET address = 'http://127.0.0.1:0{port}/%77' WHERE id = '{solo}';
+             INSERT INTO channels (kind, owner, id, resource, resource_id, resource_uri, address, token, expiration_ms,
+                                   params, payload, signing_secret, created_ms, start_seq, progress_seq, synced)
+               SELECT kind, owner, 'w-copy', resource, resource_id, resource_uri, address || '#f', token, expiration_ms,
+                      params, payload, signing_secret, created_ms, start_seq, progress_seq, synced
+               FROM channels WHERE id = '{dup}';
+             UPDATE owner_counts SET channels = channels + 1;
+             {older}"
+        ),
+    )
+    .unwrap();
+    gw.start_again(|_| {}).await;
+
+    for (removed, kept, pattern) in [(&**covered, apps, "/apps"), ("w-copy", dup, "/dup")] {
+        let shown = gw
+            .get(&format!("/v1/channels/{removed}"))
+            .await
+            .expect(200)
+            .json;
+        assert_eq!(shown["state"], "stopped", "{shown}");
+        let reason = shown["removedReason"].as_str().unwrap();
+        assert!(
+            reason.contains("upgrade")
+                && reason.contains(&format!("watcher {kept} with pattern {pattern} ")),
+            "{reason}"
+        );
+    }
+    let listed = gw.get("/v1/watchers").await.expect(200).json;
+    let mut endpoints: Vec<(&str, &str)> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| (w["id"].as_str().unwrap(), w["endpoint"].as_str().unwrap()))
+        .collect();
+    endpoints.sort_unstable();
+    let dup_endpoint = format!("{endpoint}/dup");
+    let mut expected = vec![
+        (apps.as_str(), endpoint.as_str()),
+        (dup.as_str(), dup_endpoint.as_str()),
+        (solo.as_str(), endpoint.as_str()),
+    ];
+    expected.sort_unstable();
+    assert_eq!(endpoints, expected, "the rest in the normal form");
+
+    gw.publish(json!({"resource": "/apps/x/1", "state": "exists"}))
+        .await;
+    assert_eq!(rx.next().await.header("x-goog-channel-id"), Some(&**apps));
+    rx.expect_silence(Duration::from_millis(150)).await;
+    let (status, body) = create(&gw, "/apps/x", &endpoint).await;
+    assert_conflict(
+        status,
+        &body,
+        "Pattern is already provided",
+        (apps, "/apps"),
+    );
+
+    gw.shutdown().await;
+    let refused = store::execute(
+        gw.dir.path(),
+        &format!(
+            "INSERT INTO channels (kind, owner, id, resource, resource_id, resource_uri, address, token, expiration_ms,
+                                   params, payload, signing_secret, created_ms, start_seq, progress_seq, synced)
+               SELECT kind, owner, 'w-again', resource, resource_id, resource_uri, address, token, expiration_ms,
+                      params, payload, signing_secret, created_ms, start_seq, progress_seq, synced
+               FROM channels WHERE id = '{apps}';"
+        ),
+    );
+    let refused =
+        refused.expect_err("the database refuses a second watcher on one pattern and endpoint");
+    assert!(refused.to_lowercase().contains("unique"), "{refused}");
+}

@@ -85,9 +85,15 @@ fn the_gateway_renders_every_vector_it_is_said_to_emit() {
             .iter()
             .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
             .collect();
+        assert_eq!(
+            rendered.get("content-length").map(|v| v.to_str().unwrap()),
+            Some(body.len().to_string().as_str()),
+            "{name}: a Content-Length, 0 without a body"
+        );
+        // Framing, not part of the vectors.
         let got: BTreeMap<String, String> = rendered
             .iter()
-            .filter(|(n, _)| n.as_str() != "content-type")
+            .filter(|(n, _)| !["content-type", "content-length"].contains(&n.as_str()))
             .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap().to_string()))
             .collect();
         assert_eq!(

@@ -2,9 +2,11 @@
 //! processes may start at once: a session advisory lock lets one migrate while the
 //! others wait, then find nothing left to do.
 
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Transaction};
 
 use super::pool::pg;
+use super::writer::delete_channel;
+use crate::store::rules::{self, StoredWatcher};
 use crate::store::StoreError;
 
 /// The key of the advisory lock that serialises migrations ("watchwire" in ASCII).
@@ -141,7 +143,17 @@ CREATE TABLE removals (pk BIGINT PRIMARY KEY, owner_node TEXT NOT NULL, removed_
 -- (docs/api.md §10.1); NULL: it covers its resource.
 ALTER TABLE channels ADD COLUMN within TEXT;
 "#,
+    // Watcher endpoints are compared in their normal form (docs/api.md §9), and the
+    // database itself refuses a second watcher of one owner with the same pattern and
+    // endpoint, whichever node creates it. Before this step, code brings stored
+    // watchers up to the rules (`upgrade_watchers`): SQL cannot normalise a URL.
+    r#"
+CREATE UNIQUE INDEX watchers_by_endpoint ON channels (owner, address, resource) WHERE kind = 'watcher';
+"#,
 ];
+
+/// The step that [`upgrade_watchers`] runs before.
+const WATCHERS_UPGRADED: usize = 3;
 
 /// Brings the schema up to the latest version. Everything happens under the lock,
 /// the migrations table's creation included: `CREATE TABLE IF NOT EXISTS` run by two
@@ -189,6 +201,9 @@ async fn apply_pending(client: &mut Client) -> Result<(), StoreError> {
     for (index, step) in MIGRATIONS.iter().enumerate().skip(done as usize) {
         let version = index as i32 + 1;
         let tx = client.transaction().await.map_err(pg)?;
+        if index == WATCHERS_UPGRADED {
+            upgrade_watchers(&tx).await?;
+        }
         tx.batch_execute(step).await.map_err(pg)?;
         tx.execute(
             "INSERT INTO watchwire_migrations (version) VALUES ($1)",
@@ -198,6 +213,41 @@ async fn apply_pending(client: &mut Client) -> Result<(), StoreError> {
         .map_err(pg)?;
         tx.commit().await.map_err(pg)?;
         tracing::info!(version, "migrated the PostgreSQL schema");
+    }
+    Ok(())
+}
+
+/// Watchers stored before endpoints were compared in their normal form, brought up to
+/// the rules (`rules::upgrade_watchers`).
+async fn upgrade_watchers(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let watchers = tx
+        .query(
+            "SELECT pk, owner, id, resource, address FROM channels WHERE kind = 'watcher'",
+            &[],
+        )
+        .await
+        .map_err(pg)?
+        .iter()
+        .map(|r| StoredWatcher {
+            pk: r.get(0),
+            owner: r.get(1),
+            id: r.get(2),
+            pattern: r.get(3),
+            address: r.get(4),
+        })
+        .collect();
+    let upgrade = rules::upgrade_watchers(watchers, crate::model::now_ms());
+    for (pk, ended) in &upgrade.removed {
+        tracing::warn!(pk, reason = %ended.reason, "removed a watcher on upgrade");
+        delete_channel(tx, *pk, ended).await?;
+    }
+    for (pk, address) in &upgrade.normalised {
+        tx.execute(
+            "UPDATE channels SET address = $2 WHERE pk = $1",
+            &[pk, address],
+        )
+        .await
+        .map_err(pg)?;
     }
     Ok(())
 }

@@ -594,7 +594,7 @@ async fn create_channel(
 /// Deletes a channel and its delivery log, leaving a record of how it ended. `None`
 /// when there was no such channel; else the node that delivered it, if any. An expired
 /// channel ended at its expiration, which the API showed before the sweep came.
-async fn delete_channel(
+pub(super) async fn delete_channel(
     tx: &Transaction<'_>,
     pk: i64,
     ended: &Ended,

@@ -2,12 +2,14 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::writer::delete_channel;
+use crate::store::rules::{self, StoredWatcher};
 use crate::store::StoreError;
 
 /// The schema as versioned steps: a database at `PRAGMA user_version` N gets steps
 /// N.. applied in one transaction at open. Step 1 is idempotent (`IF NOT EXISTS`) so
 /// that stores created before versioning (version 0, already holding it) pass it.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 const V1: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -123,6 +125,17 @@ const V3: &str = r#"
 ALTER TABLE channels ADD COLUMN within TEXT;
 "#;
 
+/// Watcher endpoints are compared in their normal form (docs/api.md §9), and the
+/// database itself refuses a second watcher of one owner with the same pattern and
+/// endpoint. Before this step, code brings stored watchers up to the rules
+/// ([`upgrade_watchers`]): SQL cannot normalise a URL.
+const V4: &str = r#"
+CREATE UNIQUE INDEX watchers_by_endpoint ON channels (owner, address, resource) WHERE kind = 'watcher';
+"#;
+
+/// The step that [`upgrade_watchers`] runs before.
+const WATCHERS_UPGRADED: usize = 3;
+
 /// Brings the schema up to the latest version.
 pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -131,11 +144,43 @@ pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         return Ok(());
     }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    for step in &MIGRATIONS[version..] {
+    for (index, step) in MIGRATIONS.iter().enumerate().skip(version) {
+        if index == WATCHERS_UPGRADED {
+            upgrade_watchers(&tx)?;
+        }
         tx.execute_batch(step)?;
     }
     tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
     tx.commit()
+}
+
+/// Watchers stored before endpoints were compared in their normal form, brought up to
+/// the rules (`rules::upgrade_watchers`).
+fn upgrade_watchers(tx: &Connection) -> rusqlite::Result<()> {
+    let watchers = tx
+        .prepare("SELECT pk, owner, id, resource, address FROM channels WHERE kind = 'watcher'")?
+        .query_map([], |r| {
+            Ok(StoredWatcher {
+                pk: r.get(0)?,
+                owner: r.get(1)?,
+                id: r.get(2)?,
+                pattern: r.get(3)?,
+                address: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let upgrade = rules::upgrade_watchers(watchers, crate::model::now_ms());
+    for (pk, ended) in &upgrade.removed {
+        tracing::warn!(pk, reason = %ended.reason, "removed a watcher on upgrade");
+        delete_channel(tx, *pk, ended)?;
+    }
+    for (pk, address) in &upgrade.normalised {
+        tx.execute(
+            "UPDATE channels SET address = ?2 WHERE pk = ?1",
+            params![pk, address],
+        )?;
+    }
+    Ok(())
 }
 
 /// Columns of `events` in the order `read::event_from_row` expects.

@@ -423,7 +423,7 @@ fn take_quota(tx: &Connection, owner: &str, max: u64) -> rusqlite::Result<bool> 
 /// Deletes a channel and its delivery log, leaving a record of how it ended. `false`
 /// when there was no such channel. An expired channel ended at its expiration, which
 /// the API showed before the sweep came.
-fn delete_channel(tx: &Connection, pk: i64, ended: &Ended) -> rusqlite::Result<bool> {
+pub(super) fn delete_channel(tx: &Connection, pk: i64, ended: &Ended) -> rusqlite::Result<bool> {
     tx.prepare_cached(
         "INSERT OR REPLACE INTO removed_channels (owner, id, kind, resource, resource_id, resource_uri, address, expiration_ms, params, created_ms, state, reason, removed_ms)
          SELECT owner, id, kind, resource, resource_id, resource_uri, address, expiration_ms, params, created_ms, ?2, ?3,
