@@ -55,6 +55,21 @@ pub struct Event {
 
 pub type SharedEvent = Arc<Event>;
 
+impl NewEvent {
+    /// The event once the log gave it position `seq` at `time_ms`.
+    pub fn at(self, seq: Seq, time_ms: i64) -> SharedEvent {
+        Arc::new(Event {
+            seq,
+            time_ms,
+            resource: self.resource,
+            state: self.state,
+            data: self.data,
+            changed: self.changed,
+            metadata: self.metadata,
+        })
+    }
+}
+
 #[cfg(test)]
 impl Event {
     /// A bare `exists` event on `/r` at `seq`, for unit tests.

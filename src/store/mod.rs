@@ -2,6 +2,11 @@
 //! with two backends — `sqlite` (embedded, the default) and `postgres` (a database
 //! several processes can share). `conformance.rs` runs one suite against both.
 //!
+//! The contract is implemented once (`log_store.rs` for reads, `writer.rs` and
+//! `jobs.rs` for writes, `sql.rs` for the statements, columns and row mappings both
+//! databases share); a backend holds only what differs: its connections, how it gives
+//! events positions, how it batches the bookkeeping, its schema.
+//!
 //! Invariants every backend keeps:
 //! - **Durable before answered.** `append` returns only once the events are durable
 //!   (fsync'd / committed). A batch is one transaction: all of it or none of it.
@@ -34,10 +39,14 @@ pub mod batch;
 #[cfg(test)]
 mod conformance;
 pub mod fair_share;
+mod jobs;
+pub mod log_store;
 pub mod postgres;
 pub mod records;
 pub mod rules;
+pub mod sql;
 pub mod sqlite;
+mod writer;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
@@ -47,22 +56,6 @@ use crate::model::{
     OutcomeStatus, RemovedChannel, Seq, SharedEvent, StoredChannel,
 };
 use crate::protocol::resource::WHOLE_NAMESPACE;
-
-/// SQL, in either backend's dialect, for "`column` is on or below one of `paths`"
-/// (docs/api.md §1), each path an SQL expression (a placeholder, a column): equal, or
-/// between "p/" and "p0" ('0' follows '/') where p is the path without a trailing `/`,
-/// so that `/` alone takes in every path.
-pub fn sql_under(column: &str, paths: impl IntoIterator<Item = String>) -> String {
-    let each: Vec<String> = paths
-        .into_iter()
-        .map(|p| {
-            format!(
-                "({column} = {p} OR ({column} > rtrim({p}, '/') || '/' AND {column} < rtrim({p}, '/') || '0'))"
-            )
-        })
-        .collect();
-    format!("({})", each.join(" OR "))
-}
 
 /// Whether `coverage` is the whole namespace: its latest event is the log's latest, which
 /// no polling entry records.

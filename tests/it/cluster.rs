@@ -62,7 +62,7 @@ impl Cluster {
     }
 
     /// Node `i` reaches the database through `proxy` from its next start.
-    fn route_through(&mut self, i: usize, proxy: &Proxy) {
+    pub(crate) fn route_through(&mut self, i: usize, proxy: &Proxy) {
         let url = &self.database.url;
         // The URL names the server as host[:port] right after its '@' (or "//").
         let start = url
@@ -73,7 +73,7 @@ impl Cluster {
     }
 
     /// Where the database listens, as this process can reach it.
-    fn database_address(&self) -> std::net::SocketAddr {
+    pub(crate) fn database_address(&self) -> std::net::SocketAddr {
         let config: tokio_postgres::Config = self.database.url.parse().unwrap();
         let port = config.get_ports().first().copied().unwrap_or(5432);
         let host = match config.get_hosts().first() {

@@ -13,14 +13,15 @@ use tokio_postgres::{AsyncMessage, Config, NoTls};
 use tokio_util::sync::CancellationToken;
 
 use super::pool::pg;
-use super::read::{
-    channel_from_row, event_from_row, outcome_from_row, CHANNEL_COLUMNS, EVENT_COLUMNS,
-    OUTCOME_COLUMNS,
-};
-use super::PgStore;
+
+use super::Postgres;
 use crate::store::batch::Feed;
 use crate::store::fair_share::fair_share;
-use crate::store::{sql_under, Adopted, Claim, ClusterMessage, Membership, NodeInfo, StoreError};
+use crate::store::sql::{
+    channel_from_row, event_from_row, outcome_from_row, under, Reads, CHANNEL_COLUMNS,
+    EVENT_COLUMNS, OUTCOME_COLUMNS,
+};
+use crate::store::{Adopted, Claim, ClusterMessage, Membership, NodeInfo, StoreError};
 
 /// The database's clock, in ms since the epoch.
 const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::int8";
@@ -55,7 +56,7 @@ const TAIL_PAGE: i64 = 4096;
 const TAIL_BACKSTOP: Duration = Duration::from_millis(500);
 
 impl ClusterMessage {
-    fn encode(&self) -> String {
+    pub(super) fn encode(&self) -> String {
         match self {
             ClusterMessage::Removed { pk, node } => format!("removed {pk} {node}"),
             ClusterMessage::Rebalance => "rebalance".into(),
@@ -178,25 +179,21 @@ pub(super) fn spawn_tailer(
             }
             loop {
                 let after = feed.lock().unwrap().fed_head();
-                let read = async {
-                    let client = store.get().await?;
-                    client
-                        .query(
-                            &format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"),
-                            &[&(after as i64), &TAIL_PAGE],
-                        )
-                        .await
-                        .map_err(pg)
-                };
-                let rows = match read.await {
-                    Ok(rows) => rows,
+                let read = store.read(
+                    format!(
+                        "SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"
+                    ),
+                    crate::store::sql::params![after, TAIL_PAGE],
+                    event_from_row,
+                );
+                let events = match read.await {
+                    Ok(events) => events,
                     Err(e) => {
                         tracing::debug!(error = %e, "could not tail the log; retrying");
                         break;
                     }
                 };
-                let full = rows.len() as i64 == TAIL_PAGE;
-                let events = rows.iter().map(event_from_row).collect();
+                let full = events.len() as i64 == TAIL_PAGE;
                 feed.lock().unwrap().events(events);
                 if !full {
                     break;
@@ -206,7 +203,7 @@ pub(super) fn spawn_tailer(
     });
 }
 
-impl PgStore {
+impl Postgres {
     /// Gives up every channel this node id owns, and the removals it was asked to
     /// settle for them: the others (or this node, claiming again) take them from the
     /// database.
@@ -226,7 +223,7 @@ impl PgStore {
 }
 
 #[async_trait]
-impl Membership for PgStore {
+impl Membership for Postgres {
     fn node_id(&self) -> &str {
         &self.node_id
     }
@@ -339,7 +336,10 @@ impl Membership for PgStore {
                 )
                 .await
                 .map_err(pg)?;
-            let channels: Vec<_> = adopted_rows.iter().map(channel_from_row).collect();
+            let channels = adopted_rows
+                .iter()
+                .map(|row| channel_from_row(row))
+                .collect::<Result<Vec<_>, _>>()?;
             let pks: Vec<i64> = channels.iter().map(|c| c.pk).collect();
             let owed_rows = tx
                 .query(
@@ -357,8 +357,8 @@ impl Membership for PgStore {
                              FROM unnest(string_to_array(c.within, E'\\n')) AS p(path))::BIGINT
                              + CASE WHEN c.synced THEN 0 ELSE 1 END
                          FROM channels c WHERE c.pk = ANY($1) AND c.within IS NOT NULL",
-                        sql_under("e.resource", ["c.resource".to_string()]),
-                        sql_under("e.resource", ["p.path".to_string()])
+                        under("e.resource", ["c.resource".to_string()]),
+                        under("e.resource", ["p.path".to_string()])
                     ),
                     &[&pks],
                 )
@@ -374,13 +374,10 @@ impl Membership for PgStore {
             tx.commit().await.map_err(pg)?;
             let owed: std::collections::HashMap<i64, i64> =
                 owed_rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-            let mut retries: std::collections::HashMap<i64, _> = retry_rows
+            let mut retries = retry_rows
                 .iter()
-                .map(|r| {
-                    let o = outcome_from_row(r).outcome;
-                    (o.channel_pk, o)
-                })
-                .collect();
+                .map(|r| outcome_from_row(r).map(|o| (o.channel_pk, o)))
+                .collect::<Result<std::collections::HashMap<i64, _>, _>>()?;
             Ok(Claim {
                 adopted: channels
                     .into_iter()

@@ -10,10 +10,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Config, NoTls};
 
+use super::rows::On;
+use crate::store::sql::{Map, Params, ReadRows, Reads, Statements};
 use crate::store::StoreError;
 
 /// Longest a caller waits for a connection (a free one, or a new one to connect).
 pub const WAIT: Duration = Duration::from_secs(5);
+/// Longest a read may take before the call answers `503`.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest one attempt to connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest a session of this process may sit inside a transaction without sending
@@ -71,6 +75,20 @@ impl Pool {
         tokio::time::timeout(WAIT, wait)
             .await
             .map_err(|_| unreachable_database())?
+    }
+}
+
+impl Reads for Pool {
+    fn read<T: Send + 'static>(&self, sql: String, params: Params, map: Map<T>) -> ReadRows<'_, T> {
+        Box::pin(async move {
+            let read = async {
+                let client = self.get().await?;
+                On(&*client).query(&sql, params, map).await
+            };
+            tokio::time::timeout(READ_TIMEOUT, read)
+                .await
+                .map_err(|_| unreachable_database())?
+        })
     }
 }
 

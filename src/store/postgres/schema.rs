@@ -2,11 +2,11 @@
 //! processes may start at once: a session advisory lock lets one migrate while the
 //! others wait, then find nothing left to do.
 
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::Client;
 
 use super::pool::pg;
-use super::writer::delete_channel;
-use crate::store::rules::{self, StoredWatcher};
+use super::rows::On;
+use crate::store::jobs;
 use crate::store::StoreError;
 
 /// The key of the advisory lock that serialises migrations ("watchwire" in ASCII).
@@ -152,7 +152,7 @@ CREATE UNIQUE INDEX watchers_by_endpoint ON channels (owner, address, resource) 
 "#,
 ];
 
-/// The step that [`upgrade_watchers`] runs before.
+/// The step that `jobs::upgrade_watchers` runs before.
 const WATCHERS_UPGRADED: usize = 3;
 
 /// Brings the schema up to the latest version. Everything happens under the lock,
@@ -202,7 +202,7 @@ async fn apply_pending(client: &mut Client) -> Result<(), StoreError> {
         let version = index as i32 + 1;
         let tx = client.transaction().await.map_err(pg)?;
         if index == WATCHERS_UPGRADED {
-            upgrade_watchers(&tx).await?;
+            jobs::upgrade_watchers(&mut On(&tx), crate::model::now_ms()).await?;
         }
         tx.batch_execute(step).await.map_err(pg)?;
         tx.execute(
@@ -217,66 +217,11 @@ async fn apply_pending(client: &mut Client) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Watchers stored before endpoints were compared in their normal form, brought up to
-/// the rules (`rules::upgrade_watchers`).
-async fn upgrade_watchers(tx: &Transaction<'_>) -> Result<(), StoreError> {
-    let watchers = tx
-        .query(
-            "SELECT pk, owner, id, resource, address FROM channels WHERE kind = 'watcher'",
-            &[],
-        )
-        .await
-        .map_err(pg)?
-        .iter()
-        .map(|r| StoredWatcher {
-            pk: r.get(0),
-            owner: r.get(1),
-            id: r.get(2),
-            pattern: r.get(3),
-            address: r.get(4),
-        })
-        .collect();
-    let upgrade = rules::upgrade_watchers(watchers, crate::model::now_ms());
-    for (pk, ended) in &upgrade.removed {
-        tracing::warn!(pk, reason = %ended.reason, "removed a watcher on upgrade");
-        delete_channel(tx, *pk, ended).await?;
-    }
-    for (pk, address) in &upgrade.normalised {
-        tx.execute(
-            "UPDATE channels SET address = $2 WHERE pk = $1",
-            &[pk, address],
-        )
-        .await
-        .map_err(pg)?;
-    }
-    Ok(())
-}
-
-/// The per-database secret for resource ids, created by whichever process comes first.
-pub async fn instance_secret(client: &Client) -> Result<Vec<u8>, StoreError> {
-    let fresh: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
-    client
-        .execute(
-            "INSERT INTO meta (key, value) VALUES ('instance_secret', $1) ON CONFLICT (key) DO NOTHING",
-            &[&fresh],
-        )
-        .await
-        .map_err(pg)?;
-    let row = client
-        .query_one("SELECT value FROM meta WHERE key = 'instance_secret'", &[])
-        .await
-        .map_err(pg)?;
-    Ok(row.get(0))
-}
-
-/// Where pruning has got to (0 for a new log).
-pub async fn pruned_through(client: &Client) -> Result<u64, StoreError> {
-    let row = client
-        .query_opt("SELECT value FROM meta WHERE key = 'pruned_through'", &[])
-        .await
-        .map_err(pg)?;
-    Ok(row
-        .map(|r| r.get::<_, Vec<u8>>(0))
-        .and_then(|bytes| std::str::from_utf8(&bytes).ok()?.parse().ok())
-        .unwrap_or(0))
+/// The per-database secret for resource ids, created by whichever process comes first,
+/// and where pruning has got to (0 for a new log).
+pub async fn open_state(client: &Client) -> Result<(Vec<u8>, u64), StoreError> {
+    let mut on = On(client);
+    let secret = jobs::instance_secret(&mut on).await?;
+    let pruned_through = jobs::meta_u64(&mut on, "pruned_through").await?;
+    Ok((secret, pruned_through))
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use super::schema::backend;
+use super::read::backend;
 use crate::store::StoreError;
 use crate::telemetry::LogGate;
 

@@ -1,22 +1,19 @@
-//! Reads: read-only connections on blocking threads, and the row mappings.
+//! SQLite's side of the shared SQL (`store::sql`): read-only connections on blocking
+//! threads, statements run on a connection or inside the writer's transaction, and
+//! rows and parameters as SQLite types them.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-use rusqlite::types::Value;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{params_from_iter, Connection, OpenFlags};
 
-use super::schema::backend;
-use crate::model::{
-    ChannelKind, ChannelSpec, Coverage, Event, Failure, Outcome, OutcomeRecord, OutcomeStatus,
-    RemovedChannel, SharedEvent, StoredChannel,
-};
-use crate::store::{sql_under, StoreError};
+use crate::store::sql::{for_sqlite, Map, Params, Ran, ReadRows, Reads, Row, Value};
+use crate::store::StoreError;
 
 /// Read-only connections, opened on demand and reused. WAL lets them read while the
 /// writer commits.
-pub(super) struct ReadPool {
+pub struct ReadPool {
     pub path: PathBuf,
     pub idle: Arc<Mutex<Vec<Connection>>>,
 }
@@ -25,7 +22,7 @@ impl ReadPool {
     pub async fn with<T, F>(&self, read: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let path = self.path.clone();
         let idle = self.idle.clone();
@@ -37,8 +34,10 @@ impl ReadPool {
                     let conn = Connection::open_with_flags(
                         &path,
                         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                    )?;
-                    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+                    )
+                    .map_err(backend)?;
+                    conn.busy_timeout(std::time::Duration::from_secs(5))
+                        .map_err(backend)?;
                     conn
                 }
             };
@@ -48,122 +47,99 @@ impl ReadPool {
         })
         .await
         .map_err(|e| StoreError::Backend(e.to_string()))?
-        .map_err(backend)
     }
 }
 
-/// Binds `coverage`'s paths as the parameters after `values`; their placeholders.
-pub(super) fn bind_paths(coverage: &Coverage, values: &mut Vec<Value>) -> Vec<String> {
-    coverage
-        .paths()
-        .iter()
-        .map(|path| {
-            values.push(Value::Text(path.clone()));
-            format!("?{}", values.len())
+impl Reads for ReadPool {
+    fn read<T: Send + 'static>(&self, sql: String, params: Params, map: Map<T>) -> ReadRows<'_, T> {
+        Box::pin(self.with(move |conn| Ok(run(conn, &sql, params, Some(map))?.1)))
+    }
+}
+
+/// Runs one statement on `conn` (prepared once and cached): its rows mapped with
+/// `map`, or how many rows it changed.
+pub fn run<T>(conn: &Connection, sql: &str, params: Params, map: Option<Map<T>>) -> Ran<T> {
+    let mut statement = conn.prepare_cached(&for_sqlite(sql)).map_err(backend)?;
+    let params = params_from_iter(params.iter());
+    let Some(map) = map else {
+        let changed = statement.execute(params).map_err(backend)?;
+        return Ok((changed as u64, Vec::new()));
+    };
+    let mut rows = statement.query(params).map_err(backend)?;
+    let mut mapped = Vec::new();
+    while let Some(row) = rows.next().map_err(backend)? {
+        mapped.push(map(&SqliteRow(row))?);
+    }
+    Ok((mapped.len() as u64, mapped))
+}
+
+pub fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Value::Null => ToSqlOutput::from(rusqlite::types::Null),
+            Value::Int(v) => ToSqlOutput::from(*v),
+            Value::Text(s) => ToSqlOutput::from(s.as_str()),
+            Value::Bytes(b) => ToSqlOutput::from(b.as_slice()),
+            Value::Bool(b) => ToSqlOutput::from(*b),
         })
-        .collect()
+    }
 }
 
-/// SQL for "`column` is covered by `coverage`", its paths bound after `values`.
-pub(super) fn coverage_sql(column: &str, coverage: &Coverage, values: &mut Vec<Value>) -> String {
-    sql_under(column, bind_paths(coverage, values))
+/// A row as the shared mappings read it. SQLite types values, not columns: a value is
+/// read as what the mapping asks when it can be.
+struct SqliteRow<'a, 'b>(&'a rusqlite::Row<'b>);
+
+impl SqliteRow<'_, '_> {
+    fn value(&self, i: usize) -> Result<ValueRef<'_>, StoreError> {
+        self.0.get_ref(i).map_err(backend)
+    }
+
+    fn mismatch(&self, i: usize, wanted: &str) -> StoreError {
+        StoreError::Backend(format!("column {i} does not hold {wanted}"))
+    }
 }
 
-pub(super) fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SharedEvent> {
-    let changed: String = row.get(5)?;
-    Ok(Arc::new(Event {
-        seq: row.get::<_, i64>(0)? as u64,
-        time_ms: row.get(1)?,
-        resource: row.get(2)?,
-        state: row.get(3)?,
-        data: row.get::<_, Option<Vec<u8>>>(4)?.map(Bytes::from),
-        changed: changed
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect(),
-        metadata: row.get(6)?,
-    }))
-}
+impl Row for SqliteRow<'_, '_> {
+    fn int(&self, i: usize) -> Result<i64, StoreError> {
+        self.opt_int(i)?
+            .ok_or_else(|| self.mismatch(i, "an integer"))
+    }
 
-pub(super) fn channel_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredChannel> {
-    let params = ChannelSpec::params_from_json(&row.get::<_, String>(9)?);
-    Ok(StoredChannel {
-        pk: row.get(0)?,
-        spec: Arc::new(ChannelSpec {
-            owner: row.get(1)?,
-            id: row.get(2)?,
-            resource: row.get(3)?,
-            resource_id: row.get(4)?,
-            resource_uri: row.get(5)?,
-            address: row.get(6)?,
-            token: row.get(7)?,
-            expiration_ms: row.get(8)?,
-            params,
-            payload: row.get(10)?,
-            signing_secret: row.get(11)?,
-            created_ms: row.get(12)?,
-            kind: ChannelKind::parse(&row.get::<_, String>(16)?),
-            within: row
-                .get::<_, Option<String>>(19)?
-                .map(|lines| Box::new(Coverage::from_lines(&lines))),
-        }),
-        start_seq: row.get::<_, i64>(13)? as u64,
-        progress_seq: row.get::<_, i64>(14)? as u64,
-        synced: row.get(15)?,
-        disabled: row.get(17)?,
-        failing_since_ms: row.get(18)?,
-    })
-}
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        match self.value(i)? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Integer(v) => Ok(Some(v)),
+            _ => Err(self.mismatch(i, "an integer")),
+        }
+    }
 
-/// Columns: outcome columns, then the event's resource and metadata (LEFT JOIN).
-pub(super) fn outcome_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<OutcomeRecord> {
-    let status: String = row.get(4)?;
-    Ok(OutcomeRecord {
-        outcome: Outcome {
-            channel_pk: row.get(0)?,
-            seq: row.get::<_, i64>(1)? as u64,
-            message_number: row.get::<_, i64>(2)? as u64,
-            state: row.get(3)?,
-            status: OutcomeStatus::parse(&status).unwrap_or(OutcomeStatus::Pending),
-            attempts: row.get(5)?,
-            last_status: row.get(6)?,
-            last_error: Failure::from_columns(row.get(12)?, row.get(7)?, row.get(6)?),
-            at_ms: row.get(8)?,
-            next_retry_ms: row.get(9)?,
-            recent: row
-                .get::<_, Option<String>>(13)?
-                .and_then(|json| serde_json::from_str(&json).ok())
-                .unwrap_or_default(),
-            first_attempt_ms: row.get(14)?,
-        },
-        resource: row.get(10)?,
-        metadata: row.get(11)?,
-    })
-}
+    fn text(&self, i: usize) -> Result<String, StoreError> {
+        self.opt_text(i)?.ok_or_else(|| self.mismatch(i, "text"))
+    }
 
-/// Columns: `REMOVED_COLUMNS`.
-pub(super) fn removed_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RemovedChannel> {
-    let params = ChannelSpec::params_from_json(&row.get::<_, String>(8)?);
-    Ok(RemovedChannel {
-        spec: ChannelSpec {
-            owner: row.get(0)?,
-            id: row.get(1)?,
-            kind: ChannelKind::parse(&row.get::<_, String>(2)?),
-            resource: row.get(3)?,
-            resource_id: row.get(4)?,
-            resource_uri: row.get(5)?,
-            address: row.get(6)?,
-            expiration_ms: row.get(7)?,
-            params,
-            created_ms: row.get(9)?,
-            token: None,
-            payload: true,
-            signing_secret: None,
-            within: None,
-        },
-        state: row.get(10)?,
-        reason: row.get(11)?,
-        removed_ms: row.get(12)?,
-    })
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        match self.value(i)? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Text(t) => Ok(Some(String::from_utf8_lossy(t).into_owned())),
+            _ => Err(self.mismatch(i, "text")),
+        }
+    }
+
+    fn opt_bytes(&self, i: usize) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.value(i)? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Blob(b) | ValueRef::Text(b) => Ok(Some(b.to_vec())),
+            // Older stores kept numbers of the `meta` table as integers.
+            ValueRef::Integer(v) => Ok(Some(v.to_string().into_bytes())),
+            ValueRef::Real(_) => Err(self.mismatch(i, "bytes")),
+        }
+    }
+
+    fn bool(&self, i: usize) -> Result<bool, StoreError> {
+        Ok(self.int(i)? != 0)
+    }
 }

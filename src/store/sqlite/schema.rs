@@ -1,15 +1,17 @@
 //! Tables of the embedded store, and opening a connection the way every part needs it.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 
-use super::writer::delete_channel;
-use crate::store::rules::{self, StoredWatcher};
+use super::read::backend;
+use super::transaction::SqliteTx;
+use crate::store::jobs;
+use crate::store::writer::Transaction as _;
 use crate::store::StoreError;
 
 /// The schema as versioned steps: a database at `PRAGMA user_version` N gets steps
 /// N.. applied in one transaction at open. Step 1 is idempotent (`IF NOT EXISTS`) so
 /// that stores created before versioning (version 0, already holding it) pass it.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 const V1: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -133,107 +135,50 @@ const V4: &str = r#"
 CREATE UNIQUE INDEX watchers_by_endpoint ON channels (owner, address, resource) WHERE kind = 'watcher';
 "#;
 
-/// The step that [`upgrade_watchers`] runs before.
+/// The tables and reads both backends share: the node that delivers a channel (never
+/// set here, as one process delivers every channel), and the log's head under the
+/// name the shared statements read it by.
+const V5: &str = r#"
+ALTER TABLE channels ADD COLUMN owner_node TEXT;
+CREATE VIEW log_head AS SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0) AS seq;
+"#;
+
+/// The step that `jobs::upgrade_watchers` runs before.
 const WATCHERS_UPGRADED: usize = 3;
 
-/// Brings the schema up to the latest version.
-pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+/// Brings the schema up to the latest version, in one transaction.
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(backend)?;
     let version = usize::try_from(version).unwrap_or(0);
     if version >= MIGRATIONS.len() {
         return Ok(());
     }
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut tx = SqliteTx::immediate(conn)?;
     for (index, step) in MIGRATIONS.iter().enumerate().skip(version) {
         if index == WATCHERS_UPGRADED {
-            upgrade_watchers(&tx)?;
+            at_once(jobs::upgrade_watchers(&mut tx, crate::model::now_ms()))?;
         }
-        tx.execute_batch(step)?;
+        tx.connection().execute_batch(step).map_err(backend)?;
     }
-    tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
-    tx.commit()
-}
-
-/// Watchers stored before endpoints were compared in their normal form, brought up to
-/// the rules (`rules::upgrade_watchers`).
-fn upgrade_watchers(tx: &Connection) -> rusqlite::Result<()> {
-    let watchers = tx
-        .prepare("SELECT pk, owner, id, resource, address FROM channels WHERE kind = 'watcher'")?
-        .query_map([], |r| {
-            Ok(StoredWatcher {
-                pk: r.get(0)?,
-                owner: r.get(1)?,
-                id: r.get(2)?,
-                pattern: r.get(3)?,
-                address: r.get(4)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let upgrade = rules::upgrade_watchers(watchers, crate::model::now_ms());
-    for (pk, ended) in &upgrade.removed {
-        tracing::warn!(pk, reason = %ended.reason, "removed a watcher on upgrade");
-        delete_channel(tx, *pk, ended)?;
-    }
-    for (pk, address) in &upgrade.normalised {
-        tx.execute(
-            "UPDATE channels SET address = ?2 WHERE pk = ?1",
-            params![pk, address],
-        )?;
-    }
-    Ok(())
-}
-
-/// Columns of `events` in the order `read::event_from_row` expects.
-pub(super) const EVENT_COLUMNS: &str = "seq, time_ms, resource, state, data, changed, metadata";
-
-/// Columns of `removed_channels` in the order `read::removed_from_row` expects.
-pub(super) const REMOVED_COLUMNS: &str = "owner, id, kind, resource, resource_id, resource_uri, address, expiration_ms, params, created_ms, state, reason, removed_ms";
-
-/// Columns of `channels` in the order `read::channel_from_row` expects.
-pub(super) const CHANNEL_COLUMNS: &str = "pk, owner, id, resource, resource_id, resource_uri, address, token, expiration_ms, params, payload,
-     signing_secret, created_ms, start_seq, progress_seq, synced, kind, disabled, failing_since_ms, within";
-
-pub(super) fn backend(e: rusqlite::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
-
-/// The highest seq ever assigned.
-pub(super) fn log_head(conn: &Connection) -> rusqlite::Result<u64> {
-    let head: i64 = conn
-        .prepare_cached(
-            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
-        )?
-        .query_row([], |r| r.get(0))?;
-    Ok(head as u64)
-}
-
-pub(super) fn meta_u64(conn: &Connection, key: &str) -> rusqlite::Result<u64> {
-    let value: Option<i64> = conn
-        .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
-            r.get(0)
-        })
-        .optional()?;
-    Ok(value.unwrap_or(0) as u64)
-}
-
-/// The per-database secret for resource ids, created on first open.
-pub(super) fn instance_secret(conn: &Connection) -> Result<Vec<u8>, StoreError> {
-    let existing: Option<Vec<u8>> = conn
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'instance_secret'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()
+    tx.connection()
+        .pragma_update(None, "user_version", MIGRATIONS.len() as i64)
         .map_err(backend)?;
-    if let Some(secret) = existing {
-        return Ok(secret);
-    }
-    let secret: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES ('instance_secret', ?1)",
-        params![secret],
-    )
-    .map_err(backend)?;
-    Ok(secret)
+    at_once(tx.commit())
+}
+
+/// Runs SQLite's side of a shared statement sequence: its statements never wait.
+pub fn at_once<T>(work: impl std::future::Future<Output = T>) -> T {
+    futures_util::FutureExt::now_or_never(work).expect("SQLite statements never wait")
+}
+
+/// The per-database secret for resource ids, created on first open, and how far the
+/// log was pruned.
+pub fn open_state(conn: &mut Connection) -> Result<(Vec<u8>, u64), StoreError> {
+    let mut tx = SqliteTx::immediate(conn)?;
+    let secret = at_once(jobs::instance_secret(&mut tx))?;
+    let pruned_through = at_once(jobs::meta_u64(&mut tx, "pruned_through"))?;
+    at_once(tx.commit())?;
+    Ok((secret, pruned_through))
 }

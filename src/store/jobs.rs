@@ -1,0 +1,498 @@
+//! What one writing transaction does for each kind of request, written once for both
+//! backends over [`Transaction`]: publishing (with the Idempotency-Key window),
+//! creating a channel (replacing an expired one, the watcher rules, the per-key quota),
+//! removing channels (leaving a record of how each ended), pruning in bounded steps,
+//! and the probe. The rules themselves are decided in `rules.rs`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::rules::{
+    self, idempotent_answer, Ended, RememberedPublish, StoredWatcher, IDEMPOTENCY_WINDOW_MS,
+};
+use super::sql::{opt_int_from_row, params, single, Row, Statements};
+use super::writer::Transaction;
+use super::{Idempotency, PruneReport, PublishReceipt, Removal, StoreError};
+use crate::model::{ChannelKind, ChannelSpec, NewEvent, Seq, SharedEvent, StoredChannel};
+
+/// Most rows one prune step deletes, so that a prune never holds the writer for long.
+pub const PRUNE_CHUNK: i64 = 10_000;
+
+/// How long a reading of the lowest channel progress serves prune steps.
+const MIN_PROGRESS_TTL: Duration = Duration::from_secs(5);
+
+type Answer<T> = Result<Result<T, StoreError>, StoreError>;
+
+/// Appends events, answering from an earlier publish for an Idempotency-Key used
+/// within its window (docs/api.md §6). The inner error concerns this request only;
+/// the outer one aborts the transaction.
+pub async fn append<T: Transaction>(
+    tx: &mut T,
+    events: Vec<NewEvent>,
+    idempotency: Option<Idempotency>,
+    now: i64,
+) -> Answer<(PublishReceipt, Vec<SharedEvent>)> {
+    if let Some(idem) = &idempotency {
+        fn remembered(row: &dyn Row) -> Result<RememberedPublish, StoreError> {
+            Ok(RememberedPublish {
+                body_hash: row.text(0)?,
+                last_seq: row.int(1)? as Seq,
+                count: row.int(2)? as usize,
+                created_ms: row.int(3)?,
+            })
+        }
+        let earlier = tx
+            .query(
+                "SELECT body_hash, last_seq, count, created_ms FROM idempotency WHERE owner = $1 AND key = $2",
+                params![&idem.owner, &idem.key],
+                remembered,
+            )
+            .await?
+            .into_iter()
+            .next();
+        if let Some(answer) = idempotent_answer(earlier, idem, now) {
+            return Ok(answer.map(|receipt| (receipt, Vec::new())));
+        }
+    }
+    let stored = tx.append(events, now).await?;
+    let receipt = PublishReceipt {
+        last_seq: stored.last().map_or(0, |e| e.seq),
+        count: stored.len(),
+        replayed: false,
+    };
+    if let Some(idem) = idempotency {
+        tx.execute(
+            "INSERT INTO idempotency (owner, key, body_hash, last_seq, count, created_ms) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (owner, key) DO UPDATE SET body_hash = excluded.body_hash, last_seq = excluded.last_seq,
+                count = excluded.count, created_ms = excluded.created_ms",
+            params![idem.owner, idem.key, idem.body_hash, receipt.last_seq, receipt.count as u64, now],
+        )
+        .await?;
+    }
+    metrics::counter!("watchwire_events_published_total").increment(stored.len() as u64);
+    Ok(Ok((receipt, stored)))
+}
+
+/// Stores a channel, replacing an expired one that holds the same (owner, id). The
+/// writer serialises every creation (one writer per database, and across processes
+/// the transaction's lock), so the checks see every channel committed before. The
+/// answer: the channel, and the key of the one it replaced.
+pub async fn create_channel<T: Transaction>(
+    tx: &mut T,
+    spec: ChannelSpec,
+    max_per_owner: u64,
+    now: i64,
+) -> Answer<(StoredChannel, Option<i64>)> {
+    fn pk_and_expiration(row: &dyn Row) -> Result<(i64, Option<i64>), StoreError> {
+        Ok((row.int(0)?, row.opt_int(1)?))
+    }
+    let existing = tx
+        .query(
+            "SELECT pk, expiration_ms FROM channels WHERE owner = $1 AND id = $2",
+            params![&spec.owner, &spec.id],
+            pk_and_expiration,
+        )
+        .await?
+        .into_iter()
+        .next();
+    if spec.kind == ChannelKind::Watcher {
+        fn id_and_pattern(row: &dyn Row) -> Result<(String, String), StoreError> {
+            Ok((row.text(0)?, row.text(1)?))
+        }
+        let watchers = tx
+            .query(
+                "SELECT id, resource FROM channels WHERE owner = $1 AND address = $2 AND kind = 'watcher'",
+                params![&spec.owner, &spec.address],
+                id_and_pattern,
+            )
+            .await?;
+        if let Some(conflict) = rules::watcher_conflict(&spec, watchers) {
+            return Ok(Err(conflict));
+        }
+    }
+    let mut replaced = None;
+    if let Some((pk, expiration)) = existing {
+        let ended = match rules::take_over_id(&spec.id, expiration, now) {
+            Ok(ended) => ended,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        delete_channel(tx, pk, &ended).await?;
+        replaced = Some(pk);
+    }
+    if !take_quota(tx, &spec.owner, max_per_owner).await? {
+        return Ok(Err(StoreError::TooManyChannels(max_per_owner)));
+    }
+    let head = tx.head().await?;
+    let node = tx.node().map(str::to_string);
+    let within = spec.within.as_ref().map(|w| w.to_lines());
+    let pk = single(
+        tx.query(
+            "INSERT INTO channels (kind, owner, id, resource, resource_id, resource_uri, address, token, expiration_ms, params,
+                                   payload, signing_secret, created_ms, start_seq, progress_seq, synced, owner_node, within)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, FALSE, $15, $16) RETURNING pk",
+            params![
+                spec.kind.as_str(),
+                &spec.owner,
+                &spec.id,
+                &spec.resource,
+                &spec.resource_id,
+                &spec.resource_uri,
+                &spec.address,
+                spec.token.as_deref(),
+                spec.expiration_ms,
+                spec.params_json(),
+                spec.payload,
+                spec.signing_secret.as_deref(),
+                spec.created_ms,
+                head,
+                node,
+                within,
+            ],
+            opt_int_from_row,
+        )
+        .await?,
+    )?
+    .unwrap_or_default();
+    let channel = StoredChannel {
+        pk,
+        spec: Arc::new(spec),
+        start_seq: head,
+        progress_seq: head,
+        synced: false,
+        disabled: false,
+        failing_since_ms: None,
+    };
+    Ok(Ok((channel, replaced)))
+}
+
+/// Takes one of the owner's `max` channel places, counted in `owner_counts`; `false`
+/// when all are taken.
+async fn take_quota<T: Transaction>(tx: &mut T, owner: &str, max: u64) -> Result<bool, StoreError> {
+    tx.execute(
+        "INSERT INTO owner_counts (owner, channels) VALUES ($1, 0) ON CONFLICT (owner) DO NOTHING",
+        params![owner],
+    )
+    .await?;
+    let taken = tx
+        .execute(
+            "UPDATE owner_counts SET channels = channels + 1 WHERE owner = $1 AND channels < $2",
+            // Integers are signed in both databases: a larger quota is as good as none.
+            params![owner, max],
+        )
+        .await?;
+    Ok(taken == 1)
+}
+
+/// Deletes a channel and its delivery log, leaving a record of how it ended (an
+/// expired channel ended at its expiration, which the API showed before the sweep
+/// came). `false` when there was no such channel. Migrations run it too, so it reads
+/// only the columns every schema version since removed channels has.
+pub async fn delete_channel<S: Statements>(
+    tx: &mut S,
+    pk: i64,
+    ended: &Ended,
+) -> Result<bool, StoreError> {
+    tx.execute(
+        "INSERT INTO removed_channels (owner, id, kind, resource, resource_id, resource_uri, address, expiration_ms, params, created_ms,
+                                       state, reason, removed_ms)
+         SELECT owner, id, kind, resource, resource_id, resource_uri, address, expiration_ms, params, created_ms, $2, $3,
+                CASE WHEN $2 = 'expired' AND expiration_ms < $4 THEN expiration_ms ELSE $4 END
+         FROM channels WHERE pk = $1
+         ON CONFLICT (owner, id) DO UPDATE SET kind = excluded.kind, resource = excluded.resource, resource_id = excluded.resource_id,
+            resource_uri = excluded.resource_uri, address = excluded.address, expiration_ms = excluded.expiration_ms,
+            params = excluded.params, created_ms = excluded.created_ms, state = excluded.state, reason = excluded.reason,
+            removed_ms = excluded.removed_ms",
+        params![pk, ended.state, &ended.reason, ended.at_ms],
+    )
+    .await?;
+    let deleted = tx
+        .query(
+            "DELETE FROM channels WHERE pk = $1 RETURNING owner",
+            params![pk],
+            |row| row.text(0),
+        )
+        .await?;
+    tx.execute("DELETE FROM outcomes WHERE channel_pk = $1", params![pk])
+        .await?;
+    let Some(owner) = deleted.into_iter().next() else {
+        return Ok(false);
+    };
+    tx.execute(
+        "UPDATE owner_counts SET channels = channels - 1 WHERE owner = $1",
+        params![owner],
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Removes channels. The answer: the channels removed, and those of them another node
+/// delivered (which `Transaction::removed_elsewhere` told).
+pub async fn remove_channels<T: Transaction>(
+    tx: &mut T,
+    removal: Removal,
+    now: i64,
+) -> Answer<(Vec<i64>, Vec<i64>)> {
+    fn pk_and_resource_id(row: &dyn Row) -> Result<(i64, String), StoreError> {
+        Ok((row.int(0)?, row.text(1)?))
+    }
+    let owned = "SELECT pk, resource_id FROM channels WHERE owner = $1 AND id = $2 AND kind = $3";
+    let ended = Ended::by(&removal, now);
+    let pks: Vec<i64> = match removal {
+        Removal::Stop {
+            owner,
+            id,
+            resource_id,
+        } => {
+            let found = tx
+                .query(owned, params![owner, id, "channel"], pk_and_resource_id)
+                .await?;
+            match found.into_iter().next() {
+                Some((pk, stored)) if stored == resource_id => vec![pk],
+                _ => return Ok(Err(StoreError::NotFound)),
+            }
+        }
+        Removal::Watcher { owner, id } => {
+            let found = tx
+                .query(owned, params![owner, id, "watcher"], pk_and_resource_id)
+                .await?;
+            match found.into_iter().next() {
+                Some((pk, _)) => vec![pk],
+                None => return Ok(Err(StoreError::NotFound)),
+            }
+        }
+        Removal::Gone { pk, .. } => vec![pk],
+        Removal::ExpiredAt { now_ms } => {
+            tx.execute(
+                "DELETE FROM idempotency WHERE created_ms <= $1",
+                params![now - IDEMPOTENCY_WINDOW_MS],
+            )
+            .await?;
+            tx.query(
+                "SELECT pk FROM channels WHERE expiration_ms IS NOT NULL AND expiration_ms <= $1 ORDER BY pk",
+                params![now_ms],
+                |row| row.int(0),
+            )
+            .await?
+        }
+    };
+    let (mut removed, mut elsewhere) = (Vec::with_capacity(pks.len()), Vec::new());
+    for pk in pks {
+        let node = tx
+            .query(
+                "SELECT owner_node FROM channels WHERE pk = $1",
+                params![pk],
+                |row| row.opt_text(0),
+            )
+            .await?
+            .into_iter()
+            .next()
+            .flatten();
+        if !delete_channel(tx, pk, &ended).await? {
+            continue;
+        }
+        removed.push(pk);
+        if let Some(node) = node.filter(|n| Some(n.as_str()) != tx.node()) {
+            tx.removed_elsewhere(pk, &node, now).await?;
+            elsewhere.push(pk);
+        }
+    }
+    Ok(Ok((removed, elsewhere)))
+}
+
+/// A bound below which no stored channel owes an event: the lowest progress, or the
+/// log's head when there is no channel. The lowest progress is read at most every
+/// [`MIN_PROGRESS_TTL`]; it stays a safe bound meanwhile, since progress only grows and
+/// a channel created since starts at the head of its creation, above it.
+pub async fn min_progress<T: Transaction>(
+    tx: &mut T,
+    cached: &mut Option<(Instant, Seq)>,
+) -> Result<Seq, StoreError> {
+    if let Some((at, bound)) = *cached {
+        if at.elapsed() < MIN_PROGRESS_TTL {
+            return Ok(bound);
+        }
+    }
+    let lowest = single(
+        tx.query(
+            "SELECT MIN(progress_seq) FROM channels",
+            Vec::new(),
+            opt_int_from_row,
+        )
+        .await?,
+    )?;
+    let head = tx.head().await?;
+    match lowest {
+        // Without channels the head is the bound, read afresh each step: cheap, and it
+        // must not hold back pruning for the time a cached reading would.
+        None => Ok(head),
+        Some(lowest) => {
+            let bound = (lowest as Seq).min(head);
+            *cached = Some((Instant::now(), bound));
+            Ok(bound)
+        }
+    }
+}
+
+/// One bounded prune step (see `Store::prune`). No stored channel owes an event at or
+/// below `safe`; events above it may still be owed and are kept.
+pub async fn prune<T: Transaction>(
+    tx: &mut T,
+    pruned_through: Seq,
+    safe: Seq,
+    events_before_ms: i64,
+    outcomes_before_ms: i64,
+) -> Result<PruneReport, StoreError> {
+    let old_enough = single(
+        tx.query(
+            "SELECT MAX(seq) FROM (SELECT seq, time_ms FROM events WHERE seq > $1 ORDER BY seq LIMIT $2) AS chunk WHERE time_ms < $3",
+            params![pruned_through, PRUNE_CHUNK, events_before_ms],
+            opt_int_from_row,
+        )
+        .await?,
+    )?;
+    let upto = old_enough.unwrap_or(0).min(safe as i64);
+    let mut report = PruneReport {
+        pruned_through,
+        ..PruneReport::default()
+    };
+    if upto > pruned_through as i64 {
+        report.events = tx
+            .execute(
+                "DELETE FROM events WHERE seq > $1 AND seq <= $2",
+                params![pruned_through, upto],
+            )
+            .await?;
+        set_meta(tx, "pruned_through", &upto.to_string()).await?;
+        report.pruned_through = upto as Seq;
+    }
+    let chunk = [
+        (
+            "DELETE FROM prefixes WHERE path IN (SELECT path FROM prefixes WHERE last_seq <= $1 LIMIT $2)",
+            report.pruned_through as i64,
+        ),
+        (
+            "DELETE FROM outcomes WHERE (channel_pk, seq) IN
+                 (SELECT channel_pk, seq FROM outcomes WHERE at_ms < $1 ORDER BY at_ms LIMIT $2)",
+            outcomes_before_ms,
+        ),
+        (
+            "DELETE FROM removed_channels WHERE (owner, id) IN
+                 (SELECT owner, id FROM removed_channels WHERE removed_ms < $1 LIMIT $2)",
+            outcomes_before_ms,
+        ),
+    ];
+    let mut removed = [0; 3];
+    for (count, (sql, bound)) in removed.iter_mut().zip(chunk) {
+        *count = tx.execute(sql, params![bound, PRUNE_CHUNK]).await?;
+    }
+    [report.collections, report.outcomes, report.removed_channels] = removed;
+    let full = PRUNE_CHUNK as u64;
+    // A full events chunk may have been cut short by the chunk, not by age.
+    report.more = report.events >= full.saturating_sub(1) || removed.contains(&full);
+    report.oldest_event_ms = tx
+        .query(
+            "SELECT time_ms FROM events WHERE seq > $1 ORDER BY seq LIMIT 1",
+            params![report.pruned_through],
+            opt_int_from_row,
+        )
+        .await?
+        .into_iter()
+        .next()
+        .flatten();
+    report.oldest_outcome_ms = single(
+        tx.query(
+            "SELECT MIN(at_ms) FROM outcomes",
+            Vec::new(),
+            opt_int_from_row,
+        )
+        .await?,
+    )?;
+    Ok(report)
+}
+
+/// A small write, to learn whether the store can write again.
+pub async fn probe<T: Transaction>(tx: &mut T, now: i64) -> Result<(), StoreError> {
+    set_meta(tx, "last_probe_ms", &now.to_string()).await
+}
+
+/// Sets a value of the `meta` table (kept as text bytes).
+pub async fn set_meta<S: Statements>(tx: &mut S, key: &str, value: &str) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        vec![key.into(), super::sql::Value::Bytes(value.as_bytes().to_vec())],
+    )
+    .await
+    .map(drop)
+}
+
+/// A number of the `meta` table; 0 when unset.
+pub async fn meta_u64<S: Statements>(tx: &mut S, key: &str) -> Result<u64, StoreError> {
+    let value = tx
+        .query(
+            "SELECT value FROM meta WHERE key = $1",
+            params![key],
+            |row| row.opt_bytes(0),
+        )
+        .await?
+        .into_iter()
+        .next()
+        .flatten();
+    Ok(value
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(0))
+}
+
+/// The per-database secret for resource ids: created by whichever process opens the
+/// database first, the same for every one after.
+pub async fn instance_secret<S: Statements>(tx: &mut S) -> Result<Vec<u8>, StoreError> {
+    let fresh: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('instance_secret', $1) ON CONFLICT (key) DO NOTHING",
+        vec![super::sql::Value::Bytes(fresh)],
+    )
+    .await?;
+    let secret = tx
+        .query(
+            "SELECT value FROM meta WHERE key = 'instance_secret'",
+            Vec::new(),
+            |row| row.opt_bytes(0),
+        )
+        .await?;
+    single(secret)?.ok_or_else(|| StoreError::Backend("the instance secret is missing".into()))
+}
+
+/// Watchers stored before endpoints were compared in their normal form, brought up to
+/// the rules (`rules::upgrade_watchers`): run by both backends' migrations before the
+/// step that makes the database refuse a second watcher on one pattern and endpoint.
+pub async fn upgrade_watchers<S: Statements>(tx: &mut S, now: i64) -> Result<(), StoreError> {
+    fn watcher(row: &dyn Row) -> Result<StoredWatcher, StoreError> {
+        Ok(StoredWatcher {
+            pk: row.int(0)?,
+            owner: row.text(1)?,
+            id: row.text(2)?,
+            pattern: row.text(3)?,
+            address: row.text(4)?,
+        })
+    }
+    let watchers = tx
+        .query(
+            "SELECT pk, owner, id, resource, address FROM channels WHERE kind = 'watcher'",
+            Vec::new(),
+            watcher,
+        )
+        .await?;
+    let upgrade = rules::upgrade_watchers(watchers, now);
+    for (pk, ended) in &upgrade.removed {
+        tracing::warn!(pk, reason = %ended.reason, "removed a watcher on upgrade");
+        delete_channel(tx, *pk, ended).await?;
+    }
+    for (pk, address) in &upgrade.normalised {
+        tx.execute(
+            "UPDATE channels SET address = $2 WHERE pk = $1",
+            params![*pk, address],
+        )
+        .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,377 @@
+//! The [`Store`] contract implemented once, over either backend: writes go to the
+//! backend's writer through [`Writes`] (group commit, `writer.rs`), reads run the
+//! statements of this file on the backend's read connections. A [`Backend`] supplies
+//! only what differs between databases: its read connections, its size on disk,
+//! whether it answers, and how its writer is stopped.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use super::batch::{WriteHealth, Writes};
+use super::sql::{
+    channel_from_row, collection_from_row, covered, event_at, event_from_row, opt_int_from_row,
+    outcome_from_row, outcome_record_from_row, params, removed_from_row, single, Reads, Row, Value,
+    CHANNEL_COLUMNS, COLLECTION_COLUMNS, EVENT_COLUMNS, OUTCOME_COLUMNS, REMOVED_COLUMNS,
+};
+use super::{
+    is_whole_namespace, Created, EventPage, FeedItem, Idempotency, Membership, PruneReport,
+    PublishReceipt, Removal, Removed, Store, StoreError,
+};
+use crate::model::{
+    now_ms, ChannelKind, ChannelSpec, Collection, Coverage, NewEvent, Outcome, OutcomeRecord,
+    OutcomeStatus, RemovedChannel, Seq, SharedEvent, StoredChannel,
+};
+
+/// What differs between databases on the read side, and around the writer.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    type Reads: Reads;
+
+    /// The read connections.
+    fn reads(&self) -> &Self::Reads;
+
+    /// Cluster membership, for a database several processes share.
+    fn membership(&self) -> Option<&dyn Membership> {
+        None
+    }
+
+    /// Bytes the store takes on disk.
+    async fn size_bytes(&self) -> Result<u64, StoreError>;
+
+    /// Whether the database answers at all (a store whose database is a file always
+    /// does).
+    async fn reachable(&self) -> Result<(), StoreError>;
+
+    /// Stops what the backend runs besides the writer (listeners, checkpoints), once
+    /// the writer has committed everything queued.
+    async fn close(&self);
+}
+
+/// The writer: a thread of its own (SQLite, whose connection blocks) or a task.
+pub enum WriterHandle {
+    Thread(std::thread::JoinHandle<()>),
+    Task(tokio::task::JoinHandle<()>),
+}
+
+/// What the writer and the store share.
+#[derive(Default)]
+pub struct Shared {
+    pub commits: AtomicU64,
+    pub pruned_through: AtomicU64,
+    /// How the writer's transactions have been going, for `/healthz`.
+    pub write_health: WriteHealth,
+}
+
+/// A store: a backend, the way into its writer, and what they share.
+pub struct LogStore<B: Backend> {
+    pub(super) backend: B,
+    writes: Writes,
+    writer: Mutex<Option<WriterHandle>>,
+    shared: Arc<Shared>,
+    secret: Vec<u8>,
+    feed: Mutex<Option<mpsc::UnboundedReceiver<FeedItem>>>,
+}
+
+impl<B: Backend> LogStore<B> {
+    pub fn new(
+        backend: B,
+        writes: Writes,
+        writer: WriterHandle,
+        shared: Arc<Shared>,
+        secret: Vec<u8>,
+        feed: mpsc::UnboundedReceiver<FeedItem>,
+    ) -> LogStore<B> {
+        LogStore {
+            backend,
+            writes,
+            writer: Mutex::new(Some(writer)),
+            shared,
+            secret,
+            feed: Mutex::new(Some(feed)),
+        }
+    }
+
+    /// The backend underneath, for what only it does (a cluster's membership).
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// Stops the writer after it has committed everything queued, waiting for it on
+    /// this thread.
+    pub fn close_now(&self) {
+        self.writes.close();
+        match self.writer.lock().unwrap().take() {
+            Some(WriterHandle::Thread(thread)) => drop(thread.join()),
+            // A task ends on its own once the writes are closed.
+            Some(WriterHandle::Task(_)) | None => {}
+        }
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        sql: String,
+        params: Vec<Value>,
+        map: fn(&dyn Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.backend.reads().read(sql, params, map).await
+    }
+}
+
+impl<B: Backend> Drop for LogStore<B> {
+    fn drop(&mut self) {
+        self.close_now();
+    }
+}
+
+/// `EVENT_COLUMNS` of the table `alias`.
+fn event_columns_of(alias: &str) -> String {
+    EVENT_COLUMNS
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[async_trait]
+impl<B: Backend> Store for LogStore<B> {
+    fn membership(&self) -> Option<&dyn Membership> {
+        self.backend.membership()
+    }
+
+    async fn append(
+        &self,
+        events: Vec<NewEvent>,
+        idempotency: Option<Idempotency>,
+    ) -> Result<PublishReceipt, StoreError> {
+        self.writes.append(events, idempotency).await
+    }
+
+    async fn create_channel(
+        &self,
+        channel: ChannelSpec,
+        max_per_owner: u64,
+    ) -> Result<Created, StoreError> {
+        self.writes.create_channel(channel, max_per_owner).await
+    }
+
+    async fn remove_channels(&self, removal: Removal) -> Result<Removed, StoreError> {
+        self.writes.remove_channels(removal).await
+    }
+
+    fn record_progress(&self, pk: i64, seq: Seq) {
+        self.writes.record_progress(pk, seq);
+    }
+
+    fn record_outcome(&self, outcome: Outcome) {
+        self.writes.record_outcome(outcome);
+    }
+
+    fn record_health(&self, pk: i64, failing_since_ms: Option<i64>, disabled: bool) {
+        self.writes.record_health(pk, failing_since_ms, disabled);
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.writes.flush().await
+    }
+
+    async fn close(&self) {
+        self.writes.close();
+        let writer = self.writer.lock().unwrap().take();
+        match writer {
+            // Joined on a blocking thread: the writer may still be committing.
+            Some(WriterHandle::Thread(thread)) => {
+                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            }
+            Some(WriterHandle::Task(task)) => drop(task.await),
+            None => {}
+        }
+        self.backend.close().await;
+    }
+
+    /// Healthy while the database answers and no write failed in the last seconds;
+    /// after a failed write, a small write tells whether writing works again.
+    async fn probe(&self) -> Result<(), StoreError> {
+        let health = &self.shared.write_health;
+        health.check(now_ms())?;
+        self.backend.reachable().await?;
+        if health.is_failing() {
+            self.writes.probe().await?;
+        }
+        Ok(())
+    }
+
+    async fn prune(
+        &self,
+        events_before_ms: i64,
+        outcomes_before_ms: i64,
+    ) -> Result<PruneReport, StoreError> {
+        self.writes
+            .prune(events_before_ms, outcomes_before_ms)
+            .await
+    }
+
+    fn pruned_through(&self) -> Seq {
+        self.shared.pruned_through.load(Ordering::Relaxed)
+    }
+
+    fn commits(&self) -> u64 {
+        self.shared.commits.load(Ordering::Relaxed)
+    }
+
+    async fn size_bytes(&self) -> Result<u64, StoreError> {
+        self.backend.size_bytes().await
+    }
+
+    async fn load_channels(&self) -> Result<Vec<StoredChannel>, StoreError> {
+        let sql = format!("SELECT {CHANNEL_COLUMNS} FROM channels ORDER BY pk");
+        self.read(sql, Vec::new(), channel_from_row).await
+    }
+
+    async fn awaiting_retry(&self) -> Result<Vec<Outcome>, StoreError> {
+        let sql = format!("SELECT {OUTCOME_COLUMNS} FROM outcomes o WHERE o.status = 'pending'");
+        self.read(sql, Vec::new(), outcome_from_row).await
+    }
+
+    async fn find_channel(
+        &self,
+        owner: &str,
+        id: &str,
+    ) -> Result<Option<StoredChannel>, StoreError> {
+        let sql = format!("SELECT {CHANNEL_COLUMNS} FROM channels WHERE owner = $1 AND id = $2");
+        let rows = self.read(sql, params![owner, id], channel_from_row).await?;
+        Ok(rows.into_iter().next())
+    }
+
+    async fn find_removed(
+        &self,
+        owner: &str,
+        id: &str,
+    ) -> Result<Option<RemovedChannel>, StoreError> {
+        let sql =
+            format!("SELECT {REMOVED_COLUMNS} FROM removed_channels WHERE owner = $1 AND id = $2");
+        let rows = self.read(sql, params![owner, id], removed_from_row).await?;
+        Ok(rows.into_iter().next())
+    }
+
+    async fn list_channels(
+        &self,
+        owner: Option<&str>,
+        kind: ChannelKind,
+        after_pk: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredChannel>, StoreError> {
+        let sql = format!(
+            "SELECT {CHANNEL_COLUMNS} FROM channels
+             WHERE (CAST($1 AS TEXT) IS NULL OR owner = $1) AND kind = $2 AND pk > $3 ORDER BY pk LIMIT $4"
+        );
+        let params = params![owner, kind.as_str(), after_pk, limit as u64];
+        self.read(sql, params, channel_from_row).await
+    }
+
+    async fn list_outcomes(
+        &self,
+        pk: i64,
+        status: Option<OutcomeStatus>,
+        after_seq: Option<Seq>,
+        limit: usize,
+    ) -> Result<Vec<OutcomeRecord>, StoreError> {
+        // The sync's entry sits at the channel's start, which may be seq 0.
+        let after = after_seq.map_or(-1, |s| s as i64);
+        let sql = format!(
+            "SELECT {OUTCOME_COLUMNS}, e.resource, e.metadata
+             FROM outcomes o LEFT JOIN events e ON e.seq = o.seq AND o.message_number > 1
+             WHERE o.channel_pk = $1 AND o.seq > $2 AND (CAST($3 AS TEXT) IS NULL OR o.status = $3)
+             ORDER BY o.seq LIMIT $4"
+        );
+        let params = params![pk, after, status.map(OutcomeStatus::as_str), limit as u64];
+        self.read(sql, params, outcome_record_from_row).await
+    }
+
+    async fn read_log(&self, after: Seq, limit: usize) -> Result<Vec<SharedEvent>, StoreError> {
+        let sql =
+            format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2");
+        self.read(sql, params![after, limit as u64], event_from_row)
+            .await
+    }
+
+    async fn read_matching(
+        &self,
+        coverage: &Coverage,
+        after: Seq,
+        limit: usize,
+    ) -> Result<EventPage, StoreError> {
+        let mut params = params![after, limit as u64];
+        let under = covered("resource", coverage, &mut params);
+        // One statement, one snapshot: the head it reports is the one it read under.
+        let sql = format!(
+            "SELECT h.seq, {} FROM log_head h LEFT JOIN (
+                 SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 AND {under} ORDER BY seq LIMIT $2
+             ) e ON TRUE ORDER BY e.seq",
+            event_columns_of("e")
+        );
+        fn head_and_event(row: &dyn Row) -> Result<(Seq, Option<SharedEvent>), StoreError> {
+            let event = match row.opt_int(1)? {
+                Some(_) => Some(event_at(row, 1)?),
+                None => None,
+            };
+            Ok((row.int(0)? as Seq, event))
+        }
+        let rows = self.read(sql, params, head_and_event).await?;
+        let head = rows.first().map_or(0, |(head, _)| *head);
+        let events = rows.into_iter().filter_map(|(_, event)| event).collect();
+        Ok(EventPage { events, head })
+    }
+
+    async fn count_matching(&self, coverage: &Coverage, after: Seq) -> Result<u64, StoreError> {
+        let mut params = params![after];
+        let under = covered("resource", coverage, &mut params);
+        let sql = format!("SELECT COUNT(*) FROM events WHERE seq > $1 AND {under}");
+        let count = single(self.read(sql, params, opt_int_from_row).await?)?;
+        Ok(count.unwrap_or(0) as u64)
+    }
+
+    async fn latest_seq_under(&self, coverage: &Coverage) -> Result<Option<Seq>, StoreError> {
+        let mut params = Vec::new();
+        let sql = if is_whole_namespace(coverage) {
+            "SELECT MAX(seq) FROM events".to_string()
+        } else {
+            let paths = super::sql::bind_paths(coverage, &mut params).join(", ");
+            format!("SELECT MAX(last_seq) FROM prefixes WHERE path IN ({paths})")
+        };
+        let latest = single(self.read(sql, params, opt_int_from_row).await?)?;
+        Ok(latest.map(|seq| seq as Seq))
+    }
+
+    async fn list_collections(
+        &self,
+        coverage: &Coverage,
+        after: Seq,
+        limit: usize,
+    ) -> Result<Vec<Collection>, StoreError> {
+        let mut params = params![limit as u64, after];
+        let under = covered("path", coverage, &mut params);
+        let sql = format!(
+            "SELECT {COLLECTION_COLUMNS} FROM prefixes
+             WHERE collection = TRUE AND last_seq > $2 AND {under}
+             ORDER BY last_seq DESC LIMIT $1"
+        );
+        self.read(sql, params, collection_from_row).await
+    }
+
+    async fn head(&self) -> Result<Seq, StoreError> {
+        let sql = "SELECT seq FROM log_head".to_string();
+        let head = single(self.read(sql, Vec::new(), opt_int_from_row).await?)?;
+        Ok(head.unwrap_or(0) as Seq)
+    }
+
+    fn instance_secret(&self) -> &[u8] {
+        &self.secret
+    }
+
+    fn take_feed(&self) -> Option<mpsc::UnboundedReceiver<FeedItem>> {
+        self.feed.lock().unwrap().take()
+    }
+}

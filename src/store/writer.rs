@@ -1,0 +1,220 @@
+//! The writer, the same for both backends: it takes every request queued while the
+//! previous transaction committed and applies them all in one transaction (group
+//! commit: one durable write for many requests), with the delivery bookkeeping riding
+//! along; after the commit it puts the changes on the feed, in order, then answers the
+//! callers. What a transaction does per request is in `jobs.rs`; what differs between
+//! databases (positions, batching, locking) is the backend's [`Transaction`].
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::batch::{split, Done, Feed, Job, RecordsPolicy, Slot, WriteOp, MAX_BATCH};
+use super::jobs;
+use super::log_store::Shared;
+use super::records::{PendingRecords, Records};
+use super::sql::Statements;
+use super::StoreError;
+use crate::model::{now_ms, NewEvent, Seq, SharedEvent};
+use crate::telemetry::LogGate;
+
+/// Longest one transaction may take before the writer gives up on its connection.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A database the writer opens transactions on.
+#[allow(async_fn_in_trait)]
+pub trait Database {
+    type Tx<'a>: Transaction
+    where
+        Self: 'a;
+
+    async fn begin(&mut self) -> Result<Self::Tx<'_>, StoreError>;
+
+    /// A transaction failed: whatever state its connection is in is not to be trusted.
+    fn reset(&mut self) {}
+}
+
+/// One writing transaction: the statements of `jobs.rs`, and what each database does
+/// its own way.
+#[allow(async_fn_in_trait)]
+pub trait Transaction: Statements {
+    /// This process's node id, stored as the owner of the channels it creates; `None`
+    /// for a store only one process uses.
+    fn node(&self) -> Option<&str>;
+
+    /// The log's head as this transaction sees it: every event at or below it is
+    /// committed before this transaction's.
+    async fn head(&mut self) -> Result<Seq, StoreError>;
+
+    /// Gives events their positions, after every position taken before.
+    async fn append(
+        &mut self,
+        events: Vec<NewEvent>,
+        now: i64,
+    ) -> Result<Vec<SharedEvent>, StoreError>;
+
+    /// A channel another node delivered was removed: that node must stop it.
+    async fn removed_elsewhere(&mut self, pk: i64, node: &str, now: i64) -> Result<(), StoreError>;
+
+    /// The writes that close the transaction: what `append` left to write, the polling
+    /// index for the events appended, and the delivery bookkeeping.
+    async fn finish(&mut self, records: &Records, now: i64) -> Result<(), StoreError>;
+
+    async fn commit(self) -> Result<(), StoreError>;
+}
+
+pub struct Writer<D: Database> {
+    pub database: D,
+    /// The dispatcher's feed (shared with a tailer of other processes' commits).
+    pub feed: Arc<Mutex<Feed>>,
+    /// Delivery bookkeeping, committed with the next transaction.
+    pub records: Arc<PendingRecords>,
+    pub shared: Arc<Shared>,
+    /// Keeps a failure that repeats every retry from flooding the log.
+    pub failure_log: LogGate,
+    /// The bound below which no channel owes an event, as last read (see
+    /// `jobs::min_progress`).
+    pub min_progress: Option<(Instant, Seq)>,
+}
+
+impl<D: Database> Writer<D> {
+    pub fn new(
+        database: D,
+        feed: Arc<Mutex<Feed>>,
+        records: Arc<PendingRecords>,
+        shared: Arc<Shared>,
+    ) -> Writer<D> {
+        Writer {
+            database,
+            feed,
+            records,
+            shared,
+            failure_log: LogGate::default(),
+            min_progress: None,
+        }
+    }
+
+    pub async fn run(mut self, mut ops: mpsc::UnboundedReceiver<WriteOp>) {
+        let mut policy = RecordsPolicy::default();
+        loop {
+            let first = match policy.wait() {
+                None => match ops.recv().await {
+                    Some(op) => op,
+                    None => break,
+                },
+                Some(wait) => match tokio::time::timeout(wait, ops.recv()).await {
+                    Ok(Some(op)) => op,
+                    Ok(None) => break,
+                    Err(_) => WriteOp::RecordsPending,
+                },
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match ops.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            let (jobs, slots, nudged) = split(batch);
+            if nudged {
+                policy.nudged();
+            }
+            if policy.due(!jobs.is_empty(), self.records.len()) && !self.commit(jobs, slots).await {
+                policy.retry_later();
+            }
+        }
+        // Every sender is gone: commit the last records.
+        if !self.records.is_empty() {
+            self.commit(Vec::new(), Vec::new()).await;
+        }
+    }
+
+    /// One transaction for the jobs and every pending record; then the answers.
+    /// `false` when it failed (the records are pending again).
+    async fn commit(&mut self, jobs: Vec<Job>, slots: Vec<Slot>) -> bool {
+        let records = self.records.take();
+        let attempt = tokio::time::timeout(TRANSACTION_TIMEOUT, self.transaction(jobs, &records));
+        let error = match attempt.await {
+            Ok(Ok(done)) => {
+                metrics::counter!("watchwire_store_commits_total").increment(1);
+                self.shared.commits.fetch_add(1, Ordering::Relaxed);
+                if self.shared.write_health.succeeded() {
+                    tracing::info!("the store writes again");
+                }
+                let mut feed = self.feed.lock().unwrap();
+                for (slot, done) in slots.into_iter().zip(done) {
+                    feed.answer(slot, done);
+                }
+                return true;
+            }
+            Ok(Err(e)) => e,
+            Err(_) => {
+                StoreError::Backend("the database did not finish a transaction in time".into())
+            }
+        };
+        self.database.reset();
+        self.records.restore(records);
+        self.shared.write_health.failed(now_ms());
+        if let Some(suppressed) = self.failure_log.admit(now_ms()) {
+            tracing::error!(error = %error, suppressed, "store transaction failed; nothing of it was written");
+        }
+        for slot in slots {
+            slot.fail(StoreError::Backend(format!(
+                "the store could not commit: {error}"
+            )));
+        }
+        false
+    }
+
+    /// Runs the jobs and writes the records in one transaction; each job's answer.
+    async fn transaction(
+        &mut self,
+        jobs: Vec<Job>,
+        records: &Records,
+    ) -> Result<Vec<Done>, StoreError> {
+        let now = now_ms();
+        let mut pruned_through = self.shared.pruned_through.load(Ordering::Relaxed);
+        let min_progress = &mut self.min_progress;
+        let mut tx = self.database.begin().await?;
+        let mut done = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            done.push(match job {
+                Job::Append(events, idempotency) => {
+                    Done::Append(jobs::append(&mut tx, events, idempotency, now).await?)
+                }
+                Job::Create(spec, max) => {
+                    Done::Create(jobs::create_channel(&mut tx, spec, max, now).await?)
+                }
+                Job::Remove(removal) => {
+                    Done::Remove(jobs::remove_channels(&mut tx, removal, now).await?)
+                }
+                Job::Prune(events_before, outcomes_before) => {
+                    let safe = jobs::min_progress(&mut tx, min_progress).await?;
+                    let report = jobs::prune(
+                        &mut tx,
+                        pruned_through,
+                        safe,
+                        events_before,
+                        outcomes_before,
+                    )
+                    .await?;
+                    pruned_through = report.pruned_through;
+                    Done::Prune(report)
+                }
+                Job::Flush => Done::Flush,
+                Job::Probe => {
+                    jobs::probe(&mut tx, now).await?;
+                    Done::Flush
+                }
+            });
+        }
+        tx.finish(records, now).await?;
+        tx.commit().await?;
+        self.shared
+            .pruned_through
+            .store(pruned_through, Ordering::Relaxed);
+        Ok(done)
+    }
+}
