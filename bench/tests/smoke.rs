@@ -382,7 +382,7 @@ fn quick_bench_runs_every_scenario_and_delivers_everything() {
         );
     }
 
-    // Every target of the issue is reported, and the table and chart are written.
+    // Every target is reported, and the table and chart are written.
     let checks: Vec<&str> = r["checks"]
         .as_array()
         .unwrap()
