@@ -10,10 +10,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::listener::{self, ConnectionLimits};
 use crate::api::{self, auth::Keys, App};
-use crate::cluster::lease::Lease;
 use crate::cluster::node::Node;
 use crate::config::ServeArgs;
 use crate::delivery::client::OutboundClient;
+use crate::delivery::lease::Lease;
 use crate::delivery::retry::RetryPolicy;
 use crate::delivery::target::TargetPolicy;
 use crate::delivery::{DeliveryContext, Dispatcher, CUT_SHORT_WAIT};

@@ -10,6 +10,7 @@ pub mod attempt;
 pub mod cancel;
 pub mod client;
 pub mod hosts;
+pub mod lease;
 pub mod outbox;
 pub mod retry;
 pub mod target;
@@ -44,7 +45,7 @@ pub struct DeliveryContext {
     /// streams end with `event: shutdown` and the cursor to resume from.
     pub closing: CancellationToken,
     /// Whether this node may start attempts (always, without a cluster).
-    pub lease: Arc<crate::cluster::lease::Lease>,
+    pub lease: Arc<lease::Lease>,
     /// Every worker task, so shutdown can wait for in-flight deliveries.
     pub tasks: TaskTracker,
     /// A channel whose endpoint fails this long without a success is disabled.
