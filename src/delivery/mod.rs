@@ -5,16 +5,25 @@
 //! in-memory index (resource → channels). Because channel creation and removal come
 //! through the same feed as events, a channel sees exactly the events committed after
 //! it (its `start_seq`), and a stop is in force once the router has passed it.
+//!
+//! Each covering channel's `Outbox` (`outbox/`) takes the event; its worker delivers
+//! one notification at a time, each attempt a pipeline of small steps: admission by
+//! host (`hosts.rs`), rendering (`render.rs`), the lease fence, then the one seam,
+//! `Destination::send` (`destination.rs`; HTTP in `webhook.rs`); the answer is decided
+//! on (`attempt.rs`, `retry.rs`) and recorded. The periodic jobs (expiry, pruning, the
+//! hosts gauge) are in `upkeep.rs`.
 
 pub mod attempt;
 pub mod cancel;
-pub mod client;
+pub mod destination;
 pub mod hosts;
 pub mod lease;
 pub mod outbox;
+pub mod render;
 pub mod retry;
 pub mod target;
 pub mod upkeep;
+pub mod webhook;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +34,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use self::client::OutboundClient;
+use self::destination::Outbound;
 use self::outbox::Outbox;
 use self::retry::RetryPolicy;
 use crate::model::{Seq, SharedEvent, StoredChannel};
@@ -35,7 +44,8 @@ use crate::store::{Adopted, Committed, FeedItem, Store, StoreError};
 /// What every channel worker uses.
 pub struct DeliveryContext {
     pub store: Arc<dyn Store>,
-    pub client: OutboundClient,
+    /// Where attempts go out: admission by host, then a destination (`destination.rs`).
+    pub outbound: Outbound,
     pub retry: RetryPolicy,
     /// Cancelled at shutdown: no new attempt starts after it.
     pub shutdown: CancellationToken,
@@ -52,7 +62,7 @@ pub struct DeliveryContext {
     /// A channel whose endpoint fails this long without a success is disabled.
     pub disable_after: Duration,
     /// Signing secrets of API keys, by owner, for channels without their own.
-    pub key_signing: HashMap<String, client::KeySigning>,
+    pub key_signing: HashMap<String, render::KeySigning>,
 }
 
 /// How long attempts cut short (`DeliveryContext::cut_short`) get to log themselves;

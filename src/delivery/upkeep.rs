@@ -40,7 +40,7 @@ impl Dispatcher {
     pub fn spawn_host_census(&self, interval: Duration) {
         let mut reported = [0usize; 3];
         self.every(interval, move |ctx| {
-            let census = ctx.client.hosts().census();
+            let census = ctx.outbound.hosts().census();
             for (i, (state, count)) in census.into_iter().enumerate() {
                 let delta = count as f64 - reported[i] as f64;
                 if delta != 0.0 {
