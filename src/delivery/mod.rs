@@ -30,7 +30,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot};
+// "watch" is the API's word for creating a channel; tokio's channel that keeps only
+// the latest value goes by another name here.
+use tokio::sync::watch as latest;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -157,7 +160,7 @@ pub enum RouterCommand {
 pub struct Dispatcher {
     ctx: Arc<DeliveryContext>,
     commands: mpsc::UnboundedSender<RouterCommand>,
-    routed: watch::Receiver<u64>,
+    routed: latest::Receiver<u64>,
     registry: Registry,
     live: broadcast::Sender<EventBatch>,
     /// Highest seq routed: every event at or below it has been offered and broadcast.
@@ -219,7 +222,7 @@ impl Dispatcher {
 
         let routed_head = Arc::new(AtomicU64::new(ctx.store.head().await?));
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
-        let (routed_tx, routed) = watch::channel(0);
+        let (routed_tx, routed) = latest::channel(0);
         let (commands, commands_rx) = mpsc::unbounded_channel();
         tokio::spawn(route_feed(
             feed,
@@ -306,7 +309,7 @@ async fn route_feed(
     mut commands: mpsc::UnboundedReceiver<RouterCommand>,
     mut index: ChannelIndex,
     ctx: Arc<DeliveryContext>,
-    routed: watch::Sender<u64>,
+    routed: latest::Sender<u64>,
     live: broadcast::Sender<EventBatch>,
     routed_head: Arc<AtomicU64>,
 ) {
