@@ -22,7 +22,7 @@ use watchwire::api::events::{
 };
 use watchwire::api::stop::StopRequest;
 use watchwire::api::watch::{ChannelContext, WatchRequest, MAX_ADDRESS_BYTES};
-use watchwire::delivery::client::{Notification as Outbound, Target};
+use watchwire::delivery::render::{ChannelHeaders, Notification as Outbound, Rendered};
 use watchwire::delivery::target::TargetPolicy;
 use watchwire::model::{message_number, ChannelSpec, Event, NewEvent};
 use watchwire::protocol::resource::{
@@ -312,10 +312,11 @@ fn assert_watch_request(request: &WatchRequest, policy: &TargetPolicy) {
         *channel.resource_uri,
         format!("{PUBLIC_URL}/calendars/primary/events")
     );
-    let (headers, body) = Outbound::sync(0).render(&Target::new(&channel), &channel, None, now());
+    let Rendered { headers, body } =
+        Outbound::sync(0).render(&ChannelHeaders::new(&channel), &channel, None, now());
     assert!(body.is_empty(), "a sync has no body");
     let received = subscriber(request, &channel)
-        .receive_at(&headers, &body, now())
+        .receive_at(headers.iter().map(|(n, v)| (n, v)), &body, now())
         .unwrap_or_else(|e| panic!("the receiver refuses the sync: {e}; {headers:?}"));
     assert!(received.is_sync() && received.message_number == 1);
     assert_eq!(received.token, request.token);
@@ -452,10 +453,14 @@ fn assert_delivered(event: &NewEvent, seq: u64) {
         changed: event.changed.clone(),
         metadata: event.metadata.clone(),
     };
-    let (headers, body) =
-        Outbound::event(Arc::new(logged), 1).render(&Target::new(&channel), &channel, None, now());
+    let Rendered { headers, body } = Outbound::event(Arc::new(logged), 1).render(
+        &ChannelHeaders::new(&channel),
+        &channel,
+        None,
+        now(),
+    );
     let received = subscriber(&request, &channel)
-        .receive_at(&headers, &body, now())
+        .receive_at(headers.iter().map(|(n, v)| (n, v)), &body, now())
         .unwrap_or_else(|e| panic!("the receiver refuses the event: {e}; {headers:?}"));
     assert_eq!(received.state.as_str(), event.state);
     assert_eq!(received.message_number, message_number(seq));

@@ -10,10 +10,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::listener::{self, ConnectionLimits};
 use crate::api::{self, auth::Keys, App};
-use crate::cluster::lease::Lease;
 use crate::cluster::node::Node;
 use crate::config::ServeArgs;
-use crate::delivery::client::OutboundClient;
+use crate::delivery::destination::Outbound;
+use crate::delivery::lease::Lease;
 use crate::delivery::retry::RetryPolicy;
 use crate::delivery::target::TargetPolicy;
 use crate::delivery::{DeliveryContext, Dispatcher, CUT_SHORT_WAIT};
@@ -55,7 +55,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
     };
     let ctx = Arc::new(DeliveryContext {
         store: store.clone(),
-        client: OutboundClient::new(
+        outbound: Outbound::new(
             target_policy.clone(),
             args.connect_timeout,
             args.delivery_timeout,

@@ -5,8 +5,6 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::config::LogFormat;
-
 /// Buckets of `watchwire_http_request_duration_seconds`: API calls take milliseconds;
 /// the long tail is publishes waiting on a commit and requests near the timeout.
 const HTTP_BUCKETS: &[f64] = &[
@@ -322,6 +320,13 @@ mod proc_self {
             out
         }
     }
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Installs the log subscriber once; later calls do nothing. Colours only on a

@@ -11,6 +11,8 @@ use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use crate::format::format_count;
+
 /// What the chart shows.
 pub struct ChartData {
     pub title: String,
@@ -289,22 +291,6 @@ fn colour(series: usize, of: usize) -> RGBColor {
     PALETTE[(first + series).min(PALETTE.len() - 1)]
 }
 
-/// 1234 → "1.2k", 2500000 → "2.5M".
-pub fn format_count(v: f64) -> String {
-    let (value, suffix) = if v >= 1e6 {
-        (v / 1e6, "M")
-    } else if v >= 1e3 {
-        (v / 1e3, "k")
-    } else {
-        (v, "")
-    };
-    if value >= 100.0 || value.fract() == 0.0 {
-        format!("{value:.0}{suffix}")
-    } else {
-        format!("{value:.1}{suffix}")
-    }
-}
-
 fn format_ms(ms: f64) -> String {
     if ms >= 10.0 {
         format!("{ms:.0} ms")
@@ -322,11 +308,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbers_read_well() {
-        assert_eq!(format_count(950.0), "950");
-        assert_eq!(format_count(1234.0), "1.2k");
-        assert_eq!(format_count(100_000.0), "100k");
-        assert_eq!(format_count(2_500_000.0), "2.5M");
+    fn milliseconds_read_well() {
         assert_eq!(format_ms(0.42), "0.42 ms");
     }
 

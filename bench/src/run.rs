@@ -1,255 +1,17 @@
-//! One run: the command line, the scenarios in the order a full run takes them, and the
-//! results written after each.
+//! One run: the scenarios in the order a full run takes them, each judged against its
+//! targets and the results written after each.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 
+use crate::args::{BenchArgs, Scenario};
 use crate::postgres::Database;
-use crate::report::{Machine, PostgresResults, Results};
+use crate::results::{Machine, PostgresResults, Results};
 use crate::scenarios::publish::Publish;
-use crate::scenarios::{Ctx, Sizes};
-use crate::{clock, cpu, gateway, scenarios};
-
-/// The scenarios, in the order a full run takes them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Scenario {
-    Raw,
-    Fanout,
-    Publish,
-    Latency,
-    /// Only with `--database-url`.
-    Cluster,
-    Wide,
-    Scale,
-    Backlog,
-    Soak,
-}
-
-const ALL: [Scenario; 9] = [
-    Scenario::Raw,
-    Scenario::Fanout,
-    Scenario::Publish,
-    Scenario::Latency,
-    Scenario::Cluster,
-    Scenario::Wide,
-    Scenario::Scale,
-    Scenario::Backlog,
-    Scenario::Soak,
-];
-
-#[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "watchwire-bench",
-    version,
-    about = "Measure the watchwire gateway's throughput, latency and memory on this machine (see BENCHMARKS.md)"
-)]
-pub struct BenchArgs {
-    /// The `watchwire` binary to benchmark, run as `watchwire serve` child processes
-    /// (default: the `watchwire` next to this executable, where `cargo build --release`
-    /// puts both).
-    #[arg(long, env = "WATCHWIRE_BENCH_GATEWAY", value_name = "PATH")]
-    pub gateway: Option<PathBuf>,
-
-    /// The CI smoke: every scenario at tiny sizes (seconds in all), still checking that
-    /// each delivered everything. Its numbers mean nothing.
-    #[arg(long)]
-    pub quick: bool,
-
-    /// Directory for results.json, results.md, chart.svg and the gateways' logs.
-    #[arg(long, default_value = "bench-results")]
-    pub out: PathBuf,
-
-    /// Run only this scenario (repeatable). The raw ceiling always runs too.
-    #[arg(long = "scenario", value_enum)]
-    pub scenarios: Vec<Scenario>,
-
-    /// Where the gateways keep their data (default: a directory under the system's temp
-    /// dir). Use a real disk: the fsync cost is part of every figure.
-    #[arg(long)]
-    pub data_root: Option<PathBuf>,
-
-    /// Keep the gateways' data directories afterwards.
-    #[arg(long)]
-    pub keep_data: bool,
-
-    /// Also run the fan-out (headline channel count), publish and latency scenarios on
-    /// the PostgreSQL store, each right after its embedded run, and report both side by
-    /// side. Every gateway gets a schema of its own in this database
-    /// (`postgres://user@host:port/db`), dropped with its data.
-    #[arg(
-        long,
-        env = "WATCHWIRE_BENCH_DATABASE_URL",
-        value_name = "URL",
-        hide_env_values = true
-    )]
-    pub database_url: Option<String>,
-
-    /// Nodes of the cluster scenario (`--database-url` only).
-    #[arg(long)]
-    pub cluster_nodes: Option<usize>,
-
-    /// The cluster scenario's leases, seconds, one failover run each, e.g. 10,2.
-    #[arg(long, value_delimiter = ',')]
-    pub cluster_lease_ttls: Option<Vec<f64>>,
-
-    /// Channels of each failover run of the cluster scenario.
-    #[arg(long)]
-    pub cluster_channels: Option<usize>,
-
-    /// Events per second published during the cluster scenario's failover runs.
-    #[arg(long)]
-    pub cluster_rate: Option<u64>,
-
-    /// Log filter of the gateways (their logs go to OUT/gateway-*.log).
-    #[arg(long, default_value = "warn")]
-    pub gateway_log: String,
-
-    /// Concurrent connections of the raw, publish and channel-creation loads.
-    #[arg(long)]
-    pub connections: Option<usize>,
-
-    /// Seconds the raw and publish loads run.
-    #[arg(long)]
-    pub seconds: Option<f64>,
-
-    /// Channels of the headline fan-out figure.
-    #[arg(long)]
-    pub fanout_channels: Option<usize>,
-
-    /// Channel counts of the throughput-vs-channels sweep, e.g. 1,10,50,200,1000.
-    #[arg(long, value_delimiter = ',')]
-    pub fanout_sweep: Option<Vec<usize>>,
-
-    /// Notifications each fan-out point delivers.
-    #[arg(long)]
-    pub fanout_notifications: Option<u64>,
-
-    /// Events per publish in the fan-out load.
-    #[arg(long)]
-    pub batch: Option<usize>,
-
-    /// Publishes per second of the latency scenario.
-    #[arg(long)]
-    pub latency_rate: Option<u64>,
-
-    /// Lower publish rates also measured by the latency scenario, e.g. 500,1000,2500.
-    #[arg(long, value_delimiter = ',')]
-    pub latency_sweep: Option<Vec<u64>>,
-
-    /// The publish rate at which the stores are compared side by side (always measured).
-    #[arg(long)]
-    pub latency_compare_rate: Option<u64>,
-
-    /// Channels of the latency scenario.
-    #[arg(long)]
-    pub latency_channels: Option<usize>,
-
-    /// Seconds the latency scenario publishes.
-    #[arg(long)]
-    pub latency_seconds: Option<f64>,
-
-    /// Channels on the one resource of the wide fan-out.
-    #[arg(long)]
-    pub wide_channels: Option<usize>,
-
-    /// Channels registered in the scale scenario.
-    #[arg(long)]
-    pub scale_channels: Option<usize>,
-
-    /// Events pending on the dead endpoint of the backlog scenario.
-    #[arg(long)]
-    pub backlog_events: Option<usize>,
-
-    /// Seconds the soak publishes. Its gateway prunes with 2m retention every 10s, so only
-    /// what comes after 130 s shows whether store and memory stay flat.
-    #[arg(long)]
-    pub soak_seconds: Option<f64>,
-
-    /// Events per second of the soak (each to every soak channel).
-    #[arg(long)]
-    pub soak_rate: Option<u64>,
-
-    /// Channels of the soak, all on one collection.
-    #[arg(long)]
-    pub soak_channels: Option<usize>,
-
-    /// The soak reads no `/metrics` (its gauges are then null): a gateway nobody scrapes.
-    #[arg(long)]
-    pub soak_no_metrics: bool,
-}
-
-impl BenchArgs {
-    fn sizes(&self) -> Sizes {
-        let mut s = if self.quick {
-            Sizes::quick()
-        } else {
-            Sizes::full()
-        };
-        macro_rules! set {
-            ($($field:ident),*) => {$( if let Some(v) = self.$field.clone() { s.$field = v; } )*};
-        }
-        set!(
-            connections,
-            seconds,
-            fanout_channels,
-            fanout_sweep,
-            fanout_notifications,
-            batch,
-            latency_rate,
-            latency_sweep,
-            latency_compare_rate,
-            latency_channels,
-            latency_seconds,
-            wide_channels,
-            scale_channels,
-            backlog_events,
-            soak_seconds,
-            soak_rate,
-            soak_channels
-        );
-        if self.soak_no_metrics {
-            s.soak_scrape_metrics = false;
-        }
-        let c = &mut s.cluster;
-        c.nodes = self.cluster_nodes.unwrap_or(c.nodes);
-        c.lease_ttls = self
-            .cluster_lease_ttls
-            .clone()
-            .unwrap_or(c.lease_ttls.clone());
-        c.failover_channels = self.cluster_channels.unwrap_or(c.failover_channels);
-        c.failover_rate = self.cluster_rate.unwrap_or(c.failover_rate);
-        s
-    }
-
-    /// The gateway binary: `--gateway`, or `watchwire` next to this executable.
-    fn gateway(&self) -> anyhow::Result<PathBuf> {
-        let path = match &self.gateway {
-            Some(path) => path.clone(),
-            None => std::env::current_exe()
-                .context("finding this executable")?
-                .with_file_name(format!("watchwire{}", std::env::consts::EXE_SUFFIX)),
-        };
-        anyhow::ensure!(
-            path.is_file(),
-            "no gateway binary at {}: build it (cargo build --release) or name it with --gateway PATH (or WATCHWIRE_BENCH_GATEWAY)",
-            path.display()
-        );
-        Ok(path)
-    }
-
-    /// The scenarios to run, in order; the cluster only with `--database-url`.
-    fn selected(&self) -> Vec<Scenario> {
-        ALL.into_iter()
-            .filter(|s| {
-                *s == Scenario::Raw || self.scenarios.is_empty() || self.scenarios.contains(s)
-            })
-            .filter(|s| *s != Scenario::Cluster || self.database_url.is_some())
-            .collect()
-    }
-}
+use crate::scenarios::Ctx;
+use crate::{clock, cpu, format, gateway, report, scenarios, targets};
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     clock::start();
@@ -366,9 +128,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         println!("   ({name} took {:.1} s)", started.elapsed().as_secs_f64());
         results.wall_seconds = began.elapsed().as_secs_f64();
-        results.evaluate();
+        targets::evaluate(&mut results);
         // Written after every scenario, so a long run that dies keeps what it measured.
-        results.write(&args.out)?;
+        report::write(&results, &args.out)?;
     }
     if !args.keep_data {
         let _ = std::fs::remove_dir_all(&work_dir);
@@ -380,7 +142,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             Err(e) => eprintln!("   could not drop this run's leftover schemas: {e:#}"),
         }
     }
-    println!("\n{}", results.markdown());
+    println!("\n{}", report::markdown(&results));
     println!(
         "wrote {}/results.json, results.md, chart.svg",
         args.out.display()
@@ -489,11 +251,8 @@ async fn run_one(
         }
         Scenario::Soak => {
             let s = scenarios::soak::run(ctx).await?;
-            let mb = |b: Option<u64>| {
-                b.map_or("—".to_string(), |b| {
-                    format!("{:.1}", scenarios::soak::mb(b))
-                })
-            };
+            let mb =
+                |b: Option<u64>| b.map_or("—".to_string(), |b| format!("{:.1}", format::mb(b)));
             println!(
                 "   {} notifications in {:.0} s; from the end of the {:.0} s window to the end: store {} → {} MB, RSS {} → {} MB",
                 s.notifications,

@@ -54,9 +54,6 @@ fn gateway() -> PathBuf {
     gateway
 }
 
-/// The database the PostgreSQL part uses, as the root package's tests name it.
-const DATABASE_VARIABLE: &str = "WATCHWIRE_TEST_DATABASE_URL";
-
 /// Runs `watchwire-bench --quick` (on PostgreSQL too with `database`); returns its
 /// results and its process id (which names its schemas).
 fn run_quick_bench(out: &Path, data: &Path, database: Option<&str>) -> (Value, u32) {
@@ -93,26 +90,14 @@ fn run_quick_bench(out: &Path, data: &Path, database: Option<&str>) -> (Value, u
 
 /// Schemas of the benchmark process `pid` still in the database.
 fn schemas_left(url: &str, pid: u32) -> Vec<String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect to {DATABASE_VARIABLE}: {e}"));
-        tokio::spawn(connection);
-        client
-            .query(
-                "SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname::text, $1)",
-                &[&format!("wwbench_{pid}_")],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|row| row.get(0))
-            .collect()
-    })
+    let sql = format!(
+        "SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname::text, 'wwbench_{pid}_')"
+    );
+    test_support::query(url, &sql)
+        .unwrap_or_else(|e| panic!("cannot list the benchmark's schemas: {e}"))
+        .into_iter()
+        .map(|row| row[0].clone())
+        .collect()
 }
 
 /// Side-by-side rows: the four headline figures measured on both sides (`base` and
@@ -271,15 +256,7 @@ fn check_cluster(r: &Value, md: &str) {
 fn quick_bench_runs_every_scenario_and_delivers_everything() {
     let out = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
-    let database = std::env::var(DATABASE_VARIABLE).ok();
-    if database.is_none() {
-        // Past the harness's capture, so a passing run shows it too.
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "the benchmark smoke did not run on PostgreSQL: set {DATABASE_VARIABLE} (see README)"
-        );
-    }
+    let database = test_support::database("the benchmark smoke on PostgreSQL");
     let (r, pid) = run_quick_bench(out.path(), data.path(), database.as_deref());
 
     assert_eq!(r["quick"], true);
@@ -405,7 +382,7 @@ fn quick_bench_runs_every_scenario_and_delivers_everything() {
         );
     }
 
-    // Every target of the issue is reported, and the table and chart are written.
+    // Every target is reported, and the table and chart are written.
     let checks: Vec<&str> = r["checks"]
         .as_array()
         .unwrap()

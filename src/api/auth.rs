@@ -17,7 +17,7 @@ use super::error::ApiError;
 use super::query::invalid_parameter;
 use super::AppState;
 use crate::config::KeyConfig;
-use crate::delivery::client::KeySigning;
+use crate::delivery::render::KeySigning;
 use crate::model::Coverage;
 use crate::protocol::resource::{covers, ServicePrefixes, WHOLE_NAMESPACE};
 use crate::protocol::signature::SigningSecret;

@@ -241,7 +241,7 @@ async fn delivery_of(app: &AppState, channel: &StoredChannel) -> Result<Value, A
         "failingSince": state.failing_since_ms.map(rfc3339_ms),
     });
     if app.dispatcher.handle(channel.pk).is_some() {
-        let hosts = app.dispatcher.context().client.hosts();
+        let hosts = app.dispatcher.context().outbound.hosts();
         let (host_state, until) = hosts.state(&host_key(&channel.spec.address));
         let until_ms = until.map(wall_clock_ms);
         if let Some(retry_ms) = state.next_retry_ms {
@@ -358,7 +358,7 @@ pub async fn notifications(
     // A retry waits for its host too, and for nothing while the channel is disabled;
     // the node delivering the channel knows both.
     if let Some(handle) = app.dispatcher.handle(channel.pk) {
-        let hosts = app.dispatcher.context().client.hosts();
+        let hosts = app.dispatcher.context().outbound.hosts();
         let held = hosts.held_until_ms(&host_key(&channel.spec.address));
         let enabled = handle.snapshot().enabled;
         for entry in &mut entries {

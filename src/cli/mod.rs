@@ -1,7 +1,6 @@
 //! The command line: `watchwire serve` and `watchwire receive`, parsed by clap and
 //! handed to the library. `main.rs` only calls [`main`].
 
-pub mod duration;
 pub mod receive;
 pub mod serve;
 
@@ -26,19 +25,6 @@ enum Command {
     Receive(receive::ReceiveArgs),
 }
 
-/// The value of every on/off option (`--dev`, `--json`) given in the environment:
-/// `true`/`false`, `1`/`0`, `yes`/`no` or `on`/`off`, in any letter case, as shells,
-/// systemd units and container platforms write switches.
-pub fn switch(value: &str) -> Result<bool, String> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" | "" => Ok(false),
-        _ => Err(format!(
-            "{value:?} is not on or off: use true or false (or 1/0, yes/no, on/off)"
-        )),
-    }
-}
-
 /// Parses the command line and runs the command on a multi-threaded runtime.
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -57,3 +43,51 @@ pub fn main() -> anyhow::Result<()> {
 /// How long an exiting process waits for its queued output: bounded, since an output
 /// nobody reads would otherwise keep it from ever exiting.
 pub const EXIT_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each option's flag and variable, in the README's option table and in the
+    /// reference's (docs/api.md §12), so neither leaves one out.
+    #[test]
+    fn every_option_is_in_the_readme_and_the_reference() {
+        use clap::Args;
+        let serve = crate::config::ServeArgs::augment_args(clap::Command::new("serve"));
+        let receive = receive::ReceiveArgs::augment_args(clap::Command::new("receive"));
+        let rows = |text: &str| -> String {
+            let rows = text.lines().filter(|l| l.starts_with("| `--"));
+            rows.collect::<Vec<_>>().join("\n")
+        };
+        let readme = rows(include_str!("../../README.md"));
+        let reference = rows(include_str!("../../docs/api.md"));
+        let tables = [
+            (
+                serve,
+                vec![("README.md", &readme), ("docs/api.md", &reference)],
+            ),
+            (receive, vec![("docs/api.md", &reference)]),
+        ];
+        let mut checked = 0;
+        for (command, documents) in tables {
+            for arg in command.get_arguments() {
+                let (Some(long), Some(env)) = (arg.get_long(), arg.get_env()) else {
+                    continue;
+                };
+                checked += 1;
+                for (document, table) in &documents {
+                    for name in [
+                        format!("`--{long}`"),
+                        format!("`{}`", env.to_string_lossy()),
+                    ] {
+                        assert!(
+                            table.contains(&name),
+                            "{name} is not in {document}'s option table"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(checked > 40, "only {checked} options were found");
+    }
+}

@@ -18,7 +18,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
-use super::duration::parse_duration;
+use crate::config::duration::parse_duration;
+use crate::config::switch::parse_switch;
 use crate::protocol::ErrorEnvelope;
 use crate::receiver::{Channel, Notification, NotificationError, Observation, Tracker};
 
@@ -53,7 +54,7 @@ pub struct ReceiveArgs {
     pub signature_tolerance: Duration,
 
     /// Print one JSON object per line instead of readable text.
-    #[arg(long, env = "WATCHWIRE_RECEIVE_JSON", value_parser = super::switch)]
+    #[arg(long, env = "WATCHWIRE_RECEIVE_JSON", value_parser = parse_switch)]
     pub json: bool,
 }
 

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
-use super::lease::Lease;
+use crate::delivery::lease::Lease;
 use crate::delivery::{Dispatcher, CUT_SHORT_WAIT};
 use crate::store::{ClusterMessage, Membership, Store};
 

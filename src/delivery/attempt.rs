@@ -1,10 +1,12 @@
-//! One notification's delivery as steps: an attempt goes out (`client.rs`), its result
-//! is classified into a [`Decision`] here, and the channel records it (`channel.rs`).
+//! One notification's delivery as steps: an attempt goes out (`destination.rs`), its
+//! answer is decided on here ([`Decision`]), and the outbox records it
+//! (`outbox/record.rs`).
 
 use std::time::Duration;
 
-use super::client::{Attempt, Notification};
-use super::retry::{RetryPolicy, Verdict};
+use super::destination::{Attempt, Verdict};
+use super::render::Notification;
+use super::retry::RetryPolicy;
 use crate::model::{now_ms, AttemptRecord, Failure, Outcome, RECENT_ATTEMPTS};
 
 /// What one attempt decides for its notification.
@@ -89,7 +91,7 @@ impl Delivery {
     pub fn decide(&mut self, attempt: &Attempt, retry: &RetryPolicy) -> Decision {
         self.count(attempt.record());
         let first = self.first_attempt_ms.unwrap_or(attempt.started_ms);
-        let delay = match &attempt.verdict {
+        let delay = match &attempt.answer.verdict {
             Verdict::Retry { retry_after } => retry.delay(self.attempts, *retry_after),
             _ => Duration::ZERO,
         };
@@ -135,14 +137,15 @@ pub fn decide(
     budget: Duration,
     attempts: u32,
 ) -> Decision {
+    let answer = &attempt.answer;
     let failure = || {
-        attempt.failure.clone().unwrap_or_else(|| Failure {
+        answer.failure.clone().unwrap_or_else(|| Failure {
             reason: crate::model::FailureReason::HttpStatus,
-            detail: format!("the receiver answered {}", attempt.status.unwrap_or(0)),
-            status: attempt.status,
+            detail: format!("the receiver answered {}", answer.status.unwrap_or(0)),
+            status: answer.status,
         })
     };
-    match &attempt.verdict {
+    match &answer.verdict {
         Verdict::Delivered => Decision::Delivered,
         Verdict::Gone => Decision::Gone,
         Verdict::Failed => Decision::Failed(failure()),
@@ -179,10 +182,11 @@ pub fn humanize(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delivery::destination::Answer;
     use crate::model::FailureReason;
 
     fn attempt(verdict: Verdict, status: Option<u16>) -> Attempt {
-        Attempt {
+        let answer = Answer {
             verdict,
             status,
             failure: status.filter(|s| !(200..300).contains(s)).map(|s| Failure {
@@ -190,7 +194,10 @@ mod tests {
                 detail: format!("the receiver answered {s}"),
                 status: Some(s),
             }),
-            response: None,
+            excerpt: None,
+        };
+        Attempt {
+            answer,
             started_ms: 0,
             duration: Duration::from_millis(3),
         }

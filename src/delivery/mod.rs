@@ -5,35 +5,50 @@
 //! in-memory index (resource → channels). Because channel creation and removal come
 //! through the same feed as events, a channel sees exactly the events committed after
 //! it (its `start_seq`), and a stop is in force once the router has passed it.
+//!
+//! Each covering channel's `Outbox` (`outbox/`) takes the event; its worker delivers
+//! one notification at a time, each attempt a pipeline of small steps: admission by
+//! host (`hosts.rs`), rendering (`render.rs`), the lease fence, then the one seam,
+//! `Destination::send` (`destination.rs`; HTTP in `webhook.rs`); the answer is decided
+//! on (`attempt.rs`, `retry.rs`) and recorded. The periodic jobs (expiry, pruning, the
+//! hosts gauge) are in `upkeep.rs`.
 
 pub mod attempt;
 pub mod cancel;
-pub mod client;
+pub mod destination;
 pub mod hosts;
+pub mod lease;
 pub mod outbox;
+pub mod render;
 pub mod retry;
 pub mod target;
+pub mod upkeep;
+pub mod webhook;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot};
+// "watch" is the API's word for creating a channel; tokio's channel that keeps only
+// the latest value goes by another name here.
+use tokio::sync::watch as latest;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use self::client::OutboundClient;
+use self::destination::Outbound;
 use self::outbox::Outbox;
 use self::retry::RetryPolicy;
-use crate::model::{now_ms, Seq, SharedEvent, StoredChannel};
+use crate::model::{Seq, SharedEvent, StoredChannel};
 use crate::protocol::resource::{self_and_ancestors, WHOLE_NAMESPACE};
-use crate::store::{Adopted, Committed, FeedItem, PruneReport, Removal, Store, StoreError};
+use crate::store::{Adopted, Committed, FeedItem, Store, StoreError};
 
 /// What every channel worker uses.
 pub struct DeliveryContext {
     pub store: Arc<dyn Store>,
-    pub client: OutboundClient,
+    /// Where attempts go out: admission by host, then a destination (`destination.rs`).
+    pub outbound: Outbound,
     pub retry: RetryPolicy,
     /// Cancelled at shutdown: no new attempt starts after it.
     pub shutdown: CancellationToken,
@@ -44,13 +59,13 @@ pub struct DeliveryContext {
     /// streams end with `event: shutdown` and the cursor to resume from.
     pub closing: CancellationToken,
     /// Whether this node may start attempts (always, without a cluster).
-    pub lease: Arc<crate::cluster::lease::Lease>,
+    pub lease: Arc<lease::Lease>,
     /// Every worker task, so shutdown can wait for in-flight deliveries.
     pub tasks: TaskTracker,
     /// A channel whose endpoint fails this long without a success is disabled.
     pub disable_after: Duration,
     /// Signing secrets of API keys, by owner, for channels without their own.
-    pub key_signing: HashMap<String, client::KeySigning>,
+    pub key_signing: HashMap<String, render::KeySigning>,
 }
 
 /// How long attempts cut short (`DeliveryContext::cut_short`) get to log themselves;
@@ -145,7 +160,7 @@ pub enum RouterCommand {
 pub struct Dispatcher {
     ctx: Arc<DeliveryContext>,
     commands: mpsc::UnboundedSender<RouterCommand>,
-    routed: watch::Receiver<u64>,
+    routed: latest::Receiver<u64>,
     registry: Registry,
     live: broadcast::Sender<EventBatch>,
     /// Highest seq routed: every event at or below it has been offered and broadcast.
@@ -207,7 +222,7 @@ impl Dispatcher {
 
         let routed_head = Arc::new(AtomicU64::new(ctx.store.head().await?));
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
-        let (routed_tx, routed) = watch::channel(0);
+        let (routed_tx, routed) = latest::channel(0);
         let (commands, commands_rx) = mpsc::unbounded_channel();
         tokio::spawn(route_feed(
             feed,
@@ -287,112 +302,6 @@ impl Dispatcher {
     pub fn routed_head(&self) -> Seq {
         self.routed_head.load(Ordering::Acquire)
     }
-
-    /// Runs `task` every `interval` until shutdown.
-    fn every<F, Fut>(&self, interval: Duration, mut task: F)
-    where
-        F: FnMut(Arc<DeliveryContext>) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = ()> + Send,
-    {
-        let ctx = self.ctx.clone();
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = ctx.shutdown.cancelled() => return,
-                    _ = ticker.tick() => {}
-                }
-                task(ctx.clone()).await;
-            }
-        });
-    }
-
-    /// Reports how many receiving hosts are open, backing off or limited (the gauge
-    /// `watchwire_hosts`). By difference, not by setting: gateways that share a
-    /// process (tests) share the metrics recorder.
-    pub fn spawn_host_census(&self, interval: Duration) {
-        let mut reported = [0usize; 3];
-        self.every(interval, move |ctx| {
-            let census = ctx.client.hosts().census();
-            for (i, (state, count)) in census.into_iter().enumerate() {
-                let delta = count as f64 - reported[i] as f64;
-                if delta != 0.0 {
-                    metrics::gauge!("watchwire_hosts", "state" => state.as_str()).increment(delta);
-                }
-                reported[i] = count;
-            }
-            std::future::ready(())
-        });
-    }
-
-    /// Removes expired channels every `interval`.
-    pub fn spawn_expiry_sweep(&self, interval: Duration) {
-        self.every(interval, |ctx| async move {
-            match ctx
-                .store
-                .remove_channels(Removal::ExpiredAt { now_ms: now_ms() })
-                .await
-            {
-                Ok(removed) if !removed.pks.is_empty() => {
-                    tracing::info!(count = removed.pks.len(), "removed expired channels")
-                }
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "expiry sweep failed"),
-            }
-        });
-    }
-
-    /// Every `interval`, prunes what is past retention (docs/api.md §7, §8) in bounded
-    /// steps until nothing more is due, so pruning keeps up with any sustained rate;
-    /// then reports the store's size and how far pruning is behind.
-    pub fn spawn_pruning(&self, interval: Duration, retention: Duration, log_retention: Duration) {
-        self.every(interval, move |ctx| async move {
-            let now = now_ms();
-            let before =
-                |d: Duration| now.saturating_sub(d.as_millis().min(i64::MAX as u128) as i64);
-            let (events_before, outcomes_before) = (before(retention), before(log_retention));
-            let mut total = PruneReport::default();
-            let last = loop {
-                match ctx.store.prune(events_before, outcomes_before).await {
-                    Ok(step) => {
-                        total.events += step.events;
-                        total.outcomes += step.outcomes;
-                        total.collections += step.collections;
-                        total.removed_channels += step.removed_channels;
-                        if !step.more || ctx.shutdown.is_cancelled() {
-                            break Some(step);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "pruning failed");
-                        break None;
-                    }
-                }
-            };
-            if total.events + total.outcomes + total.collections + total.removed_channels > 0 {
-                tracing::info!(
-                    events = total.events,
-                    outcomes = total.outcomes,
-                    collections = total.collections,
-                    removed_channels = total.removed_channels,
-                    "pruned the log"
-                );
-            }
-            if let Some(last) = last {
-                let lag = |oldest: Option<i64>, cutoff: i64| {
-                    oldest.map_or(0, |ms| (cutoff - ms).max(0)) as f64 / 1000.0
-                };
-                let lag = lag(last.oldest_event_ms, events_before)
-                    .max(lag(last.oldest_outcome_ms, outcomes_before));
-                metrics::gauge!("watchwire_prune_lag_seconds").set(lag);
-            }
-            match ctx.store.size_bytes().await {
-                Ok(bytes) => metrics::gauge!("watchwire_store_bytes").set(bytes as f64),
-                Err(e) => tracing::warn!(error = %e, "could not read the store's size"),
-            }
-        });
-    }
 }
 
 async fn route_feed(
@@ -400,7 +309,7 @@ async fn route_feed(
     mut commands: mpsc::UnboundedReceiver<RouterCommand>,
     mut index: ChannelIndex,
     ctx: Arc<DeliveryContext>,
-    routed: watch::Sender<u64>,
+    routed: latest::Sender<u64>,
     live: broadcast::Sender<EventBatch>,
     routed_head: Arc<AtomicU64>,
 ) {

@@ -7,7 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
-use crate::config::Cidr;
+use crate::cidr::Cidr;
 use crate::model::{Failure, FailureReason};
 
 /// The delivery target policy.

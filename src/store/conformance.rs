@@ -25,8 +25,8 @@ pub enum Place {
     Sqlite(tempfile::TempDir),
     Postgres {
         url: String,
-        admin: String,
-        schema: String,
+        /// Held for its `Drop`, which drops the schema with everything in it.
+        _schema: test_support::Schema,
     },
 }
 
@@ -37,40 +37,18 @@ impl Place {
 
     /// A fresh schema in the test database, or `None` (after saying so) without one.
     pub async fn postgres() -> Option<Place> {
-        let Ok(admin) = std::env::var("WATCHWIRE_TEST_DATABASE_URL") else {
-            if std::env::var_os("CI").is_some() {
-                panic!("CI is set but WATCHWIRE_TEST_DATABASE_URL is not: the PostgreSQL tests must run");
-            }
-            static SAID: std::sync::Once = std::sync::Once::new();
-            // Written past the test harness's capture, so a passing run shows it too.
-            SAID.call_once(|| {
-                use std::io::Write;
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "PostgreSQL store tests did not run: set WATCHWIRE_TEST_DATABASE_URL (see README)"
-                );
-            });
-            return None;
-        };
+        let admin = test_support::database("the PostgreSQL store tests")?;
         static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let schema = format!(
+        let name = format!(
             "ww_test_{}_{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect to WATCHWIRE_TEST_DATABASE_URL: {e}"));
-        tokio::spawn(connection);
-        client
-            .batch_execute(&format!(
-                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-            ))
-            .await
-            .unwrap();
-        let separator = if admin.contains('?') { '&' } else { '?' };
-        let url = format!("{admin}{separator}options=-csearch_path%3D{schema}");
-        Some(Place::Postgres { url, admin, schema })
+        let schema = test_support::Schema::create(&admin, &name);
+        Some(Place::Postgres {
+            url: schema.url.clone(),
+            _schema: schema,
+        })
     }
 
     pub async fn open(&self) -> Arc<dyn Store> {
@@ -90,32 +68,6 @@ impl Place {
         match self {
             Place::Sqlite(_) => first.clone(),
             Place::Postgres { .. } => self.open().await,
-        }
-    }
-}
-
-impl Drop for Place {
-    fn drop(&mut self) {
-        if let Place::Postgres { admin, schema, .. } = self {
-            let (admin, schema) = (admin.clone(), schema.clone());
-            // Drop has no runtime to await in; a thread of its own does it.
-            let _ = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async {
-                    if let Ok((client, connection)) =
-                        tokio_postgres::connect(&admin, tokio_postgres::NoTls).await
-                    {
-                        tokio::spawn(connection);
-                        let _ = client
-                            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                            .await;
-                    }
-                });
-            })
-            .join();
         }
     }
 }

@@ -1,48 +1,76 @@
-//! Which store the gateways of this run keep their data in. The suite runs twice: on
-//! the embedded store, and again on PostgreSQL (`on_postgres.rs` re-runs this binary
-//! with `WATCHWIRE_TEST_STORE=postgres`). On PostgreSQL a gateway's data directory
-//! still names its data: it maps to a schema of its own, so a gateway restarted on the
-//! same directory finds the same data, as it would on disk.
+//! Which store the gateways of this run keep their data in: the embedded store, or with
+//! `WATCHWIRE_TEST_STORE=postgres` PostgreSQL, a schema each in the test database
+//! (`WATCHWIRE_TEST_DATABASE_URL`). A plain `cargo test` runs the suite on both: on the
+//! embedded store, then `on_postgres.rs` repeats it in a child process with
+//! `WATCHWIRE_TEST_STORE=postgres`. On PostgreSQL a gateway's data directory still
+//! names its data: it maps to a schema of its own, so a gateway restarted on the same
+//! directory finds the same data, as it would on disk.
 
 use std::hash::{Hash, Hasher};
 use std::path::Path;
+use std::sync::OnceLock;
 
-/// Set by the PostgreSQL run for the child it starts.
+use test_support::Schema;
+
+/// Picks the store: `postgres`, or `embedded` (the default).
 pub const STORE_VARIABLE: &str = "WATCHWIRE_TEST_STORE";
-/// The database the PostgreSQL tests use (CI sets it; see README).
-pub const DATABASE_VARIABLE: &str = "WATCHWIRE_TEST_DATABASE_URL";
-/// Names the run that created a schema, so that run can drop them all.
+/// Set by `on_postgres.rs` for the repeat of the suite it starts: names that run, whose
+/// schemas it drops once the repeat is done.
 pub const RUN_VARIABLE: &str = "WATCHWIRE_TEST_RUN";
+/// The full name of the test that repeats the suite on PostgreSQL.
+pub const REPEAT_TEST: &str = "on_postgres::every_test_again_on_postgres";
+/// What a run on the embedded store alone says about the other store.
+const HOW_TO_RUN_ON_POSTGRES: &str =
+    "these tests ran on the embedded store only; to run them on PostgreSQL: \
+     `WATCHWIRE_TEST_STORE=postgres WATCHWIRE_TEST_DATABASE_URL=postgres://… cargo test NAME` \
+     (README, \"Testing\")";
 
 /// Whether this run keeps gateway data in PostgreSQL.
 pub fn is_postgres() -> bool {
-    std::env::var(STORE_VARIABLE).is_ok_and(|v| v == "postgres")
+    static POSTGRES: OnceLock<bool> = OnceLock::new();
+    *POSTGRES.get_or_init(|| match std::env::var(STORE_VARIABLE).as_deref() {
+        Err(_) | Ok("" | "embedded") => false,
+        Ok("postgres") => true,
+        Ok(other) => panic!("{STORE_VARIABLE}={other}: the stores are `embedded` and `postgres`"),
+    })
+}
+
+/// Whether this process is the repeat of the whole suite on PostgreSQL that
+/// `on_postgres.rs` starts. A test that does not run on the suite's store (it brings
+/// its own database, or starts gateways of its own) ran in the first pass already, and
+/// returns at once here.
+pub fn is_postgres_repeat() -> bool {
+    std::env::var_os(RUN_VARIABLE).is_some()
+}
+
+/// For a test of the embedded store itself (its data directory, its disk), on a
+/// PostgreSQL run: says that `what` does not apply there. The caller returns.
+pub fn embedded_only(what: &str) {
+    test_support::note(&format!(
+        "{what} is about the embedded store and did not run on PostgreSQL"
+    ));
 }
 
 /// The `--database-url` of a gateway on `data_dir` in a PostgreSQL run (its schema is
 /// created if it does not exist yet); `None` on the embedded store.
 pub fn database_url(data_dir: &Path) -> Option<String> {
     if !is_postgres() {
+        if !selects(&std::env::args().skip(1).collect::<Vec<_>>(), REPEAT_TEST) {
+            test_support::note(HOW_TO_RUN_ON_POSTGRES);
+        }
         return None;
     }
-    let admin = std::env::var(DATABASE_VARIABLE).expect("a PostgreSQL run has a database");
-    let run = std::env::var(RUN_VARIABLE).unwrap_or_else(|_| "0".into());
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    data_dir.hash(&mut hasher);
-    let schema = format!("ww_it_{run}_{:016x}", hasher.finish());
-    run_sql(&admin, &format!("CREATE SCHEMA IF NOT EXISTS {schema}"));
-    let separator = if admin.contains('?') { '&' } else { '?' };
-    Some(format!(
-        "{admin}{separator}options=-csearch_path%3D{schema}"
-    ))
+    let admin = admin();
+    let schema = format!("ww_it_{}_{:016x}", run(), hash(data_dir));
+    test_support::execute(admin, &format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+        .unwrap_or_else(|e| panic!("cannot create schema {schema}: {e}"));
+    Some(test_support::schema_url(admin, &schema))
 }
 
 /// The node id of a gateway on `data_dir`: a gateway restarted on the same directory
 /// is the same node, as a restarted process would be given the same `--node-id`.
 pub fn node_id(data_dir: &Path) -> String {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    data_dir.hash(&mut hasher);
-    format!("node-{:016x}", hasher.finish())
+    format!("node-{:016x}", hash(data_dir))
 }
 
 /// Runs SQL on the store of a gateway on `data_dir` (which must not be running on the
@@ -50,16 +78,51 @@ pub fn node_id(data_dir: &Path) -> String {
 /// would; the database's error as text.
 pub fn execute(data_dir: &Path, sql: &str) -> Result<(), String> {
     match database_url(data_dir) {
-        Some(url) => try_sql(&url, sql),
+        Some(url) => test_support::execute(&url, sql).map_err(|e| match e.as_db_error() {
+            Some(db) => db.message().to_string(),
+            None => e.to_string(),
+        }),
         None => rusqlite::Connection::open(data_dir.join("watchwire.db"))
             .and_then(|db| db.execute_batch(sql))
             .map_err(|e| e.to_string()),
     }
 }
 
-/// Drops every schema a run created.
-pub fn drop_schemas(admin: &str, run: &str) {
-    run_sql(
+fn hash(data_dir: &Path) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    data_dir.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The test database of a PostgreSQL run. The first call drops the schemas of earlier
+/// runs that are over: a run started directly with `WATCHWIRE_TEST_STORE=postgres` has
+/// no parent to drop its schemas when it ends, and a test binary has no hook at exit.
+fn admin() -> &'static str {
+    static ADMIN: OnceLock<String> = OnceLock::new();
+    ADMIN.get_or_init(|| {
+        let Ok(admin) = std::env::var(test_support::DATABASE_VARIABLE) else {
+            panic!(
+                "{STORE_VARIABLE}=postgres needs {}: a PostgreSQL database the tests may create schemas in (README, \"Testing\")",
+                test_support::DATABASE_VARIABLE
+            );
+        };
+        drop_schemas_of_finished_runs(&admin);
+        admin
+    })
+}
+
+/// This run's name in its schemas' names: the process that drops them at its end (the
+/// parent of a repeat), or this process.
+fn run() -> u32 {
+    std::env::var(RUN_VARIABLE)
+        .ok()
+        .and_then(|run| run.parse().ok())
+        .unwrap_or_else(std::process::id)
+}
+
+/// Drops every schema of run `run`.
+pub fn drop_schemas(admin: &str, run: u32) {
+    let dropped = test_support::execute(
         admin,
         &format!(
             "DO $$ DECLARE s TEXT; BEGIN
@@ -71,81 +134,94 @@ pub fn drop_schemas(admin: &str, run: &str) {
                END LOOP; END $$"
         ),
     );
+    dropped.unwrap_or_else(|e| panic!("cannot drop the schemas of run {run}: {e}"));
 }
 
-/// Runs SQL on its own thread and runtime: callers may be inside a runtime or not.
-fn run_sql(url: &str, sql: &str) {
-    try_sql(url, sql).unwrap();
-}
-
-/// `run_sql`, the database's error as text.
-fn try_sql(url: &str, sql: &str) -> Result<(), String> {
-    let (url, sql) = (url.to_string(), sql.to_string());
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .unwrap_or_else(|e| panic!("cannot connect to {DATABASE_VARIABLE}: {e}"));
-            tokio::spawn(connection);
-            client
-                .batch_execute(&sql)
-                .await
-                .map_err(|e| match e.as_db_error() {
-                    Some(db) => db.message().to_string(),
-                    None => e.to_string(),
-                })
+/// Drops the schemas of runs whose process has ended (a run is named by a process id
+/// of this machine, see [`run`]).
+fn drop_schemas_of_finished_runs(admin: &str) {
+    let schemas = test_support::query(
+        admin,
+        r"SELECT nspname FROM pg_namespace WHERE nspname LIKE 'ww\_it\_%'",
+    )
+    .unwrap_or_else(|e| panic!("cannot list the schemas of earlier runs: {e}"));
+    let runs: std::collections::BTreeSet<u32> = schemas
+        .iter()
+        .filter_map(|row| {
+            row[0]
+                .strip_prefix("ww_it_")?
+                .split('_')
+                .next()?
+                .parse()
+                .ok()
         })
-    })
-    .join()
-    .expect("the SQL ran")
+        .collect();
+    for run in runs {
+        let pid = nix::unistd::Pid::from_raw(run as i32);
+        // ESRCH: no such process. EPERM means one exists that we may not signal.
+        if nix::sys::signal::kill(pid, None) == Err(nix::errno::Errno::ESRCH) {
+            drop_schemas(admin, run);
+        }
+    }
 }
 
 /// A schema of the test database that several gateways share (a cluster), dropped when
-/// this is dropped. `None`, after saying so, without a test database (and a failure
-/// under CI).
-pub struct SharedDatabase {
-    admin: String,
-    schema: String,
-    pub url: String,
+/// the schema is dropped; `None`, after saying so, without a test database (and a
+/// failure under CI).
+pub fn shared_schema(tag: &str) -> Option<Schema> {
+    let admin = test_support::database("the tests of several gateways on one database")?;
+    let name = format!("ww_cluster_{}_{tag}", std::process::id());
+    Some(Schema::create(&admin, &name))
 }
 
-impl SharedDatabase {
-    pub fn create(tag: &str) -> Option<SharedDatabase> {
-        let Ok(admin) = std::env::var(DATABASE_VARIABLE) else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but {DATABASE_VARIABLE} is not: the cluster tests must run"
-            );
-            static SAID: std::sync::Once = std::sync::Once::new();
-            SAID.call_once(|| {
-                use std::io::Write;
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "the cluster tests did not run: set {DATABASE_VARIABLE} (see README)"
-                );
-            });
-            return None;
-        };
-        let schema = format!("ww_cluster_{}_{tag}", std::process::id());
-        run_sql(
-            &admin,
-            &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"),
-        );
-        let separator = if admin.contains('?') { '&' } else { '?' };
-        let url = format!("{admin}{separator}options=-csearch_path%3D{schema}");
-        Some(SharedDatabase { admin, schema, url })
+/// Whether libtest, given `args`, runs `test` (a full name such as [`REPEAT_TEST`]), as
+/// libtest decides it: no filter, or a filter that is part of the name (all of it with
+/// `--exact`), and no `--skip` that matches; `--ignored` runs ignored tests only.
+fn selects(args: &[String], test: &str) -> bool {
+    let (mut filters, mut skips): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+    let (mut exact, mut ignored_only) = (false, false);
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--exact" => exact = true,
+            "--ignored" => ignored_only = true,
+            "--skip" => skips.extend(args.next().map(String::as_str)),
+            // The options that take a value, which is not a filter.
+            "--test-threads" | "--logfile" | "--format" | "--color" | "--shuffle-seed" | "-Z" => {
+                args.next();
+            }
+            _ if arg.starts_with("--skip=") => skips.push(&arg["--skip=".len()..]),
+            _ if arg.starts_with('-') => {}
+            filter => filters.push(filter),
+        }
     }
+    let matches = |pattern: &str| {
+        if exact {
+            test == pattern
+        } else {
+            test.contains(pattern)
+        }
+    };
+    !ignored_only
+        && (filters.is_empty() || filters.iter().any(|f| matches(f)))
+        && !skips.iter().any(|s| matches(s))
 }
 
-impl Drop for SharedDatabase {
-    fn drop(&mut self) {
-        run_sql(
-            &self.admin,
-            &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema),
-        );
-    }
+#[test]
+fn only_a_run_that_selects_the_repeat_runs_on_postgresql_too() {
+    let selects = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        selects(&args, REPEAT_TEST)
+    };
+    assert!(selects(&[]));
+    assert!(selects(&["--test-threads", "2", "--nocapture"]));
+    assert!(selects(&["on_postgres"]));
+    assert!(selects(&["delivery::", "on_postgres::"]));
+    assert!(selects(&["--exact", REPEAT_TEST]));
+    assert!(!selects(&["delivery::"]));
+    assert!(!selects(&["--exact", "on_postgres"]));
+    assert!(!selects(&["--skip", "on_postgres"]));
+    assert!(!selects(&["--skip=on_postgres"]));
+    assert!(!selects(&["--ignored"]));
+    assert!(!selects(&["--test-threads", "on_postgres", "delivery::"]));
 }

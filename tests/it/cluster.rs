@@ -12,8 +12,9 @@ use serde_json::json;
 
 use crate::common::process::GatewayProcess;
 use crate::common::proxy::Proxy;
-use crate::common::store::{is_postgres, SharedDatabase};
+use crate::common::store;
 use crate::common::*;
+use test_support::Schema;
 
 /// The lease of the test clusters: short, so failover tests take seconds.
 pub(crate) const LEASE: Duration = Duration::from_secs(2);
@@ -25,17 +26,18 @@ pub(crate) struct Cluster {
     dirs: Vec<tempfile::TempDir>,
     /// The `--database-url` each node starts with (the database's, or a proxy's).
     urls: Vec<String>,
-    pub(crate) database: SharedDatabase,
+    pub(crate) database: Schema,
 }
 
 impl Cluster {
     /// `count` nodes, or `None` when this run has no test database (see `store`). The
-    /// PostgreSQL re-run of the suite skips these: they bring their own cluster.
+    /// suite's repeat on PostgreSQL skips these: they bring their own cluster, whatever
+    /// the store, so the first pass ran them.
     pub(crate) fn start(count: usize, tag: &str) -> Option<Cluster> {
-        if is_postgres() {
+        if store::is_postgres_repeat() {
             return None;
         }
-        let database = SharedDatabase::create(tag)?;
+        let database = store::shared_schema(tag)?;
         let mut cluster = Cluster {
             nodes: (0..count).map(|_| None).collect(),
             dirs: (0..count).map(|_| tempfile::tempdir().unwrap()).collect(),

@@ -123,7 +123,9 @@ async fn sigkill_while_publishing_loses_nothing_acknowledged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_gateway_on_a_data_directory_in_use_refuses_to_start() {
     if crate::common::store::is_postgres() {
-        return; // A property of the embedded store's data directory; PostgreSQL shares.
+        // A property of the embedded store's data directory; PostgreSQL shares.
+        crate::common::store::embedded_only("the data directory's lock");
+        return;
     }
     let dir = tempfile::tempdir().unwrap();
     let mut first = GatewayProcess::start(dir.path(), &[]);
@@ -192,7 +194,9 @@ impl Drop for SmallDisk {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_answers_every_request_and_loses_nothing_acknowledged() {
     if crate::common::store::is_postgres() {
-        return; // The embedded store's disk; PostgreSQL's trouble is the outage test.
+        // The embedded store's disk; PostgreSQL's trouble is the outage test.
+        crate::common::store::embedded_only("the full-disk test");
+        return;
     }
     let disk = SmallDisk::mount("12m");
     // Room to free later, as an operator would.

@@ -34,14 +34,9 @@ impl PrivatePostgres {
             .and_then(|versions| versions.flatten().map(|v| v.path().join("bin")).max())
             .filter(|bin| bin.join("initdb").exists());
         let Some(bin) = bin else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but PostgreSQL's server programs are not in /usr/lib/postgresql"
-            );
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "the database outage test did not run: no /usr/lib/postgresql/*/bin/initdb"
+            test_support::skip(
+                "the database outage test",
+                "PostgreSQL's server programs (/usr/lib/postgresql/*/bin/initdb)",
             );
             return None;
         };
@@ -138,8 +133,8 @@ async fn wait_for(what: &str, done: impl Fn() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_stopped_and_started_under_publish_load() {
-    if crate::common::store::is_postgres() {
-        return; // It brings its own PostgreSQL; once per suite is enough.
+    if crate::common::store::is_postgres_repeat() {
+        return; // It brings its own PostgreSQL, whatever the store: the first pass ran it.
     }
     let Some(database) = PrivatePostgres::create() else {
         return;

@@ -1,4 +1,4 @@
-//! The hostile-input suite (issue 4, docs/api.md §10): hundreds of malformed or malicious
+//! The hostile-input suite (docs/api.md §10): hundreds of malformed or malicious
 //! requests over real sockets against a gateway with API keys (not `--dev`). Each gets
 //! the right 4xx in Google's envelope (HTTP framing that hyper refuses itself too),
 //! `/healthz` stays 200 throughout, stalled connections block

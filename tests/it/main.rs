@@ -3,6 +3,19 @@
 //! client, the keyed gateway). Tests run in parallel threads of this one process, so
 //! none may rely on process-wide state: an exact count of a Prometheus metric (the
 //! recorder is process-wide) is taken from a `GatewayProcess`, never from a `Gateway`.
+//!
+//! Every test runs on either store (README, "Testing"):
+//!
+//! ```sh
+//! cargo test NAME                                # on the embedded store (and says so)
+//! WATCHWIRE_TEST_STORE=postgres cargo test NAME  # on PostgreSQL
+//! ```
+//!
+//! PostgreSQL needs `WATCHWIRE_TEST_DATABASE_URL`, a database the tests may create
+//! schemas in. A plain `cargo test` with it runs the whole suite on both: `on_postgres`
+//! repeats it with `WATCHWIRE_TEST_STORE=postgres`. `common::store` decides where each
+//! gateway keeps its data; `test_support` (`tests/support`) holds what every test
+//! binary shares: the test database, its schemas, and `skip` (say so; fail under CI).
 
 #[path = "../common/mod.rs"]
 mod common;

@@ -1,6 +1,7 @@
 //! fanout: N channels on one collection, batched publishes of 512-byte events below it;
 //! delivered notifications per second from the first publish to the last delivery. Run
-//! at several channel counts (the sweep); the headline is the 50 channels.
+//! at several channel counts (the sweep); the headline is `fanout_channels` (50 in a
+//! full run, the count the fan-out target is set at).
 
 use serde::{Deserialize, Serialize};
 
@@ -45,7 +46,7 @@ pub struct Point {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Fanout {
     pub batch: usize,
-    /// The headline point (the 50 channels).
+    /// The headline point (50 channels in a full run, where the fan-out target is set).
     pub headline: Point,
     /// Throughput against channel count.
     pub sweep: Vec<Point>,

@@ -3,8 +3,8 @@
 //! collection that `latency_channels` channels watch. Each payload carries the time its
 //! publish was sent; the receiver subtracts it on arrival (same process, same clock).
 //!
-//! The headline rate is the (5k events/s, so 50k notifications/s with 10
-//! channels); lower rates (`latency_sweep`, plus `latency_compare_rate`, at which the
+//! The headline rate is the one the latency targets are set at (5k events/s, so 50k
+//! notifications/s with 10 channels); lower rates (`latency_sweep`, plus `latency_compare_rate`, at which the
 //! stores are compared) show where the knee is. Rates run lowest
 //! first on one gateway, each after the previous one has been delivered completely.
 
@@ -52,7 +52,7 @@ pub struct Point {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Latency {
     pub channels: usize,
-    /// At the rate.
+    /// At the rate the latency targets are set at (`latency_rate`).
     pub headline: Point,
     /// Every rate run, lowest first (the headline included).
     pub sweep: Vec<Point>,

@@ -1,5 +1,8 @@
-//! The scenarios, one file each, and what they share: sizes, where gateways keep their
-//! data and logs, and channel creation.
+//! The scenarios, one file (or folder) each, and what they share: where gateways keep
+//! their data and logs, channel creation, and the delivery checks. Each scenario
+//! measures and returns its own results type; judging those against targets and
+//! rendering them is for the layers above (`targets`, `report`), which import the
+//! scenarios and never the other way round.
 
 pub mod backlog;
 pub mod cluster;
@@ -8,8 +11,11 @@ pub mod latency;
 pub mod publish;
 pub mod raw;
 pub mod scale;
+mod sizes;
 pub mod soak;
 pub mod wide;
+
+pub use sizes::{ClusterSizes, Sizes};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,131 +25,6 @@ use crate::gateway::{Gateway, Launch};
 use crate::load;
 use crate::postgres::{Cpu, Database};
 use crate::receiver::Receiver;
-
-/// How big each scenario runs.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Sizes {
-    /// Concurrent connections of the raw, publish and channel-creation loads.
-    pub connections: usize,
-    /// How long the raw and publish loads run, seconds.
-    pub seconds: f64,
-    /// Channels of the headline fan-out figure.
-    pub fanout_channels: usize,
-    /// Channel counts of the throughput-vs-channels sweep (includes `fanout_channels`).
-    pub fanout_sweep: Vec<usize>,
-    /// Notifications each sweep point delivers (events = this / channels).
-    pub fanout_notifications: u64,
-    /// Events per publish in the fan-out and backlog loads.
-    pub batch: usize,
-    /// Publishes per second of the headline latency figure.
-    pub latency_rate: u64,
-    /// Lower rates also measured, to show where the knee is.
-    pub latency_sweep: Vec<u64>,
-    /// The rate at which the stores are compared side by side (`--database-url`; the
-    /// issue's 1k events/s). Always measured, as part of the sweep.
-    pub latency_compare_rate: u64,
-    pub latency_channels: usize,
-    pub latency_seconds: f64,
-    pub wide_channels: usize,
-    pub scale_channels: usize,
-    /// Channels per resource in the scale scenario.
-    pub scale_per_resource: usize,
-    pub backlog_events: usize,
-    /// How long the soak publishes, seconds.
-    pub soak_seconds: f64,
-    /// Events per second of the soak, each to every one of `soak_channels` channels.
-    pub soak_rate: u64,
-    pub soak_channels: usize,
-    /// The soak gateway's `--retention`, `--log-retention` and `--prune-interval`, seconds.
-    pub soak_retention_seconds: f64,
-    pub soak_log_retention_seconds: f64,
-    pub soak_prune_interval_seconds: f64,
-    /// How often the soak samples store size and memory, seconds.
-    pub soak_sample_seconds: f64,
-    /// Whether each soak sample also reads the gateway's `/metrics` (its store-size and
-    /// prune-lag gauges). Off, nobody scrapes the gateway, as in a deployment without
-    /// Prometheus: what it keeps for a scrape that never comes shows in its memory.
-    #[serde(default = "yes")]
-    pub soak_scrape_metrics: bool,
-    /// A scenario fails when nothing arrives for this long, seconds.
-    pub stall_seconds: f64,
-    /// The cluster scenario's own sizes (`--database-url` only).
-    #[serde(default)]
-    pub cluster: cluster::ClusterSizes,
-}
-
-fn yes() -> bool {
-    true
-}
-
-impl Sizes {
-    /// The sizes, sized to finish in about ten minutes on two cores (plus the
-    /// soak's eight).
-    pub fn full() -> Sizes {
-        Sizes {
-            connections: 64,
-            seconds: 5.0,
-            fanout_channels: 50,
-            fanout_sweep: vec![1, 10, 50, 200, 1000],
-            fanout_notifications: 300_000,
-            batch: 100,
-            latency_rate: 5000,
-            latency_sweep: vec![500, 1000, 2500],
-            latency_compare_rate: 1000,
-            latency_channels: 10,
-            latency_seconds: 10.0,
-            wide_channels: 100_000,
-            scale_channels: 1_000_000,
-            scale_per_resource: 1000,
-            backlog_events: 1_000_000,
-            soak_seconds: 480.0,
-            soak_rate: 200,
-            soak_channels: 20,
-            soak_retention_seconds: 120.0,
-            soak_log_retention_seconds: 120.0,
-            soak_prune_interval_seconds: 10.0,
-            soak_sample_seconds: 10.0,
-            soak_scrape_metrics: true,
-            stall_seconds: 60.0,
-            cluster: cluster::ClusterSizes::full(),
-        }
-    }
-
-    /// The CI smoke: every scenario, tiny, a few seconds in all even in a debug build.
-    pub fn quick() -> Sizes {
-        Sizes {
-            connections: 16,
-            seconds: 0.3,
-            fanout_channels: 5,
-            fanout_sweep: vec![1, 5],
-            fanout_notifications: 200,
-            batch: 10,
-            latency_rate: 200,
-            latency_sweep: vec![100],
-            latency_compare_rate: 100,
-            latency_channels: 3,
-            latency_seconds: 0.5,
-            wide_channels: 200,
-            scale_channels: 500,
-            scale_per_resource: 50,
-            backlog_events: 2000,
-            soak_seconds: 12.0,
-            soak_rate: 50,
-            soak_channels: 5,
-            soak_retention_seconds: 3.0,
-            soak_log_retention_seconds: 3.0,
-            soak_prune_interval_seconds: 1.0,
-            soak_sample_seconds: 1.0,
-            soak_scrape_metrics: true,
-            stall_seconds: 20.0,
-            cluster: cluster::ClusterSizes::quick(),
-        }
-    }
-
-    pub fn stall(&self) -> Duration {
-        Duration::from_secs_f64(self.stall_seconds)
-    }
-}
 
 /// What every scenario needs.
 #[derive(Clone)]

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::{check_delivery, watched, Ctx};
+use crate::format::{duration_arg, format_count, mb};
 use crate::gateway::Gateway;
 use crate::load;
 use crate::receiver::Receiver;
@@ -90,6 +91,28 @@ pub struct Soak {
     pub store: Growth,
     pub rss: Growth,
     pub anon: Growth,
+}
+
+impl Soak {
+    /// The soak's load and the gateway's retention flags, as the report states them.
+    pub fn conditions(&self) -> String {
+        format!(
+            "{} ev/s to {} channels ({} notifications/s), {} B events, {:.0} s; --retention {} --log-retention {} --prune-interval {}{}",
+            self.rate,
+            self.channels,
+            format_count((self.rate * self.channels as u64) as f64),
+            self.event_bytes,
+            self.seconds,
+            duration_arg(self.retention_seconds),
+            duration_arg(self.log_retention_seconds),
+            duration_arg(self.prune_interval_seconds),
+            if self.scraped_metrics {
+                ""
+            } else {
+                "; /metrics never scraped"
+            }
+        )
+    }
 }
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Soak> {
@@ -231,23 +254,6 @@ fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
     Ok(total)
 }
 
-/// A duration as the gateway's flags take it, always with a unit: `2m`, `10s`, `250ms`.
-pub fn duration_arg(seconds: f64) -> String {
-    let ms = (seconds * 1000.0).round() as u64;
-    if ms > 0 && ms.is_multiple_of(60_000) {
-        format!("{}m", ms / 60_000)
-    } else if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
-    }
-}
-
-/// Bytes in MB (2^20), as the report shows them.
-pub fn mb(bytes: u64) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0)
-}
-
 impl Growth {
     /// How `value` moved over `samples` (oldest first) once `window` seconds had passed.
     pub fn of(samples: &[Sample], window: f64, value: impl Fn(&Sample) -> u64) -> Growth {
@@ -270,6 +276,26 @@ impl Growth {
                 .map(|g| g < FLAT_GROWTH),
         }
     }
+
+    /// "45.0 → 47.0 MB (last third +2.0 %: flat)": from the end of the window to the end.
+    pub fn note(&self) -> String {
+        let at = self
+            .at_window_bytes
+            .map_or("—".to_string(), |b| format!("{:.1}", mb(b)));
+        let third = match (self.last_third_growth, self.flat) {
+            (Some(growth), Some(flat)) => format!(
+                " (last third {:+.1} %: {})",
+                growth * 100.0,
+                if flat { "flat" } else { "growing" }
+            ),
+            (Some(growth), None) => format!(
+                " (last third {:+.1} %, inside the window: too short to tell)",
+                growth * 100.0
+            ),
+            _ => String::new(),
+        };
+        format!("{at} → {:.1} MB{third}", mb(self.end_bytes))
+    }
 }
 
 #[cfg(test)]
@@ -289,16 +315,6 @@ mod tests {
                 watchwire_prune_lag_seconds: None,
             })
             .collect()
-    }
-
-    #[test]
-    fn durations_always_carry_a_unit() {
-        assert_eq!(duration_arg(120.0), "2m");
-        assert_eq!(duration_arg(10.0), "10s");
-        assert_eq!(duration_arg(90.0), "90s");
-        assert_eq!(duration_arg(1.0), "1s");
-        assert_eq!(duration_arg(0.25), "250ms");
-        assert_eq!(duration_arg(0.0), "0s");
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //! attempts on its own clock *before* the lease can lapse in the database's, so by the
 //! time another node may take a channel over, this one can no longer start an attempt
 //! on it: per-channel order holds across the handover.
+//!
+//! Delivery owns it because delivery is what it fences (every attempt checks it right
+//! before it starts); the cluster only renews and revokes it (`cluster::node`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

@@ -1,0 +1,190 @@
+//! A notification's wire form, whatever carries it (docs/api.md §4, §10): every header
+//! as a name and a value, and the body. A webhook sends them as an HTTP request; a
+//! broker would carry the same headers as message headers (docs/api.md §17).
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderName, HeaderValue};
+
+use crate::model::{cursor, message_number, ChannelSpec, Seq, SharedEvent};
+use crate::protocol::headers as h;
+use crate::protocol::httpdate;
+use crate::protocol::signature::SigningSecret;
+
+const JSON_CONTENT_TYPE: &str = "application/json; charset=\"utf-8\"";
+/// Headers a notification carries at most (the channel's five, seven of its own, three
+/// of a signature, its content type), so rendering never grows its list.
+const MOST_HEADERS: usize = 16;
+
+/// One notification on one channel: the sync, or one event.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    pub number: u64,
+    /// Number of the notification before it on the channel; `None` for the sync.
+    pub previous: Option<u64>,
+    pub state: String,
+    pub cursor: Seq,
+    pub event: Option<SharedEvent>,
+    /// Re-sent by a replay: its delivery log entry keeps its earlier status while it
+    /// is retried (a replay never makes a notification pending again).
+    pub replay: bool,
+}
+
+/// A rendered notification: what every destination sends. Header names are unique.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Bytes,
+}
+
+impl Rendered {
+    /// The value of a header, by its lowercase name.
+    pub fn header(&self, name: &str) -> Option<&HeaderValue> {
+        self.headers
+            .iter()
+            .find_map(|(n, v)| (n.as_str() == name).then_some(v))
+    }
+
+    fn put(&mut self, name: &'static str, value: &str) {
+        // Every value is built from validated parts; one that is still not a valid
+        // header value is left out rather than failing the delivery.
+        if let Ok(v) = HeaderValue::from_str(value) {
+            self.headers.push((HeaderName::from_static(name), v));
+        }
+    }
+}
+
+/// The headers every notification of a channel carries (id, token, expiration, resource
+/// id and URI), made once each time the channel's worker wakes rather than for every
+/// notification.
+pub struct ChannelHeaders(Vec<(HeaderName, HeaderValue)>);
+
+impl ChannelHeaders {
+    pub fn new(channel: &ChannelSpec) -> ChannelHeaders {
+        let mut headers = Rendered {
+            headers: Vec::with_capacity(5),
+            body: Bytes::new(),
+        };
+        headers.put(h::CHANNEL_ID, &channel.id);
+        if let Some(token) = &channel.token {
+            headers.put(h::CHANNEL_TOKEN, token);
+        }
+        if let Some(expiration) = channel.expiration_ms.and_then(httpdate::format_ms) {
+            headers.put(h::CHANNEL_EXPIRATION, &expiration);
+        }
+        headers.put(h::RESOURCE_ID, &channel.resource_id);
+        headers.put(h::RESOURCE_URI, &channel.resource_uri);
+        ChannelHeaders(headers.headers)
+    }
+}
+
+impl Notification {
+    pub fn sync(start_seq: Seq) -> Self {
+        Notification {
+            number: h::SYNC_MESSAGE_NUMBER,
+            previous: None,
+            state: "sync".into(),
+            cursor: start_seq,
+            event: None,
+            replay: false,
+        }
+    }
+
+    pub fn event(event: SharedEvent, previous: u64) -> Self {
+        Notification {
+            number: message_number(event.seq),
+            previous: Some(previous),
+            state: event.state.clone(),
+            cursor: event.seq,
+            event: Some(event),
+            replay: false,
+        }
+    }
+
+    /// This notification on `channel`, whose own headers are `channel_headers`, signed
+    /// with the channel's secret or else its key's (`key_signing`) as of `now`.
+    pub fn render(
+        &self,
+        channel_headers: &ChannelHeaders,
+        channel: &ChannelSpec,
+        key_signing: Option<&KeySigning>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Rendered {
+        let body = match &self.event {
+            Some(event) if channel.payload => event.data.clone().unwrap_or_default(),
+            _ => Bytes::new(),
+        };
+        let mut headers = Vec::with_capacity(MOST_HEADERS);
+        headers.extend_from_slice(&channel_headers.0);
+        let mut rendered = Rendered { headers, body };
+        rendered.put(h::RESOURCE_STATE, &self.state);
+        rendered.headers.push((
+            HeaderName::from_static(h::MESSAGE_NUMBER),
+            self.number.into(),
+        ));
+        rendered.put(h::CURSOR, &cursor(self.cursor));
+        match &self.event {
+            Some(event) => {
+                rendered.put(h::EVENT_RESOURCE, &event.resource);
+                if !event.changed.is_empty() {
+                    rendered.put(h::CHANGED, &event.changed.join(","));
+                }
+                if let Some(metadata) = &event.metadata {
+                    rendered.put(h::METADATA, metadata);
+                }
+            }
+            None => rendered.put(h::EVENT_RESOURCE, &channel.resource),
+        }
+        if let Some(previous) = self.previous {
+            rendered
+                .headers
+                .push((HeaderName::from_static(h::PREVIOUS_NUMBER), previous.into()));
+        }
+        let own = channel
+            .signing_secret
+            .as_deref()
+            .and_then(|s| SigningSecret::parse(s).ok());
+        let secrets: Vec<&SigningSecret> = match (&own, key_signing) {
+            (Some(own), _) => vec![own],
+            (None, Some(key)) => key.secrets_at(now),
+            (None, None) => vec![],
+        };
+        if !secrets.is_empty() {
+            let msg_id = format!("{}-{}", channel.id, self.number);
+            let timestamp = now.timestamp();
+            let signatures: Vec<String> = secrets
+                .iter()
+                .map(|s| s.sign(&msg_id, timestamp, &rendered.body))
+                .collect();
+            rendered.put(h::WEBHOOK_SIGNATURE, &signatures.join(" "));
+            rendered.put(h::WEBHOOK_ID, &msg_id);
+            rendered.put(h::WEBHOOK_TIMESTAMP, &timestamp.to_string());
+        }
+        if !rendered.body.is_empty() {
+            rendered
+                .headers
+                .push((CONTENT_TYPE, HeaderValue::from_static(JSON_CONTENT_TYPE)));
+        }
+        rendered
+    }
+}
+
+/// An API key's signing secrets: the current one, and during a rotation the previous
+/// one until a given time (both signatures are sent until then).
+#[derive(Debug, Clone)]
+pub struct KeySigning {
+    pub current: SigningSecret,
+    pub previous: Option<(SigningSecret, chrono::DateTime<chrono::Utc>)>,
+}
+
+impl KeySigning {
+    pub fn secrets_at(&self, now: chrono::DateTime<chrono::Utc>) -> Vec<&SigningSecret> {
+        let mut secrets = vec![&self.current];
+        if let Some((old, until)) = &self.previous {
+            if now < *until {
+                secrets.push(old);
+            }
+        }
+        secrets
+    }
+}
