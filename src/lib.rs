@@ -5,8 +5,10 @@
 //! - [`receiver`]: receiver-side validation; builds with `default-features = false`.
 //! - with the `server` feature: [`config`], [`server`] (wires everything together),
 //!   [`api`] (HTTP), [`store`] (durable log and channels), [`delivery`] (routing,
-//!   per-channel outboxes, retries, outbound client), [`cli`] (`watchwire serve` and
-//!   `watchwire receive`).
+//!   per-channel outboxes, retries, outbound client), [`cluster`] (the nodes of a
+//!   gateway on one PostgreSQL database), [`cli`] (`watchwire serve` and
+//!   `watchwire receive`). Imports go down: cli → server → api, cluster → delivery →
+//!   store → model, protocol.
 
 pub mod protocol;
 pub mod receiver;

@@ -11,12 +11,14 @@ use tokio_util::task::TaskTracker;
 use crate::api::listener::{self, ConnectionLimits};
 use crate::api::{self, auth::Keys, App};
 use crate::cluster::node::Node;
+use crate::cluster::postgres::PgMembership;
+use crate::cluster::Membership;
 use crate::config::ServeArgs;
 use crate::delivery::destination::Outbound;
 use crate::delivery::lease::Lease;
 use crate::delivery::retry::RetryPolicy;
 use crate::delivery::target::TargetPolicy;
-use crate::delivery::{DeliveryContext, Dispatcher, CUT_SHORT_WAIT};
+use crate::delivery::{Delivers, DeliveryContext, Dispatcher, CUT_SHORT_WAIT};
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
@@ -42,7 +44,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
     let key_count = args.api_keys.iter().filter(|k| !k.is_empty()).count() + settings.keys.len();
     let node_id = args.node_id();
     let metrics = telemetry::metrics(args.database_url.as_ref().map(|_| node_id.as_str()));
-    let store = open_store(&args, &node_id).await?;
+    let (store, membership) = open_store(&args, &node_id).await?;
     let target_policy = TargetPolicy {
         allow_all: args.dev,
         allow: settings.allow_targets,
@@ -75,7 +77,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         shutdown: CancellationToken::new(),
         cut_short: CancellationToken::new(),
         closing: CancellationToken::new(),
-        lease: Arc::new(match store.membership() {
+        lease: Arc::new(match &membership {
             Some(_) => Lease::pending(),
             None => Lease::forever(),
         }),
@@ -84,7 +86,11 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         key_signing: keys.signing.clone(),
     });
     let lease = ctx.lease.clone();
-    let dispatcher = Dispatcher::start(ctx).await?;
+    let delivers = match &membership {
+        Some(_) => Delivers::Claimed,
+        None => Delivers::Every,
+    };
+    let dispatcher = Dispatcher::start(ctx, delivers).await?;
     dispatcher.spawn_expiry_sweep(args.expiry_sweep);
     dispatcher.spawn_host_census(HOST_CENSUS_INTERVAL);
     dispatcher.spawn_pruning(args.prune_interval, args.retention, args.log_retention);
@@ -100,10 +106,11 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         .trim_end_matches('/')
         .to_string();
     // Joined before the first request is served (see `Node::start`).
-    let node = match store.membership() {
-        Some(_) => Some(
+    let node = match &membership {
+        Some(membership) => Some(
             Node::start(
                 store.clone(),
+                membership.clone(),
                 dispatcher.clone(),
                 lease,
                 public_url.clone(),
@@ -122,6 +129,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         cors: settings.cors,
         config: args,
         store,
+        membership,
         dispatcher,
         prefixes: settings.prefixes,
         target_policy,
@@ -204,17 +212,27 @@ impl RunningServer {
     }
 }
 
-/// The store `--database-url` names, else the embedded one in `--data-dir`.
-async fn open_store(args: &ServeArgs, node_id: &str) -> anyhow::Result<Arc<dyn Store>> {
+/// The store `--database-url` names, with this process's membership of the cluster
+/// its processes form; else the embedded one in `--data-dir`, without.
+async fn open_store(
+    args: &ServeArgs,
+    node_id: &str,
+) -> anyhow::Result<(Arc<dyn Store>, Option<Arc<dyn Membership>>)> {
     Ok(match &args.database_url {
-        Some(url) => Arc::new(
-            PgStore::open(url, node_id)
-                .await
-                .with_context(|| format!("opening the PostgreSQL store at {}", redacted(url)))?,
-        ),
-        None => Arc::new(
-            SqliteStore::open(&args.data_dir)
-                .with_context(|| format!("opening the store in {}", args.data_dir.display()))?,
+        Some(url) => {
+            let store =
+                Arc::new(PgStore::open(url, node_id).await.with_context(|| {
+                    format!("opening the PostgreSQL store at {}", redacted(url))
+                })?);
+            let membership: Arc<dyn Membership> = Arc::new(PgMembership::new(store.clone()));
+            (store, Some(membership))
+        }
+        None => (
+            Arc::new(
+                SqliteStore::open(&args.data_dir)
+                    .with_context(|| format!("opening the store in {}", args.data_dir.display()))?,
+            ),
+            None,
         ),
     })
 }

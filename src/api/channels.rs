@@ -16,6 +16,7 @@ use super::reading::since_cursor;
 use super::watch::channel_resource;
 use super::AppState;
 
+use crate::cluster::ClusterMessage;
 use crate::delivery::hosts::{host_key, wall_clock_ms};
 use crate::delivery::outbox::{next_attempt_ms, DeliverySnapshot};
 use crate::model::{
@@ -23,7 +24,7 @@ use crate::model::{
     OutcomeRecord, OutcomeStatus, Seq, StoredChannel,
 };
 use crate::store::rules::Ended;
-use crate::store::{ClusterMessage, Removal};
+use crate::store::Removal;
 
 /// Lists the caller's channels or watchers, a page at a time; for the `admin` scope,
 /// another owner's (`?owner=NAME`) or every owner's (`?owner=*`).
@@ -252,7 +253,7 @@ async fn delivery_of(app: &AppState, channel: &StoredChannel) -> Result<Value, A
             "until": until_ms.map(rfc3339_ms),
         });
     }
-    if let Some(membership) = app.store.membership() {
+    if let Some(membership) = app.membership.as_deref() {
         view["node"] = json!(membership.owner_of(channel.pk).await?);
     }
     Ok(view)
@@ -472,7 +473,7 @@ pub async fn replay(
         ),
         // Another node delivers it: that node replays.
         None => {
-            let membership = app.store.membership().ok_or_else(|| not_live(&id))?;
+            let membership = app.membership.as_deref().ok_or_else(|| not_live(&id))?;
             let pk = channel.pk;
             membership
                 .tell(&ClusterMessage::Replay { pk, since })
@@ -510,7 +511,7 @@ pub async fn enable(
         Some(handle) => handle.enable(app.dispatcher.context()),
         // Another node delivers it: the store is told, then that node.
         None => {
-            let membership = app.store.membership().ok_or_else(|| not_live(&id))?;
+            let membership = app.membership.as_deref().ok_or_else(|| not_live(&id))?;
             app.store.record_health(channel.pk, None, false);
             app.store.flush().await?;
             membership

@@ -32,6 +32,7 @@ use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use crate::cluster::Membership;
 use crate::config::{CorsOrigins, ServeArgs};
 use crate::delivery::target::TargetPolicy;
 use crate::delivery::Dispatcher;
@@ -45,6 +46,9 @@ pub type AppState = Arc<App>;
 pub struct App {
     pub config: ServeArgs,
     pub store: Arc<dyn Store>,
+    /// This node of the cluster; `None` on the embedded store, whose one process
+    /// delivers every channel.
+    pub membership: Option<Arc<dyn Membership>>,
     pub dispatcher: Dispatcher,
     pub keys: auth::Keys,
     pub prefixes: ServicePrefixes,

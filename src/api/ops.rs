@@ -47,7 +47,7 @@ pub async fn cluster(
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     super::query::Query::parse(&uri, &[])?;
     use crate::model::rfc3339_ms;
-    let nodes = match app.store.membership() {
+    let nodes = match app.membership.as_deref() {
         Some(membership) => membership
             .nodes()
             .await?
@@ -72,7 +72,7 @@ pub async fn cluster(
             "self": true,
         })],
     };
-    let store = if app.store.membership().is_some() {
+    let store = if app.membership.as_deref().is_some() {
         "postgres"
     } else {
         "embedded"

@@ -17,7 +17,7 @@ const RECHECK: Duration = Duration::from_millis(5);
 /// Waits until no attempt on the removed channels can start anywhere.
 pub async fn in_force(app: &AppState, removed: &Removed) -> Result<(), ApiError> {
     app.dispatcher.wait_routed(removed.feed_no).await;
-    let Some(membership) = app.store.membership() else {
+    let Some(membership) = app.membership.as_deref() else {
         return Ok(());
     };
     // A node that is alive settles within milliseconds; one that is not, within its

@@ -10,7 +10,7 @@
 //!   for dead) drops every channel at once and joins again.
 //! - **The balancer.** Every second, and whenever another node hands channels back or
 //!   joins, it claims: dead nodes are reaped and it takes unowned channels up to its
-//!   fair share (`store::rules::fair_share`). Holding more than its share while another
+//!   fair share (`fair_share.rs`). Holding more than its share while another
 //!   node lacks, it hands the surplus back, idle channels first: each stops starting
 //!   attempts (a worker waiting for a retry or its host stops waiting), its worker
 //!   finishes what is in flight, its progress is made durable, and only then does
@@ -32,9 +32,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
+use super::{ClusterMessage, Membership};
 use crate::delivery::lease::Lease;
 use crate::delivery::{Dispatcher, CUT_SHORT_WAIT};
-use crate::store::{ClusterMessage, Membership, Store};
+use crate::store::Store;
 
 /// Most channels one claim round takes.
 const CLAIM_BATCH: usize = 1000;
@@ -51,6 +52,7 @@ pub struct Node {
     stop: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     store: Arc<dyn Store>,
+    membership: Arc<dyn Membership>,
     dispatcher: Dispatcher,
     lease: Arc<Lease>,
 }
@@ -61,18 +63,19 @@ impl Node {
     /// owned, which must not touch channels this one creates.
     pub async fn start(
         store: Arc<dyn Store>,
+        membership: Arc<dyn Membership>,
         dispatcher: Dispatcher,
         lease: Arc<Lease>,
         address: String,
         ttl: Duration,
     ) -> Node {
         let stop = CancellationToken::new();
-        let messages = store
-            .membership()
-            .and_then(|m| m.take_messages())
+        let messages = membership
+            .take_messages()
             .unwrap_or_else(|| mpsc::unbounded_channel().1);
         let work = Arc::new(Work {
             store: store.clone(),
+            membership: membership.clone(),
             dispatcher: dispatcher.clone(),
             lease: lease.clone(),
             address,
@@ -90,6 +93,7 @@ impl Node {
             stop,
             tasks,
             store,
+            membership,
             dispatcher,
             lease,
         }
@@ -102,9 +106,7 @@ impl Node {
         for task in self.tasks {
             let _ = task.await;
         }
-        let Some(membership) = self.store.membership() else {
-            return;
-        };
+        let membership = self.membership;
         if let Err(e) = membership.leaving().await {
             tracing::warn!(error = %e, "could not mark this node as leaving");
         }
@@ -152,6 +154,7 @@ async fn drain(dispatcher: &Dispatcher, pks: &[i64], wait: Duration) -> bool {
 
 struct Work {
     store: Arc<dyn Store>,
+    membership: Arc<dyn Membership>,
     dispatcher: Dispatcher,
     lease: Arc<Lease>,
     address: String,
@@ -165,7 +168,7 @@ struct Work {
 
 impl Work {
     fn membership(&self) -> &dyn Membership {
-        self.store.membership().expect("a cluster store")
+        self.membership.as_ref()
     }
 
     /// Renews the lease every third of it, and joins again when the node was taken for

@@ -40,9 +40,9 @@ use tokio_util::task::TaskTracker;
 use self::destination::Outbound;
 use self::outbox::Outbox;
 use self::retry::RetryPolicy;
-use crate::model::{Seq, SharedEvent, StoredChannel};
+use crate::model::{Outcome, Seq, SharedEvent, StoredChannel};
 use crate::protocol::resource::{self_and_ancestors, WHOLE_NAMESPACE};
-use crate::store::{Adopted, Committed, FeedItem, Store, StoreError};
+use crate::store::{Committed, FeedItem, Store, StoreError};
 
 /// What every channel worker uses.
 pub struct DeliveryContext {
@@ -132,6 +132,24 @@ impl ChannelIndex {
     }
 }
 
+/// A channel a node takes on: what it is, how many notifications it still owes, and
+/// where a delivery its previous node interrupted stood.
+#[derive(Debug, Clone)]
+pub struct Adopted {
+    pub channel: StoredChannel,
+    pub owed: u64,
+    pub awaiting_retry: Option<Outcome>,
+}
+
+/// Which channels this process delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivers {
+    /// Every channel: the embedded store's one process.
+    Every,
+    /// Those the cluster gives it (`Dispatcher::adopt`).
+    Claimed,
+}
+
 /// Batches of committed events for live readers (the stream), in log order.
 pub type EventBatch = Arc<Vec<SharedEvent>>;
 
@@ -174,7 +192,10 @@ impl Dispatcher {
     /// Loads every channel, re-offers what each still owes from the log, then follows
     /// the store's feed. In a cluster it starts with no channel: the node claims its
     /// share (`cluster::node`).
-    pub async fn start(ctx: Arc<DeliveryContext>) -> Result<Dispatcher, StoreError> {
+    pub async fn start(
+        ctx: Arc<DeliveryContext>,
+        delivers: Delivers,
+    ) -> Result<Dispatcher, StoreError> {
         let feed = ctx
             .store
             .take_feed()
@@ -184,9 +205,9 @@ impl Dispatcher {
             by_resource: HashMap::new(),
             by_pk: registry.clone(),
         };
-        let channels: Vec<StoredChannel> = match ctx.store.membership() {
-            Some(_) => Vec::new(),
-            None => ctx.store.load_channels().await?,
+        let channels: Vec<StoredChannel> = match delivers {
+            Delivers::Claimed => Vec::new(),
+            Delivers::Every => ctx.store.load_channels().await?,
         };
         let mut from = u64::MAX;
         for channel in channels {

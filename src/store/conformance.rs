@@ -72,7 +72,7 @@ impl Place {
     }
 }
 
-fn event(resource: &str) -> NewEvent {
+pub(crate) fn event(resource: &str) -> NewEvent {
     NewEvent {
         resource: resource.into(),
         state: "exists".into(),
@@ -87,7 +87,7 @@ fn under(path: &str) -> Coverage {
     Coverage::path(path)
 }
 
-fn channel(owner: &str, id: &str, resource: &str) -> ChannelSpec {
+pub(crate) fn channel(owner: &str, id: &str, resource: &str) -> ChannelSpec {
     ChannelSpec {
         kind: ChannelKind::WatchChannel,
         owner: owner.into(),
@@ -560,47 +560,6 @@ conformance!(
     idempotent_appends_replay_or_conflict,
     a_channel_keeps_what_it_covers,
 );
-
-/// A node that takes channels over counts what each owes by what it covers: the whole
-/// namespace, the prefixes a channel on `/` is kept within, or its resource.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_claim_counts_what_each_channel_covers() {
-    let Some(place) = Place::postgres().await else {
-        return;
-    };
-    let Place::Postgres { url, .. } = &place else {
-        unreachable!()
-    };
-    let first = PgStore::open(url, "first").await.unwrap();
-    let ttl = std::time::Duration::from_secs(30);
-    first
-        .membership()
-        .unwrap()
-        .join("http://first", ttl)
-        .await
-        .unwrap();
-    let mut within = channel("o", "within", "/");
-    within.within = Some(Box::new(Coverage::union(["/a", "/c"])));
-    for spec in [channel("o", "all", "/"), within, channel("o", "b", "/b")] {
-        first.create_channel(spec, 10).await.unwrap();
-    }
-    let events = ["/a/1", "/b/1", "/c", "/d", "/ab"].map(event).to_vec();
-    first.append(events, None).await.unwrap();
-    first.membership().unwrap().leave().await.unwrap();
-
-    let second = PgStore::open(url, "second").await.unwrap();
-    let membership = second.membership().unwrap();
-    membership.join("http://second", ttl).await.unwrap();
-    let claim = membership.claim(10).await.unwrap();
-    let owed: std::collections::BTreeMap<String, u64> = claim
-        .adopted
-        .iter()
-        .map(|a| (a.channel.spec.id.to_string(), a.owed))
-        .collect();
-    // Each owes its sync too.
-    let want = [("all", 6), ("b", 2), ("within", 3)].map(|(id, n)| (id.to_string(), n));
-    assert_eq!(owed, want.into_iter().collect());
-}
 
 /// Several processes starting at once on a new database (a cluster's first start):
 /// one migrates while the others wait, and every one of them opens.

@@ -496,3 +496,159 @@ pub async fn upgrade_watchers<S: Statements>(tx: &mut S, now: i64) -> Result<(),
     }
     Ok(())
 }
+
+/// Each job on a migrated in-memory SQLite database, one transaction each, as the
+/// writer runs them (the conformance suite covers them again through both stores).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance::{channel, event};
+    use crate::store::sqlite::in_memory::{at_once, database, SqliteTx};
+
+    /// Runs `work` in one committed transaction on `conn`.
+    fn in_tx<R>(
+        conn: &mut rusqlite::Connection,
+        work: impl for<'t> FnOnce(&'t mut SqliteTx<'_>) -> futures_util::future::LocalBoxFuture<'t, R>,
+    ) -> R {
+        let mut tx = SqliteTx::immediate(conn).unwrap();
+        let answer = at_once(work(&mut tx));
+        at_once(tx.commit()).unwrap();
+        answer
+    }
+
+    fn key(body_hash: &str) -> Option<Idempotency> {
+        Some(Idempotency {
+            owner: "o".into(),
+            key: "k".into(),
+            body_hash: body_hash.into(),
+        })
+    }
+
+    fn publish(
+        conn: &mut rusqlite::Connection,
+        resources: &[&str],
+        idempotency: Option<Idempotency>,
+        now: i64,
+    ) -> Result<PublishReceipt, StoreError> {
+        let events: Vec<NewEvent> = resources.iter().map(|r| event(r)).collect();
+        in_tx(conn, |tx| Box::pin(append(tx, events, idempotency, now)))
+            .unwrap()
+            .map(|(receipt, _)| receipt)
+    }
+
+    #[test]
+    fn appends_take_the_next_positions_and_a_key_answers_from_its_first_publish() {
+        let mut conn = database();
+        let first = publish(&mut conn, &["/a", "/b"], None, 1_000).unwrap();
+        assert_eq!((first.last_seq, first.count, first.replayed), (2, 2, false));
+        let keyed = publish(&mut conn, &["/c"], key("h1"), 2_000).unwrap();
+        assert_eq!((keyed.last_seq, keyed.replayed), (3, false));
+        // The same key and body within the window: the first answer, nothing appended.
+        let again = publish(&mut conn, &["/c"], key("h1"), 3_000).unwrap();
+        assert_eq!((again.last_seq, again.count, again.replayed), (3, 1, true));
+        assert_eq!(in_tx(&mut conn, |tx| Box::pin(tx.head())).unwrap(), 3);
+        // The same key with another body is refused.
+        assert!(publish(&mut conn, &["/d"], key("h2"), 3_000).is_err());
+        // After the window the key is free again.
+        let later = publish(
+            &mut conn,
+            &["/d"],
+            key("h2"),
+            2_000 + IDEMPOTENCY_WINDOW_MS + 1,
+        );
+        assert_eq!(later.unwrap().last_seq, 4);
+    }
+
+    #[test]
+    fn channels_start_at_the_head_and_an_owner_is_held_to_its_quota() {
+        let mut conn = database();
+        publish(&mut conn, &["/a"], None, 1).unwrap();
+        let create = |conn: &mut rusqlite::Connection, id: &str| {
+            let spec = channel("o", id, "/a");
+            in_tx(conn, |tx| Box::pin(create_channel(tx, spec, 2, 10))).unwrap()
+        };
+        let (created, replaced) = create(&mut conn, "one").unwrap();
+        assert_eq!((created.start_seq, replaced), (1, None));
+        create(&mut conn, "two").unwrap();
+        let refused = create(&mut conn, "three").unwrap_err();
+        assert!(refused.to_string().contains('2'), "{refused}");
+        // The same id while the first is live is a conflict, not a second channel.
+        assert!(create(&mut conn, "one").is_err());
+    }
+
+    #[test]
+    fn a_removal_leaves_a_record_of_how_the_channel_ended() {
+        let mut conn = database();
+        let spec = channel("o", "c", "/a");
+        in_tx(&mut conn, |tx| Box::pin(create_channel(tx, spec, 10, 1)))
+            .unwrap()
+            .unwrap();
+        let stop = |resource_id: &str| Removal::Stop {
+            owner: "o".into(),
+            id: "c".into(),
+            resource_id: resource_id.into(),
+        };
+        let wrong = stop("other");
+        let refused = in_tx(&mut conn, |tx| Box::pin(remove_channels(tx, wrong, 2))).unwrap();
+        assert!(
+            matches!(refused, Err(StoreError::NotFound)),
+            "a wrong resourceId removes nothing: {refused:?}"
+        );
+        let right = stop("rid");
+        let (removed, elsewhere) = in_tx(&mut conn, |tx| Box::pin(remove_channels(tx, right, 3)))
+            .unwrap()
+            .unwrap();
+        assert_eq!((removed.len(), elsewhere.len()), (1, 0));
+        let ended: Vec<i64> = conn
+            .prepare("SELECT removed_ms FROM removed_channels WHERE owner = 'o' AND id = 'c'")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(ended, vec![3]);
+    }
+
+    #[test]
+    fn pruning_keeps_what_a_channel_still_owes_and_what_is_young() {
+        let mut conn = database();
+        for t in [10, 20, 30, 40] {
+            publish(&mut conn, &["/a"], None, t).unwrap();
+        }
+        // Older than 35 ms: positions 1..=3; a channel is past 2 only.
+        let report = in_tx(&mut conn, |tx| Box::pin(prune(tx, 0, 2, 35, 0))).unwrap();
+        assert_eq!((report.events, report.pruned_through), (2, 2));
+        assert!(!report.more);
+        assert_eq!(report.oldest_event_ms, Some(30));
+        // Nothing owed any more: only age holds the last one back.
+        let report = in_tx(&mut conn, |tx| Box::pin(prune(tx, 2, 4, 35, 0))).unwrap();
+        assert_eq!((report.events, report.pruned_through), (1, 3));
+        assert_eq!(report.oldest_event_ms, Some(40));
+    }
+
+    #[test]
+    fn the_lowest_progress_is_the_bound_and_the_head_without_channels() {
+        let mut conn = database();
+        for t in [1, 2, 3] {
+            publish(&mut conn, &["/a"], None, t).unwrap();
+        }
+        let mut cached = None;
+        let bound = |conn: &mut rusqlite::Connection, cached: &mut Option<(Instant, Seq)>| {
+            let mut tx = SqliteTx::immediate(conn).unwrap();
+            at_once(min_progress(&mut tx, cached)).unwrap()
+        };
+        assert_eq!(bound(&mut conn, &mut cached), 3);
+        assert!(cached.is_none(), "without channels the head is read afresh");
+        let spec = channel("o", "c", "/a");
+        in_tx(&mut conn, |tx| Box::pin(create_channel(tx, spec, 10, 4)))
+            .unwrap()
+            .unwrap();
+        conn.execute("UPDATE channels SET progress_seq = 1", [])
+            .unwrap();
+        assert_eq!(bound(&mut conn, &mut cached), 1);
+        assert!(
+            cached.is_some(),
+            "a reading with channels is kept for a while"
+        );
+    }
+}

@@ -17,8 +17,8 @@ use super::sql::{
     CHANNEL_COLUMNS, COLLECTION_COLUMNS, EVENT_COLUMNS, OUTCOME_COLUMNS, REMOVED_COLUMNS,
 };
 use super::{
-    is_whole_namespace, Created, EventPage, FeedItem, Idempotency, Membership, PruneReport,
-    PublishReceipt, Removal, Removed, Store, StoreError,
+    is_whole_namespace, Created, EventPage, FeedItem, Idempotency, PruneReport, PublishReceipt,
+    Removal, Removed, Store, StoreError,
 };
 use crate::model::{
     now_ms, ChannelKind, ChannelSpec, Collection, Coverage, NewEvent, Outcome, OutcomeRecord,
@@ -32,11 +32,6 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The read connections.
     fn reads(&self) -> &Self::Reads;
-
-    /// Cluster membership, for a database several processes share.
-    fn membership(&self) -> Option<&dyn Membership> {
-        None
-    }
 
     /// Bytes the store takes on disk.
     async fn size_bytes(&self) -> Result<u64, StoreError>;
@@ -137,10 +132,6 @@ fn event_columns_of(alias: &str) -> String {
 
 #[async_trait]
 impl<B: Backend> Store for LogStore<B> {
-    fn membership(&self) -> Option<&dyn Membership> {
-        self.backend.membership()
-    }
-
     async fn append(
         &self,
         events: Vec<NewEvent>,

@@ -37,8 +37,7 @@
 
 pub mod batch;
 #[cfg(test)]
-mod conformance;
-pub mod fair_share;
+pub(crate) mod conformance;
 mod jobs;
 pub mod log_store;
 pub mod postgres;
@@ -181,111 +180,8 @@ pub struct PruneReport {
     pub oldest_outcome_ms: Option<i64>,
 }
 
-/// A node of a gateway whose store other nodes share (docs/api.md §13).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeInfo {
-    pub id: String,
-    /// Its public URL.
-    pub address: String,
-    pub started_ms: i64,
-    pub heartbeat_ms: i64,
-    pub lease_until_ms: i64,
-    /// It is handing its channels over and stopping.
-    pub leaving: bool,
-    /// Live channels it delivers.
-    pub channels: u64,
-}
-
-/// A channel a node takes on: what it is, how many notifications it still owes, and
-/// where a delivery its previous node interrupted stood.
-#[derive(Debug, Clone)]
-pub struct Adopted {
-    pub channel: StoredChannel,
-    pub owed: u64,
-    pub awaiting_retry: Option<Outcome>,
-}
-
-/// What one claim round gave a node.
-#[derive(Debug, Clone, Default)]
-pub struct Claim {
-    /// Channels it now delivers.
-    pub adopted: Vec<Adopted>,
-    /// How many of its channels it holds beyond its fair share (others have fewer):
-    /// it should hand that many back.
-    pub excess: usize,
-    /// The log's head when the claim was made: `Adopted::owed` counts every event up
-    /// to it.
-    pub head: Seq,
-}
-
-/// What one node tells the others.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClusterMessage {
-    /// Channel `pk`, delivered by `node`, was removed: that node stops it and settles
-    /// the removal.
-    Removed { pk: i64, node: String },
-    /// Channels were handed back, or a node joined or left: claim again now.
-    Rebalance,
-    /// A disabled channel was enabled through another node: its node resumes it.
-    Enable { pk: i64 },
-    /// A replay was asked through another node: its node replays.
-    Replay { pk: i64, since: Seq },
-}
-
-/// What the nodes of a cluster need of their shared store (docs/api.md §13): leases,
-/// ownership of channels, and messages between nodes. Every call is one short
-/// transaction; the rules (fair share, lapsed leases) are the database's clock's.
-#[async_trait]
-pub trait Membership: Send + Sync {
-    fn node_id(&self) -> &str;
-
-    /// Registers this node with a lease of `ttl`.
-    async fn join(&self, address: &str, ttl: std::time::Duration) -> Result<(), StoreError>;
-
-    /// Extends this node's lease by `ttl` from the database's now. `false` when its
-    /// row is gone: the node was taken for dead and its channels were taken over.
-    async fn renew(&self, ttl: std::time::Duration) -> Result<bool, StoreError>;
-
-    /// Reaps nodes whose lease lapsed (their channels become unowned), then takes up
-    /// to `at_most` unowned channels, as far as this node's fair share goes.
-    async fn claim(&self, at_most: usize) -> Result<Claim, StoreError>;
-
-    /// Hands channels back, after this node stopped starting attempts on them.
-    async fn release(&self, pks: &[i64]) -> Result<(), StoreError>;
-
-    /// Marks this node as leaving (others stop counting it for their share).
-    async fn leaving(&self) -> Result<(), StoreError>;
-
-    /// Hands every channel back and removes this node.
-    async fn leave(&self) -> Result<(), StoreError>;
-
-    async fn nodes(&self) -> Result<Vec<NodeInfo>, StoreError>;
-
-    /// Which node delivers a channel.
-    async fn owner_of(&self, pk: i64) -> Result<Option<String>, StoreError>;
-
-    /// Whether no attempt on removed channel `pk` can start any more: its node has
-    /// stopped it, or that node's lease lapsed.
-    async fn removal_settled(&self, pk: i64) -> Result<bool, StoreError>;
-
-    /// This node has stopped these removed channels.
-    async fn settle_removals(&self, pks: &[i64]) -> Result<(), StoreError>;
-
-    /// Tells the other nodes.
-    async fn tell(&self, message: &ClusterMessage) -> Result<(), StoreError>;
-
-    /// The messages for this node. Only the first caller gets them.
-    fn take_messages(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<ClusterMessage>>;
-}
-
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Cluster membership, for a store that several processes share; `None` for the
-    /// embedded store, whose one process delivers every channel.
-    fn membership(&self) -> Option<&dyn Membership> {
-        None
-    }
-
     /// Appends events durably, in order. All or nothing.
     async fn append(
         &self,

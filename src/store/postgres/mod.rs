@@ -5,10 +5,12 @@
 //! (every writing transaction locks the log's head row, which orders positions; the
 //! end of a transaction is a few statements over arrays, pipelined); `pool.rs` the
 //! connections for reads; `rows.rs` PostgreSQL's rows and parameters; `schema.rs` the
-//! migrations; `cluster.rs` what the nodes of a cluster share in the database.
+//! migrations; `notify.rs` the notifications other nodes send (new events, messages
+//! between nodes). What the nodes do with the database is the cluster's
+//! (`cluster::postgres`).
 
-mod cluster;
-mod pool;
+pub mod notify;
+pub(crate) mod pool;
 mod rows;
 mod schema;
 mod transaction;
@@ -22,6 +24,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::Config;
 use tokio_util::sync::CancellationToken;
 
+use self::notify::Topics;
 use self::pool::{pg, unreachable_database, Pool};
 use self::rows::On;
 use self::transaction::PgDatabase;
@@ -30,7 +33,7 @@ use super::log_store::{Backend, LogStore, Shared, WriterHandle};
 use super::records::PendingRecords;
 use super::sql::{opt_int_from_row, single, Reads, Statements};
 use super::writer::Writer;
-use super::{ClusterMessage, Membership, StoreError};
+use super::StoreError;
 use crate::model::Seq;
 
 /// Connections for reads (the writer has one more of its own).
@@ -39,21 +42,21 @@ const READ_CONNECTIONS: usize = 8;
 /// The PostgreSQL store.
 pub type PgStore = LogStore<Postgres>;
 
-/// What is PostgreSQL's own: the read connections, and this process as a node of the
-/// cluster the database's processes form.
+/// What is PostgreSQL's own: the read connections, and what this process needs as a
+/// node of the cluster the database's processes form (`cluster::postgres`).
 pub struct Postgres {
-    /// This process's id as a node of the cluster.
-    node_id: String,
-    readers: Arc<Pool>,
+    /// This process's id as a node of the cluster: the channels it creates are its own.
+    pub(crate) node_id: String,
+    pub(crate) readers: Arc<Pool>,
     /// A connection only the lease's renewals use, so that no amount of other work
     /// queued for connections can delay them.
-    lease: Pool,
-    /// Messages from the other nodes, until the node runtime takes them.
-    messages: Mutex<Option<mpsc::UnboundedReceiver<ClusterMessage>>>,
+    pub(crate) lease: Pool,
+    /// What other nodes told this one, as sent, until the cluster takes it.
+    told: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
     /// Stops the listener and the tailer.
     background: CancellationToken,
-    /// This gateway's notification channels.
-    channels: cluster::Channels,
+    /// This gateway's notification topics.
+    pub(crate) topics: Topics,
 }
 
 impl PgStore {
@@ -88,11 +91,11 @@ impl PgStore {
             head,
             log.clone(),
         )));
-        let channels = cluster::Channels::of(&secret);
+        let topics = Topics::of(&secret);
         let writer = Writer::new(
             PgDatabase {
                 node_id: node_id.to_string(),
-                channels: channels.clone(),
+                topics: topics.clone(),
                 config: config.clone(),
                 client: Some(setup),
                 statements: HashMap::new(),
@@ -104,23 +107,23 @@ impl PgStore {
         let writer_task = tokio::spawn(writer.run(op_rx));
         let readers = Arc::new(Pool::new(config.clone(), READ_CONNECTIONS));
         let background = CancellationToken::new();
-        let (messages_tx, messages) = mpsc::unbounded_channel();
-        cluster::spawn_listener(
+        let (told_tx, told) = mpsc::unbounded_channel();
+        notify::spawn_listener(
             config.clone(),
-            channels.clone(),
+            topics.clone(),
             log.clone(),
-            messages_tx,
+            told_tx,
             background.clone(),
         );
-        cluster::spawn_tailer(readers.clone(), feed, log, background.clone());
+        notify::spawn_tailer(readers.clone(), feed, log, background.clone());
         Ok(LogStore::new(
             Postgres {
                 node_id: node_id.to_string(),
                 readers,
                 lease: Pool::new(config, 1),
-                messages: Mutex::new(Some(messages)),
+                told: Mutex::new(Some(told)),
                 background,
-                channels,
+                topics,
             },
             Writes::new(
                 move |op| op_tx.send(op).is_ok(),
@@ -136,9 +139,14 @@ impl PgStore {
 }
 
 impl Postgres {
+    /// What other nodes told this one, as sent. Only the first caller gets it.
+    pub(crate) fn take_told(&self) -> Option<mpsc::UnboundedReceiver<String>> {
+        self.told.lock().unwrap().take()
+    }
+
     /// Runs one statement on a pooled connection, answering within the read timeout;
     /// the number of rows it changed.
-    async fn execute(
+    pub(crate) async fn execute(
         &self,
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
@@ -153,7 +161,7 @@ impl Postgres {
     }
 
     /// Runs one read on a pooled connection, answering within the read timeout.
-    async fn query(
+    pub(crate) async fn query(
         &self,
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
@@ -174,10 +182,6 @@ impl Backend for Postgres {
 
     fn reads(&self) -> &Pool {
         &self.readers
-    }
-
-    fn membership(&self) -> Option<&dyn Membership> {
-        Some(self)
     }
 
     async fn size_bytes(&self) -> Result<u64, StoreError> {

@@ -15,7 +15,7 @@ use futures_util::try_join;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, Statement};
 
-use super::cluster::Channels;
+use super::notify::{removal_notice, Topics};
 use super::pool::{connect, pg};
 use super::rows::On;
 use crate::model::{NewEvent, Seq, SharedEvent};
@@ -23,14 +23,14 @@ use crate::store::records::Records;
 use crate::store::rules;
 use crate::store::sql::{Map, Params, Ran, Statements};
 use crate::store::writer::{Database, Transaction};
-use crate::store::{ClusterMessage, StoreError};
+use crate::store::StoreError;
 
 /// The writer's connection, and what it needs to know of its node.
 pub struct PgDatabase {
     /// This node's id: the channels it creates are its own to deliver.
     pub node_id: String,
     /// Where other nodes hear of new events and removals.
-    pub channels: Channels,
+    pub topics: Topics,
     pub config: Config,
     pub client: Option<Client>,
     pub statements: HashMap<&'static str, Statement>,
@@ -40,7 +40,7 @@ pub struct PgTx<'a> {
     tx: tokio_postgres::Transaction<'a>,
     statements: Prepared,
     node_id: &'a str,
-    channels: &'a Channels,
+    topics: &'a Topics,
     head_at_start: Seq,
     head: Seq,
     /// Events appended in this transaction, inserted at its end.
@@ -119,7 +119,7 @@ impl Database for PgDatabase {
         let statements = self.prepare_all().await?;
         let PgDatabase {
             node_id,
-            channels,
+            topics,
             client,
             ..
         } = self;
@@ -135,7 +135,7 @@ impl Database for PgDatabase {
             tx,
             statements,
             node_id,
-            channels,
+            topics,
             head_at_start: head,
             head,
             appended: Vec::new(),
@@ -192,14 +192,10 @@ impl Transaction for PgTx<'_> {
             )
             .await
             .map_err(pg)?;
-        let message = ClusterMessage::Removed {
-            pk,
-            node: node.to_string(),
-        };
         self.tx
             .execute(
                 "SELECT pg_notify($1, $2)",
-                &[&self.channels.cluster, &message.encode()],
+                &[&self.topics.cluster, &removal_notice(pk, node)],
             )
             .await
             .map_err(pg)?;
@@ -214,7 +210,7 @@ impl Transaction for PgTx<'_> {
         let (head_number, head_text) = (head as i64, head.to_string());
         let set_head: [&(dyn ToSql + Sync); 1] = [&head_number];
         // Other nodes wake on it (docs/api.md §13); delivered at commit.
-        let notify: [&(dyn ToSql + Sync); 2] = [&self.channels.log, &head_text];
+        let notify: [&(dyn ToSql + Sync); 2] = [&self.topics.log, &head_text];
         let appended = &self.appended;
         let write_events = async {
             if head == self.head_at_start {

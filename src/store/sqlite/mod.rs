@@ -32,6 +32,20 @@ use super::StoreError;
 /// The embedded store.
 pub type SqliteStore = LogStore<Sqlite>;
 
+/// A migrated database in memory, and a way to run the shared writing code on it, for
+/// unit tests of that code (`store::jobs`).
+#[cfg(test)]
+pub(crate) mod in_memory {
+    pub use super::schema::at_once;
+    pub use super::transaction::SqliteTx;
+
+    pub fn database() -> rusqlite::Connection {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        super::schema::migrate(&mut conn).unwrap();
+        conn
+    }
+}
+
 /// What is SQLite's own: the read connections, and the files on disk.
 pub struct Sqlite {
     readers: ReadPool,

@@ -1,231 +1,71 @@
-//! The PostgreSQL store as the shared store of a cluster (docs/api.md §13): node
-//! leases, channel ownership, removals settled across nodes, messages between nodes
-//! (`LISTEN/NOTIFY`), and the tailer that feeds this node the events other nodes
-//! commit. Times are the database's clock, so nodes need not agree on theirs.
+//! Membership on PostgreSQL (docs/api.md §13): node leases, channel ownership,
+//! removals settled across nodes, and messages between nodes, each one short
+//! transaction on the store's database. Times are the database's clock, so nodes need
+//! not agree on theirs.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
-use tokio::sync::{mpsc, Notify};
-use tokio_postgres::{AsyncMessage, Config, NoTls};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::mpsc;
 
-use super::pool::pg;
-
-use super::Postgres;
-use crate::store::batch::Feed;
-use crate::store::fair_share::fair_share;
+use super::fair_share::fair_share;
+use super::{Claim, ClusterMessage, Membership, NodeInfo};
+use crate::delivery::Adopted;
+use crate::store::postgres::pool::{pg, unreachable_database, WAIT};
+use crate::store::postgres::{PgStore, Postgres};
 use crate::store::sql::{
-    channel_from_row, event_from_row, outcome_from_row, under, Reads, CHANNEL_COLUMNS,
-    EVENT_COLUMNS, OUTCOME_COLUMNS,
+    channel_from_row, outcome_from_row, under, CHANNEL_COLUMNS, OUTCOME_COLUMNS,
 };
-use crate::store::{Adopted, Claim, ClusterMessage, Membership, NodeInfo, StoreError};
+use crate::store::StoreError;
 
 /// The database's clock, in ms since the epoch.
 const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::int8";
-/// The names of one gateway's notification channels. Notifications are per database,
-/// not per schema, so the names carry the gateway's identity: two gateways in one
-/// database (in two schemas) never hear each other.
-#[derive(Debug, Clone)]
-pub struct Channels {
-    /// New events.
-    pub log: String,
-    /// Messages between nodes.
-    pub cluster: String,
+
+/// This process as a node of the cluster its PostgreSQL store's processes form.
+pub struct PgMembership {
+    store: Arc<PgStore>,
+    /// What the other nodes told this one, as sent, until the node runtime takes it.
+    told: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
 }
 
-impl Channels {
-    /// Derived from the gateway's instance secret, which its nodes share.
-    pub fn of(secret: &[u8]) -> Channels {
-        use sha2::{Digest, Sha256};
-        let id: String = Sha256::digest(secret)[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        Channels {
-            log: format!("watchwire_log_{id}"),
-            cluster: format!("watchwire_cluster_{id}"),
-        }
-    }
-}
-/// Most events the tailer feeds per read.
-const TAIL_PAGE: i64 = 4096;
-/// The tailer reads the log at least this often, should a notification be lost.
-const TAIL_BACKSTOP: Duration = Duration::from_millis(500);
-
-impl ClusterMessage {
-    pub(super) fn encode(&self) -> String {
-        match self {
-            ClusterMessage::Removed { pk, node } => format!("removed {pk} {node}"),
-            ClusterMessage::Rebalance => "rebalance".into(),
-            ClusterMessage::Enable { pk } => format!("enable {pk}"),
-            ClusterMessage::Replay { pk, since } => format!("replay {pk} {since}"),
+impl PgMembership {
+    pub fn new(store: Arc<PgStore>) -> PgMembership {
+        let told = store.backend().take_told();
+        PgMembership {
+            store,
+            told: Mutex::new(told),
         }
     }
 
-    fn decode(text: &str) -> Option<ClusterMessage> {
-        let mut words = text.split(' ');
-        let message = match (words.next()?, words.next(), words.next()) {
-            ("removed", Some(pk), Some(node)) => ClusterMessage::Removed {
-                pk: pk.parse().ok()?,
-                node: node.to_string(),
-            },
-            ("rebalance", None, None) => ClusterMessage::Rebalance,
-            ("enable", Some(pk), None) => ClusterMessage::Enable {
-                pk: pk.parse().ok()?,
-            },
-            ("replay", Some(pk), Some(since)) => ClusterMessage::Replay {
-                pk: pk.parse().ok()?,
-                since: since.parse().ok()?,
-            },
-            _ => return None,
-        };
-        Some(message)
+    fn pg(&self) -> &Postgres {
+        self.store.backend()
     }
-}
 
-/// Listens for notifications on a connection of its own, reconnecting when it breaks:
-/// new events wake the tailer; messages go to the node.
-pub(super) fn spawn_listener(
-    config: Config,
-    channels: Channels,
-    log: Arc<Notify>,
-    messages: mpsc::UnboundedSender<ClusterMessage>,
-    stop: CancellationToken,
-) {
-    tokio::spawn(async move {
-        while !stop.is_cancelled() {
-            let listened = listen(&config, &channels, &log, &messages, &stop).await;
-            if let Err(e) = listened {
-                tracing::warn!(error = %e, "lost the database's notifications; reconnecting");
-            }
-            // Whatever was missed meanwhile, the tailer's backstop reads and the next
-            // claim round settles.
-            log.notify_one();
-            let _ = messages.send(ClusterMessage::Rebalance);
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            }
-        }
-    });
-}
-
-async fn listen(
-    config: &Config,
-    channels: &Channels,
-    log: &Notify,
-    messages: &mpsc::UnboundedSender<ClusterMessage>,
-    stop: &CancellationToken,
-) -> Result<(), StoreError> {
-    let (client, mut connection) = config.connect(NoTls).await.map_err(pg)?;
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let driver = tokio::spawn(async move {
-        let mut stream = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(message) = stream.next().await {
-            match message {
-                Ok(AsyncMessage::Notification(n)) => {
-                    let _ = tx.send((n.channel().to_string(), n.payload().to_string()));
-                }
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-    });
-    client
-        .batch_execute(&format!(
-            "LISTEN {}; LISTEN {}",
-            channels.log, channels.cluster
-        ))
-        .await
-        .map_err(pg)?;
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            received = rx.recv() => match received {
-                Some((channel, _)) if channel == channels.log => log.notify_one(),
-                Some((_, payload)) => {
-                    if let Some(message) = ClusterMessage::decode(&payload) {
-                        let _ = messages.send(message);
-                    }
-                }
-                None => {
-                    driver.abort();
-                    return Err(StoreError::Backend("the notification connection closed".into()));
-                }
-            },
-        }
-    }
-    driver.abort();
-    Ok(())
-}
-
-/// Feeds this node the events other nodes commit, in position order: woken by their
-/// notifications, and every [`TAIL_BACKSTOP`] regardless.
-pub(super) fn spawn_tailer(
-    store: Arc<super::pool::Pool>,
-    feed: Arc<Mutex<Feed>>,
-    log: Arc<Notify>,
-    stop: CancellationToken,
-) {
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = log.notified() => {}
-                _ = tokio::time::sleep(TAIL_BACKSTOP) => {}
-            }
-            loop {
-                let after = feed.lock().unwrap().fed_head();
-                let read = store.read(
-                    format!(
-                        "SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"
-                    ),
-                    crate::store::sql::params![after, TAIL_PAGE],
-                    event_from_row,
-                );
-                let events = match read.await {
-                    Ok(events) => events,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "could not tail the log; retrying");
-                        break;
-                    }
-                };
-                let full = events.len() as i64 == TAIL_PAGE;
-                feed.lock().unwrap().events(events);
-                if !full {
-                    break;
-                }
-            }
-        }
-    });
-}
-
-impl Postgres {
     /// Gives up every channel this node id owns, and the removals it was asked to
     /// settle for them: the others (or this node, claiming again) take them from the
     /// database.
     async fn disown_all(&self) -> Result<(), StoreError> {
-        self.execute(
-            "UPDATE channels SET owner_node = NULL WHERE owner_node = $1",
-            &[&self.node_id],
-        )
-        .await?;
-        self.execute(
-            "DELETE FROM removals WHERE owner_node = $1",
-            &[&self.node_id],
-        )
-        .await
-        .map(drop)
+        self.pg()
+            .execute(
+                "UPDATE channels SET owner_node = NULL WHERE owner_node = $1",
+                &[&self.pg().node_id],
+            )
+            .await?;
+        self.pg()
+            .execute(
+                "DELETE FROM removals WHERE owner_node = $1",
+                &[&self.pg().node_id],
+            )
+            .await
+            .map(drop)
     }
 }
 
 #[async_trait]
-impl Membership for Postgres {
+impl Membership for PgMembership {
     fn node_id(&self) -> &str {
-        &self.node_id
+        &self.pg().node_id
     }
 
     async fn join(&self, address: &str, ttl: Duration) -> Result<(), StoreError> {
@@ -233,14 +73,14 @@ impl Membership for Postgres {
         // A node starting under an id it had before owns nothing yet: what it owned
         // then is claimed again, by it or by others.
         self.disown_all().await?;
-        self.execute(
+        self.pg().execute(
             &format!(
                 "INSERT INTO nodes (node_id, address, started_ms, heartbeat_ms, lease_until_ms)
                  VALUES ($1, $2, {DB_NOW}, {DB_NOW}, {DB_NOW} + $3)
                  ON CONFLICT (node_id) DO UPDATE SET address = EXCLUDED.address, heartbeat_ms = EXCLUDED.heartbeat_ms,
                     lease_until_ms = EXCLUDED.lease_until_ms, leaving = FALSE"
             ),
-            &[&self.node_id, &address, &ttl],
+            &[&self.pg().node_id, &address, &ttl],
         )
         .await?;
         self.tell(&ClusterMessage::Rebalance).await
@@ -249,14 +89,14 @@ impl Membership for Postgres {
     async fn renew(&self, ttl: Duration) -> Result<bool, StoreError> {
         let ttl_ms = ttl.as_millis() as i64;
         let renew = async {
-            let client = self.lease.get().await?;
+            let client = self.pg().lease.get().await?;
             client
                 .execute(
                     &format!(
                         "UPDATE nodes SET heartbeat_ms = {DB_NOW}, lease_until_ms = {DB_NOW} + $2
                          WHERE node_id = $1 AND lease_until_ms >= {DB_NOW}"
                     ),
-                    &[&self.node_id, &ttl_ms],
+                    &[&self.pg().node_id, &ttl_ms],
                 )
                 .await
                 .map_err(pg)
@@ -264,14 +104,14 @@ impl Membership for Postgres {
         // A renewal answered after the lease is gone is no use: it gives up then.
         let renewed = tokio::time::timeout(ttl, renew)
             .await
-            .map_err(|_| super::pool::unreachable_database())??;
+            .map_err(|_| unreachable_database())??;
         Ok(renewed == 1)
     }
 
     async fn claim(&self, at_most: usize) -> Result<Claim, StoreError> {
-        let node = self.node_id.clone();
+        let node = self.pg().node_id.clone();
         let work = async {
-            let mut client = self.readers.get().await?;
+            let mut client = self.pg().readers.get().await?;
             let tx = client.transaction().await.map_err(pg)?;
             // One lock order with every writer: the head row first.
             let head: i64 = tx
@@ -391,39 +231,46 @@ impl Membership for Postgres {
                 head: head as u64,
             })
         };
-        tokio::time::timeout(super::pool::WAIT, work)
+        tokio::time::timeout(WAIT, work)
             .await
-            .map_err(|_| super::pool::unreachable_database())?
+            .map_err(|_| unreachable_database())?
     }
 
     async fn release(&self, pks: &[i64]) -> Result<(), StoreError> {
         let pks = pks.to_vec();
-        self.execute(
-            "UPDATE channels SET owner_node = NULL WHERE pk = ANY($1) AND owner_node = $2",
-            &[&pks, &self.node_id],
-        )
-        .await?;
+        self.pg()
+            .execute(
+                "UPDATE channels SET owner_node = NULL WHERE pk = ANY($1) AND owner_node = $2",
+                &[&pks, &self.pg().node_id],
+            )
+            .await?;
         self.tell(&ClusterMessage::Rebalance).await
     }
 
     async fn leaving(&self) -> Result<(), StoreError> {
-        self.execute(
-            "UPDATE nodes SET leaving = TRUE WHERE node_id = $1",
-            &[&self.node_id],
-        )
-        .await
-        .map(drop)
+        self.pg()
+            .execute(
+                "UPDATE nodes SET leaving = TRUE WHERE node_id = $1",
+                &[&self.pg().node_id],
+            )
+            .await
+            .map(drop)
     }
 
     async fn leave(&self) -> Result<(), StoreError> {
         self.disown_all().await?;
-        self.execute("DELETE FROM nodes WHERE node_id = $1", &[&self.node_id])
+        self.pg()
+            .execute(
+                "DELETE FROM nodes WHERE node_id = $1",
+                &[&self.pg().node_id],
+            )
             .await?;
         self.tell(&ClusterMessage::Rebalance).await
     }
 
     async fn nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
         let rows = self
+            .pg()
             .query(
                 "SELECT n.node_id, n.address, n.started_ms, n.heartbeat_ms, n.lease_until_ms, n.leaving,
                         (SELECT COUNT(*) FROM channels c WHERE c.owner_node = n.node_id)
@@ -447,6 +294,7 @@ impl Membership for Postgres {
 
     async fn owner_of(&self, pk: i64) -> Result<Option<String>, StoreError> {
         let rows = self
+            .pg()
             .query("SELECT owner_node FROM channels WHERE pk = $1", &[&pk])
             .await?;
         Ok(rows.first().and_then(|r| r.get(0)))
@@ -454,6 +302,7 @@ impl Membership for Postgres {
 
     async fn removal_settled(&self, pk: i64) -> Result<bool, StoreError> {
         let rows = self
+            .pg()
             .query(
                 &format!(
                     "SELECT NOT EXISTS (SELECT 1 FROM removals r JOIN nodes n ON n.node_id = r.owner_node
@@ -467,42 +316,80 @@ impl Membership for Postgres {
 
     async fn settle_removals(&self, pks: &[i64]) -> Result<(), StoreError> {
         let pks = pks.to_vec();
-        self.execute("DELETE FROM removals WHERE pk = ANY($1)", &[&pks])
+        self.pg()
+            .execute("DELETE FROM removals WHERE pk = ANY($1)", &[&pks])
             .await
             .map(drop)
     }
 
     async fn tell(&self, message: &ClusterMessage) -> Result<(), StoreError> {
-        self.execute(
-            "SELECT pg_notify($1, $2)",
-            &[&self.channels.cluster, &message.encode()],
-        )
-        .await
-        .map(drop)
+        self.pg()
+            .execute(
+                "SELECT pg_notify($1, $2)",
+                &[&self.pg().topics.cluster, &message.encode()],
+            )
+            .await
+            .map(drop)
     }
 
     fn take_messages(&self) -> Option<mpsc::UnboundedReceiver<ClusterMessage>> {
-        self.messages.lock().unwrap().take()
+        let mut told = self.told.lock().unwrap().take()?;
+        let (tx, messages) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(text) = told.recv().await {
+                // A text no node of this version sends (a newer node's) is left alone.
+                if let Some(message) = ClusterMessage::decode(&text) {
+                    if tx.send(message).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Some(messages)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Coverage;
+    use crate::store::conformance::{channel, event, Place};
+    use crate::store::Store;
 
-    #[test]
-    fn messages_round_trip() {
-        for message in [
-            ClusterMessage::Removed {
-                pk: 7,
-                node: "host-ab12".into(),
-            },
-            ClusterMessage::Rebalance,
-            ClusterMessage::Enable { pk: 9 },
-            ClusterMessage::Replay { pk: 9, since: 42 },
-        ] {
-            assert_eq!(ClusterMessage::decode(&message.encode()), Some(message));
+    /// A node that takes channels over counts what each owes by what it covers: the whole
+    /// namespace, the prefixes a channel on `/` is kept within, or its resource.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_claim_counts_what_each_channel_covers() {
+        let Some(place) = Place::postgres().await else {
+            return;
+        };
+        let Place::Postgres { url, .. } = &place else {
+            unreachable!()
+        };
+        let first = Arc::new(PgStore::open(url, "first").await.unwrap());
+        let first_node = PgMembership::new(first.clone());
+        let ttl = std::time::Duration::from_secs(30);
+        first_node.join("http://first", ttl).await.unwrap();
+        let mut within = channel("o", "within", "/");
+        within.within = Some(Box::new(Coverage::union(["/a", "/c"])));
+        for spec in [channel("o", "all", "/"), within, channel("o", "b", "/b")] {
+            first.create_channel(spec, 10).await.unwrap();
         }
-        assert_eq!(ClusterMessage::decode("nonsense 1"), None);
+        let events = ["/a/1", "/b/1", "/c", "/d", "/ab"].map(event).to_vec();
+        first.append(events, None).await.unwrap();
+        first_node.leave().await.unwrap();
+
+        let second = Arc::new(PgStore::open(url, "second").await.unwrap());
+        let membership = PgMembership::new(second);
+        membership.join("http://second", ttl).await.unwrap();
+        let claim = membership.claim(10).await.unwrap();
+        let owed: std::collections::BTreeMap<String, u64> = claim
+            .adopted
+            .iter()
+            .map(|a| (a.channel.spec.id.to_string(), a.owed))
+            .collect();
+        // Each owes its sync too.
+        let want = [("all", 6), ("b", 2), ("within", 3)].map(|(id, n)| (id.to_string(), n));
+        assert_eq!(owed, want.into_iter().collect());
     }
 }
