@@ -5,6 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::protocol::resource::covers;
+pub use crate::protocol::ResourceState;
 
 /// Position in the event log. Assigned by the store, strictly increasing, never reused.
 pub type Seq = u64;
@@ -33,7 +34,7 @@ pub fn message_number(seq: Seq) -> u64 {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
     pub resource: String,
-    pub state: String,
+    pub state: ResourceState,
     /// The `data` JSON text exactly as published.
     pub data: Option<Bytes>,
     pub changed: Vec<String>,
@@ -47,7 +48,7 @@ pub struct Event {
     pub seq: Seq,
     pub time_ms: i64,
     pub resource: String,
-    pub state: String,
+    pub state: ResourceState,
     pub data: Option<Bytes>,
     pub changed: Vec<String>,
     pub metadata: Option<String>,
@@ -78,7 +79,7 @@ impl Event {
             seq,
             time_ms: 0,
             resource: "/r".into(),
-            state: "exists".into(),
+            state: ResourceState::Exists,
             data: None,
             changed: Vec::new(),
             metadata: None,
@@ -414,7 +415,7 @@ pub struct Outcome {
     /// The event's seq; for the sync, the channel's `start_seq`.
     pub seq: Seq,
     pub message_number: u64,
-    pub state: String,
+    pub state: ResourceState,
     pub status: OutcomeStatus,
     pub attempts: u32,
     pub last_status: Option<u16>,
@@ -434,8 +435,8 @@ pub struct Outcome {
 pub struct RemovedChannel {
     /// The channel as it was (no token or secret kept).
     pub spec: ChannelSpec,
-    /// `stopped`, `expired` or `gone`.
-    pub state: String,
+    /// How it ended: `stopped`, `expired` or `gone`.
+    pub ended: String,
     pub reason: String,
     pub removed_ms: i64,
 }

@@ -21,7 +21,7 @@ use crate::delivery::hosts::{host_key, wall_clock_ms};
 use crate::delivery::outbox::{next_attempt_ms, DeliverySnapshot};
 use crate::model::{
     cursor, message_number, now_ms, rfc3339_ms, AttemptRecord, ChannelKind, ChannelSpec, Failure,
-    OutcomeRecord, OutcomeStatus, Seq, StoredChannel,
+    OutcomeRecord, OutcomeStatus, ResourceState, Seq, StoredChannel,
 };
 use crate::store::rules::Ended;
 use crate::store::Removal;
@@ -280,7 +280,7 @@ pub async fn show(
         .ok_or_else(|| not_live(&id))?;
     Ok(Json(ended_view(
         &removed.spec,
-        &removed.state,
+        &removed.ended,
         removed.removed_ms,
         &removed.reason,
     )))
@@ -295,7 +295,7 @@ fn notification_view(record: &OutcomeRecord) -> Value {
         .and_then(|m| serde_json::from_str::<Value>(m).ok());
     json!({
         "messageNumber": o.message_number.to_string(),
-        "state": o.state,
+        "state": o.state.as_str(),
         "cursor": cursor(o.seq),
         "resource": record.resource,
         "metadata": metadata,
@@ -392,11 +392,11 @@ async fn unattempted(
     limit: usize,
 ) -> Result<Vec<OutcomeRecord>, ApiError> {
     let mut owed = Vec::new();
-    let entry = |seq, number, state: &str| crate::model::Outcome {
+    let entry = |seq, number, state: ResourceState| crate::model::Outcome {
         channel_pk: channel.pk,
         seq,
         message_number: number,
-        state: state.to_string(),
+        state,
         status: OutcomeStatus::Pending,
         attempts: 0,
         last_status: None,
@@ -408,7 +408,7 @@ async fn unattempted(
     };
     if state.sync_pending && after.is_none_or(|a| channel.start_seq > a) {
         owed.push(OutcomeRecord {
-            outcome: entry(channel.start_seq, 1, "sync"),
+            outcome: entry(channel.start_seq, 1, ResourceState::Sync),
             resource: None,
             metadata: None,
         });
@@ -420,7 +420,7 @@ async fn unattempted(
         .await?
         .events;
     owed.extend(events.iter().map(|event| OutcomeRecord {
-        outcome: entry(event.seq, message_number(event.seq), &event.state),
+        outcome: entry(event.seq, message_number(event.seq), event.state.clone()),
         resource: Some(event.resource.clone()),
         metadata: event.metadata.clone(),
     }));
@@ -538,7 +538,7 @@ mod tests {
                 channel_pk: 1,
                 seq,
                 message_number: seq + 1,
-                state: "exists".into(),
+                state: ResourceState::Exists,
                 status: OutcomeStatus::Pending,
                 attempts,
                 last_status: None,

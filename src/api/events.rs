@@ -188,7 +188,7 @@ fn validate_event(
     };
     let state = match input.state {
         Some(Value::String(s)) => match ResourceState::parse_publishable(&s) {
-            Some(state) => state.as_str().to_string(),
+            Some(state) => state,
             None => {
                 return Err(ApiError::invalid(format!(
                     "{at}state {:?} is not a publishable state: use exists, not_exists, add, remove, update, trash, untrash, change, or an event name like CREATE_USER", Shortened(&s)

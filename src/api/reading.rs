@@ -139,7 +139,7 @@ pub fn event_json(event: &Event) -> String {
     serde_json::to_string(&View {
         cursor: cursor(event.seq),
         resource: &event.resource,
-        state: &event.state,
+        state: event.state.as_str(),
         data,
         metadata,
         time,

@@ -138,7 +138,7 @@ impl Follower {
             self.push(
                 SseEvent::default()
                     .id(cursor(event.seq))
-                    .event(&event.state)
+                    .event(event.state.as_str())
                     .data(event_json(event)),
             )
             .await?;

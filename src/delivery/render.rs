@@ -10,6 +10,7 @@ use crate::model::{cursor, message_number, ChannelSpec, Seq, SharedEvent};
 use crate::protocol::headers as h;
 use crate::protocol::httpdate;
 use crate::protocol::signature::SigningSecret;
+use crate::protocol::ResourceState;
 
 const JSON_CONTENT_TYPE: &str = "application/json; charset=\"utf-8\"";
 /// Headers a notification carries at most (the channel's five, seven of its own, three
@@ -22,7 +23,7 @@ pub struct Notification {
     pub number: u64,
     /// Number of the notification before it on the channel; `None` for the sync.
     pub previous: Option<u64>,
-    pub state: String,
+    pub state: ResourceState,
     pub cursor: Seq,
     pub event: Option<SharedEvent>,
     /// Re-sent by a replay: its delivery log entry keeps its earlier status while it
@@ -83,7 +84,7 @@ impl Notification {
         Notification {
             number: h::SYNC_MESSAGE_NUMBER,
             previous: None,
-            state: "sync".into(),
+            state: ResourceState::Sync,
             cursor: start_seq,
             event: None,
             replay: false,
@@ -117,7 +118,7 @@ impl Notification {
         let mut headers = Vec::with_capacity(MOST_HEADERS);
         headers.extend_from_slice(&channel_headers.0);
         let mut rendered = Rendered { headers, body };
-        rendered.put(h::RESOURCE_STATE, &self.state);
+        rendered.put(h::RESOURCE_STATE, self.state.as_str());
         rendered.headers.push((
             HeaderName::from_static(h::MESSAGE_NUMBER),
             self.number.into(),

@@ -59,6 +59,12 @@ impl ResourceState {
     }
 }
 
+impl AsRef<str> for ResourceState {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
 impl fmt::Display for ResourceState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -75,7 +75,7 @@ impl Place {
 pub(crate) fn event(resource: &str) -> NewEvent {
     NewEvent {
         resource: resource.into(),
-        state: "exists".into(),
+        state: crate::model::ResourceState::Exists,
         data: Some(Bytes::from_static(b"{}")),
         changed: vec![],
         metadata: None,
@@ -312,7 +312,7 @@ async fn channels_are_unique_counted_and_leave_a_record(place: Place) {
     assert_eq!(removed.pks, [created.channel.pk]);
     assert!(store.find_channel("o", "c1").await.unwrap().is_none());
     let record = store.find_removed("o", "c1").await.unwrap().unwrap();
-    assert_eq!(record.state, "stopped");
+    assert_eq!(record.ended, "stopped");
     // The place it held is free again.
     store
         .create_channel(channel("o", "c3", "/r"), 2)
@@ -391,7 +391,7 @@ async fn delivery_bookkeeping_is_kept(place: Place) {
         channel_pk: pk,
         seq,
         message_number: seq + 1,
-        state: "exists".into(),
+        state: crate::model::ResourceState::Exists,
         status,
         attempts,
         last_status: Some(503),

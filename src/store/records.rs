@@ -108,7 +108,7 @@ mod tests {
             channel_pk: pk,
             seq,
             message_number: seq + 1,
-            state: "exists".into(),
+            state: crate::model::ResourceState::Exists,
             status: OutcomeStatus::Pending,
             attempts,
             last_status: Some(503),

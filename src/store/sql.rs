@@ -15,7 +15,7 @@ use bytes::Bytes;
 use super::StoreError;
 use crate::model::{
     ChannelKind, ChannelSpec, Collection, Coverage, Event, Failure, Outcome, OutcomeRecord,
-    OutcomeStatus, RemovedChannel, Seq, SharedEvent, StoredChannel,
+    OutcomeStatus, RemovedChannel, ResourceState, Seq, SharedEvent, StoredChannel,
 };
 
 /// A parameter of a statement. Each backend binds it as its column expects (an
@@ -227,6 +227,13 @@ pub fn event_from_row(row: &dyn Row) -> Result<SharedEvent, StoreError> {
     event_at(row, 0)
 }
 
+/// A stored resource state. Only valid states are ever stored; anything else is a
+/// damaged database, not a reason to panic.
+fn state_from(text: String) -> Result<ResourceState, StoreError> {
+    ResourceState::parse(&text)
+        .ok_or_else(|| StoreError::Backend(format!("the log holds an unknown state {text:?}")))
+}
+
 /// An event from [`EVENT_COLUMNS`] starting at column `first`.
 pub fn event_at(row: &dyn Row, first: usize) -> Result<SharedEvent, StoreError> {
     let changed = row.text(first + 5)?;
@@ -234,7 +241,7 @@ pub fn event_at(row: &dyn Row, first: usize) -> Result<SharedEvent, StoreError> 
         seq: row.int(first)? as Seq,
         time_ms: row.int(first + 1)?,
         resource: row.text(first + 2)?,
-        state: row.text(first + 3)?,
+        state: state_from(row.text(first + 3)?)?,
         data: row.opt_bytes(first + 4)?.map(Bytes::from),
         changed: changed
             .split(',')
@@ -281,7 +288,7 @@ pub fn outcome_from_row(row: &dyn Row) -> Result<Outcome, StoreError> {
         channel_pk: row.int(0)?,
         seq: row.int(1)? as Seq,
         message_number: row.int(2)? as u64,
-        state: row.text(3)?,
+        state: state_from(row.text(3)?)?,
         status: OutcomeStatus::parse(&row.text(4)?).unwrap_or(OutcomeStatus::Pending),
         attempts: row.int(5)? as u32,
         last_status,
@@ -323,7 +330,7 @@ pub fn removed_from_row(row: &dyn Row) -> Result<RemovedChannel, StoreError> {
             signing_secret: None,
             within: None,
         },
-        state: row.text(10)?,
+        ended: row.text(10)?,
         reason: row.text(11)?,
         removed_ms: row.int(12)?,
     })

@@ -65,7 +65,8 @@ fn the_gateway_renders_every_vector_it_is_said_to_emit() {
                     seq: cursor,
                     time_ms: 0,
                     resource: spec.resource.to_string(),
-                    state: state.into(),
+                    state: watchwire::protocol::ResourceState::parse(state)
+                        .expect("a vector's state"),
                     data: (!body.is_empty()).then(|| Bytes::from(body.to_string())),
                     changed: get("x-goog-changed")
                         .map(|c| c.split(',').map(Into::into).collect())

@@ -229,7 +229,7 @@ mod tests {
         let started = std::time::Instant::now();
         let event = crate::model::NewEvent {
             resource: "/r/x".into(),
-            state: "exists".into(),
+            state: crate::model::ResourceState::Exists,
             data: None,
             changed: Vec::new(),
             metadata: None,

@@ -88,7 +88,7 @@ impl Transaction for SqliteTx<'_> {
                 .execute(params![
                     now,
                     e.resource,
-                    e.state,
+                    e.state.as_str(),
                     e.data.as_deref(),
                     e.changed.join(","),
                     e.metadata
@@ -168,7 +168,7 @@ fn write_records(tx: &Connection, records: &Records) -> rusqlite::Result<()> {
             o.channel_pk,
             o.seq as i64,
             o.message_number as i64,
-            o.state,
+            o.state.as_str(),
             o.status.as_str(),
             o.attempts,
             o.last_status,
