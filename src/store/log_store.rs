@@ -10,12 +10,18 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use super::batch::{WriteHealth, Writes};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::batch::{Feed, WriteHealth, WriteOp, Writes};
+use super::records::PendingRecords;
 use super::sql::{
     channel_from_row, collection_from_row, covered, event_at, event_from_row, opt_int_from_row,
     outcome_from_row, outcome_record_from_row, params, removed_from_row, single, Reads, Row, Value,
     CHANNEL_COLUMNS, COLLECTION_COLUMNS, EVENT_COLUMNS, OUTCOME_COLUMNS, REMOVED_COLUMNS,
 };
+use super::writer::{Database, Writer};
 use super::{
     is_whole_namespace, Created, EventPage, FeedItem, Idempotency, PruneReport, PublishReceipt,
     Removal, Removed, Store, StoreError,
@@ -70,25 +76,73 @@ pub struct LogStore<B: Backend> {
     feed: Mutex<Option<mpsc::UnboundedReceiver<FeedItem>>>,
 }
 
-impl<B: Backend> LogStore<B> {
-    pub fn new(
-        backend: B,
-        writes: Writes,
-        writer: WriterHandle,
-        shared: Arc<Shared>,
-        secret: Vec<u8>,
-        feed: mpsc::UnboundedReceiver<FeedItem>,
-    ) -> LogStore<B> {
-        LogStore {
-            backend,
-            writes,
-            writer: Mutex::new(Some(writer)),
+/// What joins a backend's writer to its store, made the same way for every backend:
+/// the queue of writes, the bookkeeping buffer, the feed, and what they share.
+pub struct Wiring {
+    shared: Arc<Shared>,
+    records: Arc<PendingRecords>,
+    feed_tx: mpsc::UnboundedSender<FeedItem>,
+    feed_rx: mpsc::UnboundedReceiver<FeedItem>,
+    ops_tx: mpsc::UnboundedSender<WriteOp>,
+}
+
+impl Wiring {
+    /// The wiring of a store whose log was pruned through `pruned_through`, and the
+    /// queue its writer runs on.
+    pub fn new(pruned_through: Seq) -> (Wiring, mpsc::UnboundedReceiver<WriteOp>) {
+        let shared = Arc::new(Shared::default());
+        shared
+            .pruned_through
+            .store(pruned_through, Ordering::Relaxed);
+        let (feed_tx, feed_rx) = mpsc::unbounded_channel();
+        let (ops_tx, ops) = mpsc::unbounded_channel();
+        let wiring = Wiring {
             shared,
-            secret,
-            feed: Mutex::new(Some(feed)),
-        }
+            records: Arc::new(PendingRecords::default()),
+            feed_tx,
+            feed_rx,
+            ops_tx,
+        };
+        (wiring, ops)
     }
 
+    /// The feed, from the log's `head`; with a `gap_reader` where other processes
+    /// commit to the same log too (`Feed::with_gap_reader`).
+    pub fn feed(&self, head: Seq, gap_reader: Option<Arc<Notify>>) -> Arc<Mutex<Feed>> {
+        let tx = self.feed_tx.clone();
+        Arc::new(Mutex::new(match gap_reader {
+            Some(reader) => Feed::with_gap_reader(tx, head, reader),
+            None => Feed::new(tx, head),
+        }))
+    }
+
+    /// The writer over `database`, feeding `feed`.
+    pub fn writer<D: Database>(&self, database: D, feed: Arc<Mutex<Feed>>) -> Writer<D> {
+        Writer::new(database, feed, self.records.clone(), self.shared.clone())
+    }
+
+    /// The store, once its writer runs. `answer_within`: how long a write may wait for
+    /// the writer before it answers with that error (a database that can hang).
+    pub fn into_store<B: Backend>(
+        self,
+        backend: B,
+        writer: WriterHandle,
+        secret: Vec<u8>,
+        answer_within: Option<(Duration, fn() -> StoreError)>,
+    ) -> LogStore<B> {
+        let ops = self.ops_tx;
+        LogStore {
+            backend,
+            writes: Writes::new(move |op| ops.send(op).is_ok(), self.records, answer_within),
+            writer: Mutex::new(Some(writer)),
+            shared: self.shared,
+            secret,
+            feed: Mutex::new(Some(self.feed_rx)),
+        }
+    }
+}
+
+impl<B: Backend> LogStore<B> {
     /// The backend underneath, for what only it does (a cluster's membership).
     pub fn backend(&self) -> &B {
         &self.backend

@@ -227,6 +227,33 @@ pub fn event_from_row(row: &dyn Row) -> Result<SharedEvent, StoreError> {
     event_at(row, 0)
 }
 
+/// The table of removed channels' records, the same in both schemas (a macro, so that
+/// each backend's migration can `concat!` it into its text). SQLite reads `BIGINT` as
+/// its `INTEGER`.
+macro_rules! removed_channels_table {
+    () => {
+        r#"CREATE TABLE removed_channels (
+    owner TEXT NOT NULL,
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    resource_uri TEXT NOT NULL,
+    address TEXT NOT NULL,
+    expiration_ms BIGINT,
+    params TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    removed_ms BIGINT NOT NULL,
+    PRIMARY KEY (owner, id)
+);
+CREATE INDEX removed_channels_by_time ON removed_channels (removed_ms);
+"#
+    };
+}
+pub(crate) use removed_channels_table;
+
 /// A stored resource state. Only valid states are ever stored; anything else is a
 /// damaged database, not a reason to panic.
 fn state_from(text: String) -> Result<ResourceState, StoreError> {

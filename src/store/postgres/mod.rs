@@ -16,7 +16,6 @@ mod schema;
 mod transaction;
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -28,11 +27,8 @@ use self::notify::Topics;
 use self::pool::{pg, unreachable_database, Pool};
 use self::rows::On;
 use self::transaction::PgDatabase;
-use super::batch::{Feed, Writes};
-use super::log_store::{Backend, LogStore, Shared, WriterHandle};
-use super::records::PendingRecords;
+use super::log_store::{Backend, LogStore, Wiring, WriterHandle};
 use super::sql::{opt_int_from_row, single, Reads, Statements};
-use super::writer::Writer;
 use super::StoreError;
 use crate::model::Seq;
 
@@ -78,33 +74,18 @@ impl PgStore {
                 .await?,
         )?
         .unwrap_or(0) as Seq;
-        let shared = Arc::new(Shared::default());
-        shared
-            .pruned_through
-            .store(pruned_through, Ordering::Relaxed);
-        let (feed_tx, feed_rx) = mpsc::unbounded_channel();
-        let (op_tx, op_rx) = mpsc::unbounded_channel();
-        let records = Arc::new(PendingRecords::default());
+        let (wiring, ops) = Wiring::new(pruned_through);
         let log = Arc::new(tokio::sync::Notify::new());
-        let feed = Arc::new(Mutex::new(Feed::with_gap_reader(
-            feed_tx,
-            head,
-            log.clone(),
-        )));
+        let feed = wiring.feed(head, Some(log.clone()));
         let topics = Topics::of(&secret);
-        let writer = Writer::new(
-            PgDatabase {
-                node_id: node_id.to_string(),
-                topics: topics.clone(),
-                config: config.clone(),
-                client: Some(setup),
-                statements: HashMap::new(),
-            },
-            feed.clone(),
-            records.clone(),
-            shared.clone(),
-        );
-        let writer_task = tokio::spawn(writer.run(op_rx));
+        let database = PgDatabase {
+            node_id: node_id.to_string(),
+            topics: topics.clone(),
+            config: config.clone(),
+            client: Some(setup),
+            statements: HashMap::new(),
+        };
+        let writer_task = tokio::spawn(wiring.writer(database, feed.clone()).run(ops));
         let readers = Arc::new(Pool::new(config.clone(), READ_CONNECTIONS));
         let background = CancellationToken::new();
         let (told_tx, told) = mpsc::unbounded_channel();
@@ -116,7 +97,7 @@ impl PgStore {
             background.clone(),
         );
         notify::spawn_tailer(readers.clone(), feed, log, background.clone());
-        Ok(LogStore::new(
+        Ok(wiring.into_store(
             Postgres {
                 node_id: node_id.to_string(),
                 readers,
@@ -125,15 +106,9 @@ impl PgStore {
                 background,
                 topics,
             },
-            Writes::new(
-                move |op| op_tx.send(op).is_ok(),
-                records,
-                Some((pool::WAIT, unreachable_database)),
-            ),
             WriterHandle::Task(writer_task),
-            shared,
             secret,
-            feed_rx,
+            Some((pool::WAIT, unreachable_database)),
         ))
     }
 }

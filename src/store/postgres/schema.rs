@@ -7,6 +7,7 @@ use tokio_postgres::Client;
 use super::pool::pg;
 use super::rows::On;
 use crate::store::jobs;
+use crate::store::sql::removed_channels_table;
 use crate::store::StoreError;
 
 /// The key of the advisory lock that serialises migrations ("watchwire" in ASCII).
@@ -15,7 +16,8 @@ const MIGRATION_LOCK: i64 = 0x7761_7463_6877_6972;
 /// Each step runs in its own transaction, once, in order. Paths and resources are
 /// compared byte by byte (`COLLATE "C"`): "on or below /r" is a range of strings.
 const MIGRATIONS: &[&str] = &[
-    r#"
+    concat!(
+        r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value BYTEA NOT NULL);
 
 -- The log's head: one row, locked by every writing transaction. Positions are taken
@@ -91,24 +93,9 @@ CREATE TABLE outcomes (
 CREATE INDEX outcomes_by_time ON outcomes (at_ms);
 CREATE INDEX outcomes_pending ON outcomes (channel_pk) WHERE status = 'pending';
 
-CREATE TABLE removed_channels (
-    owner TEXT NOT NULL,
-    id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    resource TEXT NOT NULL,
-    resource_id TEXT NOT NULL,
-    resource_uri TEXT NOT NULL,
-    address TEXT NOT NULL,
-    expiration_ms BIGINT,
-    params TEXT NOT NULL,
-    created_ms BIGINT NOT NULL,
-    state TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    removed_ms BIGINT NOT NULL,
-    PRIMARY KEY (owner, id)
-);
-CREATE INDEX removed_channels_by_time ON removed_channels (removed_ms);
-
+"#,
+        removed_channels_table!(),
+        r#"
 CREATE TABLE idempotency (
     owner TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -119,7 +106,8 @@ CREATE TABLE idempotency (
     PRIMARY KEY (owner, key)
 );
 CREATE INDEX idempotency_by_time ON idempotency (created_ms);
-"#,
+"#
+    ),
     r#"
 -- The nodes of a cluster (docs/api.md §13): each holds a lease it renews; a node whose
 -- lease lapsed is reaped by the others, and its channels become unowned.

@@ -12,21 +12,16 @@ mod schema;
 mod transaction;
 
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread;
 
 use async_trait::async_trait;
 use rusqlite::Connection;
-use tokio::sync::mpsc;
 
 use self::dir_lock::DirLock;
 use self::read::{backend, ReadPool};
 use self::transaction::{log_head, SqliteDatabase};
-use super::batch::{Feed, Writes};
-use super::log_store::{Backend, LogStore, Shared, WriterHandle};
-use super::records::PendingRecords;
-use super::writer::Writer;
+use super::log_store::{Backend, LogStore, Wiring, WriterHandle};
 use super::StoreError;
 
 /// The embedded store.
@@ -81,23 +76,13 @@ impl SqliteStore {
         let (secret, pruned_through) = schema::open_state(&mut conn)?;
         let head = log_head(&conn).map_err(backend)?;
 
-        let shared = Arc::new(Shared::default());
-        shared
-            .pruned_through
-            .store(pruned_through, Ordering::Relaxed);
-        let (feed_tx, feed_rx) = mpsc::unbounded_channel();
-        let (op_tx, op_rx) = mpsc::unbounded_channel();
-        let records = Arc::new(PendingRecords::default());
-        let writer = Writer::new(
-            SqliteDatabase {
-                _checkpointer: checkpointer,
-                conn,
-                _dir_lock: dir_lock,
-            },
-            Arc::new(Mutex::new(Feed::new(feed_tx, head))),
-            records.clone(),
-            shared.clone(),
-        );
+        let (wiring, ops) = Wiring::new(pruned_through);
+        let database = SqliteDatabase {
+            _checkpointer: checkpointer,
+            conn,
+            _dir_lock: dir_lock,
+        };
+        let writer = wiring.writer(database, wiring.feed(head, None));
         let writer_thread = thread::Builder::new()
             .name("watchwire-store-writer".into())
             .spawn(move || {
@@ -107,21 +92,18 @@ impl SqliteStore {
                     .enable_time()
                     .build()
                     .expect("a runtime for the writer thread");
-                runtime.block_on(writer.run(op_rx));
+                runtime.block_on(writer.run(ops));
             })
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        Ok(LogStore::new(
-            Sqlite {
-                readers: ReadPool {
-                    path,
-                    idle: Arc::new(Mutex::new(Vec::new())),
-                },
-            },
-            Writes::new(move |op| op_tx.send(op).is_ok(), records, None),
+        let readers = ReadPool {
+            path,
+            idle: Arc::new(Mutex::new(Vec::new())),
+        };
+        Ok(wiring.into_store(
+            Sqlite { readers },
             WriterHandle::Thread(writer_thread),
-            shared,
             secret,
-            feed_rx,
+            None,
         ))
     }
 }

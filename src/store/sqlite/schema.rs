@@ -5,6 +5,7 @@ use rusqlite::Connection;
 use super::read::backend;
 use super::transaction::SqliteTx;
 use crate::store::jobs;
+use crate::store::sql::removed_channels_table;
 use crate::store::writer::Transaction as _;
 use crate::store::StoreError;
 
@@ -89,27 +90,13 @@ CREATE TABLE IF NOT EXISTS idempotency (
 
 /// The delivery log keeps why attempts failed and the last few attempts; removed
 /// channels leave a record for the delivery-log retention window (docs/api.md §8).
-const V2: &str = r#"
+const V2: &str = concat!(
+    r#"
 ALTER TABLE outcomes ADD COLUMN last_reason TEXT;
 ALTER TABLE outcomes ADD COLUMN recent TEXT;
-CREATE TABLE removed_channels (
-    owner TEXT NOT NULL,
-    id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    resource TEXT NOT NULL,
-    resource_id TEXT NOT NULL,
-    resource_uri TEXT NOT NULL,
-    address TEXT NOT NULL,
-    expiration_ms INTEGER,
-    params TEXT NOT NULL,
-    created_ms INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    removed_ms INTEGER NOT NULL,
-    PRIMARY KEY (owner, id)
-);
-CREATE INDEX removed_channels_by_time ON removed_channels (removed_ms);
--- When a notification's first attempt began: the retry budget runs from it, across
+"#,
+    removed_channels_table!(),
+    r#"-- When a notification's first attempt began: the retry budget runs from it, across
 -- restarts; notifications awaiting a retry are found at startup by the partial index.
 ALTER TABLE outcomes ADD COLUMN first_attempt_ms INTEGER;
 CREATE INDEX outcomes_pending ON outcomes (channel_pk) WHERE status = 'pending';
@@ -119,7 +106,8 @@ CREATE TABLE owner_counts (owner TEXT PRIMARY KEY, channels INTEGER NOT NULL CHE
 INSERT INTO owner_counts SELECT owner, COUNT(*) FROM channels GROUP BY owner;
 -- Pruning removes polling entries whose events are all gone.
 CREATE INDEX prefixes_by_seq ON prefixes (last_seq);
-"#;
+"#
+);
 
 /// A channel on `/` of a key limited to prefixes covers those prefixes, one a line
 /// (docs/api.md §10.1); NULL: it covers its resource.
