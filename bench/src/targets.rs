@@ -258,7 +258,7 @@ fn size_note(measured: usize, target_size: usize, what: &str) -> String {
         format!("{} {what}", format_count(measured as f64))
     } else {
         format!(
-            "{} {what} (issue: {}; pass/fail only at that size)",
+            "{} {what} (target set at {}; pass/fail only at that size)",
             format_count(measured as f64),
             format_count(target_size as f64)
         )
