@@ -5,12 +5,15 @@
 //! (every writing transaction locks the log's head row, which orders positions; the
 //! end of a transaction is a few statements over arrays, pipelined); `pool.rs` the
 //! connections for reads; `rows.rs` PostgreSQL's rows and parameters; `schema.rs` the
-//! migrations; `cluster.rs` what the nodes of a cluster share in the database.
+//! migrations; `cluster.rs` what the nodes of a cluster share in the database; `tls.rs`
+//! what the database URL asks for (its `sslmode` and certificates) and the TLS
+//! connector every connection is made with.
 
 mod cluster;
 mod pool;
 mod rows;
 mod schema;
+mod tls;
 mod transaction;
 
 use std::collections::HashMap;
@@ -19,11 +22,11 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
-use tokio_postgres::Config;
 use tokio_util::sync::CancellationToken;
 
 use self::pool::{pg, unreachable_database, Pool};
 use self::rows::On;
+use self::tls::Config;
 use self::transaction::PgDatabase;
 use super::batch::{Feed, Writes};
 use super::log_store::{Backend, LogStore, Shared, WriterHandle};
@@ -61,11 +64,7 @@ impl PgStore {
     /// starts the writer, the listener of notifications and the tailer of other nodes'
     /// commits, as node `node_id`.
     pub async fn open(url: &str, node_id: &str) -> Result<PgStore, StoreError> {
-        let config: Config = url.parse().map_err(|e| {
-            StoreError::Backend(format!(
-                "it is not a PostgreSQL URL like postgres://user@host:5432/db ({e})"
-            ))
-        })?;
+        let config: Config = url.parse()?;
         let mut setup = pool::connect(&config).await?;
         schema::migrate(&mut setup).await?;
         let (secret, pruned_through) = schema::open_state(&setup).await?;
