@@ -529,18 +529,12 @@ impl MakeTlsConnect<Socket> for Tls {
     type TlsConnect = Handshake;
     type Error = TlsError;
 
+    /// Called for every connection, even one that will not use TLS (`disable`, a
+    /// Unix-domain socket): whatever is wrong is said when a handshake starts.
     fn make_tls_connect(&mut self, host: &str) -> Result<Handshake, TlsError> {
-        let client = self.client.clone().ok_or_else(|| {
-            TlsError("TLS was asked for although the URL says sslmode=disable".into())
-        })?;
-        let name = ServerName::try_from(host.to_string()).map_err(|_| {
-            TlsError(format!(
-                "the host name {host:?} cannot be checked against a certificate"
-            ))
-        })?;
         Ok(Handshake {
-            connector: tokio_rustls::TlsConnector::from(client),
-            name,
+            client: self.client.clone(),
+            host: host.to_string(),
             mode: self.mode,
             roots: self.roots.clone(),
         })
@@ -549,8 +543,8 @@ impl MakeTlsConnect<Socket> for Tls {
 
 /// One TLS handshake with one server.
 pub struct Handshake {
-    connector: tokio_rustls::TlsConnector,
-    name: ServerName<'static>,
+    client: Option<Arc<ClientConfig>>,
+    host: String,
     mode: Mode,
     roots: Arc<str>,
 }
@@ -563,11 +557,20 @@ impl TlsConnect<Socket> for Handshake {
     fn connect(self, socket: Socket) -> Self::Future {
         Box::pin(async move {
             let Handshake {
-                connector,
-                name,
+                client,
+                host,
                 mode,
                 roots,
             } = self;
+            let client = client.ok_or_else(|| {
+                TlsError("TLS was asked for although the URL says sslmode=disable".into())
+            })?;
+            let name = ServerName::try_from(host.clone()).map_err(|_| {
+                TlsError(format!(
+                    "the host name {host:?} cannot be checked against a certificate"
+                ))
+            })?;
+            let connector = tokio_rustls::TlsConnector::from(client);
             match connector.connect(name.clone(), socket).await {
                 Ok(stream) => Ok(Stream(stream)),
                 Err(e) => Err(TlsError(refusal(&e, &name, mode, &roots))),
@@ -592,7 +595,14 @@ fn refusal(e: &io::Error, name: &ServerName<'_>, mode: Mode, roots: &str) -> Str
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
                 let names = match why {
                     CertificateError::NotValidForNameContext { presented, .. } => {
-                        format!(" (it names {})", presented.join(", "))
+                        let names: Vec<&str> = presented
+                            .iter()
+                            .map(|name| {
+                                let quoted = name.strip_prefix("DnsName(\"");
+                                quoted.and_then(|n| n.strip_suffix("\")")).unwrap_or(name)
+                            })
+                            .collect();
+                        format!(" (it names {})", names.join(", "))
                     }
                     _ => String::new(),
                 };
@@ -872,9 +882,9 @@ PpyUCeeZM1hZ3oRrlvsl/lEqO/Z13Cju9KrMUw==
             (
                 Tls::InvalidCertificate(CertificateError::NotValidForNameContext {
                     expected: name.to_owned(),
-                    presented: vec!["DnsName(\"localhost\")".into()],
+                    presented: vec!["DnsName(\"localhost\")".into(), "10.0.0.1".into()],
                 }),
-                "its certificate is not made out to 127.0.0.1 (it names DnsName(\"localhost\")); \
+                "its certificate is not made out to 127.0.0.1 (it names localhost, 10.0.0.1); \
                  sslmode=verify-full checks the host name",
             ),
             (
