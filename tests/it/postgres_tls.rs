@@ -1,8 +1,9 @@
 //! TLS between the gateway and PostgreSQL (README, "Running on PostgreSQL"): each
 //! `sslmode` of `--database-url`, against a PostgreSQL server of the test's own that
 //! takes TLS connections only (`hostnossl … reject`), with a certificate for
-//! `localhost` signed by a CA made for the test, `trust` for user `postgres` and
-//! client-certificate login (`cert`) for user `ww_cert`. Every gateway is the real
+//! `localhost` signed by a CA made for the test, `trust` for user `postgres`,
+//! client-certificate login (`cert`) for user `ww_cert` and a password (SCRAM) for
+//! `ww_scram`. Every gateway is the real
 //! binary: one that may connect starts, and publishes and reads through the database;
 //! one that may not exits non-zero, its error naming the cause.
 
@@ -15,11 +16,14 @@ use test_support::{Issued, PrivatePostgres, TestCa};
 use crate::common::process::GatewayProcess;
 
 const WHAT: &str = "the PostgreSQL TLS test";
+/// The password of `ww_scram`, who logs in with SCRAM.
+const PASSWORD: &str = "pw-never-shown";
 
 /// Who may connect, and how: TLS or nothing.
 const HBA: &str = "\
 local all all trust
 hostssl all ww_cert 127.0.0.1/32 cert
+hostssl all ww_scram 127.0.0.1/32 scram-sha-256
 hostssl all postgres 127.0.0.1/32 trust
 hostnossl all all 0.0.0.0/0 reject
 ";
@@ -52,6 +56,8 @@ impl TlsServer {
         for sql in [
             "CREATE USER ww_cert",
             "CREATE DATABASE ww_cert OWNER ww_cert",
+            &format!("CREATE USER ww_scram PASSWORD '{PASSWORD}'"),
+            "CREATE DATABASE ww_scram OWNER ww_scram",
         ] {
             test_support::execute(&db.socket_url(), sql).unwrap();
         }
@@ -59,10 +65,12 @@ impl TlsServer {
         Some(TlsServer { db, ca, client })
     }
 
-    /// `--database-url=` for `user@host` (and database `user`) with `params`.
-    fn url(&self, user: &str, host: &str, params: &str) -> String {
+    /// `--database-url=` for `login@host` (`user` or `user:password`, and database
+    /// `user`) with `params`.
+    fn url(&self, login: &str, host: &str, params: &str) -> String {
+        let user = login.split(':').next().unwrap();
         format!(
-            "--database-url=postgres://{user}@{host}:{}/{user}?{params}",
+            "--database-url=postgres://{login}@{host}:{}/{user}?{params}",
             self.db.port()
         )
     }
@@ -103,6 +111,10 @@ fn refused(url: &str, cause: &str) {
         "{url}: its error does not say {cause:?}:\n{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{url} panicked:\n{stderr}");
+    assert!(
+        !stderr.contains("-pw"),
+        "{url}: a password in its error:\n{stderr}"
+    );
 }
 
 /// Polls `sql` on the server (over its socket) until it answers `expected`, for at
@@ -192,6 +204,22 @@ async fn each_sslmode_against_a_server_that_takes_tls_only() {
     refused(
         &by_name("ww_cert", &login),
         "connection requires a valid client certificate",
+    );
+
+    // A password login bound to the TLS channel (SCRAM-SHA-256-PLUS), and a wrong
+    // password, which is never shown.
+    let scram = |password: &str| {
+        let login = format!("ww_scram:{password}");
+        server.url(
+            &login,
+            "127.0.0.1",
+            "sslmode=require&channel_binding=require",
+        )
+    };
+    drop(serves(&scram(PASSWORD)).await);
+    refused(
+        &scram("wrong-pw"),
+        "password authentication failed for user \"ww_scram\"",
     );
 
     // Encrypted without checking the server: require, and prefer (the default).

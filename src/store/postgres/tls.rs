@@ -634,9 +634,79 @@ fn refusal(e: &io::Error, name: &ServerName<'_>, mode: Mode, roots: &str) -> Str
 pub struct Stream(tokio_rustls::client::TlsStream<Socket>);
 
 impl tokio_postgres::tls::TlsStream for Stream {
+    /// `tls-server-end-point`: the server's certificate hashed, which SCRAM's
+    /// `-PLUS` login binds the password exchange to, so that a man in the middle
+    /// (possible when the certificate is not checked) cannot pass it on.
     fn channel_binding(&self) -> ChannelBinding {
-        ChannelBinding::none()
+        let (_, session) = self.0.get_ref();
+        let end_point = session
+            .peer_certificates()
+            .and_then(|certs| certs.first())
+            .and_then(|cert| server_end_point(cert));
+        match end_point {
+            Some(hash) => ChannelBinding::tls_server_end_point(hash),
+            None => ChannelBinding::none(),
+        }
     }
+}
+
+/// The hash of `cert` as `tls-server-end-point` takes it: with the hash of the
+/// certificate's signature algorithm, SHA-256 for MD5 and SHA-1; `None` for an
+/// algorithm without one (Ed25519, RSA-PSS), where the binding is not defined.
+fn server_end_point(cert: &[u8]) -> Option<Vec<u8>> {
+    use sha2::Digest;
+    // The OIDs' encoded bytes, but for their last arc: 1.2.840.113549.1.1 (RSA with
+    // MD5, SHA-1, SHA-256, SHA-384, SHA-512), 1.2.840.10045.4 (ECDSA with SHA-1) and
+    // 1.2.840.10045.4.3 (ECDSA with SHA-2).
+    const RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01];
+    const ECDSA: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04];
+    const ECDSA_SHA2: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03];
+    let (&last, family) = signature_algorithm(cert)?.split_last()?;
+    let bits = match (family, last) {
+        (RSA, 4 | 5 | 11) | (ECDSA, 1) | (ECDSA_SHA2, 2) => 256,
+        (RSA, 12) | (ECDSA_SHA2, 3) => 384,
+        (RSA, 13) | (ECDSA_SHA2, 4) => 512,
+        _ => return None,
+    };
+    Some(match bits {
+        256 => sha2::Sha256::digest(cert).to_vec(),
+        384 => sha2::Sha384::digest(cert).to_vec(),
+        _ => sha2::Sha512::digest(cert).to_vec(),
+    })
+}
+
+/// The OID (its encoded bytes) of a DER certificate's `signatureAlgorithm`, the
+/// element after `tbsCertificate` in the outer sequence.
+fn signature_algorithm(cert: &[u8]) -> Option<&[u8]> {
+    let (0x30, certificate, _) = der_element(cert)? else {
+        return None;
+    };
+    let (_, _, after_tbs) = der_element(certificate)?;
+    let (0x30, algorithm, _) = der_element(after_tbs)? else {
+        return None;
+    };
+    let (0x06, oid, _) = der_element(algorithm)? else {
+        return None;
+    };
+    Some(oid)
+}
+
+/// The first DER element of `der`: its tag, its contents, and what follows it.
+fn der_element(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = der.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 || rest.len() < count {
+            return None;
+        }
+        let (len, rest) = rest.split_at(count);
+        let len = len.iter().fold(0, |n, &b| n << 8 | usize::from(b));
+        (len, rest)
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
 }
 
 impl AsyncRead for Stream {
@@ -865,6 +935,44 @@ PpyUCeeZM1hZ3oRrlvsl/lEqO/Z13Cju9KrMUw==
             Ok(config) => assert_eq!(config.tls.mode(), Mode::VerifyFull),
             // A machine without a CA bundle says so.
             Err(e) => assert!(e.to_string().contains("no trusted root"), "{e}"),
+        }
+    }
+
+    #[test]
+    fn the_channel_binding_hashes_the_certificate_as_its_signature_does() {
+        use sha2::Digest;
+        // CA_PEM is signed with ECDSA and SHA-256.
+        let cert = CertificateDer::from_pem_slice(CA_PEM.as_bytes()).unwrap();
+        assert_eq!(
+            server_end_point(&cert),
+            Some(sha2::Sha256::digest(&cert).to_vec())
+        );
+        // The same with its signature algorithm made ECDSA with SHA-384, and made an
+        // OID the binding has no hash for (Ed25519's, 1.3.101.112, padded to length).
+        let sha256 = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
+        let at = cert
+            .windows(sha256.len())
+            .rposition(|w| w == sha256)
+            .unwrap();
+        let mut sha384 = cert.to_vec();
+        sha384[at + sha256.len() - 1] = 0x03;
+        assert_eq!(
+            server_end_point(&sha384),
+            Some(sha2::Sha384::digest(&sha384).to_vec())
+        );
+        let mut ed25519 = cert.to_vec();
+        ed25519.splice(
+            at..at + sha256.len(),
+            [0x06, 0x08, 0x2b, 0x65, 0x70, 0, 0, 0, 0, 0],
+        );
+        assert_eq!(server_end_point(&ed25519), None);
+        for broken in [
+            &[][..],
+            &[0x30],
+            &[0x30, 0x84, 0xff, 0xff, 0xff, 0xff],
+            &cert[..40],
+        ] {
+            assert_eq!(server_end_point(broken), None);
         }
     }
 
