@@ -116,6 +116,13 @@ impl FromStr for Config {
             ))
         })?;
         let tls = asked.tls()?;
+        // tokio-postgres starts no handshake without a host name to check; with only
+        // `hostaddr`, the address is the name (as libpq checks it).
+        if server.get_hosts().is_empty() {
+            for address in server.get_hostaddrs().to_vec() {
+                server.host(address.to_string());
+            }
+        }
         let unix_only = !server.get_hosts().is_empty()
             && server.get_hostaddrs().is_empty()
             && server
@@ -840,6 +847,18 @@ PpyUCeeZM1hZ3oRrlvsl/lEqO/Z13Cju9KrMUw==
         ));
         assert_eq!(config.server.get_password(), Some(&b"p w's"[..]));
         assert_eq!(config.server.get_ports(), [6543]);
+    }
+
+    #[test]
+    fn an_address_without_a_host_name_is_the_name_the_certificate_is_checked_for() {
+        let config = parsed("hostaddr=127.0.0.1 port=6543 sslmode=require");
+        assert_eq!(config.server.get_hosts(), [Host::Tcp("127.0.0.1".into())]);
+        assert_eq!(
+            config.server.get_hostaddrs(),
+            ["127.0.0.1".parse::<std::net::IpAddr>().unwrap()]
+        );
+        let config = parsed("host=db hostaddr=127.0.0.1");
+        assert_eq!(config.server.get_hosts(), [Host::Tcp("db".into())]);
     }
 
     #[test]
