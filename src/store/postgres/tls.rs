@@ -17,9 +17,14 @@
 //! Where libpq's `prefer` falls back to plain text after a certificate it refused, this
 //! stops; `require` and stronger never fall back. `sslrootcert=system` is the
 //! machine's trusted roots and, as in libpq, asks for `verify-full`. `sslcert` and
-//! `sslkey` log in with a client certificate. TLS is not used on Unix-domain sockets
+//! `sslkey` log in with a client certificate; a SCRAM password login is bound to the
+//! server's certificate (`tls-server-end-point`). TLS is not used on Unix-domain sockets
 //! (libpq ignores `sslmode` there too). Files are read once, at startup, so a missing
 //! or bad one stops the gateway there; no message quotes a key or a password.
+//!
+//! One idea, kept whole: the parameters, the checks they ask for, the connector that
+//! makes them and its words for each failure, with their tests, are read together,
+//! which is why the file runs past 600 lines.
 
 use std::fmt;
 use std::future::Future;
