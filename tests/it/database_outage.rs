@@ -4,123 +4,18 @@
 //! nodes keep running, reconnect by themselves once the database is back, and lose
 //! nothing they acknowledged.
 //!
-//! The test runs a PostgreSQL server of its own (initdb into a temporary directory,
-//! as the `postgres` user), so stopping it disturbs nothing else on the machine.
+//! The test runs a PostgreSQL server of its own (`test_support::PrivatePostgres`), so
+//! stopping it disturbs nothing else on the machine.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use test_support::PrivatePostgres;
 
 use crate::common::process::GatewayProcess;
 use crate::common::*;
-
-/// A PostgreSQL server of the test's own, on a free port.
-struct PrivatePostgres {
-    bin: PathBuf,
-    data: tempfile::TempDir,
-    port: u16,
-}
-
-impl PrivatePostgres {
-    /// `None` (after saying why) where PostgreSQL's server programs are not installed;
-    /// under CI that is a failure.
-    fn create() -> Option<PrivatePostgres> {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()
-            .and_then(|versions| versions.flatten().map(|v| v.path().join("bin")).max())
-            .filter(|bin| bin.join("initdb").exists());
-        let Some(bin) = bin else {
-            test_support::skip(
-                "the database outage test",
-                "PostgreSQL's server programs (/usr/lib/postgresql/*/bin/initdb)",
-            );
-            return None;
-        };
-        let data = tempfile::tempdir().unwrap();
-        run_checked(
-            Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(data.path()),
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let server = PrivatePostgres { bin, data, port };
-        server.run(
-            "initdb",
-            &["--auth=trust", "--username=postgres", "--no-sync", "-D"],
-            true,
-        );
-        server.start();
-        Some(server)
-    }
-
-    fn cluster(&self) -> PathBuf {
-        self.data.path().join("cluster")
-    }
-
-    fn run(&self, program: &str, args: &[&str], with_dir: bool) {
-        let mut command = Command::new("runuser");
-        command
-            .args(["-u", "postgres", "--"])
-            .arg(self.bin.join(program))
-            .args(args);
-        if with_dir {
-            command.arg(self.cluster());
-        }
-        run_checked(&mut command);
-    }
-
-    fn start(&self) {
-        let options = format!(
-            "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories={} -c fsync=off",
-            self.port,
-            self.data.path().display()
-        );
-        self.run(
-            "pg_ctl",
-            &["-w", "-l", "/dev/null", "-o", &options, "start", "-D"],
-            true,
-        );
-    }
-
-    /// Stops it the way a crash would: no checkpoint, connections cut.
-    fn stop(&self) {
-        self.run("pg_ctl", &["-w", "-m", "immediate", "stop", "-D"], true);
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-impl Drop for PrivatePostgres {
-    fn drop(&mut self) {
-        let _ = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(self.bin.join("pg_ctl"))
-            .args(["-m", "immediate", "stop", "-D"])
-            .arg(self.cluster())
-            .output();
-    }
-}
-
-/// Runs a command and asserts it succeeded, with its output in the message.
-fn run_checked(command: &mut Command) {
-    let output = command.output().expect("the command runs");
-    assert!(
-        output.status.success(),
-        "{command:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 /// Polls `done` until it holds; fails after 30 s naming `what`.
 async fn wait_for(what: &str, done: impl Fn() -> bool) {
@@ -136,7 +31,7 @@ async fn postgres_stopped_and_started_under_publish_load() {
     if crate::common::store::is_postgres_repeat() {
         return; // It brings its own PostgreSQL, whatever the store: the first pass ran it.
     }
-    let Some(database) = PrivatePostgres::create() else {
+    let Some(database) = PrivatePostgres::create("the database outage test") else {
         return;
     };
     // Two nodes of one gateway on it: the outage hits the cluster, not one process.

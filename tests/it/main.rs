@@ -36,6 +36,7 @@ mod on_postgres;
 mod openapi;
 mod ops;
 mod polling;
+mod postgres_tls;
 mod publish_validation;
 mod receive_e2e;
 mod receiver_fixtures;

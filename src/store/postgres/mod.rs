@@ -7,12 +7,14 @@
 //! connections for reads; `rows.rs` PostgreSQL's rows and parameters; `schema.rs` the
 //! migrations; `notify.rs` the notifications other nodes send (new events, messages
 //! between nodes). What the nodes do with the database is the cluster's
-//! (`cluster::postgres`).
+//! (`cluster::postgres`). `tls.rs`: what the database URL asks for (its `sslmode` and
+//! certificates) and the TLS connector every connection is made with.
 
 pub mod notify;
 pub(crate) mod pool;
 mod rows;
 mod schema;
+mod tls;
 mod transaction;
 
 use std::collections::HashMap;
@@ -20,12 +22,12 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
-use tokio_postgres::Config;
 use tokio_util::sync::CancellationToken;
 
 use self::notify::Topics;
 use self::pool::{pg, unreachable_database, Pool};
 use self::rows::On;
+use self::tls::Config;
 use self::transaction::PgDatabase;
 use super::log_store::{Backend, LogStore, Wiring, WriterHandle};
 use super::sql::{opt_int_from_row, single, Reads, Statements};
@@ -60,11 +62,7 @@ impl PgStore {
     /// starts the writer, the listener of notifications and the tailer of other nodes'
     /// commits, as node `node_id`.
     pub async fn open(url: &str, node_id: &str) -> Result<PgStore, StoreError> {
-        let config: Config = url.parse().map_err(|e| {
-            StoreError::Backend(format!(
-                "it is not a PostgreSQL URL like postgres://user@host:5432/db ({e})"
-            ))
-        })?;
+        let config: Config = url.parse()?;
         let mut setup = pool::connect(&config).await?;
         schema::migrate(&mut setup).await?;
         let (secret, pruned_through) = schema::open_state(&setup).await?;

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, Notify};
-use tokio_postgres::{AsyncMessage, Config, NoTls};
+use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 
 use super::pool::{pg, Pool};
+use super::tls::Config;
 use crate::store::batch::Feed;
 use crate::store::sql::{event_from_row, Reads, EVENT_COLUMNS};
 use crate::store::StoreError;
@@ -90,7 +91,7 @@ async fn listen(
     messages: &mpsc::UnboundedSender<String>,
     stop: &CancellationToken,
 ) -> Result<(), StoreError> {
-    let (client, mut connection) = config.connect(NoTls).await.map_err(pg)?;
+    let (client, mut connection) = super::pool::open(config).await?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut stream = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::config::Host;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Connection, Socket};
 
 use super::rows::On;
+use super::tls::{Config, Stream};
 use crate::store::sql::{Map, Params, ReadRows, Reads, Statements};
 use crate::store::StoreError;
 
@@ -116,15 +117,7 @@ impl Drop for Lent<'_> {
 
 /// Opens one connection and drives it on its own task.
 pub async fn connect(config: &Config) -> Result<Client, StoreError> {
-    let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls))
-        .await
-        .map_err(|_| {
-            StoreError::Backend(format!(
-                "PostgreSQL at {} did not answer within {CONNECT_TIMEOUT:?}",
-                servers(config)
-            ))
-        })?
-        .map_err(|e| connect_error(config, &e))?;
+    let (client, connection) = open(config).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "a PostgreSQL connection ended");
@@ -141,9 +134,25 @@ pub async fn connect(config: &Config) -> Result<Client, StoreError> {
     Ok(client)
 }
 
+/// Opens one connection, with the TLS `config` asks for, for a caller that drives it
+/// (the listener of notifications reads its messages); every connection of the store
+/// is made here.
+pub async fn open(config: &Config) -> Result<(Client, Connection<Socket, Stream>), StoreError> {
+    let connecting = config.server.connect(config.tls.clone());
+    tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        .await
+        .map_err(|_| {
+            StoreError::Backend(format!(
+                "PostgreSQL at {} did not answer within {CONNECT_TIMEOUT:?}",
+                servers(&config.server)
+            ))
+        })?
+        .map_err(|e| connect_error(config, &e))
+}
+
 /// Where `config` connects, as `host:port` (several, comma-separated, when it names
 /// several); never its user or password.
-pub fn servers(config: &Config) -> String {
+pub fn servers(config: &tokio_postgres::Config) -> String {
     let ports = config.get_ports();
     let port = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432);
     let hosts: Vec<String> = config
@@ -185,8 +194,9 @@ fn connect_error(config: &Config, e: &tokio_postgres::Error) -> StoreError {
         }
     };
     StoreError::Backend(format!(
-        "cannot connect to PostgreSQL at {}: {why}",
-        servers(config)
+        "cannot connect to PostgreSQL at {} (sslmode={}): {why}",
+        servers(&config.server),
+        config.tls.mode()
     ))
 }
 

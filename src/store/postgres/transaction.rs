@@ -13,11 +13,12 @@ use std::collections::HashMap;
 
 use futures_util::try_join;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Config, Statement};
+use tokio_postgres::{Client, Statement};
 
 use super::notify::{removal_notice, Topics};
 use super::pool::{connect, pg};
 use super::rows::On;
+use super::tls::Config;
 use crate::model::{NewEvent, Seq, SharedEvent};
 use crate::store::records::Records;
 use crate::store::rules;

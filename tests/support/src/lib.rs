@@ -6,7 +6,15 @@
 //! - a schema of it per test or run, and the database URL that selects it
 //!   ([`Schema`], [`schema_url`]);
 //! - the rule for a test that cannot run on this machine ([`skip`]): it says so, and
-//!   under CI (`CI` set), where everything must run, it fails instead.
+//!   under CI (`CI` set), where everything must run, it fails instead;
+//! - a PostgreSQL server of a test's own ([`PrivatePostgres`]), and a certificate
+//!   authority made for a test ([`TestCa`]).
+
+mod private_postgres;
+mod test_ca;
+
+pub use private_postgres::PrivatePostgres;
+pub use test_ca::{Issued, TestCa};
 
 use std::collections::HashSet;
 use std::io::Write;
