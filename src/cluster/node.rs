@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::delivery::lease::Lease;
 use crate::delivery::{Dispatcher, CUT_SHORT_WAIT};
-use crate::store::{ClusterMessage, Membership, Store};
+use crate::store::{ClusterMessage, Membership, Store, RENEWALS_PER_LEASE};
 
 /// Most channels one claim round takes.
 const CLAIM_BATCH: usize = 1000;
@@ -171,7 +171,7 @@ impl Work {
     /// Renews the lease every third of it, and joins again when the node was taken for
     /// dead.
     async fn keep_lease(self: Arc<Self>, stop: CancellationToken) {
-        let mut renew = tokio::time::interval(self.ttl / 3);
+        let mut renew = tokio::time::interval(self.ttl / RENEWALS_PER_LEASE);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

@@ -113,6 +113,16 @@ pub(super) fn spawn_listener(
     });
 }
 
+/// How often the listener asks the database something on its connection. Notifications
+/// only ever come one way: without a question of its own it would never learn that its
+/// link went silent. Every 2 s, so that with [`LISTEN_DEADLINE`] a dead link is found
+/// within 5 s, well within a lease; an empty query costs the server nothing.
+const LISTEN_PING: Duration = Duration::from_secs(2);
+/// Longest connecting, starting to listen or one ping may take before the listener
+/// gives its connection up and connects anew: what the pool allows a connection
+/// (`pool::CONNECT_TIMEOUT`), since a healthy server answers these at once.
+const LISTEN_DEADLINE: Duration = Duration::from_secs(3);
+
 async fn listen(
     config: &Config,
     channels: &Channels,
@@ -120,9 +130,19 @@ async fn listen(
     messages: &mpsc::UnboundedSender<ClusterMessage>,
     stop: &CancellationToken,
 ) -> Result<(), StoreError> {
-    let (client, mut connection) = config.connect(NoTls).await.map_err(pg)?;
+    async fn in_time<T>(
+        answer: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(LISTEN_DEADLINE, answer).await {
+            Ok(answer) => answer.map_err(pg),
+            Err(_) => Err(StoreError::Backend(format!(
+                "the notification connection did not answer within {LISTEN_DEADLINE:?}"
+            ))),
+        }
+    }
+    let (client, mut connection) = in_time(config.connect(NoTls)).await?;
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let driver = tokio::spawn(async move {
+    let _driver = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
         let mut stream = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(message) = stream.next().await {
             match message {
@@ -133,17 +153,14 @@ async fn listen(
                 Err(_) => break,
             }
         }
-    });
-    client
-        .batch_execute(&format!(
-            "LISTEN {}; LISTEN {}",
-            channels.log, channels.cluster
-        ))
-        .await
-        .map_err(pg)?;
+    }));
+    let listening = format!("LISTEN {}; LISTEN {}", channels.log, channels.cluster);
+    in_time(client.batch_execute(&listening)).await?;
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + LISTEN_PING, LISTEN_PING);
     loop {
         tokio::select! {
-            _ = stop.cancelled() => break,
+            _ = stop.cancelled() => return Ok(()),
+            _ = ping.tick() => in_time(client.batch_execute("")).await?,
             received = rx.recv() => match received {
                 Some((channel, _)) if channel == channels.log => log.notify_one(),
                 Some((_, payload)) => {
@@ -152,14 +169,11 @@ async fn listen(
                     }
                 }
                 None => {
-                    driver.abort();
                     return Err(StoreError::Backend("the notification connection closed".into()));
                 }
             },
         }
     }
-    driver.abort();
-    Ok(())
 }
 
 /// Feeds this node the events other nodes commit, in position order: woken by their
@@ -261,10 +275,12 @@ impl Membership for Postgres {
                 .await
                 .map_err(pg)
         };
-        // A renewal answered after the lease is gone is no use: it gives up then.
-        let renewed = tokio::time::timeout(ttl, renew)
-            .await
-            .map_err(|_| super::pool::unreachable_database())??;
+        // One not answered by the time the next is due is given up with its connection:
+        // the next goes out on a new one.
+        let renewed = self
+            .lease
+            .within(ttl / crate::store::RENEWALS_PER_LEASE, renew)
+            .await?;
         Ok(renewed == 1)
     }
 
@@ -391,9 +407,7 @@ impl Membership for Postgres {
                 head: head as u64,
             })
         };
-        tokio::time::timeout(super::pool::WAIT, work)
-            .await
-            .map_err(|_| super::pool::unreachable_database())?
+        self.readers.within(super::pool::WAIT, work).await
     }
 
     async fn release(&self, pks: &[i64]) -> Result<(), StoreError> {

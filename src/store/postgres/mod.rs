@@ -61,11 +61,12 @@ impl PgStore {
     /// starts the writer, the listener of notifications and the tailer of other nodes'
     /// commits, as node `node_id`.
     pub async fn open(url: &str, node_id: &str) -> Result<PgStore, StoreError> {
-        let config: Config = url.parse().map_err(|e| {
+        let mut config: Config = url.parse().map_err(|e| {
             StoreError::Backend(format!(
                 "it is not a PostgreSQL URL like postgres://user@host:5432/db ({e})"
             ))
         })?;
+        pool::keep_alive(&mut config);
         let mut setup = pool::connect(&config).await?;
         schema::migrate(&mut setup).await?;
         let (secret, pruned_through) = schema::open_state(&setup).await?;
@@ -147,9 +148,7 @@ impl Postgres {
             let client = self.readers.get().await?;
             client.execute(sql, params).await.map_err(pg)
         };
-        tokio::time::timeout(pool::READ_TIMEOUT, write)
-            .await
-            .map_err(|_| unreachable_database())?
+        self.readers.within(pool::READ_TIMEOUT, write).await
     }
 
     /// Runs one read on a pooled connection, answering within the read timeout.
@@ -162,9 +161,7 @@ impl Postgres {
             let client = self.readers.get().await?;
             client.query(sql, params).await.map_err(pg)
         };
-        tokio::time::timeout(pool::READ_TIMEOUT, read)
-            .await
-            .map_err(|_| unreachable_database())?
+        self.readers.within(pool::READ_TIMEOUT, read).await
     }
 }
 
