@@ -46,6 +46,13 @@ pub struct Claim {
     pub head: Seq,
 }
 
+/// How many times a node renews its lease per `--lease-ttl`. A renewal may take one
+/// period: one that has not answered when the next is due is given up, and the next
+/// tries on a new connection, so a node with one dead connection keeps its lease. Three,
+/// so that one renewal can fail or be given up and the next still comes before the
+/// node's own fence (`delivery::lease`) stops its attempts.
+pub const RENEWALS_PER_LEASE: u32 = 3;
+
 /// What the nodes of a cluster need of their shared store (docs/api.md §13): leases,
 /// ownership of channels, and messages between nodes. Every call is one short
 /// transaction; the rules (fair share, lapsed leases) are the database's clock's.
@@ -57,7 +64,8 @@ pub trait Membership: Send + Sync {
     async fn join(&self, address: &str, ttl: std::time::Duration) -> Result<(), StoreError>;
 
     /// Extends this node's lease by `ttl` from the database's now. `false` when its
-    /// row is gone: the node was taken for dead and its channels were taken over.
+    /// row is gone: the node was taken for dead and its channels were taken over. It
+    /// answers within a renewal period (`ttl / RENEWALS_PER_LEASE`).
     async fn renew(&self, ttl: std::time::Duration) -> Result<bool, StoreError>;
 
     /// Reaps nodes whose lease lapsed (their channels become unowned), then takes up

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
-use super::{ClusterMessage, Membership};
+use super::{ClusterMessage, Membership, RENEWALS_PER_LEASE};
 use crate::delivery::lease::Lease;
 use crate::delivery::{Dispatcher, CUT_SHORT_WAIT};
 use crate::store::Store;
@@ -174,7 +174,7 @@ impl Work {
     /// Renews the lease every third of it, and joins again when the node was taken for
     /// dead.
     async fn keep_lease(self: Arc<Self>, stop: CancellationToken) {
-        let mut renew = tokio::time::interval(self.ttl / 3);
+        let mut renew = tokio::time::interval(self.ttl / RENEWALS_PER_LEASE);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

@@ -10,9 +10,9 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use super::fair_share::fair_share;
-use super::{Claim, ClusterMessage, Membership, NodeInfo};
+use super::{Claim, ClusterMessage, Membership, NodeInfo, RENEWALS_PER_LEASE};
 use crate::delivery::Adopted;
-use crate::store::postgres::pool::{pg, unreachable_database, WAIT};
+use crate::store::postgres::pool::{pg, WAIT};
 use crate::store::postgres::{PgStore, Postgres};
 use crate::store::sql::{
     channel_from_row, outcome_from_row, under, CHANNEL_COLUMNS, OUTCOME_COLUMNS,
@@ -101,10 +101,13 @@ impl Membership for PgMembership {
                 .await
                 .map_err(pg)
         };
-        // A renewal answered after the lease is gone is no use: it gives up then.
-        let renewed = tokio::time::timeout(ttl, renew)
-            .await
-            .map_err(|_| unreachable_database())??;
+        // A renewal answered after the next is due is no use: it gives up then, and
+        // the next tries on a new connection.
+        let renewed = self
+            .pg()
+            .lease
+            .within(ttl / RENEWALS_PER_LEASE, renew)
+            .await?;
         Ok(renewed == 1)
     }
 
@@ -170,6 +173,9 @@ impl Membership for PgMembership {
                     &format!(
                         "UPDATE channels SET owner_node = $1 WHERE pk IN (
                              SELECT pk FROM channels WHERE owner_node IS NULL ORDER BY pk LIMIT $2 FOR UPDATE SKIP LOCKED)
+                         -- Only under a live lease of its own: a claim that stalled past
+                         -- it (and may have reaped this very node) adopts nothing.
+                         AND EXISTS (SELECT 1 FROM nodes WHERE node_id = $1 AND lease_until_ms >= {DB_NOW})
                          RETURNING {CHANNEL_COLUMNS}"
                     ),
                     &[&node, &want],
@@ -231,9 +237,7 @@ impl Membership for PgMembership {
                 head: head as u64,
             })
         };
-        tokio::time::timeout(WAIT, work)
-            .await
-            .map_err(|_| unreachable_database())?
+        self.pg().readers.within(WAIT, work).await
     }
 
     async fn release(&self, pks: &[i64]) -> Result<(), StoreError> {

@@ -74,6 +74,16 @@ impl Cluster {
         self.urls[i] = format!("{}127.0.0.1:{}{}", &url[..start], proxy.port, &url[end..]);
     }
 
+    /// Starts node 0 again, now reaching the database through a proxy the test can
+    /// cut or black-hole.
+    pub(crate) async fn node_0_behind_proxy(&mut self) -> Proxy {
+        let proxy = Proxy::start(self.database_address()).await;
+        self.sigterm(0);
+        self.route_through(0, &proxy);
+        self.up(0);
+        proxy
+    }
+
     /// Where the database listens, as this process can reach it.
     pub(crate) fn database_address(&self) -> std::net::SocketAddr {
         let config: tokio_postgres::Config = self.database.url.parse().unwrap();
@@ -648,11 +658,7 @@ async fn a_node_cut_off_from_the_database_gives_its_channels_up() {
     let Some(mut cluster) = Cluster::start(2, "partition") else {
         return;
     };
-    // Node 0 again, now reaching the database through a proxy that can be cut.
-    let proxy = Proxy::start(cluster.database_address()).await;
-    cluster.sigterm(0);
-    cluster.route_through(0, &proxy);
-    cluster.up(0);
+    let proxy = cluster.node_0_behind_proxy().await;
     let rx = Arc::new(Receiver::start().await);
     cluster.node(0).watch("/c/cut", "cut-off", &rx.url()).await;
     assert_eq!(

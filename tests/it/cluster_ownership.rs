@@ -18,37 +18,38 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
 
 use crate::cluster::{node_address, Cluster, LEASE};
-use crate::common::proxy::Proxy;
 use crate::common::Api;
 
 /// One attempt a receiver got.
 #[derive(Debug, Clone)]
-struct Attempt {
-    channel: String,
-    node: usize,
+pub(crate) struct Attempt {
+    pub(crate) channel: String,
+    pub(crate) node: usize,
     /// Wall-clock ms when it arrived (the database's clock is this machine's too).
-    at_ms: i64,
-    number: u64,
+    pub(crate) at_ms: i64,
+    pub(crate) number: u64,
     /// The `i` of the event's body, if it has one.
-    event: Option<i64>,
+    pub(crate) event: Option<i64>,
 }
 
 /// How an endpoint answers.
 #[derive(Clone, Copy)]
-enum Answer {
+pub(crate) enum Answer {
     Accept,
     Fail,
     /// Reads the request and never answers.
     Hang,
+    /// Accepts after a while.
+    After(Duration),
 }
 
 /// Every attempt that reached one of the test's endpoints.
 #[derive(Clone, Default)]
-struct Attempts(Arc<Mutex<Vec<Attempt>>>);
+pub(crate) struct Attempts(Arc<Mutex<Vec<Attempt>>>);
 
 impl Attempts {
     /// An endpoint on its own port that records each attempt and answers with `answer`.
-    async fn endpoint(&self, answer: Answer) -> String {
+    pub(crate) async fn endpoint(&self, answer: Answer) -> String {
         async fn handle(
             State((attempts, answer)): State<(Attempts, Answer)>,
             ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -85,6 +86,10 @@ impl Attempts {
                 Answer::Accept => StatusCode::NO_CONTENT,
                 Answer::Fail => StatusCode::INTERNAL_SERVER_ERROR,
                 Answer::Hang => std::future::pending().await,
+                Answer::After(wait) => {
+                    tokio::time::sleep(wait).await;
+                    StatusCode::NO_CONTENT
+                }
             }
         }
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -104,7 +109,7 @@ impl Attempts {
         url
     }
 
-    fn all(&self) -> Vec<Attempt> {
+    pub(crate) fn all(&self) -> Vec<Attempt> {
         self.0.lock().unwrap().clone()
     }
 }
@@ -124,7 +129,7 @@ fn receivers() -> &'static tokio::runtime::Runtime {
     })
 }
 
-fn wall_ms() -> i64 {
+pub(crate) fn wall_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -160,12 +165,12 @@ async fn black_hole() -> (String, Vec<tokio::net::TcpStream>, tokio::net::TcpLis
 }
 
 /// The log of owner changes: a trigger on the cluster's `channels` table.
-struct OwnershipLog {
+pub(crate) struct OwnershipLog {
     client: tokio_postgres::Client,
 }
 
 impl OwnershipLog {
-    async fn install(cluster: &Cluster) -> OwnershipLog {
+    pub(crate) async fn install(cluster: &Cluster) -> OwnershipLog {
         let (client, connection) =
             tokio_postgres::connect(&cluster.database.url, tokio_postgres::NoTls)
                 .await
@@ -190,7 +195,7 @@ impl OwnershipLog {
     }
 
     /// Per channel id, its owners in order, each from when.
-    async fn history(&self) -> HashMap<String, Vec<(i64, Option<String>)>> {
+    pub(crate) async fn history(&self) -> HashMap<String, Vec<(i64, Option<String>)>> {
         let rows = self
             .client
             .query("SELECT id, node, at_ms FROM test_ownership ORDER BY n", &[])
@@ -207,7 +212,7 @@ impl OwnershipLog {
     }
 
     /// Every attempt came from the node that owned its channel when it arrived.
-    async fn assert_every_attempt_by_its_owner(&self, attempts: &[Attempt]) {
+    pub(crate) async fn assert_every_attempt_by_its_owner(&self, attempts: &[Attempt]) {
         let history = self.history().await;
         let mut strays = Vec::new();
         for attempt in attempts {
@@ -237,7 +242,7 @@ impl OwnershipLog {
 }
 
 /// The nodes `GET /v1/cluster` lists: id → (started at, channels owned).
-async fn nodes(api: &Api) -> BTreeMap<String, (String, u64)> {
+pub(crate) async fn nodes(api: &Api) -> BTreeMap<String, (String, u64)> {
     let listed = api.get("/v1/cluster").await.expect(200).json;
     listed["nodes"]
         .as_array()
@@ -257,13 +262,13 @@ async fn nodes(api: &Api) -> BTreeMap<String, (String, u64)> {
 
 /// Publishes `{"i": i}` on `resource` through the nodes in turn every `every` until
 /// stopped; the events acknowledged.
-struct Publisher {
+pub(crate) struct Publisher {
     running: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<BTreeSet<i64>>,
 }
 
 impl Publisher {
-    fn start(apis: Vec<Api>, resource: &'static str, every: Duration) -> Publisher {
+    pub(crate) fn start(apis: Vec<Api>, resource: &'static str, every: Duration) -> Publisher {
         let running = Arc::new(AtomicBool::new(true));
         let task = tokio::spawn({
             let running = running.clone();
@@ -285,14 +290,18 @@ impl Publisher {
         Publisher { running, task }
     }
 
-    async fn stop(self) -> BTreeSet<i64> {
+    pub(crate) async fn stop(self) -> BTreeSet<i64> {
         self.running.store(false, Ordering::SeqCst);
         self.task.await.unwrap()
     }
 }
 
 /// Waits until every channel in `channels` got every event of `acked`.
-async fn until_delivered(attempts: &Attempts, channels: &[String], acked: &BTreeSet<i64>) {
+pub(crate) async fn until_delivered(
+    attempts: &Attempts,
+    channels: &[String],
+    acked: &BTreeSet<i64>,
+) {
     let deadline = Instant::now() + LEASE * 3 + Duration::from_secs(20);
     loop {
         let got: HashMap<&String, BTreeSet<i64>> = {
@@ -411,11 +420,7 @@ async fn a_slow_node_never_attempts_a_channel_it_no_longer_owns() {
     let Some(mut cluster) = Cluster::start(2, "slow") else {
         return;
     };
-    // Node 0 again, now reaching the database through a proxy that can be cut.
-    let proxy = Proxy::start(cluster.database_address()).await;
-    cluster.sigterm(0);
-    cluster.route_through(0, &proxy);
-    cluster.up(0);
+    let proxy = cluster.node_0_behind_proxy().await;
     let ownership = OwnershipLog::install(&cluster).await;
     let attempts = Attempts::default();
     let mut live = Vec::new();
@@ -483,7 +488,7 @@ fn spread(counts: &BTreeMap<String, (String, u64)>, count: usize) -> bool {
 }
 
 /// Waits until `GET /v1/cluster` shows the channels spread evenly over `count` nodes.
-async fn until_spread(api: &Api, count: usize, what: &str) {
+pub(crate) async fn until_spread(api: &Api, count: usize, what: &str) {
     let deadline = Instant::now() + LEASE * 6;
     loop {
         let now = nodes(api).await;

@@ -25,6 +25,7 @@ mod browser;
 mod client_fixtures;
 mod cluster;
 mod cluster_ownership;
+mod cluster_partition;
 mod crash;
 mod database_outage;
 mod delivery;

@@ -62,7 +62,8 @@ impl PgStore {
     /// starts the writer, the listener of notifications and the tailer of other nodes'
     /// commits, as node `node_id`.
     pub async fn open(url: &str, node_id: &str) -> Result<PgStore, StoreError> {
-        let config: Config = url.parse()?;
+        let mut config: Config = url.parse()?;
+        pool::keep_alive(&mut config.server);
         let mut setup = pool::connect(&config).await?;
         schema::migrate(&mut setup).await?;
         let (secret, pruned_through) = schema::open_state(&setup).await?;
@@ -128,9 +129,7 @@ impl Postgres {
             let client = self.readers.get().await?;
             client.execute(sql, params).await.map_err(pg)
         };
-        tokio::time::timeout(pool::READ_TIMEOUT, write)
-            .await
-            .map_err(|_| unreachable_database())?
+        self.readers.within(pool::READ_TIMEOUT, write).await
     }
 
     /// Runs one read on a pooled connection, answering within the read timeout.
@@ -143,9 +142,7 @@ impl Postgres {
             let client = self.readers.get().await?;
             client.query(sql, params).await.map_err(pg)
         };
-        tokio::time::timeout(pool::READ_TIMEOUT, read)
-            .await
-            .map_err(|_| unreachable_database())?
+        self.readers.within(pool::READ_TIMEOUT, read).await
     }
 }
 

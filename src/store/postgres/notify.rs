@@ -84,6 +84,16 @@ pub(super) fn spawn_listener(
     });
 }
 
+/// How often the listener asks the database something on its connection. Notifications
+/// only ever come one way: without a question of its own it would never learn that its
+/// link went silent. Every 2 s, so that with [`LISTEN_DEADLINE`] a dead link is found
+/// within 5 s, well within a lease; an empty query costs the server nothing.
+const LISTEN_PING: Duration = Duration::from_secs(2);
+/// Longest connecting, starting to listen or one ping may take before the listener
+/// gives its connection up and connects anew: what the pool allows a connection
+/// (`pool::CONNECT_TIMEOUT`), since a healthy server answers these at once.
+const LISTEN_DEADLINE: Duration = Duration::from_secs(3);
+
 async fn listen(
     config: &Config,
     topics: &Topics,
@@ -91,9 +101,20 @@ async fn listen(
     messages: &mpsc::UnboundedSender<String>,
     stop: &CancellationToken,
 ) -> Result<(), StoreError> {
-    let (client, mut connection) = super::pool::open(config).await?;
+    async fn in_time<T>(
+        answer: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(LISTEN_DEADLINE, answer)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Backend(format!(
+                    "the notification connection did not answer within {LISTEN_DEADLINE:?}"
+                )))
+            })
+    }
+    let (client, mut connection) = in_time(super::pool::open(config)).await?;
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let driver = tokio::spawn(async move {
+    let _driver = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
         let mut stream = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(message) = stream.next().await {
             match message {
@@ -104,28 +125,25 @@ async fn listen(
                 Err(_) => break,
             }
         }
-    });
-    client
-        .batch_execute(&format!("LISTEN {}; LISTEN {}", topics.log, topics.cluster))
-        .await
-        .map_err(pg)?;
+    }));
+    let listening = format!("LISTEN {}; LISTEN {}", topics.log, topics.cluster);
+    in_time(async { client.batch_execute(&listening).await.map_err(pg) }).await?;
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + LISTEN_PING, LISTEN_PING);
     loop {
         tokio::select! {
-            _ = stop.cancelled() => break,
+            _ = stop.cancelled() => return Ok(()),
+            _ = ping.tick() => in_time(async { client.batch_execute("").await.map_err(pg) }).await?,
             received = rx.recv() => match received {
                 Some((topic, _)) if topic == topics.log => log.notify_one(),
                 Some((_, payload)) => {
                     let _ = messages.send(payload);
                 }
                 None => {
-                    driver.abort();
                     return Err(StoreError::Backend("the notification connection closed".into()));
                 }
             },
         }
     }
-    driver.abort();
-    Ok(())
 }
 
 /// Feeds this node the events other nodes commit, in position order: woken by their

@@ -1,6 +1,12 @@
 //! A small pool of PostgreSQL connections: opened on demand, reused while they are
 //! healthy, dropped when the server closed them. Every wait is bounded, so a call that
 //! needs an unreachable database fails within [`WAIT`] instead of hanging.
+//!
+//! A link can also go silent: packets vanish without a reset, so no connection is
+//! closed and nothing fails by itself. Two things guard against it: the kernel watches
+//! every connection ([`keep_alive`]), and a call that misses its deadline
+//! ([`Pool::within`]) takes the pool's connections with it, so the next call opens a
+//! new one instead of queueing behind a dead one.
 
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
@@ -27,26 +33,81 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// and claims until it woke; healthy transactions send their statements back to back.
 /// Shorter than [`WAIT`], so a call queued behind such a stall still gets its answer.
 pub const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(3);
+/// How long a connection may carry nothing before the kernel probes its link. Short,
+/// because the nodes of a cluster must find a dead link within a lease (`--lease-ttl`,
+/// 10 s by default); a probe is a few bytes.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
+/// Between two probes that got no answer.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+/// Probes without an answer before the kernel gives the connection up: with
+/// [`KEEPALIVE_IDLE`], an idle connection on a dead link ends within 10 s.
+const KEEPALIVE_RETRIES: u32 = 5;
+/// Longest what a connection sent may go unacknowledged before the kernel gives it up:
+/// a call waiting on a dead link ends within 10 s too, not after the kernel's own
+/// limit of about 15 minutes of retransmissions.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Pool {
     config: Config,
-    idle: Mutex<Vec<Client>>,
+    idle: Mutex<Idle>,
     permits: Arc<Semaphore>,
 }
 
-/// A connection lent by the pool; it goes back when dropped, unless it was closed.
+/// The pool's idle connections. A call that missed its deadline starts a new
+/// generation: the connections of earlier ones are not reused.
+#[derive(Default)]
+struct Idle {
+    clients: Vec<Client>,
+    generation: u64,
+}
+
+/// A connection lent by the pool; it goes back when dropped, unless it was closed or
+/// the pool gave up its connections meanwhile.
 pub struct Lent<'a> {
     pool: &'a Pool,
     client: Option<Client>,
+    generation: u64,
     _permit: OwnedSemaphorePermit,
+}
+
+/// Sets how the kernel watches each connection's link: TCP keepalives and a limit on
+/// unacknowledged data, so that a connection on a link that went silent ends within
+/// seconds, and whatever waits on it fails.
+pub fn keep_alive(config: &mut tokio_postgres::Config) {
+    config
+        .keepalives(true)
+        .keepalives_idle(KEEPALIVE_IDLE)
+        .keepalives_interval(KEEPALIVE_INTERVAL)
+        .keepalives_retries(KEEPALIVE_RETRIES)
+        .tcp_user_timeout(TCP_USER_TIMEOUT);
 }
 
 impl Pool {
     pub fn new(config: Config, size: usize) -> Pool {
         Pool {
             config,
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::default(),
             permits: Arc::new(Semaphore::new(size.max(1))),
+        }
+    }
+
+    /// Runs `work`, which takes its connections from this pool, answering within
+    /// `limit`. Work that misses it may be waiting on a link that went silent, where
+    /// every connection of the pool is: the pool gives them all up (those lent now are
+    /// not taken back), and the next call connects anew.
+    pub async fn within<T>(
+        &self,
+        limit: Duration,
+        work: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(limit, work).await {
+            Ok(done) => done,
+            Err(_) => {
+                let mut idle = self.idle.lock().unwrap();
+                idle.generation += 1;
+                idle.clients.clear();
+                Err(unreachable_database())
+            }
         }
     }
 
@@ -59,9 +120,10 @@ impl Pool {
                 .acquire_owned()
                 .await
                 .map_err(|_| StoreError::Closed)?;
-            let reused = {
+            let (reused, generation) = {
                 let mut idle = self.idle.lock().unwrap();
-                std::iter::from_fn(|| idle.pop()).find(|c| !c.is_closed())
+                let reused = std::iter::from_fn(|| idle.clients.pop()).find(|c| !c.is_closed());
+                (reused, idle.generation)
             };
             let client = match reused {
                 Some(client) => client,
@@ -70,6 +132,7 @@ impl Pool {
             Ok(Lent {
                 pool: self,
                 client: Some(client),
+                generation,
                 _permit: permit,
             })
         };
@@ -81,15 +144,10 @@ impl Pool {
 
 impl Reads for Pool {
     fn read<T: Send + 'static>(&self, sql: String, params: Params, map: Map<T>) -> ReadRows<'_, T> {
-        Box::pin(async move {
-            let read = async {
-                let client = self.get().await?;
-                On(&*client).query(&sql, params, map).await
-            };
-            tokio::time::timeout(READ_TIMEOUT, read)
-                .await
-                .map_err(|_| unreachable_database())?
-        })
+        Box::pin(self.within(READ_TIMEOUT, async move {
+            let client = self.get().await?;
+            On(&*client).query(&sql, params, map).await
+        }))
     }
 }
 
@@ -110,7 +168,10 @@ impl std::ops::DerefMut for Lent<'_> {
 impl Drop for Lent<'_> {
     fn drop(&mut self) {
         if let Some(client) = self.client.take().filter(|c| !c.is_closed()) {
-            self.pool.idle.lock().unwrap().push(client);
+            let mut idle = self.pool.idle.lock().unwrap();
+            if idle.generation == self.generation {
+                idle.clients.push(client);
+            }
         }
     }
 }
@@ -217,6 +278,49 @@ pub fn pg(e: tokio_postgres::Error) -> StoreError {
 mod tests {
     use super::*;
     use crate::store::conformance::Place;
+
+    /// This connection's server process: which connection a call got.
+    async fn backend(pool: &Pool) -> Result<i32, StoreError> {
+        pool.within(WAIT, async {
+            let client = pool.get().await?;
+            let row = client.query_one("SELECT pg_backend_pid()", &[]).await;
+            Ok(row.map_err(pg)?.get(0))
+        })
+        .await
+    }
+
+    /// A call that misses its deadline takes the pool's connections with it: the next
+    /// call gets a new connection at once, instead of queueing behind the answer that
+    /// did not come (on a link that went silent, it never comes).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_past_its_deadline_leaves_its_connection_behind() {
+        let Some(Place::Postgres { url, .. }) = Place::postgres().await else {
+            return;
+        };
+        let pool = Pool::new(url.parse().unwrap(), 1);
+        let first = backend(&pool).await.unwrap();
+        assert_eq!(
+            backend(&pool).await.unwrap(),
+            first,
+            "a healthy one is reused"
+        );
+        let late = pool.within(Duration::from_millis(200), async {
+            let client = pool.get().await?;
+            client.execute("SELECT pg_sleep(5)", &[]).await.map_err(pg)
+        });
+        assert!(late.await.is_err(), "the deadline ends the call");
+        let started = std::time::Instant::now();
+        let next = backend(&pool).await.unwrap();
+        assert_ne!(
+            next, first,
+            "the next call went to the connection left behind"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the next call waited {:?}",
+            started.elapsed()
+        );
+    }
 
     /// A session of this process that stalls inside a transaction holding the log's
     /// head row is ended by the server, so every other writer goes on: a stopped node
