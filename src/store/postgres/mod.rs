@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use self::notify::Topics;
+use self::notify::{Topics, WakeUps};
 use self::pool::{pg, unreachable_database, Pool};
 use self::rows::On;
 use self::tls::Config;
@@ -77,16 +77,18 @@ impl PgStore {
         let log = Arc::new(tokio::sync::Notify::new());
         let feed = wiring.feed(head, Some(log.clone()));
         let topics = Topics::of(&secret);
+        let readers = Arc::new(Pool::new(config.clone(), READ_CONNECTIONS));
+        let background = CancellationToken::new();
+        let wake_ups = WakeUps::spawn(readers.clone(), topics.clone(), head, background.clone());
         let database = PgDatabase {
             node_id: node_id.to_string(),
             topics: topics.clone(),
+            wake_ups,
             config: config.clone(),
             client: Some(setup),
             statements: HashMap::new(),
         };
         let writer_task = tokio::spawn(wiring.writer(database, feed.clone()).run(ops));
-        let readers = Arc::new(Pool::new(config.clone(), READ_CONNECTIONS));
-        let background = CancellationToken::new();
         let (told_tx, told) = mpsc::unbounded_channel();
         notify::spawn_listener(
             config.clone(),

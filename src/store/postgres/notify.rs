@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::pool::{pg, Pool};
 use super::tls::Config;
+use crate::model::Seq;
 use crate::store::batch::Feed;
 use crate::store::sql::{event_from_row, Reads, EVENT_COLUMNS};
 use crate::store::StoreError;
@@ -52,6 +53,51 @@ impl Topics {
         }
     }
 }
+/// Tells other nodes of new events once they are committed: each commit hands its head
+/// over without waiting, and one task sends the newest head on a connection of its
+/// own, so that many commits in a row cost one notification.
+#[derive(Clone)]
+pub struct WakeUps {
+    newest: Arc<tokio::sync::watch::Sender<Seq>>,
+}
+
+impl WakeUps {
+    /// Starts the task that sends them on `pool`, until `stop`.
+    pub fn spawn(pool: Arc<Pool>, topics: Topics, head: Seq, stop: CancellationToken) -> WakeUps {
+        let (newest, mut changed) = tokio::sync::watch::channel(head);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    next = changed.changed() => if next.is_err() { return },
+                }
+                let head = changed.borrow_and_update().to_string();
+                let sent = pool.read(
+                    "SELECT pg_notify($1, $2)".to_string(),
+                    crate::store::sql::params![topics.log.clone(), head],
+                    |_| Ok(()),
+                );
+                // A lost wake-up costs the others at most the tailer's backstop.
+                if let Err(e) = sent.await {
+                    tracing::debug!(error = %e, "could not wake the other nodes");
+                }
+            }
+        });
+        WakeUps {
+            newest: Arc::new(newest),
+        }
+    }
+
+    /// Transactions up to `head` are committed.
+    pub fn committed(&self, head: Seq) {
+        self.newest.send_if_modified(|newest| {
+            let newer = head > *newest;
+            *newest = (*newest).max(head);
+            newer
+        });
+    }
+}
+
 /// Most events the tailer feeds per read.
 const TAIL_PAGE: i64 = 4096;
 /// The tailer reads the log at least this often, should a notification be lost.

@@ -15,7 +15,7 @@ use futures_util::try_join;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
-use super::notify::{removal_notice, Topics};
+use super::notify::{removal_notice, Topics, WakeUps};
 use super::pool::{connect, pg};
 use super::rows::On;
 use super::tls::Config;
@@ -30,8 +30,10 @@ use crate::store::StoreError;
 pub struct PgDatabase {
     /// This node's id: the channels it creates are its own to deliver.
     pub node_id: String,
-    /// Where other nodes hear of new events and removals.
+    /// Where other nodes hear of removals.
     pub topics: Topics,
+    /// Where other nodes hear of new events, after each commit.
+    pub wake_ups: WakeUps,
     pub config: Config,
     pub client: Option<Client>,
     pub statements: HashMap<&'static str, Statement>,
@@ -42,6 +44,7 @@ pub struct PgTx<'a> {
     statements: Prepared,
     node_id: &'a str,
     topics: &'a Topics,
+    wake_ups: &'a WakeUps,
     head_at_start: Seq,
     head: Seq,
     /// Events appended in this transaction, inserted at its end.
@@ -104,7 +107,6 @@ impl PgDatabase {
                      FROM UNNEST($1::int8[], $2::int8[], $3::bool[]) AS v(pk, since, disabled) WHERE c.pk = v.pk",
                 )
                 .await?,
-            notify: self.statement("SELECT pg_notify($1, $2)").await?,
         })
     }
 }
@@ -121,6 +123,7 @@ impl Database for PgDatabase {
         let PgDatabase {
             node_id,
             topics,
+            wake_ups,
             client,
             ..
         } = self;
@@ -137,6 +140,7 @@ impl Database for PgDatabase {
             statements,
             node_id,
             topics,
+            wake_ups,
             head_at_start: head,
             head,
             appended: Vec::new(),
@@ -208,10 +212,8 @@ impl Transaction for PgTx<'_> {
         // together, so tokio-postgres pipelines them (sent at once, one round trip
         // instead of one each). The server still runs them in the order sent.
         let (tx, statements, head) = (&self.tx, &self.statements, self.head);
-        let (head_number, head_text) = (head as i64, head.to_string());
+        let head_number = head as i64;
         let set_head: [&(dyn ToSql + Sync); 1] = [&head_number];
-        // Other nodes wake on it (docs/api.md §13); delivered at commit.
-        let notify: [&(dyn ToSql + Sync); 2] = [&self.topics.log, &head_text];
         let appended = &self.appended;
         let write_events = async {
             if head == self.head_at_start {
@@ -221,7 +223,6 @@ impl Transaction for PgTx<'_> {
                 insert_events(tx, statements, appended),
                 update_prefixes(tx, statements, appended, now),
                 execute(tx, &statements.set_head, &set_head),
-                execute(tx, &statements.notify, &notify),
             )
             .map(|_| ())
         };
@@ -229,7 +230,14 @@ impl Transaction for PgTx<'_> {
     }
 
     async fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().await.map_err(pg)
+        self.tx.commit().await.map_err(pg)?;
+        // Other nodes wake on it (docs/api.md §13). Sent after the commit, not inside
+        // it: a transaction that notifies takes a database-wide lock while it commits,
+        // which would put every node's commits in one line.
+        if self.head != self.head_at_start {
+            self.wake_ups.committed(self.head);
+        }
+        Ok(())
     }
 }
 
@@ -242,7 +250,6 @@ struct Prepared {
     progress: Statement,
     outcomes: Statement,
     health: Statement,
-    notify: Statement,
 }
 
 async fn insert_events(
