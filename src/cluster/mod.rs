@@ -44,6 +44,9 @@ pub struct Claim {
     /// The log's head when the claim was made: `Adopted::owed` counts every event up
     /// to it.
     pub head: Seq,
+    /// This node's channels removed through other nodes that it has not settled: the
+    /// message telling it may have been lost (sent while its listener reconnected).
+    pub removed: Vec<i64>,
 }
 
 /// How many times a node renews its lease per `--lease-ttl`. A renewal may take one

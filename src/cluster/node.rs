@@ -218,6 +218,14 @@ impl Work {
         }
     }
 
+    /// Stops channels removed through other nodes, then says so.
+    async fn settle(&self, pks: Vec<i64>) {
+        self.dispatcher.drop_channels(pks.clone()).await;
+        if let Err(e) = self.membership().settle_removals(&pks).await {
+            tracing::warn!(error = %e, "could not settle a removal");
+        }
+    }
+
     /// Answers the other nodes' messages.
     async fn listen(
         self: Arc<Self>,
@@ -273,6 +281,9 @@ impl Work {
             tracing::info!(channels = claim.adopted.len(), "took channels over");
             self.dispatcher.adopt(claim.adopted, claim.head);
         }
+        if !claim.removed.is_empty() {
+            self.settle(claim.removed).await;
+        }
         claim.excess
     }
 
@@ -318,10 +329,7 @@ impl Work {
         match message {
             ClusterMessage::Rebalance => self.rebalance.notify_one(),
             ClusterMessage::Removed { pk, node } if node == membership.node_id() => {
-                self.dispatcher.drop_channels(vec![pk]).await;
-                if let Err(e) = membership.settle_removals(&[pk]).await {
-                    tracing::warn!(error = %e, "could not settle a removal");
-                }
+                self.settle(vec![pk]).await
             }
             ClusterMessage::Removed { .. } => {}
             ClusterMessage::Enable { pk } => {

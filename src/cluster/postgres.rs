@@ -210,6 +210,10 @@ impl Membership for PgMembership {
                 )
                 .await
                 .map_err(pg)?;
+            let removed_rows = tx
+                .query("SELECT pk FROM removals WHERE owner_node = $1", &[&node])
+                .await
+                .map_err(pg)?;
             let retry_rows = tx
                 .query(
                     &format!("SELECT {OUTCOME_COLUMNS} FROM outcomes o WHERE o.channel_pk = ANY($1) AND o.status = 'pending'"),
@@ -235,6 +239,7 @@ impl Membership for PgMembership {
                     .collect(),
                 excess: share.surplus as usize,
                 head: head as u64,
+                removed: removed_rows.iter().map(|r| r.get(0)).collect(),
             })
         };
         self.pg().readers.within(WAIT, work).await
@@ -395,5 +400,42 @@ mod tests {
         // Each owes its sync too.
         let want = [("all", 6), ("b", 2), ("within", 3)].map(|(id, n)| (id.to_string(), n));
         assert_eq!(owed, want.into_iter().collect());
+    }
+
+    /// A claim round hands a node the removals made through other nodes that it has not
+    /// settled, so that a lost message never leaves a removed channel delivered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_claim_returns_removals_waiting_for_this_node() {
+        let Some(place) = Place::postgres().await else {
+            return;
+        };
+        let Place::Postgres { url, .. } = &place else {
+            unreachable!()
+        };
+        let ttl = std::time::Duration::from_secs(30);
+        let first = Arc::new(PgStore::open(url, "owner").await.unwrap());
+        let owner = PgMembership::new(first.clone());
+        owner.join("http://owner", ttl).await.unwrap();
+        let created = first
+            .create_channel(channel("o", "c", "/a"), 10)
+            .await
+            .unwrap();
+        assert!(owner.claim(10).await.unwrap().removed.is_empty());
+
+        let second = PgStore::open(url, "other").await.unwrap();
+        let removed = second
+            .remove_channels(crate::store::Removal::Stop {
+                owner: "o".into(),
+                id: "c".into(),
+                resource_id: "rid".into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(removed.elsewhere, vec![created.channel.pk]);
+        let claim = owner.claim(10).await.unwrap();
+        assert_eq!(claim.removed, vec![created.channel.pk]);
+        owner.settle_removals(&claim.removed).await.unwrap();
+        assert!(owner.claim(10).await.unwrap().removed.is_empty());
+        assert!(owner.removal_settled(created.channel.pk).await.unwrap());
     }
 }
