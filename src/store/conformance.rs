@@ -503,6 +503,39 @@ async fn idempotent_appends_replay_or_conflict(place: Place) {
     );
 }
 
+/// One Idempotency-Key raced through two writers (on PostgreSQL, two nodes) appends
+/// once: every other publish is answered from the first.
+async fn an_idempotency_key_raced_through_two_writers_appends_once(place: Place) {
+    let first = place.open().await;
+    let second = place.another(&first).await;
+    for round in 0..20 {
+        let idem = || {
+            Some(Idempotency {
+                owner: "o".into(),
+                key: format!("k{round}"),
+                body_hash: "h".into(),
+            })
+        };
+        let before = first.head().await.unwrap();
+        let (a, b) = tokio::join!(
+            first.append(vec![event("/race")], idem()),
+            second.append(vec![event("/race")], idem()),
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(
+            a.last_seq, b.last_seq,
+            "round {round}: one publish, one answer"
+        );
+        assert!(a.replayed != b.replayed, "round {round}: {a:?} {b:?}");
+        let appended = first
+            .read_matching(&under("/race"), before, 10)
+            .await
+            .unwrap()
+            .events;
+        assert_eq!(appended.len(), 1, "round {round}: appended once");
+    }
+}
+
 /// A channel on `/` kept within a key's prefixes keeps them across a restart, and
 /// covers nothing else.
 async fn a_channel_keeps_what_it_covers(place: Place) {
@@ -558,6 +591,7 @@ conformance!(
     delivery_bookkeeping_is_kept,
     pruning_keeps_what_channels_owe_and_clears_the_rest,
     idempotent_appends_replay_or_conflict,
+    an_idempotency_key_raced_through_two_writers_appends_once,
     a_channel_keeps_what_it_covers,
 );
 

@@ -33,6 +33,16 @@ pub async fn append<T: Transaction>(
     now: i64,
 ) -> Answer<(PublishReceipt, Vec<SharedEvent>)> {
     if let Some(idem) = &idempotency {
+        // The key is claimed before anything is read: where writers run in parallel
+        // (PostgreSQL), a second transaction inserting the same key waits here for the
+        // first to commit, then finds its answer. A read first would let both publish.
+        let claimed = tx
+            .execute(
+                "INSERT INTO idempotency (owner, key, body_hash, last_seq, count, created_ms) VALUES ($1, $2, $3, 0, 0, $4)
+                 ON CONFLICT (owner, key) DO NOTHING",
+                params![&idem.owner, &idem.key, &idem.body_hash, now],
+            )
+            .await?;
         fn remembered(row: &dyn Row) -> Result<RememberedPublish, StoreError> {
             Ok(RememberedPublish {
                 body_hash: row.text(0)?,
@@ -41,15 +51,18 @@ pub async fn append<T: Transaction>(
                 created_ms: row.int(3)?,
             })
         }
-        let earlier = tx
-            .query(
+        let earlier = match claimed {
+            1 => None,
+            _ => tx
+                .query(
                 "SELECT body_hash, last_seq, count, created_ms FROM idempotency WHERE owner = $1 AND key = $2",
                 params![&idem.owner, &idem.key],
-                remembered,
-            )
-            .await?
-            .into_iter()
-            .next();
+                    remembered,
+                )
+                .await?
+                .into_iter()
+                .next(),
+        };
         if let Some(answer) = idempotent_answer(earlier, idem, now) {
             return Ok(answer.map(|receipt| (receipt, Vec::new())));
         }
@@ -62,9 +75,7 @@ pub async fn append<T: Transaction>(
     };
     if let Some(idem) = idempotency {
         tx.execute(
-            "INSERT INTO idempotency (owner, key, body_hash, last_seq, count, created_ms) VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (owner, key) DO UPDATE SET body_hash = excluded.body_hash, last_seq = excluded.last_seq,
-                count = excluded.count, created_ms = excluded.created_ms",
+            "UPDATE idempotency SET body_hash = $3, last_seq = $4, count = $5, created_ms = $6 WHERE owner = $1 AND key = $2",
             params![idem.owner, idem.key, idem.body_hash, receipt.last_seq, receipt.count as u64, now],
         )
         .await?;
