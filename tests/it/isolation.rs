@@ -195,7 +195,19 @@ async fn retry_after_holds_every_channel_of_the_host() {
         .publish(json!({"resource": "/told", "state": "exists"}))
         .await;
     let told_at = rx.next().await.at;
-    assert_eq!(host_state(&gateway, "other").await["state"], "limited");
+    // The receiver has answered; the gateway takes the answer in a moment later.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let state = host_state(&gateway, "other").await["state"].clone();
+        if state == "limited" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the host was never limited: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     rx.respond(|_| (204, vec![]));
     gateway
         .publish(json!({"resource": "/other", "state": "exists"}))
