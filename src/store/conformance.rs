@@ -106,6 +106,29 @@ pub(crate) fn channel(owner: &str, id: &str, resource: &str) -> ChannelSpec {
     }
 }
 
+/// The key of a channel just stored.
+pub(crate) async fn stored(store: &Arc<dyn Store>, spec: ChannelSpec) -> i64 {
+    store.create_channel(spec, 10).await.unwrap().channel.pk
+}
+
+/// A delivery-log entry of channel `pk` for position `seq`, last attempted at `at_ms`.
+pub(crate) fn entry(pk: i64, seq: Seq, status: OutcomeStatus, at_ms: i64) -> Outcome {
+    Outcome {
+        channel_pk: pk,
+        seq,
+        message_number: seq + 1,
+        state: crate::model::ResourceState::Exists,
+        status,
+        attempts: 1,
+        last_status: None,
+        last_error: None,
+        at_ms,
+        next_retry_ms: None,
+        first_attempt_ms: Some(at_ms),
+        recent: vec![],
+    }
+}
+
 fn watcher(pattern: &str) -> ChannelSpec {
     ChannelSpec {
         kind: ChannelKind::Watcher,
@@ -480,6 +503,34 @@ async fn pruning_keeps_what_channels_owe_and_clears_the_rest(place: Place) {
     assert!(store.size_bytes().await.unwrap() > 0);
 }
 
+/// Retention never loses pending work: a delivery-log entry awaiting a retry stays
+/// however old it is, while old entries nothing holds go.
+async fn pruning_keeps_pending_delivery_log_entries(place: Place) {
+    let store = place.open().await;
+    let pk = stored(&store, channel("o", "c", "/q")).await;
+    for from in [0, 1000] {
+        let batch = (from..from + 1000).map(|i| event(&format!("/q/{i}")));
+        store.append(batch.collect(), None).await.unwrap();
+    }
+    let long_ago = now_ms() - 60_000;
+    store.record_outcome(entry(pk, 5, OutcomeStatus::Delivered, long_ago));
+    store.record_outcome(entry(pk, 1500, OutcomeStatus::Pending, long_ago));
+    store.record_progress(pk, store.head().await.unwrap());
+    store.flush().await.unwrap();
+    let before = now_ms() - 1000;
+    while store.prune(0, before).await.unwrap().more {}
+    let left = store.list_outcomes(pk, None, None, 10).await.unwrap();
+    let seqs: Vec<Seq> = left.iter().map(|e| e.outcome.seq).collect();
+    assert_eq!(
+        seqs,
+        [1500],
+        "the old delivered entry went, the pending one stayed"
+    );
+    let resumed = store.awaiting_retry().await.unwrap();
+    assert_eq!(resumed.iter().map(|o| o.seq).collect::<Vec<_>>(), [1500]);
+    assert_eq!(store.pruned_through(), 0, "no event was old enough");
+}
+
 async fn idempotent_appends_replay_or_conflict(place: Place) {
     let store = place.open().await;
     let idem = |hash: &str| {
@@ -557,6 +608,7 @@ conformance!(
     watcher_rules_and_quotas_hold_across_writers,
     delivery_bookkeeping_is_kept,
     pruning_keeps_what_channels_owe_and_clears_the_rest,
+    pruning_keeps_pending_delivery_log_entries,
     idempotent_appends_replay_or_conflict,
     a_channel_keeps_what_it_covers,
 );

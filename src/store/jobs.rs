@@ -371,8 +371,10 @@ pub async fn prune<T: Transaction>(
             report.pruned_through as i64,
         ),
         (
+            // A pending entry stays however old: its notification resumes its attempts
+            // and its retry budget from it.
             "DELETE FROM outcomes WHERE (channel_pk, seq) IN
-                 (SELECT channel_pk, seq FROM outcomes WHERE at_ms < $1 ORDER BY at_ms LIMIT $2)",
+                 (SELECT channel_pk, seq FROM outcomes WHERE at_ms < $1 AND status <> 'pending' ORDER BY at_ms LIMIT $2)",
             outcomes_before_ms,
         ),
         (

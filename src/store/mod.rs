@@ -30,8 +30,9 @@
 //! - **Bookkeeping** (progress, outcomes, health) is recorded asynchronously and
 //!   batched (`records`); `flush` makes what was recorded so far durable. Losing it in
 //!   a crash only means redelivery with the same message numbers.
-//! - **Pruning** never removes an event above any stored channel's progress, and
-//!   `pruned_through` tells readers below which cursor the log is incomplete.
+//! - **Pruning** never removes an event above any stored channel's progress, nor a
+//!   delivery-log entry awaiting a retry, and `pruned_through` tells readers below
+//!   which cursor the log is incomplete.
 //! - **Trouble** is `StoreError::Backend` (a `503`), within 5 s for a database that
 //!   does not answer, never a hang; a backend reconnects by itself.
 
@@ -223,7 +224,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// One bounded step of pruning: events older than `events_before_ms` that every
     /// channel is past (and the polling entries left without events), delivery-log
-    /// entries and removed-channel records older than `outcomes_before_ms`. Callers
+    /// entries (but pending ones) and removed-channel records older than
+    /// `outcomes_before_ms`. Callers
     /// repeat it while `more` says a chunk limit was reached.
     async fn prune(
         &self,
