@@ -12,12 +12,16 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::postgres::PgStore;
+use super::postgres::{PartitionSize, PgStore};
 use super::sqlite::SqliteStore;
 use super::{EventPage, Idempotency, Removal, Store, StoreError};
 use crate::model::{
     now_ms, ChannelKind, ChannelSpec, Coverage, NewEvent, Outcome, OutcomeStatus, Seq,
 };
+
+/// The width of the PostgreSQL log's partitions in these tests: known positions, so
+/// that what pruning leaves is the same on both stores.
+pub const TEST_PARTITION_POSITIONS: Seq = 1_000;
 
 /// Where a test's store lives; `open` may be called again (a restart), and for
 /// PostgreSQL while another instance is open (another node).
@@ -51,13 +55,24 @@ impl Place {
         })
     }
 
+    /// [`Place::postgres`], and its database's URL.
+    pub async fn postgres_and_url() -> Option<(Place, String)> {
+        let place = Place::postgres().await?;
+        let Place::Postgres { url, .. } = &place else {
+            unreachable!()
+        };
+        let url = url.clone();
+        Some((place, url))
+    }
+
     pub async fn open(&self) -> Arc<dyn Store> {
         match self {
             Place::Sqlite(dir) => Arc::new(SqliteStore::open(dir.path()).unwrap()),
             Place::Postgres { url, .. } => {
                 static NODE: AtomicUsize = AtomicUsize::new(0);
                 let node = format!("test-node-{}", NODE.fetch_add(1, Ordering::Relaxed));
-                Arc::new(PgStore::open(url, &node).await.unwrap())
+                let size = PartitionSize::Fixed(TEST_PARTITION_POSITIONS);
+                Arc::new(PgStore::open_with(url, &node, size).await.unwrap())
             }
         }
     }
@@ -503,6 +518,45 @@ async fn pruning_keeps_what_channels_owe_and_clears_the_rest(place: Place) {
     assert!(store.size_bytes().await.unwrap() > 0);
 }
 
+/// A log all of which is due goes whole, however little it holds, and goes on from
+/// there: `pruned_through` is its head, and what comes after is kept and read.
+async fn pruning_takes_a_log_all_due(place: Place) {
+    let store = place.open().await;
+    let pk = stored(&store, channel("o", "c", "/s")).await;
+    let head = store
+        .append(vec![event("/s/1"), event("/s/2"), event("/s/3")], None)
+        .await
+        .unwrap()
+        .last_seq;
+    store.record_progress(pk, head);
+    store.record_outcome(entry(pk, head, OutcomeStatus::Delivered, now_ms() - 60_000));
+    store.flush().await.unwrap();
+    let everything = now_ms() + 1;
+    while store.prune(everything, everything).await.unwrap().more {}
+    assert_eq!(store.pruned_through(), head);
+    assert!(store.read_log(0, 10).await.unwrap().is_empty());
+    assert!(store
+        .list_outcomes(pk, None, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let next = store
+        .append(vec![event("/s/4")], None)
+        .await
+        .unwrap()
+        .last_seq;
+    let page = store.read_matching(&under("/s"), head, 10).await.unwrap();
+    assert_eq!(
+        page.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [next]
+    );
+    // The channel is behind the new event now: it stays, however old.
+    while store.prune(now_ms() + 1, now_ms() + 1).await.unwrap().more {}
+    assert_eq!(store.pruned_through(), head);
+    assert_eq!(store.read_log(0, 10).await.unwrap().len(), 1);
+}
+
 /// Retention never loses pending work: a delivery-log entry awaiting a retry stays
 /// however old it is, while old entries nothing holds go.
 async fn pruning_keeps_pending_delivery_log_entries(place: Place) {
@@ -609,6 +663,7 @@ conformance!(
     delivery_bookkeeping_is_kept,
     pruning_keeps_what_channels_owe_and_clears_the_rest,
     pruning_keeps_pending_delivery_log_entries,
+    pruning_takes_a_log_all_due,
     idempotent_appends_replay_or_conflict,
     a_channel_keeps_what_it_covers,
 );
