@@ -12,12 +12,16 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::postgres::PgStore;
+use super::postgres::{PartitionSize, PgStore};
 use super::sqlite::SqliteStore;
 use super::{EventPage, Idempotency, Removal, Store, StoreError};
 use crate::model::{
     now_ms, ChannelKind, ChannelSpec, Coverage, NewEvent, Outcome, OutcomeStatus, Seq,
 };
+
+/// The width of the PostgreSQL log's partitions in these tests: known positions, so
+/// that what pruning leaves is the same on both stores.
+pub const TEST_PARTITION_POSITIONS: Seq = 1_000;
 
 /// Where a test's store lives; `open` may be called again (a restart), and for
 /// PostgreSQL while another instance is open (another node).
@@ -51,13 +55,24 @@ impl Place {
         })
     }
 
+    /// [`Place::postgres`], and its database's URL.
+    pub async fn postgres_and_url() -> Option<(Place, String)> {
+        let place = Place::postgres().await?;
+        let Place::Postgres { url, .. } = &place else {
+            unreachable!()
+        };
+        let url = url.clone();
+        Some((place, url))
+    }
+
     pub async fn open(&self) -> Arc<dyn Store> {
         match self {
             Place::Sqlite(dir) => Arc::new(SqliteStore::open(dir.path()).unwrap()),
             Place::Postgres { url, .. } => {
                 static NODE: AtomicUsize = AtomicUsize::new(0);
                 let node = format!("test-node-{}", NODE.fetch_add(1, Ordering::Relaxed));
-                Arc::new(PgStore::open(url, &node).await.unwrap())
+                let size = PartitionSize::Fixed(TEST_PARTITION_POSITIONS);
+                Arc::new(PgStore::open_with(url, &node, size).await.unwrap())
             }
         }
     }
@@ -103,6 +118,29 @@ pub(crate) fn channel(owner: &str, id: &str, resource: &str) -> ChannelSpec {
         signing_secret: None,
         created_ms: 0,
         within: None,
+    }
+}
+
+/// The key of a channel just stored.
+pub(crate) async fn stored(store: &Arc<dyn Store>, spec: ChannelSpec) -> i64 {
+    store.create_channel(spec, 10).await.unwrap().channel.pk
+}
+
+/// A delivery-log entry of channel `pk` for position `seq`, last attempted at `at_ms`.
+pub(crate) fn entry(pk: i64, seq: Seq, status: OutcomeStatus, at_ms: i64) -> Outcome {
+    Outcome {
+        channel_pk: pk,
+        seq,
+        message_number: seq + 1,
+        state: crate::model::ResourceState::Exists,
+        status,
+        attempts: 1,
+        last_status: None,
+        last_error: None,
+        at_ms,
+        next_retry_ms: None,
+        first_attempt_ms: Some(at_ms),
+        recent: vec![],
     }
 }
 
@@ -480,6 +518,73 @@ async fn pruning_keeps_what_channels_owe_and_clears_the_rest(place: Place) {
     assert!(store.size_bytes().await.unwrap() > 0);
 }
 
+/// A log all of which is due goes whole, however little it holds, and goes on from
+/// there: `pruned_through` is its head, and what comes after is kept and read.
+async fn pruning_takes_a_log_all_due(place: Place) {
+    let store = place.open().await;
+    let pk = stored(&store, channel("o", "c", "/s")).await;
+    let head = store
+        .append(vec![event("/s/1"), event("/s/2"), event("/s/3")], None)
+        .await
+        .unwrap()
+        .last_seq;
+    store.record_progress(pk, head);
+    store.record_outcome(entry(pk, head, OutcomeStatus::Delivered, now_ms() - 60_000));
+    store.flush().await.unwrap();
+    let everything = now_ms() + 1;
+    while store.prune(everything, everything).await.unwrap().more {}
+    assert_eq!(store.pruned_through(), head);
+    assert!(store.read_log(0, 10).await.unwrap().is_empty());
+    assert!(store
+        .list_outcomes(pk, None, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let next = store
+        .append(vec![event("/s/4")], None)
+        .await
+        .unwrap()
+        .last_seq;
+    let page = store.read_matching(&under("/s"), head, 10).await.unwrap();
+    assert_eq!(
+        page.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [next]
+    );
+    // The channel is behind the new event now: it stays, however old.
+    while store.prune(now_ms() + 1, now_ms() + 1).await.unwrap().more {}
+    assert_eq!(store.pruned_through(), head);
+    assert_eq!(store.read_log(0, 10).await.unwrap().len(), 1);
+}
+
+/// Retention never loses pending work: a delivery-log entry awaiting a retry stays
+/// however old it is, while old entries nothing holds go.
+async fn pruning_keeps_pending_delivery_log_entries(place: Place) {
+    let store = place.open().await;
+    let pk = stored(&store, channel("o", "c", "/q")).await;
+    for from in [0, 1000] {
+        let batch = (from..from + 1000).map(|i| event(&format!("/q/{i}")));
+        store.append(batch.collect(), None).await.unwrap();
+    }
+    let long_ago = now_ms() - 60_000;
+    store.record_outcome(entry(pk, 5, OutcomeStatus::Delivered, long_ago));
+    store.record_outcome(entry(pk, 1500, OutcomeStatus::Pending, long_ago));
+    store.record_progress(pk, store.head().await.unwrap());
+    store.flush().await.unwrap();
+    let before = now_ms() - 1000;
+    while store.prune(0, before).await.unwrap().more {}
+    let left = store.list_outcomes(pk, None, None, 10).await.unwrap();
+    let seqs: Vec<Seq> = left.iter().map(|e| e.outcome.seq).collect();
+    assert_eq!(
+        seqs,
+        [1500],
+        "the old delivered entry went, the pending one stayed"
+    );
+    let resumed = store.awaiting_retry().await.unwrap();
+    assert_eq!(resumed.iter().map(|o| o.seq).collect::<Vec<_>>(), [1500]);
+    assert_eq!(store.pruned_through(), 0, "no event was old enough");
+}
+
 async fn idempotent_appends_replay_or_conflict(place: Place) {
     let store = place.open().await;
     let idem = |hash: &str| {
@@ -590,6 +695,8 @@ conformance!(
     watcher_rules_and_quotas_hold_across_writers,
     delivery_bookkeeping_is_kept,
     pruning_keeps_what_channels_owe_and_clears_the_rest,
+    pruning_keeps_pending_delivery_log_entries,
+    pruning_takes_a_log_all_due,
     idempotent_appends_replay_or_conflict,
     an_idempotency_key_raced_through_two_writers_appends_once,
     a_channel_keeps_what_it_covers,

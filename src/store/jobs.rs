@@ -11,7 +11,7 @@ use super::rules::{
     self, idempotent_answer, Ended, RememberedPublish, StoredWatcher, IDEMPOTENCY_WINDOW_MS,
 };
 use super::sql::{opt_int_from_row, params, single, Row, Statements};
-use super::writer::Transaction;
+use super::writer::{Growth, Log, Partition, Transaction};
 use super::{Idempotency, PruneReport, PublishReceipt, Removal, StoreError};
 use crate::model::{ChannelKind, ChannelSpec, NewEvent, Seq, SharedEvent, StoredChannel};
 
@@ -344,72 +344,98 @@ pub async fn min_progress<T: Transaction>(
     }
 }
 
-/// One bounded prune step (see `Store::prune`). No stored channel owes an event at or
-/// below `safe`; events above it may still be owed and are kept.
+/// One bounded prune step (see `Store::prune`). What is due is decided here, for both
+/// backends; a backend only says how it stores the logs (`Transaction::partitions`):
+/// row by row (SQLite) or in ranges of positions dropped whole (PostgreSQL).
+///
+/// - **Events** go oldest first, through a position at or below `safe` (no stored
+///   channel owes an event at or below it) whose event is older than
+///   `events_before_ms`. Positions are commit order: what is below that event was
+///   committed before it and goes with it. Row by row, that is the newest such event of
+///   the next chunk; by partition, the oldest partition once its newest event is (the
+///   one that reaches past the head too, once every channel is at the head).
+///   `pruned_through` becomes the last position removed, so it stays exact.
+/// - **Delivery-log entries** go once older than `outcomes_before_ms`, unless pending:
+///   a notification awaiting a retry keeps its entry, and with it its attempts and its
+///   retry budget. By partition: the oldest, once every channel is past it and it
+///   holds no entry that is young or pending; entries in no partition go row by row.
+/// - The polling index and removed-channel records go row by row, in chunks.
 pub async fn prune<T: Transaction>(
     tx: &mut T,
     pruned_through: Seq,
     safe: Seq,
     events_before_ms: i64,
     outcomes_before_ms: i64,
+    now: i64,
 ) -> Result<PruneReport, StoreError> {
-    let old_enough = single(
-        tx.query(
-            "SELECT MAX(seq) FROM (SELECT seq, time_ms FROM events WHERE seq > $1 ORDER BY seq LIMIT $2) AS chunk WHERE time_ms < $3",
-            params![pruned_through, PRUNE_CHUNK, events_before_ms],
-            opt_int_from_row,
-        )
-        .await?,
-    )?;
-    let upto = old_enough.unwrap_or(0).min(safe as i64);
     let mut report = PruneReport {
         pruned_through,
         ..PruneReport::default()
     };
-    if upto > pruned_through as i64 {
-        report.events = tx
-            .execute(
-                "DELETE FROM events WHERE seq > $1 AND seq <= $2",
-                params![pruned_through, upto],
-            )
-            .await?;
-        set_meta(tx, "pruned_through", &upto.to_string()).await?;
-        report.pruned_through = upto as Seq;
+    let partitions = tx.partitions().await?;
+    let head = tx.head().await?;
+    match &partitions {
+        None => prune_event_rows(tx, &mut report, safe, events_before_ms).await?,
+        Some(partitions) => {
+            let (oldest, before_ms) = (partitions.events.first(), events_before_ms);
+            prune_partition(tx, &mut report, oldest, safe, head, before_ms).await?
+        }
     }
+    if report.pruned_through > pruned_through {
+        set_meta(tx, "pruned_through", &report.pruned_through.to_string()).await?;
+    }
+    // Outside the partitions of the delivery log (all of it, row by row): positions
+    // below `first` or from `end` on.
+    let (first, end) = match &partitions {
+        None => (0, 0),
+        Some(partitions) => {
+            let oldest = partitions.outcomes.first();
+            let before_ms = outcomes_before_ms;
+            prune_partition(tx, &mut report, oldest, safe, head, before_ms).await?;
+            match (oldest, partitions.outcomes.last()) {
+                (Some(oldest), Some(newest)) => (oldest.first, newest.last + 1),
+                _ => (0, 0),
+            }
+        }
+    };
     let chunk = [
         (
             "DELETE FROM prefixes WHERE path IN (SELECT path FROM prefixes WHERE last_seq <= $1 LIMIT $2)",
-            report.pruned_through as i64,
+            params![report.pruned_through, PRUNE_CHUNK],
         ),
         (
-            "DELETE FROM outcomes WHERE (channel_pk, seq) IN
-                 (SELECT channel_pk, seq FROM outcomes WHERE at_ms < $1 ORDER BY at_ms LIMIT $2)",
-            outcomes_before_ms,
+            "DELETE FROM outcomes WHERE at_ms < $1 AND status <> 'pending' AND (seq < $3 OR seq >= $4) AND (channel_pk, seq) IN
+                 (SELECT channel_pk, seq FROM outcomes WHERE at_ms < $1 AND status <> 'pending' AND (seq < $3 OR seq >= $4)
+                  ORDER BY at_ms LIMIT $2)",
+            params![outcomes_before_ms, PRUNE_CHUNK, first, end],
         ),
         (
             "DELETE FROM removed_channels WHERE (owner, id) IN
                  (SELECT owner, id FROM removed_channels WHERE removed_ms < $1 LIMIT $2)",
-            outcomes_before_ms,
+            params![outcomes_before_ms, PRUNE_CHUNK],
         ),
     ];
     let mut removed = [0; 3];
-    for (count, (sql, bound)) in removed.iter_mut().zip(chunk) {
-        *count = tx.execute(sql, params![bound, PRUNE_CHUNK]).await?;
+    for (count, (sql, params)) in removed.iter_mut().zip(chunk) {
+        *count = tx.execute(sql, params).await?;
     }
-    [report.collections, report.outcomes, report.removed_channels] = removed;
-    let full = PRUNE_CHUNK as u64;
-    // A full events chunk may have been cut short by the chunk, not by age.
-    report.more = report.events >= full.saturating_sub(1) || removed.contains(&full);
-    report.oldest_event_ms = tx
+    report.collections = removed[0];
+    report.outcomes += removed[1];
+    report.removed_channels = removed[2];
+    report.more |= removed.contains(&(PRUNE_CHUNK as u64));
+    fn position_and_time(row: &dyn Row) -> Result<(Seq, i64), StoreError> {
+        Ok((row.int(0)? as Seq, row.int(1)?))
+    }
+    let oldest = tx
         .query(
-            "SELECT time_ms FROM events WHERE seq > $1 ORDER BY seq LIMIT 1",
+            "SELECT seq, time_ms FROM events WHERE seq > $1 ORDER BY seq LIMIT 1",
             params![report.pruned_through],
-            opt_int_from_row,
+            position_and_time,
         )
         .await?
         .into_iter()
-        .next()
-        .flatten();
+        .next();
+    report.oldest_event_ms = oldest.map(|(_, time)| time);
     report.oldest_outcome_ms = single(
         tx.query(
             "SELECT MIN(at_ms) FROM outcomes",
@@ -418,7 +444,100 @@ pub async fn prune<T: Transaction>(
         )
         .await?,
     )?;
+    if partitions.is_some() {
+        let growth = Growth {
+            head,
+            oldest,
+            now,
+            events_retention_ms: now.saturating_sub(events_before_ms),
+            outcomes_retention_ms: now.saturating_sub(outcomes_before_ms),
+        };
+        tx.partition_ahead(&growth).await?;
+    }
     Ok(report)
+}
+
+/// Events row by row: through the newest event of the next chunk that is old enough
+/// and at or below `safe`.
+async fn prune_event_rows<T: Transaction>(
+    tx: &mut T,
+    report: &mut PruneReport,
+    safe: Seq,
+    before_ms: i64,
+) -> Result<(), StoreError> {
+    let old_enough = single(
+        tx.query(
+            "SELECT MAX(seq) FROM (SELECT seq, time_ms FROM events WHERE seq > $1 ORDER BY seq LIMIT $2) AS chunk WHERE time_ms < $3",
+            params![report.pruned_through, PRUNE_CHUNK, before_ms],
+            opt_int_from_row,
+        )
+        .await?,
+    )?;
+    let upto = old_enough.unwrap_or(0).min(safe as i64);
+    if upto > report.pruned_through as i64 {
+        report.events = tx
+            .execute(
+                "DELETE FROM events WHERE seq > $1 AND seq <= $2",
+                params![report.pruned_through, upto],
+            )
+            .await?;
+        report.pruned_through = upto as Seq;
+    }
+    // A full chunk may have been cut short by the chunk, not by age.
+    report.more |= report.events >= (PRUNE_CHUNK as u64).saturating_sub(1);
+    Ok(())
+}
+
+/// By partition: the oldest partition of a log, once all it holds is due. Every
+/// channel is past it, and nothing in it is kept: for the log, its newest event is
+/// older than `before_ms`; for the delivery log, no entry is that young and none is
+/// pending. A partition that reaches past `safe` goes too when every channel is at
+/// the log's head (nothing is after it to keep), its positions after the head getting
+/// a partition of their own: else a small log would never be pruned. One a step;
+/// `more` says to look at the next.
+async fn prune_partition<T: Transaction>(
+    tx: &mut T,
+    report: &mut PruneReport,
+    oldest: Option<&Partition>,
+    safe: Seq,
+    head: Seq,
+    before_ms: i64,
+) -> Result<(), StoreError> {
+    let Some(oldest) = oldest else {
+        return Ok(());
+    };
+    let log = oldest.log;
+    let through = match oldest.last <= safe {
+        true => oldest.last,
+        false if safe == head && oldest.first <= head => head,
+        false => return Ok(()),
+    };
+    let keeps = match log {
+        Log::Events => {
+            "SELECT COALESCE((SELECT time_ms FROM events WHERE seq >= $1 AND seq <= $2 ORDER BY seq DESC LIMIT 1) >= $3, FALSE)"
+        }
+        Log::Outcomes => {
+            "SELECT COALESCE((SELECT MAX(at_ms) FROM outcomes WHERE seq >= $1 AND seq <= $2) >= $3, FALSE)
+                 OR EXISTS (SELECT 1 FROM outcomes WHERE status = 'pending' AND seq >= $1 AND seq <= $2)"
+        }
+    };
+    let params = params![oldest.first, oldest.last, before_ms];
+    let kept = single(tx.query(keeps, params, |row| row.bool(0)).await?)?;
+    if kept || !tx.drop_partition(oldest, through).await? {
+        return Ok(());
+    }
+    match log {
+        Log::Events => {
+            // Positions are events but for gaps; those at or below `pruned_through`
+            // were gone already.
+            let below = oldest.first.saturating_sub(1).max(report.pruned_through);
+            report.events = through.saturating_sub(below);
+            report.pruned_through = report.pruned_through.max(through);
+        }
+        Log::Outcomes => report.outcomes += oldest.rows,
+    }
+    report.more = true;
+    Ok(())
 }
 
 /// A small write, to learn whether the store can write again.
@@ -627,12 +746,12 @@ mod tests {
             publish(&mut conn, &["/a"], None, t).unwrap();
         }
         // Older than 35 ms: positions 1..=3; a channel is past 2 only.
-        let report = in_tx(&mut conn, |tx| Box::pin(prune(tx, 0, 2, 35, 0))).unwrap();
+        let report = in_tx(&mut conn, |tx| Box::pin(prune(tx, 0, 2, 35, 0, 50))).unwrap();
         assert_eq!((report.events, report.pruned_through), (2, 2));
         assert!(!report.more);
         assert_eq!(report.oldest_event_ms, Some(30));
         // Nothing owed any more: only age holds the last one back.
-        let report = in_tx(&mut conn, |tx| Box::pin(prune(tx, 2, 4, 35, 0))).unwrap();
+        let report = in_tx(&mut conn, |tx| Box::pin(prune(tx, 2, 4, 35, 0, 50))).unwrap();
         assert_eq!((report.events, report.pruned_through), (1, 3));
         assert_eq!(report.oldest_event_ms, Some(40));
     }

@@ -30,8 +30,10 @@
 //! - **Bookkeeping** (progress, outcomes, health) is recorded asynchronously and
 //!   batched (`records`); `flush` makes what was recorded so far durable. Losing it in
 //!   a crash only means redelivery with the same message numbers.
-//! - **Pruning** never removes an event above any stored channel's progress, and
-//!   `pruned_through` tells readers below which cursor the log is incomplete.
+//! - **Pruning** never removes an event above any stored channel's progress, nor a
+//!   delivery-log entry awaiting a retry, and `pruned_through` tells readers below
+//!   which cursor the log is incomplete: every event at or below it is gone, every
+//!   event above it is still there.
 //! - **Trouble** is `StoreError::Backend` (a `503`), within 5 s for a database that
 //!   does not answer, never a hang; a backend reconnects by itself.
 
@@ -166,14 +168,17 @@ pub enum Removal {
 /// What one prune step removed, and what it left.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PruneReport {
+    /// Events removed (by partition: the positions removed, events but for gaps).
     pub events: u64,
+    /// Delivery-log entries removed (by partition: the database's estimate).
     pub outcomes: u64,
     /// Polling entries whose events were all pruned.
     pub collections: u64,
     /// Records of removed channels past the delivery-log retention.
     pub removed_channels: u64,
     pub pruned_through: Seq,
-    /// A chunk limit was reached: another step has more to remove now.
+    /// A chunk limit was reached, or a partition dropped: another step may have more to
+    /// remove now.
     pub more: bool,
     /// Time of the oldest event and delivery-log entry left, for the prune lag.
     pub oldest_event_ms: Option<i64>,
@@ -223,8 +228,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// One bounded step of pruning: events older than `events_before_ms` that every
     /// channel is past (and the polling entries left without events), delivery-log
-    /// entries and removed-channel records older than `outcomes_before_ms`. Callers
-    /// repeat it while `more` says a chunk limit was reached.
+    /// entries (but pending ones) and removed-channel records older than
+    /// `outcomes_before_ms`; row by row or, on PostgreSQL, a partition at a time.
+    /// Callers repeat it while `more` says there may be more due now.
     async fn prune(
         &self,
         events_before_ms: i64,

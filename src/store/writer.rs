@@ -62,7 +62,70 @@ pub trait Transaction: Statements {
     /// index for the events appended, and the delivery bookkeeping.
     async fn finish(&mut self, records: &Records, now: i64) -> Result<(), StoreError>;
 
+    /// How the log and the delivery log are stored, for pruning (`jobs::prune`, which
+    /// decides what is due): `None` where their rows are deleted one by one (SQLite);
+    /// otherwise the ranges of positions each is stored in, every one dropped whole
+    /// (PostgreSQL's partitions).
+    async fn partitions(&mut self) -> Result<Option<Partitions>, StoreError> {
+        Ok(None)
+    }
+
+    /// Drops a partition with everything in it, which is nothing after `through`:
+    /// when `through` is below its last position, the positions after it get a
+    /// partition of their own. `false` when that cannot be done at once (readers hold
+    /// the table, or it holds something after `through` after all): a later step
+    /// tries again.
+    async fn drop_partition(&mut self, p: &Partition, through: Seq) -> Result<bool, StoreError> {
+        let _ = (p, through);
+        Err(StoreError::Backend("this store has no partitions".into()))
+    }
+
+    /// Makes the partitions the logs will need next, ahead of their head, sized for how
+    /// fast the log grows.
+    async fn partition_ahead(&mut self, growth: &Growth) -> Result<(), StoreError> {
+        let _ = growth;
+        Ok(())
+    }
+
     async fn commit(self) -> Result<(), StoreError>;
+}
+
+/// The two logs pruning removes from by age.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Log {
+    Events,
+    /// The delivery log.
+    Outcomes,
+}
+
+/// Positions `first..=last` of one log, stored apart and removed whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partition {
+    pub log: Log,
+    pub first: Seq,
+    pub last: Seq,
+    /// About how many rows it holds (the database's estimate).
+    pub rows: u64,
+}
+
+/// The partitions of each log, oldest first; positions in none of the delivery log's
+/// are kept apart (PostgreSQL's default partition) and pruned row by row.
+#[derive(Debug, Clone, Default)]
+pub struct Partitions {
+    pub events: Vec<Partition>,
+    pub outcomes: Vec<Partition>,
+}
+
+/// How fast the log grows and how long each log keeps what it holds: what the
+/// partitions made ahead are sized by.
+#[derive(Debug, Clone, Copy)]
+pub struct Growth {
+    pub head: Seq,
+    /// The oldest event the log holds, with its time.
+    pub oldest: Option<(Seq, i64)>,
+    pub now: i64,
+    pub events_retention_ms: i64,
+    pub outcomes_retention_ms: i64,
 }
 
 pub struct Writer<D: Database> {
@@ -198,6 +261,7 @@ impl<D: Database> Writer<D> {
                         safe,
                         events_before,
                         outcomes_before,
+                        now,
                     )
                     .await?;
                     pruned_through = report.pruned_through;

@@ -11,6 +11,7 @@
 //! certificates) and the TLS connector every connection is made with.
 
 pub mod notify;
+mod partitions;
 pub(crate) mod pool;
 mod rows;
 mod schema;
@@ -25,6 +26,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use self::notify::{Topics, WakeUps};
+pub use self::partitions::PartitionSize;
 use self::pool::{pg, unreachable_database, Pool};
 use self::rows::On;
 use self::tls::Config;
@@ -62,10 +64,19 @@ impl PgStore {
     /// starts the writer, the listener of notifications and the tailer of other nodes'
     /// commits, as node `node_id`.
     pub async fn open(url: &str, node_id: &str) -> Result<PgStore, StoreError> {
+        PgStore::open_with(url, node_id, PartitionSize::Adaptive).await
+    }
+
+    /// [`PgStore::open`], with the log's partitions made `partition_size` wide.
+    pub async fn open_with(
+        url: &str,
+        node_id: &str,
+        partition_size: PartitionSize,
+    ) -> Result<PgStore, StoreError> {
         let mut config: Config = url.parse()?;
         pool::keep_alive(&mut config.server);
         let mut setup = pool::connect(&config).await?;
-        schema::migrate(&mut setup).await?;
+        schema::migrate(&mut setup, partition_size).await?;
         let (secret, pruned_through) = schema::open_state(&setup).await?;
         let head = single(
             On(&setup)
@@ -87,6 +98,8 @@ impl PgStore {
             config: config.clone(),
             client: Some(setup),
             statements: HashMap::new(),
+            partition_size,
+            covered: None,
         };
         let writer_task = tokio::spawn(wiring.writer(database, feed.clone()).run(ops));
         let (told_tx, told) = mpsc::unbounded_channel();
@@ -157,9 +170,12 @@ impl Backend for Postgres {
     }
 
     async fn size_bytes(&self) -> Result<u64, StoreError> {
+        // The log and the delivery log are the partitions of `events` and `outcomes`.
         let sql = "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::int8 FROM pg_class c
-                   WHERE c.relkind = 'r' AND c.relname IN ('meta', 'log_head', 'events', 'prefixes', 'channels', 'owner_counts',
-                         'outcomes', 'removed_channels', 'idempotency') AND c.relnamespace = current_schema()::regnamespace";
+                   WHERE c.relkind = 'r' AND c.relnamespace = current_schema()::regnamespace
+                     AND (c.relname IN ('meta', 'log_head', 'prefixes', 'channels', 'owner_counts', 'removed_channels', 'idempotency')
+                          OR c.oid IN (SELECT relid FROM pg_partition_tree('events')
+                                       UNION ALL SELECT relid FROM pg_partition_tree('outcomes')))";
         let size = single(
             self.readers
                 .read(sql.to_string(), Vec::new(), opt_int_from_row)

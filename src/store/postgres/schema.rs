@@ -4,6 +4,7 @@
 
 use tokio_postgres::Client;
 
+use super::partitions::{self, PartitionSize};
 use super::pool::pg;
 use super::rows::On;
 use crate::store::jobs;
@@ -138,22 +139,59 @@ ALTER TABLE channels ADD COLUMN within TEXT;
     r#"
 CREATE UNIQUE INDEX watchers_by_endpoint ON channels (owner, address, resource) WHERE kind = 'watcher';
 "#,
+    // The log and the delivery log partitioned by position (`partitions.rs`): retention
+    // drops whole partitions instead of deleting rows. Converted in place: before this
+    // step, the views that read them are set aside; the step renames the plain tables
+    // and makes partitioned ones like them (whatever columns and indexes earlier steps
+    // gave them; `LIKE` names the indexes it copies after the table and columns, and
+    // the known ones get their names back); after it, `partitions::convert` makes the
+    // partitions, moves the rows, drops the old tables and makes the views again.
+    r#"
+ALTER TABLE events RENAME TO events_unpartitioned;
+ALTER INDEX events_pkey RENAME TO events_unpartitioned_pkey;
+ALTER INDEX events_by_resource RENAME TO events_unpartitioned_by_resource;
+CREATE TABLE events (LIKE events_unpartitioned INCLUDING ALL) PARTITION BY RANGE (seq);
+ALTER INDEX events_resource_seq_idx RENAME TO events_by_resource;
+
+ALTER TABLE outcomes RENAME TO outcomes_unpartitioned;
+ALTER INDEX outcomes_pkey RENAME TO outcomes_unpartitioned_pkey;
+ALTER INDEX outcomes_by_time RENAME TO outcomes_unpartitioned_by_time;
+ALTER INDEX outcomes_pending RENAME TO outcomes_unpartitioned_pending;
+CREATE TABLE outcomes (LIKE outcomes_unpartitioned INCLUDING ALL) PARTITION BY RANGE (seq);
+ALTER INDEX outcomes_at_ms_idx RENAME TO outcomes_by_time;
+ALTER INDEX outcomes_channel_pk_idx RENAME TO outcomes_pending;
+-- Delivery-log entries at a position whose partition was dropped already (a replay of
+-- an old event): pruned row by row.
+CREATE TABLE outcomes_default PARTITION OF outcomes DEFAULT;
+"#,
 ];
 
 /// The step that `jobs::upgrade_watchers` runs before.
 const WATCHERS_UPGRADED: usize = 3;
+
+/// The step that partitions the log and the delivery log (`partitions::convert`).
+const PARTITIONED: usize = 4;
 
 /// Brings the schema up to the latest version. Everything happens under the lock,
 /// the migrations table's creation included: `CREATE TABLE IF NOT EXISTS` run by two
 /// processes at the same moment can fail in either ("type … already exists"). Under
 /// the lock the table is created only when missing, as `IF NOT EXISTS` would make the
 /// server send a notice on every start, which the log shows.
-pub async fn migrate(client: &mut Client) -> Result<(), StoreError> {
+pub async fn migrate(client: &mut Client, size: PartitionSize) -> Result<(), StoreError> {
+    migrate_to(client, MIGRATIONS.len(), size).await
+}
+
+/// Brings the schema up to version `version` (tests start from older versions).
+async fn migrate_to(
+    client: &mut Client,
+    version: usize,
+    size: PartitionSize,
+) -> Result<(), StoreError> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await
         .map_err(pg)?;
-    let result = apply_pending(client).await;
+    let result = apply_pending(client, version, size).await;
     let unlocked = client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
         .await
@@ -161,7 +199,11 @@ pub async fn migrate(client: &mut Client) -> Result<(), StoreError> {
     result.and(unlocked.map(drop))
 }
 
-async fn apply_pending(client: &mut Client) -> Result<(), StoreError> {
+async fn apply_pending(
+    client: &mut Client,
+    version: usize,
+    size: PartitionSize,
+) -> Result<(), StoreError> {
     let exists: bool = client
         .query_one(
             "SELECT to_regclass('watchwire_migrations') IS NOT NULL",
@@ -186,13 +228,21 @@ async fn apply_pending(client: &mut Client) -> Result<(), StoreError> {
         .await
         .map_err(pg)?;
     let done: i32 = row.get(0);
-    for (index, step) in MIGRATIONS.iter().enumerate().skip(done as usize) {
+    let steps = MIGRATIONS.iter().enumerate().take(version);
+    for (index, step) in steps.skip(done as usize) {
         let version = index as i32 + 1;
         let tx = client.transaction().await.map_err(pg)?;
         if index == WATCHERS_UPGRADED {
             jobs::upgrade_watchers(&mut On(&tx), crate::model::now_ms()).await?;
         }
+        let views = match index {
+            PARTITIONED => partitions::set_aside_views(&tx).await?,
+            _ => Vec::new(),
+        };
         tx.batch_execute(step).await.map_err(pg)?;
+        if index == PARTITIONED {
+            partitions::convert(&tx, size, views).await?;
+        }
         tx.execute(
             "INSERT INTO watchwire_migrations (version) VALUES ($1)",
             &[&version],
@@ -212,4 +262,130 @@ pub async fn open_state(client: &Client) -> Result<(Vec<u8>, u64), StoreError> {
     let secret = jobs::instance_secret(&mut on).await?;
     let pruned_through = jobs::meta_u64(&mut on, "pruned_through").await?;
     Ok((secret, pruned_through))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance::{event, Place};
+    use crate::store::postgres::{pool, tls::Config, PgStore};
+    use crate::store::Store;
+
+    /// What a gateway of the previous schema left: a log pruned through 100 with its
+    /// head at 2600, a channel at 2000, and its delivery log from its start (50), with
+    /// a pending entry.
+    const OLD_DATA: &str = r#"
+UPDATE log_head SET seq = 2600;
+INSERT INTO meta (key, value) VALUES ('pruned_through', convert_to('100', 'UTF8'));
+INSERT INTO events (seq, time_ms, resource, state, data, changed, metadata)
+    SELECT g, 1000 + g, '/m/' || g, 'exists', convert_to('{"n":' || g || '}', 'UTF8'),
+           CASE WHEN g % 2 = 0 THEN 'a,b' ELSE '' END, CASE WHEN g % 3 = 0 THEN '{"by":"x"}' END
+    FROM generate_series(101, 2600) g;
+INSERT INTO channels (owner, id, resource, resource_id, resource_uri, address, params, payload, created_ms,
+                      start_seq, progress_seq, synced)
+    VALUES ('o', 'c', '/m', 'rid', 'http://gw/m', 'http://127.0.0.1:9/', '{}', TRUE, 0, 50, 2000, TRUE);
+INSERT INTO outcomes (channel_pk, seq, message_number, state, status, attempts, at_ms, last_error)
+    SELECT pk, g, g + 1, 'exists', CASE WHEN g = 1999 THEN 'pending' ELSE 'delivered' END, 1, 5000 + g,
+           CASE WHEN g % 7 = 0 THEN 'refused' END
+    FROM channels, generate_series(50, 1999) g;
+"#;
+
+    /// A step another change may put before this one: a column, an index and views on
+    /// the log, which the conversion keeps.
+    const ANOTHER_STEP: &str = r#"
+ALTER TABLE events ADD COLUMN tx xid8 NOT NULL DEFAULT pg_current_xact_id();
+CREATE INDEX events_by_tx ON events (tx);
+CREATE VIEW visible_events AS SELECT * FROM events WHERE tx < pg_snapshot_xmin(pg_current_snapshot());
+CREATE VIEW newest_visible AS SELECT (SELECT seq FROM visible_events ORDER BY seq DESC LIMIT 1) AS seq;
+"#;
+
+    /// Every row of both logs, as text.
+    async fn fingerprint(client: &Client) -> Vec<String> {
+        let mut prints = Vec::new();
+        for (table, order) in [("events", "seq"), ("outcomes", "channel_pk, seq")] {
+            let sql = format!(
+                "SELECT count(*)::text || ' ' || md5(string_agg(t::text, '|' ORDER BY {order})) FROM {table} t"
+            );
+            prints.push(client.query_one(&sql, &[]).await.unwrap().get(0));
+        }
+        prints
+    }
+
+    async fn one(client: &Client, sql: &str) -> String {
+        client.query_one(sql, &[]).await.unwrap().get(0)
+    }
+
+    async fn previous_schema_migrates_keeping_every_row(another_step_first: bool) {
+        let Some((_schema, url)) = Place::postgres_and_url().await else {
+            return;
+        };
+        let config: Config = url.parse().unwrap();
+        let mut client = pool::connect(&config).await.unwrap();
+        let size = PartitionSize::Adaptive;
+        migrate_to(&mut client, PARTITIONED, size).await.unwrap();
+        client.batch_execute(OLD_DATA).await.unwrap();
+        if another_step_first {
+            client.batch_execute(ANOTHER_STEP).await.unwrap();
+        }
+        let before = fingerprint(&client).await;
+        assert!(before[0].starts_with("2500 ") && before[1].starts_with("1950 "));
+
+        migrate(&mut client, size).await.unwrap();
+        assert_eq!(fingerprint(&client).await, before, "every row, as it was");
+        let kinds = "SELECT string_agg(relkind::text, '' ORDER BY relname) FROM pg_class
+                     WHERE relname IN ('events', 'outcomes') AND relnamespace = current_schema()::regnamespace";
+        assert_eq!(one(&client, kinds).await, "pp", "both are partitioned");
+        let indexes = "SELECT string_agg(indexname, ' ' ORDER BY indexname) FROM pg_indexes
+                       WHERE tablename IN ('events', 'outcomes') AND schemaname = current_schema()";
+        let expected = match another_step_first {
+            false => "events_by_resource events_pkey outcomes_by_time outcomes_pending outcomes_pkey",
+            true => "events_by_resource events_pkey events_tx_idx outcomes_by_time outcomes_pending outcomes_pkey",
+        };
+        assert_eq!(one(&client, indexes).await, expected);
+        let leftovers = "SELECT count(*)::text FROM pg_class WHERE relname LIKE '%unpartitioned%'
+                         AND relnamespace = current_schema()::regnamespace";
+        assert_eq!(one(&client, leftovers).await, "0");
+        if another_step_first {
+            // (Not what they show: that depends on the transactions in progress in the
+            // whole database, which other tests run.)
+            let reads = "SELECT string_agg(DISTINCT r.ev_class::regclass::text || ' reads ' || d.refobjid::regclass::text, ', ')
+                         FROM pg_depend d JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid
+                         WHERE d.refobjid IN ('events'::regclass, 'visible_events'::regclass) AND d.deptype = 'n'
+                           AND r.ev_class <> d.refobjid";
+            assert_eq!(
+                one(&client, reads).await,
+                "newest_visible reads visible_events, visible_events reads events",
+                "its views read the new log"
+            );
+            one(&client, "SELECT COALESCE(seq, 0)::text FROM newest_visible").await;
+        }
+        let first = "SELECT min(relname) FROM pg_class WHERE relname LIKE 'events\\_101\\_%'
+                     AND relnamespace = current_schema()::regnamespace";
+        assert_eq!(one(&client, first).await, "events_101_1100");
+        drop(client);
+
+        // The store goes on from where the old one was, and prunes by partition.
+        let store = PgStore::open(&url, "migrated").await.unwrap();
+        assert_eq!(store.pruned_through(), 100);
+        let receipt = store.append(vec![event("/m/new")], None).await.unwrap();
+        assert_eq!(receipt.last_seq, 2601);
+        let everything = crate::model::now_ms() + 1;
+        while store.prune(everything, everything).await.unwrap().more {}
+        // The channel is at 2000: the partition 101..=1100 goes, 1101..=2100 stays.
+        assert_eq!(store.pruned_through(), 1100);
+        assert_eq!(store.read_log(0, 1).await.unwrap()[0].seq, 1101);
+        let pending = store.awaiting_retry().await.unwrap();
+        assert_eq!(pending.iter().map(|o| o.seq).collect::<Vec<_>>(), [1999]);
+        store.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_database_of_the_previous_schema_migrates_keeping_every_row() {
+        previous_schema_migrates_keeping_every_row(false).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_migration_keeps_columns_indexes_and_views_an_earlier_step_added() {
+        previous_schema_migrates_keeping_every_row(true).await;
+    }
 }

@@ -16,6 +16,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
 use super::notify::{removal_notice, Topics, WakeUps};
+use super::partitions::{self, PartitionSize};
 use super::pool::{connect, pg};
 use super::rows::On;
 use super::tls::Config;
@@ -23,7 +24,7 @@ use crate::model::{NewEvent, Seq, SharedEvent};
 use crate::store::records::Records;
 use crate::store::rules;
 use crate::store::sql::{Map, Params, Ran, Statements};
-use crate::store::writer::{Database, Transaction};
+use crate::store::writer::{Database, Growth, Partition, Partitions, Transaction};
 use crate::store::StoreError;
 
 /// The writer's connection, and what it needs to know of its node.
@@ -37,6 +38,11 @@ pub struct PgDatabase {
     pub config: Config,
     pub client: Option<Client>,
     pub statements: HashMap<&'static str, Statement>,
+    /// How wide the partitions of the log and the delivery log are made.
+    pub partition_size: PartitionSize,
+    /// Positions up to which both logs have partitions, as last seen (they only grow):
+    /// a transaction that appends past it makes more first.
+    pub covered: Option<Seq>,
 }
 
 pub struct PgTx<'a> {
@@ -49,6 +55,8 @@ pub struct PgTx<'a> {
     head: Seq,
     /// Events appended in this transaction, inserted at its end.
     appended: Vec<SharedEvent>,
+    partition_size: PartitionSize,
+    covered: &'a mut Option<Seq>,
 }
 
 impl PgDatabase {
@@ -125,6 +133,8 @@ impl Database for PgDatabase {
             topics,
             wake_ups,
             client,
+            partition_size,
+            covered,
             ..
         } = self;
         let tx = client
@@ -144,6 +154,8 @@ impl Database for PgDatabase {
             head_at_start: head,
             head,
             appended: Vec::new(),
+            partition_size: *partition_size,
+            covered,
         })
     }
 
@@ -151,6 +163,8 @@ impl Database for PgDatabase {
     fn reset(&mut self) {
         self.client = None;
         self.statements.clear();
+        // What a failed transaction made was rolled back with it.
+        self.covered = None;
     }
 }
 
@@ -208,6 +222,11 @@ impl Transaction for PgTx<'_> {
     }
 
     async fn finish(&mut self, records: &Records, now: i64) -> Result<(), StoreError> {
+        if self.head != self.head_at_start && self.covered.is_none_or(|up_to| self.head > up_to) {
+            let from = self.head_at_start + 1;
+            let covered = partitions::cover(&self.tx, from, self.head, self.partition_size).await?;
+            *self.covered = Some(covered);
+        }
         // The writes below depend on no answer of each other: they are polled
         // together, so tokio-postgres pipelines them (sent at once, one round trip
         // instead of one each). The server still runs them in the order sent.
@@ -227,6 +246,24 @@ impl Transaction for PgTx<'_> {
             .map(|_| ())
         };
         try_join!(write_events, write_records(tx, statements, records)).map(drop)
+    }
+
+    /// The partitions of both logs, under the lock that makes and drops them one node
+    /// at a time (held to the commit).
+    async fn partitions(&mut self) -> Result<Option<Partitions>, StoreError> {
+        partitions::lock(&self.tx).await?;
+        partitions::read(&self.tx).await.map(Some)
+    }
+
+    async fn drop_partition(&mut self, p: &Partition, through: Seq) -> Result<bool, StoreError> {
+        partitions::drop(&self.tx, p, through).await
+    }
+
+    async fn partition_ahead(&mut self, growth: &Growth) -> Result<(), StoreError> {
+        if let Some(covered) = partitions::ahead(&self.tx, growth, self.partition_size).await? {
+            *self.covered = Some(covered);
+        }
+        Ok(())
     }
 
     async fn commit(self) -> Result<(), StoreError> {
