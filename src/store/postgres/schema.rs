@@ -220,16 +220,17 @@ async fn apply_pending(
             .await
             .map_err(pg)?;
     }
-    let row = client
-        .query_one(
-            "SELECT COALESCE(MAX(version), 0) FROM watchwire_migrations",
-            &[],
-        )
+    // Each step not recorded as applied runs, in order (always the newest ones, but
+    // for a database an operator took a step back by hand).
+    let applied: std::collections::HashSet<i32> = client
+        .query("SELECT version FROM watchwire_migrations", &[])
         .await
-        .map_err(pg)?;
-    let done: i32 = row.get(0);
+        .map_err(pg)?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
     let steps = MIGRATIONS.iter().enumerate().take(version);
-    for (index, step) in steps.skip(done as usize) {
+    for (index, step) in steps.filter(|(index, _)| !applied.contains(&(*index as i32 + 1))) {
         let version = index as i32 + 1;
         let tx = client.transaction().await.map_err(pg)?;
         if index == WATCHERS_UPGRADED {
