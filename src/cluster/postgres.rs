@@ -42,23 +42,22 @@ impl PgMembership {
         self.store.backend()
     }
 
+    /// Runs a statement whose one parameter, `$1`, is this node's id.
+    async fn for_this_node(&self, sql: &str) -> Result<(), StoreError> {
+        self.pg()
+            .execute(sql, &[&self.pg().node_id])
+            .await
+            .map(drop)
+    }
+
     /// Gives up every channel this node id owns, and the removals it was asked to
     /// settle for them: the others (or this node, claiming again) take them from the
     /// database.
     async fn disown_all(&self) -> Result<(), StoreError> {
-        self.pg()
-            .execute(
-                "UPDATE channels SET owner_node = NULL WHERE owner_node = $1",
-                &[&self.pg().node_id],
-            )
+        self.for_this_node("UPDATE channels SET owner_node = NULL WHERE owner_node = $1")
             .await?;
-        self.pg()
-            .execute(
-                "DELETE FROM removals WHERE owner_node = $1",
-                &[&self.pg().node_id],
-            )
+        self.for_this_node("DELETE FROM removals WHERE owner_node = $1")
             .await
-            .map(drop)
     }
 }
 
@@ -257,22 +256,13 @@ impl Membership for PgMembership {
     }
 
     async fn leaving(&self) -> Result<(), StoreError> {
-        self.pg()
-            .execute(
-                "UPDATE nodes SET leaving = TRUE WHERE node_id = $1",
-                &[&self.pg().node_id],
-            )
+        self.for_this_node("UPDATE nodes SET leaving = TRUE WHERE node_id = $1")
             .await
-            .map(drop)
     }
 
     async fn leave(&self) -> Result<(), StoreError> {
         self.disown_all().await?;
-        self.pg()
-            .execute(
-                "DELETE FROM nodes WHERE node_id = $1",
-                &[&self.pg().node_id],
-            )
+        self.for_this_node("DELETE FROM nodes WHERE node_id = $1")
             .await?;
         self.tell(&ClusterMessage::Rebalance).await
     }

@@ -90,7 +90,14 @@ impl PgStore {
         let topics = Topics::of(&secret);
         let readers = Arc::new(Pool::new(config.clone(), READ_CONNECTIONS));
         let background = CancellationToken::new();
-        let wake_ups = WakeUps::spawn(readers.clone(), topics.clone(), head, background.clone());
+        // On a connection of its own: other nodes' deliveries wait for these, which must
+        // not queue behind the API's reads.
+        let wake_ups = WakeUps::spawn(
+            Arc::new(Pool::new(config.clone(), 1)),
+            topics.clone(),
+            head,
+            background.clone(),
+        );
         let database = PgDatabase {
             node_id: node_id.to_string(),
             topics: topics.clone(),
