@@ -113,6 +113,10 @@ fn describe() {
         "watchwire_http_requests_total",
         "API requests answered, by route template and status class."
     );
+    metrics::describe_gauge!(
+        "watchwire_log_visibility_lag_seconds",
+        "PostgreSQL: how long the oldest publish committed through this node has waited for readers to see its events (an older transaction still in progress on the database server); 0 when none waits."
+    );
     metrics::describe_counter!(
         "watchwire_log_lines_dropped_total",
         "Log lines (and the listening line) that could not be written to standard error or output: a full disk, a closed pipe, a reader that stopped reading."
@@ -132,6 +136,7 @@ pub fn register_series() {
     metrics::counter!("watchwire_events_published_total").increment(0);
     metrics::counter!("watchwire_store_commits_total").increment(0);
     metrics::counter!("watchwire_cluster_leases_lost_total").increment(0);
+    metrics::gauge!("watchwire_log_visibility_lag_seconds").increment(0.0);
     // Lines may have been dropped before the recorder existed.
     metrics::counter!("watchwire_log_lines_dropped_total").absolute(crate::output::dropped_lines());
     for outcome in ["delivered", "retried", "failed", "gone"] {

@@ -115,9 +115,11 @@ impl Membership for PgMembership {
         let work = async {
             let mut client = self.pg().readers.get().await?;
             let tx = client.transaction().await.map_err(pg)?;
-            // One lock order with every writer: the head row first.
+            // Every position at or below the head is settled (docs/api.md §13): what
+            // the adopted channels owe up to it is counted below, and what comes after
+            // it reaches this node's feed.
             let head: i64 = tx
-                .query_one("SELECT seq FROM log_head FOR UPDATE", &[])
+                .query_one("SELECT seq FROM log_head", &[])
                 .await
                 .map_err(pg)?
                 .get(0);
@@ -192,20 +194,20 @@ impl Membership for PgMembership {
                     // prefixes sum a count per prefix. Two branches, so that the
                     // planner's guess at a list's length (10) is not charged to every
                     // channel, which made the common case's estimate cross PostgreSQL's
-                    // JIT threshold and the claim, under the head row, slower.
+                    // JIT threshold and the claim slower.
                     &format!(
-                        "SELECT c.pk, (SELECT COUNT(*) FROM events e WHERE e.seq > c.progress_seq AND {})
+                        "SELECT c.pk, (SELECT COUNT(*) FROM events e WHERE e.seq > c.progress_seq AND e.seq <= $2 AND {})
                              + CASE WHEN c.synced THEN 0 ELSE 1 END
                          FROM channels c WHERE c.pk = ANY($1) AND c.within IS NULL
                          UNION ALL
-                         SELECT c.pk, (SELECT SUM((SELECT COUNT(*) FROM events e WHERE e.seq > c.progress_seq AND {}))
+                         SELECT c.pk, (SELECT SUM((SELECT COUNT(*) FROM events e WHERE e.seq > c.progress_seq AND e.seq <= $2 AND {}))
                              FROM unnest(string_to_array(c.within, E'\\n')) AS p(path))::BIGINT
                              + CASE WHEN c.synced THEN 0 ELSE 1 END
                          FROM channels c WHERE c.pk = ANY($1) AND c.within IS NOT NULL",
                         under("e.resource", ["c.resource".to_string()]),
                         under("e.resource", ["p.path".to_string()])
                     ),
-                    &[&pks],
+                    &[&pks, &head],
                 )
                 .await
                 .map_err(pg)?;

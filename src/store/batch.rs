@@ -6,6 +6,7 @@
 //! implementations use ([`Writes`]), and the answers, which put committed changes on
 //! the dispatcher's feed before they reply ([`Feed`]).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -329,9 +330,21 @@ pub struct Feed {
     no: u64,
     /// Every event at or below this position is on the feed.
     fed_head: Seq,
-    /// Woken when events arrive that do not continue the feed; it reads the log from
-    /// the feed's head (the PostgreSQL tailer). `None`: one writer, no gap can happen.
+    /// Woken when events arrive that do not continue the feed or that readers may not
+    /// see yet; it reads the log from the feed's head (the PostgreSQL tailer). `None`:
+    /// one writer, every commit is visible at once and continues the feed.
     gap_reader: Option<Arc<Notify>>,
+    /// Publishes committed but not yet answered: their events are not on the feed yet
+    /// (readers may not see them yet, or events before them are still to be read).
+    /// Each is answered once the feed reaches its last event, in order.
+    parked: VecDeque<Parked>,
+}
+
+struct Parked {
+    last: Seq,
+    reply: Reply<PublishReceipt>,
+    receipt: PublishReceipt,
+    since: Instant,
 }
 
 impl Feed {
@@ -342,12 +355,14 @@ impl Feed {
             no: 0,
             fed_head: head,
             gap_reader: None,
+            parked: VecDeque::new(),
         }
     }
 
     /// A feed that several writers' commits reach: events after a gap (other
-    /// processes committed positions this one has not fed yet) are left to
-    /// `gap_reader`, which is woken to read everything after the feed's head in order.
+    /// processes committed positions this one has not fed yet) or not visible to
+    /// readers yet are left to `gap_reader`, which is woken to read everything after
+    /// the feed's head in order.
     pub fn with_gap_reader(
         tx: mpsc::UnboundedSender<FeedItem>,
         head: Seq,
@@ -364,39 +379,85 @@ impl Feed {
         self.fed_head
     }
 
+    /// Since when the oldest publish still waiting for readers to see its events has
+    /// waited.
+    pub fn waiting_since(&self) -> Option<Instant> {
+        self.parked.front().map(|p| p.since)
+    }
+
     /// Puts committed events on the feed, dropping those already there. Events after
     /// a gap go to the gap reader instead: the feed never skips a position (visibility
     /// is in position order, so a reader of the log from the feed's head finds them
-    /// and everything before them).
-    pub fn events(&mut self, events: Vec<SharedEvent>) -> u64 {
+    /// and everything before them). `false` when they went to the gap reader.
+    pub fn events(&mut self, events: Vec<SharedEvent>) -> bool {
         let fresh: Vec<SharedEvent> = events
             .into_iter()
             .filter(|e| e.seq > self.fed_head)
             .collect();
-        let Some(last) = fresh.last().map(|e| e.seq) else {
-            return self.no;
+        let Some(first) = fresh.first().map(|e| e.seq) else {
+            return true;
         };
-        if fresh[0].seq != self.fed_head + 1 {
+        if first != self.fed_head + 1 {
             if let Some(reader) = &self.gap_reader {
                 reader.notify_one();
-                return self.no;
+                return false;
             }
             debug_assert!(false, "the feed skipped a position");
         }
-        self.fed_head = last;
-        self.publish(Committed::Events(fresh))
+        self.feed(fresh);
+        true
+    }
+
+    /// Puts events the gap reader read on the feed: everything readers see after the
+    /// feed's head, in order (positions between them were never used), and answers
+    /// the publishes that waited for them.
+    pub fn read(&mut self, events: Vec<SharedEvent>) {
+        let fresh: Vec<SharedEvent> = events
+            .into_iter()
+            .filter(|e| e.seq > self.fed_head)
+            .collect();
+        if !fresh.is_empty() {
+            self.feed(fresh);
+        }
+    }
+
+    fn feed(&mut self, fresh: Vec<SharedEvent>) {
+        self.fed_head = fresh.last().map_or(self.fed_head, |e| e.seq);
+        self.publish(Committed::Events(fresh));
+        while self.parked.front().is_some_and(|p| p.last <= self.fed_head) {
+            let parked = self.parked.pop_front().expect("just looked");
+            let _ = parked.reply.send(Ok(parked.receipt));
+        }
     }
 
     /// Puts a job's committed changes on the feed, then answers its caller, so that a
     /// caller who waits for the dispatcher to reach the feed number finds them routed.
-    pub fn answer(&mut self, slot: Slot, done: Done) {
+    /// `visible`: readers see the events the transaction appended (see
+    /// `writer::Visibility`); when they may not yet, the publish is answered once the
+    /// gap reader finds them.
+    pub fn answer(&mut self, slot: Slot, done: Done, visible: bool) {
         match (slot, done) {
             (Slot::Append(reply), Done::Append(result)) => {
-                let result = result.map(|(receipt, events)| {
-                    self.events(events);
-                    receipt
+                let (receipt, events) = match result {
+                    Ok(done) => done,
+                    Err(e) => return drop(reply.send(Err(e))),
+                };
+                let Some(last) = events.last().map(|e| e.seq) else {
+                    // A repeat of a publish (its Idempotency-Key): answered long since.
+                    return drop(reply.send(Ok(receipt)));
+                };
+                if visible && self.events(events) && self.fed_head >= last {
+                    return drop(reply.send(Ok(receipt)));
+                }
+                self.parked.push_back(Parked {
+                    last,
+                    reply,
+                    receipt,
+                    since: Instant::now(),
                 });
-                let _ = reply.send(result);
+                if let Some(reader) = &self.gap_reader {
+                    reader.notify_one();
+                }
             }
             (Slot::Create(reply), Done::Create(result)) => {
                 let result = result.map(|(channel, replaced)| {
@@ -525,9 +586,63 @@ mod tests {
         );
 
         // The reader reads the log from the feed's head; a late copy of 5 is dropped.
-        feed.events(events(&[3, 4, 5]));
+        feed.read(events(&[3, 4, 5]));
         feed.events(events(&[5]));
         assert_eq!(fed(&mut rx), vec![3, 4, 5]);
         assert_eq!(feed.fed_head(), 5);
+    }
+
+    fn publish(
+        feed: &mut Feed,
+        seqs: &[Seq],
+        visible: bool,
+    ) -> oneshot::Receiver<Result<PublishReceipt, StoreError>> {
+        let (reply, answer) = oneshot::channel();
+        let receipt = PublishReceipt {
+            last_seq: *seqs.last().unwrap(),
+            count: seqs.len(),
+            replayed: false,
+        };
+        feed.answer(
+            Slot::Append(reply),
+            Done::Append(Ok((receipt, events(seqs)))),
+            visible,
+        );
+        answer
+    }
+
+    /// A publish whose events readers may not see yet, or that follow positions not
+    /// fed yet, is answered only once the reader of the log has fed them: an answered
+    /// publish is one every reader sees. Positions the reader skips were never used.
+    #[test]
+    fn a_publish_is_answered_once_its_events_are_on_the_feed() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let reader = Arc::new(Notify::new());
+        let mut feed = Feed::with_gap_reader(tx, 0, reader.clone());
+        let mut answer = publish(&mut feed, &[1], true);
+        assert_eq!(
+            answer.try_recv().unwrap().unwrap().last_seq,
+            1,
+            "visible and next: at once"
+        );
+
+        let mut hidden = publish(&mut feed, &[2, 3], false);
+        let mut after_gap = publish(&mut feed, &[6], true);
+        assert!(hidden.try_recv().is_err() && after_gap.try_recv().is_err());
+        assert!(feed.waiting_since().is_some());
+        assert!(
+            reader.notified().now_or_never().is_some(),
+            "the reader is woken"
+        );
+        assert_eq!(fed(&mut rx), vec![1]);
+
+        feed.read(events(&[2, 3]));
+        assert_eq!(hidden.try_recv().unwrap().unwrap().last_seq, 3);
+        assert!(after_gap.try_recv().is_err(), "4 and 5 not read yet");
+        // 4 and 5 were taken by a transaction that used neither.
+        feed.read(events(&[6]));
+        assert_eq!(after_gap.try_recv().unwrap().unwrap().last_seq, 6);
+        assert_eq!(fed(&mut rx), vec![2, 3, 6]);
+        assert!(feed.waiting_since().is_none());
     }
 }

@@ -373,6 +373,7 @@ pub async fn prune<T: Transaction>(
         ..PruneReport::default()
     };
     let partitions = tx.partitions().await?;
+    tx.fold_polling_index().await?;
     let head = tx.head().await?;
     match &partitions {
         None => prune_event_rows(tx, &mut report, safe, events_before_ms).await?,

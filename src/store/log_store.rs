@@ -46,6 +46,16 @@ pub trait Backend: Send + Sync + 'static {
     /// does).
     async fn reachable(&self) -> Result<(), StoreError>;
 
+    /// The newest collections of the polling index (docs/api.md §7) on or below `under`
+    /// (a condition on `path`), after position `$2`, at most `$1`, newest first.
+    fn collections_sql(under: &str) -> String {
+        format!(
+            "SELECT {COLLECTION_COLUMNS} FROM polling_index
+             WHERE collection = TRUE AND last_seq > $2 AND {under}
+             ORDER BY last_seq DESC LIMIT $1"
+        )
+    }
+
     /// Stops what the backend runs besides the writer (listeners, checkpoints), once
     /// the writer has committed everything queued.
     async fn close(&self);
@@ -336,8 +346,9 @@ impl<B: Backend> Store for LogStore<B> {
     }
 
     async fn read_log(&self, after: Seq, limit: usize) -> Result<Vec<SharedEvent>, StoreError> {
-        let sql =
-            format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2");
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM visible_events WHERE seq > $1 ORDER BY seq LIMIT $2"
+        );
         self.read(sql, params![after, limit as u64], event_from_row)
             .await
     }
@@ -353,7 +364,7 @@ impl<B: Backend> Store for LogStore<B> {
         // One statement, one snapshot: the head it reports is the one it read under.
         let sql = format!(
             "SELECT h.seq, {} FROM log_head h LEFT JOIN (
-                 SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 AND {under} ORDER BY seq LIMIT $2
+                 SELECT {EVENT_COLUMNS} FROM visible_events WHERE seq > $1 AND {under} ORDER BY seq LIMIT $2
              ) e ON TRUE ORDER BY e.seq",
             event_columns_of("e")
         );
@@ -373,7 +384,7 @@ impl<B: Backend> Store for LogStore<B> {
     async fn count_matching(&self, coverage: &Coverage, after: Seq) -> Result<u64, StoreError> {
         let mut params = params![after];
         let under = covered("resource", coverage, &mut params);
-        let sql = format!("SELECT COUNT(*) FROM events WHERE seq > $1 AND {under}");
+        let sql = format!("SELECT COUNT(*) FROM visible_events WHERE seq > $1 AND {under}");
         let count = single(self.read(sql, params, opt_int_from_row).await?)?;
         Ok(count.unwrap_or(0) as u64)
     }
@@ -381,10 +392,10 @@ impl<B: Backend> Store for LogStore<B> {
     async fn latest_seq_under(&self, coverage: &Coverage) -> Result<Option<Seq>, StoreError> {
         let mut params = Vec::new();
         let sql = if is_whole_namespace(coverage) {
-            "SELECT MAX(seq) FROM events".to_string()
+            "SELECT MAX(seq) FROM visible_events".to_string()
         } else {
             let paths = super::sql::bind_paths(coverage, &mut params).join(", ");
-            format!("SELECT MAX(last_seq) FROM prefixes WHERE path IN ({paths})")
+            format!("SELECT MAX(last_seq) FROM polling_index WHERE path IN ({paths})")
         };
         let latest = single(self.read(sql, params, opt_int_from_row).await?)?;
         Ok(latest.map(|seq| seq as Seq))
@@ -398,11 +409,7 @@ impl<B: Backend> Store for LogStore<B> {
     ) -> Result<Vec<Collection>, StoreError> {
         let mut params = params![limit as u64, after];
         let under = covered("path", coverage, &mut params);
-        let sql = format!(
-            "SELECT {COLLECTION_COLUMNS} FROM prefixes
-             WHERE collection = TRUE AND last_seq > $2 AND {under}
-             ORDER BY last_seq DESC LIMIT $1"
-        );
+        let sql = B::collections_sql(&under);
         self.read(sql, params, collection_from_row).await
     }
 

@@ -10,23 +10,28 @@
 //! Invariants every backend keeps:
 //! - **Durable before answered.** `append` returns only once the events are durable
 //!   (fsync'd / committed). A batch is one transaction: all of it or none of it.
-//! - **Positions.** Each event gets a `Seq` larger than every `Seq` ever assigned, with
-//!   no gaps between events of the log (until pruning removes the oldest).
+//! - **Positions.** Each event gets a `Seq` larger than every `Seq` ever assigned
+//!   (SQLite leaves no gaps; on PostgreSQL positions a transaction took and did not
+//!   use, or that rolled back, are never used).
 //! - **Commit-ordered visibility.** Positions become visible in order: once any reader,
 //!   in any process, has read position `P`, no event below `P` can appear later. The
 //!   log is the change stream any process can tail (`read_log(after)`); SQLite has one
-//!   writer, and PostgreSQL's writing transactions all lock the log's head row, so
-//!   they commit in the order of the positions they take.
+//!   writer; PostgreSQL's writers commit in parallel and readers see only what
+//!   transactions older than every one in progress wrote (`postgres/transaction.rs`).
+//!   An append is answered only once every reader can see it.
 //! - **The feed** is this process's fast path: every change it commits (events, a
 //!   channel created or removed) is put on it in commit order before the caller is
 //!   answered, so a caller who waits for the router to reach the feed number (a stop)
-//!   finds it applied. A channel's `start_seq` is the head of the log when its
-//!   creation committed: exactly the events after it are the channel's. Events another
-//!   process committed are put on the feed before the next local commit's own.
+//!   finds it applied. A channel's `start_seq` is the head of the log its creation
+//!   saw: every event answered before it is at or below it, every event published
+//!   after its answer above it. Events another process committed are put on the feed
+//!   before the next local commit's own.
 //! - **Rules where every writer sees them**: the per-key quota is counted by the
 //!   database (`owner_counts`), the watcher rules and the Idempotency-Key window are
-//!   decided by `rules` inside the same transaction that writes, and that transaction
-//!   is serialised with every other writer's.
+//!   decided by `rules` inside the same transaction that writes, and on PostgreSQL
+//!   transactions creating channels of one owner wait for each other
+//!   (`Transaction::serialise_owners`); an Idempotency-Key is claimed by its insert
+//!   before anything is appended.
 //! - **Bookkeeping** (progress, outcomes, health) is recorded asynchronously and
 //!   batched (`records`); `flush` makes what was recorded so far durable. Losing it in
 //!   a crash only means redelivery with the same message numbers.

@@ -30,7 +30,15 @@ pub trait Database {
     where
         Self: 'a;
 
-    async fn begin(&mut self) -> Result<Self::Tx<'_>, StoreError>;
+    /// A transaction that will append at most `appending` events.
+    async fn begin(&mut self, appending: usize) -> Result<Self::Tx<'_>, StoreError>;
+
+    /// Whether readers see what the committed transaction `xid` appended (see
+    /// [`Visibility`]).
+    async fn visible(&mut self, xid: i64) -> Result<bool, StoreError> {
+        let _ = xid;
+        Ok(true)
+    }
 
     /// A transaction failed: whatever state its connection is in is not to be trusted.
     fn reset(&mut self) {}
@@ -44,8 +52,9 @@ pub trait Transaction: Statements {
     /// for a store only one process uses.
     fn node(&self) -> Option<&str>;
 
-    /// The log's head as this transaction sees it: every event at or below it is
-    /// committed before this transaction's.
+    /// The log's head as this transaction sees it: every event answered before this
+    /// transaction began is at or below it, and every event appended after it commits
+    /// is above it.
     async fn head(&mut self) -> Result<Seq, StoreError>;
 
     /// Gives events their positions, after every position taken before.
@@ -80,6 +89,21 @@ pub trait Transaction: Statements {
         Err(StoreError::Backend("this store has no partitions".into()))
     }
 
+    /// Makes transactions that create channels for any of `owners` (sorted, each
+    /// once) wait for each other to commit, where writers commit in parallel: what
+    /// creating a channel checks first (the id taken, §9's watcher rules) must not
+    /// change before it commits.
+    async fn serialise_owners(&mut self, owners: &[&str]) -> Result<(), StoreError> {
+        let _ = owners;
+        Ok(())
+    }
+
+    /// Brings the polling index up to date before pruning it, where writers append
+    /// to it rather than update it in place (PostgreSQL's `polling_index.rs`).
+    async fn fold_polling_index(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Makes the partitions the logs will need next, ahead of their head, sized for how
     /// fast the log grows.
     async fn partition_ahead(&mut self, growth: &Growth) -> Result<(), StoreError> {
@@ -87,7 +111,18 @@ pub trait Transaction: Statements {
         Ok(())
     }
 
-    async fn commit(self) -> Result<(), StoreError>;
+    async fn commit(self) -> Result<Visibility, StoreError>;
+}
+
+/// When readers see what a committed transaction appended. Where writers commit in
+/// parallel (PostgreSQL), readers see a transaction's events only once every older
+/// transaction has finished, so that positions become visible in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visibility {
+    /// At once (it appended nothing, or nothing older can be in progress).
+    Now,
+    /// Once every transaction older than this one (its id) has finished.
+    Once(i64),
 }
 
 /// The two logs pruning removes from by age.
@@ -200,15 +235,20 @@ impl<D: Database> Writer<D> {
         let records = self.records.take();
         let attempt = tokio::time::timeout(TRANSACTION_TIMEOUT, self.transaction(jobs, &records));
         let error = match attempt.await {
-            Ok(Ok(done)) => {
+            Ok(Ok((done, visibility))) => {
                 metrics::counter!("watchwire_store_commits_total").increment(1);
                 self.shared.commits.fetch_add(1, Ordering::Relaxed);
                 if self.shared.write_health.succeeded() {
                     tracing::info!("the store writes again");
                 }
+                let visible = match visibility {
+                    Visibility::Now => true,
+                    // Not known: the tailer finds out (the events are committed).
+                    Visibility::Once(xid) => self.database.visible(xid).await.unwrap_or(false),
+                };
                 let mut feed = self.feed.lock().unwrap();
                 for (slot, done) in slots.into_iter().zip(done) {
-                    feed.answer(slot, done);
+                    feed.answer(slot, done, visible);
                 }
                 return true;
             }
@@ -236,11 +276,31 @@ impl<D: Database> Writer<D> {
         &mut self,
         jobs: Vec<Job>,
         records: &Records,
-    ) -> Result<Vec<Done>, StoreError> {
+    ) -> Result<(Vec<Done>, Visibility), StoreError> {
         let now = now_ms();
         let mut pruned_through = self.shared.pruned_through.load(Ordering::Relaxed);
         let min_progress = &mut self.min_progress;
-        let mut tx = self.database.begin().await?;
+        let appending = jobs
+            .iter()
+            .map(|job| match job {
+                Job::Append(events, _) => events.len(),
+                _ => 0,
+            })
+            .sum();
+        let mut owners: Vec<Box<str>> = jobs
+            .iter()
+            .filter_map(|job| match job {
+                Job::Create(spec, _) => Some(spec.owner.clone()),
+                _ => None,
+            })
+            .collect();
+        owners.sort_unstable();
+        owners.dedup();
+        let mut tx = self.database.begin(appending).await?;
+        if !owners.is_empty() {
+            let owners: Vec<&str> = owners.iter().map(AsRef::as_ref).collect();
+            tx.serialise_owners(&owners).await?;
+        }
         let mut done = Vec::with_capacity(jobs.len());
         for job in jobs {
             done.push(match job {
@@ -275,10 +335,10 @@ impl<D: Database> Writer<D> {
             });
         }
         tx.finish(records, now).await?;
-        tx.commit().await?;
+        let visibility = tx.commit().await?;
         self.shared
             .pruned_through
             .store(pruned_through, Ordering::Relaxed);
-        Ok(done)
+        Ok((done, visibility))
     }
 }

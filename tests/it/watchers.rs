@@ -291,7 +291,8 @@ async fn an_upgrade_brings_stored_watchers_up_to_the_rules() {
         "DELETE FROM watchwire_migrations WHERE version = 4;"
     } else {
         // What came after that version, undone, so that its step runs again too.
-        "PRAGMA user_version = 3; DROP VIEW log_head; ALTER TABLE channels DROP COLUMN owner_node;"
+        "PRAGMA user_version = 3; DROP VIEW log_head; ALTER TABLE channels DROP COLUMN owner_node;
+         DROP VIEW visible_events; DROP VIEW polling_index;"
     };
     store::execute(
         gw.dir.path(),

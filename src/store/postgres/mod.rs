@@ -2,8 +2,10 @@
 //! store, on a database several gateways can share (docs/api.md §13).
 //!
 //! `transaction.rs` is what the shared writer (`store::writer`) does PostgreSQL's way
-//! (every writing transaction locks the log's head row, which orders positions; the
-//! end of a transaction is a few statements over arrays, pipelined); `pool.rs` the
+//! (writers commit in parallel: positions are taken with the transaction's id, and
+//! readers read only what transactions older than any in progress wrote; the end of a
+//! transaction is a few statements over arrays, pipelined); `polling_index.rs` the
+//! polling index, appended to and folded; `pool.rs` the
 //! connections for reads; `rows.rs` PostgreSQL's rows and parameters; `schema.rs` the
 //! migrations; `notify.rs` the notifications other nodes send (new events, messages
 //! between nodes). What the nodes do with the database is the cluster's
@@ -12,6 +14,7 @@
 
 pub mod notify;
 mod partitions;
+mod polling_index;
 pub(crate) mod pool;
 mod rows;
 mod schema;
@@ -118,6 +121,7 @@ impl PgStore {
             background.clone(),
         );
         notify::spawn_tailer(readers.clone(), feed, log, background.clone());
+        polling_index::spawn_folder(readers.clone(), background.clone());
         Ok(wiring.into_store(
             Postgres {
                 node_id: node_id.to_string(),
@@ -180,7 +184,7 @@ impl Backend for Postgres {
         // The log and the delivery log are the partitions of `events` and `outcomes`.
         let sql = "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::int8 FROM pg_class c
                    WHERE c.relkind = 'r' AND c.relnamespace = current_schema()::regnamespace
-                     AND (c.relname IN ('meta', 'log_head', 'prefixes', 'channels', 'owner_counts', 'removed_channels', 'idempotency')
+                     AND (c.relname IN ('meta', 'log_floor', 'prefixes', 'prefix_changes', 'channels', 'owner_counts', 'removed_channels', 'idempotency')
                           OR c.oid IN (SELECT relid FROM pg_partition_tree('events')
                                        UNION ALL SELECT relid FROM pg_partition_tree('outcomes')))";
         let size = single(
@@ -189,6 +193,10 @@ impl Backend for Postgres {
                 .await?,
         )?;
         Ok(size.unwrap_or(0) as u64)
+    }
+
+    fn collections_sql(under: &str) -> String {
+        polling_index::collections_sql(under)
     }
 
     async fn reachable(&self) -> Result<(), StoreError> {

@@ -192,8 +192,16 @@ async fn listen(
     }
 }
 
-/// Feeds this node the events other nodes commit, in position order: woken by their
-/// notifications, and every [`TAIL_BACKSTOP`] regardless.
+/// How often the tailer reads while a publish of this node waits for readers to see
+/// its events: what makes it wait (an older transaction in progress, on any node or in
+/// any other program on the server) need not notify anyone when it ends.
+const TAIL_WHILE_WAITED_FOR: Duration = Duration::from_millis(2);
+
+/// Feeds this node the events other nodes commit, and its own that readers could not
+/// see at once, in position order: woken by other nodes' notifications and by this
+/// node's writer, every [`TAIL_WHILE_WAITED_FOR`] while a publish waits for it, and
+/// every [`TAIL_BACKSTOP`] regardless. It reads what readers see (`visible_events`):
+/// positions it skips were taken by transactions that did not use them.
 pub(super) fn spawn_tailer(
     store: Arc<Pool>,
     feed: Arc<Mutex<Feed>>,
@@ -202,16 +210,23 @@ pub(super) fn spawn_tailer(
 ) {
     tokio::spawn(async move {
         loop {
+            let waited_for = feed.lock().unwrap().waiting_since();
+            let lag = waited_for.map_or(0.0, |since| since.elapsed().as_secs_f64());
+            metrics::gauge!("watchwire_log_visibility_lag_seconds").set(lag);
+            let pause = match waited_for {
+                Some(_) => TAIL_WHILE_WAITED_FOR,
+                None => TAIL_BACKSTOP,
+            };
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = log.notified() => {}
-                _ = tokio::time::sleep(TAIL_BACKSTOP) => {}
+                _ = tokio::time::sleep(pause) => {}
             }
             loop {
                 let after = feed.lock().unwrap().fed_head();
                 let read = store.read(
                     format!(
-                        "SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"
+                        "SELECT {EVENT_COLUMNS} FROM visible_events WHERE seq > $1 ORDER BY seq LIMIT $2"
                     ),
                     crate::store::sql::params![after, TAIL_PAGE],
                     event_from_row,
@@ -224,7 +239,7 @@ pub(super) fn spawn_tailer(
                     }
                 };
                 let full = events.len() as i64 == TAIL_PAGE;
-                feed.lock().unwrap().events(events);
+                feed.lock().unwrap().read(events);
                 if !full {
                     break;
                 }

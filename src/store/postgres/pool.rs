@@ -29,8 +29,9 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest a session of this process may sit inside a transaction without sending
 /// anything before the server ends it. A process that stalls (stopped, frozen, starved)
-/// while its writer holds the log's head row would otherwise hold every node's writes
-/// and claims until it woke; healthy transactions send their statements back to back.
+/// inside a transaction would otherwise hold back what every node's readers see (they
+/// see only what transactions older than every one in progress wrote) until it woke;
+/// healthy transactions send their statements back to back.
 /// Shorter than [`WAIT`], so a call queued behind such a stall still gets its answer.
 pub const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(3);
 /// How long a connection may carry nothing before the kernel probes its link. Short,
@@ -322,11 +323,11 @@ mod tests {
         );
     }
 
-    /// A session of this process that stalls inside a transaction holding the log's
-    /// head row is ended by the server, so every other writer goes on: a stopped node
-    /// never holds a cluster's writes.
+    /// A session of this process that stalls inside a transaction that took positions
+    /// is ended by the server, so readers see what other writers committed after it:
+    /// a stopped node never holds a cluster's publishes for long.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_session_stalled_holding_the_head_row_is_ended_and_writes_go_on() {
+    async fn a_session_stalled_holding_positions_is_ended_and_publishes_go_on() {
         let Some(place) = Place::postgres().await else {
             return;
         };
@@ -336,7 +337,7 @@ mod tests {
         let store = place.open().await;
         let mut stalled = connect(&url.parse().unwrap()).await.unwrap();
         let held = stalled.transaction().await.unwrap();
-        held.query_one("SELECT seq FROM log_head FOR UPDATE", &[])
+        held.query_one("SELECT last FROM take_positions(1)", &[])
             .await
             .unwrap();
         // From here the holder sends nothing, as a stopped process would not.
@@ -355,7 +356,7 @@ mod tests {
         );
         assert!(
             started.elapsed() >= IDLE_IN_TRANSACTION - Duration::from_millis(500),
-            "the head row was not held: the test proves nothing"
+            "the publish did not wait for the older transaction: the test proves nothing"
         );
         assert!(
             held.query_one("SELECT 1", &[]).await.is_err(),

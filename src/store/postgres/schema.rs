@@ -164,6 +164,65 @@ ALTER INDEX outcomes_channel_pk_idx RENAME TO outcomes_pending;
 -- an old event): pruned row by row.
 CREATE TABLE outcomes_default PARTITION OF outcomes DEFAULT;
 "#,
+    // Parallel commits (docs/api.md §13): no lock is held from a transaction's first
+    // write to its commit. A writing transaction's first statement takes its positions
+    // and its transaction id together, under a lock held for that statement only, so
+    // that positions and transaction ids grow together; readers read only events whose
+    // transaction is older than every transaction still in progress. A transaction
+    // that commits early is thereby shown only once every position below its own is
+    // settled, and none can appear later below one a reader has seen.
+    r#"
+ALTER TABLE events ADD COLUMN tx xid8;
+ALTER TABLE events ALTER COLUMN tx SET DEFAULT pg_current_xact_id();
+CREATE SEQUENCE log_positions;
+SELECT setval('log_positions', GREATEST(seq, 1), seq > 0) FROM log_head;
+-- The head when the log moved to parallel commits (positions at or below it may be
+-- pruned or never used): the least the head can be.
+CREATE TABLE log_floor (id BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (id), seq BIGINT NOT NULL);
+INSERT INTO log_floor (id, seq) SELECT TRUE, seq FROM log_head;
+DROP TABLE log_head;
+
+-- `n` positions and the transaction's id, under a lock only this statement holds. It
+-- must be the transaction's first write: an id taken earlier could be older than a
+-- transaction that takes its positions first. (A session lock, released before the
+-- statement ends; should the statement fail halfway, the writer closes its
+-- connection, which releases it.)
+CREATE FUNCTION take_positions(n BIGINT, OUT last BIGINT, OUT tx xid8) LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_lock('log_positions'::regclass::oid::int, 0);
+    tx := pg_current_xact_id();
+    last := nextval('log_positions') + n - 1;
+    IF n > 1 THEN
+        PERFORM setval('log_positions', last);
+    END IF;
+    PERFORM pg_advisory_unlock('log_positions'::regclass::oid::int, 0);
+END $$;
+
+-- What readers read: events of transactions older than any in progress (rows from
+-- before this step have no id and are settled long since).
+CREATE VIEW visible_events AS SELECT * FROM events
+    WHERE tx IS NULL OR tx < (SELECT pg_snapshot_xmin(pg_current_snapshot()));
+CREATE VIEW log_head AS SELECT GREATEST(
+    (SELECT seq FROM log_floor),
+    (SELECT seq FROM visible_events ORDER BY seq DESC LIMIT 1),
+    (SELECT convert_from(value, 'UTF8')::BIGINT FROM meta WHERE key = 'pruned_through')) AS seq;
+
+-- The polling index without a row every writer locks: each transaction appends what it
+-- changes, and a fold (`polling_index.rs`) moves settled changes into `prefixes`.
+CREATE TABLE prefix_changes (
+    path TEXT COLLATE "C" NOT NULL,
+    last_seq BIGINT NOT NULL,
+    last_ms BIGINT NOT NULL,
+    collection BOOLEAN NOT NULL,
+    tx xid8 NOT NULL DEFAULT pg_current_xact_id()
+);
+CREATE INDEX prefix_changes_by_path ON prefix_changes (path, last_seq);
+CREATE VIEW polling_index AS
+    SELECT path, last_seq, last_ms, collection FROM prefixes
+    UNION ALL
+    SELECT path, last_seq, last_ms, collection FROM prefix_changes
+        WHERE tx < (SELECT pg_snapshot_xmin(pg_current_snapshot()));
+"#,
 ];
 
 /// The step that `jobs::upgrade_watchers` runs before.
@@ -294,18 +353,23 @@ INSERT INTO outcomes (channel_pk, seq, message_number, state, status, attempts, 
     /// A step another change may put before this one: a column, an index and views on
     /// the log, which the conversion keeps.
     const ANOTHER_STEP: &str = r#"
-ALTER TABLE events ADD COLUMN tx xid8 NOT NULL DEFAULT pg_current_xact_id();
-CREATE INDEX events_by_tx ON events (tx);
-CREATE VIEW visible_events AS SELECT * FROM events WHERE tx < pg_snapshot_xmin(pg_current_snapshot());
-CREATE VIEW newest_visible AS SELECT (SELECT seq FROM visible_events ORDER BY seq DESC LIMIT 1) AS seq;
+ALTER TABLE events ADD COLUMN origin TEXT NOT NULL DEFAULT 'here';
+CREATE INDEX events_by_origin ON events (origin);
+CREATE VIEW local_events AS SELECT * FROM events WHERE origin = 'here';
+CREATE VIEW newest_local AS SELECT (SELECT seq FROM local_events ORDER BY seq DESC LIMIT 1) AS seq;
 "#;
 
     /// Every row of both logs, as text.
     async fn fingerprint(client: &Client) -> Vec<String> {
         let mut prints = Vec::new();
-        for (table, order) in [("events", "seq"), ("outcomes", "channel_pk, seq")] {
+        // The columns of the old schema: later steps may add more.
+        let events = "(t.seq, t.time_ms, t.resource, t.state, t.data, t.changed, t.metadata)";
+        for (table, row, order) in [
+            ("events", events, "seq"),
+            ("outcomes", "t", "channel_pk, seq"),
+        ] {
             let sql = format!(
-                "SELECT count(*)::text || ' ' || md5(string_agg(t::text, '|' ORDER BY {order})) FROM {table} t"
+                "SELECT count(*)::text || ' ' || md5(string_agg({row}::text, '|' ORDER BY {order})) FROM {table} t"
             );
             prints.push(client.query_one(&sql, &[]).await.unwrap().get(0));
         }
@@ -340,7 +404,7 @@ CREATE VIEW newest_visible AS SELECT (SELECT seq FROM visible_events ORDER BY se
                        WHERE tablename IN ('events', 'outcomes') AND schemaname = current_schema()";
         let expected = match another_step_first {
             false => "events_by_resource events_pkey outcomes_by_time outcomes_pending outcomes_pkey",
-            true => "events_by_resource events_pkey events_tx_idx outcomes_by_time outcomes_pending outcomes_pkey",
+            true => "events_by_resource events_origin_idx events_pkey outcomes_by_time outcomes_pending outcomes_pkey",
         };
         assert_eq!(one(&client, indexes).await, expected);
         let leftovers = "SELECT count(*)::text FROM pg_class WHERE relname LIKE '%unpartitioned%'
@@ -351,14 +415,14 @@ CREATE VIEW newest_visible AS SELECT (SELECT seq FROM visible_events ORDER BY se
             // whole database, which other tests run.)
             let reads = "SELECT string_agg(DISTINCT r.ev_class::regclass::text || ' reads ' || d.refobjid::regclass::text, ', ')
                          FROM pg_depend d JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid
-                         WHERE d.refobjid IN ('events'::regclass, 'visible_events'::regclass) AND d.deptype = 'n'
+                         WHERE d.refobjid IN ('events'::regclass, 'local_events'::regclass) AND d.deptype = 'n'
                            AND r.ev_class <> d.refobjid";
             assert_eq!(
                 one(&client, reads).await,
-                "newest_visible reads visible_events, visible_events reads events",
+                "local_events reads events, newest_local reads local_events, visible_events reads events",
                 "its views read the new log"
             );
-            one(&client, "SELECT COALESCE(seq, 0)::text FROM newest_visible").await;
+            one(&client, "SELECT COALESCE(seq, 0)::text FROM newest_local").await;
         }
         let first = "SELECT min(relname) FROM pg_class WHERE relname LIKE 'events\\_101\\_%'
                      AND relnamespace = current_schema()::regnamespace";

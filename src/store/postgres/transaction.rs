@@ -1,13 +1,12 @@
 //! PostgreSQL's writing transactions: one connection of the writer's own, its hot
-//! statements prepared once per connection. Each transaction first locks the log's
-//! head row: transactions that write commit one after another, in the order of the
-//! positions they take, so positions become visible in order (docs/api.md §13) and two
-//! writers never deadlock. Nothing else is read under that lock: events other nodes
-//! committed before this writer's own reach the feed through the tailer (`Feed` leaves
-//! events after a gap to it), so the lock is held for the writes and the commit only.
-//! Positions are taken in memory and the events, the polling index, the head and the
-//! delivery bookkeeping are written at the end, each in one statement over arrays,
-//! sent together (pipelined: one round trip).
+//! statements prepared once per connection. Writers on every node commit in parallel
+//! (docs/api.md §13): a transaction that appends takes its positions first, with its
+//! transaction id, under a lock held for that one statement (`take_positions`, see the
+//! schema), and readers see only what transactions older than every one in progress
+//! wrote (`visible_events`), so positions still become visible in order. The polling
+//! index is appended to, never updated in place (`polling_index.rs` folds it). The
+//! events, the polling index and the delivery bookkeeping are written at the end, each
+//! in one statement over arrays, sent together (pipelined: one round trip).
 
 use std::collections::HashMap;
 
@@ -17,6 +16,7 @@ use tokio_postgres::{Client, Statement};
 
 use super::notify::{removal_notice, Topics, WakeUps};
 use super::partitions::{self, PartitionSize};
+use super::polling_index::{self, Lock};
 use super::pool::{connect, pg};
 use super::rows::On;
 use super::tls::Config;
@@ -24,7 +24,7 @@ use crate::model::{NewEvent, Seq, SharedEvent};
 use crate::store::records::Records;
 use crate::store::rules;
 use crate::store::sql::{Map, Params, Ran, Statements};
-use crate::store::writer::{Database, Growth, Partition, Partitions, Transaction};
+use crate::store::writer::{Database, Growth, Partition, Partitions, Transaction, Visibility};
 use crate::store::StoreError;
 
 /// The writer's connection, and what it needs to know of its node.
@@ -51,8 +51,13 @@ pub struct PgTx<'a> {
     node_id: &'a str,
     topics: &'a Topics,
     wake_ups: &'a WakeUps,
-    head_at_start: Seq,
-    head: Seq,
+    /// Positions taken for this transaction and not used yet (`next..=last`); any left
+    /// at the commit are never used.
+    positions: Option<(Seq, Seq)>,
+    /// This transaction's id, when it appends.
+    xid: Option<i64>,
+    /// The log's head as this transaction sees it, once asked.
+    head: Option<Seq>,
     /// Events appended in this transaction, inserted at its end.
     appended: Vec<SharedEvent>,
     partition_size: PartitionSize,
@@ -72,20 +77,19 @@ impl PgDatabase {
 
     async fn prepare_all(&mut self) -> Result<Prepared, StoreError> {
         Ok(Prepared {
-            lock_head: self.statement("SELECT seq FROM log_head FOR UPDATE").await?,
-            set_head: self.statement("UPDATE log_head SET seq = $1").await?,
+            take_positions: self
+                .statement("SELECT last, tx::text::int8 FROM take_positions($1)")
+                .await?,
             insert_events: self
                 .statement(
                     "INSERT INTO events (seq, time_ms, resource, state, data, changed, metadata)
                      SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::text[], $5::bytea[], $6::text[], $7::text[])",
                 )
                 .await?,
-            upsert_prefixes: self
+            insert_prefixes: self
                 .statement(
-                    "INSERT INTO prefixes (path, last_seq, last_ms, collection)
-                     SELECT u.path, u.seq, $3, u.collection FROM UNNEST($1::text[], $2::int8[], $4::bool[]) AS u(path, seq, collection)
-                     ON CONFLICT (path) DO UPDATE SET last_seq = GREATEST(prefixes.last_seq, EXCLUDED.last_seq),
-                        last_ms = EXCLUDED.last_ms, collection = prefixes.collection OR EXCLUDED.collection",
+                    "INSERT INTO prefix_changes (path, last_seq, last_ms, collection)
+                     SELECT u.path, u.seq, $3, u.collection FROM UNNEST($1::text[], $2::int8[], $4::bool[]) AS u(path, seq, collection)",
                 )
                 .await?,
             progress: self
@@ -122,7 +126,7 @@ impl PgDatabase {
 impl Database for PgDatabase {
     type Tx<'a> = PgTx<'a>;
 
-    async fn begin(&mut self) -> Result<PgTx<'_>, StoreError> {
+    async fn begin(&mut self, appending: usize) -> Result<PgTx<'_>, StoreError> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
             self.client = Some(connect(&self.config).await?);
             self.statements.clear();
@@ -143,20 +147,48 @@ impl Database for PgDatabase {
             .transaction()
             .await
             .map_err(pg)?;
-        let row = tx.query_one(&statements.lock_head, &[]).await.map_err(pg)?;
-        let head = row.get::<_, i64>(0) as Seq;
+        // First, before anything else writes (see `take_positions`).
+        let (positions, xid) = if appending > 0 {
+            let n = appending as i64;
+            let row = tx
+                .query_one(&statements.take_positions, &[&n])
+                .await
+                .map_err(pg)?;
+            let last = row.get::<_, i64>(0) as Seq;
+            (
+                Some((last + 1 - appending as Seq, last)),
+                Some(row.get::<_, i64>(1)),
+            )
+        } else {
+            (None, None)
+        };
         Ok(PgTx {
             tx,
             statements,
             node_id,
             topics,
             wake_ups,
-            head_at_start: head,
-            head,
+            positions,
+            xid,
+            head: None,
             appended: Vec::new(),
             partition_size: *partition_size,
             covered,
         })
+    }
+
+    /// Whether every transaction older than `xid` has finished, so that readers see
+    /// what `xid` wrote.
+    async fn visible(&mut self, xid: i64) -> Result<bool, StoreError> {
+        let statement = self
+            .statement("SELECT pg_snapshot_xmin(pg_current_snapshot()) > $1::text::xid8")
+            .await?;
+        let client = self.client.as_ref().expect("connected");
+        let row = client
+            .query_one(&statement, &[&xid.to_string()])
+            .await
+            .map_err(pg)?;
+        Ok(row.get(0))
     }
 
     /// The connection's state is unknown: the next transaction opens a new one.
@@ -179,24 +211,47 @@ impl Transaction for PgTx<'_> {
         Some(self.node_id)
     }
 
+    /// The last position this transaction appended at; before it appends, the newest
+    /// visible one (every event acknowledged so far is at or below it).
     async fn head(&mut self) -> Result<Seq, StoreError> {
-        Ok(self.head)
+        if let Some(last) = self.appended.last() {
+            return Ok(last.seq);
+        }
+        if let Some(head) = self.head {
+            return Ok(head);
+        }
+        let row = self
+            .tx
+            .query_one("SELECT seq FROM log_head", &[])
+            .await
+            .map_err(pg)?;
+        let head = row.get::<_, i64>(0) as Seq;
+        self.head = Some(head);
+        Ok(head)
     }
 
-    /// Takes positions after the head (in memory: the head row is locked and written
-    /// once at the end).
+    /// Gives the events positions this transaction took when it began.
     async fn append(
         &mut self,
         events: Vec<NewEvent>,
         now: i64,
     ) -> Result<Vec<SharedEvent>, StoreError> {
+        let Some((next, last)) = self.positions else {
+            return Err(StoreError::Backend(
+                "a transaction appended without positions".into(),
+            ));
+        };
+        if next + events.len() as Seq > last + 1 {
+            return Err(StoreError::Backend(
+                "a transaction appended more than it took positions for".into(),
+            ));
+        }
         let stored: Vec<SharedEvent> = events
             .into_iter()
-            .map(|e| {
-                self.head += 1;
-                e.at(self.head, now)
-            })
+            .zip(next..)
+            .map(|(e, seq)| e.at(seq, now))
             .collect();
+        self.positions = Some((next + stored.len() as Seq, last));
         self.appended.extend(stored.iter().cloned());
         Ok(stored)
     }
@@ -222,26 +277,25 @@ impl Transaction for PgTx<'_> {
     }
 
     async fn finish(&mut self, records: &Records, now: i64) -> Result<(), StoreError> {
-        if self.head != self.head_at_start && self.covered.is_none_or(|up_to| self.head > up_to) {
-            let from = self.head_at_start + 1;
-            let covered = partitions::cover(&self.tx, from, self.head, self.partition_size).await?;
-            *self.covered = Some(covered);
+        let range = self.appended.first().zip(self.appended.last());
+        if let Some((first, last)) = range.map(|(f, l)| (f.seq, l.seq)) {
+            if self.covered.is_none_or(|up_to| last > up_to) {
+                let covered = partitions::cover(&self.tx, first, last, self.partition_size).await?;
+                *self.covered = Some(covered);
+            }
         }
         // The writes below depend on no answer of each other: they are polled
         // together, so tokio-postgres pipelines them (sent at once, one round trip
         // instead of one each). The server still runs them in the order sent.
-        let (tx, statements, head) = (&self.tx, &self.statements, self.head);
-        let head_number = head as i64;
-        let set_head: [&(dyn ToSql + Sync); 1] = [&head_number];
+        let (tx, statements) = (&self.tx, &self.statements);
         let appended = &self.appended;
         let write_events = async {
-            if head == self.head_at_start {
+            if appended.is_empty() {
                 return Ok(());
             }
             try_join!(
                 insert_events(tx, statements, appended),
-                update_prefixes(tx, statements, appended, now),
-                execute(tx, &statements.set_head, &set_head),
+                append_prefixes(tx, statements, appended, now),
             )
             .map(|_| ())
         };
@@ -259,6 +313,24 @@ impl Transaction for PgTx<'_> {
         partitions::drop(&self.tx, p, through).await
     }
 
+    /// In order, so that two transactions never wait for each other both ways.
+    async fn serialise_owners(&mut self, owners: &[&str]) -> Result<(), StoreError> {
+        for owner in owners {
+            self.tx
+                .execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ' watchwire owner ' || $1, 0))",
+                    &[owner],
+                )
+                .await
+                .map_err(pg)?;
+        }
+        Ok(())
+    }
+
+    async fn fold_polling_index(&mut self) -> Result<(), StoreError> {
+        polling_index::fold_in(&self.tx, Lock::Wait).await.map(drop)
+    }
+
     async fn partition_ahead(&mut self, growth: &Growth) -> Result<(), StoreError> {
         if let Some(covered) = partitions::ahead(&self.tx, growth, self.partition_size).await? {
             *self.covered = Some(covered);
@@ -266,24 +338,24 @@ impl Transaction for PgTx<'_> {
         Ok(())
     }
 
-    async fn commit(self) -> Result<(), StoreError> {
+    async fn commit(self) -> Result<Visibility, StoreError> {
         self.tx.commit().await.map_err(pg)?;
+        let (Some(xid), Some(last)) = (self.xid, self.appended.last()) else {
+            return Ok(Visibility::Now);
+        };
         // Other nodes wake on it (docs/api.md §13). Sent after the commit, not inside
         // it: a transaction that notifies takes a database-wide lock while it commits,
         // which would put every node's commits in one line.
-        if self.head != self.head_at_start {
-            self.wake_ups.committed(self.head);
-        }
-        Ok(())
+        self.wake_ups.committed(last.seq);
+        Ok(Visibility::Once(xid))
     }
 }
 
 /// The writer's hot statements, prepared once per connection.
 struct Prepared {
-    lock_head: Statement,
-    set_head: Statement,
+    take_positions: Statement,
     insert_events: Statement,
-    upsert_prefixes: Statement,
+    insert_prefixes: Statement,
     progress: Statement,
     outcomes: Statement,
     health: Statement,
@@ -312,20 +384,18 @@ async fn insert_events(
     Ok(())
 }
 
-async fn update_prefixes(
+async fn append_prefixes(
     tx: &tokio_postgres::Transaction<'_>,
     statements: &Prepared,
     events: &[SharedEvent],
     now: i64,
 ) -> Result<(), StoreError> {
-    let mut updates = rules::prefix_updates(events.iter());
-    // One order for every writer: rows are locked in it.
-    updates.sort_by(|a, b| a.path.cmp(b.path));
+    let updates = rules::prefix_updates(events.iter());
     let paths: Vec<&str> = updates.iter().map(|u| u.path).collect();
     let seqs: Vec<i64> = updates.iter().map(|u| u.last_seq as i64).collect();
     let collections: Vec<bool> = updates.iter().map(|u| u.is_collection).collect();
     tx.execute(
-        &statements.upsert_prefixes,
+        &statements.insert_prefixes,
         &[&paths, &seqs, &now, &collections],
     )
     .await
@@ -431,4 +501,115 @@ async fn execute(
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<(), StoreError> {
     tx.execute(statement, params).await.map(|_| ()).map_err(pg)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::model::Coverage;
+    use crate::store::conformance::{event, Place};
+    use crate::store::postgres::pool::connect;
+
+    /// Writers commit in parallel (docs/api.md §13): a publish commits while an older
+    /// transaction that took a position before it is still open, and yet no reader sees
+    /// it, nor is it answered, until that one has finished; then both are read in
+    /// position order. A reader never sees a position appear below one it has seen.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_publish_commits_beside_an_older_transaction_and_is_seen_after_it() {
+        let Some((place, url)) = Place::postgres_and_url().await else {
+            return;
+        };
+        let store = place.open().await;
+        store.append(vec![event("/r/first")], None).await.unwrap();
+        let mut older = connect(&url.parse().unwrap()).await.unwrap();
+        let older = older.transaction().await.unwrap();
+        let taken: i64 = older
+            .query_one("SELECT last FROM take_positions(1)", &[])
+            .await
+            .unwrap()
+            .get(0);
+        older
+            .execute(
+                "INSERT INTO events (seq, time_ms, resource, state) VALUES ($1, 0, '/r/older', 'exists')",
+                &[&taken],
+            )
+            .await
+            .unwrap();
+
+        let publishing = tokio::spawn({
+            let store = store.clone();
+            async move { store.append(vec![event("/r/newer")], None).await }
+        });
+        // Committed, though the older transaction is open: nothing it holds kept it.
+        let look = connect(&url.parse().unwrap()).await.unwrap();
+        let committed = async {
+            loop {
+                let rows = look
+                    .query("SELECT seq FROM events WHERE resource = '/r/newer'", &[])
+                    .await
+                    .unwrap();
+                if let Some(row) = rows.first() {
+                    return row.get::<_, i64>(0);
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        let newer = tokio::time::timeout(Duration::from_secs(10), committed)
+            .await
+            .expect("the publish committed while an older transaction was open");
+        assert_eq!(newer, taken + 1, "positions in the order they were taken");
+
+        // Neither seen nor answered while the older one is open.
+        let seen: Vec<i64> = store
+            .read_log(0, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq as i64)
+            .collect();
+        assert_eq!(
+            seen,
+            [taken - 1],
+            "only what came before the older transaction"
+        );
+        let latest = store.latest_seq_under(&Coverage::path("/r")).await.unwrap();
+        assert!(
+            latest.is_none_or(|seq| (seq as i64) < taken),
+            "the polling index shows {latest:?}"
+        );
+        assert_eq!(store.head().await.unwrap() as i64, taken - 1);
+        assert!(
+            !publishing.is_finished(),
+            "answered before readers could see it"
+        );
+
+        older.commit().await.unwrap();
+        let receipt = tokio::time::timeout(Duration::from_secs(10), publishing)
+            .await
+            .expect("answered once the older transaction finished")
+            .unwrap()
+            .unwrap();
+        assert_eq!(receipt.last_seq as i64, newer);
+        let seen: Vec<(i64, String)> = store
+            .read_log(0, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| (e.seq as i64, e.resource.to_string()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (taken - 1, "/r/first".to_string()),
+                (taken, "/r/older".to_string()),
+                (newer, "/r/newer".to_string())
+            ]
+        );
+        assert_eq!(
+            store.latest_seq_under(&Coverage::path("/r")).await.unwrap(),
+            Some(newer as u64)
+        );
+        store.close().await;
+    }
 }

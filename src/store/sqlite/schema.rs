@@ -12,7 +12,7 @@ use crate::store::StoreError;
 /// The schema as versioned steps: a database at `PRAGMA user_version` N gets steps
 /// N.. applied in one transaction at open. Step 1 is idempotent (`IF NOT EXISTS`) so
 /// that stores created before versioning (version 0, already holding it) pass it.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 const V1: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -131,6 +131,14 @@ ALTER TABLE channels ADD COLUMN owner_node TEXT;
 CREATE VIEW log_head AS SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0) AS seq;
 "#;
 
+/// More names the shared reads use: where PostgreSQL's writers commit in parallel,
+/// readers read the log and the polling index through views that show only what
+/// every older transaction has settled; here, with one writer, they are the tables.
+const V6: &str = r#"
+CREATE VIEW visible_events AS SELECT * FROM events;
+CREATE VIEW polling_index AS SELECT path, last_seq, last_ms, collection FROM prefixes;
+"#;
+
 /// The step that `jobs::upgrade_watchers` runs before.
 const WATCHERS_UPGRADED: usize = 3;
 
@@ -153,7 +161,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     tx.connection()
         .pragma_update(None, "user_version", MIGRATIONS.len() as i64)
         .map_err(backend)?;
-    at_once(tx.commit())
+    at_once(tx.commit()).map(drop)
 }
 
 /// Runs SQLite's side of a shared statement sequence: its statements never wait.

@@ -13,7 +13,7 @@ use crate::model::{NewEvent, Seq, SharedEvent};
 use crate::store::records::Records;
 use crate::store::rules;
 use crate::store::sql::{Map, Params, Ran, Statements};
-use crate::store::writer::{Database, Transaction};
+use crate::store::writer::{Database, Transaction, Visibility};
 use crate::store::StoreError;
 
 /// The write connection and what lives as long as the writer: fields drop in order,
@@ -53,7 +53,7 @@ impl<'a> SqliteTx<'a> {
 impl Database for SqliteDatabase {
     type Tx<'a> = SqliteTx<'a>;
 
-    async fn begin(&mut self) -> Result<SqliteTx<'_>, StoreError> {
+    async fn begin(&mut self, _appending: usize) -> Result<SqliteTx<'_>, StoreError> {
         SqliteTx::immediate(&mut self.conn)
     }
 }
@@ -115,8 +115,10 @@ impl Transaction for SqliteTx<'_> {
         write_records(&self.tx, records).map_err(backend)
     }
 
-    async fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().map_err(backend)
+    /// One writer: nothing older can be in progress.
+    async fn commit(self) -> Result<Visibility, StoreError> {
+        self.tx.commit().map_err(backend)?;
+        Ok(Visibility::Now)
     }
 }
 
