@@ -524,7 +524,24 @@ async fn prune_partition<T: Transaction>(
     };
     let params = params![oldest.first, oldest.last, before_ms];
     let kept = single(tx.query(keeps, params, |row| row.bool(0)).await?)?;
-    if kept || !tx.drop_partition(oldest, through).await? {
+    if kept {
+        return Ok(());
+    }
+    if through < oldest.last {
+        // Split at the head: only worth it for what it removes. A partition with
+        // nothing up to the head would be dropped and made again each step while
+        // publishes move the head, every time locking the log against readers and
+        // writers for a drop and a create.
+        let holds = match log {
+            Log::Events => "SELECT EXISTS (SELECT 1 FROM events WHERE seq >= $1 AND seq <= $2)",
+            Log::Outcomes => "SELECT EXISTS (SELECT 1 FROM outcomes WHERE seq >= $1 AND seq <= $2)",
+        };
+        let params = params![oldest.first, through];
+        if !single(tx.query(holds, params, |row| row.bool(0)).await?)? {
+            return Ok(());
+        }
+    }
+    if !tx.drop_partition(oldest, through).await? {
         return Ok(());
     }
     match log {

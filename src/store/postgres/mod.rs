@@ -96,7 +96,7 @@ impl PgStore {
         // On a connection of its own: other nodes' deliveries wait for these, which must
         // not queue behind the API's reads.
         let wake_ups = WakeUps::spawn(
-            Arc::new(Pool::new(config.clone(), 1)),
+            Arc::new(Pool::new(notify::wake_up_config(&config), 1)),
             topics.clone(),
             head,
             background.clone(),

@@ -53,6 +53,22 @@ impl Topics {
         }
     }
 }
+/// How the connection that sends wake-ups connects: its transactions (a `NOTIFY`
+/// takes a transaction id) do not wait for their commit to be flushed. A wake-up
+/// lost in a crash costs nothing (the tailers read every 500 ms regardless), and one
+/// that waited for the disk would stay in progress for a flush: readers see only what
+/// transactions older than every one in progress wrote, so each would hold back the
+/// commits of the writer that sent it.
+pub fn wake_up_config(config: &Config) -> Config {
+    let mut config = config.clone();
+    let options = match config.server.get_options() {
+        Some(options) => format!("{options} -c synchronous_commit=off"),
+        None => "-c synchronous_commit=off".to_string(),
+    };
+    config.server.options(&options);
+    config
+}
+
 /// Tells other nodes of new events once they are committed: each commit hands its head
 /// over without waiting, and one task sends the newest head on a connection of its
 /// own, so that many commits in a row cost one notification.

@@ -461,6 +461,31 @@ mod tests {
         }
     }
 
+    /// A partition with nothing up to the head is not dropped to start it past the
+    /// head: with publishes moving the head, every prune step would otherwise drop and
+    /// make it again (each time locking the log), and never report that it is done.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_empty_partition_past_the_head_is_left_alone() {
+        let Some((place, url)) = Place::postgres_and_url().await else {
+            return;
+        };
+        let store = place.open().await;
+        store.append(vec![event("/r/a")], None).await.unwrap();
+        let everything = now_ms() + 1;
+        let before = tables(&url, "outcomes");
+        for round in 0..3 {
+            // No channel: the delivery log is empty, and all of it is due.
+            let step = store.prune(0, everything).await.unwrap();
+            assert!(
+                !step.more,
+                "round {round}: nothing was pruned, so nothing is left"
+            );
+            assert_eq!(tables(&url, "outcomes"), before, "round {round}");
+            store.append(vec![event("/r/b")], None).await.unwrap();
+        }
+        store.close().await;
+    }
+
     /// Retention on PostgreSQL drops whole partitions, exactly as far as pruning may go:
     /// `pruned_through` is the last position of the last partition dropped, a partition
     /// holding a pending delivery-log entry stays, and inserts after a drop land in a
