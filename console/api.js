@@ -64,12 +64,13 @@ export async function call(method, path, body) {
  * and restarts (it reconnects with Last-Event-ID, as EventSource would; fetch is used
  * because EventSource cannot send the key in a header). Returns a stop function.
  */
-export function follow(resource, { onEvent, onStatus }) {
+export function follow(resource, filter, { onEvent, onStatus }) {
   const controller = new AbortController();
   let last = null;
   let stopped = false;
   const query = new URLSearchParams({ checkpoints: "true" });
   if (resource) query.set("resource", resource);
+  if (filter) query.set("filter", filter);
 
   async function once() {
     const extra = last ? { "Last-Event-ID": last } : {};

@@ -339,6 +339,7 @@ async function channelView(id, query) {
         ["Expiration", channel.expiration ? when(new Date(Number(channel.expiration)).toISOString()) : "never"],
         ["Token", channel.token ?? "—"],
         ["Params", channel.params ? h("code", {}, JSON.stringify(channel.params)) : "—"],
+        ["Filter", channel.filter ? h("code", {}, JSON.stringify(channel.filter)) : "none: every event"],
       ]),
     ),
     actions,
@@ -415,6 +416,7 @@ async function watchersView(query) {
   const page = await call("GET", `/v1/watchers?${pageQuery(query)}`);
   const pattern = h("input", { required: true, placeholder: "/apps/mail", spellcheck: "false" });
   const endpoint = h("input", { type: "url", required: true, placeholder: "https://hooks.example.com/mail" });
+  const filter = h("input", { placeholder: '{"data.status": "paid"}', spellcheck: "false" });
   show(
     h("h1", {}, "Watchers"),
     page.items.length
@@ -441,12 +443,15 @@ async function watchersView(query) {
         onsubmit: (event) => {
           event.preventDefault();
           const body = { pattern: pattern.value, endpoint: endpoint.value };
+          // As text: the gateway checks it and says where it is wrong.
+          if (filter.value.trim()) body.filter = filter.value.trim();
           act(event.submitter, () => call("POST", "/v1/watchers", body), (w) => `Watcher ${w.id} created.`);
         },
       },
       h("h2", {}, "New watcher"),
       field("Path prefix", pattern),
       field("Endpoint", endpoint),
+      field("Filter (optional)", filter, "Only events it matches, as JSON."),
       h("button", { type: "submit" }, "Create watcher"),
     ),
   );
@@ -501,6 +506,7 @@ function publishView() {
 
 function liveView(query) {
   const resource = h("input", { value: query.get("resource") ?? "", placeholder: "everything", spellcheck: "false" });
+  const filter = h("input", { value: query.get("filter") ?? "", placeholder: '{"state": "exists"}', spellcheck: "false" });
   const status = h("p", { class: "stream-status", role: "status" }, "Not following.");
   const list = h("ol", { class: "events", "aria-label": "Events, newest last" });
   let stop = null;
@@ -520,7 +526,7 @@ function liveView(query) {
           end();
           list.replaceChildren();
           status.textContent = "Connecting…";
-          stop = follow(resource.value.trim(), {
+          stop = follow(resource.value.trim(), filter.value.trim(), {
             onEvent: (e) =>
               list.append(
                 h(
@@ -545,6 +551,7 @@ function liveView(query) {
         },
       },
       field("Resource (and everything below it)", resource),
+      field("Filter (optional)", filter),
       h("button", { type: "submit" }, "Follow"),
       h("button", { type: "button", onclick: () => (end(), (status.textContent = "Stopped.")) }, "Stop"),
     ),

@@ -187,6 +187,10 @@ pub struct ChannelSpec {
     /// it covers (docs/api.md §10.1). `None` (nearly every channel): it covers its
     /// resource. Boxed, so that it costs an idle channel one word.
     pub within: Option<Box<Coverage>>,
+    /// Which of the covered events it gets (docs/api.md §15); `None`: all of them.
+    /// Shared: equal filters are evaluated once per event, whatever the number of
+    /// channels holding them.
+    pub filter: Option<Arc<crate::filter::Filter>>,
 }
 
 impl ChannelSpec {
@@ -255,6 +259,7 @@ impl std::fmt::Debug for ChannelSpec {
             .field("resource", &self.resource)
             .field("address", &self.address)
             .field("expiration_ms", &self.expiration_ms)
+            .field("filter", &self.filter.as_ref().map(|f| f.canonical()))
             .finish_non_exhaustive()
     }
 }

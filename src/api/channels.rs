@@ -89,6 +89,9 @@ fn spec_view(spec: &ChannelSpec) -> Value {
 fn channel_view(channel: &StoredChannel) -> Value {
     let mut view = spec_view(&channel.spec);
     view["resource"] = json!(channel.spec.resource);
+    if let Some(filter) = &channel.spec.filter {
+        view["filter"] = filter.to_value();
+    }
     view
 }
 

@@ -31,6 +31,11 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "required", message)
     }
 
+    /// A filter that cannot be used (docs/api.md §15), with where in it and why.
+    pub fn invalid_filter(error: crate::filter::FilterError) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalidFilter", error.to_string())
+    }
+
     pub fn not_found(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::NOT_FOUND, "notFound", message)
     }

@@ -8,6 +8,7 @@
 //! `event: cutoff` (its id is the last cursor sent, so a client resumes from there).
 //! Only that stream's own task ever waits: nothing else slows down.
 
+use crate::filter::{self, Filter};
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -37,9 +38,14 @@ pub async fn stream(
         &app,
         &caller,
         &uri,
-        &["resource", "since", "checkpoints"],
+        &["resource", "since", "checkpoints", "filter"],
         "resource",
     )?;
+    let filter = query
+        .get("filter")
+        .map(Filter::from_text)
+        .transpose()
+        .map_err(ApiError::invalid_filter)?;
     // Browsers' EventSource resends the last id it saw; it wins over `since`.
     let last_event_id = headers
         .get("last-event-id")
@@ -64,6 +70,7 @@ pub async fn stream(
     let follower = Follower {
         app: app.clone(),
         coverage,
+        filter,
         sent: start,
         tx,
         checkpoints,
@@ -87,6 +94,8 @@ pub async fn stream(
 struct Follower {
     app: AppState,
     coverage: Coverage,
+    /// Only the events it matches are sent (docs/api.md §15).
+    filter: Option<Filter>,
     /// Every matching event at or below this has been sent (or precedes the stream).
     sent: Seq,
     tx: mpsc::Sender<SseEvent>,
@@ -134,7 +143,7 @@ impl Follower {
         if event.seq <= self.sent {
             return Ok(());
         }
-        if self.coverage.covers(&event.resource) {
+        if self.coverage.covers(&event.resource) && filter::admits(self.filter.as_ref(), event) {
             self.push(
                 SseEvent::default()
                     .id(cursor(event.seq))

@@ -4,6 +4,7 @@
 //! policy and the clock, so that the fuzz targets (`fuzz/`) exercise exactly what the
 //! handler runs.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -19,6 +20,7 @@ use super::body::{parse_json, type_name, RawBody, Shortened};
 use super::error::ApiError;
 use super::AppState;
 use crate::delivery::target::TargetPolicy;
+use crate::filter::{Filter, FilterError};
 use crate::model::{now_ms, ChannelKind, ChannelSpec};
 use crate::protocol::resource::WHOLE_NAMESPACE;
 use crate::protocol::signature::SigningSecret;
@@ -46,6 +48,9 @@ pub struct WatchRequest {
     /// `params.signingSecret`, checked to be a valid `whsec_` secret.
     pub signing_secret: Option<String>,
     pub payload: bool,
+    /// `params.filter` (JSON text, as Google's clients send every param) or `filter`
+    /// (an object), checked.
+    pub filter: Option<Filter>,
 }
 
 /// What the gateway adds to a watch request to make it a channel.
@@ -237,6 +242,7 @@ impl WatchRequest {
         let mut params = Map::new();
         let mut ttl = None;
         let mut signing_secret = None;
+        let mut filter = None;
         match field("params") {
             None => {}
             Some(Value::Object(given)) => {
@@ -262,6 +268,14 @@ impl WatchRequest {
                             })?;
                             params.insert(name.clone(), value.clone());
                         }
+                        "filter" => {
+                            let parsed = Filter::from_text(text).map_err(|mut e| {
+                                e.place = e.place.replacen("filter", "params.filter", 1);
+                                ApiError::invalid_filter(e)
+                            })?;
+                            filter = Some(parsed);
+                            params.insert(name.clone(), value.clone());
+                        }
                         "signingSecret" => {
                             SigningSecret::parse(text).map_err(|e| {
                                 ApiError::invalid(format!("params.signingSecret: {e}"))
@@ -280,6 +294,18 @@ impl WatchRequest {
                     type_name(other)
                 )))
             }
+        }
+
+        if let Some(given) = field("filter") {
+            if filter.is_some() {
+                return Err(ApiError::invalid_filter(FilterError {
+                    place: "filter".into(),
+                    problem:
+                        "the filter is given twice, as params.filter and as filter: give it once"
+                            .into(),
+                }));
+            }
+            filter = Some(filter_field(given)?);
         }
 
         let payload = match field("payload") {
@@ -303,6 +329,7 @@ impl WatchRequest {
             params,
             signing_secret,
             payload,
+            filter,
         })
     }
 
@@ -331,8 +358,18 @@ impl WatchRequest {
             signing_secret: self.signing_secret.map(Into::into),
             created_ms: context.now_ms,
             within: context.within.map(Box::new),
+            filter: self.filter.map(Arc::new),
         }
     }
+}
+
+/// A `filter` field: a filter object, or its JSON text.
+pub fn filter_field(value: &Value) -> Result<Filter, ApiError> {
+    match value {
+        Value::String(text) => Filter::from_text(text),
+        other => Filter::from_value(other),
+    }
+    .map_err(ApiError::invalid_filter)
 }
 
 /// An address (a channel's `address`, a watcher's `endpoint`: `field` names it in

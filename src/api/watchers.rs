@@ -1,6 +1,8 @@
 //! Watchers (docs/api.md §9): channels on a resource prefix that never expire, with rules
 //! that keep one endpoint from receiving an event twice from one owner's watchers.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +19,7 @@ use super::error::ApiError;
 use super::path::PathId;
 use super::query::Query;
 use super::removal;
-use super::watch::{check_address, check_deliverable, resource_id};
+use super::watch::{check_address, check_deliverable, filter_field, resource_id};
 use super::AppState;
 use crate::model::{now_ms, ChannelKind, ChannelSpec, StoredChannel};
 use crate::store::{rules, Removal, StoreError};
@@ -42,14 +44,18 @@ pub fn watcher_id(secret: &[u8], owner: &str, pattern: &str, endpoint: &str) -> 
 
 fn watcher_view(channel: &StoredChannel) -> Value {
     let spec = &channel.spec;
-    json!({
+    let mut view = json!({
         "kind": "watchwire#watcher",
         "id": spec.id,
         "pattern": spec.resource,
         "endpoint": spec.address,
         "resourceId": spec.resource_id,
         "resourceUri": spec.resource_uri,
-    })
+    });
+    if let Some(filter) = &spec.filter {
+        view["filter"] = filter.to_value();
+    }
+    view
 }
 
 pub async fn create(
@@ -103,6 +109,10 @@ pub async fn create(
         ))
     })?;
     check_deliverable(&app.target_policy, "endpoint", &endpoint).await?;
+    let filter = match body.get("filter") {
+        None | Some(Value::Null) => None,
+        Some(given) => Some(Arc::new(filter_field(given)?)),
+    };
 
     let secret = app.store.instance_secret();
     let spec = ChannelSpec {
@@ -120,6 +130,7 @@ pub async fn create(
         signing_secret: None,
         created_ms: now_ms(),
         within: within.map(Box::new),
+        filter,
     };
     match app
         .store

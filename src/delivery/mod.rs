@@ -40,6 +40,7 @@ use tokio_util::task::TaskTracker;
 use self::destination::Outbound;
 use self::outbox::Outbox;
 use self::retry::RetryPolicy;
+use crate::filter::Verdicts;
 use crate::model::{Outcome, Seq, SharedEvent, StoredChannel};
 use crate::protocol::resource::{self_and_ancestors, WHOLE_NAMESPACE};
 use crate::store::{Committed, FeedItem, Store, StoreError};
@@ -122,11 +123,15 @@ impl ChannelIndex {
 
     /// Offers an event to every channel that covers it. A channel's paths never cover
     /// one another, so it is offered each event once.
+    /// Channels with a filter are offered only the events it matches.
     fn route(&self, event: &SharedEvent, ctx: &Arc<DeliveryContext>) {
         let covering = self_and_ancestors(&event.resource).chain([WHOLE_NAMESPACE]);
+        let mut verdicts = Verdicts::new(event);
         for path in covering {
             for handle in self.by_resource.get(path).into_iter().flatten() {
-                handle.offer(event, ctx);
+                if verdicts.admits(handle.spec.filter.as_deref()) {
+                    handle.offer(event, ctx);
+                }
             }
         }
     }

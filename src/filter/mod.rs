@@ -8,9 +8,12 @@
 mod matches;
 mod parse;
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 pub use self::matches::event_document;
+use crate::model::Event;
 
 /// Longest filter, as the JSON text it arrived as.
 pub const MAX_FILTER_BYTES: usize = 4096;
@@ -123,6 +126,44 @@ impl Filter {
     pub fn matches(&self, event: &Value) -> bool {
         matches::all(&self.root, event)
     }
+}
+
+/// Which filters one event matches, each distinct filter decided once however many
+/// channels hold it, and the event's document made only if some filter asks.
+pub struct Verdicts<'a> {
+    event: &'a Event,
+    document: Option<Value>,
+    decided: HashMap<&'a str, bool>,
+}
+
+impl<'a> Verdicts<'a> {
+    pub fn new(event: &'a Event) -> Verdicts<'a> {
+        Verdicts {
+            event,
+            document: None,
+            decided: HashMap::new(),
+        }
+    }
+
+    /// Whether a subscription with `filter` gets the event (`None`: no filter, it does).
+    pub fn admits(&mut self, filter: Option<&'a Filter>) -> bool {
+        let Some(filter) = filter else {
+            return true;
+        };
+        if let Some(&verdict) = self.decided.get(filter.canonical()) {
+            return verdict;
+        }
+        let event = self.event;
+        let document = self.document.get_or_insert_with(|| event_document(event));
+        let verdict = filter.matches(document);
+        self.decided.insert(filter.canonical(), verdict);
+        verdict
+    }
+}
+
+/// Whether a subscription with `filter` gets `event`, for one event alone.
+pub fn admits(filter: Option<&Filter>, event: &Event) -> bool {
+    filter.is_none_or(|f| f.matches(&event_document(event)))
 }
 
 #[cfg(test)]

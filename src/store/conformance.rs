@@ -118,6 +118,7 @@ pub(crate) fn channel(owner: &str, id: &str, resource: &str) -> ChannelSpec {
         signing_secret: None,
         created_ms: 0,
         within: None,
+        filter: None,
     }
 }
 

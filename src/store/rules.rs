@@ -273,6 +273,7 @@ mod tests {
             signing_secret: None,
             created_ms: 0,
             within: None,
+            filter: None,
         }
     }
 

@@ -210,7 +210,7 @@ pub const EVENT_COLUMNS: &str = "seq, time_ms, resource, state, data, changed, m
 
 /// Columns of `channels` in the order [`channel_from_row`] reads them.
 pub const CHANNEL_COLUMNS: &str = "pk, owner, id, resource, resource_id, resource_uri, address, token, expiration_ms, params, payload,
-     signing_secret, created_ms, start_seq, progress_seq, synced, kind, disabled, failing_since_ms, within";
+     signing_secret, created_ms, start_seq, progress_seq, synced, kind, disabled, failing_since_ms, within, filter";
 
 /// Columns of `outcomes o` in the order [`outcome_from_row`] reads them; the event's
 /// resource and metadata follow when the statement joins `events e`.
@@ -299,6 +299,7 @@ pub fn channel_from_row(row: &dyn Row) -> Result<StoredChannel, StoreError> {
             within: row
                 .opt_text(19)?
                 .map(|lines| Box::new(Coverage::from_lines(&lines))),
+            filter: filter_from(row.opt_text(20)?)?,
         }),
         start_seq: row.int(13)? as Seq,
         progress_seq: row.int(14)? as Seq,
@@ -306,6 +307,17 @@ pub fn channel_from_row(row: &dyn Row) -> Result<StoredChannel, StoreError> {
         disabled: row.bool(17)?,
         failing_since_ms: row.opt_int(18)?,
     })
+}
+
+/// A stored filter: checked when it was given, so one that no longer parses is a
+/// damaged database.
+fn filter_from(text: Option<String>) -> Result<Option<Arc<crate::filter::Filter>>, StoreError> {
+    text.map(|text| {
+        crate::filter::Filter::from_text(&text)
+            .map(Arc::new)
+            .map_err(|e| StoreError::Backend(format!("a stored filter does not parse: {e}")))
+    })
+    .transpose()
 }
 
 /// [`OUTCOME_COLUMNS`] only.
@@ -356,6 +368,7 @@ pub fn removed_from_row(row: &dyn Row) -> Result<RemovedChannel, StoreError> {
             payload: true,
             signing_secret: None,
             within: None,
+            filter: None,
         },
         ended: row.text(10)?,
         reason: row.text(11)?,

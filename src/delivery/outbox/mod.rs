@@ -129,9 +129,20 @@ impl OutboxState {
         }
         match self.queue.front() {
             Some(event) => Some(Next::Event(event.clone())),
-            None if self.backlog => Some(Next::Refill(self.progress_seq)),
+            // From what it has read, not what it delivered: with a filter, what lies
+            // between was read and is not the channel's.
+            None if self.backlog => Some(Next::Refill(self.tail_seq.max(self.progress_seq))),
             None => None,
         }
+    }
+
+    /// What it owes, counted afresh from what it holds, once nothing it owes is left
+    /// in the store only: the sync, and the queue.
+    fn recount(&mut self) {
+        let exact = u64::from(self.sync_pending) + self.queue.len() as u64;
+        let gauge = metrics::gauge!("watchwire_pending_notifications");
+        gauge.increment(exact as f64 - self.owed as f64);
+        self.owed = exact;
     }
 
     /// One owed notification is done (delivered or failed for good).

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::{Next, Outbox, QUEUE_CAPACITY};
 use crate::delivery::render::{ChannelHeaders, Notification};
 use crate::delivery::DeliveryContext;
+use crate::filter;
 use crate::model::{message_number, now_ms, Seq};
 use crate::protocol::headers::SYNC_MESSAGE_NUMBER;
 use crate::store::{EventPage, Removal};
@@ -165,17 +166,25 @@ impl Outbox {
         };
         let mut st = self.state.lock().unwrap();
         let complete = events.len() < QUEUE_CAPACITY && st.skipped_max <= head;
+        let filter = self.spec.filter.as_deref();
         for event in events {
             if event.seq > st.tail_seq {
                 st.tail_seq = event.seq;
-                st.queue.push_back(event);
-                metrics::gauge!("watchwire_queued_notifications").increment(1.0);
+                if filter::admits(filter, &event) {
+                    st.queue.push_back(event);
+                    metrics::gauge!("watchwire_queued_notifications").increment(1.0);
+                }
             }
         }
         if complete && st.backlog {
             st.backlog = false;
             st.skipped_max = 0;
             metrics::gauge!("watchwire_channels_backlogged").decrement(1.0);
+            if filter.is_some() {
+                // What it owes was counted from the store without the filter when it
+                // was claimed; now everything it owes is in the queue.
+                st.recount();
+            }
         }
     }
 
@@ -188,9 +197,21 @@ impl Outbox {
         let Some(replay) = &mut st.replay else {
             return;
         };
-        replay.queue = events.into_iter().filter(|e| e.seq <= upto).collect();
+        let read_through = events
+            .last()
+            .map(|e| e.seq)
+            .filter(|_| events.len() == QUEUE_CAPACITY);
+        let filter = self.spec.filter.as_deref();
+        replay.queue = events
+            .into_iter()
+            .filter(|e| e.seq <= upto && filter::admits(filter, e))
+            .collect();
         if replay.queue.is_empty() {
-            st.replay = None;
+            match read_through {
+                // A full page the filter let nothing through: read on after it.
+                Some(last) if last < upto => replay.after = last,
+                _ => st.replay = None,
+            }
         }
     }
 

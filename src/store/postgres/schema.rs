@@ -223,6 +223,10 @@ CREATE VIEW polling_index AS
     SELECT path, last_seq, last_ms, collection FROM prefix_changes
         WHERE tx < (SELECT pg_snapshot_xmin(pg_current_snapshot()));
 "#,
+    r#"
+-- A channel's filter (docs/api.md §15), in its canonical form; NULL: none.
+ALTER TABLE channels ADD COLUMN filter TEXT;
+"#,
 ];
 
 /// The step that `jobs::upgrade_watchers` runs before.

@@ -12,7 +12,7 @@ use crate::store::StoreError;
 /// The schema as versioned steps: a database at `PRAGMA user_version` N gets steps
 /// N.. applied in one transaction at open. Step 1 is idempotent (`IF NOT EXISTS`) so
 /// that stores created before versioning (version 0, already holding it) pass it.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 const V1: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -137,6 +137,11 @@ CREATE VIEW log_head AS SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE n
 const V6: &str = r#"
 CREATE VIEW visible_events AS SELECT * FROM events;
 CREATE VIEW polling_index AS SELECT path, last_seq, last_ms, collection FROM prefixes;
+"#;
+
+/// A channel's filter (docs/api.md §15), in its canonical form; NULL: none.
+const V7: &str = r#"
+ALTER TABLE channels ADD COLUMN filter TEXT;
 "#;
 
 /// The step that `jobs::upgrade_watchers` runs before.

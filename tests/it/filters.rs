@@ -1,0 +1,169 @@
+//! docs/api.md §15 filters: a channel, a watcher and a stream get only the events their
+//! filter matches; numbers stay log positions and `X-Watchwire-Previous-Number` names
+//! the previous notification actually sent; a bad filter is `400 invalidFilter` on
+//! every path that takes one.
+
+use crate::common::*;
+use serde_json::{json, Value};
+
+/// Publishes one order event per status, in order; their message numbers.
+async fn publish_orders(gw: &Gateway, statuses: &[&str]) -> Vec<u64> {
+    let mut numbers = Vec::new();
+    for (i, status) in statuses.iter().enumerate() {
+        let answer = gw
+            .publish(json!({"resource": "/orders/1", "state": "exists",
+                            "data": {"status": status, "i": i}}))
+            .await;
+        let cursor = answer["cursor"].as_str().unwrap();
+        // Cursors and message numbers are both the log position (number = seq + 1).
+        numbers.push(cursor_seq(cursor) + 1);
+    }
+    numbers
+}
+
+fn cursor_seq(cursor: &str) -> u64 {
+    cursor
+        .trim_start_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .unwrap_or_else(|_| panic!("a cursor ending in its position: {cursor}"))
+}
+
+#[tokio::test]
+async fn a_channel_gets_only_matching_events_with_the_previous_number_it_was_sent() {
+    let gw = Gateway::start().await;
+    let rx = Receiver::start().await;
+    // As Google's clients send it: every param a string.
+    let watch = json!({"id": "paid-only", "type": "web_hook", "address": rx.url(),
+                       "params": {"filter": "{\"data.status\": \"paid\"}"}});
+    let channel = gw.watch_with("/orders", watch).await;
+    assert_eq!(channel["params"]["filter"], "{\"data.status\": \"paid\"}");
+    let sync = rx.next().await;
+    assert_eq!(sync.state(), "sync");
+
+    let numbers = publish_orders(&gw, &["open", "paid", "open", "open", "paid"]).await;
+    let got = rx.take(2).await;
+    assert_eq!(got[0].number(), numbers[1]);
+    assert_eq!(got[0].body_json()["status"], "paid");
+    assert_eq!(
+        got[0].header("x-watchwire-previous-number"),
+        Some("1"),
+        "after the sync"
+    );
+    assert_eq!(got[1].number(), numbers[4]);
+    assert_eq!(
+        got[1].header("x-watchwire-previous-number"),
+        Some(numbers[1].to_string().as_str()),
+        "the previous notification sent, not the previous event"
+    );
+    rx.expect_silence(std::time::Duration::from_millis(300))
+        .await;
+
+    let shown = gw.get("/v1/channels/paid-only").await.expect(200).json;
+    assert_eq!(shown["filter"], json!({"data.status": "paid"}));
+    let logged = gw.logged_resources("paid-only", "").await;
+    assert_eq!(
+        logged,
+        ["sync", "/orders/1", "/orders/1"],
+        "the delivery log lists the sync and what was matched"
+    );
+}
+
+#[tokio::test]
+async fn a_filter_object_on_a_watch_and_on_a_watcher_and_a_stream_filter() {
+    let gw = Gateway::start().await;
+    let rx = Receiver::start().await;
+    let watch = json!({"id": "big", "type": "web_hook", "address": rx.url(),
+                       "filter": {"data.i": {"$gte": 2}, "$not": {"data.status": "void"}}});
+    gw.watch_with("/orders", watch).await;
+    assert_eq!(rx.next().await.state(), "sync");
+
+    let watchers = Receiver::start().await;
+    let created = gw
+        .post(
+            "/v1/watchers",
+            &json!({"pattern": "/orders", "endpoint": watchers.url(),
+                                       "filter": {"data.status": {"$in": ["void"]}}}),
+        )
+        .await
+        .expect(201)
+        .json;
+    assert_eq!(created["filter"], json!({"data.status": {"$in": ["void"]}}));
+    let listed = gw.get("/v1/watchers").await.expect(200).json;
+    assert_eq!(listed["items"][0]["filter"], created["filter"]);
+
+    let mut stream = gw
+        .stream("/v1/watch?resource=/orders&filter=%7B%22data.status%22%3A%22open%22%7D")
+        .await;
+    publish_orders(&gw, &["open", "open", "paid", "void", "open"]).await;
+
+    let channel: Vec<i64> = rx
+        .take(2)
+        .await
+        .iter()
+        .map(|r| r.body_json()["i"].as_i64().unwrap())
+        .collect();
+    assert_eq!(channel, [2, 4]);
+    let watcher: Vec<Value> = watchers
+        .take(2)
+        .await
+        .iter()
+        .filter(|r| r.state() != "sync")
+        .map(|r| r.body_json()["i"].clone())
+        .collect();
+    assert_eq!(watcher, [json!(3)]);
+    let mut streamed = Vec::new();
+    for _ in 0..3 {
+        streamed.push(stream.expect().await.json()["data"]["i"].as_i64().unwrap());
+    }
+    assert_eq!(streamed, [0, 1, 4]);
+}
+
+#[tokio::test]
+async fn bad_filters_are_invalid_filter_on_every_path() {
+    let gw = Gateway::start().await;
+    let rx = Receiver::start().await;
+    let cases = [
+        (
+            json!({"params": {"filter": "{\"data\": {\"$regex\": \"x\"}}"}}),
+            "params.filter.data.$regex",
+        ),
+        (json!({"params": {"filter": "{not json"}}), "not JSON"),
+        (
+            json!({"filter": {"data.total": {"$gt": true}}}),
+            "filter.data.total.$gt",
+        ),
+        (json!({"filter": {"$or": []}}), "filter.$or"),
+        (
+            json!({"filter": {"a": 1}, "params": {"filter": "{\"a\": 1}"}}),
+            "twice",
+        ),
+    ];
+    for (extra, says) in cases {
+        let mut body = json!({"id": "bad", "type": "web_hook", "address": rx.url()});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let reply = gw.post("/orders/watch", &body).await;
+        reply.assert_error(400, "invalidFilter");
+        let message = reply.json["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{extra}: {message}");
+    }
+    let reply = gw
+        .post(
+            "/v1/watchers",
+            &json!({"pattern": "/orders", "endpoint": rx.url(),
+                                       "filter": {"data": {"$nope": 1}}}),
+        )
+        .await;
+    reply.assert_error(400, "invalidFilter");
+    let reply = gw
+        .get("/v1/watch?resource=/orders&filter=%7B%22%24gt%22%3A1%7D")
+        .await;
+    reply.assert_error(400, "invalidFilter");
+    assert!(reply.json["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("filter.$gt"));
+    let none = gw.get("/v1/channels").await.expect(200).json;
+    assert_eq!(none["items"], json!([]), "nothing was created");
+}
