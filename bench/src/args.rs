@@ -12,6 +12,8 @@ use crate::scenarios::Sizes;
 pub enum Scenario {
     Raw,
     Fanout,
+    /// The fan-out with a filter on every channel (docs/api.md §16).
+    Filtered,
     Publish,
     Latency,
     /// Only with `--database-url`.
@@ -22,9 +24,10 @@ pub enum Scenario {
     Soak,
 }
 
-const ALL: [Scenario; 9] = [
+const ALL: [Scenario; 10] = [
     Scenario::Raw,
     Scenario::Fanout,
+    Scenario::Filtered,
     Scenario::Publish,
     Scenario::Latency,
     Scenario::Cluster,

@@ -10,6 +10,7 @@ use crate::postgres::DatabaseInfo;
 use crate::scenarios::backlog::Backlog;
 use crate::scenarios::cluster::Cluster;
 use crate::scenarios::fanout::Fanout;
+use crate::scenarios::filtered::Filtered;
 use crate::scenarios::latency::Latency;
 use crate::scenarios::publish::Publish;
 use crate::scenarios::raw::Raw;
@@ -94,6 +95,8 @@ pub struct Results {
     pub fanout: Option<Fanout>,
     pub publish: Option<Publish>,
     pub latency: Option<Latency>,
+    #[serde(default)]
+    pub filtered: Option<Filtered>,
     pub wide: Option<Wide>,
     pub scale: Option<Scale>,
     pub backlog: Option<Backlog>,

@@ -63,6 +63,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         fanout: None,
         publish: None,
         latency: None,
+        filtered: None,
         wide: None,
         scale: None,
         backlog: None,
@@ -187,6 +188,18 @@ async fn run_one(
                     .context("on PostgreSQL")?;
                 postgres(results).fanout = Some(f);
             }
+        }
+        Scenario::Filtered => {
+            let unfiltered = results
+                .fanout
+                .as_ref()
+                .map(|f| f.headline.gateway_cpu_us_per_notification);
+            let f = scenarios::filtered::run(ctx, unfiltered).await?;
+            println!(
+                "   {} filtered channels: {:.0} notifications/s, {:.1} µs gateway CPU per event",
+                f.channels, f.delivered_per_second, f.gateway_cpu_us_per_event
+            );
+            results.filtered = Some(f);
         }
         Scenario::Publish => {
             let p = scenarios::publish::run(ctx, raw).await?;

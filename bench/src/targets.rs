@@ -164,6 +164,24 @@ fn checks(run: &Results) -> Vec<Check> {
             });
         }
     }
+    if let Some(f) = &run.filtered {
+        let note = format!(
+            "{} channels with distinct filters, each matching a tenth; {} notifications/s; {:.1} µs per notification sent",
+            f.channels,
+            format_count(f.delivered_per_second),
+            f.gateway_cpu_us_per_notification
+        );
+        checks.push(check(
+            "filtered fan-out: gateway CPU per event",
+            f.gateway_cpu_us_per_event,
+            "µs",
+            None,
+            "≤ 1.5 × unfiltered + 1 µs per filter",
+            f.budget_us_per_event
+                .map(|budget| f.gateway_cpu_us_per_event <= budget),
+            note,
+        ));
+    }
     if let Some(w) = &run.wide {
         let note = size_note(w.channels, 100_000, "channels");
         let pass = (w.channels >= 100_000).then_some(w.last_delivery_seconds <= 2.0);

@@ -262,7 +262,7 @@ fn quick_bench_runs_every_scenario_and_delivers_everything() {
     assert_eq!(r["quick"], true);
     assert_eq!(r["failures"], Value::Array(vec![]), "no scenario failed");
     for scenario in [
-        "raw", "fanout", "publish", "latency", "wide", "scale", "backlog", "soak",
+        "raw", "fanout", "filtered", "publish", "latency", "wide", "scale", "backlog", "soak",
     ] {
         assert!(
             r[scenario].is_object(),
@@ -320,6 +320,19 @@ fn quick_bench_runs_every_scenario_and_delivers_everything() {
         p50 <= p99 && p99 <= p999 && p999 <= max,
         "{p50} {p99} {p999} {max}"
     );
+
+    // filtered: each event reached the tenth of the channels whose filter it matches,
+    // and the CPU per event is judged against the unfiltered fan-out of the same run.
+    let filtered = &r["filtered"];
+    let (events, channels) = (positive(filtered, "events"), positive(filtered, "channels"));
+    let sent = positive(filtered, "notifications");
+    assert!(
+        sent < events * channels && sent * 10.0 >= events * (channels - 9.0),
+        "{sent} notifications for {events} events to {channels} channels matching a tenth each"
+    );
+    positive(filtered, "delivered_per_second");
+    positive(filtered, "gateway_cpu_us_per_event");
+    positive(filtered, "budget_us_per_event");
 
     // wide: one event reached every channel.
     positive(&r, "wide.channels");
@@ -396,6 +409,7 @@ fn quick_bench_runs_every_scenario_and_delivers_everything() {
         "latency p50",
         "latency p99",
         "one event → all channels",
+        "filtered fan-out: gateway CPU per event",
         "memory per idle channel",
         "restart → delivering",
         "peak RSS, dead endpoint",
@@ -408,7 +422,7 @@ fn quick_bench_runs_every_scenario_and_delivers_everything() {
         .as_array()
         .expect("foreign CPU per scenario");
     // The cluster scenario runs only with a database.
-    let scenarios = if database.is_some() { 9 } else { 8 };
+    let scenarios = if database.is_some() { 10 } else { 9 };
     assert_eq!(foreign.len(), scenarios, "one reading per scenario");
     for f in foreign {
         let share = number(f, "share");

@@ -167,3 +167,55 @@ async fn bad_filters_are_invalid_filter_on_every_path() {
     let none = gw.get("/v1/channels").await.expect(200).json;
     assert_eq!(none["items"], json!([]), "nothing was created");
 }
+
+/// More matching events than a channel holds in memory: it reads the rest from the
+/// store, where its worker filters what it reads and moves on past what the filter
+/// drops; a replay sends only what matches too.
+#[tokio::test]
+async fn a_backlogged_channel_filters_what_it_reads_and_a_replay_sends_only_matches() {
+    let gw = Gateway::start().await;
+    let rx = Receiver::start().await;
+    let watch = json!({"id": "evens", "type": "web_hook", "address": rx.url(),
+                       "filter": {"resource": {"$startsWith": "/bl/even/"}}});
+    gw.watch_with("/bl", watch).await;
+    let sync = rx.next().await;
+    let start = sync.header("x-watchwire-cursor").unwrap().to_string();
+    let up = rx.unavailable_until_up();
+    for batch in 0..3 {
+        let events: Vec<Value> = (batch * 1000..(batch + 1) * 1000)
+            .map(|i| {
+                let parity = if i % 2 == 0 { "even" } else { "odd" };
+                json!({"resource": format!("/bl/{parity}/{i}"), "state": "exists"})
+            })
+            .collect();
+        gw.publish(json!(events)).await;
+    }
+    // 1,500 owed: more than the 1,024 a channel queues.
+    gw.await_pending("evens", 1500).await;
+    up.store(true, std::sync::atomic::Ordering::SeqCst);
+
+    let got = rx.first_receipts(1500).await;
+    let expected: Vec<String> = (0..3000)
+        .step_by(2)
+        .map(|i| format!("/bl/even/{i}"))
+        .collect();
+    let resources: Vec<String> = got.iter().map(|(_, r)| r.clone()).collect();
+    assert_eq!(resources, expected, "every matching event, once, in order");
+    assert!(got.windows(2).all(|w| w[0].0 < w[1].0));
+    gw.await_pending("evens", 0).await;
+
+    gw.post("/v1/channels/evens/replay", &json!({"since": start}))
+        .await
+        .expect(202);
+    let replayed = rx.take(1500).await;
+    assert!(
+        replayed.iter().all(|r| r
+            .header("x-watchwire-event-resource")
+            .is_some_and(|res| res.starts_with("/bl/even/"))),
+        "a replay sends only what the filter matches"
+    );
+    let numbers: Vec<u64> = replayed.iter().map(|r| r.number()).collect();
+    assert_eq!(numbers, got.iter().map(|(n, _)| *n).collect::<Vec<_>>());
+    rx.expect_silence(std::time::Duration::from_millis(200))
+        .await;
+}

@@ -7,6 +7,7 @@
 pub mod backlog;
 pub mod cluster;
 pub mod fanout;
+pub mod filtered;
 pub mod latency;
 pub mod publish;
 pub mod raw;

@@ -31,6 +31,9 @@ pub struct Sizes {
     pub latency_channels: usize,
     pub latency_seconds: f64,
     pub wide_channels: usize,
+    /// Channels of the filtered fan-out, each with a filter of its own.
+    #[serde(default = "full_filtered_channels")]
+    pub filtered_channels: usize,
     pub scale_channels: usize,
     /// Channels per resource in the scale scenario.
     pub scale_per_resource: usize,
@@ -58,6 +61,10 @@ pub struct Sizes {
     pub cluster: ClusterSizes,
 }
 
+fn full_filtered_channels() -> usize {
+    1000
+}
+
 fn yes() -> bool {
     true
 }
@@ -79,6 +86,7 @@ impl Sizes {
             latency_channels: 10,
             latency_seconds: 10.0,
             wide_channels: 100_000,
+            filtered_channels: full_filtered_channels(),
             scale_channels: 1_000_000,
             scale_per_resource: 1000,
             backlog_events: 1_000_000,
@@ -110,6 +118,7 @@ impl Sizes {
             latency_channels: 3,
             latency_seconds: 0.5,
             wide_channels: 200,
+            filtered_channels: 20,
             scale_channels: 500,
             scale_per_resource: 50,
             backlog_events: 2000,
