@@ -16,9 +16,9 @@ use crate::stats::Percentiles;
 pub const COLLECTION: &str = "/bench/fanout";
 
 /// Concurrent publishers (each sends one batch at a time).
-const PUBLISHERS: usize = 4;
+pub const PUBLISHERS: usize = 4;
 /// Distinct resources the events are spread over, all below the collection.
-const ITEMS: u64 = 1000;
+pub const ITEMS: u64 = 1000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Point {
@@ -104,6 +104,38 @@ async fn point(
     Ok(point)
 }
 
+/// Publishes `events` in batches of `batch` from [`PUBLISHERS`] connections, through
+/// `gateways` in turn, spread over [`ITEMS`] resources below `collection`
+/// (`{collection}/items/{i % ITEMS}`).
+pub async fn publish_batches(
+    client: &reqwest::Client,
+    gateways: &[Gateway],
+    collection: &'static str,
+    events: u64,
+    batch: u64,
+) -> anyhow::Result<()> {
+    let urls = urls(gateways);
+    let publisher = client.clone();
+    load::for_each(events.div_ceil(batch) as usize, PUBLISHERS, move |b| {
+        let client = publisher.clone();
+        let url = urls[b as usize % urls.len()].clone();
+        let (first, last) = (b * batch, ((b + 1) * batch).min(events));
+        let resources: Vec<String> = (first..last)
+            .map(|i| format!("{collection}/items/{}", i % ITEMS))
+            .collect();
+        async move {
+            load::publish(
+                &client,
+                &url,
+                load::batch_json(resources.iter().map(String::as_str)),
+            )
+            .await
+        }
+    })
+    .await?;
+    Ok(())
+}
+
 /// Publishes `events` in batches below [`COLLECTION`], which `channels` channels
 /// delivering to a fresh `receiver` watch, through `gateways` in turn (one gateway, or
 /// the nodes of a cluster), and measures until the last notification arrived.
@@ -121,29 +153,8 @@ pub async fn measure(
     let cpu_before = cpu_seconds(gateways)?;
     let database_before = ctx.database_cpu(&gateways[0]).await?;
     receiver.record_latency(true);
-    let batch = sizes.batch as u64;
-    let batches = events.div_ceil(batch);
-    let urls = urls(gateways);
     let began = clock::now_us();
-    let publisher = client.clone();
-    load::for_each(batches as usize, PUBLISHERS, move |b| {
-        let client = publisher.clone();
-        let url = urls[b as usize % urls.len()].clone();
-        let first = b * batch;
-        let last = (first + batch).min(events);
-        let resources: Vec<String> = (first..last)
-            .map(|i| format!("{COLLECTION}/items/{}", i % ITEMS))
-            .collect();
-        async move {
-            load::publish(
-                &client,
-                &url,
-                load::batch_json(resources.iter().map(String::as_str)),
-            )
-            .await
-        }
-    })
-    .await?;
+    publish_batches(&client, gateways, COLLECTION, events, sizes.batch as u64).await?;
     let notifications = events * channels as u64;
     receiver.wait_events(notifications, sizes.stall()).await?;
     let counts = receiver.counts();

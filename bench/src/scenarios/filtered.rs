@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_delivery, cpu_seconds, urls, Ctx};
+use super::fanout::{publish_batches, ITEMS, PUBLISHERS};
+use super::{check_delivery, cpu_seconds, Ctx};
 use crate::clock;
 use crate::gateway::Gateway;
 use crate::load;
@@ -19,10 +20,6 @@ use crate::receiver::Receiver;
 
 /// The collection every filtered channel watches.
 const COLLECTION: &str = "/bench/filtered";
-/// Distinct resources, whose last digits are spread evenly.
-const ITEMS: u64 = 1000;
-/// Concurrent publishers.
-const PUBLISHERS: usize = 4;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Filtered {
@@ -57,29 +54,11 @@ pub async fn run(ctx: &Ctx, unfiltered_us: Option<f64>) -> anyhow::Result<Filter
     };
     let notifications: u64 = (0..events).map(matching).sum();
     let client = load::client(PUBLISHERS)?;
-    let cpu_before = cpu_seconds(std::slice::from_ref(&gateway))?;
+    let gateways = std::slice::from_ref(&gateway);
+    let cpu_before = cpu_seconds(gateways)?;
     receiver.record_latency(false);
-    let batch = sizes.batch as u64;
-    let urls = urls(std::slice::from_ref(&gateway));
     let began = clock::now_us();
-    let publisher = client.clone();
-    load::for_each(events.div_ceil(batch) as usize, PUBLISHERS, move |b| {
-        let client = publisher.clone();
-        let url = urls[0].clone();
-        let (first, last) = (b * batch, ((b + 1) * batch).min(events));
-        let resources: Vec<String> = (first..last)
-            .map(|i| format!("{COLLECTION}/items/{}", i % ITEMS))
-            .collect();
-        async move {
-            load::publish(
-                &client,
-                &url,
-                load::batch_json(resources.iter().map(String::as_str)),
-            )
-            .await
-        }
-    })
-    .await?;
+    publish_batches(&client, gateways, COLLECTION, events, sizes.batch as u64).await?;
     receiver.wait_events(notifications, sizes.stall()).await?;
     let counts = receiver.counts();
     let seconds = clock::secs_between(
@@ -88,7 +67,7 @@ pub async fn run(ctx: &Ctx, unfiltered_us: Option<f64>) -> anyhow::Result<Filter
             .last_event_us
             .load(std::sync::atomic::Ordering::Relaxed),
     );
-    let cpu = cpu_seconds(std::slice::from_ref(&gateway))? - cpu_before;
+    let cpu = cpu_seconds(gateways)? - cpu_before;
     check_delivery(&receiver, notifications)?;
     ctx.finish(gateway).await?;
     let per_event = notifications as f64 / events as f64;
