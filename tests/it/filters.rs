@@ -219,3 +219,54 @@ async fn a_backlogged_channel_filters_what_it_reads_and_a_replay_sends_only_matc
     rx.expect_silence(std::time::Duration::from_millis(200))
         .await;
 }
+
+/// On a cluster the node that delivers a channel filters what every node publishes,
+/// and a stream on any node filters what every node publishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_hold_across_the_nodes_of_a_cluster() {
+    let Some(cluster) = crate::cluster::Cluster::start(3, "filters") else {
+        return;
+    };
+    let rx = Receiver::start().await;
+    let watch = json!({"id": "c-paid", "type": "web_hook", "address": rx.url(),
+                       "filter": {"data.status": "paid"}});
+    cluster.node(0).watch_with("/c/orders", watch).await;
+    assert_eq!(rx.next().await.state(), "sync");
+    let mut stream = cluster
+        .node(2)
+        .stream("/v1/watch?resource=/c/orders&filter=%7B%22data.status%22%3A%22open%22%7D")
+        .await;
+    for i in 0..20 {
+        let status = if i % 2 == 0 { "paid" } else { "open" };
+        cluster
+            .node(1 + i % 2)
+            .publish(
+                json!({"resource": format!("/c/orders/{i}"), "state": "exists",
+                            "data": {"status": status}}),
+            )
+            .await;
+    }
+    let got = rx.first_receipts(10).await;
+    let expected: Vec<String> = (0..20)
+        .step_by(2)
+        .map(|i| format!("/c/orders/{i}"))
+        .collect();
+    assert_eq!(
+        got.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(),
+        expected
+    );
+    let mut streamed = Vec::new();
+    for _ in 0..10 {
+        streamed.push(
+            stream.expect().await.json()["resource"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let odd: Vec<String> = (1..20)
+        .step_by(2)
+        .map(|i| format!("/c/orders/{i}"))
+        .collect();
+    assert_eq!(streamed, odd);
+}
