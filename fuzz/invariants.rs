@@ -41,11 +41,12 @@ pub const NOW_MS: i64 = 1_700_000_000_000;
 /// The publish target's batch limit: small, so that the limit itself is exercised.
 pub const MAX_BATCH: usize = 4;
 /// Every target, by the name of its fuzz target and corpus directory.
-pub const TARGETS: [&str; 4] = [
+pub const TARGETS: [&str; 5] = [
     "watch_body",
     "publish_body",
     "resource_path",
     "receiver_headers",
+    "filter",
 ];
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -61,6 +62,7 @@ pub fn check(target: &str, data: &[u8]) {
         "publish_body" => publish_body(data),
         "resource_path" => resource_path(data),
         "receiver_headers" => receiver_headers(data),
+        "filter" => filter(data),
         other => panic!("no fuzz target named {other}"),
     }
 }
@@ -571,4 +573,45 @@ pub fn receiver_headers(data: &[u8]) {
     let mut tracker = Tracker::new();
     assert!(tracker.observe(n).is_new());
     assert!(tracker.observe(n).is_duplicate());
+}
+
+/// A filter (docs/api.md §16) as a stream's `filter` parameter or `params.filter` gives
+/// it: refused with a bounded message naming a place in it, or accepted, within its
+/// bounds, its canonical form a fixed point, and matched against events of every shape
+/// without a panic, the same way as its canonical form.
+pub fn filter(data: &[u8]) {
+    use watchwire::filter::{event_document, Filter, MAX_FILTER_BYTES};
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let filter = match Filter::from_text(text) {
+        Err(e) => {
+            assert!(e.place.starts_with("filter"), "place {:?}", e.place);
+            assert!(e.to_string().len() <= MAX_MESSAGE_BYTES, "a bounded message");
+            return;
+        }
+        Ok(filter) => filter,
+    };
+    assert!(filter.canonical().len() <= MAX_FILTER_BYTES);
+    let again = Filter::from_text(filter.canonical()).expect("the canonical form parses");
+    assert_eq!(again.canonical(), filter.canonical(), "a fixed point");
+    let events = [
+        json!({"status": "paid", "total": 120, "tags": ["a", "b"], "n": {"x": null}}),
+        json!([1, "two", {"three": 3.5}]),
+        json!("text"),
+        Value::Null,
+    ];
+    for data in events {
+        let event = Event {
+            seq: 7,
+            time_ms: NOW_MS,
+            resource: "/orders/42".into(),
+            state: ResourceState::Exists,
+            data: Some(data.to_string().into_bytes().into()),
+            changed: vec!["status".into()],
+            metadata: Some(r#"{"by":"fuzz"}"#.into()),
+        };
+        let document = event_document(&event);
+        assert_eq!(filter.matches(&document), again.matches(&document));
+    }
 }

@@ -74,6 +74,11 @@ fn receiver_headers_corpus() {
 }
 
 #[test]
+fn filter_corpus() {
+    replay("filter");
+}
+
+#[test]
 fn every_target_has_a_fuzz_target_and_a_corpus() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     for target in invariants::TARGETS {
