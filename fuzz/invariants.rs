@@ -587,7 +587,10 @@ pub fn filter(data: &[u8]) {
     let filter = match Filter::from_text(text) {
         Err(e) => {
             assert!(e.place.starts_with("filter"), "place {:?}", e.place);
-            assert!(e.to_string().len() <= MAX_MESSAGE_BYTES, "a bounded message");
+            assert!(
+                e.to_string().len() <= MAX_MESSAGE_BYTES,
+                "a bounded message"
+            );
             return;
         }
         Ok(filter) => filter,

@@ -274,6 +274,9 @@ pub struct StoredChannel {
     pub start_seq: Seq,
     /// Every matched event at or below this has been delivered or has failed for good.
     pub progress_seq: Seq,
+    /// The last notification sent (its position), where a filter made the channel
+    /// move past events it did not send; `None`: `progress_seq`.
+    pub sent_seq: Option<Seq>,
     /// Whether the sync notification is done.
     pub synced: bool,
     /// Disabled after failing without success for the disable window (docs/api.md §5).

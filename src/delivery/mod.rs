@@ -131,6 +131,8 @@ impl ChannelIndex {
             for handle in self.by_resource.get(path).into_iter().flatten() {
                 if verdicts.admits(handle.spec.filter.as_deref()) {
                     handle.offer(event, ctx);
+                } else {
+                    handle.pass(event.seq, ctx);
                 }
             }
         }

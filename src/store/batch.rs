@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use super::records::PendingRecords;
+use super::records::{PendingRecords, Progress};
 use super::{
     Committed, Created, FeedItem, Idempotency, PruneReport, PublishReceipt, Removal, Removed,
     StoreError,
@@ -156,8 +156,8 @@ impl Writes {
         self.call(|reply| WriteOp::Probe { reply }).await
     }
 
-    pub fn record_progress(&self, pk: i64, seq: Seq) {
-        if self.records.progress(pk, seq) {
+    pub fn record_progress(&self, pk: i64, progress: Progress) {
+        if self.records.progress(pk, progress) {
             self.nudge();
         }
     }

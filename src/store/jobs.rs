@@ -170,6 +170,7 @@ pub async fn create_channel<T: Transaction>(
         spec: Arc::new(spec),
         start_seq: head,
         progress_seq: head,
+        sent_seq: None,
         synced: false,
         disabled: false,
         failing_since_ms: None,

@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 
 use super::batch::{Feed, WriteHealth, WriteOp, Writes};
 use super::records::PendingRecords;
+use super::records::Progress;
 use super::sql::{
     channel_from_row, collection_from_row, covered, event_at, event_from_row, opt_int_from_row,
     outcome_from_row, outcome_record_from_row, params, removed_from_row, single, Reads, Row, Value,
@@ -217,7 +218,15 @@ impl<B: Backend> Store for LogStore<B> {
     }
 
     fn record_progress(&self, pk: i64, seq: Seq) {
-        self.writes.record_progress(pk, seq);
+        let sent = Some(seq);
+        self.writes
+            .record_progress(pk, Progress { through: seq, sent });
+    }
+
+    fn record_passed(&self, pk: i64, seq: Seq) {
+        let sent = None;
+        self.writes
+            .record_progress(pk, Progress { through: seq, sent });
     }
 
     fn record_outcome(&self, outcome: Outcome) {

@@ -215,6 +215,11 @@ pub trait Store: Send + Sync + 'static {
     /// its sync). Batched; durable after the next commit.
     fn record_progress(&self, pk: i64, seq: Seq);
 
+    /// Records that channel `pk` went past every event up to `seq` without sending
+    /// them (its filter matched none): it still owes nothing up to there, and its last
+    /// notification sent stays what it was. Batched.
+    fn record_passed(&self, pk: i64, seq: Seq);
+
     /// Records where a notification stands (docs/api.md §8). Batched.
     fn record_outcome(&self, outcome: Outcome);
 

@@ -13,10 +13,18 @@ use std::sync::Mutex;
 
 use crate::model::{Outcome, Seq};
 
+/// How far a channel has got: past every event up to `through`, the last it sent
+/// (when this record sent one) at `sent`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub through: Seq,
+    pub sent: Option<Seq>,
+}
+
 #[derive(Default)]
 pub struct Records {
     /// Progress per channel, coalesced to the highest.
-    pub progress: HashMap<i64, Seq>,
+    pub progress: HashMap<i64, Progress>,
     /// The latest outcome per notification.
     pub outcomes: HashMap<(i64, Seq), Outcome>,
     /// The latest health per channel: (failing since, disabled).
@@ -32,15 +40,16 @@ impl Records {
         self.len() == 0
     }
 
-    fn add_progress(&mut self, pk: i64, seq: Seq) {
-        let entry = self.progress.entry(pk).or_insert(seq);
-        *entry = (*entry).max(seq);
+    fn add_progress(&mut self, pk: i64, progress: Progress) {
+        let entry = self.progress.entry(pk).or_insert(progress);
+        entry.through = entry.through.max(progress.through);
+        entry.sent = entry.sent.max(progress.sent);
     }
 
     /// Puts back records whose commit failed, under any newer ones added meanwhile.
     fn restore(&mut self, older: Records) {
-        for (pk, seq) in older.progress {
-            self.add_progress(pk, seq);
+        for (pk, progress) in older.progress {
+            self.add_progress(pk, progress);
         }
         for (key, outcome) in older.outcomes {
             self.outcomes.entry(key).or_insert(outcome);
@@ -64,8 +73,8 @@ impl PendingRecords {
         was_empty
     }
 
-    pub fn progress(&self, pk: i64, seq: Seq) -> bool {
-        self.add(|r| r.add_progress(pk, seq))
+    pub fn progress(&self, pk: i64, progress: Progress) -> bool {
+        self.add(|r| r.add_progress(pk, progress))
     }
 
     pub fn outcome(&self, outcome: Outcome) -> bool {
@@ -123,38 +132,61 @@ mod tests {
     #[test]
     fn only_the_first_record_after_a_take_asks_for_a_nudge() {
         let pending = PendingRecords::default();
-        assert!(pending.progress(1, 5));
+        assert!(pending.progress(1, sent(5)));
         assert!(!pending.outcome(outcome(1, 5, 1)));
         assert!(!pending.health(1, Some(10), false));
         assert_eq!(pending.len(), 3);
         let taken = pending.take();
         assert_eq!(taken.len(), 3);
         assert_eq!(pending.len(), 0);
-        assert!(pending.progress(1, 6));
+        assert!(pending.progress(1, sent(6)));
+    }
+
+    fn sent(seq: Seq) -> Progress {
+        Progress {
+            through: seq,
+            sent: Some(seq),
+        }
     }
 
     #[test]
     fn progress_only_moves_forward() {
         let pending = PendingRecords::default();
-        pending.progress(1, 9);
-        pending.progress(1, 4);
-        assert_eq!(pending.take().progress[&1], 9);
+        pending.progress(1, sent(9));
+        pending.progress(1, sent(4));
+        assert_eq!(pending.take().progress[&1], sent(9));
+        // Moving past events a filter dropped keeps the last one sent.
+        pending.progress(1, sent(4));
+        pending.progress(
+            1,
+            Progress {
+                through: 8,
+                sent: None,
+            },
+        );
+        assert_eq!(
+            pending.take().progress[&1],
+            Progress {
+                through: 8,
+                sent: Some(4)
+            }
+        );
     }
 
     #[test]
     fn a_failed_commit_puts_records_back_under_newer_ones() {
         let pending = PendingRecords::default();
-        pending.progress(1, 5);
+        pending.progress(1, sent(5));
         pending.outcome(outcome(1, 5, 1));
         pending.health(1, Some(10), false);
         let failed = pending.take();
         // Newer records arrive while the commit fails.
-        pending.progress(1, 3);
+        pending.progress(1, sent(3));
         pending.outcome(outcome(1, 5, 2));
         pending.health(1, None, false);
         pending.restore(failed);
         let records = pending.take();
-        assert_eq!(records.progress[&1], 5, "the higher progress wins");
+        assert_eq!(records.progress[&1], sent(5), "the higher progress wins");
         assert_eq!(
             records.outcomes[&(1, 5)].attempts,
             2,

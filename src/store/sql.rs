@@ -210,7 +210,7 @@ pub const EVENT_COLUMNS: &str = "seq, time_ms, resource, state, data, changed, m
 
 /// Columns of `channels` in the order [`channel_from_row`] reads them.
 pub const CHANNEL_COLUMNS: &str = "pk, owner, id, resource, resource_id, resource_uri, address, token, expiration_ms, params, payload,
-     signing_secret, created_ms, start_seq, progress_seq, synced, kind, disabled, failing_since_ms, within, filter";
+     signing_secret, created_ms, start_seq, progress_seq, synced, kind, disabled, failing_since_ms, within, filter, sent_seq";
 
 /// Columns of `outcomes o` in the order [`outcome_from_row`] reads them; the event's
 /// resource and metadata follow when the statement joins `events e`.
@@ -303,6 +303,7 @@ pub fn channel_from_row(row: &dyn Row) -> Result<StoredChannel, StoreError> {
         }),
         start_seq: row.int(13)? as Seq,
         progress_seq: row.int(14)? as Seq,
+        sent_seq: row.opt_int(21)?.map(|seq| seq as Seq),
         synced: row.bool(15)?,
         disabled: row.bool(17)?,
         failing_since_ms: row.opt_int(18)?,

@@ -270,3 +270,57 @@ async fn filters_hold_across_the_nodes_of_a_cluster() {
         .collect();
     assert_eq!(streamed, odd);
 }
+
+/// A channel moves past the events its filter does not match, so they do not hold
+/// back pruning; the last notification it sent is kept apart, so that after a restart
+/// the next one still names it as its previous.
+#[tokio::test]
+async fn a_channel_moves_past_what_it_does_not_send_and_keeps_its_previous_number_across_a_restart()
+{
+    let fast_pruning = |a: &mut watchwire::config::ServeArgs| {
+        a.retention = std::time::Duration::from_millis(1);
+        a.prune_interval = std::time::Duration::from_millis(20);
+    };
+    let mut gw = Gateway::start_with(fast_pruning).await;
+    let rx = Receiver::start().await;
+    let watch = json!({"id": "sparse", "type": "web_hook", "address": rx.url(),
+                       "filter": {"data.status": "paid"}});
+    gw.watch_with("/orders", watch).await;
+    assert_eq!(rx.next().await.state(), "sync");
+    let paid = publish_orders(&gw, &["paid"]).await[0];
+    assert_eq!(rx.next().await.number(), paid);
+    let open = gw
+        .publish(json!({"resource": "/orders/1", "state": "exists", "data": {"status": "open"}}))
+        .await;
+    publish_orders(&gw, &["open", "open"]).await;
+
+    // Pruning goes past the open events: the channel owes none of them.
+    let url = format!(
+        "/v1/changeset?resource=/orders&_expected=1&_since={}",
+        open["cursor"].as_str().unwrap()
+    );
+    let mut expired = false;
+    for _ in 0..250 {
+        let reply = gw.get(&url).await;
+        if reply.status == 410 {
+            expired = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        expired,
+        "pruning never passed the events the filter dropped"
+    );
+
+    gw.shutdown().await;
+    gw.start_again(fast_pruning).await;
+    let next = publish_orders(&gw, &["paid"]).await[0];
+    let got = rx.next().await;
+    assert_eq!(got.number(), next);
+    assert_eq!(
+        got.header("x-watchwire-previous-number"),
+        Some(paid.to_string().as_str()),
+        "the previous notification sent, across the restart"
+    );
+}

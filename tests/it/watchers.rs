@@ -292,7 +292,8 @@ async fn an_upgrade_brings_stored_watchers_up_to_the_rules() {
     } else {
         // What came after that version, undone, so that its step runs again too.
         "PRAGMA user_version = 3; DROP VIEW log_head; ALTER TABLE channels DROP COLUMN owner_node;
-         DROP VIEW visible_events; DROP VIEW polling_index; ALTER TABLE channels DROP COLUMN filter;"
+         DROP VIEW visible_events; DROP VIEW polling_index; ALTER TABLE channels DROP COLUMN filter;
+         ALTER TABLE channels DROP COLUMN sent_seq;"
     };
     store::execute(
         gw.dir.path(),

@@ -50,7 +50,9 @@ pub struct Outbox {
 
 struct OutboxState {
     queue: VecDeque<SharedEvent>,
-    /// Done with every matched event at or below this.
+    /// Done with every matched event at or below this: the last notification sent or
+    /// failed for good (the previous number of the next). What a filter made it move
+    /// past without sending is only in `tail_seq` and the store's progress.
     progress_seq: Seq,
     /// Highest seq queued or done: offers at or below it are already covered.
     tail_seq: Seq,
@@ -173,7 +175,7 @@ impl Outbox {
             cancel: Cancel::default(),
             state: Mutex::new(OutboxState {
                 queue: VecDeque::new(),
-                progress_seq: channel.progress_seq,
+                progress_seq: channel.sent_seq.unwrap_or(channel.progress_seq),
                 tail_seq: channel.progress_seq,
                 backlog: backlog_through.is_some(),
                 skipped_max: backlog_through.unwrap_or(0),
@@ -255,6 +257,18 @@ impl Outbox {
             metrics::gauge!("watchwire_queued_notifications").increment(1.0);
         }
         self.ensure_running(&mut st, ctx);
+    }
+
+    /// An event its filter does not match (in log order): while it owes nothing, it
+    /// moves past it, so that what it has not sent neither holds back pruning nor is
+    /// read again after a restart.
+    pub fn pass(&self, seq: Seq, ctx: &Arc<DeliveryContext>) {
+        let mut st = self.state.lock().unwrap();
+        let idle = st.queue.is_empty() && !st.backlog && !st.sync_pending && st.replay.is_none();
+        if idle && seq > st.tail_seq {
+            st.tail_seq = seq;
+            ctx.store.record_passed(self.pk, seq);
+        }
     }
 
     /// Starts the worker if the channel has work and none runs.

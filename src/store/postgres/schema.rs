@@ -224,8 +224,14 @@ CREATE VIEW polling_index AS
         WHERE tx < (SELECT pg_snapshot_xmin(pg_current_snapshot()));
 "#,
     r#"
--- A channel's filter (docs/api.md §15), in its canonical form; NULL: none.
+-- A channel's filter (docs/api.md §16), in its canonical form; NULL: none.
 ALTER TABLE channels ADD COLUMN filter TEXT;
+"#,
+    r#"
+-- The last notification a channel sent, where its filter moved it past events it did
+-- not send; NULL: its progress.
+ALTER TABLE channels ADD COLUMN sent_seq BIGINT;
+UPDATE channels SET sent_seq = progress_seq WHERE synced;
 "#,
 ];
 

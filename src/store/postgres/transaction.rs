@@ -94,8 +94,9 @@ impl PgDatabase {
                 .await?,
             progress: self
                 .statement(
-                    "UPDATE channels c SET progress_seq = GREATEST(c.progress_seq, v.seq), synced = TRUE
-                     FROM UNNEST($1::int8[], $2::int8[]) AS v(pk, seq) WHERE c.pk = v.pk",
+                    "UPDATE channels c SET progress_seq = GREATEST(c.progress_seq, v.seq), synced = TRUE,
+                        sent_seq = GREATEST(c.sent_seq, v.sent)
+                     FROM UNNEST($1::int8[], $2::int8[], $3::int8[]) AS v(pk, seq, sent) WHERE c.pk = v.pk",
                 )
                 .await?,
             outcomes: self
@@ -413,14 +414,16 @@ async fn write_records(
         if records.progress.is_empty() {
             return Ok(());
         }
-        let mut progress: Vec<(i64, i64)> = records
+        let mut progress: Vec<(i64, i64, Option<i64>)> = records
             .progress
             .iter()
-            .map(|(pk, seq)| (*pk, *seq as i64))
+            .map(|(pk, p)| (*pk, p.through as i64, p.sent.map(|seq| seq as i64)))
             .collect();
         progress.sort_unstable();
-        let (pks, seqs): (Vec<i64>, Vec<i64>) = progress.into_iter().unzip();
-        execute(tx, &statements.progress, &[&pks, &seqs]).await
+        let pks: Vec<i64> = progress.iter().map(|p| p.0).collect();
+        let seqs: Vec<i64> = progress.iter().map(|p| p.1).collect();
+        let sent: Vec<Option<i64>> = progress.iter().map(|p| p.2).collect();
+        execute(tx, &statements.progress, &[&pks, &seqs, &sent]).await
     };
     let outcomes = async {
         if records.outcomes.is_empty() {

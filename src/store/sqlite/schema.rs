@@ -12,7 +12,7 @@ use crate::store::StoreError;
 /// The schema as versioned steps: a database at `PRAGMA user_version` N gets steps
 /// N.. applied in one transaction at open. Step 1 is idempotent (`IF NOT EXISTS`) so
 /// that stores created before versioning (version 0, already holding it) pass it.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
 
 const V1: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -139,9 +139,16 @@ CREATE VIEW visible_events AS SELECT * FROM events;
 CREATE VIEW polling_index AS SELECT path, last_seq, last_ms, collection FROM prefixes;
 "#;
 
-/// A channel's filter (docs/api.md §15), in its canonical form; NULL: none.
+/// A channel's filter (docs/api.md §16), in its canonical form; NULL: none.
 const V7: &str = r#"
 ALTER TABLE channels ADD COLUMN filter TEXT;
+"#;
+
+/// The last notification a channel sent, where its filter moved it past events it did
+/// not send; NULL: its progress.
+const V8: &str = r#"
+ALTER TABLE channels ADD COLUMN sent_seq INTEGER;
+UPDATE channels SET sent_seq = progress_seq WHERE synced;
 "#;
 
 /// The step that `jobs::upgrade_watchers` runs before.

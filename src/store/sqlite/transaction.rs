@@ -154,10 +154,13 @@ fn update_prefixes(tx: &Connection, events: &[SharedEvent], now: i64) -> rusqlit
 /// The delivery bookkeeping, a row at a time: SQLite's statements cost no round trip.
 fn write_records(tx: &Connection, records: &Records) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(
-        "UPDATE channels SET progress_seq = MAX(progress_seq, ?2), synced = 1 WHERE pk = ?1",
+        "UPDATE channels SET progress_seq = MAX(progress_seq, ?2), synced = 1,
+             sent_seq = CASE WHEN ?3 IS NULL THEN sent_seq ELSE MAX(COALESCE(sent_seq, 0), ?3) END
+         WHERE pk = ?1",
     )?;
-    for (pk, seq) in &records.progress {
-        stmt.execute(params![pk, *seq as i64])?;
+    for (pk, progress) in &records.progress {
+        let sent = progress.sent.map(|seq| seq as i64);
+        stmt.execute(params![pk, progress.through as i64, sent])?;
     }
     let mut stmt = tx.prepare_cached(
         "INSERT OR REPLACE INTO outcomes (channel_pk, seq, message_number, state, status, attempts, last_status, last_error, at_ms, next_retry_ms, last_reason, recent, first_attempt_ms)
