@@ -340,6 +340,8 @@ async function channelView(id, query) {
         ["Token", channel.token ?? "—"],
         ["Params", channel.params ? h("code", {}, JSON.stringify(channel.params)) : "—"],
         ["Filter", channel.filter ? h("code", {}, JSON.stringify(channel.filter)) : "none: every event"],
+        // The API shows only the type and what is not secret.
+        ["Endpoint auth", channel.auth ? h("code", {}, JSON.stringify(channel.auth)) : "none"],
       ]),
     ),
     actions,

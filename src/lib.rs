@@ -26,6 +26,8 @@ pub mod config;
 #[cfg(feature = "server")]
 pub mod delivery;
 #[cfg(feature = "server")]
+pub mod endpoint_auth;
+#[cfg(feature = "server")]
 pub mod filter;
 #[cfg(feature = "server")]
 pub mod model;

@@ -191,6 +191,9 @@ pub struct ChannelSpec {
     /// Shared: equal filters are evaluated once per event, whatever the number of
     /// channels holding them.
     pub filter: Option<Arc<crate::filter::Filter>>,
+    /// How it authenticates to its endpoint (docs/api.md §17): secrets inside, never
+    /// shown. Boxed: most channels have none.
+    pub auth: Option<Box<crate::endpoint_auth::EndpointAuth>>,
 }
 
 impl ChannelSpec {

@@ -92,6 +92,9 @@ fn channel_view(channel: &StoredChannel) -> Value {
     if let Some(filter) = &channel.spec.filter {
         view["filter"] = filter.to_value();
     }
+    if let Some(auth) = &channel.spec.auth {
+        view["auth"] = auth.view();
+    }
     view
 }
 

@@ -20,6 +20,7 @@ use super::body::{parse_json, type_name, RawBody, Shortened};
 use super::error::ApiError;
 use super::AppState;
 use crate::delivery::target::TargetPolicy;
+use crate::endpoint_auth::EndpointAuth;
 use crate::filter::{Filter, FilterError};
 use crate::model::{now_ms, ChannelKind, ChannelSpec};
 use crate::protocol::resource::WHOLE_NAMESPACE;
@@ -51,6 +52,8 @@ pub struct WatchRequest {
     /// `params.filter` (JSON text, as Google's clients send every param) or `filter`
     /// (an object), checked.
     pub filter: Option<Filter>,
+    /// `auth`: how to authenticate to the address (docs/api.md §17).
+    pub auth: Option<EndpointAuth>,
 }
 
 /// What the gateway adds to a watch request to make it a channel.
@@ -308,6 +311,11 @@ impl WatchRequest {
             filter = Some(filter_field(given)?);
         }
 
+        let auth = field("auth")
+            .map(EndpointAuth::parse)
+            .transpose()
+            .map_err(ApiError::invalid)?;
+
         let payload = match field("payload") {
             None => true,
             Some(Value::Bool(b)) => *b,
@@ -330,6 +338,7 @@ impl WatchRequest {
             signing_secret,
             payload,
             filter,
+            auth,
         })
     }
 
@@ -359,6 +368,7 @@ impl WatchRequest {
             created_ms: context.now_ms,
             within: context.within.map(Box::new),
             filter: self.filter.map(Arc::new),
+            auth: self.auth.map(Box::new),
         }
     }
 }

@@ -21,6 +21,7 @@ use super::query::Query;
 use super::removal;
 use super::watch::{check_address, check_deliverable, filter_field, resource_id};
 use super::AppState;
+use crate::endpoint_auth::EndpointAuth;
 use crate::model::{now_ms, ChannelKind, ChannelSpec, StoredChannel};
 use crate::store::{rules, Removal, StoreError};
 
@@ -54,6 +55,9 @@ fn watcher_view(channel: &StoredChannel) -> Value {
     });
     if let Some(filter) = &spec.filter {
         view["filter"] = filter.to_value();
+    }
+    if let Some(auth) = &spec.auth {
+        view["auth"] = auth.view();
     }
     view
 }
@@ -109,6 +113,12 @@ pub async fn create(
         ))
     })?;
     check_deliverable(&app.target_policy, "endpoint", &endpoint).await?;
+    let auth = match body.get("auth") {
+        None | Some(Value::Null) => None,
+        Some(given) => Some(Box::new(
+            EndpointAuth::parse(given).map_err(ApiError::invalid)?,
+        )),
+    };
     let filter = match body.get("filter") {
         None | Some(Value::Null) => None,
         Some(given) => Some(Arc::new(filter_field(given)?)),
@@ -131,6 +141,7 @@ pub async fn create(
         created_ms: now_ms(),
         within: within.map(Box::new),
         filter,
+        auth,
     };
     match app
         .store

@@ -75,7 +75,19 @@ impl ChannelHeaders {
         }
         headers.put(h::RESOURCE_ID, &channel.resource_id);
         headers.put(h::RESOURCE_URI, &channel.resource_uri);
-        ChannelHeaders(headers.headers)
+        let mut headers = headers.headers;
+        // Checked when given: names the gateway does not set, values a header takes.
+        for (name, value) in channel.auth.iter().flat_map(|auth| auth.headers()) {
+            let name = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes());
+            let value = HeaderValue::from_str(&value).map(|mut v| {
+                v.set_sensitive(true);
+                v
+            });
+            if let (Ok(name), Ok(value)) = (name, value) {
+                headers.push((name, value));
+            }
+        }
+        ChannelHeaders(headers)
     }
 }
 

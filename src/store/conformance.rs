@@ -119,6 +119,7 @@ pub(crate) fn channel(owner: &str, id: &str, resource: &str) -> ChannelSpec {
         created_ms: 0,
         within: None,
         filter: None,
+        auth: None,
     }
 }
 

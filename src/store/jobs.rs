@@ -139,8 +139,8 @@ pub async fn create_channel<T: Transaction>(
     let pk = single(
         tx.query(
             "INSERT INTO channels (kind, owner, id, resource, resource_id, resource_uri, address, token, expiration_ms, params,
-                                   payload, signing_secret, created_ms, start_seq, progress_seq, synced, owner_node, within, filter)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, FALSE, $15, $16, $17) RETURNING pk",
+                                   payload, signing_secret, created_ms, start_seq, progress_seq, synced, owner_node, within, filter, auth)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, FALSE, $15, $16, $17, $18) RETURNING pk",
             params![
                 spec.kind.as_str(),
                 &spec.owner,
@@ -159,6 +159,7 @@ pub async fn create_channel<T: Transaction>(
                 node,
                 within,
                 spec.filter.as_ref().map(|f| f.canonical().to_string()),
+                spec.auth.as_ref().map(|a| a.stored()),
             ],
             opt_int_from_row,
         )

@@ -274,6 +274,7 @@ mod tests {
             created_ms: 0,
             within: None,
             filter: None,
+            auth: None,
         }
     }
 

@@ -5,6 +5,7 @@
 //! statement, its column list and its row mapping exist once. A backend contributes
 //! what differs: how it runs a statement and reads a row.
 
+use crate::endpoint_auth::EndpointAuth;
 use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
@@ -210,7 +211,7 @@ pub const EVENT_COLUMNS: &str = "seq, time_ms, resource, state, data, changed, m
 
 /// Columns of `channels` in the order [`channel_from_row`] reads them.
 pub const CHANNEL_COLUMNS: &str = "pk, owner, id, resource, resource_id, resource_uri, address, token, expiration_ms, params, payload,
-     signing_secret, created_ms, start_seq, progress_seq, synced, kind, disabled, failing_since_ms, within, filter, sent_seq";
+     signing_secret, created_ms, start_seq, progress_seq, synced, kind, disabled, failing_since_ms, within, filter, sent_seq, auth";
 
 /// Columns of `outcomes o` in the order [`outcome_from_row`] reads them; the event's
 /// resource and metadata follow when the statement joins `events e`.
@@ -300,6 +301,14 @@ pub fn channel_from_row(row: &dyn Row) -> Result<StoredChannel, StoreError> {
                 .opt_text(19)?
                 .map(|lines| Box::new(Coverage::from_lines(&lines))),
             filter: filter_from(row.opt_text(20)?)?,
+            auth: row
+                .opt_text(22)?
+                .map(|text| {
+                    EndpointAuth::from_stored(&text).map(Box::new).map_err(|e| {
+                        StoreError::Backend(format!("a stored auth does not parse: {e}"))
+                    })
+                })
+                .transpose()?,
         }),
         start_seq: row.int(13)? as Seq,
         progress_seq: row.int(14)? as Seq,
@@ -370,6 +379,7 @@ pub fn removed_from_row(row: &dyn Row) -> Result<RemovedChannel, StoreError> {
             signing_secret: None,
             within: None,
             filter: None,
+            auth: None,
         },
         ended: row.text(10)?,
         reason: row.text(11)?,

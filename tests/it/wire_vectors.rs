@@ -57,6 +57,7 @@ fn the_gateway_renders_every_vector_it_is_said_to_emit() {
             created_ms: 0,
             within: None,
             filter: None,
+            auth: None,
         };
         let cursor = parse_cursor(get("x-watchwire-cursor").unwrap()).unwrap();
         let notification = match get("x-goog-resource-state").unwrap() {

@@ -233,6 +233,11 @@ ALTER TABLE channels ADD COLUMN filter TEXT;
 ALTER TABLE channels ADD COLUMN sent_seq BIGINT;
 UPDATE channels SET sent_seq = progress_seq WHERE synced;
 "#,
+    r#"
+-- How a channel authenticates to its endpoint (docs/api.md §17), secrets included;
+-- NULL: it does not.
+ALTER TABLE channels ADD COLUMN auth TEXT;
+"#,
 ];
 
 /// The step that `jobs::upgrade_watchers` runs before.

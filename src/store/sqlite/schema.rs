@@ -12,7 +12,7 @@ use crate::store::StoreError;
 /// The schema as versioned steps: a database at `PRAGMA user_version` N gets steps
 /// N.. applied in one transaction at open. Step 1 is idempotent (`IF NOT EXISTS`) so
 /// that stores created before versioning (version 0, already holding it) pass it.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
 
 const V1: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -149,6 +149,12 @@ ALTER TABLE channels ADD COLUMN filter TEXT;
 const V8: &str = r#"
 ALTER TABLE channels ADD COLUMN sent_seq INTEGER;
 UPDATE channels SET sent_seq = progress_seq WHERE synced;
+"#;
+
+/// How a channel authenticates to its endpoint (docs/api.md §17), secrets included;
+/// NULL: it does not.
+const V9: &str = r#"
+ALTER TABLE channels ADD COLUMN auth TEXT;
 "#;
 
 /// The step that `jobs::upgrade_watchers` runs before.
