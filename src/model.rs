@@ -340,6 +340,8 @@ pub enum FailureReason {
     RequestFailed,
     /// The gateway shut down while the attempt waited for an answer.
     Interrupted,
+    /// The OAuth 2.0 token endpoint gave no token (docs/api.md §17).
+    AuthFailed,
 }
 
 impl FailureReason {
@@ -354,6 +356,7 @@ impl FailureReason {
             FailureReason::HttpStatus => "httpStatus",
             FailureReason::RequestFailed => "requestFailed",
             FailureReason::Interrupted => "interrupted",
+            FailureReason::AuthFailed => "authFailed",
         }
     }
 

@@ -92,6 +92,9 @@ pub async fn watch(
     let now = now_ms();
     let request = WatchRequest::parse(&body, &app.target_policy, now)?;
     check_deliverable(&app.target_policy, "address", &request.address).await?;
+    if let Some(url) = request.auth.as_ref().and_then(EndpointAuth::token_url) {
+        check_deliverable(&app.target_policy, "auth.tokenUrl", url).await?;
+    }
     let channel_type = request.channel_type.clone();
     let spec = request.into_channel(ChannelContext {
         owner: caller.owner,
@@ -312,9 +315,8 @@ impl WatchRequest {
         }
 
         let auth = field("auth")
-            .map(EndpointAuth::parse)
-            .transpose()
-            .map_err(ApiError::invalid)?;
+            .map(|given| parse_auth(given, policy))
+            .transpose()?;
 
         let payload = match field("payload") {
             None => true,
@@ -371,6 +373,16 @@ impl WatchRequest {
             auth: self.auth.map(Box::new),
         }
     }
+}
+
+/// An `auth` field (docs/api.md §17); a token URL is held to the target policy like
+/// an address.
+pub fn parse_auth(value: &Value, policy: &TargetPolicy) -> Result<EndpointAuth, ApiError> {
+    let auth = EndpointAuth::parse(value).map_err(ApiError::invalid)?;
+    if let Some(url) = auth.token_url() {
+        check_address("auth.tokenUrl", url, policy)?;
+    }
+    Ok(auth)
 }
 
 /// A `filter` field: a filter object, or its JSON text.

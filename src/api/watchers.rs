@@ -19,7 +19,7 @@ use super::error::ApiError;
 use super::path::PathId;
 use super::query::Query;
 use super::removal;
-use super::watch::{check_address, check_deliverable, filter_field, resource_id};
+use super::watch::{check_address, check_deliverable, filter_field, parse_auth, resource_id};
 use super::AppState;
 use crate::endpoint_auth::EndpointAuth;
 use crate::model::{now_ms, ChannelKind, ChannelSpec, StoredChannel};
@@ -115,10 +115,11 @@ pub async fn create(
     check_deliverable(&app.target_policy, "endpoint", &endpoint).await?;
     let auth = match body.get("auth") {
         None | Some(Value::Null) => None,
-        Some(given) => Some(Box::new(
-            EndpointAuth::parse(given).map_err(ApiError::invalid)?,
-        )),
+        Some(given) => Some(Box::new(parse_auth(given, &app.target_policy)?)),
     };
+    if let Some(url) = auth.as_deref().and_then(EndpointAuth::token_url) {
+        check_deliverable(&app.target_policy, "auth.tokenUrl", url).await?;
+    }
     let filter = match body.get("filter") {
         None | Some(Value::Null) => None,
         Some(given) => Some(Arc::new(filter_field(given)?)),

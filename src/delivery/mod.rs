@@ -18,6 +18,7 @@ pub mod cancel;
 pub mod destination;
 pub mod hosts;
 pub mod lease;
+pub mod oauth;
 pub mod outbox;
 pub mod render;
 pub mod retry;

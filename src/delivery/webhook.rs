@@ -2,14 +2,17 @@
 //! channel, a resolver that enforces the target policy (`target.rs`), and what a
 //! receiver's answer, or a failure to get one, means for the notification.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderValue, CONTENT_LENGTH};
 
 use super::destination::{Answer, Destination, Verdict};
 use super::hosts::host_key;
+use super::oauth::Tokens;
 use super::render::Rendered;
 use super::target::{NameNotResolved, PolicyRefused, PolicyResolver, TargetPolicy};
+use crate::endpoint_auth::ClientCredentials;
 use crate::model::{ChannelSpec, Failure, FailureReason, RESPONSE_EXCERPT_BYTES};
 
 pub const USER_AGENT: &str = concat!("watchwire/", env!("CARGO_PKG_VERSION"));
@@ -19,6 +22,8 @@ pub const USER_AGENT: &str = concat!("watchwire/", env!("CARGO_PKG_VERSION"));
 pub struct Webhooks {
     http: reqwest::Client,
     policy: TargetPolicy,
+    /// OAuth 2.0 tokens of the channels that need one, shared.
+    tokens: Tokens,
 }
 
 impl Webhooks {
@@ -55,7 +60,11 @@ impl Webhooks {
             }
         }
         let http = builder.build()?;
-        Ok(Webhooks { http, policy })
+        Ok(Webhooks {
+            http,
+            policy,
+            tokens: Tokens::default(),
+        })
     }
 
     /// A channel's endpoint: its address parsed once per worker wake-up.
@@ -64,6 +73,10 @@ impl Webhooks {
             webhooks: self,
             url: reqwest::Url::parse(&channel.address).map_err(|e| e.to_string()),
             host: host_key(&channel.address),
+            oauth: channel
+                .auth
+                .as_deref()
+                .and_then(|auth| auth.client_credentials().cloned()),
         }
     }
 }
@@ -74,6 +87,8 @@ pub struct Webhook<'a> {
     /// The parsed address, or why it does not parse.
     url: Result<reqwest::Url, String>,
     host: String,
+    /// Its OAuth 2.0 client credentials, when it authenticates with a token.
+    oauth: Option<Arc<ClientCredentials>>,
 }
 
 #[async_trait::async_trait]
@@ -108,7 +123,49 @@ impl Destination for Webhook<'_> {
             };
             return failed(verdict, refusal.failure);
         }
-        match self.webhooks.http.execute(request(url, notification)).await {
+        let mut token = None;
+        if let Some(credentials) = &self.oauth {
+            match self
+                .webhooks
+                .tokens
+                .get(&self.webhooks.http, credentials, None)
+                .await
+            {
+                Ok(value) => token = Some(value),
+                Err(detail) => {
+                    return failed(Verdict::Retry { retry_after: None }, auth_failed(detail))
+                }
+            }
+        }
+        let mut sent = self
+            .webhooks
+            .http
+            .execute(bearing(url, &notification, token.as_deref()))
+            .await;
+        // A token the endpoint refuses is fetched again, once.
+        if let (Some(credentials), Ok(401)) =
+            (&self.oauth, sent.as_ref().map(|r| r.status().as_u16()))
+        {
+            let refused = token.as_deref();
+            match self
+                .webhooks
+                .tokens
+                .get(&self.webhooks.http, credentials, refused)
+                .await
+            {
+                Ok(fresh) => {
+                    sent = self
+                        .webhooks
+                        .http
+                        .execute(bearing(url, &notification, Some(&fresh)))
+                        .await;
+                }
+                Err(detail) => {
+                    return failed(Verdict::Retry { retry_after: None }, auth_failed(detail))
+                }
+            }
+        }
+        match sent {
             Ok(response) => {
                 let status = response.status().as_u16();
                 let retry_after = response
@@ -136,6 +193,27 @@ impl Destination for Webhook<'_> {
             ),
         }
     }
+}
+
+/// Why an attempt was not made: no token (docs/api.md §17).
+fn auth_failed(detail: String) -> Failure {
+    Failure {
+        reason: FailureReason::AuthFailed,
+        detail,
+        status: None,
+    }
+}
+
+/// [`request`], with the channel's current OAuth 2.0 token, if it has one.
+fn bearing(url: &reqwest::Url, notification: &Rendered, token: Option<&str>) -> reqwest::Request {
+    let mut request = request(url, notification.clone());
+    if let Some(Ok(mut value)) = token.map(|t| HeaderValue::from_str(&format!("Bearer {t}"))) {
+        value.set_sensitive(true);
+        request
+            .headers_mut()
+            .insert(reqwest::header::AUTHORIZATION, value);
+    }
+    request
 }
 
 /// The POST that carries a notification to `url` (the client adds its `User-Agent`).

@@ -74,7 +74,10 @@ impl Received {
 }
 
 /// What a receiver answers: status and extra headers.
+/// A status and headers to answer with; an entry named [`BODY`] is the body instead.
 pub type Answer = (u16, Vec<(&'static str, String)>);
+/// The name of an [`Answer`] entry that is its body, not a header.
+pub const BODY: &str = "body";
 pub type Responder = Arc<dyn Fn(&Received) -> Answer + Send + Sync>;
 
 #[derive(Clone)]
@@ -214,8 +217,16 @@ async fn receive(
     let responder = state.responder.lock().unwrap().clone();
     let (status, extra) = responder(&got);
     let _ = state.tx.send(got);
-    let mut response = StatusCode::from_u16(status).unwrap().into_response();
-    for (name, value) in extra {
+    let body = extra
+        .iter()
+        .find(|(name, _)| *name == BODY)
+        .map(|(_, b)| b.clone());
+    let mut response = (
+        StatusCode::from_u16(status).unwrap(),
+        body.unwrap_or_default(),
+    )
+        .into_response();
+    for (name, value) in extra.into_iter().filter(|(name, _)| *name != BODY) {
         response.headers_mut().insert(name, value.parse().unwrap());
     }
     response

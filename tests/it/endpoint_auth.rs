@@ -94,3 +94,119 @@ async fn headers_the_gateway_sets_are_refused_by_name() {
         reply.assert_error(400, "invalid");
     }
 }
+
+/// A token endpoint (a receiver) that hands out `t-1`, `t-2`, … in turn.
+fn token_endpoint(tokens: &Receiver) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = issued.clone();
+    tokens.respond(move |_| {
+        let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let body =
+            json!({"access_token": format!("t-{n}"), "token_type": "Bearer", "expires_in": 3600});
+        (200, vec![(BODY, body.to_string())])
+    });
+    issued
+}
+
+fn oauth(tokens: &Receiver) -> serde_json::Value {
+    json!({"type": "oauth2", "tokenUrl": format!("{}/token", tokens.url()),
+           "clientId": "gateway", "clientSecret": "cs-1618", "scope": "notify write"})
+}
+
+/// Ten channels with the same credentials share one token, fetched once with the
+/// client-credentials grant; the client secret is never shown back.
+#[tokio::test]
+async fn channels_with_the_same_client_credentials_share_one_token() {
+    let gw = Gateway::start().await;
+    let rx = Receiver::start().await;
+    let tokens = Receiver::start().await;
+    let issued = token_endpoint(&tokens);
+    for i in 0..10 {
+        let watch = json!({"id": format!("o{i}"), "type": "web_hook", "address": rx.url(),
+                           "auth": oauth(&tokens)});
+        gw.watch_with("/oauth", watch).await;
+    }
+    for got in rx.take(10).await {
+        assert_eq!(got.header("authorization"), Some("Bearer t-1"));
+    }
+    assert_eq!(
+        issued.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one token request"
+    );
+    let request = tokens.next().await;
+    assert_eq!(
+        request.header("authorization"),
+        Some("Basic Z2F0ZXdheTpjcy0xNjE4"),
+        "client_secret_basic"
+    );
+    assert_eq!(
+        std::str::from_utf8(&request.body).unwrap(),
+        "grant_type=client_credentials&scope=notify+write"
+    );
+    let shown = gw.get("/v1/channels/o0").await.expect(200).json;
+    assert_eq!(shown["auth"]["type"], "oauth2");
+    assert_eq!(shown["auth"]["clientId"], "gateway");
+    assert!(!shown.to_string().contains("cs-1618"), "{shown}");
+}
+
+/// A `401` from the endpoint fetches a token again, once, and the notification goes
+/// with it; a token endpoint that fails makes the attempt fail with `authFailed`,
+/// retried like any failure.
+#[tokio::test]
+async fn a_refused_token_is_fetched_again_and_a_failing_token_endpoint_is_auth_failed() {
+    let gw = Gateway::start().await;
+    let rx = Receiver::start().await;
+    let tokens = Receiver::start().await;
+    token_endpoint(&tokens);
+    rx.respond(|r| match r.header("authorization") {
+        Some("Bearer t-1") => (401, vec![]),
+        _ => (204, vec![]),
+    });
+    let watch =
+        json!({"id": "refreshed", "type": "web_hook", "address": rx.url(), "auth": oauth(&tokens)});
+    gw.watch_with("/oauth", watch).await;
+    let (first, second) = (rx.next().await, rx.next().await);
+    assert_eq!(first.header("authorization"), Some("Bearer t-1"));
+    assert_eq!(second.header("authorization"), Some("Bearer t-2"));
+    assert_eq!(first.state(), "sync");
+    assert_eq!(second.state(), "sync");
+
+    let broken = Receiver::start().await;
+    let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gate = healthy.clone();
+    broken.respond(
+        move |_| match gate.load(std::sync::atomic::Ordering::SeqCst) {
+            false => (500, vec![(BODY, "down".to_string())]),
+            true => (
+                200,
+                vec![(
+                    BODY,
+                    r#"{"access_token": "late", "expires_in": 60}"#.to_string(),
+                )],
+            ),
+        },
+    );
+    let auth =
+        json!({"type": "oauth2", "tokenUrl": broken.url(), "clientId": "c", "clientSecret": "s"});
+    let other = Receiver::start().await;
+    gw.watch_with(
+        "/oauth2",
+        json!({"id": "no-token", "type": "web_hook", "address": other.url(), "auth": auth}),
+    )
+    .await;
+    broken.next().await;
+    let mut reason = None;
+    for _ in 0..200 {
+        let state = gw.get("/v1/channels/no-token").await.expect(200).json;
+        if let Some(r) = state["delivery"]["lastError"]["reason"].as_str() {
+            reason = Some(r.to_string());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(reason.as_deref(), Some("authFailed"));
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    let delivered = other.next().await;
+    assert_eq!(delivered.header("authorization"), Some("Bearer late"));
+}
