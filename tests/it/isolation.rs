@@ -395,3 +395,50 @@ fn time(value: &Value) -> chrono::DateTime<chrono::Utc> {
         .unwrap_or_else(|| panic!("not a time: {value}"));
     chrono::DateTime::parse_from_rfc3339(text).unwrap().to_utc()
 }
+
+/// Channels whose OAuth 2.0 token endpoint hangs (docs/api.md §17) beside a healthy
+/// channel: their attempts wait on the token, not on anything the healthy channel
+/// needs, and each fails in time with reason `authFailed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_token_endpoint_never_delays_a_healthy_channel() {
+    let gw = Gateway::start_with(|a| a.delivery_timeout = Duration::from_secs(1)).await;
+    let rx = Receiver::start().await;
+    gw.watch("/tokens", "healthy", &rx.url()).await;
+    assert_eq!(rx.next().await.state(), "sync");
+    let alone = latencies(&gw, &rx, "/tokens", 10).await;
+
+    let hole = BlackHole::start().await;
+    let endpoints = Receiver::start().await;
+    for i in 0..40 {
+        // Credentials of their own: forty token requests hang at once.
+        let auth = json!({"type": "oauth2", "tokenUrl": hole.url, "clientId": format!("c{i}"), "clientSecret": "s"});
+        let body = json!({"id": format!("stuck-{i}"), "type": "web_hook", "address": endpoints.url(), "auth": auth});
+        gw.watch_with("/tokens", body).await;
+    }
+    let beside = latencies(&gw, &rx, "/tokens", 20).await;
+    let worst = *beside.last().unwrap();
+    assert!(
+        worst < Duration::from_secs(1),
+        "a healthy notification waited {worst:?} beside hanging token endpoints (alone: max {:?})",
+        alone.last().unwrap()
+    );
+    assert!(
+        hole.accepted.load(Ordering::SeqCst) > 0,
+        "the token endpoint was asked"
+    );
+    let mut reason = None;
+    for _ in 0..300 {
+        let state = gw.get("/v1/channels/stuck-0").await.expect(200).json;
+        if let Some(r) = state["delivery"]["lastError"]["reason"].as_str() {
+            reason = Some(r.to_string());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        reason.as_deref(),
+        Some("authFailed"),
+        "the hanging token request timed out"
+    );
+    endpoints.expect_silence(Duration::from_millis(100)).await;
+}
