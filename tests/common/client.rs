@@ -212,6 +212,23 @@ impl Api {
         }
     }
 
+    /// The reason of channel `id`'s last failed attempt, once it has one; panics after
+    /// `PATIENCE`.
+    pub async fn await_last_error(&self, id: &str) -> String {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let shown = self.get(&format!("/v1/channels/{id}")).await.json;
+            if let Some(reason) = shown["delivery"]["lastError"]["reason"].as_str() {
+                return reason.to_string();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "channel {id} never failed an attempt: {shown}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// What channel `id`'s delivery log lists with `query` (`?status=pending`, …): each
     /// entry's resource, or `sync`.
     pub async fn logged_resources(&self, id: &str, query: &str) -> Vec<String> {

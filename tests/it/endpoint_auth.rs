@@ -196,16 +196,7 @@ async fn a_refused_token_is_fetched_again_and_a_failing_token_endpoint_is_auth_f
     )
     .await;
     broken.next().await;
-    let mut reason = None;
-    for _ in 0..200 {
-        let state = gw.get("/v1/channels/no-token").await.expect(200).json;
-        if let Some(r) = state["delivery"]["lastError"]["reason"].as_str() {
-            reason = Some(r.to_string());
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(reason.as_deref(), Some("authFailed"));
+    assert_eq!(gw.await_last_error("no-token").await, "authFailed");
     healthy.store(true, std::sync::atomic::Ordering::SeqCst);
     let delivered = other.next().await;
     assert_eq!(delivered.header("authorization"), Some("Bearer late"));
