@@ -91,6 +91,29 @@ pub struct Webhook<'a> {
     oauth: Option<Arc<ClientCredentials>>,
 }
 
+impl Webhook<'_> {
+    /// Sends with the channel's current token; a token the endpoint refuses (`401`) is
+    /// fetched again and the notification sent once more. `Err`: no token to send
+    /// with (`authFailed`). Only these channels pay for a copy of the notification.
+    async fn with_token(
+        &self,
+        url: &reqwest::Url,
+        notification: Rendered,
+        credentials: &Arc<ClientCredentials>,
+    ) -> Result<reqwest::Result<reqwest::Response>, String> {
+        let (http, tokens) = (&self.webhooks.http, &self.webhooks.tokens);
+        let token = tokens.get(http, credentials, None).await?;
+        let sent = http
+            .execute(bearing(url, notification.clone(), &token))
+            .await;
+        if !matches!(&sent, Ok(response) if response.status().as_u16() == 401) {
+            return Ok(sent);
+        }
+        let fresh = tokens.get(http, credentials, Some(&token)).await?;
+        Ok(http.execute(bearing(url, notification, &fresh)).await)
+    }
+}
+
 #[async_trait::async_trait]
 impl Destination for Webhook<'_> {
     fn host(&self) -> &str {
@@ -123,48 +146,15 @@ impl Destination for Webhook<'_> {
             };
             return failed(verdict, refusal.failure);
         }
-        let mut token = None;
-        if let Some(credentials) = &self.oauth {
-            match self
-                .webhooks
-                .tokens
-                .get(&self.webhooks.http, credentials, None)
-                .await
-            {
-                Ok(value) => token = Some(value),
+        let sent = match &self.oauth {
+            None => self.webhooks.http.execute(request(url, notification)).await,
+            Some(credentials) => match self.with_token(url, notification, credentials).await {
+                Ok(sent) => sent,
                 Err(detail) => {
                     return failed(Verdict::Retry { retry_after: None }, auth_failed(detail))
                 }
-            }
-        }
-        let mut sent = self
-            .webhooks
-            .http
-            .execute(bearing(url, &notification, token.as_deref()))
-            .await;
-        // A token the endpoint refuses is fetched again, once.
-        if let (Some(credentials), Ok(401)) =
-            (&self.oauth, sent.as_ref().map(|r| r.status().as_u16()))
-        {
-            let refused = token.as_deref();
-            match self
-                .webhooks
-                .tokens
-                .get(&self.webhooks.http, credentials, refused)
-                .await
-            {
-                Ok(fresh) => {
-                    sent = self
-                        .webhooks
-                        .http
-                        .execute(bearing(url, &notification, Some(&fresh)))
-                        .await;
-                }
-                Err(detail) => {
-                    return failed(Verdict::Retry { retry_after: None }, auth_failed(detail))
-                }
-            }
-        }
+            },
+        };
         match sent {
             Ok(response) => {
                 let status = response.status().as_u16();
@@ -204,10 +194,10 @@ fn auth_failed(detail: String) -> Failure {
     }
 }
 
-/// [`request`], with the channel's current OAuth 2.0 token, if it has one.
-fn bearing(url: &reqwest::Url, notification: &Rendered, token: Option<&str>) -> reqwest::Request {
-    let mut request = request(url, notification.clone());
-    if let Some(Ok(mut value)) = token.map(|t| HeaderValue::from_str(&format!("Bearer {t}"))) {
+/// [`request`], with an OAuth 2.0 bearer token.
+fn bearing(url: &reqwest::Url, notification: Rendered, token: &str) -> reqwest::Request {
+    let mut request = request(url, notification);
+    if let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {token}")) {
         value.set_sensitive(true);
         request
             .headers_mut()

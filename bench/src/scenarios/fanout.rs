@@ -104,6 +104,37 @@ async fn point(
     Ok(point)
 }
 
+/// A fan-out load: `events` published below `collection`, `notifications` expected.
+pub struct Published {
+    pub collection: &'static str,
+    pub events: u64,
+    pub notifications: u64,
+}
+
+impl Published {
+    /// Publishes (see [`publish_batches`]) and waits until `receiver` has every
+    /// notification; the seconds from the first publish to the last delivery.
+    pub async fn until_delivered(
+        &self,
+        ctx: &Ctx,
+        client: &reqwest::Client,
+        gateways: &[Gateway],
+        receiver: &Receiver,
+    ) -> anyhow::Result<f64> {
+        let began = clock::now_us();
+        let batch = ctx.sizes.batch as u64;
+        publish_batches(client, gateways, self.collection, self.events, batch).await?;
+        receiver
+            .wait_events(self.notifications, ctx.sizes.stall())
+            .await?;
+        let last = receiver
+            .counts()
+            .last_event_us
+            .load(std::sync::atomic::Ordering::Relaxed);
+        Ok(clock::secs_between(began, last))
+    }
+}
+
 /// Publishes `events` in batches of `batch` from [`PUBLISHERS`] connections, through
 /// `gateways` in turn, spread over [`ITEMS`] resources below `collection`
 /// (`{collection}/items/{i % ITEMS}`).
@@ -147,23 +178,20 @@ pub async fn measure(
     events: u64,
     raw_per_second: Option<f64>,
 ) -> anyhow::Result<Point> {
-    let sizes = &ctx.sizes;
     let client = load::client(PUBLISHERS)?;
     let commits_before = value(gateways, &client, "watchwire_store_commits_total").await?;
     let cpu_before = cpu_seconds(gateways)?;
     let database_before = ctx.database_cpu(&gateways[0]).await?;
     receiver.record_latency(true);
-    let began = clock::now_us();
-    publish_batches(&client, gateways, COLLECTION, events, sizes.batch as u64).await?;
     let notifications = events * channels as u64;
-    receiver.wait_events(notifications, sizes.stall()).await?;
-    let counts = receiver.counts();
-    let seconds = clock::secs_between(
-        began,
-        counts
-            .last_event_us
-            .load(std::sync::atomic::Ordering::Relaxed),
-    );
+    let publish = Published {
+        collection: COLLECTION,
+        events,
+        notifications,
+    };
+    let seconds = publish
+        .until_delivered(ctx, &client, gateways, receiver)
+        .await?;
     let cpu = cpu_seconds(gateways)? - cpu_before;
     let database_after = ctx.database_cpu(&gateways[0]).await?;
     let commits = value(gateways, &client, "watchwire_store_commits_total").await? - commits_before;

@@ -11,9 +11,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::fanout::{publish_batches, ITEMS, PUBLISHERS};
+use super::fanout::{Published, ITEMS, PUBLISHERS};
 use super::{check_delivery, cpu_seconds, Ctx};
-use crate::clock;
 use crate::gateway::Gateway;
 use crate::load;
 use crate::receiver::Receiver;
@@ -57,16 +56,14 @@ pub async fn run(ctx: &Ctx, unfiltered_us: Option<f64>) -> anyhow::Result<Filter
     let gateways = std::slice::from_ref(&gateway);
     let cpu_before = cpu_seconds(gateways)?;
     receiver.record_latency(false);
-    let began = clock::now_us();
-    publish_batches(&client, gateways, COLLECTION, events, sizes.batch as u64).await?;
-    receiver.wait_events(notifications, sizes.stall()).await?;
-    let counts = receiver.counts();
-    let seconds = clock::secs_between(
-        began,
-        counts
-            .last_event_us
-            .load(std::sync::atomic::Ordering::Relaxed),
-    );
+    let publish = Published {
+        collection: COLLECTION,
+        events,
+        notifications,
+    };
+    let seconds = publish
+        .until_delivered(ctx, &client, gateways, &receiver)
+        .await?;
     let cpu = cpu_seconds(gateways)? - cpu_before;
     check_delivery(&receiver, notifications)?;
     ctx.finish(gateway).await?;
