@@ -34,6 +34,8 @@ pub mod model;
 #[cfg(feature = "server")]
 mod output;
 #[cfg(feature = "server")]
+pub mod pem;
+#[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]
 pub mod store;

@@ -15,9 +15,11 @@ use crate::cluster::postgres::PgMembership;
 use crate::cluster::Membership;
 use crate::config::ServeArgs;
 use crate::delivery::destination::Outbound;
+use crate::delivery::identity::ClientIdentities;
 use crate::delivery::lease::Lease;
 use crate::delivery::retry::RetryPolicy;
 use crate::delivery::target::TargetPolicy;
+use crate::delivery::webhook::WebhookOptions;
 use crate::delivery::{Delivers, DeliveryContext, Dispatcher, CUT_SHORT_WAIT};
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
@@ -49,22 +51,32 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         allow_all: args.dev,
         allow: settings.allow_targets,
     };
-    let ca_pem = match &args.ca_file {
+    let extra_ca_pem = match &args.ca_file {
         Some(path) => Some(
             std::fs::read(path).with_context(|| format!("reading --ca-file {}", path.display()))?,
         ),
         None => None,
     };
+    let identities = ClientIdentities::load(
+        (args.client_cert.as_deref(), args.client_key.as_deref()),
+        &settings.keys,
+    )?;
+    let webhooks = WebhookOptions {
+        policy: target_policy.clone(),
+        connect_timeout: args.connect_timeout,
+        timeout: args.delivery_timeout,
+        extra_ca_pem,
+        max_idle_per_host: args.max_in_flight,
+        local_address: args.outbound_address,
+        identities,
+        egress_proxy: settings.egress_proxy.clone(),
+    };
     let ctx = Arc::new(DeliveryContext {
         store: store.clone(),
         outbound: Outbound::new(
-            target_policy.clone(),
-            args.connect_timeout,
-            args.delivery_timeout,
-            ca_pem.as_deref(),
+            webhooks,
             args.max_in_flight,
             args.max_host_rate.map(f64::from),
-            args.outbound_address,
         )
         .with_context(|| match &args.ca_file {
             Some(path) => format!("--ca-file {}", path.display()),

@@ -30,6 +30,10 @@ pub struct KeyConfig {
     /// `previous_signing_secret_until` (RFC 3339).
     pub previous_signing_secret: Option<String>,
     pub previous_signing_secret_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// PEM certificate this key's channels present to receivers asking for one
+    /// (mutual TLS), with its PEM private key.
+    pub client_cert: Option<std::path::PathBuf>,
+    pub client_key: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for KeyConfig {

@@ -149,6 +149,21 @@ pub struct ServeArgs {
     #[arg(long, env = "WATCHWIRE_OUTBOUND_ADDRESS")]
     pub outbound_address: Option<std::net::IpAddr>,
 
+    /// PEM client certificate every HTTPS delivery presents (mutual TLS), for keys
+    /// without a `client_cert` of their own in `--config`; with `--client-key`.
+    #[arg(long, env = "WATCHWIRE_CLIENT_CERT")]
+    pub client_cert: Option<PathBuf>,
+
+    /// PEM private key of `--client-cert`.
+    #[arg(long, env = "WATCHWIRE_CLIENT_KEY")]
+    pub client_key: Option<PathBuf>,
+
+    /// Forward proxy every delivery and token request goes through, `http://host:port`
+    /// (`CONNECT` for https:// receivers). The target policy is still checked here: the
+    /// proxy is asked for the checked address, never for a name.
+    #[arg(long, env = "WATCHWIRE_EGRESS_PROXY")]
+    pub egress_proxy: Option<String>,
+
     /// Largest request line plus headers, in bytes (`431` beyond).
     #[arg(long, env = "WATCHWIRE_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
     pub max_header_bytes: usize,
@@ -283,6 +298,8 @@ pub struct Settings {
     pub keys: Vec<KeyConfig>,
     pub allow_targets: Vec<Cidr>,
     pub cors: CorsOrigins,
+    /// `--egress-proxy`, checked.
+    pub egress_proxy: Option<crate::delivery::egress::ProxyAddress>,
 }
 
 #[cfg(test)]

@@ -47,11 +47,19 @@ impl ServeArgs {
                     .map_err(|e| anyhow::anyhow!("--allow-targets: {e}"))
             })
             .collect::<anyhow::Result<_>>()?;
+        let egress_proxy = match &self.egress_proxy {
+            Some(url) => Some(
+                crate::delivery::egress::ProxyAddress::parse(url)
+                    .map_err(|e| anyhow::anyhow!("--egress-proxy: {e}"))?,
+            ),
+            None => None,
+        };
         Ok(Settings {
             prefixes,
             keys: file.keys,
             allow_targets,
             cors,
+            egress_proxy,
         })
     }
 

@@ -19,8 +19,7 @@ use async_trait::async_trait;
 
 use super::hosts::{Admission, HostOutcome, Hosts};
 use super::render::Rendered;
-use super::target::TargetPolicy;
-use super::webhook::Webhooks;
+use super::webhook::{WebhookOptions, Webhooks};
 use crate::model::{now_ms, AttemptRecord, ChannelSpec, Failure};
 
 /// Where one channel's notifications go, made once each time its worker wakes.
@@ -117,27 +116,16 @@ pub struct Outbound {
 
 impl Outbound {
     /// `max_in_flight` bounds attempts (and pooled connections per host);
-    /// `max_host_rate` caps attempts per second per host; the rest configures the HTTP
-    /// client of webhooks (`Webhooks::new`).
+    /// `max_host_rate` caps attempts per second per host; `webhooks` says how the
+    /// HTTP clients of webhooks reach receivers.
     pub fn new(
-        policy: TargetPolicy,
-        connect_timeout: Duration,
-        timeout: Duration,
-        extra_ca_pem: Option<&[u8]>,
+        webhooks: WebhookOptions,
         max_in_flight: usize,
         max_host_rate: Option<f64>,
-        local_address: Option<std::net::IpAddr>,
     ) -> anyhow::Result<Outbound> {
         Ok(Outbound {
             hosts: Hosts::new(max_in_flight, max_host_rate),
-            webhooks: Webhooks::new(
-                policy,
-                connect_timeout,
-                timeout,
-                extra_ca_pem,
-                max_in_flight,
-                local_address,
-            )?,
+            webhooks: Webhooks::new(webhooks)?,
         })
     }
 

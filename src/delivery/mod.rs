@@ -16,7 +16,10 @@
 pub mod attempt;
 pub mod cancel;
 pub mod destination;
+pub mod egress;
 pub mod hosts;
+pub mod http_client;
+pub mod identity;
 pub mod lease;
 pub mod oauth;
 pub mod outbox;

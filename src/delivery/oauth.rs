@@ -2,8 +2,8 @@
 //! set of credentials, shared by every channel holding them, cached until shortly
 //! before it expires, and fetched by one request at a time per set, so that a thousand
 //! channels waking at once ask the token endpoint once. The request goes through the
-//! webhooks' own client, so the target policy checks the token URL as it checks an
-//! endpoint, with the same timeouts.
+//! channel's own client, so the target policy checks the token URL as it checks an
+//! endpoint, with the same timeouts, client certificate and egress proxy.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,10 +11,13 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 
+use super::http_client::HttpClient;
 use crate::endpoint_auth::ClientCredentials;
 
 /// A token is used until this long before it expires.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(30);
+/// The most of a token endpoint's answer that is read.
+const MOST_ANSWER_BYTES: usize = 64 * 1024;
 /// How long a token without `expires_in` is used.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
 
@@ -37,7 +40,7 @@ impl Tokens {
     /// expiring, or `rejected` (the endpoint answered 401 to it).
     pub async fn get(
         &self,
-        http: &reqwest::Client,
+        http: &HttpClient,
         credentials: &Arc<ClientCredentials>,
         rejected: Option<&str>,
     ) -> Result<String, String> {
@@ -63,7 +66,7 @@ impl Tokens {
 
 /// The client-credentials grant, the client authenticated with HTTP Basic
 /// (`client_secret_basic`, RFC 6749 §2.3.1).
-async fn fetch(http: &reqwest::Client, c: &ClientCredentials) -> Result<Token, String> {
+async fn fetch(http: &HttpClient, c: &ClientCredentials) -> Result<Token, String> {
     let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let mut form = String::from("grant_type=client_credentials");
     for (name, value) in [("scope", &c.scope), ("audience", &c.audience)] {
@@ -73,22 +76,33 @@ async fn fetch(http: &reqwest::Client, c: &ClientCredentials) -> Result<Token, S
     }
     let basic = format!("{}:{}", encode(&c.client_id), encode(&c.client_secret));
     let basic = base64::engine::general_purpose::STANDARD.encode(basic);
-    let response = http
-        .post(&c.token_url)
-        .header("authorization", format!("Basic {basic}"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("accept", "application/json")
-        .body(form)
-        .send()
+    let url = reqwest::Url::parse(&c.token_url)
+        .map_err(|e| format!("the token URL {} does not parse: {e}", c.token_url))?;
+    let mut request = reqwest::Request::new(reqwest::Method::POST, url);
+    let headers = request.headers_mut();
+    let mut authorization = reqwest::header::HeaderValue::from_str(&format!("Basic {basic}"))
+        .map_err(|_| "the client credentials cannot be sent in a header".to_string())?;
+    authorization.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, authorization);
+    headers.insert(
+        reqwest::header::CONTENT_TYPE,
+        reqwest::header::HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
+    headers.insert(
+        reqwest::header::ACCEPT,
+        reqwest::header::HeaderValue::from_static("application/json"),
+    );
+    *request.body_mut() = Some(form.into());
+    let answer = http
+        .exchange(request, MOST_ANSWER_BYTES)
         .await
-        .map_err(|e| {
+        .map_err(|failure| {
             format!(
-                "the token endpoint {} could not be reached: {e}",
-                c.token_url
+                "the token endpoint {} could not be reached: {}",
+                c.token_url, failure.detail
             )
         })?;
-    let status = response.status().as_u16();
-    let body = response.bytes().await.unwrap_or_default();
+    let (status, body) = (answer.status, answer.body);
     if status != 200 {
         return Err(format!(
             "the token endpoint {} answered {status}",

@@ -247,33 +247,52 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || ip.segments()[..6] == [0, 0, 0, 0, 0, 0]) // IPv4-compatible
 }
 
+impl TargetPolicy {
+    /// The addresses `host` resolves to that the policy lets `scheme` reach (port 0),
+    /// in the resolver's order: at least one, or `NameNotResolved` / `PolicyRefused`.
+    pub async fn resolve(
+        &self,
+        scheme: &str,
+        host: &str,
+    ) -> Result<Vec<SocketAddr>, Box<dyn std::error::Error + Send + Sync>> {
+        let found: Vec<SocketAddr> = tokio::net::lookup_host((host, 0))
+            .await
+            .map_err(|e| NameNotResolved(format!("cannot resolve {host}: {e}")))?
+            .collect();
+        if found.is_empty() {
+            return Err(NameNotResolved(format!("{host} resolves to no address")).into());
+        }
+        let allowed: Vec<SocketAddr> = found
+            .iter()
+            .copied()
+            .filter(|a| self.check_resolved(scheme, a.ip()).is_ok())
+            .collect();
+        if !allowed.is_empty() {
+            return Ok(allowed);
+        }
+        let why = match scheme {
+            "http" if !self.allow_all => self
+                .check_resolved(scheme, found[0].ip())
+                .err()
+                .unwrap_or_default(),
+            _ => format!(
+                "it resolves only to non-public addresses ({}); deliveries go only to public addresses or --allow-targets networks",
+                found[0].ip()
+            ),
+        };
+        Err(PolicyRefused(format!("{host}: {why}")).into())
+    }
+}
+
 /// A resolver for the outbound client that drops every address the policy refuses.
+/// (It is not told the scheme; `check_before_connect` holds http:// to its stricter rule.)
 pub struct PolicyResolver(pub TargetPolicy);
 
 impl reqwest::dns::Resolve for PolicyResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let policy = self.0.clone();
         Box::pin(async move {
-            let host = name.as_str().to_string();
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await
-                .map_err(|e| NameNotResolved(format!("cannot resolve {host}: {e}")))?
-                .collect();
-            if found.is_empty() {
-                return Err(NameNotResolved(format!("{host} resolves to no address")).into());
-            }
-            let allowed: Vec<SocketAddr> = found
-                .iter()
-                .copied()
-                .filter(|a| policy.check_ip(a.ip()).is_ok())
-                .collect();
-            if allowed.is_empty() {
-                return Err(PolicyRefused(format!(
-                    "{host} resolves only to non-public addresses ({}); deliveries go only to public addresses or --allow-targets networks",
-                    found[0].ip()
-                ))
-                .into());
-            }
+            let allowed = policy.resolve("https", name.as_str()).await?;
             Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
         })
     }

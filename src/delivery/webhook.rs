@@ -1,68 +1,88 @@
-//! Webhooks: the HTTP destination (docs/api.md §4, §10). One pooled client for every
-//! channel, a resolver that enforces the target policy (`target.rs`), and what a
-//! receiver's answer, or a failure to get one, means for the notification.
+//! Webhooks: the HTTP destination (docs/api.md §4, §10, §17). Pooled clients shared by
+//! every channel, one per client certificate (`identity.rs`), straight to receivers
+//! or through the egress proxy (`http_client.rs`, `egress.rs`); a target policy
+//! enforced before connecting (`target.rs`); and what a receiver's answer, or a
+//! failure to get one, means for the notification.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderValue, CONTENT_LENGTH};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 
 use super::destination::{Answer, Destination, Verdict};
+use super::egress::{Proxied, ProxyAddress};
 use super::hosts::host_key;
+use super::http_client::{Exchange, HttpClient};
+use super::identity::{ClientIdentities, ClientIdentity};
 use super::oauth::Tokens;
 use super::render::Rendered;
-use super::target::{NameNotResolved, PolicyRefused, PolicyResolver, TargetPolicy};
+use super::target::{PolicyResolver, TargetPolicy};
 use crate::endpoint_auth::ClientCredentials;
 use crate::model::{ChannelSpec, Failure, FailureReason, RESPONSE_EXCERPT_BYTES};
 
 pub const USER_AGENT: &str = concat!("watchwire/", env!("CARGO_PKG_VERSION"));
 
-/// The pooled HTTP client of every webhook: no redirects, no proxy, explicit timeouts,
-/// and a resolver that enforces the target policy.
+/// How webhooks reach receivers.
+pub struct WebhookOptions {
+    pub policy: TargetPolicy,
+    pub connect_timeout: Duration,
+    /// A whole attempt's limit.
+    pub timeout: Duration,
+    /// Extra trusted CA certificates (`--ca-file`), PEM.
+    pub extra_ca_pem: Option<Vec<u8>>,
+    /// How many connections to one host are kept warm.
+    pub max_idle_per_host: usize,
+    /// `--outbound-address`.
+    pub local_address: Option<IpAddr>,
+    /// The client certificates of mutual TLS.
+    pub identities: ClientIdentities,
+    /// `--egress-proxy`.
+    pub egress_proxy: Option<ProxyAddress>,
+}
+
+/// The pooled HTTP clients of every webhook: no redirects, no system proxy, explicit
+/// timeouts, the target policy enforced before connecting.
 pub struct Webhooks {
-    http: reqwest::Client,
+    /// Presents `--client-cert`, or no certificate.
+    default: HttpClient,
+    /// The clients of keys with a certificate of their own, by owner.
+    by_owner: HashMap<String, HttpClient>,
     policy: TargetPolicy,
     /// OAuth 2.0 tokens of the channels that need one, shared.
     tokens: Tokens,
 }
 
 impl Webhooks {
-    /// `extra_ca_pem` adds trusted CA certificates (`--ca-file`); `max_idle_per_host`
-    /// is how many connections to one host are kept warm.
-    pub fn new(
-        policy: TargetPolicy,
-        connect_timeout: Duration,
-        timeout: Duration,
-        extra_ca_pem: Option<&[u8]>,
-        max_idle_per_host: usize,
-        local_address: Option<std::net::IpAddr>,
-    ) -> anyhow::Result<Self> {
-        let mut builder = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .connect_timeout(connect_timeout)
-            .timeout(timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(max_idle_per_host)
-            .dns_resolver(PolicyResolver::shared(policy.clone()))
-            .local_address(local_address);
-        if let Some(pem) = extra_ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)?;
-            // A file that holds none would be ignored, and every delivery to the CA's
-            // hosts would fail at the first handshake instead of here.
-            anyhow::ensure!(
-                !certs.is_empty(),
-                "it holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
-            );
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
+    pub fn new(options: WebhookOptions) -> anyhow::Result<Self> {
+        let extra_cas = match &options.extra_ca_pem {
+            Some(pem) => {
+                let certs: Vec<CertificateDer<'static>> =
+                    CertificateDer::pem_slice_iter(pem).collect::<Result<_, _>>()?;
+                // A file that holds none would be ignored, and every delivery to the
+                // CA's hosts would fail at the first handshake instead of here.
+                anyhow::ensure!(
+                    !certs.is_empty(),
+                    "it holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+                );
+                certs
             }
-        }
-        let http = builder.build()?;
+            None => vec![],
+        };
+        let client = |identity: Option<&ClientIdentity>| client(&options, &extra_cas, identity);
+        let by_owner = options
+            .identities
+            .by_owner
+            .iter()
+            .map(|(owner, identity)| Ok((owner.clone(), client(Some(identity))?)))
+            .collect::<anyhow::Result<_>>()?;
         Ok(Webhooks {
-            http,
-            policy,
+            default: client(options.identities.default.as_deref())?,
+            by_owner,
+            policy: options.policy.clone(),
             tokens: Tokens::default(),
         })
     }
@@ -71,6 +91,7 @@ impl Webhooks {
     pub fn destination(&self, channel: &ChannelSpec) -> Webhook<'_> {
         Webhook {
             webhooks: self,
+            client: self.by_owner.get(&*channel.owner).unwrap_or(&self.default),
             url: reqwest::Url::parse(&channel.address).map_err(|e| e.to_string()),
             host: host_key(&channel.address),
             oauth: channel
@@ -81,9 +102,65 @@ impl Webhooks {
     }
 }
 
+/// The client that presents `identity`: reqwest's straight to receivers, or the
+/// egress proxy's with TLS of its own from the same roots.
+fn client(
+    options: &WebhookOptions,
+    extra_cas: &[CertificateDer<'static>],
+    identity: Option<&ClientIdentity>,
+) -> anyhow::Result<HttpClient> {
+    if let Some(proxy) = &options.egress_proxy {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        roots.add_parsable_certificates(extra_cas.iter().cloned());
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+        let tls = match identity {
+            Some(identity) => {
+                tls.with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())?
+            }
+            None => tls.with_no_client_auth(),
+        };
+        let client = Proxied::new(
+            proxy.clone(),
+            options.policy.clone(),
+            tls,
+            options.connect_timeout,
+            options.max_idle_per_host,
+            options.local_address,
+        );
+        return Ok(HttpClient::Proxied {
+            client: Box::new(client),
+            timeout: options.timeout,
+        });
+    }
+    let mut builder = reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .connect_timeout(options.connect_timeout)
+        .timeout(options.timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(options.max_idle_per_host)
+        .dns_resolver(PolicyResolver::shared(options.policy.clone()))
+        .local_address(options.local_address);
+    for cert in extra_cas {
+        builder = builder.add_root_certificate(reqwest::Certificate::from_der(cert)?);
+    }
+    if let Some(identity) = identity {
+        builder = builder.identity(reqwest::Identity::from_pem(&identity.pem)?);
+    }
+    Ok(HttpClient::Direct(builder.build()?))
+}
+
 /// One channel's endpoint.
 pub struct Webhook<'a> {
     webhooks: &'a Webhooks,
+    /// The client of the channel's key.
+    client: &'a HttpClient,
     /// The parsed address, or why it does not parse.
     url: Result<reqwest::Url, String>,
     host: String,
@@ -100,17 +177,22 @@ impl Webhook<'_> {
         url: &reqwest::Url,
         notification: Rendered,
         credentials: &Arc<ClientCredentials>,
-    ) -> Result<reqwest::Result<reqwest::Response>, String> {
-        let (http, tokens) = (&self.webhooks.http, &self.webhooks.tokens);
-        let token = tokens.get(http, credentials, None).await?;
-        let sent = http
-            .execute(bearing(url, notification.clone(), &token))
+    ) -> Result<Result<Exchange, Failure>, String> {
+        let (client, tokens) = (self.client, &self.webhooks.tokens);
+        let token = tokens.get(client, credentials, None).await?;
+        let sent = client
+            .exchange(
+                bearing(url, notification.clone(), &token),
+                RESPONSE_EXCERPT_BYTES,
+            )
             .await;
-        if !matches!(&sent, Ok(response) if response.status().as_u16() == 401) {
+        if !matches!(&sent, Ok(answer) if answer.status == 401) {
             return Ok(sent);
         }
-        let fresh = tokens.get(http, credentials, Some(&token)).await?;
-        Ok(http.execute(bearing(url, notification, &fresh)).await)
+        let fresh = tokens.get(client, credentials, Some(&token)).await?;
+        Ok(client
+            .exchange(bearing(url, notification, &fresh), RESPONSE_EXCERPT_BYTES)
+            .await)
     }
 }
 
@@ -147,7 +229,11 @@ impl Destination for Webhook<'_> {
             return failed(verdict, refusal.failure);
         }
         let sent = match &self.oauth {
-            None => self.webhooks.http.execute(request(url, notification)).await,
+            None => {
+                self.client
+                    .exchange(request(url, notification), RESPONSE_EXCERPT_BYTES)
+                    .await
+            }
             Some(credentials) => match self.with_token(url, notification, credentials).await {
                 Ok(sent) => sent,
                 Err(detail) => {
@@ -156,14 +242,14 @@ impl Destination for Webhook<'_> {
             },
         };
         match sent {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                let retry_after = response
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
+            Ok(answer) => {
+                let status = answer.status;
+                let retry_after = answer
+                    .retry_after
+                    .as_deref()
                     .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
-                let excerpt = response_excerpt(response).await;
+                let excerpt = (!answer.body.is_empty())
+                    .then(|| String::from_utf8_lossy(&answer.body).into_owned());
                 let verdict = classify(status, retry_after);
                 let failure = (verdict != Verdict::Delivered).then(|| Failure {
                     reason: FailureReason::HttpStatus,
@@ -177,10 +263,7 @@ impl Destination for Webhook<'_> {
                     excerpt,
                 }
             }
-            Err(e) => failed(
-                Verdict::Retry { retry_after: None },
-                classify_error(&e, url),
-            ),
+            Err(failure) => failed(Verdict::Retry { retry_after: None }, failure),
         }
     }
 }
@@ -245,108 +328,6 @@ pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Opt
         }
     };
     Some(Duration::from_secs(seconds.clamp(1, 3600)))
-}
-
-/// The first [`RESPONSE_EXCERPT_BYTES`] of an answer's body, as text; `None` when empty.
-/// A longer body is not read further (the connection is then not reused).
-async fn response_excerpt(mut response: reqwest::Response) -> Option<String> {
-    let mut kept = Vec::new();
-    while kept.len() < RESPONSE_EXCERPT_BYTES {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                let room = RESPONSE_EXCERPT_BYTES - kept.len();
-                kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            }
-            _ => break,
-        }
-    }
-    (!kept.is_empty()).then(|| String::from_utf8_lossy(&kept).into_owned())
-}
-
-/// Names why a request failed, from reqwest's error and what caused it.
-fn classify_error(e: &reqwest::Error, url: &reqwest::Url) -> Failure {
-    let target = format!(
-        "{}:{}",
-        url.host_str().unwrap_or("?"),
-        url.port_or_known_default().unwrap_or(0)
-    );
-    let failure = |reason, detail: String| Failure {
-        reason,
-        detail,
-        status: None,
-    };
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(cause) = source {
-        if let Some(refused) = cause.downcast_ref::<PolicyRefused>() {
-            return failure(FailureReason::TargetRefused, refused.0.clone());
-        }
-        if let Some(unresolved) = cause.downcast_ref::<NameNotResolved>() {
-            return failure(FailureReason::DnsFailure, unresolved.0.clone());
-        }
-        let io = cause.downcast_ref::<std::io::Error>();
-        if io.is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused) {
-            return failure(
-                FailureReason::ConnectionRefused,
-                format!("connection refused by {target}"),
-            );
-        }
-        // Its words ("corrupt message", "bad certificate") need not say TLS.
-        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
-            return failure(
-                FailureReason::TlsError,
-                format!("TLS with {target} failed: {}", shorten(&tls.to_string())),
-            );
-        }
-        // An I/O error's `source()` skips the error it wraps, which is where the TLS
-        // library's errors travel: step into it instead.
-        source = match io.and_then(|io| io.get_ref()) {
-            Some(wrapped) => Some(wrapped as &(dyn std::error::Error + 'static)),
-            None => cause.source(),
-        };
-    }
-    let chain = error_chain(e);
-    if e.is_timeout() {
-        let what = if e.is_connect() {
-            "connecting to"
-        } else {
-            "waiting for an answer from"
-        };
-        return failure(FailureReason::Timeout, format!("timed out {what} {target}"));
-    }
-    let lower = chain.to_ascii_lowercase();
-    if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
-        return failure(
-            FailureReason::TlsError,
-            format!("TLS with {target} failed: {}", shorten(&chain)),
-        );
-    }
-    if e.is_connect() {
-        return failure(
-            FailureReason::ConnectionFailed,
-            format!("could not connect to {target}: {}", shorten(&chain)),
-        );
-    }
-    failure(
-        FailureReason::RequestFailed,
-        format!("the exchange with {target} broke off: {}", shorten(&chain)),
-    )
-}
-
-/// The innermost cause of an error chain is what a person needs; at most 200 bytes.
-fn shorten(chain: &str) -> String {
-    let last = chain.rsplit(": ").next().unwrap_or(chain);
-    last.chars().take(200).collect()
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }
 
 #[cfg(test)]

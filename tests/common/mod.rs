@@ -3,11 +3,14 @@
 //! them, the one HTTP client every test calls a gateway with (`client`), the keyed
 //! gateway's keys (`keys`), an event-stream reader (`sse`) and the raw-socket probes and
 //! envelope checks of the input suites (`input`), which store this run uses
-//! (`store`), a TCP proxy a test can cut (`proxy`), and a receiver on a bare socket
-//! (`raw`).
+//! (`store`), a TCP proxy a test can cut (`proxy`), a receiver on a bare socket
+//! (`raw`), receivers over TLS that may demand client certificates (`https`), and a
+//! forward proxy that records what it is asked (`forward_proxy`).
 #![allow(dead_code)]
 
 pub mod client;
+pub mod forward_proxy;
+pub mod https;
 pub mod input;
 pub mod keys;
 pub mod process;
@@ -96,14 +99,7 @@ pub struct Receiver {
 impl Receiver {
     /// A receiver that answers 204 to everything.
     pub async fn start() -> Receiver {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let responder: Arc<Mutex<Responder>> =
-            Arc::new(Mutex::new(Arc::new(|_: &Received| (204, vec![]))));
-        let state = ReceiverState {
-            tx,
-            responder: responder.clone(),
-        };
-        let app = axum::Router::new().fallback(receive).with_state(state);
+        let (app, rx, responder) = Receiver::unbound();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -112,6 +108,26 @@ impl Receiver {
             rx: tokio::sync::Mutex::new(rx),
             responder,
         }
+    }
+
+    /// Its app, which records into a new queue, and the receiver reading that queue.
+    fn unbound() -> (
+        axum::Router,
+        mpsc::UnboundedReceiver<Received>,
+        Arc<Mutex<Responder>>,
+    ) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let responder: Arc<Mutex<Responder>> =
+            Arc::new(Mutex::new(Arc::new(|_: &Received| (204, vec![]))));
+        let state = ReceiverState {
+            tx,
+            responder: responder.clone(),
+        };
+        (
+            axum::Router::new().fallback(receive).with_state(state),
+            rx,
+            responder,
+        )
     }
 
     pub fn url(&self) -> String {
@@ -206,9 +222,13 @@ pub async fn next_in_time<T>(rx: &tokio::sync::Mutex<mpsc::UnboundedReceiver<T>>
 
 async fn receive(
     State(state): State<ReceiverState>,
-    headers: HeaderMap,
+    peer: Option<axum::Extension<https::PeerCertificate>>,
+    mut headers: HeaderMap,
     body: Bytes,
 ) -> impl IntoResponse {
+    if let Some(axum::Extension(peer)) = peer {
+        headers.insert(https::CLIENT_CERTIFICATE, peer.0.parse().unwrap());
+    }
     let got = Received {
         headers,
         body,

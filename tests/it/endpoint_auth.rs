@@ -2,6 +2,7 @@
 //! notification of a channel or watcher; the secrets never shown back; the headers the
 //! gateway sets itself refused by name.
 
+use crate::common::process::GatewayProcess;
 use crate::common::*;
 use serde_json::json;
 
@@ -200,4 +201,112 @@ async fn a_refused_token_is_fetched_again_and_a_failing_token_endpoint_is_auth_f
     healthy.store(true, std::sync::atomic::Ordering::SeqCst);
     let delivered = other.next().await;
     assert_eq!(delivered.header("authorization"), Some("Bearer late"));
+}
+
+/// The secrets of every kind of `auth` (and the token the gateway obtained) appear in no
+/// response, listing, console page or metric, and in none of the gateway's log lines at
+/// its most talkative, while deliveries with them succeed and fail in every way that
+/// logs something: a `401`, a token endpoint that fails, one that hands out a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_a_response_a_listing_the_console_or_the_log() {
+    use nix::sys::signal::Signal::SIGTERM;
+    const SECRETS: [&str; 5] = [
+        "hv-secret-1",
+        "basic-pw-2",
+        "cs-secret-3",
+        "at-secret-4",
+        "cs-secret-5",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let (gateway, mut log) = GatewayProcess::start_logged(
+        dir.path(),
+        &["--log", "debug,watchwire=trace", "--retry-schedule", "50ms"],
+    );
+    let refusing = Receiver::start().await;
+    refusing.respond(|_| (401, vec![(BODY, "who are you".to_string())]));
+    let accepting = Receiver::start().await;
+    let tokens = Receiver::start().await;
+    tokens.respond(|_| {
+        let body = json!({"access_token": "at-secret-4", "expires_in": 3600});
+        (200, vec![(BODY, body.to_string())])
+    });
+    let failing_tokens = Receiver::start().await;
+    failing_tokens.respond(|_| (500, vec![(BODY, "token service down".to_string())]));
+    let watches = [
+        (
+            "headers",
+            refusing.url(),
+            json!({"type": "header", "name": "Authorization", "value": "hv-secret-1"}),
+        ),
+        (
+            "basic",
+            refusing.url(),
+            json!({"type": "basic", "username": "u", "password": "basic-pw-2"}),
+        ),
+        (
+            "oauth",
+            accepting.url(),
+            json!({"type": "oauth2", "tokenUrl": tokens.url(), "clientId": "c", "clientSecret": "cs-secret-3"}),
+        ),
+        (
+            "no-token",
+            accepting.url(),
+            json!({"type": "oauth2", "tokenUrl": failing_tokens.url(), "clientId": "c", "clientSecret": "cs-secret-5"}),
+        ),
+    ];
+    let mut answers = Vec::new();
+    for (id, address, auth) in watches {
+        let body = json!({"id": id, "type": "web_hook", "address": address, "auth": auth});
+        answers.push(gateway.watch_with("/secretive", body).await.to_string());
+    }
+    let watcher = json!({"pattern": "/secretive", "endpoint": refusing.url(),
+                         "auth": {"type": "basic", "username": "w", "password": "basic-pw-2"}});
+    answers.push(
+        gateway
+            .post("/v1/watchers", &watcher)
+            .await
+            .expect(201)
+            .text,
+    );
+    assert_eq!(
+        accepting.next().await.header("authorization"),
+        Some("Bearer at-secret-4")
+    );
+    for id in ["headers", "basic"] {
+        assert_eq!(gateway.await_last_error(id).await, "httpStatus");
+    }
+    assert_eq!(gateway.await_last_error("no-token").await, "authFailed");
+    gateway
+        .publish(json!({"resource": "/secretive", "state": "exists"}))
+        .await;
+    for path in [
+        "/v1/channels",
+        "/v1/channels/headers",
+        "/v1/channels/basic",
+        "/v1/channels/oauth",
+        "/v1/channels/no-token",
+        "/v1/channels/no-token/notifications",
+        "/v1/channels/headers/notifications",
+        "/v1/watchers",
+        "/console",
+        "/metrics",
+        "/v1/openapi.json",
+    ] {
+        answers.push(gateway.get(path).await.text);
+    }
+    gateway.signal(SIGTERM);
+    gateway.exited_within(PATIENCE).await;
+    let mut lines = Vec::new();
+    while let Some(line) = log.recv().await {
+        lines.push(line);
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("no-token")),
+        "the log says nothing of the failing channel, so it proves nothing"
+    );
+    for text in answers.iter().chain(&lines) {
+        for secret in SECRETS {
+            assert!(!text.contains(secret), "{secret} shown: {text}");
+        }
+    }
 }

@@ -30,6 +30,7 @@ mod crash;
 mod database_outage;
 mod delivery;
 mod delivery_log;
+mod egress;
 mod endpoint_auth;
 mod filters;
 mod fuzz_corpus;

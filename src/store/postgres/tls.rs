@@ -38,7 +38,6 @@ use std::task::{Context, Poll};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -396,28 +395,9 @@ fn percent_decoded(text: &str) -> Result<String, StoreError> {
         .map_err(|_| bad("the database URL's parameters are not UTF-8 once decoded".into()))
 }
 
-fn read(what: &str, path: &Path) -> Result<Vec<u8>, StoreError> {
-    std::fs::read(path).map_err(|e| {
-        bad(format!(
-            "{what} file {} cannot be read: {e}",
-            path.display()
-        ))
-    })
-}
-
 /// Every certificate in a PEM file; at least one.
 fn certificates(what: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, StoreError> {
-    let pem = read(what, path)?;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| bad(format!("{what} file {} is not PEM: {e}", path.display())))?;
-    if certs.is_empty() {
-        return Err(bad(format!(
-            "{what} file {} holds no certificate (-----BEGIN CERTIFICATE-----)",
-            path.display()
-        )));
-    }
-    Ok(certs)
+    crate::pem::certificates(what, path).map_err(bad)
 }
 
 fn file_roots(path: &Path) -> Result<RootCertStore, StoreError> {
@@ -451,16 +431,8 @@ fn system_roots() -> Result<RootCertStore, StoreError> {
     Ok(roots)
 }
 
-/// The first private key in a PEM file. Nothing of the file's content is ever quoted.
 fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, StoreError> {
-    let pem = read("sslkey", path)?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|_| {
-        bad(format!(
-            "sslkey file {} holds no private key in PEM form (-----BEGIN PRIVATE KEY-----, \
-             or an RSA or EC one); an encrypted key is not supported",
-            path.display()
-        ))
-    })
+    crate::pem::private_key("sslkey", path).map_err(bad)
 }
 
 /// Checks the server's certificate as far as the mode asks: not at all (no
@@ -764,6 +736,7 @@ impl AsyncWrite for Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::pki_types::pem::PemObject;
 
     /// A CA certificate made for these tests (its key was thrown away): something
     /// `sslrootcert` can read.
