@@ -451,6 +451,7 @@ fn assert_delivered(event: &NewEvent, seq: u64) {
         data: event.data.clone(),
         changed: event.changed.clone(),
         metadata: event.metadata.clone(),
+        trace: None,
     };
     let Rendered { headers, body } = Outbound::event(Arc::new(logged), 1).render(
         &ChannelHeaders::new(&channel),
@@ -613,6 +614,7 @@ pub fn filter(data: &[u8]) {
             data: Some(data.to_string().into_bytes().into()),
             changed: vec!["status".into()],
             metadata: Some(r#"{"by":"fuzz"}"#.into()),
+            trace: None,
         };
         let document = event_document(&event);
         assert_eq!(filter.matches(&document), again.matches(&document));

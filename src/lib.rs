@@ -41,3 +41,5 @@ pub mod server;
 pub mod store;
 #[cfg(feature = "server")]
 mod telemetry;
+#[cfg(feature = "server")]
+pub mod trace;

@@ -6,6 +6,7 @@ use bytes::Bytes;
 
 use crate::protocol::resource::covers;
 pub use crate::protocol::ResourceState;
+pub use crate::trace::TraceContext;
 
 /// Position in the event log. Assigned by the store, strictly increasing, never reused.
 pub type Seq = u64;
@@ -40,6 +41,8 @@ pub struct NewEvent {
     pub changed: Vec<String>,
     /// Compact JSON, non-ASCII escaped (as the notification header carries it).
     pub metadata: Option<String>,
+    /// The trace of the publish (docs/api.md §18), which its deliveries continue.
+    pub trace: Option<TraceContext>,
 }
 
 /// An event in the log.
@@ -52,6 +55,7 @@ pub struct Event {
     pub data: Option<Bytes>,
     pub changed: Vec<String>,
     pub metadata: Option<String>,
+    pub trace: Option<TraceContext>,
 }
 
 pub type SharedEvent = Arc<Event>;
@@ -67,6 +71,7 @@ impl NewEvent {
             data: self.data,
             changed: self.changed,
             metadata: self.metadata,
+            trace: self.trace,
         })
     }
 }
@@ -83,6 +88,7 @@ impl Event {
             data: None,
             changed: Vec::new(),
             metadata: None,
+            trace: None,
         })
     }
 }

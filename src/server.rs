@@ -71,8 +71,13 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         identities,
         egress_proxy: settings.egress_proxy.clone(),
     };
+    let tracing = Arc::new(
+        crate::trace::Tracing::start(settings.trace_export.clone(), !args.no_trace_propagation)
+            .context("starting the span exporter")?,
+    );
     let ctx = Arc::new(DeliveryContext {
         store: store.clone(),
+        tracing,
         outbound: Outbound::new(
             webhooks,
             args.max_in_flight,
@@ -220,6 +225,7 @@ impl RunningServer {
         }
         app.store.flush().await?;
         app.store.close().await;
+        ctx.tracing.flush().await;
         Ok(())
     }
 }

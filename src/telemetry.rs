@@ -102,6 +102,14 @@ fn describe() {
         "Receiving hosts (scheme, host, port) this node delivers to, by state: open, backingOff (failing; probed until it answers), limited (Retry-After or at its rate cap)."
     );
     metrics::describe_counter!(
+        "watchwire_trace_spans_exported_total",
+        "Spans exported to the OpenTelemetry collector."
+    );
+    metrics::describe_counter!(
+        "watchwire_trace_spans_dropped_total",
+        "Spans not exported, by reason: queue_full (more waited than the exporter holds), export_failed (the collector could not be reached or refused them)."
+    );
+    metrics::describe_counter!(
         "watchwire_store_commits_total",
         "Store transactions committed (each one fsync)."
     );
@@ -139,6 +147,10 @@ pub fn register_series() {
     metrics::gauge!("watchwire_log_visibility_lag_seconds").increment(0.0);
     // Lines may have been dropped before the recorder existed.
     metrics::counter!("watchwire_log_lines_dropped_total").absolute(crate::output::dropped_lines());
+    metrics::counter!("watchwire_trace_spans_exported_total").increment(0);
+    for reason in ["queue_full", "export_failed"] {
+        metrics::counter!("watchwire_trace_spans_dropped_total", "reason" => reason).increment(0);
+    }
     for outcome in ["delivered", "retried", "failed", "gone"] {
         metrics::counter!("watchwire_notifications_total", "outcome" => outcome).increment(0);
     }
@@ -334,6 +346,9 @@ pub enum LogFormat {
     Json,
 }
 
+/// What keeps statement parameters out of the log (see [`init_logging`]).
+const NO_QUERY_PARAMETERS: &str = "tokio_postgres::query=info";
+
 /// Installs the log subscriber once; later calls do nothing. Colours only on a
 /// terminal: escape codes in a file or a log shipper are noise. JSON is one object per
 /// line with the event's fields at the top level, as log shippers expect. Lines go
@@ -341,7 +356,10 @@ pub enum LogFormat {
 /// subscriber's own report of a failed write would panic on that very output.
 pub fn init_logging(filter: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        // The PostgreSQL client logs every statement's parameters at `debug`: endpoint
+        // credentials and signing secrets among them. Never, whatever `--log` asks.
+        .add_directive(NO_QUERY_PARAMETERS.parse().expect("a valid directive"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .log_internal_errors(false)

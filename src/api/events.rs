@@ -55,20 +55,45 @@ pub async fn publish(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
+    // The publish continues its caller's trace; its events keep the context, which
+    // their deliveries continue (docs/api.md §18).
+    let tracing = &app.dispatcher.context().tracing;
+    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
+    let span = tracing.publish(traceparent);
+    let trace = span.context();
+    let answered = append(&app, caller, &uri, &headers, &body, trace).await;
+    let (status, appended) = match &answered {
+        Ok((response, count)) => (response.status().as_u16(), *count),
+        Err(e) => (e.status.as_u16(), 0),
+    };
+    tracing.published(span, status, appended);
+    answered.map(|(response, _)| response)
+}
+
+/// The publish itself: the answer, and how many events it appended.
+async fn append(
+    app: &AppState,
+    caller: Caller,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+    trace: Option<crate::model::TraceContext>,
+) -> Result<(Response, usize), ApiError> {
     // No parameter but `key` (docs/api.md §14): a typo is refused, not ignored.
-    Query::parse(&uri, &[])?;
-    let idempotency = idempotency_key(&headers)?.map(|key| Idempotency {
+    Query::parse(uri, &[])?;
+    let idempotency = idempotency_key(headers)?.map(|key| Idempotency {
         owner: caller.owner.clone(),
         key,
-        body_hash: Sha256::digest(&body)
+        body_hash: Sha256::digest(body)
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect(),
     });
     caller.require(Scope::Publish)?;
-    let events = parse_events(&body, &app.prefixes, app.config.max_batch)?;
-    for event in &events {
+    let mut events = parse_events(body, &app.prefixes, app.config.max_batch)?;
+    for event in &mut events {
         caller.require_resource(&event.resource)?;
+        event.trace = trace;
     }
     let receipt = app.store.append(events, idempotency).await?;
     let answer = Json(PublishResponse {
@@ -77,11 +102,12 @@ pub async fn publish(
     });
     // Tells a client that retried after a lost answer that its first try was stored
     // (the convention of Stripe and the IETF Idempotency-Key draft).
-    Ok(if receipt.replayed {
+    let response = if receipt.replayed {
         ([(IDEMPOTENT_REPLAYED, "true")], answer).into_response()
     } else {
         answer.into_response()
-    })
+    };
+    Ok((response, receipt.count))
 }
 
 /// Set on a publish answered from an earlier one with the same Idempotency-Key.
@@ -247,6 +273,7 @@ fn validate_event(
         }
     };
     Ok(NewEvent {
+        trace: None,
         resource,
         state,
         data: input

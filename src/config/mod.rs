@@ -164,6 +164,32 @@ pub struct ServeArgs {
     #[arg(long, env = "WATCHWIRE_EGRESS_PROXY")]
     pub egress_proxy: Option<String>,
 
+    /// OpenTelemetry: the OTLP/HTTP base URL spans are exported to (`/v1/traces` is
+    /// appended); unset (with `--otlp-traces-endpoint`), no spans are exported.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
+    /// OpenTelemetry: the full URL spans are exported to, used as it is.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")]
+    pub otlp_traces_endpoint: Option<String>,
+
+    /// OpenTelemetry: headers of every export, `name=value,…` (credentials of the
+    /// collector: never shown).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_HEADERS", hide_env_values = true)]
+    pub otlp_headers: Option<String>,
+
+    /// OpenTelemetry: how long one export may take, in milliseconds.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_TIMEOUT", default_value_t = 10_000)]
+    pub otlp_timeout: u64,
+
+    /// OpenTelemetry: the `service.name` of exported spans.
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "watchwire")]
+    pub service_name: String,
+
+    /// Notifications carry no `traceparent` header.
+    #[arg(long, env = "WATCHWIRE_NO_TRACE_PROPAGATION")]
+    pub no_trace_propagation: bool,
+
     /// Largest request line plus headers, in bytes (`431` beyond).
     #[arg(long, env = "WATCHWIRE_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
     pub max_header_bytes: usize,
@@ -300,6 +326,8 @@ pub struct Settings {
     pub cors: CorsOrigins,
     /// `--egress-proxy`, checked.
     pub egress_proxy: Option<crate::delivery::egress::ProxyAddress>,
+    /// Where spans are exported; `None`: nowhere.
+    pub trace_export: Option<crate::trace::export::ExportOptions>,
 }
 
 #[cfg(test)]

@@ -54,13 +54,79 @@ impl ServeArgs {
             ),
             None => None,
         };
+        let trace_export = self.trace_export(|name| std::env::var(name).ok())?;
         Ok(Settings {
             prefixes,
             keys: file.keys,
             allow_targets,
             cors,
             egress_proxy,
+            trace_export,
         })
+    }
+
+    /// Where spans go (docs/api.md §18): the `--otlp-*` options (the standard
+    /// `OTEL_EXPORTER_OTLP_*` variables) and the standard variables `env` gives that have
+    /// no option: `OTEL_SDK_DISABLED`, `OTEL_TRACES_EXPORTER`, the protocol, and
+    /// `OTEL_RESOURCE_ATTRIBUTES`.
+    fn trace_export(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Option<crate::trace::export::ExportOptions>> {
+        let url = match (&self.otlp_traces_endpoint, &self.otlp_endpoint) {
+            (Some(url), _) if !url.trim().is_empty() => url.trim().to_string(),
+            (_, Some(base)) if !base.trim().is_empty() => {
+                format!("{}/v1/traces", base.trim().trim_end_matches('/'))
+            }
+            _ => return Ok(None),
+        };
+        let off = |name: &str, value: &str| {
+            env(name).is_some_and(|v| v.trim().eq_ignore_ascii_case(value))
+        };
+        if off("OTEL_SDK_DISABLED", "true") || off("OTEL_TRACES_EXPORTER", "none") {
+            return Ok(None);
+        }
+        for name in [
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ] {
+            if let Some(protocol) = env(name).filter(|p| !p.trim().is_empty()) {
+                anyhow::ensure!(
+                    protocol.trim() == "http/protobuf",
+                    "{name}={protocol:?}: spans are exported over OTLP/HTTP with protobuf only; set http/protobuf or leave it unset"
+                );
+                break;
+            }
+        }
+        let parsed = reqwest::Url::parse(&url).map_err(|e| {
+            anyhow::anyhow!("--otlp-endpoint / OTEL_EXPORTER_OTLP_ENDPOINT {url:?}: {e}")
+        })?;
+        anyhow::ensure!(
+            matches!(parsed.scheme(), "http" | "https"),
+            "--otlp-endpoint / OTEL_EXPORTER_OTLP_ENDPOINT {url:?}: give an http:// or https:// URL"
+        );
+        anyhow::ensure!(
+            self.otlp_timeout > 0,
+            "--otlp-timeout (OTEL_EXPORTER_OTLP_TIMEOUT) must be at least 1 ms"
+        );
+        let headers = key_values(self.otlp_headers.as_deref().unwrap_or(""))
+            .map_err(|e| anyhow::anyhow!("--otlp-headers (OTEL_EXPORTER_OTLP_HEADERS): {e}"))?;
+        for (name, value) in &headers {
+            let valid = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
+                && reqwest::header::HeaderValue::from_str(value).is_ok();
+            anyhow::ensure!(valid, "--otlp-headers (OTEL_EXPORTER_OTLP_HEADERS): {name:?} is not a header name with a value a header can carry");
+        }
+        let mut resource = key_values(&env("OTEL_RESOURCE_ATTRIBUTES").unwrap_or_default())
+            .map_err(|e| anyhow::anyhow!("OTEL_RESOURCE_ATTRIBUTES: {e}"))?;
+        resource.retain(|(k, _)| k != "service.name");
+        resource.insert(0, ("service.name".into(), self.service_name.clone()));
+        resource.push(("service.version".into(), env!("CARGO_PKG_VERSION").into()));
+        Ok(Some(crate::trace::export::ExportOptions {
+            url,
+            headers,
+            timeout: Duration::from_millis(self.otlp_timeout),
+            resource,
+        }))
     }
 
     /// Refuses zeros that make no sense, naming the option (docs/api.md §12): a zero limit
@@ -131,6 +197,28 @@ impl ServeArgs {
     }
 }
 
+/// `key=value,…` as the OpenTelemetry variables write lists, values percent-decoded.
+/// A message names an entry by its place, never by its text (it may hold a secret).
+fn key_values(text: &str) -> Result<Vec<(String, String)>, String> {
+    text.split(',')
+        .filter(|pair| !pair.trim().is_empty())
+        .enumerate()
+        .map(|(n, pair)| {
+            let (key, value) = pair
+                .split_once('=')
+                .filter(|(key, _)| !key.trim().is_empty())
+                .ok_or_else(|| format!("entry {} is not key=value", n + 1))?;
+            let value = url::form_urlencoded::parse(
+                format!("v={}", value.trim().replace('+', "%2B")).as_bytes(),
+            )
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+            Ok((key.trim().to_string(), value))
+        })
+        .collect()
+}
+
 /// `--public-url` goes in front of every `resourceUri`: without a scheme and host, or
 /// with a query or fragment, those would be no URLs a client could use.
 fn check_public_url(given: &str) -> Result<(), String> {
@@ -153,6 +241,79 @@ fn check_public_url(given: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The span export the options and these variables ask for, or why not.
+    fn export(
+        configure: impl FnOnce(&mut ServeArgs),
+        vars: &[(&str, &str)],
+    ) -> Result<Option<crate::trace::export::ExportOptions>, String> {
+        let mut args = crate::config::tests::dev();
+        configure(&mut args);
+        let env = |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        };
+        args.trace_export(env).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn spans_go_where_the_standard_variables_say() {
+        assert!(
+            export(|_| {}, &[]).unwrap().is_none(),
+            "off without an endpoint"
+        );
+        let base = |a: &mut ServeArgs| a.otlp_endpoint = Some("http://collector:4318/".into());
+        let options = export(
+            base,
+            &[(
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment=prod,team=a%20b",
+            )],
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(options.url, "http://collector:4318/v1/traces");
+        assert_eq!(
+            options.resource[0],
+            ("service.name".into(), "watchwire".into())
+        );
+        assert!(options.resource.contains(&("team".into(), "a b".into())));
+        let options = export(
+            |a| {
+                base(a);
+                a.otlp_traces_endpoint = Some("https://traces.example/ingest".into());
+                a.otlp_headers = Some("x-api-key=k%3D1,other=2".into());
+            },
+            &[],
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(options.url, "https://traces.example/ingest");
+        assert_eq!(options.headers[0], ("x-api-key".into(), "k=1".into()));
+        for off in [
+            ("OTEL_SDK_DISABLED", "true"),
+            ("OTEL_TRACES_EXPORTER", "none"),
+        ] {
+            assert!(export(base, &[off]).unwrap().is_none(), "{off:?}");
+        }
+        let err = export(base, &[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]).unwrap_err();
+        assert!(err.contains("http/protobuf"), "{err}");
+        let err = export(
+            |a| {
+                base(a);
+                a.otlp_headers = Some("secret-token-without-a-name".into());
+            },
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("entry 1 is not key=value") && !err.contains("secret-token"),
+            "{err}"
+        );
+        let err = export(|a| a.otlp_endpoint = Some("collector:4318".into()), &[]).unwrap_err();
+        assert!(err.contains("http:// or https://"), "{err}");
+    }
     use crate::config::tests::{dev, parse};
 
     #[test]

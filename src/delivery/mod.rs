@@ -52,6 +52,8 @@ use crate::store::{Committed, FeedItem, Store, StoreError};
 /// What every channel worker uses.
 pub struct DeliveryContext {
     pub store: Arc<dyn Store>,
+    /// Spans of attempts and the `traceparent` they send (docs/api.md §18).
+    pub tracing: Arc<crate::trace::Tracing>,
     /// Where attempts go out: admission by host, then a destination (`destination.rs`).
     pub outbound: Outbound,
     pub retry: RetryPolicy,

@@ -46,6 +46,11 @@ impl Rendered {
             .find_map(|(n, v)| (n.as_str() == name).then_some(v))
     }
 
+    /// The W3C `traceparent` of the attempt that sends it (docs/api.md §18).
+    pub fn put_traceparent(&mut self, traceparent: &str) {
+        self.put("traceparent", traceparent);
+    }
+
     fn put(&mut self, name: &'static str, value: &str) {
         // Every value is built from validated parts; one that is still not a valid
         // header value is left out rather than failing the delivery.

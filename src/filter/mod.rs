@@ -182,6 +182,7 @@ mod tests {
             data: Some(data.to_string().into_bytes().into()),
             changed: vec!["status".into(), "total".into()],
             metadata: Some(r#"{"by":"billing"}"#.into()),
+            trace: None,
         })
     }
 
@@ -253,6 +254,7 @@ mod tests {
             data: None,
             changed: vec![],
             metadata: None,
+            trace: None,
         });
         let cases = [
             (json!({"data.x": {"$neq": 1}}), true),

@@ -94,6 +94,7 @@ pub(crate) fn event(resource: &str) -> NewEvent {
         data: Some(Bytes::from_static(b"{}")),
         changed: vec![],
         metadata: None,
+        trace: None,
     }
 }
 
@@ -157,8 +158,13 @@ fn watcher(pattern: &str) -> ChannelSpec {
 
 async fn log_reads_and_survives_a_restart(place: Place) {
     let store = place.open().await;
+    let traced = crate::model::TraceContext::new_root();
+    let first = NewEvent {
+        trace: Some(traced),
+        ..event("/a")
+    };
     let receipt = store
-        .append(vec![event("/a"), event("/a/b"), event("/ab")], None)
+        .append(vec![first, event("/a/b"), event("/ab")], None)
         .await
         .unwrap();
     assert_eq!((receipt.count, receipt.replayed), (3, false));
@@ -179,7 +185,13 @@ async fn log_reads_and_survives_a_restart(place: Place) {
         1
     );
     assert_eq!(store.count_matching(&under("/a"), 0).await.unwrap(), 2);
-    assert_eq!(store.read_log(0, 10).await.unwrap().len(), 3);
+    let log = store.read_log(0, 10).await.unwrap();
+    assert_eq!(log.len(), 3);
+    assert_eq!(
+        log.iter().map(|e| e.trace).collect::<Vec<_>>(),
+        [Some(traced), None, None],
+        "an event keeps the trace of its publish"
+    );
     assert_eq!(
         store.latest_seq_under(&under("/a")).await.unwrap(),
         Some(receipt.last_seq - 1)

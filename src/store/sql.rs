@@ -207,7 +207,8 @@ pub fn bind_paths(coverage: &Coverage, params: &mut Vec<Value>) -> Vec<String> {
 }
 
 /// Columns of `events` in the order [`event_at`] reads them.
-pub const EVENT_COLUMNS: &str = "seq, time_ms, resource, state, data, changed, metadata";
+pub const EVENT_COLUMNS: &str =
+    "seq, time_ms, resource, state, data, changed, metadata, trace_context";
 
 /// Columns of `channels` in the order [`channel_from_row`] reads them.
 pub const CHANNEL_COLUMNS: &str = "pk, owner, id, resource, resource_id, resource_uri, address, token, expiration_ms, params, payload,
@@ -277,6 +278,10 @@ pub fn event_at(row: &dyn Row, first: usize) -> Result<SharedEvent, StoreError> 
             .map(str::to_string)
             .collect(),
         metadata: row.opt_text(first + 6)?,
+        // Written by the gateway only; one that does not read is no trace, not an error.
+        trace: row
+            .opt_text(first + 7)?
+            .and_then(|text| crate::model::TraceContext::parse(&text)),
     }))
 }
 

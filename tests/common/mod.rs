@@ -5,7 +5,8 @@
 //! envelope checks of the input suites (`input`), which store this run uses
 //! (`store`), a TCP proxy a test can cut (`proxy`), a receiver on a bare socket
 //! (`raw`), receivers over TLS that may demand client certificates (`https`), and a
-//! forward proxy that records what it is asked (`forward_proxy`).
+//! forward proxy that records what it is asked (`forward_proxy`), and an OpenTelemetry
+//! collector that keeps the spans exported to it (`otlp`).
 #![allow(dead_code)]
 
 pub mod client;
@@ -13,6 +14,7 @@ pub mod forward_proxy;
 pub mod https;
 pub mod input;
 pub mod keys;
+pub mod otlp;
 pub mod process;
 pub mod proxy;
 pub mod raw;

@@ -49,6 +49,7 @@ mod security;
 mod shutdown;
 mod smoke_harness;
 mod stream;
+mod tracing;
 mod watch_validation;
 mod watchers;
 mod wire_vectors;

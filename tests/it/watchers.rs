@@ -293,7 +293,8 @@ async fn an_upgrade_brings_stored_watchers_up_to_the_rules() {
         // What came after that version, undone, so that its step runs again too.
         "PRAGMA user_version = 3; DROP VIEW log_head; ALTER TABLE channels DROP COLUMN owner_node;
          DROP VIEW visible_events; DROP VIEW polling_index; ALTER TABLE channels DROP COLUMN filter;
-         ALTER TABLE channels DROP COLUMN sent_seq; ALTER TABLE channels DROP COLUMN auth;"
+         ALTER TABLE channels DROP COLUMN sent_seq; ALTER TABLE channels DROP COLUMN auth;
+         ALTER TABLE events DROP COLUMN trace_context;"
     };
     store::execute(
         gw.dir.path(),

@@ -74,6 +74,7 @@ fn the_gateway_renders_every_vector_it_is_said_to_emit() {
                         .map(|c| c.split(',').map(Into::into).collect())
                         .unwrap_or_default(),
                     metadata: get("x-watchwire-metadata").map(Into::into),
+                    trace: None,
                 };
                 Notification::event(
                     Arc::new(event),

@@ -13,6 +13,7 @@ use crate::delivery::hosts::paced;
 use crate::delivery::render::{ChannelHeaders, Notification};
 use crate::delivery::DeliveryContext;
 use crate::model::now_ms;
+use crate::trace::Attempted;
 
 /// How often a delivery waiting for this node's lease looks again.
 const LEASE_RECHECK: Duration = Duration::from_millis(100);
@@ -68,12 +69,18 @@ impl Outbox {
             let Some(admission) = admission else {
                 return End::Abandoned;
             };
-            let rendered = delivery.notification.render(
+            let mut rendered = delivery.notification.render(
                 headers,
                 &self.spec,
                 ctx.key_signing.get(&*self.spec.owner),
                 chrono::Utc::now(),
             );
+            // The attempt is a span in the publisher's trace (docs/api.md §18).
+            let event_trace = delivery.notification.event.as_ref().and_then(|e| e.trace);
+            let span = ctx.tracing.attempt(event_trace);
+            if let Some(traceparent) = span.as_ref().and_then(|s| ctx.tracing.traceparent(s)) {
+                rendered.put_traceparent(&traceparent);
+            }
             // The fence: the wait for the host may have been long (a host backed off
             // for a minute), so whether this node may still start an attempt on this
             // channel is decided again here, right before it starts, not only before
@@ -96,6 +103,18 @@ impl Outbox {
                 attempt = destination::attempt(admission, destination, rendered) => attempt,
             };
             let decision = delivery.decide(&attempt, &ctx.retry);
+            if let Some(span) = span {
+                let answer = &attempt.answer;
+                let attempted = Attempted {
+                    channel_id: &self.spec.id,
+                    address: &self.spec.address,
+                    message_number: delivery.notification.number,
+                    attempt: delivery.attempts,
+                    status: answer.status,
+                    error_reason: answer.failure.as_ref().map(|f| f.reason.as_str()),
+                };
+                ctx.tracing.attempted(span, attempted);
+            }
             self.record(
                 &delivery,
                 &decision,

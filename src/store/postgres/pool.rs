@@ -348,6 +348,7 @@ mod tests {
             data: None,
             changed: Vec::new(),
             metadata: None,
+            trace: None,
         };
         let receipt = store.append(vec![event], None).await;
         assert!(

@@ -238,6 +238,13 @@ UPDATE channels SET sent_seq = progress_seq WHERE synced;
 -- NULL: it does not.
 ALTER TABLE channels ADD COLUMN auth TEXT;
 "#,
+    r#"
+-- The trace context of the publish that appended an event (docs/api.md §18), as its
+-- traceparent; NULL: none. The view that reads the log is made again to show it.
+ALTER TABLE events ADD COLUMN trace_context TEXT;
+CREATE OR REPLACE VIEW visible_events AS SELECT * FROM events
+    WHERE tx IS NULL OR tx < (SELECT pg_snapshot_xmin(pg_current_snapshot()));
+"#,
 ];
 
 /// The step that `jobs::upgrade_watchers` runs before.

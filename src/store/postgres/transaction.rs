@@ -82,8 +82,8 @@ impl PgDatabase {
                 .await?,
             insert_events: self
                 .statement(
-                    "INSERT INTO events (seq, time_ms, resource, state, data, changed, metadata)
-                     SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::text[], $5::bytea[], $6::text[], $7::text[])",
+                    "INSERT INTO events (seq, time_ms, resource, state, data, changed, metadata, trace_context)
+                     SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::text[], $5::bytea[], $6::text[], $7::text[], $8::text[])",
                 )
                 .await?,
             insert_prefixes: self
@@ -374,10 +374,14 @@ async fn insert_events(
     let data: Vec<Option<&[u8]>> = events.iter().map(|e| e.data.as_deref()).collect();
     let changed: Vec<String> = events.iter().map(|e| e.changed.join(",")).collect();
     let metadata: Vec<Option<&str>> = events.iter().map(|e| e.metadata.as_deref()).collect();
+    let traces: Vec<Option<String>> = events
+        .iter()
+        .map(|e| e.trace.map(|t| t.to_string()))
+        .collect();
     tx.execute(
         &statements.insert_events,
         &[
-            &seqs, &times, &resources, &states, &data, &changed, &metadata,
+            &seqs, &times, &resources, &states, &data, &changed, &metadata, &traces,
         ],
     )
     .await

@@ -12,7 +12,7 @@ use crate::store::StoreError;
 /// The schema as versioned steps: a database at `PRAGMA user_version` N gets steps
 /// N.. applied in one transaction at open. Step 1 is idempotent (`IF NOT EXISTS`) so
 /// that stores created before versioning (version 0, already holding it) pass it.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
 
 const V1: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -155,6 +155,12 @@ UPDATE channels SET sent_seq = progress_seq WHERE synced;
 /// NULL: it does not.
 const V9: &str = r#"
 ALTER TABLE channels ADD COLUMN auth TEXT;
+"#;
+
+/// The trace context of the publish that appended an event (docs/api.md §18), as its
+/// `traceparent`; NULL: none.
+const V10: &str = r#"
+ALTER TABLE events ADD COLUMN trace_context TEXT;
 "#;
 
 /// The step that `jobs::upgrade_watchers` runs before.

@@ -80,7 +80,7 @@ impl Transaction for SqliteTx<'_> {
     ) -> Result<Vec<SharedEvent>, StoreError> {
         let mut insert = self
             .tx
-            .prepare_cached("INSERT INTO events (time_ms, resource, state, data, changed, metadata) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+            .prepare_cached("INSERT INTO events (time_ms, resource, state, data, changed, metadata, trace_context) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
             .map_err(backend)?;
         let mut stored = Vec::with_capacity(events.len());
         for e in events {
@@ -91,7 +91,8 @@ impl Transaction for SqliteTx<'_> {
                     e.state.as_str(),
                     e.data.as_deref(),
                     e.changed.join(","),
-                    e.metadata
+                    e.metadata,
+                    e.trace.map(|t| t.to_string())
                 ])
                 .map_err(backend)?;
             stored.push(e.at(self.tx.last_insert_rowid() as Seq, now));
