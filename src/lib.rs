@@ -16,6 +16,8 @@ pub mod receiver;
 #[cfg(feature = "server")]
 pub mod api;
 #[cfg(feature = "server")]
+pub mod channel_view;
+#[cfg(feature = "server")]
 pub mod cidr;
 #[cfg(feature = "server")]
 pub mod cli;
@@ -31,6 +33,8 @@ pub mod endpoint_auth;
 pub mod filter;
 #[cfg(feature = "server")]
 pub mod model;
+#[cfg(feature = "server")]
+pub mod operational;
 #[cfg(feature = "server")]
 mod output;
 #[cfg(feature = "server")]

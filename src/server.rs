@@ -108,7 +108,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         None => Delivers::Every,
     };
     let dispatcher = Dispatcher::start(ctx, delivers).await?;
-    dispatcher.spawn_expiry_sweep(args.expiry_sweep);
+    dispatcher.spawn_expiry_sweep(args.expiry_sweep, args.expiring_notice);
     dispatcher.spawn_host_census(HOST_CENSUS_INTERVAL);
     dispatcher.spawn_pruning(args.prune_interval, args.retention, args.log_retention);
 

@@ -19,7 +19,7 @@ use super::AppState;
 use crate::config::KeyConfig;
 use crate::delivery::render::KeySigning;
 use crate::model::Coverage;
-use crate::protocol::resource::{covers, ServicePrefixes, WHOLE_NAMESPACE};
+use crate::protocol::resource::{covers, is_operational, ServicePrefixes, WHOLE_NAMESPACE};
 use crate::protocol::signature::SigningSecret;
 
 /// The owner every request has in `--dev` without keys.
@@ -116,8 +116,18 @@ impl Caller {
         }
     }
 
-    /// `403` unless the key may use this canonical resource.
+    /// `403` unless the key may use this canonical resource: within its prefixes; the
+    /// gateway's operational events (docs/api.md §18) only with the `admin` scope.
     pub fn require_resource(&self, resource: &str) -> Result<(), ApiError> {
+        if is_operational(resource) && !self.is_admin() {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "{resource} is where the gateway publishes events about its channels; only keys with the \"admin\" scope may read it"
+                ),
+            ));
+        }
         match &self.grant {
             Some(g)
                 if !g.prefixes.is_empty() && !g.prefixes.iter().any(|p| covers(p, resource)) =>

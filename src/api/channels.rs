@@ -13,14 +13,14 @@ use super::error::ApiError;
 use super::path::PathId;
 use super::query::{invalid_parameter, page_token, Query};
 use super::reading::since_cursor;
-use super::watch::channel_resource;
 use super::AppState;
+use crate::channel_view::{failure_view, spec_view};
 
 use crate::cluster::ClusterMessage;
 use crate::delivery::hosts::{host_key, wall_clock_ms};
 use crate::delivery::outbox::{next_attempt_ms, DeliverySnapshot};
 use crate::model::{
-    cursor, message_number, now_ms, rfc3339_ms, AttemptRecord, ChannelKind, ChannelSpec, Failure,
+    cursor, message_number, now_ms, rfc3339_ms, AttemptRecord, ChannelKind, ChannelSpec,
     OutcomeRecord, OutcomeStatus, ResourceState, Seq, StoredChannel,
 };
 use crate::store::rules::Ended;
@@ -73,29 +73,9 @@ pub async fn list_kind(
     Ok(Json(answer))
 }
 
-/// The Google `Channel` resource of a channel or watcher, as listings show it.
-fn spec_view(spec: &ChannelSpec) -> Value {
-    let mut view = serde_json::to_value(channel_resource(spec, "web_hook".into()))
-        .expect("a channel always serialises");
-    if spec.kind == ChannelKind::Watcher {
-        view["kind"] = json!("watchwire#watcher");
-    }
-    view["owner"] = json!(spec.owner);
-    view
-}
-
-/// A live channel as the channel endpoints show it: the `Channel` resource plus the
-/// canonical path it watches (what to publish to).
+/// A live channel as the channel endpoints show it (`crate::channel_view`).
 fn channel_view(channel: &StoredChannel) -> Value {
-    let mut view = spec_view(&channel.spec);
-    view["resource"] = json!(channel.spec.resource);
-    if let Some(filter) = &channel.spec.filter {
-        view["filter"] = filter.to_value();
-    }
-    if let Some(auth) = &channel.spec.auth {
-        view["auth"] = auth.view();
-    }
-    view
+    crate::channel_view::channel_view(&channel.spec)
 }
 
 pub async fn list(
@@ -104,15 +84,6 @@ pub async fn list(
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
     list_kind(&app, &caller, &uri, ChannelKind::WatchChannel, channel_view).await
-}
-
-/// A failure as the API shows it: `{reason, detail, status?}`.
-fn failure_view(failure: &Failure) -> Value {
-    let mut view = json!({"reason": failure.reason.as_str(), "detail": failure.detail});
-    if let Some(status) = failure.status {
-        view["status"] = json!(status);
-    }
-    view
 }
 
 fn attempt_view(attempt: &AttemptRecord) -> Value {
@@ -172,7 +143,13 @@ fn live(channel: Option<StoredChannel>, id: &str) -> Result<StoredChannel, ApiEr
 /// expiry sweep (`--expiry-sweep`) has removed it. `None` while it lives.
 fn expiry(channel: &StoredChannel) -> Option<Ended> {
     let at = channel.spec.expiration_ms.filter(|&ms| ms <= now_ms())?;
-    Some(Ended::by(&Removal::ExpiredAt { now_ms: at }, at))
+    Some(Ended::by(
+        &Removal::ExpiredAt {
+            now_ms: at,
+            notice_ms: 0,
+        },
+        at,
+    ))
 }
 
 /// A channel that ended, as `GET /v1/channels/{id}` shows it (docs/api.md §8.2): how
@@ -518,7 +495,7 @@ pub async fn enable(
         // Another node delivers it: the store is told, then that node.
         None => {
             let membership = app.membership.as_deref().ok_or_else(|| not_live(&id))?;
-            app.store.record_health(channel.pk, None, false);
+            app.store.record_health(channel.pk, None, false, None);
             app.store.flush().await?;
             membership
                 .tell(&ClusterMessage::Enable { pk: channel.pk })

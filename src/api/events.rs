@@ -20,7 +20,7 @@ use super::error::ApiError;
 use super::query::Query;
 use super::AppState;
 use crate::model::{cursor, NewEvent};
-use crate::protocol::resource::ServicePrefixes;
+use crate::protocol::resource::{is_operational, ServicePrefixes};
 use crate::protocol::state::{is_changed_token, ResourceState};
 use crate::store::Idempotency;
 
@@ -92,6 +92,16 @@ async fn append(
     caller.require(Scope::Publish)?;
     let mut events = parse_events(body, &app.prefixes, app.config.max_batch)?;
     for event in &mut events {
+        if is_operational(&event.resource) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "{} is where the gateway publishes events about its own channels; nobody else publishes there",
+                    event.resource
+                ),
+            ));
+        }
         caller.require_resource(&event.resource)?;
         event.trace = trace;
     }

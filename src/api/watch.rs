@@ -114,24 +114,7 @@ pub async fn watch(
     Ok(Json(channel_resource(&channel.spec, channel_type)))
 }
 
-/// The Google `Channel` resource of a stored channel, as watch answers it and
-/// listings show it: no secrets.
-pub fn channel_resource(spec: &ChannelSpec, channel_type: String) -> WatchResponse {
-    WatchResponse {
-        kind: "api#channel".into(),
-        id: spec.id.to_string(),
-        resource_id: spec.resource_id.to_string(),
-        resource_uri: spec.resource_uri.to_string(),
-        token: spec.token.as_deref().map(str::to_string),
-        expiration: spec
-            .expiration_ms
-            .map(|ms| ms.to_string())
-            .unwrap_or_default(),
-        channel_type,
-        address: spec.address.to_string(),
-        params: spec.params.as_deref().cloned(),
-    }
-}
+pub use crate::channel_view::channel_resource;
 
 /// The earliest of the requested expiration, now + ttl and now + the maximum; the
 /// default lifetime when neither was asked for.

@@ -115,6 +115,11 @@ pub struct ServeArgs {
     #[arg(long, env = "WATCHWIRE_MAX_HOST_RATE")]
     pub max_host_rate: Option<u32>,
 
+    /// How long before a channel expires its `channel.expiring` operational event is
+    /// published.
+    #[arg(long, env = "WATCHWIRE_EXPIRING_NOTICE", default_value = "24h", value_parser = parse_duration)]
+    pub expiring_notice: Duration,
+
     /// How often expired channels are removed.
     #[arg(long, env = "WATCHWIRE_EXPIRY_SWEEP", default_value = "30s", value_parser = parse_duration)]
     pub expiry_sweep: Duration,

@@ -46,7 +46,7 @@ use self::outbox::Outbox;
 use self::retry::RetryPolicy;
 use crate::filter::Verdicts;
 use crate::model::{Outcome, Seq, SharedEvent, StoredChannel};
-use crate::protocol::resource::{self_and_ancestors, WHOLE_NAMESPACE};
+use crate::protocol::resource::{is_operational, self_and_ancestors, WHOLE_NAMESPACE};
 use crate::store::{Committed, FeedItem, Store, StoreError};
 
 /// What every channel worker uses.
@@ -131,7 +131,9 @@ impl ChannelIndex {
     /// one another, so it is offered each event once.
     /// Channels with a filter are offered only the events it matches.
     fn route(&self, event: &SharedEvent, ctx: &Arc<DeliveryContext>) {
-        let covering = self_and_ancestors(&event.resource).chain([WHOLE_NAMESPACE]);
+        // `/` covers everything but the gateway's operational events (docs/api.md §18).
+        let whole = (!is_operational(&event.resource)).then_some(WHOLE_NAMESPACE);
+        let covering = self_and_ancestors(&event.resource).chain(whole);
         let mut verdicts = Verdicts::new(event);
         for path in covering {
             for handle in self.by_resource.get(path).into_iter().flatten() {

@@ -52,14 +52,16 @@ impl Dispatcher {
         });
     }
 
-    /// Removes expired channels every `interval`.
-    pub fn spawn_expiry_sweep(&self, interval: Duration) {
-        self.every(interval, |ctx| async move {
-            match ctx
-                .store
-                .remove_channels(Removal::ExpiredAt { now_ms: now_ms() })
-                .await
-            {
+    /// Removes expired channels every `interval`, and tells of those expiring within
+    /// `notice` (docs/api.md §18).
+    pub fn spawn_expiry_sweep(&self, interval: Duration, notice: Duration) {
+        let notice_ms = notice.as_millis().min(i64::MAX as u128) as i64;
+        self.every(interval, move |ctx| async move {
+            let removal = Removal::ExpiredAt {
+                now_ms: now_ms(),
+                notice_ms,
+            };
+            match ctx.store.remove_channels(removal).await {
                 Ok(removed) if !removed.pks.is_empty() => {
                     tracing::info!(count = removed.pks.len(), "removed expired channels")
                 }

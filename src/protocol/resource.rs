@@ -16,8 +16,24 @@ pub const DEFAULT_SERVICE_PREFIXES: &[&str] = &[
     "/admin/reports_v1",
 ];
 
-/// `/` alone: every resource is on or below it (docs/api.md §1).
+/// `/` alone: every resource is on or below it (docs/api.md §1), but for the gateway's
+/// own [`OPERATIONAL`] events.
 pub const WHOLE_NAMESPACE: &str = "/";
+
+/// Where the gateway publishes events about its own channels (docs/api.md §18): only
+/// it publishes there, only `admin` keys read it, and `/` does not cover it.
+pub const OPERATIONAL: &str = "/watchwire";
+
+/// Whether `path` is [`OPERATIONAL`] or below it.
+pub fn is_operational(path: &str) -> bool {
+    path.strip_prefix(OPERATIONAL)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// `text` as one canonical path segment (a `/` in it escaped).
+pub fn segment(text: &str) -> String {
+    percent_encode(text.as_bytes())
+}
 
 /// Paths that belong to the gateway itself and can never name a resource: the API,
 /// the operations endpoints and the console's pages (`/console/watch` would otherwise
@@ -216,7 +232,7 @@ fn percent_encode(bytes: &[u8]) -> String {
 /// path or one below it, never a sibling that only shares a string prefix. `/` covers
 /// everything.
 pub fn covers(watched: &str, published: &str) -> bool {
-    watched == WHOLE_NAMESPACE
+    (watched == WHOLE_NAMESPACE && !is_operational(published))
         || published
             .strip_prefix(watched)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
@@ -340,6 +356,11 @@ mod tests {
             assert!(prefixes.canonicalize_watched(bad).is_err(), "{bad:?}");
         }
         assert!(covers("/", "/a") && covers("/", "/a/b/c"));
+        // The gateway's own events are not the whole namespace's.
+        assert!(!covers("/", "/watchwire/events/channels/c") && !covers("/", "/watchwire"));
+        assert!(covers("/watchwire", "/watchwire/events/channels/c"));
+        assert!(covers("/", "/watchwirex") && !is_operational("/watchwirex"));
+        assert_eq!(segment("a/b+c"), "a%2Fb+c");
     }
 
     #[test]

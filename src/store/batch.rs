@@ -168,8 +168,20 @@ impl Writes {
         }
     }
 
-    pub fn record_health(&self, pk: i64, failing_since_ms: Option<i64>, disabled: bool) {
-        if self.records.health(pk, failing_since_ms, disabled) {
+    pub fn record_health(
+        &self,
+        pk: i64,
+        failing_since_ms: Option<i64>,
+        disabled: bool,
+        event: Option<NewEvent>,
+    ) {
+        if self.records.health(pk, failing_since_ms, disabled, event) {
+            self.nudge();
+        }
+    }
+
+    pub fn record_event(&self, event: NewEvent) {
+        if self.records.event(event) {
             self.nudge();
         }
     }

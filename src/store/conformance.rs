@@ -456,7 +456,7 @@ async fn delivery_bookkeeping_is_kept(place: Place) {
     store.record_progress(pk, receipt.last_seq - 1);
     store.record_outcome(outcome(receipt.last_seq - 1, OutcomeStatus::Delivered, 1));
     store.record_outcome(outcome(receipt.last_seq, OutcomeStatus::Pending, 3));
-    store.record_health(pk, Some(now_ms() - 5000), false);
+    store.record_health(pk, Some(now_ms() - 5000), false, None);
     store.flush().await.unwrap();
 
     let all = store.list_outcomes(pk, None, None, 10).await.unwrap();

@@ -10,10 +10,13 @@ use std::time::{Duration, Instant};
 use super::rules::{
     self, idempotent_answer, Ended, RememberedPublish, StoredWatcher, IDEMPOTENCY_WINDOW_MS,
 };
-use super::sql::{opt_int_from_row, params, single, Row, Statements};
+use super::sql::{
+    channel_from_row, opt_int_from_row, params, single, Row, Statements, CHANNEL_COLUMNS,
+};
 use super::writer::{Growth, Log, Partition, Transaction};
 use super::{Idempotency, PruneReport, PublishReceipt, Removal, StoreError};
 use crate::model::{ChannelKind, ChannelSpec, NewEvent, Seq, SharedEvent, StoredChannel};
+use crate::operational::{channel_event, ChannelChange};
 
 /// Most rows one prune step deletes, so that a prune never holds the writer for long.
 pub const PRUNE_CHUNK: i64 = 10_000;
@@ -245,6 +248,7 @@ pub async fn remove_channels<T: Transaction>(
     tx: &mut T,
     removal: Removal,
     now: i64,
+    told: &mut Vec<NewEvent>,
 ) -> Answer<(Vec<i64>, Vec<i64>)> {
     fn pk_and_resource_id(row: &dyn Row) -> Result<(i64, String), StoreError> {
         Ok((row.int(0)?, row.text(1)?))
@@ -275,12 +279,13 @@ pub async fn remove_channels<T: Transaction>(
             }
         }
         Removal::Gone { pk, .. } => vec![pk],
-        Removal::ExpiredAt { now_ms } => {
+        Removal::ExpiredAt { now_ms, notice_ms } => {
             tx.execute(
                 "DELETE FROM idempotency WHERE created_ms <= $1",
                 params![now - IDEMPOTENCY_WINDOW_MS],
             )
             .await?;
+            tell_expiring(tx, now_ms, notice_ms, told).await?;
             tx.query(
                 "SELECT pk FROM channels WHERE expiration_ms IS NOT NULL AND expiration_ms <= $1 ORDER BY pk",
                 params![now_ms],
@@ -301,16 +306,83 @@ pub async fn remove_channels<T: Transaction>(
             .into_iter()
             .next()
             .flatten();
+        let spec = tx
+            .query(
+                &format!("SELECT {CHANNEL_COLUMNS} FROM channels WHERE pk = $1"),
+                params![pk],
+                channel_from_row,
+            )
+            .await?
+            .into_iter()
+            .next();
         if !delete_channel(tx, pk, &ended).await? {
             continue;
         }
         removed.push(pk);
+        // The operational event of the removal (docs/api.md §18), appended once this
+        // transaction has committed.
+        if let Some(channel) = spec {
+            let change = match ended.state {
+                "expired" => ChannelChange::Expired,
+                "gone" => ChannelChange::Gone,
+                _ => ChannelChange::Stopped,
+            };
+            let reason = serde_json::json!(ended.reason);
+            told.push(channel_event(change, &channel.spec, None, reason, now));
+        }
         if let Some(node) = node.filter(|n| Some(n.as_str()) != tx.node()) {
             tx.removed_elsewhere(pk, &node, now).await?;
             elsewhere.push(pk);
         }
     }
     Ok(Ok((removed, elsewhere)))
+}
+
+/// `channel.expiring` (docs/api.md §18) for each live channel expiring within
+/// `notice_ms` of `now_ms` that has not been told of for its present expiration (a
+/// renewal makes a new one), marked as told in this transaction.
+async fn tell_expiring<T: Transaction>(
+    tx: &mut T,
+    now_ms: i64,
+    notice_ms: i64,
+    told: &mut Vec<NewEvent>,
+) -> Result<(), StoreError> {
+    if notice_ms <= 0 {
+        return Ok(());
+    }
+    let expiring = tx
+        .query(
+            &format!(
+                "SELECT {CHANNEL_COLUMNS} FROM channels WHERE expiration_ms IS NOT NULL
+                 AND expiration_ms > $1 AND expiration_ms <= $2
+                 AND (expiring_told_ms IS NULL OR expiring_told_ms <> expiration_ms) ORDER BY pk"
+            ),
+            params![now_ms, now_ms.saturating_add(notice_ms)],
+            channel_from_row,
+        )
+        .await?;
+    for channel in expiring {
+        let Some(expiration) = channel.spec.expiration_ms else {
+            continue;
+        };
+        tx.execute(
+            "UPDATE channels SET expiring_told_ms = $2 WHERE pk = $1",
+            params![channel.pk, expiration],
+        )
+        .await?;
+        let reason = serde_json::json!({
+            "expiration": crate::model::rfc3339_ms(expiration),
+            "renew": format!("POST /v1/channels/{}/renew", crate::protocol::resource::segment(&channel.spec.id)),
+        });
+        told.push(channel_event(
+            ChannelChange::Expiring,
+            &channel.spec,
+            None,
+            reason,
+            now_ms,
+        ));
+    }
+    Ok(())
 }
 
 /// A bound below which no stored channel owes an event: the lowest progress, or the
@@ -740,16 +812,27 @@ mod tests {
             resource_id: resource_id.into(),
         };
         let wrong = stop("other");
-        let refused = in_tx(&mut conn, |tx| Box::pin(remove_channels(tx, wrong, 2))).unwrap();
+        let refused = in_tx(&mut conn, |tx| {
+            Box::pin(async move { remove_channels(tx, wrong, 2, &mut Vec::new()).await })
+        })
+        .unwrap();
         assert!(
             matches!(refused, Err(StoreError::NotFound)),
             "a wrong resourceId removes nothing: {refused:?}"
         );
         let right = stop("rid");
-        let (removed, elsewhere) = in_tx(&mut conn, |tx| Box::pin(remove_channels(tx, right, 3)))
-            .unwrap()
-            .unwrap();
+        let (answer, told) = in_tx(&mut conn, |tx| {
+            Box::pin(async move {
+                let mut told = Vec::new();
+                let answer = remove_channels(tx, right, 3, &mut told).await?;
+                Ok::<_, StoreError>((answer, told))
+            })
+        })
+        .unwrap();
+        let (removed, elsewhere) = answer.unwrap();
         assert_eq!((removed.len(), elsewhere.len()), (1, 0));
+        assert_eq!(told.len(), 1, "one channel.stopped");
+        assert_eq!(told[0].resource, "/watchwire/events/channels/c");
         let ended: Vec<i64> = conn
             .prepare("SELECT removed_ms FROM removed_channels WHERE owner = 'o' AND id = 'c'")
             .unwrap()

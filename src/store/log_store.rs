@@ -233,8 +233,19 @@ impl<B: Backend> Store for LogStore<B> {
         self.writes.record_outcome(outcome);
     }
 
-    fn record_health(&self, pk: i64, failing_since_ms: Option<i64>, disabled: bool) {
-        self.writes.record_health(pk, failing_since_ms, disabled);
+    fn record_health(
+        &self,
+        pk: i64,
+        failing_since_ms: Option<i64>,
+        disabled: bool,
+        event: Option<NewEvent>,
+    ) {
+        self.writes
+            .record_health(pk, failing_since_ms, disabled, event);
+    }
+
+    fn record_event(&self, event: NewEvent) {
+        self.writes.record_event(event);
     }
 
     async fn flush(&self) -> Result<(), StoreError> {

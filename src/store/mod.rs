@@ -167,7 +167,9 @@ pub enum Removal {
     /// The receiver answered 410 Gone; `reason` says to which notification.
     Gone { pk: i64, reason: String },
     /// Every channel whose expiration is at or before this instant.
-    ExpiredAt { now_ms: i64 },
+    /// Channels expiring within `notice_ms` after it get their `channel.expiring` event
+    /// (docs/api.md §18), once per expiration.
+    ExpiredAt { now_ms: i64, notice_ms: i64 },
 }
 
 /// What one prune step removed, and what it left.
@@ -223,8 +225,19 @@ pub trait Store: Send + Sync + 'static {
     /// Records where a notification stands (docs/api.md §8). Batched.
     fn record_outcome(&self, outcome: Outcome);
 
-    /// Records a channel's endpoint health (docs/api.md §5). Batched.
-    fn record_health(&self, pk: i64, failing_since_ms: Option<i64>, disabled: bool);
+    /// Records a channel's endpoint health (docs/api.md §5), and the operational event
+    /// its change makes (docs/api.md §18), in the same transaction. Batched.
+    fn record_health(
+        &self,
+        pk: i64,
+        failing_since_ms: Option<i64>,
+        disabled: bool,
+        event: Option<NewEvent>,
+    );
+
+    /// Appends an operational event (docs/api.md §18) with the next transaction.
+    /// Batched: nobody waits for it.
+    fn record_event(&self, event: NewEvent);
 
     /// Makes everything recorded so far durable.
     async fn flush(&self) -> Result<(), StoreError>;

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::mem;
 use std::sync::Mutex;
 
-use crate::model::{Outcome, Seq};
+use crate::model::{NewEvent, Outcome, Seq};
 
 /// How far a channel has got: past every event up to `through`, the last it sent
 /// (when this record sent one) at `sent`.
@@ -29,11 +29,14 @@ pub struct Records {
     pub outcomes: HashMap<(i64, Seq), Outcome>,
     /// The latest health per channel: (failing since, disabled).
     pub health: HashMap<i64, (Option<i64>, bool)>,
+    /// Operational events about channels (docs/api.md §18), in order: appended in the
+    /// transaction that records the change they tell of, so both are stored or neither.
+    pub events: Vec<NewEvent>,
 }
 
 impl Records {
     pub fn len(&self) -> usize {
-        self.progress.len() + self.outcomes.len() + self.health.len()
+        self.progress.len() + self.outcomes.len() + self.health.len() + self.events.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -57,6 +60,8 @@ impl Records {
         for (pk, health) in older.health {
             self.health.entry(pk).or_insert(health);
         }
+        let newer = mem::replace(&mut self.events, older.events);
+        self.events.extend(newer);
     }
 }
 
@@ -84,10 +89,23 @@ impl PendingRecords {
         })
     }
 
-    pub fn health(&self, pk: i64, failing_since_ms: Option<i64>, disabled: bool) -> bool {
+    /// A channel's health, and the operational event its change makes, if any.
+    pub fn health(
+        &self,
+        pk: i64,
+        failing_since_ms: Option<i64>,
+        disabled: bool,
+        event: Option<NewEvent>,
+    ) -> bool {
         self.add(|r| {
             r.health.insert(pk, (failing_since_ms, disabled));
+            r.events.extend(event);
         })
+    }
+
+    /// An operational event that rides along with the next transaction.
+    pub fn event(&self, event: NewEvent) -> bool {
+        self.add(|r| r.events.push(event))
     }
 
     pub fn len(&self) -> usize {
@@ -134,12 +152,38 @@ mod tests {
         let pending = PendingRecords::default();
         assert!(pending.progress(1, sent(5)));
         assert!(!pending.outcome(outcome(1, 5, 1)));
-        assert!(!pending.health(1, Some(10), false));
+        assert!(!pending.health(1, Some(10), false, None));
         assert_eq!(pending.len(), 3);
         let taken = pending.take();
         assert_eq!(taken.len(), 3);
         assert_eq!(pending.len(), 0);
         assert!(pending.progress(1, sent(6)));
+    }
+
+    /// Operational events of a commit that failed go back before those added since,
+    /// so that they are appended in the order the changes happened.
+    #[test]
+    fn events_of_a_failed_commit_keep_their_place() {
+        let event = |resource: &str| NewEvent {
+            resource: resource.into(),
+            state: crate::model::ResourceState::Exists,
+            data: None,
+            changed: vec![],
+            metadata: None,
+            trace: None,
+        };
+        let pending = PendingRecords::default();
+        pending.health(1, Some(10), false, Some(event("/first")));
+        let failed = pending.take();
+        pending.event(event("/later"));
+        pending.restore(failed);
+        let order: Vec<String> = pending
+            .take()
+            .events
+            .into_iter()
+            .map(|e| e.resource)
+            .collect();
+        assert_eq!(order, ["/first", "/later"]);
     }
 
     fn sent(seq: Seq) -> Progress {
@@ -178,12 +222,12 @@ mod tests {
         let pending = PendingRecords::default();
         pending.progress(1, sent(5));
         pending.outcome(outcome(1, 5, 1));
-        pending.health(1, Some(10), false);
+        pending.health(1, Some(10), false, None);
         let failed = pending.take();
         // Newer records arrive while the commit fails.
         pending.progress(1, sent(3));
         pending.outcome(outcome(1, 5, 2));
-        pending.health(1, None, false);
+        pending.health(1, None, false, None);
         pending.restore(failed);
         let records = pending.take();
         assert_eq!(records.progress[&1], sent(5), "the higher progress wins");

@@ -476,7 +476,10 @@ mod tests {
             owner: "o".into(),
             id: "w".into(),
         };
-        let expired = Removal::ExpiredAt { now_ms: 5 };
+        let expired = Removal::ExpiredAt {
+            now_ms: 5,
+            notice_ms: 0,
+        };
         let by = |r: &Removal| {
             let e = Ended::by(r, 7);
             (e.state, e.reason, e.at_ms)

@@ -181,13 +181,16 @@ pub fn covered(column: &str, coverage: &Coverage, params: &mut Vec<Value>) -> St
     under(column, bind_paths(coverage, params))
 }
 
-/// [`covered`] for paths that are SQL expressions (placeholders, columns).
+/// [`covered`] for paths that are SQL expressions (placeholders, columns). `/` does
+/// not cover the gateway's operational events (`protocol::resource::covers`).
 pub fn under(column: &str, paths: impl IntoIterator<Item = String>) -> String {
+    let operational = crate::protocol::resource::OPERATIONAL;
     let each: Vec<String> = paths
         .into_iter()
         .map(|p| {
             format!(
-                "({column} = {p} OR ({column} > rtrim({p}, '/') || '/' AND {column} < rtrim({p}, '/') || '0'))"
+                "(({column} = {p} OR ({column} > rtrim({p}, '/') || '/' AND {column} < rtrim({p}, '/') || '0'))
+                  AND ({p} <> '/' OR NOT ({column} = '{operational}' OR ({column} > '{operational}/' AND {column} < '{operational}0'))))"
             )
         })
         .collect();

@@ -222,6 +222,10 @@ impl<D: Database> Writer<D> {
             if policy.due(!jobs.is_empty(), self.records.len()) && !self.commit(jobs, slots).await {
                 policy.retry_later();
             }
+            // A commit may leave records of its own (operational events of removals).
+            if !self.records.is_empty() {
+                policy.nudged();
+            }
         }
         // Every sender is gone: commit the last records.
         if !self.records.is_empty() {
@@ -231,8 +235,14 @@ impl<D: Database> Writer<D> {
 
     /// One transaction for the jobs and every pending record; then the answers.
     /// `false` when it failed (the records are pending again).
-    async fn commit(&mut self, jobs: Vec<Job>, slots: Vec<Slot>) -> bool {
+    async fn commit(&mut self, mut jobs: Vec<Job>, mut slots: Vec<Slot>) -> bool {
         let records = self.records.take();
+        // Operational events go first, as an append nobody waits for, so that they are
+        // committed with the records of the changes they tell of.
+        if !records.events.is_empty() {
+            jobs.insert(0, Job::Append(records.events.clone(), None));
+            slots.insert(0, Slot::Append(tokio::sync::oneshot::channel().0));
+        }
         let attempt = tokio::time::timeout(TRANSACTION_TIMEOUT, self.transaction(jobs, &records));
         let error = match attempt.await {
             Ok(Ok((done, visibility))) => {
@@ -302,6 +312,7 @@ impl<D: Database> Writer<D> {
             tx.serialise_owners(&owners).await?;
         }
         let mut done = Vec::with_capacity(jobs.len());
+        let mut told = Vec::new();
         for job in jobs {
             done.push(match job {
                 Job::Append(events, idempotency) => {
@@ -311,7 +322,7 @@ impl<D: Database> Writer<D> {
                     Done::Create(jobs::create_channel(&mut tx, spec, max, now).await?)
                 }
                 Job::Remove(removal) => {
-                    Done::Remove(jobs::remove_channels(&mut tx, removal, now).await?)
+                    Done::Remove(jobs::remove_channels(&mut tx, removal, now, &mut told).await?)
                 }
                 Job::Prune(events_before, outcomes_before) => {
                     let safe = jobs::min_progress(&mut tx, min_progress).await?;
@@ -339,6 +350,10 @@ impl<D: Database> Writer<D> {
         self.shared
             .pruned_through
             .store(pruned_through, Ordering::Relaxed);
+        // Operational events of what this transaction removed: with the next one.
+        for event in told {
+            self.records.event(event);
+        }
         Ok((done, visibility))
     }
 }

@@ -38,6 +38,7 @@ mod hostile;
 mod isolation;
 mod on_postgres;
 mod openapi;
+mod operational;
 mod ops;
 mod polling;
 mod postgres_tls;

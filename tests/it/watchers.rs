@@ -294,7 +294,7 @@ async fn an_upgrade_brings_stored_watchers_up_to_the_rules() {
         "PRAGMA user_version = 3; DROP VIEW log_head; ALTER TABLE channels DROP COLUMN owner_node;
          DROP VIEW visible_events; DROP VIEW polling_index; ALTER TABLE channels DROP COLUMN filter;
          ALTER TABLE channels DROP COLUMN sent_seq; ALTER TABLE channels DROP COLUMN auth;
-         ALTER TABLE events DROP COLUMN trace_context;"
+         ALTER TABLE events DROP COLUMN trace_context; ALTER TABLE channels DROP COLUMN expiring_told_ms;"
     };
     store::execute(
         gw.dir.path(),

@@ -4,9 +4,12 @@
 
 use std::sync::Arc;
 
-use super::Outbox;
+use serde_json::json;
+
+use super::{Outbox, OutboxState};
 use crate::delivery::DeliveryContext;
-use crate::model::{now_ms, Failure};
+use crate::model::{now_ms, rfc3339_ms, Failure, NewEvent};
+use crate::operational::{channel_event, failure_reason, ChannelChange, Health};
 use crate::telemetry::LogGate;
 
 /// A failing endpoint: since when, the last failure, the next retry, and the rate limit
@@ -29,7 +32,9 @@ impl Outbox {
             if let Some(failing) = &mut st.failing {
                 failing.since_ms = None;
             }
-            ctx.store.record_health(self.pk, None, false);
+            let reason = json!("enabled through the API");
+            let event = self.change(ChannelChange::Enabled, &st, reason);
+            ctx.store.record_health(self.pk, None, false, Some(event));
         }
         self.ensure_running(&mut st, ctx);
     }
@@ -40,10 +45,15 @@ impl Outbox {
         let Some(failing) = &mut st.failing else {
             return;
         };
-        failing.last_error = None;
+        let recovered_from = failing.last_error.take();
         failing.next_retry_ms = None;
-        if failing.since_ms.take().is_some() {
-            ctx.store.record_health(self.pk, None, false);
+        if let Some(since) = failing.since_ms.take() {
+            let reason = json!({
+                "failingSince": rfc3339_ms(since),
+                "lastError": recovered_from.as_ref().map(failure_reason),
+            });
+            let event = self.change(ChannelChange::Recovered, &st, reason);
+            ctx.store.record_health(self.pk, None, false, Some(event));
         }
     }
 
@@ -62,13 +72,40 @@ impl Outbox {
         failing.next_retry_ms = next_retry_ms;
         let since = *failing.since_ms.get_or_insert(now);
         if since == now {
-            ctx.store.record_health(self.pk, Some(now), false);
+            let event = self.change(ChannelChange::Failing, &st, failure_reason(failure));
+            ctx.store
+                .record_health(self.pk, Some(now), false, Some(event));
         }
         if now - since >= ctx.disable_after.as_millis() as i64 {
             tracing::warn!(channel = %self.spec.id, "endpoint failing without success for the disable window; channel disabled");
-            failing.next_retry_ms = None;
+            if let Some(failing) = &mut st.failing {
+                failing.next_retry_ms = None;
+            }
             st.disabled = true;
-            ctx.store.record_health(self.pk, Some(since), true);
+            let reason = json!({
+                "failingSince": rfc3339_ms(since),
+                "disableAfterSeconds": ctx.disable_after.as_secs(),
+                "lastError": failure_reason(failure),
+            });
+            let event = self.change(ChannelChange::Disabled, &st, reason);
+            ctx.store
+                .record_health(self.pk, Some(since), true, Some(event));
         }
+    }
+
+    /// The operational event of `change`, with the channel's health as it is now.
+    fn change(
+        &self,
+        change: ChannelChange,
+        st: &OutboxState,
+        reason: serde_json::Value,
+    ) -> NewEvent {
+        let failing = st.failing.as_deref();
+        let health = Health {
+            enabled: !st.disabled,
+            failing_since_ms: failing.and_then(|f| f.since_ms),
+            last_error: failing.and_then(|f| f.last_error.as_ref()),
+        };
+        channel_event(change, &self.spec, Some(health), reason, now_ms())
     }
 }

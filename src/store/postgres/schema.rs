@@ -245,6 +245,11 @@ ALTER TABLE events ADD COLUMN trace_context TEXT;
 CREATE OR REPLACE VIEW visible_events AS SELECT * FROM events
     WHERE tx IS NULL OR tx < (SELECT pg_snapshot_xmin(pg_current_snapshot()));
 "#,
+    r#"
+-- The expiration a channel's channel.expiring event was published for (docs/api.md
+-- §18); NULL: none yet.
+ALTER TABLE channels ADD COLUMN expiring_told_ms BIGINT;
+"#,
 ];
 
 /// The step that `jobs::upgrade_watchers` runs before.

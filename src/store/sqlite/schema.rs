@@ -12,7 +12,7 @@ use crate::store::StoreError;
 /// The schema as versioned steps: a database at `PRAGMA user_version` N gets steps
 /// N.. applied in one transaction at open. Step 1 is idempotent (`IF NOT EXISTS`) so
 /// that stores created before versioning (version 0, already holding it) pass it.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11];
 
 const V1: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -161,6 +161,12 @@ ALTER TABLE channels ADD COLUMN auth TEXT;
 /// `traceparent`; NULL: none.
 const V10: &str = r#"
 ALTER TABLE events ADD COLUMN trace_context TEXT;
+"#;
+
+/// The expiration a channel's `channel.expiring` event was published for (docs/api.md
+/// §18); NULL: none yet.
+const V11: &str = r#"
+ALTER TABLE channels ADD COLUMN expiring_told_ms INTEGER;
 "#;
 
 /// The step that `jobs::upgrade_watchers` runs before.
