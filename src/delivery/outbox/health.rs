@@ -65,10 +65,10 @@ impl Outbox {
             ctx.store.record_health(self.pk, Some(now), false);
         }
         if now - since >= ctx.disable_after.as_millis() as i64 {
-            tracing::warn!(channel = %self.spec.id, "endpoint failing without success for the disable window; channel disabled");
             failing.next_retry_ms = None;
             st.disabled = true;
             ctx.store.record_health(self.pk, Some(since), true);
+            tracing::warn!(channel = %st.spec.id, "endpoint failing without success for the disable window; channel disabled");
         }
     }
 }
