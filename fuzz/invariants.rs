@@ -20,6 +20,7 @@ use watchwire::api::error::ApiError;
 use watchwire::api::events::{
     compact_ascii_json, parse_events, MAX_CHANGED_BYTES, MAX_METADATA_BYTES,
 };
+use watchwire::api::renew::RenewRequest;
 use watchwire::api::stop::StopRequest;
 use watchwire::api::watch::{ChannelContext, WatchRequest, MAX_ADDRESS_BYTES};
 use watchwire::delivery::render::{ChannelHeaders, Notification as Outbound, Rendered};
@@ -247,6 +248,18 @@ pub fn watch_body(data: &[u8]) {
             Err(e) => assert_client_error(e),
         }
     }
+    // The same bytes as a renewal body: its expiration is read as watch reads one.
+    match RenewRequest::parse(data, NOW_MS) {
+        Ok(renewal) => {
+            assert_renewal(&renewal);
+            for watched in results.iter().flatten() {
+                if renewal.expiration_ms.is_some() {
+                    assert_eq!(renewal.expiration_ms, watched.expiration_ms);
+                }
+            }
+        }
+        Err(e) => assert_client_error(&e),
+    }
     // A looser policy accepts everything a stricter one does, and reads it the same.
     for pair in results.windows(2) {
         if let Ok(stricter) = &pair[0] {
@@ -257,6 +270,32 @@ pub fn watch_body(data: &[u8]) {
             );
         }
     }
+}
+
+fn assert_renewal(renewal: &RenewRequest) {
+    assert!(
+        renewal.expiration_ms.is_none() || renewal.ttl.is_none(),
+        "both expiration and ttl: {renewal:?}"
+    );
+    if let Some(ms) = renewal.expiration_ms {
+        assert!(ms > NOW_MS, "expiration {ms} is not in the future");
+    }
+    if let Some(ttl) = renewal.ttl {
+        assert!(ttl >= Duration::from_secs(1), "ttl {ttl:?}");
+    }
+    // The channel gets an expiration after now and within the maximum.
+    let expiration = renewal.expiration(NOW_MS, 7 * DAY, 30 * DAY);
+    assert!(expiration > NOW_MS && expiration <= NOW_MS + 30 * 86_400_000);
+    // What a client would send for it reads back the same.
+    let mut body = json!({});
+    if let Some(ms) = renewal.expiration_ms {
+        body["expiration"] = json!(ms.to_string());
+    }
+    if let Some(ttl) = renewal.ttl {
+        body["ttl"] = json!(ttl.as_secs().to_string());
+    }
+    let again = RenewRequest::parse(body.to_string().as_bytes(), NOW_MS);
+    assert_eq!(again.as_ref(), Ok(renewal), "re-sent as {body}");
 }
 
 fn assert_watch_request(request: &WatchRequest, policy: &TargetPolicy) {

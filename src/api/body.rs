@@ -65,6 +65,23 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Api
     })
 }
 
+/// A body the caller may leave out (enable, renew): nothing, or only whitespace, is an
+/// empty object; one that is sent must still be a JSON object, like every body.
+pub fn optional_object(
+    bytes: &[u8],
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
+    }
+    match parse_json(bytes)? {
+        serde_json::Value::Object(fields) => Ok(fields),
+        other => Err(ApiError::invalid(format!(
+            "the request body must be empty or a JSON object, not {}",
+            type_name(&other)
+        ))),
+    }
+}
+
 /// `serde_json::from_slice` with the nesting limit counted here: serde_json's own
 /// limit refuses the 128th level, one short of what the API promises. Counting first
 /// also keeps a deeply nested body from ever reaching the recursive parser.

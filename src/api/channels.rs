@@ -8,7 +8,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::auth::{Caller, Subscriber, ALL_OWNERS};
-use super::body::{parse_json, type_name, RawBody};
+use super::body::{optional_object, parse_json, type_name, RawBody};
 use super::error::ApiError;
 use super::path::PathId;
 use super::query::{invalid_parameter, page_token, Query};
@@ -106,7 +106,7 @@ fn attempt_view(attempt: &AttemptRecord) -> Value {
 /// The live channel or watcher by id of the owner the call acts on (the caller's, or
 /// `?owner=` for the `admin` scope; `None` when it holds none by that id), that owner,
 /// and the request's query, which may hold only `owner` and the `allowed` parameters.
-async fn owned(
+pub(super) async fn owned(
     app: &AppState,
     caller: &Caller,
     uri: &Uri,
@@ -126,14 +126,14 @@ async fn owned(
 
 /// What [`owned`] found. `channel` may have expired (see [`expiry`]): the sweep may
 /// not have removed it yet.
-struct Owned {
-    query: Query,
-    owner: String,
-    channel: Option<StoredChannel>,
+pub(super) struct Owned {
+    pub query: Query,
+    pub owner: String,
+    pub channel: Option<StoredChannel>,
 }
 
 /// The channel if it lives: `404` for none, and for one whose expiration has passed.
-fn live(channel: Option<StoredChannel>, id: &str) -> Result<StoredChannel, ApiError> {
+pub(super) fn live(channel: Option<StoredChannel>, id: &str) -> Result<StoredChannel, ApiError> {
     channel
         .filter(|c| expiry(c).is_none())
         .ok_or_else(|| not_live(id))
@@ -163,7 +163,7 @@ fn ended_view(spec: &ChannelSpec, state: &str, at_ms: i64, reason: &str) -> Valu
 }
 
 /// `404` for an id the caller holds no live channel by.
-fn not_live(id: &str) -> ApiError {
+pub(super) fn not_live(id: &str) -> ApiError {
     ApiError::not_found(format!("channel {id:?} was not found"))
 }
 
@@ -200,7 +200,7 @@ async fn delivery_state(
 }
 
 /// The channel with its delivery state.
-async fn describe(app: &AppState, channel: &StoredChannel) -> Result<Value, ApiError> {
+pub(super) async fn describe(app: &AppState, channel: &StoredChannel) -> Result<Value, ApiError> {
     let mut view = channel_view(channel);
     view["state"] = json!("active");
     view["delivery"] = delivery_of(app, channel).await?;
@@ -480,15 +480,7 @@ pub async fn enable(
 ) -> Result<Json<Value>, ApiError> {
     let Owned { owner, channel, .. } = owned(&app, &caller, &uri, &id, &[]).await?;
     // No body is needed; one that is sent must still be a JSON object, like every body.
-    if !body.iter().all(u8::is_ascii_whitespace) {
-        let body: Value = parse_json(&body)?;
-        if !body.is_object() {
-            return Err(ApiError::invalid(format!(
-                "the request body must be empty or a JSON object, not {}",
-                type_name(&body)
-            )));
-        }
-    }
+    optional_object(&body)?;
     let channel = live(channel, &id)?;
     match app.dispatcher.handle(channel.pk) {
         Some(handle) => handle.enable(app.dispatcher.context()),

@@ -15,6 +15,7 @@ pub mod path;
 pub mod query;
 pub mod reading;
 pub mod removal;
+pub mod renew;
 pub mod stop;
 pub mod stream;
 pub mod watch;
@@ -78,6 +79,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ),
         ("/v1/channels/{id}/replay", post(channels::replay)),
         ("/v1/channels/{id}/enable", post(channels::enable)),
+        ("/v1/channels/{id}/renew", post(renew::renew)),
         ("/v1/watchers", post(watchers::create).get(watchers::list)),
         ("/v1/watchers/{id}", delete(watchers::delete)),
         ("/v1/cluster", get(ops::cluster)),

@@ -217,16 +217,9 @@ impl WatchRequest {
             }
         }
 
-        let expiration_ms = match field("expiration") {
-            None => None,
-            Some(value) => {
-                let ms = parse_expiration(value).map_err(ApiError::invalid)?;
-                if ms <= now_ms {
-                    return Err(ApiError::invalid(format!("expiration {ms} is in the past; give a time in ms since the Unix epoch, after now")));
-                }
-                Some(ms)
-            }
-        };
+        let expiration_ms = field("expiration")
+            .map(|value| requested_expiration(value, now_ms))
+            .transpose()?;
 
         let mut params = Map::new();
         let mut ttl = None;
@@ -245,7 +238,7 @@ impl WatchRequest {
                     };
                     match name.as_str() {
                         "ttl" => {
-                            ttl = Some(parse_ttl(text)?);
+                            ttl = Some(parse_ttl("params.ttl", text)?);
                             params.insert(name.clone(), value.clone());
                         }
                         "maxRate" => {
@@ -432,21 +425,34 @@ pub async fn check_deliverable(
     })
 }
 
-/// `params.ttl`: a whole number of seconds, at least 1 (a channel that expires as it is
+/// A requested `expiration` (a watch's, a renewal's): ms since the epoch in any of the
+/// forms Google's clients send (a string, an integer, a float), after `now_ms`.
+pub fn requested_expiration(value: &Value, now_ms: i64) -> Result<i64, ApiError> {
+    let ms = parse_expiration(value).map_err(ApiError::invalid)?;
+    if ms <= now_ms {
+        return Err(ApiError::invalid(format!(
+            "expiration {ms} is in the past; give a time in ms since the Unix epoch, after now"
+        )));
+    }
+    Ok(ms)
+}
+
+/// A lifetime in seconds (a watch's `params.ttl`, a renewal's `ttl`; `field` names it in
+/// messages): a whole number of seconds, at least 1 (a channel that expires as it is
 /// created is refused like an expiration in the past).
-fn parse_ttl(text: &str) -> Result<Duration, ApiError> {
+pub fn parse_ttl(field: &str, text: &str) -> Result<Duration, ApiError> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ApiError::invalid(format!(
-            "params.ttl {:?} must be a whole number of seconds",
+            "{field} {:?} must be a whole number of seconds",
             Shortened(text)
         )));
     }
     // Digits beyond u64 still ask for a lifetime; the maximum caps it.
     let secs = text.parse().unwrap_or(u64::MAX);
     if secs == 0 {
-        return Err(ApiError::invalid(
-            "params.ttl must be at least 1 second; a channel cannot expire as it is created",
-        ));
+        return Err(ApiError::invalid(format!(
+            "{field} must be at least 1 second; a channel cannot expire as it is created"
+        )));
     }
     Ok(Duration::from_secs(secs))
 }

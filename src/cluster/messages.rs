@@ -16,6 +16,9 @@ pub enum ClusterMessage {
     Enable { pk: i64 },
     /// A replay was asked through another node: its node replays.
     Replay { pk: i64, since: Seq },
+    /// Channel `pk`, delivered by `node`, was renewed through another node (docs/api.md
+    /// §8.6): that node reads its expiration again from the store.
+    Renewed { pk: i64, node: String },
 }
 
 impl ClusterMessage {
@@ -25,6 +28,7 @@ impl ClusterMessage {
             ClusterMessage::Rebalance => REBALANCE.into(),
             ClusterMessage::Enable { pk } => format!("enable {pk}"),
             ClusterMessage::Replay { pk, since } => format!("replay {pk} {since}"),
+            ClusterMessage::Renewed { pk, node } => format!("renewed {pk} {node}"),
         }
     }
 
@@ -43,6 +47,10 @@ impl ClusterMessage {
             ("replay", Some(pk), Some(since)) => ClusterMessage::Replay {
                 pk: pk.parse().ok()?,
                 since: since.parse().ok()?,
+            },
+            ("renewed", Some(pk), Some(node)) => ClusterMessage::Renewed {
+                pk: pk.parse().ok()?,
+                node: node.to_string(),
             },
             _ => return None,
         };
@@ -64,6 +72,10 @@ mod tests {
             ClusterMessage::Rebalance,
             ClusterMessage::Enable { pk: 9 },
             ClusterMessage::Replay { pk: 9, since: 42 },
+            ClusterMessage::Renewed {
+                pk: 9,
+                node: "host-ab12".into(),
+            },
         ] {
             assert_eq!(ClusterMessage::decode(&message.encode()), Some(message));
         }

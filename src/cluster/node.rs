@@ -18,7 +18,10 @@
 //!   longer start an attempt.
 //! - **The messenger.** A stop made through another node names this one: it drops the
 //!   channel (no attempt starts after) and settles the removal, which is what the
-//!   stopping call waits for before it answers. Enables and replays go to the owner.
+//!   stopping call waits for before it answers. Enables and replays go to the owner. A
+//!   renewal through another node names this one too: it reads the channel's
+//!   expiration again through its own writer, so that the router gets it in commit
+//!   order with this node's own renewals, whatever order the messages came in.
 //!
 //! A claim and its adoption, and a rejoin's drop and join, hold one lock, so channels
 //! claimed under a lease that was then lost are dropped with the rest.
@@ -35,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 use super::{ClusterMessage, Membership, RENEWALS_PER_LEASE};
 use crate::delivery::lease::Lease;
 use crate::delivery::{Dispatcher, CUT_SHORT_WAIT};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// Most channels one claim round takes.
 const CLAIM_BATCH: usize = 1000;
@@ -324,6 +327,21 @@ impl Work {
         }
     }
 
+    /// Channel `pk`, which this node delivered as it was renewed through another node,
+    /// expires when the store says now. Read under the ownership lock: a claim that
+    /// read the channel before the renewal committed has handed it to the router first,
+    /// so the router applies the expiration read here after it, not before.
+    async fn renewed(&self, pk: i64) {
+        let _held = self.ownership.lock().await;
+        match self.store.reread_expiration(pk).await {
+            // The router applies it if this node still delivers the channel.
+            Ok(_) | Err(StoreError::NotFound) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read a renewed channel's expiration")
+            }
+        }
+    }
+
     async fn on_message(&self, message: ClusterMessage) {
         let membership = self.membership();
         match message {
@@ -342,6 +360,10 @@ impl Work {
                     handle.replay(since, self.dispatcher.context());
                 }
             }
+            ClusterMessage::Renewed { pk, node } if node == membership.node_id() => {
+                self.renewed(pk).await
+            }
+            ClusterMessage::Renewed { .. } => {}
         }
     }
 }

@@ -92,7 +92,9 @@ struct ChannelIndex {
 
 impl ChannelIndex {
     fn insert(&mut self, handle: Arc<Outbox>) {
-        for path in handle.spec.covered_paths() {
+        // What a channel covers never changes (a renewal changes only its expiration).
+        let spec = handle.spec();
+        for path in spec.covered_paths() {
             // The key is allocated only for a path's first channel.
             match self.by_resource.get_mut(path) {
                 Some(list) => list.push(handle.clone()),
@@ -109,13 +111,22 @@ impl ChannelIndex {
             return;
         };
         handle.close();
-        for path in handle.spec.covered_paths() {
+        for path in handle.spec().covered_paths() {
             if let Some(list) = self.by_resource.get_mut(path) {
                 list.retain(|h| h.pk != pk);
                 if list.is_empty() {
                     self.by_resource.remove(path);
                 }
             }
+        }
+    }
+
+    /// A renewal committed (docs/api.md §8.6): the channel, if this node delivers it,
+    /// now expires at `expiration_ms`.
+    fn renew(&self, pk: i64, expiration_ms: i64, ctx: &Arc<DeliveryContext>) {
+        let handle = self.by_pk.read().unwrap().get(&pk).cloned();
+        if let Some(handle) = handle {
+            handle.renew(expiration_ms, ctx);
         }
     }
 
@@ -137,11 +148,7 @@ impl ChannelIndex {
         let mut verdicts = Verdicts::new(event);
         for path in covering {
             for handle in self.by_resource.get(path).into_iter().flatten() {
-                if verdicts.admits(handle.spec.filter.as_deref()) {
-                    handle.offer(event, ctx);
-                } else {
-                    handle.pass(event.seq, ctx);
-                }
+                handle.route(event, &mut verdicts, ctx);
             }
         }
     }
@@ -396,6 +403,9 @@ async fn route_feed(
                         index.insert(handle);
                     }
                     Committed::ChannelRemoved { pk } => index.remove(pk),
+                    Committed::ChannelRenewed { pk, expiration_ms } => {
+                        index.renew(pk, expiration_ms, &ctx)
+                    }
                 }
                 routed.send_replace(item.no);
             }

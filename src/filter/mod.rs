@@ -8,7 +8,10 @@
 mod matches;
 mod parse;
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -129,11 +132,37 @@ impl Filter {
 }
 
 /// Which filters one event matches, each distinct filter decided once however many
-/// channels hold it, and the event's document made only if some filter asks.
+/// channels hold it, and the event's document made only if some filter asks. It keeps
+/// the filters it decided, so a subscription's filter need be borrowed only for the
+/// question (the router asks under each channel's lock).
 pub struct Verdicts<'a> {
     event: &'a Event,
     document: Option<Value>,
-    decided: HashMap<&'a str, bool>,
+    decided: HashMap<Decided, bool>,
+}
+
+/// A filter decided, known by its canonical form: equal filters are one.
+struct Decided(Arc<Filter>);
+
+impl PartialEq for Decided {
+    fn eq(&self, other: &Decided) -> bool {
+        self.0.canonical() == other.0.canonical()
+    }
+}
+
+impl Eq for Decided {}
+
+impl Hash for Decided {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As `str` hashes, so that a lookup by canonical text finds it.
+        self.0.canonical().hash(state)
+    }
+}
+
+impl Borrow<str> for Decided {
+    fn borrow(&self) -> &str {
+        self.0.canonical()
+    }
 }
 
 impl<'a> Verdicts<'a> {
@@ -146,7 +175,7 @@ impl<'a> Verdicts<'a> {
     }
 
     /// Whether a subscription with `filter` gets the event (`None`: no filter, it does).
-    pub fn admits(&mut self, filter: Option<&'a Filter>) -> bool {
+    pub fn admits(&mut self, filter: Option<&Arc<Filter>>) -> bool {
         let Some(filter) = filter else {
             return true;
         };
@@ -156,7 +185,7 @@ impl<'a> Verdicts<'a> {
         let event = self.event;
         let document = self.document.get_or_insert_with(|| event_document(event));
         let verdict = filter.matches(document);
-        self.decided.insert(filter.canonical(), verdict);
+        self.decided.insert(Decided(filter.clone()), verdict);
         verdict
     }
 }

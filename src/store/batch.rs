@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use super::records::{PendingRecords, Progress};
 use super::{
     Committed, Created, FeedItem, Idempotency, PruneReport, PublishReceipt, Removal, Removed,
-    StoreError,
+    Renewed, StoreError,
 };
 use crate::model::{ChannelSpec, NewEvent, Outcome, Seq, SharedEvent, StoredChannel};
 
@@ -39,6 +39,12 @@ pub enum WriteOp {
     RemoveChannels {
         removal: Removal,
         reply: Reply<Removed>,
+    },
+    /// Moves channel `pk`'s expiration `to` this; with `None`, only reads it.
+    RenewChannel {
+        pk: i64,
+        to: Option<i64>,
+        reply: Reply<Renewed>,
     },
     Prune {
         events_before_ms: i64,
@@ -135,6 +141,12 @@ impl Writes {
             .await
     }
 
+    /// Renews channel `pk` `to` an expiration; with `None`, reads it again.
+    pub async fn renew_channel(&self, pk: i64, to: Option<i64>) -> Result<Renewed, StoreError> {
+        self.call(|reply| WriteOp::RenewChannel { pk, to, reply })
+            .await
+    }
+
     pub async fn prune(
         &self,
         events_before_ms: i64,
@@ -201,6 +213,7 @@ pub enum Job {
     Append(Vec<NewEvent>, Option<Idempotency>),
     Create(ChannelSpec, u64),
     Remove(Removal),
+    Renew(i64, Option<i64>),
     Prune(i64, i64),
     Flush,
     Probe,
@@ -211,6 +224,7 @@ pub enum Slot {
     Append(Reply<PublishReceipt>),
     Create(Reply<Created>),
     Remove(Reply<Removed>),
+    Renew(Reply<Renewed>),
     Prune(Reply<PruneReport>),
     Flush(Reply<()>),
 }
@@ -221,6 +235,7 @@ impl Slot {
             Slot::Append(reply) => drop(reply.send(Err(error))),
             Slot::Create(reply) => drop(reply.send(Err(error))),
             Slot::Remove(reply) => drop(reply.send(Err(error))),
+            Slot::Renew(reply) => drop(reply.send(Err(error))),
             Slot::Prune(reply) => drop(reply.send(Err(error))),
             Slot::Flush(reply) => drop(reply.send(Err(error))),
         }
@@ -234,6 +249,8 @@ pub enum Done {
     Create(Result<(StoredChannel, Option<i64>), StoreError>),
     /// The removed channels, and those of them another node delivered.
     Remove(Result<(Vec<i64>, Vec<i64>), StoreError>),
+    /// The channel, and its expiration as stored with the node delivering it.
+    Renew(i64, Result<(i64, Option<String>), StoreError>),
     Prune(PruneReport),
     Flush,
 }
@@ -266,6 +283,10 @@ pub fn split(batch: Vec<WriteOp>) -> (Vec<Job>, Vec<Slot>, bool) {
             WriteOp::RemoveChannels { removal, reply } => {
                 jobs.push(Job::Remove(removal));
                 slots.push(Slot::Remove(reply));
+            }
+            WriteOp::RenewChannel { pk, to, reply } => {
+                jobs.push(Job::Renew(pk, to));
+                slots.push(Slot::Renew(reply));
             }
             WriteOp::Prune {
                 events_before_ms,
@@ -494,6 +515,17 @@ impl Feed {
                         pks,
                         feed_no: last,
                         elsewhere,
+                    }
+                });
+                let _ = reply.send(result);
+            }
+            (Slot::Renew(reply), Done::Renew(pk, result)) => {
+                let result = result.map(|(expiration_ms, node)| {
+                    let feed_no = self.publish(Committed::ChannelRenewed { pk, expiration_ms });
+                    Renewed {
+                        expiration_ms,
+                        node,
+                        feed_no,
                     }
                 });
                 let _ = reply.send(result);

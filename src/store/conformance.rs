@@ -14,7 +14,7 @@ use bytes::Bytes;
 
 use super::postgres::{PartitionSize, PgStore};
 use super::sqlite::SqliteStore;
-use super::{EventPage, Idempotency, Removal, Store, StoreError};
+use super::{Committed, EventPage, Idempotency, Removal, Store, StoreError};
 use crate::model::{
     now_ms, ChannelKind, ChannelSpec, Coverage, NewEvent, Outcome, OutcomeStatus, Seq,
 };
@@ -677,6 +677,89 @@ async fn a_channel_keeps_what_it_covers(place: Place) {
     assert_eq!(all.spec.coverage().paths(), ["/"]);
 }
 
+/// A renewal (docs/api.md §8.6) moves a live channel's expiration, durably and for
+/// every node, and nothing else; the expiry sweep goes by the new expiration; the feed
+/// carries it after the channel's creation. A watcher, an expired channel and a removed
+/// one are not renewed.
+async fn a_renewal_moves_the_expiration_and_nothing_else(place: Place) {
+    let store = place.open().await;
+    let mut feed = store.take_feed().expect("the feed");
+    let now = now_ms();
+    let mut spec = channel("o", "c", "/r");
+    spec.expiration_ms = Some(now + 60_000);
+    let created = store.create_channel(spec, 10).await.unwrap();
+    let pk = created.channel.pk;
+    let later = now + 3_600_000;
+    let renewed = store.renew_channel(pk, later).await.unwrap();
+    assert_eq!(renewed.expiration_ms, later);
+    assert!(renewed.feed_no > created.feed_no);
+    match &place {
+        Place::Sqlite(_) => assert_eq!(renewed.node, None, "one process, no node"),
+        Place::Postgres { .. } => assert!(renewed.node.is_some(), "its creator delivers it"),
+    }
+    let mut renewals = Vec::new();
+    while let Ok(item) = feed.try_recv() {
+        if let Committed::ChannelRenewed { pk, expiration_ms } = item.change {
+            renewals.push((item.no, pk, expiration_ms));
+        }
+    }
+    assert_eq!(renewals, [(renewed.feed_no, pk, later)]);
+
+    // Every node reads it at once; the old expiration passing removes nothing.
+    let other = place.another(&store).await;
+    let seen = other.find_channel("o", "c").await.unwrap().unwrap();
+    assert_eq!(seen.spec.expiration_ms, Some(later));
+    let swept = Removal::ExpiredAt {
+        now_ms: now + 120_000,
+        notice_ms: 0,
+    };
+    assert!(other.remove_channels(swept).await.unwrap().pks.is_empty());
+
+    // Durable, and only the expiration moved.
+    store.close().await;
+    let store = place.open().await;
+    let found = store.find_channel("o", "c").await.unwrap().unwrap();
+    assert_eq!(found.spec.expiration_ms, Some(later));
+    assert_eq!(
+        (found.pk, &*found.spec.resource_id, found.start_seq),
+        (pk, "rid", created.channel.start_seq)
+    );
+    let reread = store.reread_expiration(pk).await.unwrap();
+    assert_eq!(reread.expiration_ms, later);
+
+    // What is not a live channel is not renewed.
+    let watcher_pk = stored(&store, watcher("/w")).await;
+    let mut expired = channel("o", "expired", "/r");
+    expired.expiration_ms = Some(now - 1);
+    let expired_pk = stored(&store, expired).await;
+    for refused in [watcher_pk, expired_pk, pk + 1000] {
+        assert_eq!(
+            store.renew_channel(refused, later).await,
+            Err(StoreError::NotFound),
+            "channel {refused}"
+        );
+    }
+    assert_eq!(
+        store.reread_expiration(watcher_pk).await,
+        Err(StoreError::NotFound)
+    );
+
+    // The new expiration is the one the sweep goes by; then it is gone.
+    let swept = store
+        .remove_channels(Removal::ExpiredAt {
+            now_ms: later,
+            notice_ms: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(swept.pks, [pk, expired_pk]);
+    assert_eq!(
+        store.renew_channel(pk, later + 1).await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(store.reread_expiration(pk).await, Err(StoreError::NotFound));
+}
+
 /// The tests of this file, once per backend.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
@@ -714,6 +797,7 @@ conformance!(
     idempotent_appends_replay_or_conflict,
     an_idempotency_key_raced_through_two_writers_appends_once,
     a_channel_keeps_what_it_covers,
+    a_renewal_moves_the_expiration_and_nothing_else,
 );
 
 /// Several processes starting at once on a new database (a cluster's first start):

@@ -255,6 +255,10 @@ pub async fn remove_channels<T: Transaction>(
     }
     let owned = "SELECT pk, resource_id FROM channels WHERE owner = $1 AND id = $2 AND kind = $3";
     let ended = Ended::by(&removal, now);
+    let expired_at = match &removal {
+        Removal::ExpiredAt { now_ms, .. } => Some(*now_ms),
+        _ => None,
+    };
     let pks: Vec<i64> = match removal {
         Removal::Stop {
             owner,
@@ -296,6 +300,21 @@ pub async fn remove_channels<T: Transaction>(
     };
     let (mut removed, mut elsewhere) = (Vec::with_capacity(pks.len()), Vec::new());
     for pk in pks {
+        if let Some(now_ms) = expired_at {
+            // Still expired, and locked until this transaction ends: a renewal
+            // (docs/api.md §8.6) committed since the channels were chosen takes this one
+            // out (a writer waiting for a renewal in progress reads the row again after
+            // it), and one that comes later finds it gone. In pk order, as the deletes.
+            let still = tx
+                .execute(
+                    "UPDATE channels SET expiration_ms = expiration_ms WHERE pk = $1 AND expiration_ms <= $2",
+                    params![pk, now_ms],
+                )
+                .await?;
+            if still == 0 {
+                continue;
+            }
+        }
         let node = tx
             .query(
                 "SELECT owner_node FROM channels WHERE pk = $1",
@@ -383,6 +402,44 @@ async fn tell_expiring<T: Transaction>(
         ));
     }
     Ok(())
+}
+
+/// Renews channel `pk` (docs/api.md §8.6): moves its expiration `to` a new one, if it
+/// is a live watch channel (a watcher never expires; a channel whose expiration has
+/// passed has expired, whether or not the sweep has removed it yet); with `None`, only
+/// reads it. The answer: its expiration as stored now, and the node delivering it.
+pub async fn renew_channel<T: Transaction>(
+    tx: &mut T,
+    pk: i64,
+    to: Option<i64>,
+    now: i64,
+) -> Answer<(i64, Option<String>)> {
+    fn expiration_and_node(row: &dyn Row) -> Result<(i64, Option<String>), StoreError> {
+        Ok((row.int(0)?, row.opt_text(1)?))
+    }
+    let kind = ChannelKind::WatchChannel.as_str();
+    let found = match to {
+        Some(expiration_ms) => {
+            tx.query(
+                "UPDATE channels SET expiration_ms = $2
+                 WHERE pk = $1 AND kind = $3 AND expiration_ms > $4
+                 RETURNING expiration_ms, owner_node",
+                params![pk, expiration_ms, kind, now],
+                expiration_and_node,
+            )
+            .await?
+        }
+        None => {
+            tx.query(
+                "SELECT expiration_ms, owner_node FROM channels
+                 WHERE pk = $1 AND kind = $2 AND expiration_ms IS NOT NULL",
+                params![pk, kind],
+                expiration_and_node,
+            )
+            .await?
+        }
+    };
+    Ok(found.into_iter().next().ok_or(StoreError::NotFound))
 }
 
 /// A bound below which no stored channel owes an event: the lowest progress, or the

@@ -25,7 +25,7 @@ use super::sql::{
 use super::writer::{Database, Writer};
 use super::{
     is_whole_namespace, Created, EventPage, FeedItem, Idempotency, PruneReport, PublishReceipt,
-    Removal, Removed, Store, StoreError,
+    Removal, Removed, Renewed, Store, StoreError,
 };
 use crate::model::{
     now_ms, ChannelKind, ChannelSpec, Collection, Coverage, NewEvent, Outcome, OutcomeRecord,
@@ -215,6 +215,14 @@ impl<B: Backend> Store for LogStore<B> {
 
     async fn remove_channels(&self, removal: Removal) -> Result<Removed, StoreError> {
         self.writes.remove_channels(removal).await
+    }
+
+    async fn renew_channel(&self, pk: i64, expiration_ms: i64) -> Result<Renewed, StoreError> {
+        self.writes.renew_channel(pk, Some(expiration_ms)).await
+    }
+
+    async fn reread_expiration(&self, pk: i64) -> Result<Renewed, StoreError> {
+        self.writes.renew_channel(pk, None).await
     }
 
     fn record_progress(&self, pk: i64, seq: Seq) {

@@ -20,7 +20,7 @@
 //!   transactions older than every one in progress wrote (`postgres/transaction.rs`).
 //!   An append is answered only once every reader can see it.
 //! - **The feed** is this process's fast path: every change it commits (events, a
-//!   channel created or removed) is put on it in commit order before the caller is
+//!   channel created, renewed or removed) is put on it in commit order before the caller is
 //!   answered, so a caller who waits for the router to reach the feed number (a stop)
 //!   finds it applied. A channel's `start_seq` is the head of the log its creation
 //!   saw: every event answered before it is at or below it, every event published
@@ -97,7 +97,15 @@ pub enum StoreError {
 pub enum Committed {
     Events(Vec<SharedEvent>),
     ChannelCreated(StoredChannel),
-    ChannelRemoved { pk: i64 },
+    ChannelRemoved {
+        pk: i64,
+    },
+    /// Channel `pk` expires at `expiration_ms` (a renewal, docs/api.md §8.6, or its
+    /// expiration read again for a node catching up with one).
+    ChannelRenewed {
+        pk: i64,
+        expiration_ms: i64,
+    },
 }
 
 /// One feed entry. `no` increases by one per entry.
@@ -125,6 +133,20 @@ pub struct Removed {
     /// Those another node of a cluster was delivering: no attempt on them starts once
     /// `Membership::removal_settled` says so.
     pub elsewhere: Vec<i64>,
+}
+
+/// A channel's expiration as a renewal left it (docs/api.md §8.6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Renewed {
+    /// Its expiration as stored now.
+    pub expiration_ms: i64,
+    /// The node of a cluster delivering it as the renewal committed; `None` when no
+    /// node does (one that takes it reads the new expiration), and for a store only
+    /// one process uses.
+    pub node: Option<String>,
+    /// The feed number of its `ChannelRenewed` entry: once the router has applied it,
+    /// this process's copy of the channel, if it delivers it, expires then too.
+    pub feed_no: u64,
 }
 
 /// Events read from the log, and the head of the log that read saw: every matching
@@ -212,6 +234,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes channels durably.
     async fn remove_channels(&self, removal: Removal) -> Result<Removed, StoreError>;
+
+    /// Moves the expiration of channel `pk` to `expiration_ms`, durably (docs/api.md
+    /// §8.6). Only a live watch channel is renewed: `NotFound` for a watcher (it never
+    /// expires), for a channel whose expiration has passed (expired, whether or not
+    /// the sweep has removed it yet) and for one that is gone. Its `ChannelRenewed`
+    /// feed entry carries the new expiration to the router.
+    async fn renew_channel(&self, pk: i64, expiration_ms: i64) -> Result<Renewed, StoreError>;
+
+    /// Puts channel `pk`'s stored expiration on the feed, in commit order with this
+    /// process's other changes, and changes nothing: how a node of a cluster catches
+    /// up with a renewal made through another node. `NotFound` when it is gone.
+    async fn reread_expiration(&self, pk: i64) -> Result<Renewed, StoreError>;
 
     /// Records that channel `pk` is done with every matched event up to `seq` (and with
     /// its sync). Batched; durable after the next commit.

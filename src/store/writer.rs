@@ -324,6 +324,9 @@ impl<D: Database> Writer<D> {
                 Job::Remove(removal) => {
                     Done::Remove(jobs::remove_channels(&mut tx, removal, now, &mut told).await?)
                 }
+                Job::Renew(pk, to) => {
+                    Done::Renew(pk, jobs::renew_channel(&mut tx, pk, to, now).await?)
+                }
                 Job::Prune(events_before, outcomes_before) => {
                     let safe = jobs::min_progress(&mut tx, min_progress).await?;
                     let report = jobs::prune(

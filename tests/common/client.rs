@@ -195,38 +195,50 @@ impl Api {
         self.post("/v1/events", &events).await.expect(200).json
     }
 
-    /// Waits until channel `id` owes `pending` notifications (its `pendingCount`, which
-    /// follows publishes as the router offers them); panics after `PATIENCE`.
-    pub async fn await_pending(&self, id: &str, pending: u64) {
+    /// `GET /v1/channels/{id}` once `done` holds for what it shows; panics after
+    /// `PATIENCE`, saying the channel never `became` that.
+    pub async fn await_channel(
+        &self,
+        id: &str,
+        became: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
             let shown = self.get(&format!("/v1/channels/{id}")).await.json;
-            if shown["delivery"]["pendingCount"] == pending {
-                return;
+            if done(&shown) {
+                return shown;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "channel {id} never owed {pending}: {shown}"
+                "channel {id} never {became}: {shown}"
             );
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
 
+    /// Waits until channel `id` owes `pending` notifications (its `pendingCount`, which
+    /// follows publishes as the router offers them); panics after `PATIENCE`.
+    pub async fn await_pending(&self, id: &str, pending: u64) {
+        let became = format!("owed {pending}");
+        self.await_channel(id, &became, |shown| {
+            shown["delivery"]["pendingCount"] == pending
+        })
+        .await;
+    }
+
     /// The reason of channel `id`'s last failed attempt, once it has one; panics after
     /// `PATIENCE`.
     pub async fn await_last_error(&self, id: &str) -> String {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let shown = self.get(&format!("/v1/channels/{id}")).await.json;
-            if let Some(reason) = shown["delivery"]["lastError"]["reason"].as_str() {
-                return reason.to_string();
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "channel {id} never failed an attempt: {shown}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        let reason = |shown: &Value| {
+            shown["delivery"]["lastError"]["reason"]
+                .as_str()
+                .map(str::to_string)
+        };
+        let shown = self
+            .await_channel(id, "failed an attempt", |shown| reason(shown).is_some())
+            .await;
+        reason(&shown).expect("a reason")
     }
 
     /// What channel `id`'s delivery log lists with `query` (`?status=pending`, …): each

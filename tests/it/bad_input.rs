@@ -103,14 +103,17 @@ impl Probe {
         self
     }
 
-    /// Whether it sends a whole, well-framed JSON object.
-    fn body_is_an_object(&self) -> bool {
+    /// The whole, well-framed JSON object it sends, if it sends one.
+    fn body_object(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
         match &self.request {
             Request::Http {
                 body: Body::Sized(bytes),
                 ..
-            } => serde_json::from_slice::<serde_json::Value>(bytes).is_ok_and(|v| v.is_object()),
-            _ => false,
+            } => match serde_json::from_slice(bytes) {
+                Ok(serde_json::Value::Object(fields)) => Some(fields),
+                _ => None,
+            },
+            _ => None,
         }
     }
 
@@ -581,6 +584,10 @@ const OPEN_TEMPLATES: [&str; 2] = ["/calendars/{id}/watch", "/{id}/channels/stop
 /// POST routes that read no field of their body: any JSON object is accepted.
 const OBJECT_BODY_POSTS: [&str; 1] = ["/v1/channels/{id}/enable"];
 
+/// POST routes whose every field is optional: `{}` is accepted (renew reads
+/// `expiration` and `ttl`, which `every field a number` holds, and refuses those).
+const OPTIONAL_FIELD_POSTS: [&str; 1] = ["/v1/channels/{id}/renew"];
+
 /// The body limit of the walked gateways (the default, `--max-body-bytes`).
 const MAX_BODY: usize = 1 << 20;
 
@@ -712,7 +719,7 @@ fn malformed_bodies(path: &str) -> Vec<Probe> {
     let post =
         |what: &str, body: Body, want: Expect| http_probe(what, Method::POST, path, body, want);
     let wrong_types = json!({"id": 5, "type": 5, "address": 5, "resourceId": 5, "resource": 5,
-        "state": 5, "since": 5, "pattern": 5, "endpoint": 5});
+        "state": 5, "since": 5, "pattern": 5, "endpoint": 5, "expiration": 5, "ttl": 5});
     let mut over_limit = br#"{"resource": "/big", "state": "exists"}"#.to_vec();
     over_limit.resize(MAX_BODY + 1, b' ');
     let chunked_over_limit = [
@@ -786,8 +793,16 @@ fn walk(routes: &[Route]) -> Vec<Probe> {
         if route.allows("POST") {
             for mut p in malformed_bodies(&route.path) {
                 // An object with wrong or missing fields is fine where no field is
-                // read: enable takes an empty body or any object.
-                if OBJECT_BODY_POSTS.contains(&route.template) && p.body_is_an_object() {
+                // read: enable takes an empty body or any object. An empty object is
+                // fine where every field is optional.
+                let object = p.body_object();
+                let fine = if OBJECT_BODY_POSTS.contains(&route.template) {
+                    object.is_some()
+                } else {
+                    OPTIONAL_FIELD_POSTS.contains(&route.template)
+                        && object.is_some_and(|fields| fields.is_empty())
+                };
+                if fine {
                     p.want = Expect::Answered;
                 }
                 probes.push(p);

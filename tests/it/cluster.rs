@@ -30,11 +30,18 @@ pub(crate) struct Cluster {
 }
 
 impl Cluster {
-    /// `count` nodes, or `None` when this run has no test database (see `store`). The
-    /// suite's repeat on PostgreSQL skips these: they bring their own cluster, whatever
-    /// the store, so the first pass ran them.
+    /// `count` nodes, or `None` when this run has no test database (see `store`). A run
+    /// on PostgreSQL (the suite's repeat, or `WATCHWIRE_TEST_STORE=postgres`) skips
+    /// these: they bring their own cluster, whatever the store, so the plain pass runs
+    /// them.
     pub(crate) fn start(count: usize, tag: &str) -> Option<Cluster> {
-        if store::is_postgres_repeat() {
+        if store::is_postgres() {
+            if !store::is_postgres_repeat() {
+                test_support::note(
+                    "the cluster tests bring their own database and run in the plain pass \
+                     (without WATCHWIRE_TEST_STORE), not on PostgreSQL's",
+                );
+            }
             return None;
         }
         let database = store::shared_schema(tag)?;
@@ -119,7 +126,7 @@ impl Cluster {
     }
 
     /// Which node delivers a channel, as any node says.
-    async fn owner(&self, asked: usize, id: &str) -> Option<String> {
+    pub(crate) async fn owner(&self, asked: usize, id: &str) -> Option<String> {
         let shown = self
             .node(asked)
             .get(&format!("/v1/channels/{id}"))

@@ -46,6 +46,7 @@ mod publish_validation;
 mod receive_e2e;
 mod receiver_fixtures;
 mod receiver_properties;
+mod renew;
 mod security;
 mod shutdown;
 mod smoke_harness;

@@ -12,11 +12,36 @@ use crate::delivery::destination::{self, Destination};
 use crate::delivery::hosts::paced;
 use crate::delivery::render::{ChannelHeaders, Notification};
 use crate::delivery::DeliveryContext;
-use crate::model::now_ms;
+use crate::model::{now_ms, ChannelSpec};
 use crate::trace::Attempted;
 
 /// How often a delivery waiting for this node's lease looks again.
 const LEASE_RECHECK: Duration = Duration::from_millis(100);
+
+/// The channel as its worker renders it: the spec it holds and the headers made from
+/// it once, made again only when a renewal has replaced the spec (docs/api.md §8.6),
+/// so that every attempt from then on carries the new expiration, a retry too.
+pub(super) struct Current {
+    spec: Arc<ChannelSpec>,
+    headers: ChannelHeaders,
+}
+
+impl Current {
+    pub(super) fn new(spec: Arc<ChannelSpec>) -> Current {
+        Current {
+            headers: ChannelHeaders::new(&spec),
+            spec,
+        }
+    }
+
+    /// Catches up with the channel as it is now.
+    fn follow(&mut self, now: Arc<ChannelSpec>) -> &Current {
+        if !Arc::ptr_eq(&self.spec, &now) {
+            *self = Current::new(now);
+        }
+        self
+    }
+}
 
 impl Outbox {
     /// Delivers one notification, retrying as docs/api.md §4 and §5 say: each attempt
@@ -24,7 +49,7 @@ impl Outbox {
     pub(super) async fn deliver(
         &self,
         notification: Notification,
-        headers: &ChannelHeaders,
+        current: &mut Current,
         destination: &dyn Destination,
         ctx: &Arc<DeliveryContext>,
     ) -> End {
@@ -50,7 +75,10 @@ impl Outbox {
                 }
                 continue;
             }
-            if !self.keep_to_rate(ctx).await {
+            if !self
+                .keep_to_rate(current.spec.min_attempt_interval(), ctx)
+                .await
+            {
                 return End::Abandoned;
             }
             // The host admits the attempt: its fair share, its circuit, its limits. A
@@ -69,10 +97,11 @@ impl Outbox {
             let Some(admission) = admission else {
                 return End::Abandoned;
             };
+            let Current { spec, headers } = current.follow(self.spec());
             let mut rendered = delivery.notification.render(
                 headers,
-                &self.spec,
-                ctx.key_signing.get(&*self.spec.owner),
+                spec,
+                ctx.key_signing.get(&*spec.owner),
                 chrono::Utc::now(),
             );
             // The attempt is a span in the publisher's trace (docs/api.md §18).
@@ -106,8 +135,8 @@ impl Outbox {
             if let Some(span) = span {
                 let answer = &attempt.answer;
                 let attempted = Attempted {
-                    channel_id: &self.spec.id,
-                    address: &self.spec.address,
+                    channel_id: &spec.id,
+                    address: &spec.address,
                     message_number: delivery.notification.number,
                     attempt: delivery.attempts,
                     status: answer.status,
@@ -138,16 +167,18 @@ impl Outbox {
     /// Whether the channel must start no attempt any more: stopped, expired, being
     /// handed to another node, or the gateway shutting down.
     fn must_not_attempt(&self, ctx: &DeliveryContext) -> bool {
-        self.cancel.is_cancelled()
-            || ctx.shutdown.is_cancelled()
-            || self.expired(now_ms())
-            || self.draining()
+        if self.cancel.is_cancelled() || ctx.shutdown.is_cancelled() {
+            return true;
+        }
+        let st = self.state.lock().unwrap();
+        st.expired(now_ms()) || st.draining
     }
 
-    /// Keeps to the channel's `params.maxRate`: waits until its next attempt may start.
-    /// `false` if the channel is cancelled or the gateway shuts down meanwhile.
-    async fn keep_to_rate(&self, ctx: &Arc<DeliveryContext>) -> bool {
-        let Some(interval) = self.spec.min_attempt_interval() else {
+    /// Keeps to the channel's `params.maxRate` (at most one attempt per `interval`):
+    /// waits until its next attempt may start. `false` if the channel is cancelled or
+    /// the gateway shuts down meanwhile.
+    async fn keep_to_rate(&self, interval: Option<Duration>, ctx: &Arc<DeliveryContext>) -> bool {
+        let Some(interval) = interval else {
             return true;
         };
         let until = self.state.lock().unwrap().paced_until.as_deref().copied();

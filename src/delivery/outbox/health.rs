@@ -77,7 +77,7 @@ impl Outbox {
                 .record_health(self.pk, Some(now), false, Some(event));
         }
         if now - since >= ctx.disable_after.as_millis() as i64 {
-            tracing::warn!(channel = %self.spec.id, "endpoint failing without success for the disable window; channel disabled");
+            tracing::warn!(channel = %st.spec.id, "endpoint failing without success for the disable window; channel disabled");
             if let Some(failing) = &mut st.failing {
                 failing.next_retry_ms = None;
             }
@@ -106,6 +106,6 @@ impl Outbox {
             failing_since_ms: failing.and_then(|f| f.since_ms),
             last_error: failing.and_then(|f| f.last_error.as_ref()),
         };
-        channel_event(change, &self.spec, Some(health), reason, now_ms())
+        channel_event(change, &st.spec, Some(health), reason, now_ms())
     }
 }

@@ -20,7 +20,10 @@
 //!   matched event after `progress_seq`, queued or left in the store): the channel's
 //!   `pendingCount` and its share of the `watchwire_pending_notifications` gauge;
 //! - an idle channel costs an `Outbox` and nothing else: what only some channels need
-//!   is boxed, and a million idle channels must stay small (BENCHMARKS.md).
+//!   is boxed, and a million idle channels must stay small (BENCHMARKS.md);
+//! - its `ChannelSpec` is the channel as this node knows it, one copy: a renewal
+//!   (docs/api.md §8.6) replaces it under the channel's lock, and the router, the
+//!   worker's fence and every notification rendered after that see the new expiration.
 
 mod deliver;
 mod health;
@@ -35,6 +38,7 @@ use self::health::Failing;
 pub use self::record::next_attempt_ms;
 use super::cancel::Cancel;
 use super::DeliveryContext;
+use crate::filter::Verdicts;
 use crate::model::{ChannelSpec, Failure, Outcome, Seq, SharedEvent, StoredChannel};
 
 /// Events a channel holds in memory before it switches to reading from the store.
@@ -42,13 +46,17 @@ pub const QUEUE_CAPACITY: usize = 1024;
 
 pub struct Outbox {
     pub pk: i64,
-    pub spec: Arc<ChannelSpec>,
     pub start_seq: Seq,
     pub cancel: Cancel,
     state: Mutex<OutboxState>,
 }
 
 struct OutboxState {
+    /// What the channel is ([`Outbox::spec`]). Only its expiration ever changes (a
+    /// renewal), and then the whole is replaced: whoever holds the old one holds a
+    /// consistent, older channel. Kept under the lock rather than beside it, so that a
+    /// million idle channels do not pay for a lock of its own.
+    spec: Arc<ChannelSpec>,
     queue: VecDeque<SharedEvent>,
     /// Done with every matched event at or below this: the last notification sent or
     /// failed for good (the previous number of the next). What a filter made it move
@@ -116,6 +124,11 @@ enum Next {
 }
 
 impl OutboxState {
+    /// Whether the channel's expiration has passed: no attempt starts any more.
+    fn expired(&self, now: i64) -> bool {
+        self.spec.expiration_ms.is_some_and(|ms| ms <= now)
+    }
+
     /// What to send next, in priority order: the sync opens the channel; a replay
     /// re-sends an older range before anything newer; then the queue, then the
     /// backlog in the store. `None`: nothing to do.
@@ -174,6 +187,7 @@ impl Outbox {
             start_seq: channel.start_seq,
             cancel: Cancel::default(),
             state: Mutex::new(OutboxState {
+                spec: channel.spec,
                 queue: VecDeque::new(),
                 progress_seq: channel.sent_seq.unwrap_or(channel.progress_seq),
                 tail_seq: channel.progress_seq,
@@ -194,7 +208,6 @@ impl Outbox {
                 draining: false,
                 running: false,
             }),
-            spec: channel.spec,
         });
         metrics::gauge!("watchwire_pending_notifications").increment(owed as f64);
         if backlog_through.is_some() {
@@ -232,13 +245,49 @@ impl Outbox {
         self.state.lock().unwrap().draining
     }
 
-    fn expired(&self, now: i64) -> bool {
-        self.spec.expiration_ms.is_some_and(|ms| ms <= now)
+    /// The channel as this node knows it now (a renewal replaces it).
+    pub fn spec(&self) -> Arc<ChannelSpec> {
+        self.state.lock().unwrap().spec.clone()
     }
 
-    /// Offers a matched event (in log order). Starts the worker when needed.
-    pub fn offer(self: &Arc<Self>, event: &SharedEvent, ctx: &Arc<DeliveryContext>) {
+    /// The channel now expires at `expiration_ms` (docs/api.md §8.6): from now on the
+    /// fence lets attempts start until then, and every notification rendered carries
+    /// it. The store holds it already; this is the node's copy catching up. A worker
+    /// that stopped at the old expiration starts again.
+    pub fn renew(self: &Arc<Self>, expiration_ms: i64, ctx: &Arc<DeliveryContext>) {
         let mut st = self.state.lock().unwrap();
+        if st.spec.expiration_ms != Some(expiration_ms) {
+            let mut spec = (*st.spec).clone();
+            spec.expiration_ms = Some(expiration_ms);
+            st.spec = Arc::new(spec);
+        }
+        self.ensure_running(&mut st, ctx);
+    }
+
+    /// Offers an event the channel covers (in log order): queued when its filter
+    /// matches it (the worker starts when needed), passed otherwise. `verdicts` decides
+    /// each distinct filter once per event, whatever the number of channels holding it.
+    pub fn route(
+        self: &Arc<Self>,
+        event: &SharedEvent,
+        verdicts: &mut Verdicts<'_>,
+        ctx: &Arc<DeliveryContext>,
+    ) {
+        let mut st = self.state.lock().unwrap();
+        if verdicts.admits(st.spec.filter.as_ref()) {
+            self.offer(&mut st, event, ctx);
+        } else {
+            self.pass(&mut st, event.seq, ctx);
+        }
+    }
+
+    /// Offers a matched event. Starts the worker when needed.
+    fn offer(
+        self: &Arc<Self>,
+        st: &mut OutboxState,
+        event: &SharedEvent,
+        ctx: &Arc<DeliveryContext>,
+    ) {
         // Recovery and the live feed may both offer an event: count it once.
         if event.seq <= st.tail_seq.max(st.skipped_max) {
             return;
@@ -256,14 +305,13 @@ impl Outbox {
             st.tail_seq = event.seq;
             metrics::gauge!("watchwire_queued_notifications").increment(1.0);
         }
-        self.ensure_running(&mut st, ctx);
+        self.ensure_running(st, ctx);
     }
 
-    /// An event its filter does not match (in log order): while it owes nothing, it
-    /// moves past it, so that what it has not sent neither holds back pruning nor is
-    /// read again after a restart.
-    pub fn pass(&self, seq: Seq, ctx: &Arc<DeliveryContext>) {
-        let mut st = self.state.lock().unwrap();
+    /// An event its filter does not match: while it owes nothing, it moves past it, so
+    /// that what it has not sent neither holds back pruning nor is read again after a
+    /// restart.
+    fn pass(&self, st: &mut OutboxState, seq: Seq, ctx: &Arc<DeliveryContext>) {
         let idle = st.queue.is_empty() && !st.backlog && !st.sync_pending && st.replay.is_none();
         if idle && seq > st.tail_seq {
             st.tail_seq = seq;
@@ -354,6 +402,7 @@ mod tests {
 
     fn state() -> OutboxState {
         OutboxState {
+            spec: Arc::new(crate::store::conformance::channel("o", "c", "/r")),
             queue: VecDeque::new(),
             progress_seq: 5,
             tail_seq: 5,

@@ -131,18 +131,20 @@ impl Outbox {
         failure: &Failure,
         retry_in: Option<Duration>,
     ) {
-        let suppressed = {
+        let (suppressed, spec) = {
             let mut st = self.state.lock().unwrap();
-            st.failing
+            let suppressed = st
+                .failing
                 .get_or_insert_with(Box::default)
                 .log_gate
-                .admit(now_ms())
+                .admit(now_ms());
+            (suppressed, st.spec.clone())
         };
         let Some(suppressed) = suppressed else {
             return;
         };
         let (channel, number, reason, detail) = (
-            &self.spec.id,
+            &spec.id,
             notification.number,
             failure.reason.as_str(),
             &failure.detail,

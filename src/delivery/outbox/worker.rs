@@ -5,8 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::deliver::Current;
 use super::{Next, Outbox, QUEUE_CAPACITY};
-use crate::delivery::render::{ChannelHeaders, Notification};
+use crate::delivery::render::Notification;
 use crate::delivery::DeliveryContext;
 use crate::filter;
 use crate::model::{message_number, now_ms, Seq};
@@ -24,10 +25,13 @@ pub(super) enum End {
 impl Outbox {
     pub(super) async fn work(self: Arc<Self>, ctx: Arc<DeliveryContext>) {
         // Made once per wake-up, not per notification: where the notifications go (the
-        // parsed address, its host) and the headers they all carry.
-        let destination = ctx.outbound.destination(&self.spec);
-        let headers = ChannelHeaders::new(&self.spec);
-        let (headers, destination) = (&headers, &*destination);
+        // parsed address, its host) and the headers they all carry (made again only
+        // when a renewal changes the channel).
+        let spec = self.spec();
+        let destination = ctx.outbound.destination(&spec);
+        let destination = &*destination;
+        let mut current = Current::new(spec);
+        let headers = &mut current;
         loop {
             let next = {
                 let mut st = self.state.lock().unwrap();
@@ -35,7 +39,7 @@ impl Outbox {
                     || ctx.shutdown.is_cancelled()
                     || st.disabled
                     || st.draining
-                    || self.expired(now_ms());
+                    || st.expired(now_ms());
                 match st.next() {
                     Some(next) if !halted => next,
                     _ => {
@@ -108,7 +112,8 @@ impl Outbox {
 
     /// The receiver answered `410 Gone`: the channel is stopped and removed.
     async fn gone(&self, ctx: &Arc<DeliveryContext>) {
-        tracing::info!(channel = %self.spec.id, "receiver answered 410 Gone; stopping the channel");
+        let channel = self.spec().id.clone();
+        tracing::info!(%channel, "receiver answered 410 Gone; stopping the channel");
         self.cancel.cancel();
         self.halt();
         let removal = Removal::Gone {
@@ -116,7 +121,7 @@ impl Outbox {
             reason: "the receiver answered 410 Gone".into(),
         };
         if let Err(e) = ctx.store.remove_channels(removal).await {
-            tracing::error!(channel = %self.spec.id, error = %e, "could not remove a channel after 410 Gone");
+            tracing::error!(%channel, error = %e, "could not remove a channel after 410 Gone");
         }
     }
 
@@ -144,14 +149,15 @@ impl Outbox {
     /// Matched events after `after` from the store, and the head that read saw. On a
     /// store error: logs, backs off a second, and returns `None` (the caller retries).
     async fn read_after(&self, after: Seq, ctx: &Arc<DeliveryContext>) -> Option<EventPage> {
+        let spec = self.spec();
         match ctx
             .store
-            .read_matching(&self.spec.coverage(), after, QUEUE_CAPACITY)
+            .read_matching(&spec.coverage(), after, QUEUE_CAPACITY)
             .await
         {
             Ok(read) => Some(read),
             Err(e) => {
-                tracing::error!(channel = %self.spec.id, error = %e, "could not read events from the store; retrying");
+                tracing::error!(channel = %spec.id, error = %e, "could not read events from the store; retrying");
                 self.pause(Duration::from_secs(1), ctx).await;
                 None
             }
@@ -166,11 +172,11 @@ impl Outbox {
         };
         let mut st = self.state.lock().unwrap();
         let complete = events.len() < QUEUE_CAPACITY && st.skipped_max <= head;
-        let filter = self.spec.filter.as_deref();
+        let filter = st.spec.filter.clone();
         for event in events {
             if event.seq > st.tail_seq {
                 st.tail_seq = event.seq;
-                if filter::admits(filter, &event) {
+                if filter::admits(filter.as_deref(), &event) {
                     st.queue.push_back(event);
                     metrics::gauge!("watchwire_queued_notifications").increment(1.0);
                 }
@@ -194,6 +200,7 @@ impl Outbox {
             return;
         };
         let mut st = self.state.lock().unwrap();
+        let filter = st.spec.filter.clone();
         let Some(replay) = &mut st.replay else {
             return;
         };
@@ -201,10 +208,9 @@ impl Outbox {
             .last()
             .map(|e| e.seq)
             .filter(|_| events.len() == QUEUE_CAPACITY);
-        let filter = self.spec.filter.as_deref();
         replay.queue = events
             .into_iter()
-            .filter(|e| e.seq <= upto && filter::admits(filter, e))
+            .filter(|e| e.seq <= upto && filter::admits(filter.as_deref(), e))
             .collect();
         if replay.queue.is_empty() {
             match read_through {
