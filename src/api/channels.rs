@@ -107,7 +107,7 @@ pub async fn list(
 }
 
 /// A failure as the API shows it: `{reason, detail, status?}`.
-fn failure_view(failure: &Failure) -> Value {
+pub(super) fn failure_view(failure: &Failure) -> Value {
     let mut view = json!({"reason": failure.reason.as_str(), "detail": failure.detail});
     if let Some(status) = failure.status {
         view["status"] = json!(status);

@@ -71,6 +71,9 @@ pub async fn publish(
         caller.require_resource(&event.resource)?;
     }
     let receipt = app.store.append(events, idempotency).await?;
+    if !receipt.replayed {
+        app.dispatcher.context().activity.published(receipt.count);
+    }
     let answer = Json(PublishResponse {
         cursor: cursor(receipt.last_seq),
         events: receipt.count,

@@ -195,38 +195,47 @@ impl Api {
         self.post("/v1/events", &events).await.expect(200).json
     }
 
-    /// Waits until channel `id` owes `pending` notifications (its `pendingCount`, which
-    /// follows publishes as the router offers them); panics after `PATIENCE`.
-    pub async fn await_pending(&self, id: &str, pending: u64) {
+    /// `GET path` again and again until `ready` holds for what it answers (as JSON);
+    /// that answer. Panics after `PATIENCE`, saying `what` never happened and showing
+    /// the last answer.
+    pub async fn get_until(&self, path: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
-            let shown = self.get(&format!("/v1/channels/{id}")).await.json;
-            if shown["delivery"]["pendingCount"] == pending {
-                return;
+            let shown = self.get(path).await.json;
+            if ready(&shown) {
+                return shown;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "channel {id} never owed {pending}: {shown}"
+                "{what} never happened: {shown}"
             );
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
 
+    /// Waits until channel `id` owes `pending` notifications (its `pendingCount`, which
+    /// follows publishes as the router offers them); panics after `PATIENCE`.
+    pub async fn await_pending(&self, id: &str, pending: u64) {
+        let what = format!("channel {id} owing {pending}");
+        self.get_until(&format!("/v1/channels/{id}"), &what, |shown| {
+            shown["delivery"]["pendingCount"] == pending
+        })
+        .await;
+    }
+
     /// The reason of channel `id`'s last failed attempt, once it has one; panics after
     /// `PATIENCE`.
     pub async fn await_last_error(&self, id: &str) -> String {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let shown = self.get(&format!("/v1/channels/{id}")).await.json;
-            if let Some(reason) = shown["delivery"]["lastError"]["reason"].as_str() {
-                return reason.to_string();
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "channel {id} never failed an attempt: {shown}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        let what = format!("a failed attempt of channel {id}");
+        let shown = self
+            .get_until(&format!("/v1/channels/{id}"), &what, |shown| {
+                shown["delivery"]["lastError"]["reason"].is_string()
+            })
+            .await;
+        shown["delivery"]["lastError"]["reason"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     /// What channel `id`'s delivery log lists with `query` (`?status=pending`, …): each

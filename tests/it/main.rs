@@ -39,6 +39,7 @@ mod isolation;
 mod on_postgres;
 mod openapi;
 mod ops;
+mod overview;
 mod polling;
 mod postgres_tls;
 mod publish_validation;
