@@ -2,16 +2,22 @@
 // API and draws the answer. Errors are shown as the gateway words them.
 
 import { ApiError, call, follow, heldKey, holdKey } from "./api.js";
+import { minuteChart } from "./chart.js";
 import { facts, failure, field, h, table, when } from "./dom.js";
 
 const main = document.querySelector("main");
 const notice = document.getElementById("notice");
 const keyStatus = document.getElementById("key-status");
 
-/** The current view's clean-up (the live view's stream), run when leaving it. */
+/** The current view's clean-up (the live view's stream, the overview's refresh), run
+ * when leaving it. */
 let leave = () => {};
 
+/** How often the overview asks again. */
+const OVERVIEW_REFRESH_MS = 5000;
+
 const views = [
+  [/^#\/overview$/, () => overviewView()],
   [/^#\/channels\/([^/?]+)$/, (id, q) => channelView(decodeURIComponent(id), q)],
   [/^#\/channels$/, (q) => channelsView(q)],
   [/^#\/watchers$/, (q) => watchersView(q)],
@@ -24,7 +30,7 @@ async function route() {
   leave();
   leave = () => {};
   say(null);
-  const [path, search = ""] = (location.hash || "#/channels").split("?");
+  const [path, search = ""] = (location.hash || "#/overview").split("?");
   const query = new URLSearchParams(search);
   for (const link of document.querySelectorAll("nav a")) {
     const current = path.startsWith(link.getAttribute("href"));
@@ -168,6 +174,143 @@ function deliveryCells(delivery) {
 
 const DELIVERY_COLUMNS = ["Cursor reached", "Pending", "Enabled", "Host", "Last error", "Next retry"];
 
+/** A channel's page; with its owner for an operator looking at another owner's. */
+function channelLink(id, owner) {
+  const query = owner ? `?${new URLSearchParams({ owner })}` : "";
+  return h("a", { href: `#/channels/${encodeURIComponent(id)}${query}` }, id);
+}
+
+function tile(label, value, hint) {
+  return h("div", { class: "tile" }, h("span", { class: "label" }, label), h("span", { class: "value" }, value), hint);
+}
+
+/** What GET /v1/overview answered, drawn. */
+function overviewParts(o) {
+  const sum = (key) => o.minutes.reduce((total, minute) => total + minute[key], 0);
+  const clustered = o.nodes.length > 1 || o.missing.length > 0 || o.nodes[0] !== "embedded";
+  const missing = o.missing.length
+    ? h(
+        "div",
+        { class: "missing", role: "note" },
+        h("strong", {}, "Not counted: "),
+        o.missing.map((n, i) => [i ? "; " : "", `node ${n.id} (${n.address}): ${n.reason}`]),
+        ". The figures below are the other nodes' only.",
+      )
+    : null;
+  const channels = o.failingChannels.length
+    ? table(
+        o.failingChannelCount > o.failingChannels.length
+          ? `The ${o.failingChannels.length} failing the longest of ${o.failingChannelCount}`
+          : `${o.failingChannelCount} failing channel${o.failingChannelCount === 1 ? "" : "s"}, failing the longest first`,
+        ["Channel", "Owner", "Address", "Last error", "Failing since", "Pending", "Enabled", clustered ? "Node" : null].filter(Boolean),
+        o.failingChannels.map((c) =>
+          h(
+            "tr",
+            {},
+            h("td", {}, channelLink(c.id, c.owner)),
+            h("td", {}, c.owner),
+            h("td", { class: "address" }, c.address),
+            h("td", {}, failure(c.lastError)),
+            h("td", {}, when(c.failingSince)),
+            h("td", { class: "number" }, c.pendingCount),
+            h("td", {}, c.enabled ? "yes" : h("strong", {}, "disabled")),
+            clustered ? h("td", {}, c.node ?? "—") : null,
+          ),
+        ),
+      )
+    : h("p", {}, "No channel is failing.");
+  const hosts = o.failingHosts.length
+    ? table(
+        o.failingHostCount > o.failingHosts.length
+          ? `The ${o.failingHosts.length} worst of ${o.failingHostCount}`
+          : `${o.failingHostCount} host${o.failingHostCount === 1 ? "" : "s"} in trouble, the worst first`,
+        ["Host", "State", "Failures in a row", clustered ? "Node" : null].filter(Boolean),
+        o.failingHosts.map((host) =>
+          h(
+            "tr",
+            {},
+            h("td", { class: "address" }, host.host),
+            h("td", {}, hostCell({ host: { state: host.state, until: host.until } })),
+            h("td", { class: "number" }, host.failures),
+            clustered ? h("td", {}, host.node ?? "—") : null,
+          ),
+        ),
+      )
+    : h("p", {}, "Every receiving host answers.");
+  return [
+    missing,
+    h(
+      "div",
+      { class: "tiles" },
+      tile("Backlog", o.backlog, h("small", {}, "notifications owed")),
+      tile("Delivered", sum("delivered"), h("small", {}, "in the last hour")),
+      tile("Failed attempts", sum("failed"), h("small", {}, "in the last hour")),
+      tile("Published", sum("published"), h("small", {}, "events in the last hour")),
+    ),
+    minuteChart("Notifications per minute", o.minutes, [
+      { key: "delivered", label: "delivered" },
+      { key: "failed", label: "failed attempts" },
+    ]),
+    minuteChart("Events published per minute", o.minutes, [{ key: "published", label: "published" }]),
+    h("section", { "aria-labelledby": "failing-channels" }, h("h2", { id: "failing-channels" }, "Failing channels"), channels),
+    h("section", { "aria-labelledby": "failing-hosts" }, h("h2", { id: "failing-hosts" }, "Receiving hosts in trouble"), hosts),
+  ].filter(Boolean);
+}
+
+async function overviewView() {
+  const openedAs = location.hash;
+  let first;
+  try {
+    first = await call("GET", "/v1/overview");
+  } catch (e) {
+    if (!(e instanceof ApiError && e.status === 403)) throw e;
+    return show(
+      h("h1", {}, "Overview"),
+      h("p", {}, e.message),
+      h("p", {}, "The overview needs a key with the admin scope. ", h("a", { href: "#/channels" }, "Channels"), " show this key's own."),
+    );
+  }
+  // Left while the first answer was on its way: nothing to draw or refresh.
+  if (location.hash !== openedAs) return;
+  const body = h("div", { class: "overview" }, overviewParts(first));
+  const updated = h("p", { class: "updated" });
+  const stamp = (o) => {
+    const nodes = o.nodes.length > 1 ? ` from ${o.nodes.length} nodes` : "";
+    updated.textContent = `As of ${new Date(o.at).toLocaleTimeString()}${nodes}; refreshed every ${OVERVIEW_REFRESH_MS / 1000} s.`;
+  };
+  stamp(first);
+  show(h("h1", {}, "Overview"), updated, body);
+  // Redrawn in place (focus stays where it is) until the view is left; the next ask
+  // goes out once the last is answered.
+  let stopped = false;
+  let failing = false;
+  let timer = null;
+  const refresh = async () => {
+    try {
+      const o = await call("GET", "/v1/overview");
+      if (stopped) return;
+      body.replaceChildren(...overviewParts(o));
+      stamp(o);
+      if (failing) say(null);
+      failing = false;
+    } catch (e) {
+      if (stopped) return;
+      failing = true;
+      if (e instanceof ApiError && e.status === 401) {
+        stopped = true;
+        return failed(e);
+      }
+      failed(e);
+    }
+    if (!stopped) timer = setTimeout(refresh, OVERVIEW_REFRESH_MS);
+  };
+  timer = setTimeout(refresh, OVERVIEW_REFRESH_MS);
+  leave = () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
+}
+
 async function channelsView(query) {
   const page = await call("GET", `/v1/channels?${pageQuery(query)}`);
   const clustered = page.items.some((c) => "node" in c.delivery);
@@ -196,9 +339,22 @@ async function channelsView(query) {
   );
 }
 
+/** A path with `owner=` added when the view acts on another owner's channel. */
+function asOwner(path, owner) {
+  if (!owner) return path;
+  return `${path}${path.includes("?") ? "&" : "?"}${new URLSearchParams({ owner })}`;
+}
+
+/** An expiration as the API gives it (ms as a string) in words. */
+function expires(expiration) {
+  return expiration ? `expires ${new Date(Number(expiration)).toISOString()}` : "never expires";
+}
+
 async function channelView(id, query) {
-  const channel = await call("GET", `/v1/channels/${encodeURIComponent(id)}`);
+  // An operator reaches another owner's channel with ?owner= (the overview links so).
+  const owner = query.get("owner");
   const path = `/v1/channels/${encodeURIComponent(id)}`;
+  const channel = await call("GET", asOwner(path, owner));
   if (channel.state !== "active") {
     return show(
       h("h1", {}, `Channel ${id}`),
@@ -212,7 +368,8 @@ async function channelView(id, query) {
   }
   const d = channel.delivery;
   const status = query.get("status") ?? "";
-  const log = await call("GET", `${path}/notifications?${pageQuery(query, status ? { status } : {})}`);
+  const logQuery = { ...(status ? { status } : {}), ...(owner ? { owner } : {}) };
+  const log = await call("GET", `${path}/notifications?${pageQuery(query, logQuery)}`);
   const watcher = channel.kind === "watchwire#watcher";
 
   const sinceInput = h("input", {
@@ -258,7 +415,7 @@ async function channelView(id, query) {
           class: "card",
           onsubmit: (event) => {
             event.preventDefault();
-            act(event.submitter, () => call("POST", `${path}/replay`, { since: sinceInput.value }), (a) =>
+            act(event.submitter, () => call("POST", asOwner(`${path}/replay`, owner), { since: sinceInput.value }), (a) =>
               a.replaying ? `Replaying after ${a.since} up to ${a.upto}.` : "Nothing to replay after that cursor.",
             );
           },
@@ -276,7 +433,7 @@ async function channelView(id, query) {
           {
             type: "button",
             onclick: (event) =>
-              act(event.currentTarget, () => call("POST", `${path}/enable`), () => "The channel is enabled."),
+              act(event.currentTarget, () => call("POST", asOwner(`${path}/enable`, owner)), () => "The channel is enabled."),
           },
           "Enable",
         ),
@@ -289,14 +446,34 @@ async function channelView(id, query) {
             onclick: (event) => {
               if (!confirm(`Stop ${id}? No notification is sent after this.`)) return;
               const stop = watcher
-                ? () => call("DELETE", `/v1/watchers/${encodeURIComponent(id)}`)
-                : () => call("POST", "/channels/stop", { id, resourceId: channel.resourceId });
+                ? () => call("DELETE", asOwner(`/v1/watchers/${encodeURIComponent(id)}`, owner))
+                : () => call("POST", asOwner("/channels/stop", owner), { id, resourceId: channel.resourceId });
               act(event.currentTarget, stop, () => `${id} is stopped.`);
             },
           },
           watcher ? "Delete watcher" : "Stop channel",
         ),
       ),
+      // Watchers never expire.
+      watcher
+        ? null
+        : h(
+            "div",
+            { class: "card" },
+            h("h3", {}, "Renew"),
+            h("p", {}, `It ${expires(channel.expiration)}. Renewing gives it the default lifetime from now.`),
+            h(
+              "button",
+              {
+                type: "button",
+                onclick: (event) =>
+                  act(event.currentTarget, () => call("POST", asOwner(`${path}/renew`, owner), {}), (renewed) =>
+                    `Renewed: the channel now ${expires(renewed.expiration)}.`,
+                  ),
+              },
+              "Renew",
+            ),
+          ),
     ),
   );
 
@@ -306,6 +483,7 @@ async function channelView(id, query) {
       onchange: (event) => {
         const next = new URLSearchParams();
         if (event.target.value) next.set("status", event.target.value);
+        if (owner) next.set("owner", owner);
         location.hash = `#/channels/${encodeURIComponent(id)}?${next}`;
       },
     },

@@ -3,7 +3,15 @@
 /** An element: h("a", {href: "#/x"}, "text", child, …). Attributes starting with
  * "on" are listeners; null/false children are skipped. */
 export function h(tag, attributes = {}, ...children) {
-  const element = document.createElement(tag);
+  return fill(document.createElement(tag), attributes, children);
+}
+
+/** An SVG element, built as h() builds an HTML one: svg("rect", {x: 0, …}). */
+export function svg(tag, attributes = {}, ...children) {
+  return fill(document.createElementNS("http://www.w3.org/2000/svg", tag), attributes, children);
+}
+
+function fill(element, attributes, children) {
   for (const [name, value] of Object.entries(attributes ?? {})) {
     if (value === null || value === undefined || value === false) continue;
     if (name.startsWith("on")) element.addEventListener(name.slice(2), value);

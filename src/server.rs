@@ -101,6 +101,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         tasks: TaskTracker::new(),
         disable_after: args.disable_after,
         key_signing: keys.signing.clone(),
+        activity: Default::default(),
     });
     let lease = ctx.lease.clone();
     let delivers = match &membership {

@@ -1,4 +1,9 @@
 //! Logs (`tracing`) and metrics (Prometheus). Both are process-wide, installed once.
+//! Beside them, per gateway, the last hour's activity per minute that the overview
+//! shows (`activity.rs`, over the ring of counts in `minutes.rs`).
+
+pub mod activity;
+pub mod minutes;
 
 use std::io::IsTerminal;
 use std::sync::OnceLock;

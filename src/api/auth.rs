@@ -302,7 +302,7 @@ impl Keys {
                 grant: None,
             });
         }
-        let presented = bearer(headers).or_else(|| query_key(uri)).ok_or_else(|| {
+        let presented = presented_key(headers, uri).ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "required",
@@ -383,6 +383,11 @@ fn parse_hex32(hex: &str) -> Option<[u8; 32]> {
         out[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
     }
     Some(out)
+}
+
+/// The key a request carries, as `Authorization: Bearer KEY` or `?key=KEY`.
+pub fn presented_key(headers: &HeaderMap, uri: &Uri) -> Option<String> {
+    bearer(headers).or_else(|| query_key(uri))
 }
 
 fn bearer(headers: &HeaderMap) -> Option<String> {

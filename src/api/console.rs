@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use super::error::ApiError;
 
 /// The console's files: name, content type, content.
-const ASSETS: [(&str, &str, &str); 5] = [
+const ASSETS: [(&str, &str, &str); 6] = [
     (
         "index.html",
         "text/html; charset=utf-8",
@@ -32,6 +32,11 @@ const ASSETS: [(&str, &str, &str); 5] = [
         "dom.js",
         "text/javascript; charset=utf-8",
         include_str!("../../console/dom.js"),
+    ),
+    (
+        "chart.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../console/chart.js"),
     ),
     (
         "console.css",

@@ -106,6 +106,9 @@ async fn append(
         event.trace = trace;
     }
     let receipt = app.store.append(events, idempotency).await?;
+    if !receipt.replayed {
+        app.dispatcher.context().activity.published(receipt.count);
+    }
     let answer = Json(PublishResponse {
         cursor: cursor(receipt.last_seq),
         events: receipt.count,

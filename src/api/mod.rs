@@ -11,6 +11,7 @@ pub mod limits;
 pub mod listener;
 pub mod openapi;
 pub mod ops;
+pub mod overview;
 pub mod path;
 pub mod query;
 pub mod reading;
@@ -83,6 +84,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/v1/watchers", post(watchers::create).get(watchers::list)),
         ("/v1/watchers/{id}", delete(watchers::delete)),
         ("/v1/cluster", get(ops::cluster)),
+        ("/v1/overview", get(overview::overview)),
         ("/v1/openapi.json", get(openapi::document)),
         ("/console", get(console::page)),
         ("/console/{file}", get(console::asset)),

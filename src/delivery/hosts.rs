@@ -131,6 +131,15 @@ impl Host {
         }
     }
 
+    /// Until when it holds every attempt (a backoff, a `Retry-After`, its rate cap).
+    fn held_until(&self, now: Instant) -> Option<Instant> {
+        [self.backing_off_until, self.not_before, self.next_slot]
+            .into_iter()
+            .flatten()
+            .filter(|t| *t > now)
+            .max()
+    }
+
     /// Backed off, or recovering after a backoff: one probe at a time.
     fn probing(&self) -> bool {
         self.failures >= self.trip_after()
@@ -164,6 +173,17 @@ impl Pools {
         }
         self.hosts.get_mut(key).expect("just inserted")
     }
+}
+
+/// A host in trouble (`Hosts::troubled`).
+#[derive(Debug, Clone)]
+pub struct Troubled {
+    pub host: Arc<str>,
+    pub state: HostState,
+    /// Failed attempts in a row since it last answered.
+    pub failures: u32,
+    /// When what holds its attempts now ends.
+    pub until: Option<Instant>,
 }
 
 /// Which pool an admission draws from.
@@ -333,15 +353,27 @@ impl Hosts {
         let pools = self.pools.lock().unwrap();
         match pools.hosts.get(host) {
             None => (HostState::Open, None),
-            Some(h) => {
-                let until = [h.backing_off_until, h.not_before, h.next_slot]
-                    .into_iter()
-                    .flatten()
-                    .filter(|t| *t > now)
-                    .max();
-                (h.state(now), until)
-            }
+            Some(h) => (h.state(now), h.held_until(now)),
         }
+    }
+
+    /// The hosts that failed since they last answered, or that a `Retry-After` holds:
+    /// what the overview lists (docs/api.md §12.2). A host only at its rate cap is not
+    /// in trouble.
+    pub fn troubled(&self) -> Vec<Troubled> {
+        let now = Instant::now();
+        let pools = self.pools.lock().unwrap();
+        pools
+            .hosts
+            .values()
+            .filter(|h| h.failures > 0 || h.not_before.is_some_and(|t| t > now))
+            .map(|h| Troubled {
+                host: h.key.clone(),
+                state: h.state(now),
+                failures: h.failures,
+                until: h.held_until(now),
+            })
+            .collect()
     }
 
     /// How many hosts are in each state (for the metrics), forgetting long-unused ones.
@@ -569,6 +601,45 @@ mod tests {
         );
         probe.finish(HostOutcome::Answered, None);
         assert!(hosts.try_admit("h://down:1", later).is_ok(), "recovered");
+    }
+
+    #[test]
+    fn hosts_in_trouble_are_those_failing_since_they_last_answered() {
+        let now = Instant::now();
+        let attempt = |hosts: &Arc<Hosts>, host: &str, outcome| {
+            hosts.try_admit(host, now).unwrap().finish(outcome, None)
+        };
+        // At its rate cap (one a second) but answering: not in trouble.
+        let capped = Hosts::new(64, Some(1.0));
+        attempt(&capped, "h://fine:1", HostOutcome::Answered);
+        assert_eq!(capped.state("h://fine:1").0, HostState::Limited);
+        assert!(capped.troubled().is_empty());
+
+        let hosts = Hosts::new(64, None);
+        attempt(&hosts, "h://fine:1", HostOutcome::Answered);
+        for _ in 0..PROBES_PER_HOST {
+            attempt(&hosts, "h://down:1", HostOutcome::Failed);
+        }
+        attempt(&hosts, "h://flaky:1", HostOutcome::Answered);
+        attempt(&hosts, "h://flaky:1", HostOutcome::Failed);
+        let mut troubled = hosts.troubled();
+        troubled.sort_by(|a, b| a.host.cmp(&b.host));
+        let seen: Vec<(&str, HostState, u32)> = troubled
+            .iter()
+            .map(|t| (&*t.host, t.state, t.failures))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("h://down:1", HostState::BackingOff, PROBES_PER_HOST as u32),
+                ("h://flaky:1", HostState::Open, 1),
+            ]
+        );
+        assert!(troubled[0].until.is_some_and(|until| until > now));
+        assert_eq!(troubled[1].until, None);
+        // An answer ends the trouble.
+        attempt(&hosts, "h://flaky:1", HostOutcome::Answered);
+        assert_eq!(hosts.troubled().len(), 1);
     }
 
     #[test]

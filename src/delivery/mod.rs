@@ -73,6 +73,8 @@ pub struct DeliveryContext {
     pub disable_after: Duration,
     /// Signing secrets of API keys, by owner, for channels without their own.
     pub key_signing: HashMap<String, render::KeySigning>,
+    /// The last hour's attempts and publishes, per minute, for the overview.
+    pub activity: crate::telemetry::activity::Activity,
 }
 
 /// How long attempts cut short (`DeliveryContext::cut_short`) get to log themselves;

@@ -13,6 +13,8 @@ const BIN = process.env.WATCHWIRE_BIN ?? new URL("../../target/debug/watchwire",
 const CHROMIUM = process.env.WATCHWIRE_CHROMIUM ?? "/usr/bin/chromium";
 /** Where screenshots go when asked for (`WATCHWIRE_SCREENSHOTS=docs`). */
 const SHOTS = process.env.WATCHWIRE_SCREENSHOTS;
+/** Whether this run takes screenshots. */
+export const SCREENSHOTS = Boolean(SHOTS);
 
 /** How long a test waits for something that should happen. */
 export const PATIENCE = 15_000;

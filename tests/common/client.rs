@@ -195,6 +195,24 @@ impl Api {
         self.post("/v1/events", &events).await.expect(200).json
     }
 
+    /// `GET path` again and again until `ready` holds for what it answers (as JSON);
+    /// that answer. Panics after `PATIENCE`, saying `what` never happened and showing
+    /// the last answer.
+    pub async fn get_until(&self, path: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let shown = self.get(path).await.json;
+            if ready(&shown) {
+                return shown;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what} never happened: {shown}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// `GET /v1/channels/{id}` once `done` holds for what it shows; panics after
     /// `PATIENCE`, saying the channel never `became` that.
     pub async fn await_channel(
@@ -203,24 +221,15 @@ impl Api {
         became: &str,
         done: impl Fn(&Value) -> bool,
     ) -> Value {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let shown = self.get(&format!("/v1/channels/{id}")).await.json;
-            if done(&shown) {
-                return shown;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "channel {id} never {became}: {shown}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        let what = format!("channel {id} {became}");
+        self.get_until(&format!("/v1/channels/{id}"), &what, done)
+            .await
     }
 
     /// Waits until channel `id` owes `pending` notifications (its `pendingCount`, which
     /// follows publishes as the router offers them); panics after `PATIENCE`.
     pub async fn await_pending(&self, id: &str, pending: u64) {
-        let became = format!("owed {pending}");
+        let became = format!("owing {pending}");
         self.await_channel(id, &became, |shown| {
             shown["delivery"]["pendingCount"] == pending
         })
@@ -230,15 +239,15 @@ impl Api {
     /// The reason of channel `id`'s last failed attempt, once it has one; panics after
     /// `PATIENCE`.
     pub async fn await_last_error(&self, id: &str) -> String {
-        let reason = |shown: &Value| {
-            shown["delivery"]["lastError"]["reason"]
-                .as_str()
-                .map(str::to_string)
-        };
         let shown = self
-            .await_channel(id, "failed an attempt", |shown| reason(shown).is_some())
+            .await_channel(id, "failing an attempt", |shown| {
+                shown["delivery"]["lastError"]["reason"].is_string()
+            })
             .await;
-        reason(&shown).expect("a reason")
+        shown["delivery"]["lastError"]["reason"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     /// What channel `id`'s delivery log lists with `query` (`?status=pending`, …): each

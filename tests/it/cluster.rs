@@ -26,6 +26,8 @@ pub(crate) struct Cluster {
     dirs: Vec<tempfile::TempDir>,
     /// The `--database-url` each node starts with (the database's, or a proxy's).
     urls: Vec<String>,
+    /// Their `--lease-ttl`.
+    lease: Duration,
     pub(crate) database: Schema,
 }
 
@@ -35,6 +37,11 @@ impl Cluster {
     /// these: they bring their own cluster, whatever the store, so the plain pass runs
     /// them.
     pub(crate) fn start(count: usize, tag: &str) -> Option<Cluster> {
+        Cluster::start_leased(count, tag, LEASE)
+    }
+
+    /// As [`Cluster::start`], with a lease of `lease`.
+    pub(crate) fn start_leased(count: usize, tag: &str, lease: Duration) -> Option<Cluster> {
         if store::is_postgres() {
             if !store::is_postgres_repeat() {
                 test_support::note(
@@ -49,6 +56,7 @@ impl Cluster {
             nodes: (0..count).map(|_| None).collect(),
             dirs: (0..count).map(|_| tempfile::tempdir().unwrap()).collect(),
             urls: vec![database.url.clone(); count],
+            lease,
             database,
         };
         for i in 0..count {
@@ -62,7 +70,7 @@ impl Cluster {
     pub(crate) fn up(&mut self, i: usize) {
         let url = format!("--database-url={}", self.urls[i]);
         let node = format!("--node-id=n{i}");
-        let lease = format!("--lease-ttl={}ms", LEASE.as_millis());
+        let lease = format!("--lease-ttl={}ms", self.lease.as_millis());
         let from = format!("--outbound-address={}", node_address(i));
         self.nodes[i] = Some(GatewayProcess::start(
             self.dirs[i].path(),
@@ -111,7 +119,7 @@ impl Cluster {
         self.nodes[i].as_ref().expect("node is up")
     }
 
-    fn kill9(&mut self, i: usize) {
+    pub(crate) fn kill9(&mut self, i: usize) {
         self.nodes[i].take().expect("node is up").kill9();
     }
 

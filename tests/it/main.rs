@@ -40,6 +40,7 @@ mod on_postgres;
 mod openapi;
 mod operational;
 mod ops;
+mod overview;
 mod polling;
 mod postgres_tls;
 mod publish_validation;

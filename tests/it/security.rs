@@ -686,6 +686,7 @@ async fn the_console_files_need_no_key_and_carry_a_strict_policy() {
         ("console.js", "text/javascript"),
         ("api.js", "text/javascript"),
         ("dom.js", "text/javascript"),
+        ("chart.js", "text/javascript"),
         ("console.css", "text/css"),
     ] {
         let asset = gw.get(&format!("/console/{file}")).await.expect(200);

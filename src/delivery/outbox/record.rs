@@ -59,6 +59,8 @@ impl Outbox {
             }
         };
         metrics::counter!("watchwire_notifications_total", "outcome" => outcome_label).increment(1);
+        ctx.activity
+            .attempted(matches!(decision, Decision::Delivered));
         if !matches!(decision, Decision::Gone) {
             self.keep(outcome, notification.replay, ctx);
         }
