@@ -112,6 +112,10 @@ impl Caller {
             Some(ALL_OWNERS) => Err(invalid_parameter(
                 "owner=* lists every owner's channels; to act on one, give its owner's name",
             )),
+            // No key's owner holds one, and PostgreSQL cannot even compare a NUL.
+            Some(owner) if owner.chars().any(char::is_control) => Err(invalid_parameter(
+                "owner must be an owner's name, without control characters",
+            )),
             Some(owner) => Ok(owner.to_string()),
         }
     }

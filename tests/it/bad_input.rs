@@ -927,3 +927,22 @@ async fn requests_hyper_cannot_frame_get_the_envelope_too() {
     // hyper keeps serving: the gateway is fine.
     gw.get("/healthz").await.expect(200);
 }
+
+/// An `owner` with a control character names nobody: `400`, on every store (PostgreSQL
+/// cannot even compare a NUL), never a `503`.
+#[tokio::test]
+async fn an_owner_with_a_control_character_is_refused() {
+    let gw = Gateway::keyed(|_| {}).await;
+    let admin = gw.key(keys::ROOT);
+    for path in [
+        "/v1/channels/c?owner=a%00b",
+        "/v1/channels?owner=%01",
+        "/v1/watchers?owner=x%0A",
+    ] {
+        admin.get(path).await.assert_error(400, "invalidParameter");
+    }
+    admin
+        .post("/v1/channels/c/renew?owner=%00", &serde_json::json!({}))
+        .await
+        .assert_error(400, "invalidParameter");
+}
