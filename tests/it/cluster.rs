@@ -28,6 +28,8 @@ pub(crate) struct Cluster {
     urls: Vec<String>,
     /// Their `--lease-ttl`.
     lease: Duration,
+    /// Options every node starts with, besides the cluster's own.
+    extra: Vec<String>,
     pub(crate) database: Schema,
 }
 
@@ -42,6 +44,16 @@ impl Cluster {
 
     /// As [`Cluster::start`], with a lease of `lease`.
     pub(crate) fn start_leased(count: usize, tag: &str, lease: Duration) -> Option<Cluster> {
+        Cluster::start_with(count, tag, lease, &[])
+    }
+
+    /// As [`Cluster::start`], with a lease of `lease` and `extra` options for every node.
+    pub(crate) fn start_with(
+        count: usize,
+        tag: &str,
+        lease: Duration,
+        extra: &[&str],
+    ) -> Option<Cluster> {
         if store::is_postgres() {
             if !store::is_postgres_repeat() {
                 test_support::note(
@@ -57,6 +69,7 @@ impl Cluster {
             dirs: (0..count).map(|_| tempfile::tempdir().unwrap()).collect(),
             urls: vec![database.url.clone(); count],
             lease,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             database,
         };
         for i in 0..count {
@@ -72,10 +85,9 @@ impl Cluster {
         let node = format!("--node-id=n{i}");
         let lease = format!("--lease-ttl={}ms", self.lease.as_millis());
         let from = format!("--outbound-address={}", node_address(i));
-        self.nodes[i] = Some(GatewayProcess::start(
-            self.dirs[i].path(),
-            &[&url, &node, &lease, &from, "--retry-schedule", "50ms"],
-        ));
+        let mut args = vec![&*url, &*node, &*lease, &*from, "--retry-schedule", "50ms"];
+        args.extend(self.extra.iter().map(String::as_str));
+        self.nodes[i] = Some(GatewayProcess::start(self.dirs[i].path(), &args));
     }
 
     /// Node `i` reaches the database through `proxy` from its next start.

@@ -233,3 +233,54 @@ async fn a_collector_that_is_down_costs_only_dropped_spans() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// In a cluster, the attempt is a span of the publisher's trace whichever node makes
+/// it: the context travels with the event in the database, not in a node's memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_that_delivers_continues_the_trace_of_a_publish_through_another() {
+    let sink = OtlpSink::start().await;
+    let endpoint = format!("--otlp-endpoint={}", sink.url());
+    let Some(cluster) =
+        crate::cluster::Cluster::start_with(2, "tracing", crate::cluster::LEASE, &[&endpoint])
+    else {
+        return;
+    };
+    let rx = Receiver::start().await;
+    let trace = "5bf92f3577b34da6a3ce929d0e0e4736";
+    for i in 0..2 {
+        let id = format!("traced-{i}");
+        cluster.node(i).watch("/c/traced", &id, &rx.url()).await;
+    }
+    rx.take(2).await;
+    for i in 0..2 {
+        publish_traced(
+            &cluster.node(i).api,
+            "/c/traced",
+            &traceparent(trace, CALLER_SPAN),
+        )
+        .await;
+    }
+    // Four notifications (two events, two channels), each from one attempt's span.
+    let got = rx.take(4).await;
+    let spans = sink.trace(trace, 6).await;
+    let publishes: Vec<_> = spans.iter().filter(|s| s.span.name == "publish").collect();
+    assert_eq!(publishes.len(), 2, "{spans:#?}");
+    for received in got {
+        let (trace_id, span_id) = ids(&received);
+        assert_eq!(trace_id, trace);
+        let attempt = spans
+            .iter()
+            .find(|s| s.span_id() == span_id)
+            .unwrap_or_else(|| panic!("no span {span_id}: {spans:#?}"));
+        assert!(
+            publishes
+                .iter()
+                .any(|p| p.span_id() == attempt.parent_span_id()),
+            "an attempt's parent is a publish: {attempt:?}"
+        );
+        assert_eq!(
+            attempt.attribute("watchwire.channel.id").as_deref(),
+            received.header("x-goog-channel-id")
+        );
+    }
+}
