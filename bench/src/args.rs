@@ -14,6 +14,11 @@ pub enum Scenario {
     Fanout,
     /// The fan-out with a filter on every channel (docs/api.md §16).
     Filtered,
+    /// The fan-out's headline point with header authentication on every channel
+    /// (docs/api.md §17).
+    Authed,
+    /// The fan-out's headline point with OpenTelemetry export on (docs/api.md §18).
+    Traced,
     Publish,
     Latency,
     /// Only with `--database-url`.
@@ -24,10 +29,12 @@ pub enum Scenario {
     Soak,
 }
 
-const ALL: [Scenario; 10] = [
+const ALL: [Scenario; 12] = [
     Scenario::Raw,
     Scenario::Fanout,
     Scenario::Filtered,
+    Scenario::Authed,
+    Scenario::Traced,
     Scenario::Publish,
     Scenario::Latency,
     Scenario::Cluster,
@@ -112,7 +119,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub seconds: Option<f64>,
 
-    /// Channels of the headline fan-out figure.
+    /// Channels of the headline fan-out figure (and of the header-auth fan-out).
     #[arg(long)]
     pub fanout_channels: Option<usize>,
 

@@ -73,11 +73,13 @@ pub async fn publish(client: &reqwest::Client, gateway: &str, body: String) -> a
 }
 
 /// The body of a watch request for a channel delivering to `address`, with an id and a
-/// token the size of real ones (a UUID and 32 hex characters).
-pub fn watch_body(address: &str) -> String {
+/// token the size of real ones (a UUID and 32 hex characters), and `auth`, a JSON
+/// object (docs/api.md §17), when given.
+pub fn watch_body(address: &str, auth: Option<&str>) -> String {
     let id = uuid::Uuid::new_v4();
     let token = uuid::Uuid::new_v4().simple();
-    format!(r#"{{"id":"{id}","type":"web_hook","address":"{address}","token":"{token}"}}"#)
+    let auth = auth.map_or(String::new(), |auth| format!(r#","auth":{auth}"#));
+    format!(r#"{{"id":"{id}","type":"web_hook","address":"{address}","token":"{token}"{auth}}}"#)
 }
 
 /// `POST {resource}/watch`; succeeds only on `200`.

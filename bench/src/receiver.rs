@@ -11,7 +11,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -47,6 +47,9 @@ pub struct Counts {
     /// `clock::now_us` of the first and the latest event notification (0: none yet).
     pub first_event_us: AtomicU64,
     pub last_event_us: AtomicU64,
+    /// Notifications, sync and event, duplicates included, that carried the header
+    /// [`Receiver::expect_header`] names, with its value.
+    pub authenticated: AtomicU64,
 }
 
 /// One event notification as it arrived, while [`Receiver::trace`] is on.
@@ -70,6 +73,9 @@ struct Inner {
     trace: Mutex<Vec<Receipt>>,
     /// Highest message number seen per channel id.
     channels: DashMap<Box<str>, u64>,
+    /// A header (name, value) every notification should carry: counted in
+    /// `counts.authenticated` where it does.
+    expected_header: OnceLock<(String, String)>,
     record_latency: AtomicBool,
     /// Publish→delivery latencies in µs, while `record_latency` is on.
     latencies: Mutex<Vec<u32>>,
@@ -102,6 +108,7 @@ impl Receiver {
             tracing: AtomicBool::new(false),
             trace: Mutex::new(Vec::new()),
             channels: DashMap::new(),
+            expected_header: OnceLock::new(),
             record_latency: AtomicBool::new(false),
             latencies: Mutex::new(Vec::new()),
             want_syncs: AtomicU64::new(u64::MAX),
@@ -124,6 +131,15 @@ impl Receiver {
 
     pub fn counts(&self) -> &Counts {
         &self.inner.counts
+    }
+
+    /// Counts, from now on, the notifications that carry header `name` with `value`
+    /// (`counts().authenticated`); the first expectation set is kept.
+    pub fn expect_header(&self, name: &str, value: &str) {
+        let _ = self
+            .inner
+            .expected_header
+            .set((name.to_string(), value.to_string()));
     }
 
     /// Starts (or stops) recording latencies; starting clears earlier samples.
@@ -277,6 +293,11 @@ async fn handle(
     if let (Some(channel), Some(number)) = (header(h::CHANNEL_ID), header(h::MESSAGE_NUMBER)) {
         let number: u64 = number.parse().unwrap_or(0);
         let seen = inner.observe(channel, number);
+        if let Some((name, value)) = inner.expected_header.get() {
+            if header(name) == Some(value.as_str()) {
+                counts.authenticated.fetch_add(1, Relaxed);
+            }
+        }
         if header(h::RESOURCE_STATE) == Some("sync") {
             let n = counts.syncs.fetch_add(1, Relaxed) + 1;
             if n >= inner.want_syncs.load(Relaxed) {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::check::Check;
 use crate::cpu::Foreign;
 use crate::postgres::DatabaseInfo;
+use crate::scenarios::authed::Authed;
 use crate::scenarios::backlog::Backlog;
 use crate::scenarios::cluster::Cluster;
 use crate::scenarios::fanout::Fanout;
@@ -16,6 +17,7 @@ use crate::scenarios::publish::Publish;
 use crate::scenarios::raw::Raw;
 use crate::scenarios::scale::Scale;
 use crate::scenarios::soak::Soak;
+use crate::scenarios::traced::Traced;
 use crate::scenarios::wide::Wide;
 use crate::scenarios::Sizes;
 
@@ -97,6 +99,9 @@ pub struct Results {
     pub latency: Option<Latency>,
     #[serde(default)]
     pub filtered: Option<Filtered>,
+    #[serde(default)]
+    pub authed: Option<Authed>,
+    pub traced: Option<Traced>,
     pub wide: Option<Wide>,
     pub scale: Option<Scale>,
     pub backlog: Option<Backlog>,

@@ -64,6 +64,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         publish: None,
         latency: None,
         filtered: None,
+        authed: None,
+        traced: None,
         wide: None,
         scale: None,
         backlog: None,
@@ -200,6 +202,43 @@ async fn run_one(
                 f.channels, f.delivered_per_second, f.gateway_cpu_us_per_event
             );
             results.filtered = Some(f);
+        }
+        Scenario::Authed => {
+            let unauthenticated = results.fanout.as_ref().map(|f| &f.headline);
+            let a = scenarios::authed::run(ctx, raw, unauthenticated).await?;
+            let p = &a.point;
+            println!(
+                "   {} channels with an {} header: {:.0} notifications/s, {:.1} µs gateway CPU per notification{}",
+                p.channels,
+                a.header,
+                p.delivered_per_second,
+                p.gateway_cpu_us_per_notification,
+                match (a.throughput_ratio, a.cpu_ratio) {
+                    (Some(t), Some(c)) => format!(
+                        " ({t:.3} × and {c:.3} × the unauthenticated fan-out)"
+                    ),
+                    _ => String::new(),
+                }
+            );
+            results.authed = Some(a);
+        }
+        Scenario::Traced => {
+            let untraced = results.fanout.as_ref().map(|f| &f.headline);
+            let t = scenarios::traced::run(ctx, raw, untraced).await?;
+            let p = &t.point;
+            println!(
+                "   {} channels traced: {:.0} notifications/s, {:.1} µs gateway CPU per notification, {} spans exported, {} dropped{}",
+                p.channels,
+                p.delivered_per_second,
+                p.gateway_cpu_us_per_notification,
+                t.spans_exported,
+                t.spans_dropped,
+                match (t.throughput_ratio, t.cpu_ratio) {
+                    (Some(r), Some(c)) => format!(" ({r:.3} × and {c:.3} × the untraced fan-out)"),
+                    _ => String::new(),
+                }
+            );
+            results.traced = Some(t);
         }
         Scenario::Publish => {
             let p = scenarios::publish::run(ctx, raw).await?;

@@ -182,6 +182,77 @@ fn checks(run: &Results) -> Vec<Check> {
             note,
         ));
     }
+    if let Some(a) = &run.authed {
+        let p = &a.point;
+        let unauthenticated = match (
+            a.unauthenticated_cpu_us_per_notification,
+            a.unauthenticated_per_second,
+        ) {
+            (Some(us), Some(rate)) => format!(
+                "unauthenticated fan-out {us:.1} µs, {}/s",
+                format_count(rate)
+            ),
+            _ => "no unauthenticated fan-out in this run".to_string(),
+        };
+        let note = format!(
+            "{} channels each sending an {} header ({} B value), {} events in batches of {}; {unauthenticated}",
+            p.channels, a.header, a.value_bytes, p.events, run.sizes.batch
+        );
+        checks.push(check(
+            "header-auth fan-out: gateway CPU per notification",
+            p.gateway_cpu_us_per_notification,
+            "µs",
+            None,
+            "≤ 1.05 × unauthenticated fan-out (same run)",
+            a.cpu_ratio.map(|r| r <= 1.05),
+            format!(
+                "{}; {} × unauthenticated",
+                note,
+                a.cpu_ratio.map_or("—".to_string(), |r| format!("{r:.3}"))
+            ),
+        ));
+        checks.push(check(
+            "header-auth fan-out delivered",
+            p.delivered_per_second,
+            "notifications/s",
+            p.ratio_to_raw,
+            "",
+            None,
+            format!(
+                "{} × unauthenticated fan-out",
+                a.throughput_ratio
+                    .map_or("—".to_string(), |r| format!("{r:.3}"))
+            ),
+        ));
+    }
+    if let Some(t) = &run.traced {
+        let p = &t.point;
+        let untraced = match (t.untraced_per_second, t.untraced_cpu_us_per_notification) {
+            (Some(rate), Some(us)) => {
+                format!("untraced fan-out {}/s, {us:.1} µs", format_count(rate))
+            }
+            _ => "no untraced fan-out in this run".to_string(),
+        };
+        checks.push(check(
+            "traced fan-out delivered",
+            p.delivered_per_second,
+            "notifications/s",
+            p.ratio_to_raw,
+            "≥ 0.9 × untraced fan-out (same run)",
+            t.throughput_ratio.map(|r| r >= 0.9),
+            format!(
+                "{} channels, {} events in batches of {}, spans exported to a collector answering 200 ({} exported, {} dropped, {} requests); {untraced}; {} × untraced, CPU {} ×",
+                p.channels,
+                p.events,
+                run.sizes.batch,
+                t.spans_exported,
+                t.spans_dropped,
+                t.exports,
+                t.throughput_ratio.map_or("—".to_string(), |r| format!("{r:.3}")),
+                t.cpu_ratio.map_or("—".to_string(), |r| format!("{r:.3}")),
+            ),
+        ));
+    }
     if let Some(w) = &run.wide {
         let note = size_note(w.channels, 100_000, "channels");
         let pass = (w.channels >= 100_000).then_some(w.last_delivery_seconds <= 2.0);

@@ -262,7 +262,8 @@ fn quick_bench_runs_every_scenario_and_delivers_everything() {
     assert_eq!(r["quick"], true);
     assert_eq!(r["failures"], Value::Array(vec![]), "no scenario failed");
     for scenario in [
-        "raw", "fanout", "filtered", "publish", "latency", "wide", "scale", "backlog", "soak",
+        "raw", "fanout", "filtered", "authed", "traced", "publish", "latency", "wide", "scale",
+        "backlog", "soak",
     ] {
         assert!(
             r[scenario].is_object(),
@@ -333,6 +334,51 @@ fn quick_bench_runs_every_scenario_and_delivers_everything() {
     positive(filtered, "delivered_per_second");
     positive(filtered, "gateway_cpu_us_per_event");
     positive(filtered, "budget_us_per_event");
+
+    // traced: the fan-out's headline point with spans exported: one per attempt and one
+    // per publish reached the collector, none dropped.
+    let traced = &r["traced"];
+    let point = &traced["point"];
+    assert!(
+        number(traced, "spans_exported") >= number(point, "notifications"),
+        "{traced}"
+    );
+    assert_eq!(number(traced, "spans_dropped"), 0.0, "{traced}");
+    positive(traced, "exports");
+    positive(traced, "throughput_ratio");
+
+    // authed: the fan-out's headline point again, every channel with an auth header
+    // (the scenario checks every notification carried it), compared with the fan-out.
+    let authed = &r["authed"];
+    let point = &authed["point"];
+    let headline = &r["fanout"]["headline"];
+    for same in ["channels", "events"] {
+        assert_eq!(number(point, same), number(headline, same), "{same}");
+    }
+    assert_eq!(
+        number(point, "notifications"),
+        number(point, "events") * number(point, "channels")
+    );
+    assert_eq!(
+        number(point, "latency.samples"),
+        number(point, "notifications")
+    );
+    positive(point, "gateway_cpu_us_per_notification");
+    assert_eq!(authed["header"], "Authorization");
+    let cpu = positive(authed, "cpu_ratio");
+    assert!(
+        (cpu - number(point, "gateway_cpu_us_per_notification")
+            / number(headline, "gateway_cpu_us_per_notification"))
+        .abs()
+            < 1e-9
+    );
+    let throughput = positive(authed, "throughput_ratio");
+    assert!(
+        (throughput
+            - number(point, "delivered_per_second") / number(headline, "delivered_per_second"))
+        .abs()
+            < 1e-9
+    );
 
     // wide: one event reached every channel.
     positive(&r, "wide.channels");
@@ -410,6 +456,9 @@ fn quick_bench_runs_every_scenario_and_delivers_everything() {
         "latency p99",
         "one event → all channels",
         "filtered fan-out: gateway CPU per event",
+        "header-auth fan-out: gateway CPU per notification",
+        "header-auth fan-out delivered",
+        "traced fan-out delivered",
         "memory per idle channel",
         "restart → delivering",
         "peak RSS, dead endpoint",
@@ -422,7 +471,7 @@ fn quick_bench_runs_every_scenario_and_delivers_everything() {
         .as_array()
         .expect("foreign CPU per scenario");
     // The cluster scenario runs only with a database.
-    let scenarios = if database.is_some() { 10 } else { 9 };
+    let scenarios = if database.is_some() { 12 } else { 11 };
     assert_eq!(foreign.len(), scenarios, "one reading per scenario");
     for f in foreign {
         let share = number(f, "share");

@@ -49,7 +49,13 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Backlog> {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         format!("http://{}/gone", listener.local_addr()?)
     };
-    load::watch(&client, &gateway.url, RESOURCE, load::watch_body(&dead)).await?;
+    load::watch(
+        &client,
+        &gateway.url,
+        RESOURCE,
+        load::watch_body(&dead, None),
+    )
+    .await?;
     let rss_start = gateway.rss()?;
 
     let events = sizes.backlog_events as u64;

@@ -5,7 +5,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_delivery, cpu_seconds, database_us_per, ratio, urls, value, watched, Ctx};
+use super::{
+    check_authenticated, check_delivery, cpu_seconds, database_us_per, ratio, urls, value,
+    watched_with_auth, Ctx, HeaderAuth, Sizes,
+};
 use crate::clock;
 use crate::gateway::Gateway;
 use crate::load;
@@ -60,8 +63,16 @@ pub async fn run(ctx: &Ctx, raw_per_second: Option<f64>) -> anyhow::Result<Fanou
     counts.dedup();
     let mut sweep = Vec::new();
     for channels in counts {
-        let events = (sizes.fanout_notifications / channels as u64).max(sizes.batch as u64);
-        let point = point(ctx, channels, events, raw_per_second).await?;
+        let events = events(sizes, channels);
+        let (point, _) = point(
+            ctx,
+            "fanout",
+            channels,
+            events,
+            raw_per_second,
+            &Variant::default(),
+        )
+        .await?;
         println!(
             "  fanout {channels:>5} channels ({}): {:>9.0} notifications/s ({} in {:.2} s)",
             ctx.store(),
@@ -83,14 +94,45 @@ pub async fn run(ctx: &Ctx, raw_per_second: Option<f64>) -> anyhow::Result<Fanou
     })
 }
 
-async fn point(
+/// Events each fan-out point publishes to `channels` channels: `fanout_notifications`
+/// notifications in all, at least a batch.
+pub fn events(sizes: &Sizes, channels: usize) -> u64 {
+    (sizes.fanout_notifications / channels as u64).max(sizes.batch as u64)
+}
+
+/// How a fan-out point differs from the plain one.
+#[derive(Default)]
+pub struct Variant<'a> {
+    /// Every channel authenticates with this header.
+    pub auth: Option<&'a HeaderAuth>,
+    /// Options the gateway starts with.
+    pub args: Vec<(&'a str, String)>,
+    /// Metrics read from the gateway once everything is delivered (summed over labels),
+    pub metrics: &'a [&'a str],
+    /// once the first of them reaches this (waiting at most 10 s: what the gateway
+    /// counts in the background, such as exported spans, lags the deliveries).
+    pub first_reaches: Option<f64>,
+}
+
+/// One point on a gateway of its own (data and log named `{name}-{channels}`): creates
+/// the channels, every one authenticating with `variant.auth` when given, and
+/// [`measure`]s; with the values of `variant.metrics` afterwards. With `auth`, also
+/// checks that every notification carried its header.
+pub async fn point(
     ctx: &Ctx,
+    name: &str,
     channels: usize,
     events: u64,
     raw_per_second: Option<f64>,
-) -> anyhow::Result<Point> {
-    let launch = ctx.launch(&format!("fanout-{channels}")).await?;
-    let (gateway, receiver, _) = watched(ctx, &launch, channels, COLLECTION).await?;
+    variant: &Variant<'_>,
+) -> anyhow::Result<(Point, Vec<f64>)> {
+    let auth = variant.auth;
+    let mut launch = ctx.launch(&format!("{name}-{channels}")).await?;
+    for (flag, value) in &variant.args {
+        launch = launch.arg(flag, value);
+    }
+    let (gateway, receiver, _) =
+        watched_with_auth(ctx, &launch, channels, COLLECTION, auth).await?;
     let point = measure(
         ctx,
         std::slice::from_ref(&gateway),
@@ -100,8 +142,23 @@ async fn point(
         raw_per_second,
     )
     .await?;
+    if auth.is_some() {
+        check_authenticated(&receiver)?;
+    }
+    let client = reqwest::Client::new();
+    if let (Some(first), Some(wanted)) = (variant.metrics.first(), variant.first_reaches) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while gateway.value(&client, first).await? < wanted && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    let mut metrics = Vec::with_capacity(variant.metrics.len());
+    for name in variant.metrics {
+        metrics.push(gateway.value(&client, name).await?);
+    }
     ctx.finish(gateway).await?;
-    Ok(point)
+    Ok((point, metrics))
 }
 
 /// A fan-out load: `events` published below `collection`, `notifications` expected.

@@ -4,6 +4,7 @@
 //! rendering them is for the layers above (`targets`, `report`), which import the
 //! scenarios and never the other way round.
 
+pub mod authed;
 pub mod backlog;
 pub mod cluster;
 pub mod fanout;
@@ -14,6 +15,7 @@ pub mod raw;
 pub mod scale;
 mod sizes;
 pub mod soak;
+pub mod traced;
 pub mod wide;
 
 pub use sizes::{ClusterSizes, Sizes};
@@ -118,10 +120,37 @@ pub fn database_us_per(before: &Option<Cpu>, after: &Option<Cpu>, work: u64) -> 
     }
 }
 
+/// Endpoint authentication by a fixed header (docs/api.md §17): what a watch body's
+/// `auth` holds, and the header every notification of the channel then carries.
+#[derive(Debug, Clone)]
+pub struct HeaderAuth {
+    pub name: String,
+    pub value: String,
+}
+
+impl HeaderAuth {
+    /// `Authorization: Bearer <64 hex characters>`, the size of a common API token, new
+    /// each time.
+    pub fn bearer() -> HeaderAuth {
+        let token = [uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()];
+        HeaderAuth {
+            name: "Authorization".into(),
+            value: format!("Bearer {}{}", token[0], token[1]),
+        }
+    }
+
+    /// The watch body's `auth` object: `{"type": "header", "name": …, "value": …}`.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({"type": "header", "name": self.name, "value": self.value})
+    }
+}
+
 /// Creates `n` channels, channel `i` on `resource(i)`, all delivering to `receiver`, over
 /// `connections` concurrent connections, then waits for every sync notification.
 /// Channel `i` is created through gateway `i % gateways.len()`: with the nodes of a
-/// cluster, each delivers the channels created through it until they spread.
+/// cluster, each delivers the channels created through it until they spread. With
+/// `auth`, every channel sends that header and `receiver` counts the notifications that
+/// carry it ([`check_authenticated`]).
 /// Returns (seconds to create, seconds until the last sync arrived), both from the first
 /// request.
 pub async fn create_channels(
@@ -130,11 +159,16 @@ pub async fn create_channels(
     n: usize,
     connections: usize,
     stall: Duration,
+    auth: Option<&HeaderAuth>,
     resource: impl Fn(u64) -> String + Send + Sync + 'static,
 ) -> anyhow::Result<(f64, f64)> {
     let client = load::client(connections)?;
     let address = Arc::new(receiver.url("/notify"));
     let urls = urls(gateways);
+    if let Some(auth) = auth {
+        receiver.expect_header(&auth.name, &auth.value);
+    }
+    let auth: Option<Arc<str>> = auth.map(|auth| auth.json().to_string().into());
     let syncs_before = receiver
         .counts()
         .syncs
@@ -144,7 +178,8 @@ pub async fn create_channels(
         let (client, address) = (client.clone(), address.clone());
         let url = urls[i as usize % urls.len()].clone();
         let resource = resource(i);
-        async move { load::watch(&client, &url, &resource, load::watch_body(&address)).await }
+        let body = load::watch_body(&address, auth.as_deref());
+        async move { load::watch(&client, &url, &resource, body).await }
     })
     .await?;
     anyhow::ensure!(run.done == n as u64, "created {} of {n} channels", run.done);
@@ -186,6 +221,17 @@ pub async fn watched(
     n: usize,
     resource: &str,
 ) -> anyhow::Result<(Gateway, Receiver, (f64, f64))> {
+    watched_with_auth(ctx, launch, n, resource, None).await
+}
+
+/// [`watched`], every channel authenticating with `auth` when given.
+pub async fn watched_with_auth(
+    ctx: &Ctx,
+    launch: &Launch,
+    n: usize,
+    resource: &str,
+    auth: Option<&HeaderAuth>,
+) -> anyhow::Result<(Gateway, Receiver, (f64, f64))> {
     let gateway = Gateway::start(launch).await?;
     let receiver = Receiver::start().await?;
     let resource = resource.to_string();
@@ -195,6 +241,7 @@ pub async fn watched(
         n,
         ctx.sizes.connections,
         ctx.sizes.stall(),
+        auth,
         move |_| resource.clone(),
     )
     .await?;
@@ -223,6 +270,20 @@ pub fn check_delivery(receiver: &Receiver, expected_events: u64) -> anyhow::Resu
     anyhow::ensure!(
         distinct == expected_events,
         "{distinct} distinct notifications arrived, expected {expected_events}"
+    );
+    Ok(())
+}
+
+/// Checks that every notification `receiver` got, sync and event, carried the header
+/// its channels authenticate with ([`create_channels`] with an auth).
+pub fn check_authenticated(receiver: &Receiver) -> anyhow::Result<()> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let counts = receiver.counts();
+    let notifications = counts.syncs.load(Relaxed) + counts.events.load(Relaxed);
+    let authenticated = counts.authenticated.load(Relaxed);
+    anyhow::ensure!(
+        notifications > 0 && authenticated == notifications,
+        "{authenticated} of {notifications} notifications carried the channels' auth header"
     );
     Ok(())
 }

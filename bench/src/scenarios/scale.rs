@@ -57,6 +57,7 @@ pub async fn run(ctx: &Ctx, raw_per_second: Option<f64>) -> anyhow::Result<Scale
         channels,
         sizes.connections,
         sizes.stall(),
+        None,
         move |i| format!("/bench/scale/r{}", i % resources as u64),
     )
     .await?;

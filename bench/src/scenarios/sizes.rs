@@ -12,7 +12,8 @@ pub struct Sizes {
     pub connections: usize,
     /// How long the raw and publish loads run, seconds.
     pub seconds: f64,
-    /// Channels of the headline fan-out figure.
+    /// Channels of the headline fan-out figure, and of the header-auth fan-out (which
+    /// publishes the same events, to compare with it).
     pub fanout_channels: usize,
     /// Channel counts of the throughput-vs-channels sweep (includes `fanout_channels`).
     pub fanout_sweep: Vec<usize>,

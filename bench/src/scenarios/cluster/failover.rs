@@ -50,6 +50,7 @@ pub(super) async fn lease_run(
         channels,
         sizes.connections,
         sizes.stall(),
+        None,
         |_| COLLECTION.to_string(),
     )
     .await?;

@@ -126,6 +126,7 @@ async fn channels_on(
                 channels,
                 ctx.sizes.connections,
                 ctx.sizes.stall(),
+                None,
                 move |_| collection.to_string(),
             )
             .await?;
