@@ -223,10 +223,12 @@ fn policies() -> [TargetPolicy; 3] {
         TargetPolicy {
             allow_all: false,
             allow: vec!["10.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()],
+            brokers: vec![],
         },
         TargetPolicy {
             allow_all: true,
             allow: vec![],
+            brokers: vec![],
         },
     ]
 }

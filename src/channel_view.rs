@@ -28,7 +28,10 @@ pub fn channel_resource(spec: &ChannelSpec, channel_type: String) -> WatchRespon
 
 /// The `Channel` resource with its owner (and a watcher's kind).
 pub fn spec_view(spec: &ChannelSpec) -> Value {
-    let mut view = serde_json::to_value(channel_resource(spec, "web_hook".into()))
+    // A broker channel's type follows from its address (docs/api.md §20).
+    let channel_type = crate::delivery::brokers::address::broker_kind(&spec.address)
+        .map_or("web_hook", |kind| kind.channel_type());
+    let mut view = serde_json::to_value(channel_resource(spec, channel_type.into()))
         .expect("a channel always serialises");
     if spec.kind == ChannelKind::Watcher {
         view["kind"] = json!("watchwire#watcher");

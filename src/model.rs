@@ -348,6 +348,18 @@ pub enum FailureReason {
     Interrupted,
     /// The OAuth 2.0 token endpoint gave no token (docs/api.md §17).
     AuthFailed,
+    /// No connection to the broker (down, refusing, reconnecting; docs/api.md §20).
+    BrokerUnavailable,
+    /// The broker had nowhere to put the message: an AMQP message returned as
+    /// unroutable, a missing exchange, a subject no JetStream stream takes.
+    NoRoute,
+    /// The broker refused to take the message (an AMQP nack, a JetStream error).
+    Nack,
+    /// The broker answered with an error of another kind (a key that is not a stream).
+    BrokerError,
+    /// A Redis stream already holds a newer entry than this notification's, written by
+    /// something else: the notification can never be added in order.
+    StreamAhead,
 }
 
 impl FailureReason {
@@ -363,6 +375,11 @@ impl FailureReason {
             FailureReason::RequestFailed => "requestFailed",
             FailureReason::Interrupted => "interrupted",
             FailureReason::AuthFailed => "authFailed",
+            FailureReason::BrokerUnavailable => "brokerUnavailable",
+            FailureReason::NoRoute => "noRoute",
+            FailureReason::Nack => "nack",
+            FailureReason::BrokerError => "brokerError",
+            FailureReason::StreamAhead => "streamAhead",
         }
     }
 
@@ -421,6 +438,10 @@ pub struct AttemptRecord {
     /// The start of the receiver's answer body (at most [`RESPONSE_EXCERPT_BYTES`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<String>,
+    /// A broker's acknowledgement (docs/api.md §20): `acked`, or `duplicate` when it
+    /// already held the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_status: Option<String>,
 }
 
 /// How much of a receiver's answer body the delivery log keeps.

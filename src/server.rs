@@ -14,6 +14,7 @@ use crate::cluster::node::Node;
 use crate::cluster::postgres::PgMembership;
 use crate::cluster::Membership;
 use crate::config::ServeArgs;
+use crate::delivery::brokers::BrokerOptions;
 use crate::delivery::destination::Outbound;
 use crate::delivery::identity::ClientIdentities;
 use crate::delivery::lease::Lease;
@@ -50,6 +51,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
     let target_policy = TargetPolicy {
         allow_all: args.dev,
         allow: settings.allow_targets,
+        brokers: settings.brokers.iter().map(|b| b.broker.clone()).collect(),
     };
     let extra_ca_pem = match &args.ca_file {
         Some(path) => Some(
@@ -80,6 +82,11 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         tracing,
         outbound: Outbound::new(
             webhooks,
+            BrokerOptions {
+                urls: settings.brokers.clone(),
+                connect_timeout: args.connect_timeout,
+                timeout: args.delivery_timeout,
+            },
             args.max_in_flight,
             args.max_host_rate.map(f64::from),
         )

@@ -100,6 +100,9 @@ fn attempt_view(attempt: &AttemptRecord) -> Value {
     if let Some(response) = &attempt.response {
         view["response"] = json!(response);
     }
+    if let Some(acknowledgement) = &attempt.broker_status {
+        view["brokerStatus"] = json!(acknowledgement);
+    }
     view
 }
 

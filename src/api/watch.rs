@@ -19,6 +19,9 @@ use super::auth::{Caller, Scope};
 use super::body::{parse_json, type_name, RawBody, Shortened};
 use super::error::ApiError;
 use super::AppState;
+use crate::delivery::brokers::address::{
+    broker_kind, kind_name, serves, BrokerAddress, BrokerKind,
+};
 use crate::delivery::target::TargetPolicy;
 use crate::endpoint_auth::EndpointAuth;
 use crate::filter::{Filter, FilterError};
@@ -185,20 +188,55 @@ impl WatchRequest {
             )));
         }
 
-        let channel_type =
-            string("type")?.ok_or_else(|| ApiError::required("type is required: \"web_hook\""))?;
-        if !channel_type.eq_ignore_ascii_case("web_hook")
-            && !channel_type.eq_ignore_ascii_case("webhook")
+        let channel_type = string("type")?
+            .ok_or_else(|| ApiError::required(format!("type is required: {CHANNEL_TYPES}")))?;
+        let broker = if channel_type.eq_ignore_ascii_case("web_hook")
+            || channel_type.eq_ignore_ascii_case("webhook")
         {
-            return Err(ApiError::invalid(format!(
-                "type {:?} is not supported: use \"web_hook\"",
-                Shortened(channel_type)
-            )));
-        }
+            None
+        } else {
+            Some(BrokerKind::from_channel_type(channel_type).ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "type {:?} is not supported: use {CHANNEL_TYPES}",
+                    Shortened(channel_type)
+                ))
+            })?)
+        };
 
         let address = string("address")?.ok_or_else(|| {
-            ApiError::required("address is required: the https:// URL notifications are sent to")
+            ApiError::required(match broker {
+                None => "address is required: the https:// URL notifications are sent to",
+                Some(BrokerKind::Nats) => "address is required: nats://HOST:PORT/SUBJECT",
+                Some(BrokerKind::Amqp) => {
+                    "address is required: amqp://HOST:PORT/VHOST?exchange=X&routing_key=K"
+                }
+                Some(BrokerKind::RedisStream) => "address is required: redis://HOST:PORT/DB?key=K",
+            })
         })?;
+        match (broker, broker_kind(address)) {
+            (None, Some(kind)) => {
+                return Err(ApiError::invalid(format!(
+                    "address is a {} address: its type is \"{}\", not {:?}",
+                    kind_name(kind),
+                    kind.channel_type(),
+                    Shortened(channel_type)
+                )))
+            }
+            (Some(kind), found) if found != Some(kind) => {
+                return Err(ApiError::invalid(format!(
+                    "type \"{}\" needs a {} address ({}), not {:?}",
+                    kind.channel_type(),
+                    kind_name(kind),
+                    match kind {
+                        BrokerKind::Nats => "nats://HOST:PORT/SUBJECT",
+                        BrokerKind::Amqp => "amqp://HOST:PORT/VHOST?exchange=X&routing_key=K",
+                        BrokerKind::RedisStream => "redis://HOST:PORT/DB?key=K",
+                    },
+                    Shortened(&without_credentials(address))
+                )))
+            }
+            _ => {}
+        }
         check_address("address", address, policy)?;
 
         let token = string("token")?;
@@ -293,6 +331,12 @@ impl WatchRequest {
         let auth = field("auth")
             .map(|given| parse_auth(given, policy))
             .transpose()?;
+        if let (Some(_), Some(kind)) = (&auth, broker) {
+            return Err(ApiError::invalid(format!(
+                "auth is for web_hook channels: a {} channel publishes with the credentials of the gateway's --broker",
+                kind.channel_type()
+            )));
+        }
 
         let payload = match field("payload") {
             None => true,
@@ -376,6 +420,9 @@ pub fn filter_field(value: &Value) -> Result<Filter, ApiError> {
 /// character a URL parser would drop or escape is refused instead: a NUL is more than
 /// PostgreSQL can store.
 pub fn check_address(field: &str, address: &str, policy: &TargetPolicy) -> Result<(), ApiError> {
+    if broker_kind(address).is_some() {
+        return check_broker_address(field, address, policy);
+    }
     if address.len() > MAX_ADDRESS_BYTES {
         return Err(ApiError::invalid(format!(
             "{field} is {} bytes long; the limit is {MAX_ADDRESS_BYTES}",
@@ -405,6 +452,62 @@ pub fn check_address(field: &str, address: &str, policy: &TargetPolicy) -> Resul
     })
 }
 
+/// The channel types a watch takes, as messages list them.
+const CHANNEL_TYPES: &str = "\"web_hook\", \"nats\", \"amqp\" or \"redis_stream\"";
+
+/// A broker address (docs/api.md §20): its form, no credentials, and a broker the
+/// operator configured (`--broker`). Messages quote it without any credentials.
+fn check_broker_address(field: &str, address: &str, policy: &TargetPolicy) -> Result<(), ApiError> {
+    let shown = without_credentials(address);
+    if address.len() > MAX_ADDRESS_BYTES {
+        return Err(ApiError::invalid(format!(
+            "{field} is {} bytes long; the limit is {MAX_ADDRESS_BYTES}",
+            address.len()
+        )));
+    }
+    if address.chars().any(|c| c.is_ascii_control()) {
+        return Err(ApiError::invalid(format!(
+            "{field} {:?} holds a control character",
+            Shortened(&shown)
+        )));
+    }
+    let kind = broker_kind(address).map_or("broker", kind_name);
+    let parsed = BrokerAddress::parse(address).map_err(|e| {
+        ApiError::invalid(format!(
+            "{field} {:?} is not a usable {kind} address: {e}",
+            Shortened(&shown)
+        ))
+    })?;
+    if !policy.brokers.iter().any(|b| serves(b, &parsed.broker)) {
+        return Err(ApiError::invalid(format!(
+            "{field} {:?} names the broker {}, which this gateway does not publish to: the operator lists brokers with --broker",
+            Shortened(&shown),
+            parsed.broker
+        ))
+        .with_reason("brokerNotAllowed"));
+    }
+    Ok(())
+}
+
+/// An address as messages may quote it: any `user:password@` taken out.
+fn without_credentials(address: &str) -> String {
+    match reqwest::Url::parse(address) {
+        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.to_string()
+        }
+        Ok(_) => address.to_string(),
+        Err(_) => match address.split_once("://") {
+            Some((scheme, rest)) if rest.split('/').next().unwrap_or("").contains('@') => {
+                let after = rest.split_once('@').map_or(rest, |(_, after)| after);
+                format!("{scheme}://{after}")
+            }
+            _ => address.to_string(),
+        },
+    }
+}
+
 /// The network half of the address check: a host name that resolves only to
 /// addresses the policy refuses can never be delivered to, so the channel is refused
 /// now, naming the rule (docs/api.md §10.2). `field` names the address in messages.
@@ -416,6 +519,9 @@ pub async fn check_deliverable(
     let Ok(url) = reqwest::Url::parse(address) else {
         return Ok(()); // the parse already refused it
     };
+    if broker_kind(address).is_some() {
+        return Ok(()); // a broker the operator listed: not subject to the target policy
+    }
     policy.check_new_address(&url).await.map_err(|reason| {
         ApiError::invalid(format!(
             "{field} {:?} is not allowed: {reason}",

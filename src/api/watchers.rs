@@ -21,6 +21,7 @@ use super::query::Query;
 use super::removal;
 use super::watch::{check_address, check_deliverable, filter_field, parse_auth, resource_id};
 use super::AppState;
+use crate::delivery::brokers::address::broker_kind;
 use crate::endpoint_auth::EndpointAuth;
 use crate::model::{now_ms, ChannelKind, ChannelSpec, StoredChannel};
 use crate::store::{rules, Removal, StoreError};
@@ -117,6 +118,12 @@ pub async fn create(
         None | Some(Value::Null) => None,
         Some(given) => Some(Box::new(parse_auth(given, &app.target_policy)?)),
     };
+    if let (Some(_), Some(kind)) = (&auth, broker_kind(&endpoint)) {
+        return Err(ApiError::invalid(format!(
+            "auth is for HTTP endpoints: a {} endpoint is published to with the credentials of the gateway's --broker",
+            kind.channel_type()
+        )));
+    }
     if let Some(url) = auth.as_deref().and_then(EndpointAuth::token_url) {
         check_deliverable(&app.target_policy, "auth.tokenUrl", url).await?;
     }

@@ -169,6 +169,12 @@ pub struct ServeArgs {
     #[arg(long, env = "WATCHWIRE_EGRESS_PROXY")]
     pub egress_proxy: Option<String>,
 
+    /// A broker channels may deliver to (`nats://`, `tls://`, `amqp://`, `amqps://`,
+    /// `redis://`, `rediss://`), with the credentials and TLS the gateway connects
+    /// with; repeat for each. A channel's address must name one of them.
+    #[arg(long = "broker", env = "WATCHWIRE_BROKERS", value_delimiter = ',')]
+    pub brokers: Vec<String>,
+
     /// OpenTelemetry: the OTLP/HTTP base URL spans are exported to (`/v1/traces` is
     /// appended); unset (with `--otlp-traces-endpoint`), no spans are exported.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
@@ -331,6 +337,8 @@ pub struct Settings {
     pub cors: CorsOrigins,
     /// `--egress-proxy`, checked.
     pub egress_proxy: Option<crate::delivery::egress::ProxyAddress>,
+    /// `--broker`, checked.
+    pub brokers: Vec<crate::delivery::brokers::address::BrokerUrl>,
     /// Where spans are exported; `None`: nowhere.
     pub trace_export: Option<crate::trace::export::ExportOptions>,
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::{FileConfig, ServeArgs, Settings, MAX_STREAM_BUFFER};
 use crate::cidr::Cidr;
+use crate::delivery::brokers::address::BrokerUrl;
 use crate::protocol::resource::ServicePrefixes;
 
 impl ServeArgs {
@@ -54,6 +55,7 @@ impl ServeArgs {
             ),
             None => None,
         };
+        let brokers = self.brokers()?;
         let trace_export = self.trace_export(|name| std::env::var(name).ok())?;
         Ok(Settings {
             prefixes,
@@ -61,8 +63,32 @@ impl ServeArgs {
             allow_targets,
             cors,
             egress_proxy,
+            brokers,
             trace_export,
         })
+    }
+
+    /// `--broker`, each checked; a broker named twice is refused (which of its URLs
+    /// would a channel get?). Messages name the broker, never the URL's credentials.
+    fn brokers(&self) -> anyhow::Result<Vec<BrokerUrl>> {
+        let mut brokers: Vec<BrokerUrl> = Vec::new();
+        for (i, text) in self.brokers.iter().enumerate() {
+            if text.trim().is_empty() {
+                continue;
+            }
+            let url = BrokerUrl::parse(text.trim())
+                .map_err(|e| anyhow::anyhow!("--broker (the {}. one): {e}", i + 1))?;
+            if let Some(same) = brokers.iter().find(|b| b.broker == url.broker) {
+                anyhow::bail!("--broker names {} twice", same.broker);
+            }
+            brokers.push(url);
+        }
+        if !brokers.is_empty() && !cfg!(feature = "brokers") {
+            anyhow::bail!(
+                "--broker: this watchwire was built without broker support (the cargo feature \"brokers\")"
+            );
+        }
+        Ok(brokers)
     }
 
     /// Where spans go (docs/api.md §18): the `--otlp-*` options (the standard

@@ -72,6 +72,7 @@ impl Delivery {
             reason: Some(failure.reason),
             detail: Some(failure.detail.clone()),
             response: None,
+            broker_status: None,
         });
         failure
     }
@@ -195,6 +196,7 @@ mod tests {
                 status: Some(s),
             }),
             excerpt: None,
+            acknowledgement: None,
         };
         Attempt {
             answer,

@@ -1,9 +1,8 @@
 //! The seam every attempt goes through: "send this rendered notification to this
-//! destination, tell me what came of it". An HTTP webhook (`webhook.rs`) is the only
-//! implementation today; another kind of destination (a broker, docs/api.md §17) is
-//! another implementation, chosen in [`Outbound::destination`], and the pipeline in
-//! front of it (order, admission by host, rendering, the lease fence, retries,
-//! recording, health) stays as it is.
+//! destination, tell me what came of it". An HTTP webhook (`webhook.rs`) and each
+//! broker (`brokers/`, docs/api.md §20) implement it, chosen in
+//! [`Outbound::destination`]; the pipeline in front of it (order, admission by host,
+//! rendering, the lease fence, retries, recording, health) is the same for all.
 //!
 //! One attempt, in the order the outbox takes it: its host admits it (`hosts.rs`), it
 //! is rendered (`render.rs`), it passes the fence (`outbox/deliver.rs`), then
@@ -17,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use super::brokers::address::broker_kind;
+use super::brokers::{BrokerOptions, Brokers};
 use super::hosts::{Admission, HostOutcome, Hosts};
 use super::render::Rendered;
 use super::webhook::{WebhookOptions, Webhooks};
@@ -42,6 +43,9 @@ pub struct Answer {
     pub failure: Option<Failure>,
     /// The start of the receiver's answer, when it sent one.
     pub excerpt: Option<String>,
+    /// A broker's acknowledgement: `acked`, or `duplicate` when it already held the
+    /// message; `None` for webhooks.
+    pub acknowledgement: Option<&'static str>,
 }
 
 /// What an answer means for the notification (docs/api.md §4 acknowledgement).
@@ -77,6 +81,7 @@ impl Attempt {
             reason: failure.map(|f| f.reason),
             detail: failure.map(|f| f.detail.clone()),
             response: self.answer.excerpt.clone(),
+            broker_status: self.answer.acknowledgement.map(str::to_string),
         }
     }
 }
@@ -112,20 +117,23 @@ pub struct Outbound {
     /// connections instead of opening one socket per channel at once.
     hosts: Arc<Hosts>,
     webhooks: Webhooks,
+    brokers: Brokers,
 }
 
 impl Outbound {
     /// `max_in_flight` bounds attempts (and pooled connections per host);
     /// `max_host_rate` caps attempts per second per host; `webhooks` says how the
-    /// HTTP clients of webhooks reach receivers.
+    /// HTTP clients of webhooks reach receivers, `brokers` which brokers there are.
     pub fn new(
         webhooks: WebhookOptions,
+        brokers: BrokerOptions,
         max_in_flight: usize,
         max_host_rate: Option<f64>,
     ) -> anyhow::Result<Outbound> {
         Ok(Outbound {
             hosts: Hosts::new(max_in_flight, max_host_rate),
             webhooks: Webhooks::new(webhooks)?,
+            brokers: Brokers::new(brokers),
         })
     }
 
@@ -134,8 +142,12 @@ impl Outbound {
         &self.hosts
     }
 
-    /// Where `channel`'s notifications go. Every channel is a webhook today.
+    /// Where `channel`'s notifications go: its address's scheme says what kind of
+    /// destination it is.
     pub fn destination(&self, channel: &ChannelSpec) -> Box<dyn Destination + '_> {
-        Box::new(self.webhooks.destination(channel))
+        match broker_kind(&channel.address) {
+            Some(_) => Box::new(self.brokers.destination(channel)),
+            None => Box::new(self.webhooks.destination(channel)),
+        }
     }
 }

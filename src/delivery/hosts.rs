@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use super::brokers::address::BrokerKind;
 use crate::model::now_ms;
 
 /// Every host may hold at least this many attempts of the main pool.
@@ -502,10 +503,12 @@ pub fn host_key(address: &str) -> String {
         .is_some_and(|colon| !authority[colon..].contains(']'));
     let mut key = format!("{scheme}://{}", authority.to_ascii_lowercase());
     if !has_port {
-        key.push_str(match scheme.as_str() {
-            "https" => ":443",
-            _ => ":80",
-        });
+        let port = match BrokerKind::of_scheme(&scheme) {
+            Some((kind, tls)) => kind.default_port(tls),
+            None if scheme == "https" => 443,
+            None => 80,
+        };
+        key.push_str(&format!(":{port}"));
     }
     key
 }

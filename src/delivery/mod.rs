@@ -14,6 +14,7 @@
 //! hosts gauge) are in `upkeep.rs`.
 
 pub mod attempt;
+pub mod brokers;
 pub mod cancel;
 pub mod destination;
 pub mod egress;

@@ -7,6 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
+use super::brokers::address::BrokerId;
 use crate::cidr::Cidr;
 use crate::model::{Failure, FailureReason};
 
@@ -17,6 +18,9 @@ pub struct TargetPolicy {
     pub allow_all: bool,
     /// `--allow-targets`: networks reachable although private, over http:// too.
     pub allow: Vec<Cidr>,
+    /// `--broker`: the brokers channels may deliver to (docs/api.md §20), without
+    /// their credentials.
+    pub brokers: Vec<BrokerId>,
 }
 
 impl TargetPolicy {
@@ -362,6 +366,7 @@ mod tests {
         let dev = TargetPolicy {
             allow_all: true,
             allow: vec![],
+            brokers: vec![],
         };
         assert!(dev.check_url(&url("http://127.0.0.1:9/hook")).is_ok());
         assert!(
@@ -373,6 +378,7 @@ mod tests {
         let listed = TargetPolicy {
             allow_all: false,
             allow: vec!["10.0.0.0/8".parse().unwrap()],
+            brokers: vec![],
         };
         assert!(listed.check_url(&url("http://10.1.2.3/hook")).is_ok());
         assert!(listed.check_url(&url("https://10.1.2.3/hook")).is_ok());
@@ -398,6 +404,7 @@ mod watch_time {
         let listed = TargetPolicy {
             allow_all: false,
             allow: vec!["10.0.0.0/8".parse().unwrap()],
+            brokers: vec![],
         };
         let refused = listed
             .check_new_address(&url("http://localhost:9/hook"))
@@ -420,6 +427,7 @@ mod watch_time {
         let loopback = TargetPolicy {
             allow_all: false,
             allow: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+            brokers: vec![],
         };
         assert!(loopback
             .check_new_address(&url("http://localhost:9/"))
@@ -432,6 +440,7 @@ mod watch_time {
         let listed = TargetPolicy {
             allow_all: false,
             allow: vec!["127.0.0.1/32".parse().unwrap()],
+            brokers: vec![],
         };
         let refusal = listed
             .check_before_connect(&url("http://no-such-host.invalid/"))
@@ -471,6 +480,7 @@ mod resolver {
         let dev = PolicyResolver(TargetPolicy {
             allow_all: true,
             allow: vec![],
+            brokers: vec![],
         });
         assert!(dev.resolve("localhost".parse().unwrap()).await.is_ok());
     }

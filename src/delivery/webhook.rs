@@ -208,6 +208,7 @@ impl Destination for Webhook<'_> {
             status: None,
             failure: Some(failure),
             excerpt: None,
+            acknowledgement: None,
         };
         let url = match &self.url {
             Ok(url) => url,
@@ -261,6 +262,7 @@ impl Destination for Webhook<'_> {
                     status: Some(status),
                     failure,
                     excerpt,
+                    acknowledgement: None,
                 }
             }
             Err(failure) => failed(Verdict::Retry { retry_after: None }, failure),

@@ -9,6 +9,7 @@
 //! collector that keeps the spans exported to it (`otlp`).
 #![allow(dead_code)]
 
+pub mod brokers;
 pub mod client;
 pub mod forward_proxy;
 pub mod https;

@@ -210,17 +210,34 @@ async fn a_refused_token_is_fetched_again_and_a_failing_token_endpoint_is_auth_f
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_a_response_a_listing_the_console_or_the_log() {
     use nix::sys::signal::Signal::SIGTERM;
-    const SECRETS: [&str; 5] = [
+    const SECRETS: [&str; 7] = [
         "hv-secret-1",
         "basic-pw-2",
         "cs-secret-3",
         "at-secret-4",
         "cs-secret-5",
+        "broker-pw-6",
+        "broker-pw-7",
     ];
     let dir = tempfile::tempdir().unwrap();
+    // Brokers with passwords, where nothing answers: their failures are logged.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down = closed.local_addr().unwrap();
+    drop(closed);
+    let redis = format!("redis://:broker-pw-6@{down}/0");
+    let amqp = format!("amqp://watchwire:broker-pw-7@{down}/%2f");
     let (gateway, mut log) = GatewayProcess::start_logged(
         dir.path(),
-        &["--log", "debug,watchwire=trace", "--retry-schedule", "50ms"],
+        &[
+            "--log",
+            "debug,watchwire=trace",
+            "--retry-schedule",
+            "50ms",
+            "--broker",
+            &redis,
+            "--broker",
+            &amqp,
+        ],
     );
     let refusing = Receiver::start().await;
     refusing.respond(|_| (401, vec![(BODY, "who are you".to_string())]));
@@ -259,6 +276,21 @@ async fn no_secret_reaches_a_response_a_listing_the_console_or_the_log() {
         let body = json!({"id": id, "type": "web_hook", "address": address, "auth": auth});
         answers.push(gateway.watch_with("/secretive", body).await.to_string());
     }
+    for (id, channel_type, address) in [
+        (
+            "to-redis",
+            "redis_stream",
+            format!("redis://{down}/0?key=k"),
+        ),
+        (
+            "to-amqp",
+            "amqp",
+            format!("amqp://{down}/%2f?routing_key=q"),
+        ),
+    ] {
+        let body = json!({"id": id, "type": channel_type, "address": address});
+        answers.push(gateway.watch_with("/secretive", body).await.to_string());
+    }
     let watcher = json!({"pattern": "/secretive", "endpoint": refusing.url(),
                          "auth": {"type": "basic", "username": "w", "password": "basic-pw-2"}});
     answers.push(
@@ -276,6 +308,9 @@ async fn no_secret_reaches_a_response_a_listing_the_console_or_the_log() {
         assert_eq!(gateway.await_last_error(id).await, "httpStatus");
     }
     assert_eq!(gateway.await_last_error("no-token").await, "authFailed");
+    for id in ["to-redis", "to-amqp"] {
+        assert_eq!(gateway.await_last_error(id).await, "brokerUnavailable");
+    }
     gateway
         .publish(json!({"resource": "/secretive", "state": "exists"}))
         .await;
@@ -287,6 +322,8 @@ async fn no_secret_reaches_a_response_a_listing_the_console_or_the_log() {
         "/v1/channels/no-token",
         "/v1/channels/no-token/notifications",
         "/v1/channels/headers/notifications",
+        "/v1/channels/to-redis",
+        "/v1/channels/to-amqp/notifications",
         "/v1/watchers",
         "/console",
         "/metrics",
@@ -300,10 +337,12 @@ async fn no_secret_reaches_a_response_a_listing_the_console_or_the_log() {
     while let Some(line) = log.recv().await {
         lines.push(line);
     }
-    assert!(
-        lines.iter().any(|l| l.contains("no-token")),
-        "the log says nothing of the failing channel, so it proves nothing"
-    );
+    for id in ["no-token", "to-redis", "to-amqp"] {
+        assert!(
+            lines.iter().any(|l| l.contains(id)),
+            "the log says nothing of the failing channel {id}, so it proves nothing"
+        );
+    }
     for text in answers.iter().chain(&lines) {
         for secret in SECRETS {
             assert!(!text.contains(secret), "{secret} shown: {text}");

@@ -21,6 +21,7 @@
 mod common;
 
 mod bad_input;
+mod brokers;
 mod browser;
 mod client_fixtures;
 mod cluster;
