@@ -4,8 +4,13 @@
 // still answered 2xx. Skipped without WATCHWIRE_BIN, except under CI, where it fails.
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
 import test from 'node:test';
 
 import { Channel, Tracker, nodeHttpHandler } from '../src/index.js';
@@ -126,4 +131,51 @@ test('a real gateway delivers signed notifications in order, and a replay is fla
   );
   await when(app.events, 'answered', () => app.answered.length >= answeredBefore + numbers.length, 'answers to the replay');
   assert.ok(app.answered.slice(answeredBefore).every((s) => s === 204), `answers: ${app.answered}`);
+});
+
+test("the README's receiver runs as written against a real gateway", async (t) => {
+  if (!BIN) {
+    assert.ok(!process.env.CI, 'CI is set, so the README receiver test must run: set WATCHWIRE_BIN');
+    t.skip('WATCHWIRE_BIN is not set (the path of a watchwire binary)');
+    return;
+  }
+  // The first js block of README.md, with the package named by its path.
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+  const code = /```js\n([\s\S]*?)```/.exec(readme)[1];
+  assert.match(code, /from 'watchwire-receiver'/);
+  const dir = mkdtempSync(path.join(tmpdir(), 'watchwire-readme-'));
+  const file = path.join(dir, 'receiver.mjs');
+  writeFileSync(file, code.replace("'watchwire-receiver'", `'${new URL('../src/index.js', import.meta.url)}'`));
+
+  const gateway = await Gateway.start(BIN);
+  const probe = http.createServer();
+  const port = await listen(probe); // a free port for the example, which takes PORT
+  await close(probe);
+  const child = spawn(process.execPath, [file], {
+    env: { ...process.env, GATEWAY: gateway.url, PORT: String(port) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  t.after(async () => {
+    child.kill('SIGKILL');
+    await exited;
+    await gateway.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const output = new EventEmitter();
+  const lines = [];
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    lines.push(line);
+    output.emit('line');
+  });
+  const stderr = [];
+  child.stderr.on('data', (chunk) => stderr.push(chunk));
+  const printed = (pattern, what) =>
+    when(output, 'line', () => lines.some((l) => pattern.test(l)), `${what} (printed: ${JSON.stringify(lines)}; stderr: ${Buffer.concat(stderr)})`);
+
+  await printed(/^watching http:\/\/127\.0\.0\.1:\d+\/calendars\/primary\/events as channel orders-/, 'the watch');
+  await printed(/^#1 sync \/calendars\/primary\/events $/, 'the sync');
+  const published = await gateway.request('POST', '/v1/events', '{"resource": "/calendars/primary/events/ev1", "state": "exists", "data": {"summary": "Lunch"}}');
+  assert.equal(published.status, 200, published.text);
+  await printed(/^#2 exists \/calendars\/primary\/events\/ev1 \{"summary": "Lunch"\}$/, 'the event, as the README says');
 });
