@@ -24,6 +24,7 @@ mod bad_input;
 mod brokers;
 mod browser;
 mod client_fixtures;
+mod client_go;
 mod client_node;
 mod cluster;
 mod cluster_ownership;

@@ -1,0 +1,3 @@
+module watchwire/receiver
+
+go 1.19
