@@ -68,3 +68,79 @@ def event_headers() -> Pairs:
 @pytest.fixture
 def vectors() -> List[Tuple[str, Dict[str, Any]]]:
     return load_vectors()
+
+
+def full_channel():
+    """Channel `ch-1` knowing everything: token, resource id and signing secret."""
+    from watchwire_receiver import Channel
+
+    return Channel("ch-1", token="tok", resource_id="rid-1", signing_secret=SECRET)
+
+
+def signed_event(now_ms: int = NOW) -> Tuple[Pairs, bytes]:
+    """`event_headers()` signed under SECRET at `now_ms`, with its body."""
+    from watchwire_receiver import SigningSecret
+
+    body = b'{"id":"e1", "n": 1.50}'
+    ts = now_ms // 1000
+    signature = SigningSecret.parse(SECRET).sign("ch-1-5", ts, body)
+    headers = event_headers() + [
+        ("webhook-id", "ch-1-5"),
+        ("webhook-timestamp", str(ts)),
+        ("webhook-signature", signature),
+    ]
+    return headers, body
+
+
+ACCEPTED = "accepted"
+
+#: Each header of `signed_event()` sent twice with the same value: what the Rust library
+#: (and every adapter that sees the header lines as sent) answers, and what becomes of
+#: it behind WSGI, where the server joins the two values into `value,value`.
+REPEATS: List[Tuple[str, str, str]] = [
+    ("X-Goog-Channel-ID", "malformedHeader", "channelIdMismatch"),
+    ("X-Goog-Channel-Token", "malformedHeader", "tokenMismatch"),
+    ("X-Goog-Channel-Expiration", "malformedHeader", "malformedHeader"),
+    ("X-Goog-Resource-ID", "malformedHeader", "resourceIdMismatch"),
+    ("X-Goog-Resource-URI", "malformedHeader", ACCEPTED),
+    ("X-Goog-Resource-State", "malformedHeader", "unknownState"),
+    ("X-Goog-Message-Number", "malformedHeader", "invalidMessageNumber"),
+    ("X-Goog-Changed", "malformedHeader", ACCEPTED),
+    ("X-Watchwire-Event-Resource", "malformedHeader", ACCEPTED),
+    ("X-Watchwire-Cursor", "malformedHeader", ACCEPTED),
+    ("X-Watchwire-Previous-Number", "malformedHeader", "malformedHeader"),
+    ("X-Watchwire-Metadata", "malformedHeader", "malformedHeader"),
+    ("webhook-id", "malformedSignatureHeader", "signatureMismatch"),
+    ("webhook-timestamp", "malformedSignatureHeader", "malformedSignatureHeader"),
+    ("webhook-signature", "malformedSignatureHeader", "signatureMismatch"),
+]
+
+
+def with_repeat(name: str, now_ms: int = NOW) -> Tuple[Pairs, bytes]:
+    """`signed_event()` with header `name` sent a second time, with the same value."""
+    headers, body = signed_event(now_ms)
+    value = next(v for k, v in headers if k.lower() == name.lower())
+    return headers + [(name, value)], body
+
+
+def post(url: str, headers: List[Tuple[str, Any]], body: bytes, method: str = "POST") -> Tuple[int, bytes]:
+    """Sends one request with exactly these header lines (repeats kept); status and body."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        connection.putrequest(method, parts.path or "/", skip_accept_encoding=True)
+        for name, value in headers:
+            connection.putheader(name, value.encode("utf-8") if isinstance(value, str) else value)
+        connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body)
+        answer = connection.getresponse()
+        return answer.status, answer.read()
+    finally:
+        connection.close()
+
+
+def reason_of(answer_body: bytes) -> str:
+    return json.loads(answer_body)["error"]["errors"][0]["reason"]

@@ -169,3 +169,15 @@ def test_tracks_concurrent_requests_consistently() -> None:
 def test_the_error_envelope_is_compact_utf8_json() -> None:
     body = error_envelope(400, "channelIdMismatch", 'for channel "é"')
     assert body == '{"error":{"code":400,"message":"for channel \\"é\\"","errors":[{"domain":"global","reason":"channelIdMismatch","message":"for channel \\"é\\""}]}}'.encode()
+
+
+def test_each_repeated_header_is_refused_with_the_rust_library_s_reason() -> None:
+    from conftest import REPEATS, full_channel, signed_event, with_repeat
+
+    headers, body = signed_event()
+    assert full_channel().receive(headers, body, NOW).message_number == 5
+    for name, rust_reason, _ in REPEATS:
+        headers, body = with_repeat(name)
+        receipt = Receiver(full_channel(), clock=lambda: NOW).receive(headers, body)
+        assert receipt.error is not None, name
+        assert (receipt.error.reason, receipt.error.header) == (rust_reason, name.lower())
