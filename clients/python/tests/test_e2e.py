@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -275,3 +277,60 @@ def test_a_rejected_notification_reaches_the_gateway_s_delivery_log(running) -> 
     assert (entry["lastStatus"], entry["lastError"]["reason"]) == (400, "httpStatus")
     assert "channelIdMismatch" in entry["recentAttempts"][0]["response"]
     assert app.receipts == []
+
+
+def readme_receiver() -> str:
+    """The first Python block of README.md: the complete receiver it shows first."""
+    from conftest import PACKAGE
+
+    text = (PACKAGE / "README.md").read_text(encoding="utf-8")
+    start = text.index("```python\n") + len("```python\n")
+    return text[start : text.index("```", start)]
+
+
+def test_the_readme_receiver_runs_against_a_real_gateway(running) -> None:
+    from conftest import PACKAGE
+
+    gateway, _, _ = running
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHWIRE_")}
+    env.update(
+        WATCHWIRE_URL=gateway.url,
+        WATCHWIRE_SIGNING_SECRET=SECRET,
+        PORT="0",
+        PYTHONPATH=str(PACKAGE / "src"),
+        PYTHONUNBUFFERED="1",
+    )
+    script = subprocess.Popen(
+        [sys.executable, "-c", readme_receiver()],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    lines: "queue.Queue[str]" = queue.Queue()
+
+    def read() -> None:
+        assert script.stdout is not None
+        for raw in script.stdout:
+            lines.put(raw.decode("utf-8", "replace").rstrip("\n"))
+
+    threading.Thread(target=read, daemon=True).start()
+    printed: List[str] = []
+
+    def expect(text: str) -> None:
+        deadline = time.monotonic() + TIMEOUT
+        while not any(line.startswith(text) for line in printed):
+            remaining = deadline - time.monotonic()
+            try:
+                printed.append(lines.get(timeout=max(remaining, 0.001)))
+            except queue.Empty:
+                raise AssertionError(f"the README receiver did not print {text!r}; it printed {printed}")
+
+    try:
+        expect("#1 sync /calendars/primary/events b''")
+        event = b'{"resource": "/calendars/primary/events/ev1", "state": "exists", "data": {"summary": "Standup"}}'
+        assert gateway.request("POST", "/v1/events", event)[0] == 200
+        expect("#2 exists /calendars/primary/events/ev1 b'{\"summary\": \"Standup\"}'")
+    finally:
+        script.kill()
+        script.wait(TIMEOUT)

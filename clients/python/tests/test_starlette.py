@@ -107,3 +107,17 @@ def test_a_fastapi_route_with_receive_and_response() -> None:
     wrong = [(k, "nope" if k == "X-Goog-Channel-Token" else v) for k, v in headers]
     answer = client.post("/notifications", headers=as_bytes(wrong), content=body)
     assert (answer.status_code, answer.json()["error"]["errors"][0]["reason"]) == (400, "tokenMismatch")
+
+
+def test_the_endpoint_as_a_fastapi_route() -> None:
+    seen: List[Receipt] = []
+    app = FastAPI()
+    app.add_api_route("/notifications", endpoint(Receiver(full_channel(), clock=lambda: NOW), seen.append), methods=["POST"])
+    client = TestClient(app)
+    headers, body = signed_event()
+    answer = client.post("/notifications", headers=as_bytes(headers), content=body)
+    assert (answer.status_code, answer.content) == (204, b"")
+    assert seen[0].body == body and seen[0].notification.message_number == 5
+    headers, body = with_repeat("X-Goog-Resource-State")
+    answer = client.post("/notifications", headers=as_bytes(headers), content=body)
+    assert (answer.status_code, reason_of(answer.content)) == (400, "malformedHeader")

@@ -41,8 +41,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, List, Optional, Tuple
 
-from django.http import HttpRequest, HttpResponse
-from django.views.decorators.csrf import csrf_exempt
+from django.http import HttpRequest, HttpResponse  # type: ignore[import-untyped]
+from django.views.decorators.csrf import csrf_exempt  # type: ignore[import-untyped]
 
 from .headers import Text, from_wsgi_environ
 from .receiver import Handler, Receipt, Receiver
@@ -89,8 +89,8 @@ def view(receiver: Receiver, handler: Optional[Handler] = None) -> Callable[...,
     """A Django view for notifications, exempt from CSRF; other methods than `POST` are
     answered `405`."""
 
-    @csrf_exempt
     def notifications(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         return response(handle(receiver, request, handler))
 
-    return notifications
+    exempt: Callable[..., HttpResponse] = csrf_exempt(notifications)
+    return exempt
