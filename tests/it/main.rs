@@ -23,6 +23,7 @@ mod common;
 mod bad_input;
 mod browser;
 mod client_fixtures;
+mod client_python;
 mod cluster;
 mod cluster_ownership;
 mod cluster_partition;
