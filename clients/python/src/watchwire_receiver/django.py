@@ -8,17 +8,12 @@ from depends on how Django runs:
   the Rust library refuses it. (`request.META` and `request.headers` would not do:
   Django joins repeats there with `,`.)
 - Under WSGI (`WSGIRequest`), from `request.META`, which has one entry per header name:
-  the WSGI server has already joined a repeated header's values with `,` (gunicorn,
-  wsgiref and `runserver` all do), so a repeat arrives as one value `a,b` and is judged
-  as that value. A repeated `X-Goog-Channel-ID` then fails as `channelIdMismatch`, a
-  repeated `X-Goog-Message-Number` as `invalidMessageNumber`, a repeated token as
-  `tokenMismatch`, a repeated signature header as `signatureMismatch` (with a signing
-  secret); but a repeated `X-Goog-Changed`, `X-Watchwire-Cursor`,
-  `X-Watchwire-Event-Resource` or `X-Goog-Resource-URI` (or `X-Goog-Resource-ID` before
-  the resource id is known) is accepted with the joined value, where the Rust library
-  refuses it as `malformedHeader`. Header names with `_` are dropped by Django (ASGI),
-  `runserver` and gunicorn. A channel with a signing secret still authenticates every
-  request.
+  the server (gunicorn, wsgiref, `runserver`) has already joined a repeated header's
+  values with `,`, so a repeat arrives as one value, `a,b`, and is judged as that value.
+  Most such notifications are still refused, with another reason than `malformedHeader`,
+  and a repeated `X-Goog-Changed`, `X-Goog-Resource-URI`, `X-Watchwire-Event-Resource`
+  or `X-Watchwire-Cursor` is accepted with the joined value. The package README has the
+  table, header by header, and `tests/test_django.py` pins it behind a real WSGI server.
 
 The view is exempt from CSRF checks: the gateway posts without a CSRF token, and the
 channel's token and signature authenticate it instead.

@@ -1,18 +1,15 @@
 """Flask: `pip install "watchwire-receiver[flask]"`.
 
-The body is `request.get_data()`, the raw bytes the signature covers (read it before
+The body is `request.get_data()`, the raw bytes the signature covers (read before
 anything touches `request.form` or `request.json`). The headers come from the WSGI
-environ, and WSGI has one entry per header name: a server that receives a header twice
-joins the values with a comma before Flask sees them (werkzeug's development server,
-gunicorn and wsgiref join with `,`; werkzeug's test client with `, `). So behind WSGI a
-repeated header arrives as one value, `a,b`, and is judged as that value: a repeated
-`X-Goog-Channel-ID` fails as `channelIdMismatch`, a repeated `X-Goog-Message-Number` as
-`invalidMessageNumber`, a repeated token as `tokenMismatch`, a repeated signature header
-as `signatureMismatch` (with a signing secret); but a repeated `X-Goog-Changed`,
-`X-Watchwire-Cursor`, `X-Watchwire-Event-Resource` or `X-Goog-Resource-URI` (or
-`X-Goog-Resource-ID` before the resource id is known) is accepted with the joined value,
-where the Rust library refuses it as `malformedHeader`. Servers also drop or merge names
-with `_`. A channel with a signing secret still authenticates every request.
+environ, which has one entry per header name: a server that receives a header twice
+joins the values with a comma before Flask runs (werkzeug's server, gunicorn and
+wsgiref with `,`; werkzeug's test client with `, `). A repeat therefore arrives as one
+value, `a,b`, and is judged as that value: most such notifications are still refused,
+with another reason than the Rust library's `malformedHeader`, and a repeated
+`X-Goog-Changed`, `X-Goog-Resource-URI`, `X-Watchwire-Event-Resource` or
+`X-Watchwire-Cursor` is accepted with the joined value. The package README has the
+table, header by header, and `tests/test_flask.py` pins it behind a real WSGI server.
 
     from flask import Flask
     from watchwire_receiver import Channel, Receiver
