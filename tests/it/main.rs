@@ -26,6 +26,7 @@ mod browser;
 mod client_fixtures;
 mod client_go;
 mod client_node;
+mod client_python;
 mod cluster;
 mod cluster_ownership;
 mod cluster_partition;
