@@ -607,3 +607,48 @@ fn a_broker_url_that_is_not_one_stops_the_gateway_naming_it_without_its_password
     assert!(output.contains("--broker"), "{output}");
     assert!(!output.contains("hunter2"), "{output}");
 }
+
+/// A two-node cluster delivers broker channels like webhooks: the node that owns a
+/// channel is killed mid-run, the other takes it over, and the brokers hold every event
+/// in order (Redis and JetStream refusing what the new owner repeats).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_hands_broker_channels_over_without_loss_or_disorder() {
+    if !available(&[Kind::Nats, Kind::Redis], "the broker cluster test").await {
+        return;
+    }
+    let brokers = [Kind::Nats, Kind::Redis].map(|k| k.broker_url(k.upstream()));
+    let extra = ["--broker", &brokers[0], "--broker", &brokers[1]];
+    let Some(mut cluster) =
+        crate::cluster::Cluster::start_with(2, "brokers", crate::cluster::LEASE, &extra)
+    else {
+        return;
+    };
+    let mut destinations = Vec::new();
+    for kind in [Kind::Nats, Kind::Redis] {
+        let destination = Destination::new(kind, kind.upstream()).await;
+        let id = format!("clustered-{}", kind.channel_type());
+        watch(&cluster.node(0).api, "/cluster/orders", &id, &destination).await;
+        destinations.push((id, destination, Vec::new()));
+    }
+    let last = publish(&cluster.node(0).api, "/cluster/orders", 0, 200).await;
+    for (_, destination, got) in destinations.iter_mut() {
+        got.extend(destination.until_number(last).await);
+    }
+    // Kill the node that delivers the Redis channel; publish through the other.
+    let owner = cluster.owner(0, "clustered-redis_stream").await.unwrap();
+    let killed = owner.trim_start_matches('n').parse::<usize>().unwrap();
+    let survivor = 1 - killed;
+    cluster.kill9(killed);
+    let last = publish(&cluster.node(survivor).api, "/cluster/orders", 200, 200).await;
+    for (id, destination, got) in destinations.iter_mut() {
+        got.extend(destination.until_number(last).await);
+        assert_eq!(
+            events_in_order(got),
+            (0..400).collect::<Vec<u64>>(),
+            "{id}: every event once de-duplicated, in order, across the handover"
+        );
+    }
+    for (_, destination, _) in destinations {
+        destination.finish().await;
+    }
+}
