@@ -98,6 +98,8 @@ impl Receiver {
         } else {
             self.channel.receive_at(headers, body, now)?
         };
+        // Every notification observed is answered 204, so none is retracted: an answer
+        // other than 2xx after this point would have to `Tracker::retract` it first.
         let observation = self
             .tracker
             .lock()

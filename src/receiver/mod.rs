@@ -27,7 +27,8 @@
 //!   takes the watch response, and validates requests with [`Channel::receive`].
 //! - [`Notification::from_headers`]: parsing alone, without a channel to check against.
 //! - [`verify_signature`]: Standard Webhooks verification on its own.
-//! - [`Tracker`]: duplicates, out-of-order numbers and gaps per channel.
+//! - [`Tracker`]: duplicates, out-of-order numbers and gaps per channel;
+//!   [`Tracker::retract`] takes a number back when handling it failed.
 
 mod channel;
 mod error;

@@ -162,6 +162,21 @@ impl Tracker {
         observation
     }
 
+    /// Takes back the record of `number` on `channel_id`, after handling a new or
+    /// out-of-order notification failed and the sender is told to try again (`5xx`): its
+    /// retry is then new again instead of a duplicate, and the last number seen (what a
+    /// [`Gap`] compares with) is what it was before. Never retract a duplicate: its
+    /// number was recorded by an earlier delivery. A number that pushed an older one out
+    /// of the window does not bring it back. Does nothing for a number or channel not
+    /// remembered, and does not count as seeing the channel.
+    pub fn retract(&mut self, channel_id: &str, number: u64) {
+        if let Some(history) = self.channels.get_mut(channel_id) {
+            if let Ok(at) = history.recent.binary_search(&number) {
+                history.recent.remove(at);
+            }
+        }
+    }
+
     /// Forgets a channel's history.
     pub fn forget(&mut self, channel_id: &str) {
         self.channels.remove(channel_id);
@@ -274,6 +289,81 @@ mod tests {
             tracker.observe_number("b", 1, None).is_new(),
             "b was forgotten"
         );
+    }
+
+    #[test]
+    fn retract_makes_the_retry_of_an_unhandled_notification_new_again() {
+        let mut tracker = Tracker::new();
+        tracker.observe_number("ch", 1, None);
+        assert!(tracker.observe_number("ch", 2, Some(1)).is_new());
+        tracker.retract("ch", 2);
+        assert_eq!(tracker.channels["ch"].recent, [1]);
+        // 1 is the last number seen again: the retry is new, and no gap precedes it.
+        assert_eq!(
+            tracker.observe_number("ch", 2, Some(1)),
+            Observation {
+                arrival: Arrival::New,
+                gap: None
+            }
+        );
+        tracker.retract("nobody", 1);
+        tracker.retract("ch", 99);
+        assert_eq!(tracker.channels["ch"].recent, [1, 2]);
+        assert_eq!(tracker.channel_count(), 1, "retract creates no channel");
+    }
+
+    #[test]
+    fn retract_of_an_out_of_order_number_keeps_it_out_of_order() {
+        let mut tracker = Tracker::new();
+        arrivals(&mut tracker, &[1, 2, 3]);
+        tracker.retract("ch", 3);
+        assert_eq!(
+            tracker.observe_number("ch", 3, Some(2)),
+            Observation {
+                arrival: Arrival::New,
+                gap: None
+            }
+        );
+        tracker.retract("ch", 2);
+        assert!(tracker.observe_number("ch", 2, None).is_out_of_order());
+        assert!(tracker.observe_number("ch", 2, None).is_duplicate());
+        assert_eq!(tracker.channels["ch"].recent, [1, 2, 3]);
+    }
+
+    #[test]
+    fn retract_of_the_only_number_leaves_no_history_to_compare_with() {
+        let mut tracker = Tracker::new();
+        tracker.observe_number("ch", 5, None);
+        tracker.retract("ch", 5);
+        assert_eq!(tracker.channel_count(), 1);
+        assert_eq!(
+            tracker.observe_number("ch", 5, Some(4)),
+            Observation {
+                arrival: Arrival::New,
+                gap: None
+            }
+        );
+    }
+
+    #[test]
+    fn retract_does_not_bring_back_what_fell_out_of_the_window() {
+        let mut tracker = Tracker::with_limits(2, 10);
+        arrivals(&mut tracker, &[1, 2, 3]);
+        tracker.retract("ch", 3);
+        assert_eq!(tracker.channels["ch"].recent, [2]);
+        // 1 was pushed out by 3 and stays forgotten: out of order, not a duplicate.
+        assert!(tracker.observe_number("ch", 1, None).is_out_of_order());
+    }
+
+    #[test]
+    fn retract_does_not_count_as_seeing_the_channel() {
+        let mut tracker = Tracker::with_limits(8, 2);
+        tracker.observe_number("a", 1, None);
+        tracker.observe_number("b", 1, None);
+        tracker.retract("a", 1);
+        tracker.observe_number("c", 1, None); // evicts a, the least recently seen
+        assert!(!tracker.channels.contains_key("a"));
+        assert!(tracker.channels.contains_key("b"));
     }
 
     #[test]

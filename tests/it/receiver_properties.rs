@@ -344,4 +344,39 @@ proptest! {
             history.insert(number);
         }
     }
+
+    /// A handler that fails retracts what it observed (never a duplicate): the tracker
+    /// then agrees with a model that only holds the numbers handled, as long as nothing
+    /// fell out of the window, and never calls a number a duplicate that was not handled.
+    #[test]
+    fn retracting_failed_notifications_keeps_only_the_handled_numbers(
+        events in prop::collection::vec((0usize..3, 1u64..40, any::<bool>()), 0..200),
+        window in 1usize..50,
+    ) {
+        let channels = ["a", "b", "c"];
+        let mut tracker = Tracker::with_limits(window, 3);
+        let mut handled: Vec<BTreeSet<u64>> = vec![BTreeSet::new(); 3];
+        // Numbers recorded on each channel, retracted or not: beyond the window, the
+        // tracker forgets the lowest ones.
+        let mut recorded = [0usize; 3];
+        for (channel, number, fails) in events {
+            let arrival = tracker.observe_number(channels[channel], number, None).arrival;
+            let history = &mut handled[channel];
+            if arrival == Arrival::Duplicate {
+                prop_assert!(history.contains(&number), "duplicate of a number never handled");
+                continue;
+            }
+            recorded[channel] += 1;
+            if recorded[channel] <= window {
+                let expected_new = history.last().is_none_or(|&highest| number > highest);
+                prop_assert_eq!(arrival == Arrival::New, expected_new);
+                prop_assert!(!history.contains(&number), "a handled number not caught as a repeat");
+            }
+            if fails {
+                tracker.retract(channels[channel], number);
+            } else {
+                history.insert(number);
+            }
+        }
+    }
 }
