@@ -88,15 +88,15 @@ def test_forget_starts_a_channel_over() -> None:
     assert tracker.observe_number("ch", 1).is_new
 
 
-def test_discard_makes_a_number_unseen() -> None:
+def test_retract_makes_a_number_unseen() -> None:
     tracker = Tracker()
     arrivals(tracker, [1, 2, 3])
-    tracker.discard("ch", 3)
+    tracker.retract("ch", 3)
     assert tracker.observe_number("ch", 3, 2) == Observation(NEW, None)
-    tracker.discard("ch", 2)
+    tracker.retract("ch", 2)
     assert tracker.observe_number("ch", 2).is_out_of_order
-    tracker.discard("nobody", 1)
-    tracker.discard("ch", 99)
+    tracker.retract("nobody", 1)
+    tracker.retract("ch", 99)
     assert tracker.recent("ch") == [1, 2, 3]
 
 

@@ -176,7 +176,7 @@ class Receiver:
         if n is None or observation is None or observation.is_duplicate:
             return
         with self._lock:
-            self.tracker.discard(n.channel_id, n.message_number)
+            self.tracker.retract(n.channel_id, n.message_number)
 
     def settle(self, receipt: Receipt, status: Optional[int]) -> Receipt:
         """The receipt to answer once a handler returned `status` (`None`: as it was)."""

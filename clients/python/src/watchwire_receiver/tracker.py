@@ -114,10 +114,13 @@ class Tracker:
             del recent[0]
         return observation
 
-    def discard(self, channel_id: str, number: int) -> None:
-        """Forgets that `number` was seen on `channel_id`, so that it counts as unseen when
-        it comes again: for a notification whose handling failed, to be retried.
-        (`Receiver` does it when a handler raises or answers other than 2xx.)"""
+    def retract(self, channel_id: str, number: int) -> None:
+        """Takes back the record of `number` on `channel_id`, after handling a new or
+        out-of-order notification failed and the sender is told to try again (5xx): its
+        retry is then new again instead of a duplicate. Never retract a duplicate: its
+        number was recorded by an earlier delivery. A number that pushed an older one out
+        of the window does not bring it back. (`Receiver` does it when a handler raises or
+        answers other than 2xx.)"""
         recent = self._channels.get(channel_id)
         if recent is None:
             return
