@@ -103,15 +103,39 @@ func (e *Endpoint) check(r *http.Request) (Delivery, error) {
 // Handler is an http.Handler that calls handle with every valid notification,
 // flagged ones included (look at d.Observation), and answers Status of what handle
 // returns: 204 for nil, 500 (the gateway retries) for an error, or the status of a
-// *StatusError (WithStatus; ErrUnsubscribe answers 410 and ends the channel).
+// *StatusError (WithStatus; ErrUnsubscribe answers 410 and ends the channel). When
+// handle answers other than 2xx, or panics, the Tracker retracts the notification's
+// number (unless it was a Duplicate), so that the gateway's retry is New again.
 func (e *Endpoint) Handler(handle func(r *http.Request, d Delivery) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		d, err := e.Check(r)
 		if err == nil && handle != nil {
-			err = handle(r, d)
+			err = e.call(handle, r, d)
 		}
 		Respond(w, err)
 	})
+}
+
+// call runs handle, and takes d back from the Tracker unless handle returns nil or an
+// error answered 2xx.
+func (e *Endpoint) call(handle func(r *http.Request, d Delivery) error, r *http.Request, d Delivery) (err error) {
+	returned := false
+	defer func() {
+		if status := Status(err); !returned || status < 200 || status > 299 {
+			e.retract(d)
+		}
+	}()
+	err = handle(r, d)
+	returned = true
+	return err
+}
+
+// retract takes back the record of a notification that was not handled: it will come
+// again. A Duplicate was recorded by an earlier delivery and stays.
+func (e *Endpoint) retract(d Delivery) {
+	if e.Tracker != nil && d.Notification != nil && !d.Observation.IsDuplicate() {
+		e.Tracker.Retract(d.Notification.ChannelID, d.Notification.MessageNumber)
+	}
 }
 
 type deliveryKey struct{}
@@ -119,7 +143,9 @@ type deliveryKey struct{}
 // Middleware answers invalid requests itself and passes valid notifications on to
 // next, with the Delivery in the request's context (DeliveryFrom) and the body
 // readable again. next answers; a handler that writes nothing answers 200, which the
-// gateway takes as delivered.
+// gateway takes as delivered. A next handler that fails and answers 5xx should first
+// call e.Tracker.Retract with the notification's channel id and number (unless the
+// Delivery is a Duplicate), or the gateway's retry would be flagged a Duplicate.
 func (e *Endpoint) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		d, err := e.Check(r)

@@ -415,3 +415,92 @@ func TestAnEndpointWithoutATrackerOrChannels(t *testing.T) {
 	_, err := (&Endpoint{}).Check(request(t, "http://r/", syncHeaders(), ""))
 	wantError(t, err, ReasonChannelIDMismatch, HeaderChannelID)
 }
+
+// What the callback did not handle comes again: the Handler retracts its number, so
+// the retry is not flagged a duplicate. A duplicate stays one.
+func TestTheHandlerRetractsWhatTheCallbackDidNotHandle(t *testing.T) {
+	endpoint := NewEndpoint(NewChannels(testChannel()))
+	var outcome func() error
+	var seen Observation
+	handler := endpoint.Handler(func(r *http.Request, d Delivery) error {
+		seen = d.Observation
+		return outcome()
+	})
+	deliver := func(number, previous uint64, result func() error) (int, Observation) {
+		t.Helper()
+		pairs := with(eventHeaders(), HeaderMessageNumber, fmt.Sprint(number))
+		pairs = with(pairs, HeaderPreviousNumber, fmt.Sprint(previous))
+		if previous == 0 {
+			pairs = without(pairs, HeaderPreviousNumber)
+		}
+		outcome, seen = result, Observation{Arrival: -1}
+		w := httptest.NewRecorder()
+		handler.ServeHTTP(w, request(t, "http://r/", pairs, ""))
+		return w.Code, seen
+	}
+	ok := func() error { return nil }
+	fail := func(err error) func() error { return func() error { return err } }
+	want := func(status int, o Observation, wantStatus int, wantArrival Arrival) {
+		t.Helper()
+		if status != wantStatus || o.Arrival != wantArrival || o.Gap != nil {
+			t.Fatalf("got %d %+v, want %d %v", status, o, wantStatus, wantArrival)
+		}
+	}
+
+	// The first notification is never handled; the retry is new both times.
+	s, o := deliver(1, 0, fail(errors.New("database down")))
+	want(s, o, http.StatusInternalServerError, New)
+	s, o = deliver(1, 0, ok)
+	want(s, o, http.StatusNoContent, New)
+	// Failing on a duplicate takes nothing back: the earlier delivery was handled.
+	s, o = deliver(1, 0, fail(errors.New("database down")))
+	want(s, o, http.StatusInternalServerError, Duplicate)
+	s, o = deliver(1, 0, ok)
+	want(s, o, http.StatusNoContent, Duplicate)
+
+	// Every answer but 2xx retracts; the retry sees 1 as the last number, so no gap.
+	number := uint64(1)
+	for _, err := range []error{
+		WithStatus(http.StatusServiceUnavailable, errors.New("busy")),
+		fmt.Errorf("wrapped: %w", WithStatus(http.StatusTooManyRequests, errors.New("slow down"))),
+		WithStatus(http.StatusUnprocessableEntity, errors.New("no")),
+		ErrUnsubscribe,
+	} {
+		s, o = deliver(number+1, number, fail(err))
+		want(s, o, Status(err), New)
+		s, o = deliver(number+1, number, ok)
+		want(s, o, http.StatusNoContent, New)
+		number++
+	}
+	// A 2xx from a *StatusError is handled: its repeat is a duplicate.
+	s, o = deliver(number+1, number, fail(WithStatus(http.StatusAccepted, nil)))
+	want(s, o, http.StatusAccepted, New)
+	s, o = deliver(number+1, number, ok)
+	want(s, o, http.StatusNoContent, Duplicate)
+	number++
+
+	// A panic (net/http would drop the connection: the gateway retries) retracts too.
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("the panic was swallowed")
+			}
+		}()
+		deliver(number+1, number, func() error { panic("handler bug") })
+	}()
+	s, o = deliver(number+1, number, ok)
+	want(s, o, http.StatusNoContent, New)
+	number++
+
+	// Out of order and not handled: out of order again, not a duplicate.
+	s, o = deliver(number+5, number+4, ok)
+	if s != http.StatusNoContent || o.Gap == nil || *o.Gap != (Gap{number + 4, number}) {
+		t.Fatalf("%d %+v", s, o)
+	}
+	s, o = deliver(number+2, number+1, fail(errors.New("database down")))
+	want(s, o, http.StatusInternalServerError, OutOfOrder)
+	s, o = deliver(number+2, number+1, ok)
+	want(s, o, http.StatusNoContent, OutOfOrder)
+	s, o = deliver(number+2, number+1, ok)
+	want(s, o, http.StatusNoContent, Duplicate)
+}

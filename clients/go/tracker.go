@@ -158,6 +158,27 @@ func (t *Tracker) ObserveNumber(channelID string, number uint64, previousNumber 
 	return observation
 }
 
+// Retract takes back the record of number on channelID, after handling a New or
+// OutOfOrder notification failed and the sender is told to try again (5xx): its retry
+// is then New again instead of a Duplicate, and the last number seen (what a Gap
+// compares with) is what it was before. Never retract a Duplicate: its number was
+// recorded by an earlier delivery. A number that pushed an older one out of the window
+// does not bring it back. It does nothing for a number or channel not remembered, and
+// does not count as seeing the channel. Endpoint.Handler does it when the callback
+// fails.
+func (t *Tracker) Retract(channelID string, number uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	h, known := t.channels[channelID]
+	if !known {
+		return
+	}
+	at := sort.Search(len(h.recent), func(i int) bool { return h.recent[i] >= number })
+	if at < len(h.recent) && h.recent[at] == number {
+		h.recent = append(h.recent[:at], h.recent[at+1:]...)
+	}
+}
+
 // Forget drops a channel's history.
 func (t *Tracker) Forget(channelID string) {
 	t.mu.Lock()

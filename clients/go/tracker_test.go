@@ -163,3 +163,84 @@ func TestIsSafeForConcurrentUse(t *testing.T) {
 		t.Fatal(len(news))
 	}
 }
+
+func TestRetractMakesTheRetryOfAnUnhandledNotificationNewAgain(t *testing.T) {
+	tr := NewTracker()
+	tr.ObserveNumber("ch", 1, nil)
+	if !tr.ObserveNumber("ch", 2, u64(1)).IsNew() {
+		t.Fatal("2 is not new")
+	}
+	tr.Retract("ch", 2)
+	if got := tr.channels["ch"].recent; !reflect.DeepEqual(got, []uint64{1}) {
+		t.Fatalf("%v", got)
+	}
+	// 1 is the last number seen again: the retry is new, and no gap precedes it.
+	if o := tr.ObserveNumber("ch", 2, u64(1)); o.Arrival != New || o.Gap != nil {
+		t.Fatalf("%+v", o)
+	}
+	tr.Retract("nobody", 1)
+	tr.Retract("ch", 99)
+	if got := tr.channels["ch"].recent; !reflect.DeepEqual(got, []uint64{1, 2}) {
+		t.Fatalf("%v", got)
+	}
+	if tr.ChannelCount() != 1 {
+		t.Fatal("Retract created a channel")
+	}
+	var zero Tracker
+	zero.Retract("ch", 1) // the zero Tracker remembers nothing to retract
+}
+
+func TestRetractOfAnOutOfOrderNumberKeepsItOutOfOrder(t *testing.T) {
+	tr := NewTracker()
+	arrivals(tr, 1, 2, 3)
+	tr.Retract("ch", 3)
+	if o := tr.ObserveNumber("ch", 3, u64(2)); o.Arrival != New || o.Gap != nil {
+		t.Fatalf("%+v", o)
+	}
+	tr.Retract("ch", 2)
+	if got := arrivals(tr, 2, 2); !reflect.DeepEqual(got, []Arrival{OutOfOrder, Duplicate}) {
+		t.Fatalf("%v", got)
+	}
+	if got := tr.channels["ch"].recent; !reflect.DeepEqual(got, []uint64{1, 2, 3}) {
+		t.Fatalf("%v", got)
+	}
+}
+
+func TestRetractOfTheOnlyNumberLeavesNoHistoryToCompareWith(t *testing.T) {
+	tr := NewTracker()
+	tr.ObserveNumber("ch", 5, nil)
+	tr.Retract("ch", 5)
+	if tr.ChannelCount() != 1 {
+		t.Fatal(tr.ChannelCount())
+	}
+	if o := tr.ObserveNumber("ch", 5, u64(4)); o.Arrival != New || o.Gap != nil {
+		t.Fatalf("%+v", o)
+	}
+}
+
+func TestRetractDoesNotBringBackWhatFellOutOfTheWindow(t *testing.T) {
+	tr := NewTrackerWithLimits(2, 10)
+	arrivals(tr, 1, 2, 3)
+	tr.Retract("ch", 3)
+	if got := tr.channels["ch"].recent; !reflect.DeepEqual(got, []uint64{2}) {
+		t.Fatalf("%v", got)
+	}
+	// 1 was pushed out by 3 and stays forgotten: out of order, not a duplicate.
+	if !tr.ObserveNumber("ch", 1, nil).IsOutOfOrder() {
+		t.Fatal("1 is not out of order")
+	}
+}
+
+func TestRetractDoesNotCountAsSeeingTheChannel(t *testing.T) {
+	tr := NewTrackerWithLimits(8, 2)
+	tr.ObserveNumber("a", 1, nil)
+	tr.ObserveNumber("b", 1, nil)
+	tr.Retract("a", 1)
+	tr.ObserveNumber("c", 1, nil) // evicts a, the least recently seen
+	if _, ok := tr.channels["a"]; ok {
+		t.Fatal("a was kept")
+	}
+	if _, ok := tr.channels["b"]; !ok {
+		t.Fatal("b was evicted")
+	}
+}
