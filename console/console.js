@@ -512,6 +512,7 @@ async function channelView(id, query) {
       ].filter(Boolean)),
       facts([
         ["Resource", h("code", {}, channel.resource)],
+        ["Type", channel.type],
         ["Address", channel.address],
         ["Resource ID", h("code", {}, channel.resourceId)],
         ["Expiration", channel.expiration ? when(new Date(Number(channel.expiration)).toISOString()) : "never"],
@@ -556,7 +557,8 @@ function logRows(entry) {
             {},
             h("td", {}, when(a.at)),
             h("td", { class: "number" }, `${a.durationMs} ms`),
-            h("td", {}, a.status ?? "—"),
+            // A receiver's HTTP status, or a broker's acknowledgement (acked, duplicate).
+            h("td", {}, a.status ?? a.brokerStatus ?? "—"),
             h("td", {}, a.reason ? `${a.reason}: ${a.detail}` : "—"),
             h("td", {}, a.response ? h("code", {}, a.response) : "—"),
           ),
