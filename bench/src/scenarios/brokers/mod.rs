@@ -183,7 +183,12 @@ impl Destination {
     /// stopped reading), else of the deletion.
     pub async fn finish(mut self) -> anyhow::Result<()> {
         let mut failed = None;
-        while let Some(Ok(Err(e))) = self.consumers.try_join_next() {
+        while let Some(ended) = self.consumers.try_join_next() {
+            let e = match ended {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e,
+                Err(panicked) => anyhow::Error::new(panicked),
+            };
             failed.get_or_insert(e.context("the consumer stopped"));
         }
         self.consumers.shutdown().await;
