@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+use crate::scenarios::brokers::{BrokerUrls, Kind};
 use crate::scenarios::Sizes;
 
 /// The scenarios, in the order a full run takes them.
@@ -19,6 +20,14 @@ pub enum Scenario {
     Authed,
     /// The fan-out's headline point with OpenTelemetry export on (docs/api.md §18).
     Traced,
+    /// The fan-out's headline point into NATS JetStream (docs/api.md §20).
+    Nats,
+    /// The fan-out's headline point into RabbitMQ, with publisher confirms.
+    Amqp,
+    /// The fan-out's headline point into Redis Streams.
+    Redis,
+    /// The three broker scenarios (nats, amqp, redis).
+    Brokers,
     Publish,
     Latency,
     /// Only with `--database-url`.
@@ -29,12 +38,16 @@ pub enum Scenario {
     Soak,
 }
 
-const ALL: [Scenario; 12] = [
+/// Every scenario a run may take, in order (`brokers` stands for three of them).
+const ALL: [Scenario; 15] = [
     Scenario::Raw,
     Scenario::Fanout,
     Scenario::Filtered,
     Scenario::Authed,
     Scenario::Traced,
+    Scenario::Nats,
+    Scenario::Amqp,
+    Scenario::Redis,
     Scenario::Publish,
     Scenario::Latency,
     Scenario::Cluster,
@@ -69,6 +82,10 @@ pub struct BenchArgs {
     /// Run only this scenario (repeatable). The raw ceiling always runs too.
     #[arg(long = "scenario", value_enum)]
     pub scenarios: Vec<Scenario>,
+
+    /// Leave this scenario out (repeatable), e.g. one whose broker is not there.
+    #[arg(long = "skip-scenario", value_enum, value_name = "SCENARIO")]
+    pub skipped: Vec<Scenario>,
 
     /// Where the gateways keep their data (default: a directory under the system's temp
     /// dir). Use a real disk: the fsync cost is part of every figure.
@@ -106,6 +123,24 @@ pub struct BenchArgs {
     /// Events per second published during the cluster scenario's failover runs.
     #[arg(long)]
     pub cluster_rate: Option<u64>,
+
+    /// The NATS server (with JetStream) of the nats scenario: the gateway's `--broker`,
+    /// and where the benchmark makes its stream and consumes.
+    #[arg(long, default_value = "nats://127.0.0.1:4222", value_name = "URL")]
+    pub nats_url: String,
+
+    /// The RabbitMQ of the amqp scenario, credentials included (never printed).
+    #[arg(
+        long,
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        value_name = "URL",
+        hide_default_value = true
+    )]
+    pub amqp_url: String,
+
+    /// The Redis of the redis scenario.
+    #[arg(long, default_value = "redis://127.0.0.1:6379/0", value_name = "URL")]
+    pub redis_url: String,
 
     /// Log filter of the gateways (their logs go to OUT/gateway-*.log).
     #[arg(long, default_value = "warn")]
@@ -246,11 +281,70 @@ impl BenchArgs {
 
     /// The scenarios to run, in order; the cluster only with `--database-url`.
     pub fn selected(&self) -> Vec<Scenario> {
+        let named = |list: &[Scenario], s: Scenario| list.iter().any(|n| n.covers(s));
         ALL.into_iter()
             .filter(|s| {
-                *s == Scenario::Raw || self.scenarios.is_empty() || self.scenarios.contains(s)
+                *s == Scenario::Raw
+                    || ((self.scenarios.is_empty() || named(&self.scenarios, *s))
+                        && !named(&self.skipped, *s))
             })
             .filter(|s| *s != Scenario::Cluster || self.database_url.is_some())
             .collect()
+    }
+
+    /// The brokers of the broker scenarios.
+    pub fn brokers(&self) -> BrokerUrls {
+        BrokerUrls {
+            nats: self.nats_url.clone(),
+            amqp: self.amqp_url.clone(),
+            redis: self.redis_url.clone(),
+        }
+    }
+}
+
+impl Scenario {
+    /// The broker of a broker scenario.
+    pub fn broker(self) -> Option<Kind> {
+        match self {
+            Scenario::Nats => Some(Kind::Nats),
+            Scenario::Amqp => Some(Kind::Amqp),
+            Scenario::Redis => Some(Kind::Redis),
+            _ => None,
+        }
+    }
+
+    /// Whether naming `self` names `scenario`: itself, or (`brokers`) a broker scenario.
+    fn covers(self, scenario: Scenario) -> bool {
+        self == scenario || (self == Scenario::Brokers && scenario.broker().is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn selected(args: &[&str]) -> Vec<Scenario> {
+        let mut line = vec!["watchwire-bench"];
+        line.extend(args);
+        BenchArgs::parse_from(line).selected()
+    }
+
+    #[test]
+    fn brokers_names_the_three_broker_scenarios_and_a_skip_wins() {
+        use Scenario::*;
+        assert_eq!(
+            selected(&["--scenario", "fanout", "--scenario", "brokers"]),
+            [Raw, Fanout, Nats, Amqp, Redis]
+        );
+        assert_eq!(
+            selected(&["--scenario", "brokers", "--skip-scenario", "amqp"]),
+            [Raw, Nats, Redis]
+        );
+        let all = selected(&["--skip-scenario", "brokers", "--skip-scenario", "raw"]);
+        assert!(all.contains(&Raw) && all.contains(&Soak));
+        assert!(!all
+            .iter()
+            .any(|s| s.broker().is_some() || *s == Brokers || *s == Cluster));
     }
 }

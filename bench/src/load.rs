@@ -72,14 +72,17 @@ pub async fn publish(client: &reqwest::Client, gateway: &str, body: String) -> a
     post(client, format!("{gateway}/v1/events"), body, what).await
 }
 
-/// The body of a watch request for a channel delivering to `address`, with an id and a
-/// token the size of real ones (a UUID and 32 hex characters), and `auth`, a JSON
-/// object (docs/api.md §17), when given.
-pub fn watch_body(address: &str, auth: Option<&str>) -> String {
+/// The body of a watch request for a channel of `channel_type` (`web_hook`, or a
+/// broker's, docs/api.md §20) delivering to `address`, with an id and a token the size
+/// of real ones (a UUID and 32 hex characters), and `auth`, a JSON object (docs/api.md
+/// §17), when given.
+pub fn watch_body(channel_type: &str, address: &str, auth: Option<&str>) -> String {
     let id = uuid::Uuid::new_v4();
     let token = uuid::Uuid::new_v4().simple();
     let auth = auth.map_or(String::new(), |auth| format!(r#","auth":{auth}"#));
-    format!(r#"{{"id":"{id}","type":"web_hook","address":"{address}","token":"{token}"{auth}}}"#)
+    format!(
+        r#"{{"id":"{id}","type":"{channel_type}","address":"{address}","token":"{token}"{auth}}}"#
+    )
 }
 
 /// `POST {resource}/watch`; succeeds only on `200`.

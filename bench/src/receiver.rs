@@ -6,6 +6,8 @@
 //! also checks per-channel order (message numbers only grow), spots duplicates, and,
 //! when asked, records publish→delivery latency from the timestamp the payload carries.
 //!
+//! A broker consumer counts what it reads through a [`Sink`], into the same counters.
+//!
 //! Waiting is event-driven: a waiter sets a target count and the request that reaches it
 //! wakes the waiter, so no waiter polls.
 
@@ -61,6 +63,7 @@ pub struct Receipt {
     pub at_us: u64,
     /// Which connection it came on, numbered in the order they were accepted: a
     /// connection belongs to one sending process, so this tells which process sent it.
+    /// 0: not a request (a [`Sink`] counted it).
     pub connection: u64,
     pub body: Bytes,
 }
@@ -291,37 +294,67 @@ async fn handle(
     counts.requests.fetch_add(1, Relaxed);
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     if let (Some(channel), Some(number)) = (header(h::CHANNEL_ID), header(h::MESSAGE_NUMBER)) {
-        let number: u64 = number.parse().unwrap_or(0);
-        let seen = inner.observe(channel, number);
         if let Some((name, value)) = inner.expected_header.get() {
             if header(name) == Some(value.as_str()) {
                 counts.authenticated.fetch_add(1, Relaxed);
             }
         }
-        if header(h::RESOURCE_STATE) == Some("sync") {
-            let n = counts.syncs.fetch_add(1, Relaxed) + 1;
-            if n >= inner.want_syncs.load(Relaxed) {
-                inner.reached.notify_waiters();
-            }
-        } else {
-            if inner.tracing.load(Relaxed) {
-                inner.trace.lock().unwrap().push(Receipt {
-                    channel: channel.into(),
-                    number,
-                    at_us: clock::now_us(),
-                    connection,
-                    body: body.clone(),
-                });
-            }
-            inner.count_event(seen, &body);
-        }
+        let number: u64 = number.parse().unwrap_or(0);
+        let sync = header(h::RESOURCE_STATE) == Some("sync");
+        inner.notification(channel, number, sync, body, connection);
     }
     let mut response = Response::new(Empty::new());
     *response.status_mut() = StatusCode::NO_CONTENT;
     response
 }
 
+/// A handle that counts notifications which reach the benchmark another way than as a
+/// request: a broker consumer reads them. Each is counted, checked for order and
+/// duplicates, timed and traced as the receiver does a request with the same headers;
+/// its [`Receipt::connection`] is 0.
+#[derive(Clone)]
+pub struct Sink(Arc<Inner>);
+
+impl Receiver {
+    /// A [`Sink`] counting into this receiver.
+    pub fn sink(&self) -> Sink {
+        Sink(self.inner.clone())
+    }
+}
+
+impl Sink {
+    /// One notification of `channel` with message `number`, its resource state and
+    /// its body (the headers the gateway gives it, `X-Goog-Channel-ID`,
+    /// `X-Goog-Message-Number` and `X-Goog-Resource-State`, and the body it would POST).
+    pub fn notification(&self, channel: &str, number: u64, state: &str, body: Bytes) {
+        self.0
+            .notification(channel, number, state == "sync", body, 0);
+    }
+}
+
 impl Inner {
+    /// Counts a notification: a sync, or an event checked for order and duplicates.
+    fn notification(&self, channel: &str, number: u64, sync: bool, body: Bytes, connection: u64) {
+        let seen = self.observe(channel, number);
+        if sync {
+            let n = self.counts.syncs.fetch_add(1, Relaxed) + 1;
+            if n >= self.want_syncs.load(Relaxed) {
+                self.reached.notify_waiters();
+            }
+            return;
+        }
+        if self.tracing.load(Relaxed) {
+            self.trace.lock().unwrap().push(Receipt {
+                channel: channel.into(),
+                number,
+                at_us: clock::now_us(),
+                connection,
+                body: body.clone(),
+            });
+        }
+        self.count_event(seen, &body);
+    }
+
     fn observe(&self, channel: &str, number: u64) -> Seen {
         let mut last = self.channels.entry(channel.into()).or_insert(0);
         let seen = match number.cmp(&*last) {

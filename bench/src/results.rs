@@ -9,6 +9,7 @@ use crate::cpu::Foreign;
 use crate::postgres::DatabaseInfo;
 use crate::scenarios::authed::Authed;
 use crate::scenarios::backlog::Backlog;
+use crate::scenarios::brokers::Broker;
 use crate::scenarios::cluster::Cluster;
 use crate::scenarios::fanout::Fanout;
 use crate::scenarios::filtered::Filtered;
@@ -102,6 +103,9 @@ pub struct Results {
     #[serde(default)]
     pub authed: Option<Authed>,
     pub traced: Option<Traced>,
+    /// The broker scenarios run (nats, amqp, redis), in that order.
+    #[serde(default)]
+    pub brokers: Vec<Broker>,
     pub wide: Option<Wide>,
     pub scale: Option<Scale>,
     pub backlog: Option<Backlog>,

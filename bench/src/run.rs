@@ -32,6 +32,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         log_dir: args.out.clone(),
         log_filter: args.gateway_log.clone(),
         database: None,
+        brokers: args.brokers(),
     };
     let database = match &args.database_url {
         Some(url) => Some(Arc::new(Database::connect(url).await?)),
@@ -66,6 +67,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         filtered: None,
         authed: None,
         traced: None,
+        brokers: Vec::new(),
         wide: None,
         scale: None,
         backlog: None,
@@ -112,12 +114,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             Some(d) => d.backend_seconds().await,
             None => 0.0,
         };
+        // A broker scenario's broker is part of what it measures, not a neighbour.
+        let broker = scenario.broker().map(|kind| kind.process());
+        let broker_before = broker.and_then(cpu::processes_seconds);
         let outcome = run_one(scenario, &ctx, database.as_ref(), &mut results).await;
         let database_seconds = match &database {
             Some(d) => d.backend_seconds().await - database_before,
             None => 0.0,
         };
-        let foreign = before.foreign_since(&name, database_seconds);
+        let broker_seconds = match (broker_before, broker.and_then(cpu::processes_seconds)) {
+            (Some(before), Some(after)) => after - before,
+            _ => 0.0,
+        };
+        let foreign = before.foreign_since(&name, database_seconds, broker_seconds);
         if foreign.share > 0.10 {
             eprintln!(
                 "   warning: other processes used {:.0} % of the machine during {name}; its figures are depressed",
@@ -240,6 +249,28 @@ async fn run_one(
             );
             results.traced = Some(t);
         }
+        Scenario::Nats | Scenario::Amqp | Scenario::Redis => {
+            let kind = scenario.broker().expect("a broker scenario");
+            let webhook = results.fanout.as_ref().map(|f| &f.headline);
+            let b = scenarios::brokers::run(ctx, kind, raw, webhook).await?;
+            let p = &b.point;
+            println!(
+                "   {} channels into {}: {:.0} notifications/s, {:.1} µs gateway CPU per notification{}{}",
+                p.channels,
+                kind.title(),
+                p.delivered_per_second,
+                p.gateway_cpu_us_per_notification,
+                b.broker_cpu_us_per_notification
+                    .map_or(String::new(), |us| format!(", {us:.1} µs the broker's")),
+                match (b.throughput_ratio, b.cpu_ratio) {
+                    (Some(t), Some(c)) => format!(" ({t:.3} × and {c:.3} × the webhook fan-out)"),
+                    _ => String::new(),
+                }
+            );
+            results.brokers.retain(|r| r.kind != kind);
+            results.brokers.push(b);
+        }
+        Scenario::Brokers => unreachable!("`brokers` is selected as the three it names"),
         Scenario::Publish => {
             let p = scenarios::publish::run(ctx, raw).await?;
             print_publish(ctx, &p);

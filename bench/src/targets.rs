@@ -253,6 +253,50 @@ fn checks(run: &Results) -> Vec<Check> {
             ),
         ));
     }
+    for b in &run.brokers {
+        let p = &b.point;
+        let title = b.kind.title();
+        let webhook = match (b.webhook_per_second, b.webhook_cpu_us_per_notification) {
+            (Some(rate), Some(us)) => {
+                format!("webhook fan-out {}/s, {us:.1} µs", format_count(rate))
+            }
+            _ => "no webhook fan-out in this run".to_string(),
+        };
+        let target = b.kind.target_ratio();
+        checks.push(check(
+            &format!("{title} fan-out delivered"),
+            p.delivered_per_second,
+            "notifications/s",
+            p.ratio_to_raw,
+            &format!("≥ {target} × webhook fan-out (same run)"),
+            b.throughput_ratio.map(|r| r >= target),
+            format!(
+                "{} channels, {} events in batches of {}, publish → the benchmark's consumer; {}; {webhook}; {} ×",
+                p.channels,
+                p.events,
+                run.sizes.batch,
+                b.destination,
+                b.throughput_ratio
+                    .map_or("—".to_string(), |r| format!("{r:.3}")),
+            ),
+        ));
+        checks.push(check(
+            &format!("{title} fan-out: gateway CPU per notification"),
+            p.gateway_cpu_us_per_notification,
+            "µs",
+            None,
+            "",
+            None,
+            format!(
+                "{} × the webhook fan-out's; the broker's own {}",
+                b.cpu_ratio.map_or("—".to_string(), |r| format!("{r:.3}")),
+                b.broker_cpu_us_per_notification
+                    .map_or("not measured (not on this machine)".to_string(), |us| {
+                        format!("{us:.1} µs")
+                    }),
+            ),
+        ));
+    }
     if let Some(w) = &run.wide {
         let note = size_note(w.channels, 100_000, "channels");
         let pass = (w.channels >= 100_000).then_some(w.last_delivery_seconds <= 2.0);

@@ -4,6 +4,10 @@
 //! everything published was delivered; it checks no performance figure (the full
 //! benchmark does, BENCHMARKS.md).
 //!
+//! The broker scenarios (nats, amqp, redis) need the machine's NATS with JetStream,
+//! RabbitMQ and Redis on their usual ports, as the broker tests do; a broker that does
+//! not answer leaves its scenario out (`--skip-scenario`), which is a failure under CI.
+//!
 //! With `WATCHWIRE_TEST_DATABASE_URL` (CI sets it) the quick run also gets
 //! `--database-url`, runs the fan-out, publish and latency scenarios on PostgreSQL too,
 //! and must deliver everything there as well and drop every schema it created. It also
@@ -54,9 +58,40 @@ fn gateway() -> PathBuf {
     gateway
 }
 
-/// Runs `watchwire-bench --quick` (on PostgreSQL too with `database`); returns its
-/// results and its process id (which names its schemas).
-fn run_quick_bench(out: &Path, data: &Path, database: Option<&str>) -> (Value, u32) {
+/// The broker scenarios, each with the broker it needs (where `watchwire-bench`
+/// looks for it by default) and what `results.json` calls it.
+const BROKERS: [(&str, &str, &str); 3] = [
+    ("nats", "127.0.0.1:4222", "NATS JetStream"),
+    ("amqp", "127.0.0.1:5672", "RabbitMQ"),
+    ("redis", "127.0.0.1:6379", "Redis Streams"),
+];
+
+/// The broker scenarios whose broker answers; the others are skipped (a failure under
+/// CI).
+fn brokers_up() -> Vec<(&'static str, &'static str)> {
+    let mut up = Vec::new();
+    for (scenario, at, title) in BROKERS {
+        let address = at.parse().expect("a socket address");
+        match std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(5)) {
+            Ok(_) => up.push((scenario, title)),
+            Err(e) => test_support::skip(
+                &format!("the benchmark smoke's {scenario} scenario"),
+                &format!("{title} on {at} ({e}; README, \"Testing\")"),
+            ),
+        }
+    }
+    up
+}
+
+/// Runs `watchwire-bench --quick` (on PostgreSQL too with `database`), leaving out the
+/// broker scenarios not in `brokers`; returns its results and its process id (which
+/// names its schemas).
+fn run_quick_bench(
+    out: &Path,
+    data: &Path,
+    database: Option<&str>,
+    brokers: &[(&str, &str)],
+) -> (Value, u32) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_watchwire-bench"));
     command
         .arg("--gateway")
@@ -70,6 +105,11 @@ fn run_quick_bench(out: &Path, data: &Path, database: Option<&str>) -> (Value, u
         .stderr(std::process::Stdio::piped());
     if let Some(url) = database {
         command.args(["--database-url", url]);
+    }
+    for (scenario, _, _) in BROKERS {
+        if !brokers.iter().any(|(up, _)| *up == scenario) {
+            command.args(["--skip-scenario", scenario]);
+        }
     }
     let child = command.spawn().expect("watchwire-bench starts");
     let pid = child.id();
@@ -257,7 +297,8 @@ fn quick_bench_runs_every_scenario_and_delivers_everything() {
     let out = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     let database = test_support::database("the benchmark smoke on PostgreSQL");
-    let (r, pid) = run_quick_bench(out.path(), data.path(), database.as_deref());
+    let brokers = brokers_up();
+    let (r, pid) = run_quick_bench(out.path(), data.path(), database.as_deref(), &brokers);
 
     assert_eq!(r["quick"], true);
     assert_eq!(r["failures"], Value::Array(vec![]), "no scenario failed");
@@ -380,6 +421,46 @@ fn quick_bench_runs_every_scenario_and_delivers_everything() {
             < 1e-9
     );
 
+    // nats, amqp, redis: the fan-out's headline point into each broker that answers,
+    // every notification read back by the benchmark's consumer, in order and once,
+    // compared with the webhook fan-out.
+    let results = r["brokers"].as_array().expect("a list of broker results");
+    let kinds: Vec<&str> = results
+        .iter()
+        .map(|b| b["kind"].as_str().unwrap())
+        .collect();
+    let expected: Vec<&str> = brokers.iter().map(|(scenario, _)| *scenario).collect();
+    assert_eq!(
+        kinds, expected,
+        "one result per broker scenario run, in order"
+    );
+    for broker in results {
+        let point = &broker["point"];
+        for same in ["channels", "events"] {
+            assert_eq!(number(point, same), number(headline, same), "{same}");
+        }
+        let notifications = number(point, "events") * number(point, "channels");
+        assert_eq!(number(point, "notifications"), notifications);
+        assert_eq!(number(point, "latency.samples"), notifications);
+        assert_eq!(number(point, "duplicates"), 0.0, "{broker}");
+        positive(point, "gateway_cpu_us_per_notification");
+        assert!(broker["destination"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty()));
+        let throughput = positive(broker, "throughput_ratio");
+        assert!(
+            (throughput
+                - number(point, "delivered_per_second") / number(headline, "delivered_per_second"))
+            .abs()
+                < 1e-9
+        );
+        positive(broker, "cpu_ratio");
+        assert_eq!(
+            number(broker, "webhook_per_second"),
+            number(headline, "delivered_per_second")
+        );
+    }
+
     // wide: one event reached every channel.
     positive(&r, "wide.channels");
     positive(&r, "wide.create_per_second");
@@ -467,11 +548,23 @@ fn quick_bench_runs_every_scenario_and_delivers_everything() {
     ] {
         assert!(checks.contains(&name), "no check {name:?} in {checks:?}");
     }
+    for (_, title) in &brokers {
+        for name in [
+            format!("{title} fan-out delivered"),
+            format!("{title} fan-out: gateway CPU per notification"),
+        ] {
+            assert!(
+                checks.contains(&name.as_str()),
+                "no check {name:?} in {checks:?}"
+            );
+        }
+    }
     let foreign = r["foreign_cpu"]
         .as_array()
         .expect("foreign CPU per scenario");
-    // The cluster scenario runs only with a database.
-    let scenarios = if database.is_some() { 12 } else { 11 };
+    // The cluster scenario runs only with a database, a broker scenario only with its
+    // broker.
+    let scenarios = if database.is_some() { 12 } else { 11 } + brokers.len();
     assert_eq!(foreign.len(), scenarios, "one reading per scenario");
     for f in foreign {
         let share = number(f, "share");

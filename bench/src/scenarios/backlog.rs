@@ -53,7 +53,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Backlog> {
         &client,
         &gateway.url,
         RESOURCE,
-        load::watch_body(&dead, None),
+        load::watch_body("web_hook", &dead, None),
     )
     .await?;
     let rss_start = gateway.rss()?;

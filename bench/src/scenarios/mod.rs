@@ -6,6 +6,7 @@
 
 pub mod authed;
 pub mod backlog;
+pub mod brokers;
 pub mod cluster;
 pub mod fanout;
 pub mod filtered;
@@ -43,6 +44,8 @@ pub struct Ctx {
     /// Where the gateways keep their data: `None` for the embedded store, else a schema
     /// of their own each in this database.
     pub database: Option<Arc<Database>>,
+    /// The brokers of the broker scenarios.
+    pub brokers: brokers::BrokerUrls,
 }
 
 impl Ctx {
@@ -145,12 +148,27 @@ impl HeaderAuth {
     }
 }
 
-/// Creates `n` channels, channel `i` on `resource(i)`, all delivering to `receiver`, over
-/// `connections` concurrent connections, then waits for every sync notification.
-/// Channel `i` is created through gateway `i % gateways.len()`: with the nodes of a
-/// cluster, each delivers the channels created through it until they spread. With
-/// `auth`, every channel sends that header and `receiver` counts the notifications that
-/// carry it ([`check_authenticated`]).
+/// Where the channels a scenario creates deliver.
+#[derive(Clone, Copy)]
+pub enum Endpoint<'a> {
+    /// The receiver's webhook, every channel sending this header when given (the
+    /// receiver then counts the notifications that carry it: [`check_authenticated`]).
+    Webhook(Option<&'a HeaderAuth>),
+    /// A broker: channel `i` to the destination's `i`th address, whose consumer counts
+    /// what it reads into the receiver.
+    Broker(&'a brokers::Destination),
+}
+
+impl Endpoint<'_> {
+    /// The receiver's webhook, without authentication.
+    pub const WEBHOOK: Endpoint<'static> = Endpoint::Webhook(None);
+}
+
+/// Creates `n` channels, channel `i` on `resource(i)`, all delivering to `to` (and so
+/// counted by `receiver`), over `connections` concurrent connections, then waits for
+/// every sync notification. Channel `i` is created through gateway `i % gateways.len()`:
+/// with the nodes of a cluster, each delivers the channels created through it until
+/// they spread.
 /// Returns (seconds to create, seconds until the last sync arrived), both from the first
 /// request.
 pub async fn create_channels(
@@ -159,26 +177,45 @@ pub async fn create_channels(
     n: usize,
     connections: usize,
     stall: Duration,
-    auth: Option<&HeaderAuth>,
+    to: Endpoint<'_>,
     resource: impl Fn(u64) -> String + Send + Sync + 'static,
 ) -> anyhow::Result<(f64, f64)> {
     let client = load::client(connections)?;
-    let address = Arc::new(receiver.url("/notify"));
     let urls = urls(gateways);
-    if let Some(auth) = auth {
-        receiver.expect_header(&auth.name, &auth.value);
-    }
-    let auth: Option<Arc<str>> = auth.map(|auth| auth.json().to_string().into());
+    let (channel_type, addresses, auth) = match to {
+        Endpoint::Webhook(auth) => {
+            if let Some(auth) = auth {
+                receiver.expect_header(&auth.name, &auth.value);
+            }
+            let auth: Option<Arc<str>> = auth.map(|auth| auth.json().to_string().into());
+            ("web_hook", vec![receiver.url("/notify")], auth)
+        }
+        Endpoint::Broker(destination) => {
+            anyhow::ensure!(
+                destination.addresses.len() >= n,
+                "{} channels asked of a destination made for {}",
+                n,
+                destination.addresses.len()
+            );
+            (
+                destination.kind.channel_type(),
+                destination.addresses.clone(),
+                None,
+            )
+        }
+    };
+    let addresses = Arc::new(addresses);
     let syncs_before = receiver
         .counts()
         .syncs
         .load(std::sync::atomic::Ordering::Relaxed);
     let began = std::time::Instant::now();
     let run = load::for_each(n, connections, move |i| {
-        let (client, address) = (client.clone(), address.clone());
+        let client = client.clone();
         let url = urls[i as usize % urls.len()].clone();
         let resource = resource(i);
-        let body = load::watch_body(&address, auth.as_deref());
+        let address = &addresses[i as usize % addresses.len()];
+        let body = load::watch_body(channel_type, address, auth.as_deref());
         async move { load::watch(&client, &url, &resource, body).await }
     })
     .await?;
@@ -241,7 +278,7 @@ pub async fn watched_with_auth(
         n,
         ctx.sizes.connections,
         ctx.sizes.stall(),
-        auth,
+        Endpoint::Webhook(auth),
         move |_| resource.clone(),
     )
     .await?;
@@ -275,7 +312,7 @@ pub fn check_delivery(receiver: &Receiver, expected_events: u64) -> anyhow::Resu
 }
 
 /// Checks that every notification `receiver` got, sync and event, carried the header
-/// its channels authenticate with ([`create_channels`] with an auth).
+/// its channels authenticate with ([`Endpoint::Webhook`] with an auth).
 pub fn check_authenticated(receiver: &Receiver) -> anyhow::Result<()> {
     use std::sync::atomic::Ordering::Relaxed;
     let counts = receiver.counts();

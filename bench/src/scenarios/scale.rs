@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::{create_channels, ratio, Ctx};
+use super::{create_channels, ratio, Ctx, Endpoint};
 use crate::clock;
 use crate::gateway::Gateway;
 use crate::load;
@@ -57,7 +57,7 @@ pub async fn run(ctx: &Ctx, raw_per_second: Option<f64>) -> anyhow::Result<Scale
         channels,
         sizes.connections,
         sizes.stall(),
-        None,
+        Endpoint::WEBHOOK,
         move |i| format!("/bench/scale/r{}", i % resources as u64),
     )
     .await?;

@@ -18,7 +18,7 @@ use crate::clock;
 use crate::format::duration_arg;
 use crate::postgres::Database;
 use crate::receiver::Receiver;
-use crate::scenarios::{create_channels, Ctx};
+use crate::scenarios::{create_channels, Ctx, Endpoint};
 
 /// How long past its target a takeover is waited for before it counts as missing.
 pub(super) const TAKEOVER_GRACE: Duration = Duration::from_secs(10);
@@ -50,7 +50,7 @@ pub(super) async fn lease_run(
         channels,
         sizes.connections,
         sizes.stall(),
-        None,
+        Endpoint::WEBHOOK,
         |_| COLLECTION.to_string(),
     )
     .await?;

@@ -12,7 +12,7 @@ use crate::receiver::Receiver;
 use crate::scenarios::fanout::{self, COLLECTION as FANOUT_COLLECTION};
 use crate::scenarios::latency::{self, COLLECTION as LATENCY_COLLECTION};
 use crate::scenarios::publish;
-use crate::scenarios::{create_channels, duplicates, watched, Ctx};
+use crate::scenarios::{create_channels, duplicates, watched, Ctx, Endpoint};
 
 /// The fan-out, publish and latency figures on one gateway (`nodes` = `None`) or on a
 /// cluster of `nodes`, each measurement on fresh gateways.
@@ -126,7 +126,7 @@ async fn channels_on(
                 channels,
                 ctx.sizes.connections,
                 ctx.sizes.stall(),
-                None,
+                Endpoint::WEBHOOK,
                 move |_| collection.to_string(),
             )
             .await?;
