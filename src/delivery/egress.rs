@@ -7,8 +7,9 @@
 //! an https:// receiver, whose host name is kept for TLS (SNI and the certificate
 //! check) and for `Host`; for an http:// receiver the request in absolute form to the
 //! address (`POST http://203.0.113.7/hook`), its `Host` header the name. reqwest's own
-//! proxy support asks the proxy for names, which is why this path has a connector of
-//! its own under hyper's pooled client (HTTP/1.1).
+//! proxy support asks the proxy for names, which is why deliveries have a connector of
+//! their own under hyper's pooled client ([`Pooled`]), which without a proxy connects
+//! straight to the checked address (HTTP/2 when the receiver's TLS offers it).
 
 use std::future::Future;
 use std::io;
@@ -99,23 +100,33 @@ impl std::fmt::Display for ThroughProxyFailed {
 
 impl std::error::Error for ThroughProxyFailed {}
 
-/// The pooled client of deliveries through the proxy, for one client certificate.
-pub struct Proxied {
+/// The pooled client of deliveries for one client certificate: hyper's, with a
+/// connector of the gateway's own that resolves and checks every name with the target
+/// policy, then connects to the checked address, straight or through the proxy.
+pub struct Pooled {
     client: hyper_util::client::legacy::Client<Connector, reqwest::Body>,
     policy: TargetPolicy,
+    proxied: bool,
 }
 
-impl Proxied {
-    /// `tls` is the TLS of https:// receivers (roots, client certificate).
+impl Pooled {
+    /// `tls` is the TLS of https:// receivers (roots, client certificate); `proxy`,
+    /// `--egress-proxy`.
     pub fn new(
-        proxy: ProxyAddress,
+        proxy: Option<ProxyAddress>,
         policy: TargetPolicy,
         mut tls: rustls::ClientConfig,
         connect_timeout: Duration,
         max_idle_per_host: usize,
         local_address: Option<IpAddr>,
-    ) -> Proxied {
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    ) -> Pooled {
+        // Straight to a receiver, HTTP/2 when its TLS offers it (many notifications on
+        // one connection); through the proxy, HTTP/1.1, as the proxy path always was.
+        tls.alpn_protocols = match proxy {
+            None => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            Some(_) => vec![b"http/1.1".to_vec()],
+        };
+        let proxied = proxy.is_some();
         let connector = Connector(Arc::new(Route {
             proxy,
             policy: policy.clone(),
@@ -127,21 +138,24 @@ impl Proxied {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(max_idle_per_host)
             .build(connector);
-        Proxied { client, policy }
+        Pooled {
+            client,
+            policy,
+            proxied,
+        }
     }
 
-    /// Sends `request` through the proxy. An http:// request is addressed to its
-    /// receiver's checked address here; an https:// one is checked by the connector.
+    /// Sends `request`. Through the proxy, an http:// request is addressed to its
+    /// receiver's checked address here; everything else is checked by the connector.
     pub async fn execute(
         &self,
-        request: reqwest::Request,
+        mut request: http::Request<reqwest::Body>,
     ) -> Result<http::Response<hyper::body::Incoming>, BoxError> {
-        let mut request = http::Request::<reqwest::Body>::try_from(request)?;
         request
             .headers_mut()
             .entry(http::header::USER_AGENT)
             .or_insert(http::HeaderValue::from_static(super::webhook::USER_AGENT));
-        if request.uri().scheme_str() == Some("http") {
+        if self.proxied && request.uri().scheme_str() == Some("http") {
             let (uri, host) = self.to_checked_address(request.uri()).await?;
             request
                 .headers_mut()
@@ -191,7 +205,8 @@ fn bare_host(host: &str) -> &str {
 struct Connector(Arc<Route>);
 
 struct Route {
-    proxy: ProxyAddress,
+    /// `--egress-proxy`; `None`: straight to the receiver.
+    proxy: Option<ProxyAddress>,
     policy: TargetPolicy,
     tls: tokio_rustls::TlsConnector,
     connect_timeout: Duration,
@@ -215,11 +230,16 @@ impl tower_service::Service<Uri> for Connector {
                 Ok(opened) => opened.map(TokioIo::new),
                 Err(_) => Err(ThroughProxyFailed(Failure {
                     reason: FailureReason::Timeout,
-                    detail: format!(
-                        "timed out connecting to {} through the egress proxy {}",
-                        uri.authority().map_or("?", |a| a.as_str()),
-                        route.proxy
-                    ),
+                    detail: match &route.proxy {
+                        Some(proxy) => format!(
+                            "timed out connecting to {} through the egress proxy {proxy}",
+                            uri.authority().map_or("?", |a| a.as_str()),
+                        ),
+                        None => format!(
+                            "timed out connecting to {}",
+                            uri.authority().map_or("?", |a| a.as_str()),
+                        ),
+                    },
                     status: None,
                 })
                 .into()),
@@ -233,8 +253,11 @@ impl Route {
     /// the proxy itself for http:// (whose URI the client already made an address).
     async fn open(&self, uri: &Uri) -> Result<Tunnel, BoxError> {
         let host = bare_host(uri.host().ok_or("the address names no host")?);
+        let Some(proxy) = &self.proxy else {
+            return self.open_straight(uri, host).await;
+        };
         if uri.scheme_str() != Some("https") {
-            return Ok(Tunnel::Plain(self.connect_to_proxy().await?));
+            return Ok(Tunnel::Plain(self.connect_to_proxy(proxy).await?, true));
         }
         let port = uri.port_u16().unwrap_or(443);
         let name = ServerName::try_from(host.to_string())?;
@@ -242,8 +265,8 @@ impl Route {
         // Each checked address in turn, as a direct connection would try them.
         for checked in checked_addresses(&self.policy, "https", host).await? {
             let target = SocketAddr::new(checked.ip(), port);
-            let stream = self.connect_to_proxy().await?;
-            match self.tunnel(stream, target).await {
+            let stream = self.connect_to_proxy(proxy).await?;
+            match self.tunnel(proxy, stream, target).await {
                 Ok(stream) => {
                     let tls = self.tls.connect(name, stream).await?;
                     return Ok(Tunnel::Tls(Box::new(tls)));
@@ -254,32 +277,43 @@ impl Route {
         Err(refused.unwrap_or_else(|| "no address to connect to".into()))
     }
 
-    async fn connect_to_proxy(&self) -> Result<TcpStream, BoxError> {
+    /// A connection straight to the receiver: each address the policy allows in turn
+    /// (the resolver's order), then TLS with its name for https://.
+    async fn open_straight(&self, uri: &Uri, host: &str) -> Result<Tunnel, BoxError> {
+        let https = uri.scheme_str() == Some("https");
+        let scheme = if https { "https" } else { "http" };
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let mut last: Option<io::Error> = None;
+        for checked in self.policy.resolve(scheme, host).await? {
+            let target = SocketAddr::new(checked.ip(), port);
+            match connect(target, self.local_address).await {
+                Ok(stream) if https => {
+                    let name = ServerName::try_from(host.to_string())?;
+                    let tls = self.tls.connect(name, stream).await?;
+                    return Ok(Tunnel::Tls(Box::new(tls)));
+                }
+                Ok(stream) => return Ok(Tunnel::Plain(stream, false)),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.map_or_else(|| "no address to connect to".into(), Into::into))
+    }
+
+    async fn connect_to_proxy(&self, proxy: &ProxyAddress) -> Result<TcpStream, BoxError> {
         let failed = |e: io::Error| {
             ThroughProxyFailed(Failure {
                 reason: FailureReason::ConnectionFailed,
-                detail: format!("could not connect to the egress proxy {}: {e}", self.proxy),
+                detail: format!("could not connect to the egress proxy {proxy}: {e}"),
                 status: None,
             })
         };
-        let addrs = tokio::net::lookup_host((self.proxy.host.as_str(), self.proxy.port))
+        let addrs = tokio::net::lookup_host((proxy.host.as_str(), proxy.port))
             .await
             .map_err(failed)?;
         let mut last = io::Error::new(io::ErrorKind::NotFound, "its name resolves to no address");
         for addr in addrs {
-            let socket = match addr {
-                SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
-                SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
-            }
-            .map_err(failed)?;
-            if let Some(local) = self.local_address.filter(|l| l.is_ipv4() == addr.is_ipv4()) {
-                socket.bind(SocketAddr::new(local, 0)).map_err(failed)?;
-            }
-            match socket.connect(addr).await {
-                Ok(stream) => {
-                    let _ = stream.set_nodelay(true);
-                    return Ok(stream);
-                }
+            match connect(addr, self.local_address).await {
+                Ok(stream) => return Ok(stream),
                 Err(e) => last = e,
             }
         }
@@ -289,6 +323,7 @@ impl Route {
     /// Asks the proxy for a tunnel to `target` (`CONNECT`), and reads its answer.
     async fn tunnel(
         &self,
+        proxy: &ProxyAddress,
         mut stream: TcpStream,
         target: SocketAddr,
     ) -> Result<TcpStream, BoxError> {
@@ -309,8 +344,7 @@ impl Route {
             let n = stream.read(&mut chunk).await?;
             if n == 0 {
                 return Err(failed(format!(
-                    "the egress proxy {} closed the connection when asked for {target}",
-                    self.proxy
+                    "the egress proxy {proxy} closed the connection when asked for {target}"
                 ))
                 .into());
             }
@@ -320,8 +354,7 @@ impl Route {
             }
             if head.len() > MAX_CONNECT_ANSWER {
                 return Err(failed(format!(
-                    "the egress proxy {} answered CONNECT with an endless head",
-                    self.proxy
+                    "the egress proxy {proxy} answered CONNECT with an endless head"
                 ))
                 .into());
             }
@@ -332,8 +365,7 @@ impl Route {
         if !status.starts_with('2') || status.len() != 3 || end + 4 != head.len() {
             let answer: String = status_line.chars().take(100).collect();
             return Err(failed(format!(
-                "the egress proxy {} refused a tunnel to {target}: {answer}",
-                self.proxy
+                "the egress proxy {proxy} refused a tunnel to {target}: {answer}"
             ))
             .into());
         }
@@ -341,19 +373,37 @@ impl Route {
     }
 }
 
-/// A connection through the proxy: plain to the proxy itself (http:// receivers), or
-/// TLS with the receiver inside a tunnel.
+/// A TCP connection from `local` (`--outbound-address`, when of the same family) to
+/// `addr`, without Nagle's delay.
+async fn connect(addr: SocketAddr, local: Option<IpAddr>) -> io::Result<TcpStream> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }?;
+    if let Some(local) = local.filter(|l| l.is_ipv4() == addr.is_ipv4()) {
+        socket.bind(SocketAddr::new(local, 0))?;
+    }
+    let stream = socket.connect(addr).await?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// A connection to a receiver: plain (straight, or to the proxy itself for http://
+/// receivers, then `true`), or TLS with the receiver (straight, or inside a tunnel).
 pub enum Tunnel {
-    Plain(TcpStream),
+    Plain(TcpStream, bool),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
 impl Connection for Tunnel {
     fn connected(&self) -> Connected {
         match self {
-            // Requests on it go in absolute form, as a proxy needs them.
-            Tunnel::Plain(_) => Connected::new().proxy(true),
-            Tunnel::Tls(_) => Connected::new(),
+            // Requests to the proxy go in absolute form, as a proxy needs them.
+            Tunnel::Plain(_, to_proxy) => Connected::new().proxy(*to_proxy),
+            Tunnel::Tls(tls) => match tls.get_ref().1.alpn_protocol() {
+                Some(b"h2") => Connected::new().negotiated_h2(),
+                _ => Connected::new(),
+            },
         }
     }
 }
@@ -365,7 +415,7 @@ impl AsyncRead for Tunnel {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Tunnel::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Tunnel::Plain(s, _) => Pin::new(s).poll_read(cx, buf),
             Tunnel::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
@@ -378,21 +428,21 @@ impl AsyncWrite for Tunnel {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Tunnel::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Tunnel::Plain(s, _) => Pin::new(s).poll_write(cx, buf),
             Tunnel::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Tunnel::Plain(s) => Pin::new(s).poll_flush(cx),
+            Tunnel::Plain(s, _) => Pin::new(s).poll_flush(cx),
             Tunnel::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Tunnel::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Tunnel::Plain(s, _) => Pin::new(s).poll_shutdown(cx),
             Tunnel::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
@@ -441,8 +491,8 @@ mod tests {
         .unwrap()
         .with_root_certificates(rustls::RootCertStore::empty())
         .with_no_client_auth();
-        let proxied = Proxied::new(
-            address,
+        let proxied = Pooled::new(
+            Some(address),
             TargetPolicy::default(),
             tls,
             Duration::from_secs(2),
@@ -450,7 +500,9 @@ mod tests {
             None,
         );
         for url in ["https://localhost:8443/hook", "http://localhost:8080/hook"] {
-            let request = reqwest::Request::new(reqwest::Method::POST, url.parse().unwrap());
+            let mut request = http::Request::new(reqwest::Body::from(""));
+            *request.method_mut() = http::Method::POST;
+            *request.uri_mut() = url.parse().unwrap();
             let err = proxied.execute(request).await.unwrap_err();
             let mut chain = String::new();
             let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err.as_ref());

@@ -5,7 +5,6 @@
 //! address is never connected to; literal IPs are checked before any attempt.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
 
 use super::brokers::address::BrokerId;
 use crate::cidr::Cidr;
@@ -288,26 +287,6 @@ impl TargetPolicy {
     }
 }
 
-/// A resolver for the outbound client that drops every address the policy refuses.
-/// (It is not told the scheme; `check_before_connect` holds http:// to its stricter rule.)
-pub struct PolicyResolver(pub TargetPolicy);
-
-impl reqwest::dns::Resolve for PolicyResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let policy = self.0.clone();
-        Box::pin(async move {
-            let allowed = policy.resolve("https", name.as_str()).await?;
-            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
-}
-
-impl PolicyResolver {
-    pub fn shared(policy: TargetPolicy) -> Arc<Self> {
-        Arc::new(PolicyResolver(policy))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,29 +438,25 @@ mod watch_time {
 #[cfg(test)]
 mod resolver {
     use super::*;
-    use reqwest::dns::Resolve;
 
     #[tokio::test]
     async fn the_connecting_resolver_drops_refused_addresses_and_says_why() {
-        let strict = PolicyResolver(TargetPolicy::default());
-        let error = match strict.resolve("localhost".parse().unwrap()).await {
+        let strict = TargetPolicy::default();
+        let error = match strict.resolve("https", "localhost").await {
             Ok(_) => panic!("localhost resolves only to loopback addresses"),
             Err(e) => e,
         };
         assert!(error.downcast_ref::<PolicyRefused>().is_some(), "{error}");
-        let error = match strict
-            .resolve("watchwire-test.invalid".parse().unwrap())
-            .await
-        {
+        let error = match strict.resolve("https", "watchwire-test.invalid").await {
             Ok(_) => panic!(".invalid never resolves"),
             Err(e) => e,
         };
         assert!(error.downcast_ref::<NameNotResolved>().is_some(), "{error}");
-        let dev = PolicyResolver(TargetPolicy {
+        let dev = TargetPolicy {
             allow_all: true,
             allow: vec![],
             brokers: vec![],
-        });
-        assert!(dev.resolve("localhost".parse().unwrap()).await.is_ok());
+        };
+        assert!(dev.resolve("https", "localhost").await.is_ok());
     }
 }

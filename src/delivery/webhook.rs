@@ -14,13 +14,13 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
 use super::destination::{Answer, Destination, Verdict};
-use super::egress::{Proxied, ProxyAddress};
+use super::egress::{Pooled, ProxyAddress};
 use super::hosts::host_key;
 use super::http_client::{Exchange, HttpClient};
 use super::identity::{ClientIdentities, ClientIdentity};
 use super::oauth::Tokens;
 use super::render::Rendered;
-use super::target::{PolicyResolver, TargetPolicy};
+use super::target::TargetPolicy;
 use crate::endpoint_auth::ClientCredentials;
 use crate::model::{ChannelSpec, Failure, FailureReason, RESPONSE_EXCERPT_BYTES};
 
@@ -92,7 +92,12 @@ impl Webhooks {
         Webhook {
             webhooks: self,
             client: self.by_owner.get(&*channel.owner).unwrap_or(&self.default),
-            url: reqwest::Url::parse(&channel.address).map_err(|e| e.to_string()),
+            url: reqwest::Url::parse(&channel.address)
+                .map_err(|e| e.to_string())
+                .and_then(|url| {
+                    let uri = http::Uri::try_from(url.as_str()).map_err(|e| e.to_string())?;
+                    Ok((url, uri))
+                }),
             host: host_key(&channel.address),
             oauth: channel
                 .auth
@@ -102,58 +107,36 @@ impl Webhooks {
     }
 }
 
-/// The client that presents `identity`: reqwest's straight to receivers, or the
-/// egress proxy's with TLS of its own from the same roots.
+/// The client that presents `identity`, with TLS from the machine's roots and
+/// `--ca-file`, straight to receivers or through `--egress-proxy`.
 fn client(
     options: &WebhookOptions,
     extra_cas: &[CertificateDer<'static>],
     identity: Option<&ClientIdentity>,
 ) -> anyhow::Result<HttpClient> {
-    if let Some(proxy) = &options.egress_proxy {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        roots.add_parsable_certificates(extra_cas.iter().cloned());
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots);
-        let tls = match identity {
-            Some(identity) => {
-                tls.with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())?
-            }
-            None => tls.with_no_client_auth(),
-        };
-        let client = Proxied::new(
-            proxy.clone(),
-            options.policy.clone(),
-            tls,
-            options.connect_timeout,
-            options.max_idle_per_host,
-            options.local_address,
-        );
-        return Ok(HttpClient::Proxied {
-            client: Box::new(client),
-            timeout: options.timeout,
-        });
-    }
-    let mut builder = reqwest::Client::builder()
-        .user_agent(USER_AGENT)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .connect_timeout(options.connect_timeout)
-        .timeout(options.timeout)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(options.max_idle_per_host)
-        .dns_resolver(PolicyResolver::shared(options.policy.clone()))
-        .local_address(options.local_address);
-    for cert in extra_cas {
-        builder = builder.add_root_certificate(reqwest::Certificate::from_der(cert)?);
-    }
-    if let Some(identity) = identity {
-        builder = builder.identity(reqwest::Identity::from_pem(&identity.pem)?);
-    }
-    Ok(HttpClient::Direct(builder.build()?))
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    roots.add_parsable_certificates(extra_cas.iter().cloned());
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots);
+    let tls = match identity {
+        Some(identity) => {
+            tls.with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())?
+        }
+        None => tls.with_no_client_auth(),
+    };
+    let pooled = Pooled::new(
+        options.egress_proxy.clone(),
+        options.policy.clone(),
+        tls,
+        options.connect_timeout,
+        options.max_idle_per_host,
+        options.local_address,
+    );
+    Ok(HttpClient::new(pooled, options.timeout))
 }
 
 /// One channel's endpoint.
@@ -161,8 +144,9 @@ pub struct Webhook<'a> {
     webhooks: &'a Webhooks,
     /// The client of the channel's key.
     client: &'a HttpClient,
-    /// The parsed address, or why it does not parse.
-    url: Result<reqwest::Url, String>,
+    /// The parsed address (for the policy and messages, and as the request's URI), or
+    /// why it does not parse.
+    url: Result<(reqwest::Url, http::Uri), String>,
     host: String,
     /// Its OAuth 2.0 client credentials, when it authenticates with a token.
     oauth: Option<Arc<ClientCredentials>>,
@@ -174,15 +158,16 @@ impl Webhook<'_> {
     /// with (`authFailed`). Only these channels pay for a copy of the notification.
     async fn with_token(
         &self,
-        url: &reqwest::Url,
+        (url, uri): &(reqwest::Url, http::Uri),
         notification: Rendered,
         credentials: &Arc<ClientCredentials>,
     ) -> Result<Result<Exchange, Failure>, String> {
         let (client, tokens) = (self.client, &self.webhooks.tokens);
         let token = tokens.get(client, credentials, None).await?;
         let sent = client
-            .exchange(
-                bearing(url, notification.clone(), &token),
+            .send(
+                bearing(uri, notification.clone(), &token),
+                url,
                 RESPONSE_EXCERPT_BYTES,
             )
             .await;
@@ -191,7 +176,11 @@ impl Webhook<'_> {
         }
         let fresh = tokens.get(client, credentials, Some(&token)).await?;
         Ok(client
-            .exchange(bearing(url, notification, &fresh), RESPONSE_EXCERPT_BYTES)
+            .send(
+                bearing(uri, notification, &fresh),
+                url,
+                RESPONSE_EXCERPT_BYTES,
+            )
             .await)
     }
 }
@@ -210,8 +199,8 @@ impl Destination for Webhook<'_> {
             excerpt: None,
             acknowledgement: None,
         };
-        let url = match &self.url {
-            Ok(url) => url,
+        let address = match &self.url {
+            Ok(address) => address,
             Err(e) => {
                 let failure = Failure {
                     reason: FailureReason::TargetRefused,
@@ -222,7 +211,7 @@ impl Destination for Webhook<'_> {
             }
         };
         // Literal IPs bypass the resolver, so they are checked here, before connecting.
-        if let Err(refusal) = self.webhooks.policy.check_before_connect(url).await {
+        if let Err(refusal) = self.webhooks.policy.check_before_connect(&address.0).await {
             let verdict = match refusal.permanent {
                 true => Verdict::Failed,
                 false => Verdict::Retry { retry_after: None },
@@ -231,11 +220,12 @@ impl Destination for Webhook<'_> {
         }
         let sent = match &self.oauth {
             None => {
+                let (url, uri) = address;
                 self.client
-                    .exchange(request(url, notification), RESPONSE_EXCERPT_BYTES)
+                    .send(request(uri, notification), url, RESPONSE_EXCERPT_BYTES)
                     .await
             }
-            Some(credentials) => match self.with_token(url, notification, credentials).await {
+            Some(credentials) => match self.with_token(address, notification, credentials).await {
                 Ok(sent) => sent,
                 Err(detail) => {
                     return failed(Verdict::Retry { retry_after: None }, auth_failed(detail))
@@ -280,21 +270,23 @@ fn auth_failed(detail: String) -> Failure {
 }
 
 /// [`request`], with an OAuth 2.0 bearer token.
-fn bearing(url: &reqwest::Url, notification: Rendered, token: &str) -> reqwest::Request {
-    let mut request = request(url, notification);
+fn bearing(uri: &http::Uri, notification: Rendered, token: &str) -> http::Request<reqwest::Body> {
+    let mut request = request(uri, notification);
     if let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {token}")) {
         value.set_sensitive(true);
         request
             .headers_mut()
-            .insert(reqwest::header::AUTHORIZATION, value);
+            .insert(http::header::AUTHORIZATION, value);
     }
     request
 }
 
-/// The POST that carries a notification to `url` (the client adds its `User-Agent`).
-pub fn request(url: &reqwest::Url, notification: Rendered) -> reqwest::Request {
+/// The POST that carries a notification to `uri` (the client adds its `User-Agent`).
+pub fn request(uri: &http::Uri, notification: Rendered) -> http::Request<reqwest::Body> {
     let Rendered { headers, body } = notification;
-    let mut request = reqwest::Request::new(reqwest::Method::POST, url.clone());
+    let mut request = http::Request::new(reqwest::Body::from(body.clone()));
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = uri.clone();
     let map = request.headers_mut();
     map.reserve(headers.len() + 1);
     for (name, value) in headers {
@@ -303,7 +295,6 @@ pub fn request(url: &reqwest::Url, notification: Rendered) -> reqwest::Request {
     // Stated even when it is 0: the HTTP client leaves an empty POST with neither a
     // length nor chunking, which servers that require a length refuse with 411.
     map.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
-    *request.body_mut() = Some(reqwest::Body::from(body));
     request
 }
 
