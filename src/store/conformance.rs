@@ -478,6 +478,42 @@ async fn delivery_bookkeeping_is_kept(place: Place) {
     let stored = store.find_channel("o", "c").await.unwrap().unwrap();
     assert_eq!(stored.progress_seq, receipt.last_seq - 1);
     assert!(stored.synced && stored.failing_since_ms.is_some());
+
+    // A channel removed before its bookkeeping is written gets no delivery-log row,
+    // not even a pending one (which no prune would ever take), nor progress.
+    let gone = store
+        .create_channel(channel("o", "gone", "/b"), 10)
+        .await
+        .unwrap()
+        .channel
+        .pk;
+    let removal = Removal::Gone {
+        pk: gone,
+        reason: "test".into(),
+    };
+    assert_eq!(
+        store.remove_channels(removal).await.unwrap().pks,
+        vec![gone]
+    );
+    store.record_progress(gone, receipt.last_seq);
+    store.record_outcome(Outcome {
+        channel_pk: gone,
+        ..outcome(receipt.last_seq, OutcomeStatus::Pending, 1)
+    });
+    store.record_outcome(outcome(receipt.last_seq, OutcomeStatus::Delivered, 4));
+    store.flush().await.unwrap();
+    let resumed = store.awaiting_retry().await.unwrap();
+    assert!(resumed.iter().all(|o| o.channel_pk != gone), "{resumed:?}");
+    assert!(store
+        .list_outcomes(gone, None, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let kept = store.list_outcomes(pk, None, None, 10).await.unwrap();
+    assert_eq!(
+        kept[1].outcome.attempts, 4,
+        "the live channel's row was rewritten"
+    );
 }
 
 /// Pruning never removes what a channel still owes, even a channel created between

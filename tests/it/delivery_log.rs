@@ -493,6 +493,9 @@ async fn pending_count_listing_and_gauge_agree() {
     )
     .await;
 
+    // The publish is answered once committed; the router offers the events to the
+    // channel right after.
+    root.await_pending("owes", 3).await;
     let shown = root.get("/v1/channels/owes").await.json;
     assert_eq!(
         shown["delivery"]["pendingCount"], 3,
