@@ -48,6 +48,8 @@ pub struct Received {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub at: Instant,
+    /// The HTTP version the request came in (HTTP/2 only over TLS with ALPN `h2`).
+    pub version: axum::http::Version,
 }
 
 impl Received {
@@ -226,6 +228,7 @@ pub async fn next_in_time<T>(rx: &tokio::sync::Mutex<mpsc::UnboundedReceiver<T>>
 async fn receive(
     State(state): State<ReceiverState>,
     peer: Option<axum::Extension<https::PeerCertificate>>,
+    version: axum::http::Version,
     mut headers: HeaderMap,
     body: Bytes,
 ) -> impl IntoResponse {
@@ -236,6 +239,7 @@ async fn receive(
         headers,
         body,
         at: Instant::now(),
+        version,
     };
     let responder = state.responder.lock().unwrap().clone();
     let (status, extra) = responder(&got);

@@ -70,6 +70,8 @@ async fn each_key_presents_its_own_client_certificate_or_the_default() {
     }
     let mut presented = std::collections::HashMap::new();
     for got in rx.take(2).await {
+        // Straight to a receiver whose TLS offers h2, deliveries speak HTTP/2.
+        assert_eq!(got.version, axum::http::Version::HTTP_2);
         let channel = got.header("x-goog-channel-id").unwrap().to_string();
         presented.insert(channel, got.header(CLIENT_CERTIFICATE).unwrap().to_string());
     }
@@ -191,6 +193,8 @@ async fn deliveries_and_token_requests_go_through_the_proxy_by_checked_address()
     gw.watch_with("/proxied", watch).await;
 
     let got = secure.next().await;
+    // Through the proxy, HTTP/1.1 even to a receiver that offers HTTP/2.
+    assert_eq!(got.version, axum::http::Version::HTTP_11);
     assert_eq!(
         got.header("host"),
         Some(&*format!("localhost:{secure_port}"))
