@@ -33,13 +33,15 @@ pub enum Scenario {
     /// Only with `--database-url`.
     Cluster,
     Wide,
+    /// Server-Sent Events: N streams on one resource, 100 events each (docs/api.md §7.1).
+    Sse,
     Scale,
     Backlog,
     Soak,
 }
 
 /// Every scenario a run may take, in order (`brokers` stands for three of them).
-const ALL: [Scenario; 15] = [
+const ALL: [Scenario; 16] = [
     Scenario::Raw,
     Scenario::Fanout,
     Scenario::Filtered,
@@ -52,6 +54,7 @@ const ALL: [Scenario; 15] = [
     Scenario::Latency,
     Scenario::Cluster,
     Scenario::Wide,
+    Scenario::Sse,
     Scenario::Scale,
     Scenario::Backlog,
     Scenario::Soak,
@@ -194,6 +197,15 @@ pub struct BenchArgs {
     #[arg(long)]
     pub wide_channels: Option<usize>,
 
+    /// Open streams of the sse scenario (each a connection of its own; the gateway and
+    /// the benchmark each need one file descriptor per stream).
+    #[arg(long)]
+    pub sse_streams: Option<usize>,
+
+    /// Events published to the sse scenario's resource (each to every stream).
+    #[arg(long)]
+    pub sse_events: Option<u64>,
+
     /// Channels registered in the scale scenario.
     #[arg(long)]
     pub scale_channels: Option<usize>,
@@ -243,6 +255,8 @@ impl BenchArgs {
             latency_channels,
             latency_seconds,
             wide_channels,
+            sse_streams,
+            sse_events,
             scale_channels,
             backlog_events,
             soak_seconds,
@@ -311,6 +325,12 @@ impl Scenario {
             Scenario::Redis => Some(Kind::Redis),
             _ => None,
         }
+    }
+
+    /// Whether raw is measured right before and after it: a scenario judged as a ratio
+    /// to raw.
+    pub fn bracketed(self) -> bool {
+        matches!(self, Scenario::Fanout | Scenario::Publish | Scenario::Scale)
     }
 
     /// Whether naming `self` names `scenario`: itself, or (`brokers`) a broker scenario.

@@ -128,6 +128,19 @@ pub fn processes_seconds(name: &str) -> Option<f64> {
     found
 }
 
+/// CPU time of this process alone (user + system, every thread), seconds: over a raw
+/// measurement, what its client and receiver cost (no gateway runs then).
+pub fn own_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<f64> = rest
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // utime and stime (fields 14 and 15): 10 and 11 once the state is dropped.
+    Some(fields.get(10..12)?.iter().sum::<f64>() / TICKS_PER_SECOND)
+}
+
 /// CPU time of this process and of its reaped children (`/proc/self/stat` fields 14-17).
 fn own_tree_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;

@@ -43,6 +43,8 @@ pub struct Launch {
     pub log_file: PathBuf,
     pub log_filter: String,
     pub extra: Vec<String>,
+    /// Environment variables set for the process (e.g. the allocator's).
+    pub env: Vec<(String, String)>,
 }
 
 impl Launch {
@@ -54,12 +56,18 @@ impl Launch {
             log_file: log_file.to_path_buf(),
             log_filter: log_filter.to_string(),
             extra: Vec::new(),
+            env: Vec::new(),
         }
     }
 
     /// Keeps the gateway's data in PostgreSQL, in `schema`.
     pub fn on_postgres(mut self, schema: Schema) -> Launch {
         self.database = Some(schema);
+        self
+    }
+
+    pub fn env(mut self, name: &str, value: &str) -> Launch {
+        self.env.push((name.to_string(), value.to_string()));
         self
     }
 
@@ -94,6 +102,7 @@ impl Gateway {
                     .flat_map(|d| ["--database-url".to_string(), d.url.clone()]),
             )
             .args(&launch.extra)
+            .envs(launch.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)

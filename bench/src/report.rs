@@ -12,8 +12,8 @@ use crate::scenarios::soak::Soak;
 
 pub fn markdown(run: &Results) -> String {
     let mut md = String::new();
-    md.push_str("| figure | measured | ratio to raw | target | pass | conditions |\n");
-    md.push_str("|---|---:|---:|---|---|---|\n");
+    md.push_str("| figure | measured | ratio to raw | target | pass | conditions | gateway CPU µs / unit | raw CPU µs / request | CPU ratio | raw before → after (drift) |\n");
+    md.push_str("|---|---:|---:|---|---|---|---:|---:|---:|---|\n");
     for c in &run.checks {
         let ratio = c
             .ratio_to_raw
@@ -28,15 +28,34 @@ pub fn markdown(run: &Results) -> String {
         } else {
             &c.target
         };
+        let us = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.1}"));
+        let drift = match (c.raw_before, c.raw_after, c.raw_drift) {
+            (Some(before), Some(after), Some(drift)) => format!(
+                "{} → {} ({:.0} %){}",
+                format_count(before),
+                format_count(after),
+                drift * 100.0,
+                if c.raw_steady == Some(false) {
+                    " ⚠ raw moved: this ratio is untrustworthy"
+                } else {
+                    ""
+                }
+            ),
+            _ => "—".to_string(),
+        };
         md.push_str(&format!(
-            "| {} | {} {} | {} | {} | {} | {} |\n",
+            "| {} | {} {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             c.name,
             format_measured(c.measured),
             c.unit,
             ratio,
             target,
             pass,
-            c.note
+            c.note,
+            us(c.cpu_us_per_unit),
+            us(c.raw_cpu_us_per_request),
+            c.cpu_ratio.map_or("—".to_string(), |r| format!("{r:.2}")),
+            drift
         ));
     }
     if let (Some(pg), false) = (&run.postgres, run.side_by_side.is_empty()) {

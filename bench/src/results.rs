@@ -15,9 +15,10 @@ use crate::scenarios::fanout::Fanout;
 use crate::scenarios::filtered::Filtered;
 use crate::scenarios::latency::Latency;
 use crate::scenarios::publish::Publish;
-use crate::scenarios::raw::Raw;
+use crate::scenarios::raw::{Bracket, Raw};
 use crate::scenarios::scale::Scale;
 use crate::scenarios::soak::Soak;
+use crate::scenarios::sse::Sse;
 use crate::scenarios::traced::Traced;
 use crate::scenarios::wide::Wide;
 use crate::scenarios::Sizes;
@@ -95,6 +96,10 @@ pub struct Results {
     pub sizes: Sizes,
     pub wall_seconds: f64,
     pub raw: Option<Raw>,
+    /// Raw measured right before and right after each scenario judged as a ratio to raw
+    /// (fanout, publish, scale): that scenario's ratios are to their mean.
+    #[serde(default)]
+    pub raw_brackets: Vec<Bracket>,
     pub fanout: Option<Fanout>,
     pub publish: Option<Publish>,
     pub latency: Option<Latency>,
@@ -107,6 +112,9 @@ pub struct Results {
     #[serde(default)]
     pub brokers: Vec<Broker>,
     pub wide: Option<Wide>,
+    /// Server-Sent Events streams on one resource: delivery and memory per stream.
+    #[serde(default)]
+    pub sse: Option<Sse>,
     pub scale: Option<Scale>,
     pub backlog: Option<Backlog>,
     pub soak: Option<Soak>,
@@ -126,4 +134,11 @@ pub struct Results {
     pub checks: Vec<Check>,
     /// CPU that other processes used during each scenario (the machine is shared).
     pub foreign_cpu: Vec<Foreign>,
+}
+
+impl Results {
+    /// The raw measurements around `scenario` (its lower-case name), if it had them.
+    pub fn bracket(&self, scenario: &str) -> Option<&Bracket> {
+        self.raw_brackets.iter().find(|b| b.scenario == scenario)
+    }
 }

@@ -15,6 +15,9 @@ use crate::{clock, cpu, format, gateway, report, scenarios, targets};
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     clock::start();
+    // Streams of the sse scenario hold a descriptor each, here and in the gateway (which
+    // inherits the limit).
+    scenarios::sse::raise_fd_limit();
     let began = Instant::now();
     let gateway = args.gateway()?;
     let version = gateway::version(&gateway)?;
@@ -61,6 +64,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         sizes,
         wall_seconds: 0.0,
         raw: None,
+        raw_brackets: Vec::new(),
         fanout: None,
         publish: None,
         latency: None,
@@ -69,6 +73,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         traced: None,
         brokers: Vec::new(),
         wide: None,
+        sse: None,
         scale: None,
         backlog: None,
         soak: None,
@@ -117,7 +122,50 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         // A broker scenario's broker is part of what it measures, not a neighbour.
         let broker = scenario.broker().map(|kind| kind.process());
         let broker_before = broker.and_then(cpu::processes_seconds);
-        let outcome = run_one(scenario, &ctx, database.as_ref(), &mut results).await;
+        // A scenario judged as a ratio to raw gets raw measured right before and right
+        // after it: the machine's speed moves between scenarios (and within one), so one
+        // raw figure at the start of the run is not what the scenario ran against.
+        let raw_before = if scenario.bracketed() {
+            match scenarios::raw::sample(&ctx).await {
+                Ok(sample) => Some(sample),
+                Err(e) => {
+                    eprintln!("   raw before {name} failed: {e:#}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let mut outcome = run_one(
+            scenario,
+            &ctx,
+            database.as_ref(),
+            &mut results,
+            raw_before.as_ref().map(|s| s.per_second),
+        )
+        .await;
+        if let (Some(before), true) = (raw_before, outcome.is_ok()) {
+            match scenarios::raw::sample(&ctx).await {
+                Ok(after) => {
+                    let bracket = scenarios::raw::Bracket::new(&name, before, after);
+                    println!(
+                        "   raw before {:.0}/s ({:.1} µs CPU/request), after {:.0}/s ({:.1} µs): drift {:.0} %{}; sequential {:.0} → {:.0}/s",
+                        bracket.before.per_second,
+                        bracket.before.cpu_us_per_request,
+                        bracket.after.per_second,
+                        bracket.after.cpu_us_per_request,
+                        bracket.drift * 100.0,
+                        if bracket.steady { "" } else { " (UNSTEADY: this scenario's ratios are untrustworthy)" },
+                        bracket.before.sequential_per_second,
+                        bracket.after.sequential_per_second,
+                    );
+                    rebase(&mut results, scenario, &bracket);
+                    results.raw_brackets.retain(|b| b.scenario != name);
+                    results.raw_brackets.push(bracket);
+                }
+                Err(e) => outcome = Err(e.context(format!("raw after {name}"))),
+            }
+        }
         let database_seconds = match &database {
             Some(d) => d.backend_seconds().await - database_before,
             None => 0.0,
@@ -169,13 +217,46 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Recomputes `scenario`'s ratios to raw against the mean of the raw measured before and
+/// after it.
+fn rebase(results: &mut Results, scenario: Scenario, bracket: &scenarios::raw::Bracket) {
+    let raw = Some(bracket.per_second);
+    let fanout = |f: &mut scenarios::fanout::Fanout| {
+        for p in f.sweep.iter_mut().chain(std::iter::once(&mut f.headline)) {
+            p.ratio_to_raw = scenarios::ratio(p.delivered_per_second, raw);
+        }
+    };
+    let publish = |p: &mut Publish| p.ratio_to_raw = scenarios::ratio(p.per_second, raw);
+    match scenario {
+        Scenario::Fanout => {
+            results.fanout.as_mut().map(fanout);
+            if let Some(f) = results.postgres.as_mut().and_then(|p| p.fanout.as_mut()) {
+                fanout(f);
+            }
+        }
+        Scenario::Publish => {
+            results.publish.as_mut().map(publish);
+            if let Some(p) = results.postgres.as_mut().and_then(|p| p.publish.as_mut()) {
+                publish(p);
+            }
+        }
+        Scenario::Scale => {
+            if let Some(s) = results.scale.as_mut() {
+                s.create_ratio_to_raw = scenarios::ratio(s.create_per_second, raw);
+            }
+        }
+        _ => {}
+    }
+}
+
 async fn run_one(
     scenario: Scenario,
     ctx: &Ctx,
     database: Option<&Arc<Database>>,
     results: &mut Results,
+    raw_before: Option<f64>,
 ) -> anyhow::Result<()> {
-    let raw = results.raw.as_ref().map(|r| r.per_second);
+    let raw = raw_before.or(results.raw.as_ref().map(|r| r.per_second));
     // The same scenario on PostgreSQL right after the embedded run, for the side-by-side
     // figures: back to back, so both see the same machine.
     let on_postgres = database.map(|d| ctx.on_postgres(d.clone()));
@@ -183,8 +264,13 @@ async fn run_one(
         Scenario::Raw => {
             let r = scenarios::raw::run(ctx).await?;
             println!(
-                "   {:.0} requests/s over {} connections; unloaded round trip p50 {:.3} ms",
-                r.per_second, r.connections, r.unloaded.p50_ms
+                "   {:.0} requests/s over {} connections ({:.1} µs CPU per request); one connection {:.0}/s ({:.1} µs), unloaded round trip p50 {:.3} ms",
+                r.per_second,
+                r.connections,
+                r.cpu_us_per_request,
+                r.sequential_per_second,
+                r.sequential_cpu_us_per_request,
+                r.unloaded.p50_ms
             );
             results.raw = Some(r);
         }
@@ -313,6 +399,10 @@ async fn run_one(
                 w.channels, w.first_delivery_seconds, w.last_delivery_seconds
             );
             results.wide = Some(w);
+        }
+        Scenario::Sse => {
+            let s = scenarios::sse::run(ctx).await?;
+            results.sse = Some(s);
         }
         Scenario::Scale => {
             let s = scenarios::scale::run(ctx, raw).await?;

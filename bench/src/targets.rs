@@ -30,13 +30,17 @@ fn checks(run: &Results) -> Vec<Check> {
         target: target.into(),
         pass,
         note,
+        ..Check::default()
     };
     if let Some(r) = &run.raw {
         let note = format!(
-            "{} connections, {} B bodies",
-            r.connections, r.payload_bytes
+            "{} connections, {} B bodies; one connection sequential {} requests/s, {:.1} µs CPU per request",
+            r.connections,
+            r.payload_bytes,
+            format_count(r.sequential_per_second),
+            r.sequential_cpu_us_per_request
         );
-        checks.push(check(
+        let mut c = check(
             "raw loopback ceiling",
             r.per_second,
             "requests/s",
@@ -44,7 +48,9 @@ fn checks(run: &Results) -> Vec<Check> {
             "",
             None,
             note,
-        ));
+        );
+        c.raw_cpu_us_per_request = Some(r.cpu_us_per_request).filter(|us| *us > 0.0);
+        checks.push(c);
     }
     if let Some(f) = &run.fanout {
         let h = &f.headline;
@@ -53,34 +59,49 @@ fn checks(run: &Results) -> Vec<Check> {
             h.channels, h.events, f.batch
         );
         let pass = h.ratio_to_raw.map(|r| r >= 0.75);
-        checks.push(check(
-            "fan-out delivered",
-            h.delivered_per_second,
-            "notifications/s",
-            h.ratio_to_raw,
-            "≥ 0.75 × raw",
-            pass,
-            note,
+        checks.push(against_raw(
+            check(
+                "fan-out delivered",
+                h.delivered_per_second,
+                "notifications/s",
+                h.ratio_to_raw,
+                "≥ 0.75 × raw",
+                pass,
+                note,
+            ),
+            run,
+            "fanout",
+            h.gateway_cpu_us_per_notification,
+            false,
         ));
         // One busy channel against one connection doing sequential
         // request/response: its ratio is to that, not to the pooled ceiling.
-        let sequential = run.raw.as_ref().map(|r| r.sequential_per_second);
+        let sequential = match run.bracket("fanout") {
+            Some(b) => Some(b.sequential_per_second),
+            None => run.raw.as_ref().map(|r| r.sequential_per_second),
+        };
         if let (Some(one), Some(sequential)) = (
             f.sweep.iter().find(|p| p.channels == 1),
             sequential.filter(|s| *s > 0.0),
         ) {
             let ratio = one.delivered_per_second / sequential;
-            checks.push(check(
-                "one busy channel",
-                one.delivered_per_second,
-                "notifications/s",
-                Some(ratio),
-                "≥ 0.8 × raw sequential",
-                Some(ratio >= 0.8),
-                format!(
-                    "ratio to one connection's sequential rate, {} requests/s",
-                    format_count(sequential)
+            checks.push(against_raw(
+                check(
+                    "one busy channel",
+                    one.delivered_per_second,
+                    "notifications/s",
+                    Some(ratio),
+                    "≥ 0.8 × raw sequential",
+                    Some(ratio >= 0.8),
+                    format!(
+                        "ratio to one connection's sequential rate, {} requests/s",
+                        format_count(sequential)
+                    ),
                 ),
+                run,
+                "fanout",
+                one.gateway_cpu_us_per_notification,
+                true,
             ));
         }
     }
@@ -90,14 +111,20 @@ fn checks(run: &Results) -> Vec<Check> {
             p.connections, p.events_per_commit
         );
         let pass = p.ratio_to_raw.map(|r| r >= 0.45);
-        checks.push(check(
-            "single-event publishes",
-            p.per_second,
-            "events/s",
-            p.ratio_to_raw,
-            "≥ 0.45 × raw",
-            pass,
-            note,
+        checks.push(against_raw(
+            check(
+                "single-event publishes",
+                p.per_second,
+                "events/s",
+                p.ratio_to_raw,
+                "≥ 0.45 × raw",
+                pass,
+                note,
+            ),
+            run,
+            "publish",
+            p.gateway_cpu_us_per_event,
+            false,
         ));
     }
     if let Some(latency) = &run.latency {
@@ -161,6 +188,7 @@ fn checks(run: &Results) -> Vec<Check> {
                 target: String::new(),
                 pass: None,
                 note,
+                ..Check::default()
             });
         }
     }
@@ -310,17 +338,81 @@ fn checks(run: &Results) -> Vec<Check> {
             note,
         ));
     }
+    if let Some(sse) = &run.sse {
+        for r in &sse.runs {
+            let allocator = if r.env.is_empty() {
+                String::new()
+            } else {
+                format!(", gateway with {}", r.env)
+            };
+            let mut note = size_note(r.streams, 10_000, "streams");
+            if r.streams < sse.asked_streams {
+                note.push_str(&format!(
+                    "; {} asked, the file-descriptor limit is {}",
+                    format_count(sse.asked_streams as f64),
+                    sse.fd_limit
+                ));
+            }
+            let full = r.streams >= 10_000;
+            let delivered = format!(
+                "{} events to every stream, all delivered in order ({} frames), first stream complete {:.2} s; RSS {:.1} → {:.1} → {:.1} MiB{allocator}",
+                r.events,
+                format_count(r.frames as f64),
+                r.first_complete_seconds,
+                r.rss_before_bytes as f64 / MIB,
+                r.rss_open_bytes as f64 / MIB,
+                r.rss_delivered_bytes as f64 / MIB,
+            );
+            for (what, bytes) in [
+                ("streams open", r.bytes_per_stream_open),
+                ("after the events", r.bytes_per_stream_delivered),
+            ] {
+                checks.push(check(
+                    &format!("SSE resident memory per stream, {what}{allocator}"),
+                    bytes,
+                    "bytes",
+                    None,
+                    "≤ 16 kB (16,000 B) at 10k",
+                    full.then_some(bytes <= 16_000.0),
+                    format!("{note}; {delivered}"),
+                ));
+            }
+            checks.push(check(
+                &format!(
+                    "SSE: {} events to every stream, all delivered{allocator}",
+                    r.events
+                ),
+                r.delivered_seconds,
+                "s",
+                None,
+                "all delivered, in order",
+                Some(
+                    r.frames == r.streams as u64 * r.events && r.out_of_order == 0 && r.extra == 0,
+                ),
+                format!(
+                    "{note}; opened in {:.2} s; gateway {:.1} µs CPU per event frame",
+                    r.open_seconds, r.gateway_cpu_us_per_frame
+                ),
+            ));
+        }
+    }
     if let Some(s) = &run.scale {
         let full = s.channels >= 1_000_000;
         let note = size_note(s.channels, 1_000_000, "channels");
-        checks.push(check(
-            "channel creation",
-            s.create_per_second,
-            "channels/s",
-            s.create_ratio_to_raw,
-            "≥ 0.30 × raw",
-            s.create_ratio_to_raw.map(|r| r >= 0.30),
-            note.clone(),
+        checks.push(against_raw(
+            check(
+                "channel creation",
+                s.create_per_second,
+                "channels/s",
+                s.create_ratio_to_raw,
+                "≥ 0.30 × raw",
+                s.create_ratio_to_raw.map(|r| r >= 0.30),
+                note.clone(),
+            ),
+            run,
+            "scale",
+            s.gateway_cpu_us_per_channel,
+            false,
         ));
         let pass = full.then_some(s.bytes_per_channel <= 768.0);
         checks.push(check(
@@ -382,6 +474,45 @@ fn checks(run: &Results) -> Vec<Check> {
         }
     }
     checks
+}
+
+/// A check judged as a ratio to raw, with what makes it trustworthy beside it: the
+/// gateway's CPU per unit, the raw path's CPU per request (of the pooled load, or with
+/// `sequential` of one connection's), their ratio, and raw before and after `scenario`
+/// with its drift (from the run's single raw figure when it had no such measurements).
+fn against_raw(
+    mut c: Check,
+    run: &Results,
+    scenario: &str,
+    cpu_us_per_unit: f64,
+    sequential: bool,
+) -> Check {
+    c.cpu_us_per_unit = Some(cpu_us_per_unit);
+    c.raw_cpu_us_per_request = match (run.bracket(scenario), &run.raw) {
+        (Some(b), _) if sequential => Some(b.sequential_cpu_us_per_request),
+        (Some(b), _) => Some(b.cpu_us_per_request),
+        (None, Some(r)) if sequential => Some(r.sequential_cpu_us_per_request),
+        (None, Some(r)) => Some(r.cpu_us_per_request),
+        (None, None) => None,
+    }
+    .filter(|us| *us > 0.0);
+    c.cpu_ratio = c.raw_cpu_us_per_request.map(|raw| cpu_us_per_unit / raw);
+    if let Some(b) = run.bracket(scenario) {
+        let (before, after, drift) = if sequential {
+            (
+                b.before.sequential_per_second,
+                b.after.sequential_per_second,
+                b.sequential_drift,
+            )
+        } else {
+            (b.before.per_second, b.after.per_second, b.drift)
+        };
+        c.raw_before = Some(before);
+        c.raw_after = Some(after);
+        c.raw_drift = Some(drift);
+        c.raw_steady = Some(drift <= crate::scenarios::raw::STEADY_DRIFT);
+    }
+    c
 }
 
 /// The size a figure was measured at; below the size its target is set at, it says so,

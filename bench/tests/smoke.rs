@@ -303,8 +303,8 @@ fn quick_bench_runs_every_scenario_and_delivers_everything() {
     assert_eq!(r["quick"], true);
     assert_eq!(r["failures"], Value::Array(vec![]), "no scenario failed");
     for scenario in [
-        "raw", "fanout", "filtered", "authed", "traced", "publish", "latency", "wide", "scale",
-        "backlog", "soak",
+        "raw", "fanout", "filtered", "authed", "traced", "publish", "latency", "wide", "sse",
+        "scale", "backlog", "soak",
     ] {
         assert!(
             r[scenario].is_object(),
@@ -312,10 +312,38 @@ fn quick_bench_runs_every_scenario_and_delivers_everything() {
         );
     }
 
-    // raw: the ceiling every ratio divides by.
-    let raw = positive(&r, "raw.per_second");
+    // raw: the ceiling every ratio divides by, and what a request costs the benchmark.
+    positive(&r, "raw.per_second");
     positive(&r, "raw.requests");
     positive(&r, "raw.unloaded.p50_ms");
+    positive(&r, "raw.cpu_us_per_request");
+
+    // Raw again right before and after each scenario judged as a ratio to it: that
+    // scenario's ratios are to their mean, the drift between them reported.
+    let brackets = r["raw_brackets"].as_array().expect("raw brackets");
+    let bracketed: Vec<&str> = brackets
+        .iter()
+        .map(|b| b["scenario"].as_str().unwrap())
+        .collect();
+    assert_eq!(bracketed, ["fanout", "publish", "scale"]);
+    for b in brackets {
+        let (before, after) = (
+            positive(b, "before.per_second"),
+            positive(b, "after.per_second"),
+        );
+        assert!((number(b, "per_second") - (before + after) / 2.0).abs() < 1e-6);
+        assert!(
+            (number(b, "drift") - (after - before).abs() / ((before + after) / 2.0)).abs() < 1e-9
+        );
+        positive(b, "cpu_us_per_request");
+        positive(b, "sequential_per_second");
+        positive(b, "sequential_cpu_us_per_request");
+        assert_eq!(
+            b["steady"],
+            number(b, "drift") <= 0.15 && number(b, "sequential_drift") <= 0.15
+        );
+    }
+    let raw = number(&brackets[0], "per_second");
 
     // fanout: every notification arrived; ratios are against raw.
     let fanout = &r["fanout"];
@@ -461,6 +489,28 @@ fn quick_bench_runs_every_scenario_and_delivers_everything() {
         );
     }
 
+    // sse: every stream got every event, in order, with the default allocator and with
+    // freed pages returned at once; memory per stream measured both times.
+    let sse = &r["sse"];
+    let runs = sse["runs"].as_array().expect("sse runs");
+    assert_eq!(runs.len(), 2, "{sse}");
+    assert_eq!(runs[0]["env"], "");
+    assert_eq!(
+        runs[1]["env"],
+        "MIMALLOC_PURGE_DELAY=0 MIMALLOC_PURGE_DECOMMITS=1"
+    );
+    positive(sse, "fd_limit");
+    for run in runs {
+        let (streams, events) = (positive(run, "streams"), positive(run, "events"));
+        assert_eq!(events, 100.0);
+        assert_eq!(number(run, "frames"), streams * events, "{run}");
+        assert_eq!(number(run, "out_of_order"), 0.0);
+        assert_eq!(number(run, "extra"), 0.0);
+        positive(run, "delivered_seconds");
+        positive(run, "bytes_per_stream_open");
+        assert!(number(run, "rss_delivered_bytes") > 0.0);
+    }
+
     // wide: one event reached every channel.
     positive(&r, "wide.channels");
     positive(&r, "wide.create_per_second");
@@ -542,6 +592,10 @@ fn quick_bench_runs_every_scenario_and_delivers_everything() {
         "traced fan-out delivered",
         "memory per idle channel",
         "restart → delivering",
+        "channel creation",
+        "SSE resident memory per stream, streams open",
+        "SSE resident memory per stream, after the events",
+        "SSE: 100 events to every stream, all delivered",
         "peak RSS, dead endpoint",
         "soak store size, end ÷ at window",
         "soak RSS, end ÷ at window",
@@ -564,7 +618,7 @@ fn quick_bench_runs_every_scenario_and_delivers_everything() {
         .expect("foreign CPU per scenario");
     // The cluster scenario runs only with a database, a broker scenario only with its
     // broker.
-    let scenarios = if database.is_some() { 12 } else { 11 } + brokers.len();
+    let scenarios = if database.is_some() { 13 } else { 12 } + brokers.len();
     assert_eq!(foreign.len(), scenarios, "one reading per scenario");
     for f in foreign {
         let share = number(f, "share");
@@ -572,6 +626,30 @@ fn quick_bench_runs_every_scenario_and_delivers_everything() {
     }
     let md = std::fs::read_to_string(out.path().join("results.md")).unwrap();
     assert!(md.contains("| figure | measured | ratio to raw |"));
+    assert!(md.contains("| CPU ratio | raw before → after (drift) |"));
+    // The ratio targets carry the CPU figures beside them.
+    for name in [
+        "fan-out delivered",
+        "single-event publishes",
+        "channel creation",
+    ] {
+        let check = r["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap();
+        positive(check, "cpu_us_per_unit");
+        positive(check, "raw_cpu_us_per_request");
+        let ratio = positive(check, "cpu_ratio");
+        assert!(
+            (ratio - number(check, "cpu_us_per_unit") / number(check, "raw_cpu_us_per_request"))
+                .abs()
+                < 1e-9
+        );
+        positive(check, "raw_before");
+        positive(check, "raw_after");
+    }
     assert!(md.contains("| time s | store MB | RSS MB | anon MB | delivered |"));
     let svg = std::fs::read_to_string(out.path().join("chart.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("<polyline"));

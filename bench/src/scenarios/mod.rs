@@ -16,6 +16,7 @@ pub mod raw;
 pub mod scale;
 mod sizes;
 pub mod soak;
+pub mod sse;
 pub mod traced;
 pub mod wide;
 

@@ -21,6 +21,10 @@ pub struct Scale {
     pub create_seconds: f64,
     pub create_per_second: f64,
     pub create_ratio_to_raw: Option<f64>,
+    /// The gateway's CPU from the first watch until the last sync notification arrived,
+    /// per channel, µs (its creation, durable, and its sync notification).
+    #[serde(default)]
+    pub gateway_cpu_us_per_channel: f64,
     /// From the first watch until the last sync notification arrived.
     pub synced_seconds: f64,
     pub rss_empty_bytes: u64,
@@ -51,6 +55,7 @@ pub async fn run(ctx: &Ctx, raw_per_second: Option<f64>) -> anyhow::Result<Scale
     let per_resource = sizes.scale_per_resource.max(1);
     let resources = channels.div_ceil(per_resource);
     let rss_empty = gateway.rss()?;
+    let cpu_before = gateway.cpu_seconds()?;
     let (create_seconds, synced_seconds) = create_channels(
         std::slice::from_ref(&gateway),
         &receiver,
@@ -61,6 +66,8 @@ pub async fn run(ctx: &Ctx, raw_per_second: Option<f64>) -> anyhow::Result<Scale
         move |i| format!("/bench/scale/r{}", i % resources as u64),
     )
     .await?;
+    let gateway_cpu_us_per_channel =
+        (gateway.cpu_seconds()? - cpu_before) * 1e6 / channels.max(1) as f64;
     let create_per_second = channels as f64 / create_seconds.max(1e-9);
     println!("  scale: {channels} channels created in {create_seconds:.1} s ({create_per_second:.0}/s), synced in {synced_seconds:.1} s");
     let rss_loaded = gateway.rss()?;
@@ -104,6 +111,7 @@ pub async fn run(ctx: &Ctx, raw_per_second: Option<f64>) -> anyhow::Result<Scale
         create_seconds,
         create_per_second,
         create_ratio_to_raw: ratio(create_per_second, raw_per_second),
+        gateway_cpu_us_per_channel,
         synced_seconds,
         rss_empty_bytes: rss_empty,
         rss_loaded_bytes: rss_loaded,

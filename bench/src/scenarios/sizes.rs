@@ -32,6 +32,12 @@ pub struct Sizes {
     pub latency_channels: usize,
     pub latency_seconds: f64,
     pub wide_channels: usize,
+    /// Open streams of the sse scenario, all on one resource.
+    #[serde(default = "full_sse_streams")]
+    pub sse_streams: usize,
+    /// Events the sse scenario publishes, each to every stream.
+    #[serde(default = "full_sse_events")]
+    pub sse_events: u64,
     /// Channels of the filtered fan-out, each with a filter of its own.
     #[serde(default = "full_filtered_channels")]
     pub filtered_channels: usize,
@@ -66,6 +72,14 @@ fn full_filtered_channels() -> usize {
     1000
 }
 
+fn full_sse_streams() -> usize {
+    10_000
+}
+
+fn full_sse_events() -> u64 {
+    100
+}
+
 fn yes() -> bool {
     true
 }
@@ -87,6 +101,8 @@ impl Sizes {
             latency_channels: 10,
             latency_seconds: 10.0,
             wide_channels: 100_000,
+            sse_streams: full_sse_streams(),
+            sse_events: full_sse_events(),
             filtered_channels: full_filtered_channels(),
             scale_channels: 1_000_000,
             scale_per_resource: 1000,
@@ -119,6 +135,8 @@ impl Sizes {
             latency_channels: 3,
             latency_seconds: 0.5,
             wide_channels: 200,
+            sse_streams: 200,
+            sse_events: full_sse_events(),
             filtered_channels: 20,
             scale_channels: 500,
             scale_per_resource: 50,

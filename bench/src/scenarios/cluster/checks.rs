@@ -22,6 +22,7 @@ pub(super) fn checks(
             target: target.to_string(),
             pass: Some(pass),
             note,
+            ..Check::default()
         };
     let mut checks = Vec::new();
     for t in failover.iter().chain(handover) {
