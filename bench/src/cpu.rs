@@ -131,27 +131,26 @@ pub fn processes_seconds(name: &str) -> Option<f64> {
 /// CPU time of this process alone (user + system, every thread), seconds: over a raw
 /// measurement, what its client and receiver cost (no gateway runs then).
 pub fn own_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<f64> = rest
-        .split_whitespace()
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    // utime and stime (fields 14 and 15): 10 and 11 once the state is dropped.
-    Some(fields.get(10..12)?.iter().sum::<f64>() / TICKS_PER_SECOND)
+    own_stat_seconds(2)
 }
 
 /// CPU time of this process and of its reaped children (`/proc/self/stat` fields 14-17).
 fn own_tree_seconds() -> Option<f64> {
+    own_stat_seconds(4)
+}
+
+/// The sum of the first `count` of `/proc/self/stat`'s utime, stime, cutime, cstime
+/// (fields 14-17), in seconds.
+fn own_stat_seconds(count: usize) -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     let rest = stat.rsplit_once(')')?.1;
+    // After ')' the state (not a number) is dropped by the parse, so fields 14.. are
+    // the numbers from index 10.
     let fields: Vec<f64> = rest
         .split_whitespace()
         .filter_map(|f| f.parse().ok())
         .collect();
-    // After ')': state is index 0 (not a number, so filtered out); utime..cstime are
-    // fields 14..17, i.e. 11..14 of the remaining numbers once the state is dropped.
-    Some(fields.get(10..14)?.iter().sum::<f64>() / TICKS_PER_SECOND)
+    Some(fields.get(10..10 + count)?.iter().sum::<f64>() / TICKS_PER_SECOND)
 }
 
 #[cfg(test)]

@@ -190,7 +190,8 @@ fn canonical_segments(raw: &str) -> Result<Vec<String>, ResourceError> {
         .collect()
 }
 
-fn percent_decode(s: &str) -> Option<Vec<u8>> {
+/// `%XX` decoded into bytes; `None` for a `%` without two hex digits after it.
+pub(crate) fn percent_decode(s: &str) -> Option<Vec<u8>> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -179,21 +179,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Raw> {
     let receiver = Receiver::start().await?;
     let url = Arc::new(receiver.url("/raw"));
     let body = Bytes::from(load::payload(0, PAYLOAD_BYTES));
-    let post = |client: reqwest::Client| {
-        let (url, body) = (url.clone(), body.clone());
-        move |_| {
-            let (client, url, body) = (client.clone(), url.clone(), body.clone());
-            async move {
-                let response = client.post(url.as_str()).body(body).send().await?;
-                anyhow::ensure!(
-                    response.status() == 204,
-                    "receiver answered {}",
-                    response.status()
-                );
-                Ok(())
-            }
-        }
-    };
+    let post = |client: reqwest::Client| post(client, url.clone(), body.clone());
 
     // Warm the pool so connection setup is not part of the figure.
     let loaded_client = load::client(sizes.connections)?;

@@ -333,23 +333,9 @@ pub fn encode_vhost(vhost: &str) -> String {
 }
 
 fn percent_decode(text: &str) -> Result<String, AddressError> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = text
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| error(format!("{text:?} holds a % that is not %XX")))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| error(format!("{text:?} is not UTF-8 once decoded")))
+    let bytes = crate::protocol::resource::percent_decode(text)
+        .ok_or_else(|| error(format!("{text:?} holds a % that is not %XX")))?;
+    String::from_utf8(bytes).map_err(|_| error(format!("{text:?} is not UTF-8 once decoded")))
 }
 
 fn query_params(url: &Url) -> Result<Vec<(String, String)>, AddressError> {
