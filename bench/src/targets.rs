@@ -414,13 +414,13 @@ fn checks(run: &Results) -> Vec<Check> {
             s.gateway_cpu_us_per_channel,
             false,
         ));
-        let pass = full.then_some(s.bytes_per_channel <= 768.0);
+        let pass = full.then_some(s.bytes_per_channel <= 512.0);
         checks.push(check(
             "memory per idle channel",
             s.bytes_per_channel,
             "bytes",
             None,
-            "≤ 768 B at 1M",
+            "≤ 512 B at 1M",
             pass,
             note.clone(),
         ));

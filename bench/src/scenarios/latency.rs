@@ -3,7 +3,7 @@
 //! collection that `latency_channels` channels watch. Each payload carries the time its
 //! publish was sent; the receiver subtracts it on arrival (same process, same clock).
 //!
-//! The headline rate is the one the latency targets are set at (5k events/s, so 50k
+//! The headline rate is the one the latency targets are set at (2.5k events/s, so 25k
 //! notifications/s with 10 channels); lower rates (`latency_sweep`, plus `latency_compare_rate`, at which the
 //! stores are compared) show where the knee is. Rates run lowest
 //! first on one gateway, each after the previous one has been delivered completely.
