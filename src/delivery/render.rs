@@ -17,6 +17,28 @@ const JSON_CONTENT_TYPE: &str = "application/json; charset=\"utf-8\"";
 /// of a signature, its content type), so rendering never grows its list.
 const MOST_HEADERS: usize = 16;
 
+/// The header names, made once at compile time: `HeaderName::from_static` checks its
+/// argument every time it runs, which was a per-notification cost.
+mod name {
+    use super::{h, HeaderName};
+    pub const CHANNEL_ID: HeaderName = HeaderName::from_static(h::CHANNEL_ID);
+    pub const CHANNEL_TOKEN: HeaderName = HeaderName::from_static(h::CHANNEL_TOKEN);
+    pub const CHANNEL_EXPIRATION: HeaderName = HeaderName::from_static(h::CHANNEL_EXPIRATION);
+    pub const RESOURCE_ID: HeaderName = HeaderName::from_static(h::RESOURCE_ID);
+    pub const RESOURCE_URI: HeaderName = HeaderName::from_static(h::RESOURCE_URI);
+    pub const RESOURCE_STATE: HeaderName = HeaderName::from_static(h::RESOURCE_STATE);
+    pub const MESSAGE_NUMBER: HeaderName = HeaderName::from_static(h::MESSAGE_NUMBER);
+    pub const CHANGED: HeaderName = HeaderName::from_static(h::CHANGED);
+    pub const EVENT_RESOURCE: HeaderName = HeaderName::from_static(h::EVENT_RESOURCE);
+    pub const CURSOR: HeaderName = HeaderName::from_static(h::CURSOR);
+    pub const PREVIOUS_NUMBER: HeaderName = HeaderName::from_static(h::PREVIOUS_NUMBER);
+    pub const METADATA: HeaderName = HeaderName::from_static(h::METADATA);
+    pub const WEBHOOK_ID: HeaderName = HeaderName::from_static(h::WEBHOOK_ID);
+    pub const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static(h::WEBHOOK_TIMESTAMP);
+    pub const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static(h::WEBHOOK_SIGNATURE);
+    pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+}
+
 /// One notification on one channel: the sync, or one event.
 #[derive(Debug, Clone)]
 pub struct Notification {
@@ -48,14 +70,14 @@ impl Rendered {
 
     /// The W3C `traceparent` of the attempt that sends it (docs/api.md §18).
     pub fn put_traceparent(&mut self, traceparent: &str) {
-        self.put("traceparent", traceparent);
+        self.put(name::TRACEPARENT, traceparent);
     }
 
-    fn put(&mut self, name: &'static str, value: &str) {
+    fn put(&mut self, name: HeaderName, value: &str) {
         // Every value is built from validated parts; one that is still not a valid
         // header value is left out rather than failing the delivery.
         if let Ok(v) = HeaderValue::from_str(value) {
-            self.headers.push((HeaderName::from_static(name), v));
+            self.headers.push((name, v));
         }
     }
 }
@@ -71,15 +93,15 @@ impl ChannelHeaders {
             headers: Vec::with_capacity(5),
             body: Bytes::new(),
         };
-        headers.put(h::CHANNEL_ID, &channel.id);
+        headers.put(name::CHANNEL_ID, &channel.id);
         if let Some(token) = &channel.token {
-            headers.put(h::CHANNEL_TOKEN, token);
+            headers.put(name::CHANNEL_TOKEN, token);
         }
         if let Some(expiration) = channel.expiration_ms.and_then(httpdate::format_ms) {
-            headers.put(h::CHANNEL_EXPIRATION, &expiration);
+            headers.put(name::CHANNEL_EXPIRATION, &expiration);
         }
-        headers.put(h::RESOURCE_ID, &channel.resource_id);
-        headers.put(h::RESOURCE_URI, &channel.resource_uri);
+        headers.put(name::RESOURCE_ID, &channel.resource_id);
+        headers.put(name::RESOURCE_URI, &channel.resource_uri);
         let mut headers = headers.headers;
         // Checked when given: names the gateway does not set, values a header takes.
         for (name, value) in channel.auth.iter().flat_map(|auth| auth.headers()) {
@@ -135,28 +157,27 @@ impl Notification {
         let mut headers = Vec::with_capacity(MOST_HEADERS);
         headers.extend_from_slice(&channel_headers.0);
         let mut rendered = Rendered { headers, body };
-        rendered.put(h::RESOURCE_STATE, self.state.as_str());
-        rendered.headers.push((
-            HeaderName::from_static(h::MESSAGE_NUMBER),
-            self.number.into(),
-        ));
-        rendered.put(h::CURSOR, &cursor(self.cursor));
+        rendered.put(name::RESOURCE_STATE, self.state.as_str());
+        rendered
+            .headers
+            .push((name::MESSAGE_NUMBER, self.number.into()));
+        rendered.put(name::CURSOR, &cursor(self.cursor));
         match &self.event {
             Some(event) => {
-                rendered.put(h::EVENT_RESOURCE, &event.resource);
+                rendered.put(name::EVENT_RESOURCE, &event.resource);
                 if !event.changed.is_empty() {
-                    rendered.put(h::CHANGED, &event.changed.join(","));
+                    rendered.put(name::CHANGED, &event.changed.join(","));
                 }
                 if let Some(metadata) = &event.metadata {
-                    rendered.put(h::METADATA, metadata);
+                    rendered.put(name::METADATA, metadata);
                 }
             }
-            None => rendered.put(h::EVENT_RESOURCE, &channel.resource),
+            None => rendered.put(name::EVENT_RESOURCE, &channel.resource),
         }
         if let Some(previous) = self.previous {
             rendered
                 .headers
-                .push((HeaderName::from_static(h::PREVIOUS_NUMBER), previous.into()));
+                .push((name::PREVIOUS_NUMBER, previous.into()));
         }
         let own = channel
             .signing_secret
@@ -174,9 +195,9 @@ impl Notification {
                 .iter()
                 .map(|s| s.sign(&msg_id, timestamp, &rendered.body))
                 .collect();
-            rendered.put(h::WEBHOOK_SIGNATURE, &signatures.join(" "));
-            rendered.put(h::WEBHOOK_ID, &msg_id);
-            rendered.put(h::WEBHOOK_TIMESTAMP, &timestamp.to_string());
+            rendered.put(name::WEBHOOK_SIGNATURE, &signatures.join(" "));
+            rendered.put(name::WEBHOOK_ID, &msg_id);
+            rendered.put(name::WEBHOOK_TIMESTAMP, &timestamp.to_string());
         }
         if !rendered.body.is_empty() {
             rendered
