@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::header::{HeaderValue, CONTENT_LENGTH};
@@ -54,6 +54,36 @@ pub struct Webhooks {
     policy: TargetPolicy,
     /// OAuth 2.0 tokens of the channels that need one, shared.
     tokens: Tokens,
+    /// Addresses parsed before, shared by the channels that send to them: one event to
+    /// 100k channels of one address wakes 100k workers, and parsing it each time was
+    /// a tenth of the work of each.
+    parsed: Mutex<HashMap<Box<str>, Arc<ParsedAddress>>>,
+}
+
+/// Most addresses [`Webhooks::parsed`] keeps; when full it starts again (a cache, not
+/// a registry: gateways with more distinct addresses than this parse more often).
+const MOST_PARSED_ADDRESSES: usize = 16_384;
+
+/// A webhook address as sending uses it.
+struct ParsedAddress {
+    /// The parsed address (for the policy and messages, and as the request's URI), or
+    /// why it does not parse.
+    url: Result<(reqwest::Url, http::Uri), String>,
+    host: String,
+}
+
+impl ParsedAddress {
+    fn parse(address: &str) -> ParsedAddress {
+        ParsedAddress {
+            url: reqwest::Url::parse(address)
+                .map_err(|e| e.to_string())
+                .and_then(|url| {
+                    let uri = http::Uri::try_from(url.as_str()).map_err(|e| e.to_string())?;
+                    Ok((url, uri))
+                }),
+            host: host_key(address),
+        }
+    }
 }
 
 impl Webhooks {
@@ -84,21 +114,29 @@ impl Webhooks {
             by_owner,
             policy: options.policy.clone(),
             tokens: Tokens::default(),
+            parsed: Mutex::default(),
         })
     }
 
-    /// A channel's endpoint: its address parsed once per worker wake-up.
+    fn parsed(&self, address: &str) -> Arc<ParsedAddress> {
+        let mut parsed = self.parsed.lock().unwrap();
+        if let Some(known) = parsed.get(address) {
+            return known.clone();
+        }
+        if parsed.len() >= MOST_PARSED_ADDRESSES {
+            parsed.clear();
+        }
+        let new = Arc::new(ParsedAddress::parse(address));
+        parsed.insert(address.into(), new.clone());
+        new
+    }
+
+    /// A channel's endpoint, once per worker wake-up.
     pub fn destination(&self, channel: &ChannelSpec) -> Webhook<'_> {
         Webhook {
             webhooks: self,
             client: self.by_owner.get(&*channel.owner).unwrap_or(&self.default),
-            url: reqwest::Url::parse(&channel.address)
-                .map_err(|e| e.to_string())
-                .and_then(|url| {
-                    let uri = http::Uri::try_from(url.as_str()).map_err(|e| e.to_string())?;
-                    Ok((url, uri))
-                }),
-            host: host_key(&channel.address),
+            address: self.parsed(&channel.address),
             oauth: channel
                 .auth
                 .as_deref()
@@ -144,10 +182,7 @@ pub struct Webhook<'a> {
     webhooks: &'a Webhooks,
     /// The client of the channel's key.
     client: &'a HttpClient,
-    /// The parsed address (for the policy and messages, and as the request's URI), or
-    /// why it does not parse.
-    url: Result<(reqwest::Url, http::Uri), String>,
-    host: String,
+    address: Arc<ParsedAddress>,
     /// Its OAuth 2.0 client credentials, when it authenticates with a token.
     oauth: Option<Arc<ClientCredentials>>,
 }
@@ -188,7 +223,7 @@ impl Webhook<'_> {
 #[async_trait::async_trait]
 impl Destination for Webhook<'_> {
     fn host(&self) -> &str {
-        &self.host
+        &self.address.host
     }
 
     async fn send(&self, notification: Rendered) -> Answer {
@@ -199,7 +234,7 @@ impl Destination for Webhook<'_> {
             excerpt: None,
             acknowledgement: None,
         };
-        let address = match &self.url {
+        let address = match &self.address.url {
             Ok(address) => address,
             Err(e) => {
                 let failure = Failure {
