@@ -10,14 +10,12 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::Uri;
 use axum::Json;
-use base64::Engine;
-use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
-use sha2::Sha256;
 
 use super::auth::{Caller, Scope};
 use super::body::{parse_json, type_name, RawBody, Shortened};
 use super::error::ApiError;
+use super::resource_id::ResourceIds;
 use super::AppState;
 use crate::delivery::brokers::address::{
     broker_kind, kind_name, serves, BrokerAddress, BrokerKind,
@@ -66,8 +64,8 @@ pub struct ChannelContext<'a> {
     pub resource: String,
     /// The key's prefixes, for a channel on `/` of a key limited to them.
     pub within: Option<crate::model::Coverage>,
-    /// The store's secret behind `resourceId`.
-    pub instance_secret: &'a [u8],
+    /// `resourceId` under the store's secret.
+    pub resource_ids: &'a ResourceIds,
     /// `--public-url` without a trailing slash.
     pub public_url: &'a str,
     pub default_ttl: Duration,
@@ -103,7 +101,7 @@ pub async fn watch(
         owner: caller.owner,
         resource,
         within,
-        instance_secret: app.store.instance_secret(),
+        resource_ids: &app.resource_ids,
         public_url: &app.public_url,
         default_ttl: app.config.default_channel_ttl,
         max_ttl: app.config.max_channel_ttl,
@@ -136,12 +134,7 @@ pub fn effective_expiration(
     }
 }
 
-/// Opaque and stable per resource; reveals nothing about the path without the secret.
-pub fn resource_id(secret: &[u8], resource: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(resource.as_bytes());
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..18])
-}
+pub use super::resource_id::resource_id;
 
 impl WatchRequest {
     /// Reads and validates a watch body. Pure: the answer depends only on the bytes,
@@ -378,7 +371,7 @@ impl WatchRequest {
             kind: ChannelKind::WatchChannel,
             owner: context.owner.into(),
             id: self.id.into(),
-            resource_id: resource_id(context.instance_secret, &context.resource).into(),
+            resource_id: context.resource_ids.of(&context.resource),
             resource_uri: format!("{}{}", context.public_url, context.resource).into(),
             resource: context.resource.into(),
             address: self.address.into(),
@@ -638,14 +631,5 @@ mod tests {
             message.contains("the limit is 2048") && message.len() < 200,
             "{message}"
         );
-    }
-
-    #[test]
-    fn resource_ids_are_stable_and_opaque() {
-        let a = resource_id(b"secret", "/b/photos");
-        assert_eq!(a, resource_id(b"secret", "/b/photos"));
-        assert_ne!(a, resource_id(b"secret", "/b/photo"));
-        assert_ne!(a, resource_id(b"other", "/b/photos"));
-        assert!(!a.contains("photos") && crate::protocol::watch::is_valid_channel_id(&a));
     }
 }
