@@ -55,6 +55,9 @@ pub struct WatchRequest {
     pub filter: Option<Filter>,
     /// `auth`: how to authenticate to the address (docs/api.md §17).
     pub auth: Option<EndpointAuth>,
+    /// `address` as parsed by its check (a web_hook's; `None` for a broker's), so that
+    /// the network check after it does not parse it again.
+    pub address_url: Option<reqwest::Url>,
 }
 
 /// What the gateway adds to a watch request to make it a channel.
@@ -92,7 +95,9 @@ pub async fn watch(
     let within = caller.within(&resource)?;
     let now = now_ms();
     let request = WatchRequest::parse(&body, &app.target_policy, now)?;
-    check_deliverable(&app.target_policy, "address", &request.address).await?;
+    if let Some(url) = &request.address_url {
+        check_deliverable_url(&app.target_policy, "address", &request.address, url).await?;
+    }
     if let Some(url) = request.auth.as_ref().and_then(EndpointAuth::token_url) {
         check_deliverable(&app.target_policy, "auth.tokenUrl", url).await?;
     }
@@ -230,7 +235,7 @@ impl WatchRequest {
             }
             _ => {}
         }
-        check_address("address", address, policy)?;
+        let address_url = checked_address("address", address, policy)?;
 
         let token = string("token")?;
         if let Some(token) = token {
@@ -354,6 +359,7 @@ impl WatchRequest {
             payload,
             filter,
             auth,
+            address_url,
         })
     }
 
@@ -413,8 +419,17 @@ pub fn filter_field(value: &Value) -> Result<Filter, ApiError> {
 /// character a URL parser would drop or escape is refused instead: a NUL is more than
 /// PostgreSQL can store.
 pub fn check_address(field: &str, address: &str, policy: &TargetPolicy) -> Result<(), ApiError> {
+    checked_address(field, address, policy).map(drop)
+}
+
+/// [`check_address`], answering with the URL it parsed (`None` for a broker address).
+pub fn checked_address(
+    field: &str,
+    address: &str,
+    policy: &TargetPolicy,
+) -> Result<Option<reqwest::Url>, ApiError> {
     if broker_kind(address).is_some() {
-        return check_broker_address(field, address, policy);
+        return check_broker_address(field, address, policy).map(|()| None);
     }
     if address.len() > MAX_ADDRESS_BYTES {
         return Err(ApiError::invalid(format!(
@@ -442,7 +457,8 @@ pub fn check_address(field: &str, address: &str, policy: &TargetPolicy) -> Resul
             Shortened(address)
         ))
         .with_reason("pushWebhookBadDomain")
-    })
+    })?;
+    Ok(Some(url))
 }
 
 /// The channel types a watch takes, as messages list them.
@@ -515,7 +531,17 @@ pub async fn check_deliverable(
     if broker_kind(address).is_some() {
         return Ok(()); // a broker the operator listed: not subject to the target policy
     }
-    policy.check_new_address(&url).await.map_err(|reason| {
+    check_deliverable_url(policy, field, address, &url).await
+}
+
+/// [`check_deliverable`] of a web_hook address already parsed by [`checked_address`].
+pub async fn check_deliverable_url(
+    policy: &TargetPolicy,
+    field: &str,
+    address: &str,
+    url: &reqwest::Url,
+) -> Result<(), ApiError> {
+    policy.check_new_address(url).await.map_err(|reason| {
         ApiError::invalid(format!(
             "{field} {:?} is not allowed: {reason}",
             Shortened(address)
