@@ -21,6 +21,7 @@ use watchwire::api::events::{
     compact_ascii_json, parse_events, MAX_CHANGED_BYTES, MAX_METADATA_BYTES,
 };
 use watchwire::api::renew::RenewRequest;
+use watchwire::api::resource_id::ResourceIds;
 use watchwire::api::stop::StopRequest;
 use watchwire::api::watch::{ChannelContext, WatchRequest, MAX_ADDRESS_BYTES};
 use watchwire::delivery::render::{ChannelHeaders, Notification as Outbound, Rendered};
@@ -370,13 +371,17 @@ fn assert_watch_request(request: &WatchRequest, policy: &TargetPolicy) {
     );
 }
 
+/// `resourceId`s under the fuzz targets' instance secret.
+static RESOURCE_IDS: std::sync::LazyLock<ResourceIds> =
+    std::sync::LazyLock::new(|| ResourceIds::new(b"instance secret"));
+
 /// What the watch handler adds to a request, on `resource`.
 fn context(resource: &str) -> ChannelContext<'static> {
     ChannelContext {
         owner: "fuzz".into(),
         resource: resource.into(),
         within: None,
-        instance_secret: b"instance secret",
+        resource_ids: &RESOURCE_IDS,
         public_url: PUBLIC_URL,
         default_ttl: 7 * DAY,
         max_ttl: 30 * DAY,

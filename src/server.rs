@@ -150,6 +150,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         drain: args.shutdown_grace,
     };
     let app = Arc::new(App {
+        resource_ids: api::resource_id::ResourceIds::new(store.instance_secret()),
         keys,
         cors: settings.cors,
         config: args,

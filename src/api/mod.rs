@@ -17,6 +17,7 @@ pub mod query;
 pub mod reading;
 pub mod removal;
 pub mod renew;
+pub mod resource_id;
 pub mod stop;
 pub mod stream;
 pub mod watch;
@@ -57,6 +58,8 @@ pub struct App {
     pub target_policy: TargetPolicy,
     /// `--public-url` without a trailing slash.
     pub public_url: String,
+    /// `resourceId`s under the store's instance secret.
+    pub resource_ids: resource_id::ResourceIds,
     pub metrics: PrometheusHandle,
     /// Browser origins that may call `/v1` (`--cors-origins` or its default).
     pub cors: CorsOrigins,

@@ -10,14 +10,12 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::Uri;
 use axum::Json;
-use base64::Engine;
-use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
-use sha2::Sha256;
 
 use super::auth::{Caller, Scope};
 use super::body::{parse_json, type_name, RawBody, Shortened};
 use super::error::ApiError;
+use super::resource_id::ResourceIds;
 use super::AppState;
 use crate::delivery::brokers::address::{
     broker_kind, kind_name, serves, BrokerAddress, BrokerKind,
@@ -57,6 +55,9 @@ pub struct WatchRequest {
     pub filter: Option<Filter>,
     /// `auth`: how to authenticate to the address (docs/api.md §17).
     pub auth: Option<EndpointAuth>,
+    /// `address` as parsed by its check (a web_hook's; `None` for a broker's), so that
+    /// the network check after it does not parse it again.
+    pub address_url: Option<reqwest::Url>,
 }
 
 /// What the gateway adds to a watch request to make it a channel.
@@ -66,8 +67,8 @@ pub struct ChannelContext<'a> {
     pub resource: String,
     /// The key's prefixes, for a channel on `/` of a key limited to them.
     pub within: Option<crate::model::Coverage>,
-    /// The store's secret behind `resourceId`.
-    pub instance_secret: &'a [u8],
+    /// `resourceId` under the store's secret.
+    pub resource_ids: &'a ResourceIds,
     /// `--public-url` without a trailing slash.
     pub public_url: &'a str,
     pub default_ttl: Duration,
@@ -94,7 +95,9 @@ pub async fn watch(
     let within = caller.within(&resource)?;
     let now = now_ms();
     let request = WatchRequest::parse(&body, &app.target_policy, now)?;
-    check_deliverable(&app.target_policy, "address", &request.address).await?;
+    if let Some(url) = &request.address_url {
+        check_deliverable_url(&app.target_policy, "address", &request.address, url).await?;
+    }
     if let Some(url) = request.auth.as_ref().and_then(EndpointAuth::token_url) {
         check_deliverable(&app.target_policy, "auth.tokenUrl", url).await?;
     }
@@ -103,7 +106,7 @@ pub async fn watch(
         owner: caller.owner,
         resource,
         within,
-        instance_secret: app.store.instance_secret(),
+        resource_ids: &app.resource_ids,
         public_url: &app.public_url,
         default_ttl: app.config.default_channel_ttl,
         max_ttl: app.config.max_channel_ttl,
@@ -136,12 +139,7 @@ pub fn effective_expiration(
     }
 }
 
-/// Opaque and stable per resource; reveals nothing about the path without the secret.
-pub fn resource_id(secret: &[u8], resource: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(resource.as_bytes());
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..18])
-}
+pub use super::resource_id::resource_id;
 
 impl WatchRequest {
     /// Reads and validates a watch body. Pure: the answer depends only on the bytes,
@@ -237,7 +235,7 @@ impl WatchRequest {
             }
             _ => {}
         }
-        check_address("address", address, policy)?;
+        let address_url = checked_address("address", address, policy)?;
 
         let token = string("token")?;
         if let Some(token) = token {
@@ -361,6 +359,7 @@ impl WatchRequest {
             payload,
             filter,
             auth,
+            address_url,
         })
     }
 
@@ -378,7 +377,7 @@ impl WatchRequest {
             kind: ChannelKind::WatchChannel,
             owner: context.owner.into(),
             id: self.id.into(),
-            resource_id: resource_id(context.instance_secret, &context.resource).into(),
+            resource_id: context.resource_ids.of(&context.resource),
             resource_uri: format!("{}{}", context.public_url, context.resource).into(),
             resource: context.resource.into(),
             address: self.address.into(),
@@ -420,8 +419,17 @@ pub fn filter_field(value: &Value) -> Result<Filter, ApiError> {
 /// character a URL parser would drop or escape is refused instead: a NUL is more than
 /// PostgreSQL can store.
 pub fn check_address(field: &str, address: &str, policy: &TargetPolicy) -> Result<(), ApiError> {
+    checked_address(field, address, policy).map(drop)
+}
+
+/// [`check_address`], answering with the URL it parsed (`None` for a broker address).
+pub fn checked_address(
+    field: &str,
+    address: &str,
+    policy: &TargetPolicy,
+) -> Result<Option<reqwest::Url>, ApiError> {
     if broker_kind(address).is_some() {
-        return check_broker_address(field, address, policy);
+        return check_broker_address(field, address, policy).map(|()| None);
     }
     if address.len() > MAX_ADDRESS_BYTES {
         return Err(ApiError::invalid(format!(
@@ -449,7 +457,8 @@ pub fn check_address(field: &str, address: &str, policy: &TargetPolicy) -> Resul
             Shortened(address)
         ))
         .with_reason("pushWebhookBadDomain")
-    })
+    })?;
+    Ok(Some(url))
 }
 
 /// The channel types a watch takes, as messages list them.
@@ -522,7 +531,17 @@ pub async fn check_deliverable(
     if broker_kind(address).is_some() {
         return Ok(()); // a broker the operator listed: not subject to the target policy
     }
-    policy.check_new_address(&url).await.map_err(|reason| {
+    check_deliverable_url(policy, field, address, &url).await
+}
+
+/// [`check_deliverable`] of a web_hook address already parsed by [`checked_address`].
+pub async fn check_deliverable_url(
+    policy: &TargetPolicy,
+    field: &str,
+    address: &str,
+    url: &reqwest::Url,
+) -> Result<(), ApiError> {
+    policy.check_new_address(url).await.map_err(|reason| {
         ApiError::invalid(format!(
             "{field} {:?} is not allowed: {reason}",
             Shortened(address)
@@ -638,14 +657,5 @@ mod tests {
             message.contains("the limit is 2048") && message.len() < 200,
             "{message}"
         );
-    }
-
-    #[test]
-    fn resource_ids_are_stable_and_opaque() {
-        let a = resource_id(b"secret", "/b/photos");
-        assert_eq!(a, resource_id(b"secret", "/b/photos"));
-        assert_ne!(a, resource_id(b"secret", "/b/photo"));
-        assert_ne!(a, resource_id(b"other", "/b/photos"));
-        assert!(!a.contains("photos") && crate::protocol::watch::is_valid_channel_id(&a));
     }
 }

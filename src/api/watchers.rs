@@ -19,7 +19,7 @@ use super::error::ApiError;
 use super::path::PathId;
 use super::query::Query;
 use super::removal;
-use super::watch::{check_address, check_deliverable, filter_field, parse_auth, resource_id};
+use super::watch::{check_address, check_deliverable, filter_field, parse_auth};
 use super::AppState;
 use crate::delivery::brokers::address::broker_kind;
 use crate::endpoint_auth::EndpointAuth;
@@ -136,7 +136,7 @@ pub async fn create(
     let spec = ChannelSpec {
         kind: ChannelKind::Watcher,
         id: watcher_id(secret, &caller.owner, &pattern, &endpoint).into(),
-        resource_id: resource_id(secret, &pattern).into(),
+        resource_id: app.resource_ids.of(&pattern),
         resource_uri: format!("{}{}", app.public_url, pattern).into(),
         resource: pattern.clone().into(),
         owner: caller.owner.into(),

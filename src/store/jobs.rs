@@ -185,14 +185,15 @@ pub async fn create_channel<T: Transaction>(
 /// Takes one of the owner's `max` channel places, counted in `owner_counts`; `false`
 /// when all are taken.
 async fn take_quota<T: Transaction>(tx: &mut T, owner: &str, max: u64) -> Result<bool, StoreError> {
-    tx.execute(
-        "INSERT INTO owner_counts (owner, channels) VALUES ($1, 0) ON CONFLICT (owner) DO NOTHING",
-        params![owner],
-    )
-    .await?;
+    if max == 0 {
+        return Ok(false);
+    }
+    // One statement per creation: the owner's first channel makes its row, a later one
+    // counts up only below the quota (an upsert whose WHERE fails changes no row).
     let taken = tx
         .execute(
-            "UPDATE owner_counts SET channels = channels + 1 WHERE owner = $1 AND channels < $2",
+            "INSERT INTO owner_counts (owner, channels) VALUES ($1, 1)
+             ON CONFLICT (owner) DO UPDATE SET channels = owner_counts.channels + 1 WHERE owner_counts.channels < $2",
             // Integers are signed in both databases: a larger quota is as good as none.
             params![owner, max],
         )

@@ -149,20 +149,27 @@ pub trait Statements {
     }
 }
 
-/// A statement in SQLite's spelling: `$n` placeholders become `?n`.
+/// A statement in SQLite's spelling: `$n` placeholders become `?n`. Runs for every
+/// statement executed, so it copies the text between placeholders in whole slices
+/// rather than a character at a time.
 pub fn for_sqlite(sql: &str) -> Cow<'_, str> {
-    if !sql.contains('$') {
+    let Some(first) = sql.find('$') else {
         return Cow::Borrowed(sql);
-    }
+    };
+    let bytes = sql.as_bytes();
     let mut out = String::with_capacity(sql.len());
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+    let mut copied = 0;
+    let mut at = Some(first);
+    while let Some(dollar) = at {
+        // `$` is ASCII, so both sides of it are character boundaries.
+        if bytes.get(dollar + 1).is_some_and(u8::is_ascii_digit) {
+            out.push_str(&sql[copied..dollar]);
             out.push('?');
-        } else {
-            out.push(c);
+            copied = dollar + 1;
         }
+        at = sql[dollar + 1..].find('$').map(|next| dollar + 1 + next);
     }
+    out.push_str(&sql[copied..]);
     Cow::Owned(out)
 }
 
@@ -419,6 +426,9 @@ mod tests {
             "SELECT ?1, ?12 WHERE x = '$' AND y = ?2"
         );
         assert!(matches!(for_sqlite("SELECT 1"), Cow::Borrowed(_)));
+        // A `$` at the end, doubled, or beside text that is not ASCII.
+        assert_eq!(for_sqlite("$$1 'é$' $"), "$?1 'é$' $");
+        assert_eq!(for_sqlite("é$9é"), "é?9é");
     }
 
     #[test]
