@@ -151,14 +151,41 @@ pub fn parse_events(
     max_batch: usize,
 ) -> Result<Vec<NewEvent>, ApiError> {
     // The common publish, one event object, in one typed parse: a body that starts with
-    // `{` can only be read as an object, so it is accepted exactly when the checked way
-    // below accepts it, which a body it refuses takes to be told what is wrong.
-    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+    // `{` can only be read as an object, and one of plain text is accepted by it exactly
+    // when the checked way below accepts it, which a body it refuses takes to be told
+    // what is wrong.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') && is_plain(body) {
         if let Ok(one) = read_json::<EventInput>(body) {
             return validate_event(one, "", prefixes).map(|event| vec![event]);
         }
     }
     parse_checked(body, prefixes, max_batch)
+}
+
+/// Whether the typed parse, which skips fields it does not know and keeps `data` and
+/// `metadata` as text, refuses all the checked way's generic parse refuses: that parse
+/// also refuses lone surrogates (escapes), text that is not UTF-8, and numbers beyond a
+/// double (an exponent, or more digits than a double's range). A body without any of
+/// those marks is plain; one with them goes the checked way.
+fn is_plain(body: &[u8]) -> bool {
+    let mut digits = 0;
+    for &b in body {
+        if !b.is_ascii() || b == b'\\' {
+            return false;
+        }
+        if b.is_ascii_digit() {
+            digits += 1;
+            if digits > 300 {
+                return false;
+            }
+        } else {
+            if digits > 0 && (b == b'e' || b == b'E') {
+                return false;
+            }
+            digits = 0;
+        }
+    }
+    true
 }
 
 /// [`parse_events`] the long way: the shape first, for a clear message about it.
@@ -390,6 +417,10 @@ mod tests {
         assert_eq!(parse_events(two, &prefixes, 1).unwrap_err().status, 400);
     }
 
+    fn bodies_plain() -> &'static str {
+        r#"{"resource": "/bench/items/7", "state": "exists", "data": {"n": 12, "at": "2026-12-06"}}"#
+    }
+
     /// The one-typed-parse path for a single object answers exactly as the checked way:
     /// the same events, or the same refusal.
     #[test]
@@ -412,11 +443,34 @@ mod tests {
             r#"{"resource": "/a", "resource": "/b", "state": "exists"}"#,
             r#"{}"#,
             r#"{"#,
+            // What only the checked way's generic parse refuses.
+            r#"{"id": "\ud800", "resource": "/a", "state": "exists"}"#,
+            r#"{"resource": "/a", "state": "exists", "data": {"s": "\udc00"}}"#,
+            r#"{"resource": "/a", "state": "exists", "metadata": {"s": "\ud800x"}}"#,
+            r#"{"resource": "/a", "state": "exists", "data": {"n": 1e400}}"#,
+            r#"{"resource": "/a", "state": "exists", "data": {"n": -2.5E+999}}"#,
+            r#"{"resource": "/a", "state": "exists", "data": {"n": 1.5e3, "s": "\u00e9\n"}}"#,
         ];
+        let long_integer = format!(
+            r#"{{"resource": "/a", "state": "exists", "data": {{"n": {}}}}}"#,
+            "9".repeat(400)
+        );
+        let mut not_utf8 = br#"{"x": "#.to_vec();
+        not_utf8.extend_from_slice(&[b'"', 0xff, b'"']);
+        not_utf8.extend_from_slice(br#", "resource": "/a", "state": "exists"}"#);
+        let bodies = bodies
+            .iter()
+            .map(|b| b.as_bytes().to_vec())
+            .chain([long_integer.into_bytes(), not_utf8]);
         for body in bodies {
-            let fast = parse_events(body.as_bytes(), &prefixes, 10);
-            let checked = parse_checked(body.as_bytes(), &prefixes, 10);
-            assert_eq!(format!("{fast:?}"), format!("{checked:?}"), "{body}");
+            let fast = parse_events(&body, &prefixes, 10);
+            let checked = parse_checked(&body, &prefixes, 10);
+            let shown = String::from_utf8_lossy(&body);
+            assert_eq!(format!("{fast:?}"), format!("{checked:?}"), "{shown}");
         }
+        // The plain ones do take the one-parse way.
+        assert!(is_plain(bodies_plain().as_bytes()));
+        assert!(!is_plain(br#"{"n": 1e5}"#));
+        assert!(!is_plain(br#"{"s": "\u0041"}"#));
     }
 }
