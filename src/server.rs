@@ -109,6 +109,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         disable_after: args.disable_after,
         key_signing: keys.signing.clone(),
         activity: Default::default(),
+        sleepers: Default::default(),
     });
     let lease = ctx.lease.clone();
     let delivers = match &membership {

@@ -209,7 +209,10 @@ impl Channels {
                 continue;
             };
             channels.failing_count += 1;
-            let spec = handle.spec();
+            // A failing channel keeps its spec: only a healthy idle one puts it away.
+            let Some(spec) = handle.spec() else {
+                continue;
+            };
             channels.failing.push(FailingChannel {
                 id: spec.id.to_string(),
                 owner: spec.owner.to_string(),

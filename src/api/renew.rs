@@ -123,7 +123,7 @@ async fn tell_the_node_delivering(
     let here = app
         .dispatcher
         .handle(pk)
-        .is_some_and(|handle| handle.spec().expiration_ms == Some(renewed.expiration_ms));
+        .is_some_and(|handle| handle.expires_at(renewed.expiration_ms));
     if !here {
         membership
             .tell(&ClusterMessage::Renewed { pk, node })

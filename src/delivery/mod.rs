@@ -46,7 +46,7 @@ use self::destination::Outbound;
 use self::outbox::Outbox;
 use self::retry::RetryPolicy;
 use crate::filter::Verdicts;
-use crate::model::{Outcome, Seq, SharedEvent, StoredChannel};
+use crate::model::{ChannelSpec, Coverage, Outcome, Seq, SharedEvent, StoredChannel};
 use crate::protocol::resource::{is_operational, self_and_ancestors, WHOLE_NAMESPACE};
 use crate::store::{Committed, FeedItem, Store, StoreError};
 
@@ -76,6 +76,8 @@ pub struct DeliveryContext {
     pub key_signing: HashMap<String, render::KeySigning>,
     /// The last hour's attempts and publishes, per minute, for the overview.
     pub activity: crate::telemetry::activity::Activity,
+    /// Idle channels, whose specs are put away after a while (`outbox/idle.rs`).
+    pub sleepers: outbox::idle::Sleepers,
 }
 
 /// How long attempts cut short (`DeliveryContext::cut_short`) get to log themselves;
@@ -89,20 +91,42 @@ pub type Registry = Arc<RwLock<HashMap<i64, Arc<Outbox>>>>;
 /// `/` is kept within (`ChannelSpec::within`). Owned by the router task; the by-key
 /// registry is shared.
 struct ChannelIndex {
-    by_resource: HashMap<Box<str>, Vec<Arc<Outbox>>>,
+    by_resource: HashMap<Box<str>, OnPath>,
     by_pk: Registry,
 }
 
+/// The channels covering one path, and that path's `Coverage`, which every channel
+/// covering just this path shares (one allocation per resource, not per channel).
+struct OnPath {
+    coverage: Arc<Coverage>,
+    channels: Vec<Arc<Outbox>>,
+}
+
 impl ChannelIndex {
+    /// What a channel of `spec` covers: the shared coverage of its resource, or its
+    /// own for a channel kept within prefixes.
+    fn coverage(&self, spec: &ChannelSpec) -> Arc<Coverage> {
+        if spec.within.is_some() {
+            return Arc::new(spec.coverage());
+        }
+        match self.by_resource.get(&*spec.resource) {
+            Some(on_path) => on_path.coverage.clone(),
+            None => Arc::new(spec.coverage()),
+        }
+    }
+
     fn insert(&mut self, handle: Arc<Outbox>) {
         // What a channel covers never changes (a renewal changes only its expiration).
-        let spec = handle.spec();
-        for path in spec.covered_paths() {
+        for path in handle.coverage().paths() {
             // The key is allocated only for a path's first channel.
-            match self.by_resource.get_mut(path) {
-                Some(list) => list.push(handle.clone()),
+            match self.by_resource.get_mut(path.as_str()) {
+                Some(on_path) => on_path.channels.push(handle.clone()),
                 None => {
-                    self.by_resource.insert(path.into(), vec![handle.clone()]);
+                    let on_path = OnPath {
+                        coverage: Arc::new(Coverage::path(path)),
+                        channels: vec![handle.clone()],
+                    };
+                    self.by_resource.insert(path.as_str().into(), on_path);
                 }
             }
         }
@@ -114,11 +138,11 @@ impl ChannelIndex {
             return;
         };
         handle.close();
-        for path in handle.spec().covered_paths() {
-            if let Some(list) = self.by_resource.get_mut(path) {
-                list.retain(|h| h.pk != pk);
-                if list.is_empty() {
-                    self.by_resource.remove(path);
+        for path in handle.coverage().paths() {
+            if let Some(on_path) = self.by_resource.get_mut(path.as_str()) {
+                on_path.channels.retain(|h| h.pk != pk);
+                if on_path.channels.is_empty() {
+                    self.by_resource.remove(path.as_str());
                 }
             }
         }
@@ -150,7 +174,8 @@ impl ChannelIndex {
         let covering = self_and_ancestors(&event.resource).chain(whole);
         let mut verdicts = Verdicts::new(event);
         for path in covering {
-            for handle in self.by_resource.get(path).into_iter().flatten() {
+            let on_path = self.by_resource.get(path).map(|p| &p.channels);
+            for handle in on_path.into_iter().flatten() {
                 handle.route(event, &mut verdicts, ctx);
             }
         }
@@ -213,6 +238,9 @@ pub struct Dispatcher {
 /// Events read per step while catching up at startup.
 const RECOVERY_CHUNK: usize = 4096;
 
+/// Channels read per step at startup.
+const LOAD_CHUNK: usize = 4096;
+
 impl Dispatcher {
     /// Loads every channel, re-offers what each still owes from the log, then follows
     /// the store's feed. In a cluster it starts with no channel: the node claims its
@@ -230,14 +258,23 @@ impl Dispatcher {
             by_resource: HashMap::new(),
             by_pk: registry.clone(),
         };
-        let channels: Vec<StoredChannel> = match delivers {
-            Delivers::Claimed => Vec::new(),
-            Delivers::Every => ctx.store.load_channels().await?,
-        };
         let mut from = u64::MAX;
-        for channel in channels {
-            from = from.min(channel.progress_seq);
-            index.insert(Outbox::new(channel));
+        let mut after_pk = i64::MIN;
+        if delivers == Delivers::Every {
+            loop {
+                let page = ctx.store.load_channels(after_pk, LOAD_CHUNK).await?;
+                let complete = page.len() < LOAD_CHUNK;
+                for channel in page {
+                    from = from.min(channel.progress_seq);
+                    after_pk = channel.pk;
+                    let coverage = index.coverage(&channel.spec);
+                    // Its spec waits in the store until it has something to do.
+                    index.insert(Outbox::new(channel, coverage, false));
+                }
+                if complete {
+                    break;
+                }
+            }
         }
         for interrupted in ctx.store.awaiting_retry().await? {
             if let Some(handle) = registry.read().unwrap().get(&interrupted.channel_pk) {
@@ -270,6 +307,7 @@ impl Dispatcher {
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
         let (routed_tx, routed) = latest::channel(0);
         let (commands, commands_rx) = mpsc::unbounded_channel();
+        tokio::spawn(put_idle_specs_away(ctx.clone()));
         tokio::spawn(route_feed(
             feed,
             commands_rx,
@@ -350,6 +388,21 @@ impl Dispatcher {
     }
 }
 
+/// Every `SWEEP_EVERY`, the specs of channels idle long enough go back to the store
+/// (`outbox/idle.rs`), until shutdown.
+async fn put_idle_specs_away(ctx: Arc<DeliveryContext>) {
+    let mut every = tokio::time::interval(outbox::idle::SWEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            _ = every.tick() => {
+                ctx.sleepers.sweep();
+            }
+        }
+    }
+}
+
 async fn route_feed(
     mut feed: mpsc::UnboundedReceiver<FeedItem>,
     mut commands: mpsc::UnboundedReceiver<RouterCommand>,
@@ -368,7 +421,8 @@ async fn route_feed(
                         if index.contains(adopted.channel.pk) {
                             continue; // Already delivered here.
                         }
-                        let handle = Outbox::adopted(adopted.channel, adopted.owed, counted_through);
+                        let coverage = index.coverage(&adopted.channel.spec);
+                        let handle = Outbox::adopted(adopted.channel, coverage, adopted.owed, counted_through);
                         if let Some(interrupted) = adopted.awaiting_retry {
                             handle.resume(interrupted);
                         }
@@ -401,7 +455,8 @@ async fn route_feed(
                         }
                     }
                     Committed::ChannelCreated(channel) => {
-                        let handle = Outbox::new(channel);
+                        let coverage = index.coverage(&channel.spec);
+                        let handle = Outbox::new(channel, coverage, true);
                         handle.kick(&ctx);
                         index.insert(handle);
                     }

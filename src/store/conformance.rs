@@ -370,7 +370,21 @@ async fn channels_are_unique_counted_and_leave_a_record(place: Place) {
         .create_channel(channel("o", "c3", "/r"), 2)
         .await
         .unwrap();
-    assert_eq!(store.load_channels().await.unwrap().len(), 4);
+    let all = store.load_channels(i64::MIN, usize::MAX).await.unwrap();
+    assert_eq!(all.len(), 4);
+    // A page at a time, by key: the same channels, each once.
+    let first_page = store.load_channels(i64::MIN, 3).await.unwrap();
+    let rest = store.load_channels(first_page[2].pk, 3).await.unwrap();
+    let paged: Vec<i64> = first_page.iter().chain(&rest).map(|c| c.pk).collect();
+    assert_eq!(paged, all.iter().map(|c| c.pk).collect::<Vec<_>>());
+    // One by key, and none once removed.
+    let one = store.load_channel(all[0].pk).await.unwrap().unwrap();
+    assert_eq!(one.spec.id, all[0].spec.id);
+    assert!(store
+        .load_channel(created.channel.pk)
+        .await
+        .unwrap()
+        .is_none());
 }
 
 /// The watcher rules and the quota hold across writers (docs/api.md §13): two nodes

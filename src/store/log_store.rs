@@ -308,9 +308,22 @@ impl<B: Backend> Store for LogStore<B> {
         self.backend.size_bytes().await
     }
 
-    async fn load_channels(&self) -> Result<Vec<StoredChannel>, StoreError> {
-        let sql = format!("SELECT {CHANNEL_COLUMNS} FROM channels ORDER BY pk");
-        self.read(sql, Vec::new(), channel_from_row).await
+    async fn load_channels(
+        &self,
+        after_pk: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredChannel>, StoreError> {
+        let sql =
+            format!("SELECT {CHANNEL_COLUMNS} FROM channels WHERE pk > $1 ORDER BY pk LIMIT $2");
+        let limit = limit.min(i64::MAX as usize) as u64;
+        self.read(sql, params![after_pk, limit], channel_from_row)
+            .await
+    }
+
+    async fn load_channel(&self, pk: i64) -> Result<Option<StoredChannel>, StoreError> {
+        let sql = format!("SELECT {CHANNEL_COLUMNS} FROM channels WHERE pk = $1");
+        let rows = self.read(sql, params![pk], channel_from_row).await?;
+        Ok(rows.into_iter().next())
     }
 
     async fn awaiting_retry(&self) -> Result<Vec<Outcome>, StoreError> {

@@ -304,8 +304,18 @@ pub trait Store: Send + Sync + 'static {
     /// Bytes the store takes on disk (for the `watchwire_store_bytes` gauge).
     async fn size_bytes(&self) -> Result<u64, StoreError>;
 
-    /// Every stored channel with its progress.
-    async fn load_channels(&self) -> Result<Vec<StoredChannel>, StoreError>;
+    /// Stored channels with their progress, by `pk`: at most `limit` with
+    /// `pk > after_pk` (startup reads them all a page at a time, so that a million
+    /// channels' specs are never in memory at once).
+    async fn load_channels(
+        &self,
+        after_pk: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredChannel>, StoreError>;
+
+    /// One stored channel by its key, `None` once removed: what an idle channel's
+    /// worker reads its spec from when it wakes up (`delivery/outbox/idle.rs`).
+    async fn load_channel(&self, pk: i64) -> Result<Option<StoredChannel>, StoreError>;
 
     /// The delivery-log entries of notifications awaiting a retry (at most one per
     /// channel: its head). At startup they resume their attempt count and their retry

@@ -34,9 +34,10 @@ impl Current {
         }
     }
 
-    /// Catches up with the channel as it is now.
-    fn follow(&mut self, now: Arc<ChannelSpec>) -> &Current {
-        if !Arc::ptr_eq(&self.spec, &now) {
+    /// Catches up with the channel as it is now (`None`: never while a worker runs,
+    /// since only an idle channel puts its spec away; kept as it is then).
+    fn follow(&mut self, now: Option<Arc<ChannelSpec>>) -> &Current {
+        if let Some(now) = now.filter(|now| !Arc::ptr_eq(&self.spec, now)) {
             *self = Current::new(now);
         }
         self

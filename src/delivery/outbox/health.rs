@@ -34,7 +34,7 @@ impl Outbox {
             }
             let reason = json!("enabled through the API");
             let event = self.change(ChannelChange::Enabled, &st, reason);
-            ctx.store.record_health(self.pk, None, false, Some(event));
+            ctx.store.record_health(self.pk, None, false, event);
         }
         self.ensure_running(&mut st, ctx);
     }
@@ -53,7 +53,7 @@ impl Outbox {
                 "lastError": recovered_from.as_ref().map(failure_reason),
             });
             let event = self.change(ChannelChange::Recovered, &st, reason);
-            ctx.store.record_health(self.pk, None, false, Some(event));
+            ctx.store.record_health(self.pk, None, false, event);
         }
     }
 
@@ -73,11 +73,14 @@ impl Outbox {
         let since = *failing.since_ms.get_or_insert(now);
         if since == now {
             let event = self.change(ChannelChange::Failing, &st, failure_reason(failure));
-            ctx.store
-                .record_health(self.pk, Some(now), false, Some(event));
+            ctx.store.record_health(self.pk, Some(now), false, event);
         }
         if now - since >= ctx.disable_after.as_millis() as i64 {
-            tracing::warn!(channel = %st.spec.id, "endpoint failing without success for the disable window; channel disabled");
+            let channel = st
+                .spec
+                .as_ref()
+                .map_or_else(|| self.pk.to_string(), |s| s.id.to_string());
+            tracing::warn!(%channel, "endpoint failing without success for the disable window; channel disabled");
             if let Some(failing) = &mut st.failing {
                 failing.next_retry_ms = None;
             }
@@ -88,24 +91,26 @@ impl Outbox {
                 "lastError": failure_reason(failure),
             });
             let event = self.change(ChannelChange::Disabled, &st, reason);
-            ctx.store
-                .record_health(self.pk, Some(since), true, Some(event));
+            ctx.store.record_health(self.pk, Some(since), true, event);
         }
     }
 
     /// The operational event of `change`, with the channel's health as it is now.
+    /// Always made: a channel that is delivering, failing or disabled holds its spec
+    /// (only a healthy idle one puts it away, `idle.rs`).
     fn change(
         &self,
         change: ChannelChange,
         st: &OutboxState,
         reason: serde_json::Value,
-    ) -> NewEvent {
+    ) -> Option<NewEvent> {
         let failing = st.failing.as_deref();
         let health = Health {
             enabled: !st.disabled,
             failing_since_ms: failing.and_then(|f| f.since_ms),
             last_error: failing.and_then(|f| f.last_error.as_ref()),
         };
-        channel_event(change, &st.spec, Some(health), reason, now_ms())
+        let spec = st.spec.as_deref()?;
+        Some(channel_event(change, spec, Some(health), reason, now_ms()))
     }
 }

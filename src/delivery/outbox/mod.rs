@@ -22,11 +22,15 @@
 //! - an idle channel costs an `Outbox` and nothing else: what only some channels need
 //!   is boxed, and a million idle channels must stay small (BENCHMARKS.md);
 //! - its `ChannelSpec` is the channel as this node knows it, one copy: a renewal
-//!   (docs/api.md §8.6) replaces it under the channel's lock, and the router, the
-//!   worker's fence and every notification rendered after that see the new expiration.
+//!   (docs/api.md §8.6) replaces it under the channel's lock, and the worker's fence
+//!   and every notification rendered after that see the new expiration;
+//! - an idle channel puts its spec away (`idle.rs`) and its next worker reads it from
+//!   the store; the router needs only what the `Outbox` keeps (coverage, filter).
 
 mod deliver;
 mod health;
+pub mod idle;
+mod queue;
 mod record;
 mod worker;
 
@@ -35,11 +39,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use self::health::Failing;
+use self::queue::Queue;
 pub use self::record::next_attempt_ms;
 use super::cancel::Cancel;
 use super::DeliveryContext;
-use crate::filter::Verdicts;
-use crate::model::{ChannelSpec, Failure, Outcome, Seq, SharedEvent, StoredChannel};
+use crate::filter::{Filter, Verdicts};
+use crate::model::{ChannelSpec, Coverage, Failure, Outcome, Seq, SharedEvent, StoredChannel};
 
 /// Events a channel holds in memory before it switches to reading from the store.
 pub const QUEUE_CAPACITY: usize = 1024;
@@ -48,16 +53,23 @@ pub struct Outbox {
     pub pk: i64,
     pub start_seq: Seq,
     pub cancel: Cancel,
+    /// The paths it covers (they never change): shared by every channel on the same
+    /// resource (the router's index hands it out).
+    coverage: Arc<Coverage>,
     state: Mutex<OutboxState>,
 }
 
 struct OutboxState {
-    /// What the channel is ([`Outbox::spec`]). Only its expiration ever changes (a
-    /// renewal), and then the whole is replaced: whoever holds the old one holds a
-    /// consistent, older channel. Kept under the lock rather than beside it, so that a
-    /// million idle channels do not pay for a lock of its own.
-    spec: Arc<ChannelSpec>,
-    queue: VecDeque<SharedEvent>,
+    /// What the channel is ([`Outbox::spec`]); `None` while idle (`idle.rs`): its
+    /// worker reads it from the store. Only its expiration ever changes (a renewal),
+    /// and then the whole is replaced: whoever holds the old one holds a consistent,
+    /// older channel. Kept under the lock rather than beside it, so that a million
+    /// idle channels do not pay for a lock of its own.
+    spec: Option<Arc<ChannelSpec>>,
+    /// The spec's filter, kept while the spec is away: the router decides each offer
+    /// with it.
+    filter: Option<Arc<Filter>>,
+    queue: Queue,
     /// Done with every matched event at or below this: the last notification sent or
     /// failed for good (the previous number of the next). What a filter made it move
     /// past without sending is only in `tail_seq` and the store's progress.
@@ -86,6 +98,10 @@ struct OutboxState {
     /// Being handed to another node: no attempt starts any more.
     draining: bool,
     running: bool,
+    /// Renewed while the spec was away: a read of it that was under way may be older.
+    renewed_away: bool,
+    /// The tick (`idle::Sleepers`) its worker last went idle at.
+    idle_tick: u32,
 }
 
 /// Re-sending the matched events in `(after, upto]` (docs/api.md §8); `queue` holds the
@@ -126,7 +142,8 @@ enum Next {
 impl OutboxState {
     /// Whether the channel's expiration has passed: no attempt starts any more.
     fn expired(&self, now: i64) -> bool {
-        self.spec.expiration_ms.is_some_and(|ms| ms <= now)
+        let expiration = self.spec.as_ref().and_then(|spec| spec.expiration_ms);
+        expiration.is_some_and(|ms| ms <= now)
     }
 
     /// What to send next, in priority order: the sync opens the channel; a replay
@@ -168,27 +185,45 @@ impl OutboxState {
 }
 
 impl Outbox {
-    pub fn new(channel: StoredChannel) -> Arc<Self> {
+    /// A channel as created or loaded; `coverage` is what it covers (shared, from the
+    /// router's index). `keep_spec: false` for one loaded at startup that has nothing
+    /// to do: it does not hold its spec until it wakes up.
+    pub fn new(channel: StoredChannel, coverage: Arc<Coverage>, keep_spec: bool) -> Arc<Self> {
         let owed = u64::from(!channel.synced);
-        Outbox::with_state(channel, owed, None)
+        let keep_spec =
+            keep_spec || !channel.synced || channel.disabled || channel.failing_since_ms.is_some();
+        Outbox::with_state(channel, coverage, owed, None, keep_spec)
     }
 
     /// A channel this node takes over from another (or from none): it may owe events
     /// committed before this node saw them, so it starts in backlog mode and reads
     /// them from the store. `owed` is what it owed when it was claimed, counting every
     /// event up to `counted_through`, which offers then skip.
-    pub fn adopted(channel: StoredChannel, owed: u64, counted_through: Seq) -> Arc<Self> {
-        Outbox::with_state(channel, owed, Some(counted_through))
+    pub fn adopted(
+        channel: StoredChannel,
+        coverage: Arc<Coverage>,
+        owed: u64,
+        counted_through: Seq,
+    ) -> Arc<Self> {
+        Outbox::with_state(channel, coverage, owed, Some(counted_through), true)
     }
 
-    fn with_state(channel: StoredChannel, owed: u64, backlog_through: Option<Seq>) -> Arc<Self> {
+    fn with_state(
+        channel: StoredChannel,
+        coverage: Arc<Coverage>,
+        owed: u64,
+        backlog_through: Option<Seq>,
+        keep_spec: bool,
+    ) -> Arc<Self> {
         let handle = Arc::new(Outbox {
             pk: channel.pk,
             start_seq: channel.start_seq,
             cancel: Cancel::default(),
+            coverage,
             state: Mutex::new(OutboxState {
-                spec: channel.spec,
-                queue: VecDeque::new(),
+                filter: channel.spec.filter.clone(),
+                spec: keep_spec.then_some(channel.spec),
+                queue: Queue::default(),
                 progress_seq: channel.sent_seq.unwrap_or(channel.progress_seq),
                 tail_seq: channel.progress_seq,
                 backlog: backlog_through.is_some(),
@@ -207,6 +242,8 @@ impl Outbox {
                 paced_until: None,
                 draining: false,
                 running: false,
+                renewed_away: false,
+                idle_tick: 0,
             }),
         });
         metrics::gauge!("watchwire_pending_notifications").increment(owed as f64);
@@ -245,9 +282,25 @@ impl Outbox {
         self.state.lock().unwrap().draining
     }
 
-    /// The channel as this node knows it now (a renewal replaces it).
-    pub fn spec(&self) -> Arc<ChannelSpec> {
+    /// The channel as this node knows it now (a renewal replaces it); `None` while
+    /// it is idle and has put it away (`idle.rs`): the store has it.
+    pub fn spec(&self) -> Option<Arc<ChannelSpec>> {
         self.state.lock().unwrap().spec.clone()
+    }
+
+    /// The paths it covers.
+    pub fn coverage(&self) -> &Arc<Coverage> {
+        &self.coverage
+    }
+
+    /// Whether this node's copy of the channel expires at `expiration_ms` (a renewal
+    /// reached it). A channel that put its spec away reads it from the store, which
+    /// has every committed renewal.
+    pub fn expires_at(&self, expiration_ms: i64) -> bool {
+        let st = self.state.lock().unwrap();
+        st.spec
+            .as_ref()
+            .is_none_or(|spec| spec.expiration_ms == Some(expiration_ms))
     }
 
     /// The channel now expires at `expiration_ms` (docs/api.md §8.6): from now on the
@@ -256,12 +309,73 @@ impl Outbox {
     /// that stopped at the old expiration starts again.
     pub fn renew(self: &Arc<Self>, expiration_ms: i64, ctx: &Arc<DeliveryContext>) {
         let mut st = self.state.lock().unwrap();
-        if st.spec.expiration_ms != Some(expiration_ms) {
-            let mut spec = (*st.spec).clone();
-            spec.expiration_ms = Some(expiration_ms);
-            st.spec = Arc::new(spec);
+        match &st.spec {
+            Some(spec) if spec.expiration_ms != Some(expiration_ms) => {
+                let mut spec = (**spec).clone();
+                spec.expiration_ms = Some(expiration_ms);
+                st.spec = Some(Arc::new(spec));
+            }
+            Some(_) => {}
+            // A worker reading it from the store now may read it from before.
+            None => st.renewed_away = true,
         }
         self.ensure_running(&mut st, ctx);
+    }
+
+    /// The spec for a worker that starts: its copy, or else read from the store (a
+    /// store error is retried after a second). `None`: the channel is gone from the
+    /// store (its removal is on its way to the router) or halted while reading.
+    async fn wake_spec(&self, ctx: &Arc<DeliveryContext>) -> Option<Arc<ChannelSpec>> {
+        loop {
+            {
+                let mut st = self.state.lock().unwrap();
+                if let Some(spec) = &st.spec {
+                    return Some(spec.clone());
+                }
+                st.renewed_away = false;
+            }
+            match ctx.store.load_channel(self.pk).await {
+                Ok(Some(channel)) => {
+                    let mut st = self.state.lock().unwrap();
+                    if st.renewed_away {
+                        continue; // Renewed during the read: read it again.
+                    }
+                    st.spec = Some(channel.spec.clone());
+                    return Some(channel.spec);
+                }
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::error!(pk = self.pk, error = %e, "could not read a channel from the store; retrying");
+                    if !self.pause(std::time::Duration::from_secs(1), ctx).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The worker found nothing to do: parks the channel so that its spec is put
+    /// away if it stays idle (`idle.rs`). Once per tick.
+    fn went_idle(self: &Arc<Self>, st: &mut OutboxState, ctx: &Arc<DeliveryContext>) {
+        let tick = ctx.sleepers.tick();
+        if st.spec.is_some() && st.idle_tick != tick {
+            st.idle_tick = tick;
+            ctx.sleepers.park(tick, Arc::downgrade(self));
+        }
+    }
+
+    /// Drops the spec (and the queue's memory) if the channel has stayed idle since
+    /// it went idle at `tick` and is healthy. `true` if it did.
+    fn put_spec_away(&self, tick: u32) -> bool {
+        let mut st = self.state.lock().unwrap();
+        let idle = !st.running && st.idle_tick == tick && st.spec.is_some();
+        let rare = st.failing.is_some() || st.disabled || st.replay.is_some();
+        if !idle || rare || !st.queue.is_empty() {
+            return false;
+        }
+        st.spec = None;
+        st.queue.release_if_empty();
+        true
     }
 
     /// Offers an event the channel covers (in log order): queued when its filter
@@ -274,7 +388,7 @@ impl Outbox {
         ctx: &Arc<DeliveryContext>,
     ) {
         let mut st = self.state.lock().unwrap();
-        if verdicts.admits(st.spec.filter.as_ref()) {
+        if verdicts.admits(st.filter.as_ref()) {
             self.offer(&mut st, event, ctx);
         } else {
             self.pass(&mut st, event.seq, ctx);
@@ -402,8 +516,9 @@ mod tests {
 
     fn state() -> OutboxState {
         OutboxState {
-            spec: Arc::new(crate::store::conformance::channel("o", "c", "/r")),
-            queue: VecDeque::new(),
+            spec: Some(Arc::new(crate::store::conformance::channel("o", "c", "/r"))),
+            filter: None,
+            queue: Queue::default(),
             progress_seq: 5,
             tail_seq: 5,
             backlog: false,
@@ -417,6 +532,8 @@ mod tests {
             paced_until: None,
             draining: false,
             running: false,
+            renewed_away: false,
+            idle_tick: 0,
         }
     }
 
@@ -438,6 +555,52 @@ mod tests {
         assert_eq!(st.next(), Some(Next::Replay(event(3))));
         st.sync_pending = true;
         assert_eq!(st.next(), Some(Next::Sync), "the sync always goes first");
+    }
+
+    fn stored(synced: bool) -> StoredChannel {
+        StoredChannel {
+            pk: 7,
+            spec: Arc::new(crate::store::conformance::channel("o", "c", "/r")),
+            start_seq: 1,
+            progress_seq: 1,
+            sent_seq: None,
+            synced,
+            disabled: false,
+            failing_since_ms: None,
+        }
+    }
+
+    #[test]
+    fn only_a_healthy_channel_idle_since_it_was_parked_puts_its_spec_away() {
+        let coverage = Arc::new(Coverage::path("/r"));
+        let loaded = Outbox::new(stored(true), coverage.clone(), false);
+        assert!(
+            loaded.spec().is_none(),
+            "loaded with nothing to do: no spec"
+        );
+        assert!(loaded.expires_at(0), "the store has every renewal");
+        let unsynced = Outbox::new(stored(false), coverage.clone(), false);
+        assert!(
+            unsynced.spec().is_some(),
+            "its sync is owed: it keeps its spec"
+        );
+
+        let outbox = Outbox::new(stored(true), coverage, true);
+        outbox.state.lock().unwrap().idle_tick = 3;
+        assert!(!outbox.put_spec_away(2), "it went idle again since");
+        outbox.state.lock().unwrap().running = true;
+        assert!(!outbox.put_spec_away(3), "its worker runs");
+        outbox.state.lock().unwrap().running = false;
+        outbox.state.lock().unwrap().failing = Some(Box::default());
+        assert!(!outbox.put_spec_away(3), "a failing channel keeps it");
+        outbox.state.lock().unwrap().failing = None;
+        outbox.state.lock().unwrap().queue.push_back(event(2));
+        assert!(!outbox.put_spec_away(3), "it has work queued");
+        outbox.state.lock().unwrap().queue.pop_front();
+        assert!(outbox.put_spec_away(3));
+        assert!(outbox.spec().is_none());
+        assert!(outbox.state.lock().unwrap().queue.0.is_none());
+        assert!(!outbox.put_spec_away(3), "once");
     }
 
     #[test]

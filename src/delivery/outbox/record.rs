@@ -142,7 +142,7 @@ impl Outbox {
                 .admit(now_ms());
             (suppressed, st.spec.clone())
         };
-        let Some(suppressed) = suppressed else {
+        let (Some(suppressed), Some(spec)) = (suppressed, spec) else {
             return;
         };
         let (channel, number, reason, detail) = (

@@ -27,7 +27,9 @@ impl Outbox {
         // Made once per wake-up, not per notification: where the notifications go (the
         // parsed address, its host) and the headers they all carry (made again only
         // when a renewal changes the channel).
-        let spec = self.spec();
+        let Some(spec) = self.wake_spec(&ctx).await else {
+            return self.halt();
+        };
         let destination = ctx.outbound.destination(&spec);
         let destination = &*destination;
         let mut current = Current::new(spec);
@@ -42,8 +44,13 @@ impl Outbox {
                     || st.expired(now_ms());
                 match st.next() {
                     Some(next) if !halted => next,
-                    _ => {
+                    Some(_) => {
                         st.running = false;
+                        return;
+                    }
+                    None => {
+                        st.running = false;
+                        self.went_idle(&mut st, &ctx);
                         return;
                     }
                 }
@@ -112,7 +119,9 @@ impl Outbox {
 
     /// The receiver answered `410 Gone`: the channel is stopped and removed.
     async fn gone(&self, ctx: &Arc<DeliveryContext>) {
-        let channel = self.spec().id.clone();
+        let channel = self
+            .spec()
+            .map_or_else(|| self.pk.to_string(), |spec| spec.id.to_string());
         tracing::info!(%channel, "receiver answered 410 Gone; stopping the channel");
         self.cancel.cancel();
         self.halt();
@@ -149,15 +158,14 @@ impl Outbox {
     /// Matched events after `after` from the store, and the head that read saw. On a
     /// store error: logs, backs off a second, and returns `None` (the caller retries).
     async fn read_after(&self, after: Seq, ctx: &Arc<DeliveryContext>) -> Option<EventPage> {
-        let spec = self.spec();
         match ctx
             .store
-            .read_matching(&spec.coverage(), after, QUEUE_CAPACITY)
+            .read_matching(&self.coverage, after, QUEUE_CAPACITY)
             .await
         {
             Ok(read) => Some(read),
             Err(e) => {
-                tracing::error!(channel = %spec.id, error = %e, "could not read events from the store; retrying");
+                tracing::error!(pk = self.pk, error = %e, "could not read events from the store; retrying");
                 self.pause(Duration::from_secs(1), ctx).await;
                 None
             }
@@ -172,7 +180,7 @@ impl Outbox {
         };
         let mut st = self.state.lock().unwrap();
         let complete = events.len() < QUEUE_CAPACITY && st.skipped_max <= head;
-        let filter = st.spec.filter.clone();
+        let filter = st.filter.clone();
         for event in events {
             if event.seq > st.tail_seq {
                 st.tail_seq = event.seq;
@@ -200,7 +208,7 @@ impl Outbox {
             return;
         };
         let mut st = self.state.lock().unwrap();
-        let filter = st.spec.filter.clone();
+        let filter = st.filter.clone();
         let Some(replay) = &mut st.replay else {
             return;
         };
