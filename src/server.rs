@@ -110,6 +110,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
         key_signing: keys.signing.clone(),
         activity: Default::default(),
         sleepers: Default::default(),
+        specs: Default::default(),
     });
     let lease = ctx.lease.clone();
     let delivers = match &membership {

@@ -107,6 +107,14 @@ fn describe() {
         "Receiving hosts (scheme, host, port) this node delivers to, by state: open, backingOff (failing; probed until it answers), limited (Retry-After or at its rate cap)."
     );
     metrics::describe_counter!(
+        "watchwire_channel_specs_put_away_total",
+        "Idle channels that put their spec (address, token, params) away to save memory; their next wake-up reads it back from the store."
+    );
+    metrics::describe_counter!(
+        "watchwire_channel_specs_read_total",
+        "Specs of idle channels read back from the store when they woke up, and the reads that took them (reads), many specs per read when many channels wake together."
+    );
+    metrics::describe_counter!(
         "watchwire_trace_spans_exported_total",
         "Spans exported to the OpenTelemetry collector."
     );
@@ -153,6 +161,9 @@ pub fn register_series() {
     // Lines may have been dropped before the recorder existed.
     metrics::counter!("watchwire_log_lines_dropped_total").absolute(crate::output::dropped_lines());
     metrics::counter!("watchwire_trace_spans_exported_total").increment(0);
+    metrics::counter!("watchwire_channel_specs_put_away_total").increment(0);
+    metrics::counter!("watchwire_channel_specs_read_total", "what" => "specs").increment(0);
+    metrics::counter!("watchwire_channel_specs_read_total", "what" => "reads").increment(0);
     for reason in ["queue_full", "export_failed"] {
         metrics::counter!("watchwire_trace_spans_dropped_total", "reason" => reason).increment(0);
     }

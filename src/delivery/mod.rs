@@ -78,6 +78,8 @@ pub struct DeliveryContext {
     pub activity: crate::telemetry::activity::Activity,
     /// Idle channels, whose specs are put away after a while (`outbox/idle.rs`).
     pub sleepers: outbox::idle::Sleepers,
+    /// Reads the specs of idle channels that wake up, many at once.
+    pub specs: Arc<outbox::spec_loader::SpecLoader>,
 }
 
 /// How long attempts cut short (`DeliveryContext::cut_short`) get to log themselves;
@@ -397,7 +399,8 @@ async fn put_idle_specs_away(ctx: Arc<DeliveryContext>) {
         tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
             _ = every.tick() => {
-                ctx.sleepers.sweep();
+                let put_away = ctx.sleepers.sweep();
+                metrics::counter!("watchwire_channel_specs_put_away_total").increment(put_away as u64);
             }
         }
     }

@@ -385,6 +385,24 @@ async fn channels_are_unique_counted_and_leave_a_record(place: Place) {
         .await
         .unwrap()
         .is_none());
+    // Many by key: those that exist, each once, across the statements one read takes
+    // (keys that never were, the removed one, and repeats, 300 in all).
+    let mut keys: Vec<i64> = (0..290).map(|i| 1_000_000_000 + i).collect();
+    keys.extend(all.iter().map(|c| c.pk));
+    keys.extend(all.iter().map(|c| c.pk));
+    keys.push(created.channel.pk);
+    let mut found: Vec<i64> = store
+        .load_channels_by_pk(&keys)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.pk)
+        .collect();
+    found.sort_unstable();
+    let mut live: Vec<i64> = all.iter().map(|c| c.pk).collect();
+    live.sort_unstable();
+    assert_eq!(found, live);
+    assert!(store.load_channels_by_pk(&[]).await.unwrap().is_empty());
 }
 
 /// The watcher rules and the quota hold across writers (docs/api.md §13): two nodes

@@ -195,6 +195,9 @@ fn event_columns_of(alias: &str) -> String {
         .join(", ")
 }
 
+/// The numbers of keys `load_channels_by_pk` reads with one statement.
+const LOAD_BY_PK_SIZES: [usize; 4] = [1, 8, 64, 256];
+
 #[async_trait]
 impl<B: Backend> Store for LogStore<B> {
     async fn append(
@@ -320,10 +323,30 @@ impl<B: Backend> Store for LogStore<B> {
             .await
     }
 
-    async fn load_channel(&self, pk: i64) -> Result<Option<StoredChannel>, StoreError> {
-        let sql = format!("SELECT {CHANNEL_COLUMNS} FROM channels WHERE pk = $1");
-        let rows = self.read(sql, params![pk], channel_from_row).await?;
-        Ok(rows.into_iter().next())
+    async fn load_channels_by_pk(&self, pks: &[i64]) -> Result<Vec<StoredChannel>, StoreError> {
+        let mut pks = pks.to_vec();
+        pks.sort_unstable();
+        pks.dedup();
+        let mut channels = Vec::with_capacity(pks.len());
+        for chunk in pks.chunks(LOAD_BY_PK_SIZES[LOAD_BY_PK_SIZES.len() - 1]) {
+            // A few statement sizes, the keys padded with the last one, so that the
+            // statements prepared stay few whatever the number of keys.
+            let size = *LOAD_BY_PK_SIZES
+                .iter()
+                .find(|&&s| s >= chunk.len())
+                .unwrap();
+            let placeholders: Vec<String> = (1..=size).map(|n| format!("${n}")).collect();
+            let sql = format!(
+                "SELECT {CHANNEL_COLUMNS} FROM channels WHERE pk IN ({})",
+                placeholders.join(", ")
+            );
+            let last = chunk[chunk.len() - 1];
+            let params = (0..size)
+                .map(|i| Value::Int(chunk.get(i).copied().unwrap_or(last)))
+                .collect();
+            channels.extend(self.read(sql, params, channel_from_row).await?);
+        }
+        Ok(channels)
     }
 
     async fn awaiting_retry(&self) -> Result<Vec<Outcome>, StoreError> {

@@ -313,9 +313,15 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<StoredChannel>, StoreError>;
 
-    /// One stored channel by its key, `None` once removed: what an idle channel's
-    /// worker reads its spec from when it wakes up (`delivery/outbox/idle.rs`).
-    async fn load_channel(&self, pk: i64) -> Result<Option<StoredChannel>, StoreError>;
+    /// The stored channels of these keys that still exist, in no particular order:
+    /// what the specs of idle channels that wake up are read from, many in one read
+    /// (`delivery/outbox/spec_loader.rs`). A key given twice is one channel.
+    async fn load_channels_by_pk(&self, pks: &[i64]) -> Result<Vec<StoredChannel>, StoreError>;
+
+    /// One stored channel by its key, `None` once removed.
+    async fn load_channel(&self, pk: i64) -> Result<Option<StoredChannel>, StoreError> {
+        Ok(self.load_channels_by_pk(&[pk]).await?.into_iter().next())
+    }
 
     /// The delivery-log entries of notifications awaiting a retry (at most one per
     /// channel: its head). At startup they resume their attempt count and their retry

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use crate::cluster::Cluster;
 use crate::common::keys::{OTHER_ROOT, PHOTOS_PUBLISHER, PHOTOS_SUBSCRIBER, ROOT};
+use crate::common::process::GatewayProcess;
 use crate::common::*;
 
 const HOUR_MS: i64 = 3_600_000;
@@ -495,4 +496,91 @@ async fn a_renewal_through_another_node_reaches_the_node_delivering() {
     assert_eq!(later.state(), "not_exists");
     assert_eq!(expiration_header_secs(&later), expiration / 1000);
     assert!(later.number() > got.number());
+}
+
+/// An idle channel puts its spec away (to save memory) and reads it back when it wakes;
+/// a renewal made meanwhile is what the next notification carries, with every other
+/// header as before. A child process, so the counters are its own.
+#[tokio::test]
+async fn a_channel_renewed_while_its_spec_is_put_away_carries_the_renewal() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = GatewayProcess::start(dir.path(), &[]);
+    let rx = Receiver::start().await;
+    let created = gw
+        .watch_with(
+            "/renew/sleepy",
+            json!({"id": "sleepy", "type": "web_hook", "address": rx.url(), "token": "tok",
+                   "params": {"ttl": "600"}}),
+        )
+        .await;
+    let sync = rx.next().await;
+    let counter = |what: &'static str| {
+        let gw = &gw;
+        async move {
+            let text = gw.get("/metrics").await.text;
+            match what {
+                "put away" => metric_sample(&text, "watchwire_channel_specs_put_away_total", &[]),
+                _ => metric_sample(&text, "watchwire_channel_specs_read_total", &[what]),
+            }
+            .unwrap_or_else(|| panic!("no {what} counter in:\n{text}"))
+        }
+    };
+    let until_put_away = |times: f64| async move {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while counter("put away").await < times {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the idle channel never put its spec away"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    until_put_away(1.0).await;
+    assert_eq!(
+        counter("what=\"specs\"").await,
+        0.0,
+        "nothing read back yet"
+    );
+
+    let renewed = gw
+        .post_raw(&renew_path("sleepy"), r#"{"ttl": "3600"}"#)
+        .await
+        .expect(200)
+        .json;
+    assert_ne!(
+        expiration_of(&renewed) / 1000,
+        expiration_of(&created) / 1000
+    );
+    gw.publish(json!({"resource": "/renew/sleepy", "state": "exists"}))
+        .await;
+    let got = rx.next().await;
+    assert_eq!(
+        expiration_header_secs(&got),
+        expiration_of(&renewed) / 1000,
+        "the renewal, read back with the spec"
+    );
+    assert_eq!(got.header("x-goog-channel-id"), Some("sleepy"));
+    assert_eq!(got.header("x-goog-channel-token"), Some("tok"));
+    assert_eq!(
+        got.header("x-goog-resource-id"),
+        created["resourceId"].as_str()
+    );
+    assert_eq!(got.number(), sync.number() + 1);
+    assert!(
+        counter("what=\"specs\"").await >= 1.0,
+        "its spec was read back"
+    );
+    assert!(counter("what=\"reads\"").await >= 1.0);
+
+    // Put away again, and woken again without a renewal: the same channel.
+    until_put_away(2.0).await;
+    gw.publish(json!({"resource": "/renew/sleepy", "state": "exists"}))
+        .await;
+    let again = rx.next().await;
+    assert_eq!(
+        expiration_header_secs(&again),
+        expiration_of(&renewed) / 1000
+    );
+    assert_eq!(again.header("x-goog-channel-token"), Some("tok"));
+    assert_eq!(again.number(), got.number() + 1);
 }

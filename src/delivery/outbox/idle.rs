@@ -39,10 +39,12 @@ impl Default for Sleepers {
 }
 
 impl Sleepers {
-    /// Seconds since this process started delivering (a tick never wraps in practice:
-    /// 136 years).
+    /// Seconds since this process started delivering, counted from 1: a channel's
+    /// `idle_tick` of 0 means it never went idle, so a channel idle in the first
+    /// second must not get tick 0 (it would never be parked). A tick never wraps in
+    /// practice: 136 years.
     pub(super) fn tick(&self) -> u32 {
-        self.started.elapsed().as_secs() as u32
+        self.started.elapsed().as_secs() as u32 + 1
     }
 
     /// A channel went idle at `tick`. Parked once per tick at most (`Outbox` checks).

@@ -32,6 +32,7 @@ mod health;
 pub mod idle;
 mod queue;
 mod record;
+pub mod spec_loader;
 mod worker;
 
 use std::collections::VecDeque;
@@ -334,7 +335,7 @@ impl Outbox {
                 }
                 st.renewed_away = false;
             }
-            match ctx.store.load_channel(self.pk).await {
+            match ctx.specs.load(&ctx.store, self.pk).await {
                 Ok(Some(channel)) => {
                     let mut st = self.state.lock().unwrap();
                     if st.renewed_away {
