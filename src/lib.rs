@@ -32,6 +32,8 @@ pub mod endpoint_auth;
 #[cfg(feature = "server")]
 pub mod filter;
 #[cfg(feature = "server")]
+pub mod memo;
+#[cfg(feature = "server")]
 pub mod model;
 #[cfg(feature = "server")]
 pub mod operational;

@@ -3,12 +3,11 @@
 //! path without the secret. Every watch needs one and channels crowd onto few
 //! resources, so [`ResourceIds`] keys the MAC once and remembers recent resources' ids.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+
+use crate::memo::Memo;
 
 /// Resources whose ids are remembered; at the bound the memory starts over (computing
 /// an id again costs a few microseconds, so a plain bound is enough).
@@ -32,29 +31,21 @@ fn finish(mut mac: Hmac<Sha256>, resource: &str) -> String {
 /// of it starts each id) and the ids of up to [`REMEMBERED`] resources are kept.
 pub struct ResourceIds {
     keyed: Hmac<Sha256>,
-    remembered: Mutex<HashMap<Box<str>, Box<str>>>,
+    remembered: Memo<Box<str>>,
 }
 
 impl ResourceIds {
     pub fn new(secret: &[u8]) -> ResourceIds {
         ResourceIds {
             keyed: keyed(secret),
-            remembered: Mutex::new(HashMap::new()),
+            remembered: Memo::new(REMEMBERED),
         }
     }
 
     /// The id of `resource`: the same as [`resource_id`] under this secret.
     pub fn of(&self, resource: &str) -> Box<str> {
-        if let Some(id) = self.remembered.lock().unwrap().get(resource) {
-            return id.clone();
-        }
-        let id: Box<str> = finish(self.keyed.clone(), resource).into();
-        let mut remembered = self.remembered.lock().unwrap();
-        if remembered.len() >= REMEMBERED {
-            remembered.clear();
-        }
-        remembered.insert(resource.into(), id.clone());
-        id
+        self.remembered
+            .get_or_make(resource, || finish(self.keyed.clone(), resource).into())
     }
 }
 
@@ -85,7 +76,7 @@ mod tests {
                 );
             }
         }
-        assert!(ids.remembered.lock().unwrap().len() <= REMEMBERED);
+        assert!(ids.remembered.len() <= REMEMBERED);
         assert_ne!(*ResourceIds::new(b"other").of("/r/1"), *ids.of("/r/1"));
     }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderValue, CONTENT_LENGTH};
@@ -22,6 +22,7 @@ use super::oauth::Tokens;
 use super::render::Rendered;
 use super::target::TargetPolicy;
 use crate::endpoint_auth::ClientCredentials;
+use crate::memo::Memo;
 use crate::model::{ChannelSpec, Failure, FailureReason, RESPONSE_EXCERPT_BYTES};
 
 pub const USER_AGENT: &str = concat!("watchwire/", env!("CARGO_PKG_VERSION"));
@@ -57,11 +58,11 @@ pub struct Webhooks {
     /// Addresses parsed before, shared by the channels that send to them: one event to
     /// 100k channels of one address wakes 100k workers, and parsing it each time was
     /// a tenth of the work of each.
-    parsed: Mutex<HashMap<Box<str>, Arc<ParsedAddress>>>,
+    parsed: Memo<Arc<ParsedAddress>>,
 }
 
-/// Most addresses [`Webhooks::parsed`] keeps; when full it starts again (a cache, not
-/// a registry: gateways with more distinct addresses than this parse more often).
+/// Most addresses [`Webhooks::parsed`] keeps (gateways with more distinct addresses
+/// than this parse more often).
 const MOST_PARSED_ADDRESSES: usize = 16_384;
 
 /// A webhook address as sending uses it.
@@ -114,21 +115,13 @@ impl Webhooks {
             by_owner,
             policy: options.policy.clone(),
             tokens: Tokens::default(),
-            parsed: Mutex::default(),
+            parsed: Memo::new(MOST_PARSED_ADDRESSES),
         })
     }
 
     fn parsed(&self, address: &str) -> Arc<ParsedAddress> {
-        let mut parsed = self.parsed.lock().unwrap();
-        if let Some(known) = parsed.get(address) {
-            return known.clone();
-        }
-        if parsed.len() >= MOST_PARSED_ADDRESSES {
-            parsed.clear();
-        }
-        let new = Arc::new(ParsedAddress::parse(address));
-        parsed.insert(address.into(), new.clone());
-        new
+        self.parsed
+            .get_or_make(address, || Arc::new(ParsedAddress::parse(address)))
     }
 
     /// A channel's endpoint, once per worker wake-up.

@@ -378,13 +378,14 @@ async fn channels_are_unique_counted_and_leave_a_record(place: Place) {
     let paged: Vec<i64> = first_page.iter().chain(&rest).map(|c| c.pk).collect();
     assert_eq!(paged, all.iter().map(|c| c.pk).collect::<Vec<_>>());
     // One by key, and none once removed.
-    let one = store.load_channel(all[0].pk).await.unwrap().unwrap();
-    assert_eq!(one.spec.id, all[0].spec.id);
+    let one = store.load_channels_by_pk(&[all[0].pk]).await.unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].spec.id, all[0].spec.id);
     assert!(store
-        .load_channel(created.channel.pk)
+        .load_channels_by_pk(&[created.channel.pk])
         .await
         .unwrap()
-        .is_none());
+        .is_empty());
     // Many by key: those that exist, each once, across the statements one read takes
     // (keys that never were, the removed one, and repeats, 300 in all).
     let mut keys: Vec<i64> = (0..290).map(|i| 1_000_000_000 + i).collect();

@@ -318,11 +318,6 @@ pub trait Store: Send + Sync + 'static {
     /// (`delivery/outbox/spec_loader.rs`). A key given twice is one channel.
     async fn load_channels_by_pk(&self, pks: &[i64]) -> Result<Vec<StoredChannel>, StoreError>;
 
-    /// One stored channel by its key, `None` once removed.
-    async fn load_channel(&self, pk: i64) -> Result<Option<StoredChannel>, StoreError> {
-        Ok(self.load_channels_by_pk(&[pk]).await?.into_iter().next())
-    }
-
     /// The delivery-log entries of notifications awaiting a retry (at most one per
     /// channel: its head). At startup they resume their attempt count and their retry
     /// budget, which runs from their first attempt, not from the restart.
