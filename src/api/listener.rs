@@ -21,15 +21,17 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::error::{ApiError, CONTENT_TYPE};
+use super::stream_connection;
 
 /// hyper's own hard cap on a request head. The configured (smaller) header limit is
 /// enforced by middleware so that it can answer `431` with an envelope; this cap only
 /// catches heads too large to parse at all.
-const MAX_HEAD_BUFFER: usize = 256 * 1024;
+pub(super) const MAX_HEAD_BUFFER: usize = 256 * 1024;
 /// hyper's cap on the number of headers; the configured limit is again middleware.
-const MAX_HEADERS_PARSED: usize = 512;
+pub(super) const MAX_HEADERS_PARSED: usize = 512;
 
 pub struct ConnectionLimits {
     /// A client must finish sending its request head within this time.
@@ -78,6 +80,9 @@ pub async fn serve(
         .keep_alive_timeout(limits.header_read_timeout);
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
+    // Streams served by `stream_connection.rs`: they end themselves at shutdown (the
+    // gateway's closing tells each stream to say goodbye), and the drain waits for them.
+    let streams = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -93,20 +98,37 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        let router = router.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let shutdown = shutdown.clone();
         let header_read_timeout = limits.header_read_timeout;
+        let streams = streams.clone();
         tokio::spawn(async move {
-            tokio::select! {
-                started = tokio::time::timeout(header_read_timeout, protocol_known(&stream)) => {
-                    if !matches!(started, Ok(true)) {
-                        return;
-                    }
+            let first = async {
+                if !protocol_known(&stream).await {
+                    return None;
                 }
+                Some(stream_connection::asks_for_stream(&stream).await)
+            };
+            let asks_for_stream = tokio::select! {
+                started = tokio::time::timeout(header_read_timeout, first) => match started {
+                    Ok(Some(asks_for_stream)) => asks_for_stream,
+                    _ => return,
+                },
                 _ = shutdown.cancelled() => return,
+            };
+            if asks_for_stream {
+                // A task of its own, so that the stream's task is no larger than what
+                // it holds (this one has room for a hyper connection).
+                streams.spawn(stream_connection::serve(
+                    stream,
+                    router,
+                    header_read_timeout,
+                ));
+                return;
             }
+            let service = TowerToHyperService::new(router);
             let io = TokioIo::new(EnvelopeRefusals::new(stream));
             let connection = builder
                 .serve_connection_with_upgrades(io, service)
@@ -116,17 +138,19 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if graceful.count() > 0 {
+    streams.close();
+    if graceful.count() + streams.len() > 0 {
         tracing::info!(
-            connections = graceful.count(),
+            connections = graceful.count() + streams.len(),
             grace = ?limits.drain,
             "waiting for open connections to finish their requests"
         );
     }
-    if tokio::time::timeout(limits.drain, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let drained = async {
+        graceful.shutdown().await;
+        streams.wait().await;
+    };
+    if tokio::time::timeout(limits.drain, drained).await.is_err() {
         tracing::warn!("connections still open after the drain period; closing them");
     }
 }
@@ -251,7 +275,7 @@ fn hyper_refusal(written: &[u8]) -> Option<(usize, Vec<u8>)> {
 }
 
 /// The whole answer, head and envelope, to a request hyper refused with `status`.
-fn envelope_answer(status: u16, date: Option<&str>) -> Vec<u8> {
+pub(super) fn envelope_answer(status: u16, date: Option<&str>) -> Vec<u8> {
     let error = if status == 400 {
         ApiError::invalid(
             "the request is not well-formed HTTP/1.1: its request line, a header, or its \
@@ -270,6 +294,11 @@ fn envelope_answer(status: u16, date: Option<&str>) -> Vec<u8> {
             ),
         )
     };
+    error_answer(&error, date)
+}
+
+/// The whole answer, head and envelope, for `error`, closing the connection.
+pub(super) fn error_answer(error: &ApiError, date: Option<&str>) -> Vec<u8> {
     let body = error.body();
     let mut head = format!(
         "HTTP/1.1 {}\r\ncontent-type: {CONTENT_TYPE}\r\ncontent-length: {}\r\nconnection: close\r\n",

@@ -20,6 +20,7 @@ pub mod renew;
 pub mod resource_id;
 pub mod stop;
 pub mod stream;
+mod stream_connection;
 pub mod watch;
 pub mod watchers;
 

@@ -23,7 +23,7 @@ use super::error::ApiError;
 use super::reading::{authorize_reader, event_json, since_cursor, ReadRequest};
 use super::AppState;
 use crate::delivery::EventBatch;
-use crate::model::{cursor, Coverage, Event, Seq};
+use crate::model::{cursor, Coverage, Seq, SharedEvent};
 
 /// Events read from the store per step while catching up.
 const CATCH_UP_PAGE: usize = 1000;
@@ -80,7 +80,7 @@ pub async fn stream(
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
-            .map(|event| (Ok::<_, Infallible>(event), rx))
+            .map(|waiting| (Ok::<_, Infallible>(waiting.into_frame()), rx))
     });
     let mut response = Sse::new(body)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
@@ -98,8 +98,29 @@ struct Follower {
     filter: Option<Filter>,
     /// Every matching event at or below this has been sent (or precedes the stream).
     sent: Seq,
-    tx: mpsc::Sender<SseEvent>,
+    tx: mpsc::Sender<Waiting>,
     checkpoints: bool,
+}
+
+/// What waits in a stream's buffer for its consumer. An event waits as the log's own
+/// shared copy and is written out as a frame only when its turn comes: a burst to
+/// thousands of streams queues pointers, not a rendered copy per stream.
+enum Waiting {
+    Event(SharedEvent),
+    /// Checkpoints and last words (boxed: rare, and it keeps every slot small).
+    Control(Box<SseEvent>),
+}
+
+impl Waiting {
+    fn into_frame(self) -> SseEvent {
+        match self {
+            Waiting::Event(event) => SseEvent::default()
+                .id(cursor(event.seq))
+                .event(event.state.as_str())
+                .data(event_json(&event)),
+            Waiting::Control(frame) => *frame,
+        }
+    }
 }
 
 /// Why a stream stopped.
@@ -136,21 +157,16 @@ impl Follower {
             .id(cursor(self.sent))
             .data(data);
         // A cut-off consumer's buffer is full by definition: wait a little for room.
+        let last = Waiting::Control(Box::new(last));
         let _ = tokio::time::timeout(Duration::from_secs(5), self.tx.send(last)).await;
     }
 
-    async fn send(&mut self, event: &Event) -> Result<(), Stop> {
+    async fn send(&mut self, event: &SharedEvent) -> Result<(), Stop> {
         if event.seq <= self.sent {
             return Ok(());
         }
         if self.coverage.covers(&event.resource) && filter::admits(self.filter.as_ref(), event) {
-            self.push(
-                SseEvent::default()
-                    .id(cursor(event.seq))
-                    .event(event.state.as_str())
-                    .data(event_json(event)),
-            )
-            .await?;
+            self.push(Waiting::Event(event.clone())).await?;
         }
         // Past the events it skips too: the cursor a cutoff or shutdown gives to resume
         // from stays recent on a quiet resource, rather than expiring with retention.
@@ -159,7 +175,7 @@ impl Follower {
     }
 
     /// Queues a frame for the consumer, waiting at most the stall timeout for room.
-    async fn push(&self, frame: SseEvent) -> Result<(), Stop> {
+    async fn push(&self, frame: Waiting) -> Result<(), Stop> {
         match tokio::time::timeout(self.app.config.stream_stall_timeout, self.tx.send(frame)).await
         {
             Ok(Ok(())) => Ok(()),
@@ -241,7 +257,7 @@ impl Follower {
         }
         let at = cursor(head.max(self.sent));
         let data = serde_json::json!({"cursor": at}).to_string();
-        self.push(SseEvent::default().event("checkpoint").id(at).data(data))
-            .await
+        let frame = SseEvent::default().event("checkpoint").id(at).data(data);
+        self.push(Waiting::Control(Box::new(frame))).await
     }
 }

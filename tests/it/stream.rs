@@ -3,10 +3,13 @@
 
 use std::time::Duration;
 
+use crate::common::input::raw_http;
 use crate::common::sse::SseStream;
 use crate::common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 async fn publish_n(gw: &Gateway, resource: &str, range: std::ops::Range<i64>) -> Vec<String> {
     let batch: Vec<_> = range
@@ -317,4 +320,211 @@ async fn a_stream_on_the_whole_namespace_gets_every_event() {
         }
         assert_eq!(got, [json!("/a"), json!("/b/c/d")]);
     }
+}
+
+// ---- streams on a connection of their own (src/api/stream_connection.rs) ------------
+
+/// Reads from `socket` until `done` says what arrived is enough; panics if the gateway
+/// closes first or takes longer than the tests' patience.
+async fn read_until(socket: &mut TcpStream, got: &mut Vec<u8>, done: impl Fn(&[u8]) -> bool) {
+    let read = async {
+        while !done(got) {
+            let mut buffer = [0u8; 4096];
+            let n = socket.read(&mut buffer).await.unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(got));
+            got.extend_from_slice(&buffer[..n]);
+        }
+    };
+    tokio::time::timeout(PATIENCE, read)
+        .await
+        .unwrap_or_else(|_| panic!("not in time: {}", String::from_utf8_lossy(got)));
+}
+
+/// The payload of a chunked body, and whether its last chunk came.
+fn dechunk(mut body: &[u8]) -> (String, bool) {
+    let mut payload = Vec::new();
+    loop {
+        let Some(line_end) = body.windows(2).position(|w| w == b"\r\n") else {
+            return (String::from_utf8(payload).unwrap(), false);
+        };
+        let size = usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap(), 16)
+            .expect("a chunk size");
+        if size == 0 {
+            return (
+                String::from_utf8(payload).unwrap(),
+                &body[line_end..] == b"\r\n\r\n",
+            );
+        }
+        let data = &body[line_end + 2..];
+        assert!(data.len() >= size + 2, "a chunk cut short");
+        payload.extend_from_slice(&data[..size]);
+        assert_eq!(&data[size..size + 2], b"\r\n", "a chunk ends with CRLF");
+        body = &data[size + 2..];
+    }
+}
+
+/// A stream asked for as a connection's first request is written by the gateway itself,
+/// not hyper, to keep an open stream small: the same answer (head, events in order,
+/// keep-alive comments and the goodbye), chunked, and the connection closed at the end.
+/// The head may arrive in pieces, as from a slow client.
+#[tokio::test]
+async fn a_stream_on_a_connection_of_its_own_is_chunked_and_says_goodbye() {
+    let mut gw = Gateway::start().await;
+    let first = gw
+        .publish(json!({"resource": "/own/start", "state": "exists"}))
+        .await;
+    let since = first["cursor"].as_str().unwrap().to_string();
+    let mut socket = TcpStream::connect(gw.authority()).await.unwrap();
+    let request = format!(
+        "GET /v1/watch?resource=/own&since={since} HTTP/1.1\r\nHost: g\r\nAccept: text/event-stream\r\n\r\n"
+    );
+    // Shorter than what tells a stream from `/v1/watchers`, then the rest of the head.
+    for piece in [&request[..9], &request[9..40], &request[40..]] {
+        socket.write_all(piece.as_bytes()).await.unwrap();
+        socket.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await; // a slow client
+    }
+    let mut got = Vec::new();
+    read_until(&mut socket, &mut got, |g| {
+        g.windows(4).any(|w| w == b"\r\n\r\n")
+    })
+    .await;
+    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8(got[..head_end].to_vec()).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    for line in [
+        "content-type: text/event-stream",
+        "cache-control: no-cache",
+        "transfer-encoding: chunked",
+        "connection: close",
+    ] {
+        assert!(head.contains(line), "{line} missing from {head}");
+    }
+    assert!(head.contains("\r\ndate: "), "{head}");
+
+    publish_n(&gw, "/own/x", 0..3).await;
+    let events = |g: &[u8]| dechunk(&g[head_end..]).0.matches("event: exists").count();
+    read_until(&mut socket, &mut got, |g| events(g) == 3).await;
+    gw.shutdown().await;
+    let read = tokio::time::timeout(PATIENCE, socket.read_to_end(&mut got));
+    read.await.expect("the gateway closes the stream").unwrap();
+
+    let (payload, ended) = dechunk(&got[head_end..]);
+    assert!(ended, "the last chunk was sent: {payload}");
+    let frames: Vec<&str> = payload.split("\n\n").filter(|f| !f.is_empty()).collect();
+    let data: Vec<Value> = frames
+        .iter()
+        .filter_map(|f| f.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let numbers: Vec<&Value> = data.iter().take(3).map(|d| &d["data"]["i"]).collect();
+    assert_eq!(numbers, [&json!(0), &json!(1), &json!(2)], "{payload}");
+    let goodbye = frames.last().unwrap();
+    assert!(goodbye.contains("event: shutdown"), "{payload}");
+    let last = data[2]["cursor"].as_str().unwrap();
+    assert!(goodbye.contains(&format!("id: {last}")), "{payload}");
+}
+
+/// An HTTP/1.0 client gets the stream as it is, ended by the close.
+#[tokio::test]
+async fn an_http_1_0_stream_is_sent_unchunked() {
+    let gw = Gateway::start().await;
+    let mut socket = TcpStream::connect(gw.authority()).await.unwrap();
+    socket
+        .write_all(b"GET /v1/watch?resource=/old HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    read_until(&mut socket, &mut got, |g| {
+        g.windows(4).any(|w| w == b"\r\n\r\n")
+    })
+    .await;
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(!text.contains("transfer-encoding"), "{text}");
+    gw.publish(json!({"resource": "/old/a", "state": "exists"}))
+        .await;
+    read_until(&mut socket, &mut got, |g| {
+        String::from_utf8_lossy(g).contains("\"resource\":\"/old/a\"")
+    })
+    .await;
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let body = text.split_once("\r\n\r\n").unwrap().1;
+    assert!(
+        body.contains("event: exists\n"),
+        "no chunk framing: {body:?}"
+    );
+    assert!(
+        !body.starts_with(|c: char| c.is_ascii_hexdigit()),
+        "{body:?}"
+    );
+}
+
+/// A stream's own connection answers what it cannot serve with the envelope and
+/// closes, as hyper's connections do (docs/api.md §14): a head hyper would refuse, a
+/// request with a body, and any error of the route itself.
+#[tokio::test]
+async fn a_stream_connection_refuses_with_the_envelope_and_closes() {
+    let gw = Gateway::keyed(|_| {}).await;
+    let many: String = (0..600).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let get = |extra: &str| format!("GET /v1/watch?resource=/r HTTP/1.1\r\nHost: g\r\n{extra}\r\n");
+    for (what, request, status, reason) in [
+        (
+            "a header line without a colon",
+            get("broken\r\n"),
+            400,
+            "invalid",
+        ),
+        (
+            "a NUL in a header value",
+            get("x-nul: a\0b\r\n"),
+            400,
+            "invalid",
+        ),
+        (
+            "a folded header",
+            get("x-fold: a\r\n b\r\n"),
+            400,
+            "invalid",
+        ),
+        ("600 headers", get(&many), 431, "headersTooLarge"),
+        (
+            "a head over 256 KiB",
+            get(&format!("x-big: {}\r\n", "b".repeat(300_000))),
+            431,
+            "headersTooLarge",
+        ),
+        (
+            "a body",
+            get("Content-Length: 2\r\n") + "{}",
+            400,
+            "invalid",
+        ),
+        ("no key", get(""), 401, "required"),
+        (
+            "a cursor that is not one",
+            get(&format!("Authorization: Bearer {}\r\n", keys::ROOT))
+                .replace("/r ", "/r&since=zz "),
+            400,
+            "invalidCursor",
+        ),
+    ] {
+        let reply = raw_http(&gw, request.as_bytes()).await;
+        assert_eq!(reply.status, status, "{what}: {}", reply.text);
+        let envelope: Value = serde_json::from_str(&reply.text)
+            .unwrap_or_else(|_| panic!("{what}: not the envelope: {}", reply.text));
+        assert_eq!(envelope["error"]["code"], status, "{what}");
+        assert_eq!(
+            envelope["error"]["errors"][0]["reason"], reason,
+            "{what}: {envelope}"
+        );
+    }
+    let envelope: Value = serde_json::from_str(
+        &raw_http(&gw, get("Content-Length: 2\r\n").as_bytes())
+            .await
+            .text,
+    )
+    .unwrap();
+    let message = envelope["error"]["message"].as_str().unwrap();
+    assert!(message.contains("no request body"), "{message}");
 }
