@@ -150,6 +150,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<RunningServer> {
     let limits = ConnectionLimits {
         header_read_timeout: args.header_read_timeout,
         drain: args.shutdown_grace,
+        max_headers: args.max_headers,
     };
     let app = Arc::new(App {
         resource_ids: api::resource_id::ResourceIds::new(store.instance_secret()),

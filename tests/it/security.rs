@@ -326,6 +326,39 @@ async fn oversized_headers_get_431_in_the_envelope() {
     gw.get("/healthz").await.expect(200);
 }
 
+/// `--max-headers` holds on either side of 100, the HTTP layer's own cap when none is
+/// set: the default (100) is refused above it with the envelope, and a higher limit
+/// lets as many headers through, no more.
+#[tokio::test]
+async fn the_header_count_limit_holds_above_and_below_a_hundred() {
+    let event = r#"{"resource": "/h", "state": "exists"}"#;
+    let with_headers = |gw: &Gateway, n: usize| {
+        // The client adds a few of its own (host, content type and length, accept).
+        (0..n).fold(gw.api.clone(), |api, i| api.header(&format!("x-h{i}"), "v"))
+    };
+    let default = Gateway::start().await;
+    with_headers(&default, 90)
+        .post_raw("/v1/events", event)
+        .await
+        .expect(200);
+    with_headers(&default, 101)
+        .post_raw("/v1/events", event)
+        .await
+        .assert_error(431, "headersTooLarge");
+
+    let raised = Gateway::start_with(|a| a.max_headers = 150).await;
+    with_headers(&raised, 140)
+        .post_raw("/v1/events", event)
+        .await
+        .expect(200);
+    let over = with_headers(&raised, 151)
+        .post_raw("/v1/events", event)
+        .await;
+    over.assert_error(431, "headersTooLarge");
+    let message = over.json["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("--max-headers"), "{message}");
+}
+
 #[tokio::test]
 async fn slow_clients_are_cut_off() {
     let gw = Gateway::start_with(|a| {
