@@ -49,21 +49,36 @@ pub struct ConnectionLimits {
     pub max_headers: usize,
 }
 
-/// Waits until the client has sent enough to tell HTTP/1 from HTTP/2, which hyper-util
+/// Waits until the client has sent enough to tell HTTP/1 from HTTP/2 (which hyper-util
 /// reads before hyper's header read timeout starts: without this bound, a client that
-/// connects and sends nothing (or part of the HTTP/2 preface) holds a socket forever.
-/// `false` when the client closed first.
-async fn protocol_known(stream: &tokio::net::TcpStream) -> bool {
+/// connects and sends nothing, or part of the HTTP/2 preface, holds a socket forever)
+/// and a stream from other requests. `None` when the client closed first.
+async fn opening(stream: &tokio::net::TcpStream) -> Option<Opening> {
     const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
     let mut first = [0u8; 24];
     loop {
-        match stream.peek(&mut first).await {
-            Ok(0) | Err(_) => return false,
-            Ok(n) if n == H2_PREFACE.len() || first[..n] != H2_PREFACE[..n] => return true,
-            // A prefix of the preface: peek returns at once until more arrives.
-            Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        let seen = match stream.peek(&mut first).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => &first[..n],
+        };
+        let part_of_preface = seen.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(seen);
+        match stream_connection::asks_for_stream(seen) {
+            _ if part_of_preface => {}
+            Some(true) => return Some(Opening::Stream),
+            Some(false) => return Some(Opening::Other),
+            None => {}
         }
+        // Not enough to tell: peek answers at once until more arrives.
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// What a connection is, from its first bytes.
+enum Opening {
+    /// Its first request asks for an event stream: `stream_connection.rs` serves it.
+    Stream,
+    /// Anything else, HTTP/1 or HTTP/2: hyper serves it.
+    Other,
 }
 
 /// Serves `router` on `listener` until `shutdown`, then drains open connections.
@@ -116,20 +131,14 @@ pub async fn serve(
         let header_read_timeout = limits.header_read_timeout;
         let streams = streams.clone();
         tokio::spawn(async move {
-            let first = async {
-                if !protocol_known(&stream).await {
-                    return None;
-                }
-                Some(stream_connection::asks_for_stream(&stream).await)
-            };
-            let asks_for_stream = tokio::select! {
-                started = tokio::time::timeout(header_read_timeout, first) => match started {
-                    Ok(Some(asks_for_stream)) => asks_for_stream,
+            let opening = tokio::select! {
+                opened = tokio::time::timeout(header_read_timeout, opening(&stream)) => match opened {
+                    Ok(Some(opening)) => opening,
                     _ => return,
                 },
                 _ = shutdown.cancelled() => return,
             };
-            if asks_for_stream {
+            if let Opening::Stream = opening {
                 // A task of its own, so that the stream's task is no larger than what
                 // it holds (this one has room for a hyper connection).
                 streams.spawn(stream_connection::serve(

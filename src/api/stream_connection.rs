@@ -35,29 +35,22 @@ const FIRST_HEAD_BUFFER: usize = 1024;
 /// out in one write: up to about this much.
 const BATCH_BYTES: usize = 4096;
 
-/// Whether the connection's first request asks for an event stream, from what the
-/// client has sent so far (peeked: nothing is consumed). `false` as soon as the bytes
-/// differ from a stream's request line, or when the client closes.
-pub async fn asks_for_stream(stream: &TcpStream) -> bool {
-    let mut first = [0u8; 14];
-    loop {
-        match stream.peek(&mut first).await {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => {
-                let seen = &first[..n];
-                if !STREAM_REQUEST_LINES
-                    .iter()
-                    .any(|line| line.starts_with(seen))
-                {
-                    return false;
-                }
-                if n == first.len() {
-                    return true;
-                }
-                // A prefix of the line: peek answers at once until more arrives.
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
+/// Whether a connection's first request asks for an event stream, from its first
+/// bytes: `None` while they are only the start of a stream's request line (more must
+/// arrive to tell).
+pub fn asks_for_stream(first: &[u8]) -> Option<bool> {
+    if STREAM_REQUEST_LINES
+        .iter()
+        .any(|line| first.starts_with(line))
+    {
+        Some(true)
+    } else if STREAM_REQUEST_LINES
+        .iter()
+        .any(|line| line.starts_with(first))
+    {
+        None
+    } else {
+        Some(false)
     }
 }
 
@@ -207,8 +200,8 @@ fn parse_head(head: &[u8]) -> Result<Request<Body>, Refusal> {
     Ok(request)
 }
 
-/// Writes `response`: its head, then its body as it comes, each frame in one write
-/// (chunked on HTTP/1.1, up to the close on HTTP/1.0). Stops when the body ends or the
+/// Writes `response`: its head, then its body as it comes, the frames waiting at once
+/// in one write (chunked on HTTP/1.1, up to the close on HTTP/1.0). Stops when the body ends or the
 /// client closes. As with hyper, a client that stops reading holds its connection
 /// until it closes; its stream is cut off (`cutoff`) as soon as it falls behind.
 async fn write_response(
@@ -275,27 +268,23 @@ async fn write_response(
                 Ok(_) => continue,
             },
         };
-        let Some(Ok(frame)) = frame else { break };
-        // A buffer for this write only: between events a stream holds none.
+        let Some(Ok(first)) = frame else { break };
+        // This frame and those already waiting go out in one write (a batch of events is
+        // published at once), up to about a buffer's worth. The buffer is for this write
+        // only: between events a stream holds none.
         let mut out = Vec::new();
-        if let Ok(data) = frame.into_data() {
-            frame_into(&mut out, &data, chunked);
-        }
-        // The frames already waiting go out in the same write (a batch of events is
-        // published at once), up to about a buffer's worth.
+        let mut frame = Some(first);
         let mut ended = false;
-        while out.len() < BATCH_BYTES {
-            match body.frame().now_or_never() {
-                Some(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data() {
-                        frame_into(&mut out, &data, chunked);
-                    }
+        while let Some(this) = frame.take() {
+            if let Ok(data) = this.into_data() {
+                frame_into(&mut out, &data, chunked);
+            }
+            if out.len() < BATCH_BYTES {
+                match body.frame().now_or_never() {
+                    Some(Some(Ok(next))) => frame = Some(next),
+                    Some(None | Some(Err(_))) => ended = true,
+                    None => {}
                 }
-                Some(None | Some(Err(_))) => {
-                    ended = true;
-                    break;
-                }
-                None => break,
             }
         }
         if !out.is_empty() {
@@ -329,6 +318,24 @@ fn frame_into(out: &mut Vec<u8>, data: &[u8], chunked: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_is_told_from_other_requests_by_its_first_bytes() {
+        assert_eq!(
+            asks_for_stream(b"GET /v1/watch?resource=/a HTTP/1.1"),
+            Some(true)
+        );
+        assert_eq!(asks_for_stream(b"GET /v1/watch HTTP/1.1"), Some(true));
+        assert_eq!(asks_for_stream(b"GET /v1/wa"), None, "not enough to tell");
+        assert_eq!(
+            asks_for_stream(b"GET /v1/watch"),
+            None,
+            "nor `/v1/watchers`"
+        );
+        assert_eq!(asks_for_stream(b"GET /v1/watchers HTTP/1.1"), Some(false));
+        assert_eq!(asks_for_stream(b"POST /v1/events"), Some(false));
+        assert_eq!(asks_for_stream(b"PRI * HTTP/2.0"), Some(false));
+    }
 
     #[test]
     fn the_end_of_a_head_is_found_wherever_it_falls() {

@@ -340,6 +340,13 @@ async fn read_until(socket: &mut TcpStream, got: &mut Vec<u8>, done: impl Fn(&[u
         .unwrap_or_else(|_| panic!("not in time: {}", String::from_utf8_lossy(got)));
 }
 
+/// Where the answer's head ends, once it has.
+fn head_end(got: &[u8]) -> Option<usize> {
+    got.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| at + 4)
+}
+
 /// The payload of a chunked body, and whether its last chunk came.
 fn dechunk(mut body: &[u8]) -> (String, bool) {
     let mut payload = Vec::new();
@@ -385,11 +392,8 @@ async fn a_stream_on_a_connection_of_its_own_is_chunked_and_says_goodbye() {
         tokio::time::sleep(Duration::from_millis(30)).await; // a slow client
     }
     let mut got = Vec::new();
-    read_until(&mut socket, &mut got, |g| {
-        g.windows(4).any(|w| w == b"\r\n\r\n")
-    })
-    .await;
-    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    read_until(&mut socket, &mut got, |g| head_end(g).is_some()).await;
+    let head_end = head_end(&got).unwrap();
     let head = String::from_utf8(got[..head_end].to_vec()).unwrap();
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     for line in [
@@ -435,10 +439,7 @@ async fn an_http_1_0_stream_is_sent_unchunked() {
         .await
         .unwrap();
     let mut got = Vec::new();
-    read_until(&mut socket, &mut got, |g| {
-        g.windows(4).any(|w| w == b"\r\n\r\n")
-    })
-    .await;
+    read_until(&mut socket, &mut got, |g| head_end(g).is_some()).await;
     let text = String::from_utf8_lossy(&got).into_owned();
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
     assert!(!text.contains("transfer-encoding"), "{text}");
