@@ -179,6 +179,9 @@ async fn replay_resends_with_the_original_numbers_then_carries_on() {
         .iter()
         .map(|r| (r.number(), r.state().to_string()))
         .collect();
+    // A replay re-sends up to what the gateway has recorded as delivered: the last
+    // notification reached the receiver before its answer reached the gateway.
+    gw.await_pending("replayed", 0).await;
 
     let answer = gw
         .post("/v1/channels/replayed/replay", &json!({"since": start}))
